@@ -1,0 +1,115 @@
+"""The Python API for classifying face crops: ``load_model(name).predict(faces)``."""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass
+from typing import Any, Iterable, Sequence
+
+import numpy as np
+import torch
+import torch.nn as nn
+import torch.nn.functional as F
+from PIL import Image
+
+from . import weights as _weights
+from .data.transforms import normalize, to_float, tta_views
+from .errors import FerkitError
+from .io import read_image
+
+
+@dataclass
+class Prediction:
+    """The expression of one face: the top ``label``, its ``score``, and every class' probability."""
+
+    label: str
+    score: float
+    probabilities: dict[str, float]
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"label": self.label, "score": self.score, "probabilities": self.probabilities}
+
+
+class ExpressionModel:
+    """A trained expression classifier plus its model card (classes, input size, normalisation).
+
+    ``faces`` may be one face or a list of faces; each face is a path, bytes, a numpy array
+    (HxW gray, HxWx3 RGB) or a PIL image, already cropped to the face. Crops are converted to
+    the card's colour mode and resized to its input size.
+    """
+
+    def __init__(self, net: nn.Module, card: dict, device: str | torch.device = "cpu") -> None:
+        self.net = net.eval().to(device)
+        self.card = card
+        self.device = torch.device(device)
+        self.classes: tuple[str, ...] = tuple(card["classes"])
+        self.input_size: tuple[int, int, int] = tuple(card["input_size"])  # type: ignore[assignment]
+        self.mean, self.std = tuple(card["mean"]), tuple(card["std"])
+
+    @property
+    def name(self) -> str:
+        return str(self.card.get("name", self.card["architecture"]))
+
+    def __repr__(self) -> str:
+        return f"ExpressionModel({self.name!r}, classes={list(self.classes)}, input={self.input_size})"
+
+    # -- preprocessing -------------------------------------------------------------------
+    def _one(self, face: Any) -> np.ndarray:
+        c, h, w = self.input_size
+        arr = read_image(face, mode="L" if c == 1 else "RGB")
+        if arr.shape[:2] != (h, w):
+            arr = np.asarray(Image.fromarray(arr).resize((w, h), Image.BILINEAR if min(arr.shape[:2]) <= h else Image.BOX))
+        return arr.reshape(h, w, c)
+
+    def preprocess(self, faces: Any) -> torch.Tensor:
+        """Faces -> uint8 tensor ``[N, C, H, W]`` at the model's input size."""
+        batch = _as_list(faces)
+        if not batch:
+            raise FerkitError("no faces given")
+        arr = np.stack([self._one(f) for f in batch])
+        return torch.from_numpy(arr).permute(0, 3, 1, 2).contiguous()
+
+    # -- inference -----------------------------------------------------------------------
+    @torch.inference_mode()
+    def predict_tensor(self, images: torch.Tensor, tta: str | None = None, batch_size: int = 256) -> torch.Tensor:
+        """Probabilities ``[N, K]`` for uint8 (or [0,1] float) images ``[N, C, H, W]``."""
+        out = []
+        for i in range(0, images.shape[0], batch_size):
+            x = to_float(images[i:i + batch_size].to(self.device))
+            probs = 0
+            views = tta_views(x, tta)
+            for v in views:
+                probs = probs + F.softmax(self.net(normalize(v, self.mean, self.std)).float(), dim=1)
+            out.append((probs / len(views)).cpu())
+        return torch.cat(out)
+
+    def predict_proba(self, faces: Any, tta: str | None = None) -> np.ndarray:
+        """Class probabilities ``[N, K]`` (columns in ``self.classes`` order)."""
+        return self.predict_tensor(self.preprocess(faces), tta=tta).numpy()
+
+    def predict(self, faces: Any, tta: str | None = None) -> list[Prediction]:
+        """One :class:`Prediction` per face (always a list, also for a single face)."""
+        return [self.to_prediction(p) for p in self.predict_proba(faces, tta=tta)]
+
+    def to_prediction(self, probs: Sequence[float]) -> Prediction:
+        i = int(np.argmax(probs))
+        return Prediction(self.classes[i], float(probs[i]), {c: float(p) for c, p in zip(self.classes, probs)})
+
+
+def _as_list(faces: Any) -> list:
+    if isinstance(faces, (list, tuple)):
+        return list(faces)
+    if isinstance(faces, np.ndarray) and (faces.ndim == 4 or (faces.ndim == 3 and faces.shape[-1] not in (1, 3, 4))):
+        return list(faces)  # a batch: N x H x W (gray) or N x H x W x C
+    if isinstance(faces, (str, os.PathLike, bytes, np.ndarray, Image.Image)):
+        return [faces]
+    if isinstance(faces, Iterable):
+        return list(faces)
+    raise FerkitError(f"cannot read faces from a {type(faces).__name__}")
+
+
+def load_model(name: str = "default", device: str = "cpu") -> ExpressionModel:
+    """Load shipped weights by name (``"default"``, ``"mini_xception-fer2013"``), or a
+    ``.safetensors`` file / run folder with its JSON model card."""
+    net, card = _weights.load(name)
+    return ExpressionModel(net, card, device=device)

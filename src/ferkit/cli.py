@@ -1,0 +1,338 @@
+"""The ``ferkit`` command: one verb per job. ``ferkit VERB --help`` explains each."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import shlex
+import sys
+import warnings
+from pathlib import Path
+from typing import Sequence
+
+from .errors import FerkitError
+
+EPILOG = """examples:
+  ferkit models
+  ferkit data --dataset ferplus --data ../shared/data/ferplus
+  ferkit train --model mini_xception --dataset fer2013 --data ../shared/data/fer2013 --out runs/mx
+  ferkit evaluate --model default --dataset fer2013 --data ../shared/data/fer2013 --split PrivateTest --json r.json
+  ferkit predict examples/astronaut.png
+"""
+
+
+# ---------------------------------------------------------------------------------------
+# shared argument groups
+# ---------------------------------------------------------------------------------------
+def _add_dataset_args(p: argparse.ArgumentParser, required: bool = True) -> None:
+    g = p.add_argument_group("dataset")
+    g.add_argument("--dataset", required=required, metavar="NAME",
+                   help="fer2013 | ferplus | ckplus | jaffe | rafdb | kdef | imagefolder")
+    g.add_argument("--data", required=required, metavar="PATH", help="the dataset's folder (or fer2013.csv)")
+    g.add_argument("--skip-bad", action="store_true",
+                   help="skip (and count) unreadable images and malformed rows instead of stopping at the first")
+    g.add_argument("--vote", choices=["majority", "strict"], default=None,
+                   help="ferplus: label rule: 'majority' = most-voted of the 10 columns, dropping unknown / "
+                        "not-a-face (default); 'strict' = Microsoft's rule (>50%% after removing single votes)")
+    g.add_argument("--folds", type=int, default=None, metavar="K",
+                   help="ckplus/jaffe/kdef/imagefolder: number of subject-independent folds (default 10)")
+    g.add_argument("--fold", type=int, default=None, metavar="I",
+                   help="cross-validation round: fold I is 'test', fold I+1 'val', the rest 'train' (default 0)")
+    g.add_argument("--fold-seed", type=int, default=None, metavar="S", help="seed of the subject-to-fold assignment")
+    g.add_argument("--angles", default=None, metavar="A,B", help="kdef: views to keep, e.g. S or S,HL,HR (default all)")
+    g.add_argument("--clean-from", default=None, metavar="FERPLUS_DIR",
+                   help="fer2013 image folders: replace blurred Training images by their clean twins from a FER+ "
+                        "folder (FER2013Train/ holds the same faces), keeping FER2013 labels; see docs/data-notes.md")
+
+
+def _dataset_options(a: argparse.Namespace) -> dict:
+    opts = {"skip_bad": a.skip_bad or None, "vote": a.vote, "folds": a.folds, "fold": a.fold,
+            "fold_seed": a.fold_seed, "angles": tuple(a.angles.split(",")) if a.angles else None,
+            "clean_from": a.clean_from}
+    return {k: v for k, v in opts.items() if v is not None}
+
+
+def _kv(items: Sequence[str]) -> dict:
+    out = {}
+    for it in items or ():
+        if "=" not in it:
+            raise FerkitError(f"--model-arg wants KEY=VALUE, got {it!r}")
+        k, v = it.split("=", 1)
+        try:
+            out[k] = json.loads(v)
+        except json.JSONDecodeError:
+            out[k] = v
+    return out
+
+
+# ---------------------------------------------------------------------------------------
+# verbs
+# ---------------------------------------------------------------------------------------
+def cmd_models(a: argparse.Namespace) -> int:
+    from . import weights
+    from .models import count_params, create, list_models
+
+    archs = []
+    for s in list_models():
+        archs.append({"name": s.name, "params": count_params(create(s.name)), "input_size": list(s.input_size),
+                      "paper": s.paper, "summary": s.summary})
+    cards = weights.shipped()
+    aliases = {v: k for k, v in weights.ALIASES.items()}
+    if a.json:
+        print(json.dumps({"architectures": archs, "weights": cards, "aliases": weights.ALIASES}, indent=2))
+        return 0
+    print("architectures (ferkit.models.create(name, num_classes=...)):")
+    for r in archs:
+        print(f"  {r['name']:<16} {r['params']:>9,} params  input {'x'.join(map(str, r['input_size']))}  "
+              f"{r['summary']}  [{r['paper']}]")
+    print("\nshipped weights (ferkit.load_model(name)):")
+    if not cards:
+        print("  (none)")
+    for c in cards:
+        ms = "  ".join(f"{split} acc {m['accuracy']:.4f}" for split, m in c.get("metrics", {}).items())
+        alias = f" (= {aliases[c['name']]})" if c["name"] in aliases else ""
+        print(f"  {c['name'] + alias:<32} {c['architecture']} {c.get('arch_kwargs') or ''}  "
+              f"{len(c['classes'])} classes  {ms}")
+    return 0
+
+
+def cmd_data(a: argparse.Namespace) -> int:
+    from .data import open_dataset
+
+    reader = open_dataset(a.dataset, a.data, **_dataset_options(a))
+    splits = [a.split] if a.split else list(reader.splits)
+    report = {"dataset": reader.name, "root": str(reader.root), "classes": list(reader.classes),
+              "layout": reader.layout, "splits": {}}
+    for s in splits:
+        report["splits"][reader.resolve_split(s)] = reader.summary(s)
+    if hasattr(reader, "fold_indices"):
+        recs, _ = reader.all_records()
+        folds = reader.fold_indices(recs)
+        subj = [sorted({recs[i].subject for i in f}) for f in folds]
+        report["folds"] = [{"fold": i, "n": len(f), "subjects": subj[i]} for i, f in enumerate(folds)]
+        report["folds_subject_disjoint"] = len(set().union(*map(set, subj))) == sum(map(len, subj))
+    if a.check:
+        from .data.restore import shift_warnings, split_stats
+
+        stats = []
+        for s in report["splits"]:
+            ds = reader.load(s)
+            st = split_stats(ds.images, s)
+            stats.append(st)
+            report["splits"][s]["image_stats"] = {"sharpness": st.sharpness, "contrast": st.contrast,
+                                                  "brightness": st.brightness}
+        report["warnings"] = shift_warnings(stats)
+        report["notes"] = list(getattr(reader, "notes", []))
+    if a.json:
+        print(json.dumps(report, indent=2))
+        return 0
+    print(f"{reader.name} at {reader.root}  ({reader.layout})")
+    w = max(len(c) for c in reader.classes)
+    head = f"  {'split':<12} {'n':>6}  " + " ".join(f"{c[:w]:>{max(6, len(c))}}" for c in reader.classes)
+    print(head)
+    for s, r in report["splits"].items():
+        row = " ".join(f"{r['per_class'][c]:>{max(6, len(c))}}" for c in reader.classes)
+        extra = f"  subjects {r['subjects']}" if r["subjects"] else ""
+        extra += f"  skipped {r['skipped']}" if r["skipped"] else ""
+        print(f"  {s:<12} {r['n']:>6}  {row}{extra}")
+    if a.check:
+        print("\n  image statistics (medians over up to 2000 images per split):")
+        print(f"  {'split':<12} {'sharpness':>9} {'contrast':>9} {'brightness':>10}")
+        for s, r in report["splits"].items():
+            st = r["image_stats"]
+            print(f"  {s:<12} {st['sharpness']:>9.3f} {st['contrast']:>9.1f} {st['brightness']:>10.1f}")
+        for n in report["notes"]:
+            print(f"  note: {n}")
+        for w_ in report["warnings"]:
+            print(f"  WARNING: {w_}")
+        if not report["warnings"]:
+            print("  no train/test shift in sharpness or contrast")
+    if "folds" in report:
+        print(f"\n  {len(report['folds'])} subject-independent folds (fold_seed {reader.fold_seed}); "
+              f"subject-disjoint: {report['folds_subject_disjoint']}")
+        for f in report["folds"]:
+            print(f"    fold {f['fold']}: {f['n']:>4} images, subjects {' '.join(f['subjects'])}")
+    return 0
+
+
+def cmd_train(a: argparse.Namespace) -> int:
+    from .data.transforms import AugmentConfig
+    from .engine.train import TrainConfig, train
+
+    aug = AugmentConfig.none() if a.aug == "none" else AugmentConfig()
+    for k in ("flip", "shift", "rotate", "scale", "brightness", "contrast", "erase"):
+        v = getattr(a, k)
+        if v is not None:
+            setattr(aug, k, v)
+    cfg = TrainConfig(
+        model=a.model, model_kwargs=_kv(a.model_arg), dataset=a.dataset, data=a.data, out=a.out,
+        dataset_options=_dataset_options(a), train_split=a.train_split, val_split=a.val_split,
+        test_split=a.test_split, val_fraction=a.val_fraction, epochs=a.epochs, batch_size=a.batch_size,
+        optimizer=a.optimizer, lr=a.lr, weight_decay=a.weight_decay, momentum=a.momentum, schedule=a.schedule,
+        warmup_epochs=a.warmup, label_smoothing=a.label_smoothing, class_weights=a.class_weights,
+        soft_targets=a.soft_targets, augment=aug.to_dict(), seed=a.seed, device=a.device, amp=not a.no_amp,
+        threads=a.threads, limit=a.limit, early_stop=a.early_stop, name=a.name,
+        command="ferkit " + shlex.join(sys.argv[1:]) if a.command is None else a.command,
+    )
+    train(cfg, resume=a.resume, progress=None if not a.no_progress else False)
+    return 0
+
+
+def cmd_evaluate(a: argparse.Namespace) -> int:
+    from .api import load_model
+    from .data import open_dataset
+    from .engine.evaluate import evaluate, format_table, write_json
+    from .engine.plots import plot_confusion
+
+    model = load_model(a.model, device=a.device)
+    reader = open_dataset(a.dataset, a.data, **_dataset_options(a))
+    split = a.split or reader.test_split
+    if split is None:
+        raise FerkitError(f"{reader.name} has no standard test split: pass --split")
+    c, h, w = model.input_size
+    ds = reader.load(split, size=(h, w), mode="L" if c == 1 else "RGB")
+    res = evaluate(model, ds, tta=None if a.tta == "none" else a.tta, batch_size=a.batch_size)
+    res["command"] = "ferkit " + shlex.join(sys.argv[1:])
+    print(format_table(res))
+    if a.json:
+        write_json(res, a.json)
+        print(f"\nwrote {a.json}")
+    plot = a.plot or (str(Path(a.json).with_suffix("")) + "_confusion.png" if a.json else None)
+    if plot:
+        plot_confusion(res["confusion_matrix"], res["classes"], plot,
+                       title=f"{model.name} on {ds.name} {ds.split}: accuracy {res['accuracy']:.4f}")
+        print(f"wrote {plot}")
+    return 0
+
+
+def cmd_predict(a: argparse.Namespace) -> int:
+    from .predict import predict_cli
+
+    return predict_cli(a)
+
+
+# ---------------------------------------------------------------------------------------
+def build_parser() -> argparse.ArgumentParser:
+    fmt = argparse.ArgumentDefaultsHelpFormatter
+    p = argparse.ArgumentParser(prog="ferkit", description="ferkit: facial expression recognition toolkit.",
+                                epilog=EPILOG, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("--version", action="version", version=f"ferkit {__import__('ferkit').__version__}")
+    sub = p.add_subparsers(dest="verb", metavar="VERB")
+    sub.required = True
+
+    s = sub.add_parser("models", help="list architectures and shipped weights", formatter_class=fmt,
+                       description="List the registered architectures and the shipped weights with their metrics.")
+    s.add_argument("--json", action="store_true", help="machine-readable output")
+    s.set_defaults(fn=cmd_models)
+
+    s = sub.add_parser("data", help="check a dataset: counts per split and class, folds", formatter_class=fmt,
+                       description="Read a dataset's labels (without decoding images) and print the number of "
+                                   "images per split and class, and the subject folds where the dataset has them.")
+    _add_dataset_args(s)
+    s.add_argument("--split", help="only this split (default: all)")
+    s.add_argument("--check", action="store_true",
+                   help="also decode the images and compare splits' sharpness, contrast and brightness, warning "
+                        "about train/test shifts (e.g. a blurred training split)")
+    s.add_argument("--json", action="store_true", help="machine-readable output")
+    s.set_defaults(fn=cmd_data)
+
+    s = sub.add_parser("train", help="train a model", formatter_class=fmt,
+                       description="Train an architecture on a dataset. Writes config, per-epoch log (CSV/JSON), "
+                                   "curves, a checkpoint every epoch, the best weights (chosen on the validation "
+                                   "split) and a model card into --out.")
+    s.add_argument("--model", default="mini_xception", help="architecture (see `ferkit models`)")
+    s.add_argument("--model-arg", action="append", metavar="KEY=VALUE", help="architecture option, e.g. width=2")
+    _add_dataset_args(s)
+    s.add_argument("--out", required=True, help="run folder")
+    s.add_argument("--resume", action="store_true", help="continue the run in --out from its last checkpoint")
+    s.add_argument("--name", help="model name in the card (default: the run folder's name)")
+    g = s.add_argument_group("splits")
+    g.add_argument("--train-split", help="default: the dataset's training split")
+    g.add_argument("--val-split", help="model selection split (default: FER2013 PublicTest, FER+ Valid, next fold)")
+    g.add_argument("--test-split", help="evaluated once at the end (default: the standard test split; 'none' skips)")
+    g.add_argument("--val-fraction", type=float, default=0.1, help="held out of train when there is no val split")
+    g = s.add_argument_group("optimisation")
+    g.add_argument("--epochs", type=int, default=100)
+    g.add_argument("--batch-size", type=int, default=128)
+    g.add_argument("--optimizer", choices=["adamw", "sgd"], default="adamw")
+    g.add_argument("--lr", type=float, default=2e-3, help="peak learning rate")
+    g.add_argument("--weight-decay", type=float, default=0.05)
+    g.add_argument("--momentum", type=float, default=0.9, help="SGD only (Nesterov)")
+    g.add_argument("--schedule", choices=["cosine", "plateau", "constant"], default="cosine")
+    g.add_argument("--warmup", type=float, default=2.0, help="linear warm-up epochs")
+    g.add_argument("--label-smoothing", type=float, default=0.1)
+    g.add_argument("--class-weights", choices=["none", "balanced"], default="none",
+                   help="'balanced' weights the loss by inverse class frequency")
+    g.add_argument("--soft-targets", action="store_true", help="ferplus: train on the annotators' vote distribution")
+    g.add_argument("--early-stop", type=int, default=None, metavar="N",
+                   help="stop after N epochs without a better validation accuracy")
+    g = s.add_argument_group("augmentation (one random affine warp + photometric + erasing, per image)")
+    g.add_argument("--aug", choices=["default", "none"], default="default")
+    g.add_argument("--flip", type=float, help="flip probability (default 0.5)")
+    g.add_argument("--shift", type=float, help="max shift, fraction of size (default 0.1)")
+    g.add_argument("--rotate", type=float, help="max rotation, degrees (default 15)")
+    g.add_argument("--scale", type=float, help="max zoom change (default 0.15)")
+    g.add_argument("--brightness", type=float, help="default 0.3")
+    g.add_argument("--contrast", type=float, help="default 0.3")
+    g.add_argument("--erase", type=float, help="random erasing probability (default 0.5)")
+    g = s.add_argument_group("run")
+    g.add_argument("--seed", type=int, default=0)
+    g.add_argument("--device", default="auto", help="auto | cpu | cuda")
+    g.add_argument("--no-amp", action="store_true", help="disable bfloat16 mixed precision on CUDA")
+    g.add_argument("--threads", type=int, help="CPU threads (default: all cores)")
+    g.add_argument("--limit", type=int, help="use at most N images per split (quick trials)")
+    g.add_argument("--no-progress", action="store_true", help="no progress bar (logs only)")
+    g.add_argument("--command", default=None, help=argparse.SUPPRESS)
+    s.set_defaults(fn=cmd_train)
+
+    s = sub.add_parser("evaluate", help="evaluate a model on a dataset split", formatter_class=fmt,
+                       description="Accuracy, macro-F1, per-class precision/recall/F1 and the confusion matrix of "
+                                   "a model on a dataset split. Prints a table; --json writes the metrics; a "
+                                   "confusion-matrix PNG is written next to the JSON (or to --plot).")
+    s.add_argument("--model", default="default", help="shipped name, .safetensors file or run folder")
+    _add_dataset_args(s)
+    s.add_argument("--split", help="default: the dataset's standard test split (FER2013 PrivateTest, FER+ Test)")
+    s.add_argument("--json", metavar="OUT.json", help="write metrics here")
+    s.add_argument("--plot", metavar="OUT.png", help="confusion-matrix image (default: next to --json)")
+    s.add_argument("--tta", choices=["none", "flip", "tencrop"], default="none", help="test-time augmentation")
+    s.add_argument("--batch-size", type=int, default=256)
+    s.add_argument("--device", default="cpu")
+    s.set_defaults(fn=cmd_evaluate)
+
+    s = sub.add_parser("predict", help="classify the expression in images", formatter_class=fmt,
+                       description="Classify the expression of images or folders of images. Until the face "
+                                   "detector lands, each image is treated as a face crop (--crop center takes "
+                                   "its central square).")
+    s.add_argument("sources", nargs="+", metavar="SOURCE", help="image files or folders")
+    s.add_argument("--model", default="default", help="shipped name, .safetensors file or run folder")
+    s.add_argument("--crop", choices=["center", "none"], default="center",
+                   help="'center': the central square of the image; 'none': the whole image (already a face crop)")
+    s.add_argument("--json", metavar="OUT.json", help="write results as JSON")
+    s.add_argument("--csv", metavar="OUT.csv", help="write results as CSV (one row per image)")
+    s.add_argument("--out", metavar="DIR", help="also write a copy of each image with its label drawn on it")
+    s.add_argument("--tta", choices=["none", "flip", "tencrop"], default="none")
+    s.set_defaults(fn=cmd_predict)
+    return p
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = build_parser()
+    a = parser.parse_args(argv)
+    warnings.simplefilter("default")
+    warnings.formatwarning = lambda msg, cat, *args, **kw: f"ferkit: warning: {msg}\n"
+    try:
+        return int(a.fn(a) or 0)
+    except FerkitError as e:
+        print(f"ferkit: error: {e}", file=sys.stderr)
+        return 1
+    except KeyboardInterrupt:
+        print("ferkit: interrupted", file=sys.stderr)
+        return 130
+    except BrokenPipeError:
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+        return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,221 @@
+"""What every dataset reader shares: records, the in-memory dataset, decoding with caching.
+
+A reader lists :class:`Record` s for a split (cheap: file names and labels) and
+:meth:`Reader.load` decodes them once into a :class:`FaceDataset` of uint8 tensors, cached on
+disk (see :mod:`ferkit.data.cache`) so that later runs start in a fraction of a second.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import sys
+import warnings
+from collections import Counter
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import ClassVar, Sequence
+
+import numpy as np
+import torch
+from PIL import Image
+from tqdm.auto import tqdm
+
+from ..errors import DatasetError, FerkitError
+from ..io import read_image
+from . import cache as _cache
+
+
+@dataclass(frozen=True)
+class Record:
+    """One labelled image of a dataset split, before decoding."""
+
+    source: str  #: file path, or ``file.csv:line N`` for images stored inside a CSV
+    label: int  #: index into the reader's ``classes``
+    subject: str | None = None  #: person id where the dataset has one (CK+, JAFFE, KDEF)
+    soft: tuple[float, ...] | None = None  #: vote distribution over ``classes`` (FER+)
+    array: np.ndarray | None = field(default=None, compare=False, repr=False)  #: pre-decoded pixels
+
+
+@dataclass
+class FaceDataset:
+    """A decoded dataset split held in memory: ``images`` is uint8 ``[N, C, H, W]``."""
+
+    images: torch.Tensor
+    labels: torch.Tensor
+    classes: tuple[str, ...]
+    sources: list[str]
+    subjects: list[str | None]
+    soft: torch.Tensor | None = None
+    name: str = ""
+    split: str = ""
+    skipped: list[tuple[str, str]] = field(default_factory=list)
+
+    def __len__(self) -> int:
+        return int(self.labels.shape[0])
+
+    def subset(self, indices: Sequence[int] | np.ndarray | torch.Tensor, split: str | None = None) -> "FaceDataset":
+        idx = torch.as_tensor(np.asarray(indices, dtype=np.int64))
+        il = idx.tolist()
+        return FaceDataset(
+            images=self.images[idx],
+            labels=self.labels[idx],
+            classes=self.classes,
+            sources=[self.sources[i] for i in il],
+            subjects=[self.subjects[i] for i in il],
+            soft=None if self.soft is None else self.soft[idx],
+            name=self.name,
+            split=split or self.split,
+            skipped=list(self.skipped),
+        )
+
+    def class_counts(self) -> dict[str, int]:
+        counts = torch.bincount(self.labels, minlength=len(self.classes)).tolist()
+        return dict(zip(self.classes, counts))
+
+    @property
+    def image_size(self) -> tuple[int, int, int]:
+        return tuple(self.images.shape[1:])  # type: ignore[return-value]
+
+
+class Reader:
+    """Base class of the dataset readers. Subclasses set the class attributes and implement
+    :meth:`records`; :meth:`load` does decoding, resizing, skipping and caching for all."""
+
+    name: ClassVar[str] = ""
+    description: ClassVar[str] = ""
+    layout: ClassVar[str] = ""
+    #: split names; ``aliases`` maps train/val/test (and others) onto them
+    splits: tuple[str, ...] = ()
+    aliases: dict[str, str] = {}
+    train_split: str | None = None
+    val_split: str | None = None  #: None: the trainer holds out part of ``train_split``
+    test_split: str | None = None
+    classes: tuple[str, ...] = ()
+
+    def __init__(self, root: str | os.PathLike, *, skip_bad: bool = False) -> None:
+        self.root = Path(root).expanduser()
+        self.skip_bad = skip_bad
+        if not self.root.exists():
+            raise DatasetError(f"{self.name}: data path {self.root} does not exist")
+
+    # -- to implement -------------------------------------------------------------------
+    def records(self, split: str) -> tuple[list[Record], list[tuple[str, str]]]:
+        """Records of ``split`` and the (source, reason) pairs skipped while listing."""
+        raise NotImplementedError
+
+    # -- shared -------------------------------------------------------------------------
+    def resolve_split(self, split: str) -> str:
+        s = self.aliases.get(split, split)
+        if s not in self.splits:
+            names = list(self.splits) + [f"{a} (= {b})" for a, b in self.aliases.items()]
+            raise FerkitError(f"{self.name}: unknown split {split!r}; choose from: {', '.join(names)}")
+        return s
+
+    def options(self) -> dict:
+        """Reader options that change which records a split holds (part of the cache key)."""
+        return {"skip_bad": self.skip_bad}
+
+    def _fail(self, skipped: list[tuple[str, str]], source: str, reason: str) -> None:
+        """Report one bad item: raise (naming it), or record it when ``skip_bad`` is set."""
+        if not self.skip_bad:
+            raise DatasetError(f"{source}: {reason} (pass --skip-bad to skip and count such files)")
+        skipped.append((source, reason))
+
+    def fingerprint(self, records: list[Record]) -> str:
+        """A hash of what the records point at: paths, sizes and modification times."""
+        h = hashlib.sha256()
+        for r in records:
+            h.update(f"{r.source}|{r.label}|{r.subject}|{r.soft}".encode())
+            if r.array is None:
+                try:
+                    st = os.stat(r.source)
+                    h.update(f"{st.st_size}|{st.st_mtime_ns}".encode())
+                except OSError:
+                    h.update(b"missing")
+        return h.hexdigest()
+
+    def load(
+        self,
+        split: str,
+        size: int | tuple[int, int] = 48,
+        mode: str = "L",
+        *,
+        cache: bool = True,
+        progress: bool | None = None,
+    ) -> FaceDataset:
+        """Decode ``split`` to a :class:`FaceDataset` of ``size`` images (``L`` or ``RGB``)."""
+        split = self.resolve_split(split)
+        hw = (size, size) if isinstance(size, int) else tuple(size)
+        records, skipped = self.records(split)
+        key_src = json.dumps(
+            {"reader": self.name, "root": str(self.root.resolve()), "split": split, "size": hw, "mode": mode,
+             "options": self.options(), "records": self.fingerprint(records), "format": 1},
+            sort_keys=True,
+        )
+        key = hashlib.sha256(key_src.encode()).hexdigest()[:32]
+        if cache:
+            hit = _cache.load(key)
+            if hit is not None:
+                return hit
+        ds = self._decode(records, skipped, split, hw, mode, progress)
+        if cache:
+            _cache.save(key, ds)
+        return ds
+
+    def _decode(self, records: list[Record], skipped: list[tuple[str, str]], split: str,
+                hw: tuple[int, int], mode: str, progress: bool | None) -> FaceDataset:
+        skipped = list(skipped)
+        c = 1 if mode == "L" else 3
+        images = np.empty((len(records), hw[0], hw[1], c), dtype=np.uint8)
+        keep: list[Record] = []
+        show = sys.stderr.isatty() if progress is None else progress
+        for r in tqdm(records, desc=f"decoding {self.name} {split}", unit="img", disable=not show or len(records) < 500,
+                      leave=False):
+            try:
+                arr = read_image(r.array if r.array is not None else r.source, mode=mode, name=r.source)
+            except FerkitError as e:  # noqa: PERF203
+                msg = str(e)
+                reason = msg[len(r.source) + 2:] if msg.startswith(r.source + ": ") else msg
+                self._fail(skipped, r.source, reason)
+                continue
+            if arr.shape[:2] != hw:
+                arr = np.asarray(Image.fromarray(arr).resize((hw[1], hw[0]), Image.BILINEAR if min(arr.shape[:2]) <= min(hw) else Image.BOX))
+            images[len(keep)] = arr.reshape(hw[0], hw[1], c)
+            keep.append(r)
+        if not keep:
+            raise DatasetError(f"{self.name} {split}: no readable images under {self.root}")
+        if skipped:
+            warnings.warn(f"{self.name} {split}: skipped {len(skipped)} bad item(s), e.g. {skipped[0][0]}: {skipped[0][1]}",
+                          stacklevel=3)
+        imgs = torch.from_numpy(images[: len(keep)]).permute(0, 3, 1, 2).contiguous()
+        soft = None
+        if keep[0].soft is not None:
+            soft = torch.tensor([r.soft for r in keep], dtype=torch.float32)
+        return FaceDataset(
+            images=imgs,
+            labels=torch.tensor([r.label for r in keep], dtype=torch.int64),
+            classes=self.classes,
+            sources=[r.source for r in keep],
+            subjects=[r.subject for r in keep],
+            soft=soft,
+            name=self.name,
+            split=split,
+            skipped=skipped,
+        )
+
+    def summary(self, split: str) -> dict:
+        """Counts for a split without decoding: ``{"n", "per_class", "subjects", "skipped"}``."""
+        recs, skipped = self.records(self.resolve_split(split))
+        counts = Counter(r.label for r in recs)
+        subjects = {r.subject for r in recs if r.subject is not None}
+        return {"n": len(recs), "per_class": {c: counts.get(i, 0) for i, c in enumerate(self.classes)},
+                "subjects": len(subjects), "skipped": len(skipped)}
+
+
+def list_images(folder: Path) -> list[Path]:
+    """Image files directly inside ``folder``, sorted (hidden files ignored)."""
+    from ..io import is_image_file
+
+    return sorted(p for p in folder.iterdir() if p.is_file() and not p.name.startswith(".") and is_image_file(p))

@@ -1,0 +1,564 @@
+"""One reader per public dataset layout (see ``../shared/data/README.md`` for the layouts).
+
+=============  ==============================================================  =================
+name           layout                                                          splits
+=============  ==============================================================  =================
+fer2013        ``fer2013.csv`` (emotion,pixels,Usage) or                        Training,
+               ``train|test/<class>/<Usage>_<id>.jpg``                          PublicTest,
+                                                                               PrivateTest
+ferplus        ``FER2013{Train,Valid,Test}/label.csv`` + PNGs (vote counts)     Train, Valid, Test
+ckplus         ``<class>/S<subj>_<seq>_<frame>.png``                            k subject folds
+jaffe          ``<subj>.<CODE><n>.<id>.tiff``                                   k subject folds
+rafdb          ``basic/EmoLabel/list_patition_label.txt`` +                     train, test
+               ``basic/Image/aligned/*_aligned.jpg``
+kdef           ``KDEF/<session>/<AF01AFS>.JPG``                                 k subject folds
+imagefolder    ``[<split>/]<class>/*.png``                                      folders or folds
+=============  ==============================================================  =================
+"""
+
+from __future__ import annotations
+
+import csv
+import os
+import re
+from pathlib import Path
+
+import numpy as np
+
+from .. import labels as L
+from ..errors import DatasetError, FerkitError
+from ..io import is_image_file
+from .base import Reader, Record, list_images
+from .folds import fold_splits, subject_folds
+
+# ---------------------------------------------------------------------------------------
+# FER2013
+# ---------------------------------------------------------------------------------------
+FER2013_USAGES = ("Training", "PublicTest", "PrivateTest")
+_STD_ALIASES = {"train": "Training", "val": "PublicTest", "valid": "PublicTest", "test": "PrivateTest"}
+
+
+class FER2013Folders(Reader):
+    """FER2013 image-folder release: ``train/<class>/Training_<id>.jpg``,
+    ``test/<class>/{PublicTest,PrivateTest}_<id>.jpg``. The split is the file-name prefix.
+
+    ``clean_from``: a FER+ folder. When this copy's Training images are degraded (blurred; see
+    :mod:`ferkit.data.restore`), each Training face is replaced by its clean twin among FER+'s
+    ``FER2013Train`` PNGs (which hold only FER2013 Training rows), keeping the FER2013 label.
+    Faces without an accepted twin are dropped and listed in ``skipped``.
+    """
+
+    name = "fer2013"
+    description = "FER2013 (image folders), 48x48 gray, 7 classes"
+    layout = "train|test/<class>/<Usage>_<id>.jpg"
+    splits = FER2013_USAGES
+    aliases = _STD_ALIASES
+    train_split, val_split, test_split = "Training", "PublicTest", "PrivateTest"
+    classes = L.CANONICAL
+
+    def __init__(self, root, *, skip_bad: bool = False, clean_from: str | os.PathLike | None = None) -> None:
+        super().__init__(root, skip_bad=skip_bad)
+        for sub in ("train", "test"):
+            if not (self.root / sub).is_dir():
+                raise DatasetError(f"{self.root}: expected folders train/ and test/ with one folder per class "
+                                   f"(FER2013 image-folder layout); {sub}/ is missing")
+        self.clean_from = Path(clean_from).expanduser() if clean_from else None
+        if self.clean_from is not None and not (self.clean_from / "FER2013Train").is_dir():
+            raise DatasetError(f"{self.clean_from}: --clean-from wants a FER+ folder holding FER2013Train/")
+        self.notes: list[str] = []
+
+    def options(self):
+        return {**super().options(), "clean_from": str(self.clean_from.resolve()) if self.clean_from else None}
+
+    def records(self, split):
+        recs, skipped = self._listed(split)
+        if self.clean_from is None or split != "Training":
+            return recs, skipped
+        return self._restored(recs, skipped)
+
+    def _restored(self, recs: list[Record], skipped: list[tuple[str, str]]):
+        """Training records pointing at the clean FER+ twins (see the class docstring)."""
+        import hashlib
+        import json
+
+        import torch
+
+        from ..io import read_image
+        from . import cache as _cache
+        from .restore import match_degraded
+
+        clean_dir = self.clean_from / "FER2013Train"  # type: ignore[operator]
+        clean_files = [p for p in list_images(clean_dir) if p.suffix.lower() == ".png"]
+        if not clean_files:
+            raise DatasetError(f"{clean_dir}: no PNG images")
+        key = hashlib.sha256((self.fingerprint(recs) + self.fingerprint([Record(str(p), 0) for p in clean_files])
+                              + "|match-v1").encode()).hexdigest()[:32]
+        mpath = _cache.cache_dir() / "matches" / f"fer2013-clean-{key}.json"
+        table = None
+        if mpath.exists():
+            try:
+                table = json.loads(mpath.read_text())
+            except (OSError, ValueError):
+                table = None
+        if table is None:
+            plain = FER2013Folders(self.root, skip_bad=self.skip_bad)
+            deg = plain.load("Training")
+            clean = torch.from_numpy(np.stack([read_image(p, name=str(p)) for p in clean_files])).unsqueeze(1)
+            res = match_degraded(deg.images, clean)
+            table = {"sigma": res.sigma, "max_rmse": res.max_rmse,
+                     "twins": {src: ([str(clean_files[j]), float(r)] if j >= 0 else [None, float(r)])
+                               for src, j, r in zip(deg.sources, res.index.tolist(), res.rmse.tolist())}}
+            try:
+                mpath.parent.mkdir(parents=True, exist_ok=True)
+                mpath.write_text(json.dumps(table))
+            except OSError:
+                pass
+        out, dropped = [], 0
+        for r in recs:
+            twin, rmse = table["twins"].get(r.source, [None, float("nan")])
+            if twin is None:
+                skipped.append((r.source, f"no clean twin in {clean_dir} (best RMSE {rmse:.1f} > {table['max_rmse']})"))
+                dropped += 1
+            else:
+                out.append(Record(twin, r.label))
+        self.notes = [f"fer2013 Training: this copy is blurred (Gaussian sigma {table['sigma']:.1f} px estimated); "
+                      f"took the clean twins of {len(out)} of {len(recs)} faces from {clean_dir}, keeping FER2013 "
+                      f"labels; {dropped} without an accepted twin dropped"]
+        return out, skipped
+
+    def _listed(self, split):
+        folder = self.root / ("train" if split == "Training" else "test")
+        recs: list[Record] = []
+        skipped: list[tuple[str, str]] = []
+        for cdir in sorted(p for p in folder.iterdir() if p.is_dir() and not p.name.startswith(".")):
+            try:
+                idx = self.classes.index(L.canonical(cdir.name))
+            except FerkitError:
+                self._fail(skipped, str(cdir), f"unknown class folder {cdir.name!r} (expected one of: "
+                                               f"{', '.join(self.classes)})")
+                continue
+            for p in list_images(cdir):
+                usage = p.name.split("_", 1)[0]
+                if usage not in FER2013_USAGES:
+                    self._fail(skipped, str(p), "file name does not start with Training_, PublicTest_ or PrivateTest_")
+                    continue
+                if usage == split:
+                    recs.append(Record(str(p), idx))
+        return recs, skipped
+
+
+class FER2013CSV(Reader):
+    """FER2013 as the original ``fer2013.csv``: ``emotion,pixels,Usage`` rows, 48x48 pixels each."""
+
+    name = "fer2013"
+    description = "FER2013 (fer2013.csv), 48x48 gray, 7 classes"
+    layout = "fer2013.csv with columns emotion,pixels,Usage"
+    splits = FER2013_USAGES
+    aliases = _STD_ALIASES
+    train_split, val_split, test_split = "Training", "PublicTest", "PrivateTest"
+    classes = L.CANONICAL
+
+    def __init__(self, root, *, skip_bad: bool = False) -> None:
+        super().__init__(root, skip_bad=skip_bad)
+        self.csv = self.root if self.root.is_file() else self.root / "fer2013.csv"
+        if not self.csv.is_file():
+            raise DatasetError(f"{self.csv}: FER2013 label file not found")
+
+    def fingerprint(self, records):
+        st = self.csv.stat()
+        return f"{self.csv.resolve()}|{st.st_size}|{st.st_mtime_ns}|{len(records)}"
+
+    def records(self, split):
+        recs: list[Record] = []
+        skipped: list[tuple[str, str]] = []
+        with open(self.csv, newline="") as f:
+            reader = csv.reader(f)
+            header = next(reader, None)
+            if header is None:
+                raise DatasetError(f"{self.csv}: empty file")
+            cols = [h.strip().lower() for h in header]
+            try:
+                ie, ip, iu = cols.index("emotion"), cols.index("pixels"), cols.index("usage")
+            except ValueError:
+                raise DatasetError(f"{self.csv}: header must have columns emotion,pixels,Usage; got {header}") from None
+            for line, row in enumerate(reader, start=2):
+                src = f"{self.csv}:line {line}"
+                if len(row) <= max(ie, ip, iu):
+                    self._fail(skipped, src, f"expected 3 columns, got {len(row)}")
+                    continue
+                if row[iu].strip() != split:
+                    if row[iu].strip() not in FER2013_USAGES:
+                        self._fail(skipped, src, f"unknown Usage {row[iu]!r}")
+                    continue
+                try:
+                    label = int(row[ie])
+                    if not 0 <= label < 7:
+                        raise ValueError
+                except ValueError:
+                    self._fail(skipped, src, f"emotion must be an integer 0..6, got {row[ie]!r}")
+                    continue
+                try:
+                    px = np.array(row[ip].split(), dtype=np.int64)
+                except ValueError:
+                    self._fail(skipped, src, "pixels must be space-separated integers 0..255")
+                    continue
+                if px.size != 48 * 48:
+                    self._fail(skipped, src, f"expected 2304 pixels (48x48), got {px.size}")
+                    continue
+                if px.min() < 0 or px.max() > 255:
+                    self._fail(skipped, src, "pixel values must be in 0..255")
+                    continue
+                recs.append(Record(src, label, array=px.astype(np.uint8).reshape(48, 48)))
+        return recs, skipped
+
+
+def open_fer2013(root, **kw) -> Reader:
+    """FER2013 from either public form: a ``fer2013.csv`` (or a folder holding one) or image folders."""
+    p = Path(root).expanduser()
+    if p.is_file() or (p / "fer2013.csv").is_file():
+        return FER2013CSV(p, **kw)
+    if (p / "train").is_dir() or (p / "test").is_dir():
+        return FER2013Folders(p, **kw)
+    if not p.exists():
+        raise DatasetError(f"fer2013: data path {p} does not exist")
+    raise DatasetError(f"{p}: not a FER2013 folder: expected fer2013.csv or train/ and test/ class folders")
+
+
+# ---------------------------------------------------------------------------------------
+# FER+
+# ---------------------------------------------------------------------------------------
+# canonical class order (8) and where each sits in label.csv's vote columns
+_FERPLUS_CLASSES = L.CANONICAL_8
+_FERPLUS_COL = [[L.canonical(c) for c in L.FERPLUS_COLUMNS[: L.FERPLUS_EMOTIONS]].index(c) for c in _FERPLUS_CLASSES]
+
+
+def ferplus_label(votes: np.ndarray, vote: str = "majority") -> int | None:
+    """The FER+ label from the 10 vote counts (``label.csv`` column order), or None to drop.
+
+    ``majority``: the most-voted of the 10 columns (ties go to the earlier column); dropped when
+    that is ``unknown`` or ``NF``. ``strict``: Microsoft's FERPlus "majority" mode: single votes
+    are removed as outliers and the top emotion must hold more than half of the rest.
+    Returns the index in the label.csv emotion columns (0=neutral ... 7=contempt).
+    """
+    v = np.asarray(votes, dtype=np.float64)
+    if vote == "strict":
+        v = np.where(v <= 1.0, 0.0, v)
+        if v.sum() <= 0 or v.max() <= 0.5 * v.sum():
+            return None
+    elif vote != "majority":
+        raise FerkitError(f"unknown FER+ vote rule {vote!r}; use 'majority' or 'strict'")
+    i = int(np.argmax(v))
+    return i if i < L.FERPLUS_EMOTIONS else None
+
+
+class FERPlus(Reader):
+    """FER+ relabelling of FER2013: ``FER2013{Train,Valid,Test}/label.csv`` vote counts + PNGs.
+
+    Hard labels by vote (see :func:`ferplus_label`), 8 classes; ``Record.soft`` holds the vote
+    distribution over the 8 emotions (for soft-target training)."""
+
+    name = "ferplus"
+    description = "FER+ (FER2013 relabelled by 10 annotators), 48x48 gray, 8 classes"
+    layout = "FER2013{Train,Valid,Test}/label.csv + fer*.png"
+    splits = ("Train", "Valid", "Test")
+    aliases = {"train": "Train", "val": "Valid", "valid": "Valid", "test": "Test"}
+    train_split, val_split, test_split = "Train", "Valid", "Test"
+    classes = _FERPLUS_CLASSES
+
+    def __init__(self, root, *, skip_bad: bool = False, vote: str = "majority") -> None:
+        super().__init__(root, skip_bad=skip_bad)
+        if vote not in ("majority", "strict"):
+            raise FerkitError(f"unknown FER+ vote rule {vote!r}; use 'majority' or 'strict'")
+        self.vote = vote
+
+    def options(self):
+        return {**super().options(), "vote": self.vote}
+
+    def records(self, split):
+        folder = self.root / f"FER2013{split}"
+        label_file = folder / "label.csv"
+        if not label_file.is_file():
+            raise DatasetError(f"{label_file}: FER+ label file not found (expected FER2013Train/, FER2013Valid/, "
+                               f"FER2013Test/ each with label.csv and the PNGs)")
+        recs: list[Record] = []
+        skipped: list[tuple[str, str]] = []
+        present = {p.name for p in folder.iterdir()}
+        with open(label_file, newline="") as f:
+            for line, row in enumerate(csv.reader(f), start=1):
+                if not row or (line == 1 and not row[0].lower().endswith(".png") and "usage" in ",".join(row).lower()):
+                    continue
+                src = f"{label_file}:line {line}"
+                if len(row) != 12:
+                    self._fail(skipped, src, f"expected 12 columns (file, box, 10 vote counts), got {len(row)}")
+                    continue
+                try:
+                    votes = np.array([float(x) for x in row[2:]])
+                except ValueError:
+                    self._fail(skipped, src, "vote counts must be numbers")
+                    continue
+                if row[0] not in present:
+                    self._fail(skipped, str(folder / row[0]), "image listed in label.csv is missing")
+                    continue
+                col = ferplus_label(votes, self.vote)
+                if col is None:
+                    continue  # majority unknown / not a face: dropped by protocol, not an error
+                emo = votes[: L.FERPLUS_EMOTIONS]
+                soft = tuple(float(emo[j] / emo.sum()) for j in _FERPLUS_COL)
+                recs.append(Record(str(folder / row[0]), _FERPLUS_COL.index(col), soft=soft))
+        return recs, skipped
+
+
+# ---------------------------------------------------------------------------------------
+# Subject-folded datasets (CK+, JAFFE, KDEF, flat image folders)
+# ---------------------------------------------------------------------------------------
+class FoldedReader(Reader):
+    """A dataset with no official split: ``all``, or fold ``fold`` of ``folds`` subject-independent
+    folds as ``test``, the next fold as ``val`` (model selection) and the rest as ``train``."""
+
+    splits = ("all", "train", "val", "test", "trainval")
+    aliases = {}
+    train_split, val_split, test_split = "train", "val", "test"
+
+    def __init__(self, root, *, skip_bad: bool = False, folds: int = 10, fold: int = 0, fold_seed: int = 0) -> None:
+        super().__init__(root, skip_bad=skip_bad)
+        self.folds, self.fold, self.fold_seed = folds, fold, fold_seed
+        fold_splits(folds, fold)  # validates
+
+    def options(self):
+        return {**super().options(), "folds": self.folds, "fold": self.fold, "fold_seed": self.fold_seed}
+
+    def all_records(self) -> tuple[list[Record], list[tuple[str, str]]]:
+        raise NotImplementedError
+
+    def fold_indices(self, records: list[Record]) -> list[np.ndarray]:
+        return subject_folds([r.subject for r in records], self.folds, self.fold_seed)
+
+    def records(self, split):
+        recs, skipped = self.all_records()
+        if split == "all":
+            return recs, skipped
+        if not recs:
+            return recs, skipped
+        folds = self.fold_indices(recs)
+        chosen = sorted(int(i) for f in fold_splits(self.folds, self.fold)[split] for i in folds[f])
+        return [recs[i] for i in chosen], skipped
+
+    def _class_folders(self, root: Path, mapping: dict[str, str] | None, skipped) -> list[tuple[Path, int]]:
+        """``(folder, class index)`` for each class folder of ``root``; unknown names are errors."""
+        out = []
+        for cdir in sorted(p for p in root.iterdir() if p.is_dir() and not p.name.startswith(".")):
+            try:
+                name = mapping[cdir.name.lower()] if mapping is not None else L.canonical(cdir.name)
+                out.append((cdir, self.classes.index(name)))
+            except (KeyError, ValueError, FerkitError):
+                self._fail(skipped, str(cdir), f"unknown class folder {cdir.name!r} (expected one of: "
+                                               f"{', '.join(mapping or self.classes)})")
+        return out
+
+
+class CKPlus(FoldedReader):
+    """CK+48 crops: ``<class>/S<subject>_<sequence>_<frame>.png``, subject = ``S###``."""
+
+    name = "ckplus"
+    description = "CK+ (extended Cohn-Kanade) 48x48 crops, 7 classes incl. contempt, no neutral"
+    layout = "<class>/S<subject>_<sequence>_<frame>.png"
+    classes = L.ordered(L.CKPLUS_FOLDERS.values())
+    _name_re = re.compile(r"^(S\d+)_\d+_\d+$")
+
+    def all_records(self):
+        recs, skipped = [], []
+        for cdir, idx in self._class_folders(self.root, L.CKPLUS_FOLDERS, skipped):
+            for p in list_images(cdir):
+                m = self._name_re.match(p.stem)
+                if not m:
+                    self._fail(skipped, str(p), "file name is not S<subject>_<sequence>_<frame>")
+                    continue
+                recs.append(Record(str(p), idx, subject=m.group(1)))
+        if not recs and not skipped:
+            raise DatasetError(f"{self.root}: no CK+ images found (expected <class>/S###_###_########.png)")
+        return recs, skipped
+
+
+class JAFFE(FoldedReader):
+    """JAFFE: ``<subject>.<CODE><n>.<id>.tiff`` full frames (palette TIFFs converted to gray)."""
+
+    name = "jaffe"
+    description = "JAFFE, 256x256 gray full frames, 10 subjects, 7 classes (needs face cropping)"
+    layout = "<subject>.<CODE><n>.<id>.tiff"
+    classes = L.CANONICAL
+    _name_re = re.compile(r"^([A-Z]{2})\.([A-Z]{2})\d*\.\d+$")
+
+    def all_records(self):
+        recs, skipped = [], []
+        files = list_images(self.root)
+        if not files:
+            raise DatasetError(f"{self.root}: no JAFFE images found (expected <subject>.<CODE><n>.<id>.tiff)")
+        for p in files:
+            m = self._name_re.match(p.stem)
+            if not m or m.group(2) not in L.JAFFE_CODES:
+                self._fail(skipped, str(p), "file name is not <subject>.<AN|DI|FE|HA|NE|SA|SU><n>.<id>.tiff")
+                continue
+            recs.append(Record(str(p), self.classes.index(L.JAFFE_CODES[m.group(2)]), subject=m.group(1)))
+        return recs, skipped
+
+
+class KDEF(FoldedReader):
+    """KDEF: ``KDEF/<session>/<AF01AFS>.JPG``; subject = gender+id (``F01``), expression =
+    characters 5-6, angle = the rest (``FL HL S HR FR``). ``angles`` keeps only some views."""
+
+    name = "kdef"
+    description = "KDEF, 70 subjects x 7 expressions x 5 angles x 2 sessions, colour"
+    layout = "KDEF/<session>/<AF01AFS>.JPG"
+    classes = L.CANONICAL
+    _name_re = re.compile(r"^([AB])([FM]\d\d)([A-Z]{2})(FL|HL|S|HR|FR)$", re.IGNORECASE)
+
+    def __init__(self, root, *, angles: tuple[str, ...] | None = None, **kw) -> None:
+        super().__init__(root, **kw)
+        self.angles = tuple(a.upper() for a in angles) if angles else None
+
+    def options(self):
+        return {**super().options(), "angles": self.angles}
+
+    def all_records(self):
+        base = self.root / "KDEF" if (self.root / "KDEF").is_dir() else self.root
+        recs, skipped = [], []
+        for sdir in sorted(p for p in base.iterdir() if p.is_dir() and not p.name.startswith(".")):
+            for p in list_images(sdir):
+                m = self._name_re.match(p.stem)
+                if not m or m.group(3).upper() not in L.KDEF_CODES:
+                    self._fail(skipped, str(p), "file name is not <A|B><F|M><id><AF|AN|DI|HA|NE|SA|SU><angle>")
+                    continue
+                if self.angles and m.group(4).upper() not in self.angles:
+                    continue
+                recs.append(Record(str(p), self.classes.index(L.KDEF_CODES[m.group(3).upper()]),
+                                   subject=m.group(2).upper()))
+        if not recs and not skipped:
+            raise DatasetError(f"{base}: no KDEF images found (expected KDEF/<session>/<AF01AFS>.JPG)")
+        return recs, skipped
+
+
+class RAFDB(Reader):
+    """RAF-DB basic: ``basic/EmoLabel/list_patition_label.txt`` (``train_00001.jpg 5``) and
+    ``basic/Image/aligned/train_00001_aligned.jpg``. Splits by the file-name prefix."""
+
+    name = "rafdb"
+    description = "RAF-DB basic (aligned 100x100 colour), 7 classes"
+    layout = "basic/EmoLabel/list_patition_label.txt + basic/Image/aligned/*_aligned.jpg"
+    splits = ("train", "test")
+    aliases = {}
+    train_split, val_split, test_split = "train", None, "test"
+    classes = L.CANONICAL
+
+    def __init__(self, root, *, skip_bad: bool = False) -> None:
+        super().__init__(root, skip_bad=skip_bad)
+        self.base = self.root / "basic" if (self.root / "basic").is_dir() else self.root
+        self.label_file = self.base / "EmoLabel" / "list_patition_label.txt"
+        if not self.label_file.is_file():
+            raise DatasetError(f"{self.label_file}: RAF-DB label file not found")
+
+    def records(self, split):
+        recs, skipped = [], []
+        img_dir = self.base / "Image" / "aligned"
+        for line, text in enumerate(self.label_file.read_text().splitlines(), start=1):
+            if not text.strip():
+                continue
+            src = f"{self.label_file}:line {line}"
+            parts = text.split()
+            try:
+                fname, lab = parts[0], int(parts[1])
+                name = L.RAFDB_IDS[lab]
+            except (IndexError, ValueError, KeyError):
+                self._fail(skipped, src, f"expected '<file> <label 1..7>', got {text!r}")
+                continue
+            if not fname.startswith(split + "_"):
+                continue
+            path = img_dir / (Path(fname).stem + "_aligned.jpg")
+            if not path.is_file():
+                self._fail(skipped, str(path), "image listed in list_patition_label.txt is missing")
+                continue
+            recs.append(Record(str(path), self.classes.index(name)))
+        return recs, skipped
+
+
+class ImageFolder(FoldedReader):
+    """Any folder of expression images: ``<split>/<class>/*`` or ``<class>/*``. Class folders
+    are expression names (``happy``, ``happiness``, ``sadness``...). With split folders they
+    are the splits (``train``/``val``/``test``); otherwise images are split into subject-less
+    folds (each image its own subject)."""
+
+    name = "imagefolder"
+    description = "generic image folders named by expression"
+    layout = "[<split>/]<class>/*.jpg|png"
+    classes = L.CANONICAL_8
+
+    def __init__(self, root, **kw) -> None:
+        super().__init__(root, **kw)
+        subs = [p for p in self.root.iterdir() if p.is_dir() and not p.name.startswith(".")]
+        if not subs:
+            raise DatasetError(f"{self.root}: no class folders found")
+        self._is_class = all(self._known(p.name) for p in subs)
+        if not self._is_class:
+            self.splits = tuple(sorted(p.name for p in subs))
+            self.aliases = {a: b for a, b in (("val", "valid"), ("valid", "val"), ("validation", "val"))
+                            if b in self.splits and a not in self.splits}
+            self.train_split = "train" if "train" in self.splits else None
+            self.val_split = next((s for s in ("val", "valid", "validation") if s in self.splits), None)
+            self.test_split = "test" if "test" in self.splits else None
+
+    @staticmethod
+    def _known(name: str) -> bool:
+        try:
+            L.canonical(name)
+            return True
+        except FerkitError:
+            return False
+
+    def all_records(self):
+        return self._folder_records(self.root)
+
+    def _folder_records(self, root: Path):
+        recs, skipped = [], []
+        for cdir, idx in self._class_folders(root, None, skipped):
+            for p in sorted(cdir.iterdir()):
+                if p.is_file() and not p.name.startswith("."):
+                    if is_image_file(p):
+                        recs.append(Record(str(p), idx, subject=str(p)))
+                    else:
+                        self._fail(skipped, str(p), "not an image file")
+        return recs, skipped
+
+    def records(self, split):
+        if self._is_class:
+            return super().records(split)
+        return self._folder_records(self.root / split)
+
+
+READERS: dict[str, type[Reader]] = {
+    "fer2013": FER2013Folders, "ferplus": FERPlus, "ckplus": CKPlus, "jaffe": JAFFE,
+    "rafdb": RAFDB, "kdef": KDEF, "imagefolder": ImageFolder,
+}
+
+
+def open_dataset(name: str, root: str | os.PathLike, **options) -> Reader:
+    """Open dataset ``name`` at ``root``. Options: ``skip_bad``; ``vote`` (ferplus);
+    ``folds``, ``fold``, ``fold_seed`` (ckplus, jaffe, kdef, imagefolder); ``angles`` (kdef).
+    ``clean_from`` (fer2013 image folders: FER+ folder with clean twins of degraded Training
+    images). Options a reader does not take are ignored when None."""
+    key = name.lower().replace("-", "").replace("_", "").replace("+", "plus")
+    key = {"fer": "fer2013", "ck": "ckplus", "ckplus48": "ckplus", "raf": "rafdb", "folder": "imagefolder"}.get(key, key)
+    if key not in READERS:
+        raise FerkitError(f"unknown dataset {name!r}; choose from: {', '.join(READERS)}")
+    import inspect
+
+    cls = READERS[key]
+    accepted: set[str] = set()
+    for klass in cls.__mro__:
+        if "__init__" in vars(klass):
+            accepted |= set(inspect.signature(klass.__init__).parameters)
+    opts = {k: v for k, v in options.items() if v is not None}
+    unknown = set(opts) - accepted
+    if unknown:
+        raise FerkitError(f"dataset {key} does not take option(s): {', '.join(sorted(unknown))}")
+    if key == "fer2013":
+        return open_fer2013(root, **opts)
+    return cls(root, **opts)

@@ -1,0 +1,393 @@
+"""The training loop behind ``ferkit train``.
+
+One run = one folder::
+
+    runs/NAME/config.json        the full configuration (re-used by --resume)
+    runs/NAME/log.csv, log.json  one row per epoch
+    runs/NAME/curves.png         loss / accuracy / learning rate
+    runs/NAME/last.ckpt          everything needed to resume (written every epoch)
+    runs/NAME/best.safetensors   best epoch on the validation split (+ best.json card)
+    runs/NAME/model.safetensors  the final model: best weights + card with measured metrics
+    runs/NAME/metrics.json       validation and test metrics of the final model
+
+The best epoch is chosen on the validation split only (FER2013 PublicTest, FER+ Valid, the
+next fold for cross-validation); the test split is evaluated once, at the end, for the record.
+"""
+
+from __future__ import annotations
+
+import csv
+import dataclasses
+import json
+import math
+import os
+import platform
+import subprocess
+import sys
+import time
+from dataclasses import asdict, dataclass, field
+from datetime import datetime, timezone
+from pathlib import Path
+from typing import Callable
+
+import numpy as np
+import torch
+import torch.nn as nn
+import torch.nn.functional as F
+from tqdm.auto import tqdm
+
+from .. import __version__
+from .. import weights as _weights
+from ..api import ExpressionModel
+from ..data import FaceDataset, open_dataset
+from ..data.restore import shift_warnings, split_stats
+from ..data.transforms import AugmentConfig, augment, normalize, to_float
+from ..errors import FerkitError
+from ..models import count_params, create, get_spec
+from .evaluate import evaluate
+from .plots import plot_confusion, plot_curves
+
+
+@dataclass
+class TrainConfig:
+    model: str = "mini_xception"
+    model_kwargs: dict = field(default_factory=dict)
+    dataset: str = "fer2013"
+    data: str = ""
+    out: str = "runs/exp"
+    dataset_options: dict = field(default_factory=dict)  #: vote, folds, fold, fold_seed, angles, skip_bad
+    train_split: str | None = None  #: None: the dataset's standard training split
+    val_split: str | None = None  #: None: the standard validation split, or a held-out part of train
+    test_split: str | None = None  #: None: the standard test split; "none" to skip
+    val_fraction: float = 0.1  #: held out of train (stratified) when the dataset has no val split
+    epochs: int = 100
+    batch_size: int = 128
+    optimizer: str = "adamw"  #: adamw | sgd
+    lr: float = 2e-3
+    weight_decay: float = 0.05
+    momentum: float = 0.9  #: SGD (Nesterov) only
+    schedule: str = "cosine"  #: cosine | plateau | constant
+    warmup_epochs: float = 2.0
+    min_lr_ratio: float = 0.01  #: cosine ends at lr * min_lr_ratio
+    plateau_patience: int = 5
+    plateau_factor: float = 0.5
+    label_smoothing: float = 0.1
+    class_weights: str = "none"  #: none | balanced
+    soft_targets: bool = False  #: train on the vote distribution (FER+)
+    augment: dict = field(default_factory=lambda: AugmentConfig().to_dict())
+    seed: int = 0
+    device: str = "auto"  #: auto | cpu | cuda | cuda:N
+    amp: bool = True  #: bfloat16 autocast on CUDA (ignored on CPU)
+    threads: int | None = None
+    limit: int | None = None  #: use at most this many samples per split (smoke tests)
+    early_stop: int | None = None  #: stop after this many epochs without a better val accuracy
+    channels_last: bool = True
+    name: str | None = None  #: model name in the card (default: the run folder's name)
+    command: str = ""  #: the command line that started the run (recorded in the card)
+
+    @classmethod
+    def from_dict(cls, d: dict) -> "TrainConfig":
+        names = {f.name for f in dataclasses.fields(cls)}
+        return cls(**{k: v for k, v in d.items() if k in names})
+
+
+# keys that may differ between the saved config and a --resume invocation
+RESUME_OVERRIDABLE = {"epochs", "device", "threads", "command", "early_stop"}
+
+
+def resolve_device(device: str) -> torch.device:
+    if device == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    dev = torch.device(device)
+    if dev.type == "cuda" and not torch.cuda.is_available():
+        raise FerkitError("--device cuda asked for, but no CUDA device is available (torch is a CPU build here)")
+    return dev
+
+
+def git_state(start: Path | None = None) -> dict:
+    """The commit of the checkout that holds ferkit's source, and whether tracked files differ."""
+    where = str(start or Path(__file__).resolve().parent)
+    try:
+        r = subprocess.run(["git", "rev-parse", "--verify", "-q", "HEAD"], cwd=where, capture_output=True,
+                           text=True, timeout=10)
+        commit = r.stdout.strip() if r.returncode == 0 else ""
+        dirty = subprocess.run(["git", "status", "--porcelain", "--untracked-files=no"], cwd=where,
+                               capture_output=True, text=True, timeout=10).stdout.strip()
+        return {"git_commit": commit or None, "git_dirty": bool(dirty)}
+    except (OSError, subprocess.SubprocessError):
+        return {"git_commit": None, "git_dirty": None}
+
+
+def stratified_holdout(labels: torch.Tensor, fraction: float, seed: int) -> tuple[np.ndarray, np.ndarray]:
+    """(train indices, held-out indices), holding out ``fraction`` of each class."""
+    rng = np.random.default_rng(seed)
+    y = labels.numpy()
+    held = []
+    for c in np.unique(y):
+        idx = np.flatnonzero(y == c)
+        rng.shuffle(idx)
+        held.append(idx[: max(1, int(round(len(idx) * fraction)))] if len(idx) > 1 else idx[:0])
+    h = np.sort(np.concatenate(held))
+    return np.setdiff1d(np.arange(len(y)), h), h
+
+
+def _limit(ds: FaceDataset, n: int | None, seed: int) -> FaceDataset:
+    if n is None or len(ds) <= n:
+        return ds
+    idx = np.sort(np.random.default_rng(seed).permutation(len(ds))[:n])
+    return ds.subset(idx)
+
+
+def load_splits(cfg: TrainConfig, size: tuple[int, int], mode: str, log: Callable[[str], None] = print
+                ) -> tuple[FaceDataset, FaceDataset, FaceDataset | None]:
+    """Train / val / test splits of the configured dataset; logs reader notes and warns when the
+    training images differ in sharpness or contrast from the validation images."""
+    reader = open_dataset(cfg.dataset, cfg.data, **cfg.dataset_options)
+    tr_name = cfg.train_split or reader.train_split
+    if tr_name is None:
+        raise FerkitError(f"{reader.name}: no standard training split; pass --train-split")
+    train = reader.load(tr_name, size=size, mode=mode)
+    va_name = cfg.val_split or reader.val_split
+    if va_name is not None:
+        val = reader.load(va_name, size=size, mode=mode)
+    else:
+        tr_idx, va_idx = stratified_holdout(train.labels, cfg.val_fraction, cfg.seed)
+        train, val = train.subset(tr_idx), train.subset(va_idx, split=f"{train.split}[held-out {cfg.val_fraction:g}]")
+    te_name = cfg.test_split if cfg.test_split is not None else reader.test_split
+    test = None if te_name in (None, "none") else reader.load(te_name, size=size, mode=mode)
+    if test is not None and va_name is not None and reader.resolve_split(te_name) == reader.resolve_split(va_name):
+        raise FerkitError("the validation split must differ from the test split (selection on test is not allowed)")
+    for note in getattr(reader, "notes", []):
+        log(note)
+    for w in shift_warnings([split_stats(train.images, train.split), split_stats(val.images, val.split)]):
+        log(f"WARNING: {w} (see `ferkit data --check` and docs/data-notes.md)")
+    return (_limit(train, cfg.limit, cfg.seed), _limit(val, cfg.limit, cfg.seed + 1),
+            None if test is None else _limit(test, cfg.limit, cfg.seed + 2))
+
+
+def make_optimizer(cfg: TrainConfig, model: nn.Module) -> torch.optim.Optimizer:
+    decay, no_decay = [], []
+    for p in model.parameters():
+        (no_decay if p.ndim <= 1 else decay).append(p)  # no weight decay on BN and biases
+    groups = [{"params": decay, "weight_decay": cfg.weight_decay}, {"params": no_decay, "weight_decay": 0.0}]
+    if cfg.optimizer == "adamw":
+        return torch.optim.AdamW(groups, lr=cfg.lr)
+    if cfg.optimizer == "sgd":
+        return torch.optim.SGD(groups, lr=cfg.lr, momentum=cfg.momentum, nesterov=True)
+    raise FerkitError(f"unknown optimizer {cfg.optimizer!r}; use adamw or sgd")
+
+
+def lr_factor(cfg: TrainConfig, step: int, steps_per_epoch: int) -> float:
+    """Multiplier of the base LR at global ``step``: linear warm-up, then cosine (or constant)."""
+    warm = int(cfg.warmup_epochs * steps_per_epoch)
+    if step < warm:
+        return (step + 1) / warm
+    if cfg.schedule != "cosine":
+        return 1.0
+    total = max(1, cfg.epochs * steps_per_epoch - warm)
+    t = min(1.0, (step - warm) / total)
+    return cfg.min_lr_ratio + (1 - cfg.min_lr_ratio) * 0.5 * (1 + math.cos(math.pi * t))
+
+
+def make_card(cfg: TrainConfig, model: nn.Module, classes: tuple[str, ...], extra: dict) -> dict:
+    spec = get_spec(cfg.model)
+    return {
+        "name": cfg.name or Path(cfg.out).name,
+        "architecture": cfg.model,
+        "arch_kwargs": dict(getattr(model, "ferkit_kwargs", cfg.model_kwargs)),
+        "classes": list(classes),
+        "input_size": list(spec.input_size),
+        "mean": list(spec.mean),
+        "std": list(spec.std),
+        "params": count_params(model),
+        **extra,
+    }
+
+
+def _short(m: dict) -> dict:
+    return {k: m[k] for k in ("accuracy", "macro_f1", "n", "loss") if k in m}
+
+
+def train(cfg: TrainConfig, resume: bool = False, progress: bool | None = None,
+          log: Callable[[str], None] = print) -> dict:
+    """Train according to ``cfg``; returns the final card. See the module docstring for outputs."""
+    out = Path(cfg.out)
+    ckpt_path = out / "last.ckpt"
+    state = None
+    if ckpt_path.exists():
+        if not resume:
+            raise FerkitError(f"{out} already holds a run (last.ckpt): pass --resume to continue it, or choose "
+                              f"another --out")
+        state = torch.load(ckpt_path, map_location="cpu", weights_only=True)
+        saved = TrainConfig.from_dict(state["config"])
+        diff = {k for k, v in asdict(cfg).items() if k not in RESUME_OVERRIDABLE and asdict(saved).get(k) != v}
+        if diff:
+            log(f"resuming with the run's saved settings; ignoring differing: {', '.join(sorted(diff))}")
+        cfg = dataclasses.replace(saved, **{k: getattr(cfg, k) for k in RESUME_OVERRIDABLE})
+    elif resume:
+        log(f"{ckpt_path} not found: starting a new run")
+    out.mkdir(parents=True, exist_ok=True)
+
+    if cfg.threads:
+        torch.set_num_threads(cfg.threads)
+    device = resolve_device(cfg.device)
+    torch.manual_seed(cfg.seed)
+    torch.use_deterministic_algorithms(True, warn_only=True)
+    if device.type == "cuda":
+        torch.backends.cudnn.benchmark = False
+    spec = get_spec(cfg.model)
+    c, h, w = spec.input_size
+    train_ds, val_ds, test_ds = load_splits(cfg, (h, w), "L" if c == 1 else "RGB", log)
+    classes = train_ds.classes
+    model = create(cfg.model, num_classes=len(classes), **cfg.model_kwargs).to(device)
+    mf = torch.channels_last if cfg.channels_last else torch.contiguous_format
+    model = model.to(memory_format=mf)
+    opt = make_optimizer(cfg, model)
+    steps_per_epoch = max(1, len(train_ds) // cfg.batch_size)  # drop the last partial batch
+    plateau = (torch.optim.lr_scheduler.ReduceLROnPlateau(opt, mode="max", factor=cfg.plateau_factor,
+                                                          patience=cfg.plateau_patience)
+               if cfg.schedule == "plateau" else None)
+    if cfg.schedule not in ("cosine", "plateau", "constant"):
+        raise FerkitError(f"unknown schedule {cfg.schedule!r}; use cosine, plateau or constant")
+    g = torch.Generator().manual_seed(cfg.seed)
+    aug_cfg = AugmentConfig(**cfg.augment)
+    weight = None
+    if cfg.class_weights == "balanced":
+        counts = torch.bincount(train_ds.labels, minlength=len(classes)).float().clamp(min=1)
+        weight = (counts.sum() / (len(classes) * counts)).to(device)
+    elif cfg.class_weights != "none":
+        raise FerkitError(f"unknown class weighting {cfg.class_weights!r}; use none or balanced")
+    if cfg.soft_targets and train_ds.soft is None:
+        raise FerkitError(f"--soft-targets: dataset {cfg.dataset} has no vote distributions (only ferplus does)")
+
+    history: list[dict] = []
+    start_epoch, best_acc, best_epoch, stale = 1, -1.0, 0, 0
+    if state is not None:
+        model.load_state_dict(state["model"])
+        opt.load_state_dict(state["optimizer"])
+        if plateau is not None and state.get("plateau"):
+            plateau.load_state_dict(state["plateau"])
+        g.set_state(state["generator"])
+        torch.set_rng_state(state["torch_rng"])
+        history = state["history"]
+        start_epoch = state["epoch"] + 1
+        best_acc, best_epoch, stale = state["best_acc"], state["best_epoch"], state.get("stale", 0)
+        log(f"resumed {out} at epoch {start_epoch} (best val acc {best_acc:.4f} at epoch {best_epoch})")
+
+    (out / "config.json").write_text(json.dumps(asdict(cfg), indent=2) + "\n")
+    base_info = {
+        "dataset": {"name": cfg.dataset, "options": cfg.dataset_options, "train_split": train_ds.split,
+                    "val_split": val_ds.split, "test_split": None if test_ds is None else test_ds.split,
+                    "n_train": len(train_ds), "n_val": len(val_ds)},
+        "training": {"command": cfg.command, **git_state(), "ferkit_version": __version__,
+                     "torch_version": torch.__version__, "device": str(device),
+                     "machine": f"{platform.machine()} {os.cpu_count()} cpu", "config": asdict(cfg)},
+    }
+    nparams = count_params(model)
+    log(f"training {cfg.model} {cfg.model_kwargs or ''} ({nparams:,} params) on {cfg.dataset}: "
+        f"train {train_ds.split} n={len(train_ds)}, val {val_ds.split} n={len(val_ds)}, device {device}")
+    amp = cfg.amp and device.type == "cuda"
+    show = sys.stderr.isatty() if progress is None else progress
+    n = len(train_ds)
+    for epoch in range(start_epoch, cfg.epochs + 1):
+        model.train()
+        t0 = time.time()
+        perm = torch.randperm(n, generator=g)
+        tot_loss, tot_correct, seen = 0.0, 0, 0
+        bar = tqdm(range(steps_per_epoch), desc=f"epoch {epoch}/{cfg.epochs}", unit="batch", leave=False,
+                   disable=not show, mininterval=1.0)
+        for it in bar:
+            step = (epoch - 1) * steps_per_epoch + it
+            if plateau is None:
+                f = lr_factor(cfg, step, steps_per_epoch)
+                for grp in opt.param_groups:
+                    grp["lr"] = cfg.lr * f
+            elif step < cfg.warmup_epochs * steps_per_epoch:
+                for grp in opt.param_groups:
+                    grp["lr"] = cfg.lr * lr_factor(cfg, step, steps_per_epoch)
+            idx = perm[it * cfg.batch_size:(it + 1) * cfg.batch_size]
+            x = augment(to_float(train_ds.images[idx].to(device)), aug_cfg, g)
+            x = normalize(x, spec.mean, spec.std).contiguous(memory_format=mf)
+            y = train_ds.labels[idx].to(device)
+            with torch.autocast(device_type=device.type, dtype=torch.bfloat16, enabled=amp):
+                logits = model(x)
+            logits = logits.float()
+            target = train_ds.soft[idx].to(device) if cfg.soft_targets else y
+            loss = F.cross_entropy(logits, target, weight=weight, label_smoothing=cfg.label_smoothing)
+            opt.zero_grad(set_to_none=True)
+            loss.backward()
+            opt.step()
+            if not torch.isfinite(loss):
+                raise FerkitError(f"loss became {loss.item()} at epoch {epoch}, step {it}: lower --lr")
+            tot_loss += loss.item() * len(idx)
+            tot_correct += int((logits.argmax(1) == y).sum())
+            seen += len(idx)
+            if show:
+                bar.set_postfix(loss=f"{tot_loss / seen:.4f}", acc=f"{tot_correct / seen:.4f}", refresh=False)
+        bar.close()
+        card_now = make_card(cfg, model, classes, base_info)
+        vm = evaluate(ExpressionModel(model, card_now, device), val_ds)
+        lr_now = opt.param_groups[0]["lr"]
+        if plateau is not None and epoch > cfg.warmup_epochs:
+            plateau.step(vm["accuracy"])
+        row = {"epoch": epoch, "train_loss": tot_loss / seen, "train_acc": tot_correct / seen,
+               "val_loss": vm["loss"], "val_acc": vm["accuracy"], "val_macro_f1": vm["macro_f1"], "lr": lr_now,
+               "seconds": time.time() - t0}
+        history.append(row)
+        improved = vm["accuracy"] > best_acc
+        if improved:
+            best_acc, best_epoch, stale = vm["accuracy"], epoch, 0
+            _weights.save(model, out / "best.safetensors",
+                          {**card_now, "best_epoch": epoch, "metrics": {val_ds.split: _short(vm)}})
+        else:
+            stale += 1
+        log(f"epoch {epoch:3d}/{cfg.epochs}  train loss {row['train_loss']:.4f} acc {row['train_acc']:.4f}  "
+            f"val loss {row['val_loss']:.4f} acc {row['val_acc']:.4f} f1 {row['val_macro_f1']:.4f}  "
+            f"lr {lr_now:.2e}  {row['seconds']:.0f}s{'  *best' if improved else ''}")
+        _write_log(out, history)
+        plot_curves(history, out / "curves.png", title=f"{cfg.model} on {cfg.dataset} ({out.name})")
+        torch.save({"model": model.state_dict(), "optimizer": opt.state_dict(),
+                    "plateau": plateau.state_dict() if plateau is not None else None,
+                    "generator": g.get_state(), "torch_rng": torch.get_rng_state(), "history": history,
+                    "epoch": epoch, "best_acc": best_acc, "best_epoch": best_epoch, "stale": stale,
+                    "config": asdict(cfg)}, str(ckpt_path) + ".tmp")
+        os.replace(str(ckpt_path) + ".tmp", ckpt_path)
+        if cfg.early_stop and stale >= cfg.early_stop:
+            log(f"early stop: no better val accuracy for {stale} epochs")
+            break
+    return finalize(cfg, out, device, test_ds, val_ds, history, log)
+
+
+def finalize(cfg: TrainConfig, out: Path, device: torch.device, test_ds: FaceDataset | None, val_ds: FaceDataset,
+             history: list[dict], log: Callable[[str], None] = print) -> dict:
+    """Best weights -> ``model.safetensors`` with the final card (val and test metrics)."""
+    em = ExpressionModel(*_weights.load(out / "best.safetensors"), device=device)
+    card = dict(em.card)
+    metrics = {}
+    vm = evaluate(em, val_ds)
+    metrics[val_ds.split] = _short(vm)
+    if test_ds is not None:
+        tm = evaluate(em, test_ds)
+        metrics[test_ds.split] = _short(tm)
+        plot_confusion(tm["confusion_matrix"], tm["classes"], out / f"confusion_{test_ds.split}.png",
+                       title=f"{card['name']} on {test_ds.name} {test_ds.split}: acc {tm['accuracy']:.4f}")
+        log(f"test {test_ds.split}: accuracy {tm['accuracy']:.4f}, macro-F1 {tm['macro_f1']:.4f} (n={tm['n']})")
+    (out / "metrics.json").write_text(json.dumps({"val": vm, "test": tm if test_ds is not None else None},
+                                                 indent=2) + "\n")
+    card.pop("weights_file", None)
+    card.pop("sha256", None)
+    card.update({"metrics": metrics, "epochs_run": len(history),
+                 "trained_at": datetime.now(timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ"),
+                 "train_seconds": round(sum(h["seconds"] for h in history))})
+    net, _ = _weights.load(out / "best.safetensors")
+    _weights.save(net, out / "model.safetensors", card)
+    log(f"best val accuracy {max(h['val_acc'] for h in history):.4f}; model: {out / 'model.safetensors'}")
+    return card
+
+
+def _write_log(out: Path, history: list[dict]) -> None:
+    (out / "log.json").write_text(json.dumps(history, indent=1) + "\n")
+    with open(out / "log.csv", "w", newline="") as f:
+        wr = csv.DictWriter(f, fieldnames=list(history[0]))
+        wr.writeheader()
+        wr.writerows(history)

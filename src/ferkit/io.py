@@ -1,0 +1,115 @@
+"""Image decoding in one place. Every failure becomes :class:`ImageDecodeError` with the source named.
+
+Odd inputs handled here so that no caller has to: palette/CMYK/RGBA/16-bit/float images,
+EXIF rotation, truncated or empty files, non-image files, and decompression bombs.
+"""
+
+from __future__ import annotations
+
+import io as _io
+import os
+import warnings
+from pathlib import Path
+from typing import Union
+
+import numpy as np
+from PIL import Image, ImageOps, UnidentifiedImageError
+
+from .errors import ImageDecodeError
+
+#: Images with more pixels than this are refused (a 12k x 12k photo is ~144 MP).
+MAX_PIXELS = 150_000_000
+
+IMAGE_EXTENSIONS = frozenset({".jpg", ".jpeg", ".png", ".bmp", ".tif", ".tiff", ".webp", ".gif", ".pgm", ".ppm"})
+
+Source = Union[str, os.PathLike, bytes, np.ndarray, Image.Image]
+
+
+def is_image_file(path: Union[str, os.PathLike]) -> bool:
+    return Path(path).suffix.lower() in IMAGE_EXTENSIONS
+
+
+def _to_mode(img: Image.Image, mode: str) -> Image.Image:
+    """Convert any PIL mode to ``L`` or ``RGB`` without surprises (16-bit, float, alpha, palette)."""
+    if img.mode in ("I;16", "I;16B", "I;16L", "I", "F"):
+        arr = np.asarray(img, dtype=np.float64)
+        lo, hi = float(arr.min()), float(arr.max())
+        if img.mode.startswith("I;16"):
+            lo, hi = 0.0, 65535.0
+        elif hi <= lo:
+            hi = lo + 1.0
+        arr = np.clip((arr - lo) / (hi - lo) * 255.0 + 0.5, 0, 255).astype(np.uint8)
+        img = Image.fromarray(arr, "L")
+    if img.mode in ("RGBA", "LA", "PA") or (img.mode == "P" and "transparency" in img.info):
+        # composite on white: transparent pixels should not turn into black blobs
+        rgba = img.convert("RGBA")
+        bg = Image.new("RGBA", rgba.size, (255, 255, 255, 255))
+        img = Image.alpha_composite(bg, rgba)
+    return img.convert(mode)
+
+
+def read_image(source: Source, mode: str = "L", name: str | None = None) -> np.ndarray:
+    """Decode ``source`` (path, bytes, array or PIL image) to a uint8 array.
+
+    ``mode="L"`` gives ``H x W`` grayscale, ``mode="RGB"`` gives ``H x W x 3``.
+    Raises :class:`ImageDecodeError` naming the source when it cannot be read.
+    """
+    if mode not in ("L", "RGB"):
+        raise ValueError(f"mode must be 'L' or 'RGB', not {mode!r}")
+    label = name or (str(source) if isinstance(source, (str, os.PathLike)) else type(source).__name__)
+    if isinstance(source, np.ndarray):
+        return _from_array(source, mode, label)
+    if isinstance(source, Image.Image):
+        return np.asarray(_to_mode(source, mode))
+    if isinstance(source, (bytes, bytearray, memoryview)):
+        data = bytes(source)
+        if not data:
+            raise ImageDecodeError(f"{label}: empty image data (0 bytes)")
+        fp: object = _io.BytesIO(data)
+    else:
+        path = Path(source)
+        if not path.exists():
+            raise ImageDecodeError(f"{label}: no such file")
+        if path.is_dir():
+            raise ImageDecodeError(f"{label}: is a folder, not an image")
+        if path.stat().st_size == 0:
+            raise ImageDecodeError(f"{label}: empty file (0 bytes)")
+        fp = path
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("error", Image.DecompressionBombWarning)
+            with Image.open(fp) as img:  # type: ignore[arg-type]
+                w, h = img.size
+                if w * h > MAX_PIXELS:
+                    raise ImageDecodeError(
+                        f"{label}: image is {w}x{h} ({w * h / 1e6:.0f} MP), over the {MAX_PIXELS / 1e6:.0f} MP limit"
+                    )
+                if w < 1 or h < 1:
+                    raise ImageDecodeError(f"{label}: image has no pixels ({w}x{h})")
+                img.load()
+                img = ImageOps.exif_transpose(img) or img
+                return np.ascontiguousarray(np.asarray(_to_mode(img, mode)))
+    except ImageDecodeError:
+        raise
+    except (Image.DecompressionBombError, Image.DecompressionBombWarning) as e:
+        raise ImageDecodeError(f"{label}: image too large to decode safely ({e})") from None
+    except UnidentifiedImageError:
+        raise ImageDecodeError(f"{label}: not an image file (or a format Pillow cannot read)") from None
+    except (OSError, SyntaxError, ValueError) as e:
+        raise ImageDecodeError(f"{label}: corrupt or truncated image ({e})") from None
+
+
+def _from_array(arr: np.ndarray, mode: str, label: str) -> np.ndarray:
+    """Accept HxW, HxWx1, HxWx3 (RGB order) or HxWx4 arrays of uint8 / other numeric types."""
+    if arr.size == 0 or arr.ndim not in (2, 3):
+        raise ImageDecodeError(f"{label}: expected an HxW or HxWxC image array, got shape {arr.shape}")
+    if arr.ndim == 3 and arr.shape[2] not in (1, 3, 4):
+        raise ImageDecodeError(f"{label}: expected 1, 3 or 4 channels, got shape {arr.shape}")
+    if arr.dtype != np.uint8:
+        a = arr.astype(np.float64)
+        scale = 255.0 if a.max(initial=0) <= 1.0 else 1.0
+        arr = np.clip(a * scale + 0.5, 0, 255).astype(np.uint8)
+    if arr.ndim == 3 and arr.shape[2] == 1:
+        arr = arr[:, :, 0]
+    img = Image.fromarray(np.ascontiguousarray(arr))
+    return np.asarray(_to_mode(img, mode))

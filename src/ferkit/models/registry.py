@@ -1,0 +1,67 @@
+"""The one door to every architecture: ``create(name, num_classes=...)``.
+
+Each architecture registers itself with its default config (input size, normalisation,
+paper), the way timm does, so a model is never separated from how to feed it.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Callable
+
+import torch.nn as nn
+
+from ..errors import ModelError
+
+
+@dataclass(frozen=True)
+class ModelSpec:
+    name: str
+    builder: Callable[..., nn.Module]
+    input_size: tuple[int, int, int] = (1, 48, 48)  #: C, H, W
+    mean: tuple[float, ...] = (0.5,)
+    std: tuple[float, ...] = (0.25,)
+    paper: str = ""
+    summary: str = ""
+    defaults: dict = field(default_factory=dict)  #: default builder kwargs
+
+
+_REGISTRY: dict[str, ModelSpec] = {}
+
+
+def register(name: str, *, input_size=(1, 48, 48), mean=(0.5,), std=(0.25,), paper: str = "", summary: str = "",
+             **defaults) -> Callable[[Callable[..., nn.Module]], Callable[..., nn.Module]]:
+    def deco(fn: Callable[..., nn.Module]) -> Callable[..., nn.Module]:
+        if name in _REGISTRY:
+            raise ModelError(f"architecture {name!r} registered twice")
+        _REGISTRY[name] = ModelSpec(name, fn, tuple(input_size), tuple(mean), tuple(std), paper,
+                                    summary or (fn.__doc__ or "").strip().split("\n")[0], dict(defaults))
+        return fn
+    return deco
+
+
+def get_spec(name: str) -> ModelSpec:
+    if name not in _REGISTRY:
+        raise ModelError(f"unknown architecture {name!r}; available: {', '.join(sorted(_REGISTRY)) or 'none'}")
+    return _REGISTRY[name]
+
+
+def create(name: str, num_classes: int = 7, **kwargs) -> nn.Module:
+    """Build architecture ``name`` with ``num_classes`` outputs (logits); kwargs go to its builder."""
+    spec = get_spec(name)
+    args = {**spec.defaults, **kwargs}
+    try:
+        model = spec.builder(num_classes=num_classes, in_chans=spec.input_size[0], **args)
+    except TypeError as e:
+        raise ModelError(f"{name}: bad model option(s) {sorted(kwargs)}: {e}") from None
+    model.ferkit_arch = name  # type: ignore[attr-defined]
+    model.ferkit_kwargs = dict(args)  # type: ignore[attr-defined]
+    return model
+
+
+def list_models() -> list[ModelSpec]:
+    return [_REGISTRY[k] for k in sorted(_REGISTRY)]
+
+
+def count_params(model: nn.Module) -> int:
+    return sum(p.numel() for p in model.parameters())

@@ -1,0 +1,113 @@
+"""Weight files: safetensors + a JSON model card, side by side. Loading never unpickles.
+
+A model card (``<name>.json``) holds everything needed to use and to reproduce the weights:
+architecture and its options, classes in order, input size, normalisation, the exact command
+and git commit that trained them, the dataset and splits, and the metrics measured.
+
+Shipped weights live in this folder and are named ``<architecture>-<dataset>``;
+``default`` is an alias (see :data:`ALIASES`).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+from pathlib import Path
+
+import torch.nn as nn
+from safetensors import SafetensorError
+from safetensors.torch import load_file, save_file
+
+from ..errors import ModelError
+
+SHIPPED_DIR = Path(__file__).resolve().parent
+ALIASES: dict[str, str] = {"default": "mini_xception-fer2013"}
+CARD_KEYS = ("architecture", "arch_kwargs", "classes", "input_size", "mean", "std")
+
+
+def sha256(path: str | os.PathLike) -> str:
+    h = hashlib.sha256()
+    with open(path, "rb") as f:
+        for chunk in iter(lambda: f.read(1 << 20), b""):
+            h.update(chunk)
+    return h.hexdigest()
+
+
+def save(model: nn.Module, path: str | os.PathLike, card: dict) -> Path:
+    """Write ``path`` (``.safetensors``) and its card (same stem, ``.json``). Returns the card path."""
+    path = Path(path).with_suffix(".safetensors")
+    missing = [k for k in CARD_KEYS if k not in card]
+    if missing:
+        raise ModelError(f"model card lacks {missing}")
+    path.parent.mkdir(parents=True, exist_ok=True)
+    state = {k: v.detach().cpu().contiguous() for k, v in model.state_dict().items()}
+    save_file(state, str(path), metadata={"architecture": card["architecture"]})
+    card = {**card, "weights_file": path.name, "sha256": sha256(path)}
+    cpath = path.with_suffix(".json")
+    cpath.write_text(json.dumps(card, indent=2) + "\n")
+    return cpath
+
+
+def shipped() -> list[dict]:
+    """Cards of the weights shipped with ferkit (sorted by name), each with ``name``."""
+    out = []
+    for cpath in sorted(SHIPPED_DIR.glob("*.json")):
+        if cpath.with_suffix(".safetensors").exists():
+            card = json.loads(cpath.read_text())
+            card.setdefault("name", cpath.stem)
+            out.append(card)
+    return out
+
+
+def resolve(name_or_path: str | os.PathLike) -> Path:
+    """Path of the ``.safetensors`` file for a shipped name, an alias, a file or a run folder."""
+    s = str(name_or_path)
+    s = ALIASES.get(s, s)
+    if (SHIPPED_DIR / f"{s}.safetensors").exists():
+        return SHIPPED_DIR / f"{s}.safetensors"
+    p = Path(s).expanduser()
+    if p.is_dir():
+        for cand in ("model.safetensors", "best.safetensors"):
+            if (p / cand).exists():
+                return p / cand
+        raise ModelError(f"{p}: no model.safetensors or best.safetensors in this folder")
+    if p.suffix == ".json" and p.with_suffix(".safetensors").exists():
+        return p.with_suffix(".safetensors")
+    if p.exists():
+        if p.suffix in (".pt", ".pth", ".pkl", ".ckpt"):
+            raise ModelError(f"{p}: ferkit loads only safetensors weights with a JSON card (never pickles)")
+        return p
+    names = [c["name"] for c in shipped()]
+    raise ModelError(f"no model {s!r}: not a shipped name ({', '.join(names + list(ALIASES)) or 'none shipped'}), "
+                     f"nor a weights file or run folder")
+
+
+def load(name_or_path: str | os.PathLike) -> tuple[nn.Module, dict]:
+    """Build the architecture its card names and load the weights; returns (model in eval mode, card)."""
+    from ..models import create
+
+    path = resolve(name_or_path)
+    cpath = path.with_suffix(".json")
+    if not cpath.exists():
+        raise ModelError(f"{path}: model card {cpath.name} is missing next to the weights")
+    try:
+        card = json.loads(cpath.read_text())
+    except json.JSONDecodeError as e:
+        raise ModelError(f"{cpath}: model card is not valid JSON ({e})") from None
+    missing = [k for k in CARD_KEYS if k not in card]
+    if missing:
+        raise ModelError(f"{cpath}: model card lacks {missing}")
+    card.setdefault("name", path.stem if path.parent != SHIPPED_DIR else path.stem)
+    model = create(card["architecture"], num_classes=len(card["classes"]), **card.get("arch_kwargs", {}))
+    try:
+        state = load_file(str(path))
+    except (SafetensorError, OSError, ValueError) as e:
+        raise ModelError(f"{path}: not a readable safetensors file ({e})") from None
+    try:
+        model.load_state_dict(state, strict=True)
+    except RuntimeError as e:
+        raise ModelError(f"{path}: weights do not match architecture {card['architecture']} "
+                         f"{card.get('arch_kwargs', {})}: {str(e).splitlines()[0]}") from None
+    model.eval()
+    return model, card
