@@ -19,7 +19,7 @@ $(STAMP): $(BIN)/python pyproject.toml
 install: $(STAMP)
 
 demo: $(STAMP)
-	$(BIN)/ferkit predict examples/astronaut.png --out out/demo
+	$(BIN)/ferkit predict examples/astronaut.jpg --out out/demo
 
 test: $(STAMP)
 	$(BIN)/python -m pytest tests

@@ -213,20 +213,43 @@ def cmd_predict(a: argparse.Namespace) -> int:
 
 
 # ---------------------------------------------------------------------------------------
+class _Fmt(argparse.ArgumentDefaultsHelpFormatter, argparse.RawDescriptionHelpFormatter):
+    """Show defaults, keep the examples' line breaks."""
+
+
+VERB_EXAMPLES = {
+    "models": "examples:\n  ferkit models\n  ferkit models --json | jq '.weights[].metrics'",
+    "data": "examples:\n  ferkit data --dataset fer2013 --data ../shared/data/fer2013 --check\n"
+            "  ferkit data --dataset ferplus --data ../shared/data/ferplus --vote strict\n"
+            "  ferkit data --dataset ckplus --data ../shared/data/ckplus48 --folds 10",
+    "train": "examples:\n  ferkit train --model mini_xception --model-arg width=2 --dataset fer2013 \\\n"
+             "      --data ../shared/data/fer2013 --clean-from ../shared/data/ferplus --out runs/mx\n"
+             "  ferkit train --model mini_xception --dataset ferplus --data ../shared/data/ferplus --soft-targets "
+             "--out runs/fp\n"
+             "  ferkit train --model mini_xception --dataset ckplus --data ../shared/data/ckplus48 --fold 3 --out runs/ck3\n"
+             "  ferkit train ... --out runs/mx --resume      # continue an interrupted run",
+    "evaluate": "examples:\n  ferkit evaluate --model default --dataset fer2013 --data ../shared/data/fer2013 "
+                "--split PrivateTest --json r.json\n"
+                "  ferkit evaluate --model runs/mx --dataset fer2013 --data ../shared/data/fer2013 --tta flip",
+    "predict": "examples:\n  ferkit predict examples/astronaut.jpg\n"
+               "  ferkit predict faces/ --crop none --csv faces.csv --json faces.json --out annotated/",
+}
+
+
 def build_parser() -> argparse.ArgumentParser:
-    fmt = argparse.ArgumentDefaultsHelpFormatter
+    fmt = _Fmt
     p = argparse.ArgumentParser(prog="ferkit", description="ferkit: facial expression recognition toolkit.",
                                 epilog=EPILOG, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--version", action="version", version=f"ferkit {__import__('ferkit').__version__}")
     sub = p.add_subparsers(dest="verb", metavar="VERB")
     sub.required = True
 
-    s = sub.add_parser("models", help="list architectures and shipped weights", formatter_class=fmt,
+    s = sub.add_parser("models", epilog=VERB_EXAMPLES["models"], help="list architectures and shipped weights", formatter_class=fmt,
                        description="List the registered architectures and the shipped weights with their metrics.")
     s.add_argument("--json", action="store_true", help="machine-readable output")
     s.set_defaults(fn=cmd_models)
 
-    s = sub.add_parser("data", help="check a dataset: counts per split and class, folds", formatter_class=fmt,
+    s = sub.add_parser("data", epilog=VERB_EXAMPLES["data"], help="check a dataset: counts per split and class, folds", formatter_class=fmt,
                        description="Read a dataset's labels (without decoding images) and print the number of "
                                    "images per split and class, and the subject folds where the dataset has them.")
     _add_dataset_args(s)
@@ -237,7 +260,7 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--json", action="store_true", help="machine-readable output")
     s.set_defaults(fn=cmd_data)
 
-    s = sub.add_parser("train", help="train a model", formatter_class=fmt,
+    s = sub.add_parser("train", epilog=VERB_EXAMPLES["train"], help="train a model", formatter_class=fmt,
                        description="Train an architecture on a dataset. Writes config, per-epoch log (CSV/JSON), "
                                    "curves, a checkpoint every epoch, the best weights (chosen on the validation "
                                    "split) and a model card into --out.")
@@ -286,7 +309,7 @@ def build_parser() -> argparse.ArgumentParser:
     g.add_argument("--command", default=None, help=argparse.SUPPRESS)
     s.set_defaults(fn=cmd_train)
 
-    s = sub.add_parser("evaluate", help="evaluate a model on a dataset split", formatter_class=fmt,
+    s = sub.add_parser("evaluate", epilog=VERB_EXAMPLES["evaluate"], help="evaluate a model on a dataset split", formatter_class=fmt,
                        description="Accuracy, macro-F1, per-class precision/recall/F1 and the confusion matrix of "
                                    "a model on a dataset split. Prints a table; --json writes the metrics; a "
                                    "confusion-matrix PNG is written next to the JSON (or to --plot).")
@@ -300,7 +323,7 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--device", default="cpu")
     s.set_defaults(fn=cmd_evaluate)
 
-    s = sub.add_parser("predict", help="classify the expression in images", formatter_class=fmt,
+    s = sub.add_parser("predict", epilog=VERB_EXAMPLES["predict"], help="classify the expression in images", formatter_class=fmt,
                        description="Classify the expression of images or folders of images. Until the face "
                                    "detector lands, each image is treated as a face crop (--crop center takes "
                                    "its central square).")
@@ -319,10 +342,12 @@ def build_parser() -> argparse.ArgumentParser:
 def main(argv: Sequence[str] | None = None) -> int:
     parser = build_parser()
     a = parser.parse_args(argv)
-    warnings.simplefilter("default")
+    fmt = warnings.formatwarning
     warnings.formatwarning = lambda msg, cat, *args, **kw: f"ferkit: warning: {msg}\n"
     try:
-        return int(a.fn(a) or 0)
+        with warnings.catch_warnings():
+            warnings.simplefilter("default")
+            return int(a.fn(a) or 0)
     except FerkitError as e:
         print(f"ferkit: error: {e}", file=sys.stderr)
         return 1
@@ -332,6 +357,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     except BrokenPipeError:
         os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
         return 0
+    finally:
+        warnings.formatwarning = fmt
 
 
 if __name__ == "__main__":

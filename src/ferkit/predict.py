@@ -86,7 +86,8 @@ def predict_cli(a: argparse.Namespace) -> int:
         try:
             res, rgb = classify_file(model, path, a.crop, tta)
         except FerkitError as e:
-            failed.append((str(path), str(e)))
+            msg = str(e)
+            failed.append((str(path), msg[len(str(path)) + 2:] if msg.startswith(f"{path}: ") else msg))
             continue
         results.append(res)
         f = res["faces"][0]

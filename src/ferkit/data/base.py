@@ -187,8 +187,8 @@ class Reader:
         if not keep:
             raise DatasetError(f"{self.name} {split}: no readable images under {self.root}")
         if skipped:
-            warnings.warn(f"{self.name} {split}: skipped {len(skipped)} bad item(s), e.g. {skipped[0][0]}: {skipped[0][1]}",
-                          stacklevel=3)
+            warnings.warn(f"{self.name} {split}: left out {len(skipped)} item(s) (listed in .skipped), e.g. "
+                          f"{skipped[0][0]}: {skipped[0][1]}", stacklevel=3)
         imgs = torch.from_numpy(images[: len(keep)]).permute(0, 3, 1, 2).contiguous()
         soft = None
         if keep[0].soft is not None:

@@ -1,0 +1,170 @@
+"""Shared fixtures: tiny datasets in each public layout, generated on the fly (no real images)."""
+
+from __future__ import annotations
+
+import csv
+import os
+from pathlib import Path
+
+import numpy as np
+import pytest
+from PIL import Image
+
+from ferkit import labels as L
+
+ROOT = Path(__file__).resolve().parents[1]
+SHARED = Path(os.environ.get("FERKIT_SHARED_DATA", ROOT.parent / "shared" / "data"))
+EXAMPLE = ROOT / "examples" / "astronaut.jpg"
+
+
+@pytest.fixture(autouse=True)
+def _isolated_cache(tmp_path_factory, monkeypatch):
+    """Every test gets its own dataset cache (never the user's ~/.cache/ferkit)."""
+    monkeypatch.setenv("FERKIT_CACHE", str(tmp_path_factory.mktemp("cache")))
+
+
+def face_like(label: int, rng: np.random.Generator, size: int = 48) -> np.ndarray:
+    """A synthetic 'face' whose class is learnable: a bright blob at a class-specific place."""
+    img = rng.normal(110, 20, (size, size))
+    cy = size // 4 + (label // 3) * size // 4
+    cx = size // 4 + (label % 3) * size // 4
+    yy, xx = np.mgrid[:size, :size]
+    img += 120 * np.exp(-((yy - cy) ** 2 + (xx - cx) ** 2) / (2 * (size / 10) ** 2))
+    return np.clip(img, 0, 255).astype(np.uint8)
+
+
+def save_gray(path: Path, arr: np.ndarray, **kw) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    Image.fromarray(arr).save(path, **kw)
+
+
+def make_fer2013(tmp: Path, per_class: dict[str, int] | None = None, seed: int = 0) -> tuple[Path, Path, dict]:
+    """The same synthetic FER2013 in both public forms: (folder root, csv path, {usage: [(label, pixels)]}).
+    Folder images are PNGs (lossless, so both forms hold identical pixels)."""
+    per_class = per_class or {"Training": 4, "PublicTest": 2, "PrivateTest": 2}
+    rng = np.random.default_rng(seed)
+    rows, data = [], {u: [] for u in per_class}
+    for usage, k in per_class.items():
+        for lab in range(7):
+            for _ in range(k):
+                rows.append((lab, face_like(lab, rng), usage))
+    rng.shuffle(rows)
+    folders = tmp / "fer2013"
+    for i, (lab, px, usage) in enumerate(rows):
+        sub = "train" if usage == "Training" else "test"
+        save_gray(folders / sub / L.FER2013_IDS[lab] / f"{usage}_{1000 + i}.png", px)
+        data[usage].append((lab, px))
+    csv_path = tmp / "csv" / "fer2013.csv"
+    csv_path.parent.mkdir(parents=True)
+    with open(csv_path, "w", newline="") as f:
+        w = csv.writer(f)
+        w.writerow(["emotion", "pixels", "Usage"])
+        for lab, px, usage in rows:
+            w.writerow([lab, " ".join(map(str, px.flatten())), usage])
+    return folders, csv_path, data
+
+
+FERPLUS_ROWS = {
+    # file: 10 vote counts (neutral happiness surprise sadness anger disgust fear contempt unknown NF)
+    "Train": [
+        ("fer0000000.png", [4, 0, 0, 1, 3, 2, 0, 0, 0, 0]),  # neutral (majority and strict? 4 of 10 -> no)
+        ("fer0000001.png", [0, 10, 0, 0, 0, 0, 0, 0, 0, 0]),  # happy, both rules
+        ("fer0000002.png", [0, 0, 0, 0, 0, 0, 0, 0, 3, 7]),  # not a face: dropped
+        ("fer0000003.png", [1, 0, 6, 0, 0, 0, 0, 0, 3, 0]),  # surprise
+        ("fer0000004.png", [0, 0, 0, 0, 0, 0, 0, 6, 4, 0]),  # contempt
+        ("fer0000005.png", [2, 0, 0, 0, 0, 0, 0, 0, 8, 0]),  # unknown: dropped
+    ],
+    "Valid": [("fer0000006.png", [0, 0, 0, 7, 1, 1, 1, 0, 0, 0])],  # sad
+    "Test": [("fer0000007.png", [0, 0, 0, 0, 9, 1, 0, 0, 0, 0]),  # angry
+             ("fer0000008.png", [0, 0, 0, 0, 0, 0, 5, 0, 0, 5])],  # fear vs NF tie -> fear (majority)
+}
+
+
+def make_ferplus(tmp: Path) -> Path:
+    root = tmp / "ferplus"
+    rng = np.random.default_rng(1)
+    for split, rows in FERPLUS_ROWS.items():
+        d = root / f"FER2013{split}"
+        d.mkdir(parents=True)
+        with open(d / "label.csv", "w", newline="") as f:
+            w = csv.writer(f)
+            for name, votes in rows:
+                save_gray(d / name, face_like(0, rng))
+                w.writerow([name, "(0, 0, 48, 48)", *votes])
+    return root
+
+
+def make_ckplus(tmp: Path, subjects: int = 12, seed: int = 2) -> Path:
+    root = tmp / "ckplus48"
+    rng = np.random.default_rng(seed)
+    folders = list(L.CKPLUS_FOLDERS)
+    for s in range(subjects):
+        for j, folder in enumerate(folders):
+            if (s + j) % 3 == 0:  # not every subject shows every expression
+                continue
+            for frame in range(3):
+                lab = L.ordered(L.CKPLUS_FOLDERS.values()).index(L.CKPLUS_FOLDERS[folder])
+                save_gray(root / folder / f"S{s + 10:03d}_{j + 1:03d}_{frame + 20:08d}.png", face_like(lab, rng))
+    return root
+
+
+def make_jaffe(tmp: Path) -> Path:
+    root = tmp / "jaffe"
+    root.mkdir()
+    rng = np.random.default_rng(3)
+    codes = list(L.JAFFE_CODES)
+    k = 0
+    for subj in ["KA", "KL", "KM", "KR", "MK"]:
+        for code in codes:
+            k += 1
+            arr = face_like(L.CANONICAL.index(L.JAFFE_CODES[code]), rng, size=64)
+            img = Image.fromarray(arr)
+            if subj == "KA":  # the real KA.* files are palette TIFFs
+                img = img.convert("P")
+            img.save(root / f"{subj}.{code}1.{k}.tiff")
+    return root
+
+
+def make_rafdb(tmp: Path) -> Path:
+    base = tmp / "rafdb" / "basic"
+    (base / "EmoLabel").mkdir(parents=True)
+    rng = np.random.default_rng(4)
+    lines = []
+    for split, n in (("train", 14), ("test", 7)):
+        for i in range(n):
+            lab = i % 7 + 1
+            name = f"{split}_{i + 1:05d}.jpg"
+            lines.append(f"{name} {lab}")
+            rgb = np.stack([face_like(lab - 1, rng, 100)] * 3, axis=-1)
+            save_gray(base / "Image" / "aligned" / f"{split}_{i + 1:05d}_aligned.jpg", rgb)
+    (base / "EmoLabel" / "list_patition_label.txt").write_text("\n".join(lines) + "\n")
+    return tmp / "rafdb"
+
+
+def make_kdef(tmp: Path) -> Path:
+    root = tmp / "kdef_download" / "KDEF"
+    rng = np.random.default_rng(5)
+    for session in "AB":
+        for person in ("F01", "F02", "M01", "M02"):
+            d = root / f"{session}{person}"
+            for code in L.KDEF_CODES:
+                for angle in ("S", "HL", "FR"):
+                    save_gray(d / f"{session}{person}{code}{angle}.JPG",
+                              np.stack([face_like(0, rng, 64)] * 3, axis=-1))
+    return tmp / "kdef_download"
+
+
+def make_imagefolder(tmp: Path, with_splits: bool = True, per_class: int = 8, seed: int = 6) -> Path:
+    root = tmp / "folder"
+    rng = np.random.default_rng(seed)
+    names = ["angry", "disgust", "fear", "happy", "sad", "surprise", "neutral"]
+    splits = {"train": per_class, "val": max(2, per_class // 2), "test": max(2, per_class // 2)} if with_splits \
+        else {"": per_class}
+    for split, k in splits.items():
+        for lab, name in enumerate(names):
+            for i in range(k):
+                save_gray(root / split / name / f"{i}.png", face_like(lab, rng))
+    return root
+
+
+requires_shared = pytest.mark.skipif(not SHARED.is_dir(), reason="../shared/data not present")

@@ -1,0 +1,80 @@
+"""Weights + model card format, loading without pickles, and the Python API."""
+
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pytest
+import torch
+from PIL import Image
+
+import ferkit
+from ferkit import weights
+from ferkit.errors import FerkitError, ModelError
+from ferkit.models import create
+
+CARD = {"architecture": "mini_xception", "arch_kwargs": {"width": 1}, "classes": list(ferkit.CANONICAL),
+        "input_size": [1, 48, 48], "mean": [0.5], "std": [0.25], "name": "tiny"}
+
+
+@pytest.fixture()
+def saved(tmp_path):
+    torch.manual_seed(0)
+    net = create("mini_xception").eval()
+    weights.save(net, tmp_path / "tiny.safetensors", CARD)
+    return tmp_path / "tiny.safetensors", net
+
+
+def test_roundtrip_and_card(saved):
+    path, net = saved
+    card = json.loads(path.with_suffix(".json").read_text())
+    assert card["sha256"] == weights.sha256(path) and card["weights_file"] == "tiny.safetensors"
+    net2, card2 = weights.load(path)
+    x = torch.randn(2, 1, 48, 48)
+    assert torch.allclose(net(x), net2(x)) and card2["classes"] == CARD["classes"]
+
+
+def test_refuses_pickles_and_broken_files(tmp_path, saved):
+    pt = tmp_path / "model.pt"
+    torch.save({"a": 1}, pt)
+    with pytest.raises(ModelError, match="never pickles"):
+        weights.load(pt)
+    path, _ = saved
+    path.with_suffix(".json").write_text("{not json")
+    with pytest.raises(ModelError, match="not valid JSON"):
+        weights.load(path)
+    path.with_suffix(".json").write_text(json.dumps({**CARD, "arch_kwargs": {"width": 2}}))
+    with pytest.raises(ModelError, match="do not match architecture"):
+        weights.load(path)
+    path.with_suffix(".json").unlink()
+    with pytest.raises(ModelError, match="model card .* is missing"):
+        weights.load(path)
+    with pytest.raises(ModelError, match="no model 'nope'"):
+        weights.load("nope")
+    with pytest.raises(ModelError, match="lacks"):
+        weights.save(create("mini_xception"), tmp_path / "x.safetensors", {"architecture": "mini_xception"})
+
+
+def test_predict_api_accepts_every_face_form(saved, tmp_path):
+    path, _ = saved
+    m = ferkit.load_model(str(path))
+    rng = np.random.default_rng(0)
+    gray = rng.integers(0, 255, (64, 64), dtype=np.uint8)
+    rgb = rng.integers(0, 255, (30, 40, 3), dtype=np.uint8)
+    Image.fromarray(gray).save(tmp_path / "f.png")
+    preds = m.predict([gray, rgb, Image.fromarray(rgb), str(tmp_path / "f.png"), (tmp_path / "f.png").read_bytes()])
+    assert len(preds) == 5
+    for p in preds:
+        assert list(p.probabilities) == list(ferkit.CANONICAL)
+        assert sum(p.probabilities.values()) == pytest.approx(1.0, abs=1e-5)
+        assert p.label == max(p.probabilities, key=p.probabilities.get) and p.score == p.probabilities[p.label]
+    assert len(m.predict(gray)) == 1 and len(m.predict(rgb)) == 1  # one face -> a list of one
+    assert m.predict_proba(np.stack([gray, gray, gray])).shape == (3, 7)  # N x H x W batch
+    # the same face as a path and as an array gives the same answer
+    assert preds[0].probabilities == pytest.approx(preds[3].probabilities)
+    assert m.predict_proba([gray], tta="flip").shape == (1, 7)
+    with pytest.raises(FerkitError):
+        m.predict([])
+    with pytest.raises(FerkitError):
+        m.predict(str(tmp_path / "missing.png"))

@@ -1,0 +1,76 @@
+"""The command line as a user meets it: help, listings, clear errors without tracebacks."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+
+import pytest
+from conftest import EXAMPLE, make_fer2013
+
+from ferkit.cli import build_parser, main
+
+VERBS = ["models", "data", "train", "evaluate", "predict"]
+
+
+@pytest.mark.parametrize("verb", VERBS)
+def test_help_for_every_verb(verb, capsys):
+    with pytest.raises(SystemExit) as e:
+        main([verb, "--help"])
+    assert e.value.code == 0
+    out = capsys.readouterr().out
+    assert f"usage: ferkit {verb}" in out and len(out) > 300
+
+
+def test_top_level_help_lists_verbs(capsys):
+    with pytest.raises(SystemExit):
+        main(["--help"])
+    out = capsys.readouterr().out
+    assert all(v in out for v in VERBS) and "examples:" in out
+
+
+def test_models_lists_architectures(capsys):
+    assert main(["models"]) == 0
+    out = capsys.readouterr().out
+    assert "mini_xception" in out and "56,951 params" in out
+
+
+def test_data_prints_counts(tmp_path, capsys):
+    folders, _, _ = make_fer2013(tmp_path)
+    assert main(["data", "--dataset", "fer2013", "--data", str(folders), "--check"]) == 0
+    out = capsys.readouterr().out
+    assert "Training" in out and "PrivateTest" in out and "sharpness" in out
+    assert "no train/test shift" in out
+
+
+@pytest.mark.parametrize("argv,msg", [
+    (["data", "--dataset", "fer2013", "--data", "/nonexistent/fer"], "does not exist"),
+    (["data", "--dataset", "affectnet", "--data", "."], "unknown dataset 'affectnet'"),
+    (["evaluate", "--model", "no_such_model", "--dataset", "fer2013", "--data", "."], "no model 'no_such_model'"),
+    (["train", "--model", "vgg99", "--dataset", "fer2013", "--data", "/nonexistent", "--out", "/tmp/x"],
+     "unknown architecture 'vgg99'"),
+    (["train", "--dataset", "fer2013", "--data", "/nonexistent", "--out", "/tmp/x"], "does not exist"),
+])
+def test_errors_are_one_clear_line(argv, msg, capsys):
+    assert main(argv) == 1
+    err = capsys.readouterr().err
+    assert err.startswith("ferkit: error: ") and msg in err and "Traceback" not in err
+
+
+def test_bad_option_value_is_a_usage_error(capsys):
+    with pytest.raises(SystemExit) as e:
+        main(["evaluate", "--tta", "sideways", "--dataset", "x", "--data", "y"])
+    assert e.value.code == 2
+
+
+def test_console_script_runs_without_traceback(tmp_path):
+    junk = tmp_path / "junk.jpg"
+    junk.write_text("not an image")
+    r = subprocess.run([sys.executable, "-m", "ferkit.cli", "predict", str(junk), "--model", "no_such"],
+                       capture_output=True, text=True)
+    assert r.returncode == 1 and "Traceback" not in r.stderr and "no model 'no_such'" in r.stderr
+
+
+def test_parser_builds():
+    assert build_parser().prog == "ferkit"
+    assert EXAMPLE.exists()

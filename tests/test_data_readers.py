@@ -1,0 +1,238 @@
+"""Dataset readers on generated fixtures in each public layout, and their failure modes."""
+
+from __future__ import annotations
+
+import csv
+import warnings
+
+import numpy as np
+import pytest
+import torch
+from conftest import (FERPLUS_ROWS, face_like, make_ckplus, make_fer2013, make_ferplus, make_imagefolder, make_jaffe,
+                      make_kdef, make_rafdb, save_gray)
+from PIL import Image
+
+from ferkit import labels as L
+from ferkit.data import cache as data_cache
+from ferkit.data import ferplus_label, open_dataset
+from ferkit.errors import DatasetError, FerkitError
+
+
+# ---------------------------------------------------------------------------- FER2013
+def test_fer2013_csv_and_folders_give_the_same_splits(tmp_path):
+    folders, csv_path, truth = make_fer2013(tmp_path)
+    a = open_dataset("fer2013", folders)
+    b = open_dataset("fer2013", csv_path.parent)  # a folder holding fer2013.csv
+    assert type(a).__name__ == "FER2013Folders" and type(b).__name__ == "FER2013CSV"
+    for usage, items in truth.items():
+        da, db = a.load(usage), b.load(usage)
+        assert len(da) == len(db) == len(items)
+        assert da.class_counts() == db.class_counts() == {c: len(items) // 7 for c in L.CANONICAL}
+
+        def key(ds):  # order-free: (label, pixels) pairs
+            return sorted((int(y), x.numpy().tobytes()) for x, y in zip(ds.images, ds.labels))
+
+        assert key(da) == key(db) == sorted((lab, px.tobytes()) for lab, px in items)
+        assert da.images.dtype == torch.uint8 and da.images.shape[1:] == (1, 48, 48)
+
+
+def test_fer2013_split_aliases_and_unknown_split(tmp_path):
+    folders, _, _ = make_fer2013(tmp_path)
+    r = open_dataset("fer2013", folders)
+    assert r.resolve_split("test") == "PrivateTest" and r.resolve_split("val") == "PublicTest"
+    with pytest.raises(FerkitError, match="unknown split 'dev'"):
+        r.load("dev")
+
+
+def test_fer2013_csv_wrong_pixel_count_names_the_line(tmp_path):
+    _, csv_path, _ = make_fer2013(tmp_path)
+    with open(csv_path) as fh:
+        rows = list(csv.reader(fh))
+    rows[3][1] = " ".join(["1"] * 2000)
+    rows[5][1] = "12 oops 7"
+    with open(csv_path, "w", newline="") as f:
+        csv.writer(f).writerows(rows)
+    usage3, usage5 = rows[3][2], rows[5][2]
+    with pytest.raises(DatasetError, match=r"fer2013.csv:line 4: expected 2304 pixels \(48x48\), got 2000"):
+        for u in ("Training", "PublicTest", "PrivateTest"):
+            open_dataset("fer2013", csv_path).load(u)
+    r = open_dataset("fer2013", csv_path, skip_bad=True)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        total = sum(len(r.load(u)) for u in ("Training", "PublicTest", "PrivateTest"))
+    assert total == 7 * 8 - 2
+    skipped = {u: r.summary(u)["skipped"] for u in ("Training", "PublicTest", "PrivateTest")}
+    assert skipped[usage3] >= 1 and skipped[usage5] >= 1 and sum(skipped.values()) == 2  # each bad row counted once, in its split
+
+
+def test_fer2013_csv_bad_header_and_missing_file(tmp_path):
+    bad = tmp_path / "fer2013.csv"
+    bad.write_text("label,image\n1,2\n")
+    with pytest.raises(DatasetError, match="header must have columns emotion,pixels,Usage"):
+        open_dataset("fer2013", bad).load("Training")
+    with pytest.raises(DatasetError, match="does not exist"):
+        open_dataset("fer2013", tmp_path / "nope")
+
+
+def test_fer2013_unknown_class_folder_and_corrupt_image(tmp_path):
+    folders, _, _ = make_fer2013(tmp_path)
+    save_gray(folders / "train" / "happyy" / "Training_1.png", face_like(0, np.random.default_rng(0)))
+    with pytest.raises(DatasetError, match=r"happyy.*unknown class folder 'happyy'"):
+        open_dataset("fer2013", folders).load("Training")
+    # corrupt and empty images name the file; --skip-bad counts them
+    (folders / "train" / "happyy" / "Training_1.png").unlink()
+    (folders / "train" / "happyy").rmdir()
+    (folders / "train" / "sad" / "Training_99998.jpg").write_bytes(b"\xff\xd8\xff\xe0 not really a jpeg")
+    (folders / "train" / "sad" / "Training_99999.png").write_bytes(b"")
+    with pytest.raises(DatasetError, match=r"Training_9999[89]\.(jpg|png): (corrupt|empty|not an image)"):
+        open_dataset("fer2013", folders).load("Training")
+    with pytest.warns(UserWarning, match="left out 2 item"):
+        ds = open_dataset("fer2013", folders, skip_bad=True).load("Training")
+    assert len(ds) == 28 and len(ds.skipped) == 2
+    assert {s.rsplit("/", 1)[-1] for s, _ in ds.skipped} == {"Training_99998.jpg", "Training_99999.png"}
+
+
+def test_dataset_cache_is_used_and_invalidated(tmp_path, monkeypatch):
+    folders, _, _ = make_fer2013(tmp_path)
+    r = open_dataset("fer2013", folders)
+    first = r.load("PublicTest")
+    assert list((data_cache.cache_dir() / "datasets").glob("*.safetensors"))
+    import ferkit.data.base as base
+
+    def boom(*a, **k):
+        raise AssertionError("decoded again instead of using the cache")
+
+    monkeypatch.setattr(base, "read_image", boom)
+    again = open_dataset("fer2013", folders).load("PublicTest")
+    assert torch.equal(first.images, again.images) and again.sources == first.sources
+    # changing a file invalidates the entry
+    monkeypatch.undo()
+    victim = next((folders / "test").rglob("PublicTest_*.png"))
+    save_gray(victim, np.zeros((48, 48), np.uint8))
+    fresh = open_dataset("fer2013", folders).load("PublicTest")
+    assert int(fresh.images[fresh.sources.index(str(victim))].sum()) == 0
+
+
+# ---------------------------------------------------------------------------- FER+
+def test_ferplus_vote_rules():
+    assert ferplus_label(np.array([4, 0, 0, 1, 3, 2, 0, 0, 0, 0])) == 0  # neutral
+    assert ferplus_label(np.array([4, 0, 0, 1, 3, 2, 0, 0, 0, 0]), "strict") is None  # 4 of 9 is no majority
+    assert ferplus_label(np.array([0, 0, 0, 0, 0, 0, 0, 0, 3, 7])) is None  # not a face
+    assert ferplus_label(np.array([2, 0, 0, 0, 0, 0, 0, 0, 8, 0])) is None  # unknown
+    assert ferplus_label(np.array([1, 0, 6, 0, 0, 0, 0, 0, 3, 0]), "strict") == 2  # single vote removed
+    with pytest.raises(FerkitError):
+        ferplus_label(np.zeros(10), "plurality")
+
+
+def test_ferplus_reader_labels_and_soft_targets(tmp_path):
+    root = make_ferplus(tmp_path)
+    r = open_dataset("ferplus", root)
+    assert r.classes == L.CANONICAL_8
+    tr = r.load("train")
+    assert [r.classes[i] for i in tr.labels] == ["neutral", "happy", "surprise", "contempt"]
+    assert tr.soft is not None and torch.allclose(tr.soft.sum(1), torch.ones(4))
+    # soft targets are reordered to the canonical class order
+    happy_row = tr.soft[1]
+    assert happy_row[L.CANONICAL_8.index("happy")] == 1.0
+    surprise = tr.soft[2]  # votes: neutral 1, surprise 6 (unknown 3 is not an emotion)
+    assert surprise[L.CANONICAL_8.index("surprise")] == pytest.approx(6 / 7)
+    assert surprise[L.CANONICAL_8.index("neutral")] == pytest.approx(1 / 7)
+    te = r.load("Test")
+    assert [r.classes[i] for i in te.labels] == ["angry", "fear"]  # the fear/NF tie goes to fear
+    strict = open_dataset("ferplus", root, vote="strict")
+    assert strict.summary("Train")["n"] == 3 and strict.summary("Test")["n"] == 1
+
+
+def test_ferplus_missing_label_file_and_missing_image(tmp_path):
+    root = make_ferplus(tmp_path)
+    (root / "FER2013Valid" / "label.csv").unlink()
+    with pytest.raises(DatasetError, match=r"FER2013Valid/label.csv: FER\+ label file not found"):
+        open_dataset("ferplus", root).load("Valid")
+    (root / "FER2013Train" / FERPLUS_ROWS["Train"][1][0]).unlink()
+    with pytest.raises(DatasetError, match="fer0000001.png: image listed in label.csv is missing"):
+        open_dataset("ferplus", root).load("Train")
+    assert open_dataset("ferplus", root, skip_bad=True).summary("Train") == {
+        "n": 3, "per_class": {**{c: 0 for c in L.CANONICAL_8}, "neutral": 1, "surprise": 1, "contempt": 1},
+        "subjects": 0, "skipped": 1}
+
+
+# ---------------------------------------------------------------------------- CK+, JAFFE, KDEF, RAF-DB
+def test_ckplus_subject_independent_folds(tmp_path):
+    root = make_ckplus(tmp_path, subjects=12)
+    r = open_dataset("ckplus", root, folds=4, fold=1)
+    assert r.classes == ("angry", "disgust", "fear", "happy", "sad", "surprise", "contempt")
+    parts = {s: r.load(s) for s in ("train", "val", "test", "all")}
+    subj = {s: set(d.subjects) for s, d in parts.items()}
+    assert not (subj["train"] & subj["val"]) and not (subj["train"] & subj["test"]) and not (subj["val"] & subj["test"])
+    assert subj["train"] | subj["val"] | subj["test"] == subj["all"] and len(subj["all"]) == 12
+    assert len(parts["train"]) + len(parts["val"]) + len(parts["test"]) == len(parts["all"])
+    # labels follow the folder names (sadness -> sad, anger -> angry)
+    for src, y in zip(parts["all"].sources, parts["all"].labels):
+        assert L.CKPLUS_FOLDERS[src.split("/")[-2]] == r.classes[y]
+    with pytest.raises(FerkitError, match="--fold must be in 0..3"):
+        open_dataset("ckplus", root, folds=4, fold=4)
+
+
+def test_ckplus_bad_file_name(tmp_path):
+    root = make_ckplus(tmp_path)
+    save_gray(root / "happy" / "frame_001.png", np.zeros((48, 48), np.uint8))
+    with pytest.raises(DatasetError, match="frame_001.png: file name is not S<subject>_<sequence>_<frame>"):
+        open_dataset("ckplus", root).load("all")
+
+
+def test_jaffe_palette_tiffs_and_subjects(tmp_path):
+    root = make_jaffe(tmp_path)
+    r = open_dataset("jaffe", root, folds=5, fold=0)
+    ds = r.load("all", size=64)
+    assert len(ds) == 35 and set(ds.subjects) == {"KA", "KL", "KM", "KR", "MK"}
+    ka = [i for i, s in enumerate(ds.subjects) if s == "KA"]
+    with Image.open(ds.sources[ka[0]]) as im:
+        assert im.mode == "P"
+    # palette files decode to the same gray levels they were made from
+    rng = np.random.default_rng(3)
+    expected = face_like(L.CANONICAL.index("angry"), rng, size=64)
+    got = ds.images[ds.sources.index(str(root / "KA.AN1.1.tiff")), 0].numpy()
+    assert np.abs(got.astype(int) - expected.astype(int)).max() <= 2
+    assert set(r.load("test").subjects).isdisjoint(r.load("train").subjects)
+
+
+def test_kdef_layout_subjects_and_angles(tmp_path):
+    root = make_kdef(tmp_path)
+    r = open_dataset("kdef", root, folds=4)
+    assert r.summary("all")["n"] == 2 * 4 * 7 * 3
+    assert r.summary("all")["subjects"] == 4
+    assert open_dataset("kdef", root, folds=4, angles=("S",)).summary("all")["n"] == 2 * 4 * 7
+    ds = r.load("all")
+    assert ds.class_counts()["fear"] == 24  # AF = afraid -> fear
+
+
+def test_rafdb_layout(tmp_path):
+    root = make_rafdb(tmp_path)
+    r = open_dataset("rafdb", root)
+    tr, te = r.load("train"), r.load("test")
+    assert len(tr) == 14 and len(te) == 7
+    # label ids: 1=surprise ... 7=neutral
+    assert [r.classes[i] for i in te.labels] == ["surprise", "fear", "disgust", "happy", "sad", "angry", "neutral"]
+    with pytest.raises(DatasetError, match="list_patition_label.txt: RAF-DB label file not found"):
+        open_dataset("rafdb", tmp_path)
+
+
+def test_imagefolder_with_and_without_split_folders(tmp_path):
+    root = make_imagefolder(tmp_path, with_splits=True)
+    r = open_dataset("imagefolder", root)
+    assert set(r.splits) == {"train", "val", "test"} and r.val_split == "val"
+    assert len(r.load("train")) == 7 * 8
+    flat = make_imagefolder(tmp_path / "flat", with_splits=False, per_class=10)
+    rf = open_dataset("imagefolder", flat, folds=5)
+    assert rf.summary("all")["n"] == 70 and rf.summary("test")["n"] == 14
+    (flat / "notes.txt").parent.mkdir(exist_ok=True)
+    (flat / "happy" / "readme.txt").write_text("hello")
+    with pytest.raises(DatasetError, match="readme.txt: not an image file"):
+        open_dataset("imagefolder", flat).load("all")
+
+
+def test_unknown_dataset_and_option():
+    with pytest.raises(FerkitError, match="unknown dataset 'affectnet'"):
+        open_dataset("affectnet", ".")
+    with pytest.raises(FerkitError, match="does not take option"):
+        open_dataset("rafdb", ".", folds=3)

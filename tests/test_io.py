@@ -1,0 +1,97 @@
+"""Image decoding: every odd or broken input gives a clear ImageDecodeError or a sane array."""
+
+from __future__ import annotations
+
+import io
+
+import numpy as np
+import pytest
+from PIL import Image
+
+import ferkit.io as fio
+from ferkit.errors import ImageDecodeError
+from ferkit.io import read_image
+
+
+def _save(tmp_path, name, img, **kw):
+    p = tmp_path / name
+    img.save(p, **kw)
+    return p
+
+
+def test_gray_and_rgb_modes(tmp_path):
+    rgb = np.zeros((10, 20, 3), np.uint8)
+    rgb[..., 0] = 255
+    p = _save(tmp_path, "red.png", Image.fromarray(rgb))
+    assert read_image(p, "RGB").shape == (10, 20, 3)
+    g = read_image(p, "L")
+    assert g.shape == (10, 20) and g.dtype == np.uint8 and int(g[0, 0]) == 76  # ITU-R 601 luma of pure red
+
+
+def test_not_an_image_empty_and_truncated(tmp_path):
+    txt = tmp_path / "notes.jpg"
+    txt.write_text("this is not a picture")
+    with pytest.raises(ImageDecodeError, match="notes.jpg: not an image file"):
+        read_image(txt)
+    empty = tmp_path / "empty.png"
+    empty.write_bytes(b"")
+    with pytest.raises(ImageDecodeError, match="empty.png: empty file"):
+        read_image(empty)
+    full = io.BytesIO()
+    Image.fromarray(np.random.default_rng(0).integers(0, 255, (64, 64, 3), dtype=np.uint8)).save(full, "JPEG")
+    cut = tmp_path / "cut.jpg"
+    cut.write_bytes(full.getvalue()[: len(full.getvalue()) // 2])
+    with pytest.raises(ImageDecodeError, match="cut.jpg: corrupt or truncated image"):
+        read_image(cut)
+    with pytest.raises(ImageDecodeError, match="no such file"):
+        read_image(tmp_path / "missing.png")
+    with pytest.raises(ImageDecodeError, match="is a folder"):
+        read_image(tmp_path)
+    with pytest.raises(ImageDecodeError, match="empty image data"):
+        read_image(b"")
+
+
+def test_odd_modes(tmp_path):
+    # 16-bit PNG: scaled from 0..65535 to 0..255
+    a16 = (np.arange(16 * 16, dtype=np.uint16).reshape(16, 16) * 256)
+    a16[-1, -1] = 65535
+    im16 = Image.fromarray(a16)
+    assert im16.mode.startswith("I;16")
+    p16 = _save(tmp_path, "deep.png", im16)
+    assert Image.open(p16).mode.startswith("I")
+    g = read_image(p16)
+    assert g.dtype == np.uint8 and g.max() == 255 and g.min() == 0 and g[0, 100 // 16 % 16] == 6
+    # RGBA: transparent pixels become white, not black
+    rgba = np.zeros((8, 8, 4), np.uint8)
+    rgba[:4, :, 3] = 255  # top half opaque black, bottom half transparent
+    g = read_image(_save(tmp_path, "alpha.png", Image.fromarray(rgba, "RGBA")))
+    assert g[0, 0] == 0 and g[7, 7] == 255
+    # CMYK JPEG
+    cmyk = Image.new("CMYK", (12, 12), (0, 0, 0, 0))
+    assert read_image(_save(tmp_path, "cmyk.jpg", cmyk), "RGB")[0, 0].tolist() == [255, 255, 255]
+    # palette and 1x1
+    pal = Image.fromarray(np.full((5, 5), 200, np.uint8)).convert("P")
+    assert read_image(_save(tmp_path, "pal.gif", pal))[2, 2] == 200
+    assert read_image(_save(tmp_path, "one.png", Image.new("L", (1, 1), 9))).shape == (1, 1)
+
+
+def test_huge_image_is_refused(tmp_path, monkeypatch):
+    p = _save(tmp_path, "big.png", Image.new("L", (400, 300)))
+    monkeypatch.setattr(fio, "MAX_PIXELS", 100_000)
+    with pytest.raises(ImageDecodeError, match=r"big.png: image is 400x300 .* over the"):
+        read_image(p)
+
+
+def test_arrays_and_pil_inputs():
+    f = np.linspace(0, 1, 12).reshape(3, 4)  # floats in [0, 1] are scaled to 0..255
+    assert read_image(f).tolist()[2][3] == 255
+    bgr_like = np.zeros((4, 4, 3), np.uint8)
+    assert read_image(bgr_like, "RGB").shape == (4, 4, 3)
+    assert read_image(np.zeros((4, 4, 1), np.uint8)).shape == (4, 4)
+    with pytest.raises(ImageDecodeError, match="expected 1, 3 or 4 channels"):
+        read_image(np.zeros((4, 4, 2), np.uint8))
+    with pytest.raises(ImageDecodeError, match="expected an HxW"):
+        read_image(np.zeros((0,), np.uint8))
+    assert read_image(Image.new("RGB", (3, 2), (0, 0, 255))).shape == (2, 3)
+    with pytest.raises(ValueError):
+        read_image(np.zeros((2, 2), np.uint8), mode="CMYK")

@@ -1,0 +1,125 @@
+"""`ferkit train` and `ferkit evaluate` end to end on a tiny generated dataset."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+import torch
+from conftest import make_imagefolder
+from safetensors.torch import load_file
+
+from ferkit.cli import main
+from ferkit.engine.train import TrainConfig, lr_factor, stratified_holdout, train
+from ferkit.errors import FerkitError
+
+
+def _cfg(data, out, **kw):
+    base = dict(model="mini_xception", dataset="imagefolder", data=str(data), out=str(out), epochs=3, batch_size=8,
+                lr=3e-3, warmup_epochs=0.5, augment={"flip": 0.0, "shift": 0.05, "rotate": 5.0, "scale": 0.05,
+                                                     "brightness": 0.1, "contrast": 0.1, "erase": 0.0},
+                seed=0, threads=2, command="test")
+    base.update(kw)
+    return TrainConfig(**base)
+
+
+@pytest.fixture(scope="module")
+def folder(tmp_path_factory):
+    return make_imagefolder(tmp_path_factory.mktemp("ds"), with_splits=True, per_class=24)
+
+
+@pytest.fixture(scope="module")
+def trained(folder, tmp_path_factory):
+    out = tmp_path_factory.mktemp("runs") / "tiny"
+    lines = []
+    card = train(_cfg(folder, out), progress=False, log=lines.append)
+    return out, card, lines
+
+
+def test_run_folder_contents_and_card(trained):
+    out, card, lines = trained
+    for f in ("config.json", "log.csv", "log.json", "curves.png", "last.ckpt", "best.safetensors", "best.json",
+              "model.safetensors", "model.json", "metrics.json", "confusion_test.png"):
+        assert (out / f).exists(), f
+    assert card["architecture"] == "mini_xception" and card["classes"][:3] == ["angry", "disgust", "fear"]
+    assert card["input_size"] == [1, 48, 48] and card["mean"] == [0.5] and card["std"] == [0.25]
+    assert card["training"]["command"] == "test" and len(card["training"]["git_commit"] or "x" * 40) == 40
+    assert card["dataset"]["val_split"] == "val" and card["dataset"]["test_split"] == "test"
+    log = json.loads((out / "log.json").read_text())
+    assert [r["epoch"] for r in log] == [1, 2, 3]
+    best = max(log, key=lambda r: r["val_acc"])
+    assert card["best_epoch"] == best["epoch"]
+    assert card["metrics"]["val"]["accuracy"] == pytest.approx(best["val_acc"])
+    # the blobs are learnable: far above chance (1/7) after three short epochs
+    assert card["metrics"]["test"]["accuracy"] > 0.8
+    assert any("*best" in ln for ln in lines)
+
+
+def test_evaluate_cli_matches_card(trained, folder, tmp_path, capsys):
+    out, card, _ = trained
+    js = tmp_path / "r.json"
+    assert main(["evaluate", "--model", str(out), "--dataset", "imagefolder", "--data", str(folder), "--split", "test",
+                 "--json", str(js)]) == 0
+    res = json.loads(js.read_text())
+    assert set(res) >= {"accuracy", "macro_f1", "per_class", "confusion_matrix", "n"}
+    assert res["n"] == 7 * 12 and sum(map(sum, res["confusion_matrix"])) == res["n"]
+    assert res["accuracy"] == pytest.approx(card["metrics"]["test"]["accuracy"])
+    assert (tmp_path / "r_confusion.png").exists()
+    printed = capsys.readouterr().out
+    assert "macro F1" in printed and "surprise" in printed
+    # test-time augmentation runs and gives a valid result
+    assert main(["evaluate", "--model", str(out / "model.safetensors"), "--dataset", "imagefolder", "--data",
+                 str(folder), "--split", "test", "--tta", "flip"]) == 0
+
+
+def test_same_seed_same_weights(folder, tmp_path, trained):
+    out, _, _ = trained
+    train(_cfg(folder, tmp_path / "again"), progress=False, log=lambda s: None)
+    a, b = load_file(str(out / "model.safetensors")), load_file(str(tmp_path / "again" / "model.safetensors"))
+    assert a.keys() == b.keys() and all(torch.equal(a[k], b[k]) for k in a)
+
+
+def test_resume_after_interruption_gives_the_same_model(folder, tmp_path, trained):
+    out, _, _ = trained
+
+    def stop_at_epoch_2(line):
+        if line.startswith("epoch   2/3"):
+            raise KeyboardInterrupt  # killed before epoch 2's checkpoint
+
+    run = tmp_path / "interrupted"
+    with pytest.raises(KeyboardInterrupt):
+        train(_cfg(folder, run), progress=False, log=stop_at_epoch_2)
+    assert torch.load(run / "last.ckpt", weights_only=True)["epoch"] == 1
+    with pytest.raises(FerkitError, match="already holds a run"):
+        train(_cfg(folder, run), progress=False, log=lambda s: None)
+    lines = []
+    train(_cfg(folder, run), resume=True, progress=False, log=lines.append)
+    assert any("resumed" in ln and "epoch 2" in ln for ln in lines)
+    a = torch.load(out / "last.ckpt", weights_only=True)["model"]
+    b = torch.load(run / "last.ckpt", weights_only=True)["model"]
+    assert all(torch.equal(a[k], b[k]) for k in a)
+    assert [r["epoch"] for r in json.loads((run / "log.json").read_text())] == [1, 2, 3]
+
+
+def test_no_val_split_holds_out_part_of_train_and_plateau_schedule(tmp_path):
+    flat = make_imagefolder(tmp_path, with_splits=False, per_class=10)
+    card = train(_cfg(flat, tmp_path / "run", epochs=2, schedule="plateau", class_weights="balanced",
+                      dataset_options={"folds": 5, "fold": 0}), progress=False, log=lambda s: None)
+    assert card["dataset"]["val_split"] == "val" and card["dataset"]["n_val"] == 14  # the next fold
+    tr, ho = stratified_holdout(torch.tensor([0] * 10 + [1] * 20), 0.1, 0)
+    assert len(ho) == 3 and len(set(tr) & set(ho)) == 0 and len(tr) + len(ho) == 30
+
+
+def test_lr_schedule_shape():
+    cfg = TrainConfig(epochs=10, warmup_epochs=1, lr=1.0, min_lr_ratio=0.01)
+    f = [lr_factor(cfg, s, 10) for s in range(100)]
+    assert f[0] == pytest.approx(0.1) and f[9] == pytest.approx(1.0)
+    assert f[10] == pytest.approx(1.0) and f[-1] == pytest.approx(0.01, abs=1e-3)
+    assert all(a >= b for a, b in zip(f[10:], f[11:]))
+
+
+def test_bad_training_requests(folder, tmp_path):
+    with pytest.raises(FerkitError, match="--soft-targets"):
+        train(_cfg(folder, tmp_path / "a", soft_targets=True), progress=False, log=lambda s: None)
+    with pytest.raises(FerkitError, match="validation split must differ from the test split"):
+        train(_cfg(folder, tmp_path / "b", val_split="test"), progress=False, log=lambda s: None)
