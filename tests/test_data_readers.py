@@ -8,8 +8,18 @@ import warnings
 import numpy as np
 import pytest
 import torch
-from conftest import (FERPLUS_ROWS, face_like, make_ckplus, make_fer2013, make_ferplus, make_imagefolder, make_jaffe,
-                      make_kdef, make_rafdb, save_gray)
+from conftest import (
+    FERPLUS_ROWS,
+    face_like,
+    make_ckplus,
+    make_fer2013,
+    make_ferplus,
+    make_imagefolder,
+    make_jaffe,
+    make_kdef,
+    make_rafdb,
+    save_gray,
+)
 from PIL import Image
 
 from ferkit import labels as L
@@ -62,7 +72,8 @@ def test_fer2013_csv_wrong_pixel_count_names_the_line(tmp_path):
         total = sum(len(r.load(u)) for u in ("Training", "PublicTest", "PrivateTest"))
     assert total == 7 * 8 - 2
     skipped = {u: r.summary(u)["skipped"] for u in ("Training", "PublicTest", "PrivateTest")}
-    assert skipped[usage3] >= 1 and skipped[usage5] >= 1 and sum(skipped.values()) == 2  # each bad row counted once, in its split
+    # each bad row is counted once, in its own split
+    assert skipped[usage3] >= 1 and skipped[usage5] >= 1 and sum(skipped.values()) == 2
 
 
 def test_fer2013_csv_bad_header_and_missing_file(tmp_path):

@@ -34,7 +34,8 @@ def test_center_square():
 
 def test_predict_one_image_json_and_annotation(model_path, tmp_path, capsys):
     js = tmp_path / "r.json"
-    assert main(["predict", str(EXAMPLE), "--model", model_path, "--json", str(js), "--out", str(tmp_path / "ann")]) == 0
+    ann = tmp_path / "ann"
+    assert main(["predict", str(EXAMPLE), "--model", model_path, "--json", str(js), "--out", str(ann)]) == 0
     res = json.loads(js.read_text())
     assert res["source"] == str(EXAMPLE) and (res["width"], res["height"]) == (512, 512)
     face = res["faces"][0]

@@ -3,8 +3,9 @@
 from __future__ import annotations
 
 import os
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
-from typing import Any, Iterable, Sequence
+from typing import Any
 
 import numpy as np
 import torch
@@ -15,7 +16,7 @@ from PIL import Image
 from . import weights as _weights
 from .data.transforms import normalize, to_float, tta_views
 from .errors import FerkitError
-from .io import read_image
+from .io import read_image, resize
 
 
 @dataclass
@@ -56,10 +57,7 @@ class ExpressionModel:
     # -- preprocessing -------------------------------------------------------------------
     def _one(self, face: Any) -> np.ndarray:
         c, h, w = self.input_size
-        arr = read_image(face, mode="L" if c == 1 else "RGB")
-        if arr.shape[:2] != (h, w):
-            arr = np.asarray(Image.fromarray(arr).resize((w, h), Image.BILINEAR if min(arr.shape[:2]) <= h else Image.BOX))
-        return arr.reshape(h, w, c)
+        return resize(read_image(face, mode="L" if c == 1 else "RGB"), (h, w)).reshape(h, w, c)
 
     def preprocess(self, faces: Any) -> torch.Tensor:
         """Faces -> uint8 tensor ``[N, C, H, W]`` at the model's input size."""

@@ -8,8 +8,8 @@ import os
 import shlex
 import sys
 import warnings
+from collections.abc import Sequence
 from pathlib import Path
-from typing import Sequence
 
 from .errors import FerkitError
 
@@ -226,7 +226,8 @@ VERB_EXAMPLES = {
              "      --data ../shared/data/fer2013 --clean-from ../shared/data/ferplus --out runs/mx\n"
              "  ferkit train --model mini_xception --dataset ferplus --data ../shared/data/ferplus --soft-targets "
              "--out runs/fp\n"
-             "  ferkit train --model mini_xception --dataset ckplus --data ../shared/data/ckplus48 --fold 3 --out runs/ck3\n"
+             "  ferkit train --model mini_xception --dataset ckplus --data ../shared/data/ckplus48 --fold 3 "
+             "--out runs/ck3\n"
              "  ferkit train ... --out runs/mx --resume      # continue an interrupted run",
     "evaluate": "examples:\n  ferkit evaluate --model default --dataset fer2013 --data ../shared/data/fer2013 "
                 "--split PrivateTest --json r.json\n"
@@ -244,12 +245,14 @@ def build_parser() -> argparse.ArgumentParser:
     sub = p.add_subparsers(dest="verb", metavar="VERB")
     sub.required = True
 
-    s = sub.add_parser("models", epilog=VERB_EXAMPLES["models"], help="list architectures and shipped weights", formatter_class=fmt,
+    s = sub.add_parser("models", epilog=VERB_EXAMPLES["models"],
+                       help="list architectures and shipped weights", formatter_class=fmt,
                        description="List the registered architectures and the shipped weights with their metrics.")
     s.add_argument("--json", action="store_true", help="machine-readable output")
     s.set_defaults(fn=cmd_models)
 
-    s = sub.add_parser("data", epilog=VERB_EXAMPLES["data"], help="check a dataset: counts per split and class, folds", formatter_class=fmt,
+    s = sub.add_parser("data", epilog=VERB_EXAMPLES["data"],
+                       help="check a dataset: counts per split and class, folds", formatter_class=fmt,
                        description="Read a dataset's labels (without decoding images) and print the number of "
                                    "images per split and class, and the subject folds where the dataset has them.")
     _add_dataset_args(s)
@@ -260,7 +263,8 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--json", action="store_true", help="machine-readable output")
     s.set_defaults(fn=cmd_data)
 
-    s = sub.add_parser("train", epilog=VERB_EXAMPLES["train"], help="train a model", formatter_class=fmt,
+    s = sub.add_parser("train", epilog=VERB_EXAMPLES["train"],
+                       help="train a model", formatter_class=fmt,
                        description="Train an architecture on a dataset. Writes config, per-epoch log (CSV/JSON), "
                                    "curves, a checkpoint every epoch, the best weights (chosen on the validation "
                                    "split) and a model card into --out.")
@@ -309,7 +313,8 @@ def build_parser() -> argparse.ArgumentParser:
     g.add_argument("--command", default=None, help=argparse.SUPPRESS)
     s.set_defaults(fn=cmd_train)
 
-    s = sub.add_parser("evaluate", epilog=VERB_EXAMPLES["evaluate"], help="evaluate a model on a dataset split", formatter_class=fmt,
+    s = sub.add_parser("evaluate", epilog=VERB_EXAMPLES["evaluate"],
+                       help="evaluate a model on a dataset split", formatter_class=fmt,
                        description="Accuracy, macro-F1, per-class precision/recall/F1 and the confusion matrix of "
                                    "a model on a dataset split. Prints a table; --json writes the metrics; a "
                                    "confusion-matrix PNG is written next to the JSON (or to --plot).")
@@ -323,7 +328,8 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--device", default="cpu")
     s.set_defaults(fn=cmd_evaluate)
 
-    s = sub.add_parser("predict", epilog=VERB_EXAMPLES["predict"], help="classify the expression in images", formatter_class=fmt,
+    s = sub.add_parser("predict", epilog=VERB_EXAMPLES["predict"],
+                       help="classify the expression in images", formatter_class=fmt,
                        description="Classify the expression of images or folders of images. Until the face "
                                    "detector lands, each image is treated as a face crop (--crop center takes "
                                    "its central square).")

@@ -99,6 +99,13 @@ def read_image(source: Source, mode: str = "L", name: str | None = None) -> np.n
         raise ImageDecodeError(f"{label}: corrupt or truncated image ({e})") from None
 
 
+def resize(arr: np.ndarray, hw: tuple[int, int]) -> np.ndarray:
+    """Resize a uint8 image to ``(height, width)``; Pillow's bilinear filter antialiases when shrinking."""
+    if arr.shape[:2] == tuple(hw):
+        return arr
+    return np.asarray(Image.fromarray(arr).resize((hw[1], hw[0]), Image.BILINEAR))
+
+
 def _from_array(arr: np.ndarray, mode: str, label: str) -> np.ndarray:
     """Accept HxW, HxWx1, HxWx3 (RGB order) or HxWx4 arrays of uint8 / other numeric types."""
     if arr.size == 0 or arr.ndim not in (2, 3):

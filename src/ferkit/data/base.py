@@ -13,17 +13,17 @@ import os
 import sys
 import warnings
 from collections import Counter
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import ClassVar, Sequence
+from typing import ClassVar
 
 import numpy as np
 import torch
-from PIL import Image
 from tqdm.auto import tqdm
 
 from ..errors import DatasetError, FerkitError
-from ..io import read_image
+from ..io import read_image, resize
 from . import cache as _cache
 
 
@@ -55,7 +55,7 @@ class FaceDataset:
     def __len__(self) -> int:
         return int(self.labels.shape[0])
 
-    def subset(self, indices: Sequence[int] | np.ndarray | torch.Tensor, split: str | None = None) -> "FaceDataset":
+    def subset(self, indices: Sequence[int] | np.ndarray | torch.Tensor, split: str | None = None) -> FaceDataset:
         idx = torch.as_tensor(np.asarray(indices, dtype=np.int64))
         il = idx.tolist()
         return FaceDataset(
@@ -180,9 +180,7 @@ class Reader:
                 reason = msg[len(r.source) + 2:] if msg.startswith(r.source + ": ") else msg
                 self._fail(skipped, r.source, reason)
                 continue
-            if arr.shape[:2] != hw:
-                arr = np.asarray(Image.fromarray(arr).resize((hw[1], hw[0]), Image.BILINEAR if min(arr.shape[:2]) <= min(hw) else Image.BOX))
-            images[len(keep)] = arr.reshape(hw[0], hw[1], c)
+            images[len(keep)] = resize(arr, hw).reshape(hw[0], hw[1], c)
             keep.append(r)
         if not keep:
             raise DatasetError(f"{self.name} {split}: no readable images under {self.root}")

@@ -13,7 +13,6 @@ import tempfile
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-import torch
 from safetensors.torch import load_file, save_file
 
 if TYPE_CHECKING:  # pragma: no cover
@@ -30,7 +29,7 @@ def _paths(key: str) -> tuple[Path, Path]:
     return d / f"{key}.safetensors", d / f"{key}.json"
 
 
-def load(key: str) -> "FaceDataset | None":
+def load(key: str) -> FaceDataset | None:
     from .base import FaceDataset
 
     tpath, jpath = _paths(key)
@@ -48,7 +47,7 @@ def load(key: str) -> "FaceDataset | None":
         return None
 
 
-def save(key: str, ds: "FaceDataset") -> None:
+def save(key: str, ds: FaceDataset) -> None:
     tpath, jpath = _paths(key)
     try:
         tpath.parent.mkdir(parents=True, exist_ok=True)

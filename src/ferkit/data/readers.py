@@ -38,7 +38,17 @@ FER2013_USAGES = ("Training", "PublicTest", "PrivateTest")
 _STD_ALIASES = {"train": "Training", "val": "PublicTest", "valid": "PublicTest", "test": "PrivateTest"}
 
 
-class FER2013Folders(Reader):
+class _FER2013(Reader):
+    """What both FER2013 forms share: splits (the ``Usage`` values), aliases and classes."""
+
+    name = "fer2013"
+    splits = FER2013_USAGES
+    aliases = _STD_ALIASES
+    train_split, val_split, test_split = "Training", "PublicTest", "PrivateTest"
+    classes = L.CANONICAL
+
+
+class FER2013Folders(_FER2013):
     """FER2013 image-folder release: ``train/<class>/Training_<id>.jpg``,
     ``test/<class>/{PublicTest,PrivateTest}_<id>.jpg``. The split is the file-name prefix.
 
@@ -48,13 +58,8 @@ class FER2013Folders(Reader):
     Faces without an accepted twin are dropped and listed in ``skipped``.
     """
 
-    name = "fer2013"
     description = "FER2013 (image folders), 48x48 gray, 7 classes"
     layout = "train|test/<class>/<Usage>_<id>.jpg"
-    splits = FER2013_USAGES
-    aliases = _STD_ALIASES
-    train_split, val_split, test_split = "Training", "PublicTest", "PrivateTest"
-    classes = L.CANONICAL
 
     def __init__(self, root, *, skip_bad: bool = False, clean_from: str | os.PathLike | None = None) -> None:
         super().__init__(root, skip_bad=skip_bad)
@@ -147,16 +152,11 @@ class FER2013Folders(Reader):
         return recs, skipped
 
 
-class FER2013CSV(Reader):
+class FER2013CSV(_FER2013):
     """FER2013 as the original ``fer2013.csv``: ``emotion,pixels,Usage`` rows, 48x48 pixels each."""
 
-    name = "fer2013"
     description = "FER2013 (fer2013.csv), 48x48 gray, 7 classes"
     layout = "fer2013.csv with columns emotion,pixels,Usage"
-    splits = FER2013_USAGES
-    aliases = _STD_ALIASES
-    train_split, val_split, test_split = "Training", "PublicTest", "PrivateTest"
-    classes = L.CANONICAL
 
     def __init__(self, root, *, skip_bad: bool = False) -> None:
         super().__init__(root, skip_bad=skip_bad)
@@ -545,7 +545,8 @@ def open_dataset(name: str, root: str | os.PathLike, **options) -> Reader:
     ``clean_from`` (fer2013 image folders: FER+ folder with clean twins of degraded Training
     images). Options a reader does not take are ignored when None."""
     key = name.lower().replace("-", "").replace("_", "").replace("+", "plus")
-    key = {"fer": "fer2013", "ck": "ckplus", "ckplus48": "ckplus", "raf": "rafdb", "folder": "imagefolder"}.get(key, key)
+    short = {"fer": "fer2013", "ck": "ckplus", "ckplus48": "ckplus", "raf": "rafdb", "folder": "imagefolder"}
+    key = short.get(key, key)
     if key not in READERS:
         raise FerkitError(f"unknown dataset {name!r}; choose from: {', '.join(READERS)}")
     import inspect

@@ -8,8 +8,8 @@ spends its time in the network, not in per-image Python. Randomness comes from a
 from __future__ import annotations
 
 import math
+from collections.abc import Sequence
 from dataclasses import asdict, dataclass
-from typing import Sequence
 
 import torch
 import torch.nn.functional as F
@@ -39,7 +39,7 @@ class AugmentConfig:
     erase: float = 0.5  #: probability of random erasing (one rectangle, 2-20% of the area)
 
     @classmethod
-    def none(cls) -> "AugmentConfig":
+    def none(cls) -> AugmentConfig:
         return cls(0.0, 0.0, 0.0, 0.0, 0.0, 0.0, 0.0)
 
     def to_dict(self) -> dict:

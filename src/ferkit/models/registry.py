@@ -6,8 +6,8 @@ paper), the way timm does, so a model is never separated from how to feed it.
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import Callable
 
 import torch.nn as nn
 
