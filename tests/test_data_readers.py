@@ -76,6 +76,14 @@ def test_fer2013_csv_wrong_pixel_count_names_the_line(tmp_path):
     assert skipped[usage3] >= 1 and skipped[usage5] >= 1 and sum(skipped.values()) == 2
 
 
+def test_clean_from_needs_the_folder_form_and_a_ferplus_folder(tmp_path):
+    folders, csv_path, _ = make_fer2013(tmp_path)
+    with pytest.raises(FerkitError, match="--clean-from applies to the FER2013 image-folder form"):
+        open_dataset("fer2013", csv_path, clean_from=tmp_path)
+    with pytest.raises(DatasetError, match="wants a FER\\+ folder holding FER2013Train"):
+        open_dataset("fer2013", folders, clean_from=tmp_path)
+
+
 def test_fer2013_csv_bad_header_and_missing_file(tmp_path):
     bad = tmp_path / "fer2013.csv"
     bad.write_text("label,image\n1,2\n")

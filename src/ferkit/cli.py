@@ -175,7 +175,12 @@ def cmd_train(a: argparse.Namespace) -> int:
         threads=a.threads, limit=a.limit, early_stop=a.early_stop, name=a.name,
         command="ferkit " + shlex.join(sys.argv[1:]) if a.command is None else a.command,
     )
-    train(cfg, resume=a.resume, progress=None if not a.no_progress else False)
+    try:
+        train(cfg, resume=a.resume, progress=None if not a.no_progress else False)
+    except KeyboardInterrupt:
+        print(f"\nferkit: interrupted; the last finished epoch is saved in {a.out}/last.ckpt: run the same command "
+              f"with --resume to continue", file=sys.stderr)
+        return 130
     return 0
 
 

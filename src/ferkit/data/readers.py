@@ -216,6 +216,8 @@ def open_fer2013(root, **kw) -> Reader:
     """FER2013 from either public form: a ``fer2013.csv`` (or a folder holding one) or image folders."""
     p = Path(root).expanduser()
     if p.is_file() or (p / "fer2013.csv").is_file():
+        if kw.pop("clean_from", None):
+            raise FerkitError("--clean-from applies to the FER2013 image-folder form, not to fer2013.csv")
         return FER2013CSV(p, **kw)
     if (p / "train").is_dir() or (p / "test").is_dir():
         return FER2013Folders(p, **kw)
