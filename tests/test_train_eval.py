@@ -110,6 +110,36 @@ def test_no_val_split_holds_out_part_of_train_and_plateau_schedule(tmp_path):
     assert len(ho) == 3 and len(set(tr) & set(ho)) == 0 and len(tr) + len(ho) == 30
 
 
+def test_soft_targets_on_a_ferplus_layout(tmp_path):
+    """FER+ vote distributions as training targets: 8 classes, contempt included."""
+    import csv as _csv
+
+    import numpy as np
+    from conftest import face_like, save_gray
+
+    rng = np.random.default_rng(0)
+    root = tmp_path / "ferplus"
+    cols = ["neutral", "happiness", "surprise", "sadness", "anger", "disgust", "fear", "contempt"]
+    canon = ["neutral", "happy", "surprise", "sad", "angry", "disgust", "fear", "contempt"]
+    for split, k in (("Train", 6), ("Valid", 2), ("Test", 2)):
+        d = root / f"FER2013{split}"
+        d.mkdir(parents=True)
+        with open(d / "label.csv", "w", newline="") as f:
+            w = _csv.writer(f)
+            for j, _ in enumerate(cols):
+                for i in range(k):
+                    name = f"fer{split}{j}{i}.png"
+                    votes = [0] * 10
+                    votes[j], votes[(j + 1) % 8] = 7, 3
+                    save_gray(d / name, face_like(["angry", "disgust", "fear", "happy", "sad", "surprise",
+                                                   "neutral", "contempt"].index(canon[j]) % 7, rng))
+                    w.writerow([name, "(0, 0, 48, 48)", *votes])
+    card = train(_cfg(root, tmp_path / "run", dataset="ferplus", epochs=1, soft_targets=True), progress=False,
+                 log=lambda s: None)
+    assert card["classes"][-1] == "contempt" and len(card["classes"]) == 8
+    assert card["dataset"]["n_train"] == 48 and card["training"]["config"]["soft_targets"] is True
+
+
 def test_lr_schedule_shape():
     cfg = TrainConfig(epochs=10, warmup_epochs=1, lr=1.0, min_lr_ratio=0.01)
     f = [lr_factor(cfg, s, 10) for s in range(100)]
