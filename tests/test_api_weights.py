@@ -78,3 +78,19 @@ def test_predict_api_accepts_every_face_form(saved, tmp_path):
         m.predict([])
     with pytest.raises(FerkitError):
         m.predict(str(tmp_path / "missing.png"))
+
+
+def test_publish_copies_a_run_under_its_shipped_name(saved, tmp_path):
+    path, net = saved
+    run = tmp_path / "run"
+    run.mkdir()
+    card = {**CARD, "dataset": {"name": "fer2013"}}
+    weights.save(net, run / "model.safetensors", card)
+    dest = weights.publish(run, tmp_path)
+    assert dest.name == "mini_xception-fer2013.safetensors"
+    out = json.loads(dest.with_suffix(".json").read_text())
+    assert out["weights_file"] == dest.name and out["sha256"] == weights.sha256(dest)
+    assert weights.load(dest)[1]["name"] == "mini_xception-fer2013"
+    (run / "model.safetensors").write_bytes(b"tampered")
+    with pytest.raises(ModelError, match="do not match the card"):
+        weights.publish(run, tmp_path)

@@ -314,11 +314,12 @@ def train(cfg: TrainConfig, resume: bool = False, progress: bool | None = None,
             logits = logits.float()
             target = train_ds.soft[idx].to(device) if cfg.soft_targets else y
             loss = F.cross_entropy(logits, target, weight=weight, label_smoothing=cfg.label_smoothing)
+            if not torch.isfinite(loss):
+                raise FerkitError(f"loss became {loss.item()} at epoch {epoch}, step {it}: lower --lr "
+                                  f"(the last good epoch is in {ckpt_path}; fix the setting and --resume)")
             opt.zero_grad(set_to_none=True)
             loss.backward()
             opt.step()
-            if not torch.isfinite(loss):
-                raise FerkitError(f"loss became {loss.item()} at epoch {epoch}, step {it}: lower --lr")
             tot_loss += loss.item() * len(idx)
             tot_correct += int((logits.argmax(1) == y).sum())
             seen += len(idx)
@@ -379,8 +380,7 @@ def finalize(cfg: TrainConfig, out: Path, device: torch.device, test_ds: FaceDat
     card.update({"metrics": metrics, "epochs_run": len(history),
                  "trained_at": datetime.now(timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ"),
                  "train_seconds": round(sum(h["seconds"] for h in history))})
-    net, _ = _weights.load(out / "best.safetensors")
-    _weights.save(net, out / "model.safetensors", card)
+    _weights.save(em.net, out / "model.safetensors", card)
     log(f"best val accuracy {max(h['val_acc'] for h in history):.4f}; model: {out / 'model.safetensors'}")
     return card
 

@@ -49,6 +49,24 @@ def save(model: nn.Module, path: str | os.PathLike, card: dict) -> Path:
     return cpath
 
 
+def publish(run_dir: str | os.PathLike, dest_dir: str | os.PathLike = SHIPPED_DIR) -> Path:
+    """Copy a run's final model (``model.safetensors`` + card) to ``dest_dir`` under its shipped
+    name ``<architecture>-<dataset>``, byte for byte (the card's hash still holds). Returns the
+    weights path. Used as ``python -c "from ferkit import weights; weights.publish('runs/NAME')"``."""
+    import shutil
+
+    src = Path(run_dir) / "model.safetensors"
+    card = json.loads(src.with_suffix(".json").read_text())
+    if sha256(src) != card.get("sha256"):
+        raise ModelError(f"{src}: weights do not match the card's sha256")
+    name = f"{card['architecture']}-{card['dataset']['name']}"
+    dest = Path(dest_dir) / f"{name}.safetensors"
+    shutil.copyfile(src, dest)
+    card.update({"name": name, "weights_file": dest.name})
+    dest.with_suffix(".json").write_text(json.dumps(card, indent=2) + "\n")
+    return dest
+
+
 def shipped() -> list[dict]:
     """Cards of the weights shipped with ferkit (sorted by name), each with ``name``."""
     out = []

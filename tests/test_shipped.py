@@ -1,0 +1,61 @@
+"""The shipped weights: complete cards, intact files, loadable offline, and the default's accuracy bar."""
+
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pytest
+from conftest import EXAMPLE, SHARED, requires_shared
+
+import ferkit
+from ferkit import weights
+from ferkit.cli import main
+
+CARD_FIELDS = {"name", "architecture", "arch_kwargs", "classes", "input_size", "mean", "std", "params", "dataset",
+               "training", "metrics", "sha256", "weights_file", "best_epoch"}
+
+
+def test_default_is_shipped_and_cards_are_complete():
+    cards = {c["name"]: c for c in weights.shipped()}
+    assert weights.ALIASES["default"] in cards
+    for name, card in cards.items():
+        assert CARD_FIELDS <= set(card), f"{name} card lacks {CARD_FIELDS - set(card)}"
+        path = weights.SHIPPED_DIR / card["weights_file"]
+        assert weights.sha256(path) == card["sha256"], f"{name}: weights differ from the card's hash"
+        assert path.stat().st_size <= 25 * 2**20
+        t = card["training"]
+        assert t["command"].startswith("ferkit train ") and len(t["git_commit"]) == 40 and t["git_dirty"] is False
+        assert name == f"{card['architecture']}-{card['dataset']['name']}"
+        val, test = card["dataset"]["val_split"], card["dataset"]["test_split"]
+        assert val != test and {val, test} <= set(card["metrics"])
+
+
+def test_default_predicts_offline():
+    model = ferkit.load_model("default")
+    assert model.classes == ferkit.CANONICAL and model.input_size == (1, 48, 48)
+    p = model.predict(str(EXAMPLE))[0]
+    assert p.label in ferkit.CANONICAL and sum(p.probabilities.values()) == pytest.approx(1, abs=1e-5)
+    # a mirrored face reads (almost) the same
+    face = np.asarray(__import__("PIL.Image", fromlist=["Image"]).open(EXAMPLE).convert("L"))
+    a, b = model.predict_proba([face, face[:, ::-1].copy()])
+    assert np.abs(a - b).max() < 0.25
+
+
+def test_models_lists_the_default_with_its_metrics(capsys):
+    assert main(["models"]) == 0
+    out = capsys.readouterr().out
+    card = ferkit.load_model("default").card
+    acc = card["metrics"]["PrivateTest"]["accuracy"]
+    assert f"{card['name']} (= default)" in out and f"PrivateTest acc {acc:.4f}" in out
+
+
+@requires_shared
+def test_default_meets_the_fer2013_bar(tmp_path):
+    js = tmp_path / "r.json"
+    assert main(["evaluate", "--model", "default", "--dataset", "fer2013", "--data", str(SHARED / "fer2013"),
+                 "--split", "PrivateTest", "--json", str(js)]) == 0
+    res = json.loads(js.read_text())
+    assert res["n"] == 3589 and res["accuracy"] >= 0.66
+    card = ferkit.load_model("default").card
+    assert res["accuracy"] == pytest.approx(card["metrics"]["PrivateTest"]["accuracy"], abs=1e-9)
