@@ -153,3 +153,22 @@ def test_bad_training_requests(folder, tmp_path):
         train(_cfg(folder, tmp_path / "a", soft_targets=True), progress=False, log=lambda s: None)
     with pytest.raises(FerkitError, match="validation split must differ from the test split"):
         train(_cfg(folder, tmp_path / "b", val_split="test"), progress=False, log=lambda s: None)
+
+
+def test_trainer_warns_when_training_images_are_blurred(tmp_path):
+    from PIL import Image, ImageFilter
+
+    from ferkit.engine.train import load_splits
+
+    root = make_imagefolder(tmp_path, with_splits=True, per_class=6)
+    for p in (root / "train").rglob("*.png"):
+        Image.open(p).filter(ImageFilter.GaussianBlur(3)).save(p)
+    lines = []
+    load_splits(_cfg(root, tmp_path / "run"), (48, 48), "L", lines.append)
+    warns = [ln for ln in lines if ln.startswith("WARNING")]
+    assert warns and warns[0].startswith("WARNING: training images are blurrier")
+    assert all(w.startswith("WARNING: training ") for w in warns)
+    clean = make_imagefolder(tmp_path / "c", with_splits=True, per_class=6)
+    lines = []
+    load_splits(_cfg(clean, tmp_path / "run2"), (48, 48), "L", lines.append)
+    assert not [ln for ln in lines if ln.startswith("WARNING")]

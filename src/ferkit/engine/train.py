@@ -159,8 +159,9 @@ def load_splits(cfg: TrainConfig, size: tuple[int, int], mode: str, log: Callabl
         raise FerkitError("the validation split must differ from the test split (selection on test is not allowed)")
     for note in getattr(reader, "notes", []):
         log(note)
-    for w in shift_warnings([split_stats(train.images, train.split), split_stats(val.images, val.split)]):
-        log(f"WARNING: {w} (see `ferkit data --check` and docs/data-notes.md)")
+    for w in shift_warnings([split_stats(train.images, "train"), split_stats(val.images, "val")]):
+        if w.startswith("split train:"):  # the same shift seen from the other side is not news
+            log(f"WARNING: training {w[len('split train: '):]} (see `ferkit data --check` and docs/data-notes.md)")
     return (_limit(train, cfg.limit, cfg.seed), _limit(val, cfg.limit, cfg.seed + 1),
             None if test is None else _limit(test, cfg.limit, cfg.seed + 2))
 
