@@ -39,11 +39,22 @@ def test_predict_one_image_json_and_annotation(model_path, tmp_path, capsys):
     res = json.loads(js.read_text())
     assert res["source"] == str(EXAMPLE) and (res["width"], res["height"]) == (512, 512)
     face = res["faces"][0]
-    assert face["box"] == [0, 0, 512, 512] and face["label"] in ferkit.CANONICAL
+    # the Haar cascade finds the astronaut's face (eyes around y=100, mouth around y=145 in the photo)
+    assert face["crop"] == "face" and face["label"] in ferkit.CANONICAL
+    x, y, w, h = face["box"]
+    assert 160 <= x <= 200 and 40 <= y <= 90 and 70 <= w <= 130 and y < 100 and y + h > 145
     assert sum(face["probabilities"].values()) == pytest.approx(1.0, abs=1e-5)
     assert face["label"] in capsys.readouterr().out
     with Image.open(tmp_path / "ann" / "astronaut_ferkit.png") as im:
         assert im.size == (512, 512)
+
+
+@pytest.mark.parametrize("crop,box", [("center", [0, 0, 512, 512]), ("none", [0, 0, 512, 512])])
+def test_other_crops(model_path, tmp_path, crop, box):
+    js = tmp_path / "r.json"
+    assert main(["predict", str(EXAMPLE), "--model", model_path, "--crop", crop, "--json", str(js)]) == 0
+    face = json.loads(js.read_text())["faces"][0]
+    assert face["box"] == box and face["crop"] == crop
 
 
 def test_folder_with_junk_carries_on_and_reports(model_path, tmp_path, capsys):
@@ -66,4 +77,4 @@ def test_folder_with_junk_carries_on_and_reports(model_path, tmp_path, capsys):
     with open(out_csv) as fh:
         rows = list(csv.DictReader(fh))
     assert [r["source"].rsplit("/", 1)[-1] for r in rows] == ["ok1.png", "ok2.jpg"]
-    assert rows[0]["w"] == "60" and rows[0]["x"] == "10"  # the centre square of an 80x60 image
+    assert rows[0]["w"] == "60" and rows[0]["x"] == "10"  # no face in a flat image: the centre square of 80x60

@@ -335,13 +335,15 @@ def build_parser() -> argparse.ArgumentParser:
 
     s = sub.add_parser("predict", epilog=VERB_EXAMPLES["predict"],
                        help="classify the expression in images", formatter_class=fmt,
-                       description="Classify the expression of images or folders of images. Until the face "
-                                   "detector lands, each image is treated as a face crop (--crop center takes "
-                                   "its central square).")
+                       description="Classify the expression of images or folders of images. Until the MTCNN "
+                                   "face pipeline lands, each image gives one face: the largest Haar-cascade face "
+                                   "(--crop face), the central square (--crop center) or the whole image "
+                                   "(--crop none).")
     s.add_argument("sources", nargs="+", metavar="SOURCE", help="image files or folders")
     s.add_argument("--model", default="default", help="shipped name, .safetensors file or run folder")
-    s.add_argument("--crop", choices=["center", "none"], default="center",
-                   help="'center': the central square of the image; 'none': the whole image (already a face crop)")
+    s.add_argument("--crop", choices=["face", "center", "none"], default="face",
+                   help="'face': the largest face OpenCV's Haar cascade finds (else the central square); "
+                        "'center': the central square; 'none': the whole image (already a face crop)")
     s.add_argument("--json", metavar="OUT.json", help="write results as JSON")
     s.add_argument("--csv", metavar="OUT.csv", help="write results as CSV (one row per image)")
     s.add_argument("--out", metavar="DIR", help="also write a copy of each image with its label drawn on it")

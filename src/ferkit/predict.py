@@ -1,8 +1,9 @@
-"""``ferkit predict``: classify images or folders of images as face crops.
+"""``ferkit predict``: classify the expression in images or folders of images.
 
-Until the face detector lands, each image is one face: its central square (``--crop center``)
-or the whole image (``--crop none``). Bad files are reported and skipped; the exit code is 1
-when any file failed, so batch jobs can tell.
+Until the MTCNN face pipeline lands, each image gives one face: the largest face OpenCV's Haar
+cascade finds (``--crop face``, the default; the central square when it finds none), the
+central square (``--crop center``) or the whole image (``--crop none``, for face crops). Bad
+files are reported and skipped; the exit code is 1 when any file failed, so batch jobs can tell.
 """
 
 from __future__ import annotations
@@ -22,11 +23,35 @@ from .errors import FerkitError
 from .io import is_image_file, read_image
 
 
-def center_square(img: np.ndarray) -> np.ndarray:
-    h, w = img.shape[:2]
+def center_box(h: int, w: int) -> list[int]:
+    """``[x, y, w, h]`` of the central square of an ``h x w`` image."""
     s = min(h, w)
-    y0, x0 = (h - s) // 2, (w - s) // 2
-    return img[y0:y0 + s, x0:x0 + s]
+    return [(w - s) // 2, (h - s) // 2, s, s]
+
+
+def center_square(img: np.ndarray) -> np.ndarray:
+    x, y, w, h = center_box(*img.shape[:2])
+    return img[y:y + h, x:x + w]
+
+
+_HAAR = None
+
+
+def haar_largest_face(gray: np.ndarray) -> list[int] | None:
+    """``[x, y, w, h]`` of the largest frontal face OpenCV's Haar cascade finds, or None."""
+    global _HAAR
+    import cv2
+
+    if _HAAR is None:
+        _HAAR = cv2.CascadeClassifier(str(Path(cv2.data.haarcascades) / "haarcascade_frontalface_default.xml"))
+        if _HAAR.empty():
+            raise FerkitError("OpenCV's Haar face cascade is missing (opencv-python-headless<5 ships it)")
+    side = min(gray.shape[:2])
+    faces = _HAAR.detectMultiScale(gray, scaleFactor=1.1, minNeighbors=5, minSize=(max(20, side // 20),) * 2)
+    if len(faces) == 0:
+        return None
+    x, y, w, h = max(faces.tolist(), key=lambda f: f[2] * f[3])
+    return [int(x), int(y), int(w), int(h)]
 
 
 def expand_sources(sources: list[str]) -> tuple[list[Path], list[tuple[str, str]]]:
@@ -50,14 +75,18 @@ def expand_sources(sources: list[str]) -> tuple[list[Path], list[tuple[str, str]
 
 def classify_file(model: ExpressionModel, path: Path, crop: str, tta: str | None) -> tuple[dict, np.ndarray]:
     rgb = read_image(path, mode="RGB", name=str(path))
-    face = center_square(rgb) if crop == "center" else rgb
-    probs = model.predict_proba([face], tta=tta)[0]
-    pred = model.to_prediction(probs)
     h, w = rgb.shape[:2]
-    s = min(h, w)
-    box = [(w - s) // 2, (h - s) // 2, s, s] if crop == "center" else [0, 0, w, h]
+    how = crop
+    if crop == "none":
+        box = [0, 0, w, h]
+    else:
+        box = haar_largest_face(read_image(rgb, mode="L")) if crop == "face" else None
+        if box is None:
+            box, how = center_box(h, w), "center"
+    x, y, bw, bh = box
+    pred = model.to_prediction(model.predict_proba([rgb[y:y + bh, x:x + bw]], tta=tta)[0])
     return {"source": str(path), "width": w, "height": h,
-            "faces": [{"box": box, **pred.to_dict()}]}, rgb
+            "faces": [{"box": box, "crop": how, **pred.to_dict()}]}, rgb
 
 
 def annotate(rgb: np.ndarray, result: dict) -> Image.Image:
@@ -92,7 +121,8 @@ def predict_cli(a: argparse.Namespace) -> int:
         results.append(res)
         f = res["faces"][0]
         top = sorted(f["probabilities"].items(), key=lambda kv: -kv[1])[:3]
-        print(f"{path}: {f['label']} ({f['score']:.2f})  " + "  ".join(f"{k} {v:.2f}" for k, v in top))
+        where = "face at ({}, {}) {}x{}".format(*f["box"]) if f["crop"] == "face" else f"{f['crop']} crop"
+        print(f"{path}: {f['label']} ({f['score']:.2f}) [{where}]  " + "  ".join(f"{k} {v:.2f}" for k, v in top))
         if out:
             annotate(rgb, res).save(out / f"{path.stem}_ferkit.png")
     if a.json:
@@ -101,10 +131,10 @@ def predict_cli(a: argparse.Namespace) -> int:
     if a.csv:
         with open(a.csv, "w", newline="") as fh:
             wr = csv.writer(fh)
-            wr.writerow(["source", "x", "y", "w", "h", "label", "score", *model.classes])
+            wr.writerow(["source", "x", "y", "w", "h", "crop", "label", "score", *model.classes])
             for r in results:
                 for f in r["faces"]:
-                    wr.writerow([r["source"], *f["box"], f["label"], f"{f['score']:.6f}",
+                    wr.writerow([r["source"], *f["box"], f["crop"], f["label"], f"{f['score']:.6f}",
                                  *(f"{f['probabilities'][c]:.6f}" for c in model.classes)])
     if failed:
         print(f"\n{len(failed)} source(s) failed:", file=sys.stderr)
