@@ -168,3 +168,20 @@ def make_imagefolder(tmp: Path, with_splits: bool = True, per_class: int = 8, se
 
 
 requires_shared = pytest.mark.skipif(not SHARED.is_dir(), reason="../shared/data not present")
+
+
+def moving_video(path: Path, n: int = 24, fps: float = 12.0, size: tuple[int, int] = (480, 360)) -> Path:
+    """A video made of the example photo, drifting right and down and growing (scale 0.55 -> 0.75),
+    written with OpenCV's mp4v codec (or MJPG for .avi)."""
+    import cv2
+
+    img = cv2.imread(str(EXAMPLE))
+    w, h = size
+    fourcc = "MJPG" if path.suffix == ".avi" else "mp4v"
+    wr = cv2.VideoWriter(str(path), cv2.VideoWriter_fourcc(*fourcc), fps, (w, h))
+    for i in range(n):
+        s = 0.55 + 0.2 * i / max(n - 1, 1)
+        m = np.array([[s, 0, 30 + 4 * i], [0, s, -10 + 2 * i]], np.float64)
+        wr.write(cv2.warpAffine(img, m, (w, h), borderMode=cv2.BORDER_CONSTANT, borderValue=(40, 40, 40)))
+    wr.release()
+    return path

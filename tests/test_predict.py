@@ -1,80 +1,161 @@
-"""`ferkit predict` (centre-crop classification until the face pipeline lands)."""
+"""`ferkit predict`: images, folders, videos and the webcam from the command line, and every bad input."""
 
 from __future__ import annotations
 
 import csv
+import io
 import json
 
+import cv2
 import numpy as np
 import pytest
-import torch
-from conftest import EXAMPLE
+from conftest import EXAMPLE, moving_video
 from PIL import Image
 
 import ferkit
-from ferkit import weights
 from ferkit.cli import main
-from ferkit.models import create
-from ferkit.predict import center_square
 
 
-@pytest.fixture()
-def model_path(tmp_path):
-    torch.manual_seed(0)
-    card = {"architecture": "mini_xception", "arch_kwargs": {}, "classes": list(ferkit.CANONICAL),
-            "input_size": [1, 48, 48], "mean": [0.5], "std": [0.25]}
-    weights.save(create("mini_xception").eval(), tmp_path / "m.safetensors", card)
-    return str(tmp_path / "m.safetensors")
-
-
-def test_center_square():
-    a = np.arange(6 * 10).reshape(6, 10)
-    assert center_square(a).shape == (6, 6) and center_square(a)[0, 0] == 2
-
-
-def test_predict_one_image_json_and_annotation(model_path, tmp_path, capsys):
-    js = tmp_path / "r.json"
-    ann = tmp_path / "ann"
-    assert main(["predict", str(EXAMPLE), "--model", model_path, "--json", str(js), "--out", str(ann)]) == 0
+def test_one_photo_prints_the_face_and_writes_json_and_annotation(tmp_path, capsys):
+    js, out = tmp_path / "r.json", tmp_path / "out"
+    assert main(["predict", str(EXAMPLE), "--json", str(js), "--out", str(out)]) == 0
+    printed = capsys.readouterr().out
+    assert "astronaut.jpg: 1 face" in printed and ": happy 0." in printed
     res = json.loads(js.read_text())
-    assert res["source"] == str(EXAMPLE) and (res["width"], res["height"]) == (512, 512)
-    face = res["faces"][0]
-    # the Haar cascade finds the astronaut's face (eyes around y=100, mouth around y=145 in the photo)
-    assert face["crop"] == "face" and face["label"] in ferkit.CANONICAL
-    x, y, w, h = face["box"]
-    assert 160 <= x <= 200 and 40 <= y <= 90 and 70 <= w <= 130 and y < 100 and y + h > 145
-    assert sum(face["probabilities"].values()) == pytest.approx(1.0, abs=1e-5)
-    assert face["label"] in capsys.readouterr().out
-    with Image.open(tmp_path / "ann" / "astronaut_ferkit.png") as im:
+    assert res["source"] == str(EXAMPLE) and len(res["faces"]) == 1 and res["faces"][0]["label"] == "happy"
+    assert json.loads((out / "astronaut.json").read_text()) == res
+    with Image.open(out / "astronaut_ferkit.png") as im:
         assert im.size == (512, 512)
 
 
-@pytest.mark.parametrize("crop,box", [("center", [0, 0, 512, 512]), ("none", [0, 0, 512, 512])])
-def test_other_crops(model_path, tmp_path, crop, box):
+def test_detector_options(tmp_path):
     js = tmp_path / "r.json"
-    assert main(["predict", str(EXAMPLE), "--model", model_path, "--crop", crop, "--json", str(js)]) == 0
-    face = json.loads(js.read_text())["faces"][0]
-    assert face["box"] == box and face["crop"] == crop
+    assert main(["predict", str(EXAMPLE), "--detector", "none", "--json", str(js)]) == 0
+    assert json.loads(js.read_text())["faces"][0]["box"] == [0, 0, 512, 512]
+    assert main(["predict", str(EXAMPLE), "--detector", "haar", "--min-face", "40", "--json", str(js)]) == 0
+    f = json.loads(js.read_text())["faces"][0]
+    assert f["label"] == "happy" and f["landmarks_estimated"] is True
+    assert main(["predict", str(EXAMPLE), "--thresholds", "0.6,0.7,0.99999999", "--json", str(js)]) == 0
+    assert json.loads(js.read_text())["faces"] == []
 
 
-def test_folder_with_junk_carries_on_and_reports(model_path, tmp_path, capsys):
+@pytest.fixture()
+def odd_inputs(tmp_path):
+    """One of each kind of bad or odd input the issue lists, next to two good photos."""
     d = tmp_path / "mixed"
     d.mkdir()
-    Image.fromarray(np.full((60, 80), 128, np.uint8)).save(d / "ok1.png")
-    Image.fromarray(np.zeros((40, 40, 3), np.uint8)).save(d / "ok2.jpg")
-    (d / "broken.jpg").write_bytes(b"\xff\xd8\xff garbage")
+    photo = Image.open(EXAMPLE)
+    photo.save(d / "good.png")
+    (d / "not_an_image.jpg").write_text("hello, I am text")
+    buf = io.BytesIO()
+    photo.save(buf, "JPEG")
+    (d / "truncated.jpg").write_bytes(buf.getvalue()[: len(buf.getvalue()) // 3])
     (d / "empty.png").write_bytes(b"")
-    (d / "notes.txt").write_text("hi")
-    out_csv = tmp_path / "r.csv"
-    code = main(["predict", str(d), str(tmp_path / "missing.jpg"), "--model", model_path, "--csv", str(out_csv)])
+    Image.new("RGB", (1, 1), (9, 9, 9)).save(d / "one_pixel.png")
+    g16 = (np.asarray(photo.convert("L"), np.uint16) * 257)
+    Image.fromarray(g16).save(d / "sixteen_bit.png")
+    assert Image.open(d / "sixteen_bit.png").mode.startswith("I")
+    photo.convert("RGBA").save(d / "rgba.png")
+    photo.convert("CMYK").save(d / "cmyk.jpg")
+    photo.convert("P").save(d / "palette.gif")
+    (d / "notes.txt").write_text("junk")
+    return d
+
+
+def test_a_folder_of_odd_inputs_reports_bad_ones_and_reads_the_rest(odd_inputs, tmp_path, capsys):
+    out_csv, out_js = tmp_path / "r.csv", tmp_path / "r.json"
+    code = main(["predict", str(odd_inputs), "--csv", str(out_csv), "--json", str(out_js), "--out",
+                 str(tmp_path / "ann")])
     assert code == 1
-    captured = capsys.readouterr()
-    assert "ok1.png" in captured.out and "ok2.jpg" in captured.out
-    for bad in ("broken.jpg", "empty.png", "notes.txt", "missing.jpg"):
-        assert bad in captured.err
-    assert "4 source(s) failed" in captured.err and "Traceback" not in captured.err
-    assert f"{d / 'empty.png'}: empty file (0 bytes)" in captured.err
-    with open(out_csv) as fh:
-        rows = list(csv.DictReader(fh))
-    assert [r["source"].rsplit("/", 1)[-1] for r in rows] == ["ok1.png", "ok2.jpg"]
-    assert rows[0]["w"] == "60" and rows[0]["x"] == "10"  # no face in a flat image: the centre square of 80x60
+    cap = capsys.readouterr()
+    assert "Traceback" not in cap.err + cap.out
+    assert "4 source(s) failed" in cap.err
+    assert f"{odd_inputs / 'empty.png'}: empty file (0 bytes)" in cap.err
+    assert f"{odd_inputs / 'not_an_image.jpg'}: not an image file" in cap.err
+    assert f"{odd_inputs / 'truncated.jpg'}: corrupt or truncated image" in cap.err
+    assert f"{odd_inputs / 'notes.txt'}: not an image file (skipped)" in cap.err
+    rows = list(csv.DictReader(open(out_csv)))
+    by = {r["source"].rsplit("/", 1)[-1]: r for r in rows}
+    # every readable input is listed; the odd colour modes all still show the happy astronaut
+    assert set(by) == {"good.png", "one_pixel.png", "sixteen_bit.png", "rgba.png", "cmyk.jpg", "palette.gif"}
+    for name in ("good.png", "sixteen_bit.png", "rgba.png", "cmyk.jpg", "palette.gif"):
+        assert by[name]["label"] == "happy", name
+    assert by["one_pixel.png"]["label"] == "" and by["one_pixel.png"]["face"] == ""  # no face: an empty row
+    assert len(json.loads(out_js.read_text())) == 6
+    assert (tmp_path / "ann" / "cmyk_ferkit.png").exists()
+
+
+def test_a_huge_image_is_refused_clearly_and_a_large_one_is_read(tmp_path, capsys):
+    huge = tmp_path / "huge.png"
+    Image.new("L", (13000, 12000), 0).save(huge)  # 156 MP of black, a small file
+    big = tmp_path / "big.jpg"
+    Image.open(EXAMPLE).resize((4096, 4096)).save(big, quality=80)
+    js = tmp_path / "r.json"
+    assert main(["predict", str(huge), str(big), "--json", str(js)]) == 1
+    err = capsys.readouterr().err
+    assert f"{huge}: image" in err and ("too large" in err or "over the" in err) and "Traceback" not in err
+    res = json.loads(js.read_text())
+    assert len(res) == 1 and res[0]["faces"][0]["label"] == "happy"
+    assert res[0]["faces"][0]["box"][2] > 400  # found in the downscaled copy, reported in full-size pixels
+
+
+def test_video_writes_annotated_video_csv_json_and_plot(tmp_path, capsys):
+    video = moving_video(tmp_path / "clip.mp4", n=16, fps=8)
+    out = tmp_path / "out"
+    assert main(["predict", str(video), "--out", str(out), "--every", "2", "--quiet"]) == 0
+    printed = capsys.readouterr().out
+    assert "clip.mp4: 8 frame(s) processed" in printed and "face #1: in 8 frame(s), mostly happy" in printed
+    rows = list(csv.DictReader(open(out / "clip.csv")))
+    assert [int(r["frame"]) for r in rows] == list(range(0, 16, 2))
+    assert [float(r["time"]) for r in rows] == pytest.approx([i / 8 for i in range(0, 16, 2)], abs=1e-3)
+    assert {r["track_id"] for r in rows} == {"1"} and set(ferkit.CANONICAL) <= set(rows[0])
+    assert len(json.loads((out / "clip.json").read_text())) == 8
+    cap = cv2.VideoCapture(str(out / "clip_ferkit.mp4"))
+    n = 0
+    while cap.read()[0]:
+        n += 1
+    assert n == 8 and cap.get(cv2.CAP_PROP_FPS) == pytest.approx(4)
+    with Image.open(out / "clip_expressions.png") as im:
+        assert im.size[0] > 500
+
+
+def test_broken_and_empty_videos_fail_clearly_and_the_batch_goes_on(tmp_path, capsys):
+    good = moving_video(tmp_path / "good.mp4", n=4)
+    fake = tmp_path / "fake.mp4"
+    fake.write_text("not a video at all")
+    noframes = tmp_path / "noframes.avi"
+    cv2.VideoWriter(str(noframes), cv2.VideoWriter_fourcc(*"MJPG"), 10, (64, 48)).release()
+    cut = tmp_path / "cut.mp4"
+    cut.write_bytes(good.read_bytes()[: good.stat().st_size // 2])
+    code = main(["predict", str(fake), str(noframes), str(cut), str(good), str(EXAMPLE), "--quiet",
+                 "--csv", str(tmp_path / "r.csv")])
+    cap = capsys.readouterr()
+    assert code == 1 and "Traceback" not in cap.err
+    assert str(fake) in cap.err and str(noframes) in cap.err
+    assert "good.mp4: 4 frame(s) processed" in cap.out
+    rows = list(csv.DictReader(open(tmp_path / "r.csv")))
+    assert sum(r["source"].endswith("good.mp4") for r in rows) == 4
+    assert any(r["source"].endswith("astronaut.jpg") for r in rows)
+
+
+def test_webcam_without_display_or_camera_is_a_clear_error(monkeypatch, capsys):
+    monkeypatch.delenv("DISPLAY", raising=False)
+    monkeypatch.delenv("WAYLAND_DISPLAY", raising=False)
+    assert main(["predict", "--webcam", "0"]) == 1
+    err = capsys.readouterr().err
+    assert "ferkit: error: no display" in err and "Traceback" not in err
+    # recording without a window still needs a camera: index 99 is never there
+    assert main(["predict", "--webcam", "99", "--headless"]) == 1
+    err = capsys.readouterr().err
+    assert "no camera at index 99" in err and "Traceback" not in err
+
+
+def test_usage_errors(tmp_path, capsys):
+    assert main(["predict"]) == 1
+    assert "give at least one SOURCE" in capsys.readouterr().err
+    assert main(["predict", str(EXAMPLE), "--thresholds", "0.5,x"]) == 1
+    assert "--thresholds wants three numbers" in capsys.readouterr().err
+    assert main(["predict", str(tmp_path / "nope.jpg")]) == 1
+    assert "nope.jpg: no such file or folder" in capsys.readouterr().err
+    assert main(["predict", str(EXAMPLE), "--model", "no_such_model"]) == 1
+    assert "no model 'no_such_model'" in capsys.readouterr().err

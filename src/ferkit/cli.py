@@ -237,8 +237,11 @@ VERB_EXAMPLES = {
     "evaluate": "examples:\n  ferkit evaluate --model default --dataset fer2013 --data ../shared/data/fer2013 "
                 "--split PrivateTest --json r.json\n"
                 "  ferkit evaluate --model runs/mx --dataset fer2013 --data ../shared/data/fer2013 --tta flip",
-    "predict": "examples:\n  ferkit predict examples/astronaut.jpg\n"
-               "  ferkit predict faces/ --crop none --csv faces.csv --json faces.json --out annotated/",
+    "predict": "examples:\n  ferkit predict examples/astronaut.jpg --out out/\n"
+               "  ferkit predict photos/ --csv faces.csv --json faces.json --out annotated/\n"
+               "  ferkit predict crops/ --detector none --csv crops.csv\n"
+               "  ferkit predict clip.mp4 --out out/ --every 2 --detect-every 5\n"
+               "  ferkit predict --webcam 0",
 }
 
 
@@ -334,20 +337,40 @@ def build_parser() -> argparse.ArgumentParser:
     s.set_defaults(fn=cmd_evaluate)
 
     s = sub.add_parser("predict", epilog=VERB_EXAMPLES["predict"],
-                       help="classify the expression in images", formatter_class=fmt,
-                       description="Classify the expression of images or folders of images. Until the MTCNN "
-                                   "face pipeline lands, each image gives one face: the largest Haar-cascade face "
-                                   "(--crop face), the central square (--crop center) or the whole image "
-                                   "(--crop none).")
-    s.add_argument("sources", nargs="+", metavar="SOURCE", help="image files or folders")
+                       help="read every face's expression in images, folders, videos or a webcam", formatter_class=fmt,
+                       description="Detect, align and classify every face in images, folders of images, video files "
+                                   "or a live webcam. Images: prints each face; --out writes an annotated copy and "
+                                   "JSON. Folders: a row per face in --csv/--json, unreadable files listed at the "
+                                   "end. Videos: --out writes an annotated video, a per-frame CSV (time, track id, "
+                                   "probabilities), JSON and an expression-over-time plot; faces keep track ids. "
+                                   "Exit code 1 when any source could not be read (the others are still done).")
+    s.add_argument("sources", nargs="*", metavar="SOURCE", help="image files, folders or video files")
+    s.add_argument("--webcam", type=int, metavar="N", help="read camera N live (a window with boxes, labels, FPS)")
     s.add_argument("--model", default="default", help="shipped name, .safetensors file or run folder")
-    s.add_argument("--crop", choices=["face", "center", "none"], default="face",
-                   help="'face': the largest face OpenCV's Haar cascade finds (else the central square); "
-                        "'center': the central square; 'none': the whole image (already a face crop)")
-    s.add_argument("--json", metavar="OUT.json", help="write results as JSON")
-    s.add_argument("--csv", metavar="OUT.csv", help="write results as CSV (one row per image)")
-    s.add_argument("--out", metavar="DIR", help="also write a copy of each image with its label drawn on it")
-    s.add_argument("--tta", choices=["none", "flip", "tencrop"], default="none")
+    s.add_argument("--device", default="cpu", help="cpu or cuda")
+    g = s.add_argument_group("faces")
+    g.add_argument("--detector", choices=["mtcnn", "haar", "none"], default="mtcnn",
+                   help="mtcnn: boxes + 5 landmarks (aligned crops); haar: OpenCV's cascade, lighter; "
+                        "none: each image is already a face crop")
+    g.add_argument("--min-face", type=int, default=20, metavar="PX", help="smallest face searched for, in pixels")
+    g.add_argument("--thresholds", metavar="P,R,O", default="0.6,0.7,0.9", help="MTCNN stage thresholds")
+    g.add_argument("--max-faces", type=int, metavar="N", help="keep the N most confident faces per image")
+    g.add_argument("--tta", choices=["none", "flip", "tencrop"], default="none", help="test-time augmentation")
+    g = s.add_argument_group("outputs")
+    g.add_argument("--out", metavar="DIR", help="annotated images / videos, per-source JSON, video CSV and plots")
+    g.add_argument("--json", metavar="OUT.json", help="all results as JSON (an object for one image, else a list)")
+    g.add_argument("--csv", metavar="OUT.csv", help="all results as CSV, one row per face (and per faceless image)")
+    g.add_argument("--show", action="store_true", help="show results in a window (needs a display)")
+    g.add_argument("--headless", action="store_true", help="never open a window (record --webcam with --out)")
+    g.add_argument("--quiet", action="store_true", help="no per-image lines or progress bars")
+    g = s.add_argument_group("video and webcam")
+    g.add_argument("--every", type=int, default=1, metavar="N", help="process every N-th frame")
+    g.add_argument("--detect-every", type=int, default=1, metavar="N",
+                   help="full face detection every N processed frames; the frames between re-locate the known "
+                        "faces only (faster; new faces appear within N frames)")
+    g.add_argument("--smooth", type=float, default=0.5, metavar="A",
+                   help="smooth each face's probabilities over time: weight A of the past (0 = off)")
+    g.add_argument("--max-frames", type=int, metavar="N", help="stop after N processed frames")
     s.set_defaults(fn=cmd_predict)
     return p
 

@@ -120,3 +120,114 @@ def _from_array(arr: np.ndarray, mode: str, label: str) -> np.ndarray:
         arr = arr[:, :, 0]
     img = Image.fromarray(np.ascontiguousarray(arr))
     return np.asarray(_to_mode(img, mode))
+
+
+# ---------------------------------------------------------------------------------------
+# video
+# ---------------------------------------------------------------------------------------
+VIDEO_EXTENSIONS = frozenset({".mp4", ".avi", ".mov", ".mkv", ".webm", ".m4v", ".mpg", ".mpeg", ".wmv", ".flv",
+                              ".3gp", ".ts"})
+
+
+def is_video_file(path: Union[str, os.PathLike]) -> bool:
+    return Path(path).suffix.lower() in VIDEO_EXTENSIONS
+
+
+class VideoReader:
+    """Frames of a video file or a camera (``source`` an int: the camera index), as RGB arrays.
+
+    Iterating yields ``(index, time_s, rgb)``. Unreadable frames in the middle of a file are
+    skipped and listed in :attr:`errors` (up to 50 in a row; after that the file is taken to
+    end there); a file with no readable frame raises :class:`ImageDecodeError`.
+    """
+
+    MAX_BAD_RUN = 50
+
+    def __init__(self, source: Union[str, os.PathLike, int], name: str | None = None) -> None:
+        import cv2
+
+        self.is_camera = isinstance(source, int)
+        self.name = name or (f"webcam:{source}" if self.is_camera else str(source))
+        if not self.is_camera:
+            p = Path(source)
+            if not p.exists():
+                raise ImageDecodeError(f"{self.name}: no such file")
+            if p.stat().st_size == 0:
+                raise ImageDecodeError(f"{self.name}: empty file (0 bytes)")
+        self.cap = cv2.VideoCapture(source if self.is_camera else str(source))
+        if not self.cap.isOpened():
+            if self.is_camera:
+                raise ImageDecodeError(f"no camera at index {source}: none is connected, or this user may not open "
+                                       f"/dev/video{source}")
+            raise ImageDecodeError(f"{self.name}: not a video OpenCV can open (corrupt, or an unsupported format)")
+        fps = float(self.cap.get(cv2.CAP_PROP_FPS) or 0.0)
+        self.fps = fps if 0 < fps < 1000 else (30.0 if self.is_camera else 25.0)
+        self.frame_count = int(self.cap.get(cv2.CAP_PROP_FRAME_COUNT) or 0) if not self.is_camera else 0
+        self.width = int(self.cap.get(cv2.CAP_PROP_FRAME_WIDTH) or 0)
+        self.height = int(self.cap.get(cv2.CAP_PROP_FRAME_HEIGHT) or 0)
+        self.errors: list[tuple[int, str]] = []
+        self.frames_read = 0
+
+    def __iter__(self):
+        import cv2
+
+        idx, bad = 0, 0
+        while True:
+            ok, frame = self.cap.read()
+            if not ok or frame is None or frame.size == 0:
+                if self.is_camera:
+                    if self.frames_read == 0:
+                        raise ImageDecodeError(f"{self.name}: the camera opened but gives no frames")
+                    break
+                if self.frame_count and idx < self.frame_count and bad < self.MAX_BAD_RUN:
+                    bad += 1
+                    self.errors.append((idx, "unreadable frame (skipped)"))
+                    idx += 1
+                    continue
+                break
+            bad = 0
+            self.frames_read += 1
+            if frame.ndim == 2:
+                frame = cv2.cvtColor(frame, cv2.COLOR_GRAY2RGB)
+            else:
+                frame = cv2.cvtColor(frame, cv2.COLOR_BGRA2RGB if frame.shape[2] == 4 else cv2.COLOR_BGR2RGB)
+            yield idx, idx / self.fps, frame
+            idx += 1
+        if self.frames_read == 0:
+            raise ImageDecodeError(f"{self.name}: the video holds no readable frame")
+
+    def close(self) -> None:
+        self.cap.release()
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.close()
+
+
+class VideoWriter:
+    """Write RGB frames to a video file (MP4 / mp4v, or AVI / MJPG by extension)."""
+
+    def __init__(self, path: Union[str, os.PathLike], fps: float, size: tuple[int, int]) -> None:
+        import cv2
+
+        self.path = Path(path)
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        fourcc = "MJPG" if self.path.suffix.lower() == ".avi" else "mp4v"
+        self.size = size  # (width, height)
+        self.w = cv2.VideoWriter(str(self.path), cv2.VideoWriter_fourcc(*fourcc), float(fps), size)
+        if not self.w.isOpened():
+            raise ImageDecodeError(f"{self.path}: cannot write a video here (folder or codec {fourcc} unavailable)")
+        self.frames = 0
+
+    def write(self, rgb: np.ndarray) -> None:
+        import cv2
+
+        if (rgb.shape[1], rgb.shape[0]) != self.size:
+            rgb = cv2.resize(rgb, self.size)
+        self.w.write(cv2.cvtColor(rgb, cv2.COLOR_RGB2BGR))
+        self.frames += 1
+
+    def close(self) -> None:
+        self.w.release()

@@ -1,141 +1,240 @@
-"""``ferkit predict``: classify the expression in images or folders of images.
+"""``ferkit predict``: every face's expression in images, folders, videos and a live webcam.
 
-Until the MTCNN face pipeline lands, each image gives one face: the largest face OpenCV's Haar
-cascade finds (``--crop face``, the default; the central square when it finds none), the
-central square (``--crop center``) or the whole image (``--crop none``, for face crops). Bad
-files are reported and skipped; the exit code is 1 when any file failed, so batch jobs can tell.
+Per kind of source (see ``ferkit predict --help``):
+
+* image: prints each face; ``--out DIR`` writes ``<stem>_ferkit.png`` (boxes, labels,
+  probability bars) and ``<stem>.json``;
+* folder: one row per face in ``--csv`` / ``--json``, a progress bar, annotated copies under
+  ``--out``; unreadable files are listed at the end;
+* video: ``--out DIR`` writes ``<stem>_ferkit.mp4`` (annotated), ``<stem>.csv`` (a row per face
+  per processed frame: time, track id, probabilities), ``<stem>_expressions.png`` (expression
+  over time per face) and ``<stem>.json``;
+* ``--webcam N``: a live window with boxes, labels and FPS (``q`` or Esc quits).
+
+The exit code is 0 when every source was read, 1 when any failed (all others are still done).
 """
 
 from __future__ import annotations
 
 import argparse
-import csv
 import json
+import os
 import sys
+import time
 from pathlib import Path
 
-import numpy as np
-from PIL import Image, ImageDraw
 from tqdm.auto import tqdm
 
-from .api import ExpressionModel, load_model
 from .errors import FerkitError
-from .io import is_image_file, read_image
+from .io import VideoReader, VideoWriter
+from .pipeline import Recognizer, _reason, folder_files, source_kind
+from .results import Result, Results, draw, plot_timeline, write_csv
 
 
-def center_box(h: int, w: int) -> list[int]:
-    """``[x, y, w, h]`` of the central square of an ``h x w`` image."""
-    s = min(h, w)
-    return [(w - s) // 2, (h - s) // 2, s, s]
-
-
-def center_square(img: np.ndarray) -> np.ndarray:
-    x, y, w, h = center_box(*img.shape[:2])
-    return img[y:y + h, x:x + w]
-
-
-_HAAR = None
-
-
-def haar_largest_face(gray: np.ndarray) -> list[int] | None:
-    """``[x, y, w, h]`` of the largest frontal face OpenCV's Haar cascade finds, or None."""
-    global _HAAR
+# ---------------------------------------------------------------------------------------
+# windows
+# ---------------------------------------------------------------------------------------
+def check_display() -> None:
+    """Raise a clear :class:`FerkitError` unless a window can be opened here."""
     import cv2
 
-    if _HAAR is None:
-        _HAAR = cv2.CascadeClassifier(str(Path(cv2.data.haarcascades) / "haarcascade_frontalface_default.xml"))
-        if _HAAR.empty():
-            raise FerkitError("OpenCV's Haar face cascade is missing (opencv-python-headless<5 ships it)")
-    side = min(gray.shape[:2])
-    faces = _HAAR.detectMultiScale(gray, scaleFactor=1.1, minNeighbors=5, minSize=(max(20, side // 20),) * 2)
-    if len(faces) == 0:
-        return None
-    x, y, w, h = max(faces.tolist(), key=lambda f: f[2] * f[3])
-    return [int(x), int(y), int(w), int(h)]
+    if sys.platform.startswith("linux") and not (os.environ.get("DISPLAY") or os.environ.get("WAYLAND_DISPLAY")):
+        raise FerkitError("no display to open a window on (DISPLAY is not set): run on a desktop, or record instead "
+                          "with --headless --out DIR")
+    try:
+        cv2.namedWindow("ferkit", cv2.WINDOW_NORMAL)
+    except cv2.error:
+        raise FerkitError("this OpenCV build cannot open windows (opencv-python-headless): install "
+                          "'opencv-python<5' for --show / --webcam windows, or record with --headless --out DIR"
+                          ) from None
 
 
-def expand_sources(sources: list[str]) -> tuple[list[Path], list[tuple[str, str]]]:
-    """Files to classify (folders expanded, recursively, to their image files) and missing ones."""
-    files, failed = [], []
-    for s in sources:
-        p = Path(s)
-        if p.is_dir():
-            found = sorted(f for f in p.rglob("*") if f.is_file() and not f.name.startswith("."))
-            imgs = [f for f in found if is_image_file(f)]
-            failed += [(str(f), "not an image file (skipped)") for f in found if not is_image_file(f)]
-            if not imgs:
-                failed.append((str(p), "folder holds no image files"))
-            files += imgs
-        elif p.exists():
-            files.append(p)
-        else:
-            failed.append((s, "no such file or folder"))
-    return files, failed
+def show(rgb, title: str = "ferkit", wait: int = 1) -> bool:
+    """Show an RGB frame; False when the user pressed q or Esc (or closed the window)."""
+    import cv2
+
+    cv2.imshow(title, cv2.cvtColor(rgb, cv2.COLOR_RGB2BGR))
+    key = cv2.waitKey(wait) & 0xFF
+    return key not in (ord("q"), 27)
 
 
-def classify_file(model: ExpressionModel, path: Path, crop: str, tta: str | None) -> tuple[dict, np.ndarray]:
-    rgb = read_image(path, mode="RGB", name=str(path))
-    h, w = rgb.shape[:2]
-    how = crop
-    if crop == "none":
-        box = [0, 0, w, h]
-    else:
-        box = haar_largest_face(read_image(rgb, mode="L")) if crop == "face" else None
-        if box is None:
-            box, how = center_box(h, w), "center"
-    x, y, bw, bh = box
-    pred = model.to_prediction(model.predict_proba([rgb[y:y + bh, x:x + bw]], tta=tta)[0])
-    return {"source": str(path), "width": w, "height": h,
-            "faces": [{"box": box, "crop": how, **pred.to_dict()}]}, rgb
+# ---------------------------------------------------------------------------------------
+def describe(r: Result) -> str:
+    """Human-readable lines for one image's faces."""
+    if not r.faces:
+        return f"{r.source}: no face found"
+    lines = [f"{r.source}: {len(r.faces)} face{'s' if len(r.faces) > 1 else ''}"]
+    for i, f in enumerate(r.faces, 1):
+        x, y, w, h = f.box
+        rest = sorted(((c, p) for c, p in f.probabilities.items() if c != f.label), key=lambda kv: -kv[1])[:2]
+        lines.append(f"  face {i} at ({x}, {y}) {w}x{h}, detection {f.score:.2f}: {f.label} {f.confidence:.2f}"
+                     f"  ({', '.join(f'{c} {p:.2f}' for c, p in rest)})")
+    return "\n".join(lines)
 
 
-def annotate(rgb: np.ndarray, result: dict) -> Image.Image:
-    img = Image.fromarray(rgb)
-    d = ImageDraw.Draw(img)
-    for f in result["faces"]:
-        x, y, w, h = f["box"]
-        lw = max(2, min(img.size) // 150)
-        d.rectangle([x, y, x + w - 1, y + h - 1], outline=(255, 200, 0), width=lw)
-        text = f"{f['label']} {f['score']:.2f}"
-        tb = d.textbbox((x, y), text)
-        d.rectangle([tb[0] - 2, tb[1] - 2, tb[2] + 2, tb[3] + 2], fill=(255, 200, 0))
-        d.text((x, y), text, fill=(0, 0, 0))
-    return img
+def _out_stem(out: Path, path: Path, root: Path | None) -> Path:
+    """Where a file's outputs go: mirrored under ``out`` relative to its folder root."""
+    rel = path.relative_to(root).with_suffix("") if root is not None else Path(path.stem)
+    return out / rel
+
+
+def _write_image_outputs(r: Result, stem: Path) -> None:
+    stem.parent.mkdir(parents=True, exist_ok=True)
+    r.save(stem.parent / f"{stem.name}_ferkit.png")
+    (stem.parent / f"{stem.name}.json").write_text(r.to_json() + "\n")
+
+
+def _progress(total: int | None, desc: str, unit: str, quiet: bool):
+    return tqdm(total=total, desc=desc, unit=unit, leave=False, disable=quiet or not sys.stderr.isatty())
+
+
+def run_video(rec: Recognizer, path: str | int, a: argparse.Namespace, out: Path | None) -> Results:
+    """Process one video file or camera; write its outputs; return its results (no pixels kept)."""
+    reader = VideoReader(path)
+    is_cam = reader.is_camera
+    window = not a.headless and (is_cam or a.show)
+    stem = out / (f"webcam{path}" if is_cam else Path(str(path)).stem) if out else None
+    writer = None
+    res = Results(source=reader.name, fps=reader.fps)
+    every = a.every
+    bar = _progress(reader.frame_count // every if reader.frame_count else None, Path(reader.name).name, "frame",
+                    a.quiet)
+    t0, fps_ema, last = time.perf_counter(), None, time.perf_counter()
+    try:
+        with reader:
+            for r in rec.stream(reader, every=every, max_frames=a.max_frames):
+                now = time.perf_counter()
+                inst = 1.0 / max(now - last, 1e-6)
+                fps_ema = inst if fps_ema is None else 0.9 * fps_ema + 0.1 * inst
+                last = now
+                if stem is not None or window:
+                    frame = draw(r.image, r.faces, fps=fps_ema if is_cam else None)
+                    if stem is not None:
+                        if writer is None:
+                            writer = VideoWriter(stem.parent / f"{stem.name}_ferkit.mp4", reader.fps / every,
+                                                 (frame.shape[1], frame.shape[0]))
+                        writer.write(frame)
+                    if window and not show(frame, f"ferkit: {reader.name} (q to quit)"):
+                        r.image = None
+                        res.append(r)
+                        break
+                r.image = None
+                res.append(r)
+                bar.update(1)
+    except KeyboardInterrupt:
+        if not is_cam:
+            raise
+    finally:
+        bar.close()
+        if writer is not None:
+            writer.close()
+        if window:
+            import cv2
+
+            cv2.destroyAllWindows()
+    res.failed = [(f"{reader.name} frame {i}", why) for i, why in reader.errors]
+    elapsed = time.perf_counter() - t0
+    tracks: dict = {}
+    for r in res:
+        for f in r.faces:
+            tracks.setdefault(f.track_id, []).append(f.label)
+    print(f"{reader.name}: {len(res)} frame(s) processed in {elapsed:.1f} s ({len(res) / max(elapsed, 1e-9):.1f} "
+          f"frames/s), {len(tracks)} face track(s)")
+    for tid, labels in sorted(tracks.items()):
+        top = max(set(labels), key=labels.count)
+        print(f"  face #{tid}: in {len(labels)} frame(s), mostly {top} ({labels.count(top) / len(labels):.0%})")
+    if stem is not None:
+        stem.parent.mkdir(parents=True, exist_ok=True)
+        write_csv(res.to_records(empty_row=True), stem.parent / f"{stem.name}.csv", rec.classes)
+        (stem.parent / f"{stem.name}.json").write_text(res.to_json() + "\n")
+        plot_timeline(res, rec.classes, stem.parent / f"{stem.name}_expressions.png",
+                      title=f"{Path(reader.name).name}: expression over time")
+        made = [f"{stem.name}{s}" for s in ("_ferkit.mp4", ".csv", ".json", "_expressions.png")]
+        print(f"  wrote {', '.join(made)} in {stem.parent}")
+    return res
 
 
 def predict_cli(a: argparse.Namespace) -> int:
-    model = load_model(a.model)
-    files, failed = expand_sources(a.sources)
-    tta = None if a.tta == "none" else a.tta
-    results = []
+    if not a.sources and a.webcam is None:
+        raise FerkitError("give at least one SOURCE (image, folder or video), or --webcam N")
+    thresholds = None
+    if a.thresholds:
+        try:
+            thresholds = tuple(float(t) for t in a.thresholds.split(","))
+        except ValueError:
+            raise FerkitError(f"--thresholds wants three numbers like 0.6,0.7,0.9, got {a.thresholds!r}") from None
+        if len(thresholds) != 3:
+            raise FerkitError(f"--thresholds wants three numbers like 0.6,0.7,0.9, got {a.thresholds!r}")
+    if a.every < 1 or a.detect_every < 1:
+        raise FerkitError("--every and --detect-every must be >= 1")
+    if not a.headless and (a.show or a.webcam is not None):
+        check_display()
+    rec = Recognizer(a.model, a.detector, device=a.device, min_face_size=a.min_face, thresholds=thresholds,
+                     max_faces=a.max_faces, tta=None if a.tta == "none" else a.tta, smooth=a.smooth,
+                     detect_every=a.detect_every)
     out = Path(a.out) if a.out else None
     if out:
         out.mkdir(parents=True, exist_ok=True)
-    for path in tqdm(files, desc="predicting", unit="img", disable=len(files) < 10 or not sys.stderr.isatty()):
+    results: list[Result] = []
+    failed: list[tuple[str, str]] = []
+    n_images = 0
+    sources: list = list(a.sources)
+    if a.webcam is not None:
+        sources.append(int(a.webcam))
+    for src in sources:
         try:
-            res, rgb = classify_file(model, path, a.crop, tta)
+            kind = source_kind(src) if isinstance(src, int) or Path(src).exists() else "missing"
         except FerkitError as e:
-            msg = str(e)
-            failed.append((str(path), msg[len(str(path)) + 2:] if msg.startswith(f"{path}: ") else msg))
+            failed.append((str(src), str(e)))
             continue
-        results.append(res)
-        f = res["faces"][0]
-        top = sorted(f["probabilities"].items(), key=lambda kv: -kv[1])[:3]
-        where = "face at ({}, {}) {}x{}".format(*f["box"]) if f["crop"] == "face" else f"{f['crop']} crop"
-        print(f"{path}: {f['label']} ({f['score']:.2f}) [{where}]  " + "  ".join(f"{k} {v:.2f}" for k, v in top))
-        if out:
-            annotate(rgb, res).save(out / f"{path.stem}_ferkit.png")
+        if kind == "missing":
+            failed.append((str(src), "no such file or folder"))
+            continue
+        if kind in ("video", "webcam"):
+            try:
+                res = run_video(rec, src, a, out)
+            except FerkitError as e:
+                failed.append((str(src), _reason(e, str(src))))
+                continue
+            results.extend(res)
+            failed.extend(res.failed)
+            continue
+        if kind == "folder":
+            files, skipped = folder_files(src)
+            failed.extend(skipped)
+            if not files:
+                failed.append((str(src), "folder holds no image files"))
+            root = Path(src)
+        else:
+            files, root = [Path(src)], None
+        bar = _progress(len(files), "predicting", "img", a.quiet or len(files) < 10)
+        for f in files:
+            bar.update(1)
+            try:
+                r = rec.analyze(f)
+            except FerkitError as e:
+                failed.append((str(f), _reason(e, str(f))))
+                continue
+            n_images += 1
+            if not a.quiet:
+                tqdm.write(describe(r))
+            if out:
+                _write_image_outputs(r, _out_stem(out, f, root))
+            if a.show and not show(r.plot(), f"ferkit: {f} (any key: next, q: quit)", wait=0):
+                a.show = False
+            r.image = None
+            results.append(r)
+        bar.close()
     if a.json:
-        Path(a.json).write_text(json.dumps(results[0] if len(results) == 1 and len(files) == 1 else results,
+        single = len(results) == 1 and len(sources) == 1 and n_images == 1
+        Path(a.json).parent.mkdir(parents=True, exist_ok=True)
+        Path(a.json).write_text(json.dumps(results[0].to_dict() if single else [r.to_dict() for r in results],
                                            indent=2) + "\n")
     if a.csv:
-        with open(a.csv, "w", newline="") as fh:
-            wr = csv.writer(fh)
-            wr.writerow(["source", "x", "y", "w", "h", "crop", "label", "score", *model.classes])
-            for r in results:
-                for f in r["faces"]:
-                    wr.writerow([r["source"], *f["box"], f["crop"], f["label"], f"{f['score']:.6f}",
-                                 *(f"{f['probabilities'][c]:.6f}" for c in model.classes)])
+        Path(a.csv).parent.mkdir(parents=True, exist_ok=True)
+        write_csv([row for r in results for row in r.to_records(empty_row=True)], a.csv, rec.classes)
+    if out and n_images:
+        print(f"annotated images and JSON in {out}/")
     if failed:
         print(f"\n{len(failed)} source(s) failed:", file=sys.stderr)
         for s, why in failed:

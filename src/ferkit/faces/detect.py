@@ -19,6 +19,7 @@ import cv2
 import numpy as np
 
 from ..errors import FerkitError
+from .mtcnn import THRESHOLDS
 
 #: where MTCNN's five landmarks sit inside a Haar-cascade box, as fractions of its width and height
 #: (median over FER2013 Training faces, made left-right symmetric; ``benchmarks/align_template.py``)
@@ -73,7 +74,7 @@ class Detector:
 class MTCNNDetector(Detector):
     name = "mtcnn"
 
-    def __init__(self, min_face_size: int = 20, thresholds: tuple[float, float, float] = (0.6, 0.7, 0.7),
+    def __init__(self, min_face_size: int = 20, thresholds: tuple[float, float, float] = THRESHOLDS,
                  factor: float = 0.709, max_side: int = 2048, threads: int | None = None) -> None:
         from .mtcnn import MTCNN
 

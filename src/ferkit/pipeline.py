@@ -1,0 +1,329 @@
+"""The face pipeline: any picture or stream in, every face's expression out.
+
+    from ferkit import Recognizer
+    rec = Recognizer()                          # default model, MTCNN detector
+    r = rec.predict("photo.jpg")                # Result: r.faces[0].label, r.to_json(), r.save("out.png")
+    rs = rec.predict("folder/")                 # Results (a list), rs.failed lists unreadable files
+    rs = rec.predict("clip.mp4", every=2)       # Results, one per processed frame, faces tracked
+    for r in rec.stream(0): ...                 # webcam 0, frame by frame
+
+Each image goes: decode (RGB) -> detect (boxes, scores, 5 landmarks) -> align each face to
+the model's input size (similarity transform onto the template of :mod:`ferkit.faces.align`)
+-> classify all faces of the image in one batch -> :class:`~ferkit.results.Result`.
+
+Streams (video files, cameras) add a tracker (stable ids across frames), optional smoothing of
+the probabilities over time (an exponential moving average per track) and a fast path: with
+MTCNN, a full detection runs every ``detect_every`` processed frames and the frames between
+re-locate the known faces with O-Net alone.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import cv2
+import numpy as np
+import torch
+from PIL import Image
+
+from .api import ExpressionModel, load_model
+from .errors import FerkitError
+from .faces import Detection, Detector, align, create_detector, crop_box
+from .io import VideoReader, is_image_file, is_video_file, read_image
+from .results import FaceResult, Result, Results
+
+
+# ---------------------------------------------------------------------------------------
+# tracking
+# ---------------------------------------------------------------------------------------
+def iou_matrix(a: np.ndarray, b: np.ndarray) -> np.ndarray:
+    """IoU of every box of ``a`` ``[N, 4]`` with every box of ``b`` ``[M, 4]`` (x1, y1, x2, y2)."""
+    if len(a) == 0 or len(b) == 0:
+        return np.zeros((len(a), len(b)))
+    x1 = np.maximum(a[:, None, 0], b[None, :, 0])
+    y1 = np.maximum(a[:, None, 1], b[None, :, 1])
+    x2 = np.minimum(a[:, None, 2], b[None, :, 2])
+    y2 = np.minimum(a[:, None, 3], b[None, :, 3])
+    inter = np.clip(x2 - x1, 0, None) * np.clip(y2 - y1, 0, None)
+    area_a = (a[:, 2] - a[:, 0]) * (a[:, 3] - a[:, 1])
+    area_b = (b[:, 2] - b[:, 0]) * (b[:, 3] - b[:, 1])
+    return inter / np.maximum(area_a[:, None] + area_b[None, :] - inter, 1e-9)
+
+
+@dataclass
+class _Track:
+    id: int
+    box: np.ndarray
+    age: int = 0  #: processed frames since last seen
+    probs: np.ndarray | None = None
+
+
+class Tracker:
+    """Keeps faces' identities across frames: greedy matching by IoU (at least ``iou``), then,
+    for faces that moved further, by centre distance (under ``dist`` box sizes, similar size).
+    A track unseen for ``max_age`` processed frames ends; ids count up from 1 and are never reused.
+    ``smooth`` in [0, 1) is the weight of the past in each track's probability average (0: off)."""
+
+    def __init__(self, iou: float = 0.3, dist: float = 0.6, max_age: int = 15, smooth: float = 0.0) -> None:
+        if not 0 <= smooth < 1:
+            raise FerkitError(f"smoothing must be in [0, 1), got {smooth}")
+        self.iou, self.dist, self.max_age, self.smooth = iou, dist, max_age, smooth
+        self.tracks: list[_Track] = []
+        self.next_id = 1
+
+    def update(self, boxes: np.ndarray) -> list[int]:
+        """Track ids for this frame's boxes ``[N, 4]`` (x1, y1, x2, y2)."""
+        boxes = np.asarray(boxes, np.float64).reshape(-1, 4)
+        ids = [-1] * len(boxes)
+        free_t = set(range(len(self.tracks)))
+        free_d = set(range(len(boxes)))
+        if self.tracks and len(boxes):
+            tb = np.stack([t.box for t in self.tracks])
+            m = iou_matrix(tb, boxes)
+            for ti, di in sorted(np.argwhere(m >= self.iou).tolist(), key=lambda p: -m[p[0], p[1]]):
+                if ti in free_t and di in free_d:
+                    ids[di] = self.tracks[ti].id
+                    free_t.discard(ti)
+                    free_d.discard(di)
+            # faces that jumped (fast motion, skipped frames): nearest centre, similar size
+            pairs = []
+            for ti in free_t:
+                t = self.tracks[ti].box
+                ts = max(t[2] - t[0], t[3] - t[1])
+                for di in free_d:
+                    b = boxes[di]
+                    bs = max(b[2] - b[0], b[3] - b[1])
+                    d = np.hypot((t[0] + t[2] - b[0] - b[2]) / 2, (t[1] + t[3] - b[1] - b[3]) / 2) / max(ts, 1e-9)
+                    if d < self.dist and 0.5 < bs / max(ts, 1e-9) < 2:
+                        pairs.append((d, ti, di))
+            for _, ti, di in sorted(pairs):
+                if ti in free_t and di in free_d:
+                    ids[di] = self.tracks[ti].id
+                    free_t.discard(ti)
+                    free_d.discard(di)
+        by_id = {t.id: t for t in self.tracks}
+        for di, tid in enumerate(ids):
+            if tid >= 0:
+                by_id[tid].box, by_id[tid].age = boxes[di], 0
+        for ti in free_t:
+            self.tracks[ti].age += 1
+        for di in sorted(free_d):
+            t = _Track(self.next_id, boxes[di])
+            self.next_id += 1
+            self.tracks.append(t)
+            ids[di] = t.id
+        self.tracks = [t for t in self.tracks if t.age <= self.max_age]
+        return ids
+
+    def smooth_probs(self, track_id: int, probs: np.ndarray) -> np.ndarray:
+        """The track's running average of ``probs`` (``probs`` itself when smoothing is off)."""
+        t = next((t for t in self.tracks if t.id == track_id), None)
+        if t is None or self.smooth <= 0:
+            return probs
+        t.probs = probs if t.probs is None else self.smooth * t.probs + (1 - self.smooth) * probs
+        return t.probs
+
+    def boxes(self, max_age: int = 0) -> np.ndarray:
+        """Boxes of the tracks seen within the last ``max_age`` processed frames."""
+        b = [t.box for t in self.tracks if t.age <= max_age]
+        return np.stack(b) if b else np.zeros((0, 4))
+
+
+# ---------------------------------------------------------------------------------------
+# sources
+# ---------------------------------------------------------------------------------------
+def source_kind(source: Any) -> str:
+    """``image`` | ``folder`` | ``video`` | ``webcam`` for anything :meth:`Recognizer.predict` takes."""
+    if isinstance(source, bool):
+        raise FerkitError(f"cannot read a {type(source).__name__} as an image")
+    if isinstance(source, int):
+        return "webcam"
+    if isinstance(source, (np.ndarray, Image.Image, bytes, bytearray, memoryview)):
+        return "image"
+    if isinstance(source, (str, os.PathLike)):
+        p = Path(source)
+        if p.is_dir():
+            return "folder"
+        if is_video_file(p):
+            return "video"
+        return "image"
+    raise FerkitError(f"cannot read faces from a {type(source).__name__}: give a path, folder, video, webcam index, "
+                      f"numpy array or PIL image")
+
+
+def folder_files(folder: str | os.PathLike) -> tuple[list[Path], list[tuple[str, str]]]:
+    """Image files under ``folder`` (recursive, sorted) and the other files, reported as skipped."""
+    files, skipped = [], []
+    for f in sorted(Path(folder).rglob("*")):
+        if not f.is_file() or any(part.startswith(".") for part in f.relative_to(folder).parts):
+            continue
+        if is_image_file(f):
+            files.append(f)
+        else:
+            skipped.append((str(f), "not an image file (skipped)" if not is_video_file(f) else
+                            "a video inside a folder (skipped: give it as its own source)"))
+    return files, skipped
+
+
+# ---------------------------------------------------------------------------------------
+# the recognizer
+# ---------------------------------------------------------------------------------------
+class Recognizer:
+    """Detect, align and classify every face of a picture or stream.
+
+    ``model``: a shipped name, weights file, run folder or an :class:`ExpressionModel`.
+    ``detector``: ``mtcnn`` (default), ``haar``, ``none`` (inputs are face crops) or a
+    :class:`~ferkit.faces.Detector`. ``min_face_size``, ``thresholds`` (MTCNN's three) and
+    ``max_side`` (long side searched; bigger images are downscaled for detection only) tune it.
+    ``max_faces`` keeps the best N faces per image. ``smooth`` and ``detect_every`` apply to streams.
+    """
+
+    def __init__(self, model: str | ExpressionModel = "default", detector: str | Detector = "mtcnn", *,
+                 device: str = "cpu", min_face_size: int | None = None,
+                 thresholds: tuple[float, float, float] | None = None, max_side: int | None = None,
+                 max_faces: int | None = None, tta: str | None = None, smooth: float = 0.5,
+                 detect_every: int = 1) -> None:
+        self.model = model if isinstance(model, ExpressionModel) else load_model(model, device=device)
+        self.detector = create_detector(detector, min_face_size=min_face_size, thresholds=thresholds,
+                                        max_side=max_side)
+        if max_faces is not None and max_faces < 1:
+            raise FerkitError(f"max_faces must be >= 1, got {max_faces}")
+        if detect_every < 1:
+            raise FerkitError(f"detect_every must be >= 1, got {detect_every}")
+        if not 0 <= smooth < 1:
+            raise FerkitError(f"smooth must be in [0, 1), got {smooth}")
+        self.max_faces, self.tta, self.smooth, self.detect_every = max_faces, tta, smooth, detect_every
+        c, h, w = self.model.input_size
+        self.gray = c == 1
+        self.size = (h, w)
+
+    @property
+    def classes(self) -> tuple[str, ...]:
+        return self.model.classes
+
+    def __repr__(self) -> str:
+        return f"Recognizer(model={self.model.name!r}, detector={self.detector!r})"
+
+    # -- the steps -------------------------------------------------------------------------
+    def detect(self, rgb: np.ndarray) -> list[Detection]:
+        dets = self.detector.detect(rgb)
+        return dets[: self.max_faces] if self.max_faces else dets
+
+    def crops(self, rgb: np.ndarray, dets: list[Detection]) -> np.ndarray:
+        """Aligned faces at the model's input size: uint8 ``[N, H, W]`` (gray) or ``[N, H, W, 3]``."""
+        src = cv2.cvtColor(rgb, cv2.COLOR_RGB2GRAY) if self.gray else rgb
+        out = []
+        for d in dets:
+            if d.landmarks is not None:
+                out.append(align(src, d.landmarks, self.size)[0])
+            else:
+                out.append(crop_box(src, d.box, self.size))
+        return np.stack(out) if out else np.zeros((0, *self.size) + (() if self.gray else (3,)), np.uint8)
+
+    def classify(self, crops: np.ndarray) -> np.ndarray:
+        """Class probabilities ``[N, K]`` of aligned crops (one batch)."""
+        if len(crops) == 0:
+            return np.zeros((0, len(self.classes)), np.float32)
+        x = torch.from_numpy(crops[:, None] if self.gray else crops.transpose(0, 3, 1, 2).copy())
+        return self.model.predict_tensor(x, tta=self.tta).numpy()
+
+    def _result(self, rgb: np.ndarray, dets: list[Detection], probs: np.ndarray, source: str,
+                keep_image: bool = True, **extra) -> Result:
+        faces = [self._face(d, p) for d, p in zip(dets, probs)]
+        return Result(source, rgb.shape[1], rgb.shape[0], faces, image=rgb if keep_image else None,
+                      classes=self.classes, **extra)
+
+    def _face(self, d: Detection, p: np.ndarray, track_id: int | None = None) -> FaceResult:
+        i = int(np.argmax(p))
+        lm = None if d.landmarks is None else [[round(float(x), 2), round(float(y), 2)] for x, y in d.landmarks]
+        return FaceResult(box=d.xywh, score=float(d.score), label=self.classes[i],
+                          probabilities={c: float(v) for c, v in zip(self.classes, p)}, landmarks=lm,
+                          track_id=track_id, landmarks_estimated=d.estimated)
+
+    # -- one image ---------------------------------------------------------------------------
+    def analyze(self, image: Any, source: str | None = None, keep_image: bool = True) -> Result:
+        """Every face of one image (path, bytes, array RGB/gray, PIL image)."""
+        name = source or (str(image) if isinstance(image, (str, os.PathLike)) else type(image).__name__)
+        rgb = read_image(image, mode="RGB", name=name)
+        dets = self.detect(rgb)
+        return self._result(rgb, dets, self.classify(self.crops(rgb, dets)), name, keep_image)
+
+    # -- any source --------------------------------------------------------------------------
+    def predict(self, source: Any, *, every: int = 1, max_frames: int | None = None,
+                keep_images: bool | None = None, progress: bool = False) -> Result | Results:
+        """One :class:`Result` for an image; :class:`Results` for a folder (``.failed`` lists the
+        unreadable files), a video file or a webcam (one per processed frame; frames' pixels are
+        not kept unless ``keep_images``: use :meth:`stream` to draw them as they come)."""
+        kind = source_kind(source)
+        if kind == "image":
+            return self.analyze(source)
+        keep = (kind == "folder") if keep_images is None else keep_images
+        if kind == "folder":
+            files, failed = folder_files(source)
+            if not files:
+                failed.append((str(source), "folder holds no image files"))
+            res = Results(failed=failed, source=str(source))
+            it = files
+            if progress:
+                from tqdm.auto import tqdm
+
+                it = tqdm(files, desc="predicting", unit="img")
+            for f in it:
+                try:
+                    res.append(self.analyze(f, keep_image=keep))
+                except FerkitError as e:
+                    res.failed.append((str(f), _reason(e, str(f))))
+            return res
+        reader = VideoReader(source)
+        res = Results(source=reader.name, fps=reader.fps)
+        with reader:
+            for r in self.stream(reader, every=every, max_frames=max_frames):
+                if not keep:
+                    r.image = None
+                res.append(r)
+        res.failed = [(f"{reader.name} frame {i}", why) for i, why in reader.errors]
+        return res
+
+    def stream(self, source: Any, *, every: int = 1, max_frames: int | None = None) -> Iterator[Result]:
+        """Results frame by frame for a video file, webcam index or :class:`~ferkit.io.VideoReader`:
+        every ``every``-th frame is processed; faces carry track ids; probabilities are smoothed
+        per track when ``smooth`` > 0."""
+        if every < 1:
+            raise FerkitError(f"every must be >= 1, got {every}")
+        reader = source if isinstance(source, VideoReader) else VideoReader(source)
+        tracker = Tracker(smooth=self.smooth, max_age=max(3, 15 // every))
+        can_refine = hasattr(self.detector, "refine") and self.detect_every > 1
+        n = 0
+        try:
+            for idx, t, rgb in reader:
+                if idx % every:
+                    continue
+                prev = tracker.boxes()
+                if can_refine and n % self.detect_every and len(prev):
+                    dets = self.detector.refine(rgb, prev)  # type: ignore[attr-defined]
+                    if len(dets) < len(prev):  # lost someone: look again properly
+                        dets = self.detector.detect(rgb)
+                    dets = dets[: self.max_faces] if self.max_faces else dets
+                else:
+                    dets = self.detect(rgb)
+                probs = self.classify(self.crops(rgb, dets))
+                ids = tracker.update(np.stack([d.box for d in dets]) if dets else np.zeros((0, 4)))
+                faces = [self._face(d, tracker.smooth_probs(tid, p), tid) for d, p, tid in zip(dets, probs, ids)]
+                yield Result(reader.name, rgb.shape[1], rgb.shape[0], faces, frame=idx, time=round(t, 4), image=rgb,
+                             classes=self.classes)
+                n += 1
+                if max_frames and n >= max_frames:
+                    break
+        finally:
+            if reader is not source:
+                reader.close()
+
+
+def _reason(e: Exception, name: str) -> str:
+    """An error's message without the leading ``name: `` (the name is listed beside it)."""
+    msg = str(e)
+    return msg[len(name) + 2:] if msg.startswith(name + ": ") else msg

@@ -1,0 +1,264 @@
+"""What the face pipeline returns: per face, per image or frame, per batch; and how they are drawn.
+
+JSON of one image (``Result.to_dict()``)::
+
+    {"source": ..., "width": W, "height": H,
+     "faces": [{"box": [x, y, w, h], "landmarks": [[x, y] x 5], "score": s, "label": "happy",
+                "probabilities": {"angry": p, ...}}]}
+
+Video frames add ``frame`` and ``time`` (seconds) and each face a ``track_id``.
+"""
+
+from __future__ import annotations
+
+import csv
+import io
+import json
+import os
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import cv2
+import numpy as np
+
+# one colour per canonical class (RGB), so a label reads the same in every picture
+CLASS_COLOURS = {
+    "angry": (230, 57, 70), "disgust": (106, 153, 78), "fear": (157, 78, 221), "happy": (255, 190, 11),
+    "sad": (58, 134, 255), "surprise": (251, 86, 7), "neutral": (160, 160, 160), "contempt": (131, 56, 236),
+}
+
+
+@dataclass
+class FaceResult:
+    """One face: where it is and what it shows."""
+
+    box: list[int]  #: x, y, width, height in image pixels
+    score: float  #: detection score in [0, 1]
+    label: str
+    probabilities: dict[str, float]
+    landmarks: list[list[float]] | None = None  #: [[x, y] x 5] or None
+    track_id: int | None = None  #: video / webcam: the same person keeps the same id
+    landmarks_estimated: bool = False  #: True when the detector gave no landmarks (Haar): placed from the box
+
+    @property
+    def confidence(self) -> float:
+        return self.probabilities[self.label]
+
+    def to_dict(self) -> dict[str, Any]:
+        d: dict[str, Any] = {"box": list(self.box),
+                             "landmarks": None if self.landmarks is None else [list(p) for p in self.landmarks],
+                             "score": round(self.score, 6), "label": self.label,
+                             "probabilities": {k: round(v, 6) for k, v in self.probabilities.items()}}
+        if self.landmarks_estimated:
+            d["landmarks_estimated"] = True
+        if self.track_id is not None:
+            d["track_id"] = self.track_id
+        return d
+
+
+@dataclass
+class Result:
+    """The faces of one image or video frame. ``image`` keeps the RGB pixels for drawing."""
+
+    source: str
+    width: int
+    height: int
+    faces: list[FaceResult] = field(default_factory=list)
+    frame: int | None = None
+    time: float | None = None
+    image: np.ndarray | None = field(default=None, repr=False)
+    classes: tuple[str, ...] = ()
+
+    def __len__(self) -> int:
+        return len(self.faces)
+
+    def to_dict(self) -> dict[str, Any]:
+        d: dict[str, Any] = {"source": self.source, "width": self.width, "height": self.height}
+        if self.frame is not None:
+            d["frame"] = self.frame
+            d["time"] = round(float(self.time or 0.0), 4)
+        d["faces"] = [f.to_dict() for f in self.faces]
+        return d
+
+    def to_json(self, indent: int | None = 2) -> str:
+        return json.dumps(self.to_dict(), indent=indent)
+
+    def to_records(self, empty_row: bool = False) -> list[dict[str, Any]]:
+        """One flat row per face (the CSV rows): source, frame, time, face, track_id, x, y, w, h,
+        score, label, confidence, then one column per class. ``empty_row``: an image or frame
+        without faces still gives one row (face fields empty), so that no input goes unlisted."""
+        if not self.faces and empty_row:
+            return [{"source": self.source, "frame": self.frame, "time": self.time}]
+        rows = []
+        for i, f in enumerate(self.faces):
+            x, y, w, h = f.box
+            row: dict[str, Any] = {"source": self.source, "frame": self.frame, "time": self.time, "face": i,
+                                   "track_id": f.track_id, "x": x, "y": y, "w": w, "h": h,
+                                   "score": round(f.score, 6), "label": f.label, "confidence": round(f.confidence, 6)}
+            row.update({c: round(p, 6) for c, p in f.probabilities.items()})
+            rows.append(row)
+        return rows
+
+    def plot(self, bars: bool = True, landmarks: bool = True) -> np.ndarray:
+        """A copy of the image with each face's box, label, landmarks and probability bars (RGB)."""
+        if self.image is None:
+            raise ValueError("this result keeps no image to draw on")
+        return draw(self.image, self.faces, bars=bars, landmarks=landmarks)
+
+    def save(self, path: str | os.PathLike) -> Path:
+        """Write the annotated image (format from the extension; PNG if none)."""
+        p = Path(path)
+        if not p.suffix:
+            p = p.with_suffix(".png")
+        p.parent.mkdir(parents=True, exist_ok=True)
+        ok = cv2.imwrite(str(p), cv2.cvtColor(self.plot(), cv2.COLOR_RGB2BGR))
+        if not ok:
+            from .errors import FerkitError
+
+            raise FerkitError(f"{p}: could not write the annotated image (unknown extension or unwritable folder)")
+        return p
+
+
+class Results(list):
+    """Results of a folder or a video: a list of :class:`Result` plus what could not be read."""
+
+    def __init__(self, items=(), failed: list[tuple[str, str]] | None = None, source: str = "",
+                 fps: float | None = None) -> None:
+        super().__init__(items)
+        self.failed: list[tuple[str, str]] = failed or []  #: (source, reason) of each unreadable input
+        self.source = source
+        self.fps = fps
+
+    def to_dict(self) -> list[dict[str, Any]]:
+        return [r.to_dict() for r in self]
+
+    def to_json(self, indent: int | None = 2) -> str:
+        return json.dumps(self.to_dict(), indent=indent)
+
+    def to_records(self, empty_row: bool = False) -> list[dict[str, Any]]:
+        return [row for r in self for row in r.to_records(empty_row)]
+
+
+def write_csv(rows: list[dict[str, Any]], path_or_file, classes: tuple[str, ...] | list[str]) -> None:
+    """Write :meth:`Result.to_records` rows (columns fixed, so an empty batch still has a header)."""
+    cols = ["source", "frame", "time", "face", "track_id", "x", "y", "w", "h", "score", "label", "confidence",
+            *classes]
+    fh = open(path_or_file, "w", newline="") if isinstance(path_or_file, (str, os.PathLike)) else path_or_file
+    try:
+        w = csv.DictWriter(fh, fieldnames=cols, extrasaction="ignore")
+        w.writeheader()
+        for r in rows:
+            w.writerow({k: ("" if r.get(k) is None else r.get(k)) for k in cols})
+    finally:
+        if fh is not path_or_file:
+            fh.close()
+
+
+# ---------------------------------------------------------------------------------------
+# drawing
+# ---------------------------------------------------------------------------------------
+def _text(img: np.ndarray, text: str, org: tuple[int, int], scale: float, fg, bg) -> None:
+    font = cv2.FONT_HERSHEY_SIMPLEX
+    th = max(1, int(round(scale * 2)))
+    (tw, tht), base = cv2.getTextSize(text, font, scale, th)
+    x, y = org
+    x = int(min(max(0, x), max(0, img.shape[1] - tw - 4)))
+    y = int(min(max(tht + 4, y), img.shape[0] - 2))
+    cv2.rectangle(img, (x, y - tht - 4), (x + tw + 4, y + base - 1), bg, -1)
+    cv2.putText(img, text, (x + 2, y - 2), font, scale, fg, th, cv2.LINE_AA)
+
+
+def draw(image: np.ndarray, faces: list[FaceResult], bars: bool = True, landmarks: bool = True,
+         fps: float | None = None) -> np.ndarray:
+    """Annotate a copy of an RGB image: box in the label's colour, "label 0.93" (and the track
+    id), the five landmarks, and a bar per class beside the box."""
+    img = np.ascontiguousarray(image.copy() if image.ndim == 3 else np.repeat(image[:, :, None], 3, 2))
+    H, W = img.shape[:2]
+    unit = max(H, W) / 640
+    lw = max(1, int(round(2 * unit)))
+    scale = max(0.35, 0.5 * unit)
+    for f in faces:
+        x, y, w, h = f.box
+        col = CLASS_COLOURS.get(f.label, (255, 200, 0))
+        cv2.rectangle(img, (x, y), (x + w, y + h), col, lw, cv2.LINE_AA)
+        if landmarks and f.landmarks is not None and not f.landmarks_estimated:
+            for px, py in f.landmarks:
+                cv2.circle(img, (int(round(px)), int(round(py))), max(1, lw), (0, 255, 0), -1, cv2.LINE_AA)
+        tid = f"#{f.track_id} " if f.track_id is not None else ""
+        _text(img, f"{tid}{f.label} {f.confidence:.2f}", (x, y - lw), scale, (0, 0, 0), col)
+        if bars:
+            _bars(img, f, x + w + lw * 2, y, unit)
+    if fps is not None:
+        _text(img, f"{fps:.1f} FPS", (4, int(24 * unit) + 4), scale, (255, 255, 255), (0, 0, 0))
+    return img
+
+
+def _bars(img: np.ndarray, f: FaceResult, x0: int, y0: int, unit: float) -> None:
+    """A small horizontal bar chart of the class probabilities, right of the box (left if no room)."""
+    H, W = img.shape[:2]
+    n = len(f.probabilities)
+    rowh = max(8, int(round(12 * unit)))
+    namew = int(58 * max(unit, 0.6))
+    barw = int(60 * max(unit, 0.6))
+    total_w = namew + barw + 4
+    if x0 + total_w > W:
+        x0 = max(0, f.box[0] - total_w - 4)
+    y0 = int(min(max(0, y0), max(0, H - rowh * n)))
+    scale = max(0.3, 0.38 * unit)
+    overlay = img.copy()
+    cv2.rectangle(overlay, (x0, y0), (min(W - 1, x0 + total_w), min(H - 1, y0 + rowh * n)), (0, 0, 0), -1)
+    cv2.addWeighted(overlay, 0.45, img, 0.55, 0, dst=img)
+    for i, (c, p) in enumerate(f.probabilities.items()):
+        yy = y0 + i * rowh
+        cv2.putText(img, c[:8], (x0 + 2, yy + rowh - 3), cv2.FONT_HERSHEY_SIMPLEX, scale, (255, 255, 255), 1,
+                    cv2.LINE_AA)
+        bw = int(round(barw * float(p)))
+        if bw > 0:
+            cv2.rectangle(img, (x0 + namew, yy + 2), (x0 + namew + bw, yy + rowh - 2),
+                          CLASS_COLOURS.get(c, (200, 200, 200)), -1)
+
+
+def plot_timeline(results: list[Result], classes: tuple[str, ...] | list[str], path: str | os.PathLike,
+                  title: str = "") -> Path:
+    """Expression over time: for each track, the probability of every class against time (PNG)."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    tracks: dict[Any, list[tuple[float, dict[str, float]]]] = {}
+    for r in results:
+        for f in r.faces:
+            tracks.setdefault(f.track_id, []).append((float(r.time or 0.0), f.probabilities))
+    keys = sorted(tracks, key=lambda k: (-len(tracks[k]), str(k)))[:6] or [None]
+    fig, axes = plt.subplots(len(keys), 1, figsize=(10, 2.6 * len(keys)), sharex=True, squeeze=False)
+    for ax, k in zip(axes[:, 0], keys):
+        pts = tracks.get(k, [])
+        if pts:
+            t = np.array([p[0] for p in pts])
+            for c in classes:
+                ax.plot(t, [p[1].get(c, 0.0) for p in pts], label=c, color=np.array(CLASS_COLOURS.get(c, (0, 0, 0)))
+                        / 255, lw=1.5)
+        ax.set_ylim(0, 1)
+        ax.set_ylabel("probability")
+        ax.set_title(f"face #{k}" if k is not None else "no faces found", fontsize=10)
+        ax.grid(alpha=0.3)
+    axes[0, 0].legend(fontsize=8, loc="upper left", bbox_to_anchor=(1.01, 1.0))
+    axes[-1, 0].set_xlabel("time (s)")
+    if title:
+        fig.suptitle(title)
+    fig.tight_layout()
+    p = Path(path)
+    p.parent.mkdir(parents=True, exist_ok=True)
+    fig.savefig(p, dpi=110, bbox_inches="tight")
+    plt.close(fig)
+    return p
+
+
+def encode_png(rgb: np.ndarray) -> bytes:
+    """PNG bytes of an RGB image (for HTTP responses and tests)."""
+    ok, buf = cv2.imencode(".png", cv2.cvtColor(rgb, cv2.COLOR_RGB2BGR))
+    if not ok:
+        raise ValueError("PNG encoding failed")
+    return io.BytesIO(buf.tobytes()).getvalue()

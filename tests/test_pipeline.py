@@ -1,0 +1,200 @@
+"""The Recognizer: one API for images, arrays, folders and videos; results, tracking and smoothing."""
+
+from __future__ import annotations
+
+import json
+
+import cv2
+import numpy as np
+import pytest
+from conftest import EXAMPLE, moving_video
+from PIL import Image
+
+import ferkit
+from ferkit import Recognizer
+from ferkit.errors import FerkitError
+from ferkit.pipeline import Tracker, iou_matrix, source_kind
+from ferkit.results import Results
+
+
+@pytest.fixture(scope="module")
+def rec():
+    return Recognizer()
+
+
+def test_one_photo_gives_one_happy_face_with_the_documented_json(rec):
+    r = rec.predict(str(EXAMPLE))
+    d = json.loads(r.to_json())
+    assert set(d) == {"source", "width", "height", "faces"} and (d["width"], d["height"]) == (512, 512)
+    assert len(d["faces"]) == 1
+    f = d["faces"][0]
+    assert set(f) == {"box", "landmarks", "score", "label", "probabilities"}
+    assert len(f["box"]) == 4 and all(isinstance(v, int) for v in f["box"])
+    assert np.array(f["landmarks"]).shape == (5, 2)
+    (lex, ley), (rex, rey), _, (mlx, mly), (mrx, mry) = f["landmarks"]
+    assert max(ley, rey) < min(mly, mry)  # eyes above the mouth
+    assert f["label"] == "happy" and f["probabilities"]["happy"] > 0.8
+    assert list(f["probabilities"]) == list(ferkit.CANONICAL)
+    assert sum(f["probabilities"].values()) == pytest.approx(1, abs=1e-4)
+
+
+def test_every_kind_of_image_input_gives_the_same_answer(rec):
+    base = rec.predict(str(EXAMPLE)).faces[0]
+    arr = np.asarray(Image.open(EXAMPLE).convert("RGB"))
+    for src in (EXAMPLE, arr, Image.open(EXAMPLE), EXAMPLE.read_bytes()):
+        f = rec.predict(src).faces[0]
+        assert f.box == base.box and f.probabilities == pytest.approx(base.probabilities, abs=1e-6)
+    gray = rec.predict(np.asarray(Image.open(EXAMPLE).convert("L")))
+    assert len(gray.faces) == 1 and gray.faces[0].label == "happy"
+
+
+def test_result_records_plot_and_save(rec, tmp_path):
+    r = rec.predict(str(EXAMPLE))
+    rows = r.to_records()
+    assert len(rows) == 1 and rows[0]["label"] == "happy" and rows[0]["x"] == r.faces[0].box[0]
+    assert rows[0]["happy"] == pytest.approx(r.faces[0].probabilities["happy"], abs=1e-6)
+    img = r.plot()
+    assert img.shape == (512, 512, 3) and (img != r.image).any()
+    x, y, w, h = r.faces[0].box
+    assert (img[y + h // 2, x] != r.image[y + h // 2, x]).any()  # the box is drawn on its left edge
+    p = r.save(tmp_path / "a.jpg")
+    assert Image.open(p).size == (512, 512)
+
+
+def test_detectors_none_and_haar(rec):
+    crop = np.asarray(Image.open(EXAMPLE).convert("RGB"))[55:175, 170:290]
+    r = Recognizer(rec.model, detector="none").predict(crop)
+    assert r.faces[0].box == [0, 0, 120, 120] and r.faces[0].label == "happy" and r.faces[0].landmarks is None
+    h = Recognizer(rec.model, detector="haar").predict(str(EXAMPLE))
+    assert len(h.faces) == 1 and h.faces[0].label == "happy" and h.faces[0].landmarks_estimated
+    assert "landmarks_estimated" in h.faces[0].to_dict()
+
+
+def test_several_faces_and_max_faces(rec):
+    arr = np.asarray(Image.open(EXAMPLE).convert("RGB"))
+    two = np.concatenate([arr, arr[:, ::-1]], axis=1)  # the photo and its mirror side by side
+    r = rec.predict(two)
+    assert len(r.faces) == 2 and all(f.label == "happy" for f in r.faces)
+    xs = sorted(f.box[0] for f in r.faces)
+    assert xs[0] < 512 < xs[1]
+    assert len(Recognizer(rec.model, max_faces=1).predict(two).faces) == 1
+
+
+def test_no_face_is_an_empty_result_not_an_error(rec):
+    r = rec.predict(np.full((300, 400, 3), 200, np.uint8))
+    assert r.faces == [] and r.to_dict()["faces"] == []
+    assert r.to_records() == [] and r.to_records(empty_row=True)[0]["source"] == "ndarray"
+
+
+def test_folder_carries_on_past_junk(rec, tmp_path):
+    d = tmp_path / "photos"
+    (d / "sub").mkdir(parents=True)
+    Image.open(EXAMPLE).save(d / "a.png")
+    Image.open(EXAMPLE).convert("L").save(d / "sub" / "b.jpg")
+    (d / "c.jpg").write_bytes(b"\xff\xd8\xff\xe0 not really")
+    (d / "readme.txt").write_text("x")
+    res = rec.predict(d)
+    assert isinstance(res, Results) and [r.source.rsplit("/", 1)[-1] for r in res] == ["a.png", "b.jpg"]
+    assert all(len(r.faces) == 1 for r in res)
+    failed = dict(res.failed)
+    assert set(failed) == {str(d / "c.jpg"), str(d / "readme.txt")}
+    assert "corrupt" in failed[str(d / "c.jpg")] or "not an image" in failed[str(d / "c.jpg")]
+
+
+def test_source_kinds(tmp_path):
+    assert source_kind(0) == "webcam" and source_kind(np.zeros((2, 2))) == "image"
+    assert source_kind(str(tmp_path)) == "folder" and source_kind("clip.MP4") == "video"
+    assert source_kind("x.png") == "image"
+    with pytest.raises(FerkitError, match="cannot read faces from a dict"):
+        source_kind({})
+
+
+def test_tracker_keeps_ids_and_ends_lost_tracks():
+    t = Tracker(max_age=2)
+    a, b = np.array([0, 0, 10, 10.0]), np.array([50, 50, 70, 70.0])
+    assert t.update(np.stack([a, b])) == [1, 2]
+    assert t.update(np.stack([b + 2, a + 1])) == [2, 1]  # order of detections does not matter
+    assert t.update(np.stack([b + 2 + [11, 0, 11, 0]])) == [2]  # IoU 0.29 < 0.3: matched by centre distance
+    assert t.update(np.zeros((0, 4))) == []
+    assert t.update(np.stack([a + 1])) == [1]  # unseen for 2 frames: still alive
+    for _ in range(3):
+        t.update(np.zeros((0, 4)))
+    assert t.update(np.stack([a])) == [3]  # gone for longer than max_age: a new id
+
+
+def test_tracker_smoothing_is_an_exponential_average():
+    t = Tracker(smooth=0.75)
+    (tid,) = t.update(np.array([[0, 0, 10, 10.0]]))
+    p1, p2 = np.array([1.0, 0.0]), np.array([0.0, 1.0])
+    assert np.allclose(t.smooth_probs(tid, p1), p1)
+    assert np.allclose(t.smooth_probs(tid, p2), [0.75, 0.25])
+    assert np.allclose(Tracker(smooth=0).smooth_probs(1, p2), p2)
+    with pytest.raises(FerkitError):
+        Tracker(smooth=1.0)
+
+
+def test_iou_matrix():
+    a = np.array([[0, 0, 10, 10.0]])
+    b = np.array([[5, 0, 15, 10.0], [20, 20, 30, 30.0], [0, 0, 10, 10.0]])
+    assert iou_matrix(a, b) == pytest.approx(np.array([[1 / 3, 0, 1]]))
+
+
+def test_video_end_to_end_tracks_one_face(rec, tmp_path):
+    video = moving_video(tmp_path / "clip.mp4", n=24, fps=12)
+    res = rec.predict(str(video))
+    assert isinstance(res, Results) and len(res) == 24 and res.fps == pytest.approx(12)
+    assert [r.frame for r in res] == list(range(24))
+    assert [r.time for r in res] == pytest.approx([i / 12 for i in range(24)], abs=1e-3)
+    assert all(len(r.faces) == 1 for r in res) and {r.faces[0].track_id for r in res} == {1}
+    assert sum(r.faces[0].label == "happy" for r in res) >= 22
+    xs = [r.faces[0].box[0] for r in res]
+    assert xs[-1] - xs[0] > 60  # the face drifted right and the boxes followed
+    assert res[0].image is None  # frames' pixels are not kept
+    half = rec.predict(str(video), every=2)
+    assert [r.frame for r in half] == list(range(0, 24, 2))
+
+
+def test_video_fast_path_matches_full_detection(rec, tmp_path):
+    video = moving_video(tmp_path / "clip.avi", n=20, fps=10)
+    full = rec.predict(str(video))
+    fast = Recognizer(rec.model, detect_every=5).predict(str(video))
+    assert len(fast) == 20 and {r.faces[0].track_id for r in fast} == {1}
+    for a, b in zip(full, fast):
+        ba, bb = np.array(a.faces[0].box, float), np.array(b.faces[0].box, float)
+        assert iou_matrix(np.r_[ba[:2], ba[:2] + ba[2:]][None], np.r_[bb[:2], bb[:2] + bb[2:]][None])[0, 0] > 0.6
+        assert b.faces[0].label == "happy"
+
+
+def test_smoothing_in_streams(rec, tmp_path):
+    video = moving_video(tmp_path / "clip.mp4", n=6)
+    raw = Recognizer(rec.model, smooth=0).predict(str(video))
+    sm = Recognizer(rec.model, smooth=0.5).predict(str(video))
+    c = "happy"
+    expect = raw[0].faces[0].probabilities[c]
+    for r0, r1 in zip(raw, sm):
+        expect = 0.5 * expect + 0.5 * r0.faces[0].probabilities[c] if r0.frame else expect
+        assert r1.faces[0].probabilities[c] == pytest.approx(expect, abs=1e-5)
+
+
+def test_bad_videos_are_clear_errors(rec, tmp_path):
+    fake = tmp_path / "fake.mp4"
+    fake.write_text("not a video")
+    with pytest.raises(FerkitError, match="fake.mp4"):
+        rec.predict(str(fake))
+    empty = tmp_path / "empty.mp4"
+    empty.write_bytes(b"")
+    with pytest.raises(FerkitError, match="empty file"):
+        rec.predict(str(empty))
+    noframes = tmp_path / "none.avi"
+    cv2.VideoWriter(str(noframes), cv2.VideoWriter_fourcc(*"MJPG"), 10, (64, 48)).release()
+    with pytest.raises(FerkitError, match="none.avi"):
+        rec.predict(str(noframes))
+
+
+def test_recognizer_options_are_checked(rec):
+    with pytest.raises(FerkitError, match="detect_every"):
+        Recognizer(rec.model, detect_every=0)
+    with pytest.raises(FerkitError, match="max_faces"):
+        Recognizer(rec.model, max_faces=0)
+    with pytest.raises(FerkitError, match="unknown detector"):
+        Recognizer(rec.model, detector="dlib")
