@@ -365,7 +365,7 @@ def build_parser() -> argparse.ArgumentParser:
     g.add_argument("--quiet", action="store_true", help="no per-image lines or progress bars")
     g = s.add_argument_group("video and webcam")
     g.add_argument("--every", type=int, default=1, metavar="N", help="process every N-th frame")
-    g.add_argument("--detect-every", type=int, default=1, metavar="N",
+    g.add_argument("--detect-every", type=int, default=5, metavar="N",
                    help="full face detection every N processed frames; the frames between re-locate the known "
                         "faces only (faster; new faces appear within N frames)")
     g.add_argument("--smooth", type=float, default=0.5, metavar="A",
