@@ -5,7 +5,18 @@ BIN     := $(VENV)/bin
 STAMP   := $(VENV)/.ferkit-installed
 TORCH   := torch==2.13.0
 
-.PHONY: demo test install clean
+.PHONY: demo test install sysdeps clean
+
+# Debian packages the tests use when they can (root + apt, as on CI): Xvfb for the window tests.
+# Elsewhere those tests skip, and nothing else needs them.
+SYSPKGS := xvfb
+sysdeps:
+	@if ! command -v Xvfb >/dev/null 2>&1; then \
+	  if [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null 2>&1; then \
+	    (apt-get install -y -q $(SYSPKGS) || (apt-get update -q && apt-get install -y -q $(SYSPKGS))) >/dev/null 2>&1 \
+	      || echo "note: could not install $(SYSPKGS); the tests that need it will skip"; \
+	  else echo "note: $(SYSPKGS) not installed (needs root + apt); the tests that need it will skip"; fi; \
+	fi
 
 $(BIN)/python:
 	$(PY) -m venv $(VENV)
@@ -21,7 +32,7 @@ install: $(STAMP)
 demo: $(STAMP)
 	$(BIN)/ferkit predict examples/astronaut.jpg --out out/demo
 
-test: $(STAMP)
+test: $(STAMP) sysdeps
 	$(BIN)/python -m pytest tests
 
 clean:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import csv
+import os
 import io
 import json
 
@@ -159,3 +160,44 @@ def test_usage_errors(tmp_path, capsys):
     assert "nope.jpg: no such file or folder" in capsys.readouterr().err
     assert main(["predict", str(EXAMPLE), "--model", "no_such_model"]) == 1
     assert "no model 'no_such_model'" in capsys.readouterr().err
+
+
+@pytest.fixture()
+def xdisplay(monkeypatch):
+    """A virtual X display (Xvfb), or skip where it is not installed."""
+    import shutil
+    import subprocess
+    import time
+
+    if not shutil.which("Xvfb"):
+        pytest.skip("Xvfb not installed")
+    num = 90 + (os.getpid() % 400)
+    proc = subprocess.Popen(["Xvfb", f":{num}", "-screen", "0", "800x600x24", "-nolisten", "tcp"],
+                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    time.sleep(1.0)
+    monkeypatch.setenv("DISPLAY", f":{num}")
+    yield f":{num}"
+    proc.terminate()
+    proc.wait(5)
+
+
+def test_show_opens_a_window_and_draws_each_frame(xdisplay, tmp_path, monkeypatch, capsys):
+    from PIL import ImageGrab
+
+    from ferkit import predict as fp
+
+    video = moving_video(tmp_path / "clip.mp4", n=6)
+    shown, grabs = [], []
+    real_show = fp.Window.show
+
+    def spy(self, rgb, wait_key=False):
+        ok = real_show(self, rgb, wait_key)
+        shown.append(rgb.shape)
+        grabs.append(np.asarray(ImageGrab.grab(xdisplay=xdisplay)))
+        return ok
+
+    monkeypatch.setattr(fp.Window, "show", spy)
+    assert main(["predict", str(video), "--show", "--quiet"]) == 0
+    assert shown == [(360, 480, 3)] * 6
+    # the frame (the drifting photo: far from black) is on screen while the window is open
+    assert grabs[-1][:360, :480].mean() > 40

@@ -34,28 +34,84 @@ from .results import Result, Results, draw, plot_timeline, write_csv
 # ---------------------------------------------------------------------------------------
 # windows
 # ---------------------------------------------------------------------------------------
-def check_display() -> None:
-    """Raise a clear :class:`FerkitError` unless a window can be opened here."""
-    import cv2
+class Window:
+    """A window that shows RGB frames: OpenCV's own when its build has a GUI, else Tk (the
+    ``opencv-python-headless`` that ferkit depends on has none). ``show(rgb)`` returns False once
+    the user pressed q or Esc, or closed the window."""
 
-    if sys.platform.startswith("linux") and not (os.environ.get("DISPLAY") or os.environ.get("WAYLAND_DISPLAY")):
-        raise FerkitError("no display to open a window on (DISPLAY is not set): run on a desktop, or record instead "
-                          "with --headless --out DIR")
-    try:
-        cv2.namedWindow("ferkit", cv2.WINDOW_NORMAL)
-    except cv2.error:
-        raise FerkitError("this OpenCV build cannot open windows (opencv-python-headless): install "
-                          "'opencv-python<5' for --show / --webcam windows, or record with --headless --out DIR"
-                          ) from None
+    @staticmethod
+    def check() -> None:
+        """Fail early, before any work, where no window can be shown."""
+        if sys.platform.startswith("linux") and not (os.environ.get("DISPLAY") or os.environ.get("WAYLAND_DISPLAY")):
+            raise FerkitError("no display to open a window on (DISPLAY is not set): run on a desktop, or record "
+                              "instead with --headless --out DIR")
 
+    def __init__(self, title: str = "ferkit") -> None:
+        self.check()
+        self.title, self.closed, self._tk = title, False, None
+        import cv2
 
-def show(rgb, title: str = "ferkit", wait: int = 1) -> bool:
-    """Show an RGB frame; False when the user pressed q or Esc (or closed the window)."""
-    import cv2
+        try:
+            cv2.namedWindow(title, cv2.WINDOW_NORMAL)
+            return
+        except cv2.error:
+            pass
+        try:
+            import tkinter as tk
 
-    cv2.imshow(title, cv2.cvtColor(rgb, cv2.COLOR_RGB2BGR))
-    key = cv2.waitKey(wait) & 0xFF
-    return key not in (ord("q"), 27)
+            root = tk.Tk()
+        except Exception as e:  # ImportError, TclError: no Tk, or the display refused us
+            raise FerkitError(f"cannot open a window: OpenCV here has no GUI (opencv-python-headless) and Tk "
+                              f"failed ({e}); record instead with --headless --out DIR") from None
+        root.title(title)
+        root.protocol("WM_DELETE_WINDOW", self._close)
+        root.bind("<Key>", lambda ev: self._close() if ev.keysym in ("q", "Q", "Escape") else None)
+        self._label = tk.Label(root)
+        self._label.pack()
+        self._tk = root
+
+    def _close(self) -> None:
+        self.closed = True
+
+    def show(self, rgb, wait_key: bool = False) -> bool:
+        """Show a frame; with ``wait_key``, wait for a key (next image) before returning."""
+        if self.closed:
+            return False
+        if self._tk is None:
+            import cv2
+
+            cv2.imshow(self.title, cv2.cvtColor(rgb, cv2.COLOR_RGB2BGR))
+            key = cv2.waitKey(0 if wait_key else 1) & 0xFF
+            self.closed = key in (ord("q"), 27)
+            return not self.closed
+        from PIL import Image, ImageTk
+
+        photo = ImageTk.PhotoImage(Image.fromarray(rgb))
+        self._label.configure(image=photo)
+        self._label.image = photo  # keep a reference, or Tk shows nothing
+        if wait_key:
+            import tkinter as tk
+
+            pressed = tk.BooleanVar(value=False)
+            self._tk.bind("<Key>", lambda ev: (pressed.set(True), self._close() if ev.keysym in ("q", "Q", "Escape")
+                                               else None))
+            self._tk.protocol("WM_DELETE_WINDOW", lambda: (self._close(), pressed.set(True)))
+            self._tk.wait_variable(pressed)
+        else:
+            self._tk.update()
+        return not self.closed
+
+    def close(self) -> None:
+        if self._tk is not None:
+            try:
+                self._tk.destroy()
+            except Exception:  # already gone
+                pass
+            self._tk = None
+        else:
+            import cv2
+
+            cv2.destroyAllWindows()
 
 
 # ---------------------------------------------------------------------------------------
@@ -92,7 +148,7 @@ def run_video(rec: Recognizer, path: str | int, a: argparse.Namespace, out: Path
     """Process one video file or camera; write its outputs; return its results (no pixels kept)."""
     reader = VideoReader(path)
     is_cam = reader.is_camera
-    window = not a.headless and (is_cam or a.show)
+    window = Window(f"ferkit: {reader.name} (q to quit)") if not a.headless and (is_cam or a.show) else None
     stem = out / (f"webcam{path}" if is_cam else Path(str(path)).stem) if out else None
     writer = None
     res = Results(source=reader.name, fps=reader.fps)
@@ -107,14 +163,14 @@ def run_video(rec: Recognizer, path: str | int, a: argparse.Namespace, out: Path
                 inst = 1.0 / max(now - last, 1e-6)
                 fps_ema = inst if fps_ema is None else 0.9 * fps_ema + 0.1 * inst
                 last = now
-                if stem is not None or window:
+                if stem is not None or window is not None:
                     frame = draw(r.image, r.faces, fps=fps_ema if is_cam else None)
                     if stem is not None:
                         if writer is None:
                             writer = VideoWriter(stem.parent / f"{stem.name}_ferkit.mp4", reader.fps / every,
                                                  (frame.shape[1], frame.shape[0]))
                         writer.write(frame)
-                    if window and not show(frame, f"ferkit: {reader.name} (q to quit)"):
+                    if window is not None and not window.show(frame):
                         r.image = None
                         res.append(r)
                         break
@@ -128,10 +184,8 @@ def run_video(rec: Recognizer, path: str | int, a: argparse.Namespace, out: Path
         bar.close()
         if writer is not None:
             writer.close()
-        if window:
-            import cv2
-
-            cv2.destroyAllWindows()
+        if window is not None:
+            window.close()
     res.failed = [(f"{reader.name} frame {i}", why) for i, why in reader.errors]
     elapsed = time.perf_counter() - t0
     tracks: dict = {}
@@ -168,7 +222,7 @@ def predict_cli(a: argparse.Namespace) -> int:
     if a.every < 1 or a.detect_every < 1:
         raise FerkitError("--every and --detect-every must be >= 1")
     if not a.headless and (a.show or a.webcam is not None):
-        check_display()
+        Window.check()
     rec = Recognizer(a.model, a.detector, device=a.device, min_face_size=a.min_face, thresholds=thresholds,
                      max_faces=a.max_faces, tta=None if a.tta == "none" else a.tta, smooth=a.smooth,
                      detect_every=a.detect_every)
@@ -178,6 +232,7 @@ def predict_cli(a: argparse.Namespace) -> int:
     results: list[Result] = []
     failed: list[tuple[str, str]] = []
     n_images = 0
+    image_window: Window | None = None
     sources: list = list(a.sources)
     if a.webcam is not None:
         sources.append(int(a.webcam))
@@ -220,11 +275,16 @@ def predict_cli(a: argparse.Namespace) -> int:
                 tqdm.write(describe(r))
             if out:
                 _write_image_outputs(r, _out_stem(out, f, root))
-            if a.show and not show(r.plot(), f"ferkit: {f} (any key: next, q: quit)", wait=0):
-                a.show = False
+            if a.show and not a.headless:
+                if image_window is None:
+                    image_window = Window("ferkit (any key: next image, q: quit)")
+                if not image_window.show(r.plot(), wait_key=True):
+                    a.show = False
             r.image = None
             results.append(r)
         bar.close()
+    if image_window is not None:
+        image_window.close()
     if a.json:
         single = len(results) == 1 and len(sources) == 1 and n_images == 1
         Path(a.json).parent.mkdir(parents=True, exist_ok=True)
