@@ -187,17 +187,22 @@ def cmd_train(a: argparse.Namespace) -> int:
 def cmd_evaluate(a: argparse.Namespace) -> int:
     from .api import load_model
     from .data import open_dataset
-    from .engine.evaluate import evaluate, format_table, write_json
+    from .engine.evaluate import evaluate, face_cropper, format_table, write_json
     from .engine.plots import plot_confusion
 
+    if a.min_face < 1:
+        raise FerkitError(f"--min-face must be at least 1 pixel, got {a.min_face}")
     model = load_model(a.model, device=a.device)
     reader = open_dataset(a.dataset, a.data, **_dataset_options(a))
     split = a.split or reader.test_split
     if split is None:
-        raise FerkitError(f"{reader.name} has no standard test split: pass --split")
+        raise FerkitError(f"{reader.name} has no standard test split: pass --split (e.g. 'all' or 'test')")
     c, h, w = model.input_size
-    ds = reader.load(split, size=(h, w), mode="L" if c == 1 else "RGB")
-    res = evaluate(model, ds, tta=None if a.tta == "none" else a.tta, batch_size=a.batch_size)
+    crop, crop_key = face_cropper(model, a.detect, a.min_face) if a.detect != "none" else (None, None)
+    ds = reader.load(split, size=(h, w), mode="L" if c == 1 else "RGB", crop=crop, crop_key=crop_key)
+    res = evaluate(model, ds, tta=None if a.tta == "none" else a.tta, batch_size=a.batch_size, detector=a.detect)
+    if a.detect != "none":
+        res["min_face"] = a.min_face
     res["command"] = "ferkit " + shlex.join(sys.argv[1:])
     print(format_table(res))
     if a.json:
@@ -236,7 +241,9 @@ VERB_EXAMPLES = {
              "  ferkit train ... --out runs/mx --resume      # continue an interrupted run",
     "evaluate": "examples:\n  ferkit evaluate --model default --dataset fer2013 --data ../shared/data/fer2013 "
                 "--split PrivateTest --json r.json\n"
-                "  ferkit evaluate --model runs/mx --dataset fer2013 --data ../shared/data/fer2013 --tta flip",
+                "  ferkit evaluate --model runs/mx --dataset fer2013 --data ../shared/data/fer2013 --tta flip\n"
+                "  ferkit evaluate --model default --dataset jaffe --data ../shared/data/jaffe --split all "
+                "--detect mtcnn --json jaffe.json",
     "predict": "examples:\n  ferkit predict examples/astronaut.jpg --out out/\n"
                "  ferkit predict photos/ --csv faces.csv --json faces.json --out annotated/\n"
                "  ferkit predict crops/ --detector none --csv crops.csv\n"
@@ -325,7 +332,9 @@ def build_parser() -> argparse.ArgumentParser:
                        help="evaluate a model on a dataset split", formatter_class=fmt,
                        description="Accuracy, macro-F1, per-class precision/recall/F1 and the confusion matrix of "
                                    "a model on a dataset split. Prints a table; --json writes the metrics; a "
-                                   "confusion-matrix PNG is written next to the JSON (or to --plot).")
+                                   "confusion-matrix PNG is written next to the JSON (or to --plot). Datasets of "
+                                   "full photos (JAFFE, KDEF) need --detect: each image then goes through the same "
+                                   "detection and alignment as `ferkit predict` before it is classified.")
     s.add_argument("--model", default="default", help="shipped name, .safetensors file or run folder")
     _add_dataset_args(s)
     s.add_argument("--split", help="default: the dataset's standard test split (FER2013 PrivateTest, FER+ Test)")
@@ -334,6 +343,14 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--tta", choices=["none", "flip", "tencrop"], default="none", help="test-time augmentation")
     s.add_argument("--batch-size", type=int, default=256)
     s.add_argument("--device", default="cpu")
+    g = s.add_argument_group("faces (for datasets of full photos such as JAFFE or KDEF)")
+    g.add_argument("--detect", choices=["none", "mtcnn", "haar"], default="none",
+                   help="detect the face in each image and classify it aligned, as `ferkit predict` does (the "
+                        "highest-scoring face; mtcnn: 5 landmarks, haar: OpenCV's cascade). 'none': images are "
+                        "already face crops and are only resized (FER2013, FER+, CK+48, RAF-DB aligned). Images "
+                        "with no face found keep the whole image and are counted as no_face")
+    g.add_argument("--min-face", type=int, default=20, metavar="PX",
+                   help="with --detect: smallest face searched for, in pixels")
     s.set_defaults(fn=cmd_evaluate)
 
     s = sub.add_parser("predict", epilog=VERB_EXAMPLES["predict"],

@@ -3,6 +3,11 @@
 A reader lists :class:`Record` s for a split (cheap: file names and labels) and
 :meth:`Reader.load` decodes them once into a :class:`FaceDataset` of uint8 tensors, cached on
 disk (see :mod:`ferkit.data.cache`) so that later runs start in a fraction of a second.
+
+Datasets of full photos (JAFFE, KDEF) can be loaded through a face detector: ``load(...,
+crop=fn, crop_key="mtcnn:min20")`` decodes each image as RGB and keeps ``fn(rgb)``'s aligned
+face instead of the whole picture (see :func:`ferkit.engine.evaluate.face_cropper`). Images
+where no face is found keep the whole picture, resized, and are listed in ``FaceDataset.no_face``.
 """
 
 from __future__ import annotations
@@ -13,7 +18,7 @@ import os
 import sys
 import warnings
 from collections import Counter
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import ClassVar
@@ -25,6 +30,10 @@ from tqdm.auto import tqdm
 from ..errors import DatasetError, FerkitError
 from ..io import read_image, resize
 from . import cache as _cache
+
+#: ``crop(rgb)`` -> ``(face, found)``: ``rgb`` is a ``H x W x 3`` uint8 image; ``face`` the aligned
+#: face, uint8 ``h x w`` or ``h x w x 3`` at the size being loaded (ignored when ``found`` is False)
+CropFn = Callable[[np.ndarray], "tuple[np.ndarray | None, bool]"]
 
 
 @dataclass(frozen=True)
@@ -51,6 +60,8 @@ class FaceDataset:
     name: str = ""
     split: str = ""
     skipped: list[tuple[str, str]] = field(default_factory=list)
+    #: sources in which the face detector found no face (loaded with ``crop``): the whole image was used
+    no_face: list[str] = field(default_factory=list)
 
     def __len__(self) -> int:
         return int(self.labels.shape[0])
@@ -58,6 +69,7 @@ class FaceDataset:
     def subset(self, indices: Sequence[int] | np.ndarray | torch.Tensor, split: str | None = None) -> FaceDataset:
         idx = torch.as_tensor(np.asarray(indices, dtype=np.int64))
         il = idx.tolist()
+        nf = set(self.no_face)
         return FaceDataset(
             images=self.images[idx],
             labels=self.labels[idx],
@@ -68,6 +80,7 @@ class FaceDataset:
             name=self.name,
             split=split or self.split,
             skipped=list(self.skipped),
+            no_face=[self.sources[i] for i in il if self.sources[i] in nf],
         )
 
     def class_counts(self) -> dict[str, int]:
@@ -144,42 +157,59 @@ class Reader:
         *,
         cache: bool = True,
         progress: bool | None = None,
+        crop: CropFn | None = None,
+        crop_key: str | None = None,
     ) -> FaceDataset:
-        """Decode ``split`` to a :class:`FaceDataset` of ``size`` images (``L`` or ``RGB``)."""
+        """Decode ``split`` to a :class:`FaceDataset` of ``size`` images (``L`` or ``RGB``).
+
+        ``crop`` (optional) finds the face in each image (decoded RGB) and returns it aligned at
+        ``size``: ``crop(rgb) -> (face, found)``. Where ``found`` is False the whole image is
+        resized instead and its source listed in ``FaceDataset.no_face``. ``crop_key`` names the
+        cropping (detector and settings, e.g. ``"mtcnn:min20"``) in the cache key, so detected
+        crops are cached apart from whole images; without it a cropped load is not cached."""
         split = self.resolve_split(split)
         hw = (size, size) if isinstance(size, int) else tuple(size)
+        if mode not in ("L", "RGB"):
+            raise FerkitError(f"mode must be 'L' or 'RGB', not {mode!r}")
+        if crop is not None and not callable(crop):
+            raise FerkitError(f"crop must be a function rgb -> (face, found), got a {type(crop).__name__}")
         records, skipped = self.records(split)
-        key_src = json.dumps(
-            {"reader": self.name, "root": str(self.root.resolve()), "split": split, "size": hw, "mode": mode,
-             "options": self.options(), "records": self.fingerprint(records), "format": 1},
-            sort_keys=True,
-        )
-        key = hashlib.sha256(key_src.encode()).hexdigest()[:32]
+        parts = {"reader": self.name, "root": str(self.root.resolve()), "split": split, "size": hw, "mode": mode,
+                 "options": self.options(), "records": self.fingerprint(records), "format": 1}
+        if crop is not None:
+            parts["crop"] = crop_key
+        key = hashlib.sha256(json.dumps(parts, sort_keys=True).encode()).hexdigest()[:32]
+        cache = cache and (crop is None or crop_key is not None)
         if cache:
             hit = _cache.load(key)
             if hit is not None:
                 return hit
-        ds = self._decode(records, skipped, split, hw, mode, progress)
+        ds = self._decode(records, skipped, split, hw, mode, progress, crop)
         if cache:
             _cache.save(key, ds)
         return ds
 
     def _decode(self, records: list[Record], skipped: list[tuple[str, str]], split: str,
-                hw: tuple[int, int], mode: str, progress: bool | None) -> FaceDataset:
+                hw: tuple[int, int], mode: str, progress: bool | None, crop: CropFn | None = None) -> FaceDataset:
         skipped = list(skipped)
+        no_face: list[str] = []
         c = 1 if mode == "L" else 3
         images = np.empty((len(records), hw[0], hw[1], c), dtype=np.uint8)
         keep: list[Record] = []
         show = sys.stderr.isatty() if progress is None else progress
-        for r in tqdm(records, desc=f"decoding {self.name} {split}", unit="img", disable=not show or len(records) < 500,
-                      leave=False):
+        what = "detecting faces in" if crop is not None else "decoding"
+        for r in tqdm(records, desc=f"{what} {self.name} {split}", unit="img",
+                      disable=not show or len(records) < (50 if crop is not None else 500), leave=False):
             try:
-                arr = read_image(r.array if r.array is not None else r.source, mode=mode, name=r.source)
+                arr = read_image(r.array if r.array is not None else r.source, mode="RGB" if crop is not None else mode,
+                                 name=r.source)
             except FerkitError as e:  # noqa: PERF203
                 msg = str(e)
                 reason = msg[len(r.source) + 2:] if msg.startswith(r.source + ": ") else msg
                 self._fail(skipped, r.source, reason)
                 continue
+            if crop is not None:
+                arr = self._crop(crop, arr, r.source, hw, mode, no_face)
             images[len(keep)] = resize(arr, hw).reshape(hw[0], hw[1], c)
             keep.append(r)
         if not keep:
@@ -187,6 +217,9 @@ class Reader:
         if skipped:
             warnings.warn(f"{self.name} {split}: left out {len(skipped)} item(s) (listed in .skipped), e.g. "
                           f"{skipped[0][0]}: {skipped[0][1]}", stacklevel=3)
+        if no_face:
+            warnings.warn(f"{self.name} {split}: no face found in {len(no_face)} of {len(keep)} image(s), the whole "
+                          f"image is used for those (listed in .no_face), e.g. {no_face[0]}", stacklevel=3)
         imgs = torch.from_numpy(images[: len(keep)]).permute(0, 3, 1, 2).contiguous()
         soft = None
         if keep[0].soft is not None:
@@ -201,7 +234,25 @@ class Reader:
             name=self.name,
             split=split,
             skipped=skipped,
+            no_face=no_face,
         )
+
+    @staticmethod
+    def _crop(crop: CropFn, rgb: np.ndarray, source: str, hw: tuple[int, int], mode: str,
+              no_face: list[str]) -> np.ndarray:
+        """The face ``crop`` finds in ``rgb`` in ``mode``; the whole image (noted in ``no_face``) if none."""
+        try:
+            face, found = crop(rgb)
+        except FerkitError as e:
+            raise DatasetError(f"{source}: face detection failed: {e}") from None
+        if not found:
+            no_face.append(source)
+            return read_image(rgb, mode=mode, name=source)
+        face = np.asarray(face)
+        if face.dtype != np.uint8 or face.shape[:2] != tuple(hw) or face.ndim not in (2, 3):
+            raise FerkitError(f"{source}: the crop function returned a {face.dtype} array of shape {face.shape}; "
+                              f"expected uint8 {hw[0]}x{hw[1]} (x3)")
+        return read_image(face, mode=mode, name=source)
 
     def summary(self, split: str) -> dict:
         """Counts for a split without decoding: ``{"n", "per_class", "subjects", "skipped"}``."""

@@ -42,6 +42,7 @@ def load(key: str) -> FaceDataset | None:
             images=tensors["images"], labels=tensors["labels"], soft=tensors.get("soft"),
             classes=tuple(meta["classes"]), sources=meta["sources"], subjects=meta["subjects"],
             name=meta["name"], split=meta["split"], skipped=[tuple(s) for s in meta["skipped"]],
+            no_face=list(meta.get("no_face", [])),
         )
     except Exception:  # a damaged cache entry is rebuilt, never fatal
         return None
@@ -55,7 +56,7 @@ def save(key: str, ds: FaceDataset) -> None:
         if ds.soft is not None:
             tensors["soft"] = ds.soft.contiguous()
         meta = {"classes": list(ds.classes), "sources": ds.sources, "subjects": ds.subjects, "name": ds.name,
-                "split": ds.split, "skipped": [list(s) for s in ds.skipped]}
+                "split": ds.split, "skipped": [list(s) for s in ds.skipped], "no_face": ds.no_face}
         # write both to temp names then rename: a crash never leaves a half entry behind
         fd, tmp_t = tempfile.mkstemp(dir=tpath.parent, suffix=".tmp")
         os.close(fd)

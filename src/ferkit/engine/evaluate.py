@@ -1,9 +1,20 @@
-"""Evaluation: a model on a dataset split -> accuracy, macro-F1, per-class, confusion matrix."""
+"""Evaluation: a model on a dataset split -> accuracy, macro-F1, per-class, confusion matrix.
+
+Datasets of full photos (JAFFE, KDEF) are evaluated through the face pipeline: load the split
+with :func:`face_cropper`'s function, which detects the faces (MTCNN or Haar) and keeps the
+best one aligned exactly as :class:`ferkit.Recognizer` aligns it for ``predict``::
+
+    crop, key = face_cropper(model, "mtcnn", min_face=20)
+    ds = reader.load("all", size=model.input_size[1:], mode="L", crop=crop, crop_key=key)
+    res = evaluate(model, ds, detector="mtcnn")     # res["no_face"]: images with no face found
+"""
 
 from __future__ import annotations
 
+import hashlib
 import json
 import os
+from collections.abc import Callable
 from pathlib import Path
 
 import numpy as np
@@ -26,8 +37,46 @@ def align_labels(ds: FaceDataset, model_classes: tuple[str, ...]) -> tuple[np.nd
     return keep, y[keep], dropped
 
 
-def evaluate(model: ExpressionModel, ds: FaceDataset, tta: str | None = None, batch_size: int = 256) -> dict:
-    """Metrics of ``model`` on ``ds``; also ``loss`` (mean negative log-likelihood)."""
+def face_cropper(model: ExpressionModel, detector: str = "mtcnn", min_face: int = 20
+                 ) -> tuple[Callable[[np.ndarray], tuple[np.ndarray | None, bool]], str]:
+    """A ``crop`` function for :meth:`ferkit.data.Reader.load` and its cache key.
+
+    ``crop(rgb)`` detects the faces of an RGB image with ``detector`` (``mtcnn`` or ``haar``,
+    faces of at least ``min_face`` pixels), takes the highest-scoring one and returns it aligned
+    at the model's input size by :meth:`ferkit.Recognizer.crops` (gray or RGB as the model
+    wants) with ``True``; ``(None, False)`` when there is no face. The key names the detector,
+    ``min_face`` and the alignment template, e.g. ``mtcnn:min20:t1a2b3c4d``."""
+    from ..faces import TEMPLATE
+    from ..faces.detect import HAAR_LANDMARKS
+    from ..pipeline import Recognizer
+
+    if detector not in ("mtcnn", "haar"):
+        raise FerkitError(f"unknown face detector {detector!r} for evaluation; choose from: mtcnn, haar")
+    if int(min_face) < 1:
+        raise FerkitError(f"the smallest face size must be at least 1 pixel, got {min_face}")
+    recs: list[Recognizer] = []  # made at the first call: a cached split needs no detector
+
+    def crop(rgb: np.ndarray) -> tuple[np.ndarray | None, bool]:
+        if not recs:
+            recs.append(Recognizer(model, detector=detector, min_face_size=int(min_face)))
+        rec = recs[0]
+        dets = rec.detect(rgb)
+        if not dets:
+            return None, False
+        best = max(dets, key=lambda d: d.score)
+        return rec.crops(rgb, [best])[0], True
+
+    tpl = hashlib.sha256(TEMPLATE.tobytes() + HAAR_LANDMARKS.tobytes()).hexdigest()[:8]
+    return crop, f"{detector}:min{int(min_face)}:t{tpl}"
+
+
+def evaluate(model: ExpressionModel, ds: FaceDataset, tta: str | None = None, batch_size: int = 256,
+             detector: str | None = None) -> dict:
+    """Metrics of ``model`` on ``ds``; also ``loss`` (mean negative log-likelihood).
+
+    ``detector``: the face detector ``ds`` was loaded through (see :func:`face_cropper`), or
+    ``"none"``; when given, the result names it and, for a real detector, counts the images
+    with no face found (``no_face``, which kept the whole image) and lists them (``no_face_files``)."""
     keep, y, dropped = align_labels(ds, model.classes)
     if len(keep) == 0:
         raise FerkitError(f"none of the dataset's classes ({', '.join(ds.classes)}) is among the model's "
@@ -45,6 +94,13 @@ def evaluate(model: ExpressionModel, ds: FaceDataset, tta: str | None = None, ba
         res["dropped"] = dropped
     if ds.skipped:
         res["skipped_files"] = len(ds.skipped)
+    if detector is not None:
+        res["detector"] = detector
+    if (detector is not None and detector != "none") or ds.no_face:
+        kept = {ds.sources[i] for i in keep}
+        files = [s for s in ds.no_face if s in kept]
+        res["no_face"] = len(files)
+        res["no_face_files"] = files
     return res
 
 
@@ -58,6 +114,13 @@ def format_table(res: dict) -> str:
     lines += ["", f"{'accuracy':<10} {res['accuracy']:>9.4f}", f"{'macro F1':<10} {res['macro_f1']:>9.4f}"]
     if res.get("dropped"):
         lines.append(f"dropped (class not in model): {res['dropped']}")
+    if res.get("detector") not in (None, "none") or res.get("no_face"):
+        files = res.get("no_face_files", [])
+        lines.append(f"faces: {res.get('detector', '?')} detector; no face found in {res.get('no_face', 0)} of "
+                     f"{res['n']} images" + (" (the whole image was used):" if files else ""))
+        lines += [f"  {f}" for f in files[:10]]
+        if len(files) > 10:
+            lines.append(f"  ... and {len(files) - 10} more (all listed in the JSON)")
     return "\n".join(lines)
 
 
