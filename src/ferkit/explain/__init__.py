@@ -1,0 +1,30 @@
+"""Explain what a network learned: deconvolution, feature maps mapped to facial action units, saliency.
+
+    from ferkit import load_model
+    from ferkit.explain import explain_image, analyse, write_report
+
+    explain_image("photo.jpg", "out/", method="deconv", layer="modules_.2", maps=8)   # or gradcam / guided
+    res = analyse(load_model("default"), dataset_split)                             # maps -> AUs
+    write_report(res, "docs/au-analysis")
+
+* :mod:`~ferkit.explain.deconv`: Zeiler & Fergus' deconvnet for any registered model (the backward
+  rules of each layer type are in its docstring), and where a map's maximum lies in the image;
+* :mod:`~ferkit.explain.au`: where each facial action unit acts in the aligned frame, the distance
+  function of Zhu et al. 2019 and the assignment of maps to AUs;
+* :mod:`~ferkit.explain.analysis`: the dataset-wide analysis and its report (``ferkit au-analysis``);
+* :mod:`~ferkit.explain.saliency`: Grad-CAM and guided backpropagation;
+* :mod:`~ferkit.explain.image`: the faces of one photo through the face pipeline (``ferkit explain``);
+* :mod:`~ferkit.explain.layers`: layer names (``ferkit explain --list-layers``), hooks, ReLU rules.
+"""
+
+from .analysis import AUAnalysis, analyse, write_report
+from .au import AU_NAMES, AUS, FACS, Assignment, assign, au_points, distances, nearest
+from .deconv import Projection, activations, project, receptive_field_centres
+from .image import explain_image, format_layers
+from .layers import LayerInfo, default_layer, list_layers, patched_relus
+from .saliency import CAM, gradcam, guided_backprop
+
+__all__ = ["explain_image", "format_layers", "analyse", "write_report", "AUAnalysis", "project", "activations",
+           "receptive_field_centres", "Projection", "gradcam", "guided_backprop", "CAM", "AU_NAMES", "AUS", "FACS",
+           "au_points", "distances", "nearest", "assign", "Assignment", "list_layers", "default_layer", "LayerInfo",
+           "patched_relus"]

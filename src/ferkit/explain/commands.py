@@ -1,0 +1,167 @@
+"""``ferkit explain`` and ``ferkit au-analysis``: the command-line side of :mod:`ferkit.explain`."""
+
+from __future__ import annotations
+
+import argparse
+import shlex
+import sys
+from pathlib import Path
+
+import numpy as np
+
+from ..errors import FerkitError
+
+
+def explain_cli(a: argparse.Namespace) -> int:
+    from .image import explain_image, format_layers, torch_model
+
+    model = torch_model(a.model, a.device)
+    if a.list_layers:
+        print(format_layers(model))
+        return 0
+    if not a.image:
+        raise FerkitError("give an IMAGE to explain (or --list-layers to see the model's layers)")
+    if a.out is None:
+        raise FerkitError("give --out DIR: the folder the pictures and JSON are written to")
+    res = explain_image(a.image, a.out, model=model, method=a.method, layer=a.layer, maps=a.maps,
+                        detector=a.detector, target=a.target, min_face_size=a.min_face, max_faces=a.max_faces,
+                        device=a.device)
+    n = len(res["faces"])
+    print(f"{a.image}: {n} face{'s' if n != 1 else ''}, {res['method']} at layer {res['layer']} "
+          f"({'x'.join(map(str, res['layer_shape']))})")
+    for f in res["faces"]:
+        line = f"  face {f['face']}: {f['label']} {f['probabilities'][f['label']]:.2f}"
+        if res["method"] == "deconv":
+            line += "; strongest maps: " + ", ".join(
+                f"{r['map']} ({r['activation']:.2f}{', ' + r['nearest_au'] if r['nearest_au'] else ''})"
+                for r in f["maps"][:5])
+        else:
+            line += f"; {res['method']} of '{f['explained']}' peaks at {tuple(f['cam_peak_xy'])}" + \
+                (f" (near {f['cam_peak_au']})" if f["cam_peak_au"] else "")
+        print(line)
+    for p in res["files"]:
+        print(f"wrote {p}")
+    return 0
+
+
+def au_analysis_cli(a: argparse.Namespace) -> int:
+    from ..data import open_dataset
+    from .analysis import analyse, write_report
+    from .image import torch_model
+
+    if a.limit is not None and a.limit < 1:
+        raise FerkitError(f"--limit must be at least 1, got {a.limit}")
+    if not 0 < a.min_consistency <= 1:
+        raise FerkitError(f"--min-consistency must be in (0, 1], got {a.min_consistency}")
+    from ..cli import _dataset_options
+
+    model = torch_model(a.model, a.device)
+    reader = open_dataset(a.dataset, a.data, **_dataset_options(a))
+    split = a.split or reader.val_split or reader.test_split
+    if split is None:
+        raise FerkitError(f"{reader.name} has no standard split to analyse: pass --split")
+    c, h, w = model.input_size
+    ds = reader.load(split, size=(h, w), mode="L" if c == 1 else "RGB", progress=not a.no_progress)
+    n_total = len(ds)
+    if a.limit is not None and a.limit < n_total:
+        idx = np.sort(np.random.default_rng(a.seed).permutation(n_total)[:a.limit])
+        ds = ds.subset(idx)
+    res = analyse(model, ds, a.layer, locate=a.locate, batch_size=a.batch_size, progress=not a.no_progress,
+                  radius=a.radius, min_consistency=a.min_consistency, maps_per_au=a.maps_per_au,
+                  top_images=a.top_images, n_total=n_total)
+    command = "ferkit " + shlex.join(sys.argv[1:]) if Path(sys.argv[0]).name == "ferkit" else None
+    files = write_report(res, a.out, command=command or a.command_line)
+    asg = res.assignment
+    print(f"{res.model} on {res.dataset} {res.split}: {res.n} images, layer {res.layer.name} "
+          f"({'x'.join(map(str, res.layer.shape))}), {int(asg.detector.sum())} of {len(asg.au)} maps are AU "
+          f"detectors")
+    verdicts: dict[str, int] = {}
+    for r in res.facs:
+        if r["au"]:
+            verdicts[r["verdict"]] = verdicts.get(r["verdict"], 0) + 1
+    print("FACS check: " + ", ".join(f"{k} {v}" for k, v in sorted(verdicts.items())))
+    for p in files:
+        print(f"wrote {p}")
+    return 0
+
+
+EXPLAIN_EXAMPLES = """examples:
+  ferkit explain --list-layers --model default                      # layer names and shapes
+  ferkit explain examples/astronaut.jpg --method deconv --layer modules_.2 --maps 8 --out out/explain
+  ferkit explain examples/astronaut.jpg --method gradcam --out out/explain
+  ferkit explain examples/astronaut.jpg --method guided --class surprise --out out/explain
+  ferkit explain face_crop.png --detector none --method deconv --layer modules_.1 --out out/explain"""
+
+AU_ANALYSIS_EXAMPLES = """examples:
+  ferkit au-analysis --model default --dataset fer2013 --data ../shared/data/fer2013 --split PublicTest \\
+      --out docs/au-analysis
+  ferkit au-analysis --model default --dataset fer2013 --data ../shared/data/fer2013 --limit 300 \\
+      --layer modules_.1 --out out/au-mod1
+  ferkit au-analysis ... --locate deconv --limit 200 --out out/au-deconv   # slower, sharper peak locations"""
+
+
+def add_explain_parser(sub, fmt) -> None:
+    s = sub.add_parser("explain", epilog=EXPLAIN_EXAMPLES, formatter_class=fmt,
+                       help="show what the network sees in a face: deconvolution, Grad-CAM, guided backprop",
+                       description="Explain the expression network on every face of a photo (found and aligned "
+                                   "by the face pipeline, as `ferkit predict` does; --detector none for face "
+                                   "crops). deconv: the --maps feature maps of --layer that respond most to the "
+                                   "face, each strongest activation projected back to pixels with Zeiler & "
+                                   "Fergus' deconvnet (PNG grid beside the face + JSON of maps, activations, "
+                                   "projection peaks and the nearest facial action unit). gradcam: Grad-CAM of "
+                                   "the predicted class (or --class) at --layer (default: the last feature "
+                                   "layer). guided: guided backpropagation and guided Grad-CAM. Saliency methods "
+                                   "also draw the map back onto the photo. Layer names: --list-layers.")
+    s.add_argument("image", nargs="?", metavar="IMAGE", help="a photo (or, with --detector none, a face crop)")
+    s.add_argument("--model", default="default", help="shipped name, .safetensors file or run folder")
+    s.add_argument("--method", choices=["deconv", "gradcam", "guided"], default="deconv")
+    s.add_argument("--layer", metavar="NAME", help="module name (see --list-layers); default: 'deconv' the "
+                   "layer the AU analysis uses, 'gradcam'/'guided' the last feature layer")
+    s.add_argument("--maps", type=int, default=8, metavar="K", help="deconv: how many feature maps (the strongest)")
+    s.add_argument("--class", dest="target", metavar="NAME", help="gradcam/guided: explain this class instead of "
+                   "the predicted one")
+    s.add_argument("--out", metavar="DIR", help="folder for the PNGs and JSON")
+    s.add_argument("--list-layers", action="store_true", help="list the model's layers with their output shapes")
+    s.add_argument("--device", default="cpu", help="cpu or cuda")
+    g = s.add_argument_group("faces")
+    g.add_argument("--detector", choices=["mtcnn", "haar", "none"], default="mtcnn",
+                   help="mtcnn: 5 landmarks, aligned crops; haar: OpenCV's cascade; none: IMAGE is a face crop")
+    g.add_argument("--min-face", type=int, default=None, metavar="PX", help="smallest face searched for, in pixels")
+    g.add_argument("--max-faces", type=int, metavar="N", help="explain the N most confident faces only")
+
+
+def add_au_analysis_parser(sub, fmt, add_dataset_args) -> None:
+    s = sub.add_parser("au-analysis", epilog=AU_ANALYSIS_EXAMPLES, formatter_class=fmt,
+                       help="map a layer's feature maps to facial action units over a dataset split (report)",
+                       description="Zhu et al. 2019's analysis: over the face crops of a dataset split, find where "
+                                   "each feature map of --layer peaks, measure its distance to every facial action "
+                                   "unit's location in the aligned face (from the 5-landmark template), assign "
+                                   "each map to the AU it most consistently sits on, and compare per-expression AU "
+                                   "usage with FACS (happy AU6+12, surprise AU1+2+5+26, ...). Writes report.md, "
+                                   "report.json and PNGs (map x AU heat map, averaged deconvolution projections of "
+                                   "each AU's best detector maps, per-expression usage) into --out. Crops are used "
+                                   "as they are: they should be aligned like the template (FER2013, FER+ are).")
+    s.add_argument("--model", default="default", help="shipped name, .safetensors file or run folder")
+    add_dataset_args(s)
+    s.add_argument("--split", help="default: the dataset's validation split (FER2013 PublicTest)")
+    s.add_argument("--out", required=True, metavar="DIR", help="report folder")
+    s.add_argument("--layer", metavar="NAME", help="module name (see `ferkit explain --list-layers`); default: the "
+                   "coarsest block output at least 1/8 of the input side (mini_xception: modules_.2, 6x6)")
+    s.add_argument("--limit", type=int, metavar="N", help="analyse a fixed random subset of N images (quick runs)")
+    s.add_argument("--seed", type=int, default=0, help="seed of the --limit subset")
+    s.add_argument("--locate", choices=["rf", "deconv"], default="rf",
+                   help="where a map's maximum is: rf = receptive-field centre of its peak cell (fast); deconv = "
+                        "peak of its deconvolution projection (one backward pass per image and map: slow)")
+    s.add_argument("--radius", type=float, default=0.5, metavar="D",
+                   help="a peak sits on an AU when that AU is the nearest and at most D inter-ocular distances away")
+    s.add_argument("--min-consistency", type=float, default=1 / 3, metavar="F",
+                   help="a map is an AU's detector when its peak sits on that AU in at least this fraction of "
+                        "the images where it fires")
+    s.add_argument("--maps-per-au", type=int, default=3, metavar="K", help="detector maps per AU in the picture of "
+                   "averaged deconvolution projections")
+    s.add_argument("--top-images", type=int, default=24, metavar="N",
+                   help="images averaged per map in that picture (the map's strongest activations)")
+    s.add_argument("--batch-size", type=int, default=128)
+    s.add_argument("--device", default="cpu", help="cpu or cuda")
+    s.add_argument("--no-progress", action="store_true", help="no progress bar")
+    s.add_argument("--command-line", default=None, help=argparse.SUPPRESS)

@@ -1,0 +1,222 @@
+"""Explain the faces of one photo: ``ferkit explain IMAGE --method deconv|gradcam|guided``.
+
+Each face goes through the face pipeline (:class:`ferkit.Recognizer`: detect, align to the
+template at the model's input size; ``detector="none"`` for images that are face crops), then:
+
+* ``deconv``: the ``maps`` feature maps of ``layer`` with the strongest maximum on this face, each
+  projected back to pixels (:mod:`ferkit.explain.deconv`): ``<stem>_face<i>_deconv.png`` (the face
+  and the projections, the peak of each marked) and ``<stem>_deconv.json`` (per face and map: the
+  activation, its cell, the projection's peak and the nearest action unit);
+* ``gradcam``: Grad-CAM of the predicted (or ``target``) class: ``<stem>_face<i>_gradcam.png``
+  (face, heat map, overlay) and ``<stem>_gradcam.png`` (the maps drawn back onto the photo);
+* ``guided``: guided backpropagation and guided Grad-CAM: ``<stem>_face<i>_guided.png`` and
+  ``<stem>_guided.png``; both saliency methods also write ``<stem>_<method>.json``.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from pathlib import Path
+from typing import Any
+
+import cv2
+import numpy as np
+import torch
+
+from ..api import ExpressionModel, load_model
+from ..data.transforms import normalize, to_float
+from ..errors import FerkitError
+from ..faces import align, crop_box
+from ..io import read_image
+from . import au as AU
+from . import render
+from .deconv import activations, project, projection_peaks, receptive_field_centres, top_maps
+from .layers import LayerInfo, default_layer, get_layer, list_layers
+from .saliency import gradcam, guided_backprop
+
+METHODS = ("deconv", "gradcam", "guided")
+
+
+def face_crops(rec: Any, rgb: np.ndarray, dets: list) -> tuple[np.ndarray, np.ndarray]:
+    """The aligned crops of ``dets`` as :meth:`ferkit.Recognizer.crops` makes them, and the 2x3
+    matrices photo -> crop (``[N, 2, 3]``), so that explanations can be drawn back."""
+    gray = rec.gray
+    src = cv2.cvtColor(rgb, cv2.COLOR_RGB2GRAY) if gray else rgb
+    h, w = rec.size
+    crops, mats = [], []
+    for d in dets:
+        if d.landmarks is not None:
+            c, m = align(src, d.landmarks, (h, w))
+        else:
+            c = crop_box(src, d.box, (h, w))
+            x1, y1, x2, y2 = (float(v) for v in d.box)
+            sx, sy = w / max(x2 - x1, 1e-6), h / max(y2 - y1, 1e-6)
+            m = np.array([[sx, 0, -x1 * sx], [0, sy, -y1 * sy]])
+        crops.append(c)
+        mats.append(m)
+    return np.stack(crops), np.stack(mats)
+
+
+def torch_model(model: str | ExpressionModel = "default", device: str = "cpu") -> ExpressionModel:
+    """The model with its PyTorch network (explanations need gradients: an ONNX-backed model
+    is loaded again on the PyTorch backend)."""
+    if isinstance(model, ExpressionModel) and isinstance(getattr(model, "net", None), torch.nn.Module):
+        return model
+    name = model if not isinstance(model, ExpressionModel) else model.card.get("name", "default")
+    try:
+        m = load_model(name, device=device, backend="torch")  # type: ignore[call-arg]
+    except TypeError:  # a load_model without backends: always PyTorch
+        m = load_model(name, device=device)
+    if not isinstance(getattr(m, "net", None), torch.nn.Module):
+        raise FerkitError(f"{name}: explanations need the model's PyTorch weights (.safetensors), not an ONNX file")
+    return m
+
+
+def _tensor(model: ExpressionModel, crops: np.ndarray) -> torch.Tensor:
+    x = torch.from_numpy(crops[:, None] if crops.ndim == 3 else crops.transpose(0, 3, 1, 2).copy())
+    return normalize(to_float(x), model.mean, model.std)
+
+
+def resolve_layer(model: ExpressionModel, layer: str | None, purpose: str) -> tuple[LayerInfo, list[LayerInfo]]:
+    layers = list_layers(model.net, model.input_size)
+    li = get_layer(model.net, layers, layer) if layer else default_layer(layers, purpose, model.input_size,
+                                                                         len(model.classes))
+    return li, layers
+
+
+def _nearest_au(xy: np.ndarray, size: tuple[int, int]) -> tuple[str | None, float]:
+    d = AU.distances(np.asarray(xy)[None], size)[0]
+    i = int(d.argmin())
+    return (AU.AU_NAMES[i] if d[i] <= AU.DEFAULT_RADIUS else None), round(float(d[i]), 3)
+
+
+def explain_image(source: str | os.PathLike, out: str | os.PathLike, *, model: str | ExpressionModel = "default",
+                  method: str = "deconv", layer: str | None = None, maps: int = 8, detector: str = "mtcnn",
+                  target: str | None = None, min_face_size: int | None = None, max_faces: int | None = None,
+                  device: str = "cpu") -> dict:
+    """Explain every face of the image ``source`` with ``method``; writes into ``out`` and returns
+    the JSON written (with ``files``: the paths written)."""
+    from ..pipeline import Recognizer
+
+    if method not in METHODS:
+        raise FerkitError(f"unknown method {method!r}; choose from: {', '.join(METHODS)}")
+    if maps < 1:
+        raise FerkitError(f"--maps must be at least 1, got {maps}")
+    m = torch_model(model, device)
+    li, _ = resolve_layer(m, layer, "au" if method == "deconv" else "gradcam")
+    tgt = None
+    if target is not None:
+        if target not in m.classes:
+            raise FerkitError(f"unknown class {target!r}; this model's classes: {', '.join(m.classes)}")
+        tgt = m.classes.index(target)
+    rec = Recognizer(m, detector=detector, min_face_size=min_face_size, max_faces=max_faces)
+    name = str(source)
+    rgb = read_image(source, mode="RGB", name=name)
+    dets = rec.detect(rgb)
+    if not dets:
+        raise FerkitError(f"{name}: no face found (try --detector haar, or --detector none if the image is a face "
+                          f"crop)")
+    crops, mats = face_crops(rec, rgb, dets)
+    x = _tensor(m, crops)
+    probs = m.predict_tensor(torch.from_numpy(crops[:, None] if crops.ndim == 3 else
+                                              crops.transpose(0, 3, 1, 2).copy())).numpy()
+    out = Path(out)
+    out.mkdir(parents=True, exist_ok=True)
+    stem = Path(name).stem
+    size = tuple(m.input_size[1:])
+    files: list[str] = []
+    faces = []
+    centres = receptive_field_centres(m.net, li.name, m.input_size)
+    for i, d in enumerate(dets):
+        p = probs[i]
+        faces.append({"face": i + 1, "box": d.xywh, "score": round(float(d.score), 5),
+                      "landmarks": None if d.landmarks is None else np.round(d.landmarks, 2).tolist(),
+                      "label": m.classes[int(p.argmax())],
+                      "probabilities": {c: round(float(v), 5) for c, v in zip(m.classes, p)}})
+    k_up = max(1, 144 // max(size))
+    if method == "deconv":
+        acts = activations(m.net, x, li.name)
+        for i, f in enumerate(faces):
+            idx, vals = top_maps(acts[i], maps)
+            proj = project(m.net, x, li.name, idx, np.full(len(idx), i))
+            pk = projection_peaks(proj.images)
+            rows, tiles, titles, marks = [], [render.to_rgb(crops[i])], [f"face {i + 1}: {f['label']}"], [None]
+            for j, k in enumerate(idx):
+                r, c = (int(v) for v in proj.positions[j])
+                au, dist = _nearest_au(pk[j], size)
+                rows.append({"map": int(k), "activation": round(float(vals[j]), 5), "cell": [r, c],
+                             "rf_centre_xy": np.round(centres[r, c], 2).tolist(),
+                             "peak_xy": np.round(pk[j], 2).tolist(), "nearest_au": au, "au_distance": dist})
+                tiles.append(render.projection_image(proj.images[j].numpy()))
+                titles.append(f"map {k}: {vals[j]:.2f}" + (f" ({au})" if au else ""))
+                marks.append([tuple(pk[j])])
+            f["maps"] = rows
+            path = out / f"{stem}_face{i + 1}_deconv.png"
+            render.grid(tiles, titles, path, ncols=min(len(tiles), 5),
+                        title=f"{m.name} {li.name}: top {len(idx)} maps, deconvnet projections", marks=marks)
+            f["png"] = str(path)
+            files.append(str(path))
+    else:
+        cam = gradcam(m.net, x, li.name, tgt, centres)
+        guided = guided_backprop(m.net, x, tgt)[0] if method == "guided" else None
+        photo = rgb.copy()
+        for i, f in enumerate(faces):
+            cm = cam.maps[i]
+            f["explained"] = m.classes[int(cam.targets[i])]
+            py, px = np.unravel_index(int(cm.argmax()), cm.shape)
+            au, dist = _nearest_au(np.array([px, py], float), size)
+            f.update({"cam_peak_xy": [int(px), int(py)], "cam_peak_au": au, "cam_peak_au_distance": dist,
+                      "cam_cells": np.round(cam.raw[i], 5).tolist()})
+            crop = render.to_rgb(crops[i])
+            if guided is None:
+                tiles = [crop, render.heat(cm), render.overlay(crop, cm)]
+                titles = [f"face {i + 1}: {f['label']}", f"Grad-CAM '{f['explained']}'", "overlay"]
+                shown = cm
+            else:
+                gg = guided[i] * cm[None]
+                shown = render.magnitude(gg)
+                tiles = [crop, render.projection_image(guided[i]), render.projection_image(gg),
+                         render.overlay(crop, shown)]
+                titles = [f"face {i + 1}: {f['label']}", f"guided backprop '{f['explained']}'", "guided Grad-CAM",
+                          "overlay"]
+            tiles = [render.upscale(t, k_up) for t in tiles]
+            path = out / f"{stem}_face{i + 1}_{method}.png"
+            render.grid(tiles, titles, path, ncols=len(tiles), title=f"{m.name} {li.name}")
+            f["png"] = str(path)
+            files.append(str(path))
+            photo = render.paste_back(photo, shown, mats[i])
+        big = max(photo.shape[:2])
+        if big > 1600:
+            s = 1600 / big
+            photo = cv2.resize(photo, (round(photo.shape[1] * s), round(photo.shape[0] * s)),
+                               interpolation=cv2.INTER_AREA)
+        path = out / f"{stem}_{method}.png"
+        render.save_png(photo, path)
+        files.append(str(path))
+    result = {"source": name, "width": int(rgb.shape[1]), "height": int(rgb.shape[0]), "model": m.name,
+              "method": method, "layer": li.name, "layer_shape": list(li.shape), "detector": detector,
+              "faces": faces}
+    jpath = out / f"{stem}_{method}.json"
+    jpath.write_text(json.dumps(result, indent=1) + "\n")
+    files.append(str(jpath))
+    result["files"] = files
+    return result
+
+
+def format_layers(model: ExpressionModel) -> str:
+    """The table ``ferkit explain --list-layers`` prints."""
+    layers = list_layers(model.net, model.input_size)
+    dl = default_layer(layers, "au", model.input_size, len(model.classes)).name
+    gl = default_layer(layers, "gradcam", model.input_size, len(model.classes)).name
+    lines = [f"layers of {model.name} ({model.card.get('architecture')}, input {'x'.join(map(str, model.input_size))})"
+             f" with a feature-map output, in the order they are computed:",
+             f"  {'name':<28} {'module':<16} {'maps x H x W':<14}"]
+    for li in layers:
+        note = f"= {li.alias_of}" if li.alias_of else ""
+        if li.name == dl:
+            note += "  <- default for deconv and au-analysis"
+        if li.name == gl:
+            note += "  <- default for gradcam / guided"
+        lines.append(f"  {li.name:<28} {li.kind:<16} {'x'.join(map(str, li.shape)):<14} {note}".rstrip())
+    return "\n".join(lines)

@@ -1,0 +1,107 @@
+"""Pictures of explanations: projections, heat-map overlays, grids, AU points, paste-back onto photos."""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Sequence
+
+import cv2
+import matplotlib
+
+matplotlib.use("Agg")
+import matplotlib.pyplot as plt  # noqa: E402
+import numpy as np  # noqa: E402
+
+
+def to_rgb(img: np.ndarray) -> np.ndarray:
+    """uint8 ``HxW`` / ``HxWx1`` / ``HxWx3`` -> ``HxWx3``."""
+    img = np.asarray(img)
+    if img.ndim == 3 and img.shape[2] == 1:
+        img = img[..., 0]
+    return np.stack([img] * 3, -1) if img.ndim == 2 else img
+
+
+def projection_image(proj: np.ndarray) -> np.ndarray:
+    """A deconvolution projection ``[C, H, W]`` as Zeiler & Fergus show it: zero is mid-gray,
+    scaled by the largest magnitude; uint8 ``HxWx3``."""
+    p = np.asarray(proj, np.float64)
+    m = np.abs(p).max()
+    p = 0.5 + p / (2 * m) if m > 0 else np.full_like(p, 0.5)
+    img = np.clip(p * 255 + 0.5, 0, 255).astype(np.uint8).transpose(1, 2, 0)
+    return to_rgb(img)
+
+
+def heat(values: np.ndarray, cmap: int = cv2.COLORMAP_JET) -> np.ndarray:
+    """``HxW`` values in [0, 1] -> uint8 RGB colour map."""
+    v = np.clip(np.asarray(values, np.float64), 0, 1)
+    return cv2.applyColorMap((v * 255).astype(np.uint8), cmap)[..., ::-1].copy()
+
+
+def overlay(img: np.ndarray, values: np.ndarray, alpha: float = 0.5) -> np.ndarray:
+    """``values`` in [0, 1] as a colour map over ``img`` (gray or RGB uint8), weight ``alpha``
+    growing with the value (cold areas keep the face visible)."""
+    base = to_rgb(img).astype(np.float64)
+    v = np.clip(np.asarray(values, np.float64), 0, 1)[..., None]
+    a = alpha * (0.35 + 0.65 * v)
+    return np.clip(base * (1 - a) + heat(v[..., 0]) * a, 0, 255).astype(np.uint8)
+
+
+def magnitude(grad: np.ndarray) -> np.ndarray:
+    """``[C, H, W]`` signed input gradient -> ``HxW`` magnitude scaled to [0, 1] (99th percentile)."""
+    m = np.abs(np.asarray(grad)).sum(0)
+    hi = np.percentile(m, 99.5)
+    return np.clip(m / hi, 0, 1) if hi > 0 else np.zeros_like(m)
+
+
+def upscale(img: np.ndarray, factor: int) -> np.ndarray:
+    return cv2.resize(img, (img.shape[1] * factor, img.shape[0] * factor), interpolation=cv2.INTER_NEAREST)
+
+
+def paste_back(photo: np.ndarray, values: np.ndarray, m: np.ndarray, alpha: float = 0.5) -> np.ndarray:
+    """Draw ``values`` (``hxw`` in [0, 1], on the aligned crop) back onto the region of ``photo``
+    (RGB) it came from; ``m`` is the 2x3 matrix photo -> crop."""
+    H, W = photo.shape[:2]
+    inv = cv2.invertAffineTransform(np.asarray(m, np.float64))
+    v = cv2.warpAffine(np.asarray(values, np.float32), inv, (W, H), flags=cv2.INTER_LINEAR,
+                       borderMode=cv2.BORDER_CONSTANT, borderValue=0)
+    inside = cv2.warpAffine(np.ones(values.shape, np.float32), inv, (W, H), flags=cv2.INTER_LINEAR,
+                            borderMode=cv2.BORDER_CONSTANT, borderValue=0)
+    a = (alpha * (0.35 + 0.65 * np.clip(v, 0, 1)) * inside)[..., None]
+    out = photo.astype(np.float64) * (1 - a) + heat(v) * a
+    out = np.clip(out, 0, 255).astype(np.uint8)
+    # the crop's outline
+    h, w = values.shape
+    corners = np.array([[0, 0], [w, 0], [w, h], [0, h]], np.float64) - 0.5
+    pts = corners @ inv[:, :2].T + inv[:, 2]
+    cv2.polylines(out, [np.round(pts).astype(np.int32)], True, (255, 255, 255), max(1, round(max(H, W) / 400)),
+                  cv2.LINE_AA)
+    return out
+
+
+def save_png(img: np.ndarray, path: str | os.PathLike) -> None:
+    cv2.imwrite(str(path), np.ascontiguousarray(to_rgb(img)[..., ::-1]))
+
+
+def grid(tiles: Sequence[np.ndarray], titles: Sequence[str], path: str | os.PathLike, ncols: int = 6,
+         title: str = "", marks: Sequence[Sequence[tuple[float, float]] | None] | None = None,
+         tile_inches: float = 1.7) -> None:
+    """A titled grid of images (uint8 gray or RGB), with optional points (x, y) marked on each."""
+    n = len(tiles)
+    ncols = max(1, min(ncols, n))
+    nrows = (n + ncols - 1) // ncols
+    fig, axes = plt.subplots(nrows, ncols, figsize=(tile_inches * ncols, tile_inches * nrows + (0.35 if title else 0)),
+                             dpi=100, squeeze=False)
+    for i, ax in enumerate(axes.ravel()):
+        ax.axis("off")
+        if i >= n:
+            continue
+        ax.imshow(to_rgb(tiles[i]), interpolation="nearest" if tiles[i].shape[0] <= 64 else "bilinear")
+        ax.set_title(titles[i], fontsize=7)
+        if marks is not None and marks[i]:
+            xs, ys = zip(*marks[i])
+            ax.scatter(xs, ys, marker="+", s=40, c="#00ff66", linewidths=1.2)
+    if title:
+        fig.suptitle(title, fontsize=9)
+    fig.tight_layout()
+    fig.savefig(path)
+    plt.close(fig)

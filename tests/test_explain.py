@@ -1,0 +1,356 @@
+"""Explanations: the deconvnet on tiny nets with known weights, the AU distance function and
+map-to-AU assignment on constructed peaks, Grad-CAM on a constructed net, and the two commands
+(`ferkit explain` on the bundled photo, `ferkit au-analysis` on generated and real data)."""
+
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pytest
+import torch
+import torch.nn as nn
+from conftest import EXAMPLE, SHARED, make_fer2013, requires_shared
+from PIL import Image
+
+from ferkit.cli import main
+from ferkit.explain import au as AU
+from ferkit.explain.analysis import facs_check
+from ferkit.explain.deconv import cells_to_pixels, peak_cells, project, receptive_field_centres
+from ferkit.explain.layers import default_layer, list_layers, patched_relus
+from ferkit.explain.saliency import gradcam, guided_backprop, upsample
+
+
+# ---------------------------------------------------------------------------------------
+# the deconvnet
+# ---------------------------------------------------------------------------------------
+def _two_layer_net() -> nn.Module:
+    """conv3 (1->2) - ReLU - maxpool2 - conv3 (2->3) - ReLU, positive known weights: the cell
+    (i, j) of the last layer sees input rows 2i..2i+7 and columns 2j..2j+7."""
+    torch.manual_seed(0)
+    net = nn.Sequential(nn.Conv2d(1, 2, 3, bias=False), nn.ReLU(), nn.MaxPool2d(2), nn.Conv2d(2, 3, 3, bias=False),
+                        nn.ReLU())
+    with torch.no_grad():
+        net[0].weight.copy_(torch.rand_like(net[0].weight) + 0.1)
+        net[3].weight.copy_(torch.rand_like(net[3].weight) + 0.1)
+    return net.eval()
+
+
+def test_deconv_of_the_strongest_activation_stays_in_its_receptive_field():
+    net = _two_layer_net()
+    x = torch.rand(1, 1, 16, 16) * 0.1
+    x[0, 0, 9:12, 5:8] += 3.0  # a bright patch: the strongest activations are around it
+    proj = project(net, x, "4", [0, 1, 2])
+    assert proj.images.shape == (3, 1, 16, 16)
+    for t in range(3):
+        i, j = proj.positions[t]
+        inside = np.zeros((16, 16), bool)
+        inside[2 * i:2 * i + 8, 2 * j:2 * j + 8] = True
+        p = proj.images[t, 0].numpy()
+        assert np.abs(p[inside]).max() > 0, "the projection reaches the pixels under the activation"
+        assert np.all(p[~inside] == 0), "and nothing outside its receptive field"
+        assert proj.activations[t] == pytest.approx(float(net(x)[0, proj.maps[t], i, j].detach()), rel=1e-5)
+        # the bright patch produced the strongest activation: its receptive field covers the patch
+        assert inside[9:12, 5:8].any()
+
+
+def test_deconv_of_one_conv_is_the_transposed_filter_times_the_activation():
+    conv = nn.Conv2d(1, 1, 3, bias=False)
+    w = torch.arange(9, dtype=torch.float32).reshape(1, 1, 3, 3) / 10
+    with torch.no_grad():
+        conv.weight.copy_(w)
+    net = nn.Sequential(conv, nn.ReLU()).eval()
+    x = torch.zeros(1, 1, 8, 8)
+    x[0, 0, 4, 3] = 1.0  # the filter's largest tap (2, 2) makes cell (2, 1) the strongest
+    proj = project(net, x, "1", [0])
+    r, c = proj.positions[0]
+    a = proj.activations[0]
+    expected = torch.zeros(8, 8)
+    expected[r:r + 3, c:c + 3] = a * w[0, 0]
+    assert torch.allclose(proj.images[0, 0], expected, atol=1e-6)
+
+
+def test_deconv_rectifies_the_backward_signal_at_relus_and_bn_residual_rules():
+    # x -> 1x1 conv to 2 channels (+1, -1) -> ReLU -> 1x1 conv (1, -1) -> out
+    net = nn.Sequential(nn.Conv2d(1, 2, 1, bias=False), nn.ReLU(), nn.Conv2d(2, 1, 1, bias=False)).eval()
+    with torch.no_grad():
+        net[0].weight.copy_(torch.tensor([1.0, -1.0]).view(2, 1, 1, 1))
+        net[2].weight.copy_(torch.tensor([1.0, -1.0]).view(1, 2, 1, 1))
+    x = torch.full((1, 1, 3, 3), 2.0)
+    x[0, 0, 1, 1] = 5.0
+    proj = project(net, x, "2", [0])
+    # backward at the ReLU output: (1, -1) -> rectified (1, 0) -> through (+1, -1): 1, times the seed (5)
+    assert proj.images[0, 0, 1, 1].item() == pytest.approx(5.0)
+    assert proj.images[0].abs().sum().item() == pytest.approx(5.0)
+
+    # residual block with BN: y = bn(conv(x)) + x; deconv = activation * (bn scale * w + 1)
+    class Res(nn.Module):
+        def __init__(self):
+            super().__init__()
+            self.conv = nn.Conv2d(1, 1, 1, bias=False)
+            self.bn = nn.BatchNorm2d(1)
+
+        def forward(self, x):
+            return self.bn(self.conv(x)) + x
+
+    res = Res().eval()
+    with torch.no_grad():
+        res.conv.weight.fill_(3.0)
+        res.bn.weight.fill_(2.0)
+        res.bn.bias.fill_(7.0)  # the shift does not enter the projection
+        res.bn.running_var.fill_(4.0 - res.bn.eps)  # scale = 2 / sqrt(4) = 1
+    x = torch.zeros(1, 1, 4, 4)
+    x[0, 0, 2, 1] = 1.0
+    proj = project(nn.Sequential(res), x, "0", [0])
+    a = proj.activations[0]
+    assert tuple(proj.positions[0]) == (2, 1)
+    assert proj.images[0, 0, 2, 1].item() == pytest.approx(a * (1.0 * 3.0 + 1.0))
+
+
+def test_relu_patch_is_undone_and_layers_are_listed():
+    net = nn.Sequential(nn.Conv2d(1, 4, 3), nn.ReLU(inplace=True), nn.MaxPool2d(2), nn.Conv2d(4, 7, 3),
+                        nn.AdaptiveAvgPool2d(1), nn.Flatten())
+    with patched_relus(net, "deconv"):
+        assert type(net[1]).__name__ == "SwitchableReLU"
+    assert type(net[1]) is nn.ReLU and net[1].inplace
+    layers = list_layers(net, (1, 20, 20))
+    names = [li.name for li in layers]
+    assert names == ["0", "1", "2", "3", "4"]
+    assert layers[1].kind == "ReLU" and layers[2].shape == (4, 9, 9)
+    # the class-map conv (7 maps = classes) is not Grad-CAM's default; the pooled 1x1 output neither
+    assert default_layer(layers, "gradcam", (1, 20, 20), num_classes=7).name == "2"
+
+
+def test_receptive_field_centres_and_peak_cells():
+    net = _two_layer_net()
+    c = receptive_field_centres(net, "4", (1, 16, 16))
+    assert c.shape == (5, 5, 2)
+    for i in range(5):
+        for j in range(5):
+            assert c[i, j] == pytest.approx([2 * j + 3.5, 2 * i + 3.5], abs=1e-4)
+    a = np.zeros((1, 1, 5, 5))
+    a[0, 0, 2, 3] = 1.0
+    a[0, 0, 2, 4] = 0.5  # the peak leans right
+    v, cells = peak_cells(a)
+    assert v[0, 0] == 1.0 and cells[0, 0, 0] == pytest.approx(2.0) and 3.0 < cells[0, 0, 1] < 3.5
+    xy = cells_to_pixels(np.array([[2.0, 3.0]]), c)
+    assert xy[0] == pytest.approx([9.5, 7.5], abs=1e-4)
+
+
+# ---------------------------------------------------------------------------------------
+# distance function and assignment
+# ---------------------------------------------------------------------------------------
+def test_au_points_follow_the_template_and_distances():
+    pts = AU.au_points((48, 48))
+    assert set(pts) == set(AU.AU_NAMES)
+    assert pts["AU12"].shape == (2, 2) and pts["AU4"].shape == (1, 2)
+    # bilateral points are mirror images; brows above the eyes, the chin below the mouth
+    assert pts["AU12"][0, 0] + pts["AU12"][1, 0] == pytest.approx(48.0, abs=1e-6)
+    assert pts["AU1"][0, 1] < pts["AU5"][0, 1] < pts["AU7"][0, 1] < pts["AU10"][0, 1] < pts["AU17"][0, 1]
+    d = AU.interocular((48, 48))
+    for i, name in enumerate(AU.AU_NAMES):
+        for q in pts[name]:
+            dist = AU.distances(q, (48, 48))
+            assert dist[i] == pytest.approx(0.0, abs=1e-9)
+            assert AU.nearest(dist) == i
+    # 5 px right of the right AU12 point: 5 / d inter-ocular distances
+    p = pts["AU12"][1] + [0.0, 5.0]
+    assert AU.distances(p, (48, 48))[AU.AU_NAMES.index("AU12")] == pytest.approx(5.0 / d)
+    assert AU.nearest(AU.distances(np.array([0.0, 0.0]))) == len(AU.AU_NAMES)  # a corner: no AU
+    assert AU.closeness(0.0) == 1.0 and AU.closeness(1.0) < AU.closeness(0.2)
+    p0, _ = AU.chance()
+    assert p0.sum() == pytest.approx(1.0)
+
+
+def test_assignment_on_constructed_peaks():
+    rng = np.random.default_rng(0)
+    pts = AU.au_points((48, 48))
+    N = 60
+    peaks = np.zeros((N, 4, 2))
+    side = rng.integers(0, 2, N)
+    peaks[:, 0] = pts["AU12"][side] + rng.normal(0, 0.5, (N, 2))  # always at a lip corner
+    on = rng.random(N) < 0.6
+    peaks[:, 1] = np.where(on[:, None], pts["AU1"][side], [[1.0, 1.0]])  # on AU1 60% of the time, else a corner
+    peaks[:, 2] = rng.uniform(0, 47, (N, 2))  # anywhere
+    active = np.ones((N, 4), bool)
+    active[:, 3] = False  # never fires
+    asg = AU.assign(peaks, active, (48, 48), min_consistency=0.5)
+    i12, i1 = AU.AU_NAMES.index("AU12"), AU.AU_NAMES.index("AU1")
+    assert asg.au[0] == i12 and asg.consistency[0] == 1.0 and asg.detector[0]
+    assert asg.au[1] == i1 and asg.consistency[1] == pytest.approx(on.mean()) and asg.detector[1]
+    assert asg.hits[1, -1] == pytest.approx(1 - on.mean())  # the corner sits on no AU
+    assert not asg.detector[2] and asg.consistency[2] < 0.5
+    assert asg.au[3] == -1 and not asg.detector[3] and asg.n_active[3] == 0
+    assert list(asg.detectors(i12)) == [0] and list(asg.detectors(i1)) == [1]
+    assert asg.lift[0] > 10
+    assert asg.mean_dist[0, i12] < 0.1
+    assert np.allclose(asg.hits[:3].sum(1), 1.0)
+    d = asg.to_dict()
+    assert d["detectors"]["AU12"] == [0] and d["maps"][3]["au"] is None
+
+
+def test_facs_check_verdicts():
+    classes = ("angry", "disgust", "fear", "happy", "sad", "surprise", "neutral")
+    A = len(AU.AU_NAMES)
+    usage = np.full((7, A), np.nan)
+    se = np.full((7, A), 0.05)
+    i6, i12, i9 = (AU.AU_NAMES.index(n) for n in ("AU6", "AU12", "AU9"))
+    usage[:, i12] = [-0.2, 0.0, -0.1, 0.9, -0.3, 0.0, -0.3]  # happy's, clearly
+    usage[:, i6] = [0.0, 0.5, 0.0, 0.2, 0.0, 0.6, 0.0]  # above average on happy, but more on surprise, disgust
+    usage[:, i9] = [0.0, -0.4, 0.0, 0.5, 0.0, 0.0, 0.02]  # disgust below average; happy unexpected
+    rows, unexpected = facs_check(usage, se, np.zeros_like(usage), classes, np.ones(7, bool))
+    v = {(r["class"], r["au"]): r["verdict"] for r in rows}
+    assert v[("happy", "AU12")] == "agrees" and v[("happy", "AU6")] == "partly"
+    assert v[("disgust", "AU9")] == "disagrees" and v[("sad", "AU1")] == "untested"
+    assert v[("neutral", None)] == "agrees"  # 0.02 is within 2 SE of 0
+    assert any(u["au"] == "AU9" and u["class"] == "happy" for u in unexpected)
+
+
+# ---------------------------------------------------------------------------------------
+# saliency
+# ---------------------------------------------------------------------------------------
+def test_gradcam_peaks_on_the_evidence():
+    conv = nn.Conv2d(1, 1, 3, padding=1, bias=False)
+    with torch.no_grad():
+        conv.weight.fill_(1 / 9)
+    lin = nn.Linear(1, 2, bias=False)
+    with torch.no_grad():
+        lin.weight.copy_(torch.tensor([[1.0], [-1.0]]))
+    net = nn.Sequential(conv, nn.ReLU(), nn.MaxPool2d(2), nn.AdaptiveAvgPool2d(1), nn.Flatten(), lin).eval()
+    x = torch.zeros(1, 1, 32, 32)
+    x[0, 0, 9:12, 19:22] = 1.0  # evidence for class 0 centred at (x 20, y 10)
+    centres = receptive_field_centres(net, "2", (1, 32, 32))
+    cam = gradcam(net, x, "2", target=0, centres=centres)
+    assert cam.maps.shape == (1, 32, 32) and cam.raw.shape == (1, 16, 16)
+    y, xx = np.unravel_index(cam.maps[0].argmax(), (32, 32))
+    assert abs(y - 10) <= 2 and abs(xx - 20) <= 2
+    assert cam.maps[0].max() == pytest.approx(1.0) and cam.maps[0][:, :8].max() == 0
+    assert cam.targets[0] == 0
+    # class 1 is pushed down by the same pixels: nothing speaks for it
+    assert gradcam(net, x, "2", target=1).maps[0].max() == 0
+    g, t = guided_backprop(net, x, target=0)
+    assert g.shape == (1, 1, 32, 32) and t[0] == 0
+    assert np.abs(g[0, 0, 8:13, 18:23]).sum() > 0 and np.abs(g[0, 0, 20:, :]).sum() == 0
+    # cells placed at their centres: a constant stays constant, a ramp across cells stays a ramp
+    assert np.allclose(upsample(np.ones((1, 4, 4)), None, (16, 16)), 1.0)
+    ramp = upsample(np.tile(np.arange(4.0), (1, 4, 1)), None, (16, 16))[0, 0]
+    assert np.all(np.diff(ramp) >= 0) and ramp[0] == 0 and ramp[-1] == 3
+
+
+# ---------------------------------------------------------------------------------------
+# the commands
+# ---------------------------------------------------------------------------------------
+def test_explain_lists_layers(capsys):
+    assert main(["explain", "--list-layers", "--model", "default"]) == 0
+    out = capsys.readouterr().out
+    assert "modules_.2" in out and "default for deconv" in out and "default for gradcam" in out
+
+
+@pytest.mark.parametrize("method", ["deconv", "gradcam", "guided"])
+def test_explain_writes_pictures_for_the_bundled_photo(method, tmp_path, capsys):
+    argv = ["explain", str(EXAMPLE), "--method", method, "--out", str(tmp_path)]
+    if method == "deconv":
+        argv += ["--layer", "modules_.1", "--maps", "4"]
+    assert main(argv) == 0
+    out = capsys.readouterr().out
+    assert "1 face" in out
+    data = json.loads((tmp_path / f"astronaut_{method}.json").read_text())
+    assert len(data["faces"]) == 1 and data["faces"][0]["label"] == "happy"
+    assert (tmp_path / f"astronaut_face1_{method}.png").stat().st_size > 1000
+    face = data["faces"][0]
+    if method == "deconv":
+        assert data["layer"] == "modules_.1" and len(face["maps"]) == 4
+        acts = [m["activation"] for m in face["maps"]]
+        assert acts == sorted(acts, reverse=True) and acts[0] > 0
+        assert all(0 <= v < 48 for m in face["maps"] for v in m["peak_xy"])
+    else:
+        assert data["layer"] == "modules_.3" and face["explained"] == "happy"
+        photo = Image.open(tmp_path / f"astronaut_{method}.png")
+        assert photo.size == (data["width"], data["height"])
+
+
+def test_explain_a_crop_without_detection(tmp_path):
+    crop = tmp_path / "crop.png"
+    Image.open(EXAMPLE).convert("L").crop((170, 50, 280, 180)).save(crop)
+    assert main(["explain", str(crop), "--detector", "none", "--method", "gradcam", "--class", "sad",
+                 "--out", str(tmp_path / "o")]) == 0
+    data = json.loads((tmp_path / "o" / "crop_gradcam.json").read_text())
+    assert data["faces"][0]["explained"] == "sad"
+
+
+@pytest.mark.parametrize("extra,msg", [
+    (["--layer", "no_such_layer"], "no layer 'no_such_layer'"),
+    (["--layer", "head.weight"], "no layer"),
+    (["--class", "bored"], "unknown class 'bored'"),
+])
+def test_explain_errors_are_clear(extra, msg, tmp_path, capsys):
+    assert main(["explain", str(EXAMPLE), "--out", str(tmp_path), *extra]) == 1
+    err = capsys.readouterr().err
+    assert err.startswith("ferkit: error: ") and msg in err and "Traceback" not in err
+
+
+def test_explain_bad_image_and_no_face(tmp_path, capsys):
+    bad = tmp_path / "bad.jpg"
+    bad.write_text("not an image")
+    assert main(["explain", str(bad), "--out", str(tmp_path)]) == 1
+    assert "not an image" in capsys.readouterr().err
+    blank = tmp_path / "blank.png"
+    Image.new("RGB", (200, 160), (128, 128, 128)).save(blank)
+    assert main(["explain", str(blank), "--out", str(tmp_path)]) == 1
+    err = capsys.readouterr().err
+    assert "no face found" in err and "Traceback" not in err
+    assert main(["explain", "--out", str(tmp_path)]) == 1
+    assert "give an IMAGE" in capsys.readouterr().err
+
+
+def _check_report(out, n):
+    for f in ("report.md", "report.json", "map_au_heatmap.png", "class_au_usage.png", "au_locations.png",
+              "peak_density.png"):
+        assert (out / f).is_file(), f
+    data = json.loads((out / "report.json").read_text())
+    assert data["n_images"] == n and data["layer"]["name"] == "modules_.2" and data["n_maps"] == 128
+    hits = np.array(data["hits"])
+    assert hits.shape == (128, len(AU.AU_NAMES) + 1)
+    fired = np.array([m["n_active"] for m in data["assignment"]["maps"]]) > 0
+    assert np.allclose(hits[fired].sum(1), 1.0, atol=1e-3)
+    verdicts = {r["verdict"] for r in data["facs_check"]}
+    assert verdicts <= {"agrees", "partly", "no difference", "disagrees", "untested"}
+    md = (out / "report.md").read_text()
+    assert "## Check against FACS" in md and "happy" in md
+    return data
+
+
+def test_au_analysis_on_a_generated_dataset(tmp_path, capsys):
+    folders, _, _ = make_fer2013(tmp_path)
+    out = tmp_path / "au"
+    assert main(["au-analysis", "--model", "default", "--dataset", "fer2013", "--data", str(folders),
+                 "--split", "PublicTest", "--out", str(out), "--no-progress", "--maps-per-au", "1",
+                 "--top-images", "4"]) == 0
+    assert "maps are AU detectors" in capsys.readouterr().out
+    _check_report(out, 14)
+
+
+def test_au_analysis_errors(tmp_path, capsys):
+    folders, _, _ = make_fer2013(tmp_path)
+    assert main(["au-analysis", "--dataset", "fer2013", "--data", str(folders), "--out", str(tmp_path / "o"),
+                 "--layer", "nope", "--no-progress"]) == 1
+    assert "no layer 'nope'" in capsys.readouterr().err
+    assert main(["au-analysis", "--dataset", "fer2013", "--data", str(folders), "--out", str(tmp_path / "o"),
+                 "--limit", "0"]) == 1
+    assert "--limit" in capsys.readouterr().err
+
+
+@requires_shared
+def test_au_analysis_on_fer2013_public_test(tmp_path):
+    out = tmp_path / "au"
+    assert main(["au-analysis", "--model", "default", "--dataset", "fer2013", "--data", str(SHARED / "fer2013"),
+                 "--split", "PublicTest", "--limit", "200", "--out", str(out), "--no-progress",
+                 "--maps-per-au", "1", "--top-images", "8"]) == 0
+    data = _check_report(out, 200)
+    assert data["n_images_in_split"] == 3589 and data["accuracy"] > 0.5
+    assert sum(data["per_class_n"].values()) == 200
+    # maps peak on the face, near the AUs, far more often than a random point would
+    none = np.array(data["hits"])[:, -1].mean()
+    assert none < data["assignment"]["chance"]["none"]
+    assert data["n_detectors"] >= 1
+    assert all(f.stat().st_size < 600_000 for f in out.glob("*.png"))
