@@ -7,11 +7,12 @@ TORCH   := torch==2.13.0
 
 .PHONY: demo test install sysdeps clean
 
-# Debian packages the tests use when they can (root + apt, as on CI): Xvfb for the window tests.
+# Debian packages the tests use when they can (root + apt, as on CI): Xvfb for the window tests,
+# Chromium for the web page's browser tests (Playwright drives /usr/bin/chromium; it downloads no browser).
 # Elsewhere those tests skip, and nothing else needs them.
-SYSPKGS := xvfb
+SYSPKGS := xvfb chromium chromium-driver
 sysdeps:
-	@if ! command -v Xvfb >/dev/null 2>&1; then \
+	@if ! command -v Xvfb >/dev/null 2>&1 || ! command -v chromium >/dev/null 2>&1; then \
 	  if [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null 2>&1; then \
 	    (apt-get install -y -q $(SYSPKGS) || (apt-get update -q && apt-get install -y -q $(SYSPKGS))) >/dev/null 2>&1 \
 	      || echo "note: could not install $(SYSPKGS); the tests that need it will skip"; \

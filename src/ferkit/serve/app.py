@@ -1,0 +1,446 @@
+"""The FastAPI application behind ``ferkit serve``.
+
+One :class:`~ferkit.Recognizer` is loaded when the app is made (and warmed up with one dummy
+image); requests share it. The CPU work (decode, detect, classify, draw, PNG) runs on a small
+pool of worker threads (``workers``, default 2: much of MTCNN's pyramid is single-threaded, and on
+2 cores two workers gave nearly twice the throughput of one, docs/benchmarks.md), so the event
+loop stays free to accept uploads and answer ``/healthz`` while they run.
+Sharing is safe: onnxruntime's ``InferenceSession.run`` and torch's forward pass under
+``inference_mode`` may be called from several threads at once, and the pipeline keeps no state
+between images; the pool just bounds how many analyses run together.
+
+Every request that cannot be served gets a JSON body ``{"error": "...", "detail": ...}``, never
+a traceback: 400 (missing field, empty file, not an image, corrupt image, malformed body), 404,
+405, 413 (upload over ``max_upload`` bytes, image over ``max_pixels``), 415 (content type not an
+image, or the request not multipart), 422 (bad query parameter), 503 (``workers`` busy and
+``max_queue`` requests already waiting), 504 (no answer within ``timeout`` seconds), 500 (a bug:
+logged with its traceback on the server).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import io
+import json
+import logging
+import re
+import threading
+import time
+from collections.abc import AsyncIterator, Callable
+from concurrent.futures import Future, ThreadPoolExecutor
+from contextlib import asynccontextmanager
+from importlib import resources
+from typing import Any
+
+import numpy as np
+from fastapi import FastAPI, File, Query, Request, UploadFile
+from fastapi.exceptions import RequestValidationError
+from fastapi.responses import HTMLResponse, JSONResponse, Response
+from PIL import Image, UnidentifiedImageError
+from starlette.exceptions import HTTPException as StarletteHTTPException
+
+from ..errors import FerkitError, ImageDecodeError
+from ..io import MAX_PIXELS
+from ..results import CLASS_COLOURS, encode_png
+
+log = logging.getLogger("ferkit.serve")
+
+DEFAULT_MAX_UPLOAD = 10 * 1024 * 1024  #: bytes of one uploaded image (10 MB)
+DEFAULT_MAX_PIXELS = 50_000_000  #: width x height of one image (50 MP; a 12 MP phone photo is fine)
+DEFAULT_TIMEOUT = 30.0  #: seconds from a request's first byte to its answer
+DEFAULT_MAX_QUEUE = 32  #: requests that may wait for a worker before the server answers 503
+MULTIPART_SLACK = 64 * 1024  #: room for the multipart boundaries and part headers around the file
+
+#: The upload's declared type must be one of these. ``application/octet-stream`` (or none) is
+#: taken too, as clients send it for files they cannot name: the bytes decide then.
+ALLOWED_CONTENT_TYPES = frozenset({
+    "image/jpeg", "image/jpg", "image/pjpeg", "image/png", "image/webp", "image/bmp", "image/x-bmp",
+    "image/x-ms-bmp", "image/tiff", "image/tif", "image/gif", "image/x-portable-pixmap",
+    "image/x-portable-graymap", "image/x-portable-anymap", "image/x-portable-bitmap",
+})
+UNTYPED = frozenset({"", "application/octet-stream"})
+#: Formats Pillow may open for the API (so that no other decoder, e.g. EPS via Ghostscript, ever runs).
+ALLOWED_FORMATS = ("JPEG", "PNG", "WEBP", "BMP", "DIB", "TIFF", "GIF", "PPM")  # JPEG covers MPO too
+
+_STATIC = resources.files(__package__) / "static"
+
+
+class ApiError(Exception):
+    """An answer other than 200, with its JSON error body."""
+
+    def __init__(self, status: int, error: str, detail: Any = None, headers: dict[str, str] | None = None) -> None:
+        super().__init__(error)
+        self.status, self.error, self.detail, self.headers = status, error, detail, headers
+
+
+def error_response(status: int, error: str, detail: Any = None, headers: dict[str, str] | None = None) -> JSONResponse:
+    return JSONResponse({"error": error, "detail": detail}, status_code=status, headers=headers)
+
+
+# ---------------------------------------------------------------------------------------
+# upload size and time limits, before FastAPI reads the body
+# ---------------------------------------------------------------------------------------
+class UploadLimit:
+    """ASGI middleware for ``POST /v1/...``: answers 413 as soon as the body (by its
+    Content-Length, or by what arrived so far) is over ``limit`` bytes, and 408 when it takes
+    longer than ``timeout`` to arrive; otherwise hands the buffered body on. Records when the
+    request started in ``scope["ferkit.t0"]`` (the analysis gets what is left of ``timeout``)."""
+
+    def __init__(self, app: Callable, limit: int, max_upload: int, timeout: float) -> None:
+        self.app, self.limit, self.max_upload, self.timeout = app, limit, max_upload, timeout
+
+    def _too_large(self, size: int | None) -> JSONResponse:
+        return error_response(413, f"upload too large: the limit is {_mb(self.max_upload)}",
+                              {"limit_bytes": self.max_upload, "size_bytes": size})
+
+    async def __call__(self, scope: dict, receive: Callable, send: Callable) -> None:
+        if scope["type"] != "http" or scope["method"] not in ("POST", "PUT", "PATCH") \
+                or not scope["path"].startswith("/v1/"):
+            return await self.app(scope, receive, send)
+        scope["ferkit.t0"] = time.monotonic()
+        headers = dict(scope.get("headers") or [])
+        length = headers.get(b"content-length")
+        if length is not None:
+            try:
+                n = int(length)
+            except ValueError:
+                return await error_response(400, "malformed Content-Length header")(scope, receive, send)
+            if n > self.limit:
+                return await self._too_large(n)(scope, receive, send)
+        chunks: list[bytes] = []
+        total = 0
+
+        async def read() -> bool:
+            nonlocal total
+            while True:
+                msg = await receive()
+                if msg["type"] == "http.disconnect":
+                    return False
+                body = msg.get("body", b"")
+                total += len(body)
+                if total > self.limit:
+                    raise _Oversize
+                chunks.append(body)
+                if not msg.get("more_body", False):
+                    return True
+
+        try:
+            complete = await asyncio.wait_for(read(), self.timeout)
+        except _Oversize:
+            return await self._too_large(None)(scope, receive, send)
+        except asyncio.TimeoutError:
+            return await error_response(408, f"the upload took longer than {self.timeout:g} s",
+                                        {"timeout_s": self.timeout})(scope, receive, send)
+        if not complete:
+            return  # the client went away
+        body = b"".join(chunks)
+        sent = False
+
+        async def replay() -> dict:
+            nonlocal sent
+            if not sent:
+                sent = True
+                return {"type": "http.request", "body": body, "more_body": False}
+            return await receive()
+
+        await self.app(scope, replay, send)
+
+
+class _Oversize(Exception):
+    pass
+
+
+def _mb(n: int) -> str:
+    return f"{n / 2**20:g} MB"
+
+
+# ---------------------------------------------------------------------------------------
+# the worker pool
+# ---------------------------------------------------------------------------------------
+class Engine:
+    """Runs analyses on ``workers`` threads; at most ``max_queue`` more wait for one."""
+
+    def __init__(self, recognizer: Any, workers: int = 1, max_queue: int = DEFAULT_MAX_QUEUE,
+                 timeout: float = DEFAULT_TIMEOUT) -> None:
+        self.rec, self.workers, self.max_queue, self.timeout = recognizer, workers, max_queue, timeout
+        self._lock = threading.Lock()
+        self._pool: ThreadPoolExecutor | None = None
+        self.pending = 0  #: submitted and not finished (running + waiting)
+        self.served = 0
+
+    def _submit(self, fn: Callable, *args: Any) -> Future:
+        with self._lock:
+            if self.pending >= self.workers + self.max_queue:
+                raise ApiError(503, "server busy: too many images waiting; retry shortly",
+                               {"workers": self.workers, "waiting": self.pending - self.workers},
+                               headers={"Retry-After": "1"})
+            if self._pool is None:
+                self._pool = ThreadPoolExecutor(self.workers, thread_name_prefix="ferkit-analyze")
+            self.pending += 1
+            fut = self._pool.submit(fn, *args)
+        fut.add_done_callback(self._finished)
+        return fut
+
+    def _finished(self, _fut: Future) -> None:
+        with self._lock:
+            self.pending -= 1
+            self.served += 1
+
+    async def run(self, fn: Callable, *args: Any, timeout: float) -> Any:
+        """``fn(*args)`` on a worker; :class:`ApiError` 503 when full, 504 after ``timeout`` seconds
+        (a waiting job is dropped then; a running one finishes in the background, unseen)."""
+        late = ApiError(504, "no answer in time: the image took too long to arrive or to analyse; retry when the "
+                             "server is less busy, or send a smaller image", {"timeout_s": self.timeout})
+        if timeout <= 0:
+            raise late
+        fut = self._submit(fn, *args)
+        try:
+            return await asyncio.wait_for(asyncio.wrap_future(fut), timeout)
+        except asyncio.TimeoutError:
+            fut.cancel()
+            raise late from None
+
+    def close(self) -> None:
+        with self._lock:
+            pool, self._pool = self._pool, None
+        if pool is not None:
+            pool.shutdown(wait=False, cancel_futures=True)
+
+
+# ---------------------------------------------------------------------------------------
+# the app
+# ---------------------------------------------------------------------------------------
+def _probe(data: bytes) -> tuple[str, int, int]:
+    """Format and size from the image's header (nothing is decoded yet)."""
+    try:
+        with Image.open(io.BytesIO(data), formats=ALLOWED_FORMATS) as im:
+            w, h = im.size
+            return str(im.format), int(w), int(h)
+    except (Image.DecompressionBombError, Image.DecompressionBombWarning) as e:
+        raise ApiError(413, "image too large to decode safely", str(e)) from None
+    except UnidentifiedImageError:
+        raise ApiError(400, "not an image (or a format the server does not read)",
+                       {"formats": [f for f in ALLOWED_FORMATS if f != "DIB"]}) from None
+    except Exception as e:  # any parser failure on a broken header
+        raise ApiError(400, "corrupt image", f"{type(e).__name__}: {e}") from None
+
+
+def _safe_filename(name: str | None) -> str:
+    base = (name or "").replace("\\", "/").rsplit("/", 1)[-1].strip()
+    return base or "upload"
+
+
+def _warm_up(rec: Any) -> None:
+    """One pass through every network so that the first request is not the slow one."""
+    try:
+        rec.analyze(np.full((96, 96, 3), 128, np.uint8), source="warm-up")
+        h, w = rec.size
+        rec.classify(np.zeros((1, h, w) if rec.gray else (1, h, w, 3), np.uint8))
+    except Exception:  # a model that cannot run fails on the first request with a clear 500 instead
+        log.warning("warm-up failed", exc_info=True)
+
+
+def _hex(rgb: tuple[int, int, int]) -> str:
+    r, g, b = rgb
+    return f"#{r:02x}{g:02x}{b:02x}"
+
+
+def create_app(recognizer: Any = None, *, model: str = "default", detector: str = "mtcnn",
+               max_upload: int = DEFAULT_MAX_UPLOAD, max_pixels: int = DEFAULT_MAX_PIXELS,
+               timeout: float = DEFAULT_TIMEOUT, workers: int = 2, max_queue: int = DEFAULT_MAX_QUEUE,
+               warm_up: bool = True) -> FastAPI:
+    """The ``ferkit serve`` application over ``recognizer`` (default: ``Recognizer(model, detector)``,
+    loaded now). Limits: ``max_upload`` bytes per image, ``max_pixels`` per image, ``timeout``
+    seconds per request; ``workers`` analyses at once, ``max_queue`` more waiting."""
+    from .. import __version__
+
+    if max_upload < 1:
+        raise FerkitError(f"the upload limit must be at least 1 byte, got {max_upload}")
+    if not 1 <= max_pixels <= MAX_PIXELS:
+        raise FerkitError(f"the pixel limit must be between 1 and {MAX_PIXELS:,} (ferkit's decoder refuses "
+                          f"larger images), got {max_pixels:,}")
+    if not timeout > 0:
+        raise FerkitError(f"the timeout must be more than 0 seconds, got {timeout}")
+    if workers < 1:
+        raise FerkitError(f"workers must be at least 1, got {workers}")
+    if max_queue < 0:
+        raise FerkitError(f"the queue length must be at least 0, got {max_queue}")
+    if recognizer is None:
+        from ..pipeline import Recognizer
+
+        recognizer = Recognizer(model, detector)
+    if warm_up:
+        _warm_up(recognizer)
+    engine = Engine(recognizer, workers, max_queue, timeout)
+    page = (_STATIC / "index.html").read_text(encoding="utf-8")
+    try:  # Swagger UI's files from a package, so that /docs works offline too
+        import fastapi_offline
+
+        docs_static = resources.files(fastapi_offline) / "static"
+        docs_static = docs_static if (docs_static / "swagger-ui-bundle.js").is_file() else None
+    except ImportError:
+        docs_static = None
+
+    @asynccontextmanager
+    async def lifespan(_app: FastAPI) -> AsyncIterator[None]:
+        yield
+        engine.close()  # (a later request would start a new pool)
+
+    app = FastAPI(
+        lifespan=lifespan, title="ferkit", version=__version__,
+        description="Facial expression recognition: every face in an image, with its box, five landmarks and "
+                    "the probability of each expression. `POST /v1/analyze` with a multipart field `file`; "
+                    "the page at `/` does it for photos and a live webcam.",
+        docs_url=None if docs_static is not None else "/docs", redoc_url=None,
+    )
+    app.state.engine = engine
+    app.state.recognizer = recognizer
+    limits = {"max_upload_bytes": max_upload, "max_pixels": max_pixels, "timeout_s": timeout,
+              "content_types": sorted(ALLOWED_CONTENT_TYPES)}
+
+    # -- errors: always JSON ----------------------------------------------------------------
+    @app.exception_handler(ApiError)
+    async def _api_error(request: Request, exc: ApiError) -> JSONResponse:
+        return error_response(exc.status, exc.error, exc.detail, exc.headers)
+
+    @app.exception_handler(StarletteHTTPException)
+    async def _http_error(request: Request, exc: StarletteHTTPException) -> JSONResponse:
+        if exc.status_code == 404:
+            return error_response(404, "not found", f"no such path: {request.url.path} (see /docs)")
+        if exc.status_code == 405:
+            return error_response(405, f"method {request.method} not allowed here", None,
+                                  dict(exc.headers or {}))
+        if exc.status_code == 400 and "parsing the body" in str(exc.detail):
+            return error_response(400, "malformed multipart body", "send multipart/form-data with the image in a "
+                                  "field named 'file'")
+        return error_response(exc.status_code, str(exc.detail), None, dict(exc.headers or {}))
+
+    @app.exception_handler(RequestValidationError)
+    async def _invalid(request: Request, exc: RequestValidationError) -> JSONResponse:
+        errs = [{"loc": list(e.get("loc", ())), "msg": str(e.get("msg", ""))} for e in exc.errors()]
+        first = errs[0] if errs else {"loc": [], "msg": "invalid request"}
+        if first["loc"][:1] == ["body"]:
+            return error_response(400, "form field 'file' must be an uploaded file (the image), not text", errs)
+        where = ".".join(str(x) for x in first["loc"][1:]) or "request"
+        return error_response(422, f"invalid {where}: {first['msg']}", errs)
+
+    @app.exception_handler(Exception)
+    async def _bug(request: Request, exc: Exception) -> JSONResponse:
+        log.error("unexpected error on %s %s", request.method, request.url.path, exc_info=exc)
+        return error_response(500, "internal server error", None)
+
+    # -- the API ----------------------------------------------------------------------------
+    face_example = {"box": [179, 58, 88, 115], "landmarks": [[201.7, 101.3], [235.4, 98.9], [218.5, 118.0],
+                                                             [204.6, 137.1], [233.8, 135.2]],
+                    "score": 0.999, "label": "happy",
+                    "probabilities": {c: round(1 / len(recognizer.classes), 3) for c in recognizer.classes}}
+    err_example = {"application/json": {"example": {"error": "...", "detail": None}}}
+
+    @app.post(
+        "/v1/analyze", tags=["analyze"], summary="Every face's expression in one image",
+        description="Upload one image (JPEG, PNG, WebP, BMP, TIFF, GIF, PPM/PGM) as the multipart form field "
+                    "`file`. Answers the same JSON as `ferkit predict IMAGE --json` (`source` is the uploaded "
+                    "file's name; an image without faces has `\"faces\": []`), or with `annotated=1` the image "
+                    "with boxes, labels, landmarks and probability bars drawn on it, as PNG (header "
+                    "`X-Ferkit-Faces`: the number of faces). Errors are JSON `{\"error\", \"detail\"}`.",
+        responses={
+            200: {"content": {"application/json": {"example": {"source": "photo.jpg", "width": 512, "height": 512,
+                                                              "faces": [face_example]}},
+                              "image/png": {}},
+                  "description": "the faces (JSON), or with annotated=1 the annotated image (PNG)"},
+            400: {"description": "missing field, empty file, not an image, corrupt image", "content": err_example},
+            413: {"description": f"over {_mb(max_upload)} or {max_pixels:,} pixels", "content": err_example},
+            415: {"description": "content type not an image, or not a multipart request", "content": err_example},
+            503: {"description": "busy: too many requests waiting", "content": err_example},
+            504: {"description": f"no answer within {timeout:g} s", "content": err_example},
+        },
+    )
+    async def analyze(request: Request,
+                      file: UploadFile | None = File(None, description="the image"),
+                      annotated: bool = Query(False, description="answer with the annotated image (PNG) "
+                                                                 "instead of JSON")) -> Response:
+        t0 = request.scope.get("ferkit.t0", time.monotonic())
+        if file is None or not hasattr(file, "read"):
+            ctype = request.headers.get("content-type", "").split(";")[0].strip().lower()
+            if ctype != "multipart/form-data":
+                raise ApiError(415, "send the image as multipart/form-data in a field named 'file'",
+                               {"content_type": ctype or None})
+            raise ApiError(400, "missing form field 'file' (the image)", None)
+        name = _safe_filename(file.filename)
+        ctype = (file.content_type or "").split(";")[0].strip().lower()
+        if ctype not in ALLOWED_CONTENT_TYPES and ctype not in UNTYPED:
+            raise ApiError(415, f"unsupported content type {ctype!r}: send an image",
+                           {"content_type": ctype, "allowed": sorted(ALLOWED_CONTENT_TYPES)})
+        data = await file.read()
+        if len(data) > max_upload:
+            raise ApiError(413, f"upload too large: the limit is {_mb(max_upload)}",
+                           {"limit_bytes": max_upload, "size_bytes": len(data)})
+        if not data:
+            raise ApiError(400, "empty file (0 bytes)", {"filename": name})
+        fmt, w, h = _probe(data)
+        if w * h > max_pixels:
+            raise ApiError(413, f"image too large: {w}x{h} is {w * h / 1e6:.1f} MP, the limit is "
+                                f"{max_pixels / 1e6:g} MP", {"width": w, "height": h, "max_pixels": max_pixels})
+
+        def work() -> tuple[dict, bytes | None]:
+            r = recognizer.analyze(data, source=name, keep_image=annotated)
+            return r.to_dict(), (encode_png(r.plot()) if annotated else None)
+
+        try:
+            result, png = await engine.run(work, timeout=timeout - (time.monotonic() - t0))
+        except ApiError:
+            raise
+        except ImageDecodeError as e:
+            msg = str(e)
+            msg = msg[len(name) + 2:] if msg.startswith(name + ": ") else msg
+            status = 413 if "limit" in msg or "too large" in msg else 400
+            raise ApiError(status, "corrupt image" if "corrupt" in msg else msg, msg) from None
+        except FerkitError as e:
+            raise ApiError(400, str(e)) from None
+        except Exception as e:
+            log.error("analysis of %s (%s, %dx%d) failed", name, fmt, w, h, exc_info=e)
+            raise ApiError(500, "the analysis failed (a server error: see its log)") from None
+        if png is not None:
+            stem = re.sub(r"[^A-Za-z0-9._-]+", "_", name.rsplit(".", 1)[0])[:80] or "upload"
+            return Response(png, media_type="image/png",
+                            headers={"X-Ferkit-Faces": str(len(result["faces"])),
+                                     "Content-Disposition": f'inline; filename="{stem}_ferkit.png"'})
+        return Response(json.dumps(result), media_type="application/json")
+
+    @app.get("/healthz", tags=["service"], summary="Liveness, model and limits")
+    async def healthz() -> dict:
+        return {"status": "ok", "version": __version__, "model": recognizer.model.name,
+                "detector": getattr(recognizer.detector, "name", type(recognizer.detector).__name__),
+                "classes": list(recognizer.classes),
+                "colours": {c: _hex(CLASS_COLOURS.get(c, (255, 200, 0))) for c in recognizer.classes},
+                "limits": limits, "workers": engine.workers, "pending": engine.pending, "served": engine.served}
+
+    # -- the page ---------------------------------------------------------------------------
+    page_headers = {
+        "Content-Security-Policy": "default-src 'none'; script-src 'unsafe-inline'; style-src 'unsafe-inline'; "
+                                   "img-src 'self' blob: data:; media-src 'self' blob: mediastream:; "
+                                   "connect-src 'self'; base-uri 'none'; form-action 'none'",
+        "X-Content-Type-Options": "nosniff", "Referrer-Policy": "no-referrer", "Cache-Control": "no-cache",
+    }
+
+    @app.get("/", include_in_schema=False)
+    async def index() -> HTMLResponse:
+        return HTMLResponse(page, headers=page_headers)
+
+    if docs_static is not None:
+        from fastapi.openapi.docs import get_swagger_ui_html
+        from fastapi.staticfiles import StaticFiles
+
+        app.mount("/_docs", StaticFiles(directory=str(docs_static)), name="docs-static")
+
+        @app.get("/docs", include_in_schema=False)
+        async def docs() -> HTMLResponse:
+            return get_swagger_ui_html(openapi_url=app.openapi_url or "/openapi.json", title="ferkit API",
+                                       swagger_js_url="/_docs/swagger-ui-bundle.js",
+                                       swagger_css_url="/_docs/swagger-ui.css",
+                                       swagger_favicon_url="/_docs/favicon.png",
+                                       swagger_ui_parameters={"validatorUrl": None})
+
+    # outermost: limits apply before anything reads the body
+    app.add_middleware(UploadLimit, limit=max_upload + MULTIPART_SLACK, max_upload=max_upload, timeout=timeout)
+    return app

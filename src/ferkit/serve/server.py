@@ -1,0 +1,117 @@
+"""Running the app: in the foreground (``ferkit serve``) or in a background thread (tests, benchmarks)."""
+
+from __future__ import annotations
+
+import errno
+import socket
+import threading
+import time
+from typing import Any
+
+from ..errors import FerkitError
+
+
+def bind(host: str = "127.0.0.1", port: int = 8000) -> socket.socket:
+    """A TCP socket bound to ``host:port`` (``port`` 0: a free one), or a :class:`FerkitError`
+    that says why not (port taken, no permission, unknown address)."""
+    if not 0 <= port <= 65535:
+        raise FerkitError(f"--port must be between 0 and 65535, got {port}")
+    family = socket.AF_INET6 if ":" in host else socket.AF_INET
+    sock = socket.socket(family, socket.SOCK_STREAM)
+    try:
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        sock.bind((host, port))
+    except OSError as e:
+        sock.close()
+        why = e.strerror or str(e)
+        if e.errno == errno.EADDRINUSE:
+            why += f" (another program listens there: try --port {port + 1})"
+        elif e.errno == errno.EACCES:
+            why += " (ports below 1024 need root: try --port 8000)"
+        raise FerkitError(f"cannot listen on {host}:{port}: {why}") from None
+    except (socket.gaierror, UnicodeError) as e:
+        sock.close()
+        raise FerkitError(f"cannot listen on {host}:{port}: unknown address ({e})") from None
+    return sock
+
+
+def _url(host: str, port: int) -> str:
+    shown = "127.0.0.1" if host in ("0.0.0.0", "") else ("[::1]" if host == "::" else
+                                                        f"[{host}]" if ":" in host else host)
+    return f"http://{shown}:{port}"
+
+
+def _config(app: Any, log_level: str, **kw: Any) -> Any:
+    import uvicorn
+
+    return uvicorn.Config(app, log_level=log_level, server_header=False, timeout_keep_alive=15,
+                          timeout_graceful_shutdown=5, **kw)
+
+
+def run(app: Any, host: str = "127.0.0.1", port: int = 8000, log_level: str = "info",
+        sock: socket.socket | None = None) -> None:
+    """Serve ``app`` until Ctrl+C (uvicorn, one process; the app's worker threads do the CPU work).
+    ``sock``: already bound by :func:`bind` (so that a taken port is reported before a model loads)."""
+    import uvicorn
+
+    sock = sock or bind(host, port)
+    port = sock.getsockname()[1]
+    try:
+        server = uvicorn.Server(_config(app, log_level))
+        print(f"ferkit serve: {_url(host, port)}/  (web page; API at /v1/analyze, docs at /docs; Ctrl+C stops)",
+              flush=True)
+        if host in ("0.0.0.0", "::"):
+            print("ferkit serve: listening on every network interface; browsers allow the webcam only on "
+                  "https:// pages or http://localhost", flush=True)
+        server.run(sockets=[sock])
+    finally:
+        sock.close()
+
+
+class ServerThread:
+    """The app served by uvicorn in a background thread, on a free loopback port by default::
+
+        with ServerThread(create_app()) as s:
+            httpx.get(s.url + "/healthz")
+    """
+
+    def __init__(self, app: Any, host: str = "127.0.0.1", port: int = 0, log_level: str = "warning") -> None:
+        self.app, self.host, self.port, self.log_level = app, host, port, log_level
+        self.server: Any = None
+        self.thread: threading.Thread | None = None
+        self.sock: socket.socket | None = None
+
+    @property
+    def url(self) -> str:
+        return _url(self.host, self.port)
+
+    def start(self, timeout: float = 30.0) -> ServerThread:
+        import uvicorn
+
+        self.sock = bind(self.host, self.port)
+        self.port = self.sock.getsockname()[1]
+        self.server = uvicorn.Server(_config(self.app, self.log_level))
+        self.thread = threading.Thread(target=self.server.run, kwargs={"sockets": [self.sock]},
+                                       name="ferkit-serve", daemon=True)
+        self.thread.start()
+        end = time.monotonic() + timeout
+        while not self.server.started:
+            if not self.thread.is_alive() or time.monotonic() > end:
+                self.stop()
+                raise FerkitError(f"the server did not start on {self.url}")
+            time.sleep(0.02)
+        return self
+
+    def stop(self, timeout: float = 10.0) -> None:
+        if self.server is not None:
+            self.server.should_exit = True
+        if self.thread is not None:
+            self.thread.join(timeout)
+        if self.sock is not None:
+            self.sock.close()
+
+    def __enter__(self) -> ServerThread:
+        return self.start()
+
+    def __exit__(self, *exc: Any) -> None:
+        self.stop()

@@ -1,0 +1,407 @@
+"""ferkit serve: the HTTP API (FastAPI's TestClient, and once over a real socket) and the web page,
+driven end to end in headless Chromium with Playwright (skipped where Chromium or Playwright is missing)."""
+
+from __future__ import annotations
+
+import io
+import json
+import re
+import socket
+import time
+import warnings
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+
+import numpy as np
+import pytest
+from conftest import EXAMPLE
+from PIL import Image
+
+with warnings.catch_warnings():
+    warnings.simplefilter("ignore")  # Starlette 1.x would rather see httpx2 than httpx behind its TestClient
+    from fastapi.testclient import TestClient
+
+from ferkit import Recognizer
+from ferkit.cli import main
+from ferkit.serve import ServerThread, create_app
+
+CHROMIUM = "/usr/bin/chromium"
+CHROMIUM_ARGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
+                 "--disable-background-networking", "--disable-component-update", "--disable-sync"]
+
+
+@pytest.fixture(scope="module")
+def rec():
+    return Recognizer()
+
+
+@pytest.fixture(scope="module")
+def photo() -> bytes:
+    return EXAMPLE.read_bytes()
+
+
+@pytest.fixture(scope="module")
+def client(rec):
+    with TestClient(create_app(rec)) as c:
+        yield c
+
+
+def post(client, data: bytes, name: str = "astronaut.jpg", ctype: str = "image/jpeg", **kw):
+    return client.post("/v1/analyze", files={"file": (name, data, ctype)}, **kw)
+
+
+def png_bytes(arr: np.ndarray) -> bytes:
+    buf = io.BytesIO()
+    Image.fromarray(arr).save(buf, format="PNG")
+    return buf.getvalue()
+
+
+def assert_json_error(r, status: int, *words: str) -> dict:
+    assert r.status_code == status, (r.status_code, r.text)
+    assert r.headers["content-type"].startswith("application/json")
+    body = r.json()
+    assert set(body) == {"error", "detail"} and isinstance(body["error"], str) and body["error"]
+    assert "Traceback" not in r.text and 'File "' not in r.text
+    for w in words:
+        assert w in body["error"].lower(), body
+    return body
+
+
+# ---------------------------------------------------------------------------------------
+# the API
+# ---------------------------------------------------------------------------------------
+def test_analyze_is_the_predict_json(client, rec, photo, tmp_path):
+    r = post(client, photo)
+    assert r.status_code == 200 and r.headers["content-type"] == "application/json"
+    got = r.json()
+    assert [f["label"] for f in got["faces"]] == ["happy"]
+    assert got == rec.analyze(photo, source="astronaut.jpg").to_dict()
+    # ... and what `ferkit predict IMAGE --json` writes, but for the source's name
+    assert main(["predict", str(EXAMPLE), "--json", str(tmp_path / "p.json"), "--quiet"]) == 0
+    cli = json.loads((tmp_path / "p.json").read_text())
+    assert cli["source"] == str(EXAMPLE)
+    assert {**cli, "source": "astronaut.jpg"} == got
+
+
+def test_source_is_the_uploaded_name_and_png_works(client, photo):
+    rgb = np.asarray(Image.open(io.BytesIO(photo)).convert("RGB"))
+    got = post(client, png_bytes(rgb), name="some/dir/me.png", ctype="image/png").json()
+    assert got["source"] == "me.png" and got["faces"][0]["label"] == "happy"
+    got = post(client, photo, ctype="application/octet-stream").json()  # untyped uploads: the bytes decide
+    assert got["faces"][0]["label"] == "happy"
+
+
+def test_annotated_png(client, rec, photo):
+    r = post(client, photo, params={"annotated": 1})
+    assert r.status_code == 200 and r.headers["content-type"] == "image/png"
+    assert r.headers["x-ferkit-faces"] == "1"
+    img = Image.open(io.BytesIO(r.content))
+    assert img.format == "PNG" and img.size == (512, 512)
+    assert np.array_equal(np.asarray(img.convert("RGB")), rec.analyze(photo).plot())
+
+
+def test_no_face_is_not_an_error(client):
+    r = post(client, png_bytes(np.full((120, 160, 3), 200, np.uint8)), name="wall.png", ctype="image/png")
+    assert r.status_code == 200
+    assert r.json() == {"source": "wall.png", "width": 160, "height": 120, "faces": []}
+
+
+@pytest.fixture(scope="module")
+def small_client(rec):
+    """Small limits, so that 413s cost little."""
+    with TestClient(create_app(rec, max_upload=200_000, max_pixels=300_000, warm_up=False)) as c:
+        yield c
+
+
+def test_bad_requests_get_json_errors(client, small_client, photo):
+    assert_json_error(client.post("/v1/analyze", files={"image": ("a.jpg", photo, "image/jpeg")}), 400, "missing",
+                      "file")
+    assert_json_error(client.post("/v1/analyze", data={"file": "not a file"}), 400, "file")
+    assert_json_error(client.post("/v1/analyze", json={"file": "x"}), 415, "multipart")
+    assert_json_error(client.post("/v1/analyze"), 415, "multipart")
+    assert_json_error(client.post("/v1/analyze", content=b"--x\r\ngarbage", headers={
+        "content-type": "multipart/form-data; boundary=x"}), 400)
+    assert_json_error(post(client, b""), 400, "empty")
+    assert_json_error(post(client, b"just some text, not pixels"), 400, "not an image")
+    assert_json_error(post(client, b"%PDF-1.4\n" + bytes(2000), name="a.pdf", ctype="image/jpeg"), 400, "not an image")
+    assert_json_error(post(client, photo[: len(photo) // 3]), 400, "corrupt")
+    png = png_bytes(np.random.default_rng(0).integers(0, 256, (64, 64, 3), dtype=np.uint8))
+    assert_json_error(post(client, png[: len(png) // 2], ctype="image/png"), 400, "corrupt")
+    assert_json_error(post(client, b"hello", name="a.txt", ctype="text/plain"), 415, "content type")
+    assert_json_error(post(client, photo, name="a.pdf", ctype="application/pdf"), 415, "content type")
+    assert_json_error(post(client, photo, params={"annotated": "perhaps"}), 422, "annotated")
+    assert_json_error(client.get("/v1/nothing-here"), 404, "not found")
+    assert_json_error(client.get("/v1/analyze"), 405, "not allowed")
+    # limits: bytes (by Content-Length, before the body is read) and pixels (from the header, before decoding)
+    body = assert_json_error(post(small_client, bytes(250_000)), 413, "too large")
+    assert body["detail"]["limit_bytes"] == 200_000
+    assert_json_error(post(small_client, bytes(200_001)), 413, "too large")  # over by one, inside the slack
+    big = png_bytes(np.zeros((600, 600), np.uint8))  # 360,000 pixels, a few kB
+    assert len(big) < 200_000
+    body = assert_json_error(post(small_client, big, ctype="image/png"), 413, "too large")
+    assert body["detail"] == {"width": 600, "height": 600, "max_pixels": 300_000}
+    assert post(small_client, png_bytes(np.zeros((500, 500), np.uint8)), ctype="image/png").status_code == 200
+    # and the server is still fine
+    assert post(client, photo).json()["faces"][0]["label"] == "happy"
+
+
+class SlowRecognizer:
+    """The real recognizer, ``delay`` seconds slower."""
+
+    def __init__(self, rec, delay: float) -> None:
+        self.rec, self.delay = rec, delay
+
+    def analyze(self, *a, **kw):
+        time.sleep(self.delay)
+        return self.rec.analyze(*a, **kw)
+
+    def __getattr__(self, name):
+        return getattr(self.rec, name)
+
+
+def test_timeout_is_504_and_busy_is_503(rec, photo):
+    with TestClient(create_app(SlowRecognizer(rec, 1.5), timeout=0.5, warm_up=False)) as c:
+        t = time.monotonic()
+        assert_json_error(post(c, photo), 504, "in time")
+        assert time.monotonic() - t < 1.4
+        assert c.get("/healthz").status_code == 200  # the event loop was never blocked
+    with TestClient(create_app(SlowRecognizer(rec, 0.8), workers=1, max_queue=0, warm_up=False)) as c:
+        with ThreadPoolExecutor(3) as ex:
+            codes = sorted(r.status_code for r in ex.map(lambda _: post(c, photo), range(3)))
+        assert codes[0] == 200 and 503 in codes
+        assert c.post("/v1/analyze", files={"file": ("a.jpg", photo, "image/jpeg")}).status_code == 200
+
+
+def test_server_bug_is_a_json_500(rec, photo):
+    class Broken(SlowRecognizer):
+        def analyze(self, *a, **kw):
+            raise RuntimeError("boom")
+
+    with TestClient(create_app(Broken(rec, 0), warm_up=False)) as c:
+        body = assert_json_error(post(c, photo), 500)
+        assert "boom" not in json.dumps(body)
+        assert c.get("/healthz").status_code == 200
+
+
+def test_healthz(client, rec):
+    h = client.get("/healthz").json()
+    assert h["status"] == "ok" and h["model"] == rec.model.name == "mini_xception-fer2013"
+    assert h["detector"] == "mtcnn" and h["classes"] == list(rec.classes)
+    assert h["version"] == __import__("ferkit").__version__
+    assert h["limits"]["max_upload_bytes"] == 10 * 2**20 and "image/jpeg" in h["limits"]["content_types"]
+    assert set(h["colours"]) == set(rec.classes)
+
+
+def test_docs_and_openapi(client):
+    r = client.get("/docs")
+    assert r.status_code == 200 and "swagger" in r.text.lower()
+    spec = client.get("/openapi.json").json()
+    assert "/v1/analyze" in spec["paths"] and "/healthz" in spec["paths"]
+    try:
+        import fastapi_offline  # noqa: F401
+    except ImportError:
+        return
+    assert "cdn" not in r.text.lower()  # Swagger UI from the package: /docs works offline
+    for url in re.findall(r"(?:src|href)=['\"]([^'\"]+)", r.text):
+        assert client.get(url).status_code == 200, url
+
+
+def test_page_is_self_contained(client):
+    r = client.get("/")
+    assert r.status_code == 200 and r.headers["content-type"].startswith("text/html")
+    html = r.text
+    assert 'id="file"' in html and 'id="camera"' in html and "<canvas" in html and "getUserMedia" in html
+    refs = re.findall(r"(?:src|href|action)\s*=\s*['\"]([^'\"]*)", html) + re.findall(r"url\(([^)]*)\)", html)
+    assert all(not re.match(r"\s*['\"]?(https?:)?//", u) for u in refs), refs
+    assert re.search(r"fetch\(\s*['\"`]https?:", html) is None
+    assert "connect-src 'self'" in r.headers["content-security-policy"]
+
+
+def test_concurrent_requests_agree(rec, photo):
+    """16 requests from 8 threads on 3 workers sharing one recognizer: all answer, all the same."""
+    with TestClient(create_app(rec, workers=3, warm_up=False)) as c:
+        with ThreadPoolExecutor(8) as ex:
+            rs = list(ex.map(lambda i: post(c, photo), range(16)))
+    assert [r.status_code for r in rs] == [200] * 16
+    first = rs[0].json()
+    assert first["faces"][0]["label"] == "happy"
+    assert all(r.json() == first for r in rs)
+
+
+# ---------------------------------------------------------------------------------------
+# the command and the real server
+# ---------------------------------------------------------------------------------------
+def test_serve_help(capsys):
+    with pytest.raises(SystemExit) as e:
+        main(["serve", "--help"])
+    assert e.value.code == 0
+    out = capsys.readouterr().out
+    assert "usage: ferkit serve" in out and "--max-upload-mb" in out and "examples:" in out and "curl" in out
+
+
+def test_serve_reports_a_taken_port_and_bad_limits(capsys):
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        s.listen(1)
+        port = s.getsockname()[1]
+        assert main(["serve", "--port", str(port)]) == 1
+    err = capsys.readouterr().err
+    assert err.startswith("ferkit: error: cannot listen on 127.0.0.1:") and "Traceback" not in err
+    assert main(["serve", "--max-upload-mb", "0"]) == 1
+    assert "--max-upload-mb" in capsys.readouterr().err
+
+
+@pytest.fixture(scope="module")
+def live(rec):
+    with ServerThread(create_app(rec)) as s:
+        yield s
+
+
+def test_real_socket(live, photo):
+    import httpx
+
+    with httpx.Client(base_url=live.url, timeout=60) as c:
+        assert c.get("/healthz").json()["status"] == "ok"
+        r = c.post("/v1/analyze", files={"file": ("astronaut.jpg", photo, "image/jpeg")})
+        assert r.status_code == 200 and r.json()["faces"][0]["label"] == "happy"
+        r = c.post("/v1/analyze", files={"file": ("big.jpg", bytes(11 * 2**20), "image/jpeg")})
+        assert_json_error(r, 413, "too large")
+        assert c.post("/v1/analyze", files={"file": ("a.jpg", photo, "image/jpeg")}).status_code == 200
+
+
+# ---------------------------------------------------------------------------------------
+# the web page in a real browser
+# ---------------------------------------------------------------------------------------
+def write_y4m(path: Path, rgb: np.ndarray, frames: int = 10) -> Path:
+    """A raw 4:2:0 video of one still image, for Chromium's fake webcam."""
+    h, w = rgb.shape[:2]
+    ycc = Image.fromarray(rgb).convert("YCbCr")
+    y, cb, cr = (np.asarray(c) for c in ycc.split())
+    cb = np.asarray(Image.fromarray(cb).resize((w // 2, h // 2), Image.BILINEAR))
+    cr = np.asarray(Image.fromarray(cr).resize((w // 2, h // 2), Image.BILINEAR))
+    frame = b"FRAME\n" + y.tobytes() + cb.tobytes() + cr.tobytes()
+    path.write_bytes(f"YUV4MPEG2 W{w} H{h} F10:1 Ip A1:1\n".encode() + frame * frames)
+    return path
+
+
+@pytest.fixture(scope="module")
+def browser(tmp_path_factory, photo):
+    if not Path(CHROMIUM).exists():
+        pytest.skip(f"{CHROMIUM} is not installed (apt-get install chromium; `make test` does it where it can)")
+    try:
+        from playwright.sync_api import sync_playwright
+    except ImportError:
+        pytest.skip("the playwright package is not installed (pip install -e '.[dev]')")
+    rgb = np.asarray(Image.open(io.BytesIO(photo)).convert("RGB"))
+    cam = write_y4m(tmp_path_factory.mktemp("cam") / "astronaut.y4m", rgb)
+    with sync_playwright() as pw:
+        b = pw.chromium.launch(executable_path=CHROMIUM, headless=True, args=CHROMIUM_ARGS + [
+            "--use-fake-device-for-media-stream", f"--use-file-for-fake-video-capture={cam}"])
+        try:
+            yield b
+        finally:
+            b.close()
+
+
+def open_page(browser, live, camera: bool = False):
+    from playwright.sync_api import expect
+
+    ctx = browser.new_context(viewport={"width": 1280, "height": 860})
+    if camera:
+        ctx.grant_permissions(["camera"], origin=live.url)
+    page = ctx.new_page()
+    page.set_default_timeout(60_000)
+    seen = {"errors": [], "outside": []}
+    page.on("pageerror", lambda e: seen["errors"].append(str(e)))
+    page.on("request", lambda r: None if r.url.startswith((live.url, "data:", "blob:"))
+            else seen["outside"].append(r.url))
+    page.goto(live.url + "/")
+    # (Playwright's expect() polls without eval, which the page's Content-Security-Policy forbids)
+    expect(page.locator("#model")).to_contain_text("mini_xception", timeout=60_000)
+    return ctx, page, seen
+
+
+def wait_until(cond, timeout: float = 60.0) -> None:
+    end = time.monotonic() + timeout
+    while not cond():
+        assert time.monotonic() < end, "timed out"
+        time.sleep(0.1)
+
+
+def overlay_pixels(page) -> int:
+    return page.evaluate("""() => { const c = document.getElementById('overlay');
+        const d = c.getContext('2d').getImageData(0, 0, c.width, c.height).data;
+        let n = 0; for (let i = 3; i < d.length; i += 4) if (d[i]) n++; return n; }""")
+
+
+@pytest.mark.slow
+@pytest.mark.timeout(300)
+def test_browser_upload_shows_happy(browser, live, tmp_path):
+    ctx, page, seen = open_page(browser, live)
+    try:
+        page.set_input_files("#file", str(EXAMPLE))
+        page.wait_for_selector("#faces .label")
+        assert page.locator("#faces .label").all_text_contents() == ["happy"]
+        assert "1 face in astronaut.jpg" in page.text_content("#status")
+        wait_until(lambda: page.evaluate("() => document.getElementById('photo').complete"))
+        assert overlay_pixels(page) > 500  # box, label and bars drawn over the photo
+        page.screenshot(path=str(tmp_path / "upload.png"), full_page=True)
+        # a bad file: the server's refusal is shown, not swallowed
+        page.set_input_files("#file", files=[{"name": "notes.jpg", "mimeType": "image/jpeg", "buffer": b"hello"}])
+        page.wait_for_selector("#status.error")
+        assert "not an image" in page.text_content("#status")
+        assert page.locator("#faces .label").count() == 0
+        # a photo without a face
+        wall = png_bytes(np.full((200, 300, 3), 190, np.uint8))
+        page.set_input_files("#file", files=[{"name": "wall.png", "mimeType": "image/png", "buffer": wall}])
+        page.wait_for_selector("#status.warn")
+        assert "No face found in wall.png" in page.text_content("#status")
+        assert not seen["errors"] and not seen["outside"], seen
+    finally:
+        ctx.close()
+    assert (tmp_path / "upload.png").stat().st_size > 10_000
+
+
+@pytest.mark.slow
+@pytest.mark.timeout(300)
+def test_browser_webcam_live(browser, live, tmp_path):
+    """Chromium's fake camera plays the example photo: the page sends frames and labels them live."""
+    served = live.app.state.engine.served
+    ctx, page, seen = open_page(browser, live, camera=True)
+    try:
+        page.click("#camera")
+        page.wait_for_selector("#faces .label")
+        assert page.locator("#faces .label").first.text_content() == "happy"
+        wait_until(lambda: page.text_content("#status").startswith("Live: 1 face"))
+        assert overlay_pixels(page) > 500
+        page.screenshot(path=str(tmp_path / "webcam.png"))
+        time.sleep(1.5)
+        assert live.app.state.engine.served >= served + 2  # frames keep coming
+        page.click("#camera")
+        assert page.text_content("#camera") == "Start webcam" and "Webcam off" in page.text_content("#status")
+        assert not seen["errors"] and not seen["outside"], seen
+    finally:
+        ctx.close()
+
+
+@pytest.mark.slow
+@pytest.mark.timeout(120)
+def test_browser_camera_refused(browser, live):
+    ctx, page, seen = open_page(browser, live, camera=False)  # no permission: the prompt is dismissed
+    try:
+        page.click("#camera")
+        page.wait_for_selector("#status.error")
+        assert "Camera access was refused" in page.text_content("#status")
+        assert page.text_content("#camera") == "Start webcam"
+    finally:
+        ctx.close()
+
+
+def test_server_thread_stops(rec):
+    s = ServerThread(create_app(rec, warm_up=False)).start()
+    url = s.url
+    s.stop()
+    assert not s.thread.is_alive()
+    with pytest.raises(OSError):
+        socket.create_connection(("127.0.0.1", int(url.rsplit(":", 1)[1])), timeout=1).close()
+
