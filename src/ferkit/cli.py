@@ -19,6 +19,8 @@ EPILOG = """examples:
   ferkit train --model mini_xception --dataset fer2013 --data ../shared/data/fer2013 --out runs/mx
   ferkit evaluate --model default --dataset fer2013 --data ../shared/data/fer2013 --split PrivateTest --json r.json
   ferkit predict examples/astronaut.png
+  ferkit export --model default --format onnx --out fer.onnx
+  ferkit serve --port 8000
 """
 
 
@@ -192,7 +194,7 @@ def cmd_evaluate(a: argparse.Namespace) -> int:
 
     if a.min_face < 1:
         raise FerkitError(f"--min-face must be at least 1 pixel, got {a.min_face}")
-    model = load_model(a.model, device=a.device)
+    model = load_model(a.model, device=a.device, backend=a.backend)
     reader = open_dataset(a.dataset, a.data, **_dataset_options(a))
     split = a.split or reader.test_split
     if split is None:
@@ -219,7 +221,107 @@ def cmd_evaluate(a: argparse.Namespace) -> int:
 def cmd_predict(a: argparse.Namespace) -> int:
     from .predict import predict_cli
 
+    if getattr(a, "backend", "auto") != "auto":  # the Recognizer takes a loaded model as it takes a name
+        from .api import load_model
+
+        a.model = load_model(a.model, device=a.device, backend=a.backend)
     return predict_cli(a)
+
+
+EXPORT_EXAMPLES = """examples:
+  ferkit export --model default --format onnx --out fer.onnx           # + fer.onnx.json (the model card)
+  ferkit export --model runs/mx --format onnx --out exports/ --opset 17  # a folder: exports/<name>.onnx
+  ferkit export --model default --format onnx --out fer-int8.onnx --int8  # dynamic int8 quantisation
+  ferkit export --model default --format onnx --out fer-int8s.onnx --int8 \\
+      --dataset fer2013 --data ../shared/data/fer2013 --calibration-split PublicTest   # static int8
+  ferkit predict photo.jpg --model fer.onnx                             # run the exported file
+
+in Python, with onnxruntime only:
+  sess = onnxruntime.InferenceSession("fer.onnx")
+  probs = sess.run(["probabilities"], {"image": faces_float32_N1x48x48_0to255})[0]"""
+
+
+def cmd_export(a: argparse.Namespace) -> int:
+    from .runtime import export_onnx
+
+    if a.format != "onnx":
+        raise FerkitError(f"unknown export format {a.format!r}; ferkit exports: onnx")
+    if a.dataset and not a.int8:
+        raise FerkitError("--dataset/--data calibrate int8 quantisation: add --int8")
+    calibration, mode = None, "dynamic" if a.int8 else False
+    if a.int8 and (a.dataset or a.data):
+        import numpy as np
+
+        from .api import load_model
+        from .data import open_dataset
+
+        if not (a.dataset and a.data):
+            raise FerkitError("static int8 calibration needs both --dataset and --data")
+        if a.calibration_images < 1:
+            raise FerkitError(f"--calibration-images must be at least 1, got {a.calibration_images}")
+        reader = open_dataset(a.dataset, a.data, **_dataset_options(a))
+        split = a.calibration_split or reader.val_split or reader.train_split
+        if split is None:
+            raise FerkitError(f"{reader.name}: pass --calibration-split (a split that is not the test split)")
+        c, h, w = load_model(a.model, backend="torch").input_size
+        ds = reader.load(split, size=(h, w), mode="L" if c == 1 else "RGB")
+        pick = np.random.default_rng(0).permutation(len(ds.images))[: a.calibration_images]
+        calibration, mode = ds.images.numpy()[np.sort(pick)], "static"
+        print(f"calibrating on {len(calibration)} images of {reader.name} {reader.resolve_split(split)}")
+    card = export_onnx(a.model, a.out, opset=a.opset, int8=mode, calibration=calibration)
+    o = card["onnx"]
+    out = Path(a.out) / o["file"] if Path(a.out).is_dir() else Path(a.out)
+    size = out.stat().st_size / 1024
+    ins = o["input"]
+    print(f"wrote {out} ({size:,.0f} KB, opset {o['opset']}{', int8 ' + mode if mode else ''}) and "
+          f"{out.name}.json (the model card, also inside the file)")
+    print(f"  input  {ins['name']}: float32 [{', '.join(map(str, ins['shape']))}], {ins['color']} pixels 0..255 "
+          f"(normalisation is in the graph)")
+    print(f"  output probabilities: [{', '.join(map(str, o['outputs'][0]['shape']))}] softmax over "
+          f"{', '.join(card['classes'])}; logits: the same before softmax")
+    print(f"  max |onnx - torch| on random images: {o['max_abs_diff_vs_torch']:.2e}")
+    return 0
+
+
+SERVE_EXAMPLES = """examples:
+  ferkit serve                                  # http://127.0.0.1:8000/ : the web page (photo or webcam)
+  ferkit serve --host 0.0.0.0 --port 8080       # reachable from other machines (webcam needs https there)
+  ferkit serve --max-upload-mb 20 --timeout 60 --workers 4
+  curl -F file=@examples/astronaut.jpg http://127.0.0.1:8000/v1/analyze
+  curl -F file=@examples/astronaut.jpg 'http://127.0.0.1:8000/v1/analyze?annotated=1' -o annotated.png
+  curl http://127.0.0.1:8000/healthz"""
+
+
+def cmd_serve(a: argparse.Namespace) -> int:
+    try:
+        from .serve import bind, create_app, run
+    except ImportError as e:
+        raise FerkitError(f"ferkit serve needs fastapi, uvicorn and python-multipart ({e}); install ferkit with its "
+                          f"dependencies (`pip install -e .`)") from None
+    if not a.max_upload_mb > 0:
+        raise FerkitError(f"--max-upload-mb must be more than 0, got {a.max_upload_mb}")
+    sock = bind(a.host, a.port)  # a taken port is reported at once, before the model loads
+    try:
+        app = create_app(model=a.model, detector=a.detector, max_upload=int(a.max_upload_mb * 2**20),
+                         max_pixels=a.max_pixels, timeout=a.timeout, workers=a.workers, max_queue=a.max_queue)
+        run(app, a.host, a.port, log_level=a.log_level, sock=sock)
+    except KeyboardInterrupt:
+        pass
+    finally:
+        sock.close()
+    return 0
+
+
+def cmd_explain(a: argparse.Namespace) -> int:
+    from .explain.commands import explain_cli
+
+    return explain_cli(a)
+
+
+def cmd_au_analysis(a: argparse.Namespace) -> int:
+    from .explain.commands import au_analysis_cli
+
+    return au_analysis_cli(a)
 
 
 # ---------------------------------------------------------------------------------------
@@ -343,6 +445,10 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--tta", choices=["none", "flip", "tencrop"], default="none", help="test-time augmentation")
     s.add_argument("--batch-size", type=int, default=256)
     s.add_argument("--device", default="cpu")
+    s.add_argument("--backend", choices=["auto", "torch", "onnx", "onnx-int8"], default="auto",
+                   help="classifier runtime: onnx (onnxruntime, several times faster on CPU), onnx-int8 "
+                        "(int8-quantised, slightly less accurate), torch (PyTorch); auto: onnx on the CPU, torch "
+                        "on a GPU")
     g = s.add_argument_group("faces (for datasets of full photos such as JAFFE or KDEF)")
     g.add_argument("--detect", choices=["none", "mtcnn", "haar"], default="none",
                    help="detect the face in each image and classify it aligned, as `ferkit predict` does (the "
@@ -365,6 +471,10 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--webcam", type=int, metavar="N", help="read camera N live (a window with boxes, labels, FPS)")
     s.add_argument("--model", default="default", help="shipped name, .safetensors file or run folder")
     s.add_argument("--device", default="cpu", help="cpu or cuda")
+    s.add_argument("--backend", choices=["auto", "torch", "onnx", "onnx-int8"], default="auto",
+                   help="classifier runtime: onnx (onnxruntime, several times faster on CPU), onnx-int8 "
+                        "(int8-quantised, slightly less accurate), torch (PyTorch); auto: onnx on the CPU, torch "
+                        "on a GPU")
     g = s.add_argument_group("faces")
     g.add_argument("--detector", choices=["mtcnn", "haar", "none"], default="mtcnn",
                    help="mtcnn: boxes + 5 landmarks (aligned crops); haar: OpenCV's cascade, lighter; "
@@ -389,6 +499,65 @@ def build_parser() -> argparse.ArgumentParser:
                    help="smooth each face's probabilities over time: weight A of the past (0 = off)")
     g.add_argument("--max-frames", type=int, metavar="N", help="stop after N processed frames")
     s.set_defaults(fn=cmd_predict)
+
+    s = sub.add_parser("serve", epilog=SERVE_EXAMPLES,
+                       help="HTTP API and web page: photos and a live webcam in the browser", formatter_class=fmt,
+                       description="Serve the face pipeline over HTTP: POST /v1/analyze (multipart field 'file') "
+                                   "answers the JSON of `ferkit predict IMAGE --json` (?annotated=1: the annotated "
+                                   "PNG); GET / is a web page to upload a photo or turn on the webcam and see boxes, "
+                                   "labels and probabilities live; GET /healthz; API docs at /docs. The model loads "
+                                   "once at start. Bad requests get a 4xx answer with a JSON error. Ctrl+C stops.")
+    s.add_argument("--host", default="127.0.0.1", help="address to listen on (0.0.0.0: every interface)")
+    s.add_argument("--port", type=int, default=8000, help="TCP port (0: any free one)")
+    s.add_argument("--model", default="default", help="shipped name, .safetensors file or run folder")
+    s.add_argument("--detector", choices=["mtcnn", "haar", "none"], default="mtcnn",
+                   help="face detector (none: every image is a face crop)")
+    g = s.add_argument_group("limits")
+    g.add_argument("--max-upload-mb", type=float, default=10.0, metavar="MB", help="largest image upload (MB)")
+    g.add_argument("--max-pixels", type=int, default=50_000_000, metavar="N",
+                   help="largest image, width x height (413 above)")
+    g.add_argument("--timeout", type=float, default=30.0, metavar="S",
+                   help="seconds a request may take, upload and analysis (504 after)")
+    g.add_argument("--workers", type=int, default=2, metavar="N",
+                   help="images analysed at once (threads sharing one model; 2 doubled the throughput of 1 on "
+                        "2 cores, see docs/benchmarks.md)")
+    g.add_argument("--max-queue", type=int, default=32, metavar="N",
+                   help="requests that may wait for a worker (503 beyond)")
+    s.add_argument("--log-level", choices=["critical", "error", "warning", "info", "debug"], default="info",
+                   help="server log detail (info: one line per request)")
+    s.set_defaults(fn=cmd_serve)
+
+    s = sub.add_parser("export", epilog=EXPORT_EXAMPLES,
+                       help="export a model to ONNX (optionally int8) for onnxruntime", formatter_class=fmt,
+                       description="Write a model as one ONNX file that needs nothing but onnxruntime: input 'image' "
+                                   "float32 [N, C, H, W], the face's raw pixels 0..255 (gray for the shipped model, "
+                                   "aligned/resized to the card's input size, N dynamic); normalisation and softmax "
+                                   "are inside the graph; outputs 'probabilities' [N, K] (columns in the card's "
+                                   "class order) and 'logits'. The model card goes inside the file (metadata "
+                                   "'ferkit_card') and beside it (OUT.json), with an 'onnx' section: input, outputs, "
+                                   "opset, quantisation and the largest difference from PyTorch measured at export. "
+                                   "--int8 quantises with onnxruntime: dynamic by default, static (calibrated "
+                                   "activation ranges) with --dataset/--data.")
+    s.add_argument("--model", default="default", help="shipped name, .safetensors file or run folder")
+    s.add_argument("--format", default="onnx", help="export format (onnx)")
+    s.add_argument("--out", required=True, metavar="FILE.onnx", help="output file, or a folder for <name>.onnx")
+    s.add_argument("--opset", type=int, default=17, metavar="N", help="ONNX opset version (7 to 20)")
+    s.add_argument("--int8", action="store_true",
+                   help="quantise to int8 (smaller file; on our 2-core CPU not faster than fp32, see "
+                        "docs/benchmarks_classifier.md)")
+    _add_dataset_args(s, required=False)
+    g = s.add_argument_group("static int8 calibration (with --int8 and --dataset/--data)")
+    g.add_argument("--calibration-split", metavar="SPLIT",
+                   help="split whose images calibrate activation ranges (default: the dataset's validation split)")
+    g.add_argument("--calibration-images", type=int, default=512, metavar="N", help="images drawn from that split")
+    s.set_defaults(fn=cmd_export)
+
+    from .explain.commands import add_au_analysis_parser, add_explain_parser
+
+    add_explain_parser(sub, fmt)
+    sub.choices["explain"].set_defaults(fn=cmd_explain)
+    add_au_analysis_parser(sub, fmt, _add_dataset_args)
+    sub.choices["au-analysis"].set_defaults(fn=cmd_au_analysis)
     return p
 
 

@@ -179,7 +179,9 @@ class Recognizer:
     ``detector``: ``mtcnn`` (default), ``haar``, ``none`` (inputs are face crops) or a
     :class:`~ferkit.faces.Detector`. ``min_face_size``, ``thresholds`` (MTCNN's three) and
     ``max_side`` (long side searched; bigger images are downscaled for detection only) tune it.
-    ``max_faces`` keeps the best N faces per image. ``smooth`` and ``detect_every`` apply to streams:
+    ``backend`` (``auto`` | ``torch`` | ``onnx`` | ``onnx-int8``) picks the classifier's runtime, as
+    in :func:`ferkit.load_model`. ``max_faces`` keeps the best N faces per image.
+    ``smooth`` and ``detect_every`` apply to streams:
     by default each face's probabilities are averaged over time with weight 0.5 on the past, and
     a full detection runs every 5th processed frame (new faces show up within 5 frames; a face
     the fast path loses triggers a full detection at once). ``detect_every=1`` detects every frame.
@@ -189,8 +191,9 @@ class Recognizer:
                  device: str = "cpu", min_face_size: int | None = None,
                  thresholds: tuple[float, float, float] | None = None, max_side: int | None = None,
                  max_faces: int | None = None, tta: str | None = None, smooth: float = 0.5,
-                 detect_every: int = 5) -> None:
-        self.model = model if isinstance(model, ExpressionModel) else load_model(model, device=device)
+                 detect_every: int = 5, backend: str = "auto") -> None:
+        self.model = model if isinstance(model, ExpressionModel) else load_model(model, device=device,
+                                                                                 backend=backend)
         self.detector = create_detector(detector, min_face_size=min_face_size, thresholds=thresholds,
                                         max_side=max_side)
         if max_faces is not None and max_faces < 1:

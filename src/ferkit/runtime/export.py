@@ -1,0 +1,315 @@
+"""Export a classifier to ONNX: one self-contained file that needs nothing but onnxruntime.
+
+The graph takes the **raw image**: input ``image``, float32 ``[N, C, H, W]`` with pixel values
+in [0, 255] (C = 1 for gray models, 3 for RGB; N is dynamic), and does the card's normalisation
+``(x / 255 - mean) / std`` itself. It has two outputs: ``probabilities`` (softmax, ``[N, K]``,
+columns in the card's ``classes`` order) and ``logits`` (``[N, K]``).
+
+The model card travels with the graph: inside it (``metadata_props["ferkit_card"]``, JSON) and
+beside it (``<file>.onnx.json``). It is the weights' card plus an ``onnx`` section that
+documents the input and outputs, the opset, the quantisation if any, and the largest absolute
+difference of the probabilities from PyTorch's, measured at export on random images.
+
+Exporting uses PyTorch's TorchScript exporter (``torch.onnx.export(..., dynamo=False)``), which
+needs the ``onnx`` package but not ``onnxscript``.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import copy
+import io
+import json
+import os
+import tempfile
+import warnings
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+import torch.nn as nn
+
+from ..errors import FerkitError, ModelError
+
+DEFAULT_OPSET = 17
+FORMAT_VERSION = 1  #: bump when the exported graph's interface or recipe changes (invalidates the cache)
+INPUT_NAME = "image"
+OUTPUT_NAMES = ("probabilities", "logits")
+CARD_KEY = "ferkit_card"  #: metadata_props key holding the model card (JSON)
+MAX_EXPORT_DIFF = 1e-3  #: an fp32 export whose probabilities differ more from PyTorch's is refused
+INT8_MODES = ("dynamic", "static")
+
+
+class ExportError(ModelError):
+    """The network could not be exported to ONNX (or the export does not reproduce PyTorch)."""
+
+
+class _Exported(nn.Module):
+    """The network with the card's preprocessing in front and softmax behind."""
+
+    def __init__(self, net: nn.Module, mean: tuple[float, ...], std: tuple[float, ...]) -> None:
+        super().__init__()
+        self.net = net
+        m = torch.tensor(mean, dtype=torch.float32).view(1, -1, 1, 1)
+        s = torch.tensor(std, dtype=torch.float32).view(1, -1, 1, 1)
+        # (x / 255 - m) / s  ==  x * (1 / (255 s)) - m / s: one Mul and one Sub in the graph
+        self.register_buffer("scale", 1.0 / (255.0 * s))
+        self.register_buffer("shift", m / s)
+
+    def forward(self, image: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        logits = self.net(image * self.scale - self.shift).float()
+        return torch.softmax(logits, dim=1), logits
+
+
+def _require_onnx():
+    try:
+        import onnx
+    except ImportError:
+        raise ExportError("exporting to ONNX needs the 'onnx' package: pip install onnx") from None
+    return onnx
+
+
+def _as_model(model_or_name: Any):
+    from ..api import ExpressionModel, load_model
+
+    if isinstance(model_or_name, ExpressionModel):
+        if getattr(model_or_name, "net", None) is None:
+            raise ExportError(f"{model_or_name.name}: already an ONNX model; export the PyTorch weights instead")
+        return model_or_name
+    if isinstance(model_or_name, (str, os.PathLike)):
+        if str(model_or_name).endswith(".onnx"):
+            raise ExportError(f"{model_or_name}: already an ONNX file; export a shipped name, .safetensors file "
+                              f"or run folder")
+        return load_model(str(model_or_name), backend="torch")
+    raise ExportError(f"cannot export a {type(model_or_name).__name__}: give a model name, weights path or "
+                      f"ferkit.ExpressionModel")
+
+
+def _random_images(input_size: tuple[int, int, int], n: int, seed: int = 0) -> np.ndarray:
+    g = np.random.default_rng(seed)
+    return (g.random((n, *input_size)) * 255.0).astype(np.float32)
+
+
+def _session(model_bytes: bytes, threads: int = 1):
+    import onnxruntime as ort
+
+    so = ort.SessionOptions()
+    so.intra_op_num_threads = threads
+    so.inter_op_num_threads = 1
+    so.log_severity_level = 3
+    return ort.InferenceSession(model_bytes, sess_options=so, providers=["CPUExecutionProvider"])
+
+
+def _torch_probs(wrapper: nn.Module, x: np.ndarray) -> np.ndarray:
+    with torch.inference_mode():
+        return wrapper(torch.from_numpy(x))[0].numpy()
+
+
+def _max_diff(wrapper: nn.Module, model_bytes: bytes, input_size, batches=(1, 8)) -> float:
+    sess = _session(model_bytes)
+    diff = 0.0
+    for i, n in enumerate(batches):
+        x = _random_images(input_size, n, seed=i)
+        got = sess.run([OUTPUT_NAMES[0]], {INPUT_NAME: x})[0]
+        diff = max(diff, float(np.abs(got - _torch_probs(wrapper, x)).max()))
+    return diff
+
+
+class _Calibration:
+    """onnxruntime's CalibrationDataReader over a uint8/float array of images (batches of 64)."""
+
+    def __init__(self, images: np.ndarray) -> None:
+        self.batches = iter([images[i:i + 64] for i in range(0, len(images), 64)])
+
+    def get_next(self):
+        b = next(self.batches, None)
+        return None if b is None else {INPUT_NAME: b}
+
+
+def _quantize(model_bytes: bytes, mode: str, calibration: np.ndarray | None) -> tuple[bytes, dict]:
+    """int8 quantisation with onnxruntime: ``dynamic`` (weights int8 offline, activations
+    quantised at run time; needs no data) or ``static`` (QDQ, per-channel weights, activation
+    ranges calibrated (percentile) on ``calibration`` images)."""
+    onnx = _require_onnx()
+    from onnxruntime.quantization import CalibrationMethod, QuantFormat, QuantType, quantize_dynamic, quantize_static
+    from onnxruntime.quantization.shape_inference import quant_pre_process
+
+    if mode not in INT8_MODES:
+        raise ExportError(f"unknown int8 mode {mode!r}; choose from: {', '.join(INT8_MODES)}")
+    with tempfile.TemporaryDirectory(prefix="ferkit-int8-") as td:
+        src, pre, out = Path(td) / "fp32.onnx", Path(td) / "pre.onnx", Path(td) / "int8.onnx"
+        src.write_bytes(model_bytes)
+        quant_pre_process(str(src), str(pre))
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            if mode == "dynamic":
+                quantize_dynamic(str(pre), str(out), weight_type=QuantType.QUInt8, per_channel=False)
+                info = {"mode": "dynamic", "weights": "uint8 per tensor", "activations": "uint8, ranges at run time",
+                        "tool": "onnxruntime.quantization.quantize_dynamic"}
+            else:
+                if calibration is None or len(calibration) == 0:
+                    raise ExportError("static int8 quantisation needs calibration images (e.g. a validation split)")
+                calib = np.ascontiguousarray(calibration, dtype=np.float32)
+                if calibration.dtype != np.uint8 and calib.max() <= 1.0:
+                    calib = calib * 255.0
+                with contextlib.redirect_stdout(io.StringIO()):  # the calibrator prints its progress
+                    quantize_static(str(pre), str(out), _Calibration(calib), quant_format=QuantFormat.QDQ,
+                                    per_channel=True, activation_type=QuantType.QInt8, weight_type=QuantType.QInt8,
+                                    calibrate_method=CalibrationMethod.Percentile)
+                info = {"mode": "static", "format": "QDQ", "weights": "int8 per channel", "activations": "int8",
+                        "calibration": {"method": "percentile", "images": int(len(calibration))},
+                        "tool": "onnxruntime.quantization.quantize_static"}
+        q = onnx.load(str(out))
+    return q.SerializeToString(), info
+
+
+def export_onnx(model_or_name: Any, path: str | os.PathLike, *, opset: int = DEFAULT_OPSET,
+                dynamic_batch: bool = True, int8: bool | str = False, calibration: np.ndarray | None = None,
+                write_card: bool = True) -> dict:
+    """Export a classifier (shipped name, ``.safetensors`` file, run folder or
+    :class:`~ferkit.ExpressionModel`) to ``path`` (``.onnx``; a folder gets ``<name>.onnx``).
+
+    The graph: input ``image`` float32 ``[N, C, H, W]``, raw pixels in [0, 255]; outputs
+    ``probabilities`` (softmax) and ``logits``, ``[N, K]`` in ``card["classes"]`` order.
+    ``dynamic_batch=False`` fixes N to 1. ``int8``: ``True``/``"dynamic"`` or ``"static"``
+    (then ``calibration``: images ``[M, C, H, W]``, uint8 or [0, 255] floats) quantises the
+    graph with onnxruntime. Writes the card into the graph's metadata and, unless
+    ``write_card=False``, beside it as ``<path>.json``. Returns the card (with its ``onnx`` section).
+    """
+    onnx = _require_onnx()
+    import onnxruntime as ort
+
+    from .. import __version__
+
+    model = _as_model(model_or_name)
+    mode = ("dynamic" if int8 is True else int8) if int8 else None
+    if mode is not None and mode not in INT8_MODES:
+        raise ExportError(f"unknown int8 mode {mode!r}; choose from: {', '.join(INT8_MODES)}")
+    path = Path(path).expanduser()
+    if path.is_dir():
+        path = path / f"{model.name}{'-int8' if mode else ''}.onnx"
+    if path.suffix != ".onnx":
+        raise FerkitError(f"{path}: the output file must end in .onnx")
+    if not 7 <= int(opset) <= 20:
+        raise ExportError(f"opset {opset} is not supported: use 7 to 20 (default {DEFAULT_OPSET})")
+    _check_writable(path)
+
+    c, h, w = model.input_size
+    wrapper = _Exported(copy.deepcopy(model.net).float().cpu().eval(), model.mean, model.std).eval()
+    buf = io.BytesIO()
+    dyn = {INPUT_NAME: {0: "N"}, **{o: {0: "N"} for o in OUTPUT_NAMES}} if dynamic_batch else None
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            torch.onnx.export(wrapper, (torch.rand(2 if dynamic_batch else 1, c, h, w) * 255,), buf, dynamo=False,
+                              opset_version=int(opset), input_names=[INPUT_NAME], output_names=list(OUTPUT_NAMES),
+                              dynamic_axes=dyn, do_constant_folding=True)
+    except Exception as e:  # the exporter raises many kinds; all mean the same to a user
+        raise ExportError(f"{model.name}: torch.onnx.export failed: {type(e).__name__}: "
+                          f"{str(e).strip().splitlines()[0] if str(e).strip() else ''}") from e
+    model_bytes = buf.getvalue()
+    try:
+        onnx.checker.check_model(onnx.load_from_string(model_bytes))
+    except Exception as e:
+        raise ExportError(f"{model.name}: the exported graph is not valid ONNX: {e}") from e
+    batches = (1, 8) if dynamic_batch else (1,)
+    fp32_diff = _max_diff(wrapper, model_bytes, model.input_size, batches)
+    if not fp32_diff <= MAX_EXPORT_DIFF:
+        raise ExportError(f"{model.name}: ONNX probabilities differ from PyTorch's by {fp32_diff:.2e} "
+                          f"(> {MAX_EXPORT_DIFF:g}); not writing {path}")
+    quant = None
+    if mode:
+        model_bytes, quant = _quantize(model_bytes, mode, calibration)
+        quant["max_abs_diff_vs_fp32_torch"] = _max_diff(wrapper, model_bytes, model.input_size, batches)
+        quant["note"] = "measured on random images; see docs/benchmarks_classifier.md for accuracy on FER2013"
+
+    card = {k: v for k, v in model.card.items() if k != "onnx"}
+    n = "N" if dynamic_batch else 1
+    card["onnx"] = {
+        "format_version": FORMAT_VERSION,
+        "file": path.name,
+        "opset": int(opset),
+        "input": {"name": INPUT_NAME, "dtype": "float32", "shape": [n, c, h, w],
+                  "layout": "NCHW", "color": "gray" if c == 1 else "RGB", "range": [0, 255],
+                  "preprocessing": f"inside the graph: (image / 255 - mean) / std with mean {list(model.mean)}, "
+                                   f"std {list(model.std)}; resize/align the face to {h}x{w} first"},
+        "outputs": [{"name": OUTPUT_NAMES[0], "dtype": "float32", "shape": [n, len(model.classes)],
+                     "meaning": "softmax probabilities, columns in 'classes' order"},
+                    {"name": OUTPUT_NAMES[1], "dtype": "float32", "shape": [n, len(model.classes)],
+                     "meaning": "logits (before softmax)"}],
+        "dynamic_batch": bool(dynamic_batch),
+        "max_abs_diff_vs_torch": fp32_diff,
+        "diff_measured_on": f"random images in [0, 255], batch {' and '.join(map(str, batches))}, probabilities",
+        "quantization": quant,
+        "exporter": "torch.onnx.export (TorchScript exporter, dynamo=False), constant folding",
+        "versions": {"ferkit": __version__, "torch": torch.__version__, "onnx": onnx.__version__,
+                     "onnxruntime": ort.__version__},
+    }
+    if quant:
+        card["onnx"]["max_abs_diff_vs_torch"] = quant["max_abs_diff_vs_fp32_torch"]
+        card["onnx"]["max_abs_diff_fp32_export"] = fp32_diff
+
+    proto = onnx.load_from_string(model_bytes)
+    del proto.metadata_props[:]
+    for k, v in ((CARD_KEY, json.dumps(card)), ("ferkit_version", __version__),
+                 ("classes", ",".join(model.classes))):
+        entry = proto.metadata_props.add()
+        entry.key, entry.value = k, v
+    proto.doc_string = (f"ferkit {model.name}: input '{INPUT_NAME}' float32 [N,{c},{h},{w}] raw pixels 0..255 "
+                        f"({'gray' if c == 1 else 'RGB'}, normalisation inside); outputs 'probabilities' (softmax) "
+                        f"and 'logits' [N,{len(model.classes)}], classes {','.join(model.classes)}")
+    _write_atomic(path, proto.SerializeToString())
+    if write_card:
+        _write_atomic(card_path(path), (json.dumps(card, indent=2) + "\n").encode())
+    return card
+
+
+def card_path(onnx_path: str | os.PathLike) -> Path:
+    """Where the card beside an ONNX file lives: ``model.onnx`` -> ``model.onnx.json``."""
+    p = Path(onnx_path)
+    return p.with_name(p.name + ".json")
+
+
+def read_card(onnx_path: str | os.PathLike) -> dict:
+    """The model card of an ONNX file: from its metadata, else from the ``.onnx.json`` beside it."""
+    onnx = _require_onnx()
+    p = Path(onnx_path)
+    try:
+        proto = onnx.load(str(p), load_external_data=False)
+    except Exception as e:
+        raise ModelError(f"{p}: not a readable ONNX file ({e})") from None
+    meta = {m.key: m.value for m in proto.metadata_props}
+    if CARD_KEY in meta:
+        return json.loads(meta[CARD_KEY])
+    if card_path(p).exists():
+        return json.loads(card_path(p).read_text())
+    raise ModelError(f"{p}: no ferkit model card inside the file nor beside it ({card_path(p).name})")
+
+
+def _check_writable(path: Path) -> None:
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        with tempfile.NamedTemporaryFile(dir=path.parent, prefix=f".{path.name}.", delete=True):
+            pass
+    except OSError as e:
+        raise FerkitError(f"cannot write {path}: {e.strerror or e}") from None
+
+
+def _write_atomic(path: Path, data: bytes) -> None:
+    """Write through a temporary file in the same folder, then rename: readers never see half a file."""
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+        try:
+            with os.fdopen(fd, "wb") as f:
+                f.write(data)
+            umask = os.umask(0)
+            os.umask(umask)
+            os.chmod(tmp, 0o666 & ~umask)  # mkstemp makes 0600; give the file the usual permissions
+            os.replace(tmp, path)
+        except BaseException:
+            Path(tmp).unlink(missing_ok=True)
+            raise
+    except OSError as e:
+        raise FerkitError(f"cannot write {path}: {e.strerror or e}") from None

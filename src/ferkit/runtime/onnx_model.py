@@ -1,0 +1,213 @@
+"""An expression classifier running on onnxruntime, with the interface of :class:`ferkit.ExpressionModel`.
+
+    model = OnnxExpressionModel("model.onnx")              # a file from `ferkit export`
+    model = load_onnx_model("default")                     # shipped weights, exported on first use
+    model = load_onnx_model("default", int8=True)          # the same, quantised to int8 (dynamic)
+    probs = model.predict_tensor(uint8_images_NCHW)        # torch.Tensor [N, K]
+    model.predict("face.jpg")[0].label                     # as ExpressionModel
+
+Weights (shipped names, ``.safetensors`` files, run folders) are exported once into the cache,
+``$FERKIT_CACHE/onnx/`` (default ``~/.cache/ferkit/onnx/``), under the weights' SHA-256, so
+nothing is shipped or downloaded: the first load exports (about a second), later ones read the file.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import threading
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from .. import weights as _weights
+from ..api import ExpressionModel
+from ..data.transforms import tta_views
+from ..errors import ModelError
+from .export import CARD_KEY, DEFAULT_OPSET, FORMAT_VERSION, INPUT_NAME, OUTPUT_NAMES, card_path, export_onnx
+
+
+def default_threads() -> int:
+    """onnxruntime threads per session: ``$FERKIT_THREADS`` if set, else the cores, at most 4 (as the
+    MTCNN detector). On our 2-core machine 2 threads nearly double the throughput of a batch of 64
+    faces over 1 thread and cost a batch of 1 under 0.1 ms (docs/benchmarks_classifier.md); the
+    threads do not spin while idle, so they leave the cores to the rest of the pipeline."""
+    env = os.environ.get("FERKIT_THREADS")
+    if env:
+        try:
+            return max(1, int(env))
+        except ValueError:
+            raise ModelError(f"FERKIT_THREADS must be a number, got {env!r}") from None
+    return max(1, min(4, os.cpu_count() or 1))
+
+
+class OnnxExpressionModel(ExpressionModel):
+    """A classifier exported by :func:`ferkit.runtime.export_onnx`, run by onnxruntime.
+
+    ``source``: an ``.onnx`` path or the file's bytes. ``card``: the model card when the file has
+    none inside or beside it. ``threads``: onnxruntime intra-op threads (default
+    :func:`default_threads`). ``device``: ``cpu``, or ``cuda`` where onnxruntime has CUDA.
+    Same methods as :class:`~ferkit.ExpressionModel` (``predict``, ``predict_proba``,
+    ``predict_tensor``, ``preprocess``); there is no ``net``.
+    """
+
+    backend = "onnx"
+
+    def __init__(self, source: str | os.PathLike | bytes, card: dict | None = None, threads: int | None = None,
+                 device: str | torch.device = "cpu") -> None:
+        import onnxruntime as ort
+
+        self.path = None if isinstance(source, (bytes, bytearray)) else Path(source)
+        if self.path is not None and not self.path.is_file():
+            raise ModelError(f"{self.path}: no such ONNX file")
+        dev = torch.device(device)
+        providers = ["CPUExecutionProvider"]
+        if dev.type == "cuda":
+            if "CUDAExecutionProvider" not in ort.get_available_providers():
+                raise ModelError("this onnxruntime has no CUDA support: use backend 'torch' for --device cuda")
+            providers.insert(0, "CUDAExecutionProvider")
+        elif dev.type != "cpu":
+            raise ModelError(f"the onnx backend runs on cpu or cuda, not {device!r}")
+        self.threads = int(threads) if threads else default_threads()
+        so = ort.SessionOptions()
+        so.intra_op_num_threads = self.threads
+        so.inter_op_num_threads = 1
+        so.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
+        so.log_severity_level = 3
+        if self.threads > 1:  # threads that spin while waiting steal the CPU from the rest of the pipeline
+            so.add_session_config_entry("session.intra_op.allow_spinning", "0")
+        try:
+            self.session = ort.InferenceSession(bytes(source) if self.path is None else str(self.path),
+                                                sess_options=so, providers=providers)
+        except Exception as e:  # onnxruntime raises its own exception types
+            name = "the ONNX bytes" if self.path is None else str(self.path)
+            raise ModelError(f"{name}: onnxruntime cannot load it ({str(e).strip().splitlines()[0][:300]})") from None
+        if card is None:
+            meta = self.session.get_modelmeta().custom_metadata_map
+            if CARD_KEY in meta:
+                card = json.loads(meta[CARD_KEY])
+            elif self.path is not None and card_path(self.path).exists():
+                card = json.loads(card_path(self.path).read_text())
+            else:
+                raise ModelError(f"{self.path or 'ONNX model'}: no ferkit model card inside the file nor beside it")
+        missing = [k for k in ("classes", "input_size", "mean", "std") if k not in card]
+        if missing:
+            raise ModelError(f"{self.path or 'ONNX model'}: model card lacks {missing}")
+        inputs = {i.name: i for i in self.session.get_inputs()}
+        outputs = [o.name for o in self.session.get_outputs()]
+        if INPUT_NAME not in inputs or OUTPUT_NAMES[0] not in outputs:
+            raise ModelError(f"{self.path or 'ONNX model'}: not a ferkit export (wants input {INPUT_NAME!r} and "
+                             f"output {OUTPUT_NAMES[0]!r}; has {list(inputs)} -> {outputs})")
+        self.net = None
+        self.card = card
+        self.device = dev
+        self.classes = tuple(card["classes"])
+        self.input_size = tuple(card["input_size"])  # type: ignore[assignment]
+        self.mean, self.std = tuple(card["mean"]), tuple(card["std"])
+        self.int8 = bool((card.get("onnx") or {}).get("quantization"))  # session.run is thread-safe: no lock
+
+    def __repr__(self) -> str:
+        kind = "int8" if self.int8 else "fp32"
+        return (f"OnnxExpressionModel({self.name!r}, {kind}, classes={list(self.classes)}, input={self.input_size}, "
+                f"threads={self.threads})")
+
+    def run(self, images: np.ndarray) -> np.ndarray:
+        """Probabilities for float32 images ``[N, C, H, W]`` in [0, 255] (the graph's own input)."""
+        return self.session.run([OUTPUT_NAMES[0]], {INPUT_NAME: np.ascontiguousarray(images, dtype=np.float32)})[0]
+
+    def predict_tensor(self, images: torch.Tensor | np.ndarray, tta: str | None = None,
+                       batch_size: int = 256) -> torch.Tensor:
+        """Probabilities ``[N, K]`` (a CPU torch tensor) for uint8 (or [0,1] float) images ``[N, C, H, W]``."""
+        x = torch.as_tensor(images)
+        if tuple(x.shape[1:]) != tuple(self.input_size):
+            raise ModelError(f"images are {tuple(x.shape[1:])}, the model wants {tuple(self.input_size)} (C, H, W)")
+        x = x.cpu().float() if x.dtype == torch.uint8 else x.cpu().float() * 255.0
+        out = []
+        for i in range(0, x.shape[0], batch_size):
+            views = tta_views(x[i:i + batch_size], tta)
+            probs = sum(self.run(v.contiguous().numpy()) for v in views)
+            out.append(torch.from_numpy(np.asarray(probs / len(views), dtype=np.float32)))
+        if not out:
+            return torch.zeros((0, len(self.classes)), dtype=torch.float32)
+        return torch.cat(out)
+
+
+# ---------------------------------------------------------------------------------------
+# exported on first use, kept in the cache
+# ---------------------------------------------------------------------------------------
+_MEMO: dict[str, bytes] = {}  # this process' exports by cache key (a new $FERKIT_CACHE is filled from here)
+_MEMO_LOCK = threading.Lock()
+
+
+def onnx_cache_dir() -> Path:
+    from ..data.cache import cache_dir
+
+    return cache_dir() / "onnx"
+
+
+def cache_key(weights_path: str | os.PathLike, card: dict, opset: int = DEFAULT_OPSET, int8: str | None = None) -> str:
+    """``<sha256 of the weights>-<8 hex of what else shapes the graph>[-int8]``: the card's classes,
+    input size and normalisation (they are baked into the graph), the opset and ferkit's export format."""
+    wsha = _weights.sha256(weights_path)
+    extra = json.dumps({k: card.get(k) for k in ("architecture", "arch_kwargs", "classes", "input_size", "mean",
+                                                  "std")} | {"opset": int(opset), "format": FORMAT_VERSION,
+                                                             "int8": int8}, sort_keys=True)
+    return f"{wsha}-{hashlib.sha256(extra.encode()).hexdigest()[:8]}" + (f"-int8{int8}" if int8 else "")
+
+
+def cached_onnx(name_or_path: str | os.PathLike = "default", *, int8: bool | str = False,
+                opset: int = DEFAULT_OPSET) -> Path:
+    """The ONNX file of shipped weights / a weights file / a run folder, exported into the cache on
+    first use. ``int8``: ``True`` or ``"dynamic"`` (no data needed); static quantisation needs
+    calibration images and so is only offered by :func:`export_onnx`."""
+    mode = ("dynamic" if int8 is True else int8) if int8 else None
+    if mode not in (None, "dynamic"):
+        raise ModelError("cached int8 models use dynamic quantisation; for static quantisation call "
+                         "ferkit.runtime.export_onnx(..., int8='static', calibration=images)")
+    wpath = _weights.resolve(name_or_path)
+    cpath = wpath.with_suffix(".json")
+    if not cpath.exists():
+        raise ModelError(f"{wpath}: model card {cpath.name} is missing next to the weights")
+    try:
+        card = json.loads(cpath.read_text())
+    except json.JSONDecodeError as e:
+        raise ModelError(f"{cpath}: model card is not valid JSON ({e})") from None
+    key = cache_key(wpath, card, opset, mode)
+    path = onnx_cache_dir() / f"{key}.onnx"
+    if path.is_file() and path.stat().st_size > 0:
+        return path
+    with _MEMO_LOCK:
+        if path.is_file() and path.stat().st_size > 0:  # another thread made it meanwhile
+            return path
+        if key in _MEMO:
+            from .export import _write_atomic
+
+            _write_atomic(path, _MEMO[key])
+            return path
+        export_onnx(str(name_or_path), path, opset=opset, int8=mode or False, write_card=False)
+        _MEMO[key] = path.read_bytes()
+    return path
+
+
+def load_onnx_model(name_or_path: str | os.PathLike = "default", *, int8: bool | str = False,
+                    threads: int | None = None, device: str = "cpu") -> OnnxExpressionModel:
+    """An :class:`OnnxExpressionModel` from an ``.onnx`` file, or from weights (shipped name,
+    ``.safetensors``, run folder) exported on first use into the cache (see :func:`cached_onnx`)."""
+    p = Path(str(name_or_path)).expanduser()
+    if p.suffix == ".onnx":
+        if not p.is_file():
+            raise ModelError(f"{p}: no such ONNX file")
+        model = OnnxExpressionModel(p, threads=threads, device=device)
+        if int8 and not model.int8:
+            raise ModelError(f"{p}: not an int8 model; make one with `ferkit export --int8`")
+        return model
+    path = cached_onnx(name_or_path, int8=int8)
+    try:
+        return OnnxExpressionModel(path, threads=threads, device=device)
+    except ModelError:
+        if torch.device(device).type != "cpu":
+            raise
+        path.unlink(missing_ok=True)  # a damaged cache entry: export again
+        return OnnxExpressionModel(cached_onnx(name_or_path, int8=int8), threads=threads, device=device)

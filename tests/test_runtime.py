@@ -1,0 +1,318 @@
+"""ONNX export and the onnxruntime backend: same answers as PyTorch, a self-describing file, clear errors."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+
+import numpy as np
+import onnx
+import onnxruntime as ort
+import pytest
+import torch
+import torch.nn as nn
+from conftest import EXAMPLE, make_fer2013
+from PIL import Image
+
+import ferkit
+from ferkit import weights
+from ferkit.api import ExpressionModel
+from ferkit.cli import main
+from ferkit.models import create, list_models
+from ferkit.runtime import (
+    OnnxExpressionModel,
+    card_path,
+    default_threads,
+    export_onnx,
+    load_onnx_model,
+    onnx_cache_dir,
+    read_card,
+)
+
+# boxes (x0, y0, x1, y1) around the astronaut's face in examples/astronaut.jpg
+FACE_BOXES = [(175, 50, 295, 170), (180, 60, 285, 175), (170, 40, 300, 180), (185, 65, 280, 170)]
+
+
+def _faces() -> list[np.ndarray]:
+    rgb = np.asarray(Image.open(EXAMPLE).convert("RGB"))
+    faces = [rgb[y0:y1, x0:x1] for x0, y0, x1, y1 in FACE_BOXES]
+    return faces + [f[:, ::-1].copy() for f in faces]
+
+
+def _images(input_size, n: int, seed: int = 0) -> torch.Tensor:
+    return torch.from_numpy(np.random.default_rng(seed).integers(0, 256, (n, *input_size), dtype=np.uint8))
+
+
+def _random_model(spec) -> ExpressionModel:
+    """An architecture with random weights *and* random BN statistics, so that its outputs are far
+    from uniform (fresh init gives near-zero logits, where any export looks right)."""
+    torch.manual_seed(0)
+    net = create(spec.name)
+    with torch.no_grad():
+        for m in net.modules():
+            if isinstance(m, nn.BatchNorm2d):
+                m.running_mean.uniform_(-0.3, 0.3)
+                m.running_var.uniform_(0.5, 2.0)
+                m.weight.uniform_(0.5, 1.5)
+                m.bias.uniform_(-0.2, 0.2)
+        head = [m for m in net.modules() if isinstance(m, (nn.Conv2d, nn.Linear))][-1]
+        head.weight.normal_(0, 0.3)
+    card = {"name": f"{spec.name}-random", "architecture": spec.name, "arch_kwargs": {},
+            "classes": list(ferkit.CANONICAL), "input_size": list(spec.input_size), "mean": list(spec.mean),
+            "std": list(spec.std)}
+    return ExpressionModel(net, card)
+
+
+@pytest.fixture(scope="module")
+def default_onnx(tmp_path_factory):
+    path = tmp_path_factory.mktemp("onnx") / "fer.onnx"
+    card = export_onnx("default", path)
+    return path, card
+
+
+# ---------------------------------------------------------------------------------------
+# the same numbers as PyTorch
+# ---------------------------------------------------------------------------------------
+@pytest.mark.parametrize("spec", list_models(), ids=lambda s: s.name)
+def test_every_architecture_exports_and_matches_torch(spec, tmp_path):
+    model = _random_model(spec)
+    card = export_onnx(model, tmp_path / "m.onnx")
+    om = OnnxExpressionModel(tmp_path / "m.onnx")
+    assert card["onnx"]["max_abs_diff_vs_torch"] <= 1e-4
+    for n in (1, 3, 17):
+        x = _images(spec.input_size, n, seed=n)
+        want = model.predict_tensor(x)
+        got = om.predict_tensor(x)
+        assert got.shape == (n, 7) and got.dtype == torch.float32
+        assert (got - want).abs().max().item() <= 1e-4
+        assert want.max(1).values.min() > 0.2  # the random network is not trivially uniform
+        assert torch.equal(got.argmax(1), want.argmax(1))
+
+
+def test_shipped_default_matches_torch(default_onnx):
+    path, card = default_onnx
+    torch_model = ferkit.load_model("default", backend="torch")
+    om = OnnxExpressionModel(path)
+    for n in (1, 2, 64):
+        x = _images(torch_model.input_size, n, seed=10 + n)
+        assert (om.predict_tensor(x) - torch_model.predict_tensor(x)).abs().max().item() <= 1e-4
+    # [0, 1] floats are accepted as by ExpressionModel, and TTA gives the same as in PyTorch
+    x = _images(torch_model.input_size, 4, seed=3)
+    assert torch.allclose(om.predict_tensor(x.float() / 255), torch_model.predict_tensor(x), atol=1e-4)
+    for tta in ("flip", "tencrop"):
+        assert torch.allclose(om.predict_tensor(x, tta=tta), torch_model.predict_tensor(x, tta=tta), atol=1e-4)
+    assert card["onnx"]["max_abs_diff_vs_torch"] <= 1e-4
+
+
+def test_the_file_alone_runs_on_onnxruntime_as_documented(default_onnx):
+    """A user with only onnxruntime: feed raw 0..255 floats, read 'probabilities'."""
+    path, card = default_onnx
+    sess = ort.InferenceSession(str(path), providers=["CPUExecutionProvider"])
+    (inp,) = sess.get_inputs()
+    assert inp.name == "image" and inp.type == "tensor(float)" and inp.shape[1:] == [1, 48, 48]
+    assert [o.name for o in sess.get_outputs()] == ["probabilities", "logits"]
+    x = _images((1, 48, 48), 5, seed=7)
+    probs, logits = sess.run(None, {"image": x.numpy().astype(np.float32)})
+    want = ferkit.load_model("default", backend="torch").predict_tensor(x).numpy()
+    assert np.abs(probs - want).max() <= 1e-4
+    assert np.allclose(probs.sum(1), 1, atol=1e-5)
+    assert np.abs(torch.softmax(torch.from_numpy(logits), 1).numpy() - probs).max() <= 1e-5
+
+
+def test_card_is_inside_and_beside_the_file(default_onnx):
+    path, card = default_onnx
+    meta = {p.key: p.value for p in onnx.load(str(path)).metadata_props}
+    inside = json.loads(meta["ferkit_card"])
+    beside = json.loads(card_path(path).read_text())
+    assert card_path(path).name == "fer.onnx.json"
+    assert inside == beside == card == read_card(path)
+    shipped = json.loads(weights.resolve("default").with_suffix(".json").read_text())
+    for k in ("architecture", "arch_kwargs", "classes", "input_size", "mean", "std", "sha256", "metrics"):
+        assert card[k] == shipped[k]
+    o = card["onnx"]
+    assert o["opset"] == 17 and o["dynamic_batch"] and o["quantization"] is None
+    assert o["input"] == {**o["input"], "name": "image", "dtype": "float32", "shape": ["N", 1, 48, 48],
+                          "range": [0, 255], "color": "gray"}
+    assert [x["name"] for x in o["outputs"]] == ["probabilities", "logits"]
+    assert 0 <= o["max_abs_diff_vs_torch"] <= 1e-4
+    # the card beside is only a convenience: the file alone is enough
+    card_path(path).rename(path.with_name("moved.json"))
+    try:
+        assert OnnxExpressionModel(path).classes == ferkit.CANONICAL
+    finally:
+        path.with_name("moved.json").rename(card_path(path))
+
+
+def test_opset_and_fixed_batch(tmp_path):
+    card = export_onnx("default", tmp_path / "o13.onnx", opset=13, dynamic_batch=False)
+    assert onnx.load(str(tmp_path / "o13.onnx")).opset_import[0].version == 13
+    assert card["onnx"]["input"]["shape"][0] == 1
+    om = OnnxExpressionModel(tmp_path / "o13.onnx")
+    x = _images((1, 48, 48), 1)
+    assert (om.predict_tensor(x) - ferkit.load_model("default", backend="torch").predict_tensor(x)).abs().max() < 1e-4
+
+
+# ---------------------------------------------------------------------------------------
+# load_model(backend=...), the cache, the Recognizer
+# ---------------------------------------------------------------------------------------
+def test_load_model_backends_and_cache():
+    t = ferkit.load_model("default", backend="torch")
+    assert type(t) is ExpressionModel and t.net is not None
+    o = ferkit.load_model("default", backend="onnx")
+    assert isinstance(o, OnnxExpressionModel) and isinstance(o, ExpressionModel) and o.net is None
+    assert not o.int8 and o.threads == default_threads()
+    assert isinstance(ferkit.load_model("default"), OnnxExpressionModel)  # auto: onnx on the CPU
+    files = sorted(onnx_cache_dir().glob("*.onnx"))
+    assert len(files) == 1 and files[0].name.startswith(weights.sha256(weights.resolve("default")))
+    mtime = files[0].stat().st_mtime_ns
+    assert ferkit.load_model("default", backend="onnx").classes == t.classes
+    assert files[0].stat().st_mtime_ns == mtime  # read from the cache, not exported again
+    files[0].write_bytes(b"not onnx")  # a damaged entry is exported again
+    assert ferkit.load_model("default", backend="onnx").predict_proba(_faces()[:1]).shape == (1, 7)
+    assert o.name == t.name and o.input_size == t.input_size and o.card["sha256"] == t.card["sha256"]
+
+
+def test_auto_falls_back_to_torch_without_onnx(tmp_path, monkeypatch):
+    """Where the onnx package is missing, backend='auto' warns and uses PyTorch; 'onnx' is an error."""
+    torch.manual_seed(1)
+    card = {"architecture": "mini_xception", "arch_kwargs": {}, "classes": list(ferkit.CANONICAL),
+            "input_size": [1, 48, 48], "mean": [0.5], "std": [0.25]}
+    weights.save(create("mini_xception"), tmp_path / "m.safetensors", card)
+    monkeypatch.setitem(sys.modules, "onnx", None)  # `import onnx` now raises ImportError
+    with pytest.warns(UserWarning, match="onnx backend unavailable .* using PyTorch"):
+        m = ferkit.load_model(str(tmp_path / "m.safetensors"))
+    assert type(m) is ExpressionModel
+    with pytest.raises(ferkit.ModelError, match="needs the 'onnx' package"):
+        ferkit.load_model(str(tmp_path / "m.safetensors"), backend="onnx")
+
+
+def test_load_model_onnx_file_and_errors(default_onnx):
+    path, _ = default_onnx
+    assert isinstance(ferkit.load_model(str(path)), OnnxExpressionModel)
+    assert isinstance(load_onnx_model(str(path)), OnnxExpressionModel)
+    with pytest.raises(ferkit.FerkitError, match="runs on backend 'onnx'"):
+        ferkit.load_model(str(path), backend="torch")
+    with pytest.raises(ferkit.FerkitError, match="unknown backend 'tflite'"):
+        ferkit.load_model("default", backend="tflite")
+    with pytest.raises(ferkit.ModelError, match="no model 'nope'"):
+        ferkit.load_model("nope", backend="onnx")
+    with pytest.raises(ferkit.ModelError, match="not an int8 model"):
+        ferkit.load_model(str(path), backend="onnx-int8")
+    with pytest.raises(ferkit.ModelError, match="no such ONNX file"):
+        ferkit.load_model(str(path.with_name("missing.onnx")))
+
+
+def test_recognizer_onnx_gives_torch_labels_on_the_example_photo():
+    rt = ferkit.Recognizer(backend="torch")
+    ro = ferkit.Recognizer(backend="onnx")
+    assert isinstance(ro.model, OnnxExpressionModel) and type(rt.model) is ExpressionModel
+    a, b = rt.predict(str(EXAMPLE)), ro.predict(str(EXAMPLE))
+    assert len(a.faces) == len(b.faces) >= 1
+    assert [f.label for f in a.faces] == [f.label for f in b.faces] == ["happy"]
+    for fa, fb in zip(a.faces, b.faces):
+        assert max(abs(fa.probabilities[c] - fb.probabilities[c]) for c in fa.probabilities) <= 1e-4
+    ri = ferkit.Recognizer(backend="onnx-int8")
+    assert [f.label for f in ri.predict(str(EXAMPLE)).faces] == ["happy"]
+
+
+# ---------------------------------------------------------------------------------------
+# int8
+# ---------------------------------------------------------------------------------------
+def test_int8_export_is_close(tmp_path, capsys):
+    out = tmp_path / "fer-int8.onnx"
+    assert main(["export", "--model", "default", "--format", "onnx", "--out", str(out), "--int8"]) == 0
+    assert "int8 dynamic" in capsys.readouterr().out
+    q = OnnxExpressionModel(out)
+    assert q.int8 and q.card["onnx"]["quantization"]["mode"] == "dynamic"
+    assert out.stat().st_size < 0.5 * weights.resolve("default").stat().st_size  # int8 weights: a third
+    t = ferkit.load_model("default", backend="torch")
+    faces = _faces()
+    pt, pq = t.predict_proba(faces), q.predict_proba(faces)
+    # measured: 0.005 on these crops; on FER2013 PrivateTest mean 0.006, max 0.15, 97.5% same labels
+    assert np.abs(pt - pq).max() < 0.05 and (pq.argmax(1) == pt.argmax(1)).all()
+    x = _images((1, 48, 48), 64, seed=5)
+    d = (t.predict_tensor(x) - q.predict_tensor(x)).abs()
+    assert d.mean() < 0.03 and d.max() < 0.25  # measured 0.010 and 0.095
+    # the same model as backend="onnx-int8" (exported into the cache)
+    assert np.abs(ferkit.load_model("default", backend="onnx-int8").predict_proba(faces) - pq).max() < 1e-5
+
+
+def test_static_int8_with_calibration_images(tmp_path):
+    rng = np.random.default_rng(0)
+    calib = np.stack([np.asarray(Image.fromarray(f).convert("L").resize((48, 48))) for f in _faces()])[:, None]
+    calib = np.concatenate([calib, rng.integers(0, 256, (8, 1, 48, 48), dtype=np.uint8)])
+    card = export_onnx("default", tmp_path / "s.onnx", int8="static", calibration=calib)
+    assert card["onnx"]["quantization"]["mode"] == "static"
+    q = OnnxExpressionModel(tmp_path / "s.onnx")
+    assert q.predict(_faces())[0].label == "happy"
+    with pytest.raises(ferkit.FerkitError, match="needs calibration images"):
+        export_onnx("default", tmp_path / "t.onnx", int8="static")
+
+
+# ---------------------------------------------------------------------------------------
+# command line
+# ---------------------------------------------------------------------------------------
+def test_export_cli(tmp_path, capsys):
+    out = tmp_path / "fer.onnx"
+    assert main(["export", "--model", "default", "--format", "onnx", "--out", str(out), "--opset", "17"]) == 0
+    text = capsys.readouterr().out
+    assert f"wrote {out}" in text and "float32 [N, 1, 48, 48]" in text and "max |onnx - torch|" in text
+    assert out.exists() and card_path(out).exists()
+    # a folder gets <name>.onnx
+    assert main(["export", "--out", str(tmp_path)]) == 0
+    assert (tmp_path / "mini_xception-fer2013.onnx").exists()
+
+
+def test_export_help(capsys):
+    with pytest.raises(SystemExit) as e:
+        main(["export", "--help"])
+    assert e.value.code == 0
+    out = capsys.readouterr().out
+    assert "usage: ferkit export" in out and "examples:" in out and "--int8" in out and "probabilities" in out
+
+
+@pytest.mark.parametrize("argv,msg", [
+    (["export", "--model", "default", "--format", "tflite", "--out", "x.tflite"], "unknown export format 'tflite'"),
+    (["export", "--model", "nope", "--format", "onnx", "--out", "{tmp}/x.onnx"], "no model 'nope'"),
+    (["export", "--model", "default", "--out", "{tmp}/a_file/x.onnx"], "cannot write"),
+    (["export", "--model", "default", "--out", "{tmp}/x.pb"], "must end in .onnx"),
+    (["export", "--model", "default", "--out", "{tmp}/x.onnx", "--opset", "3"], "opset 3 is not supported"),
+    (["export", "--model", "default", "--out", "{tmp}/x.onnx", "--dataset", "fer2013", "--data", "."], "add --int8"),
+    (["predict", str(EXAMPLE), "--backend", "onnx", "--model", "nope"], "no model 'nope'"),
+])
+def test_export_errors_are_one_clear_line(argv, msg, tmp_path, capsys):
+    (tmp_path / "a_file").write_text("a file, not a folder")
+    argv = [a.replace("{tmp}", str(tmp_path)) for a in argv]
+    assert main(argv) == 1
+    err = capsys.readouterr().err
+    assert err.startswith("ferkit: error: ") and msg in err and "Traceback" not in err
+
+
+def test_cli_errors_in_a_real_process(tmp_path):
+    (tmp_path / "a_file").write_text("x")
+    r = subprocess.run([sys.executable, "-m", "ferkit.cli", "export", "--model", "default", "--format", "tflite",
+                        "--out", str(tmp_path / "a_file" / "x.onnx")], capture_output=True, text=True)
+    assert r.returncode == 1 and "Traceback" not in r.stderr and "unknown export format" in r.stderr
+    r = subprocess.run([sys.executable, "-m", "ferkit.cli", "export", "--model", "default",
+                        "--out", str(tmp_path / "a_file" / "x.onnx")], capture_output=True, text=True)
+    assert r.returncode == 1 and "Traceback" not in r.stderr and "cannot write" in r.stderr
+
+
+def test_predict_and_evaluate_take_a_backend(tmp_path, capsys):
+    outs = {}
+    for b in ("torch", "onnx", "onnx-int8"):
+        assert main(["predict", str(EXAMPLE), "--backend", b, "--json", str(tmp_path / f"{b}.json"),
+                     "--quiet"]) == 0
+        outs[b] = json.loads((tmp_path / f"{b}.json").read_text())
+    labels = {b: [f["label"] for f in r["faces"]] for b, r in outs.items()}
+    assert labels["torch"] == labels["onnx"] == labels["onnx-int8"] == ["happy"]
+    folders, _, _ = make_fer2013(tmp_path)
+    res = {}
+    for b in ("torch", "onnx"):
+        js = tmp_path / f"ev-{b}.json"
+        assert main(["evaluate", "--model", "default", "--dataset", "fer2013", "--data", str(folders),
+                     "--split", "PrivateTest", "--backend", b, "--json", str(js)]) == 0
+        res[b] = json.loads(js.read_text())
+    assert res["torch"]["confusion_matrix"] == res["onnx"]["confusion_matrix"]
+    assert res["torch"]["loss"] == pytest.approx(res["onnx"]["loss"], abs=1e-4)
