@@ -18,6 +18,7 @@ EPILOG = """examples:
   ferkit data --dataset ferplus --data ../shared/data/ferplus
   ferkit train --model mini_xception --dataset fer2013 --data ../shared/data/fer2013 --out runs/mx
   ferkit evaluate --model default --dataset fer2013 --data ../shared/data/fer2013 --split PrivateTest --json r.json
+  ferkit crossval --model mini_xception --dataset ckplus --data ../shared/data/ckplus48 --folds 10 --out runs/cv
   ferkit predict examples/astronaut.png
   ferkit export --model default --format onnx --out fer.onnx
   ferkit serve --port 8000
@@ -158,30 +159,70 @@ def cmd_data(a: argparse.Namespace) -> int:
     return 0
 
 
-def cmd_train(a: argparse.Namespace) -> int:
+def _train_config(a: argparse.Namespace):
+    """The TrainConfig of `ferkit train` (and `ferkit crossval`) arguments."""
     from .data.transforms import AugmentConfig
-    from .engine.train import TrainConfig, train
+    from .engine.train import TrainConfig
 
     aug = AugmentConfig.none() if a.aug == "none" else AugmentConfig()
     for k in ("flip", "shift", "rotate", "scale", "brightness", "contrast", "erase"):
         v = getattr(a, k)
         if v is not None:
             setattr(aug, k, v)
-    cfg = TrainConfig(
+    return TrainConfig(
         model=a.model, model_kwargs=_kv(a.model_arg), dataset=a.dataset, data=a.data, out=a.out,
         dataset_options=_dataset_options(a), train_split=a.train_split, val_split=a.val_split,
         test_split=a.test_split, val_fraction=a.val_fraction, epochs=a.epochs, batch_size=a.batch_size,
         optimizer=a.optimizer, lr=a.lr, weight_decay=a.weight_decay, momentum=a.momentum, schedule=a.schedule,
         warmup_epochs=a.warmup, label_smoothing=a.label_smoothing, class_weights=a.class_weights,
         soft_targets=a.soft_targets, augment=aug.to_dict(), seed=a.seed, device=a.device, amp=not a.no_amp,
-        threads=a.threads, limit=a.limit, early_stop=a.early_stop, name=a.name,
+        threads=a.threads, limit=a.limit, early_stop=a.early_stop, name=a.name, init=a.init,
+        aux_weight=a.aux_weight, aux_epochs=a.aux_epochs, detect=a.detect, min_face=a.min_face,
         command="ferkit " + shlex.join(sys.argv[1:]) if a.command is None else a.command,
     )
+
+
+def cmd_train(a: argparse.Namespace) -> int:
+    from .engine.train import train
+
+    cfg = _train_config(a)
     try:
         train(cfg, resume=a.resume, progress=None if not a.no_progress else False)
     except KeyboardInterrupt:
         print(f"\nferkit: interrupted; the last finished epoch is saved in {a.out}/last.ckpt: run the same command "
               f"with --resume to continue", file=sys.stderr)
+        return 130
+    return 0
+
+
+CROSSVAL_EXAMPLES = """examples:
+  ferkit crossval --model mini_xception --dataset ckplus --data ../shared/data/ckplus48 --folds 10 \\
+      --epochs 60 --out runs/cv-ck-mx                                   # CK+: 10 subject-independent folds
+  ferkit crossval --model mini_xception --dataset ckplus --data ../shared/data/ckplus48 --folds 10 \\
+      --init default --out runs/cv-ck-ft                                # fine-tune the shipped FER2013 model
+  ferkit crossval --model pcnn --dataset jaffe --data ../shared/data/jaffe --folds 10 --detect mtcnn \\
+      --out runs/cv-jaffe                                               # JAFFE: leave one subject (of 10) out
+  ferkit crossval ... --out runs/cv-ck-mx --resume                      # continue after an interruption
+  ferkit crossval ... --only 0,1 --epochs 3 --limit 200                 # a smoke test: two rounds, small"""
+
+
+def cmd_crossval(a: argparse.Namespace) -> int:
+    from .engine.crossval import crossval
+
+    if a.fold is not None:
+        raise FerkitError("--fold picks one round for `ferkit train`; crossval runs every round (--only I,J runs some)")
+    if a.train_split or a.val_split or a.test_split:
+        raise FerkitError("crossval sets the splits itself: test = fold i, val = fold i+1, train = the other folds")
+    try:
+        only = [int(v) for v in a.only.split(",")] if a.only else None
+    except ValueError:
+        raise FerkitError(f"--only wants fold numbers separated by commas, e.g. 0,1; got {a.only!r}") from None
+    try:
+        crossval(_train_config(a), folds=a.folds or 10, only=only, resume=a.resume,
+                 progress=None if not a.no_progress else False)
+    except KeyboardInterrupt:
+        print(f"\nferkit: interrupted; finished folds and the current fold's last epoch are saved in {a.out}: run the "
+              f"same command with --resume to continue", file=sys.stderr)
         return 130
     return 0
 
@@ -411,6 +452,13 @@ def build_parser() -> argparse.ArgumentParser:
     g.add_argument("--soft-targets", action="store_true", help="ferplus: train on the annotators' vote distribution")
     g.add_argument("--early-stop", type=int, default=None, metavar="N",
                    help="stop after N epochs without a better validation accuracy")
+    g.add_argument("--init", metavar="WEIGHTS",
+                   help="fine-tune: start from ferkit weights (shipped name, .safetensors or run folder); tensors are "
+                        "matched by name and shape, classifier rows by class name (new classes start fresh)")
+    g.add_argument("--aux-weight", type=float, default=1.0,
+                   help="weight of the model's auxiliary losses (pcnn: local classifiers, reconstruction); 0: off")
+    g.add_argument("--aux-epochs", type=int, default=None, metavar="N",
+                   help="auxiliary losses in the first N epochs only, then classification alone (default: all)")
     g = s.add_argument_group("augmentation (one random affine warp + photometric + erasing, per image)")
     g.add_argument("--aug", choices=["default", "none"], default="default")
     g.add_argument("--flip", type=float, help="flip probability (default 0.5)")
@@ -420,6 +468,11 @@ def build_parser() -> argparse.ArgumentParser:
     g.add_argument("--brightness", type=float, help="default 0.3")
     g.add_argument("--contrast", type=float, help="default 0.3")
     g.add_argument("--erase", type=float, help="random erasing probability (default 0.5)")
+    g = s.add_argument_group("faces (for datasets of full photos such as JAFFE or KDEF)")
+    g.add_argument("--detect", choices=["none", "mtcnn", "haar"], default="none",
+                   help="find and align the face in each image as `ferkit predict` does (the highest-scoring one); "
+                        "none: images are face crops already (FER2013, FER+, CK+48)")
+    g.add_argument("--min-face", type=int, default=20, metavar="PX", help="with --detect: smallest face, in pixels")
     g = s.add_argument_group("run")
     g.add_argument("--seed", type=int, default=0)
     g.add_argument("--device", default="auto", help="auto | cpu | cuda")
@@ -558,6 +611,18 @@ def build_parser() -> argparse.ArgumentParser:
     sub.choices["explain"].set_defaults(fn=cmd_explain)
     add_au_analysis_parser(sub, fmt, _add_dataset_args)
     sub.choices["au-analysis"].set_defaults(fn=cmd_au_analysis)
+
+    s = sub.add_parser("crossval", parents=[sub.choices["train"]], conflict_handler="resolve", epilog=CROSSVAL_EXAMPLES,
+                       help="k-fold subject-independent cross-validation (CK+, JAFFE, KDEF)", formatter_class=fmt,
+                       description="Train and test one model per fold: round i tests on fold i, picks the best epoch "
+                                   "on fold i+1 and trains on the other folds (subject-independent; --folds 10 on "
+                                   "JAFFE's 10 subjects is leave-one-subject-out). Every `ferkit train` option "
+                                   "applies. Writes --out/foldNN/ (one run each), crossval.json (per-fold accuracy, "
+                                   "mean and std, pooled confusion matrix and per-class metrics) and PNGs; --resume "
+                                   "continues after an interruption.")
+    s.add_argument("--only", metavar="I,J", help="run only these rounds (a smoke test, or to share the rounds among "
+                                                  "machines); crossval.json covers every finished round")
+    s.set_defaults(fn=cmd_crossval)
     return p
 
 

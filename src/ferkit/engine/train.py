@@ -12,6 +12,13 @@ One run = one folder::
 
 The best epoch is chosen on the validation split only (FER2013 PublicTest, FER+ Valid, the
 next fold for cross-validation); the test split is evaluated once, at the end, for the record.
+
+Auxiliary losses: in training mode a model may return a dict holding ``"logits"`` and whatever
+else its extra objectives need, and define ``aux_loss(out, x, target) -> {name: loss}`` (terms
+already weighted by the model's own options). The loss is then cross-entropy +
+``aux_weight * sum(terms)`` (during the first ``aux_epochs`` epochs, or all); ``train_loss`` in
+the log is that total, and each term's epoch mean is logged as ``train_<name>``. In eval mode
+(validation, evaluation, export) every model returns plain logits. PCNN uses this.
 """
 
 from __future__ import annotations
@@ -25,7 +32,7 @@ import platform
 import subprocess
 import sys
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import asdict, dataclass, field
 from datetime import datetime, timezone
 from pathlib import Path
@@ -34,6 +41,8 @@ import numpy as np
 import torch
 import torch.nn as nn
 import torch.nn.functional as F
+from safetensors import SafetensorError
+from safetensors.torch import load_file
 from tqdm.auto import tqdm
 
 from .. import __version__
@@ -82,6 +91,11 @@ class TrainConfig:
     limit: int | None = None  #: use at most this many samples per split (smoke tests)
     early_stop: int | None = None  #: stop after this many epochs without a better val accuracy
     channels_last: bool = True
+    init: str | None = None  #: start from these ferkit weights (name, .safetensors or run folder); see init_from
+    aux_weight: float = 1.0  #: multiplier of a model's auxiliary loss terms (PCNN's); 0 turns them off
+    aux_epochs: int | None = None  #: use the auxiliary terms in the first N epochs only (None: all)
+    detect: str = "none"  #: none | mtcnn | haar: find and align the face in each image (full photos: JAFFE, KDEF)
+    min_face: int = 20  #: with detect: the smallest face searched for, in pixels
     name: str | None = None  #: model name in the card (default: the run folder's name)
     command: str = ""  #: the command line that started the run (recorded in the card)
 
@@ -146,15 +160,16 @@ def load_splits(cfg: TrainConfig, size: tuple[int, int], mode: str, log: Callabl
     tr_name = cfg.train_split or reader.train_split
     if tr_name is None:
         raise FerkitError(f"{reader.name}: no standard training split; pass --train-split")
-    train = reader.load(tr_name, size=size, mode=mode)
+    crop = face_crop(cfg, reader.classes, size, mode)
+    train = reader.load(tr_name, size=size, mode=mode, **crop)
     va_name = cfg.val_split or reader.val_split
     if va_name is not None:
-        val = reader.load(va_name, size=size, mode=mode)
+        val = reader.load(va_name, size=size, mode=mode, **crop)
     else:
         tr_idx, va_idx = stratified_holdout(train.labels, cfg.val_fraction, cfg.seed)
         train, val = train.subset(tr_idx), train.subset(va_idx, split=f"{train.split}[held-out {cfg.val_fraction:g}]")
     te_name = cfg.test_split if cfg.test_split is not None else reader.test_split
-    test = None if te_name in (None, "none") else reader.load(te_name, size=size, mode=mode)
+    test = None if te_name in (None, "none") else reader.load(te_name, size=size, mode=mode, **crop)
     if test is not None and va_name is not None and reader.resolve_split(te_name) == reader.resolve_split(va_name):
         raise FerkitError("the validation split must differ from the test split (selection on test is not allowed)")
     for note in getattr(reader, "notes", []):
@@ -164,6 +179,77 @@ def load_splits(cfg: TrainConfig, size: tuple[int, int], mode: str, log: Callabl
             log(f"WARNING: training {w[len('split train: '):]} (see `ferkit data --check` and docs/data-notes.md)")
     return (_limit(train, cfg.limit, cfg.seed), _limit(val, cfg.limit, cfg.seed + 1),
             None if test is None else _limit(test, cfg.limit, cfg.seed + 2))
+
+
+def face_crop(cfg: TrainConfig, classes: Sequence[str], size: tuple[int, int], mode: str) -> dict:
+    """``crop``/``crop_key`` arguments of :meth:`~ferkit.data.Reader.load` for ``cfg.detect``: each
+    image's face found and aligned at ``size`` as :func:`~ferkit.engine.evaluate.face_cropper` (and
+    ``ferkit predict``) does; ``{}`` when ``cfg.detect`` is ``none``."""
+    if cfg.detect in (None, "none"):
+        return {}
+    from .evaluate import face_cropper
+
+    spec = get_spec(cfg.model)
+    card = {"name": cfg.model, "architecture": cfg.model, "classes": list(classes),
+            "input_size": [1 if mode == "L" else 3, *size], "mean": list(spec.mean), "std": list(spec.std)}
+    crop, key = face_cropper(ExpressionModel(nn.Identity(), card), cfg.detect, cfg.min_face)  # only its size is used
+    return {"crop": crop, "crop_key": key}
+
+
+def init_from(model: nn.Module, source: str, classes: Sequence[str], log: Callable[[str], None] = print) -> dict:
+    """Start ``model`` from ferkit weights ``source`` (shipped name, ``.safetensors`` file or run
+    folder), to fine-tune them: every tensor whose name and shape match is copied. In the
+    classifier layers (the model's ``class_layers``, default ``("head",)``) rows are matched by
+    class *name*: a class both have keeps its trained row, a class the weights lack (e.g. CK+'s
+    contempt from FER2013 weights) keeps its fresh initialisation. Returns what was done."""
+    path = _weights.resolve(source)
+    card = json.loads(path.with_suffix(".json").read_text()) if path.with_suffix(".json").exists() else {}
+    try:
+        src = load_file(str(path))
+    except (SafetensorError, OSError, ValueError) as e:
+        raise FerkitError(f"--init {source}: not a readable safetensors file ({e})") from None
+    src_classes = list(card.get("classes", []))
+    heads = tuple(getattr(model, "class_layers", ("head",)))
+    rows = [(i, src_classes.index(c)) for i, c in enumerate(classes) if c in src_classes]
+    own = model.state_dict()
+    new, skipped, head_keys = {}, [], []
+    for k, v in own.items():
+        s = src.get(k)
+        if s is None:
+            skipped.append(k)
+        elif any(k == h or k.startswith(h + ".") for h in heads) and src_classes != list(classes):
+            if s.shape[1:] == v.shape[1:] and s.shape[0] == len(src_classes) and v.shape[0] == len(classes):
+                t = v.clone()
+                for i, j in rows:
+                    t[i] = s[j]
+                new[k] = t
+                head_keys.append(k)
+            else:
+                skipped.append(k)
+        elif s.shape == v.shape:
+            new[k] = s.to(v.dtype)
+        else:
+            skipped.append(k)
+    partial = {k.rsplit(".", 1)[0] for k in skipped}  # a layer is copied whole or not at all
+    for k in [k for k in new if k.rsplit(".", 1)[0] in partial]:
+        del new[k]
+        skipped.append(k)
+    head_keys = [k for k in head_keys if k in new]
+    if not new:
+        raise FerkitError(f"--init {source}: no tensor matches {getattr(model, 'ferkit_arch', 'the model')} by name "
+                          f"and shape (weights of architecture {card.get('architecture', '?')})")
+    model.load_state_dict({**own, **new})
+    kept = list(classes) if src_classes == list(classes) else [classes[i] for i, _ in rows if head_keys]
+    fresh = [c for c in classes if c not in kept]
+    info = {"weights": str(source), "architecture": card.get("architecture"), "copied": len(new), "of": len(own),
+            "not_copied": skipped, "classes_kept": kept, "classes_fresh": fresh}
+    msg = f"init from {source}: {len(new)} of {len(own)} tensors copied"
+    if fresh:
+        msg += f"; classifier rows kept for {', '.join(kept) or 'no class'}, fresh for {', '.join(fresh)}"
+    if skipped:
+        msg += f"; not copied: {', '.join(skipped[:4])}{' ...' if len(skipped) > 4 else ''}"
+    log(msg)
+    return info
 
 
 def make_optimizer(cfg: TrainConfig, model: nn.Module) -> torch.optim.Optimizer:
@@ -240,7 +326,10 @@ def train(cfg: TrainConfig, resume: bool = False, progress: bool | None = None,
     c, h, w = spec.input_size
     train_ds, val_ds, test_ds = load_splits(cfg, (h, w), "L" if c == 1 else "RGB", log)
     classes = train_ds.classes
-    model = create(cfg.model, num_classes=len(classes), **cfg.model_kwargs).to(device)
+    model = create(cfg.model, num_classes=len(classes), **cfg.model_kwargs)
+    if cfg.init and state is None:
+        init_from(model, cfg.init, classes, log)
+    model = model.to(device)
     mf = torch.channels_last if cfg.channels_last else torch.contiguous_format
     model = model.to(memory_format=mf)
     opt = make_optimizer(cfg, model)
@@ -295,6 +384,8 @@ def train(cfg: TrainConfig, resume: bool = False, progress: bool | None = None,
         t0 = time.time()
         perm = torch.randperm(n, generator=g)
         tot_loss, tot_correct, seen = 0.0, 0, 0
+        tot_aux: dict[str, float] = {}
+        use_aux = cfg.aux_weight > 0 and (cfg.aux_epochs is None or epoch <= cfg.aux_epochs)
         bar = tqdm(range(steps_per_epoch), desc=f"epoch {epoch}/{cfg.epochs}", unit="batch", leave=False,
                    disable=not show, mininterval=1.0)
         for it in bar:
@@ -311,10 +402,15 @@ def train(cfg: TrainConfig, resume: bool = False, progress: bool | None = None,
             x = normalize(x, spec.mean, spec.std).contiguous(memory_format=mf)
             y = train_ds.labels[idx].to(device)
             with torch.autocast(device_type=device.type, dtype=torch.bfloat16, enabled=amp):
-                logits = model(x)
-            logits = logits.float()
+                pred = model(x)  # logits; or, in training mode, a dict with "logits" and what aux_loss needs
+            logits = (pred["logits"] if isinstance(pred, dict) else pred).float()
             target = train_ds.soft[idx].to(device) if cfg.soft_targets else y
             loss = F.cross_entropy(logits, target, weight=weight, label_smoothing=cfg.label_smoothing)
+            if use_aux and isinstance(pred, dict) and hasattr(model, "aux_loss"):
+                aux = model.aux_loss(pred, x, target)  # named, already weighted terms
+                for k, v in aux.items():
+                    tot_aux[k] = tot_aux.get(k, 0.0) + v.item() * len(idx)
+                loss = loss + cfg.aux_weight * sum(aux.values())
             if not torch.isfinite(loss):
                 raise FerkitError(f"loss became {loss.item()} at epoch {epoch}, step {it}: lower --lr "
                                   f"(the last good epoch is in {ckpt_path}; fix the setting and --resume)")
@@ -334,7 +430,7 @@ def train(cfg: TrainConfig, resume: bool = False, progress: bool | None = None,
             plateau.step(vm["accuracy"])
         row = {"epoch": epoch, "train_loss": tot_loss / seen, "train_acc": tot_correct / seen,
                "val_loss": vm["loss"], "val_acc": vm["accuracy"], "val_macro_f1": vm["macro_f1"], "lr": lr_now,
-               "seconds": time.time() - t0}
+               "seconds": time.time() - t0, **{f"train_{k}": v / seen for k, v in tot_aux.items()}}
         history.append(row)
         improved = vm["accuracy"] > best_acc
         if improved:
@@ -345,7 +441,8 @@ def train(cfg: TrainConfig, resume: bool = False, progress: bool | None = None,
             stale += 1
         log(f"epoch {epoch:3d}/{cfg.epochs}  train loss {row['train_loss']:.4f} acc {row['train_acc']:.4f}  "
             f"val loss {row['val_loss']:.4f} acc {row['val_acc']:.4f} f1 {row['val_macro_f1']:.4f}  "
-            f"lr {lr_now:.2e}  {row['seconds']:.0f}s{'  *best' if improved else ''}")
+            f"lr {lr_now:.2e}  {row['seconds']:.0f}s{'  *best' if improved else ''}"
+            + "".join(f"  ({k} {v / seen:.4f})" for k, v in tot_aux.items()))
         _write_log(out, history)
         plot_curves(history, out / "curves.png", title=f"{cfg.model} on {cfg.dataset} ({out.name})")
         torch.save({"model": model.state_dict(), "optimizer": opt.state_dict(),
@@ -366,10 +463,11 @@ def finalize(cfg: TrainConfig, out: Path, device: torch.device, test_ds: FaceDat
     em = ExpressionModel(*_weights.load(out / "best.safetensors"), device=device)
     card = dict(em.card)
     metrics = {}
-    vm = evaluate(em, val_ds)
+    det = None if cfg.detect in (None, "none") else cfg.detect
+    vm = evaluate(em, val_ds, detector=det)
     metrics[val_ds.split] = _short(vm)
     if test_ds is not None:
-        tm = evaluate(em, test_ds)
+        tm = evaluate(em, test_ds, detector=det)
         metrics[test_ds.split] = _short(tm)
         plot_confusion(tm["confusion_matrix"], tm["classes"], out / f"confusion_{test_ds.split}.png",
                        title=f"{card['name']} on {test_ds.name} {test_ds.split}: acc {tm['accuracy']:.4f}")
@@ -389,6 +487,6 @@ def finalize(cfg: TrainConfig, out: Path, device: torch.device, test_ds: FaceDat
 def _write_log(out: Path, history: list[dict]) -> None:
     (out / "log.json").write_text(json.dumps(history, indent=1) + "\n")
     with open(out / "log.csv", "w", newline="") as f:
-        wr = csv.DictWriter(f, fieldnames=list(history[0]))
+        wr = csv.DictWriter(f, fieldnames=list(dict.fromkeys(k for h in history for k in h)))
         wr.writeheader()
         wr.writerows(history)

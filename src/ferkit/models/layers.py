@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import torch
 import torch.nn as nn
+import torch.nn.functional as F
 
 
 class ConvBNReLU(nn.Sequential):
@@ -57,3 +58,38 @@ def init_weights(model: nn.Module, head: nn.Module | None = None) -> None:
 
 def global_avg_pool(x: torch.Tensor) -> torch.Tensor:
     return x.mean(dim=(2, 3))
+
+
+class BasicBlock(nn.Module):
+    """ResNet's basic residual block: 3x3 conv - BN - ReLU - 3x3 conv - BN, plus the input (through
+    a 1x1 conv + BN where the stride or the width changes), then ReLU."""
+
+    def __init__(self, cin: int, cout: int, stride: int = 1) -> None:
+        super().__init__()
+        self.conv1 = ConvBNReLU(cin, cout, 3, stride)
+        self.conv2 = ConvBNReLU(cout, cout, 3, relu=False)
+        self.shortcut = (nn.Identity() if stride == 1 and cin == cout else
+                         nn.Sequential(nn.Conv2d(cin, cout, 1, stride, bias=False), nn.BatchNorm2d(cout)))
+        self.relu = nn.ReLU(inplace=True)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.relu(self.conv2(self.conv1(x)) + self.shortcut(x))
+
+
+def identity_grid(h: int, w: int) -> torch.Tensor:
+    """``[h * w, 3]`` rows ``(x, y, 1)`` of the pixel centres of an ``h x w`` map in
+    ``grid_sample``'s coordinates (``align_corners=False``): ``grid = identity_grid @ theta^T``."""
+    ys = (torch.arange(h, dtype=torch.float32) * 2 + 1) / h - 1
+    xs = (torch.arange(w, dtype=torch.float32) * 2 + 1) / w - 1
+    gy, gx = torch.meshgrid(ys, xs, indexing="ij")
+    return torch.stack([gx.reshape(-1), gy.reshape(-1), torch.ones(h * w)], dim=1)
+
+
+def affine_warp(x: torch.Tensor, theta: torch.Tensor, base: torch.Tensor) -> torch.Tensor:
+    """Warp ``x`` ``[N, C, H, W]`` by the affine ``theta`` ``[N, 2, 3]`` (a spatial transformer's
+    sampler). Same as ``grid_sample(x, affine_grid(theta, x.shape))`` but with the grid built from
+    ``base`` (:func:`identity_grid`) by a matmul, which ONNX exports (``affine_grid`` needs opset 20;
+    ``grid_sample`` needs opset 16)."""
+    h, w = x.shape[-2:]
+    grid = torch.matmul(base, theta.transpose(1, 2)).reshape(-1, h, w, 2)
+    return F.grid_sample(x, grid, mode="bilinear", padding_mode="zeros", align_corners=False)

@@ -1,0 +1,211 @@
+"""k-fold subject-independent cross-validation behind ``ferkit crossval``.
+
+For datasets without an official split (CK+, JAFFE, KDEF, flat image folders) the standard
+protocol is k-fold cross-validation over *subjects*: round ``i`` tests on fold ``i``, selects the
+best epoch on fold ``i + 1`` (never on the test fold) and trains on the other ``k - 2`` folds
+(:func:`ferkit.data.fold_splits`). With ``k`` = the number of subjects (JAFFE: 10) every fold is
+one person: leave-one-subject-out. Each round is an ordinary :func:`~ferkit.engine.train.train`
+run; its test metrics come from :func:`~ferkit.engine.evaluate.evaluate` (``metrics.json``).
+
+One cross-validation = one folder::
+
+    runs/NAME/crossval.json            config, per-fold results, mean and std over folds, the
+                                       pooled confusion matrix and per-class metrics (rewritten
+                                       after every fold; "complete" says whether all folds are in)
+    runs/NAME/crossval_confusion.png   the pooled confusion matrix (every test image once)
+    runs/NAME/crossval_folds.png       accuracy per fold, with the mean
+    runs/NAME/fold00/ ... fold09/      one training run folder per round (see ferkit.engine.train)
+
+``resume=True`` skips finished rounds (``model.safetensors`` written), continues an interrupted
+one from its ``last.ckpt`` and starts the rest, with the saved configuration (only epochs,
+device, threads, early stop and the command may change, as for ``ferkit train --resume``).
+
+Figures: ``accuracy.mean`` / ``accuracy.std`` are the mean and the sample standard deviation
+(ddof = 1) of the per-fold accuracies (what papers report for k-fold protocols); ``pooled`` sums
+the folds' confusion matrices, so its accuracy weighs folds by their size.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import time
+from collections.abc import Callable, Sequence
+from dataclasses import asdict
+from pathlib import Path
+
+import numpy as np
+
+from ..data import open_dataset
+from ..errors import FerkitError
+from .metrics import summarize
+from .plots import plot_confusion
+from .train import RESUME_OVERRIDABLE, TrainConfig, train
+
+SUMMARY = "crossval.json"
+
+
+def fold_dir(out: str | Path, fold: int) -> Path:
+    return Path(out) / f"fold{fold:02d}"
+
+
+def fold_subjects(cfg: TrainConfig, folds: int) -> list[list[str]]:
+    """The subjects of each of the ``folds`` folds of ``cfg``'s dataset (no image is decoded)."""
+    opts = {k: v for k, v in cfg.dataset_options.items() if k not in ("folds", "fold")}
+    reader = open_dataset(cfg.dataset, cfg.data, **opts)
+    if not hasattr(reader, "fold_indices"):
+        raise FerkitError(f"{reader.name} has official splits ({', '.join(reader.splits)}), not subject folds: "
+                          f"cross-validate ckplus, jaffe, kdef or imagefolder, or use `ferkit train`")
+    reader = open_dataset(cfg.dataset, cfg.data, **opts, folds=folds, fold=0)
+    recs, _ = reader.all_records()
+    return [sorted({str(recs[i].subject) for i in idx}) for idx in reader.fold_indices(recs)]
+
+
+def _fold_result(d: Path, fold: int, subjects: list[list[str]]) -> dict:
+    card = json.loads((d / "model.json").read_text())
+    metrics = json.loads((d / "metrics.json").read_text())
+    test, val = metrics["test"], metrics["val"]
+    k = len(subjects)
+    res = {"fold": fold, "test_subjects": subjects[fold], "val_fold": (fold + 1) % k,
+           "val_subjects": subjects[(fold + 1) % k], "n_train": card["dataset"]["n_train"],
+           "n_val": card["dataset"]["n_val"], "n_test": test["n"], "accuracy": test["accuracy"],
+           "macro_f1": test["macro_f1"], "val_accuracy": val["accuracy"], "best_epoch": card.get("best_epoch"),
+           "epochs_run": card.get("epochs_run"), "train_seconds": card.get("train_seconds"),
+           "classes": test["classes"], "confusion_matrix": test["confusion_matrix"]}
+    if "no_face" in test:
+        res["no_face"] = test["no_face"]
+    return res
+
+
+def _stats(values: list[float]) -> dict:
+    if not values:
+        return {"mean": None, "std": None, "min": None, "max": None}
+    a = np.asarray(values, dtype=np.float64)
+    return {"mean": float(a.mean()), "std": float(a.std(ddof=1)) if len(a) > 1 else 0.0,
+            "min": float(a.min()), "max": float(a.max())}
+
+
+def summarize_folds(cfg: TrainConfig, folds: int, results: list[dict], subjects: list[list[str]],
+                    seconds: float) -> dict:
+    """The ``crossval.json`` content for the finished ``results`` (one dict per fold)."""
+    results = sorted(results, key=lambda r: r["fold"])
+    flat = [s for f in subjects for s in f]
+    summary = {
+        "model": cfg.model, "model_kwargs": cfg.model_kwargs, "dataset": cfg.dataset, "data": cfg.data,
+        "folds": folds, "fold_seed": cfg.dataset_options.get("fold_seed", 0), "detect": cfg.detect,
+        "protocol": f"{folds}-fold subject-independent cross-validation: round i tests on fold i, selects the best "
+                    f"epoch on fold i+1, trains on the other {folds - 2}",
+        "subjects_per_fold": subjects, "subject_disjoint": len(flat) == len(set(flat)),
+        "complete": len(results) == folds, "folds_done": [r["fold"] for r in results],
+        "per_fold": [{k: v for k, v in r.items() if k not in ("classes", "confusion_matrix")} for r in results],
+        "accuracy": _stats([r["accuracy"] for r in results]),
+        "macro_f1": _stats([r["macro_f1"] for r in results]),
+        "pooled": None,
+        "seconds": round(seconds, 1),
+        "command": cfg.command,
+        "config": asdict(cfg),
+    }
+    if results:
+        classes = results[0]["classes"]
+        if any(r["classes"] != classes for r in results):
+            raise FerkitError("the folds' models have different classes; cannot pool their confusion matrices")
+        cm = np.sum([np.asarray(r["confusion_matrix"], dtype=np.int64) for r in results], axis=0)
+        summary["pooled"] = summarize(cm, classes)
+    return summary
+
+
+def plot_folds(summary: dict, path: str | Path) -> None:
+    """Bar chart of the test accuracy of each fold, the mean as a line."""
+    import matplotlib.pyplot as plt
+
+    rows = summary["per_fold"]
+    fig, ax = plt.subplots(figsize=(1.6 + 0.55 * max(len(rows), 2), 3.4), dpi=110)
+    ax.bar([str(r["fold"]) for r in rows], [r["accuracy"] for r in rows], color="#4c72b0")
+    m = summary["accuracy"]
+    if m["mean"] is not None:
+        ax.axhline(m["mean"], color="red", lw=1.2, label=f"mean {m['mean']:.4f} +- {m['std']:.4f}")
+        ax.legend(loc="lower right", fontsize=8)
+    for i, r in enumerate(rows):
+        ax.text(i, r["accuracy"], f"{r['accuracy']:.2f}", ha="center", va="bottom", fontsize=7)
+    ax.set_ylim(0, 1.05)
+    ax.set_xlabel("test fold")
+    ax.set_ylabel("accuracy")
+    ax.set_title(f"{summary['model']} on {summary['dataset']}: {len(rows)} of {summary['folds']} folds", fontsize=9)
+    ax.grid(axis="y", alpha=0.3)
+    fig.tight_layout()
+    fig.savefig(path)
+    plt.close(fig)
+
+
+def write_summary(summary: dict, out: Path) -> None:
+    (out / SUMMARY).write_text(json.dumps(summary, indent=2) + "\n")
+    if summary["pooled"] is not None:
+        p = summary["pooled"]
+        plot_confusion(p["confusion_matrix"], p["classes"], out / "crossval_confusion.png",
+                       title=f"{summary['model']} on {summary['dataset']}, {len(summary['per_fold'])} test folds "
+                             f"pooled: acc {p['accuracy']:.4f}")
+        plot_folds(summary, out / "crossval_folds.png")
+
+
+def crossval(cfg: TrainConfig, folds: int = 10, only: Sequence[int] | None = None, resume: bool = False,
+             progress: bool | None = None, log: Callable[[str], None] = print) -> dict:
+    """Cross-validate ``cfg`` (its ``out`` is the cross-validation folder; its dataset options'
+    ``fold`` is ignored) over ``folds`` subject-independent folds; ``only``: run just these
+    rounds (the summary covers every finished one). Returns the summary (``crossval.json``)."""
+    out = Path(cfg.out)
+    spath = out / SUMMARY
+    cfg = dataclasses.replace(cfg, dataset_options={k: v for k, v in cfg.dataset_options.items() if k != "fold"})
+    started = [d for d in sorted(out.glob("fold*")) if (d / "last.ckpt").exists()]
+    if spath.exists() or started:
+        if not resume:
+            raise FerkitError(f"{out} already holds a cross-validation ({SUMMARY} or fold runs): pass --resume to "
+                              f"continue it, or choose another --out")
+        if spath.exists():
+            prev = json.loads(spath.read_text())
+            saved = TrainConfig.from_dict(prev["config"])
+            diff = {k for k, v in asdict(cfg).items() if k not in RESUME_OVERRIDABLE and asdict(saved).get(k) != v}
+            diff.discard("out")
+            if diff or prev["folds"] != folds:
+                log(f"resuming with the cross-validation's saved settings; ignoring differing: "
+                    f"{', '.join(sorted(diff | ({'folds'} if prev['folds'] != folds else set())))}")
+            cfg = dataclasses.replace(saved, out=str(out), **{k: getattr(cfg, k) for k in RESUME_OVERRIDABLE})
+            folds = int(prev["folds"])
+    subjects = fold_subjects(cfg, folds)  # validates the dataset and k
+    rounds = list(range(folds)) if only is None else sorted({int(i) for i in only})
+    bad = [i for i in rounds if not 0 <= i < folds]
+    if bad:
+        raise FerkitError(f"fold(s) {', '.join(map(str, bad))} out of range: there are {folds} folds, 0..{folds - 1}")
+    out.mkdir(parents=True, exist_ok=True)
+    t_start = time.time()
+    seconds = float(json.loads(spath.read_text()).get("seconds", 0.0)) if spath.exists() else 0.0
+
+    def finished() -> list[dict]:
+        return [_fold_result(fold_dir(out, i), i, subjects) for i in range(folds)
+                if (fold_dir(out, i) / "model.safetensors").exists() and (fold_dir(out, i) / "metrics.json").exists()]
+
+    write_summary(summarize_folds(cfg, folds, finished(), subjects, seconds), out)
+    log(f"cross-validating {cfg.model} on {cfg.dataset}: {folds} subject-independent folds "
+        f"({', '.join(str(len(s)) for s in subjects)} subjects), rounds {', '.join(map(str, rounds))}, into {out}")
+    for i in rounds:
+        d = fold_dir(out, i)
+        if (d / "model.safetensors").exists() and (d / "metrics.json").exists():
+            log(f"fold {i}: finished earlier ({d}), kept")
+            continue
+        fcfg = dataclasses.replace(cfg, out=str(d), dataset_options={**cfg.dataset_options, "folds": folds, "fold": i},
+                                   name=f"{cfg.name or out.name}-fold{i:02d}")
+        t0 = time.time()
+        train(fcfg, resume=(d / "last.ckpt").exists(), progress=progress,
+              log=lambda s, i=i: log(f"[fold {i}/{folds - 1}] {s}"))
+        seconds += time.time() - t0
+        r = _fold_result(d, i, subjects)
+        log(f"fold {i}: test accuracy {r['accuracy']:.4f}, macro-F1 {r['macro_f1']:.4f} (n={r['n_test']}, "
+            f"subjects {' '.join(r['test_subjects'])}) in {time.time() - t0:.0f}s")
+        write_summary(summarize_folds(cfg, folds, finished(), subjects, seconds), out)
+    summary = summarize_folds(cfg, folds, finished(), subjects, seconds)
+    write_summary(summary, out)
+    a, p = summary["accuracy"], summary["pooled"]
+    if p is not None:
+        log(f"{len(summary['per_fold'])} of {folds} folds: accuracy {a['mean']:.4f} +- {a['std']:.4f} (mean +- std "
+            f"over folds), pooled {p['accuracy']:.4f}, macro-F1 {summary['macro_f1']['mean']:.4f}; {out / SUMMARY} "
+            f"({time.time() - t_start:.0f}s)")
+    return summary

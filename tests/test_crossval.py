@@ -1,0 +1,198 @@
+"""`ferkit crossval`: k subject-independent folds, one training run each, pooled and summarised;
+`--init` fine-tuning from ferkit weights."""
+
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pytest
+import torch
+from conftest import make_ckplus, make_fer2013, make_jaffe
+
+from ferkit.cli import main
+from ferkit.data import open_dataset
+from ferkit.engine.crossval import crossval, fold_dir
+from ferkit.engine.train import TrainConfig, init_from
+from ferkit.errors import FerkitError
+from ferkit.models import create
+
+NO_AUG = {"flip": 0.0, "shift": 0.05, "rotate": 5.0, "scale": 0.05, "brightness": 0.1, "contrast": 0.1, "erase": 0.0}
+
+
+def _cfg(data, out, **kw):
+    base = dict(model="mini_xception", dataset="ckplus", data=str(data), out=str(out), epochs=2, batch_size=16,
+                lr=3e-3, warmup_epochs=0.5, augment=NO_AUG, seed=0, threads=2, command="test")
+    base.update(kw)
+    return TrainConfig(**base)
+
+
+@pytest.fixture(scope="module")
+def ck(tmp_path_factory):
+    return make_ckplus(tmp_path_factory.mktemp("ck"), subjects=12)
+
+
+@pytest.fixture(scope="module")
+def cv3(ck, tmp_path_factory):
+    """A finished 3-fold cross-validation on the CK+ fixture."""
+    out = tmp_path_factory.mktemp("runs") / "cv"
+    lines = []
+    summary = crossval(_cfg(ck, out), folds=3, progress=False, log=lines.append)
+    return out, summary, lines
+
+
+def test_files_written(cv3):
+    out, summary, lines = cv3
+    for f in ("crossval.json", "crossval_confusion.png", "crossval_folds.png"):
+        assert (out / f).stat().st_size > 0, f
+    for i in range(3):
+        for f in ("model.safetensors", "metrics.json", "log.json", "last.ckpt"):
+            assert (fold_dir(out, i) / f).exists(), (i, f)
+    assert json.loads((out / "crossval.json").read_text()) == json.loads(json.dumps(summary))
+    assert summary["complete"] and summary["folds_done"] == [0, 1, 2] and summary["folds"] == 3
+    assert any(ln.startswith("[fold 1/2] epoch   2/2") for ln in lines)
+    assert lines[-1].startswith("3 of 3 folds: accuracy ")
+
+
+def test_folds_are_subject_disjoint_and_cover_the_dataset(cv3, ck):
+    out, summary, _ = cv3
+    tests = [set(r["test_subjects"]) for r in summary["per_fold"]]
+    assert summary["subject_disjoint"] and all(not (a & b) for i, a in enumerate(tests) for b in tests[i + 1:])
+    assert set().union(*tests) == {f"S{s + 10:03d}" for s in range(12)}
+    n_all = open_dataset("ckplus", ck).summary("all")["n"]
+    assert sum(r["n_test"] for r in summary["per_fold"]) == n_all == summary["pooled"]["n"]
+    for r in summary["per_fold"]:  # what each round actually trained, selected and tested on
+        reader = open_dataset("ckplus", ck, folds=3, fold=r["fold"])
+        subj = {s: {rec.subject for rec in reader.records(s)[0]} for s in ("train", "val", "test")}
+        assert subj["test"] == set(r["test_subjects"]) and subj["val"] == set(r["val_subjects"])
+        assert r["val_fold"] == (r["fold"] + 1) % 3
+        assert not (subj["train"] & subj["test"]) and not (subj["train"] & subj["val"])
+        assert r["n_train"] + r["n_val"] + r["n_test"] == n_all
+
+
+def test_numbers_are_consistent(cv3):
+    out, summary, _ = cv3
+    accs = [r["accuracy"] for r in summary["per_fold"]]
+    assert summary["accuracy"]["mean"] == pytest.approx(np.mean(accs))
+    assert summary["accuracy"]["std"] == pytest.approx(np.std(accs, ddof=1))
+    assert summary["macro_f1"]["mean"] == pytest.approx(np.mean([r["macro_f1"] for r in summary["per_fold"]]))
+    cms = []
+    for r in summary["per_fold"]:
+        test = json.loads((fold_dir(out, r["fold"]) / "metrics.json").read_text())["test"]
+        assert test["accuracy"] == r["accuracy"] and test["n"] == r["n_test"]
+        cms.append(np.asarray(test["confusion_matrix"]))
+    pooled = summary["pooled"]
+    assert np.array_equal(np.sum(cms, axis=0), pooled["confusion_matrix"])
+    assert pooled["accuracy"] == pytest.approx(sum(a * r["n_test"] for a, r in zip(accs, summary["per_fold"]))
+                                               / pooled["n"])
+    assert pooled["classes"][-1] == "contempt" and set(pooled["per_class"]) == set(pooled["classes"])
+    assert all(0 <= a <= 1 for a in accs) and summary["accuracy"]["min"] == min(accs)
+
+
+def test_resume_keeps_finished_folds_and_continues_an_interrupted_one(ck, tmp_path, cv3):
+    out = tmp_path / "cv"
+    crossval(_cfg(ck, out), folds=3, only=[0], progress=False, log=lambda s: None)
+    s0 = json.loads((out / "crossval.json").read_text())
+    assert not s0["complete"] and s0["folds_done"] == [0] and s0["accuracy"]["std"] == 0.0
+    mtime = (fold_dir(out, 0) / "model.safetensors").stat().st_mtime_ns
+
+    def stop_in_fold_1(line):
+        if line.startswith("[fold 1/2] epoch   2/2"):
+            raise KeyboardInterrupt  # killed before fold 1's epoch-2 checkpoint
+
+    with pytest.raises(KeyboardInterrupt):
+        crossval(_cfg(ck, out), folds=3, resume=True, progress=False, log=stop_in_fold_1)
+    assert torch.load(fold_dir(out, 1) / "last.ckpt", weights_only=True)["epoch"] == 1
+    with pytest.raises(FerkitError, match="already holds a cross-validation"):
+        crossval(_cfg(ck, out), folds=3, progress=False, log=lambda s: None)
+    lines = []
+    summary = crossval(_cfg(ck, out, epochs=2, lr=1.0), folds=3, resume=True, progress=False, log=lines.append)
+    assert any("ignoring differing: lr" in ln for ln in lines)  # the saved settings win
+    assert any("fold 0: finished earlier" in ln for ln in lines)
+    assert any(ln.startswith("[fold 1/2] resumed") and "epoch 2" in ln for ln in lines)
+    assert (fold_dir(out, 0) / "model.safetensors").stat().st_mtime_ns == mtime
+    assert summary["complete"]
+    # same seed, same folds: the interrupted and resumed cross-validation equals the uninterrupted one
+    ref = cv3[1]
+    assert [r["accuracy"] for r in summary["per_fold"]] == [r["accuracy"] for r in ref["per_fold"]]
+    assert summary["pooled"]["confusion_matrix"] == ref["pooled"]["confusion_matrix"]
+
+
+def test_crossval_cli_and_its_errors(ck, tmp_path, capsys):
+    out = tmp_path / "cli"
+    assert main(["crossval", "--model", "zhu_cnn", "--dataset", "ckplus", "--data", str(ck), "--folds", "4",
+                 "--only", "2", "--epochs", "1", "--batch-size", "16", "--aug", "none", "--out", str(out),
+                 "--no-progress", "--threads", "2"]) == 0
+    s = json.loads((out / "crossval.json").read_text())
+    assert s["folds"] == 4 and s["folds_done"] == [2] and s["model"] == "zhu_cnn"
+    assert s["config"]["command"].startswith("ferkit ") and s["command"] == s["config"]["command"]
+    card = json.loads((fold_dir(out, 2) / "model.json").read_text())
+    assert card["dataset"]["options"]["fold"] == 2 and card["name"] == "cli-fold02"
+    capsys.readouterr()
+    for argv, msg in [(["--fold", "1"], "--fold picks one round"), (["--test-split", "all"], "sets the splits"),
+                      (["--only", "x"], "--only wants fold numbers"), (["--folds", "4", "--only", "7"], "out of range"),
+                      (["--folds", "13"], "cannot make 13 subject-independent folds")]:
+        assert main(["crossval", "--dataset", "ckplus", "--data", str(ck), "--out", str(tmp_path / "e"), *argv]) == 1
+        err = capsys.readouterr().err
+        assert err.startswith("ferkit: error: ") and msg in err, (argv, err)
+    folders, _, _ = make_fer2013(tmp_path)
+    assert main(["crossval", "--dataset", "fer2013", "--data", str(folders), "--out", str(tmp_path / "f")]) == 1
+    assert "fer2013 has official splits" in capsys.readouterr().err
+    with pytest.raises(SystemExit) as e:
+        main(["crossval", "--help"])
+    assert e.value.code == 0
+    assert "usage: ferkit crossval" in capsys.readouterr().out
+
+
+def test_jaffe_leave_one_subject_out_through_the_face_pipeline(tmp_path):
+    """5 subjects, 5 folds: each test fold is one person; images go through the detector (the
+    fixture's synthetic frames hold no face, so each is counted as no_face and used whole)."""
+    root = make_jaffe(tmp_path)
+    out = tmp_path / "cv"
+    with pytest.warns(UserWarning, match="no face found"):
+        s = crossval(_cfg(root, out, dataset="jaffe", epochs=1, detect="mtcnn"), folds=5, only=[0], progress=False,
+                     log=lambda line: None)
+    r = s["per_fold"][0]
+    assert len(r["test_subjects"]) == 1 and len(r["val_subjects"]) == 1 and r["n_test"] == 7
+    assert r["no_face"] == 7 and s["detect"] == "mtcnn"
+    assert all(len(f) == 1 for f in s["subjects_per_fold"])
+    metrics = json.loads((fold_dir(out, 0) / "metrics.json").read_text())
+    assert metrics["test"]["detector"] == "mtcnn"
+
+
+def test_init_copies_matching_layers_and_remaps_classifier_rows_by_class(tmp_path):
+    """Fine-tuning the shipped FER2013 model on CK+'s classes: the trunk is copied, the classifier
+    keeps its rows for the six shared classes, contempt (which FER2013 lacks) starts fresh."""
+    from ferkit import weights
+
+    src, card = weights.load("default")
+    ck_classes = open_dataset("ckplus", make_ckplus(tmp_path, subjects=2)).classes
+    assert ck_classes[-1] == "contempt" and "neutral" not in ck_classes
+    torch.manual_seed(0)
+    m = create("mini_xception", num_classes=7, **card["arch_kwargs"])
+    fresh_head = m.head.weight.detach().clone()
+    lines = []
+    info = init_from(m, "default", ck_classes, lines.append)
+    sd, ss = m.state_dict(), src.state_dict()
+    assert info["copied"] == info["of"] == len(sd) and info["classes_fresh"] == ["contempt"]
+    assert all(torch.equal(sd[k], ss[k]) for k in sd if not k.startswith("head."))
+    for i, c in enumerate(ck_classes):
+        if c == "contempt":
+            assert torch.equal(sd["head.weight"][i], fresh_head[i])
+        else:
+            j = card["classes"].index(c)
+            assert torch.equal(sd["head.weight"][i], ss["head.weight"][j]) and sd["head.bias"][i] == ss["head.bias"][j]
+    assert "fresh for contempt" in lines[0]
+    # another architecture: nothing matches by name and shape
+    with pytest.raises(FerkitError, match="no tensor matches"):
+        init_from(create("zhu_cnn"), "default", ck_classes, lambda s: None)
+
+
+def test_train_with_init_starts_from_the_weights(ck, tmp_path):
+    from ferkit.engine.train import train
+
+    lines = []
+    card = train(_cfg(ck, tmp_path / "ft", epochs=1, lr=1e-4, model_kwargs={"width": 2}, init="default",
+                      dataset_options={"folds": 3, "fold": 0}), progress=False, log=lines.append)
+    assert any(ln.startswith("init from default: ") for ln in lines)
+    assert card["training"]["config"]["init"] == "default"
