@@ -5,7 +5,7 @@ BIN     := $(VENV)/bin
 STAMP   := $(VENV)/.ferkit-installed
 TORCH   := torch==2.13.0
 
-.PHONY: demo test install sysdeps clean
+.PHONY: demo test install sysdeps clean bench-peers
 
 # Debian packages the tests use when they can (root + apt, as on CI): Xvfb for the window tests,
 # Chromium for the web page's browser tests (Playwright drives /usr/bin/chromium; it downloads no browser).
@@ -36,5 +36,21 @@ demo: $(STAMP)
 test: $(STAMP) sysdeps
 	$(BIN)/python -m pytest tests
 
+# ferkit side by side with the `fer` package (benchmarks/peers.py -> docs/benchmarks.md). fer needs
+# TensorFlow, so it gets its own environment, .venv-fer (hundreds of MB; not used by demo or test).
+# fer and mtcnn without their declared requirements: those would pull a CUDA torch (facenet-pytorch).
+FER_VENV  := .venv-fer
+FER_STAMP := $(FER_VENV)/.fer-installed
+FER_PKGS  := tensorflow-cpu==2.21.0 'opencv-python-headless<5' pandas h5py lz4 joblib 'setuptools<81' numpy pillow
+
+$(FER_STAMP):
+	$(PY) -m venv $(FER_VENV)
+	$(FER_VENV)/bin/pip install --quiet --disable-pip-version-check $(FER_PKGS)
+	$(FER_VENV)/bin/pip install --quiet --disable-pip-version-check --no-deps fer==25.10.3 mtcnn==1.0.0
+	touch $(FER_STAMP)
+
+bench-peers: $(STAMP) $(FER_STAMP)
+	$(BIN)/python benchmarks/peers.py --fer-python $(FER_VENV)/bin/python
+
 clean:
-	rm -rf $(VENV) .cache out .pytest_cache
+	rm -rf $(VENV) $(FER_VENV) .cache out .pytest_cache
