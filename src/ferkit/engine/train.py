@@ -119,7 +119,8 @@ def resolve_device(device: str) -> torch.device:
 
 
 def git_state(start: Path | None = None) -> dict:
-    """The commit of the checkout that holds ferkit's source, and whether tracked files differ."""
+    """The commit of the checkout that holds ferkit's source, whether tracked files differ from it,
+    and which (``git_dirty_files``, when some do)."""
     where = str(start or Path(__file__).resolve().parent)
     try:
         r = subprocess.run(["git", "rev-parse", "--verify", "-q", "HEAD"], cwd=where, capture_output=True,
@@ -127,7 +128,8 @@ def git_state(start: Path | None = None) -> dict:
         commit = r.stdout.strip() if r.returncode == 0 else ""
         dirty = subprocess.run(["git", "status", "--porcelain", "--untracked-files=no"], cwd=where,
                                capture_output=True, text=True, timeout=10).stdout.strip()
-        return {"git_commit": commit or None, "git_dirty": bool(dirty)}
+        files = [ln[3:] for ln in dirty.splitlines()]
+        return {"git_commit": commit or None, "git_dirty": bool(dirty), **({"git_dirty_files": files} if files else {})}
     except (OSError, subprocess.SubprocessError):
         return {"git_commit": None, "git_dirty": None}
 
