@@ -1,0 +1,227 @@
+"""The results table, docs/results.md: one row per (model, dataset) with ferkit's measured number
+on the standard protocol, the paper's reported number, parameters, FLOPs, CPU latency per face
+and the command that produced the number.
+
+    .venv/bin/python benchmarks/results.py                 # prints the table
+    .venv/bin/python benchmarks/results.py --write         # rewrites docs/results.md
+
+Where the numbers come from (nothing is typed in by hand except the papers' numbers):
+
+* rows on an official split (FER2013 PrivateTest, FER+ Test) read the shipped weights' card
+  (``src/ferkit/weights/<arch>-<dataset>.json``): its ``metrics`` were measured by
+  ``ferkit evaluate`` at the end of training, and its ``training.command`` is the command;
+* k-fold rows (CK+, JAFFE) read a cross-validation summary committed under ``docs/results/``
+  (``crossval.json`` of ``ferkit crossval``, copied there): mean and sample std over the folds,
+  and its ``command``;
+* a row whose source does not exist yet says "not run" (never a guess);
+* parameters: trainable parameters of the architecture; FLOPs: one 48x48 face, counted by
+  ``torch.utils.flop_counter`` (convolutions and matrix products, 2 per multiply-add) on the
+  inference graph; latency: the model exported to ONNX (normalisation and softmax inside, as
+  ``ferkit export``), onnxruntime on this CPU with ``--threads`` threads, batch 1, median of
+  ``--reps`` calls after a warm-up (the architecture's cost; its weights do not change it).
+"""
+
+from __future__ import annotations
+
+import argparse
+import datetime
+import json
+import os
+import platform
+import statistics
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import numpy as np
+import torch
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT / "src"))
+
+from ferkit import weights  # noqa: E402
+from ferkit.api import ExpressionModel  # noqa: E402
+from ferkit.models import count_params, create, get_spec  # noqa: E402
+
+RESULTS = ROOT / "docs" / "results"
+DOC = ROOT / "docs" / "results.md"
+
+# the papers' own numbers (their abstracts and listings, ../shared/papers/), by (arch, dataset)
+PAPERS = {
+    ("mini_xception", "fer2013"): "73% (Li et al. 2022; split not stated)",
+    ("pcnn", "ferplus"): "85.59% (Tian et al. 2025)",
+    ("pcnn", "ckplus"): "100% (Tian et al. 2025; protocol not stated in the abstract)",
+    ("pcnn", "jaffe"): "96.49% (Tian et al. 2025; protocol not stated)",
+    ("pcnn", "rafdb"): "89.31% (Tian et al. 2025)",
+    ("di_fernet", "rafdb"): "77.1% (Zhang et al. 2019)",
+    ("di_fernet", "kdef"): "97.2% (Zhang et al. 2019)",
+}
+TARGETS = {"fer2013": 0.733, "ferplus": 0.86, "ckplus": 0.98, "jaffe": 0.90}
+
+DATASETS = {
+    "fer2013": ("FER2013", "train Training, select PublicTest, report **PrivateTest** (n = 3,589)"),
+    "ferplus": ("FER+", "majority vote, 8 classes: train Train, select Valid, report **Test**"),
+    "ckplus": ("CK+48", "**10-fold subject-independent** CV (test fold i, select on fold i+1): mean +- std over folds"),
+    "jaffe": ("JAFFE", "**leave-one-subject-out** (10 folds, select on the next subject), MTCNN-aligned faces"),
+    "rafdb": ("RAF-DB", "basic, train / test"),
+    "kdef": ("KDEF", "-"),
+}
+
+# (arch, arch kwargs, dataset, source): source = shipped weights name, or a file under docs/results/
+ROWS = [
+    ("mini_xception", {"width": 2}, "fer2013", "weights:mini_xception-fer2013"),
+    ("pcnn", {}, "fer2013", "weights:pcnn-fer2013"),
+    ("zhu_cnn", {}, "fer2013", "weights:zhu_cnn-fer2013"),
+    ("di_fernet", {}, "fer2013", "weights:di_fernet-fer2013"),
+    ("mini_xception", {"width": 2}, "ferplus", "weights:mini_xception-ferplus"),
+    ("pcnn", {}, "ferplus", "weights:pcnn-ferplus"),
+    ("mini_xception", {"width": 2}, "ckplus", "cv:ckplus-mini_xception-ft.json"),
+    ("pcnn", {}, "ckplus", "cv:ckplus-pcnn-ft.json"),
+    ("zhu_cnn", {}, "ckplus", "cv:ckplus-zhu_cnn-ft.json"),
+    ("di_fernet", {}, "ckplus", "cv:ckplus-di_fernet.json"),
+    ("mini_xception", {"width": 2}, "jaffe", "cv:jaffe-mini_xception-ft.json"),
+    ("pcnn", {}, "jaffe", "cv:jaffe-pcnn-ft.json"),
+    ("pcnn", {}, "rafdb", None),
+    ("di_fernet", {}, "rafdb", None),
+    ("di_fernet", {}, "kdef", None),
+]
+
+
+def flops(arch: str, kwargs: dict) -> float:
+    from torch.utils.flop_counter import FlopCounterMode
+
+    m = create(arch, **kwargs).eval()
+    with FlopCounterMode(display=False) as fc, torch.no_grad():
+        m(torch.zeros(1, *get_spec(arch).input_size))
+    return float(fc.get_total_flops())
+
+
+def latency_ms(arch: str, kwargs: dict, threads: int, reps: int) -> float:
+    import onnxruntime as ort
+
+    from ferkit.runtime import export_onnx
+
+    spec = get_spec(arch)
+    card = {"name": arch, "architecture": arch, "arch_kwargs": kwargs, "classes": [str(i) for i in range(7)],
+            "input_size": list(spec.input_size), "mean": list(spec.mean), "std": list(spec.std)}
+    em = ExpressionModel(create(arch, **kwargs).eval(), card)
+    with tempfile.TemporaryDirectory() as d:
+        path = Path(d) / "m.onnx"
+        export_onnx(em, path, write_card=False)
+        so = ort.SessionOptions()
+        so.intra_op_num_threads, so.inter_op_num_threads = threads, 1
+        so.log_severity_level = 3
+        sess = ort.InferenceSession(str(path), sess_options=so, providers=["CPUExecutionProvider"])
+    x = (np.random.default_rng(0).random((1, *spec.input_size)) * 255).astype(np.float32)
+    name = sess.get_inputs()[0].name
+    for _ in range(20):
+        sess.run(None, {name: x})
+    ts = []
+    for _ in range(reps):
+        t = time.perf_counter()
+        sess.run(None, {name: x})
+        ts.append(time.perf_counter() - t)
+    return statistics.median(ts) * 1e3
+
+
+def measured(dataset: str, source: str | None) -> dict | None:
+    """{"value", "text", "command", "detail"} of a row's source, or None when not run."""
+    if source is None:
+        return None
+    kind, name = source.split(":", 1)
+    if kind == "weights":
+        card = next((c for c in weights.shipped() if c["name"] == name), None)
+        if card is None:
+            return None
+        split = card["dataset"].get("test_split") or {"fer2013": "PrivateTest", "ferplus": "Test"}[dataset]
+        m = card["metrics"][split]
+        val = card["metrics"].get(card["dataset"].get("val_split"), {})
+        return {"value": m["accuracy"], "text": f"{100 * m['accuracy']:.2f}%",
+                "command": card["training"]["command"],
+                "detail": f"`{name}` (shipped); {split} macro-F1 {m['macro_f1']:.3f}; selected on "
+                          f"{card['dataset'].get('val_split')} ({100 * val.get('accuracy', float('nan')):.2f}%)"}
+    path = RESULTS / name
+    if not path.exists():
+        return None
+    s = json.loads(path.read_text())
+    a = s["accuracy"]
+    done = f"{len(s['per_fold'])} of {s['folds']} folds" + ("" if s["complete"] else " (**incomplete**)")
+    return {"value": a["mean"], "text": f"{100 * a['mean']:.2f}% +- {100 * a['std']:.2f}",
+            "command": s["command"],
+            "detail": f"`docs/results/{name}`: {done}, fold range {100 * a['min']:.1f}-{100 * a['max']:.1f}%, "
+                      f"pooled {100 * s['pooled']['accuracy']:.2f}%, macro-F1 {s['macro_f1']['mean']:.3f}"}
+
+
+def build(threads: int, reps: int) -> str:
+    cost: dict[tuple, tuple] = {}
+    lines = [
+        "# Results",
+        "",
+        "ferkit's models on the standard protocols, next to the papers' numbers. Generated by",
+        "",
+        "    .venv/bin/python benchmarks/results.py --write",
+        "",
+        "from the shipped weights' cards (FER2013, FER+) and the cross-validation summaries in",
+        "`docs/results/` (CK+, JAFFE); each row's command reproduces its number. Parameters and FLOPs are",
+        "the architecture's (FLOPs: one 48x48 face, `torch.utils.flop_counter`, 2 per multiply-add);",
+        f"latency: the ONNX export on onnxruntime, batch 1, {threads} thread{'s' if threads > 1 else ''}, median "
+        f"of {reps} calls, on this machine ({platform.processor() or platform.machine()}, {os.cpu_count()} cores; "
+        f"load average {os.getloadavg()[0]:.1f} when measured, {datetime.date.today()}).",
+        "No pre-trained weights: every network here was trained from scratch by ferkit (\"ft\": fine-tuned",
+        "from ferkit's own FER2013 weights, `--init`).",
+        "",
+    ]
+    for ds, (title, protocol) in DATASETS.items():
+        rows = [r for r in ROWS if r[2] == ds]
+        lines += [f"## {title}", "", f"Protocol: {protocol}.", ""]
+        if ds in TARGETS:
+            lines += [f"Target (ferkit's issue 4): >= {100 * TARGETS[ds]:.1f}%.", ""]
+        lines += ["| model | measured | paper | params | MFLOPs | CPU ms/face | notes |",
+                  "| --- | ---: | --- | ---: | ---: | ---: | --- |"]
+        cmds = []
+        for arch, kw, _, source in rows:
+            key = (arch, json.dumps(kw, sort_keys=True))
+            if key not in cost:
+                cost[key] = (count_params(create(arch, **kw)), flops(arch, kw) / 1e6, latency_ms(arch, kw, threads, reps))
+            p, f, ms = cost[key]
+            label = arch + ("" if not kw else " (" + ", ".join(f"{k}={v}" for k, v in kw.items()) + ")")
+            if source and "-ft" in source:
+                label += ", ft"
+            paper = PAPERS.get((arch, ds), "-")
+            if source is None:
+                meas, note = "no data available", "no copy of this dataset here; its reader exists (`ferkit data`)"
+            else:
+                m = measured(ds, source)
+                if m is None:
+                    meas, note = "not run", "not trained yet (CPU budget; see the issue's notes)"
+                else:
+                    ok = m["value"] >= TARGETS[ds] if ds in TARGETS else None
+                    meas = m["text"] + ("" if ok is None else (" (target met)" if ok else " (below target)"))
+                    note = m["detail"]
+                    cmds.append((label, m["command"]))
+            lines.append(f"| {label} | {meas} | {paper} | {p:,} | {f:.1f} | {ms:.2f} | {note} |")
+        if cmds:
+            lines += ["", "Commands:", ""]
+            lines += [f"- {label}: `{cmd}`" for label, cmd in cmds]
+        lines.append("")
+    return "\n".join(lines)
+
+
+def main() -> int:
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--threads", type=int, default=2)
+    ap.add_argument("--reps", type=int, default=300)
+    ap.add_argument("--write", action="store_true", help=f"write {DOC.relative_to(ROOT)}")
+    a = ap.parse_args()
+    torch.set_num_threads(a.threads)
+    text = build(a.threads, a.reps)
+    print(text)
+    if a.write:
+        DOC.write_text(text)
+        print(f"wrote {DOC}", file=sys.stderr)
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
