@@ -137,8 +137,10 @@ def measured(dataset: str, source: str | None) -> dict | None:
         split = card["dataset"].get("test_split") or {"fer2013": "PrivateTest", "ferplus": "Test"}[dataset]
         m = card["metrics"][split]
         val = card["metrics"].get(card["dataset"].get("val_split"), {})
+        ev = (f"ferkit evaluate --model {name} --dataset {dataset} --data ../shared/data/{dataset} --split {split}")
         return {"value": m["accuracy"], "text": f"{100 * m['accuracy']:.2f}%",
-                "command": card["training"]["command"],
+                "command": ev, "trained": card["training"]["command"],
+                "ft": bool(card["training"]["config"].get("init")),
                 "detail": f"`{name}` (shipped); {split} macro-F1 {m['macro_f1']:.3f}; selected on "
                           f"{card['dataset'].get('val_split')} ({100 * val.get('accuracy', float('nan')):.2f}%)"}
     path = RESULTS / name
@@ -148,7 +150,7 @@ def measured(dataset: str, source: str | None) -> dict | None:
     a = s["accuracy"]
     done = f"{len(s['per_fold'])} of {s['folds']} folds" + ("" if s["complete"] else " (**incomplete**)")
     return {"value": a["mean"], "text": f"{100 * a['mean']:.2f}% +- {100 * a['std']:.2f}",
-            "command": s["command"],
+            "command": s["command"], "ft": bool(s["config"].get("init")),
             "detail": f"`docs/results/{name}`: {done}, fold range {100 * a['min']:.1f}-{100 * a['max']:.1f}%, "
                       f"pooled {100 * s['pooled']['accuracy']:.2f}%, macro-F1 {s['macro_f1']['mean']:.3f}"}
 
@@ -186,24 +188,30 @@ def build(threads: int, reps: int) -> str:
                 cost[key] = (count_params(create(arch, **kw)), flops(arch, kw) / 1e6, latency_ms(arch, kw, threads, reps))
             p, f, ms = cost[key]
             label = arch + ("" if not kw else " (" + ", ".join(f"{k}={v}" for k, v in kw.items()) + ")")
-            if source and "-ft" in source:
-                label += ", ft"
             paper = PAPERS.get((arch, ds), "-")
+            m = None if source is None else measured(ds, source)
+            if m is not None and m["ft"]:
+                label += ", ft"
             if source is None:
                 meas, note = "no data available", "no copy of this dataset here; its reader exists (`ferkit data`)"
             else:
-                m = measured(ds, source)
                 if m is None:
                     meas, note = "not run", "not trained yet (CPU budget; see the issue's notes)"
                 else:
                     ok = m["value"] >= TARGETS[ds] if ds in TARGETS else None
                     meas = m["text"] + ("" if ok is None else (" (target met)" if ok else " (below target)"))
                     note = m["detail"]
-                    cmds.append((label, m["command"]))
+                    cmds.append((label, m["command"], m.get("trained")))
             lines.append(f"| {label} | {meas} | {paper} | {p:,} | {f:.1f} | {ms:.2f} | {note} |")
+        if any(r[0] == "pcnn" for r in rows):
+            net = create("pcnn")
+            train_only = sum(p.numel() for n, p in net.named_parameters() if n.startswith(("decoder.", "local_heads.")))
+            lines += ["", f"pcnn's parameters include {train_only:,} used only in training (the reconstruction decoder "
+                          f"and the local classifiers of the two-phase loss): {count_params(net) - train_only:,} at "
+                          f"inference."]
         if cmds:
             lines += ["", "Commands:", ""]
-            lines += [f"- {label}: `{cmd}`" for label, cmd in cmds]
+            lines += [f"- {label}: `{cmd}`" + (f" (trained by `{tr}`)" if tr else "") for label, cmd, tr in cmds]
         lines.append("")
     return "\n".join(lines)
 

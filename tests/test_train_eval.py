@@ -172,3 +172,29 @@ def test_trainer_warns_when_training_images_are_blurred(tmp_path):
     lines = []
     load_splits(_cfg(clean, tmp_path / "run2"), (48, 48), "L", lines.append)
     assert not [ln for ln in lines if ln.startswith("WARNING")]
+
+
+def test_git_state_names_the_changed_files(tmp_path):
+    """The card records the commit and, for a dirty checkout, exactly which tracked files differ."""
+    import shutil
+    import subprocess
+
+    from ferkit.engine.train import git_state
+
+    if shutil.which("git") is None:
+        pytest.skip("no git")
+    run = lambda *a: subprocess.run(["git", *a], cwd=tmp_path, check=True, capture_output=True)  # noqa: E731
+    run("init", "-q")
+    (tmp_path / "src").mkdir()
+    for f in ("a.txt", "src/b.py"):
+        (tmp_path / f).write_text("x\n")
+    run("add", ".")
+    run("-c", "user.name=t", "-c", "user.email=t@t", "commit", "-qm", "init")
+    clean = git_state(tmp_path)
+    assert len(clean["git_commit"]) == 40 and clean["git_dirty"] is False and "git_dirty_files" not in clean
+    (tmp_path / "a.txt").write_text("y\n")  # unstaged: porcelain line " M a.txt"
+    (tmp_path / "src" / "b.py").write_text("y\n")
+    run("add", "src/b.py")  # staged: "M  src/b.py"
+    (tmp_path / "new.txt").write_text("untracked\n")  # untracked files do not count
+    dirty = git_state(tmp_path)
+    assert dirty["git_dirty"] is True and sorted(dirty["git_dirty_files"]) == ["a.txt", "src/b.py"]

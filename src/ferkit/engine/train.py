@@ -127,9 +127,9 @@ def git_state(start: Path | None = None) -> dict:
                            text=True, timeout=10)
         commit = r.stdout.strip() if r.returncode == 0 else ""
         dirty = subprocess.run(["git", "status", "--porcelain", "--untracked-files=no"], cwd=where,
-                               capture_output=True, text=True, timeout=10).stdout.strip()
-        files = [ln[3:] for ln in dirty.splitlines()]
-        return {"git_commit": commit or None, "git_dirty": bool(dirty), **({"git_dirty_files": files} if files else {})}
+                               capture_output=True, text=True, timeout=10).stdout  # "XY path" lines
+        files = [ln[3:] for ln in dirty.splitlines() if ln.strip()]
+        return {"git_commit": commit or None, "git_dirty": bool(files), **({"git_dirty_files": files} if files else {})}
     except (OSError, subprocess.SubprocessError):
         return {"git_commit": None, "git_dirty": None}
 
