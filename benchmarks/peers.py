@@ -415,9 +415,11 @@ def main() -> int:
             if ds is not None:
                 acc = {}
                 for key, mdl in models.items():
-                    pred = mdl.predict_tensor(torch.from_numpy(faces[:, None]) if mdl.input_size == (1, 48, 48)
-                                              else mdl.preprocess(list(faces))).numpy().argmax(1)
-                    acc[key] = accuracy(y, np.array([classes.index(c) for c in mdl.classes])[pred], classes)
+                    prob = mdl.predict_tensor(torch.from_numpy(faces[:, None]) if mdl.input_size == (1, 48, 48)
+                                              else mdl.preprocess(list(faces))).numpy()
+                    # the model's scores for FER2013's classes only (a FER+ model's contempt is left out)
+                    cols = [mdl.classes.index(c) for c in classes]
+                    acc[key] = accuracy(y, prob[:, cols].argmax(1), classes)
                 fer_pred = {}
                 for v in FER_PATHS:
                     out = worker.ask(cmd="accuracy", variant=v)
@@ -553,6 +555,12 @@ def main() -> int:
         "statement of which FER2013 rows trained and selected them; ferkit's default was trained on Training and "
         "selected on PublicTest, so PrivateTest is unseen for it.",
     ]
+    if any(c["dataset"]["name"] != "fer2013" for c in cards.values()):
+        notes.append("Models trained on another dataset (e.g. `*-ferplus`) are scored here against FER2013's own "
+                     "labels, on their scores for FER2013's 7 classes; FER+ re-voted those labels (10 annotators a "
+                     "face), so their accuracy here is a cross-label-set number: their own is on their card and in "
+                     "docs/results.md.")
+
     res = {"command": ".venv/bin/python benchmarks/peers.py " + shlex.join(sys.argv[1:]),
            "date": datetime.date.today().isoformat(), "seconds": time.perf_counter() - t_start,
            "args": {k: getattr(a, k) for k in ("threads", "rounds", "min_seconds", "frames", "warmup", "repeat",
