@@ -63,7 +63,7 @@ import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-from pipeline import JpegFrames, Stopwatch, compact_json, make_frames  # noqa: E402
+from pipeline import JpegFrames, Stopwatch, compact_json, make_frames, write_section  # noqa: E402
 
 import ferkit  # noqa: E402
 from ferkit import Recognizer, weights  # noqa: E402
@@ -282,19 +282,6 @@ def markdown(res: dict) -> str:
     lines += ["", "### Verdicts", "", *[f"- {n}" for n in res["verdicts"]], "", "### Notes", "",
               *[f"- {n}" for n in res["notes"]], END]
     return "\n".join(lines) + "\n"
-
-
-def write_section(path: Path, section: str) -> None:
-    """Replace this script's section of ``path`` (between the markers), or append it; keep the rest."""
-    text = path.read_text() if path.exists() else "# Benchmarks\n"
-    if START in text and END in text:
-        head, rest = text.split(START, 1)
-        tail = rest.split(END, 1)[1].lstrip("\n")
-        text = head + section + ("\n" + tail if tail else "")
-    else:
-        text = text.rstrip("\n") + "\n\n" + section
-    path.parent.mkdir(parents=True, exist_ok=True)
-    path.write_text(text)
 
 
 def machine_info() -> dict:
@@ -578,7 +565,7 @@ def main() -> int:
     print()
     print(section)
     if a.out != "-":
-        write_section(Path(a.out), section)
+        write_section(Path(a.out), section, START, END, intro="# Benchmarks\n")
         print(f"wrote {a.out}")
     if a.json != "-":
         Path(a.json).parent.mkdir(parents=True, exist_ok=True)

@@ -297,12 +297,13 @@ def markdown(res: dict) -> str:
     return "\n".join(lines) + "\n"
 
 
-def write_section(path: Path, section: str) -> None:
-    """Replace this script's section of ``path`` (between the markers), or add it; keep the rest."""
-    text = path.read_text() if path.exists() else INTRO
-    if START in text and END in text:
-        head, rest = text.split(START, 1)
-        tail = rest.split(END, 1)[1].lstrip("\n")
+def write_section(path: Path, section: str, start: str = START, end: str = END, intro: str = INTRO) -> None:
+    """Replace a script's section of ``path`` (between the ``start`` and ``end`` markers, this
+    script's by default), or add it; keep the rest. benchmarks/peers.py uses it for its own."""
+    text = path.read_text() if path.exists() else intro
+    if start in text and end in text:
+        head, rest = text.split(start, 1)
+        tail = rest.split(end, 1)[1].lstrip("\n")
         text = head + section + ("\n" + tail if tail else "")
     else:
         text = text.rstrip("\n") + "\n\n" + section

@@ -185,7 +185,8 @@ def build(threads: int, reps: int) -> str:
         for arch, kw, _, source in rows:
             key = (arch, json.dumps(kw, sort_keys=True))
             if key not in cost:
-                cost[key] = (count_params(create(arch, **kw)), flops(arch, kw) / 1e6, latency_ms(arch, kw, threads, reps))
+                cost[key] = (count_params(create(arch, **kw)), flops(arch, kw) / 1e6,
+                             latency_ms(arch, kw, threads, reps))
             p, f, ms = cost[key]
             label = arch + ("" if not kw else " (" + ", ".join(f"{k}={v}" for k, v in kw.items()) + ")")
             paper = PAPERS.get((arch, ds), "-")

@@ -28,8 +28,9 @@ def test_default_is_shipped_and_cards_are_complete():
         t = card["training"]
         assert t["command"].startswith("ferkit train ") and len(t["git_commit"]) == 40
         # trained from a committed source: a dirty checkout only in files outside the package (docs, benchmarks)
-        assert t["git_dirty"] is False or (t.get("git_dirty_files") and not any(
-            f.startswith(("src/", "pyproject.toml")) for f in t["git_dirty_files"])), f"{name}: {t.get('git_dirty_files')}"
+        changed = t.get("git_dirty_files")
+        assert t["git_dirty"] is False or (changed and not any(f.startswith(("src/", "pyproject.toml"))
+                                                               for f in changed)), f"{name}: {changed}"
         assert name == f"{card['architecture']}-{card['dataset']['name']}"
         val, test = card["dataset"]["val_split"], card["dataset"]["test_split"]
         assert val != test and {val, test} <= set(card["metrics"])
