@@ -28,6 +28,21 @@ EPILOG = """examples:
 # ---------------------------------------------------------------------------------------
 # shared argument groups
 # ---------------------------------------------------------------------------------------
+def _add_backend_arg(s: argparse.ArgumentParser) -> None:
+    s.add_argument("--backend", choices=["auto", "torch", "onnx", "onnx-int8"], default="auto",
+                   help="classifier runtime: onnx (onnxruntime, several times faster on CPU), onnx-int8 "
+                        "(int8-quantised, slightly less accurate), torch (PyTorch); auto: onnx on the CPU, torch "
+                        "on a GPU")
+
+
+def _add_detect_args(s: argparse.ArgumentParser, detect_help: str) -> None:
+    """--detect and --min-face (train, crossval, evaluate: datasets of full photos)."""
+    g = s.add_argument_group("faces (for datasets of full photos such as JAFFE or KDEF)")
+    g.add_argument("--detect", choices=["none", "mtcnn", "haar"], default="none", help=detect_help)
+    g.add_argument("--min-face", type=int, default=20, metavar="PX",
+                   help="with --detect: smallest face searched for, in pixels")
+
+
 def _add_dataset_args(p: argparse.ArgumentParser, required: bool = True) -> None:
     g = p.add_argument_group("dataset")
     g.add_argument("--dataset", required=required, metavar="NAME",
@@ -468,11 +483,8 @@ def build_parser() -> argparse.ArgumentParser:
     g.add_argument("--brightness", type=float, help="default 0.3")
     g.add_argument("--contrast", type=float, help="default 0.3")
     g.add_argument("--erase", type=float, help="random erasing probability (default 0.5)")
-    g = s.add_argument_group("faces (for datasets of full photos such as JAFFE or KDEF)")
-    g.add_argument("--detect", choices=["none", "mtcnn", "haar"], default="none",
-                   help="find and align the face in each image as `ferkit predict` does (the highest-scoring one); "
+    _add_detect_args(s, "find and align the face in each image as `ferkit predict` does (the highest-scoring one); "
                         "none: images are face crops already (FER2013, FER+, CK+48)")
-    g.add_argument("--min-face", type=int, default=20, metavar="PX", help="with --detect: smallest face, in pixels")
     g = s.add_argument_group("run")
     g.add_argument("--seed", type=int, default=0)
     g.add_argument("--device", default="auto", help="auto | cpu | cuda")
@@ -498,18 +510,11 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--tta", choices=["none", "flip", "tencrop"], default="none", help="test-time augmentation")
     s.add_argument("--batch-size", type=int, default=256)
     s.add_argument("--device", default="cpu")
-    s.add_argument("--backend", choices=["auto", "torch", "onnx", "onnx-int8"], default="auto",
-                   help="classifier runtime: onnx (onnxruntime, several times faster on CPU), onnx-int8 "
-                        "(int8-quantised, slightly less accurate), torch (PyTorch); auto: onnx on the CPU, torch "
-                        "on a GPU")
-    g = s.add_argument_group("faces (for datasets of full photos such as JAFFE or KDEF)")
-    g.add_argument("--detect", choices=["none", "mtcnn", "haar"], default="none",
-                   help="detect the face in each image and classify it aligned, as `ferkit predict` does (the "
+    _add_backend_arg(s)
+    _add_detect_args(s, "detect the face in each image and classify it aligned, as `ferkit predict` does (the "
                         "highest-scoring face; mtcnn: 5 landmarks, haar: OpenCV's cascade). 'none': images are "
                         "already face crops and are only resized (FER2013, FER+, CK+48, RAF-DB aligned). Images "
                         "with no face found keep the whole image and are counted as no_face")
-    g.add_argument("--min-face", type=int, default=20, metavar="PX",
-                   help="with --detect: smallest face searched for, in pixels")
     s.set_defaults(fn=cmd_evaluate)
 
     s = sub.add_parser("predict", epilog=VERB_EXAMPLES["predict"],
@@ -524,10 +529,7 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--webcam", type=int, metavar="N", help="read camera N live (a window with boxes, labels, FPS)")
     s.add_argument("--model", default="default", help="shipped name, .safetensors file or run folder")
     s.add_argument("--device", default="cpu", help="cpu or cuda")
-    s.add_argument("--backend", choices=["auto", "torch", "onnx", "onnx-int8"], default="auto",
-                   help="classifier runtime: onnx (onnxruntime, several times faster on CPU), onnx-int8 "
-                        "(int8-quantised, slightly less accurate), torch (PyTorch); auto: onnx on the CPU, torch "
-                        "on a GPU")
+    _add_backend_arg(s)
     g = s.add_argument_group("faces")
     g.add_argument("--detector", choices=["mtcnn", "haar", "none"], default="mtcnn",
                    help="mtcnn: boxes + 5 landmarks (aligned crops); haar: OpenCV's cascade, lighter; "
