@@ -94,3 +94,50 @@ def test_publish_copies_a_run_under_its_shipped_name(saved, tmp_path):
     (run / "model.safetensors").write_bytes(b"tampered")
     with pytest.raises(ModelError, match="do not match the card"):
         weights.publish(run, tmp_path)
+
+
+def test_ensemble_averages_members_matching_classes_by_name(saved, tmp_path):
+    path, net = saved
+    torch.manual_seed(1)
+    other = create("mini_xception").eval()
+    weights.save(other, tmp_path / "other.safetensors", CARD)
+    # the first model again, with its classes stored in reverse order (head rows reversed to match)
+    rev = create("mini_xception").eval()
+    state = net.state_dict()
+    rev.load_state_dict({k: (v.flip(0) if k.startswith("head.") else v) for k, v in state.items()})
+    weights.save(rev, tmp_path / "rev.safetensors", {**CARD, "classes": CARD["classes"][::-1]})
+    rng = np.random.default_rng(0)
+    faces = rng.integers(0, 255, (5, 48, 48), dtype=np.uint8)
+    a = ferkit.load_model(str(path), backend="torch").predict_proba(faces)
+    b = ferkit.load_model(str(tmp_path / "other.safetensors"), backend="torch").predict_proba(faces)
+    ens = ferkit.load_model(f"{path}+{tmp_path / 'other.safetensors'}", backend="torch")
+    assert ens.classes == tuple(CARD["classes"]) and ens.card["architecture"] == "ensemble"
+    assert ens.card["params"] == 2 * sum(p.numel() for p in net.parameters())
+    assert np.allclose(ens.predict_proba(faces), (a + b) / 2, atol=1e-6)
+    assert not np.allclose(a, b, atol=1e-3)  # the test would prove nothing with equal members
+    same = ferkit.load_model(f"{path}+{tmp_path / 'rev.safetensors'}", backend="torch")
+    assert np.allclose(same.predict_proba(faces), a, atol=1e-6)  # columns matched by class name
+    assert same.predict(faces[0])[0].label == ferkit.load_model(str(path)).predict(faces[0])[0].label
+    assert ferkit.load_model(f"{path}+{path}").predict_proba(faces, tta="flip").shape == (5, 7)  # onnx members
+
+
+def test_ensemble_refuses_mismatched_members(saved, tmp_path):
+    path, net = saved
+    weights.save(create("mini_xception", num_classes=6).eval(), tmp_path / "six.safetensors",
+                 {**CARD, "classes": CARD["classes"][:6]})
+    with pytest.raises(FerkitError, match="differ in classes"):
+        ferkit.load_model(f"{path}+{tmp_path / 'six.safetensors'}", backend="torch")
+    with pytest.raises(FerkitError, match="empty member"):
+        ferkit.load_model(f"{path}+", backend="torch")
+    with pytest.raises(ModelError, match="no model 'nope'"):
+        ferkit.load_model(f"{path}+nope", backend="torch")
+    from ferkit.explain.image import torch_model
+    from ferkit.runtime import ExportError, export_onnx
+
+    with pytest.raises(ExportError, match="one member at a time"):
+        export_onnx(f"{path}+{path}", tmp_path / "e.onnx")
+    with pytest.raises(FerkitError, match="one member at a time"):
+        torch_model(f"{path}+{path}")
+    odd = tmp_path / "a+b.safetensors"  # a file whose name holds a '+' is one model
+    weights.save(net, odd, CARD)
+    assert ferkit.load_model(str(odd), backend="torch").card["architecture"] == "mini_xception"

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 
+import numpy as np
 import pytest
 import torch
 from conftest import make_imagefolder
@@ -198,3 +199,47 @@ def test_git_state_names_the_changed_files(tmp_path):
     (tmp_path / "new.txt").write_text("untracked\n")  # untracked files do not count
     dirty = git_state(tmp_path)
     assert dirty["git_dirty"] is True and sorted(dirty["git_dirty_files"]) == ["a.txt", "src/b.py"]
+
+
+def test_distillation_follows_the_teacher(folder, tmp_path):
+    """A teacher that calls every face 'happy' (whatever the image) pulls a student trained with
+    --kd-weight 1 to 'happy' on faces whose labels (learnable, see the test above) say otherwise."""
+    from ferkit import weights
+    from ferkit.api import load_model
+    from ferkit.models import create
+
+    teacher = create("mini_xception").eval()
+    with torch.no_grad():
+        teacher.head.weight.zero_()
+        teacher.head.bias.copy_(torch.tensor([0.0, 0, 0, 6, 0, 0, 0]))
+    card = {"architecture": "mini_xception", "arch_kwargs": {}, "classes": ["angry", "disgust", "fear", "happy",
+            "sad", "surprise", "neutral"], "input_size": [1, 48, 48], "mean": [0.5], "std": [0.25]}
+    weights.save(teacher, tmp_path / "teacher.safetensors", card)
+    lines = []
+    out = tmp_path / "kd"
+    cfg = _cfg(folder, out, teacher=str(tmp_path / "teacher.safetensors"), kd_weight=1.0, kd_temperature=1.0)
+    got = train(cfg, progress=False, log=lines.append)
+    probs = np.load(out / "teacher_probs.npy")
+    classes = json.loads((out / "teacher.json").read_text())["classes"]  # the folder's: canonical, with contempt
+    assert probs.shape == (7 * 24, len(classes)) and np.allclose(probs.sum(1), 1, atol=1e-5)
+    assert (probs.argmax(1) == classes.index("happy")).all() and probs[:, classes.index("happy")].min() > 0.98
+    assert "contempt" not in card["classes"] and (probs[:, classes.index("contempt")] == 0).all()
+    assert any("teacher" in ln and "agrees with the labels on 14.29%" in ln for ln in lines)  # 1 class of 7
+    assert got["training"]["config"]["teacher"] == str(tmp_path / "teacher.safetensors")
+    log = json.loads((out / "log.json").read_text())
+    assert all("train_kd" in r for r in log) and log[-1]["train_kd"] < log[0]["train_kd"]
+    student = load_model(str(out), backend="torch")
+    from ferkit.data import open_dataset
+
+    test = open_dataset("imagefolder", str(folder)).load("test", size=(48, 48), mode="L")
+    pred = student.predict_tensor(test.images).argmax(1)
+    assert (pred == student.classes.index("happy")).float().mean() > 0.9  # the teacher's answer, not the labels'
+    # a teacher lacking one of the dataset's classes is refused before any training
+    six = create("mini_xception", num_classes=6).eval()
+    weights.save(six, tmp_path / "six.safetensors", {**card, "classes": card["classes"][:6]})
+    with pytest.raises(FerkitError, match="no class neutral"):
+        train(_cfg(folder, tmp_path / "kd6", teacher=str(tmp_path / "six.safetensors")), progress=False,
+              log=lambda s: None)
+    with pytest.raises(FerkitError, match="kd-weight"):
+        train(_cfg(folder, tmp_path / "kd7", teacher=str(tmp_path / "six.safetensors"), kd_weight=1.5),
+              progress=False, log=lambda s: None)

@@ -106,6 +106,61 @@ def _as_list(faces: Any) -> list:
     raise FerkitError(f"cannot read faces from a {type(faces).__name__}")
 
 
+class EnsembleModel(ExpressionModel):
+    """Several classifiers as one: the mean of their probabilities (``load_model("a+b+c")``).
+
+    The members must share the input size and normalisation (all shipped FER2013 weights do) and
+    hold the same classes; their columns are matched by class *name*, so their orders may differ.
+    Same methods as :class:`ExpressionModel`; there is no ``net`` (explain one member at a time).
+    """
+
+    backend = "ensemble"
+
+    def __init__(self, members: Sequence[ExpressionModel]) -> None:
+        if len(members) < 2:
+            raise FerkitError("an ensemble needs at least two models")
+        first = members[0]
+        for m in members[1:]:
+            if m.input_size != first.input_size:
+                raise FerkitError(f"ensemble members differ in input size: {first.name} {list(first.input_size)}, "
+                                  f"{m.name} {list(m.input_size)}")
+            if sorted(m.classes) != sorted(first.classes):
+                raise FerkitError(f"ensemble members differ in classes: {first.name} ({', '.join(first.classes)}), "
+                                  f"{m.name} ({', '.join(m.classes)})")
+        self.members = list(members)
+        self.cols = [torch.tensor([m.classes.index(c) for c in first.classes]) for m in self.members]
+        card = {"name": "+".join(m.name for m in members), "architecture": "ensemble",
+                "classes": list(first.classes), "input_size": list(first.input_size), "mean": list(first.mean),
+                "std": list(first.std), "members": [m.card for m in members],
+                "params": sum(_params(m) for m in members)}
+        self.card, self.net, self.device = card, None, first.device
+        self.classes, self.input_size = first.classes, first.input_size
+        self.mean, self.std = first.mean, first.std
+
+    def predict_tensor(self, images: torch.Tensor, tta: str | None = None, batch_size: int = 256) -> torch.Tensor:
+        probs = sum(m.predict_tensor(images, tta=tta, batch_size=batch_size)[:, c]
+                    for m, c in zip(self.members, self.cols))
+        return probs / len(self.members)
+
+
+def _params(m: ExpressionModel) -> int:
+    if m.card.get("params"):
+        return int(m.card["params"])
+    return sum(p.numel() for p in m.net.parameters()) if m.net is not None else 0
+
+
+def ensemble_names(name: str | os.PathLike) -> list[str] | None:
+    """The member names of an ensemble name ``"a+b+c"``; None when ``name`` is one model (a file
+    whose name holds a ``+`` is one model)."""
+    s = str(name)
+    if "+" not in s or os.path.exists(os.path.expanduser(s)):
+        return None
+    parts = [p.strip() for p in s.split("+")]
+    if any(not p for p in parts):
+        raise FerkitError(f"ensemble {s!r}: an empty member name (write a+b+c)")
+    return parts
+
+
 BACKENDS = ("auto", "torch", "onnx", "onnx-int8")
 
 
@@ -120,9 +175,15 @@ def load_model(name: str = "default", device: str = "cpu", backend: str = "auto"
     (default): ``onnx`` on the CPU, where it is several times faster (docs/benchmarks_classifier.md),
     else ``torch``; an ``.onnx`` file always runs on onnxruntime. ``threads``: onnxruntime threads
     (default :func:`ferkit.runtime.default_threads`). All give the same interface; onnx's probabilities
-    are PyTorch's within 1e-4 (measured: 1e-6), int8's within a few hundredths."""
+    are PyTorch's within 1e-4 (measured: 1e-6), int8's within a few hundredths.
+
+    ``"a+b+c"`` names an ensemble: an :class:`EnsembleModel` averaging the probabilities of the
+    models ``a``, ``b`` and ``c``, each loaded as above."""
     if backend not in BACKENDS:
         raise FerkitError(f"unknown backend {backend!r}; choose from: {', '.join(BACKENDS)}")
+    parts = ensemble_names(name)
+    if parts is not None:
+        return EnsembleModel([load_model(p, device=device, backend=backend, threads=threads) for p in parts])
     is_onnx = str(name).endswith(".onnx")
     if backend == "torch" and is_onnx:
         raise FerkitError(f"{name}: an ONNX file runs on backend 'onnx', not 'torch'")

@@ -192,7 +192,8 @@ def _train_config(a: argparse.Namespace):
         warmup_epochs=a.warmup, label_smoothing=a.label_smoothing, class_weights=a.class_weights,
         soft_targets=a.soft_targets, augment=aug.to_dict(), seed=a.seed, device=a.device, amp=not a.no_amp,
         threads=a.threads, limit=a.limit, early_stop=a.early_stop, name=a.name, init=a.init,
-        aux_weight=a.aux_weight, aux_epochs=a.aux_epochs, detect=a.detect, min_face=a.min_face,
+        aux_weight=a.aux_weight, aux_epochs=a.aux_epochs, teacher=a.teacher, kd_weight=a.kd_weight,
+        kd_temperature=a.kd_temperature, detect=a.detect, min_face=a.min_face,
         command="ferkit " + shlex.join(sys.argv[1:]) if a.command is None else a.command,
     )
 
@@ -474,6 +475,13 @@ def build_parser() -> argparse.ArgumentParser:
                    help="weight of the model's auxiliary losses (pcnn: local classifiers, reconstruction); 0: off")
     g.add_argument("--aux-epochs", type=int, default=None, metavar="N",
                    help="auxiliary losses in the first N epochs only, then classification alone (default: all)")
+    g.add_argument("--teacher", metavar="MODEL",
+                   help="distil: also learn this model's probabilities of each training image (a shipped name, "
+                        "weights, or an ensemble A+B); computed once, kept in the run folder")
+    g.add_argument("--kd-weight", type=float, default=0.5,
+                   help="with --teacher: loss = (1 - w) * cross-entropy + w * T^2 * KL(teacher || student)")
+    g.add_argument("--kd-temperature", type=float, default=2.0, metavar="T",
+                   help="with --teacher: the temperature that softens both distributions")
     g = s.add_argument_group("augmentation (one random affine warp + photometric + erasing, per image)")
     g.add_argument("--aug", choices=["default", "none"], default="default")
     g.add_argument("--flip", type=float, help="flip probability (default 0.5)")
@@ -502,7 +510,8 @@ def build_parser() -> argparse.ArgumentParser:
                                    "confusion-matrix PNG is written next to the JSON (or to --plot). Datasets of "
                                    "full photos (JAFFE, KDEF) need --detect: each image then goes through the same "
                                    "detection and alignment as `ferkit predict` before it is classified.")
-    s.add_argument("--model", default="default", help="shipped name, .safetensors file or run folder")
+    s.add_argument("--model", default="default",
+                   help="shipped name, .safetensors file or run folder; A+B+C: an ensemble (mean probabilities)")
     _add_dataset_args(s)
     s.add_argument("--split", help="default: the dataset's standard test split (FER2013 PrivateTest, FER+ Test)")
     s.add_argument("--json", metavar="OUT.json", help="write metrics here")
@@ -527,7 +536,8 @@ def build_parser() -> argparse.ArgumentParser:
                                    "Exit code 1 when any source could not be read (the others are still done).")
     s.add_argument("sources", nargs="*", metavar="SOURCE", help="image files, folders or video files")
     s.add_argument("--webcam", type=int, metavar="N", help="read camera N live (a window with boxes, labels, FPS)")
-    s.add_argument("--model", default="default", help="shipped name, .safetensors file or run folder")
+    s.add_argument("--model", default="default",
+                   help="shipped name, .safetensors file or run folder; A+B+C: an ensemble (mean probabilities)")
     s.add_argument("--device", default="cpu", help="cpu or cuda")
     _add_backend_arg(s)
     g = s.add_argument_group("faces")
@@ -564,7 +574,8 @@ def build_parser() -> argparse.ArgumentParser:
                                    "once at start. Bad requests get a 4xx answer with a JSON error. Ctrl+C stops.")
     s.add_argument("--host", default="127.0.0.1", help="address to listen on (0.0.0.0: every interface)")
     s.add_argument("--port", type=int, default=8000, help="TCP port (0: any free one)")
-    s.add_argument("--model", default="default", help="shipped name, .safetensors file or run folder")
+    s.add_argument("--model", default="default",
+                   help="shipped name, .safetensors file or run folder; A+B+C: an ensemble (mean probabilities)")
     s.add_argument("--detector", choices=["mtcnn", "haar", "none"], default="mtcnn",
                    help="face detector (none: every image is a face crop)")
     g = s.add_argument_group("limits")

@@ -94,6 +94,9 @@ class TrainConfig:
     init: str | None = None  #: start from these ferkit weights (name, .safetensors or run folder); see init_from
     aux_weight: float = 1.0  #: multiplier of a model's auxiliary loss terms (PCNN's); 0 turns them off
     aux_epochs: int | None = None  #: use the auxiliary terms in the first N epochs only (None: all)
+    teacher: str | None = None  #: distil: a model (or ensemble "a+b") whose probabilities the student also learns
+    kd_weight: float = 0.5  #: loss = (1 - kd_weight) * cross-entropy + kd_weight * T^2 * KL(teacher || student)
+    kd_temperature: float = 2.0  #: T: both distributions are softened by it
     detect: str = "none"  #: none | mtcnn | haar: find and align the face in each image (full photos: JAFFE, KDEF)
     min_face: int = 20  #: with detect: the smallest face searched for, in pixels
     name: str | None = None  #: model name in the card (default: the run folder's name)
@@ -254,6 +257,51 @@ def init_from(model: nn.Module, source: str, classes: Sequence[str], log: Callab
     return info
 
 
+def teacher_probs(cfg: TrainConfig, train_ds: FaceDataset, out: Path, device: torch.device,
+                  log: Callable[[str], None] = print) -> torch.Tensor:
+    """The teacher's class probabilities of every training image (``[N, K]``, columns in the
+    dataset's class order; the mean over the image and its mirror image), computed once and kept
+    in the run folder (``teacher_probs.npy`` + ``teacher.json``) for ``--resume``.
+
+    Offline distillation: the teacher sees each image unaugmented while the student sees it
+    augmented, as is usual; a teacher on a few pixels' shift gives nearly the same answer, and
+    computing it once costs one inference pass instead of one per epoch."""
+    from ..api import load_model
+
+    meta_path, npy = out / "teacher.json", out / "teacher_probs.npy"
+    meta = {"teacher": cfg.teacher, "n": len(train_ds), "classes": list(train_ds.classes), "tta": "flip"}
+    if meta_path.exists() and npy.exists() and json.loads(meta_path.read_text()) == meta:
+        return torch.from_numpy(np.load(npy, allow_pickle=False))
+    teacher = load_model(cfg.teacher, device=str(device))
+    counts = torch.bincount(train_ds.labels, minlength=len(train_ds.classes))
+    missing = [c for c, n in zip(train_ds.classes, counts.tolist()) if c not in teacher.classes and n > 0]
+    if missing:
+        raise FerkitError(f"--teacher {cfg.teacher}: it has no class {', '.join(missing)} of {cfg.dataset} "
+                          f"(its classes: {', '.join(teacher.classes)})")
+    t0 = time.time()
+    tp = teacher.predict_tensor(train_ds.images, tta="flip")
+    probs = torch.zeros(len(train_ds), len(train_ds.classes))  # a class with no training image: probability 0
+    for i, c in enumerate(train_ds.classes):
+        if c in teacher.classes:
+            probs[:, i] = tp[:, teacher.classes.index(c)]
+    probs = (probs / probs.sum(1, keepdim=True).clamp_min(1e-12)).float()
+    y = train_ds.labels
+    agree = float((probs.argmax(1) == y).float().mean())
+    log(f"teacher {teacher.name}: probabilities of {len(train_ds)} training images in {time.time() - t0:.0f}s; "
+        f"it agrees with the labels on {agree:.2%} of them")
+    np.save(npy, probs.numpy(), allow_pickle=False)
+    meta_path.write_text(json.dumps(meta, indent=2) + "\n")
+    return probs
+
+
+def distill_loss(logits: torch.Tensor, teacher: torch.Tensor, temperature: float) -> torch.Tensor:
+    """``T^2 * KL(teacher_T || student_T)`` (Hinton et al. 2015): both distributions softened by
+    ``T``; the teacher is given as probabilities (softened as ``softmax(log p / T)``)."""
+    t = float(temperature)
+    soft = F.softmax(torch.log(teacher.clamp_min(1e-8)) / t, dim=1)
+    return F.kl_div(F.log_softmax(logits / t, dim=1), soft, reduction="batchmean") * t * t
+
+
 def make_optimizer(cfg: TrainConfig, model: nn.Module) -> torch.optim.Optimizer:
     decay, no_decay = [], []
     for p in model.parameters():
@@ -351,6 +399,10 @@ def train(cfg: TrainConfig, resume: bool = False, progress: bool | None = None,
         raise FerkitError(f"unknown class weighting {cfg.class_weights!r}; use none or balanced")
     if cfg.soft_targets and train_ds.soft is None:
         raise FerkitError(f"--soft-targets: dataset {cfg.dataset} has no vote distributions (only ferplus does)")
+    if not 0 <= cfg.kd_weight <= 1 or cfg.kd_temperature <= 0:
+        raise FerkitError(f"--kd-weight must be in [0, 1] and --kd-temperature positive (got {cfg.kd_weight}, "
+                          f"{cfg.kd_temperature})")
+    t_probs = teacher_probs(cfg, train_ds, out, device, log) if cfg.teacher else None
 
     history: list[dict] = []
     start_epoch, best_acc, best_epoch, stale = 1, -1.0, 0, 0
@@ -408,6 +460,10 @@ def train(cfg: TrainConfig, resume: bool = False, progress: bool | None = None,
             logits = (pred["logits"] if isinstance(pred, dict) else pred).float()
             target = train_ds.soft[idx].to(device) if cfg.soft_targets else y
             loss = F.cross_entropy(logits, target, weight=weight, label_smoothing=cfg.label_smoothing)
+            if t_probs is not None:
+                kd = distill_loss(logits, t_probs[idx].to(device), cfg.kd_temperature)
+                tot_aux["kd"] = tot_aux.get("kd", 0.0) + kd.item() * len(idx)
+                loss = (1 - cfg.kd_weight) * loss + cfg.kd_weight * kd
             if use_aux and isinstance(pred, dict) and hasattr(model, "aux_loss"):
                 aux = model.aux_loss(pred, x, target)  # named, already weighted terms
                 for k, v in aux.items():

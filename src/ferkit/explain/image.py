@@ -68,6 +68,8 @@ def torch_model(model: str | ExpressionModel = "default", device: str = "cpu") -
         m = load_model(name, device=device, backend="torch")  # type: ignore[call-arg]
     except TypeError:  # a load_model without backends: always PyTorch
         m = load_model(name, device=device)
+    if getattr(m, "backend", None) == "ensemble":
+        raise FerkitError(f"{name}: an ensemble has no single network to explain; explain one member at a time")
     if not isinstance(getattr(m, "net", None), torch.nn.Module):
         raise FerkitError(f"{name}: explanations need the model's PyTorch weights (.safetensors), not an ONNX file")
     return m
