@@ -77,6 +77,8 @@ DATASETS = {
 ROWS = [
     ("mini_xception", {"width": 2}, "fer2013", "weights:mini_xception-fer2013"),
     ("mini_xception", {"width": 2}, "fer2013", "eval:fer2013-mini_xception-flip"),
+    ("ensemble", {"members": [["mini_xception", {"width": 2}], ["mini_xception", {"width": 2}]]}, "fer2013",
+     "eval:fer2013-ensemble-mx2-flip"),
     ("ensemble", {"members": [["mini_xception", {"width": 2}], ["pcnn", {}], ["zhu_cnn", {}]]}, "fer2013",
      "eval:fer2013-ensemble3-flip"),
     ("pcnn", {}, "fer2013", "weights:pcnn-fer2013"),
@@ -150,8 +152,13 @@ def measured(dataset: str, source: str | None) -> dict | None:
             if opt in cmd:
                 i = cmd.index(opt)
                 del cmd[i:i + 2]
+        trained = []  # members that are run folders, not shipped weights: how they were trained
+        for member in cmd[cmd.index("--model") + 1].split("+"):
+            card = ROOT / member / "model.json"
+            if not (weights.SHIPPED_DIR / f"{member}.safetensors").exists() and card.exists():
+                trained.append(f"{member}: `{json.loads(card.read_text())['training']['command']}`")
         return {"value": m["accuracy"], "text": f"{100 * m['accuracy']:.2f}%", "command": shlex.join(cmd),
-                "ft": False, "tta": m.get("tta", "none"), "model": m["model"],
+                "trained": "; ".join(trained) or None, "ft": False, "tta": m.get("tta", "none"), "model": m["model"],
                 "detail": f"`{m['model']}`" + (f", {m['tta']} TTA" if m.get("tta", "none") != "none" else "")
                           + f"; {test_split} macro-F1 {m['macro_f1']:.3f}; on {val_split} (selection): "
                           f"{100 * val['accuracy']:.2f}% (`docs/results/{paths[0].name}`)"}
@@ -250,7 +257,8 @@ def build(threads: int, reps: int) -> str:
                           f"inference."]
         if cmds:
             lines += ["", "Commands:", ""]
-            lines += [f"- {label}: `{cmd}`" + (f" (trained by `{tr}`)" if tr else "") for label, cmd, tr in cmds]
+            lines += [f"- {label}: `{cmd}`" + ("" if not tr else f" (trained by `{tr}`)" if "`" not in tr
+                                               else f" (not shipped: {tr})") for label, cmd, tr in cmds]
         lines.append("")
     lines[head:head] = targets_summary(best)
     return "\n".join(lines)
