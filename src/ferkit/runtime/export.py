@@ -73,20 +73,17 @@ def _require_onnx():
 def _as_model(model_or_name: Any):
     from ..api import ExpressionModel, load_model
 
+    if isinstance(model_or_name, (str, os.PathLike)):
+        if str(model_or_name).endswith(".onnx"):
+            raise ExportError(f"{model_or_name}: already an ONNX file; export a shipped name, .safetensors file "
+                              f"or run folder")
+        model_or_name = load_model(str(model_or_name), backend="torch")
     if isinstance(model_or_name, ExpressionModel):
         if getattr(model_or_name, "backend", None) == "ensemble":
             raise ExportError(f"{model_or_name.name}: an ensemble exports one member at a time")
         if getattr(model_or_name, "net", None) is None:
             raise ExportError(f"{model_or_name.name}: already an ONNX model; export the PyTorch weights instead")
         return model_or_name
-    if isinstance(model_or_name, (str, os.PathLike)):
-        if str(model_or_name).endswith(".onnx"):
-            raise ExportError(f"{model_or_name}: already an ONNX file; export a shipped name, .safetensors file "
-                              f"or run folder")
-        model = load_model(str(model_or_name), backend="torch")
-        if getattr(model, "backend", None) == "ensemble":
-            raise ExportError(f"{model_or_name}: an ensemble exports one member at a time")
-        return model
     raise ExportError(f"cannot export a {type(model_or_name).__name__}: give a model name, weights path or "
                       f"ferkit.ExpressionModel")
 
