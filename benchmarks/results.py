@@ -154,13 +154,14 @@ def measured(dataset: str, source: str | None) -> dict | None:
                 i = cmd.index(opt)
                 del cmd[i:i + 2]
         trained, configs = [], []  # members that are run folders, not shipped weights: how they were trained
-        for member in cmd[cmd.index("--model") + 1].split("+"):
+        members = cmd[cmd.index("--model") + 1].split("+")
+        for member in members:
             card = ROOT / member / "model.json"
             if not (weights.SHIPPED_DIR / f"{member}.safetensors").exists() and card.exists():
                 t = json.loads(card.read_text())["training"]
                 trained.append(f"{member}: `{t['command']}`")
                 configs.append(t["config"])
-        single = configs[0] if len(configs) == 1 and "+" not in cmd[cmd.index("--model") + 1] else {}
+        single = configs[0] if len(members) == 1 and configs else {}
         return {"value": m["accuracy"], "text": f"{100 * m['accuracy']:.2f}%", "command": shlex.join(cmd),
                 "trained": "; ".join(trained) or None, "ft": bool(single.get("init")),
                 "kd": single.get("teacher"), "tta": m.get("tta", "none"), "model": m["model"],
