@@ -76,6 +76,7 @@ DATASETS = {
 # (arch, arch kwargs, dataset, source): source = shipped weights name, or a file under docs/results/
 ROWS = [
     ("mini_xception", {"width": 2}, "fer2013", "weights:mini_xception-fer2013"),
+    ("mini_xception", {"width": 2}, "fer2013", "weights:mini_xception-fer2013-s1"),
     ("mini_xception", {"width": 2}, "fer2013", "eval:fer2013-mini_xception-flip"),
     ("mini_xception", {"width": 2}, "fer2013", "eval:fer2013-mini_xception-kd"),
     ("ensemble", {"members": [["mini_xception", {"width": 2}], ["mini_xception", {"width": 2}]]}, "fer2013",
@@ -87,6 +88,8 @@ ROWS = [
     ("di_fernet", {}, "fer2013", "weights:di_fernet-fer2013"),
     ("mini_xception", {"width": 2}, "ferplus", "weights:mini_xception-ferplus"),
     ("pcnn", {}, "ferplus", "weights:pcnn-ferplus"),
+    ("zhu_cnn", {}, "ferplus", "weights:zhu_cnn-ferplus"),
+    ("di_fernet", {}, "ferplus", "weights:di_fernet-ferplus"),
     ("mini_xception", {"width": 2}, "ckplus", "cv:ckplus-mini_xception-ft.json"),
     ("pcnn", {}, "ckplus", "cv:ckplus-pcnn-ft.json"),
     ("zhu_cnn", {}, "ckplus", "cv:ckplus-zhu_cnn-ft.json"),
@@ -94,6 +97,7 @@ ROWS = [
     ("mini_xception", {"width": 2}, "jaffe", "cv:jaffe-mini_xception-ft.json"),
     ("pcnn", {}, "jaffe", "cv:jaffe-pcnn-ft.json"),
     ("zhu_cnn", {}, "jaffe", "cv:jaffe-zhu_cnn-ft.json"),
+    ("di_fernet", {}, "jaffe", "cv:jaffe-di_fernet-ft.json"),
     ("pcnn", {}, "rafdb", None),
     ("di_fernet", {}, "rafdb", None),
     ("di_fernet", {}, "kdef", None),
@@ -154,7 +158,8 @@ def measured(dataset: str, source: str | None) -> dict | None:
                 i = cmd.index(opt)
                 del cmd[i:i + 2]
         trained, configs = [], []  # members that are run folders, not shipped weights: how they were trained
-        members = cmd[cmd.index("--model") + 1].split("+")
+        model = cmd[cmd.index("--model") + 1]
+        members = weights.ALIASES.get(model, model).split("+")
         for member in members:
             card = ROOT / member / "model.json"
             if not (weights.SHIPPED_DIR / f"{member}.safetensors").exists() and card.exists():

@@ -91,6 +91,9 @@ def test_publish_copies_a_run_under_its_shipped_name(saved, tmp_path):
     out = json.loads(dest.with_suffix(".json").read_text())
     assert out["weights_file"] == dest.name and out["sha256"] == weights.sha256(dest)
     assert weights.load(dest)[1]["name"] == "mini_xception-fer2013"
+    assert weights.publish(run, tmp_path, variant="s1").name == "mini_xception-fer2013-s1.safetensors"
+    with pytest.raises(ModelError, match="letters and digits"):
+        weights.publish(run, tmp_path, variant="../x")
     (run / "model.safetensors").write_bytes(b"tampered")
     with pytest.raises(ModelError, match="do not match the card"):
         weights.publish(run, tmp_path)

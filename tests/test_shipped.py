@@ -11,6 +11,7 @@ from PIL import Image
 
 import ferkit
 from ferkit import weights
+from ferkit.api import EnsembleModel
 from ferkit.cli import main
 
 CARD_FIELDS = {"name", "architecture", "arch_kwargs", "classes", "input_size", "mean", "std", "params", "dataset",
@@ -20,6 +21,8 @@ CARD_FIELDS = {"name", "architecture", "arch_kwargs", "classes", "input_size", "
 def test_default_is_shipped_and_cards_are_complete():
     cards = {c["name"]: c for c in weights.shipped()}
     assert weights.ALIASES["default"] in cards
+    for alias, target in weights.ALIASES.items():  # every alias names shipped weights (an ensemble: each member)
+        assert alias not in cards and set(target.split("+")) <= set(cards), alias
     for name, card in cards.items():
         assert CARD_FIELDS <= set(card), f"{name} card lacks {CARD_FIELDS - set(card)}"
         path = weights.SHIPPED_DIR / card["weights_file"]
@@ -31,9 +34,10 @@ def test_default_is_shipped_and_cards_are_complete():
         changed = t.get("git_dirty_files")
         assert t["git_dirty"] is False or (changed and not any(f.startswith(("src/", "pyproject.toml"))
                                                                for f in changed)), f"{name}: {changed}"
-        assert name == f"{card['architecture']}-{card['dataset']['name']}"
+        assert weights.shipped_name_ok(name, card), name
         val, test = card["dataset"]["val_split"], card["dataset"]["test_split"]
         assert val != test and {val, test} <= set(card["metrics"])
+    assert sum((weights.SHIPPED_DIR / c["weights_file"]).stat().st_size for c in cards.values()) <= 80 * 2**20
 
 
 # hand-picked boxes (x0, y0, x1, y1) around the astronaut's face in examples/astronaut.jpg
@@ -64,6 +68,18 @@ def test_models_lists_the_default_with_its_metrics(capsys):
     card = ferkit.load_model("default").card
     acc = card["metrics"]["PrivateTest"]["accuracy"]
     assert f"{card['name']} (= default)" in out and f"PrivateTest acc {acc:.4f}" in out
+
+
+def test_best_fer2013_is_the_shipped_ensemble(capsys):
+    """The alias loads both shipped members and averages them; `ferkit models` lists it."""
+    ens = ferkit.load_model("best-fer2013", backend="torch")
+    assert isinstance(ens, EnsembleModel)
+    assert [m.name for m in ens.members] == ["mini_xception-fer2013", "mini_xception-fer2013-s1"]
+    faces = [np.asarray(Image.open(EXAMPLE).convert("L"))[y0:y1, x0:x1] for x0, y0, x1, y1 in FACE_BOXES]
+    want = (ens.members[0].predict_proba(faces) + ens.members[1].predict_proba(faces)) / 2
+    assert np.abs(ens.predict_proba(faces) - want).max() < 1e-6
+    assert main(["models"]) == 0
+    assert "best-fer2013" in capsys.readouterr().out and ferkit.load_model("default").name == "mini_xception-fer2013"
 
 
 @requires_shared

@@ -150,9 +150,9 @@ def _params(m: ExpressionModel) -> int:
 
 
 def ensemble_names(name: str | os.PathLike) -> list[str] | None:
-    """The member names of an ensemble name ``"a+b+c"``; None when ``name`` is one model (a file
-    whose name holds a ``+`` is one model)."""
-    s = str(name)
+    """The member names of an ensemble name ``"a+b+c"`` (or of an alias for one, such as
+    ``"best-fer2013"``); None when ``name`` is one model (a file whose name holds a ``+`` is one model)."""
+    s = _weights.ALIASES.get(str(name), str(name))
     if "+" not in s or os.path.exists(os.path.expanduser(s)):
         return None
     parts = [p.strip() for p in s.split("+")]

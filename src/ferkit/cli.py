@@ -112,6 +112,9 @@ def cmd_models(a: argparse.Namespace) -> int:
         alias = f" (= {aliases[c['name']]})" if c["name"] in aliases else ""
         print(f"  {c['name'] + alias:<32} {c['architecture']} {c.get('arch_kwargs') or ''}  "
               f"{len(c['classes'])} classes  {ms}")
+    for alias, target in weights.ALIASES.items():
+        if "+" in target:
+            print(f"  {alias:<32} ensemble of {' + '.join(target.split('+'))} (mean probabilities)")
     return 0
 
 

@@ -4,8 +4,10 @@ A model card (``<name>.json``) holds everything needed to use and to reproduce t
 architecture and its options, classes in order, input size, normalisation, the exact command
 and git commit that trained them, the dataset and splits, and the metrics measured.
 
-Shipped weights live in this folder and are named ``<architecture>-<dataset>``;
-``default`` is an alias (see :data:`ALIASES`).
+Shipped weights live in this folder and are named ``<architecture>-<dataset>``, or
+``<architecture>-<dataset>-<variant>`` for a second network of the same kind (``-s1``: another
+seed). ``default`` and ``best-fer2013`` are aliases (see :data:`ALIASES`); an alias may name an
+ensemble ``a+b`` (:func:`ferkit.load_model` averages its members).
 """
 
 from __future__ import annotations
@@ -22,7 +24,11 @@ from safetensors.torch import load_file, save_file
 from ..errors import ModelError
 
 SHIPPED_DIR = Path(__file__).resolve().parent
-ALIASES: dict[str, str] = {"default": "mini_xception-fer2013"}
+ALIASES: dict[str, str] = {
+    "default": "mini_xception-fer2013",
+    # the most accurate FER2013 model, chosen on PublicTest (docs/results.md; use it with --tta flip)
+    "best-fer2013": "mini_xception-fer2013+mini_xception-fer2013-s1",
+}
 CARD_KEYS = ("architecture", "arch_kwargs", "classes", "input_size", "mean", "std")
 
 
@@ -49,17 +55,26 @@ def save(model: nn.Module, path: str | os.PathLike, card: dict) -> Path:
     return cpath
 
 
-def publish(run_dir: str | os.PathLike, dest_dir: str | os.PathLike = SHIPPED_DIR) -> Path:
+def shipped_name_ok(name: str, card: dict) -> bool:
+    """Whether ``name`` is ``<architecture>-<dataset>`` or ``<architecture>-<dataset>-<variant>``."""
+    base = f"{card['architecture']}-{card['dataset']['name']}"
+    return name == base or (name.startswith(base + "-") and name[len(base) + 1:].isalnum())
+
+
+def publish(run_dir: str | os.PathLike, dest_dir: str | os.PathLike = SHIPPED_DIR, variant: str | None = None) -> Path:
     """Copy a run's final model (``model.safetensors`` + card) to ``dest_dir`` under its shipped
-    name ``<architecture>-<dataset>``, byte for byte (the card's hash still holds). Returns the
-    weights path. Used as ``python -c "from ferkit import weights; weights.publish('runs/NAME')"``."""
+    name ``<architecture>-<dataset>`` (``-<variant>`` appended when given), byte for byte (the
+    card's hash still holds). Returns the weights path. Used as
+    ``python -c "from ferkit import weights; weights.publish('runs/NAME')"``."""
     import shutil
 
     src = Path(run_dir) / "model.safetensors"
     card = json.loads(src.with_suffix(".json").read_text())
     if sha256(src) != card.get("sha256"):
         raise ModelError(f"{src}: weights do not match the card's sha256")
-    name = f"{card['architecture']}-{card['dataset']['name']}"
+    name = f"{card['architecture']}-{card['dataset']['name']}" + (f"-{variant}" if variant else "")
+    if not shipped_name_ok(name, card):
+        raise ModelError(f"{name!r}: a variant is letters and digits only")
     dest = Path(dest_dir) / f"{name}.safetensors"
     shutil.copyfile(src, dest)
     card.update({"name": name, "weights_file": dest.name})
@@ -70,7 +85,7 @@ def publish(run_dir: str | os.PathLike, dest_dir: str | os.PathLike = SHIPPED_DI
 def shipped() -> list[dict]:
     """Cards of the weights shipped with ferkit (sorted by name), each with ``name``."""
     out = []
-    for cpath in sorted(SHIPPED_DIR.glob("*.json")):
+    for cpath in sorted(SHIPPED_DIR.glob("*.json"), key=lambda p: p.stem):
         if cpath.with_suffix(".safetensors").exists():
             card = json.loads(cpath.read_text())
             card.setdefault("name", cpath.stem)
