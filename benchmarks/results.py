@@ -51,6 +51,7 @@ from ferkit.models import count_params, create, get_spec  # noqa: E402
 
 RESULTS = ROOT / "docs" / "results"
 DOC = ROOT / "docs" / "results.md"
+PLOT = ROOT / "docs" / "img" / "results.png"
 
 # the papers' own numbers (their abstracts and listings, ../shared/papers/), by (arch, dataset)
 PAPERS = {
@@ -170,6 +171,8 @@ def measured(dataset: str, source: str | None) -> dict | None:
         return {"value": m["accuracy"], "text": f"{100 * m['accuracy']:.2f}%", "command": shlex.join(cmd),
                 "trained": "; ".join(trained) or None, "ft": bool(single.get("init")),
                 "kd": single.get("teacher"), "tta": m.get("tta", "none"), "model": m["model"],
+                "short": ((model if model in weights.ALIASES else model.removeprefix("runs/"))
+                          + (f", {m['tta']} TTA" if m.get("tta", "none") != "none" else "")),
                 "detail": f"`{m['model']}`" + (f", {m['tta']} TTA" if m.get("tta", "none") != "none" else "")
                           + f"; {test_split} macro-F1 {m['macro_f1']:.3f}; on {val_split} (selection): "
                           f"{100 * val['accuracy']:.2f}% (`docs/results/{paths[0].name}`)"}
@@ -181,7 +184,7 @@ def measured(dataset: str, source: str | None) -> dict | None:
         m = card["metrics"][split]
         val = card["metrics"].get(card["dataset"].get("val_split"), {})
         ev = (f"ferkit evaluate --model {name} --dataset {dataset} --data ../shared/data/{dataset} --split {split}")
-        return {"value": m["accuracy"], "text": f"{100 * m['accuracy']:.2f}%",
+        return {"value": m["accuracy"], "text": f"{100 * m['accuracy']:.2f}%", "short": name,
                 "command": ev, "trained": card["training"]["command"],
                 "ft": bool(card["training"]["config"].get("init")),
                 "detail": f"`{name}` (shipped); {split} macro-F1 {m['macro_f1']:.3f}; selected on "
@@ -192,13 +195,15 @@ def measured(dataset: str, source: str | None) -> dict | None:
     s = json.loads(path.read_text())
     a = s["accuracy"]
     done = f"{len(s['per_fold'])} of {s['folds']} folds" + ("" if s["complete"] else " (**incomplete**)")
-    return {"value": a["mean"], "text": f"{100 * a['mean']:.2f}% +- {100 * a['std']:.2f}",
+    return {"value": a["mean"], "std": a["std"], "text": f"{100 * a['mean']:.2f}% +- {100 * a['std']:.2f}",
             "command": s["command"], "ft": bool(s["config"].get("init")),
             "detail": f"`docs/results/{name}`: {done}, fold range {100 * a['min']:.1f}-{100 * a['max']:.1f}%, "
                       f"pooled {100 * s['pooled']['accuracy']:.2f}%, macro-F1 {s['macro_f1']['mean']:.3f}"}
 
 
-def build(threads: int, reps: int) -> str:
+def build(threads: int, reps: int, points: list[dict] | None = None) -> str:
+    """The Markdown of docs/results.md; each measured row is also appended to ``points`` (for :func:`plot`)."""
+    points = [] if points is None else points
     cost: dict[tuple, tuple] = {}
     lines = [
         "# Results",
@@ -215,6 +220,8 @@ def build(threads: int, reps: int) -> str:
         f"load average {os.getloadavg()[0]:.1f} when measured, {datetime.date.today()}).",
         "No pre-trained weights: every network here was trained from scratch by ferkit (\"ft\": fine-tuned",
         "from ferkit's own FER2013 weights, `--init`).",
+        "",
+        f"![every measured row against its target and the papers' numbers]({PLOT.relative_to(DOC.parent)})",
         "",
     ]
     head = len(lines)
@@ -261,6 +268,8 @@ def build(threads: int, reps: int) -> str:
                         best[ds] = (m["value"], m["text"], label)
                     note = m["detail"]
                     cmds.append((label, m["command"], m.get("trained")))
+                    points.append({"dataset": ds, "label": m.get("short") or label.replace(" (width=2)", ""),
+                                   "value": m["value"], "std": m.get("std"), "ms": ms, "paper": paper})
             lines.append(f"| {label} | {meas} | {paper} | {p:,} | {f:.1f} | {ms:.2f} | {note} |")
         if any(r[0] == "pcnn" for r in rows):
             net = create("pcnn")
@@ -309,6 +318,62 @@ def targets_summary(best: dict[str, tuple[float, str, str]]) -> list[str]:
     return out
 
 
+def plot(points: list[dict], path: Path) -> None:
+    """One panel per dataset with a target: each measured row's accuracy (error bar: std over the
+    folds), the target (dashed) and the papers' numbers (dotted); then FER2013 accuracy against
+    CPU latency per face."""
+    import re
+
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    sets = [ds for ds in TARGETS if any(p["dataset"] == ds for p in points)]
+    heights = [max(2, sum(p["dataset"] == ds for p in points)) for ds in sets]
+    fig, axes = plt.subplots(len(sets) + 1, 1, figsize=(11, 1.2 + 0.42 * sum(heights) + 3.4),
+                             gridspec_kw={"height_ratios": heights + [7]})
+    for ax, ds in zip(axes, sets):
+        rows = [p for p in points if p["dataset"] == ds]
+        y = np.arange(len(rows))[::-1]
+        vals = [100 * p["value"] for p in rows]
+        err = [100 * p["std"] if p.get("std") is not None else 0 for p in rows]
+        ax.barh(y, vals, xerr=err if any(err) else None, color="#4c72b0", capsize=3, height=0.6)
+        for yi, v, e in zip(y, vals, err):
+            ax.text(v + e + 0.3, yi, f"{v:.1f}", va="center", fontsize=8)
+        ax.axvline(100 * TARGETS[ds], color="#c44e52", ls="--", lw=1.5, label=f"target {100 * TARGETS[ds]:.1f}%")
+        for paper in sorted({p["paper"] for p in rows if p["paper"] != "-"}):
+            num = re.match(r"([\d.]+)%", paper)
+            if num:
+                ax.axvline(float(num.group(1)), color="#55a868", ls=":", lw=1.5, label=f"paper: {paper.split(';')[0]}")
+        ax.set_yticks(y, [p["label"] for p in rows], fontsize=8)
+        lo = min(min(v - e for v, e in zip(vals, err)), 100 * TARGETS[ds]) - 5
+        ax.set_xlim(max(0, lo), 101)
+        ax.set_title(DATASETS[ds][0], fontsize=10, loc="left")
+        ax.legend(fontsize=7, loc="upper left", bbox_to_anchor=(1.01, 1))
+    ax = axes[-1]
+    fer = [p for p in points if p["dataset"] == "fer2013"]
+    ax.scatter([p["ms"] for p in fer], [100 * p["value"] for p in fer], color="#4c72b0", zorder=3)
+    seen: list[tuple[float, float]] = []
+    for p in fer:  # points at the same place (same cost, same accuracy) get their labels stacked
+        at = (p["ms"], 100 * p["value"])
+        k = sum(abs(a - at[0]) < 0.05 * at[0] and abs(b - at[1]) < 0.3 for a, b in seen)
+        seen.append(at)
+        ax.annotate(p["label"], at, fontsize=7, xytext=(4, 3 - 9 * k), textcoords="offset points")
+    ax.axhline(100 * TARGETS["fer2013"], color="#c44e52", ls="--", lw=1.5, label="target")
+    ax.set_xscale("log")
+    ax.set_xlabel("CPU latency per face, ms (onnxruntime, batch 1; log scale)")
+    ax.set_ylabel("FER2013 PrivateTest %")
+    ax.set_title("FER2013: accuracy against cost", fontsize=10, loc="left")
+    ax.grid(alpha=0.3)
+    ax.legend(fontsize=7, loc="upper left", bbox_to_anchor=(1.01, 1))
+    ax.set_xlim(right=max(p["ms"] for p in fer) * 4)
+    fig.tight_layout()
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fig.savefig(path, dpi=110)
+    plt.close(fig)
+
+
 def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--threads", type=int, default=2)
@@ -316,11 +381,13 @@ def main() -> int:
     ap.add_argument("--write", action="store_true", help=f"write {DOC.relative_to(ROOT)}")
     a = ap.parse_args()
     torch.set_num_threads(a.threads)
-    text = build(a.threads, a.reps)
+    points: list[dict] = []
+    text = build(a.threads, a.reps, points)
     print(text)
     if a.write:
         DOC.write_text(text)
-        print(f"wrote {DOC}", file=sys.stderr)
+        plot(points, PLOT)
+        print(f"wrote {DOC} and {PLOT}", file=sys.stderr)
     return 0
 
 
