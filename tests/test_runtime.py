@@ -102,6 +102,10 @@ def test_shipped_default_matches_torch(default_onnx):
     assert torch.allclose(om.predict_tensor(x.float() / 255), torch_model.predict_tensor(x), atol=1e-4)
     for tta in ("flip", "tencrop"):
         assert torch.allclose(om.predict_tensor(x, tta=tta), torch_model.predict_tensor(x, tta=tta), atol=1e-4)
+        assert torch.allclose(om.predict_tensor(x, tta=tta, batch_size=3), om.predict_tensor(x, tta=tta), atol=1e-6)
+    # batches split into chunks give the same rows in the same order; no faces, no rows
+    assert torch.allclose(om.predict_tensor(x, batch_size=3), torch_model.predict_tensor(x), atol=1e-4)
+    assert om.predict_tensor(x[:0]).shape == (0, len(card["classes"]))
     assert card["onnx"]["max_abs_diff_vs_torch"] <= 1e-4
 
 

@@ -123,15 +123,19 @@ class OnnxExpressionModel(ExpressionModel):
         x = torch.as_tensor(images)
         if tuple(x.shape[1:]) != tuple(self.input_size):
             raise ModelError(f"images are {tuple(x.shape[1:])}, the model wants {tuple(self.input_size)} (C, H, W)")
+        if x.shape[0] == 0:
+            return torch.zeros((0, len(self.classes)), dtype=torch.float32)
         x = x.cpu().float() if x.dtype == torch.uint8 else x.cpu().float() * 255.0
         out = []
         for i in range(0, x.shape[0], batch_size):
-            views = tta_views(x[i:i + batch_size], tta)
+            chunk = x[i:i + batch_size]
+            if not tta or tta == "none":  # the live path: one call, no copies (numpy shares the tensor's memory)
+                out.append(self.run(chunk.numpy()))
+                continue
+            views = tta_views(chunk, tta)
             probs = sum(self.run(v.contiguous().numpy()) for v in views)
-            out.append(torch.from_numpy(np.asarray(probs / len(views), dtype=np.float32)))
-        if not out:
-            return torch.zeros((0, len(self.classes)), dtype=torch.float32)
-        return torch.cat(out)
+            out.append(np.asarray(probs / len(views), dtype=np.float32))
+        return torch.from_numpy(out[0] if len(out) == 1 else np.concatenate(out))
 
 
 # ---------------------------------------------------------------------------------------
