@@ -514,7 +514,8 @@ def build_parser() -> argparse.ArgumentParser:
                                    "full photos (JAFFE, KDEF) need --detect: each image then goes through the same "
                                    "detection and alignment as `ferkit predict` before it is classified.")
     s.add_argument("--model", default="default",
-                   help="shipped name, .safetensors file or run folder; A+B+C: an ensemble (mean probabilities)")
+                   help="shipped name or alias (`ferkit models`; best-fer2013: the most accurate on FER2013, with --tta flip), "
+                        ".safetensors file or run folder; A+B+C: an ensemble (mean probabilities)")
     _add_dataset_args(s)
     s.add_argument("--split", help="default: the dataset's standard test split (FER2013 PrivateTest, FER+ Test)")
     s.add_argument("--json", metavar="OUT.json", help="write metrics here")
@@ -540,7 +541,8 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("sources", nargs="*", metavar="SOURCE", help="image files, folders or video files")
     s.add_argument("--webcam", type=int, metavar="N", help="read camera N live (a window with boxes, labels, FPS)")
     s.add_argument("--model", default="default",
-                   help="shipped name, .safetensors file or run folder; A+B+C: an ensemble (mean probabilities)")
+                   help="shipped name or alias (`ferkit models`; best-fer2013: the most accurate on FER2013, with --tta flip), "
+                        ".safetensors file or run folder; A+B+C: an ensemble (mean probabilities)")
     s.add_argument("--device", default="cpu", help="cpu or cuda")
     _add_backend_arg(s)
     g = s.add_argument_group("faces")
@@ -578,7 +580,8 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--host", default="127.0.0.1", help="address to listen on (0.0.0.0: every interface)")
     s.add_argument("--port", type=int, default=8000, help="TCP port (0: any free one)")
     s.add_argument("--model", default="default",
-                   help="shipped name, .safetensors file or run folder; A+B+C: an ensemble (mean probabilities)")
+                   help="shipped name or alias (`ferkit models`; best-fer2013: the most accurate on FER2013, with --tta flip), "
+                        ".safetensors file or run folder; A+B+C: an ensemble (mean probabilities)")
     s.add_argument("--detector", choices=["mtcnn", "haar", "none"], default="mtcnn",
                    help="face detector (none: every image is a face crop)")
     g = s.add_argument_group("limits")
