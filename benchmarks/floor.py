@@ -56,8 +56,8 @@ def left(batch: int, budget: float, floor: float, default: float) -> str:
         return (f"At batch {batch} ferkit's path alone ({floor:.3f} ms) already exceeds the budget "
                 f"({budget:.3f} ms): no network fits.")
     return (f"At batch {batch} the path takes {100 * floor / budget:.0f}% of the budget and leaves "
-            f"{1000 * (budget - floor):.0f} us per face for the network, {default / (budget - floor):.1f}x less than "
-            f"the default needs.")
+            f"{1000 * (budget - floor):.0f} us per face for the network: the default takes {default:.3f} ms, "
+            f"{default / (budget - floor):.1f}x that.")
 
 
 def main() -> int:
