@@ -166,7 +166,9 @@ def measured(dataset: str, source: str | None) -> dict | None:
         members = weights.ALIASES.get(model, model).split("+")
         for member in members:
             card = ROOT / member / "model.json"
-            if not (weights.SHIPPED_DIR / f"{member}.safetensors").exists() and card.exists():
+            if (weights.SHIPPED_DIR / f"{member}.safetensors").exists():
+                configs.append(json.loads((weights.SHIPPED_DIR / f"{member}.json").read_text())["training"]["config"])
+            elif card.exists():
                 t = json.loads(card.read_text())["training"]
                 trained.append(f"{member}: `{t['command']}`")
                 configs.append(t["config"])
@@ -268,7 +270,7 @@ def build(threads: int, reps: int, points: list[dict] | None = None) -> str:
                     ok = m["value"] >= TARGETS[ds] if ds in TARGETS else None
                     meas = m["text"] + ("" if ok is None else (" (target met)" if ok else " (below target)"))
                     if ds in TARGETS and m["value"] > best.get(ds, (-1.0,))[0]:
-                        best[ds] = (m["value"], m["text"], label)
+                        best[ds] = (m["value"], m["text"], label + (f" (`{m['short']}`)" if m.get("short") else ""))
                     note = m["detail"]
                     cmds.append((label, m["command"], m.get("trained")))
                     points.append({"dataset": ds, "label": m.get("short") or label.replace(" (width=2)", ""),
@@ -380,7 +382,7 @@ def plot(points: list[dict], path: Path) -> None:
 def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--threads", type=int, default=2)
-    ap.add_argument("--reps", type=int, default=300)
+    ap.add_argument("--reps", type=int, default=2000)
     ap.add_argument("--write", action="store_true", help=f"write {DOC.relative_to(ROOT)}")
     a = ap.parse_args()
     torch.set_num_threads(a.threads)
