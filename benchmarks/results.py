@@ -21,8 +21,9 @@ Where the numbers come from (nothing is typed in by hand except the papers' numb
 * parameters: trainable parameters of the architecture; FLOPs: one 48x48 face, counted by
   ``torch.utils.flop_counter`` (convolutions and matrix products, 2 per multiply-add) on the
   inference graph; latency: the model exported to ONNX (normalisation and softmax inside, as
-  ``ferkit export``), onnxruntime on this CPU with ``--threads`` threads, batch 1, median of
-  ``--reps`` calls after a warm-up (the architecture's cost; its weights do not change it).
+  ``ferkit export``), onnxruntime on this CPU with ``--threads`` threads, batch 1, ``--reps``
+  calls after a warm-up, the architectures taking turns in 5 rounds (the architecture's cost;
+  its weights do not change it).
 """
 
 from __future__ import annotations
@@ -117,32 +118,42 @@ def flops(arch: str, kwargs: dict) -> float:
     return float(fc.get_total_flops())
 
 
-def latency_ms(arch: str, kwargs: dict, threads: int, reps: int) -> float:
+def latencies_ms(archs: list[tuple[str, dict]], threads: int, reps: int, rounds: int = 5) -> list[float]:
+    """ms per call, batch 1, of each architecture's ONNX export on onnxruntime: the architectures
+    take turns for ``rounds`` rounds of ``reps // rounds`` calls each (so a slow spell of this
+    shared machine hits them alike); each gets the median of its rounds' medians."""
     import onnxruntime as ort
 
     from ferkit.runtime import export_onnx
 
-    spec = get_spec(arch)
-    card = {"name": arch, "architecture": arch, "arch_kwargs": kwargs, "classes": [str(i) for i in range(7)],
-            "input_size": list(spec.input_size), "mean": list(spec.mean), "std": list(spec.std)}
-    em = ExpressionModel(create(arch, **kwargs).eval(), card)
-    with tempfile.TemporaryDirectory() as d:
-        path = Path(d) / "m.onnx"
-        export_onnx(em, path, write_card=False)
-        so = ort.SessionOptions()
-        so.intra_op_num_threads, so.inter_op_num_threads = threads, 1
-        so.log_severity_level = 3
-        sess = ort.InferenceSession(str(path), sess_options=so, providers=["CPUExecutionProvider"])
-    x = (np.random.default_rng(0).random((1, *spec.input_size)) * 255).astype(np.float32)
-    name = sess.get_inputs()[0].name
-    for _ in range(20):
-        sess.run(None, {name: x})
-    ts = []
-    for _ in range(reps):
-        t = time.perf_counter()
-        sess.run(None, {name: x})
-        ts.append(time.perf_counter() - t)
-    return statistics.median(ts) * 1e3
+    sessions = []
+    for arch, kwargs in archs:
+        spec = get_spec(arch)
+        card = {"name": arch, "architecture": arch, "arch_kwargs": kwargs, "classes": [str(i) for i in range(7)],
+                "input_size": list(spec.input_size), "mean": list(spec.mean), "std": list(spec.std)}
+        em = ExpressionModel(create(arch, **kwargs).eval(), card)
+        with tempfile.TemporaryDirectory() as d:
+            path = Path(d) / "m.onnx"
+            export_onnx(em, path, write_card=False)
+            so = ort.SessionOptions()
+            so.intra_op_num_threads, so.inter_op_num_threads = threads, 1
+            so.log_severity_level = 3
+            sess = ort.InferenceSession(str(path), sess_options=so, providers=["CPUExecutionProvider"])
+        x = (np.random.default_rng(0).random((1, *spec.input_size)) * 255).astype(np.float32)
+        feed = {sess.get_inputs()[0].name: x}
+        for _ in range(20):
+            sess.run(None, feed)
+        sessions.append((sess, feed))
+    per_round: list[list[float]] = [[] for _ in archs]
+    for _ in range(rounds):
+        for i, (sess, feed) in enumerate(sessions):
+            ts = []
+            for _ in range(max(1, reps // rounds)):
+                t = time.perf_counter()
+                sess.run(None, feed)
+                ts.append(time.perf_counter() - t)
+            per_round[i].append(statistics.median(ts) * 1e3)
+    return [statistics.median(r) for r in per_round]
 
 
 def measured(dataset: str, source: str | None) -> dict | None:
@@ -220,8 +231,8 @@ def build(threads: int, reps: int, points: list[dict] | None = None) -> str:
         "from the shipped weights' cards (FER2013, FER+) and the cross-validation summaries in",
         "`docs/results/` (CK+, JAFFE); each row's command reproduces its number. Parameters and FLOPs are",
         "the architecture's (FLOPs: one 48x48 face, `torch.utils.flop_counter`, 2 per multiply-add);",
-        f"latency: the ONNX export on onnxruntime, batch 1, {threads} thread{'s' if threads > 1 else ''}, median "
-        f"of {reps} calls, on this machine ({platform.processor() or platform.machine()}, {os.cpu_count()} cores; "
+        f"latency: the ONNX export on onnxruntime, batch 1, {threads} thread{'s' if threads > 1 else ''}, {reps} "
+        f"calls in 5 interleaved rounds (median of the rounds' medians), on this machine ({platform.processor() or platform.machine()}, {os.cpu_count()} cores; "
         f"load average {os.getloadavg()[0]:.1f} when measured, {datetime.date.today()}).",
         "No pre-trained weights: every network here was trained from scratch by ferkit (\"ft\": fine-tuned",
         "from ferkit's own FER2013 weights, `--init`).",
@@ -230,6 +241,11 @@ def build(threads: int, reps: int, points: list[dict] | None = None) -> str:
         "",
     ]
     head = len(lines)
+    keys = list(dict.fromkeys((a_, json.dumps(k_, sort_keys=True)) for arch, kw, _, _ in ROWS
+                              for a_, k_ in (kw["members"] if arch == "ensemble" else [[arch, kw]])))
+    lat = latencies_ms([(a_, json.loads(k_)) for a_, k_ in keys], threads, reps)
+    for (a_, k_), ms in zip(keys, lat):
+        cost[(a_, k_)] = (count_params(create(a_, **json.loads(k_))), flops(a_, json.loads(k_)) / 1e6, ms)
     best: dict[str, tuple[float, str, str]] = {}
     for ds, (title, protocol) in DATASETS.items():
         rows = [r for r in ROWS if r[2] == ds]
@@ -241,11 +257,6 @@ def build(threads: int, reps: int, points: list[dict] | None = None) -> str:
         cmds = []
         for arch, kw, _, source in rows:
             members = kw["members"] if arch == "ensemble" else [[arch, kw]]
-            for a_, k_ in members:
-                key = (a_, json.dumps(k_, sort_keys=True))
-                if key not in cost:
-                    cost[key] = (count_params(create(a_, **k_)), flops(a_, k_) / 1e6,
-                                 latency_ms(a_, k_, threads, reps))
             p, f, ms = (sum(cost[(a_, json.dumps(k_, sort_keys=True))][i] for a_, k_ in members) for i in range(3))
             label = " + ".join(a_ + ("" if not k_ else " (" + ", ".join(f"{k}={v}" for k, v in k_.items()) + ")")
                                for a_, k_ in members)
