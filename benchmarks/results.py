@@ -172,7 +172,7 @@ def measured(dataset: str, source: str | None) -> dict | None:
             if opt in cmd:
                 i = cmd.index(opt)
                 del cmd[i:i + 2]
-        trained, configs = [], []  # members that are run folders, not shipped weights: how they were trained
+        trained, configs = [], []  # training commands of run-folder members (not shipped); every member's config
         model = cmd[cmd.index("--model") + 1]
         members = weights.ALIASES.get(model, model).split("+")
         for member in members:
@@ -217,6 +217,15 @@ def measured(dataset: str, source: str | None) -> dict | None:
                       f"pooled {100 * s['pooled']['accuracy']:.2f}%, macro-F1 {s['macro_f1']['mean']:.3f}"}
 
 
+def members_of(arch: str, kw: dict) -> list:
+    """A row's networks, [[arch, kwargs], ...]: an ensemble's members, else the row's own."""
+    return kw["members"] if arch == "ensemble" else [[arch, kw]]
+
+
+def key(arch: str, kw: dict) -> tuple[str, str]:
+    return arch, json.dumps(kw, sort_keys=True)
+
+
 def build(threads: int, reps: int, points: list[dict] | None = None) -> str:
     """The Markdown of docs/results.md; each measured row is also appended to ``points`` (for :func:`plot`)."""
     points = [] if points is None else points
@@ -241,11 +250,9 @@ def build(threads: int, reps: int, points: list[dict] | None = None) -> str:
         "",
     ]
     head = len(lines)
-    keys = list(dict.fromkeys((a_, json.dumps(k_, sort_keys=True)) for arch, kw, _, _ in ROWS
-                              for a_, k_ in (kw["members"] if arch == "ensemble" else [[arch, kw]])))
-    lat = latencies_ms([(a_, json.loads(k_)) for a_, k_ in keys], threads, reps)
-    for (a_, k_), ms in zip(keys, lat):
-        cost[(a_, k_)] = (count_params(create(a_, **json.loads(k_))), flops(a_, json.loads(k_)) / 1e6, ms)
+    archs = list({key(a_, k_): (a_, k_) for arch, kw, _, _ in ROWS for a_, k_ in members_of(arch, kw)}.values())
+    for (a_, k_), ms in zip(archs, latencies_ms(archs, threads, reps)):
+        cost[key(a_, k_)] = (count_params(create(a_, **k_)), flops(a_, k_) / 1e6, ms)
     best: dict[str, tuple[float, str, str]] = {}
     for ds, (title, protocol) in DATASETS.items():
         rows = [r for r in ROWS if r[2] == ds]
@@ -256,8 +263,8 @@ def build(threads: int, reps: int, points: list[dict] | None = None) -> str:
                   "| --- | ---: | --- | ---: | ---: | ---: | --- |"]
         cmds = []
         for arch, kw, _, source in rows:
-            members = kw["members"] if arch == "ensemble" else [[arch, kw]]
-            p, f, ms = (sum(cost[(a_, json.dumps(k_, sort_keys=True))][i] for a_, k_ in members) for i in range(3))
+            members = members_of(arch, kw)
+            p, f, ms = (sum(cost[key(a_, k_)][i] for a_, k_ in members) for i in range(3))
             label = " + ".join(a_ + ("" if not k_ else " (" + ", ".join(f"{k}={v}" for k, v in k_.items()) + ")")
                                for a_, k_ in members)
             if arch == "ensemble":
