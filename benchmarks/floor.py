@@ -98,7 +98,8 @@ def main() -> int:
         "",
         "| | batch 1: ms per face | batch 64: ms per face (faces/s) |",
         "| --- | ---: | ---: |",
-        f"| fer, TFLite int8 (its default) | {fer['ms_b1']:.3f} | {1000 / fer['fps_b64']:.3f} ({fer['fps_b64']:,.0f}) |",
+        f"| fer, TFLite int8 (its default) | {fer['ms_b1']:.3f} | {1000 / fer['fps_b64']:.3f} "
+        f"({fer['fps_b64']:,.0f}) |",
         f"| budget for 5x fer | {b1:.3f} | {b64:.3f} ({fer['fps_b64'] * SPEEDUP:,.0f}) |",
         f"| ferkit's path with a one-layer network (the floor) | {fl1:.3f} | {fl64:.4f} ({1000 / fl64:,.0f}) |",
         f"| left for the network inside the budget | {b1 - fl1:.3f} | {b64 - fl64:.3f} |",

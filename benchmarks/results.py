@@ -241,7 +241,8 @@ def build(threads: int, reps: int, points: list[dict] | None = None) -> str:
         "`docs/results/` (CK+, JAFFE); each row's command reproduces its number. Parameters and FLOPs are",
         "the architecture's (FLOPs: one 48x48 face, `torch.utils.flop_counter`, 2 per multiply-add);",
         f"latency: the ONNX export on onnxruntime, batch 1, {threads} thread{'s' if threads > 1 else ''}, {reps} "
-        f"calls in 5 interleaved rounds (median of the rounds' medians), on this machine ({platform.processor() or platform.machine()}, {os.cpu_count()} cores; "
+        f"calls in 5 interleaved rounds (median of the rounds' medians), on this machine "
+        f"({platform.processor() or platform.machine()}, {os.cpu_count()} cores; "
         f"load average {os.getloadavg()[0]:.1f} when measured, {datetime.date.today()}).",
         "No pre-trained weights: every network here was trained from scratch by ferkit (\"ft\": fine-tuned",
         "from ferkit's own FER2013 weights, `--init`).",

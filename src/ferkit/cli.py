@@ -28,6 +28,10 @@ EPILOG = """examples:
 # ---------------------------------------------------------------------------------------
 # shared argument groups
 # ---------------------------------------------------------------------------------------
+MODEL_HELP = ("shipped name or alias (`ferkit models`; best-fer2013: the most accurate on FER2013, with --tta "
+              "flip), .safetensors file or run folder; A+B+C: an ensemble (mean probabilities)")
+
+
 def _add_backend_arg(s: argparse.ArgumentParser) -> None:
     s.add_argument("--backend", choices=["auto", "torch", "onnx", "onnx-int8"], default="auto",
                    help="classifier runtime: onnx (onnxruntime, several times faster on CPU), onnx-int8 "
@@ -513,9 +517,7 @@ def build_parser() -> argparse.ArgumentParser:
                                    "confusion-matrix PNG is written next to the JSON (or to --plot). Datasets of "
                                    "full photos (JAFFE, KDEF) need --detect: each image then goes through the same "
                                    "detection and alignment as `ferkit predict` before it is classified.")
-    s.add_argument("--model", default="default",
-                   help="shipped name or alias (`ferkit models`; best-fer2013: the most accurate on FER2013, with --tta flip), "
-                        ".safetensors file or run folder; A+B+C: an ensemble (mean probabilities)")
+    s.add_argument("--model", default="default", help=MODEL_HELP)
     _add_dataset_args(s)
     s.add_argument("--split", help="default: the dataset's standard test split (FER2013 PrivateTest, FER+ Test)")
     s.add_argument("--json", metavar="OUT.json", help="write metrics here")
@@ -540,9 +542,7 @@ def build_parser() -> argparse.ArgumentParser:
                                    "Exit code 1 when any source could not be read (the others are still done).")
     s.add_argument("sources", nargs="*", metavar="SOURCE", help="image files, folders or video files")
     s.add_argument("--webcam", type=int, metavar="N", help="read camera N live (a window with boxes, labels, FPS)")
-    s.add_argument("--model", default="default",
-                   help="shipped name or alias (`ferkit models`; best-fer2013: the most accurate on FER2013, with --tta flip), "
-                        ".safetensors file or run folder; A+B+C: an ensemble (mean probabilities)")
+    s.add_argument("--model", default="default", help=MODEL_HELP)
     s.add_argument("--device", default="cpu", help="cpu or cuda")
     _add_backend_arg(s)
     g = s.add_argument_group("faces")
@@ -579,9 +579,7 @@ def build_parser() -> argparse.ArgumentParser:
                                    "once at start. Bad requests get a 4xx answer with a JSON error. Ctrl+C stops.")
     s.add_argument("--host", default="127.0.0.1", help="address to listen on (0.0.0.0: every interface)")
     s.add_argument("--port", type=int, default=8000, help="TCP port (0: any free one)")
-    s.add_argument("--model", default="default",
-                   help="shipped name or alias (`ferkit models`; best-fer2013: the most accurate on FER2013, with --tta flip), "
-                        ".safetensors file or run folder; A+B+C: an ensemble (mean probabilities)")
+    s.add_argument("--model", default="default", help=MODEL_HELP)
     s.add_argument("--detector", choices=["mtcnn", "haar", "none"], default="mtcnn",
                    help="face detector (none: every image is a face crop)")
     g = s.add_argument_group("limits")
