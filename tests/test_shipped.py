@@ -78,6 +78,8 @@ def test_best_fer2013_is_the_shipped_ensemble(capsys):
     faces = [np.asarray(Image.open(EXAMPLE).convert("L"))[y0:y1, x0:x1] for x0, y0, x1, y1 in FACE_BOXES]
     want = (ens.members[0].predict_proba(faces) + ens.members[1].predict_proba(faces)) / 2
     assert np.abs(ens.predict_proba(faces) - want).max() < 1e-6
+    with pytest.raises(ferkit.FerkitError, match="is an ensemble"):  # where one network is needed (--init, export)
+        weights.resolve("best-fer2013")
     assert main(["models"]) == 0
     assert "best-fer2013" in capsys.readouterr().out and ferkit.load_model("default").name == "mini_xception-fer2013"
 

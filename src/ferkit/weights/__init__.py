@@ -97,6 +97,9 @@ def resolve(name_or_path: str | os.PathLike) -> Path:
     """Path of the ``.safetensors`` file for a shipped name, an alias, a file or a run folder."""
     s = str(name_or_path)
     s = ALIASES.get(s, s)
+    if "+" in s and not Path(s).expanduser().exists():
+        raise ModelError(f"{name_or_path!r} is an ensemble ({s}): here one network is needed, e.g. "
+                         f"{s.split('+')[0]!r}")
     if (SHIPPED_DIR / f"{s}.safetensors").exists():
         return SHIPPED_DIR / f"{s}.safetensors"
     p = Path(s).expanduser()
