@@ -103,6 +103,7 @@ ROWS = [
     ("pcnn", {}, "jaffe", "cv:jaffe-pcnn-ft.json"),
     ("zhu_cnn", {}, "jaffe", "cv:jaffe-zhu_cnn-ft.json"),
     ("di_fernet", {}, "jaffe", "cv:jaffe-di_fernet-ft.json"),
+    ("mini_xception", {"width": 2}, "jaffe", "cv:jaffe-mini_xception-ftp.json"),
     ("pcnn", {}, "rafdb", None),
     ("di_fernet", {}, "rafdb", None),
     ("di_fernet", {}, "kdef", None),
@@ -185,7 +186,7 @@ def measured(dataset: str, source: str | None) -> dict | None:
                 configs.append(t["config"])
         single = configs[0] if len(members) == 1 and configs else {}
         return {"value": m["accuracy"], "text": f"{100 * m['accuracy']:.2f}%", "command": shlex.join(cmd),
-                "trained": "; ".join(trained) or None, "ft": bool(single.get("init")),
+                "trained": "; ".join(trained) or None, "ft": single.get("init"),
                 "kd": single.get("teacher"), "tta": m.get("tta", "none"), "model": m["model"],
                 "short": ((model if model in weights.ALIASES else model.removeprefix("runs/"))
                           + (f", {m['tta']} TTA" if m.get("tta", "none") != "none" else "")),
@@ -202,7 +203,7 @@ def measured(dataset: str, source: str | None) -> dict | None:
         ev = (f"ferkit evaluate --model {name} --dataset {dataset} --data ../shared/data/{dataset} --split {split}")
         return {"value": m["accuracy"], "text": f"{100 * m['accuracy']:.2f}%", "short": name,
                 "command": ev, "trained": card["training"]["command"],
-                "ft": bool(card["training"]["config"].get("init")),
+                "ft": card["training"]["config"].get("init"),
                 "detail": f"`{name}` (shipped); {split} macro-F1 {m['macro_f1']:.3f}; selected on "
                           f"{card['dataset'].get('val_split')} ({100 * val.get('accuracy', float('nan')):.2f}%)"}
     path = RESULTS / name
@@ -211,10 +212,12 @@ def measured(dataset: str, source: str | None) -> dict | None:
     s = json.loads(path.read_text())
     a = s["accuracy"]
     done = f"{len(s['per_fold'])} of {s['folds']} folds" + ("" if s["complete"] else " (**incomplete**)")
+    val = [f["val_accuracy"] for f in s["per_fold"] if f.get("val_accuracy") is not None]
+    sel = f"; selection folds (each round's fold i+1): mean {100 * statistics.mean(val):.2f}%" if val else ""
     return {"value": a["mean"], "std": a["std"], "text": f"{100 * a['mean']:.2f}% +- {100 * a['std']:.2f}",
-            "command": s["command"], "ft": bool(s["config"].get("init")),
+            "command": s["command"], "ft": s["config"].get("init"),
             "detail": f"`docs/results/{name}`: {done}, fold range {100 * a['min']:.1f}-{100 * a['max']:.1f}%, "
-                      f"pooled {100 * s['pooled']['accuracy']:.2f}%, macro-F1 {s['macro_f1']['mean']:.3f}"}
+                      f"pooled {100 * s['pooled']['accuracy']:.2f}%, macro-F1 {s['macro_f1']['mean']:.3f}{sel}"}
 
 
 def members_of(arch: str, kw: dict) -> list:
@@ -245,7 +248,7 @@ def build(threads: int, reps: int, points: list[dict] | None = None) -> str:
         f"({platform.processor() or platform.machine()}, {os.cpu_count()} cores; "
         f"load average {os.getloadavg()[0]:.1f} when measured, {datetime.date.today()}).",
         "No pre-trained weights: every network here was trained from scratch by ferkit (\"ft\": fine-tuned",
-        "from ferkit's own FER2013 weights, `--init`).",
+        "from ferkit's own FER2013 weights, `--init`; \"ft from FER+\": from its own FER+ weights).",
         "",
         f"![every measured row against its target and the papers' numbers]({PLOT.relative_to(DOC.parent)})",
         "",
@@ -273,7 +276,7 @@ def build(threads: int, reps: int, points: list[dict] | None = None) -> str:
             paper = PAPERS.get((arch, ds), "-")
             m = None if source is None else measured(ds, source)
             if m is not None and m["ft"]:
-                label += ", ft"
+                label += ", ft" + (" from FER+" if "ferplus" in m["ft"] else "")
             if m is not None and m.get("kd"):
                 label += f", distilled from {m['kd']}"
             if m is not None and m.get("tta", "none") != "none":
