@@ -105,6 +105,7 @@ ROWS = [
     ("zhu_cnn", {}, "jaffe", "cv:jaffe-zhu_cnn-ft.json"),
     ("di_fernet", {}, "jaffe", "cv:jaffe-di_fernet-ft.json"),
     ("mini_xception", {"width": 2}, "jaffe", "cv:jaffe-mini_xception-ftp.json"),
+    ("pcnn", {}, "jaffe", "cv:jaffe-pcnn-ftp.json"),
     ("di_fernet", {}, "jaffe", "cv:jaffe-di_fernet-ftp.json"),
     ("pcnn", {}, "rafdb", None),
     ("di_fernet", {}, "rafdb", None),
