@@ -113,6 +113,10 @@ def cmd_models(a: argparse.Namespace) -> int:
         print("  (none)")
     for c in cards:
         ms = "  ".join(f"{split} acc {m['accuracy']:.4f}" for split, m in c.get("metrics", {}).items())
+        if "crossval" in c:  # a k-fold protocol: its number first; the file is one round of it
+            cv = c["crossval"]
+            ms = (f"{cv['folds']}-fold CV acc {cv['accuracy_mean']:.4f} +- {cv['accuracy_std']:.4f}  "
+                  f"(this file: round {cv['this_round']}, {ms})")
         alias = f" (= {aliases[c['name']]})" if c["name"] in aliases else ""
         print(f"  {c['name'] + alias:<32} {c['architecture']} {c.get('arch_kwargs') or ''}  "
               f"{len(c['classes'])} classes  {ms}")

@@ -61,11 +61,16 @@ def shipped_name_ok(name: str, card: dict) -> bool:
     return name == base or (name.startswith(base + "-") and name[len(base) + 1:].isalnum())
 
 
-def publish(run_dir: str | os.PathLike, dest_dir: str | os.PathLike = SHIPPED_DIR, variant: str | None = None) -> Path:
+def publish(run_dir: str | os.PathLike, dest_dir: str | os.PathLike = SHIPPED_DIR, variant: str | None = None,
+            crossval: str | os.PathLike | None = None) -> Path:
     """Copy a run's final model (``model.safetensors`` + card) to ``dest_dir`` under its shipped
     name ``<architecture>-<dataset>`` (``-<variant>`` appended when given), byte for byte (the
     card's hash still holds). Returns the weights path. Used as
-    ``python -c "from ferkit import weights; weights.publish('runs/NAME')"``."""
+    ``python -c "from ferkit import weights; weights.publish('runs/NAME')"``.
+
+    ``crossval``: the ``crossval.json`` of a ``ferkit crossval`` whose round the run repeats (same
+    recipe, one ``--fold``): its protocol number (mean +- std over the folds) goes into the card
+    under ``crossval``, since the run's own test split is a single fold."""
     import shutil
 
     src = Path(run_dir) / "model.safetensors"
@@ -75,11 +80,38 @@ def publish(run_dir: str | os.PathLike, dest_dir: str | os.PathLike = SHIPPED_DI
     name = f"{card['architecture']}-{card['dataset']['name']}" + (f"-{variant}" if variant else "")
     if not shipped_name_ok(name, card):
         raise ModelError(f"{name!r}: a variant is letters and digits only")
+    if crossval is not None:
+        card["crossval"] = crossval_summary(card, crossval)
     dest = Path(dest_dir) / f"{name}.safetensors"
     shutil.copyfile(src, dest)
     card.update({"name": name, "weights_file": dest.name})
     dest.with_suffix(".json").write_text(json.dumps(card, indent=2) + "\n")
     return dest
+
+
+# settings a cross-validation round may differ in from the cross-validation itself
+_ROUND_KEYS = {"out", "name", "command", "threads", "device", "dataset_options"}
+
+
+def crossval_summary(card: dict, path: str | os.PathLike) -> dict:
+    """The part of a ``crossval.json`` a card keeps, after checking that the card's run is one of
+    its rounds: the same recipe (every training setting but the run folder, name, threads and
+    device) and a fold it covers."""
+    s = json.loads(Path(path).read_text())
+    cfg, cv = card["training"]["config"], s["config"]
+    differ = sorted(k for k in set(cfg) | set(cv) if k not in _ROUND_KEYS and cfg.get(k) != cv.get(k))
+    opts = {k: v for k, v in cfg.get("dataset_options", {}).items() if k != "fold"}
+    cv_opts = {**{k: v for k, v in cv.get("dataset_options", {}).items() if k != "fold"}, "folds": s["folds"]}
+    if differ or opts != cv_opts:
+        raise ModelError(f"{path}: not this run's cross-validation (settings differ: "
+                         f"{', '.join(differ) or 'dataset options'})")
+    fold = cfg["dataset_options"].get("fold", 0)
+    if fold not in s["folds_done"]:
+        raise ModelError(f"{path}: fold {fold} is not among its finished rounds")
+    return {"protocol": s["protocol"], "folds": s["folds"], "folds_done": len(s["folds_done"]),
+            "accuracy_mean": s["accuracy"]["mean"], "accuracy_std": s["accuracy"]["std"],
+            "macro_f1_mean": s["macro_f1"]["mean"], "command": s["command"], "summary": Path(path).name,
+            "this_round": fold}
 
 
 def shipped() -> list[dict]:
