@@ -97,8 +97,13 @@ def crossval_summary(card: dict, path: str | os.PathLike) -> dict:
     """The part of a ``crossval.json`` a card keeps, after checking that the card's run is one of
     its rounds: the same recipe (every training setting but the run folder, name, threads and
     device) and a fold it covers."""
+    from dataclasses import asdict
+
+    from ..engine.train import TrainConfig
+
     s = json.loads(Path(path).read_text())
-    cfg, cv = card["training"]["config"], s["config"]
+    # settings added to ferkit after a run take their default (what the run used)
+    cfg, cv = (asdict(TrainConfig.from_dict(c)) for c in (card["training"]["config"], s["config"]))
     differ = sorted(k for k in set(cfg) | set(cv) if k not in _ROUND_KEYS and cfg.get(k) != cv.get(k))
     opts = {k: v for k, v in cfg.get("dataset_options", {}).items() if k != "fold"}
     cv_opts = {**{k: v for k, v in cv.get("dataset_options", {}).items() if k != "fold"}, "folds": s["folds"]}
