@@ -99,6 +99,36 @@ def test_publish_copies_a_run_under_its_shipped_name(saved, tmp_path):
         weights.publish(run, tmp_path)
 
 
+def test_publish_a_crossval_round_carries_the_protocol_number(saved, tmp_path):
+    from dataclasses import asdict
+
+    from ferkit.engine.train import TrainConfig
+
+    path, net = saved
+    run = tmp_path / "run"
+    run.mkdir()
+    recipe = asdict(TrainConfig(dataset="ckplus", data="ck", init="default", epochs=40))
+    del recipe["kd_weight"]  # a setting the round's ferkit predates: its default applies
+    round_cfg = {**recipe, "out": str(run), "dataset_options": {"folds": 10, "fold": 3}, "command": "ferkit train"}
+    card = {**CARD, "dataset": {"name": "ckplus"}, "training": {"command": "ferkit train", "config": round_cfg}}
+    weights.save(net, run / "model.safetensors", card)
+    summary = {"config": {**asdict(TrainConfig(dataset="ckplus", data="ck", init="default", epochs=40)),
+                          "out": "runs/cv", "dataset_options": {"folds": 10}},
+               "folds": 10, "folds_done": list(range(10)), "protocol": "10-fold", "command": "ferkit crossval ...",
+               "accuracy": {"mean": 0.9623, "std": 0.0383}, "macro_f1": {"mean": 0.95}}
+    cv = tmp_path / "cv.json"
+    cv.write_text(json.dumps(summary))
+    dest = weights.publish(run, tmp_path, crossval=cv)
+    got = json.loads(dest.with_suffix(".json").read_text())["crossval"]
+    assert (got["accuracy_mean"], got["accuracy_std"], got["this_round"], got["folds"]) == (0.9623, 0.0383, 3, 10)
+    cv.write_text(json.dumps({**summary, "config": {**summary["config"], "init": "other"}}))
+    with pytest.raises(ModelError, match="settings differ: init"):
+        weights.publish(run, tmp_path, crossval=cv)
+    cv.write_text(json.dumps({**summary, "folds_done": [0, 1, 2]}))
+    with pytest.raises(ModelError, match="fold 3 is not among"):
+        weights.publish(run, tmp_path, crossval=cv)
+
+
 def test_ensemble_averages_members_matching_classes_by_name(saved, tmp_path):
     path, net = saved
     torch.manual_seed(1)
