@@ -6,7 +6,7 @@ import json
 
 import numpy as np
 import pytest
-from conftest import EXAMPLE, SHARED, requires_shared
+from conftest import EXAMPLE, ROOT, SHARED, requires_shared
 from PIL import Image
 
 import ferkit
@@ -93,3 +93,36 @@ def test_default_meets_the_fer2013_bar(tmp_path):
     assert res["n"] == 3589 and res["accuracy"] >= 0.66
     card = ferkit.load_model("default").card
     assert res["accuracy"] == pytest.approx(card["metrics"]["PrivateTest"]["accuracy"], abs=1e-9)
+
+
+def test_kfold_cards_carry_their_protocol_number(capsys):
+    """CK+ and JAFFE weights are one round of a k-fold protocol: the card's cross-validation numbers
+    are those of the committed summary it names, whose recipe the round repeats; `ferkit models`
+    shows the protocol's mean first."""
+    cards = [c for c in weights.shipped() if "crossval" in c]
+    assert {c["dataset"]["name"] for c in cards} >= {"ckplus", "jaffe"}
+    assert main(["models"]) == 0
+    out = capsys.readouterr().out
+    for card in cards:
+        cv = card["crossval"]
+        summary = json.loads((ROOT / "docs" / "results" / cv["summary"]).read_text())
+        assert cv["accuracy_mean"] == summary["accuracy"]["mean"] and cv["command"] == summary["command"]
+        assert weights.crossval_summary(card, ROOT / "docs" / "results" / cv["summary"]) == cv
+        assert card["training"]["config"]["dataset_options"]["fold"] == cv["this_round"]
+        assert f"{cv['folds']}-fold CV acc {cv['accuracy_mean']:.4f}" in out
+
+
+@requires_shared
+@pytest.mark.parametrize("name,dataset,folder,extra", [
+    ("mini_xception-ckplus", "ckplus", "ckplus48", []),
+    ("mini_xception-jaffe", "jaffe", "jaffe", ["--detect", "mtcnn"]),
+])
+def test_kfold_weights_reproduce_their_round(tmp_path, name, dataset, folder, extra):
+    card = ferkit.load_model(name).card
+    js = tmp_path / "r.json"
+    fold = str(card["crossval"]["this_round"])
+    assert main(["evaluate", "--model", name, "--dataset", dataset, "--data", str(SHARED / folder), "--folds", "10",
+                 "--fold", fold, "--split", "test", "--json", str(js), *extra]) == 0
+    res = json.loads(js.read_text())
+    assert res["n"] == card["metrics"]["test"]["n"]
+    assert res["accuracy"] == pytest.approx(card["metrics"]["test"]["accuracy"], abs=1e-9)
