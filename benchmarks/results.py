@@ -188,7 +188,8 @@ def measured(dataset: str, source: str | None) -> dict | None:
                 trained.append(f"{member}: `{t['command']}`")
                 configs.append(t["config"])
         single = configs[0] if len(members) == 1 and configs else {}
-        return {"value": m["accuracy"], "text": f"{100 * m['accuracy']:.2f}%", "command": shlex.join(cmd),
+        return {"value": m["accuracy"], "sel": val["accuracy"], "text": f"{100 * m['accuracy']:.2f}%",
+                "command": shlex.join(cmd),
                 "trained": "; ".join(trained) or None, "ft": single.get("init"),
                 "kd": single.get("teacher"), "tta": m.get("tta", "none"), "model": m["model"],
                 "short": ((model if model in weights.ALIASES else model.removeprefix("runs/"))
@@ -204,7 +205,8 @@ def measured(dataset: str, source: str | None) -> dict | None:
         m = card["metrics"][split]
         val = card["metrics"].get(card["dataset"].get("val_split"), {})
         ev = (f"ferkit evaluate --model {name} --dataset {dataset} --data ../shared/data/{dataset} --split {split}")
-        return {"value": m["accuracy"], "text": f"{100 * m['accuracy']:.2f}%", "short": name,
+        return {"value": m["accuracy"], "sel": val.get("accuracy"), "text": f"{100 * m['accuracy']:.2f}%",
+                "short": name,
                 "command": ev, "trained": card["training"]["command"],
                 "ft": card["training"]["config"].get("init"),
                 "detail": f"`{name}` (shipped); {split} macro-F1 {m['macro_f1']:.3f}; selected on "
@@ -217,7 +219,8 @@ def measured(dataset: str, source: str | None) -> dict | None:
     done = f"{len(s['per_fold'])} of {s['folds']} folds" + ("" if s["complete"] else " (**incomplete**)")
     val = [f["val_accuracy"] for f in s["per_fold"] if f.get("val_accuracy") is not None]
     sel = f"; selection folds (each round's fold i+1): mean {100 * statistics.mean(val):.2f}%" if val else ""
-    return {"value": a["mean"], "std": a["std"], "text": f"{100 * a['mean']:.2f}% +- {100 * a['std']:.2f}",
+    return {"value": a["mean"], "std": a["std"], "sel": statistics.mean(val) if val else None,
+            "text": f"{100 * a['mean']:.2f}% +- {100 * a['std']:.2f}",
             "command": s["command"], "ft": s["config"].get("init"),
             "detail": f"`docs/results/{name}`: {done}, fold range {100 * a['min']:.1f}-{100 * a['max']:.1f}%, "
                       f"pooled {100 * s['pooled']['accuracy']:.2f}%, macro-F1 {s['macro_f1']['mean']:.3f}{sel}"}
@@ -294,8 +297,10 @@ def build(threads: int, reps: int, points: list[dict] | None = None) -> str:
                 else:
                     ok = m["value"] >= TARGETS[ds] if ds in TARGETS else None
                     meas = m["text"] + ("" if ok is None else (" (target met)" if ok else " (below target)"))
-                    if ds in TARGETS and m["value"] > best.get(ds, (-1.0,))[0]:
-                        best[ds] = (m["value"], m["text"], label + (f" (`{m['short']}`)" if m.get("short") else ""))
+                    sel = -1.0 if m.get("sel") is None else m["sel"]
+                    if ds in TARGETS and sel > best.get(ds, (-2.0,))[0]:  # chosen on the selection split
+                        best[ds] = (sel, m["value"], m["text"],
+                                    label + (f" (`{m['short']}`)" if m.get("short") else ""))
                     note = m["detail"]
                     cmds.append((label, m["command"], m.get("trained")))
                     points.append({"dataset": ds, "label": m.get("short") or label.replace(" (width=2)", ""),
@@ -316,16 +321,25 @@ def build(threads: int, reps: int, points: list[dict] | None = None) -> str:
     return "\n".join(lines)
 
 
-def targets_summary(best: dict[str, tuple[float, str, str]]) -> list[str]:
-    """The issue's targets, each with the best row below (any model, any test-time choice)."""
-    out = ["## The targets at a glance", "", "| target | best measured | by | status |", "| --- | ---: | --- | --- |"]
+SELECTION = {"fer2013": "PublicTest", "ferplus": "Valid", "ckplus": "selection folds, mean",
+             "jaffe": "selection folds, mean"}
+
+
+def targets_summary(best: dict[str, tuple[float, float, str, str]]) -> list[str]:
+    """The issue's targets, each with the row below that scores highest on the selection split
+    (any model, any test-time choice): never the highest test number."""
+    out = ["## The targets at a glance", "",
+           "Each target's row is the one below with the highest accuracy on the selection split (FER2013 "
+           "PublicTest, FER+ Valid, the k-fold rounds' selection folds), whatever its test number.", "",
+           "| target | measured | by | on the selection split | status |", "| --- | ---: | --- | ---: | --- |"]
     for ds, t in TARGETS.items():
         title = DATASETS[ds][0]
         if ds in best:
-            v, text, label = best[ds]
-            out.append(f"| {title} >= {100 * t:.1f}% | {text} | {label} | {'met' if v >= t else 'not met'} |")
+            sel, v, text, label = best[ds]
+            out.append(f"| {title} >= {100 * t:.1f}% | {text} | {label} | {100 * sel:.2f}% ({SELECTION[ds]}) | "
+                       f"{'met' if v >= t else 'not met'} |")
         else:
-            out.append(f"| {title} >= {100 * t:.1f}% | - | - | not run |")
+            out.append(f"| {title} >= {100 * t:.1f}% | - | - | - | not run |")
     pipe = ROOT / "docs" / "benchmarks_pipeline.json"
     if pipe.exists():
         d = json.loads(pipe.read_text())
@@ -333,7 +347,7 @@ def targets_summary(best: dict[str, tuple[float, str, str]]) -> list[str]:
         if row is not None:
             fps = row["summary"]["fps"]
             out.append(f"| fast model: live pipeline >= 30 frames/s on 2 cores | {fps:.1f} frames/s | `{d['model']}` "
-                       f"(the default; 1 face, 640x480, video default; `{d['command']}`) | "
+                       f"(the default; 1 face, 640x480, video default; `{d['command']}`) | - | "
                        f"{'met' if fps >= 30 else 'not met'} |")
     out += ["", "The fast model is the default itself: the most accurate single network here is also the cheapest."]
     kd_val = RESULTS / "fer2013-mini_xception-kd-PublicTest.json"
