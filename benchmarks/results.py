@@ -90,6 +90,8 @@ ROWS = [
     ("di_fernet", {}, "fer2013", "weights:di_fernet-fer2013"),
     ("mini_xception", {"width": 2}, "ferplus", "weights:mini_xception-ferplus"),
     ("mini_xception", {"width": 2}, "ferplus", "eval:ferplus-mini_xception-flip"),
+    ("mini_xception", {"width": 2}, "ferplus", "weights:mini_xception-ferplus-r2"),
+    ("mini_xception", {"width": 2}, "ferplus", "eval:ferplus-mini_xception-r2-flip"),
     ("ensemble", {"members": [["mini_xception", {"width": 2}], ["di_fernet", {}], ["pcnn", {}], ["zhu_cnn", {}]]},
      "ferplus", "eval:ferplus-ensemble4-flip"),
     ("pcnn", {}, "ferplus", "weights:pcnn-ferplus"),
@@ -282,7 +284,8 @@ def build(threads: int, reps: int, points: list[dict] | None = None) -> str:
             paper = PAPERS.get((arch, ds), "-")
             m = None if source is None else measured(ds, source)
             if m is not None and m["ft"]:
-                label += ", ft" + (" from FER+" if "ferplus" in m["ft"] else "")
+                label += (", ft" if "ferplus" not in m["ft"] else ", ft from FER+" if ds != "ferplus"
+                          else f", second round from `{m['ft']}`")
             if m is not None and m.get("kd"):
                 label += f", distilled from {m['kd']}"
             if m is not None and m.get("tta", "none") != "none":

@@ -126,3 +126,14 @@ def test_kfold_weights_reproduce_their_round(tmp_path, name, dataset, folder, ex
     res = json.loads(js.read_text())
     assert res["n"] == card["metrics"]["test"]["n"]
     assert res["accuracy"] == pytest.approx(card["metrics"]["test"]["accuracy"], abs=1e-9)
+
+
+@requires_shared
+def test_best_ferplus_reproduces_its_committed_numbers(tmp_path):
+    """`best-ferplus` is the FER+ network chosen on Valid; with flip it gives the committed Test JSON's number."""
+    assert weights.resolve("best-ferplus") == weights.SHIPPED_DIR / "mini_xception-ferplus-r2.safetensors"
+    js = tmp_path / "r.json"
+    assert main(["evaluate", "--model", "best-ferplus", "--dataset", "ferplus", "--data", str(SHARED / "ferplus"),
+                 "--split", "Test", "--tta", "flip", "--json", str(js)]) == 0
+    committed = json.loads((ROOT / "docs" / "results" / "ferplus-mini_xception-r2-flip-Test.json").read_text())
+    assert json.loads(js.read_text())["accuracy"] == pytest.approx(committed["accuracy"], abs=1e-9)

@@ -6,7 +6,8 @@ and git commit that trained them, the dataset and splits, and the metrics measur
 
 Shipped weights live in this folder and are named ``<architecture>-<dataset>``, or
 ``<architecture>-<dataset>-<variant>`` for a second network of the same kind (``-s1``: another
-seed). ``default`` and ``best-fer2013`` are aliases (see :data:`ALIASES`); an alias may name an
+seed; ``-r2``: a second round of training, started from the first). ``default``,
+``best-fer2013`` and ``best-ferplus`` are aliases (see :data:`ALIASES`); an alias may name an
 ensemble ``a+b`` (:func:`ferkit.load_model` averages its members).
 """
 
@@ -28,6 +29,8 @@ ALIASES: dict[str, str] = {
     "default": "mini_xception-fer2013",
     # the most accurate FER2013 model, chosen on PublicTest (docs/results.md; use it with --tta flip)
     "best-fer2013": "mini_xception-fer2013+mini_xception-fer2013-s1",
+    # the most accurate FER+ model, chosen on Valid (use it with --tta flip)
+    "best-ferplus": "mini_xception-ferplus-r2",
 }
 CARD_KEYS = ("architecture", "arch_kwargs", "classes", "input_size", "mean", "std")
 
