@@ -19,6 +19,7 @@ import ferkit
 from ferkit import weights
 from ferkit.api import ExpressionModel
 from ferkit.cli import main
+from ferkit.labels import CANONICAL
 from ferkit.models import create, list_models
 from ferkit.runtime import (
     OnnxExpressionModel,
@@ -175,6 +176,22 @@ def test_load_model_backends_and_cache():
     files[0].write_bytes(b"not onnx")  # a damaged entry is exported again
     assert ferkit.load_model("default", backend="onnx").predict_proba(_faces()[:1]).shape == (1, 7)
     assert o.name == t.name and o.input_size == t.input_size and o.card["sha256"] == t.card["sha256"]
+
+
+def test_cache_keeps_each_card_of_the_same_weights(tmp_path):
+    """The same weights published under another name (a run, then its shipped copy) are another
+    cache entry: the ONNX model carries the card it was loaded under, not the first one's."""
+    net = create("mini_xception").eval()
+    card = {"architecture": "mini_xception", "arch_kwargs": {}, "classes": list(CANONICAL),
+            "input_size": [1, 48, 48], "mean": [0.5], "std": [0.25]}
+    weights.save(net, tmp_path / "run.safetensors", {**card, "name": "runs/x"})
+    (tmp_path / "shipped.safetensors").write_bytes((tmp_path / "run.safetensors").read_bytes())
+    shipped = {**json.loads((tmp_path / "run.json").read_text()), "name": "mini_xception-fer2013-x"}
+    (tmp_path / "shipped.json").write_text(json.dumps(shipped))
+    first = ferkit.load_model(str(tmp_path / "run.safetensors"), backend="onnx")
+    second = ferkit.load_model(str(tmp_path / "shipped.safetensors"), backend="onnx")
+    assert (first.name, second.name) == ("runs/x", "mini_xception-fer2013-x")
+    assert np.array_equal(first.predict_proba(_faces()), second.predict_proba(_faces()))
 
 
 def test_auto_falls_back_to_torch_without_onnx(tmp_path, monkeypatch):

@@ -152,12 +152,12 @@ def onnx_cache_dir() -> Path:
 
 
 def cache_key(weights_path: str | os.PathLike, card: dict, opset: int = DEFAULT_OPSET, int8: str | None = None) -> str:
-    """``<sha256 of the weights>-<8 hex of what else shapes the graph>[-int8]``: the card's classes,
-    input size and normalisation (they are baked into the graph), the opset and ferkit's export format."""
+    """``<sha256 of the weights>-<8 hex of the rest>[-int8]``: the whole card (its classes, input
+    size and normalisation are baked into the graph, and the card itself travels inside the file:
+    the same weights shipped under another name, or with other metrics, are another entry), the
+    opset and ferkit's export format."""
     wsha = _weights.sha256(weights_path)
-    extra = json.dumps({k: card.get(k) for k in ("architecture", "arch_kwargs", "classes", "input_size", "mean",
-                                                  "std")} | {"opset": int(opset), "format": FORMAT_VERSION,
-                                                             "int8": int8}, sort_keys=True)
+    extra = json.dumps({"card": card, "opset": int(opset), "format": FORMAT_VERSION, "int8": int8}, sort_keys=True)
     return f"{wsha}-{hashlib.sha256(extra.encode()).hexdigest()[:8]}" + (f"-int8{int8}" if int8 else "")
 
 
