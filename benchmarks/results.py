@@ -79,10 +79,12 @@ DATASETS = {
 ROWS = [
     ("mini_xception", {"width": 2}, "fer2013", "weights:mini_xception-fer2013"),
     ("mini_xception", {"width": 2}, "fer2013", "weights:mini_xception-fer2013-s1"),
+    ("mini_xception", {"width": 2}, "fer2013", "weights:mini_xception-fer2013-fromferplus"),
     ("mini_xception", {"width": 2}, "fer2013", "eval:fer2013-mini_xception-flip"),
     ("mini_xception", {"width": 2}, "fer2013", "eval:fer2013-mini_xception-kd"),
     ("ensemble", {"members": [["mini_xception", {"width": 2}], ["mini_xception", {"width": 2}]]}, "fer2013",
      "eval:fer2013-ensemble-mx2-flip"),
+    ("ensemble", {"members": [["mini_xception", {"width": 2}]] * 3}, "fer2013", "eval:fer2013-ensemble-mx3-flip"),
     ("ensemble", {"members": [["mini_xception", {"width": 2}], ["pcnn", {}], ["zhu_cnn", {}]]}, "fer2013",
      "eval:fer2013-ensemble3-flip"),
     ("pcnn", {}, "fer2013", "weights:pcnn-fer2013"),

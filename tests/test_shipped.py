@@ -71,12 +71,13 @@ def test_models_lists_the_default_with_its_metrics(capsys):
 
 
 def test_best_fer2013_is_the_shipped_ensemble(capsys):
-    """The alias loads both shipped members and averages them; `ferkit models` lists it."""
+    """The alias loads its three shipped members and averages them; `ferkit models` lists it."""
     ens = ferkit.load_model("best-fer2013", backend="torch")
     assert isinstance(ens, EnsembleModel)
-    assert [m.name for m in ens.members] == ["mini_xception-fer2013", "mini_xception-fer2013-s1"]
+    assert [m.name for m in ens.members] == ["mini_xception-fer2013", "mini_xception-fer2013-s1",
+                                             "mini_xception-fer2013-fromferplus"]
     faces = [np.asarray(Image.open(EXAMPLE).convert("L"))[y0:y1, x0:x1] for x0, y0, x1, y1 in FACE_BOXES]
-    want = (ens.members[0].predict_proba(faces) + ens.members[1].predict_proba(faces)) / 2
+    want = sum(m.predict_proba(faces) for m in ens.members) / 3
     assert np.abs(ens.predict_proba(faces) - want).max() < 1e-6
     with pytest.raises(ferkit.FerkitError, match="is an ensemble"):  # where one network is needed (--init, export)
         weights.resolve("best-fer2013")

@@ -28,7 +28,7 @@ SHIPPED_DIR = Path(__file__).resolve().parent
 ALIASES: dict[str, str] = {
     "default": "mini_xception-fer2013",
     # the most accurate FER2013 model, chosen on PublicTest (docs/results.md; use it with --tta flip)
-    "best-fer2013": "mini_xception-fer2013+mini_xception-fer2013-s1",
+    "best-fer2013": "mini_xception-fer2013+mini_xception-fer2013-s1+mini_xception-fer2013-fromferplus",
     # the most accurate FER+ model, chosen on Valid (use it with --tta flip)
     "best-ferplus": "mini_xception-ferplus-r2",
 }
