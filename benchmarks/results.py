@@ -388,8 +388,8 @@ def plot(points: list[dict], path: Path) -> None:
         vals = [100 * p["value"] for p in rows]
         err = [100 * p["std"] if p.get("std") is not None else 0 for p in rows]
         ax.barh(y, vals, xerr=err if any(err) else None, color="#4c72b0", capsize=3, height=0.6)
-        for yi, v, e in zip(y, vals, err):
-            ax.text(v + e + 0.3, yi, f"{v:.1f}", va="center", fontsize=8)
+        for yi, v in zip(y, vals):  # inside the bar's end: clear of the error bar and of the frame
+            ax.text(v - 0.3, yi, f"{v:.1f}", va="center", ha="right", fontsize=8, color="white", weight="bold")
         ax.axvline(100 * TARGETS[ds], color="#c44e52", ls="--", lw=1.5, label=f"target {100 * TARGETS[ds]:.1f}%")
         for paper in sorted({p["paper"] for p in rows if p["paper"] != "-"}):
             num = re.match(r"([\d.]+)%", paper)
@@ -404,9 +404,9 @@ def plot(points: list[dict], path: Path) -> None:
     fer = [p for p in points if p["dataset"] == "fer2013"]
     ax.scatter([p["ms"] for p in fer], [100 * p["value"] for p in fer], color="#4c72b0", zorder=3)
     seen: list[tuple[float, float]] = []
-    for p in fer:  # points at the same place (same cost, same accuracy) get their labels stacked
+    for p in fer:  # points whose labels would meet (near in accuracy and cost) get them stacked
         at = (p["ms"], 100 * p["value"])
-        k = sum(abs(a - at[0]) < 0.05 * at[0] and abs(b - at[1]) < 0.3 for a, b in seen)
+        k = sum(at[0] / 4 < a < at[0] * 4 and abs(b - at[1]) < 0.6 for a, b in seen)
         seen.append(at)
         ax.annotate(p["label"], at, fontsize=7, xytext=(4, 3 - 9 * k), textcoords="offset points")
     ax.axhline(100 * TARGETS["fer2013"], color="#c44e52", ls="--", lw=1.5, label="target")
