@@ -104,11 +104,13 @@ ROWS = [
     ("zhu_cnn", {}, "ckplus", "cv:ckplus-zhu_cnn-ft.json"),
     ("di_fernet", {}, "ckplus", "cv:ckplus-di_fernet-ft.json"),
     ("mini_xception", {"width": 2}, "ckplus", "cv:ckplus-mini_xception-ftp.json"),
+    ("mini_xception", {"width": 2}, "ckplus", "cv:ckplus-mini_xception-ftr2.json"),
     ("mini_xception", {"width": 2}, "jaffe", "cv:jaffe-mini_xception-ft.json"),
     ("pcnn", {}, "jaffe", "cv:jaffe-pcnn-ft.json"),
     ("zhu_cnn", {}, "jaffe", "cv:jaffe-zhu_cnn-ft.json"),
     ("di_fernet", {}, "jaffe", "cv:jaffe-di_fernet-ft.json"),
     ("mini_xception", {"width": 2}, "jaffe", "cv:jaffe-mini_xception-ftp.json"),
+    ("mini_xception", {"width": 2}, "jaffe", "cv:jaffe-mini_xception-ftr2.json"),
     ("pcnn", {}, "jaffe", "cv:jaffe-pcnn-ftp.json"),
     ("di_fernet", {}, "jaffe", "cv:jaffe-di_fernet-ftp.json"),
     ("pcnn", {}, "rafdb", None),
@@ -258,7 +260,7 @@ def build(threads: int, reps: int, points: list[dict] | None = None) -> str:
         f"({platform.processor() or platform.machine()}, {os.cpu_count()} cores; "
         f"load average {os.getloadavg()[0]:.1f} when measured, {datetime.date.today()}).",
         "No pre-trained weights: every network here was trained from scratch by ferkit (\"ft\": fine-tuned",
-        "from ferkit's own FER2013 weights, `--init`; \"ft from FER+\": from its own FER+ weights).",
+        "from ferkit's own FER2013 weights, `--init`; \"ft from `<name>`\": from its FER+ weights of that name).",
         "",
         f"![every measured row against its target and the papers' numbers]({PLOT.relative_to(DOC.parent)})",
         "",
@@ -286,7 +288,7 @@ def build(threads: int, reps: int, points: list[dict] | None = None) -> str:
             paper = PAPERS.get((arch, ds), "-")
             m = None if source is None else measured(ds, source)
             if m is not None and m["ft"]:
-                label += (", ft" if "ferplus" not in m["ft"] else ", ft from FER+" if ds != "ferplus"
+                label += (", ft" if "ferplus" not in m["ft"] else f", ft from `{m['ft']}`" if ds != "ferplus"
                           else f", second round from `{m['ft']}`")
             if m is not None and m.get("kd"):
                 label += f", distilled from {m['kd']}"
