@@ -310,8 +310,9 @@ def build(threads: int, reps: int, points: list[dict] | None = None) -> str:
                                     label + (f" (`{m['short']}`)" if m.get("short") else ""))
                     note = m["detail"]
                     cmds.append((label, m["command"], m.get("trained")))
-                    points.append({"dataset": ds, "label": m.get("short") or label.replace(" (width=2)", ""),
-                                   "value": m["value"], "std": m.get("std"), "ms": ms, "paper": paper})
+                    plain = label.replace(" (width=2)", "").replace("`", "")
+                    points.append({"dataset": ds, "label": m.get("short") or plain, "value": m["value"],
+                                   "std": m.get("std"), "ms": ms, "paper": paper})
             lines.append(f"| {label} | {meas} | {paper} | {p:,} | {f:.1f} | {ms:.2f} | {note} |")
         if any(r[0] == "pcnn" for r in rows):
             net = create("pcnn")
