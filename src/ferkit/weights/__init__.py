@@ -6,7 +6,8 @@ and git commit that trained them, the dataset and splits, and the metrics measur
 
 Shipped weights live in this folder and are named ``<architecture>-<dataset>``, or
 ``<architecture>-<dataset>-<variant>`` for a second network of the same kind (``-s1``: another
-seed; ``-r2``: a second round of training, started from the first). ``default``,
+seed; ``-r2``: a second round of training, started from the first; ``-fromferplus``: fine-tuned
+from the FER+ weights). ``default``,
 ``best-fer2013`` and ``best-ferplus`` are aliases (see :data:`ALIASES`); an alias may name an
 ensemble ``a+b`` (:func:`ferkit.load_model` averages its members).
 """
