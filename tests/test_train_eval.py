@@ -243,3 +243,27 @@ def test_distillation_follows_the_teacher(folder, tmp_path):
     with pytest.raises(FerkitError, match="kd-weight"):
         train(_cfg(folder, tmp_path / "kd7", teacher=str(tmp_path / "six.safetensors"), kd_weight=1.5),
               progress=False, log=lambda s: None)
+
+
+def test_selection_rules_break_ties_by_validation_loss(folder, tmp_path, trained):
+    from ferkit.engine.train import better_epoch
+
+    assert better_epoch("accuracy", 0.9, 0.5, 0.8, 0.1) and not better_epoch("accuracy", 1.0, 0.1, 1.0, 0.3)
+    assert better_epoch("accuracy-loss", 1.0, 0.1, 1.0, 0.3) and not better_epoch("accuracy-loss", 1.0, 0.3, 1.0, 0.1)
+    assert not better_epoch("accuracy-loss", 0.9, 0.01, 1.0, 0.3)  # accuracy first
+    with pytest.raises(FerkitError, match="unknown selection rule"):
+        train(_cfg(folder, tmp_path / "bad", select="loss"), progress=False, log=lambda s: None)
+    # the default keeps the first epoch with the best accuracy
+    run, card, _ = trained
+    log = json.loads((run / "log.json").read_text())
+    best = max(r["val_acc"] for r in log)
+    assert card["best_epoch"] == next(r["epoch"] for r in log if r["val_acc"] == best)
+    # accuracy-loss: among the epochs with the best accuracy, the lowest loss; the card says which rule chose
+    card2 = train(_cfg(folder, tmp_path / "al", epochs=4, select="accuracy-loss"), progress=False, log=lambda s: None)
+    log2 = json.loads((tmp_path / "al" / "log.json").read_text())
+    best2 = max(r["val_acc"] for r in log2)
+    want = min((r for r in log2 if r["val_acc"] == best2), key=lambda r: r["val_loss"])["epoch"]
+    assert card2["best_epoch"] == want and card2["training"]["config"]["select"] == "accuracy-loss"
+    assert want != next(r["epoch"] for r in log2 if r["val_acc"] == best2)  # a tie, broken by the loss (here 2 < 3)
+    assert card2["metrics"]["val"]["loss"] == pytest.approx(min(r["val_loss"] for r in log2 if r["val_acc"] == best2),
+                                                            abs=1e-5)

@@ -202,7 +202,7 @@ def _train_config(a: argparse.Namespace):
         optimizer=a.optimizer, lr=a.lr, weight_decay=a.weight_decay, momentum=a.momentum, schedule=a.schedule,
         warmup_epochs=a.warmup, label_smoothing=a.label_smoothing, class_weights=a.class_weights,
         soft_targets=a.soft_targets, augment=aug.to_dict(), seed=a.seed, device=a.device, amp=not a.no_amp,
-        threads=a.threads, limit=a.limit, early_stop=a.early_stop, name=a.name, init=a.init,
+        threads=a.threads, limit=a.limit, early_stop=a.early_stop, select=a.select, name=a.name, init=a.init,
         aux_weight=a.aux_weight, aux_epochs=a.aux_epochs, teacher=a.teacher, kd_weight=a.kd_weight,
         kd_temperature=a.kd_temperature, detect=a.detect, min_face=a.min_face,
         command="ferkit " + shlex.join(sys.argv[1:]) if a.command is None else a.command,
@@ -479,6 +479,10 @@ def build_parser() -> argparse.ArgumentParser:
     g.add_argument("--soft-targets", action="store_true", help="ferplus: train on the annotators' vote distribution")
     g.add_argument("--early-stop", type=int, default=None, metavar="N",
                    help="stop after N epochs without a better validation accuracy")
+    g.add_argument("--select", choices=["accuracy", "accuracy-loss"], default="accuracy",
+                   help="the best epoch: the first with the highest validation accuracy, or (accuracy-loss) among "
+                        "those the one with the lowest validation loss (for small validation splits that reach "
+                        "100%% early, e.g. CK+ folds)")
     g.add_argument("--init", metavar="WEIGHTS",
                    help="fine-tune: start from ferkit weights (shipped name, .safetensors or run folder); tensors are "
                         "matched by name and shape, classifier rows by class name (new classes start fresh)")

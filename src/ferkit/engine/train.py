@@ -90,6 +90,7 @@ class TrainConfig:
     threads: int | None = None
     limit: int | None = None  #: use at most this many samples per split (smoke tests)
     early_stop: int | None = None  #: stop after this many epochs without a better val accuracy
+    select: str = "accuracy"  #: accuracy | accuracy-loss: how the best epoch is chosen (see better_epoch)
     channels_last: bool = True
     init: str | None = None  #: start from these ferkit weights (name, .safetensors or run folder); see init_from
     aux_weight: float = 1.0  #: multiplier of a model's auxiliary loss terms (PCNN's); 0 turns them off
@@ -302,6 +303,23 @@ def distill_loss(logits: torch.Tensor, teacher: torch.Tensor, temperature: float
     return F.kl_div(F.log_softmax(logits / t, dim=1), soft, reduction="batchmean") * t * t
 
 
+SELECT_RULES = ("accuracy", "accuracy-loss")
+
+
+def better_epoch(rule: str, acc: float, loss: float, best_acc: float, best_loss: float) -> bool:
+    """Whether an epoch with validation ``acc`` and ``loss`` replaces the best one so far.
+
+    ``accuracy``: a strictly higher accuracy (ties keep the earlier epoch). ``accuracy-loss``: a
+    higher accuracy, or the same accuracy with a lower loss. On a small validation split the
+    accuracy saturates (CK+'s selection folds reach 100% by epoch 3 of 40), and ``accuracy`` then
+    keeps an epoch from the first minutes of fine-tuning; the loss still tells those apart."""
+    if rule == "accuracy":
+        return acc > best_acc
+    if rule == "accuracy-loss":
+        return acc > best_acc or (acc == best_acc and loss < best_loss)
+    raise FerkitError(f"unknown selection rule {rule!r}; use {' or '.join(SELECT_RULES)}")
+
+
 def make_optimizer(cfg: TrainConfig, model: nn.Module) -> torch.optim.Optimizer:
     decay, no_decay = [], []
     for p in model.parameters():
@@ -405,7 +423,8 @@ def train(cfg: TrainConfig, resume: bool = False, progress: bool | None = None,
     t_probs = teacher_probs(cfg, train_ds, out, device, log) if cfg.teacher else None
 
     history: list[dict] = []
-    start_epoch, best_acc, best_epoch, stale = 1, -1.0, 0, 0
+    start_epoch, best_acc, best_loss, best_epoch, stale = 1, -1.0, math.inf, 0, 0
+    better_epoch(cfg.select, 0.0, 0.0, -1.0, math.inf)  # an unknown rule fails now, not after the first epoch
     if state is not None:
         model.load_state_dict(state["model"])
         opt.load_state_dict(state["optimizer"])
@@ -416,6 +435,7 @@ def train(cfg: TrainConfig, resume: bool = False, progress: bool | None = None,
         history = state["history"]
         start_epoch = state["epoch"] + 1
         best_acc, best_epoch, stale = state["best_acc"], state["best_epoch"], state.get("stale", 0)
+        best_loss = state.get("best_loss", math.inf)
         log(f"resumed {out} at epoch {start_epoch} (best val acc {best_acc:.4f} at epoch {best_epoch})")
 
     (out / "config.json").write_text(json.dumps(asdict(cfg), indent=2) + "\n")
@@ -490,9 +510,9 @@ def train(cfg: TrainConfig, resume: bool = False, progress: bool | None = None,
                "val_loss": vm["loss"], "val_acc": vm["accuracy"], "val_macro_f1": vm["macro_f1"], "lr": lr_now,
                "seconds": time.time() - t0, **{f"train_{k}": v / seen for k, v in tot_aux.items()}}
         history.append(row)
-        improved = vm["accuracy"] > best_acc
+        improved = better_epoch(cfg.select, vm["accuracy"], vm["loss"], best_acc, best_loss)
         if improved:
-            best_acc, best_epoch, stale = vm["accuracy"], epoch, 0
+            best_acc, best_loss, best_epoch, stale = vm["accuracy"], vm["loss"], epoch, 0
             _weights.save(model, out / "best.safetensors",
                           {**card_now, "best_epoch": epoch, "metrics": {val_ds.split: _short(vm)}})
         else:
@@ -506,7 +526,7 @@ def train(cfg: TrainConfig, resume: bool = False, progress: bool | None = None,
         torch.save({"model": model.state_dict(), "optimizer": opt.state_dict(),
                     "plateau": plateau.state_dict() if plateau is not None else None,
                     "generator": g.get_state(), "torch_rng": torch.get_rng_state(), "history": history,
-                    "epoch": epoch, "best_acc": best_acc, "best_epoch": best_epoch, "stale": stale,
+                    "epoch": epoch, "best_acc": best_acc, "best_loss": best_loss, "best_epoch": best_epoch, "stale": stale,
                     "config": asdict(cfg)}, str(ckpt_path) + ".tmp")
         os.replace(str(ckpt_path) + ".tmp", ckpt_path)
         if cfg.early_stop and stale >= cfg.early_stop:
