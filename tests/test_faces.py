@@ -182,3 +182,34 @@ def test_every_jaffe_photo_gives_one_face(mtcnn):
         if dets:
             _check_face_geometry(dets[0])
     assert all(n == 1 for n in counts.values()), {k: v for k, v in counts.items() if v != 1}
+
+
+def test_pnet_input_is_the_reference_normalisation():
+    """The fast P-Net input (cv2.transpose + in-place) equals the straightforward numpy formula, bit for bit."""
+    rng = np.random.default_rng(0)
+    for h, w in ((288, 384), (13, 17), (12, 12), (1, 40)):
+        level = rng.integers(0, 256, (h, w, 3), dtype=np.uint8)
+        ref = ((level.astype(np.float32) - 127.5) * 0.0078125).transpose(1, 0, 2)[None]
+        got = mt.pnet_input(level)
+        assert got.shape == (1, w, h, 3) and got.dtype == np.float32 and got.flags.c_contiguous
+        assert np.array_equal(got, ref)
+
+
+def test_mtcnn_patches_pad_outside_the_image_with_black():
+    """R-/O-Net crops: a box inside the image is its pixels resized; a box past the border is
+    zero-padded there first (the reference: pad, then resize), normalised and transposed alike."""
+    import cv2
+
+    rng = np.random.default_rng(0)
+    img = rng.integers(0, 256, (60, 80, 3), dtype=np.uint8)
+    boxes = np.array([[10, 5, 33, 28], [-6, -4, 17, 19], [70, 50, 93, 73], [-30, -30, -5, -5]], np.float64)
+    got = mt._patches(img, boxes, 24)
+    assert got.shape == (4, 24, 24, 3)
+    for k, (x1, y1, x2, y2) in enumerate(boxes.astype(int)):
+        pad = np.zeros((y2 - y1 + 1, x2 - x1 + 1, 3), np.uint8)
+        for yy in range(max(y1, 0), min(y2, 59) + 1):
+            for xx in range(max(x1, 0), min(x2, 79) + 1):
+                pad[yy - y1, xx - x1] = img[yy, xx]
+        ref = (cv2.resize(pad, (24, 24), interpolation=cv2.INTER_LINEAR).astype(np.float32) - 127.5) * 0.0078125
+        assert np.array_equal(got[k], ref.transpose(1, 0, 2))
+    assert np.all(got[3] == np.float32(-127.5 * 0.0078125))  # wholly outside: black
