@@ -1,0 +1,79 @@
+"""lite_cnn: ferkit's fast network, a student to distil the accurate ones into.
+
+Issue 4 asks for a fast model "as accurate as possible on FER2013 (distil the best network into
+it)" and issue 6 for a classifier at 5x the speed of the `fer` package's (its int8 TFLite
+mini-Xception, 0.31 ms per face at batch 1 on our 2 cores). After ferkit's own path (uint8 in,
+normalisation and softmax inside the ONNX graph: 0.032 ms at batch 1), that budget leaves about
+30 us for a network at batch 1 and 54 us per face at batch 64 (``benchmarks/floor.py``), where
+the default mini-Xception (40 MFLOPs) takes 0.56 ms and 0.38 ms. So the network has to be about
+ten times cheaper than the default and have few operators (each onnxruntime node costs a few
+microseconds at batch 1, whatever its size). The choices, and why:
+
+* **resolution falls at once**: a 3x3 stride-2 convolution takes the 48x48 face to 24x24 (the
+  default spends most of its FLOPs in two 3x3 convolutions and a module at 46-44 px);
+* then depthwise-separable blocks (3x3 depthwise, 1x1 pointwise, BN, ReLU; ``SeparableConv2d``,
+  as in mini-Xception) at 24, 12 and 6 px, with 2x2 max pooling between stages, widths
+  ``(1, 2, 4, 4, 8, 8) * width`` channels; the second block at 12 and at 6 px is residual (same
+  width), which costs one Add node and eases training of the narrow layers;
+* global average pooling and one linear layer (the class scores); no dropout by default (a
+  network this small underfits rather than overfits, and distillation regularises it);
+* ``width=16``: 36K parameters, 4.8 MFLOPs (2 per multiply-add); ``width=8``: 10K, 1.4 MFLOPs.
+
+Trained from scratch, by distillation from ``best-fer2013`` (``ferkit train --teacher``): see
+its card for the command and docs/results.md for how it compares.
+"""
+
+from __future__ import annotations
+
+import torch
+import torch.nn as nn
+
+from .layers import ConvBNReLU, SeparableConv2d, global_avg_pool, init_weights
+from .registry import register
+
+
+class SepBlock(nn.Module):
+    """SeparableConv2d (depthwise 3x3, pointwise 1x1, BN) + ReLU, with the input added back when
+    ``residual`` (same width in and out)."""
+
+    def __init__(self, cin: int, cout: int, residual: bool = False) -> None:
+        super().__init__()
+        if residual and cin != cout:
+            raise ValueError("a residual block keeps its width")
+        self.sep = SeparableConv2d(cin, cout)
+        self.relu = nn.ReLU(inplace=True)
+        self.residual = residual
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        y = self.relu(self.sep(x))
+        return x + y if self.residual else y
+
+
+class LiteCNN(nn.Module):
+    def __init__(self, num_classes: int = 7, in_chans: int = 1, width: int = 16, dropout: float = 0.0) -> None:
+        super().__init__()
+        w = int(width)
+        if w < 1:
+            raise ValueError(f"width must be >= 1, got {width}")
+        self.stem = ConvBNReLU(in_chans, w, 3, stride=2)  # 48 -> 24
+        self.stage1 = nn.Sequential(SepBlock(w, 2 * w), nn.MaxPool2d(2))  # 24 -> 12
+        self.stage2 = nn.Sequential(SepBlock(2 * w, 4 * w), SepBlock(4 * w, 4 * w, residual=True),
+                                    nn.MaxPool2d(2))  # 12 -> 6
+        self.stage3 = nn.Sequential(SepBlock(4 * w, 8 * w), SepBlock(8 * w, 8 * w, residual=True))
+        self.dropout = nn.Dropout(dropout) if dropout > 0 else nn.Identity()
+        self.head = nn.Linear(8 * w, num_classes)
+        init_weights(self, head=self.head)
+
+    def features(self, x: torch.Tensor) -> torch.Tensor:
+        return self.stage3(self.stage2(self.stage1(self.stem(x))))
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.head(self.dropout(global_avg_pool(self.features(x))))
+
+
+@register("lite_cnn", paper="ferkit (a fast student network; not from a paper)",
+          summary="stride-2 stem + 5 depthwise-separable blocks at 24/12/6 px, GAP, linear; ~10x cheaper than "
+                  "mini_xception width 2")
+def lite_cnn(num_classes: int = 7, in_chans: int = 1, width: int = 16, dropout: float = 0.0) -> nn.Module:
+    """lite_cnn: stride-2 stem, depthwise-separable blocks at 24, 12 and 6 px, GAP, one linear layer."""
+    return LiteCNN(num_classes, in_chans, width, dropout)
