@@ -178,6 +178,18 @@ def test_load_model_backends_and_cache():
     assert o.name == t.name and o.input_size == t.input_size and o.card["sha256"] == t.card["sha256"]
 
 
+def test_one_face_runs_on_a_one_thread_session_with_the_same_answer():
+    two, one = ferkit.load_model("default", backend="onnx", threads=2), ferkit.load_model("default", backend="onnx",
+                                                                                            threads=1)
+    assert two.session.get_session_options().intra_op_num_threads == 2
+    assert two.session1 is not two.session and two.session1.get_session_options().intra_op_num_threads == 1
+    assert one.session1 is one.session  # nothing to add with one thread
+    x = _images((1, 48, 48), 5)
+    batch = two.predict_tensor(x)  # five faces: the two-thread session
+    singles = torch.cat([two.predict_tensor(x[i:i + 1]) for i in range(5)])  # one at a time: the one-thread session
+    assert (batch - singles).abs().max() < 1e-6 and (singles - one.predict_tensor(x)).abs().max() < 1e-6
+
+
 def test_cache_keeps_each_card_of_the_same_weights(tmp_path):
     """The same weights published under another name (a run, then its shipped copy) are another
     cache entry: the ONNX model carries the card it was loaded under, not the first one's."""
