@@ -10,7 +10,8 @@ from conftest import EXAMPLE, make_fer2013
 
 from ferkit.cli import build_parser, main
 
-VERBS = ["models", "data", "train", "evaluate", "predict", "export", "serve", "explain", "au-analysis", "crossval"]
+VERBS = ["models", "data", "train", "evaluate", "predict", "export", "serve", "explain", "au-analysis", "crossval",
+         "crossval-eval"]
 
 
 def test_every_registered_verb_is_tested():

@@ -196,3 +196,52 @@ def test_train_with_init_starts_from_the_weights(ck, tmp_path):
                       dataset_options={"folds": 3, "fold": 0}), progress=False, log=lines.append)
     assert any(ln.startswith("init from default: ") for ln in lines)
     assert card["training"]["config"]["init"] == "default"
+
+
+def test_crossval_eval_repeats_the_rounds_averages_seeds_and_flips(ck, tmp_path, cv3, capsys):
+    """`ferkit crossval-eval`: one folder gives back its own numbers; two folders of the same folds
+    are averaged round by round (checked against the mean of the two models' probabilities); --tta flip
+    evaluates each round's model on the mirrored faces too; the selection fold is scored alike."""
+    from ferkit.api import load_model
+    from ferkit.engine.crossval import evaluate_crossval
+    from ferkit.engine.evaluate import evaluate
+
+    out, summary, _ = cv3
+    again = evaluate_crossval([out], log=lambda s: None)
+    for a, b in zip(again["per_fold"], summary["per_fold"]):
+        assert (a["fold"], a["accuracy"], a["val_accuracy"], a["n_test"]) == (b["fold"], b["accuracy"],
+                                                                             b["val_accuracy"], b["n_test"])
+    assert again["accuracy"] == summary["accuracy"] and again["tta"] == "none"
+
+    other = tmp_path / "cv-s1"
+    crossval(_cfg(ck, other, seed=1), folds=3, progress=False, log=lambda s: None)
+    assert main(["crossval-eval", str(out), str(other), "--tta", "flip", "--out", str(tmp_path / "ens")]) == 0
+    printed = capsys.readouterr().out
+    ens = json.loads((tmp_path / "ens" / "crossval.json").read_text())
+    assert ens["tta"] == "flip" and ens["runs"] == [str(out), str(other)] and ens["command"].startswith("ferkit ")
+    assert (tmp_path / "ens" / "crossval_folds.png").stat().st_size > 0 and "selection folds" in printed
+    for r in ens["per_fold"]:
+        i = r["fold"]
+        reader = open_dataset("ckplus", ck, folds=3, fold=i)
+        test, val = (reader.load(s, size=48, mode="L") for s in ("test", "val"))
+        a, b = (load_model(str(fold_dir(d, i)), backend="torch") for d in (out, other))
+        probs = (a.predict_tensor(test.images, tta="flip") + b.predict_tensor(test.images, tta="flip")) / 2
+        y = torch.as_tensor([a.classes.index(test.classes[int(k)]) for k in test.labels])
+        assert r["accuracy"] == pytest.approx(int((probs.argmax(1) == y).sum()) / len(y), abs=1e-12)
+        both = load_model(f"{fold_dir(out, i)}+{fold_dir(other, i)}", backend="torch")
+        assert r["val_accuracy"] == pytest.approx(evaluate(both, val, tta="flip")["accuracy"], abs=1e-12)
+    assert ens["accuracy"]["mean"] == pytest.approx(np.mean([r["accuracy"] for r in ens["per_fold"]]))
+
+
+def test_crossval_eval_refuses_other_protocols_and_missing_runs(tmp_path, cv3):
+    from ferkit.engine.crossval import evaluate_crossval
+
+    out, summary, _ = cv3
+    with pytest.raises(FerkitError, match="no crossval.json"):
+        evaluate_crossval([out, tmp_path / "nothing"], log=lambda s: None)
+    moved = tmp_path / "moved"
+    moved.mkdir()
+    (moved / "crossval.json").write_text(json.dumps({**summary, "fold_seed": 7}))
+    with pytest.raises(FerkitError, match="not the same protocol .*fold_seed"):
+        evaluate_crossval([out, moved], log=lambda s: None)
+    assert main(["crossval-eval", str(tmp_path / "nothing")]) == 1

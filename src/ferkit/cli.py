@@ -254,6 +254,23 @@ def cmd_crossval(a: argparse.Namespace) -> int:
     return 0
 
 
+CROSSVAL_EVAL_EXAMPLES = """examples:
+  ferkit crossval-eval runs/cv-ck-mx --tta flip                         # the same rounds, with flip TTA
+  ferkit crossval-eval runs/cv-ck-mx runs/cv-ck-mx-s1 --out runs/cv-ck-ens  # two seeds averaged round by round"""
+
+
+def cmd_crossval_eval(a: argparse.Namespace) -> int:
+    from .engine.crossval import evaluate_crossval
+
+    if a.threads:
+        import torch
+
+        torch.set_num_threads(a.threads)
+    evaluate_crossval(a.runs, tta=None if a.tta == "none" else a.tta, out=a.out, batch_size=a.batch_size,
+                      command="ferkit " + shlex.join(sys.argv[1:]))
+    return 0
+
+
 def cmd_evaluate(a: argparse.Namespace) -> int:
     from .api import load_model
     from .data import open_dataset
@@ -648,6 +665,21 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--only", metavar="I,J", help="run only these rounds (a smoke test, or to share the rounds among "
                                                   "machines); crossval.json covers every finished round")
     s.set_defaults(fn=cmd_crossval)
+
+    s = sub.add_parser("crossval-eval", epilog=CROSSVAL_EVAL_EXAMPLES, formatter_class=fmt,
+                       help="evaluate finished cross-validations again: test-time augmentation, seed ensembles",
+                       description="Evaluate the round models of finished `ferkit crossval` folders again, without "
+                                   "training: round i's model on its selection fold (i+1) and its test fold (i). "
+                                   "Several folders of the same protocol (same folds) are averaged round by round "
+                                   "(an ensemble, e.g. of seeds). Prints each round and the mean +- std over the "
+                                   "test folds next to the selection folds' mean (choose on that, report the test "
+                                   "number); --out writes crossval.json in the shape `ferkit crossval` writes.")
+    s.add_argument("runs", nargs="+", metavar="CV_DIR", help="folders written by `ferkit crossval` (its --out)")
+    s.add_argument("--tta", choices=["none", "flip", "tencrop"], default="none", help="test-time augmentation")
+    s.add_argument("--out", help="write crossval.json, its confusion matrix and fold plot into this folder")
+    s.add_argument("--batch-size", type=int, default=256)
+    s.add_argument("--threads", type=int, help="CPU threads (default: all cores)")
+    s.set_defaults(fn=cmd_crossval_eval)
     return p
 
 

@@ -209,3 +209,76 @@ def crossval(cfg: TrainConfig, folds: int = 10, only: Sequence[int] | None = Non
             f"over folds), pooled {p['accuracy']:.4f}, macro-F1 {summary['macro_f1']['mean']:.4f}; {out / SUMMARY} "
             f"({time.time() - t_start:.0f}s)")
     return summary
+
+
+# settings the cross-validations averaged by evaluate_crossval must share (the protocol)
+_SAME_PROTOCOL = ("dataset", "folds", "fold_seed", "detect", "subjects_per_fold")
+
+
+def evaluate_crossval(runs: Sequence[str | Path], tta: str | None = None, out: str | Path | None = None,
+                      command: str = "", batch_size: int = 256, log: Callable[[str], None] = print) -> dict:
+    """Evaluate finished cross-validations again, without training: round ``i``'s model (or, for
+    several runs of one protocol, the mean of their round-``i`` models' probabilities) on its
+    selection fold ``i + 1`` and its test fold ``i``, with test-time augmentation ``tta``.
+
+    Returns (and, with ``out``, writes as ``out/crossval.json`` with its plots) a summary shaped like
+    :func:`crossval`'s, plus ``runs`` and ``tta``; its ``config`` is the first run's. So seed ensembles
+    and TTA on k-fold protocols are chosen the way every ferkit number is: on the selection folds
+    (``per_fold[i]["val_accuracy"]``), then reported on the test folds."""
+    from ..api import load_model
+    from .evaluate import evaluate
+    from .train import face_crop
+
+    runs = [Path(r) for r in runs]
+    if not runs:
+        raise FerkitError("name at least one cross-validation folder")
+    sums = []
+    for r in runs:
+        if not (r / SUMMARY).is_file():
+            raise FerkitError(f"{r}: no {SUMMARY}; is it a `ferkit crossval` folder?")
+        sums.append(json.loads((r / SUMMARY).read_text()))
+    base = sums[0]
+    for r, s in zip(runs[1:], sums[1:]):
+        diff = [k for k in _SAME_PROTOCOL if s.get(k) != base.get(k)]
+        if diff:
+            raise FerkitError(f"{r} and {runs[0]} are not the same protocol (they differ in {', '.join(diff)}): "
+                              f"only rounds of the same folds can be averaged")
+    folds = int(base["folds"])
+    done = sorted(set.intersection(*(set(s["folds_done"]) for s in sums)))
+    if not done:
+        raise FerkitError(f"no round is finished in every one of {', '.join(map(str, runs))}")
+    cfg = TrainConfig.from_dict(base["config"])
+    opts = {k: v for k, v in cfg.dataset_options.items() if k not in ("folds", "fold")}
+    det = None if cfg.detect in (None, "none") else cfg.detect
+    t0 = time.time()
+    results = []
+    for i in done:
+        model = load_model("+".join(str(fold_dir(r, i)) for r in runs), backend="torch")
+        reader = open_dataset(cfg.dataset, cfg.data, **opts, folds=folds, fold=i)
+        c, h, w = model.input_size
+        mode = "L" if c == 1 else "RGB"
+        crop = face_crop(cfg, reader.classes, (h, w), mode)
+        val, test = (reader.load(sp, size=(h, w), mode=mode, **crop) for sp in ("val", "test"))
+        vm, tm = (evaluate(model, ds, tta=tta, batch_size=batch_size, detector=det) for ds in (val, test))
+        res = {"fold": i, "test_subjects": base["subjects_per_fold"][i], "val_fold": (i + 1) % folds,
+               "val_subjects": base["subjects_per_fold"][(i + 1) % folds], "n_val": vm["n"], "n_test": tm["n"],
+               "accuracy": tm["accuracy"], "macro_f1": tm["macro_f1"], "val_accuracy": vm["accuracy"],
+               "val_loss": vm["loss"], "classes": tm["classes"], "confusion_matrix": tm["confusion_matrix"]}
+        if "no_face" in tm:
+            res["no_face"] = tm["no_face"]
+        results.append(res)
+        log(f"fold {i}: selection fold {vm['accuracy']:.4f}, test fold {tm['accuracy']:.4f} (n={tm['n']})")
+    summary = summarize_folds(cfg, folds, results, base["subjects_per_fold"], time.time() - t0)
+    what = "the mean of " + " + ".join(map(str, runs)) + " (each round's models)" if len(runs) > 1 else str(runs[0])
+    summary.update({"protocol": base["protocol"] + f"; evaluated again: {what}, tta {tta or 'none'}",
+                    "runs": [str(r) for r in runs], "run_commands": [s["command"] for s in sums],
+                    "tta": tta or "none", "command": command})
+    a = summary["accuracy"]
+    sel = float(np.mean([r["val_accuracy"] for r in results]))
+    log(f"{len(results)} of {folds} folds: accuracy {a['mean']:.4f} +- {a['std']:.4f} (mean +- std over folds); "
+        f"selection folds {sel:.4f}")
+    if out is not None:
+        out = Path(out)
+        out.mkdir(parents=True, exist_ok=True)
+        write_summary(summary, out)
+    return summary
