@@ -223,7 +223,8 @@ def markdown(res: dict) -> str:
         f"margin) + mini-Xception ({f['keras_params']:,} parameters, {f['input_size'][0]}x{f['input_size'][1]} gray), "
         f"run by default from `{f['tflite_file']}` ({f['tflite_bytes'] // 1000} KB, int8; one face per `invoke()`), "
         f"with `use_tflite=False` from the Keras `.hdf5` ({f['keras_file_bytes'] // 1000} KB; the batch in one call). "
-        f"ferkit: each shipped model ({', '.join(f'`{n}`' for n in res['models'])}; `default` = "
+        f"ferkit: {'each shipped model' if not res.get('models_chosen') else 'the shipped models chosen with --models'} "
+        f"({', '.join(f'`{n}`' for n in res['models'])}; `default` = "
         f"`{res['default_model']}`), MTCNN (min face {res['mtcnn_min_face_size']} px) + 5-point alignment.",
         "",
         "### Classifier alone",
@@ -316,6 +317,9 @@ def main() -> int:
     ap.add_argument("--frames", type=int, default=60, help="frames per sequence (default 60)")
     ap.add_argument("--warmup", type=int, default=10, help="untimed frames per end-to-end row (default 10)")
     ap.add_argument("--repeat", type=int, default=3, help="timed passes per end-to-end row (default 3)")
+    ap.add_argument("--models", default=None, metavar="A,B",
+                    help="ferkit models to run (shipped names; default: every shipped model). The default model "
+                         "is always among them")
     ap.add_argument("--max-seconds", type=float, default=540,
                     help="no further end-to-end pass once the run would pass this (at least one pass; default "
                          "%(default)s): a busy machine cannot stretch the run without end")
@@ -339,6 +343,12 @@ def main() -> int:
     default_name = weights.ALIASES["default"]
     cards = {c["name"]: c for c in weights.shipped()}
     names = list(cards)
+    if a.models:
+        want = [weights.ALIASES.get(n, n) for n in a.models.split(",") if n]
+        unknown = [n for n in want if n not in cards]
+        if unknown:
+            ap.error(f"--models: {', '.join(unknown)} not shipped (shipped: {', '.join(names)})")
+        names = [n for n in names if n in want or n == default_name]
     models: dict[str, object] = {}
     clf: dict[str, dict] = {}
     for name in names:
@@ -554,7 +564,8 @@ def main() -> int:
                                                "max_seconds", "split")}, "passes": passes,
            "bench_faces": (f"the first 64 faces of FER2013 {a.split}" if ds is not None else
                            "64 random 48x48 faces (no FER2013 data here)"),
-           "machine": machine_info(), "fer_info": info, "models": names, "default_model": default_name,
+           "machine": machine_info(), "fer_info": info, "models": names, "models_chosen": bool(a.models),
+           "default_model": default_name,
            "mtcnn_min_face_size": MTCNNDetector().net.cfg.min_face_size,
            "load_average_1min_start": load_start, "load_average_1min_end": load1(),
            "targets": {"classifier_speed": CLF_TARGET, "end_to_end_fps": E2E_TARGET},

@@ -236,6 +236,7 @@ def measured(dataset: str, source: str | None) -> dict | None:
             "sel_on": "selection folds, mean",
             "text": f"{100 * a['mean']:.2f}% +- {100 * a['std']:.2f}",
             "command": s["command"], "ft": s["config"].get("init"), "select": s["config"].get("select"),
+            "tta": s.get("tta", "none"),
             "detail": f"`docs/results/{name}`: {done}, fold range {100 * a['min']:.1f}-{100 * a['max']:.1f}%, "
                       f"pooled {100 * s['pooled']['accuracy']:.2f}%, macro-F1 {s['macro_f1']['mean']:.3f}{sel}"}
 
