@@ -10,8 +10,9 @@ and softmax inside) and run by :class:`ferkit.runtime.OnnxExpressionModel` throu
 ``predict_tensor`` on uint8 faces, exactly as benchmarks/peers.py times ferkit's classifiers: its
 time is what ferkit's path costs before any network. The default model is timed the same way in
 the same run, and so is every shipped ``lite_cnn`` model (ferkit's fast student, sized for this
-budget), with its accuracy on FER2013 PrivateTest from its card. fer's numbers are read from docs/benchmarks_peers.json (benchmarks/peers.py's last
-run on this machine), so this script needs no TensorFlow.
+budget), with its accuracy on FER2013 PrivateTest from its card. fer's numbers are read from
+docs/benchmarks_peers.json (benchmarks/peers.py's last run on this machine), so this script needs
+no TensorFlow.
 """
 
 from __future__ import annotations

@@ -223,7 +223,7 @@ def markdown(res: dict) -> str:
         f"margin) + mini-Xception ({f['keras_params']:,} parameters, {f['input_size'][0]}x{f['input_size'][1]} gray), "
         f"run by default from `{f['tflite_file']}` ({f['tflite_bytes'] // 1000} KB, int8; one face per `invoke()`), "
         f"with `use_tflite=False` from the Keras `.hdf5` ({f['keras_file_bytes'] // 1000} KB; the batch in one call). "
-        f"ferkit: {'each shipped model' if not res.get('models_chosen') else 'the shipped models chosen with --models'} "
+        f"ferkit: {'the shipped models chosen with --models' if res.get('models_chosen') else 'each shipped model'} "
         f"({', '.join(f'`{n}`' for n in res['models'])}; `default` = "
         f"`{res['default_model']}`), MTCNN (min face {res['mtcnn_min_face_size']} px) + 5-point alignment.",
         "",

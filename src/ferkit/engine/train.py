@@ -526,7 +526,8 @@ def train(cfg: TrainConfig, resume: bool = False, progress: bool | None = None,
         torch.save({"model": model.state_dict(), "optimizer": opt.state_dict(),
                     "plateau": plateau.state_dict() if plateau is not None else None,
                     "generator": g.get_state(), "torch_rng": torch.get_rng_state(), "history": history,
-                    "epoch": epoch, "best_acc": best_acc, "best_loss": best_loss, "best_epoch": best_epoch, "stale": stale,
+                    "epoch": epoch, "best_acc": best_acc, "best_loss": best_loss, "best_epoch": best_epoch,
+                    "stale": stale,
                     "config": asdict(cfg)}, str(ckpt_path) + ".tmp")
         os.replace(str(ckpt_path) + ".tmp", ckpt_path)
         if cfg.early_stop and stale >= cfg.early_stop:

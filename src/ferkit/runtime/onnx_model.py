@@ -62,7 +62,8 @@ class OnnxExpressionModel(ExpressionModel):
 
     ``source``: an ``.onnx`` path or the file's bytes. ``card``: the model card when the file has
     none inside or beside it. ``threads``: onnxruntime intra-op threads (default
-    :func:`default_threads`) for batches; one image runs on a one-thread session. ``device``: ``cpu``, or ``cuda`` where onnxruntime has CUDA.
+    :func:`default_threads`) for batches; one image runs on a one-thread session. ``device``: ``cpu``,
+    or ``cuda`` where onnxruntime has CUDA.
     Same methods as :class:`~ferkit.ExpressionModel` (``predict``, ``predict_proba``,
     ``predict_tensor``, ``preprocess``); there is no ``net``.
     """
