@@ -107,6 +107,9 @@ ROWS = [
     ("mini_xception", {"width": 2}, "ckplus", "cv:ckplus-mini_xception-ftp.json"),
     ("mini_xception", {"width": 2}, "ckplus", "cv:ckplus-mini_xception-ftr2.json"),
     ("mini_xception", {"width": 2}, "ckplus", "cv:ckplus-mini_xception-ftr2-al.json"),
+    ("mini_xception", {"width": 2}, "ckplus", "cv:ckplus-mini_xception-ftr2-al-s1.json"),
+    ("ensemble", {"members": [["mini_xception", {"width": 2}]] * 2}, "ckplus",
+     "cv:ckplus-mini_xception-ftr2-al-2seeds.json"),
     ("mini_xception", {"width": 2}, "jaffe", "cv:jaffe-mini_xception-ft.json"),
     ("pcnn", {}, "jaffe", "cv:jaffe-pcnn-ft.json"),
     ("zhu_cnn", {}, "jaffe", "cv:jaffe-zhu_cnn-ft.json"),
@@ -237,6 +240,9 @@ def measured(dataset: str, source: str | None) -> dict | None:
             "text": f"{100 * a['mean']:.2f}% +- {100 * a['std']:.2f}",
             "command": s["command"], "ft": s["config"].get("init"), "select": s["config"].get("select"),
             "tta": s.get("tta", "none"),
+            "seeds": s.get("run_seeds") or [s["config"].get("seed", 0)],
+            "runs_md": ("re-evaluating the folds of " + "; ".join(f"`{c}`" for c in s["run_commands"])
+                        if s.get("run_commands") else None),
             "detail": f"`docs/results/{name}`: {done}, fold range {100 * a['min']:.1f}-{100 * a['max']:.1f}%, "
                       f"pooled {100 * s['pooled']['accuracy']:.2f}%, macro-F1 {s['macro_f1']['mean']:.3f}{sel}"}
 
@@ -302,6 +308,8 @@ def build(threads: int, reps: int, points: list[dict] | None = None) -> str:
                           else f", second round from `{m['ft']}`")
             if m is not None and m.get("select") == "accuracy-loss":
                 label += ", epochs chosen by accuracy then loss"
+            if m is not None and m.get("seeds", [0]) != [0]:
+                label += f", seed{'s' if len(m['seeds']) > 1 else ''} {' + '.join(map(str, m['seeds']))}"
             if m is not None and m.get("kd"):
                 label += f", distilled from {m['kd']}"
             if m is not None and m.get("tta", "none") != "none":
@@ -324,7 +332,7 @@ def build(threads: int, reps: int, points: list[dict] | None = None) -> str:
                         best[ds] = (sel, m["sel_on"], m["value"], m["text"],
                                     label + (f" (`{m['short']}`)" if m.get("short") else ""))
                     note = m["detail"]
-                    cmds.append((label, m["command"], m.get("trained")))
+                    cmds.append((label, m["command"], m.get("trained"), m.get("runs_md")))
                     plain = label.replace(" (width=2)", "").replace("`", "")
                     points.append({"dataset": ds, "label": m.get("short") or plain, "value": m["value"],
                                    "std": m.get("std"), "ms": ms, "paper": paper})
@@ -338,7 +346,8 @@ def build(threads: int, reps: int, points: list[dict] | None = None) -> str:
         if cmds:
             lines += ["", "Commands:", ""]
             lines += [f"- {label}: `{cmd}`" + ("" if not tr else f" (trained by `{tr}`)" if "`" not in tr
-                                               else f" (not shipped: {tr})") for label, cmd, tr in cmds]
+                                               else f" (not shipped: {tr})") + (f" ({md})" if md else "")
+                      for label, cmd, tr, md in cmds]
         lines.append("")
     lines[head:head] = targets_summary(best)
     return "\n".join(lines)

@@ -272,6 +272,7 @@ def evaluate_crossval(runs: Sequence[str | Path], tta: str | None = None, out: s
     what = "the mean of " + " + ".join(map(str, runs)) + " (each round's models)" if len(runs) > 1 else str(runs[0])
     summary.update({"protocol": base["protocol"] + f"; evaluated again: {what}, tta {tta or 'none'}",
                     "runs": [str(r) for r in runs], "run_commands": [s["command"] for s in sums],
+                    "run_seeds": [s["config"].get("seed", 0) for s in sums],
                     "tta": tta or "none", "command": command})
     a = summary["accuracy"]
     sel = float(np.mean([r["val_accuracy"] for r in results]))
