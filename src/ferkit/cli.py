@@ -29,7 +29,8 @@ EPILOG = """examples:
 # shared argument groups
 # ---------------------------------------------------------------------------------------
 MODEL_HELP = ("shipped name or alias (`ferkit models`; best-fer2013 / best-ferplus: the most accurate on FER2013 / "
-              "FER+, with --tta flip), .safetensors file or run folder; A+B+C: an ensemble (mean probabilities)")
+              "FER+, with --tta flip; fast: the fastest, less accurate), .safetensors file or run folder; A+B+C: an "
+              "ensemble (mean probabilities)")
 
 
 def _add_backend_arg(s: argparse.ArgumentParser) -> None:

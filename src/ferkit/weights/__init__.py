@@ -8,7 +8,7 @@ Shipped weights live in this folder and are named ``<architecture>-<dataset>``, 
 ``<architecture>-<dataset>-<variant>`` for a second network of the same kind (``-s1``: another
 seed; ``-r2``: a second round of training, started from the first; ``-fromferplus``: fine-tuned
 from the FER+ weights). ``default``,
-``best-fer2013`` and ``best-ferplus`` are aliases (see :data:`ALIASES`); an alias may name an
+``best-fer2013``, ``best-ferplus`` and ``fast`` are aliases (see :data:`ALIASES`); an alias may name an
 ensemble ``a+b`` (:func:`ferkit.load_model` averages its members).
 """
 
@@ -32,6 +32,9 @@ ALIASES: dict[str, str] = {
     "best-fer2013": "mini_xception-fer2013+mini_xception-fer2013-s1+mini_xception-fer2013-fromferplus",
     # the most accurate FER+ model, chosen on Valid (use it with --tta flip)
     "best-ferplus": "mini_xception-ferplus-r2",
+    # the fastest FER2013 model: lite_cnn, ~5x faster per face than the default and 6.7 points less
+    # accurate on PrivateTest (docs/benchmarks.md, "The classifier budget")
+    "fast": "lite_cnn-fer2013",
 }
 CARD_KEYS = ("architecture", "arch_kwargs", "classes", "input_size", "mean", "std")
 
