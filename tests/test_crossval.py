@@ -245,3 +245,12 @@ def test_crossval_eval_refuses_other_protocols_and_missing_runs(tmp_path, cv3):
     with pytest.raises(FerkitError, match="not the same protocol .*fold_seed"):
         evaluate_crossval([out, moved], log=lambda s: None)
     assert main(["crossval-eval", str(tmp_path / "nothing")]) == 1
+
+
+def test_the_protocol_names_a_selection_rule_other_than_the_default(tmp_path):
+    from ferkit.engine.crossval import summarize_folds
+
+    subjects = [["S1"], ["S2"], ["S3"]]
+    plain = summarize_folds(_cfg(tmp_path, tmp_path / "a"), 3, [], subjects, 0.0)["protocol"]
+    tie = summarize_folds(_cfg(tmp_path, tmp_path / "b", select="accuracy-loss"), 3, [], subjects, 0.0)["protocol"]
+    assert "selects the best epoch on fold i+1, trains" in plain and "ties broken by the lowest loss" in tie

@@ -43,6 +43,7 @@ from .plots import plot_confusion
 from .train import RESUME_OVERRIDABLE, TrainConfig, train
 
 SUMMARY = "crossval.json"
+SELECT_WORDS = {"accuracy-loss": " (highest accuracy, ties broken by the lowest loss)"}  # how, when not the default
 
 
 def fold_dir(out: str | Path, fold: int) -> Path:
@@ -94,7 +95,7 @@ def summarize_folds(cfg: TrainConfig, folds: int, results: list[dict], subjects:
         "model": cfg.model, "model_kwargs": cfg.model_kwargs, "dataset": cfg.dataset, "data": cfg.data,
         "folds": folds, "fold_seed": cfg.dataset_options.get("fold_seed", 0), "detect": cfg.detect,
         "protocol": f"{folds}-fold subject-independent cross-validation: round i tests on fold i, selects the best "
-                    f"epoch on fold i+1, trains on the other {folds - 2}",
+                    f"epoch on fold i+1{SELECT_WORDS.get(cfg.select, '')}, trains on the other {folds - 2}",
         "subjects_per_fold": subjects, "subject_disjoint": len(flat) == len(set(flat)),
         "complete": len(results) == folds, "folds_done": [r["fold"] for r in results],
         "per_fold": [{k: v for k, v in r.items() if k not in ("classes", "confusion_matrix")} for r in results],
