@@ -213,3 +213,31 @@ def test_mtcnn_patches_pad_outside_the_image_with_black():
         ref = (cv2.resize(pad, (24, 24), interpolation=cv2.INTER_LINEAR).astype(np.float32) - 127.5) * 0.0078125
         assert np.array_equal(got[k], ref.transpose(1, 0, 2))
     assert np.all(got[3] == np.float32(-127.5 * 0.0078125))  # wholly outside: black
+
+
+@pytest.mark.parametrize("name,shape", [("pnet", (1, 61, 47, 3)), ("rnet", (9, 24, 24, 3)), ("onet", (5, 48, 48, 3))])
+def test_prelu_rewrite_gives_the_same_bits(name, shape):
+    """MTCNN's networks with their feature-map PRelu written as depthwise convolutions and Relu
+    (the fast form ferkit runs) give exactly the original's outputs, and no such PRelu is left."""
+    import onnx
+    import onnxruntime as ort
+
+    path = mt.model_dir() / f"{name}.onnx"
+    orig = onnx.load(str(path))
+    fast = mt.prelu_as_convs(orig)
+    dims = {i.name: list(i.dims) for i in orig.graph.initializer}
+
+    def prelus(m, ndim):
+        return [n for n in m.graph.node if n.op_type == "PRelu" and len(dims[n.input[1]]) == ndim]
+
+    assert prelus(orig, 4) and not prelus(fast, 4)  # every feature-map PRelu rewritten
+    assert len(prelus(fast, 1)) == len(prelus(orig, 1))  # the dense layers' kept
+    convs = sum(n.op_type == "Conv" for n in fast.graph.node) - sum(n.op_type == "Conv" for n in orig.graph.node)
+    assert convs == 2 * len(prelus(orig, 4))
+    x = np.random.default_rng(1).uniform(-1, 1, shape).astype(np.float32)
+    outs = []
+    for m in (orig, fast):
+        s = ort.InferenceSession(m.SerializeToString(), providers=["CPUExecutionProvider"])
+        outs.append(s.run(None, {s.get_inputs()[0].name: x}))
+    for a, b in zip(*outs):
+        assert a.shape == b.shape and np.array_equal(a, b)

@@ -50,7 +50,52 @@ def model_dir() -> Path:
     return d
 
 
+def prelu_as_convs(model):
+    """The same network with each per-channel ``PRelu`` of a feature map rewritten as
+    ``Relu(x) + DW(-a)(Relu(DW(-1)(x)))``: two 1x1 depthwise convolutions (weights -1 and -a, the
+    negated slopes) and two ``Relu``. The outputs are bit-identical: each element is either ``x``
+    (``x > 0``: the second term is exactly 0) or the one rounding of ``a * x`` (``x < 0``), as
+    ``PRelu`` computes it; multiplying by -1 is exact.
+
+    Why: onnxruntime runs these convolutions in its blocked ``NCHWc`` layout, but ``PRelu`` has no
+    ``NCHWc`` kernel, so every ``PRelu`` costs a reorder out, a slow broadcast and a reorder back,
+    about half of R-Net's and O-Net's time. Written as convolutions and ``Relu`` it stays in the
+    blocked layout (the ``Add`` fuses into the second convolution): on 2 cores, O-Net on 26 faces
+    7.5 -> 4.0 ms, R-Net on 200 candidates 11.2 -> 6.1 ms, P-Net on a 384x288 level 6.4 -> 4.0 ms.
+    ``PRelu`` on a flat vector (the dense layers) is left as it is. ``model`` is an
+    ``onnx.ModelProto``; a rewritten copy is returned."""
+    import onnx
+    from onnx import helper, numpy_helper
+
+    m = onnx.ModelProto()
+    m.CopyFrom(model)
+    inits = {i.name: i for i in m.graph.initializer}
+    nodes, extra = [], []
+    for n in m.graph.node:
+        slope = inits.get(n.input[1]) if n.op_type == "PRelu" and len(n.input) == 2 else None
+        a = numpy_helper.to_array(slope) if slope is not None else None
+        if a is None or a.ndim != 4 or a.shape[0] != 1 or a.shape[2:] != (1, 1):
+            nodes.append(n)
+            continue
+        c = a.shape[1]
+        x, y = n.input[0], n.output[0]
+        p = f"{y}/prelu_as_convs/"
+        extra += [numpy_helper.from_array(np.full((c, 1, 1, 1), -1, np.float32), p + "minus_one"),
+                  numpy_helper.from_array((-a).reshape(c, 1, 1, 1).astype(np.float32), p + "minus_slope")]
+        nodes += [helper.make_node("Relu", [x], [p + "pos"]),
+                  helper.make_node("Conv", [x, p + "minus_one"], [p + "neg_x"], group=c, kernel_shape=[1, 1]),
+                  helper.make_node("Relu", [p + "neg_x"], [p + "neg"]),
+                  helper.make_node("Conv", [p + "neg", p + "minus_slope"], [p + "neg_part"], group=c,
+                                   kernel_shape=[1, 1]),
+                  helper.make_node("Add", [p + "neg_part", p + "pos"], [y])]
+    del m.graph.node[:]
+    m.graph.node.extend(nodes)
+    m.graph.initializer.extend(extra)
+    return m
+
+
 def _session(path: Path, threads: int):
+    import onnx
     import onnxruntime as ort
 
     so = ort.SessionOptions()
@@ -60,7 +105,8 @@ def _session(path: Path, threads: int):
     so.log_severity_level = 3
     # no busy-waiting between runs: spinning threads steal the cores the classifier needs next
     so.add_session_config_entry("session.intra_op.allow_spinning", "0")
-    return ort.InferenceSession(str(path), sess_options=so, providers=["CPUExecutionProvider"])
+    model = prelu_as_convs(onnx.load(str(path)))
+    return ort.InferenceSession(model.SerializeToString(), sess_options=so, providers=["CPUExecutionProvider"])
 
 
 def nms(boxes: np.ndarray, scores: np.ndarray, thresh: float, mode: str = "union") -> np.ndarray:
