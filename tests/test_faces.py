@@ -241,3 +241,42 @@ def test_prelu_rewrite_gives_the_same_bits(name, shape):
         outs.append(s.run(None, {s.get_inputs()[0].name: x}))
     for a, b in zip(*outs):
         assert a.shape == b.shape and np.array_equal(a, b)
+
+
+def _nms_reference(boxes, scores, thresh, mode="union"):
+    """The textbook greedy loop (ferkit's original MTCNN NMS), kept here as the reference."""
+    x1, y1, x2, y2 = boxes.T
+    area = (x2 - x1 + 1) * (y2 - y1 + 1)
+    order = np.argsort(-scores, kind="stable")
+    keep = []
+    while order.size:
+        i = order[0]
+        keep.append(i)
+        rest = order[1:]
+        w = np.maximum(0.0, np.minimum(x2[i], x2[rest]) - np.maximum(x1[i], x1[rest]) + 1)
+        h = np.maximum(0.0, np.minimum(y2[i], y2[rest]) - np.maximum(y1[i], y1[rest]) + 1)
+        inter = w * h
+        denom = np.minimum(area[i], area[rest]) if mode == "min" else area[i] + area[rest] - inter
+        order = rest[inter / denom <= thresh]
+    return keep
+
+
+@pytest.mark.parametrize("matrix_max", [512, 3])
+def test_nms_matches_the_greedy_loop(monkeypatch, matrix_max):
+    """Both of nms's paths (all-pairs matrix; one box at a time past NMS_MATRIX_MAX) keep exactly
+    the boxes, in the order, of the reference loop: random clusters, tied scores, integer boxes."""
+    monkeypatch.setattr(mt, "NMS_MATRIX_MAX", matrix_max)
+    rng = np.random.default_rng(3)
+    for trial in range(60):
+        n = int(rng.integers(1, 300))
+        c = rng.uniform(0, 400, (n, 2)) if trial % 2 else np.repeat(rng.uniform(0, 400, (4, 2)), n // 4 + 1, 0)[:n]
+        c = c + rng.normal(0, 6, (n, 2))
+        size = rng.uniform(12, 80, (n, 1))
+        boxes = np.concatenate([c - size / 2, c + size / 2], axis=1)
+        if trial % 3 == 0:
+            boxes = np.fix(boxes)
+        scores = np.round(rng.uniform(0.6, 1.0, n), 2 if trial % 4 == 0 else 8)  # ties when rounded
+        for thresh, mode in ((0.5, "union"), (0.7, "union"), (0.7, "min")):
+            got = mt.nms(boxes, scores, thresh, mode)
+            assert got.dtype == np.int64
+            assert got.tolist() == _nms_reference(boxes, scores, thresh, mode), (trial, thresh, mode)
