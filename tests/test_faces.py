@@ -280,3 +280,25 @@ def test_nms_matches_the_greedy_loop(monkeypatch, matrix_max):
             got = mt.nms(boxes, scores, thresh, mode)
             assert got.dtype == np.int64
             assert got.tolist() == _nms_reference(boxes, scores, thresh, mode), (trial, thresh, mode)
+
+
+def test_mtcnn_split_work_gives_the_same_detections(photo, monkeypatch):
+    """With two threads MTCNN runs the first pyramid level and half of R-/O-Net's candidates in a
+    helper thread; the boxes, scores and landmarks are exactly those of the one-call path."""
+    import cv2
+
+    monkeypatch.setattr(mt, "SPLIT_MIN_BOXES", 2)
+    det = mt.MTCNN(min_face_size=20, threads=2)
+    assert det._one is not None
+    half = cv2.resize(photo, (photo.shape[1] // 2, photo.shape[0] // 2))
+    tiled = np.concatenate([np.concatenate([half, half[:, ::-1]], 1)] * 2, 0)
+    for img in (photo, np.ascontiguousarray(tiled)):
+        split = det.detect(img)
+        one, det._one = det._one, None
+        ref = det.detect(img)
+        det._one = one
+        assert len(split[0]) == len(ref[0]) >= 1
+        for a, b in zip(split, ref):
+            assert np.array_equal(a, b)
+    assert len(mt.MTCNN(threads=2).detect(np.ascontiguousarray(tiled))[0]) == 4
+    assert mt.MTCNN(threads=1)._one is None
