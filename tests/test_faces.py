@@ -302,3 +302,24 @@ def test_mtcnn_split_work_gives_the_same_detections(photo, monkeypatch):
             assert np.array_equal(a, b)
     assert len(mt.MTCNN(threads=2).detect(np.ascontiguousarray(tiled))[0]) == 4
     assert mt.MTCNN(threads=1)._one is None
+
+
+@pytest.mark.skipif(not hasattr(__import__("os"), "fork"), reason="needs fork")
+def test_mtcnn_split_works_in_a_forked_child(photo):
+    """A detector whose helper thread started in the parent still detects in a forked child
+    (DataLoader workers, pre-fork servers): the child starts its own helper thread."""
+    import multiprocessing as mp
+
+    det = mt.MTCNN(min_face_size=20, threads=2)
+    n_parent = len(det.detect(photo)[0])
+    assert det._pool is not None
+    ctx = mp.get_context("fork")
+    q = ctx.Queue()
+    p = ctx.Process(target=lambda: q.put(len(det.detect(photo)[0])))
+    p.start()
+    p.join(60)
+    alive = p.is_alive()
+    if alive:
+        p.kill()
+    assert not alive, "the child hung on the parent's helper thread"
+    assert q.get(timeout=5) == n_parent >= 1

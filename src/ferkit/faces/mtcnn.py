@@ -252,12 +252,16 @@ class MTCNN:
         # and smaller ones slower), so two at once use the cores better; the outputs are the same.
         self._one = ({k: _session(d / f"{k}.onnx", 1) for k in ("pnet", "rnet", "onet")} if n >= 2 else None)
         self._pool = None
+        self._pool_pid = 0
 
     def _helper(self):
-        if self._pool is None:
+        """The helper thread (one, started on first use; a new one in a forked child process,
+        where the parent's thread does not exist)."""
+        if self._pool is None or self._pool_pid != os.getpid():
             from concurrent.futures import ThreadPoolExecutor
 
             self._pool = ThreadPoolExecutor(1, thread_name_prefix="ferkit-mtcnn")
+            self._pool_pid = os.getpid()
         return self._pool
 
     def scales(self, h: int, w: int) -> list[float]:
