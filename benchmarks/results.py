@@ -95,6 +95,8 @@ ROWS = [
     ("mini_xception", {"width": 2}, "ferplus", "eval:ferplus-mini_xception-flip"),
     ("mini_xception", {"width": 2}, "ferplus", "weights:mini_xception-ferplus-r2"),
     ("mini_xception", {"width": 2}, "ferplus", "eval:ferplus-mini_xception-r2-flip"),
+    ("mini_xception", {"width": 2}, "ferplus", "weights:mini_xception-ferplus-r2s1"),
+    ("ensemble", {"members": [["mini_xception", {"width": 2}]] * 2}, "ferplus", "eval:ferplus-ensemble-r2x2-flip"),
     ("ensemble", {"members": [["mini_xception", {"width": 2}], ["di_fernet", {}], ["pcnn", {}], ["zhu_cnn", {}]]},
      "ferplus", "eval:ferplus-ensemble4-flip"),
     ("pcnn", {}, "ferplus", "weights:pcnn-ferplus"),
@@ -203,10 +205,17 @@ def measured(dataset: str, source: str | None) -> dict | None:
                 trained.append(f"{member}: `{t['command']}`")
                 configs.append(t["config"])
         single = configs[0] if len(members) == 1 and configs else {}
+        inits = {c.get("init") for c in configs}
+        # an ensemble whose members all started from the same weights is labelled by that start, and
+        # by its members' seeds when they all differ
+        ft = single.get("init") if single else (next(iter(inits)) if len(inits) == 1 and
+                                                 len(configs) == len(members) else None)
+        seeds = [c.get("seed", 0) for c in configs]
+        seeds = seeds if len(set(seeds)) == len(seeds) == len(members) else [0]
         return {"value": m["accuracy"], "sel": val["accuracy"], "sel_on": val_split,
                 "text": f"{100 * m['accuracy']:.2f}%",
                 "command": shlex.join(cmd),
-                "trained": "; ".join(trained) or None, "ft": single.get("init"),
+                "trained": "; ".join(trained) or None, "ft": ft, "seeds": seeds,
                 "kd": single.get("teacher"), "select": single.get("select"), "tta": m.get("tta", "none"),
                 "model": m["model"],
                 "short": ((model if model in weights.ALIASES else model.removeprefix("runs/"))
@@ -227,6 +236,7 @@ def measured(dataset: str, source: str | None) -> dict | None:
                 "short": name,
                 "command": ev, "trained": card["training"]["command"],
                 "ft": card["training"]["config"].get("init"), "select": card["training"]["config"].get("select"),
+                "seeds": [card["training"]["config"].get("seed", 0)],
                 "kd": card["training"]["config"].get("teacher"),
                 "detail": f"`{name}` (shipped); {split} macro-F1 {m['macro_f1']:.3f}; selected on "
                           f"{card['dataset'].get('val_split')} ({100 * val.get('accuracy', float('nan')):.2f}%)"}
