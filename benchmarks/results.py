@@ -112,6 +112,11 @@ ROWS = [
     ("mini_xception", {"width": 2}, "ckplus", "cv:ckplus-mini_xception-ftr2-al-s1.json"),
     ("ensemble", {"members": [["mini_xception", {"width": 2}]] * 2}, "ckplus",
      "cv:ckplus-mini_xception-ftr2-al-2seeds.json"),
+    ("mini_xception", {"width": 2}, "ckplus", "cv:ckplus-mini_xception-ftr2s1-al.json"),
+    ("ensemble", {"members": [["mini_xception", {"width": 2}]] * 2}, "ckplus",
+     "cv:ckplus-mini_xception-ftr2-ftr2s1-al.json"),
+    ("ensemble", {"members": [["mini_xception", {"width": 2}]] * 3}, "ckplus",
+     "cv:ckplus-mini_xception-ftr2-al-3runs.json"),
     ("mini_xception", {"width": 2}, "jaffe", "cv:jaffe-mini_xception-ft.json"),
     ("pcnn", {}, "jaffe", "cv:jaffe-pcnn-ft.json"),
     ("zhu_cnn", {}, "jaffe", "cv:jaffe-zhu_cnn-ft.json"),
@@ -122,6 +127,11 @@ ROWS = [
     ("mini_xception", {"width": 2}, "jaffe", "cv:jaffe-mini_xception-ftr2-al-s1.json"),
     ("ensemble", {"members": [["mini_xception", {"width": 2}]] * 2}, "jaffe",
      "cv:jaffe-mini_xception-ftr2-al-2seeds.json"),
+    ("mini_xception", {"width": 2}, "jaffe", "cv:jaffe-mini_xception-ftr2s1-al.json"),
+    ("ensemble", {"members": [["mini_xception", {"width": 2}]] * 2}, "jaffe",
+     "cv:jaffe-mini_xception-ftr2-ftr2s1-al.json"),
+    ("ensemble", {"members": [["mini_xception", {"width": 2}]] * 3}, "jaffe",
+     "cv:jaffe-mini_xception-ftr2-al-3runs.json"),
     ("pcnn", {}, "jaffe", "cv:jaffe-pcnn-ftp.json"),
     ("di_fernet", {}, "jaffe", "cv:jaffe-di_fernet-ftp.json"),
     ("pcnn", {}, "rafdb", None),
@@ -251,13 +261,32 @@ def measured(dataset: str, source: str | None) -> dict | None:
     return {"value": a["mean"], "std": a["std"], "sel": statistics.mean(val) if val else None,
             "sel_on": "selection folds, mean",
             "text": f"{100 * a['mean']:.2f}% +- {100 * a['std']:.2f}",
-            "command": s["command"], "ft": s["config"].get("init"), "select": s["config"].get("select"),
+            "command": s["command"], "ft": cv_inits(s), "select": s["config"].get("select"),
             "tta": s.get("tta", "none"),
-            "seeds": s.get("run_seeds") or [s["config"].get("seed", 0)],
+            "seeds": cv_seeds(s),
             "runs_md": ("re-evaluating the folds of " + "; ".join(f"`{c}`" for c in s["run_commands"])
                         if s.get("run_commands") else None),
             "detail": f"`docs/results/{name}`: {done}, fold range {100 * a['min']:.1f}-{100 * a['max']:.1f}%, "
                       f"pooled {100 * s['pooled']['accuracy']:.2f}%, macro-F1 {s['macro_f1']['mean']:.3f}{sel}"}
+
+
+def cv_inits(s: dict) -> str | list[str] | None:
+    """The ``--init`` of a cross-validation summary: one name, or (``ferkit crossval-eval`` of runs
+    started from different weights) each run's, in order."""
+    cmds = s.get("run_commands") or []
+    inits = []
+    for c in cmds:
+        a = shlex.split(c)
+        inits.append(a[a.index("--init") + 1] if "--init" in a else None)
+    if len(set(inits)) > 1:
+        return inits
+    return s["config"].get("init")
+
+
+def cv_seeds(s: dict) -> list[int]:
+    """Each run's seed when they differ, else the one seed (a single-item list)."""
+    seeds = s.get("run_seeds") or [s["config"].get("seed", 0)]
+    return seeds if len(set(seeds)) > 1 else seeds[:1]
 
 
 def members_of(arch: str, kw: dict) -> list:
@@ -316,7 +345,9 @@ def build(threads: int, reps: int, points: list[dict] | None = None) -> str:
                 label = f"ensemble: {label}"
             paper = PAPERS.get((arch, ds), "-")
             m = None if source is None else measured(ds, source)
-            if m is not None and m["ft"]:
+            if m is not None and isinstance(m["ft"], list):  # runs started from different weights
+                label += ", ft from " + " + ".join(f"`{x}`" for x in m["ft"])
+            elif m is not None and m["ft"]:
                 label += (", ft" if "ferplus" not in m["ft"] else f", ft from `{m['ft']}`" if ds != "ferplus"
                           else f", second round from `{m['ft']}`")
             if m is not None and m.get("select") == "accuracy-loss":
