@@ -245,12 +245,13 @@ class MTCNN:
         d = model_dir()
         n = threads if threads is not None else min(4, os.cpu_count() or 1)
         self.pnet, self.rnet, self.onet = (_session(d / f"{k}.onnx", n) for k in ("pnet", "rnet", "onet"))
-        # With two threads or more, work is split in two halves run at once on one-thread sessions,
-        # one in a helper thread: the pyramid's first level (about half of P-Net's work) beside the
-        # other levels, and each half of R-Net's and O-Net's candidates. Small inputs gain little
-        # from onnxruntime's own threads (the first level runs 1.7x faster on two, the 4th level
-        # and smaller ones slower), so two at once use the cores better; the outputs are the same.
-        self._one = ({k: _session(d / f"{k}.onnx", 1) for k in ("pnet", "rnet", "onet")} if n >= 2 else None)
+        # With two threads or more, work is split in two halves run at once on sessions of half the
+        # threads (one thread each on 2 cores), one half in a helper thread: the pyramid's first
+        # level (about half of P-Net's work) beside the other levels, and each half of R-Net's and
+        # O-Net's candidates. Small inputs gain little from onnxruntime's own threads (on 2 cores the
+        # first level runs 1.7x faster on two, the 4th level and smaller ones slower), so two at
+        # once use the cores better; the outputs are the same.
+        self._one = ({k: _session(d / f"{k}.onnx", n // 2) for k in ("pnet", "rnet", "onet")} if n >= 2 else None)
         self._pool = None
         self._pool_pid = 0
 
