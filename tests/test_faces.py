@@ -244,20 +244,21 @@ def test_prelu_rewrite_gives_the_same_bits(name, shape):
 
 
 def _nms_reference(boxes, scores, thresh, mode="union"):
-    """The textbook greedy loop (ferkit's original MTCNN NMS), kept here as the reference."""
-    x1, y1, x2, y2 = boxes.T
-    area = (x2 - x1 + 1) * (y2 - y1 + 1)
-    order = np.argsort(-scores, kind="stable")
-    keep = []
-    while order.size:
-        i = order[0]
-        keep.append(i)
-        rest = order[1:]
-        w = np.maximum(0.0, np.minimum(x2[i], x2[rest]) - np.maximum(x1[i], x1[rest]) + 1)
-        h = np.maximum(0.0, np.minimum(y2[i], y2[rest]) - np.maximum(y1[i], y1[rest]) + 1)
+    """Greedy NMS the slow, obvious way, in Python floats: visit boxes by falling score (ties by
+    index) and keep one when it overlaps no kept box by more than ``thresh``."""
+    b = [[float(v) for v in row] for row in boxes]
+    area = [(x2 - x1 + 1) * (y2 - y1 + 1) for x1, y1, x2, y2 in b]
+
+    def overlap(k, i):  # k: the kept (higher-scoring) box
+        w = max(0.0, min(b[k][2], b[i][2]) - max(b[k][0], b[i][0]) + 1)
+        h = max(0.0, min(b[k][3], b[i][3]) - max(b[k][1], b[i][1]) + 1)
         inter = w * h
-        denom = np.minimum(area[i], area[rest]) if mode == "min" else area[i] + area[rest] - inter
-        order = rest[inter / denom <= thresh]
+        return inter / (min(area[k], area[i]) if mode == "min" else area[k] + area[i] - inter)
+
+    keep = []
+    for i in sorted(range(len(b)), key=lambda j: -float(scores[j])):
+        if all(overlap(k, i) <= thresh for k in keep):
+            keep.append(i)
     return keep
 
 
