@@ -97,6 +97,8 @@ ROWS = [
     ("mini_xception", {"width": 2}, "ferplus", "eval:ferplus-mini_xception-r2-flip"),
     ("mini_xception", {"width": 2}, "ferplus", "weights:mini_xception-ferplus-r2s1"),
     ("ensemble", {"members": [["mini_xception", {"width": 2}]] * 2}, "ferplus", "eval:ferplus-ensemble-r2x2-flip"),
+    ("mini_xception", {"width": 2}, "ferplus", "weights:mini_xception-ferplus-r2s2"),
+    ("ensemble", {"members": [["mini_xception", {"width": 2}]] * 3}, "ferplus", "eval:ferplus-ensemble-r2x3-flip"),
     ("ensemble", {"members": [["mini_xception", {"width": 2}], ["di_fernet", {}], ["pcnn", {}], ["zhu_cnn", {}]]},
      "ferplus", "eval:ferplus-ensemble4-flip"),
     ("pcnn", {}, "ferplus", "weights:pcnn-ferplus"),
