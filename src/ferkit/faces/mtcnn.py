@@ -18,6 +18,7 @@ Conventions of those networks (the original Caffe MTCNN weights, converted):
 
 from __future__ import annotations
 
+import functools
 import importlib.util
 import os
 from dataclasses import dataclass
@@ -94,8 +95,15 @@ def prelu_as_convs(model):
     return m
 
 
-def _session(path: Path, threads: int):
+@functools.lru_cache(maxsize=None)
+def _fast_model(path: Path) -> bytes:
+    """The network at ``path`` with :func:`prelu_as_convs` applied, serialised (once per file)."""
     import onnx
+
+    return prelu_as_convs(onnx.load(str(path))).SerializeToString()
+
+
+def _session(path: Path, threads: int):
     import onnxruntime as ort
 
     so = ort.SessionOptions()
@@ -105,8 +113,7 @@ def _session(path: Path, threads: int):
     so.log_severity_level = 3
     # no busy-waiting between runs: spinning threads steal the cores the classifier needs next
     so.add_session_config_entry("session.intra_op.allow_spinning", "0")
-    model = prelu_as_convs(onnx.load(str(path)))
-    return ort.InferenceSession(model.SerializeToString(), sess_options=so, providers=["CPUExecutionProvider"])
+    return ort.InferenceSession(_fast_model(path), sess_options=so, providers=["CPUExecutionProvider"])
 
 
 def nms(boxes: np.ndarray, scores: np.ndarray, thresh: float, mode: str = "union") -> np.ndarray:
@@ -122,14 +129,11 @@ def nms(boxes: np.ndarray, scores: np.ndarray, thresh: float, mode: str = "union
     order = np.argsort(-scores, kind="stable")
     x1, y1, x2, y2 = (np.asarray(c, np.float64)[order] for c in np.asarray(boxes).T)
     area = (x2 - x1 + 1) * (y2 - y1 + 1)
+    box = (x1, y1, x2, y2, area)
     if n > NMS_MATRIX_MAX:
-        return order[_nms_loop(x1, y1, x2, y2, area, thresh, mode)]
-    w = np.maximum(0.0, np.minimum(x2[:, None], x2[None]) - np.maximum(x1[:, None], x1[None]) + 1)
-    h = np.maximum(0.0, np.minimum(y2[:, None], y2[None]) - np.maximum(y1[:, None], y1[None]) + 1)
-    inter = w * h
-    denom = np.minimum(area[:, None], area[None]) if mode == "min" else area[:, None] + area[None] - inter
-    with np.errstate(divide="ignore", invalid="ignore"):
-        over = ~(inter / denom <= thresh)  # row i: the boxes that i suppresses (NaN suppresses, as in the loop)
+        return order[_nms_loop(box, thresh, mode)]
+    idx = np.arange(n)
+    over = ~(_overlap(box, idx[:, None], idx[None], mode) <= thresh)  # row i: the boxes i suppresses (NaN too)
     keep = []
     gone = np.zeros(n, dtype=bool)
     for i in range(n):
@@ -150,20 +154,27 @@ SPLIT_MIN_BOXES = 4
 NMS_MATRIX_MAX = 512
 
 
-def _nms_loop(x1, y1, x2, y2, area, thresh: float, mode: str) -> np.ndarray:
+def _overlap(box, i, j, mode: str) -> np.ndarray:
+    """Overlap of boxes ``i`` with boxes ``j`` (index arrays that broadcast) of ``box`` =
+    ``(x1, y1, x2, y2, area)``: intersection over union, or over the smaller box (``"min"``)."""
+    x1, y1, x2, y2, area = box
+    w = np.maximum(0.0, np.minimum(x2[i], x2[j]) - np.maximum(x1[i], x1[j]) + 1)
+    h = np.maximum(0.0, np.minimum(y2[i], y2[j]) - np.maximum(y1[i], y1[j]) + 1)
+    inter = w * h
+    denom = np.minimum(area[i], area[j]) if mode == "min" else area[i] + area[j] - inter
+    with np.errstate(divide="ignore", invalid="ignore"):
+        return inter / denom
+
+
+def _nms_loop(box, thresh: float, mode: str) -> np.ndarray:
     """Greedy NMS over boxes already sorted by score, one kept box at a time."""
-    idx = np.arange(len(x1))
+    idx = np.arange(len(box[0]))
     keep = []
     while idx.size:
         i = idx[0]
         keep.append(i)
         rest = idx[1:]
-        w = np.maximum(0.0, np.minimum(x2[i], x2[rest]) - np.maximum(x1[i], x1[rest]) + 1)
-        h = np.maximum(0.0, np.minimum(y2[i], y2[rest]) - np.maximum(y1[i], y1[rest]) + 1)
-        inter = w * h
-        denom = np.minimum(area[i], area[rest]) if mode == "min" else area[i] + area[rest] - inter
-        with np.errstate(divide="ignore", invalid="ignore"):
-            idx = rest[inter / denom <= thresh]
+        idx = rest[_overlap(box, i, rest, mode) <= thresh]
     return np.asarray(keep, dtype=np.int64)
 
 
@@ -326,8 +337,8 @@ class MTCNN:
         b = net.run(None, {name: _patches(img, boxes[h:], size)})
         return [np.concatenate([u, v]) for u, v in zip(a.result(), b)]
 
-    def _refine(self, img: np.ndarray, cand: np.ndarray, net, size: int, thresh: float, last: bool):
-        outs = self._run("rnet" if net is self.rnet else "onet", img, cand[:, :4], size)
+    def _refine(self, img: np.ndarray, cand: np.ndarray, key: str, size: int, thresh: float, last: bool):
+        outs = self._run(key, img, cand[:, :4], size)
         if last:
             reg, pts, prob = outs
         else:
@@ -357,10 +368,10 @@ class MTCNN:
             return empty
         c = self._stage1(rgb)
         if len(c):
-            c = self._refine(rgb, c, self.rnet, 24, self.cfg.thresholds[1], last=False)
+            c = self._refine(rgb, c, "rnet", 24, self.cfg.thresholds[1], last=False)
         if not len(c):
             return empty
-        boxes, scores, lms = self._refine(rgb, c, self.onet, 48, self.cfg.thresholds[2], last=True)
+        boxes, scores, lms = self._refine(rgb, c, "onet", 48, self.cfg.thresholds[2], last=True)
         order = np.argsort(-scores, kind="stable")
         return boxes[order], scores[order].astype(np.float64), lms[order]
 
@@ -375,6 +386,6 @@ class MTCNN:
         if len(boxes) == 0 or min(rgb.shape[:2]) < 12:
             return empty
         cand = np.concatenate([np.fix(_square(np.asarray(boxes, np.float64))), np.ones((len(boxes), 1))], axis=1)
-        b, s, lm = self._refine(rgb, cand, self.onet, 48, self.cfg.thresholds[2], last=True)
+        b, s, lm = self._refine(rgb, cand, "onet", 48, self.cfg.thresholds[2], last=True)
         order = np.argsort(-s, kind="stable")
         return b[order], s[order].astype(np.float64), lm[order]
