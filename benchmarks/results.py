@@ -217,13 +217,11 @@ def measured(dataset: str, source: str | None) -> dict | None:
                 trained.append(f"{member}: `{t['command']}`")
                 configs.append(t["config"])
         single = configs[0] if len(members) == 1 and configs else {}
+        # labelled by the members' start when they share one, and by their seeds when those differ
+        known = len(configs) == len(members)
         inits = {c.get("init") for c in configs}
-        # an ensemble whose members all started from the same weights is labelled by that start, and
-        # by its members' seeds when they all differ
-        ft = single.get("init") if single else (next(iter(inits)) if len(inits) == 1 and
-                                                 len(configs) == len(members) else None)
-        seeds = [c.get("seed", 0) for c in configs]
-        seeds = seeds if len(set(seeds)) == len(seeds) == len(members) else [0]
+        ft = next(iter(inits)) if known and len(inits) == 1 else None
+        seeds = one_or_each([c.get("seed", 0) for c in configs]) if known else [0]
         return {"value": m["accuracy"], "sel": val["accuracy"], "sel_on": val_split,
                 "text": f"{100 * m['accuracy']:.2f}%",
                 "command": shlex.join(cmd),
@@ -280,15 +278,17 @@ def cv_inits(s: dict) -> str | list[str] | None:
     for c in cmds:
         a = shlex.split(c)
         inits.append(a[a.index("--init") + 1] if "--init" in a else None)
-    if len(set(inits)) > 1:
-        return inits
-    return s["config"].get("init")
+    return inits if len(one_or_each(inits)) > 1 else s["config"].get("init")
+
+
+def one_or_each(values: list) -> list:
+    """``values`` when they differ, else the first alone (a single-item list)."""
+    return values if len(set(values)) > 1 else values[:1]
 
 
 def cv_seeds(s: dict) -> list[int]:
-    """Each run's seed when they differ, else the one seed (a single-item list)."""
-    seeds = s.get("run_seeds") or [s["config"].get("seed", 0)]
-    return seeds if len(set(seeds)) > 1 else seeds[:1]
+    """Each run's seed when they differ, else the one seed."""
+    return one_or_each(s.get("run_seeds") or [s["config"].get("seed", 0)])
 
 
 def members_of(arch: str, kw: dict) -> list:
