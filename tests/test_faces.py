@@ -324,3 +324,39 @@ def test_mtcnn_split_works_in_a_forked_child(photo):
         p.kill()
     assert not alive, "the child hung on the parent's helper thread"
     assert q.get(timeout=5) == n_parent >= 1
+
+
+def test_pnet_one_head_gives_the_same_candidates(photo):
+    """P-Net run as ferkit runs it (both heads in one convolution, no Softmax, the probability
+    computed only where the logit difference can pass) keeps the same cells, in the same order,
+    with the same box offsets and the probabilities of the original network's Softmax (to 2e-7),
+    at thresholds from 0 to 1 and on noise as well as a photo."""
+    import cv2
+    import onnx
+    import onnxruntime as ort
+
+    orig = onnx.load(str(mt.model_dir() / "pnet.onnx"))
+    ref = ort.InferenceSession(orig.SerializeToString(), providers=["CPUExecutionProvider"])
+    fast = ort.InferenceSession(mt.pnet_one_head(mt.prelu_as_convs(orig)).SerializeToString(),
+                                providers=["CPUExecutionProvider"])
+    assert [o.name for o in fast.get_outputs()] == ["reg_logits"]
+    noise = np.random.default_rng(3).integers(0, 256, (97, 131, 3), dtype=np.uint8)
+    levels = [cv2.resize(photo, (photo.shape[1] // 3, photo.shape[0] // 3), interpolation=cv2.INTER_AREA), noise]
+    det = mt.MTCNN(threads=1)
+    for level in levels:
+        reg, prob = ref.run(None, {ref.get_inputs()[0].name: mt.pnet_input(level)})
+        p, r = prob[0, :, :, 1].T, reg[0].transpose(1, 0, 2)
+        for t in (0.0, 0.3, 0.6, 0.95, 0.999999, 1.0):
+            det.cfg.thresholds = (t, 0.7, 0.9)
+            ys, xs = np.nonzero(p >= t)
+            got = det._pnet_level(fast, level, 1.0)
+            if len(ys) == 0:
+                assert got is None
+                continue
+            want = np.concatenate([np.stack([xs * 2 + 1, ys * 2 + 1, xs * 2 + 12, ys * 2 + 12], 1), p[ys, xs][:, None],
+                                   r[ys, xs]], axis=1)
+            want = want[mt.nms(want[:, :4], want[:, 4], 0.5)]
+            assert got.shape == want.shape, (t, got.shape, want.shape)
+            assert np.array_equal(got[:, :4], want[:, :4]) and np.array_equal(got[:, 5:], want[:, 5:])
+            assert np.abs(got[:, 4] - want[:, 4]).max() <= 2e-7
+    assert mt.logit_floor(0.0) == -np.inf and mt.logit_floor(0.5) < 0 < mt.logit_floor(0.6) < mt.logit_floor(1.0) < 14

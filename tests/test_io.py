@@ -95,3 +95,37 @@ def test_arrays_and_pil_inputs():
     assert read_image(Image.new("RGB", (3, 2), (0, 0, 255))).shape == (2, 3)
     with pytest.raises(ValueError):
         read_image(np.zeros((2, 2), np.uint8), mode="CMYK")
+
+
+def test_exif_orientation_is_applied(tmp_path):
+    """A camera photo stored sideways with EXIF Orientation comes out upright; without the tag the
+    pixels come out as stored (no rotation, and the same bytes in L and RGB as Pillow decodes)."""
+    arr = np.zeros((20, 40, 3), np.uint8)  # 40 wide, 20 high; a red block at the top-left corner
+    arr[:5, :10, 0] = 255
+    img = Image.fromarray(arr)
+    exif = Image.Exif()
+    exif[0x0112] = 6  # Orientation 6: the viewer rotates 90 degrees clockwise
+    rotated = _save(tmp_path, "sideways.png", img, exif=exif.tobytes())
+    plain = _save(tmp_path, "plain.png", img)
+    up = read_image(rotated, "RGB")
+    assert up.shape == (40, 20, 3)
+    assert np.array_equal(up, np.rot90(arr, k=-1))  # the red block now at the top-right
+    assert up[0, -1, 0] == 255 and up[0, 0, 0] == 0
+    assert np.array_equal(read_image(plain, "RGB"), arr)
+    assert np.array_equal(read_image(plain.read_bytes(), "L"), np.asarray(Image.fromarray(arr).convert("L")))
+    assert read_image(rotated, "L").shape == (40, 20)
+
+
+def test_arrays_already_in_form_are_not_copied():
+    """A contiguous uint8 RGB (or gray) array asked for in its own mode is passed through as is;
+    any other form is converted into a new array (the caller's is never modified)."""
+    rgb = np.arange(2 * 3 * 3, dtype=np.uint8).reshape(2, 3, 3)
+    gray = np.arange(6, dtype=np.uint8).reshape(2, 3)
+    assert read_image(rgb, "RGB") is rgb and read_image(gray, "L") is gray
+    view = rgb[:, ::-1]  # not contiguous: a contiguous copy with the same pixels
+    got = read_image(view, "RGB")
+    assert got is not view and got.flags.c_contiguous and np.array_equal(got, view)
+    g = read_image(rgb, "L")
+    assert g.shape == (2, 3) and np.array_equal(g, np.asarray(Image.fromarray(rgb).convert("L")))
+    assert read_image(gray, "RGB").shape == (2, 3, 3) and np.array_equal(read_image(gray, "RGB")[..., 1], gray)
+    assert rgb.ravel().tolist() == list(range(18))
