@@ -258,6 +258,10 @@ def measured(dataset: str, source: str | None) -> dict | None:
     done = f"{len(s['per_fold'])} of {s['folds']} folds" + ("" if s["complete"] else " (**incomplete**)")
     val = [f["val_accuracy"] for f in s["per_fold"] if f.get("val_accuracy") is not None]
     sel = f"; selection folds (each round's fold i+1): mean {100 * statistics.mean(val):.2f}%" if val else ""
+    # a shipped file that is one round of this cross-validation (its card names this summary)
+    ship = [f"round {c['crossval']['this_round']} shipped as `{c['name']}`" for c in weights.shipped()
+            if (c.get("crossval") or {}).get("summary") == name]
+    sel += "".join(f"; {x}" for x in ship)
     return {"value": a["mean"], "std": a["std"], "sel": statistics.mean(val) if val else None,
             "sel_on": "selection folds, mean",
             "text": f"{100 * a['mean']:.2f}% +- {100 * a['std']:.2f}",

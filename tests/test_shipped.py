@@ -113,10 +113,23 @@ def test_kfold_cards_carry_their_protocol_number(capsys):
         assert f"{cv['folds']}-fold CV acc {cv['accuracy_mean']:.4f}" in out
 
 
+def test_every_paper_architecture_ships_for_every_dataset():
+    """Each of the four papers' architectures ships weights for each benchmark with data here, under
+    ``<architecture>-<dataset>``, trained on that dataset."""
+    cards = {c["name"]: c for c in weights.shipped()}
+    for arch in ("mini_xception", "di_fernet", "pcnn", "zhu_cnn"):
+        for dataset in ("fer2013", "ferplus", "ckplus", "jaffe"):
+            card = cards.get(f"{arch}-{dataset}")
+            assert card is not None, f"{arch}-{dataset} is not shipped"
+            assert card["architecture"] == arch and card["dataset"]["name"] == dataset
+            assert ("crossval" in card) == (dataset in ("ckplus", "jaffe"))
+
+
 @requires_shared
 @pytest.mark.parametrize("name,dataset,folder,extra", [
-    ("mini_xception-ckplus", "ckplus", "ckplus48", []),
-    ("mini_xception-jaffe", "jaffe", "jaffe", ["--detect", "mtcnn"]),
+    (f"{arch}-{dataset}", dataset, folder, extra)
+    for arch in ("mini_xception", "di_fernet", "pcnn", "zhu_cnn")
+    for dataset, folder, extra in (("ckplus", "ckplus48", []), ("jaffe", "jaffe", ["--detect", "mtcnn"]))
 ])
 def test_kfold_weights_reproduce_their_round(tmp_path, name, dataset, folder, extra):
     card = ferkit.load_model(name).card
