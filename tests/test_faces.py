@@ -153,6 +153,26 @@ def test_align_puts_the_landmarks_on_the_template(photo, mtcnn):
     assert rgb.shape == (64, 64, 3)
 
 
+def test_align_reuses_the_shrunk_image_for_the_faces_of_one_image(photo, mtcnn):
+    """Faces of one image share each blurred copy (one per size class): the same crops, pixel for
+    pixel, as aligning each face on its own, and one copy kept per size class."""
+    import cv2
+
+    gray = read_image(photo, mode="L")
+    half = cv2.resize(gray, (gray.shape[1] // 2, gray.shape[0] // 2))
+    tiled = np.concatenate([np.concatenate([half, half[:, ::-1]], 1), np.concatenate([gray[: half.shape[0],
+                            : half.shape[1]], half], 1)], 0)
+    faces = mtcnn.detect(np.repeat(tiled[:, :, None], 3, 2))
+    assert len(faces) >= 3
+    shrunk: dict = {}
+    for size in ((48, 48), (24, 24)):
+        for d in faces:
+            shared, m1 = align(tiled, d.landmarks, size, shrunk)
+            alone, m2 = align(tiled, d.landmarks, size)
+            assert np.array_equal(shared, alone) and np.array_equal(m1, m2)
+    assert shrunk and all(v.shape == (round(tiled.shape[0] * k), round(tiled.shape[1] * k)) for k, v in shrunk.items())
+
+
 def test_regions_are_named_and_placed():
     r = regions((48, 48))
     assert tuple(r) == REGION_NAMES

@@ -222,10 +222,10 @@ class Recognizer:
     def crops(self, rgb: np.ndarray, dets: list[Detection]) -> np.ndarray:
         """Aligned faces at the model's input size: uint8 ``[N, H, W]`` (gray) or ``[N, H, W, 3]``."""
         src = cv2.cvtColor(rgb, cv2.COLOR_RGB2GRAY) if self.gray else rgb
-        out = []
+        out, shrunk = [], {}
         for d in dets:
             if d.landmarks is not None:
-                out.append(align(src, d.landmarks, self.size)[0])
+                out.append(align(src, d.landmarks, self.size, shrunk)[0])
             else:
                 out.append(crop_box(src, d.box, self.size))
         return np.stack(out) if out else np.zeros((0, *self.size) + (() if self.gray else (3,)), np.uint8)

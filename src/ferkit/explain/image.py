@@ -44,10 +44,10 @@ def face_crops(rec: Any, rgb: np.ndarray, dets: list) -> tuple[np.ndarray, np.nd
     gray = rec.gray
     src = cv2.cvtColor(rgb, cv2.COLOR_RGB2GRAY) if gray else rgb
     h, w = rec.size
-    crops, mats = [], []
+    crops, mats, shrunk = [], [], {}
     for d in dets:
         if d.landmarks is not None:
-            c, m = align(src, d.landmarks, (h, w))
+            c, m = align(src, d.landmarks, (h, w), shrunk)
         else:
             c = crop_box(src, d.box, (h, w))
             x1, y1, x2, y2 = (float(v) for v in d.box)

@@ -49,19 +49,28 @@ def similarity(src: np.ndarray, dst: np.ndarray) -> np.ndarray:
     return m
 
 
-def align(img: np.ndarray, landmarks: np.ndarray, size: tuple[int, int]) -> tuple[np.ndarray, np.ndarray]:
+def align(img: np.ndarray, landmarks: np.ndarray, size: tuple[int, int],
+          shrunk: dict | None = None) -> tuple[np.ndarray, np.ndarray]:
     """The face with ``landmarks`` (``[5, 2]``, image pixels) warped to ``size`` (height, width)
     so that its points land on the template. Returns (aligned image, 2x3 matrix image->aligned).
     Pixels outside the image repeat its border. Shrinking by more than 2x first blurs the image
-    (area-averaged), so small outputs do not alias."""
+    (area-averaged), so small outputs do not alias.
+
+    ``shrunk``: a dict kept by the caller for the faces of one image: each blurred copy of ``img``
+    is made once and reused by the other faces of the same size class (the same pixels; several
+    faces of a 640x480 frame otherwise resize the whole frame once each)."""
     h, w = size
     m = similarity(landmarks, template(size))
     scale = float(np.sqrt(abs(np.linalg.det(m[:, :2]))))
     src, pre = img, 1.0
     if scale < 0.5:  # downscale first (area filter), then warp at the nearer scale
         pre = 1.0 / (2 ** int(np.floor(np.log2(1 / scale))))
-        src = cv2.resize(img, (max(1, round(img.shape[1] * pre)), max(1, round(img.shape[0] * pre))),
-                         interpolation=cv2.INTER_AREA)
+        src = None if shrunk is None else shrunk.get(pre)
+        if src is None:
+            src = cv2.resize(img, (max(1, round(img.shape[1] * pre)), max(1, round(img.shape[0] * pre))),
+                             interpolation=cv2.INTER_AREA)
+            if shrunk is not None:
+                shrunk[pre] = src
         m2 = similarity(np.asarray(landmarks) * pre, template(size))
     else:
         m2 = m
