@@ -119,6 +119,11 @@ ROWS = [
      "cv:ckplus-mini_xception-ftr2-ftr2s1-al.json"),
     ("ensemble", {"members": [["mini_xception", {"width": 2}]] * 3}, "ckplus",
      "cv:ckplus-mini_xception-ftr2-al-3runs.json"),
+    ("mini_xception", {"width": 2}, "ckplus", "cv:ckplus-mini_xception-ftr2s2-al.json"),
+    ("ensemble", {"members": [["mini_xception", {"width": 2}]] * 3}, "ckplus",
+     "cv:ckplus-mini_xception-ftr2-ftr2s1-ftr2s2-al.json"),
+    ("ensemble", {"members": [["mini_xception", {"width": 2}]] * 4}, "ckplus",
+     "cv:ckplus-mini_xception-ftr2-al-4runs.json"),
     ("mini_xception", {"width": 2}, "jaffe", "cv:jaffe-mini_xception-ft.json"),
     ("pcnn", {}, "jaffe", "cv:jaffe-pcnn-ft.json"),
     ("zhu_cnn", {}, "jaffe", "cv:jaffe-zhu_cnn-ft.json"),
@@ -134,6 +139,12 @@ ROWS = [
      "cv:jaffe-mini_xception-ftr2-ftr2s1-al.json"),
     ("ensemble", {"members": [["mini_xception", {"width": 2}]] * 3}, "jaffe",
      "cv:jaffe-mini_xception-ftr2-al-3runs.json"),
+    ("mini_xception", {"width": 2}, "jaffe", "cv:jaffe-mini_xception-ftr2s2-al.json"),
+    ("mini_xception", {"width": 2}, "jaffe", "cv:jaffe-mini_xception-ftck-al.json"),
+    ("ensemble", {"members": [["mini_xception", {"width": 2}]] * 3}, "jaffe",
+     "cv:jaffe-mini_xception-ftr2-ftr2s1-ftr2s2-al.json"),
+    ("ensemble", {"members": [["mini_xception", {"width": 2}]] * 4}, "jaffe",
+     "cv:jaffe-mini_xception-ftr2-al-4runs.json"),
     ("pcnn", {}, "jaffe", "cv:jaffe-pcnn-ftp.json"),
     ("di_fernet", {}, "jaffe", "cv:jaffe-di_fernet-ftp.json"),
     ("pcnn", {}, "rafdb", None),
@@ -323,7 +334,7 @@ def build(threads: int, reps: int, points: list[dict] | None = None) -> str:
         f"({platform.processor() or platform.machine()}, {os.cpu_count()} cores; "
         f"load average {os.getloadavg()[0]:.1f} when measured, {datetime.date.today()}).",
         "No pre-trained weights: every network here was trained from scratch by ferkit (\"ft\": fine-tuned",
-        "from ferkit's own FER2013 weights, `--init`; \"ft from `<name>`\": from its FER+ weights of that name).",
+        "from ferkit's own FER2013 weights, `--init`; \"ft from `<name>`\": from its weights of that name, FER+ or CK+).",
         "",
         f"![every measured row against its target and the papers' numbers]({PLOT.relative_to(DOC.parent)})",
         "",
@@ -354,8 +365,10 @@ def build(threads: int, reps: int, points: list[dict] | None = None) -> str:
             if m is not None and isinstance(m["ft"], list):  # runs started from different weights
                 label += ", ft from " + " + ".join(f"`{x}`" for x in m["ft"])
             elif m is not None and m["ft"]:
-                label += (", ft" if "ferplus" not in m["ft"] else f", ft from `{m['ft']}`" if ds != "ferplus"
-                          else f", second round from `{m['ft']}`")
+                ft = m["ft"]
+                own = ft == "default" or "fer2013" in ft  # ferkit's FER2013 weights (shipped or their run)
+                label += (", ft" if own else f", second round from `{ft}`" if ds == "ferplus" and "ferplus" in ft
+                          else f", ft from `{ft}`")
             if m is not None and m.get("select") == "accuracy-loss":
                 label += ", epochs chosen by accuracy then loss"
             if m is not None and m.get("seeds", [0]) != [0]:
