@@ -99,6 +99,8 @@ ROWS = [
     ("ensemble", {"members": [["mini_xception", {"width": 2}]] * 2}, "ferplus", "eval:ferplus-ensemble-r2x2-flip"),
     ("mini_xception", {"width": 2}, "ferplus", "weights:mini_xception-ferplus-r2s2"),
     ("ensemble", {"members": [["mini_xception", {"width": 2}]] * 3}, "ferplus", "eval:ferplus-ensemble-r2x3-flip"),
+    ("mini_xception", {"width": 2}, "ferplus", "weights:mini_xception-ferplus-r2s3"),
+    ("ensemble", {"members": [["mini_xception", {"width": 2}]] * 4}, "ferplus", "eval:ferplus-ensemble-r2x4-flip"),
     ("ensemble", {"members": [["mini_xception", {"width": 2}], ["di_fernet", {}], ["pcnn", {}], ["zhu_cnn", {}]]},
      "ferplus", "eval:ferplus-ensemble4-flip"),
     ("pcnn", {}, "ferplus", "weights:pcnn-ferplus"),

@@ -6,8 +6,8 @@ and git commit that trained them, the dataset and splits, and the metrics measur
 
 Shipped weights live in this folder and are named ``<architecture>-<dataset>``, or
 ``<architecture>-<dataset>-<variant>`` for a second network of the same kind (``-s1``: another
-seed; ``-r2``: a second round of training, started from the first; ``-r2s1``, ``-r2s2``: the
-same second round with seeds 1 and 2; ``-fromferplus``: fine-tuned from the FER+ weights).
+seed; ``-r2``: a second round of training, started from the first; ``-r2s1``, ``-r2s2``, ``-r2s3``: the
+same second round with seeds 1, 2 and 3; ``-fromferplus``: fine-tuned from the FER+ weights).
 ``default``, ``best-fer2013``, ``best-ferplus`` and ``fast`` are aliases (see :data:`ALIASES`);
 an alias may name an ensemble ``a+b`` (:func:`ferkit.load_model` averages its members).
 """
@@ -30,9 +30,10 @@ ALIASES: dict[str, str] = {
     "default": "mini_xception-fer2013",
     # the most accurate FER2013 model, chosen on PublicTest (docs/results.md; use it with --tta flip)
     "best-fer2013": "mini_xception-fer2013+mini_xception-fer2013-s1+mini_xception-fer2013-fromferplus",
-    # the most accurate FER+ model, chosen on Valid (use it with --tta flip): three second-round
-    # mini_xceptions (seeds 0, 1 and 2), averaged
-    "best-ferplus": "mini_xception-ferplus-r2+mini_xception-ferplus-r2s1+mini_xception-ferplus-r2s2",
+    # the most accurate FER+ model, chosen on Valid (use it with --tta flip): four second-round
+    # mini_xceptions (seeds 0, 1, 2 and 3), averaged
+    "best-ferplus": ("mini_xception-ferplus-r2+mini_xception-ferplus-r2s1+mini_xception-ferplus-r2s2+"
+                     "mini_xception-ferplus-r2s3"),
     # the fastest FER2013 model: lite_cnn, ~5x faster per face than the default and 6.7 points less
     # accurate on PrivateTest (docs/benchmarks.md, "The classifier budget")
     "fast": "lite_cnn-fer2013",
