@@ -75,6 +75,25 @@ DATASETS = {
     "kdef": ("KDEF", "-"),
 }
 
+
+def mx(dataset: str, source: str, n: int = 1) -> tuple:
+    """A row of mini_xception (width 2), or of an ensemble of ``n`` of them."""
+    if n == 1:
+        return ("mini_xception", {"width": 2}, dataset, source)
+    return ("ensemble", {"members": [["mini_xception", {"width": 2}]] * n}, dataset, source)
+
+
+# the fine-tuning runs of mini_xception on CK+ and on JAFFE (the same recipes on both), in table
+# order: (file name part, networks averaged)
+KFOLD_MX = [("ftp", 1), ("ftr2", 1), ("ftr2-al", 1), ("ftr2-al-s1", 1), ("ftr2-al-2seeds", 2), ("ftr2s1-al", 1),
+            ("ftr2-ftr2s1-al", 2), ("ftr2-al-3runs", 3), ("ftr2s2-al", 1), ("ftr2-ftr2s1-ftr2s2-al", 3),
+            ("ftr2-al-4runs", 4)]
+
+
+def kfold_mx(dataset: str) -> list[tuple]:
+    return [mx(dataset, f"cv:{dataset}-mini_xception-{name}.json", n) for name, n in KFOLD_MX]
+
+
 # (arch, arch kwargs, dataset, source): source = shipped weights name, or a file under docs/results/
 ROWS = [
     ("mini_xception", {"width": 2}, "fer2013", "weights:mini_xception-fer2013"),
@@ -110,43 +129,13 @@ ROWS = [
     ("pcnn", {}, "ckplus", "cv:ckplus-pcnn-ft.json"),
     ("zhu_cnn", {}, "ckplus", "cv:ckplus-zhu_cnn-ft.json"),
     ("di_fernet", {}, "ckplus", "cv:ckplus-di_fernet-ft.json"),
-    ("mini_xception", {"width": 2}, "ckplus", "cv:ckplus-mini_xception-ftp.json"),
-    ("mini_xception", {"width": 2}, "ckplus", "cv:ckplus-mini_xception-ftr2.json"),
-    ("mini_xception", {"width": 2}, "ckplus", "cv:ckplus-mini_xception-ftr2-al.json"),
-    ("mini_xception", {"width": 2}, "ckplus", "cv:ckplus-mini_xception-ftr2-al-s1.json"),
-    ("ensemble", {"members": [["mini_xception", {"width": 2}]] * 2}, "ckplus",
-     "cv:ckplus-mini_xception-ftr2-al-2seeds.json"),
-    ("mini_xception", {"width": 2}, "ckplus", "cv:ckplus-mini_xception-ftr2s1-al.json"),
-    ("ensemble", {"members": [["mini_xception", {"width": 2}]] * 2}, "ckplus",
-     "cv:ckplus-mini_xception-ftr2-ftr2s1-al.json"),
-    ("ensemble", {"members": [["mini_xception", {"width": 2}]] * 3}, "ckplus",
-     "cv:ckplus-mini_xception-ftr2-al-3runs.json"),
-    ("mini_xception", {"width": 2}, "ckplus", "cv:ckplus-mini_xception-ftr2s2-al.json"),
-    ("ensemble", {"members": [["mini_xception", {"width": 2}]] * 3}, "ckplus",
-     "cv:ckplus-mini_xception-ftr2-ftr2s1-ftr2s2-al.json"),
-    ("ensemble", {"members": [["mini_xception", {"width": 2}]] * 4}, "ckplus",
-     "cv:ckplus-mini_xception-ftr2-al-4runs.json"),
+    *kfold_mx("ckplus"),
     ("mini_xception", {"width": 2}, "jaffe", "cv:jaffe-mini_xception-ft.json"),
     ("pcnn", {}, "jaffe", "cv:jaffe-pcnn-ft.json"),
     ("zhu_cnn", {}, "jaffe", "cv:jaffe-zhu_cnn-ft.json"),
     ("di_fernet", {}, "jaffe", "cv:jaffe-di_fernet-ft.json"),
-    ("mini_xception", {"width": 2}, "jaffe", "cv:jaffe-mini_xception-ftp.json"),
-    ("mini_xception", {"width": 2}, "jaffe", "cv:jaffe-mini_xception-ftr2.json"),
-    ("mini_xception", {"width": 2}, "jaffe", "cv:jaffe-mini_xception-ftr2-al.json"),
-    ("mini_xception", {"width": 2}, "jaffe", "cv:jaffe-mini_xception-ftr2-al-s1.json"),
-    ("ensemble", {"members": [["mini_xception", {"width": 2}]] * 2}, "jaffe",
-     "cv:jaffe-mini_xception-ftr2-al-2seeds.json"),
-    ("mini_xception", {"width": 2}, "jaffe", "cv:jaffe-mini_xception-ftr2s1-al.json"),
-    ("ensemble", {"members": [["mini_xception", {"width": 2}]] * 2}, "jaffe",
-     "cv:jaffe-mini_xception-ftr2-ftr2s1-al.json"),
-    ("ensemble", {"members": [["mini_xception", {"width": 2}]] * 3}, "jaffe",
-     "cv:jaffe-mini_xception-ftr2-al-3runs.json"),
-    ("mini_xception", {"width": 2}, "jaffe", "cv:jaffe-mini_xception-ftr2s2-al.json"),
-    ("mini_xception", {"width": 2}, "jaffe", "cv:jaffe-mini_xception-ftck-al.json"),
-    ("ensemble", {"members": [["mini_xception", {"width": 2}]] * 3}, "jaffe",
-     "cv:jaffe-mini_xception-ftr2-ftr2s1-ftr2s2-al.json"),
-    ("ensemble", {"members": [["mini_xception", {"width": 2}]] * 4}, "jaffe",
-     "cv:jaffe-mini_xception-ftr2-al-4runs.json"),
+    *kfold_mx("jaffe"),
+    mx("jaffe", "cv:jaffe-mini_xception-ftck-al.json"),
     ("pcnn", {}, "jaffe", "cv:jaffe-pcnn-ftp.json"),
     ("di_fernet", {}, "jaffe", "cv:jaffe-di_fernet-ftp.json"),
     ("pcnn", {}, "rafdb", None),
