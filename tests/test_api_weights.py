@@ -74,6 +74,17 @@ def test_predict_api_accepts_every_face_form(saved, tmp_path):
     # the same face as a path and as an array gives the same answer
     assert preds[0].probabilities == pytest.approx(preds[3].probabilities)
     assert m.predict_proba([gray], tta="flip").shape == (1, 7)
+    # torch tensors in PyTorch's layout: [N, C, H, W] uint8 or [0, 1] floats, [C, H, W], [H, W]
+    t = torch.from_numpy(np.stack([gray, gray]))[:, None]
+    assert np.allclose(m.predict_proba(t), m.predict_proba([gray, gray]), atol=1e-6)
+    assert np.allclose(m.predict_proba(t.float() / 255), m.predict_proba([gray, gray]), atol=1e-6)
+    assert np.allclose(m.predict_proba(torch.from_numpy(rgb).permute(2, 0, 1)), m.predict_proba(rgb), atol=1e-6)
+    assert np.allclose(m.predict_proba(torch.from_numpy(gray)), m.predict_proba(gray), atol=1e-6)
+    with pytest.raises(FerkitError, match=r"tensor of shape \[5\]"):
+        m.predict(torch.zeros(5))
+    for bad in (5, None, {"a": 1}, [1.5]):  # not images: a clear error, not a TypeError
+        with pytest.raises(FerkitError):
+            m.predict(bad)
     with pytest.raises(FerkitError):
         m.predict([])
     with pytest.raises(FerkitError):

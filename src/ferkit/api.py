@@ -95,6 +95,16 @@ class ExpressionModel:
 
 
 def _as_list(faces: Any) -> list:
+    if isinstance(faces, torch.Tensor):  # PyTorch's layout: [N, C, H, W], [C, H, W] or [H, W]
+        t = faces.detach().cpu()
+        if t.ndim == 4:
+            return list(t.permute(0, 2, 3, 1).numpy())
+        if t.ndim == 3 and t.shape[0] in (1, 3):
+            return [t.permute(1, 2, 0).numpy()]
+        if t.ndim == 2:
+            return [t.numpy()]
+        raise FerkitError(f"cannot read faces from a tensor of shape {list(t.shape)}: "
+                          f"expected [N, C, H, W], [C, H, W] (C = 1 or 3) or [H, W]")
     if isinstance(faces, (list, tuple)):
         return list(faces)
     if isinstance(faces, np.ndarray) and (faces.ndim == 4 or (faces.ndim == 3 and faces.shape[-1] not in (1, 3, 4))):

@@ -67,6 +67,9 @@ def read_image(source: Source, mode: str = "L", name: str | None = None) -> np.n
         if not data:
             raise ImageDecodeError(f"{label}: empty image data (0 bytes)")
         fp: object = _io.BytesIO(data)
+    elif not isinstance(source, (str, os.PathLike)):
+        raise ImageDecodeError(f"{label}: cannot read an image from a {type(source).__name__} "
+                               f"(give a file path, bytes, a numpy array or a PIL image)")
     else:
         path = Path(source)
         if not path.exists():
