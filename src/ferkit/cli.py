@@ -206,7 +206,7 @@ def _train_config(a: argparse.Namespace):
         threads=a.threads, limit=a.limit, early_stop=a.early_stop, select=a.select, name=a.name, init=a.init,
         aux_weight=a.aux_weight, aux_epochs=a.aux_epochs, teacher=a.teacher, kd_weight=a.kd_weight,
         kd_temperature=a.kd_temperature, detect=a.detect, min_face=a.min_face,
-        command="ferkit " + shlex.join(sys.argv[1:]) if a.command is None else a.command,
+        command=_command(a) if a.command is None else a.command,
     )
 
 
@@ -268,7 +268,34 @@ def cmd_crossval_eval(a: argparse.Namespace) -> int:
 
         torch.set_num_threads(a.threads)
     evaluate_crossval(a.runs, tta=None if a.tta == "none" else a.tta, out=a.out, batch_size=a.batch_size,
-                      command="ferkit " + shlex.join(sys.argv[1:]))
+                      command=_command(a))
+    return 0
+
+
+PROBE_EXAMPLES = """examples:
+  ferkit probe --models mini_xception-fer2013 --dataset jaffe --data ../shared/data/jaffe --detect mtcnn \\
+      --out runs/probe-jaffe                                            # JAFFE, leave one subject out
+  ferkit probe --models mini_xception-fer2013,mini_xception-fer2013-s1 --dataset jaffe \\
+      --data ../shared/data/jaffe --detect mtcnn --center subject --out runs/probe-jaffe-c   # per-person centering"""
+
+
+def cmd_probe(a: argparse.Namespace) -> int:
+    from .engine.probe import probe_crossval
+
+    if a.threads:
+        import torch
+
+        torch.set_num_threads(a.threads)
+    if a.min_face < 1:
+        raise FerkitError(f"--min-face must be at least 1 pixel, got {a.min_face}")
+    try:
+        lams = [float(v) for v in a.l2.split(",") if v.strip()]
+    except ValueError:
+        raise FerkitError(f"--l2 wants numbers separated by commas, e.g. 1e-3,1e-2; got {a.l2!r}") from None
+    models = [m.strip() for m in a.models.split(",") if m.strip()]
+    probe_crossval(models, a.dataset, a.data, folds=a.folds, detect=a.detect, min_face=a.min_face, center=a.center,
+                   tta=None if a.tta == "none" else a.tta, lams=lams, fold_seed=a.fold_seed, out=a.out,
+                   command=_command(a))
     return 0
 
 
@@ -291,7 +318,7 @@ def cmd_evaluate(a: argparse.Namespace) -> int:
     res = evaluate(model, ds, tta=None if a.tta == "none" else a.tta, batch_size=a.batch_size, detector=a.detect)
     if a.detect != "none":
         res["min_face"] = a.min_face
-    res["command"] = "ferkit " + shlex.join(sys.argv[1:])
+    res["command"] = _command(a)
     print(format_table(res))
     if a.json:
         write_json(res, a.json)
@@ -681,12 +708,45 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--batch-size", type=int, default=256)
     s.add_argument("--threads", type=int, help="CPU threads (default: all cores)")
     s.set_defaults(fn=cmd_crossval_eval)
+
+    s = sub.add_parser("probe", epilog=PROBE_EXAMPLES, formatter_class=fmt,
+                       help="k-fold linear probe on frozen features of trained models (CK+, JAFFE, KDEF)",
+                       description="Keep trained models fixed and cross-validate a logistic regression on their "
+                                   "pooled last feature maps, over the subject folds of `ferkit crossval`: round i "
+                                   "fits on the training folds, chooses the L2 strength on fold i+1 and tests on "
+                                   "fold i. --center subject first subtracts each person's mean feature (no labels; "
+                                   "transductive: it uses all of the test person's images at once). Writes "
+                                   "crossval.json (the shape `ferkit crossval` writes) and its plots into --out.")
+    s.add_argument("--models", required=True, metavar="M1,M2",
+                   help="models whose features are probed, side by side (shipped names, .safetensors files or "
+                        "run folders; mini_xception, di_fernet or lite_cnn)")
+    s.add_argument("--dataset", required=True, metavar="NAME", help="ckplus | jaffe | kdef | imagefolder")
+    s.add_argument("--data", required=True, metavar="PATH", help="the dataset's folder")
+    s.add_argument("--folds", type=int, default=10, metavar="K", help="number of subject-independent folds")
+    s.add_argument("--fold-seed", type=int, metavar="S", help="seed of the subject-to-fold assignment")
+    s.add_argument("--detect", choices=["none", "mtcnn", "haar"], default="none",
+                   help="find and align the face first (full photos such as JAFFE's)")
+    s.add_argument("--min-face", type=int, default=20, metavar="PX", help="with --detect: smallest face, pixels")
+    s.add_argument("--center", choices=["none", "subject"], default="none",
+                   help="subject: subtract each person's mean feature (transductive, no labels)")
+    s.add_argument("--tta", choices=["none", "flip"], default="none", help="features of the image and its mirror")
+    s.add_argument("--l2", default="1e-4,1e-3,1e-2,1e-1,1", metavar="A,B",
+                   help="L2 strengths tried; each round chooses on its selection fold")
+    s.add_argument("--out", help="write crossval.json and its plots into this folder")
+    s.add_argument("--threads", type=int, help="CPU threads (default: all cores)")
+    s.set_defaults(fn=cmd_probe)
     return p
+
+
+def _command(a: argparse.Namespace) -> str:
+    """The command line that ran, as written in cards and summaries (``main``'s argv when given)."""
+    return "ferkit " + shlex.join(getattr(a, "argv", None) or sys.argv[1:])
 
 
 def main(argv: Sequence[str] | None = None) -> int:
     parser = build_parser()
     a = parser.parse_args(argv)
+    a.argv = list(argv) if argv is not None else sys.argv[1:]
     fmt = warnings.formatwarning
     warnings.formatwarning = lambda msg, cat, *args, **kw: f"ferkit: warning: {msg}\n"
     try:
