@@ -118,7 +118,10 @@ def test_probe_cli_and_bad_input(tiny, tmp_path, capsys):
     s = json.loads((tmp_path / "c" / "crossval.json").read_text())
     assert s["config"]["lams"] == [1e-2, 1.0] and all(r["lam"] in (1e-2, 1.0) for r in s["per_fold"])
     assert s["command"].startswith("ferkit probe --models")
-    capsys.readouterr()
+    # an ensemble is probed as its members side by side: the same network twice = the same features twice
+    assert main(["probe", "--models", f"{path}+{path}", "--dataset", "ckplus", "--data", str(data), "--folds", "3",
+                 "--l2", "1e-2,1", "--out", str(tmp_path / "e"), "--threads", "1"]) == 0
+    assert "features of tiny, tiny" in capsys.readouterr().out
     bad = [["--l2", "x"], ["--folds", "2"], ["--models", "pcnn-fer2013"], ["--dataset", "fer2013"],
            ["--models", str(tmp_path / "missing.safetensors")]]
     for extra in bad:

@@ -52,7 +52,7 @@ def pooled_features(model, images: torch.Tensor, tta: str | None = None, batch_s
     net = getattr(model, "net", None)
     if net is None or not hasattr(net, "features"):
         raise FerkitError(f"{model.name}: no feature extractor to probe (architectures with one: "
-                          f"mini_xception, di_fernet, lite_cnn); pcnn, zhu_cnn and ensembles are not probed")
+                          f"mini_xception, di_fernet, lite_cnn); pcnn and zhu_cnn are not probed")
     if tta not in (None, "none", "flip"):
         raise FerkitError(f"a probe takes --tta none or flip, not {tta}")
     out = []
@@ -152,7 +152,10 @@ def probe_crossval(models: Sequence[str], dataset: str, data: str, folds: int = 
     if not lams or any(v < 0 for v in lams):
         raise FerkitError("the L2 strengths must be zero or more")
     t0 = time.time()
-    nets = [load_model(m, backend="torch") for m in models]
+    nets = []
+    for m in models:  # an ensemble (best-fer2013, "a+b") is probed as its members, side by side
+        loaded = load_model(m, backend="torch")
+        nets += list(getattr(loaded, "members", [loaded]))
     shapes = {tuple(n.input_size) for n in nets}
     if len(shapes) > 1:
         raise FerkitError(f"the probed models differ in input size ({', '.join(str(list(s)) for s in shapes)})")
