@@ -185,3 +185,45 @@ def test_ensemble_refuses_mismatched_members(saved, tmp_path):
     odd = tmp_path / "a+b.safetensors"  # a file whose name holds a '+' is one model
     weights.save(net, odd, CARD)
     assert ferkit.load_model(str(odd), backend="torch").card["architecture"] == "mini_xception"
+
+
+def test_cards_with_unusable_values_are_refused(saved, tmp_path):
+    path, _ = saved
+    base = json.loads(path.with_suffix(".json").read_text())
+    bad = {"std": [0], "mean": "abc", "input_size": [1, 0, 48], "classes": ["a", "a", "b"]}
+    for key, value in {**bad, "input_size3": None}.items():
+        card = dict(base)
+        if key == "input_size3":  # three channels on a one-channel network: the network cannot run
+            card.update(input_size=[3, 48, 48], mean=[0.5] * 3, std=[0.25] * 3)
+        else:
+            card[key] = value
+        p = tmp_path / f"{key}.safetensors"
+        p.write_bytes(path.read_bytes())
+        p.with_suffix(".json").write_text(json.dumps(card))
+        with pytest.raises(ModelError, match="input_size|mean|std|classes"):
+            ferkit.load_model(str(p), backend="torch")
+
+
+def test_devices_that_do_not_exist_are_errors(saved):
+    path, _ = saved
+    for dev in ("banana", "cuda", "cuda:7"):
+        with pytest.raises(FerkitError, match="device|CUDA"):
+            ferkit.load_model(str(path), device=dev)
+    assert ferkit.load_model(str(path), device="cpu").predict_proba(np.zeros((48, 48), np.uint8)).shape == (1, 7)
+
+
+def test_odd_arrays_and_pil_images_are_clear_errors(saved, tmp_path):
+    path, _ = saved
+    m = ferkit.load_model(str(path))
+    for bad, what in ((np.full((48, 48), np.nan, np.float32), "NaN"), (np.array([["a", "b"], ["c", "d"]]), "dtype"),
+                      (np.zeros((48, 48, 2), np.uint8), "channels"), (Image.new("L", (0, 0)), "no pixels")):
+        with pytest.raises(FerkitError, match=what):
+            m.predict(bad)
+    noise = np.random.default_rng(0).integers(0, 255, (256, 256, 3), dtype=np.uint8)
+    Image.fromarray(noise).save(tmp_path / "t.jpg")
+    data = (tmp_path / "t.jpg").read_bytes()
+    (tmp_path / "trunc.jpg").write_bytes(data[:len(data) // 2])
+    with pytest.raises(FerkitError, match="cannot decode"):
+        m.predict(Image.open(tmp_path / "trunc.jpg"))  # opened lazily: decoded in predict
+    with pytest.raises(FerkitError, match="TTA"):
+        m.predict(np.zeros((48, 48), np.uint8), tta="banana")

@@ -11,7 +11,7 @@ from conftest import EXAMPLE, make_fer2013
 from ferkit.cli import build_parser, main
 
 VERBS = ["models", "data", "train", "evaluate", "predict", "export", "serve", "explain", "au-analysis", "crossval",
-         "crossval-eval"]
+         "crossval-eval", "probe"]
 
 
 def test_every_registered_verb_is_tested():
@@ -57,6 +57,12 @@ def test_data_prints_counts(tmp_path, capsys):
     (["train", "--model", "vgg99", "--dataset", "fer2013", "--data", "/nonexistent", "--out", "/tmp/x"],
      "unknown architecture 'vgg99'"),
     (["train", "--dataset", "fer2013", "--data", "/nonexistent", "--out", "/tmp/x"], "does not exist"),
+    (["predict", "--webcam", "-1", "--headless"], "camera index"),  # OpenCV segfaults on -1: refused first
+    (["predict", str(EXAMPLE), "--max-frames", "0"], "--max-frames must be at least 1"),
+    (["predict", str(EXAMPLE), "--device", "banana"], "unknown device 'banana'"),
+    (["evaluate", "--model", "default", "--device", "cuda:3", "--dataset", "fer2013", "--data", "."], "CUDA"),
+    (["evaluate", "--dataset", "ckplus", "--data", str(EXAMPLE)], "is a file, not the dataset's folder"),
+    (["serve", "--max-upload-mb", "inf"], "--max-upload-mb must be"),
 ])
 def test_errors_are_one_clear_line(argv, msg, capsys):
     assert main(argv) == 1
@@ -81,3 +87,21 @@ def test_console_script_runs_without_traceback(tmp_path):
 def test_parser_builds():
     assert build_parser().prog == "ferkit"
     assert EXAMPLE.exists()
+
+
+def test_unwritable_outputs_and_broken_summaries_are_clear_errors(tmp_path, capsys):
+    assert main(["predict", str(EXAMPLE), "--json", str(tmp_path)]) == 1  # a folder where a file goes
+    err = capsys.readouterr().err
+    assert err.startswith("ferkit: error: cannot write") and str(tmp_path) in err and "Traceback" not in err
+    for text in ("garbage", "{}"):
+        (tmp_path / "crossval.json").write_text(text)
+        assert main(["crossval-eval", str(tmp_path)]) == 1
+        assert "is not a ferkit crossval summary" in capsys.readouterr().err
+
+
+@pytest.mark.parametrize("argv", [["crossval-eval", ".", "--threads", "-1"], ["crossval-eval", ".", "--batch-size", "0"],
+                                  ["evaluate", "--dataset", "x", "--data", "y", "--batch-size", "-1"]])
+def test_counts_below_one_are_usage_errors(argv, capsys):
+    with pytest.raises(SystemExit) as e:
+        main(argv)
+    assert e.value.code == 2 and "must be 1 or more" in capsys.readouterr().err

@@ -107,7 +107,7 @@ def _as_list(faces: Any) -> list:
                           f"expected [N, C, H, W], [C, H, W] (C = 1 or 3) or [H, W]")
     if isinstance(faces, (list, tuple)):
         return list(faces)
-    if isinstance(faces, np.ndarray) and (faces.ndim == 4 or (faces.ndim == 3 and faces.shape[-1] not in (1, 3, 4))):
+    if isinstance(faces, np.ndarray) and (faces.ndim == 4 or (faces.ndim == 3 and faces.shape[-1] not in (1, 2, 3, 4))):
         return list(faces)  # a batch: N x H x W (gray) or N x H x W x C
     if isinstance(faces, (str, os.PathLike, bytes, np.ndarray, Image.Image)):
         return [faces]
@@ -191,6 +191,9 @@ def load_model(name: str = "default", device: str = "cpu", backend: str = "auto"
     models ``a``, ``b`` and ``c``, each loaded as above."""
     if backend not in BACKENDS:
         raise FerkitError(f"unknown backend {backend!r}; choose from: {', '.join(BACKENDS)}")
+    from .engine.train import resolve_device
+
+    device = resolve_device(device)
     parts = ensemble_names(name)
     if parts is not None:
         return EnsembleModel([load_model(p, device=device, backend=backend, threads=threads) for p in parts])

@@ -411,7 +411,7 @@ def cmd_serve(a: argparse.Namespace) -> int:
     except ImportError as e:
         raise FerkitError(f"ferkit serve needs fastapi, uvicorn and python-multipart ({e}); install ferkit with its "
                           f"dependencies (`pip install -e .`)") from None
-    if not a.max_upload_mb > 0:
+    if not 0 < a.max_upload_mb < float("inf"):
         raise FerkitError(f"--max-upload-mb must be more than 0, got {a.max_upload_mb}")
     sock = bind(a.host, a.port)  # a taken port is reported at once, before the model loads
     try:
@@ -511,7 +511,7 @@ def build_parser() -> argparse.ArgumentParser:
     g.add_argument("--val-fraction", type=float, default=0.1, help="held out of train when there is no val split")
     g = s.add_argument_group("optimisation")
     g.add_argument("--epochs", type=int, default=100)
-    g.add_argument("--batch-size", type=int, default=128)
+    g.add_argument("--batch-size", type=positive_int, default=128)
     g.add_argument("--optimizer", choices=["adamw", "sgd"], default="adamw")
     g.add_argument("--lr", type=float, default=2e-3, help="peak learning rate")
     g.add_argument("--weight-decay", type=float, default=0.05)
@@ -557,7 +557,7 @@ def build_parser() -> argparse.ArgumentParser:
     g.add_argument("--seed", type=int, default=0)
     g.add_argument("--device", default="auto", help="auto | cpu | cuda")
     g.add_argument("--no-amp", action="store_true", help="disable bfloat16 mixed precision on CUDA")
-    g.add_argument("--threads", type=int, help="CPU threads (default: all cores)")
+    g.add_argument("--threads", type=positive_int, help="CPU threads (default: all cores)")
     g.add_argument("--limit", type=int, help="use at most N images per split (quick trials)")
     g.add_argument("--no-progress", action="store_true", help="no progress bar (logs only)")
     g.add_argument("--command", default=None, help=argparse.SUPPRESS)
@@ -576,7 +576,7 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--json", metavar="OUT.json", help="write metrics here")
     s.add_argument("--plot", metavar="OUT.png", help="confusion-matrix image (default: next to --json)")
     s.add_argument("--tta", choices=["none", "flip", "tencrop"], default="none", help="test-time augmentation")
-    s.add_argument("--batch-size", type=int, default=256)
+    s.add_argument("--batch-size", type=positive_int, default=256)
     s.add_argument("--device", default="cpu")
     _add_backend_arg(s)
     _add_detect_args(s, "detect the face in each image and classify it aligned, as `ferkit predict` does (the "
@@ -705,8 +705,8 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("runs", nargs="+", metavar="CV_DIR", help="folders written by `ferkit crossval` (its --out)")
     s.add_argument("--tta", choices=["none", "flip", "tencrop"], default="none", help="test-time augmentation")
     s.add_argument("--out", help="write crossval.json, its confusion matrix and fold plot into this folder")
-    s.add_argument("--batch-size", type=int, default=256)
-    s.add_argument("--threads", type=int, help="CPU threads (default: all cores)")
+    s.add_argument("--batch-size", type=positive_int, default=256)
+    s.add_argument("--threads", type=positive_int, help="CPU threads (default: all cores)")
     s.set_defaults(fn=cmd_crossval_eval)
 
     s = sub.add_parser("probe", epilog=PROBE_EXAMPLES, formatter_class=fmt,
@@ -733,9 +733,20 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--l2", default="1e-4,1e-3,1e-2,1e-1,1", metavar="A,B",
                    help="L2 strengths tried; each round chooses on its selection fold")
     s.add_argument("--out", help="write crossval.json and its plots into this folder")
-    s.add_argument("--threads", type=int, help="CPU threads (default: all cores)")
+    s.add_argument("--threads", type=positive_int, help="CPU threads (default: all cores)")
     s.set_defaults(fn=cmd_probe)
     return p
+
+
+def positive_int(text: str) -> int:
+    """argparse type: an integer of 1 or more."""
+    try:
+        v = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"wants a whole number, got {text!r}") from None
+    if v < 1:
+        raise argparse.ArgumentTypeError(f"must be 1 or more, got {v}")
+    return v
 
 
 def _command(a: argparse.Namespace) -> str:
@@ -755,6 +766,10 @@ def main(argv: Sequence[str] | None = None) -> int:
             return int(a.fn(a) or 0)
     except FerkitError as e:
         print(f"ferkit: error: {e}", file=sys.stderr)
+        return 1
+    except OSError as e:  # an output path that cannot be written (a folder, missing, read-only, disk full)
+        where = f"{e.filename}: " if getattr(e, "filename", None) else ""
+        print(f"ferkit: error: cannot write or read {where}{e.strerror or e}", file=sys.stderr)
         return 1
     except KeyboardInterrupt:
         print("ferkit: interrupted", file=sys.stderr)

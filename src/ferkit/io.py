@@ -61,7 +61,16 @@ def read_image(source: Source, mode: str = "L", name: str | None = None) -> np.n
     if isinstance(source, np.ndarray):
         return _from_array(source, mode, label)
     if isinstance(source, Image.Image):
-        return np.asarray(_to_mode(source, mode))
+        w, h = source.size
+        if w < 1 or h < 1:
+            raise ImageDecodeError(f"{label}: image has no pixels ({w}x{h})")
+        if w * h > MAX_PIXELS:
+            raise ImageDecodeError(f"{label}: image is {w}x{h} ({w * h / 1e6:.0f} MP), over the "
+                                   f"{MAX_PIXELS / 1e6:.0f} MP limit")
+        try:
+            return np.asarray(_to_mode(source, mode))  # a lazily opened file decodes here
+        except (OSError, ValueError) as e:
+            raise ImageDecodeError(f"{label}: cannot decode or convert this image ({e})") from None
     if isinstance(source, (bytes, bytearray, memoryview)):
         data = bytes(source)
         if not data:
@@ -118,6 +127,10 @@ def _from_array(arr: np.ndarray, mode: str, label: str) -> np.ndarray:
         raise ImageDecodeError(f"{label}: expected an HxW or HxWxC image array, got shape {arr.shape}")
     if arr.ndim == 3 and arr.shape[2] not in (1, 3, 4):
         raise ImageDecodeError(f"{label}: expected 1, 3 or 4 channels, got shape {arr.shape}")
+    if arr.dtype.kind not in "buif":
+        raise ImageDecodeError(f"{label}: expected a numeric image array, got dtype {arr.dtype}")
+    if arr.dtype.kind == "f" and not np.isfinite(arr).all():
+        raise ImageDecodeError(f"{label}: the image array holds NaN or infinite values")
     if arr.dtype != np.uint8:
         a = arr.astype(np.float64)
         scale = 255.0 if a.max(initial=0) <= 1.0 else 1.0
@@ -155,6 +168,8 @@ class VideoReader:
         import cv2
 
         self.is_camera = isinstance(source, int)
+        if self.is_camera and source < 0:  # OpenCV's V4L2 backend crashes (segfault) on "any camera" (-1)
+            raise ImageDecodeError(f"camera index must be 0 or more, got {source}")
         self.name = name or (f"webcam:{source}" if self.is_camera else str(source))
         if not self.is_camera:
             p = Path(source)

@@ -196,8 +196,10 @@ class Recognizer:
                                                                                  backend=backend)
         self.detector = create_detector(detector, min_face_size=min_face_size, thresholds=thresholds,
                                         max_side=max_side)
-        if max_faces is not None and max_faces < 1:
-            raise FerkitError(f"max_faces must be >= 1, got {max_faces}")
+        if max_faces is not None and (not isinstance(max_faces, int) or max_faces < 1):
+            raise FerkitError(f"max_faces must be a whole number >= 1 (or None: all), got {max_faces!r}")
+        if tta not in (None, "none", "flip", "tencrop"):
+            raise FerkitError(f"unknown tta {tta!r}; use None, 'flip' or 'tencrop'")
         if detect_every < 1:
             raise FerkitError(f"detect_every must be >= 1, got {detect_every}")
         if not 0 <= smooth < 1:
@@ -300,6 +302,8 @@ class Recognizer:
         per track when ``smooth`` > 0."""
         if every < 1:
             raise FerkitError(f"every must be >= 1, got {every}")
+        if max_frames is not None and max_frames < 1:
+            raise FerkitError(f"max_frames must be at least 1 (None: no limit), got {max_frames}")
         reader = source if isinstance(source, VideoReader) else VideoReader(source)
         tracker = Tracker(smooth=self.smooth, max_age=max(3, 15 // every))
         can_refine = hasattr(self.detector, "refine") and self.detect_every > 1
@@ -322,7 +326,7 @@ class Recognizer:
                 yield Result(reader.name, rgb.shape[1], rgb.shape[0], faces, frame=idx, time=round(t, 4), image=rgb,
                              classes=self.classes)
                 n += 1
-                if max_frames and n >= max_frames:
+                if max_frames is not None and n >= max_frames:
                     break
         finally:
             if reader is not source:

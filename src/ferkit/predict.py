@@ -221,6 +221,10 @@ def predict_cli(a: argparse.Namespace) -> int:
             raise FerkitError(f"--thresholds wants three numbers like 0.6,0.7,0.9, got {a.thresholds!r}")
     if a.every < 1 or a.detect_every < 1:
         raise FerkitError("--every and --detect-every must be >= 1")
+    if a.webcam is not None and int(a.webcam) < 0:
+        raise FerkitError(f"--webcam wants a camera index, 0 or more; got {a.webcam}")
+    if a.max_frames is not None and a.max_frames < 1:
+        raise FerkitError(f"--max-frames must be at least 1, got {a.max_frames}")
     if not a.headless and (a.show or a.webcam is not None):
         Window.check()
     rec = Recognizer(a.model, a.detector, device=a.device, min_face_size=a.min_face, thresholds=thresholds,

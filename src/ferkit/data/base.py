@@ -106,12 +106,15 @@ class Reader:
     val_split: str | None = None  #: None: the trainer holds out part of ``train_split``
     test_split: str | None = None
     classes: tuple[str, ...] = ()
+    takes_file = False  #: True when ``root`` may be a file (fer2013.csv)
 
     def __init__(self, root: str | os.PathLike, *, skip_bad: bool = False) -> None:
         self.root = Path(root).expanduser()
         self.skip_bad = skip_bad
         if not self.root.exists():
             raise DatasetError(f"{self.name}: data path {self.root} does not exist")
+        if not self.root.is_dir() and not self.takes_file:
+            raise DatasetError(f"{self.name}: data path {self.root} is a file, not the dataset's folder")
 
     # -- to implement -------------------------------------------------------------------
     def records(self, split: str) -> tuple[list[Record], list[tuple[str, str]]]:

@@ -155,6 +155,8 @@ class FER2013Folders(_FER2013):
 class FER2013CSV(_FER2013):
     """FER2013 as the original ``fer2013.csv``: ``emotion,pixels,Usage`` rows, 48x48 pixels each."""
 
+    takes_file = True
+
     description = "FER2013 (fer2013.csv), 48x48 gray, 7 classes"
     layout = "fer2013.csv with columns emotion,pixels,Usage"
 

@@ -107,4 +107,6 @@ def tta_views(x: torch.Tensor, mode: str | None) -> list[torch.Tensor]:
             crop = F.interpolate(x[..., oy:oy + ch, ox:ox + cw], size=(h, w), mode="bilinear", align_corners=False)
             views += [crop, crop.flip(-1)]
         return views
-    raise ValueError(f"unknown TTA mode {mode!r}; use none, flip or tencrop")
+    from ..errors import FerkitError
+
+    raise FerkitError(f"unknown TTA mode {mode!r}; use none, flip or tencrop")

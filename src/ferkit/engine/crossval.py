@@ -237,7 +237,12 @@ def evaluate_crossval(runs: Sequence[str | Path], tta: str | None = None, out: s
     for r in runs:
         if not (r / SUMMARY).is_file():
             raise FerkitError(f"{r}: no {SUMMARY}; is it a `ferkit crossval` folder?")
-        sums.append(json.loads((r / SUMMARY).read_text()))
+        try:
+            s = json.loads((r / SUMMARY).read_text())
+            s["folds"], s["folds_done"], s["config"]  # noqa: B018 - the keys used below
+        except (ValueError, KeyError, TypeError) as e:
+            raise FerkitError(f"{r / SUMMARY} is not a ferkit crossval summary ({type(e).__name__}: {e})") from None
+        sums.append(s)
     base = sums[0]
     for r, s in zip(runs[1:], sums[1:]):
         diff = [k for k in _SAME_PROTOCOL if s.get(k) != base.get(k)]

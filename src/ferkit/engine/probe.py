@@ -149,8 +149,8 @@ def probe_crossval(models: Sequence[str], dataset: str, data: str, folds: int = 
         raise FerkitError("name at least one model whose features to probe")
     if folds < 3:
         raise FerkitError(f"--folds must be at least 3 (a test, a selection and a training fold), got {folds}")
-    if not lams or any(v < 0 for v in lams):
-        raise FerkitError("the L2 strengths must be zero or more")
+    if not lams or not all(np.isfinite(v) and v >= 0 for v in lams):
+        raise FerkitError(f"the L2 strengths must be finite numbers, zero or more; got {list(lams)}")
     t0 = time.time()
     nets = []
     for m in models:  # an ensemble (best-fer2013, "a+b") is probed as its members, side by side

@@ -113,12 +113,20 @@ class TrainConfig:
 RESUME_OVERRIDABLE = {"epochs", "device", "threads", "command", "early_stop"}
 
 
-def resolve_device(device: str) -> torch.device:
+def resolve_device(device: str | torch.device) -> torch.device:
+    """``auto`` -> cuda when there is one, else cpu; a device that does not exist here is a FerkitError."""
     if device == "auto":
         return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    dev = torch.device(device)
+    try:
+        dev = torch.device(device)
+    except (RuntimeError, TypeError, ValueError):
+        raise FerkitError(f"unknown device {device!r}; use auto, cpu or cuda (cuda:N)") from None
     if dev.type == "cuda" and not torch.cuda.is_available():
         raise FerkitError("--device cuda asked for, but no CUDA device is available (torch is a CPU build here)")
+    if dev.type == "cuda" and dev.index is not None and dev.index >= torch.cuda.device_count():
+        raise FerkitError(f"--device {device}: there are {torch.cuda.device_count()} CUDA device(s)")
+    if dev.type not in ("cpu", "cuda"):
+        raise FerkitError(f"device {device!r} is not supported; use auto, cpu or cuda (cuda:N)")
     return dev
 
 

@@ -9,6 +9,7 @@ from pathlib import Path
 
 import numpy as np
 
+from ..cli import positive_int
 from ..errors import FerkitError
 
 
@@ -161,7 +162,7 @@ def add_au_analysis_parser(sub, fmt, add_dataset_args) -> None:
                    "averaged deconvolution projections")
     s.add_argument("--top-images", type=int, default=24, metavar="N",
                    help="images averaged per map in that picture (the map's strongest activations)")
-    s.add_argument("--batch-size", type=int, default=128)
+    s.add_argument("--batch-size", type=positive_int, default=128)
     s.add_argument("--device", default="cpu", help="cpu or cuda")
     s.add_argument("--no-progress", action="store_true", help="no progress bar")
     s.add_argument("--command-line", default=None, help=argparse.SUPPRESS)

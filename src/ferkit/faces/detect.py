@@ -48,6 +48,10 @@ class Detector:
     name = ""
 
     def __init__(self, max_side: int = 2048) -> None:
+        if not isinstance(max_side, (int, float)) or not max_side >= 32:
+            from ..errors import FerkitError
+
+            raise FerkitError(f"max_side must be a number of pixels, 32 or more; got {max_side!r}")
         self.max_side = int(max_side)
 
     def _detect(self, rgb: np.ndarray) -> list[Detection]:

@@ -107,6 +107,9 @@ class OnnxExpressionModel(ExpressionModel):
         missing = [k for k in ("classes", "input_size", "mean", "std") if k not in card]
         if missing:
             raise ModelError(f"{self.path or 'ONNX model'}: model card lacks {missing}")
+        from ..weights import check_card
+
+        check_card(card, self.path or "ONNX model")
         inputs = {i.name: i for i in self.session.get_inputs()}
         outputs = [o.name for o in self.session.get_outputs()]
         if INPUT_NAME not in inputs or OUTPUT_NAMES[0] not in outputs:

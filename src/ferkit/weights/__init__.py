@@ -16,9 +16,11 @@ from __future__ import annotations
 
 import hashlib
 import json
+import math
 import os
 from pathlib import Path
 
+import torch
 import torch.nn as nn
 from safetensors import SafetensorError
 from safetensors.torch import load_file, save_file
@@ -165,6 +167,27 @@ def resolve(name_or_path: str | os.PathLike) -> Path:
                      f"nor a weights file or run folder")
 
 
+def check_card(card: dict, where: str | os.PathLike) -> None:
+    """Raise :class:`ModelError` unless the card's values can be used: ``input_size`` [C, H, W]
+    with C 1 or 3 and H, W positive; ``mean``/``std`` C finite numbers, std > 0; ``classes``
+    unique names."""
+    size = card.get("input_size")
+    if (not isinstance(size, (list, tuple)) or len(size) != 3 or not all(isinstance(v, int) for v in size)
+            or size[0] not in (1, 3) or min(size[1:]) < 1):
+        raise ModelError(f"{where}: input_size must be [C, H, W] with C 1 or 3 and H, W 1 or more, got {size!r}")
+    for key in ("mean", "std"):
+        v = card.get(key)
+        if (not isinstance(v, (list, tuple)) or len(v) != size[0]
+                or not all(isinstance(x, (int, float)) and math.isfinite(x) for x in v)):
+            raise ModelError(f"{where}: {key} must be {size[0]} finite number(s) (one per channel), got {v!r}")
+    if not all(x > 0 for x in card["std"]):
+        raise ModelError(f"{where}: std must be more than 0, got {card['std']!r}")
+    classes = card.get("classes")
+    if (not isinstance(classes, (list, tuple)) or len(classes) < 2 or not all(isinstance(c, str) for c in classes)
+            or len(set(classes)) != len(classes)):
+        raise ModelError(f"{where}: classes must be two or more distinct names, got {classes!r}")
+
+
 def load(name_or_path: str | os.PathLike) -> tuple[nn.Module, dict]:
     """Build the architecture its card names and load the weights; returns (model in eval mode, card)."""
     from ..models import create
@@ -180,6 +203,7 @@ def load(name_or_path: str | os.PathLike) -> tuple[nn.Module, dict]:
     missing = [k for k in CARD_KEYS if k not in card]
     if missing:
         raise ModelError(f"{cpath}: model card lacks {missing}")
+    check_card(card, cpath)
     card.setdefault("name", path.stem if path.parent != SHIPPED_DIR else path.stem)
     model = create(card["architecture"], num_classes=len(card["classes"]), **card.get("arch_kwargs", {}))
     try:
@@ -192,4 +216,10 @@ def load(name_or_path: str | os.PathLike) -> tuple[nn.Module, dict]:
         raise ModelError(f"{path}: weights do not match architecture {card['architecture']} "
                          f"{card.get('arch_kwargs', {})}: {str(e).splitlines()[0]}") from None
     model.eval()
+    try:
+        with torch.inference_mode():
+            model(torch.zeros(1, *card["input_size"]))
+    except RuntimeError as e:
+        raise ModelError(f"{cpath}: the network does not run on its card's input_size {card['input_size']}: "
+                         f"{str(e).splitlines()[0]}") from None
     return model, card
