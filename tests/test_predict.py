@@ -201,3 +201,20 @@ def test_show_opens_a_window_and_draws_each_frame(xdisplay, tmp_path, monkeypatc
     assert shown == [(360, 480, 3)] * 6
     # the frame (the drifting photo: far from black) is on screen while the window is open
     assert grabs[-1][:360, :480].mean() > 40
+
+
+def test_outputs_of_inputs_with_one_name_do_not_overwrite(tmp_path):
+    from ferkit.cli import main
+
+    src = tmp_path / "in"
+    (src / "sub").mkdir(parents=True)
+    face = Image.open(EXAMPLE).convert("RGB").resize((256, 256))
+    face.save(src / "a.jpg")
+    face.save(src / "a.png")
+    out = tmp_path / "out"
+    assert main(["predict", str(src / "a.jpg"), str(src / "a.png"), "--out", str(out), "--quiet"]) == 0
+    sources = {json.loads(p.read_text())["source"] for p in out.glob("*.json")}
+    assert sources == {str(src / "a.jpg"), str(src / "a.png")}
+    assert {p.name for p in out.glob("*_ferkit.png")} == {"a_ferkit.png", "a_png_ferkit.png"}
+    assert main(["predict", str(src / "a.jpg"), "--json", str(src / "a.jpg")]) == 1  # would overwrite the photo
+    assert Image.open(src / "a.jpg").size == (256, 256)

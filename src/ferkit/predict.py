@@ -128,10 +128,22 @@ def describe(r: Result) -> str:
     return "\n".join(lines)
 
 
-def _out_stem(out: Path, path: Path, root: Path | None) -> Path:
-    """Where a file's outputs go: mirrored under ``out`` relative to its folder root."""
+def _out_stem(out: Path, path: Path, root: Path | None, used: set[Path] | None = None) -> Path:
+    """Where a file's outputs go: mirrored under ``out`` relative to its folder root. With ``used``
+    (the stems given so far), a name taken by another input (``a.jpg`` and ``a.png``, or two
+    folders' ``a.jpg``) gets its extension, then a number, appended: no output overwrites another."""
     rel = path.relative_to(root).with_suffix("") if root is not None else Path(path.stem)
-    return out / rel
+    stem = out / rel
+    if used is None:
+        return stem
+    if stem in used:
+        stem = stem.with_name(f"{stem.name}_{path.suffix.lstrip('.').lower() or 'file'}")
+        n = 2
+        base = stem
+        while stem in used:
+            stem, n = base.with_name(f"{base.name}_{n}"), n + 1
+    used.add(stem)
+    return stem
 
 
 def _write_image_outputs(r: Result, stem: Path) -> None:
@@ -231,6 +243,13 @@ def predict_cli(a: argparse.Namespace) -> int:
                      max_faces=a.max_faces, tta=None if a.tta == "none" else a.tta, smooth=a.smooth,
                      detect_every=a.detect_every)
     out = Path(a.out) if a.out else None
+    inputs = {Path(s).resolve() for s in a.sources if Path(s).is_file()}
+    for opt, value in (("--json", a.json), ("--csv", a.csv)):
+        if value and Path(value).resolve() in inputs:
+            raise FerkitError(f"{opt} {value} is one of the input files: it would be overwritten")
+    if a.json and a.csv and Path(a.json).resolve() == Path(a.csv).resolve():
+        raise FerkitError(f"--json and --csv name the same file ({a.json})")
+    used_stems: set[Path] = set()
     if out:
         out.mkdir(parents=True, exist_ok=True)
     results: list[Result] = []
@@ -278,7 +297,7 @@ def predict_cli(a: argparse.Namespace) -> int:
             if not a.quiet:
                 tqdm.write(describe(r))
             if out:
-                _write_image_outputs(r, _out_stem(out, f, root))
+                _write_image_outputs(r, _out_stem(out, f, root, used_stems))
             if a.show and not a.headless:
                 if image_window is None:
                     image_window = Window("ferkit (any key: next image, q: quit)")
