@@ -501,7 +501,9 @@ def plot(points: list[dict], path: Path) -> None:
 
     sets = [ds for ds in TARGETS if any(p["dataset"] == ds for p in points)]
     heights = [max(2, sum(p["dataset"] == ds for p in points)) for ds in sets]
-    fig, axes = plt.subplots(len(sets) + 1, 1, figsize=(11, 1.2 + 0.42 * sum(heights) + 3.4),
+    # wide enough for the longest row label at the left and the legends at the right (8 pt: ~0.065 in a character)
+    width = 7.5 + 0.065 * max(len(p["label"]) for p in points)
+    fig, axes = plt.subplots(len(sets) + 1, 1, figsize=(width, 1.2 + 0.42 * sum(heights) + 3.4),
                              gridspec_kw={"height_ratios": heights + [7]})
     for ax, ds in zip(axes, sets):
         rows = [p for p in points if p["dataset"] == ds]
