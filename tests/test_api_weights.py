@@ -227,3 +227,12 @@ def test_odd_arrays_and_pil_images_are_clear_errors(saved, tmp_path):
         m.predict(Image.open(tmp_path / "trunc.jpg"))  # opened lazily: decoded in predict
     with pytest.raises(FerkitError, match="TTA"):
         m.predict(np.zeros((48, 48), np.uint8), tta="banana")
+
+
+def test_recognizer_arguments_are_checked_at_once():
+    from ferkit import Recognizer
+
+    for kw in ({"tta": "banana"}, {"max_faces": 1.5}, {"thresholds": "abc"}, {"max_side": 0},
+               {"detector": "haar", "min_face_size": -5}):
+        with pytest.raises(FerkitError):
+            Recognizer("default", **kw)

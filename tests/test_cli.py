@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import subprocess
 import sys
 
@@ -105,3 +106,19 @@ def test_counts_below_one_are_usage_errors(argv, capsys):
     with pytest.raises(SystemExit) as e:
         main(argv)
     assert e.value.code == 2 and "must be 1 or more" in capsys.readouterr().err
+
+
+def test_data_and_probe_on_an_image_folder_with_split_folders(tmp_path, capsys):
+    from conftest import make_imagefolder
+
+    root = make_imagefolder(tmp_path, with_splits=True)
+    assert main(["data", "--dataset", "imagefolder", "--data", str(root)]) == 0  # its splits, no folds
+    out = capsys.readouterr().out
+    assert "train" in out and "unknown class folder" not in out
+    flat = make_imagefolder(tmp_path / "flat", with_splits=False)
+    assert main(["data", "--dataset", "imagefolder", "--data", str(flat), "--folds", "3", "--json"]) == 0
+    assert len(json.loads(capsys.readouterr().out)["folds"]) == 3
+    assert main(["probe", "--models", "default", "--dataset", "imagefolder", "--data", str(root)]) == 1
+    assert "official splits" in capsys.readouterr().err
+    assert main(["data", "--dataset", "ckplus", "--data", str(flat), "--folds", "0"]) == 1
+    assert "--folds must be 2 or more" in capsys.readouterr().err

@@ -129,3 +129,14 @@ def test_arrays_already_in_form_are_not_copied():
     assert g.shape == (2, 3) and np.array_equal(g, np.asarray(Image.fromarray(rgb).convert("L")))
     assert read_image(gray, "RGB").shape == (2, 3, 3) and np.array_equal(read_image(gray, "RGB")[..., 1], gray)
     assert rgb.ravel().tolist() == list(range(18))
+
+
+def test_float_images_with_nan_are_refused_and_the_limit_is_ferkits(tmp_path, monkeypatch):
+    p = tmp_path / "nan.tif"
+    Image.fromarray(np.full((8, 8), np.nan, np.float32), "F").save(p)
+    with pytest.raises(ImageDecodeError, match="nan.tif: the image holds NaN"):
+        read_image(p)
+    # Pillow's 89 MP "decompression bomb" warning does not decide: ferkit's MAX_PIXELS does
+    monkeypatch.setattr(Image, "MAX_IMAGE_PIXELS", 2000)  # warns above 2,000, refuses above 4,000
+    big = _save(tmp_path, "wide.png", Image.new("L", (60, 40)))  # 2,400 px: over Pillow's (patched) warning level
+    assert read_image(big).shape == (40, 60)

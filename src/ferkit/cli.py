@@ -136,7 +136,7 @@ def cmd_data(a: argparse.Namespace) -> int:
               "layout": reader.layout, "splits": {}}
     for s in splits:
         report["splits"][reader.resolve_split(s)] = reader.summary(s)
-    if hasattr(reader, "fold_indices"):
+    if getattr(reader, "has_folds", False):
         recs, _ = reader.all_records()
         folds = reader.fold_indices(recs)
         subj = [sorted({recs[i].subject for i in f}) for f in folds]
@@ -324,6 +324,8 @@ def cmd_evaluate(a: argparse.Namespace) -> int:
         write_json(res, a.json)
         print(f"\nwrote {a.json}")
     plot = a.plot or (str(Path(a.json).with_suffix("")) + "_confusion.png" if a.json else None)
+    if plot and not Path(plot).suffix:
+        plot += ".png"  # what matplotlib would write anyway: say so
     if plot:
         plot_confusion(res["confusion_matrix"], res["classes"], plot,
                        title=f"{model.name} on {ds.name} {ds.split}: accuracy {res['accuracy']:.4f}")

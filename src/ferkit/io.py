@@ -29,10 +29,12 @@ def is_image_file(path: Union[str, os.PathLike]) -> bool:
     return Path(path).suffix.lower() in IMAGE_EXTENSIONS
 
 
-def _to_mode(img: Image.Image, mode: str) -> Image.Image:
+def _to_mode(img: Image.Image, mode: str, label: str = "image") -> Image.Image:
     """Convert any PIL mode to ``L`` or ``RGB`` without surprises (16-bit, float, alpha, palette)."""
     if img.mode in ("I;16", "I;16B", "I;16L", "I", "F"):
         arr = np.asarray(img, dtype=np.float64)
+        if not np.isfinite(arr).all():  # a float image with NaN or inf pixels: no meaningful gray levels
+            raise ImageDecodeError(f"{label}: the image holds NaN or infinite pixel values")
         lo, hi = float(arr.min()), float(arr.max())
         if img.mode.startswith("I;16"):
             lo, hi = 0.0, 65535.0
@@ -68,7 +70,7 @@ def read_image(source: Source, mode: str = "L", name: str | None = None) -> np.n
             raise ImageDecodeError(f"{label}: image is {w}x{h} ({w * h / 1e6:.0f} MP), over the "
                                    f"{MAX_PIXELS / 1e6:.0f} MP limit")
         try:
-            return np.asarray(_to_mode(source, mode))  # a lazily opened file decodes here
+            return np.asarray(_to_mode(source, mode, label))  # a lazily opened file decodes here
         except (OSError, ValueError) as e:
             raise ImageDecodeError(f"{label}: cannot decode or convert this image ({e})") from None
     if isinstance(source, (bytes, bytearray, memoryview)):
@@ -90,7 +92,9 @@ def read_image(source: Source, mode: str = "L", name: str | None = None) -> np.n
         fp = path
     try:
         with warnings.catch_warnings():
-            warnings.simplefilter("error", Image.DecompressionBombWarning)
+            # Pillow warns from 89 MP: ferkit's own limit (MAX_PIXELS, checked below before decoding)
+            # decides instead; Pillow's hard error (179 MP) stays a second ceiling
+            warnings.simplefilter("ignore", Image.DecompressionBombWarning)
             with Image.open(fp) as img:  # type: ignore[arg-type]
                 w, h = img.size
                 if w * h > MAX_PIXELS:
@@ -103,7 +107,7 @@ def read_image(source: Source, mode: str = "L", name: str | None = None) -> np.n
                 # in place: without an EXIF rotation this is a no-op (the default returns a copy of
                 # the image, 1 ms on a 640x480 frame)
                 ImageOps.exif_transpose(img, in_place=True)
-                return np.ascontiguousarray(np.asarray(_to_mode(img, mode)))
+                return np.ascontiguousarray(np.asarray(_to_mode(img, mode, label)))
     except ImageDecodeError:
         raise
     except (Image.DecompressionBombError, Image.DecompressionBombWarning) as e:

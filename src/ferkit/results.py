@@ -103,7 +103,9 @@ class Result:
     def plot(self, bars: bool = True, landmarks: bool = True) -> np.ndarray:
         """A copy of the image with each face's box, label, landmarks and probability bars (RGB)."""
         if self.image is None:
-            raise ValueError("this result keeps no image to draw on")
+            from .errors import FerkitError
+
+            raise FerkitError("this result keeps no image to draw on (made with keep_image=False)")
         return draw(self.image, self.faces, bars=bars, landmarks=landmarks)
 
     def save(self, path: str | os.PathLike) -> Path:
@@ -112,7 +114,10 @@ class Result:
         if not p.suffix:
             p = p.with_suffix(".png")
         p.parent.mkdir(parents=True, exist_ok=True)
-        ok = cv2.imwrite(str(p), cv2.cvtColor(self.plot(), cv2.COLOR_RGB2BGR))
+        try:
+            ok = cv2.imwrite(str(p), cv2.cvtColor(self.plot(), cv2.COLOR_RGB2BGR))
+        except cv2.error:
+            ok = False
         if not ok:
             from .errors import FerkitError
 

@@ -326,7 +326,12 @@ class FoldedReader(Reader):
     def __init__(self, root, *, skip_bad: bool = False, folds: int = 10, fold: int = 0, fold_seed: int = 0) -> None:
         super().__init__(root, skip_bad=skip_bad)
         self.folds, self.fold, self.fold_seed = folds, fold, fold_seed
+        if not isinstance(folds, int) or folds < 2:
+            raise FerkitError(f"--folds must be 2 or more, got {folds}")
         fold_splits(folds, fold)  # validates
+
+    #: whether this dataset is read as subject folds (ferkit data lists them; crossval and probe use them)
+    has_folds = True
 
     def options(self):
         return {**super().options(), "folds": self.folds, "fold": self.fold, "fold_seed": self.fold_seed}
@@ -508,6 +513,11 @@ class ImageFolder(FoldedReader):
             self.train_split = "train" if "train" in self.splits else None
             self.val_split = next((s for s in ("val", "valid", "validation") if s in self.splits), None)
             self.test_split = "test" if "test" in self.splits else None
+
+    @property
+    def has_folds(self) -> bool:
+        """Only the flat ``<class>/*`` layout is split into folds; ``<split>/<class>/*`` has its splits."""
+        return self._is_class
 
     @staticmethod
     def _known(name: str) -> bool:

@@ -54,9 +54,9 @@ def fold_subjects(cfg: TrainConfig, folds: int) -> list[list[str]]:
     """The subjects of each of the ``folds`` folds of ``cfg``'s dataset (no image is decoded)."""
     opts = {k: v for k, v in cfg.dataset_options.items() if k not in ("folds", "fold")}
     reader = open_dataset(cfg.dataset, cfg.data, **opts)
-    if not hasattr(reader, "fold_indices"):
+    if not getattr(reader, "has_folds", False):
         raise FerkitError(f"{reader.name} has official splits ({', '.join(reader.splits)}), not subject folds: "
-                          f"cross-validate ckplus, jaffe, kdef or imagefolder, or use `ferkit train`")
+                          f"cross-validate ckplus, jaffe, kdef or a flat <class>/* image folder, or use `ferkit train`")
     reader = open_dataset(cfg.dataset, cfg.data, **opts, folds=folds, fold=0)
     recs, _ = reader.all_records()
     return [sorted({str(recs[i].subject) for i in idx}) for idx in reader.fold_indices(recs)]

@@ -114,6 +114,8 @@ def format_table(res: dict) -> str:
     lines += ["", f"{'accuracy':<10} {res['accuracy']:>9.4f}", f"{'macro F1':<10} {res['macro_f1']:>9.4f}"]
     if res.get("dropped"):
         lines.append(f"dropped (class not in model): {res['dropped']}")
+    if res.get("skipped_files"):
+        lines.append(f"skipped (unreadable or malformed, --skip-bad): {res['skipped_files']} item(s), not counted in n")
     if res.get("detector") not in (None, "none") or res.get("no_face"):
         files = res.get("no_face_files", [])
         lines.append(f"faces: {res.get('detector', '?')} detector; no face found in {res.get('no_face', 0)} of "

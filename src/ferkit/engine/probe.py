@@ -163,9 +163,9 @@ def probe_crossval(models: Sequence[str], dataset: str, data: str, folds: int = 
     mode = "L" if c == 1 else "RGB"
     opts = {} if fold_seed is None else {"fold_seed": fold_seed}
     reader = open_dataset(dataset, data, **opts)
-    if not hasattr(reader, "fold_indices"):
+    if not getattr(reader, "has_folds", False):
         raise FerkitError(f"{reader.name} has official splits ({', '.join(reader.splits)}), not subject folds: "
-                          f"probe ckplus, jaffe, kdef or imagefolder")
+                          f"probe ckplus, jaffe, kdef or a flat <class>/* image folder")
     reader = open_dataset(dataset, data, **opts, folds=folds, fold=0)
     recs, _ = reader.all_records()
     subjects = [sorted({str(recs[i].subject) for i in idx}) for idx in reader.fold_indices(recs)]

@@ -105,6 +105,9 @@ class HaarDetector(Detector):
     def __init__(self, min_face_size: int = 20, scale_factor: float = 1.1, min_neighbors: int = 5,
                  max_side: int = 2048) -> None:
         super().__init__(max_side)
+        if not min_face_size >= 1 or not scale_factor > 1 or not min_neighbors >= 0:
+            raise FerkitError(f"Haar detector: min_face_size must be >= 1, scale_factor > 1 and min_neighbors >= 0; "
+                              f"got {min_face_size}, {scale_factor}, {min_neighbors}")
         path = Path(cv2.data.haarcascades) / "haarcascade_frontalface_default.xml"
         self.cascade = cv2.CascadeClassifier(str(path))
         if self.cascade.empty():

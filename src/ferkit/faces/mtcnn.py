@@ -310,7 +310,8 @@ class MTCNN:
             raise FerkitError(f"MTCNN min_face_size must be >= 12 pixels, got {min_face_size}")
         if not 0.1 <= factor < 1:
             raise FerkitError(f"MTCNN pyramid factor must be in [0.1, 1), got {factor}")
-        if len(thresholds) != 3 or not all(0 <= t <= 1 for t in thresholds):
+        if (isinstance(thresholds, (str, bytes)) or not hasattr(thresholds, "__len__") or len(thresholds) != 3
+                or not all(isinstance(t, (int, float)) and 0 <= t <= 1 for t in thresholds)):
             raise FerkitError(f"MTCNN thresholds must be three probabilities, got {thresholds}")
         self.cfg = MTCNNConfig(int(min_face_size), tuple(float(t) for t in thresholds), float(factor),  # type: ignore
                                threads or 0)
