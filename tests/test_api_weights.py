@@ -236,3 +236,12 @@ def test_recognizer_arguments_are_checked_at_once():
                {"detector": "haar", "min_face_size": -5}):
         with pytest.raises(FerkitError):
             Recognizer("default", **kw)
+
+
+def test_predict_tensor_batch_size_and_empty_batches_agree_across_backends(saved):
+    path, _ = saved
+    for backend in ("torch", "onnx"):
+        m = ferkit.load_model(str(path), backend=backend)
+        assert m.predict_tensor(torch.zeros(0, 1, 48, 48, dtype=torch.uint8)).shape == (0, 7)
+        with pytest.raises(FerkitError, match="batch_size"):
+            m.predict_tensor(torch.zeros(2, 1, 48, 48, dtype=torch.uint8), batch_size=0)

@@ -93,7 +93,15 @@ def test_parser_builds():
 def test_unwritable_outputs_and_broken_summaries_are_clear_errors(tmp_path, capsys):
     assert main(["predict", str(EXAMPLE), "--json", str(tmp_path)]) == 1  # a folder where a file goes
     err = capsys.readouterr().err
-    assert err.startswith("ferkit: error: cannot write") and str(tmp_path) in err and "Traceback" not in err
+    assert err.startswith("ferkit: error: --json") and "is a folder" in err and "Traceback" not in err
+    assert main(["predict", str(EXAMPLE), "--out", str(EXAMPLE)]) == 1  # a file where a folder goes
+    assert "name a folder" in capsys.readouterr().err
+    assert main(["evaluate", "--dataset", "fer2013", "--data", ".", "--json", str(tmp_path)]) == 1  # before any work
+    assert "is a folder" in capsys.readouterr().err
+    (tmp_path / "f").write_text("a file")  # the safety net for the rest (OSError -> one line): explain's --out
+    assert main(["explain", str(EXAMPLE), "--out", str(tmp_path / "f" / "sub")]) == 1
+    err = capsys.readouterr().err
+    assert err.startswith("ferkit: error:") and "Traceback" not in err
     for text in ("garbage", "{}"):
         (tmp_path / "crossval.json").write_text(text)
         assert main(["crossval-eval", str(tmp_path)]) == 1

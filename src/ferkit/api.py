@@ -71,6 +71,10 @@ class ExpressionModel:
     @torch.inference_mode()
     def predict_tensor(self, images: torch.Tensor, tta: str | None = None, batch_size: int = 256) -> torch.Tensor:
         """Probabilities ``[N, K]`` for uint8 (or [0,1] float) images ``[N, C, H, W]``."""
+        if not isinstance(batch_size, int) or batch_size < 1:
+            raise FerkitError(f"batch_size must be a whole number >= 1, got {batch_size!r}")
+        if images.shape[0] == 0:
+            return torch.zeros((0, len(self.classes)), dtype=torch.float32)
         out = []
         for i in range(0, images.shape[0], batch_size):
             x = to_float(images[i:i + batch_size].to(self.device))

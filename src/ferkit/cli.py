@@ -307,6 +307,10 @@ def cmd_evaluate(a: argparse.Namespace) -> int:
 
     if a.min_face < 1:
         raise FerkitError(f"--min-face must be at least 1 pixel, got {a.min_face}")
+    from .io import check_writable
+
+    check_writable("--json", a.json)
+    check_writable("--plot", a.plot)
     model = load_model(a.model, device=a.device, backend=a.backend)
     reader = open_dataset(a.dataset, a.data, **_dataset_options(a))
     split = a.split or reader.test_split

@@ -25,6 +25,24 @@ IMAGE_EXTENSIONS = frozenset({".jpg", ".jpeg", ".png", ".bmp", ".tif", ".tiff", 
 Source = Union[str, os.PathLike, bytes, np.ndarray, Image.Image]
 
 
+def check_writable(option: str, path: Union[str, os.PathLike, None]) -> None:
+    """Before any work: ``path`` (an output file named by ``option``) can be written, so that a
+    long run is not lost at its end. Makes the parent folder; raises :class:`FerkitError`."""
+    if not path:
+        return
+    from .errors import FerkitError
+
+    p = Path(path)
+    if p.is_dir():
+        raise FerkitError(f"{option} {p}: is a folder; name a file")
+    try:
+        p.parent.mkdir(parents=True, exist_ok=True)
+    except OSError as e:
+        raise FerkitError(f"{option} {p}: cannot make its folder ({e.strerror or e})") from None
+    if not os.access(p.parent, os.W_OK) or (p.exists() and not os.access(p, os.W_OK)):
+        raise FerkitError(f"{option} {p}: not writable")
+
+
 def is_image_file(path: Union[str, os.PathLike]) -> bool:
     return Path(path).suffix.lower() in IMAGE_EXTENSIONS
 

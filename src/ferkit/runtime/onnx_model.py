@@ -138,6 +138,8 @@ class OnnxExpressionModel(ExpressionModel):
                        batch_size: int = 256) -> torch.Tensor:
         """Probabilities ``[N, K]`` (a CPU torch tensor) for uint8 (or [0,1] float) images ``[N, C, H, W]``."""
         x = torch.as_tensor(images)
+        if not isinstance(batch_size, int) or batch_size < 1:
+            raise ModelError(f"batch_size must be a whole number >= 1, got {batch_size!r}")
         if tuple(x.shape[1:]) != tuple(self.input_size):
             raise ModelError(f"images are {tuple(x.shape[1:])}, the model wants {tuple(self.input_size)} (C, H, W)")
         if x.shape[0] == 0:
