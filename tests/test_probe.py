@@ -108,7 +108,7 @@ def test_probe_crossval_end_to_end(tiny, tmp_path):
     assert s["model"] == "probe" and s["config"]["center"] == "subject" and "transductive" in s["protocol"]
     again = probe_crossval([str(path)], "ckplus", str(data), folds=3, center="subject", log=lambda m: None)
     assert [r["accuracy"] for r in again["per_fold"]] == [r["accuracy"] for r in s["per_fold"]]
-    assert lines[-1].startswith("3 folds: accuracy ")
+    assert lines[-1].startswith("3 of 3 folds: accuracy ")
 
 
 def test_probe_cli_and_bad_input(tiny, tmp_path, capsys):

@@ -286,9 +286,7 @@ def cmd_probe(a: argparse.Namespace) -> int:
         import torch
 
         torch.set_num_threads(a.threads)
-    if a.min_face < 1:
-        raise FerkitError(f"--min-face must be at least 1 pixel, got {a.min_face}")
-    try:
+    try:  # --min-face is checked by the face cropper, when --detect uses it
         lams = [float(v) for v in a.l2.split(",") if v.strip()]
     except ValueError:
         raise FerkitError(f"--l2 wants numbers separated by commas, e.g. 1e-3,1e-2; got {a.l2!r}") from None

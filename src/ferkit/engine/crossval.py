@@ -50,16 +50,22 @@ def fold_dir(out: str | Path, fold: int) -> Path:
     return Path(out) / f"fold{fold:02d}"
 
 
+def open_folds(dataset: str, data: str, opts: dict, folds: int, verb: str = "cross-validate", hint: str = ""):
+    """``(reader, subjects)``: the dataset opened at round 0 of ``folds`` subject folds and the
+    subjects of each fold (no image is decoded); a dataset with official splits is an error."""
+    reader = open_dataset(dataset, data, **opts)
+    if not getattr(reader, "has_folds", False):
+        raise FerkitError(f"{reader.name} has official splits ({', '.join(reader.splits)}), not subject folds: "
+                          f"{verb} ckplus, jaffe, kdef or a flat <class>/* image folder{hint}")
+    reader = open_dataset(dataset, data, **opts, folds=folds, fold=0)
+    recs, _ = reader.all_records()
+    return reader, [sorted({str(recs[i].subject) for i in idx}) for idx in reader.fold_indices(recs)]
+
+
 def fold_subjects(cfg: TrainConfig, folds: int) -> list[list[str]]:
     """The subjects of each of the ``folds`` folds of ``cfg``'s dataset (no image is decoded)."""
     opts = {k: v for k, v in cfg.dataset_options.items() if k not in ("folds", "fold")}
-    reader = open_dataset(cfg.dataset, cfg.data, **opts)
-    if not getattr(reader, "has_folds", False):
-        raise FerkitError(f"{reader.name} has official splits ({', '.join(reader.splits)}), not subject folds: "
-                          f"cross-validate ckplus, jaffe, kdef or a flat <class>/* image folder, or use `ferkit train`")
-    reader = open_dataset(cfg.dataset, cfg.data, **opts, folds=folds, fold=0)
-    recs, _ = reader.all_records()
-    return [sorted({str(recs[i].subject) for i in idx}) for idx in reader.fold_indices(recs)]
+    return open_folds(cfg.dataset, cfg.data, opts, folds, hint=", or use `ferkit train`")[1]
 
 
 def _fold_result(d: Path, fold: int, subjects: list[list[str]]) -> dict:
@@ -136,6 +142,19 @@ def plot_folds(summary: dict, path: str | Path) -> None:
     fig.tight_layout()
     fig.savefig(path)
     plt.close(fig)
+
+
+def finish_summary(summary: dict, out: str | Path | None, log: Callable[[str], None]) -> dict:
+    """Log the mean +- std over the test folds next to the selection folds' mean; write with ``out``."""
+    a, rows = summary["accuracy"], summary["per_fold"]
+    sel = float(np.mean([r["val_accuracy"] for r in rows]))
+    log(f"{len(rows)} of {summary['folds']} folds: accuracy {a['mean']:.4f} +- {a['std']:.4f} (mean +- std over "
+        f"folds); selection folds {sel:.4f}")
+    if out is not None:
+        out = Path(out)
+        out.mkdir(parents=True, exist_ok=True)
+        write_summary(summary, out)
+    return summary
 
 
 def write_summary(summary: dict, out: Path) -> None:
@@ -280,12 +299,4 @@ def evaluate_crossval(runs: Sequence[str | Path], tta: str | None = None, out: s
                     "runs": [str(r) for r in runs], "run_commands": [s["command"] for s in sums],
                     "run_seeds": [s["config"].get("seed", 0) for s in sums],
                     "tta": tta or "none", "command": command})
-    a = summary["accuracy"]
-    sel = float(np.mean([r["val_accuracy"] for r in results]))
-    log(f"{len(results)} of {folds} folds: accuracy {a['mean']:.4f} +- {a['std']:.4f} (mean +- std over folds); "
-        f"selection folds {sel:.4f}")
-    if out is not None:
-        out = Path(out)
-        out.mkdir(parents=True, exist_ok=True)
-        write_summary(summary, out)
-    return summary
+    return finish_summary(summary, out, log)

@@ -24,7 +24,6 @@ with ``model`` ``"probe"`` and the probe's settings under ``config``.
 
 from __future__ import annotations
 
-import json
 import time
 from collections.abc import Callable, Sequence
 from pathlib import Path
@@ -33,10 +32,9 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-from ..data import open_dataset
 from ..data.transforms import normalize, to_float
 from ..errors import FerkitError
-from .crossval import SUMMARY, _stats, write_summary
+from .crossval import _stats, finish_summary, open_folds
 from .metrics import confusion_matrix, summarize
 
 LAMS = (1e-4, 1e-3, 1e-2, 1e-1, 1.0)
@@ -162,13 +160,7 @@ def probe_crossval(models: Sequence[str], dataset: str, data: str, folds: int = 
     c, h, w = nets[0].input_size
     mode = "L" if c == 1 else "RGB"
     opts = {} if fold_seed is None else {"fold_seed": fold_seed}
-    reader = open_dataset(dataset, data, **opts)
-    if not getattr(reader, "has_folds", False):
-        raise FerkitError(f"{reader.name} has official splits ({', '.join(reader.splits)}), not subject folds: "
-                          f"probe ckplus, jaffe, kdef or a flat <class>/* image folder")
-    reader = open_dataset(dataset, data, **opts, folds=folds, fold=0)
-    recs, _ = reader.all_records()
-    subjects = [sorted({str(recs[i].subject) for i in idx}) for idx in reader.fold_indices(recs)]
+    reader, subjects = open_folds(dataset, data, opts, folds, "probe")
     crop = {}
     if detect not in (None, "none"):
         fn, key = face_cropper(nets[0], detect, min_face)
@@ -222,17 +214,4 @@ def probe_crossval(models: Sequence[str], dataset: str, data: str, folds: int = 
         "pooled": pooled, "seconds": round(time.time() - t0, 1), "command": command, "config": config,
         "tta": tta or "none",
     }
-    a = summary["accuracy"]
-    sel = float(np.mean([r["val_accuracy"] for r in per_fold]))
-    log(f"{folds} folds: accuracy {a['mean']:.4f} +- {a['std']:.4f} (mean +- std over folds); selection folds "
-        f"{sel:.4f}")
-    if out is not None:
-        out = Path(out)
-        out.mkdir(parents=True, exist_ok=True)
-        write_summary(summary, out)
-    return summary
-
-
-def load_summary(path: str | Path) -> dict:
-    p = Path(path)
-    return json.loads((p / SUMMARY if p.is_dir() else p).read_text())
+    return finish_summary(summary, out, log)
