@@ -6,6 +6,7 @@ import csv
 import io
 import json
 import os
+import shutil
 
 import cv2
 import numpy as np
@@ -70,11 +71,13 @@ def test_a_folder_of_odd_inputs_reports_bad_ones_and_reads_the_rest(odd_inputs, 
     assert code == 1
     cap = capsys.readouterr()
     assert "Traceback" not in cap.err + cap.out
-    assert "4 source(s) failed" in cap.err
+    assert "3 source(s) failed" in cap.err  # files with an image's extension that cannot be read
     assert f"{odd_inputs / 'empty.png'}: empty file (0 bytes)" in cap.err
     assert f"{odd_inputs / 'not_an_image.jpg'}: not an image file" in cap.err
     assert f"{odd_inputs / 'truncated.jpg'}: corrupt or truncated image" in cap.err
-    assert f"{odd_inputs / 'notes.txt'}: not an image file (skipped)" in cap.err
+    # a file that is no image by its name is listed as ignored, not a failure
+    assert "1 file(s) in the folder(s) ignored:" in cap.err
+    assert f"{odd_inputs / 'notes.txt'}: not an image file" in cap.err.split("ignored:")[1].split("failed:")[0]
     rows = list(csv.DictReader(open(out_csv)))
     by = {r["source"].rsplit("/", 1)[-1]: r for r in rows}
     # every readable input is listed; the odd colour modes all still show the happy astronaut
@@ -84,6 +87,22 @@ def test_a_folder_of_odd_inputs_reports_bad_ones_and_reads_the_rest(odd_inputs, 
     assert by["one_pixel.png"]["label"] == "" and by["one_pixel.png"]["face"] == ""  # no face: an empty row
     assert len(json.loads(out_js.read_text())) == 6
     assert (tmp_path / "ann" / "cmyk_ferkit.png").exists()
+
+
+def test_a_folder_with_notes_and_a_video_beside_the_photos_succeeds(tmp_path, capsys):
+    d = tmp_path / "photos"
+    d.mkdir()
+    shutil.copy(EXAMPLE, d / "a.jpg")
+    (d / "README.txt").write_text("shot on 2026-11-30")
+    (d / "clip.mp4").write_bytes(b"not read")
+    (d / ".DS_Store").write_bytes(b"hidden: not even listed")
+    js = tmp_path / "r.json"
+    assert main(["predict", str(d), "--json", str(js)]) == 0  # nothing failed: exit 0
+    err = capsys.readouterr().err
+    assert "2 file(s) in the folder(s) ignored:" in err and "failed" not in err and ".DS_Store" not in err
+    assert f"{d / 'README.txt'}: not an image file" in err
+    assert f"{d / 'clip.mp4'}: a video (give it as its own source)" in err
+    assert json.loads(js.read_text())["faces"][0]["label"] == "happy"
 
 
 def test_a_huge_image_is_refused_clearly_and_a_large_one_is_read(tmp_path, capsys):

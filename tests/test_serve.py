@@ -190,6 +190,10 @@ def test_healthz(client, rec):
     assert h["version"] == __import__("ferkit").__version__
     assert h["limits"]["max_upload_bytes"] == 10 * 2**20 and "image/jpeg" in h["limits"]["content_types"]
     assert set(h["colours"]) == set(rec.classes)
+    head = client.head("/healthz")  # uptime checkers probe with HEAD: 200 and no body, not 405
+    assert head.status_code == 200 and head.content == b"" and head.headers["content-type"] == "application/json"
+    assert client.head("/").status_code == 200
+    assert client.post("/healthz").status_code == 405
 
 
 def test_docs_and_openapi(client):

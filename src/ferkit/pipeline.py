@@ -156,7 +156,8 @@ def source_kind(source: Any) -> str:
 
 
 def folder_files(folder: str | os.PathLike) -> tuple[list[Path], list[tuple[str, str]]]:
-    """Image files under ``folder`` (recursive, sorted) and the other files, reported as skipped."""
+    """Image files under ``folder`` (recursive, sorted; by extension) and the other files with the
+    reason each is left out (hidden files and folders are not listed)."""
     files, skipped = [], []
     for f in sorted(Path(folder).rglob("*")):
         if not f.is_file() or any(part.startswith(".") for part in f.relative_to(folder).parts):
@@ -164,8 +165,8 @@ def folder_files(folder: str | os.PathLike) -> tuple[list[Path], list[tuple[str,
         if is_image_file(f):
             files.append(f)
         else:
-            skipped.append((str(f), "not an image file (skipped)" if not is_video_file(f) else
-                            "a video inside a folder (skipped: give it as its own source)"))
+            skipped.append((str(f), "not an image file" if not is_video_file(f) else
+                            "a video (give it as its own source)"))
     return files, skipped
 
 

@@ -258,6 +258,7 @@ def predict_cli(a: argparse.Namespace) -> int:
         out.mkdir(parents=True, exist_ok=True)
     results: list[Result] = []
     failed: list[tuple[str, str]] = []
+    ignored: list[tuple[str, str]] = []  # files in folders that are not images: listed, not failures
     n_images = 0
     image_window: Window | None = None
     sources: list = list(a.sources)
@@ -283,7 +284,7 @@ def predict_cli(a: argparse.Namespace) -> int:
             continue
         if kind == "folder":
             files, skipped = folder_files(src)
-            failed.extend(skipped)
+            ignored.extend(skipped)
             if not files:
                 failed.append((str(src), "folder holds no image files"))
             root = Path(src)
@@ -322,6 +323,13 @@ def predict_cli(a: argparse.Namespace) -> int:
         write_csv([row for r in results for row in r.to_records(empty_row=True)], a.csv, rec.classes)
     if out and n_images:
         print(f"annotated images and JSON in {out}/")
+    if ignored:
+        # a notes.txt or a video beside the photos is not a failure of the batch (exit 0), but said
+        print(f"\n{len(ignored)} file(s) in the folder(s) ignored:", file=sys.stderr)
+        for s, why in ignored[:20]:
+            print(f"  {s}: {why}", file=sys.stderr)
+        if len(ignored) > 20:
+            print(f"  ... and {len(ignored) - 20} more", file=sys.stderr)
     if failed:
         print(f"\n{len(failed)} source(s) failed:", file=sys.stderr)
         for s, why in failed:

@@ -407,7 +407,8 @@ def create_app(recognizer: Any = None, *, model: str = "default", detector: str 
                                      "Content-Disposition": f'inline; filename="{stem}_ferkit.png"'})
         return Response(json.dumps(result), media_type="application/json")
 
-    @app.get("/healthz", tags=["service"], summary="Liveness, model and limits")
+    # HEAD too: load balancers and uptime checkers probe with it (GET routes alone answer it 405)
+    @app.api_route("/healthz", methods=["GET", "HEAD"], tags=["service"], summary="Liveness, model and limits")
     async def healthz() -> dict:
         return {"status": "ok", "version": __version__, "model": recognizer.model.name,
                 "detector": getattr(recognizer.detector, "name", type(recognizer.detector).__name__),
@@ -423,7 +424,7 @@ def create_app(recognizer: Any = None, *, model: str = "default", detector: str 
         "X-Content-Type-Options": "nosniff", "Referrer-Policy": "no-referrer", "Cache-Control": "no-cache",
     }
 
-    @app.get("/", include_in_schema=False)
+    @app.api_route("/", methods=["GET", "HEAD"], include_in_schema=False)
     async def index() -> HTMLResponse:
         return HTMLResponse(page, headers=page_headers)
 
