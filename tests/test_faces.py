@@ -92,6 +92,22 @@ def test_mtcnn_refine_relocates_a_known_face(photo, mtcnn):
     assert mtcnn.refine(photo, np.array([[420.0, 350.0, 500.0, 430.0]])) == []
 
 
+def test_boxes_regressed_inside_out_are_dropped_not_crashed_on(photo, mtcnn, monkeypatch):
+    # a network that regresses a box inside out (x2 < x1: seen with int8-quantised MTCNN networks)
+    # leaves no crop to resize: such boxes are dropped, the others still go through
+    net = mtcnn.net
+    assert net.refine(photo, np.array([[250.0, 120.0, 180.0, 60.0]]))[0].shape == (0, 4)
+    real = net.detect(photo)[0]
+    b, s, lm = net.refine(photo, np.concatenate([np.array([[250.0, 120.0, 180.0, 60.0]]), real]))
+    assert len(b) == 1 and lm.shape == (1, 5, 2)
+    assert mt._nonempty(np.array([[0, 0, 0, 0], [5, 5, 4, 9], [5, 5, 9, 4], [1, 1, 3, 3.0]])).tolist() == [
+        True, False, False, True]
+    inside_out = lambda boxes, reg: boxes[:, [2, 3, 0, 1]] + 0 * reg  # noqa: E731
+    monkeypatch.setattr(mt, "_regress", inside_out)
+    b, s, lm = net.detect(photo)  # every candidate inside out: no face, no crash
+    assert b.shape == (0, 4) and s.shape == (0,) and lm.shape == (0, 5, 2)
+
+
 def test_nms_keeps_the_best_of_overlapping_boxes():
     boxes = np.array([[0, 0, 10, 10], [1, 1, 11, 11], [50, 50, 60, 60], [0, 0, 4, 4]], float)
     scores = np.array([0.9, 0.95, 0.5, 0.8])

@@ -259,6 +259,13 @@ def _square(boxes: np.ndarray) -> np.ndarray:
     return out
 
 
+def _nonempty(boxes: np.ndarray) -> np.ndarray:
+    """Rows of integer ``[x1, y1, x2, y2, ...]`` (inclusive) that cover at least one pixel: a box
+    regressed inside out (``x2 < x1``; seen with quantised networks, possible with any) has no
+    crop to resize, and R-Net or O-Net would fail on it."""
+    return (boxes[:, 2] >= boxes[:, 0]) & (boxes[:, 3] >= boxes[:, 1])
+
+
 def _patches(img: np.ndarray, boxes: np.ndarray, size: int) -> np.ndarray:
     """Crops of ``boxes`` (integer ``[x1, y1, x2, y2]``, inclusive; zero-padded outside the image),
     resized to ``size`` and normalised, as a transposed NHWC batch. Each crop is resized and
@@ -386,8 +393,8 @@ class MTCNN:
             return np.zeros((0, 5))
         c = np.concatenate(kept)
         c = c[nms(c[:, :4], c[:, 4], 0.7)]
-        boxes = _square(_regress(c[:, :4], c[:, 5:9]))
-        return np.concatenate([np.fix(boxes), c[:, 4:5]], axis=1)
+        boxes = np.concatenate([np.fix(_square(_regress(c[:, :4], c[:, 5:9]))), c[:, 4:5]], axis=1)
+        return boxes[_nonempty(boxes)]
 
     def _run(self, key: str, img: np.ndarray, boxes: np.ndarray, size: int) -> list[np.ndarray]:
         """R-Net or O-Net (``key``) on the crops of ``boxes``: from :data:`SPLIT_MIN_BOXES` boxes on
@@ -421,8 +428,8 @@ class MTCNN:
             k = nms(boxes, score, 0.7, "min")
             return boxes[k], score[k], lm[k]
         k = nms(boxes, score, 0.7)
-        boxes = np.fix(_square(_regress(boxes[k], reg[k])))
-        return np.concatenate([boxes, score[k, None]], axis=1)
+        boxes = np.concatenate([np.fix(_square(_regress(boxes[k], reg[k]))), score[k, None]], axis=1)
+        return boxes[_nonempty(boxes)]
 
     def detect(self, rgb: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
         """Faces in an RGB uint8 image: boxes ``[N, 4]`` (x1, y1, x2, y2, floats), scores ``[N]``,
@@ -452,6 +459,9 @@ class MTCNN:
         if len(boxes) == 0 or min(rgb.shape[:2]) < 12:
             return empty
         cand = np.concatenate([np.fix(_square(np.asarray(boxes, np.float64))), np.ones((len(boxes), 1))], axis=1)
+        cand = cand[_nonempty(cand)]
+        if not len(cand):
+            return empty
         b, s, lm = self._refine(rgb, cand, "onet", 48, self.cfg.thresholds[2], last=True)
         order = np.argsort(-s, kind="stable")
         return b[order], s[order].astype(np.float64), lm[order]
