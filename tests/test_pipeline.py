@@ -97,8 +97,23 @@ def test_folder_carries_on_past_junk(rec, tmp_path):
     assert isinstance(res, Results) and [r.source.rsplit("/", 1)[-1] for r in res] == ["a.png", "b.jpg"]
     assert all(len(r.faces) == 1 for r in res)
     failed = dict(res.failed)
-    assert set(failed) == {str(d / "c.jpg"), str(d / "readme.txt")}
+    assert set(failed) == {str(d / "c.jpg")}  # an image by its name that cannot be read: a failure
     assert "corrupt" in failed[str(d / "c.jpg")] or "not an image" in failed[str(d / "c.jpg")]
+    assert res.ignored == [(str(d / "readme.txt"), "not an image file")]  # listed, not a failure
+    # a folder's pixels are not kept (memory); drawing reads the file again, saving into a folder
+    # names the file after the source
+    assert all(r.image is None for r in res)
+    assert res[0].plot().shape == (512, 512, 3)
+    out = res[1].save(tmp_path)
+    assert out == tmp_path / "b_ferkit.png" and Image.open(out).size == (512, 512)
+    assert out.parent == tmp_path and not (tmp_path.parent / f"{tmp_path.name}.png").exists()
+    (d / "a.png").unlink()
+    with pytest.raises(FerkitError, match="keeps no image"):
+        res[0].plot()
+    Image.open(EXAMPLE).resize((100, 80)).save(d / "a.png")
+    with pytest.raises(FerkitError, match="changed since it was analysed"):
+        res[0].plot()
+    assert rec.predict(d, keep_images=True)[0].image.shape == (80, 100, 3)
 
 
 def test_source_kinds(tmp_path):

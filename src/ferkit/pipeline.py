@@ -3,7 +3,7 @@
     from ferkit import Recognizer
     rec = Recognizer()                          # default model, MTCNN detector
     r = rec.predict("photo.jpg")                # Result: r.faces[0].label, r.to_json(), r.save("out.png")
-    rs = rec.predict("folder/")                 # Results (a list), rs.failed lists unreadable files
+    rs = rec.predict("folder/")                 # Results (a list), rs.failed lists unreadable images
     rs = rec.predict("clip.mp4", every=2)       # Results, one per processed frame, faces tracked
     for r in rec.stream(0): ...                 # webcam 0, frame by frame
 
@@ -265,17 +265,18 @@ class Recognizer:
     def predict(self, source: Any, *, every: int = 1, max_frames: int | None = None,
                 keep_images: bool | None = None, progress: bool = False) -> Result | Results:
         """One :class:`Result` for an image; :class:`Results` for a folder (``.failed`` lists the
-        unreadable files), a video file or a webcam (one per processed frame; frames' pixels are
-        not kept unless ``keep_images``: use :meth:`stream` to draw them as they come)."""
+        unreadable images, ``.ignored`` the files that are no images by their name), a video file
+        or a webcam (one per processed frame). Pixels are not kept unless ``keep_images`` (a
+        folder of large photos would fill the memory): a folder's :meth:`Result.plot` reads its
+        file again; for a video's frames use :meth:`stream` to draw them as they come."""
         kind = source_kind(source)
         if kind == "image":
             return self.analyze(source)
-        keep = (kind == "folder") if keep_images is None else keep_images
+        keep = bool(keep_images)
         if kind == "folder":
-            files, failed = folder_files(source)
-            if not files:
-                failed.append((str(source), "folder holds no image files"))
-            res = Results(failed=failed, source=str(source))
+            files, ignored = folder_files(source)
+            failed = [] if files else [(str(source), "folder holds no image files")]
+            res = Results(failed=failed, source=str(source), ignored=ignored)
             it = files
             if progress:
                 from tqdm.auto import tqdm

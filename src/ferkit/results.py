@@ -102,16 +102,33 @@ class Result:
 
     def plot(self, bars: bool = True, landmarks: bool = True) -> np.ndarray:
         """A copy of the image with each face's box, label, landmarks and probability bars (RGB)."""
-        if self.image is None:
+        image = self.image
+        if image is None and self.frame is None and self.source and Path(self.source).is_file():
+            # an image of a folder is not kept in memory (keep_images=False): read it again to draw
+            from .io import read_image
+
+            image = read_image(self.source, mode="RGB")
+            if image.shape[:2] != (self.height, self.width):
+                from .errors import FerkitError
+
+                raise FerkitError(f"{self.source}: the file changed since it was analysed "
+                                  f"({image.shape[1]}x{image.shape[0]}, was {self.width}x{self.height})")
+        if image is None:
             from .errors import FerkitError
 
-            raise FerkitError("this result keeps no image to draw on (made with keep_image=False)")
-        return draw(self.image, self.faces, bars=bars, landmarks=landmarks)
+            raise FerkitError("this result keeps no image to draw on (its pixels were not kept: "
+                              "predict(..., keep_images=True) keeps a video's frames)")
+        return draw(image, self.faces, bars=bars, landmarks=landmarks)
 
     def save(self, path: str | os.PathLike) -> Path:
-        """Write the annotated image (format from the extension; PNG if none)."""
+        """Write the annotated image (format from the extension; PNG if none). An existing folder
+        gets ``<source name>_ferkit.png`` inside it."""
         p = Path(path)
-        if not p.suffix:
+        if p.is_dir():
+            stem = Path(self.source).stem if self.source else ""
+            frame = f"_frame{self.frame:06d}" if self.frame is not None else ""
+            p = p / f"{stem or 'image'}{frame}_ferkit.png"
+        elif not p.suffix:
             p = p.with_suffix(".png")
         p.parent.mkdir(parents=True, exist_ok=True)
         try:
@@ -129,9 +146,12 @@ class Results(list):
     """Results of a folder or a video: a list of :class:`Result` plus what could not be read."""
 
     def __init__(self, items=(), failed: list[tuple[str, str]] | None = None, source: str = "",
-                 fps: float | None = None) -> None:
+                 fps: float | None = None, ignored: list[tuple[str, str]] | None = None) -> None:
         super().__init__(items)
         self.failed: list[tuple[str, str]] = failed or []  #: (source, reason) of each unreadable input
+        #: (file, reason) of each file of a folder left out because it is no image by its name (a
+        #: notes.txt, a video): listed, but not failures
+        self.ignored: list[tuple[str, str]] = list(ignored or [])
         self.source = source
         self.fps = fps
 
