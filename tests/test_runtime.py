@@ -224,7 +224,7 @@ def test_load_model_onnx_file_and_errors(default_onnx):
     path, _ = default_onnx
     assert isinstance(ferkit.load_model(str(path)), OnnxExpressionModel)
     assert isinstance(load_onnx_model(str(path)), OnnxExpressionModel)
-    with pytest.raises(ferkit.FerkitError, match="runs on backend 'onnx'"):
+    with pytest.raises(ferkit.FerkitError, match="holds no PyTorch network"):
         ferkit.load_model(str(path), backend="torch")
     with pytest.raises(ferkit.FerkitError, match="unknown backend 'tflite'"):
         ferkit.load_model("default", backend="tflite")
@@ -256,6 +256,12 @@ def test_int8_export_is_close(tmp_path, capsys):
     out = tmp_path / "fer-int8.onnx"
     assert main(["export", "--model", "default", "--format", "onnx", "--out", str(out), "--int8"]) == 0
     assert "int8 dynamic" in capsys.readouterr().out
+    # calibration options without what they need are refused, not silently ignored
+    for extra in (["--int8", "--calibration-split", "PublicTest"], ["--calibration-split", "PublicTest"],
+                  ["--data", "somewhere"]):
+        assert main(["export", "--model", "default", "--out", str(tmp_path / "x.onnx"), *extra]) == 1
+        assert "--int8" in capsys.readouterr().err
+    assert not (tmp_path / "x.onnx").exists()
     q = OnnxExpressionModel(out)
     assert q.int8 and q.card["onnx"]["quantization"]["mode"] == "dynamic"
     assert out.stat().st_size < 0.5 * weights.resolve("default").stat().st_size  # int8 weights: a third

@@ -98,6 +98,18 @@ def test_annotated_png(client, rec, photo):
     img = Image.open(io.BytesIO(r.content))
     assert img.format == "PNG" and img.size == (512, 512)
     assert np.array_equal(np.asarray(img.convert("RGB")), rec.analyze(photo).plot())
+    assert r.headers["content-disposition"] == (
+        "inline; filename=\"astronaut_ferkit.png\"; filename*=UTF-8''astronaut_ferkit.png")
+    # a non-ASCII name: an ASCII fallback and the name itself, percent-encoded (RFC 6266)
+    r = post(client, photo, name="名前 ünï.jpg", params={"annotated": 1})
+    cd = r.headers["content-disposition"]
+    assert 'filename="_n__ferkit.png"' in cd and "filename*=UTF-8''%E5%90%8D%E5%89%8D%20%C3%BCn%C3%AF_ferkit.png" in cd
+
+
+def test_one_image_per_request(client, photo):
+    r = client.post("/v1/analyze", files=[("file", ("a.jpg", photo, "image/jpeg")),
+                                          ("file", ("b.jpg", photo, "image/jpeg"))])
+    assert assert_json_error(r, 400, "one image")["detail"] == {"files": 2}
 
 
 def test_no_face_is_not_an_error(client):
@@ -200,7 +212,7 @@ def test_docs_and_openapi(client):
     r = client.get("/docs")
     assert r.status_code == 200 and "swagger" in r.text.lower()
     spec = client.get("/openapi.json").json()
-    assert "/v1/analyze" in spec["paths"] and "/healthz" in spec["paths"]
+    assert "/v1/analyze" in spec["paths"] and list(spec["paths"]["/healthz"]) == ["get"]  # HEAD: not a 2nd operation
     try:
         import fastapi_offline  # noqa: F401
     except ImportError:

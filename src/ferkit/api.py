@@ -203,7 +203,9 @@ def load_model(name: str = "default", device: str = "cpu", backend: str = "auto"
         return EnsembleModel([load_model(p, device=device, backend=backend, threads=threads) for p in parts])
     is_onnx = str(name).endswith(".onnx")
     if backend == "torch" and is_onnx:
-        raise FerkitError(f"{name}: an ONNX file runs on backend 'onnx', not 'torch'")
+        raise FerkitError(f"{name}: an ONNX file holds no PyTorch network, and this needs one (backend 'torch', "
+                          f"explain, probe, au-analysis, training): give a shipped name, a .safetensors file or a "
+                          f"run folder (ONNX files run in predict, evaluate and serve)")
     if backend == "auto":
         backend = "onnx" if is_onnx or torch.device(device).type == "cpu" else "torch"
         if backend == "onnx" and not is_onnx:

@@ -19,7 +19,7 @@ EPILOG = """examples:
   ferkit train --model mini_xception --dataset fer2013 --data ../shared/data/fer2013 --out runs/mx
   ferkit evaluate --model default --dataset fer2013 --data ../shared/data/fer2013 --split PrivateTest --json r.json
   ferkit crossval --model mini_xception --dataset ckplus --data ../shared/data/ckplus48 --folds 10 --out runs/cv
-  ferkit predict examples/astronaut.png
+  ferkit predict examples/astronaut.jpg
   ferkit export --model default --format onnx --out fer.onnx
   ferkit serve --port 8000
 """
@@ -363,8 +363,11 @@ def cmd_export(a: argparse.Namespace) -> int:
 
     if a.format != "onnx":
         raise FerkitError(f"unknown export format {a.format!r}; ferkit exports: onnx")
-    if a.dataset and not a.int8:
+    if (a.dataset or a.data) and not a.int8:
         raise FerkitError("--dataset/--data calibrate int8 quantisation: add --int8")
+    if a.calibration_split and not (a.int8 and a.dataset and a.data):
+        raise FerkitError("--calibration-split chooses static int8 calibration images: it needs --int8, "
+                          "--dataset and --data")
     calibration, mode = None, "dynamic" if a.int8 else False
     if a.int8 and (a.dataset or a.data):
         import numpy as np
@@ -417,6 +420,8 @@ def cmd_serve(a: argparse.Namespace) -> int:
                           f"dependencies (`pip install -e .`)") from None
     if not 0 < a.max_upload_mb < float("inf"):
         raise FerkitError(f"--max-upload-mb must be more than 0, got {a.max_upload_mb}")
+    if not 0 < a.timeout < float("inf"):
+        raise FerkitError(f"--timeout must be a finite number of seconds above 0, got {a.timeout}")
     sock = bind(a.host, a.port)  # a taken port is reported at once, before the model loads
     try:
         app = create_app(model=a.model, detector=a.detector, max_upload=int(a.max_upload_mb * 2**20),
@@ -636,7 +641,8 @@ def build_parser() -> argparse.ArgumentParser:
                                    "once at start. Bad requests get a 4xx answer with a JSON error. Ctrl+C stops.")
     s.add_argument("--host", default="127.0.0.1", help="address to listen on (0.0.0.0: every interface)")
     s.add_argument("--port", type=int, default=8000, help="TCP port (0: any free one)")
-    s.add_argument("--model", default="default", help=MODEL_HELP)
+    s.add_argument("--model", default="default",
+                   help=MODEL_HELP.replace(", with --tta flip", "").replace("FER2013 / FER+", "FER2013 / FER+ (ensembles)"))
     s.add_argument("--detector", choices=["mtcnn", "haar", "none"], default="mtcnn",
                    help="face detector (none: every image is a face crop)")
     g = s.add_argument_group("limits")
@@ -646,8 +652,8 @@ def build_parser() -> argparse.ArgumentParser:
     g.add_argument("--timeout", type=float, default=30.0, metavar="S",
                    help="seconds a request may take, upload and analysis (504 after)")
     g.add_argument("--workers", type=int, default=2, metavar="N",
-                   help="images analysed at once (threads sharing one model; 2 doubled the throughput of 1 on "
-                        "2 cores, see docs/benchmarks.md)")
+                   help="images analysed at once (threads sharing one model; on 2 cores 2 gave about the "
+                        "throughput of 1, as MTCNN already keeps both busy: see docs/benchmarks.md)")
     g.add_argument("--max-queue", type=int, default=32, metavar="N",
                    help="requests that may wait for a worker (503 beyond)")
     s.add_argument("--log-level", choices=["critical", "error", "warning", "info", "debug"], default="info",

@@ -31,6 +31,7 @@ from concurrent.futures import Future, ThreadPoolExecutor
 from contextlib import asynccontextmanager
 from importlib import resources
 from typing import Any
+from urllib.parse import quote
 
 import numpy as np
 from fastapi import FastAPI, File, Query, Request, UploadFile
@@ -366,6 +367,10 @@ def create_app(recognizer: Any = None, *, model: str = "default", detector: str 
                 raise ApiError(415, "send the image as multipart/form-data in a field named 'file'",
                                {"content_type": ctype or None})
             raise ApiError(400, "missing form field 'file' (the image)", None)
+        n_files = len((await request.form()).getlist("file"))  # the form FastAPI parsed (cached)
+        if n_files > 1:
+            raise ApiError(400, f"send one image per request (the form holds {n_files} files named 'file')",
+                           {"files": n_files})
         name = _safe_filename(file.filename)
         ctype = (file.content_type or "").split(";")[0].strip().lower()
         if ctype not in ALLOWED_CONTENT_TYPES and ctype not in UNTYPED:
@@ -401,14 +406,19 @@ def create_app(recognizer: Any = None, *, model: str = "default", detector: str 
             log.error("analysis of %s (%s, %dx%d) failed", name, fmt, w, h, exc_info=e)
             raise ApiError(500, "the analysis failed (a server error: see its log)") from None
         if png is not None:
-            stem = re.sub(r"[^A-Za-z0-9._-]+", "_", name.rsplit(".", 1)[0])[:80] or "upload"
+            base = name.rsplit(".", 1)[0]
+            stem = re.sub(r"[^A-Za-z0-9._-]+", "_", base)[:80] or "upload"
+            # filename: an ASCII fallback; filename*: the name as uploaded (RFC 6266), for non-ASCII names
+            utf8 = quote(re.sub(r"[\x00-\x1f\x7f\"\\/]+", "_", base)[:80] + "_ferkit.png", safe="")
             return Response(png, media_type="image/png",
                             headers={"X-Ferkit-Faces": str(len(result["faces"])),
-                                     "Content-Disposition": f'inline; filename="{stem}_ferkit.png"'})
+                                     "Content-Disposition": f'inline; filename="{stem}_ferkit.png"; '
+                                                            f"filename*=UTF-8''{utf8}"})
         return Response(json.dumps(result), media_type="application/json")
 
     # HEAD too: load balancers and uptime checkers probe with it (GET routes alone answer it 405)
-    @app.api_route("/healthz", methods=["GET", "HEAD"], tags=["service"], summary="Liveness, model and limits")
+    @app.get("/healthz", tags=["service"], summary="Liveness, model and limits")
+    @app.api_route("/healthz", methods=["HEAD"], include_in_schema=False)  # one operation id in the schema
     async def healthz() -> dict:
         return {"status": "ok", "version": __version__, "model": recognizer.model.name,
                 "detector": getattr(recognizer.detector, "name", type(recognizer.detector).__name__),
