@@ -93,6 +93,15 @@ def test_arrays_and_pil_inputs():
     with pytest.raises(ImageDecodeError, match="expected an HxW"):
         read_image(np.zeros((0,), np.uint8))
     assert read_image(Image.new("RGB", (3, 2), (0, 0, 255))).shape == (2, 3)
+    # RGBA arrays in RGB mode: composited on white like RGBA images (was: passed on with 4 channels)
+    rgba = np.zeros((2, 2, 4), np.uint8)
+    rgba[0, 0] = (255, 0, 0, 255)  # opaque red; the rest transparent
+    assert read_image(rgba, "RGB").tolist() == [[[255, 0, 0], [255, 255, 255]], [[255, 255, 255]] * 2]
+    # uint16 pixels are scaled from 0..65535 like 16-bit files, not clipped at 255
+    assert read_image(np.array([[0, 257, 32896, 65535]], np.uint16)).tolist() == [[0, 1, 128, 255]]
+    with pytest.raises(ImageDecodeError, match="int32 pixel values up to 1000"):
+        read_image(np.array([[0, 1000]], np.int32))
+    assert read_image(np.array([[0, 200]], np.int64)).tolist() == [[0, 200]]
     with pytest.raises(ValueError):
         read_image(np.zeros((2, 2), np.uint8), mode="CMYK")
 

@@ -144,7 +144,8 @@ def resize(arr: np.ndarray, hw: tuple[int, int]) -> np.ndarray:
 
 
 def _from_array(arr: np.ndarray, mode: str, label: str) -> np.ndarray:
-    """Accept HxW, HxWx1, HxWx3 (RGB order) or HxWx4 arrays of uint8 / other numeric types."""
+    """Accept HxW, HxWx1, HxWx3 (RGB order) or HxWx4 (RGBA: composited on white) arrays: uint8,
+    uint16 (scaled from 0..65535), or other numbers in 0..255 (0..1 when none is above 1)."""
     if arr.size == 0 or arr.ndim not in (2, 3):
         raise ImageDecodeError(f"{label}: expected an HxW or HxWxC image array, got shape {arr.shape}")
     if arr.ndim == 3 and arr.shape[2] not in (1, 3, 4):
@@ -153,13 +154,20 @@ def _from_array(arr: np.ndarray, mode: str, label: str) -> np.ndarray:
         raise ImageDecodeError(f"{label}: expected a numeric image array, got dtype {arr.dtype}")
     if arr.dtype.kind == "f" and not np.isfinite(arr).all():
         raise ImageDecodeError(f"{label}: the image array holds NaN or infinite values")
-    if arr.dtype != np.uint8:
+    if arr.dtype == np.uint16:
+        # 16-bit pixels (0..65535), as 16-bit image files decode: scaled, not clipped at 255
+        arr = ((arr.astype(np.uint32) * 255 + 32767) // 65535).astype(np.uint8)
+    elif arr.dtype != np.uint8:
         a = arr.astype(np.float64)
-        scale = 255.0 if a.max(initial=0) <= 1.0 else 1.0
+        hi = a.max(initial=0)
+        if hi > 255:  # not a pixel range: clipping would give a white image
+            raise ImageDecodeError(f"{label}: {arr.dtype} pixel values up to {hi:g}: give 0..255 (uint8), "
+                                   f"0..65535 (uint16) or 0..1 (float)")
+        scale = 255.0 if hi <= 1.0 else 1.0
         arr = np.clip(a * scale + 0.5, 0, 255).astype(np.uint8)
     if arr.ndim == 3 and arr.shape[2] == 1:
         arr = arr[:, :, 0]
-    if arr.dtype == np.uint8 and arr.ndim == (3 if mode == "RGB" else 2):
+    if arr.dtype == np.uint8 and arr.ndim == (3 if mode == "RGB" else 2) and (arr.ndim == 2 or arr.shape[2] == 3):
         return np.ascontiguousarray(arr)  # already in the asked form: as is (no copy when contiguous)
     img = Image.fromarray(np.ascontiguousarray(arr))
     return np.asarray(_to_mode(img, mode))
