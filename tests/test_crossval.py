@@ -245,6 +245,19 @@ def test_crossval_eval_refuses_other_protocols_and_missing_runs(tmp_path, cv3):
     with pytest.raises(FerkitError, match="not the same protocol .*fold_seed"):
         evaluate_crossval([out, moved], log=lambda s: None)
     assert main(["crossval-eval", str(tmp_path / "nothing")]) == 1
+    # --out one of the folders read would overwrite its crossval.json: refused, the file unchanged
+    before = (out / "crossval.json").read_bytes()
+    with pytest.raises(FerkitError, match="overwritten"):
+        evaluate_crossval([out], out=out, log=lambda s: None)
+    assert (out / "crossval.json").read_bytes() == before
+    # rounds finished in one folder only are named, not dropped in silence
+    part = tmp_path / "part"
+    part.mkdir()
+    (part / "crossval.json").write_text(json.dumps({**summary, "folds_done": summary["folds_done"][:1]}))
+    said = []
+    with pytest.raises(FerkitError):  # part/ holds no round models: what matters is the message before
+        evaluate_crossval([out, part], log=said.append)
+    assert said and said[0].startswith(f"rounds {', '.join(map(str, summary['folds_done'][1:]))} are not finished")
 
 
 def test_the_protocol_names_a_selection_rule_other_than_the_default(tmp_path):

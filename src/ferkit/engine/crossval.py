@@ -272,6 +272,13 @@ def evaluate_crossval(runs: Sequence[str | Path], tta: str | None = None, out: s
     done = sorted(set.intersection(*(set(s["folds_done"]) for s in sums)))
     if not done:
         raise FerkitError(f"no round is finished in every one of {', '.join(map(str, runs))}")
+    left = sorted(set().union(*(set(s["folds_done"]) for s in sums)) - set(done))
+    if left:
+        log(f"rounds {', '.join(map(str, left))} are not finished in every folder: evaluating the "
+            f"{len(done)} that are ({', '.join(map(str, done))})")
+    if out is not None and any(Path(out).resolve() == Path(r).resolve() for r in runs):
+        raise FerkitError(f"--out {out} is one of the cross-validation folders read: its crossval.json would be "
+                          f"overwritten; write into another folder")
     cfg = TrainConfig.from_dict(base["config"])
     opts = {k: v for k, v in cfg.dataset_options.items() if k not in ("folds", "fold")}
     det = None if cfg.detect in (None, "none") else cfg.detect
