@@ -50,7 +50,7 @@ def test_files_written(cv3):
             assert (fold_dir(out, i) / f).exists(), (i, f)
     assert json.loads((out / "crossval.json").read_text()) == json.loads(json.dumps(summary))
     assert summary["complete"] and summary["folds_done"] == [0, 1, 2] and summary["folds"] == 3
-    assert any(ln.startswith("[fold 1/2] epoch   2/2") for ln in lines)
+    assert any(ln.startswith("[round 2 of 3, test fold 1] epoch   2/2") for ln in lines)
     assert lines[-1].startswith("3 of 3 folds: accuracy ")
 
 
@@ -97,7 +97,7 @@ def test_resume_keeps_finished_folds_and_continues_an_interrupted_one(ck, tmp_pa
     mtime = (fold_dir(out, 0) / "model.safetensors").stat().st_mtime_ns
 
     def stop_in_fold_1(line):
-        if line.startswith("[fold 1/2] epoch   2/2"):
+        if line.startswith("[round 2 of 3, test fold 1] epoch   2/2"):
             raise KeyboardInterrupt  # killed before fold 1's epoch-2 checkpoint
 
     with pytest.raises(KeyboardInterrupt):
@@ -109,7 +109,7 @@ def test_resume_keeps_finished_folds_and_continues_an_interrupted_one(ck, tmp_pa
     summary = crossval(_cfg(ck, out, epochs=2, lr=1.0), folds=3, resume=True, progress=False, log=lines.append)
     assert any("ignoring differing: lr" in ln for ln in lines)  # the saved settings win
     assert any("fold 0: finished earlier" in ln for ln in lines)
-    assert any(ln.startswith("[fold 1/2] resumed") and "epoch 2" in ln for ln in lines)
+    assert any(ln.startswith("[round 2 of 3, test fold 1] resumed") and "epoch 2" in ln for ln in lines)
     assert (fold_dir(out, 0) / "model.safetensors").stat().st_mtime_ns == mtime
     assert summary["complete"]
     # same seed, same folds: the interrupted and resumed cross-validation equals the uninterrupted one

@@ -281,7 +281,8 @@ def test_explain_a_crop_without_detection(tmp_path):
 @pytest.mark.parametrize("extra,msg", [
     (["--layer", "no_such_layer"], "no layer 'no_such_layer'"),
     (["--layer", "head.weight"], "no layer"),
-    (["--class", "bored"], "unknown class 'bored'"),
+    (["--class", "bored", "--method", "gradcam"], "unknown class 'bored'"),
+    (["--class", "surprise"], "--class explains one class with --method gradcam or guided"),  # deconv: no class
 ])
 def test_explain_errors_are_clear(extra, msg, tmp_path, capsys):
     assert main(["explain", str(EXAMPLE), "--out", str(tmp_path), *extra]) == 1

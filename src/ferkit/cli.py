@@ -112,18 +112,23 @@ def cmd_models(a: argparse.Namespace) -> int:
     print("\nshipped weights (ferkit.load_model(name)):")
     if not cards:
         print("  (none)")
+    rows = []
     for c in cards:
         ms = "  ".join(f"{split} acc {m['accuracy']:.4f}" for split, m in c.get("metrics", {}).items())
         if "crossval" in c:  # a k-fold protocol: its number first; the file is one round of it
             cv = c["crossval"]
             ms = (f"{cv['folds']}-fold CV acc {cv['accuracy_mean']:.4f} +- {cv['accuracy_std']:.4f}  "
                   f"(this file: round {cv['this_round']}, {ms})")
-        alias = f" (= {aliases[c['name']]})" if c["name"] in aliases else ""
-        print(f"  {c['name'] + alias:<32} {c['architecture']} {c.get('arch_kwargs') or ''}  "
-              f"{len(c['classes'])} classes  {ms}")
+        rows.append((c["name"] + (f" (= {aliases[c['name']]})" if c["name"] in aliases else ""),
+                     f"{c['architecture']}{' ' + str(c['arch_kwargs']) if c.get('arch_kwargs') else ''}",
+                     f"{len(c['classes'])} classes  {ms}"))
+    w0 = max((len(r[0]) for r in rows), default=0) + 2
+    w1 = max((len(r[1]) for r in rows), default=0) + 2
+    for name, arch, rest in rows:
+        print(f"  {name:<{w0}}{arch:<{w1}}{rest}")
     for alias, target in weights.ALIASES.items():
         if "+" in target:
-            print(f"  {alias:<32} ensemble of {' + '.join(target.split('+'))} (mean probabilities)")
+            print(f"  {alias:<{w0}}ensemble of {' + '.join(target.split('+'))} (mean probabilities)")
     return 0
 
 
@@ -191,6 +196,12 @@ def _train_config(a: argparse.Namespace):
     from .data.transforms import AugmentConfig
     from .engine.train import TrainConfig
 
+    if a.warmup < 0:
+        raise FerkitError(f"--warmup must be 0 or more epochs, got {a.warmup}")
+    if a.warmup >= a.epochs > 0:
+        print(f"ferkit: warning: --warmup {a.warmup:g} is not shorter than --epochs {a.epochs}: the learning rate "
+              f"climbs the whole run and never reaches --lr {a.lr:g} (lower --warmup, e.g. --warmup 0)",
+              file=sys.stderr)
     aug = AugmentConfig.none() if a.aug == "none" else AugmentConfig()
     for k in ("flip", "shift", "rotate", "scale", "brightness", "contrast", "erase"):
         v = getattr(a, k)
@@ -448,7 +459,14 @@ def cmd_au_analysis(a: argparse.Namespace) -> int:
 
 # ---------------------------------------------------------------------------------------
 class _Fmt(argparse.ArgumentDefaultsHelpFormatter, argparse.RawDescriptionHelpFormatter):
-    """Show defaults, keep the examples' line breaks."""
+    """Show defaults, keep the examples' line breaks. No "(default: None)" (an option that is off
+    unless given) or False (a flag), and none where the help already says its default."""
+
+    def _get_help_string(self, action: argparse.Action) -> str | None:
+        h = action.help or ""
+        if action.default in (None, False) or "default" in h or action.required:
+            return h
+        return super()._get_help_string(action)
 
 
 VERB_EXAMPLES = {

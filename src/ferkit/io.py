@@ -207,7 +207,16 @@ class VideoReader:
                 raise ImageDecodeError(f"{self.name}: no such file")
             if p.stat().st_size == 0:
                 raise ImageDecodeError(f"{self.name}: empty file (0 bytes)")
-        self.cap = cv2.VideoCapture(source if self.is_camera else str(source))
+        if self.is_camera:
+            # a missing camera is reported below in one line: not OpenCV's own WARN lines from its backends
+            level = cv2.utils.logging.getLogLevel()
+            cv2.utils.logging.setLogLevel(cv2.utils.logging.LOG_LEVEL_ERROR)
+            try:
+                self.cap = cv2.VideoCapture(source)
+            finally:
+                cv2.utils.logging.setLogLevel(level)
+        else:
+            self.cap = cv2.VideoCapture(str(source))
         if not self.cap.isOpened():
             if self.is_camera:
                 raise ImageDecodeError(f"no camera at index {source}: none is connected, or this user may not open "

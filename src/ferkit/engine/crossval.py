@@ -215,7 +215,7 @@ def crossval(cfg: TrainConfig, folds: int = 10, only: Sequence[int] | None = Non
                                    name=f"{cfg.name or out.name}-fold{i:02d}")
         t0 = time.time()
         train(fcfg, resume=(d / "last.ckpt").exists(), progress=progress,
-              log=lambda s, i=i: log(f"[fold {i}/{folds - 1}] {s}"))
+              log=lambda s, i=i: log(f"[round {i + 1} of {folds}, test fold {i}] {s}"))
         seconds += time.time() - t0
         r = _fold_result(d, i, subjects)
         log(f"fold {i}: test accuracy {r['accuracy']:.4f}, macro-F1 {r['macro_f1']:.4f} (n={r['n_test']}, "

@@ -24,6 +24,9 @@ def explain_cli(a: argparse.Namespace) -> int:
         raise FerkitError("give an IMAGE to explain (or --list-layers to see the model's layers)")
     if a.out is None:
         raise FerkitError("give --out DIR: the folder the pictures and JSON are written to")
+    if a.target is not None and a.method == "deconv":
+        raise FerkitError("--class explains one class with --method gradcam or guided; deconv shows the feature "
+                          "maps that respond most to the face, whatever the class")
     res = explain_image(a.image, a.out, model=model, method=a.method, layer=a.layer, maps=a.maps,
                         detector=a.detector, target=a.target, min_face_size=a.min_face, max_faces=a.max_faces,
                         device=a.device)
@@ -121,7 +124,7 @@ def add_explain_parser(sub, fmt) -> None:
     s.add_argument("--maps", type=int, default=8, metavar="K", help="deconv: how many feature maps (the strongest)")
     s.add_argument("--class", dest="target", metavar="NAME", help="gradcam/guided: explain this class instead of "
                    "the predicted one")
-    s.add_argument("--out", metavar="DIR", help="folder for the PNGs and JSON")
+    s.add_argument("--out", metavar="DIR", help="folder for the PNGs and JSON (needed unless --list-layers)")
     s.add_argument("--list-layers", action="store_true", help="list the model's layers with their output shapes")
     s.add_argument("--device", default="cpu", help="cpu or cuda")
     g = s.add_argument_group("faces")
