@@ -162,7 +162,8 @@ def cmd_data(a: argparse.Namespace) -> int:
     if a.json:
         print(json.dumps(report, indent=2))
         return 0
-    print(f"{reader.name} at {reader.root}  ({reader.layout})")
+    vote = f", {reader.vote} vote labels" if getattr(reader, "vote", None) else ""
+    print(f"{reader.name} at {reader.root}  ({reader.layout}{vote})")
     w = max(len(c) for c in reader.classes)
     head = f"  {'split':<12} {'n':>6}  " + " ".join(f"{c[:w]:>{max(6, len(c))}}" for c in reader.classes)
     print(head)
