@@ -106,6 +106,11 @@ def test_annotated_png(client, rec, photo):
     assert 'filename="_n__ferkit.png"' in cd and "filename*=UTF-8''%E5%90%8D%E5%89%8D%20%C3%BCn%C3%AF_ferkit.png" in cd
 
 
+def test_a_file_name_too_long_for_the_form_parser_is_a_clear_400(client, photo):
+    r = client.post("/v1/analyze", files={"file": ("x" * 5000 + ".jpg", photo, "image/jpeg")})
+    assert "part header too long" in assert_json_error(r, 400, "multipart form could not be read")["error"]
+
+
 def test_one_image_per_request(client, photo):
     r = client.post("/v1/analyze", files=[("file", ("a.jpg", photo, "image/jpeg")),
                                           ("file", ("b.jpg", photo, "image/jpeg"))])

@@ -311,6 +311,9 @@ def create_app(recognizer: Any = None, *, model: str = "default", detector: str 
         if exc.status_code == 405:
             return error_response(405, f"method {request.method} not allowed here", None,
                                   dict(exc.headers or {}))
+        if exc.status_code == 400 and "Invalid multipart data" in str(exc.detail):
+            return error_response(400, "the multipart form could not be read (malformed, or a part header too "
+                                  "long, such as a file name of thousands of characters)", str(exc.detail))
         if exc.status_code == 400 and "parsing the body" in str(exc.detail):
             return error_response(400, "malformed multipart body", "send multipart/form-data with the image in a "
                                   "field named 'file'")
