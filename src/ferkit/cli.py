@@ -505,7 +505,10 @@ def build_parser() -> argparse.ArgumentParser:
 
     s = sub.add_parser("models", epilog=VERB_EXAMPLES["models"],
                        help="list architectures and shipped weights", formatter_class=fmt,
-                       description="List the registered architectures and the shipped weights with their metrics.")
+                       description="List the registered architectures (parameters, input, what they are) and the shipped "
+                                   "weights with the metrics on their cards (k-fold rows: the mean over the "
+                                   "folds, and the round the file is), then the aliases of ensembles. Every "
+                                   "name works as --model in the other verbs and in ferkit.load_model(name).")
     s.add_argument("--json", action="store_true", help="machine-readable output")
     s.set_defaults(fn=cmd_models)
 
