@@ -218,6 +218,10 @@ def main() -> None:
     fp_ms = {name: ms for name, vname, ms, *_ in det_rows if vname.startswith("float32")}
     best = min((r for r in det_rows if not r[1].startswith("float32")), key=lambda r: r[2] / fp_ms[r[0]])
     faster = best[2] < fp_ms[best[0]]
+    for name, vname, ms, found, total, matched, sh in det_rows:
+        if found > 1.2 * total:
+            lines += ["", f"{vname} on {name}: {found} faces where float32 finds {total}: its quantised networks "
+                          f"let far more candidates through (extra false faces; the later stages get more work)."]
     lines += ["", (f"int8 detection is faster here at best by {fp_ms[best[0]] / best[2]:.2f}x "
                    f"({best[1]}, {best[0]}); the detections change, so ferkit keeps float32 unless the gain "
                    f"is worth it." if faster else
