@@ -102,6 +102,32 @@ def test_resume_after_interruption_gives_the_same_model(folder, tmp_path, traine
     assert [r["epoch"] for r in json.loads((run / "log.json").read_text())] == [1, 2, 3]
 
 
+def test_resume_takes_a_moved_dataset_and_a_new_lr_only_when_given(folder, tmp_path):
+    import shutil
+
+    run, moved = tmp_path / "run", tmp_path / "moved"
+    train(_cfg(folder, run, epochs=1), progress=False, log=lambda s: None)
+    shutil.copytree(folder, moved)
+    lines = []
+    # the same command with another --data and --lr: both taken (named on the command line)
+    train(_cfg(moved, run, epochs=2, lr=1e-3), resume=True, progress=False, log=lines.append,
+          given=["data", "lr"])
+    assert any(ln.startswith("resuming with the new data") and "lr 0.001 (was 0.003)" in ln for ln in lines)
+    saved = torch.load(run / "last.ckpt", weights_only=True)["config"]
+    assert saved["data"] == str(moved) and saved["lr"] == 1e-3 and saved["epochs"] == 2
+    # not named (a command that leaves --lr at its default): the run's own lr stays
+    lines = []
+    train(_cfg(moved, run, epochs=3, lr=5e-2), resume=True, progress=False, log=lines.append, given=["data"])
+    assert any("ignoring differing: lr" in ln for ln in lines)
+    assert torch.load(run / "last.ckpt", weights_only=True)["config"]["lr"] == 1e-3
+
+
+def test_a_nan_loss_says_what_to_do(folder, tmp_path):
+    with pytest.raises(FerkitError, match=r"lower --lr \(no epoch had finished: run again with a lower --lr\)"):
+        train(_cfg(folder, tmp_path / "nan", epochs=1, lr=1e12, warmup_epochs=0), progress=False,
+              log=lambda s: None)
+
+
 def test_no_val_split_holds_out_part_of_train_and_plateau_schedule(tmp_path):
     flat = make_imagefolder(tmp_path, with_splits=False, per_class=10)
     card = train(_cfg(flat, tmp_path / "run", epochs=2, schedule="plateau", class_weights="balanced",

@@ -227,7 +227,9 @@ def cmd_train(a: argparse.Namespace) -> int:
 
     cfg = _train_config(a)
     try:
-        train(cfg, resume=a.resume, progress=None if not a.no_progress else False)
+        given = [k for k, flag in (("data", "--data"), ("lr", "--lr"))
+                 if any(t == flag or t.startswith(flag + "=") for t in a.argv)]
+        train(cfg, resume=a.resume, progress=None if not a.no_progress else False, given=given)
     except KeyboardInterrupt:
         print(f"\nferkit: interrupted; the last finished epoch is saved in {a.out}/last.ckpt: run the same command "
               f"with --resume to continue", file=sys.stderr)

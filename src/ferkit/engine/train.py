@@ -111,6 +111,9 @@ class TrainConfig:
 
 # keys that may differ between the saved config and a --resume invocation
 RESUME_OVERRIDABLE = {"epochs", "device", "threads", "command", "early_stop"}
+#: settings a resumed run takes from the new command only when it names them (``given``): a
+#: dataset that moved, a learning rate lowered after a NaN loss
+RESUME_IF_GIVEN = {"data", "lr"}
 
 
 def resolve_device(device: str | torch.device) -> torch.device:
@@ -372,8 +375,11 @@ def _short(m: dict) -> dict:
 
 
 def train(cfg: TrainConfig, resume: bool = False, progress: bool | None = None,
-          log: Callable[[str], None] = print) -> dict:
-    """Train according to ``cfg``; returns the final card. See the module docstring for outputs."""
+          log: Callable[[str], None] = print, given: Sequence[str] = ()) -> dict:
+    """Train according to ``cfg``; returns the final card. See the module docstring for outputs.
+
+    Resuming keeps the run's saved settings but for :data:`RESUME_OVERRIDABLE`, and for those of
+    :data:`RESUME_IF_GIVEN` named in ``given`` (the options the command line set explicitly)."""
     out = Path(cfg.out)
     ckpt_path = out / "last.ckpt"
     state = None
@@ -383,10 +389,14 @@ def train(cfg: TrainConfig, resume: bool = False, progress: bool | None = None,
                               f"another --out")
         state = torch.load(ckpt_path, map_location="cpu", weights_only=True)
         saved = TrainConfig.from_dict(state["config"])
-        diff = {k for k, v in asdict(cfg).items() if k not in RESUME_OVERRIDABLE and asdict(saved).get(k) != v}
+        take = RESUME_OVERRIDABLE | (RESUME_IF_GIVEN & set(given))
+        diff = {k for k, v in asdict(cfg).items() if k not in take and asdict(saved).get(k) != v}
         if diff:
             log(f"resuming with the run's saved settings; ignoring differing: {', '.join(sorted(diff))}")
-        cfg = dataclasses.replace(saved, **{k: getattr(cfg, k) for k in RESUME_OVERRIDABLE})
+        changed = sorted(k for k in RESUME_IF_GIVEN & set(given) if asdict(saved).get(k) != getattr(cfg, k))
+        if changed:
+            log("resuming with the new " + ", ".join(f"{k} {getattr(cfg, k)} (was {getattr(saved, k)})" for k in changed))
+        cfg = dataclasses.replace(saved, **{k: getattr(cfg, k) for k in take})
     elif resume:
         log(f"{ckpt_path} not found: starting a new run")
     out.mkdir(parents=True, exist_ok=True)
@@ -498,8 +508,9 @@ def train(cfg: TrainConfig, resume: bool = False, progress: bool | None = None,
                     tot_aux[k] = tot_aux.get(k, 0.0) + v.item() * len(idx)
                 loss = loss + cfg.aux_weight * sum(aux.values())
             if not torch.isfinite(loss):
-                raise FerkitError(f"loss became {loss.item()} at epoch {epoch}, step {it}: lower --lr "
-                                  f"(the last good epoch is in {ckpt_path}; fix the setting and --resume)")
+                where = (f"the last good epoch is in {ckpt_path}: run again with a lower --lr and --resume"
+                         if ckpt_path.exists() else "no epoch had finished: run again with a lower --lr")
+                raise FerkitError(f"loss became {loss.item()} at epoch {epoch}, step {it}: lower --lr ({where})")
             opt.zero_grad(set_to_none=True)
             loss.backward()
             opt.step()
