@@ -133,6 +133,13 @@ def test_no_val_split_holds_out_part_of_train_and_plateau_schedule(tmp_path):
     card = train(_cfg(flat, tmp_path / "run", epochs=2, schedule="plateau", class_weights="balanced",
                       dataset_options={"folds": 5, "fold": 0}), progress=False, log=lambda s: None)
     assert card["dataset"]["val_split"] == "val" and card["dataset"]["n_val"] == 14  # the next fold
+    import shutil
+
+    no_val = make_imagefolder(tmp_path / "nv", with_splits=True, per_class=4)
+    shutil.rmtree(no_val / "val")  # train/ and test/ only: val_fraction of train is held out
+    for bad in (0, -0.5, 1.0, 1.5):
+        with pytest.raises(FerkitError, match="val_fraction must be between 0 and 1"):
+            train(_cfg(no_val, tmp_path / f"vf{bad}", epochs=1, val_fraction=bad), progress=False, log=lambda s: None)
     tr, ho = stratified_holdout(torch.tensor([0] * 10 + [1] * 20), 0.1, 0)
     assert len(ho) == 3 and len(set(tr) & set(ho)) == 0 and len(tr) + len(ho) == 30
 

@@ -197,6 +197,9 @@ def _train_config(a: argparse.Namespace):
     from .data.transforms import AugmentConfig
     from .engine.train import TrainConfig
 
+    if not 0 < a.val_fraction < 1:
+        raise FerkitError(f"--val-fraction must be between 0 and 1 (the share of train held out for selection when "
+                          f"the dataset has no validation split), got {a.val_fraction}")
     if a.warmup < 0:
         raise FerkitError(f"--warmup must be 0 or more epochs, got {a.warmup}")
     if a.warmup >= a.epochs > 0:
@@ -541,7 +544,8 @@ def build_parser() -> argparse.ArgumentParser:
     g.add_argument("--train-split", help="default: the dataset's training split")
     g.add_argument("--val-split", help="model selection split (default: FER2013 PublicTest, FER+ Valid, next fold)")
     g.add_argument("--test-split", help="evaluated once at the end (default: the standard test split; 'none' skips)")
-    g.add_argument("--val-fraction", type=float, default=0.1, help="held out of train when there is no val split")
+    g.add_argument("--val-fraction", type=float, default=0.1, help="share of train held out (stratified, at least one per class) for "
+                   "selection when the dataset has no val split; between 0 and 1")
     g = s.add_argument_group("optimisation")
     g.add_argument("--epochs", type=int, default=100)
     g.add_argument("--batch-size", type=positive_int, default=128)

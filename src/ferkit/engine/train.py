@@ -183,6 +183,8 @@ def load_splits(cfg: TrainConfig, size: tuple[int, int], mode: str, log: Callabl
     if va_name is not None:
         val = reader.load(va_name, size=size, mode=mode, **crop)
     else:
+        if not 0 < cfg.val_fraction < 1:
+            raise FerkitError(f"val_fraction must be between 0 and 1, got {cfg.val_fraction}")
         tr_idx, va_idx = stratified_holdout(train.labels, cfg.val_fraction, cfg.seed)
         train, val = train.subset(tr_idx), train.subset(va_idx, split=f"{train.split}[held-out {cfg.val_fraction:g}]")
     te_name = cfg.test_split if cfg.test_split is not None else reader.test_split
