@@ -248,6 +248,33 @@ def test_imagefolder_with_and_without_split_folders(tmp_path):
     (flat / "happy" / "readme.txt").write_text("hello")
     with pytest.raises(DatasetError, match="readme.txt: not an image file"):
         open_dataset("imagefolder", flat).load("all")
+    assert r.classes == rf.classes == ("angry", "disgust", "fear", "happy", "sad", "surprise", "neutral")
+
+
+def test_imagefolder_classes_are_its_folders_nested_images_count_and_odd_folders_are_named(tmp_path):
+    from conftest import face_like, save_gray
+
+    rng = np.random.default_rng(0)
+    root = tmp_path / "two"
+    for name, sub in (("sad", ""), ("Happiness", ""), ("happy", "session 2")):
+        for i in range(3):
+            save_gray(root / name / sub / f"{i}.png", face_like(3, rng))
+    r = open_dataset("imagefolder", root, folds=3)
+    assert r.classes == ("happy", "sad")  # the expressions that have a folder, canonical order
+    ds = r.load("all")
+    assert len(ds) == 9 and sorted(ds.labels.tolist()) == [0] * 6 + [1] * 3  # happy/session 2/*.png read too
+    (root / "misc").mkdir()
+    save_gray(root / "misc" / "x.png", face_like(0, rng))
+    odd = open_dataset("imagefolder", root, folds=3)
+    assert not odd.splits or "misc" not in odd.splits  # still class folders, not a split layout
+    with pytest.raises(DatasetError, match="unknown class folder 'misc'"):
+        odd.load("all")
+    assert len(open_dataset("imagefolder", root, folds=3, skip_bad=True).load("all")) == 9
+    empty = tmp_path / "empty"
+    (empty / "happy").mkdir(parents=True)
+    (empty / "sad").mkdir()
+    with pytest.raises(DatasetError, match="no images in its class folders"):
+        open_dataset("imagefolder", empty, folds=3).load("all")
 
 
 def test_unknown_dataset_and_option():

@@ -505,7 +505,15 @@ class ImageFolder(FoldedReader):
         subs = [p for p in self.root.iterdir() if p.is_dir() and not p.name.startswith(".")]
         if not subs:
             raise DatasetError(f"{self.root}: no class folders found")
-        self._is_class = all(self._known(p.name) for p in subs)
+        # class folders when any sub-folder is named by an expression (the others are reported as
+        # unknown classes); split folders (train/val/test or any names) when none is
+        self._is_class = any(self._known(p.name) for p in subs)
+        # the classes are the expressions that have a folder (in any split), in canonical order: a
+        # folder of happy/ and sad/ trains a 2-class model, not one with 6 classes never seen
+        dirs = subs if self._is_class else [c for p in subs for c in p.iterdir() if c.is_dir()]
+        found = [L.canonical(c.name) for c in dirs if not c.name.startswith(".") and self._known(c.name)]
+        if found:
+            self.classes = L.ordered(found)
         if not self._is_class:
             self.splits = tuple(sorted(p.name for p in subs))
             self.aliases = {a: b for a, b in (("val", "valid"), ("valid", "val"), ("validation", "val"))
@@ -528,13 +536,18 @@ class ImageFolder(FoldedReader):
             return False
 
     def all_records(self):
-        return self._folder_records(self.root)
+        recs, skipped = self._folder_records(self.root)
+        if not recs:
+            raise DatasetError(f"{self.root}: no images in its class folders")
+        return recs, skipped
 
     def _folder_records(self, root: Path):
+        """Images of each class folder of ``root``, sub-folders included (``happy/session1/*.jpg``);
+        hidden files and folders are left out."""
         recs, skipped = [], []
         for cdir, idx in self._class_folders(root, None, skipped):
-            for p in sorted(cdir.iterdir()):
-                if p.is_file() and not p.name.startswith("."):
+            for p in sorted(cdir.rglob("*")):
+                if p.is_file() and not any(part.startswith(".") for part in p.relative_to(cdir).parts):
                     if is_image_file(p):
                         recs.append(Record(str(p), idx, subject=str(p)))
                     else:
