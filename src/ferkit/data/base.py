@@ -178,7 +178,8 @@ class Reader:
             raise FerkitError(f"crop must be a function rgb -> (face, found), got a {type(crop).__name__}")
         records, skipped = self.records(split)
         parts = {"reader": self.name, "root": str(self.root.resolve()), "split": split, "size": hw, "mode": mode,
-                 "options": self.options(), "records": self.fingerprint(records), "format": 1}
+                 "options": self.options(), "records": self.fingerprint(records), "classes": list(self.classes),
+                 "format": 1}
         if crop is not None:
             parts["crop"] = crop_key
         key = hashlib.sha256(json.dumps(parts, sort_keys=True).encode()).hexdigest()[:32]
