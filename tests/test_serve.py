@@ -377,6 +377,22 @@ def test_browser_upload_shows_happy(browser, live, tmp_path):
         page.set_input_files("#file", files=[{"name": "wall.png", "mimeType": "image/png", "buffer": wall}])
         page.wait_for_selector("#status.warn")
         assert "No face found in wall.png" in page.text_content("#status")
+        # a photo, then at once a text file: the photo's late answer must not replace the refusal
+        with page.expect_response("**/v1/analyze"):
+            page.set_input_files("#file", str(EXAMPLE))
+            page.set_input_files("#file", files=[{"name": "notes.txt", "mimeType": "text/plain", "buffer": b"hi"}])
+        page.wait_for_timeout(300)
+        assert "notes.txt is not an image" in page.text_content("#status")
+        assert "error" in page.get_attribute("#status", "class") and page.locator("#faces .label").count() == 0
+        assert page.evaluate("() => document.getElementById('photo').hidden")  # the old photo is not left up
+        # a busy server is said to be busy, not blamed on the image
+        page.route("**/v1/analyze", lambda route: route.fulfill(
+            status=503, content_type="application/json",
+            body=json.dumps({"error": "server busy: too many images waiting; retry shortly", "detail": None})))
+        page.set_input_files("#file", str(EXAMPLE))
+        page.wait_for_selector("#status.error")
+        assert page.text_content("#status").startswith("The server is busy (server busy")
+        page.unroute("**/v1/analyze")
         assert not seen["errors"] and not seen["outside"], seen
     finally:
         ctx.close()
