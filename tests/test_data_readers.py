@@ -221,6 +221,10 @@ def test_kdef_layout_subjects_and_angles(tmp_path):
     assert r.summary("all")["n"] == 2 * 4 * 7 * 3
     assert r.summary("all")["subjects"] == 4
     assert open_dataset("kdef", root, folds=4, angles=("S",)).summary("all")["n"] == 2 * 4 * 7
+    # --angles "S, hl": spaces and case do not matter; an unknown view is named
+    assert open_dataset("kdef", root, folds=4, angles=("S", " hl")).angles == ("S", "HL")
+    with pytest.raises(DatasetError, match="unknown view.* XX in --angles; KDEF's views: FL, HL, S, HR, FR"):
+        open_dataset("kdef", root, folds=4, angles=("S", "XX"))
     ds = r.load("all")
     assert ds.class_counts()["fear"] == 24  # AF = afraid -> fear
 

@@ -423,7 +423,13 @@ class KDEF(FoldedReader):
 
     def __init__(self, root, *, angles: tuple[str, ...] | None = None, **kw) -> None:
         super().__init__(root, **kw)
-        self.angles = tuple(a.upper() for a in angles) if angles else None
+        self.angles = tuple(a.strip().upper() for a in angles if a.strip()) if angles else None
+        bad = [a for a in self.angles or () if a not in self.VIEWS]
+        if bad:
+            raise DatasetError(f"kdef: unknown view(s) {', '.join(bad)} in --angles; KDEF's views: "
+                               f"{', '.join(self.VIEWS)}")
+
+    VIEWS = ("FL", "HL", "S", "HR", "FR")  #: full left, half left, straight, half right, full right
 
     def options(self):
         return {**super().options(), "angles": self.angles}
@@ -442,7 +448,8 @@ class KDEF(FoldedReader):
                 recs.append(Record(str(p), self.classes.index(L.KDEF_CODES[m.group(3).upper()]),
                                    subject=m.group(2).upper()))
         if not recs and not skipped:
-            raise DatasetError(f"{base}: no KDEF images found (expected KDEF/<session>/<AF01AFS>.JPG)")
+            raise DatasetError(f"{base}: no KDEF images found (expected KDEF/<session>/<AF01AFS>.JPG)"
+                               if not self.angles else f"{base}: no KDEF images of the views {','.join(self.angles)}")
         return recs, skipped
 
 
