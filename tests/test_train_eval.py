@@ -138,7 +138,7 @@ def test_no_val_split_holds_out_part_of_train_and_plateau_schedule(tmp_path):
     no_val = make_imagefolder(tmp_path / "nv", with_splits=True, per_class=4)
     shutil.rmtree(no_val / "val")  # train/ and test/ only: val_fraction of train is held out
     for bad in (0, -0.5, 1.0, 1.5):
-        with pytest.raises(FerkitError, match="val_fraction must be between 0 and 1"):
+        with pytest.raises(FerkitError, match="--val-fraction must be between 0 and 1"):
             train(_cfg(no_val, tmp_path / f"vf{bad}", epochs=1, val_fraction=bad), progress=False, log=lambda s: None)
     tr, ho = stratified_holdout(torch.tensor([0] * 10 + [1] * 20), 0.1, 0)
     assert len(ho) == 3 and len(set(tr) & set(ho)) == 0 and len(tr) + len(ho) == 30

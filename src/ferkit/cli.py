@@ -28,9 +28,14 @@ EPILOG = """examples:
 # ---------------------------------------------------------------------------------------
 # shared argument groups
 # ---------------------------------------------------------------------------------------
-MODEL_HELP = ("shipped name or alias (`ferkit models`; best-fer2013 / best-ferplus: the most accurate on FER2013 / "
-              "FER+, with --tta flip; fast: the fastest, less accurate), .safetensors file or run folder; A+B+C: an "
-              "ensemble (mean probabilities)")
+def _model_help(tta: bool = True) -> str:
+    """--model's help; ``tta``: the verb has --tta (serve has not)."""
+    return ("shipped name or alias (`ferkit models`; best-fer2013 / best-ferplus: the most accurate ensembles on "
+            f"FER2013 / FER+{', with --tta flip' if tta else ''}; fast: the fastest, less accurate), .safetensors "
+            "file or run folder; A+B+C: an ensemble (mean probabilities)")
+
+
+MODEL_HELP = _model_help()
 
 
 def _add_backend_arg(s: argparse.ArgumentParser) -> None:
@@ -197,9 +202,6 @@ def _train_config(a: argparse.Namespace):
     from .data.transforms import AugmentConfig
     from .engine.train import TrainConfig
 
-    if not 0 < a.val_fraction < 1:
-        raise FerkitError(f"--val-fraction must be between 0 and 1 (the share of train held out for selection when "
-                          f"the dataset has no validation split), got {a.val_fraction}")
     if a.warmup < 0:
         raise FerkitError(f"--warmup must be 0 or more epochs, got {a.warmup}")
     if a.warmup >= a.epochs > 0:
@@ -670,7 +672,7 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--host", default="127.0.0.1", help="address to listen on (0.0.0.0: every interface)")
     s.add_argument("--port", type=int, default=8000, help="TCP port (0: any free one)")
     s.add_argument("--model", default="default",
-                   help=MODEL_HELP.replace(", with --tta flip", "").replace("FER2013 / FER+", "FER2013 / FER+ (ensembles)"))
+                   help=_model_help(tta=False))
     s.add_argument("--detector", choices=["mtcnn", "haar", "none"], default="mtcnn",
                    help="face detector (none: every image is a face crop)")
     g = s.add_argument_group("limits")

@@ -184,6 +184,21 @@ def is_video_file(path: Union[str, os.PathLike]) -> bool:
     return Path(path).suffix.lower() in VIDEO_EXTENSIONS
 
 
+def folder_files(folder: Union[str, os.PathLike]) -> tuple[list[Path], list[tuple[str, str]]]:
+    """Image files under ``folder`` (recursive, sorted; by extension) and the other files with the
+    reason each is left out (hidden files and folders are not listed)."""
+    files, skipped = [], []
+    for f in sorted(Path(folder).rglob("*")):
+        if not f.is_file() or any(part.startswith(".") for part in f.relative_to(folder).parts):
+            continue
+        if is_image_file(f):
+            files.append(f)
+        else:
+            skipped.append((str(f), "not an image file" if not is_video_file(f) else
+                            "a video (give it as its own source)"))
+    return files, skipped
+
+
 class VideoReader:
     """Frames of a video file or a camera (``source`` an int: the camera index), as RGB arrays.
 

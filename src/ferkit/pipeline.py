@@ -33,7 +33,7 @@ from PIL import Image
 from .api import ExpressionModel, load_model
 from .errors import FerkitError
 from .faces import Detection, Detector, align, create_detector, crop_box
-from .io import VideoReader, is_image_file, is_video_file, read_image
+from .io import VideoReader, folder_files, is_video_file, read_image
 from .results import FaceResult, Result, Results
 
 
@@ -153,21 +153,6 @@ def source_kind(source: Any) -> str:
         return "image"
     raise FerkitError(f"cannot read faces from a {type(source).__name__}: give a path, folder, video, webcam index, "
                       f"numpy array or PIL image")
-
-
-def folder_files(folder: str | os.PathLike) -> tuple[list[Path], list[tuple[str, str]]]:
-    """Image files under ``folder`` (recursive, sorted; by extension) and the other files with the
-    reason each is left out (hidden files and folders are not listed)."""
-    files, skipped = [], []
-    for f in sorted(Path(folder).rglob("*")):
-        if not f.is_file() or any(part.startswith(".") for part in f.relative_to(folder).parts):
-            continue
-        if is_image_file(f):
-            files.append(f)
-        else:
-            skipped.append((str(f), "not an image file" if not is_video_file(f) else
-                            "a video (give it as its own source)"))
-    return files, skipped
 
 
 # ---------------------------------------------------------------------------------------

@@ -102,6 +102,8 @@ class Result:
 
     def plot(self, bars: bool = True, landmarks: bool = True) -> np.ndarray:
         """A copy of the image with each face's box, label, landmarks and probability bars (RGB)."""
+        from .errors import FerkitError
+
         image = self.image
         if image is None and self.frame is None and self.source and Path(self.source).is_file():
             # an image of a folder is not kept in memory (keep_images=False): read it again to draw
@@ -109,13 +111,9 @@ class Result:
 
             image = read_image(self.source, mode="RGB")
             if image.shape[:2] != (self.height, self.width):
-                from .errors import FerkitError
-
                 raise FerkitError(f"{self.source}: the file changed since it was analysed "
                                   f"({image.shape[1]}x{image.shape[0]}, was {self.width}x{self.height})")
         if image is None:
-            from .errors import FerkitError
-
             raise FerkitError("this result keeps no image to draw on (its pixels were not kept: "
                               "predict(..., keep_images=True) keeps a video's frames)")
         return draw(image, self.faces, bars=bars, landmarks=landmarks)

@@ -27,7 +27,7 @@ import numpy as np
 
 from .. import labels as L
 from ..errors import DatasetError, FerkitError
-from ..io import is_image_file
+from ..io import folder_files
 from .base import Reader, Record, list_images
 from .folds import fold_splits, subject_folds
 
@@ -421,6 +421,8 @@ class KDEF(FoldedReader):
     classes = L.CANONICAL
     _name_re = re.compile(r"^([AB])([FM]\d\d)([A-Z]{2})(FL|HL|S|HR|FR)$", re.IGNORECASE)
 
+    VIEWS = ("FL", "HL", "S", "HR", "FR")  #: full left, half left, straight, half right, full right
+
     def __init__(self, root, *, angles: tuple[str, ...] | None = None, **kw) -> None:
         super().__init__(root, **kw)
         self.angles = tuple(a.strip().upper() for a in angles if a.strip()) if angles else None
@@ -428,8 +430,6 @@ class KDEF(FoldedReader):
         if bad:
             raise DatasetError(f"kdef: unknown view(s) {', '.join(bad)} in --angles; KDEF's views: "
                                f"{', '.join(self.VIEWS)}")
-
-    VIEWS = ("FL", "HL", "S", "HR", "FR")  #: full left, half left, straight, half right, full right
 
     def options(self):
         return {**super().options(), "angles": self.angles}
@@ -553,12 +553,10 @@ class ImageFolder(FoldedReader):
         hidden files and folders are left out."""
         recs, skipped = [], []
         for cdir, idx in self._class_folders(root, None, skipped):
-            for p in sorted(cdir.rglob("*")):
-                if p.is_file() and not any(part.startswith(".") for part in p.relative_to(cdir).parts):
-                    if is_image_file(p):
-                        recs.append(Record(str(p), idx, subject=str(p)))
-                    else:
-                        self._fail(skipped, str(p), "not an image file")
+            images, others = folder_files(cdir)
+            recs += [Record(str(p), idx, subject=str(p)) for p in images]
+            for path, why in others:
+                self._fail(skipped, path, why)
         return recs, skipped
 
     def records(self, split):

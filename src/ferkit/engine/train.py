@@ -183,8 +183,6 @@ def load_splits(cfg: TrainConfig, size: tuple[int, int], mode: str, log: Callabl
     if va_name is not None:
         val = reader.load(va_name, size=size, mode=mode, **crop)
     else:
-        if not 0 < cfg.val_fraction < 1:
-            raise FerkitError(f"val_fraction must be between 0 and 1, got {cfg.val_fraction}")
         tr_idx, va_idx = stratified_holdout(train.labels, cfg.val_fraction, cfg.seed)
         train, val = train.subset(tr_idx), train.subset(va_idx, split=f"{train.split}[held-out {cfg.val_fraction:g}]")
     te_name = cfg.test_split if cfg.test_split is not None else reader.test_split
@@ -382,6 +380,9 @@ def train(cfg: TrainConfig, resume: bool = False, progress: bool | None = None,
 
     Resuming keeps the run's saved settings but for :data:`RESUME_OVERRIDABLE`, and for those of
     :data:`RESUME_IF_GIVEN` named in ``given`` (the options the command line set explicitly)."""
+    if not 0 < cfg.val_fraction < 1:
+        raise FerkitError(f"--val-fraction must be between 0 and 1 (the share of train held out for selection when "
+                          f"the dataset has no validation split), got {cfg.val_fraction}")
     out = Path(cfg.out)
     ckpt_path = out / "last.ckpt"
     state = None
@@ -391,11 +392,12 @@ def train(cfg: TrainConfig, resume: bool = False, progress: bool | None = None,
                               f"another --out")
         state = torch.load(ckpt_path, map_location="cpu", weights_only=True)
         saved = TrainConfig.from_dict(state["config"])
-        take = RESUME_OVERRIDABLE | (RESUME_IF_GIVEN & set(given))
+        named = RESUME_IF_GIVEN & set(given)
+        take = RESUME_OVERRIDABLE | named
         diff = {k for k, v in asdict(cfg).items() if k not in take and asdict(saved).get(k) != v}
         if diff:
             log(f"resuming with the run's saved settings; ignoring differing: {', '.join(sorted(diff))}")
-        changed = sorted(k for k in RESUME_IF_GIVEN & set(given) if asdict(saved).get(k) != getattr(cfg, k))
+        changed = sorted(k for k in named if getattr(saved, k) != getattr(cfg, k))
         if changed:
             log("resuming with the new " + ", ".join(f"{k} {getattr(cfg, k)} (was {getattr(saved, k)})" for k in changed))
         cfg = dataclasses.replace(saved, **{k: getattr(cfg, k) for k in take})
