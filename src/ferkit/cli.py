@@ -81,6 +81,17 @@ def _dataset_options(a: argparse.Namespace) -> dict:
     return {k: v for k, v in opts.items() if v is not None}
 
 
+def _positive_seconds(text: str) -> float:
+    """argparse type: a finite number of seconds above 0."""
+    try:
+        v = float(text)
+    except ValueError:
+        v = float("nan")
+    if not 0 < v < float("inf"):
+        raise argparse.ArgumentTypeError(f"expected a number of seconds above 0, got {text!r}")
+    return v
+
+
 def _kv(items: Sequence[str]) -> dict:
     out = {}
     for it in items or ():
@@ -220,8 +231,9 @@ def _train_config(a: argparse.Namespace):
         optimizer=a.optimizer, lr=a.lr, weight_decay=a.weight_decay, momentum=a.momentum, schedule=a.schedule,
         warmup_epochs=a.warmup, label_smoothing=a.label_smoothing, class_weights=a.class_weights,
         soft_targets=a.soft_targets, augment=aug.to_dict(), seed=a.seed, device=a.device, amp=not a.no_amp,
-        threads=a.threads, limit=a.limit, early_stop=a.early_stop, select=a.select, name=a.name, init=a.init,
-        aux_weight=a.aux_weight, aux_epochs=a.aux_epochs, teacher=a.teacher, kd_weight=a.kd_weight,
+        threads=a.threads, limit=a.limit, early_stop=a.early_stop, time_budget=a.time_budget, deterministic=not a.nondeterministic,
+        select=a.select,
+        name=a.name, init=a.init, aux_weight=a.aux_weight, aux_epochs=a.aux_epochs, teacher=a.teacher, kd_weight=a.kd_weight,
         kd_temperature=a.kd_temperature, detect=a.detect, min_face=a.min_face,
         command=_command(a) if a.command is None else a.command,
     )
@@ -563,6 +575,13 @@ def build_parser() -> argparse.ArgumentParser:
     g.add_argument("--soft-targets", action="store_true", help="ferplus: train on the annotators' vote distribution")
     g.add_argument("--early-stop", type=int, default=None, metavar="N",
                    help="stop after N epochs without a better validation accuracy")
+    g.add_argument("--nondeterministic", action="store_true",
+                   help="let cuDNN choose its fastest kernels, some of them non-deterministic (faster GPU training; "
+                        "a rerun then differs slightly)")
+    g.add_argument("--time-budget", type=_positive_seconds, default=None, metavar="SECONDS",
+                   help="train for at most about this long: the first epoch is timed and --epochs lowered to what "
+                        "fits, with the LR schedule fitted to the new count (recorded in config.json and the card; "
+                        "pass that --epochs to repeat the run)")
     g.add_argument("--select", choices=["accuracy", "accuracy-loss"], default="accuracy",
                    help="the best epoch: the first with the highest validation accuracy, or (accuracy-loss) among "
                         "those the one with the lowest validation loss (for small validation splits that reach "

@@ -90,8 +90,13 @@ class TrainConfig:
     threads: int | None = None
     limit: int | None = None  #: use at most this many samples per split (smoke tests)
     early_stop: int | None = None  #: stop after this many epochs without a better val accuracy
+    #: seconds of training (from the first epoch's start) to fit in: while the LR is still warming up,
+    #: ``epochs`` is lowered to what the measured epoch time allows, so the cosine schedule still ends
+    time_budget: float | None = None
     select: str = "accuracy"  #: accuracy | accuracy-loss: how the best epoch is chosen (see better_epoch)
     channels_last: bool = True
+    #: deterministic kernels (reproducible runs); False lets cuDNN pick its fastest ones (GPU training)
+    deterministic: bool = True
     init: str | None = None  #: start from these ferkit weights (name, .safetensors or run folder); see init_from
     aux_weight: float = 1.0  #: multiplier of a model's auxiliary loss terms (PCNN's); 0 turns them off
     aux_epochs: int | None = None  #: use the auxiliary terms in the first N epochs only (None: all)
@@ -110,7 +115,7 @@ class TrainConfig:
 
 
 # keys that may differ between the saved config and a --resume invocation
-RESUME_OVERRIDABLE = {"epochs", "device", "threads", "command", "early_stop"}
+RESUME_OVERRIDABLE = {"epochs", "device", "threads", "command", "early_stop", "time_budget"}
 #: settings a resumed run takes from the new command only when it names them (``given``): a
 #: dataset that moved, a learning rate lowered after a NaN loss
 RESUME_IF_GIVEN = {"data", "lr"}
@@ -409,9 +414,9 @@ def train(cfg: TrainConfig, resume: bool = False, progress: bool | None = None,
         torch.set_num_threads(cfg.threads)
     device = resolve_device(cfg.device)
     torch.manual_seed(cfg.seed)
-    torch.use_deterministic_algorithms(True, warn_only=True)
+    torch.use_deterministic_algorithms(cfg.deterministic, warn_only=True)
     if device.type == "cuda":
-        torch.backends.cudnn.benchmark = False
+        torch.backends.cudnn.benchmark = not cfg.deterministic
     spec = get_spec(cfg.model)
     c, h, w = spec.input_size
     train_ds, val_ds, test_ds = load_splits(cfg, (h, w), "L" if c == 1 else "RGB", log)
@@ -475,7 +480,9 @@ def train(cfg: TrainConfig, resume: bool = False, progress: bool | None = None,
     amp = cfg.amp and device.type == "cuda"
     show = sys.stderr.isatty() if progress is None else progress
     n = len(train_ds)
-    for epoch in range(start_epoch, cfg.epochs + 1):
+    t_start = time.time()
+    epoch = start_epoch
+    while epoch <= cfg.epochs:
         model.train()
         t0 = time.time()
         perm = torch.randperm(n, generator=g)
@@ -556,7 +563,28 @@ def train(cfg: TrainConfig, resume: bool = False, progress: bool | None = None,
         if cfg.early_stop and stale >= cfg.early_stop:
             log(f"early stop: no better val accuracy for {stale} epochs")
             break
+        if cfg.time_budget and (epoch == start_epoch or epoch <= cfg.warmup_epochs):
+            cfg, base_info = fit_time_budget(cfg, base_info, epoch, time.time() - t0, time.time() - t_start, out, log)
+        epoch += 1
     return finalize(cfg, out, device, test_ds, val_ds, history, log)
+
+
+def fit_time_budget(cfg: TrainConfig, base_info: dict, epoch: int, last: float, elapsed: float, out: Path,
+                    log: Callable[[str], None]) -> tuple[TrainConfig, dict]:
+    """``cfg`` with ``epochs`` lowered so that the rest, at ``last`` seconds an epoch, ends within
+    ``cfg.time_budget`` seconds of training (never below ``epoch``, never above the asked number).
+    Called after an epoch while the LR still warms up, so the cosine schedule is fitted to the new
+    count from its first step; the new count goes into config.json and the card."""
+    fit = epoch + int(max(0.0, cfg.time_budget - elapsed) // max(last, 1e-9))
+    epochs = max(epoch, min(cfg.epochs, fit))
+    if epochs == cfg.epochs:
+        return cfg, base_info
+    log(f"time budget {cfg.time_budget:g}s: epoch {epoch} took {last:.1f}s, so {epochs} epochs in all "
+        f"(not {cfg.epochs}); the LR schedule is fitted to {epochs}")
+    cfg = dataclasses.replace(cfg, epochs=epochs)
+    (out / "config.json").write_text(json.dumps(asdict(cfg), indent=2) + "\n")
+    base_info = {**base_info, "training": {**base_info["training"], "config": asdict(cfg)}}
+    return cfg, base_info
 
 
 def finalize(cfg: TrainConfig, out: Path, device: torch.device, test_ds: FaceDataset | None, val_ds: FaceDataset,

@@ -1,0 +1,35 @@
+"""Rebuild the dataset folders of a pack made by ``pack.py`` (run on the GPU machine).
+
+    python3 tools/gpu/unpack.py .gpu/pack /tmp/data
+"""
+
+from __future__ import annotations
+
+import json
+import shutil
+import sys
+from pathlib import Path
+
+import cv2
+
+
+def main(argv=None) -> int:
+    argv = sys.argv[1:] if argv is None else argv
+    src, dst = Path(argv[0]), Path(argv[1])
+    man = json.loads((src / "manifest.json").read_text())
+    mosaic = cv2.imread(str(src / "images.webp"), cv2.IMREAD_GRAYSCALE)
+    cols = man["cols"]
+    rows = mosaic.shape[0] // 48
+    tiles = mosaic.reshape(rows, 48, cols, 48).transpose(0, 2, 1, 3).reshape(rows * cols, 48, 48)
+    for sub in ("ferplus", "ckplus48"):
+        shutil.copytree(src / sub, dst / sub, dirs_exist_ok=True)
+    for rel, row in man["files"]:
+        p = dst / rel
+        p.parent.mkdir(parents=True, exist_ok=True)
+        cv2.imwrite(str(p), tiles[row])
+    print(f"unpacked {len(man['files'])} images into {dst}", file=sys.stderr)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
