@@ -481,6 +481,7 @@ def train(cfg: TrainConfig, resume: bool = False, progress: bool | None = None,
     show = sys.stderr.isatty() if progress is None else progress
     n = len(train_ds)
     t_start = time.time()
+    asked = cfg.epochs  # --time-budget refits below this as epochs are timed (the first one is the slowest)
     epoch = start_epoch
     while epoch <= cfg.epochs:
         model.train()
@@ -564,23 +565,26 @@ def train(cfg: TrainConfig, resume: bool = False, progress: bool | None = None,
             log(f"early stop: no better val accuracy for {stale} epochs")
             break
         if cfg.time_budget and (epoch == start_epoch or epoch <= cfg.warmup_epochs):
-            cfg, base_info = fit_time_budget(cfg, base_info, epoch, time.time() - t0, time.time() - t_start, out, log)
+            cfg, base_info = fit_time_budget(cfg, base_info, epoch, time.time() - t0, time.time() - t_start, out, log,
+                                             asked)
         epoch += 1
     return finalize(cfg, out, device, test_ds, val_ds, history, log)
 
 
 def fit_time_budget(cfg: TrainConfig, base_info: dict, epoch: int, last: float, elapsed: float, out: Path,
-                    log: Callable[[str], None]) -> tuple[TrainConfig, dict]:
-    """``cfg`` with ``epochs`` lowered so that the rest, at ``last`` seconds an epoch, ends within
-    ``cfg.time_budget`` seconds of training (never below ``epoch``, never above the asked number).
-    Called after an epoch while the LR still warms up, so the cosine schedule is fitted to the new
-    count from its first step; the new count goes into config.json and the card."""
+                    log: Callable[[str], None], asked: int | None = None) -> tuple[TrainConfig, dict]:
+    """``cfg`` with ``epochs`` set so that the rest, at ``last`` seconds an epoch, ends within
+    ``cfg.time_budget`` seconds of training: never below ``epoch``, never above ``asked`` (the
+    command's ``--epochs``; default ``cfg.epochs``). Called after the first epoch and after each
+    warm-up epoch (the first is slowed by one-off start-up work, so later ones can raise the count
+    again), before the cosine schedule starts; the count goes into config.json and the card."""
+    asked = cfg.epochs if asked is None else asked
     fit = epoch + int(max(0.0, cfg.time_budget - elapsed) // max(last, 1e-9))
-    epochs = max(epoch, min(cfg.epochs, fit))
+    epochs = max(epoch, min(asked, fit))
     if epochs == cfg.epochs:
         return cfg, base_info
-    log(f"time budget {cfg.time_budget:g}s: epoch {epoch} took {last:.1f}s, so {epochs} epochs in all "
-        f"(not {cfg.epochs}); the LR schedule is fitted to {epochs}")
+    log(f"time budget {cfg.time_budget:g}s: epoch {epoch} took {last:.1f}s, so {epochs} epoch{'s' * (epochs != 1)} "
+        f"in all (was {cfg.epochs}); the LR schedule is fitted to {epochs}")
     cfg = dataclasses.replace(cfg, epochs=epochs)
     (out / "config.json").write_text(json.dumps(asdict(cfg), indent=2) + "\n")
     base_info = {**base_info, "training": {**base_info["training"], "config": asdict(cfg)}}
@@ -606,6 +610,8 @@ def finalize(cfg: TrainConfig, out: Path, device: torch.device, test_ds: FaceDat
                                                  indent=2) + "\n")
     card.pop("weights_file", None)
     card.pop("sha256", None)
+    if "training" in card:  # the config as it ended (--time-budget may have changed epochs after the best one)
+        card["training"] = {**card["training"], "config": asdict(cfg)}
     card.update({"metrics": metrics, "epochs_run": len(history),
                  "trained_at": datetime.now(timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ"),
                  "train_seconds": round(sum(h["seconds"] for h in history))})
