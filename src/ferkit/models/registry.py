@@ -52,7 +52,7 @@ def create(name: str, num_classes: int = 7, **kwargs) -> nn.Module:
     args = {**spec.defaults, **kwargs}
     try:
         model = spec.builder(num_classes=num_classes, in_chans=spec.input_size[0], **args)
-    except TypeError as e:
+    except (TypeError, ValueError) as e:  # an unknown option, or a value the builder refuses (width=0)
         raise ModelError(f"{name}: bad model option(s) {sorted(kwargs)}: {e}") from None
     model.ferkit_arch = name  # type: ignore[attr-defined]
     model.ferkit_kwargs = dict(args)  # type: ignore[attr-defined]
