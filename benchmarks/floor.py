@@ -141,7 +141,7 @@ def main() -> int:
         f"{left(1, b1, fl1, d1)} {left(64, b64, fl64, d64)} The target asks for a network that small and as "
         "accurate as fer's (65.87% on PrivateTest); none of ferkit's networks is one, so it stays **not met** "
         "(the table above).",
-        *(["", "ferkit's fast student, distilled from `best-fer2013` into a network sized for this budget "
+        *(["", "ferkit's fast student, distilled from `mx3-fer2013` (three mini_xceptions) into a network sized for this budget "
                "(`src/ferkit/models/lite_cnn.py`):", ""] + [fits(n, models[n], med[n], b1, b64, fer) for n in lite]
           if lite else []),
         END,

@@ -165,7 +165,7 @@ def _params(m: ExpressionModel) -> int:
 
 def ensemble_names(name: str | os.PathLike) -> list[str] | None:
     """The member names of an ensemble name ``"a+b+c"`` (or of an alias for one, such as
-    ``"best-fer2013"``); None when ``name`` is one model (a file whose name holds a ``+`` is one model)."""
+    ``"mx3-fer2013"``); None when ``name`` is one model (a file whose name holds a ``+`` is one model)."""
     s = _weights.ALIASES.get(str(name), str(name))
     if "+" not in s or os.path.exists(os.path.expanduser(s)):
         return None

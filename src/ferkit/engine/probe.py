@@ -151,7 +151,7 @@ def probe_crossval(models: Sequence[str], dataset: str, data: str, folds: int = 
         raise FerkitError(f"the L2 strengths must be finite numbers, zero or more; got {list(lams)}")
     t0 = time.time()
     nets = []
-    for m in models:  # an ensemble (best-fer2013, "a+b") is probed as its members, side by side
+    for m in models:  # an ensemble (mx3-fer2013, "a+b") is probed as its members, side by side
         loaded = load_model(m, backend="torch")
         nets += list(getattr(loaded, "members", [loaded]))
     shapes = {tuple(n.input_size) for n in nets}

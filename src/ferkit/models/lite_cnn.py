@@ -19,7 +19,8 @@ microseconds at batch 1, whatever its size). The choices, and why:
   network this small underfits rather than overfits, and distillation regularises it);
 * ``width=16``: 36K parameters, 4.8 MFLOPs (2 per multiply-add); ``width=8``: 10K, 1.4 MFLOPs.
 
-Trained from scratch, by distillation from ``best-fer2013`` (``ferkit train --teacher``): see
+Trained from scratch, by distillation from the three mini_xceptions now called ``mx3-fer2013``
+(``ferkit train --teacher best-fer2013``, as that alias was then): see
 its card for the command and docs/results.md for how it compares.
 """
 
