@@ -330,3 +330,38 @@ def test_run_py_imports_without_side_effects_and_half_copy(tmp_path, monkeypatch
     missing = tmp_path / "nope.safetensors"
     assert run.half_copy(missing, tmp_path / "out.safetensors") is False
     assert not (tmp_path / "out.safetensors").exists()
+
+
+def test_halve_rewrites_weights_as_float16_and_keeps_the_card_true(tmp_path):
+    """weights.halve: float tensors become float16 (half the bytes), integer ones stay; the card's
+    sha256 follows the new file and says float16; loading gives float32 parameters within float16's
+    rounding of the originals, and the same predictions on a batch."""
+    from ferkit import weights
+    from ferkit.api import ExpressionModel
+
+    torch.manual_seed(0)
+    m = create("vgg_fer", width=4).eval()
+    spec = get_spec("vgg_fer")
+    card = {"name": "t", "architecture": "vgg_fer", "arch_kwargs": {"width": 4}, "classes": list(L.CANONICAL),
+            "input_size": list(spec.input_size), "mean": list(spec.mean), "std": list(spec.std)}
+    weights.save(m, tmp_path / "t.safetensors", card)
+    before = (tmp_path / "t.safetensors").stat().st_size
+    weights.halve(tmp_path / "t.safetensors")
+    new_card = json.loads((tmp_path / "t.json").read_text())
+    assert new_card["weights_dtype"] == "float16"
+    assert new_card["sha256"] == weights.sha256(tmp_path / "t.safetensors")
+    assert (tmp_path / "t.safetensors").stat().st_size < 0.6 * before
+    from safetensors.torch import load_file
+
+    st = load_file(str(tmp_path / "t.safetensors"))
+    assert st["stages.0.0.weight"].dtype == torch.float16
+    assert st["stages.0.1.num_batches_tracked"].dtype == torch.int64
+    net, _ = weights.load(tmp_path / "t.safetensors")
+    for (k, a), b in zip(m.state_dict().items(), net.state_dict().values()):
+        assert b.dtype == a.dtype, k
+        if a.is_floating_point():
+            assert torch.allclose(a, b, rtol=1e-3, atol=1e-4), k
+    x = torch.rand(16, 1, 48, 48)
+    with torch.no_grad():
+        assert torch.equal(m(x).argmax(1), net(x).argmax(1))
+    assert isinstance(ExpressionModel(net, new_card), ExpressionModel)
