@@ -579,9 +579,9 @@ def build_parser() -> argparse.ArgumentParser:
                    help="let cuDNN choose its fastest kernels, some of them non-deterministic (faster GPU training; "
                         "a rerun then differs slightly)")
     g.add_argument("--time-budget", type=_positive_seconds, default=None, metavar="SECONDS",
-                   help="train for at most about this long: the first epoch is timed and --epochs lowered to what "
-                        "fits, with the LR schedule fitted to the new count (recorded in config.json and the card; "
-                        "pass that --epochs to repeat the run)")
+                   help="train for at most about this long (crossval: each round): the warm-up epochs are timed and "
+                        "--epochs lowered to what fits, with the LR schedule fitted to the new count (recorded in "
+                        "config.json and the card; pass that --epochs to repeat the run)")
     g.add_argument("--select", choices=["accuracy", "accuracy-loss"], default="accuracy",
                    help="the best epoch: the first with the highest validation accuracy, or (accuracy-loss) among "
                         "those the one with the lowest validation loss (for small validation splits that reach "
