@@ -1,12 +1,13 @@
 """One GPU session's training, start to finish, inside a fixed wall-clock budget (run there).
 
-    python3 tools/gpu/run.py --pack .gpu/pack --out "$OUT" [--deadline 525]
+    python3 tools/gpu/run.py --pack .gpu/pack --out "$OUT" [--deadline 400 --budget 335] [--ckplus]
 
 1. unpacks the data (``pack.py`` made it here) into ``/tmp/ferkit-data``;
-2. trains vgg_fer on FER2013 (SGD and AdamW) and on FER+ (soft targets; SGD and AdamW), all four
-   at once on the one GPU, each with ``--time-budget`` so that its cosine schedule ends in time;
-3. when the FER+ runs are done, cross-validates CK+ (10 subject-independent folds) fine-tuned from
-   the FER+ run with the better Valid accuracy;
+2. trains vgg_fer on FER2013 and on FER+ (soft targets), AdamW, seeds 0 and 1, all four at once on
+   the one GPU, each with ``--time-budget`` so that its cosine schedule ends in time;
+3. with ``--ckplus``: when the FER+ runs are done, cross-validates CK+ (10 subject-independent
+   folds) fine-tuned from the FER+ run with the better Valid accuracy (the first session did,
+   from that session's runs: AdamW and SGD);
 4. copies back, as it goes (a timeout loses nothing finished): each run's weights as float16 (the
    file-size limit of the way back) and one ``logs.tgz`` with every run's cards, logs and curves.
 
@@ -48,7 +49,8 @@ def ferkit(args: list[str], logfile: Path) -> subprocess.Popen:
     cmd = [sys.executable, "-c", "import sys; from ferkit.cli import main; sys.exit(main())", *args]
     log("start: ferkit " + " ".join(args))
     logfile.parent.mkdir(parents=True, exist_ok=True)
-    return subprocess.Popen(cmd, stdout=open(logfile, "w"), stderr=subprocess.STDOUT, env=env, cwd=ROOT)
+    with open(logfile, "w") as fh:  # the child writes to its own copy of the handle
+        return subprocess.Popen(cmd, stdout=fh, stderr=subprocess.STDOUT, env=env, cwd=ROOT)
 
 
 def half_copy(src: Path, dst: Path) -> bool:

@@ -18,6 +18,8 @@ def main(argv=None) -> int:
     src, dst = Path(argv[0]), Path(argv[1])
     man = json.loads((src / "manifest.json").read_text())
     mosaic = cv2.imread(str(src / "images.webp"), cv2.IMREAD_GRAYSCALE)
+    if mosaic is None:
+        raise SystemExit(f"{src / 'images.webp'}: missing or not readable (this OpenCV has no WebP?)")
     cols = man["cols"]
     rows = mosaic.shape[0] // 48
     tiles = mosaic.reshape(rows, 48, cols, 48).transpose(0, 2, 1, 3).reshape(rows * cols, 48, 48)
@@ -26,7 +28,8 @@ def main(argv=None) -> int:
     for rel, row in man["files"]:
         p = dst / rel
         p.parent.mkdir(parents=True, exist_ok=True)
-        cv2.imwrite(str(p), tiles[row])
+        if not cv2.imwrite(str(p), tiles[row]):
+            raise SystemExit(f"{p}: could not be written")
     print(f"unpacked {len(man['files'])} images into {dst}", file=sys.stderr)
     return 0
 

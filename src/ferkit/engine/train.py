@@ -90,8 +90,9 @@ class TrainConfig:
     threads: int | None = None
     limit: int | None = None  #: use at most this many samples per split (smoke tests)
     early_stop: int | None = None  #: stop after this many epochs without a better val accuracy
-    #: seconds of training (from the first epoch's start) to fit in: while the LR is still warming up,
-    #: ``epochs`` is lowered to what the measured epoch time allows, so the cosine schedule still ends
+    #: seconds of training (from the first epoch's start) to fit in: after the first epoch and each
+    #: warm-up epoch, ``epochs`` is set (at most the asked number) to what the measured epoch time
+    #: allows, before the cosine schedule starts, so that it still ends (see fit_time_budget)
     time_budget: float | None = None
     select: str = "accuracy"  #: accuracy | accuracy-loss: how the best epoch is chosen (see better_epoch)
     channels_last: bool = True
