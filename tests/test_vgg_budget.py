@@ -196,6 +196,16 @@ def test_time_budget_must_be_seconds_above_zero(value, capsys):
     assert "seconds above 0" in err and "--time-budget" in err
 
 
+@pytest.mark.parametrize("value", ["0", "-5", "inf", "nan"])
+def test_serve_timeout_uses_the_same_check(value, capsys):
+    """serve --timeout is refused by the same argparse type, before anything binds or loads."""
+    with pytest.raises(SystemExit) as e:
+        main(["serve", "--timeout", value])
+    assert e.value.code == 2
+    err = capsys.readouterr().err
+    assert "seconds above 0" in err and "--timeout" in err
+
+
 def test_time_budget_minus_inf_is_a_usage_error(capsys):
     # argparse reads "-inf" as an option, not a value: still a usage error, with argparse's message
     with pytest.raises(SystemExit) as e:

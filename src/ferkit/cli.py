@@ -451,8 +451,6 @@ def cmd_serve(a: argparse.Namespace) -> int:
                           f"dependencies (`pip install -e .`)") from None
     if not 0 < a.max_upload_mb < float("inf"):
         raise FerkitError(f"--max-upload-mb must be more than 0, got {a.max_upload_mb}")
-    if not 0 < a.timeout < float("inf"):
-        raise FerkitError(f"--timeout must be a finite number of seconds above 0, got {a.timeout}")
     sock = bind(a.host, a.port)  # a taken port is reported at once, before the model loads
     try:
         app = create_app(model=a.model, detector=a.detector, max_upload=int(a.max_upload_mb * 2**20),
@@ -698,7 +696,7 @@ def build_parser() -> argparse.ArgumentParser:
     g.add_argument("--max-upload-mb", type=float, default=10.0, metavar="MB", help="largest image upload (MB)")
     g.add_argument("--max-pixels", type=int, default=50_000_000, metavar="N",
                    help="largest image, width x height (413 above)")
-    g.add_argument("--timeout", type=float, default=30.0, metavar="S",
+    g.add_argument("--timeout", type=_positive_seconds, default=30.0, metavar="S",
                    help="seconds a request may take, upload and analysis (504 after)")
     g.add_argument("--workers", type=int, default=2, metavar="N",
                    help="images analysed at once (threads sharing one model; on 2 cores 2 gave about the "
