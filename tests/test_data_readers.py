@@ -253,6 +253,12 @@ def test_imagefolder_with_and_without_split_folders(tmp_path):
     with pytest.raises(DatasetError, match="readme.txt: not an image file"):
         open_dataset("imagefolder", flat).load("all")
     assert r.classes == rf.classes == ("angry", "disgust", "fear", "happy", "sad", "surprise", "neutral")
+    # split folders named in another case or the long way are found too (Training/, Valid/, Test/)
+    for a, b in (("train", "Training"), ("val", "Valid"), ("test", "TEST")):
+        (root / a).rename(root / b)
+    r2 = open_dataset("imagefolder", root)
+    assert (r2.train_split, r2.val_split, r2.test_split) == ("Training", "Valid", "TEST")
+    assert len(r2.load("Training")) == 7 * 8
 
 
 def test_imagefolder_classes_are_its_folders_nested_images_count_and_odd_folders_are_named(tmp_path):

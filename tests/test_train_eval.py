@@ -276,6 +276,12 @@ def test_distillation_follows_the_teacher(folder, tmp_path):
     with pytest.raises(FerkitError, match="kd-weight"):
         train(_cfg(folder, tmp_path / "kd7", teacher=str(tmp_path / "six.safetensors"), kd_weight=1.5),
               progress=False, log=lambda s: None)
+    assert not (tmp_path / "kd7").exists()  # refused before the run folder is made
+    for bad, msg in (({"schedule": "step"}, "unknown schedule"), ({"class_weights": "inverse"}, "class weighting"),
+                     ({"select": "loss"}, "unknown selection rule")):
+        with pytest.raises(FerkitError, match=msg):
+            train(_cfg(folder, tmp_path / "kd8", **bad), progress=False, log=lambda s: None)
+        assert not (tmp_path / "kd8").exists()
 
 
 def test_selection_rules_break_ties_by_validation_loss(folder, tmp_path, trained):

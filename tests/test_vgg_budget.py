@@ -112,10 +112,10 @@ def test_init_from_fer2013_vgg_into_ckplus_classes_keeps_shared_rows(tmp_path):
             assert torch.equal(sd["head.weight"][i], ss["head.weight"][j])
             assert sd["head.bias"][i] == ss["head.bias"][j]
     assert "fresh for contempt" in lines[0]
-    # another width: no tensor matches by shape
+    # another width: the message names the option that differs and how to match it
     from ferkit.errors import FerkitError
 
-    with pytest.raises(FerkitError, match="no tensor matches"):
+    with pytest.raises(FerkitError, match="vgg_fer with width=4, this model has width=2.*pass --model-arg width=4"):
         init_from(create("vgg_fer", width=2), str(tmp_path / "fer.safetensors"), ck_classes, lambda s: None)
 
 

@@ -525,9 +525,15 @@ class ImageFolder(FoldedReader):
             self.splits = tuple(sorted(p.name for p in subs))
             self.aliases = {a: b for a, b in (("val", "valid"), ("valid", "val"), ("validation", "val"))
                             if b in self.splits and a not in self.splits}
-            self.train_split = "train" if "train" in self.splits else None
-            self.val_split = next((s for s in ("val", "valid", "validation") if s in self.splits), None)
-            self.test_split = "test" if "test" in self.splits else None
+            # the usual names, in any case (Train/, Testing/, Valid/...)
+            by_lower = {sp.lower(): sp for sp in self.splits}
+
+            def pick(*names: str) -> str | None:
+                return next((by_lower[n] for n in names if n in by_lower), None)
+
+            self.train_split = pick("train", "training")
+            self.val_split = pick("val", "valid", "validation", "dev")
+            self.test_split = pick("test", "testing")
 
     @property
     def has_folds(self) -> bool:

@@ -88,8 +88,16 @@ def _stats(values: list[float]) -> dict:
     if not values:
         return {"mean": None, "std": None, "min": None, "max": None}
     a = np.asarray(values, dtype=np.float64)
-    return {"mean": float(a.mean()), "std": float(a.std(ddof=1)) if len(a) > 1 else 0.0,
+    # one fold (--only I) has no spread to measure: std None, not a misleading 0
+    return {"mean": float(a.mean()), "std": float(a.std(ddof=1)) if len(a) > 1 else None,
             "min": float(a.min()), "max": float(a.max())}
+
+
+def mean_pm_std(stats: dict) -> str:
+    """``0.9502 +- 0.0328``; a single fold's mean says it has no std."""
+    if stats["std"] is None:
+        return f"{stats['mean']:.4f} (one fold: no std)"
+    return f"{stats['mean']:.4f} +- {stats['std']:.4f}"
 
 
 def summarize_folds(cfg: TrainConfig, folds: int, results: list[dict], subjects: list[list[str]],
@@ -130,7 +138,7 @@ def plot_folds(summary: dict, path: str | Path) -> None:
     ax.bar([str(r["fold"]) for r in rows], [r["accuracy"] for r in rows], color="#4c72b0")
     m = summary["accuracy"]
     if m["mean"] is not None:
-        ax.axhline(m["mean"], color="red", lw=1.2, label=f"mean {m['mean']:.4f} +- {m['std']:.4f}")
+        ax.axhline(m["mean"], color="red", lw=1.2, label=f"mean {mean_pm_std(m)}")
         ax.legend(loc="lower right", fontsize=8)
     for i, r in enumerate(rows):
         ax.text(i, r["accuracy"], f"{r['accuracy']:.2f}", ha="center", va="bottom", fontsize=7)
@@ -148,7 +156,7 @@ def finish_summary(summary: dict, out: str | Path | None, log: Callable[[str], N
     """Log the mean +- std over the test folds next to the selection folds' mean; write with ``out``."""
     a, rows = summary["accuracy"], summary["per_fold"]
     sel = float(np.mean([r["val_accuracy"] for r in rows]))
-    log(f"{len(rows)} of {summary['folds']} folds: accuracy {a['mean']:.4f} +- {a['std']:.4f} (mean +- std over "
+    log(f"{len(rows)} of {summary['folds']} folds: accuracy {mean_pm_std(a)} (mean +- std over "
         f"folds); selection folds {sel:.4f}")
     if out is not None:
         out = Path(out)
@@ -225,7 +233,7 @@ def crossval(cfg: TrainConfig, folds: int = 10, only: Sequence[int] | None = Non
     write_summary(summary, out)
     a, p = summary["accuracy"], summary["pooled"]
     if p is not None:
-        log(f"{len(summary['per_fold'])} of {folds} folds: accuracy {a['mean']:.4f} +- {a['std']:.4f} (mean +- std "
+        log(f"{len(summary['per_fold'])} of {folds} folds: accuracy {mean_pm_std(a)} (mean +- std "
             f"over folds), pooled {p['accuracy']:.4f}, macro-F1 {summary['macro_f1']['mean']:.4f}; {out / SUMMARY} "
             f"({time.time() - t_start:.0f}s)")
     return summary

@@ -253,6 +253,24 @@ def init_from(model: nn.Module, source: str, classes: Sequence[str], log: Callab
             new[k] = s.to(v.dtype)
         else:
             skipped.append(k)
+    arch = getattr(model, "ferkit_arch", None)
+    if arch and card.get("architecture") == arch:  # the same architecture built with other options (width)?
+        import inspect
+
+        spec = get_spec(arch)
+        base = {k: p.default for k, p in inspect.signature(spec.builder).parameters.items()
+                if p.default is not inspect.Parameter.empty and k not in ("num_classes", "in_chans")}
+        base.update(spec.defaults)
+        want = {**base, **card.get("arch_kwargs", {})}
+        have = {**base, **getattr(model, "ferkit_kwargs", want)}
+        diff = sorted(k for k in set(want) | set(have) if want.get(k) != have.get(k))
+        shaped = [k for k in skipped if k in src and src[k].shape != own[k].shape
+                  and not any(k == h or k.startswith(h + ".") for h in heads)]
+        if diff and shaped:
+            raise FerkitError(
+                f"--init {source}: its weights are {arch} with " + ", ".join(f"{k}={want.get(k)}" for k in diff)
+                + ", this model has " + ", ".join(f"{k}={have.get(k)}" for k in diff) + f" ({len(shaped)} tensors "
+                f"differ in shape, e.g. {shaped[0]}): pass " + " ".join(f"--model-arg {k}={want.get(k)}" for k in diff))
     partial = {k.rsplit(".", 1)[0] for k in skipped}  # a layer is copied whole or not at all
     for k in [k for k in new if k.rsplit(".", 1)[0] in partial]:
         del new[k]
@@ -380,6 +398,18 @@ def _short(m: dict) -> dict:
     return {k: m[k] for k in ("accuracy", "macro_f1", "n", "loss") if k in m}
 
 
+def check_settings(cfg: TrainConfig) -> None:
+    """The settings that need no data: refused with a clear message before the run folder exists."""
+    if not 0 <= cfg.kd_weight <= 1 or cfg.kd_temperature <= 0:
+        raise FerkitError(f"--kd-weight must be in [0, 1] and --kd-temperature positive (got {cfg.kd_weight}, "
+                          f"{cfg.kd_temperature})")
+    if cfg.schedule not in ("cosine", "plateau", "constant"):
+        raise FerkitError(f"unknown schedule {cfg.schedule!r}; use cosine, plateau or constant")
+    if cfg.class_weights not in ("none", "balanced"):
+        raise FerkitError(f"unknown class weighting {cfg.class_weights!r}; use none or balanced")
+    better_epoch(cfg.select, 0.0, 0.0, -1.0, math.inf)  # an unknown selection rule
+
+
 def train(cfg: TrainConfig, resume: bool = False, progress: bool | None = None,
           log: Callable[[str], None] = print, given: Sequence[str] = ()) -> dict:
     """Train according to ``cfg``; returns the final card. See the module docstring for outputs.
@@ -389,6 +419,7 @@ def train(cfg: TrainConfig, resume: bool = False, progress: bool | None = None,
     if not 0 < cfg.val_fraction < 1:
         raise FerkitError(f"--val-fraction must be between 0 and 1 (the share of train held out for selection when "
                           f"the dataset has no validation split), got {cfg.val_fraction}")
+    check_settings(cfg)  # before anything is written: a bad setting leaves no --out folder behind
     out = Path(cfg.out)
     ckpt_path = out / "last.ckpt"
     state = None
