@@ -7,8 +7,9 @@ Times ``model.predict_tensor(uint8 faces [N, 1, 48, 48])``, the call the Recogni
 image's faces, so the uint8 -> float conversion and normalisation are included. Batch 1: median
 latency per call; batch 64: faces per second (median of the rounds). The backends take turns,
 round after round, so that load from other processes spreads over all of them; the load average
-is printed with the table. The int8 model is the one ``backend="onnx-int8"`` gives (dynamic
-quantisation); ``--static FILE.onnx`` adds a statically quantised export.
+is printed with the table. int8: dynamic quantisation, and the static model ``backend="onnx-int8"``
+gives where ferkit ships activation ranges for the weights (tools/int8_ranges.py);
+``--static FILE.onnx`` adds a statically quantised export of your own.
 """
 
 from __future__ import annotations
@@ -47,6 +48,9 @@ def main() -> int:
     ap.add_argument("--evals", nargs="*", default=[], metavar="BACKEND=R.json",
                     help="add an accuracy table from `ferkit evaluate ... --backend B --json R.json` results")
     ap.add_argument("--out", metavar="FILE.md", help="write the table here too")
+    ap.add_argument("--also-ran", nargs="*", default=[], metavar="CMD",
+                    help="commands that made the files --evals reads (e.g. the export of an evaluated .onnx), "
+                         "listed first under Commands")
     a = ap.parse_args()
 
     torch_threads = torch.get_num_threads()
@@ -54,7 +58,8 @@ def main() -> int:
         f"torch ({torch_threads} threads, its default)": (ferkit.load_model(a.model, backend="torch"), torch_threads),
         "torch (1 thread)": (ferkit.load_model(a.model, backend="torch"), 1),
     }
-    fp32, int8 = cached_onnx(a.model), cached_onnx(a.model, int8=True)
+    fp32, int8 = cached_onnx(a.model), cached_onnx(a.model, int8="dynamic")
+    shipped8 = cached_onnx(a.model, int8=True)  # static from the shipped ranges, where ferkit has them
     def label(kind: str, th: int) -> str:
         return f"{kind} ({th} thread{'s' if th > 1 else ''}{', the default' if th == default_threads() else ''})"
 
@@ -62,6 +67,10 @@ def main() -> int:
         models[label("onnx fp32", th)] = (OnnxExpressionModel(fp32, threads=th), None)
     for th in (1, 2):
         models[label("onnx int8 dynamic", th)] = (OnnxExpressionModel(int8, threads=th), None)
+    if shipped8 != int8:
+        for th in (1, 2):
+            models[label("onnx int8 static, shipped ranges (`--backend onnx-int8`)", th)] = (
+                OnnxExpressionModel(shipped8, threads=th), None)
     if a.static:
         models[label("onnx int8 static", default_threads())] = (OnnxExpressionModel(a.static), None)
 
@@ -83,10 +92,13 @@ def main() -> int:
     torch.set_num_threads(torch_threads)
     load1 = os.getloadavg()
 
+    base_model = next(iter(models.values()))[0]
     base = statistics.median(lat[next(iter(models))])
     base64 = statistics.median(thr[next(iter(models))])
     lines = [
-        f"Classifier `{a.model}` (mini-Xception width 2, 48x48 gray), `predict_tensor` on uint8 faces; "
+        f"Classifier `{a.model}` (= `{base_model.name}`, {base_model.card['architecture']}, "
+        f"{'x'.join(map(str, base_model.input_size[1:]))} {'gray' if base_model.input_size[0] == 1 else 'RGB'}), "
+        "`predict_tensor` on uint8 faces; "
         f"{platform.processor() or platform.machine()}, {os.cpu_count()} cores, torch {torch.__version__}, "
         f"onnxruntime {__import__('onnxruntime').__version__}; median of {a.rounds} rounds; load average "
         f"{load0[0]:.1f} before, {load1[0]:.1f} after (other processes shared the cores).",
@@ -110,7 +122,8 @@ def main() -> int:
         for name, r in rs.items():
             lines.append(f"| {name} | {r['accuracy']:.2%} | {r['macro_f1']:.4f} | {r['loss']:.4f} | "
                          f"{(r['accuracy'] - ref['accuracy']) * 100:+.2f} pt |")
-        lines += ["", "Commands:", ""] + [f"    {r.get('command', '')}" for r in rs.values()]
+        lines += ["", "Commands:", ""] + [f"    {c}" for c in a.also_ran] + [f"    {r.get('command', '')}"
+                                                                            for r in rs.values()]
     text = "\n".join(lines)
     print(text)
     if a.out:

@@ -93,7 +93,7 @@ def test_resume_keeps_finished_folds_and_continues_an_interrupted_one(ck, tmp_pa
     out = tmp_path / "cv"
     crossval(_cfg(ck, out), folds=3, only=[0], progress=False, log=lambda s: None)
     s0 = json.loads((out / "crossval.json").read_text())
-    assert not s0["complete"] and s0["folds_done"] == [0] and s0["accuracy"]["std"] == 0.0
+    assert not s0["complete"] and s0["folds_done"] == [0] and s0["accuracy"]["std"] is None  # one fold: no std
     mtime = (fold_dir(out, 0) / "model.safetensors").stat().st_mtime_ns
 
     def stop_in_fold_1(line):
@@ -123,6 +123,7 @@ def test_crossval_cli_and_its_errors(ck, tmp_path, capsys):
     assert main(["crossval", "--model", "zhu_cnn", "--dataset", "ckplus", "--data", str(ck), "--folds", "4",
                  "--only", "2", "--epochs", "1", "--batch-size", "16", "--aug", "none", "--out", str(out),
                  "--no-progress", "--threads", "2"]) == 0
+    assert "(one fold: no std)" in capsys.readouterr().out
     s = json.loads((out / "crossval.json").read_text())
     assert s["folds"] == 4 and s["folds_done"] == [2] and s["model"] == "zhu_cnn"
     assert s["config"]["command"].startswith("ferkit ") and s["command"] == s["config"]["command"]
@@ -165,14 +166,14 @@ def test_init_copies_matching_layers_and_remaps_classifier_rows_by_class(tmp_pat
     keeps its rows for the six shared classes, contempt (which FER2013 lacks) starts fresh."""
     from ferkit import weights
 
-    src, card = weights.load("default")
+    src, card = weights.load("mini_xception-fer2013")
     ck_classes = open_dataset("ckplus", make_ckplus(tmp_path, subjects=2)).classes
     assert ck_classes[-1] == "contempt" and "neutral" not in ck_classes
     torch.manual_seed(0)
     m = create("mini_xception", num_classes=7, **card["arch_kwargs"])
     fresh_head = m.head.weight.detach().clone()
     lines = []
-    info = init_from(m, "default", ck_classes, lines.append)
+    info = init_from(m, "mini_xception-fer2013", ck_classes, lines.append)
     sd, ss = m.state_dict(), src.state_dict()
     assert info["copied"] == info["of"] == len(sd) and info["classes_fresh"] == ["contempt"]
     assert all(torch.equal(sd[k], ss[k]) for k in sd if not k.startswith("head."))
@@ -185,17 +186,23 @@ def test_init_copies_matching_layers_and_remaps_classifier_rows_by_class(tmp_pat
     assert "fresh for contempt" in lines[0]
     # another architecture: nothing matches by name and shape
     with pytest.raises(FerkitError, match="no tensor matches"):
-        init_from(create("zhu_cnn"), "default", ck_classes, lambda s: None)
+        init_from(create("zhu_cnn"), "mini_xception-fer2013", ck_classes, lambda s: None)
+    # the same architecture at another width: the message names the option to pass
+    with pytest.raises(FerkitError, match="width=2, this model has width=1.*pass --model-arg width=2"):
+        init_from(create("mini_xception", num_classes=7), "mini_xception-fer2013", ck_classes, lambda s: None)
+    # the default (vgg_fer-fer2013) into a mini_xception: nothing matches either, and the message says so
+    with pytest.raises(FerkitError, match="weights of architecture vgg_fer"):
+        init_from(create("mini_xception", width=2), "default", ck_classes, lambda s: None)
 
 
 def test_train_with_init_starts_from_the_weights(ck, tmp_path):
     from ferkit.engine.train import train
 
     lines = []
-    card = train(_cfg(ck, tmp_path / "ft", epochs=1, lr=1e-4, model_kwargs={"width": 2}, init="default",
+    card = train(_cfg(ck, tmp_path / "ft", epochs=1, lr=1e-4, model_kwargs={"width": 2}, init="mini_xception-fer2013",
                       dataset_options={"folds": 3, "fold": 0}), progress=False, log=lines.append)
-    assert any(ln.startswith("init from default: ") for ln in lines)
-    assert card["training"]["config"]["init"] == "default"
+    assert any(ln.startswith("init from mini_xception-fer2013: ") for ln in lines)
+    assert card["training"]["config"]["init"] == "mini_xception-fer2013"
 
 
 def test_crossval_eval_repeats_the_rounds_averages_seeds_and_flips(ck, tmp_path, cv3, capsys):

@@ -139,6 +139,9 @@ def test_bad_requests_get_json_errors(client, small_client, photo):
     assert_json_error(client.post("/v1/analyze", content=b"--x\r\ngarbage", headers={
         "content-type": "multipart/form-data; boundary=x"}), 400)
     assert_json_error(post(client, b""), 400, "empty")
+    # a browser form with no file chosen sends the field with an empty name and no bytes
+    assert_json_error(client.post("/v1/analyze", files={"file": ("", b"", "application/octet-stream")}), 400,
+                      "no file chosen")
     assert_json_error(post(client, b"just some text, not pixels"), 400, "not an image")
     assert_json_error(post(client, b"%PDF-1.4\n" + bytes(2000), name="a.pdf", ctype="image/jpeg"), 400, "not an image")
     assert_json_error(post(client, photo[: len(photo) // 3]), 400, "corrupt")
@@ -202,7 +205,7 @@ def test_server_bug_is_a_json_500(rec, photo):
 
 def test_healthz(client, rec):
     h = client.get("/healthz").json()
-    assert h["status"] == "ok" and h["model"] == rec.model.name == "mini_xception-fer2013"
+    assert h["status"] == "ok" and h["model"] == rec.model.name == "vgg_fer-fer2013"
     assert h["detector"] == "mtcnn" and h["classes"] == list(rec.classes)
     assert h["version"] == __import__("ferkit").__version__
     assert h["limits"]["max_upload_bytes"] == 10 * 2**20 and "image/jpeg" in h["limits"]["content_types"]
@@ -338,7 +341,7 @@ def open_page(browser, live, camera: bool = False):
             else seen["outside"].append(r.url))
     page.goto(live.url + "/")
     # (Playwright's expect() polls without eval, which the page's Content-Security-Policy forbids)
-    expect(page.locator("#model")).to_contain_text("mini_xception", timeout=60_000)
+    expect(page.locator("#model")).to_contain_text("vgg_fer-fer2013", timeout=60_000)
     return ctx, page, seen
 
 

@@ -41,7 +41,8 @@ MODEL_HELP = _model_help()
 def _add_backend_arg(s: argparse.ArgumentParser) -> None:
     s.add_argument("--backend", choices=["auto", "torch", "onnx", "onnx-int8"], default="auto",
                    help="classifier runtime: onnx (onnxruntime, several times faster on CPU), onnx-int8 "
-                        "(int8-quantised, slightly less accurate), torch (PyTorch); auto: onnx on the CPU, torch "
+                        "(int8-quantised: static from shipped ranges where ferkit has them, 4x faster for the "
+                        "default, else dynamic), torch (PyTorch); auto: onnx on the CPU, torch "
                         "on a GPU")
 
 
@@ -117,7 +118,9 @@ def cmd_models(a: argparse.Namespace) -> int:
         archs.append({"name": s.name, "params": count_params(create(s.name)), "input_size": list(s.input_size),
                       "paper": s.paper, "summary": s.summary})
     cards = weights.shipped()
-    aliases = {v: k for k, v in weights.ALIASES.items()}
+    aliases: dict[str, list[str]] = {}  # a file may have several names (default and best-fer2013)
+    for k, v in weights.ALIASES.items():
+        aliases.setdefault(v, []).append(k)
     if a.json:
         print(json.dumps({"architectures": archs, "weights": cards, "aliases": weights.ALIASES}, indent=2))
         return 0
@@ -133,9 +136,11 @@ def cmd_models(a: argparse.Namespace) -> int:
         ms = "  ".join(f"{split} acc {m['accuracy']:.4f}" for split, m in c.get("metrics", {}).items())
         if "crossval" in c:  # a k-fold protocol: its number first; the file is one round of it
             cv = c["crossval"]
-            ms = (f"{cv['folds']}-fold CV acc {cv['accuracy_mean']:.4f} +- {cv['accuracy_std']:.4f}  "
+            sd = cv.get("accuracy_std")
+            ms = (f"{cv['folds']}-fold CV acc {cv['accuracy_mean']:.4f}"
+                  + (f" +- {sd:.4f}  " if sd is not None else " (one fold)  ") +
                   f"(this file: round {cv['this_round']}, {ms})")
-        rows.append((c["name"] + (f" (= {aliases[c['name']]})" if c["name"] in aliases else ""),
+        rows.append((c["name"] + (f" (= {', '.join(aliases[c['name']])})" if c["name"] in aliases else ""),
                      f"{c['architecture']}{' ' + str(c['arch_kwargs']) if c.get('arch_kwargs') else ''}",
                      f"{len(c['classes'])} classes  {ms}"))
     w0 = max((len(r[0]) for r in rows), default=0) + 2
@@ -258,7 +263,7 @@ CROSSVAL_EXAMPLES = """examples:
   ferkit crossval --model mini_xception --dataset ckplus --data ../shared/data/ckplus48 --folds 10 \\
       --epochs 60 --out runs/cv-ck-mx                                   # CK+: 10 subject-independent folds
   ferkit crossval --model mini_xception --dataset ckplus --data ../shared/data/ckplus48 --folds 10 \\
-      --init default --out runs/cv-ck-ft                                # fine-tune the shipped FER2013 model
+      --init mini_xception-fer2013 --out runs/cv-ck-ft                  # fine-tune a shipped FER2013 model
   ferkit crossval --model pcnn --dataset jaffe --data ../shared/data/jaffe --folds 10 --detect mtcnn \\
       --out runs/cv-jaffe                                               # JAFFE: leave one subject (of 10) out
   ferkit crossval ... --out runs/cv-ck-mx --resume                      # continue after an interruption
@@ -379,7 +384,8 @@ def cmd_predict(a: argparse.Namespace) -> int:
 EXPORT_EXAMPLES = """examples:
   ferkit export --model default --format onnx --out fer.onnx           # + fer.onnx.json (the model card)
   ferkit export --model runs/mx --format onnx --out exports/ --opset 17  # a folder: exports/<name>.onnx
-  ferkit export --model default --format onnx --out fer-int8.onnx --int8  # dynamic int8 quantisation
+  ferkit export --model default --format onnx --out fer-int8.onnx --int8  # int8: static from shipped ranges, else dynamic
+  ferkit export --model default --out fer-int8d.onnx --int8 dynamic      # dynamic int8 (weights only; no ranges)
   ferkit export --model default --format onnx --out fer-int8s.onnx --int8 \\
       --dataset fer2013 --data ../shared/data/fer2013 --calibration-split PublicTest   # static int8
   ferkit predict photo.jpg --model fer.onnx                             # run the exported file
@@ -399,7 +405,21 @@ def cmd_export(a: argparse.Namespace) -> int:
     if a.calibration_split and not (a.int8 and a.dataset and a.data):
         raise FerkitError("--calibration-split chooses static int8 calibration images: it needs --int8, "
                           "--dataset and --data")
-    calibration, mode = None, "dynamic" if a.int8 else False
+    if a.int8 == "dynamic" and (a.dataset or a.data):
+        raise FerkitError("--dataset/--data calibrate static int8: not with --int8 dynamic")
+    calibration, mode, ranges = None, "dynamic" if a.int8 else False, None
+    if a.int8 in ("auto", "static") and not (a.dataset or a.data):  # ferkit's calibration, where it ships one
+        from . import weights
+
+        ranges = weights.int8_ranges(weights.resolve(a.model))
+        if ranges is not None:
+            mode = "static"
+            c = ranges["calibration"]
+            print(f"static int8 from the shipped ranges (calibrated on {c['images']} images of {c['dataset']} "
+                  f"{c['split']}; --dataset/--data calibrate on yours)")
+        elif a.int8 == "static":
+            raise FerkitError(f"--int8 static: ferkit ships no int8 ranges for {a.model}; calibrate on images of a "
+                              f"selection split with --dataset/--data (or use --int8 dynamic)")
     if a.int8 and (a.dataset or a.data):
         import numpy as np
 
@@ -419,7 +439,7 @@ def cmd_export(a: argparse.Namespace) -> int:
         pick = np.random.default_rng(0).permutation(len(ds.images))[: a.calibration_images]
         calibration, mode = ds.images.numpy()[np.sort(pick)], "static"
         print(f"calibrating on {len(calibration)} images of {reader.name} {reader.resolve_split(split)}")
-    card = export_onnx(a.model, a.out, opset=a.opset, int8=mode, calibration=calibration)
+    card = export_onnx(a.model, a.out, opset=a.opset, int8=mode, calibration=calibration, int8_ranges=ranges)
     o = card["onnx"]
     out = Path(a.out) / o["file"] if Path(a.out).is_dir() else Path(a.out)
     size = out.stat().st_size / 1024
@@ -716,15 +736,16 @@ def build_parser() -> argparse.ArgumentParser:
                                    "class order) and 'logits'. The model card goes inside the file (metadata "
                                    "'ferkit_card') and beside it (OUT.json), with an 'onnx' section: input, outputs, "
                                    "opset, quantisation and the largest difference from PyTorch measured at export. "
-                                   "--int8 quantises with onnxruntime: dynamic by default, static (calibrated "
-                                   "activation ranges) with --dataset/--data.")
+                                   "--int8 quantises with onnxruntime: static from the activation ranges ferkit "
+                                   "ships for a model (the default's: 4x faster than float32 at the same accuracy), "
+                                   "else dynamic; static calibrated on your images with --dataset/--data.")
     s.add_argument("--model", default="default", help="shipped name, .safetensors file or run folder")
     s.add_argument("--format", default="onnx", help="export format (onnx)")
     s.add_argument("--out", required=True, metavar="FILE.onnx", help="output file, or a folder for <name>.onnx")
     s.add_argument("--opset", type=int, default=17, metavar="N", help="ONNX opset version (7 to 20)")
-    s.add_argument("--int8", action="store_true",
-                   help="quantise to int8 (smaller file; on our 2-core CPU not faster than fp32, see "
-                        "docs/benchmarks_classifier.md)")
+    s.add_argument("--int8", nargs="?", const="auto", choices=["auto", "static", "dynamic"], metavar="MODE",
+                   help="quantise to int8, MODE auto (the default), static or dynamic (a quarter of the file; static int8 of the default is 4x faster "
+                        "than fp32 on our 2-core CPU, dynamic int8 is not faster: docs/benchmarks_classifier.md)")
     _add_dataset_args(s, required=False)
     g = s.add_argument_group("static int8 calibration (with --int8 and --dataset/--data)")
     g.add_argument("--calibration-split", metavar="SPLIT",

@@ -91,15 +91,16 @@ def au_analysis_cli(a: argparse.Namespace) -> int:
 
 EXPLAIN_EXAMPLES = """examples:
   ferkit explain --list-layers --model default                      # layer names and shapes
-  ferkit explain examples/astronaut.jpg --method deconv --layer modules_.2 --maps 8 --out out/explain
+  ferkit explain examples/astronaut.jpg --method deconv --layer stages.8 --maps 8 --out out/explain
   ferkit explain examples/astronaut.jpg --method gradcam --out out/explain
   ferkit explain examples/astronaut.jpg --method guided --class surprise --out out/explain
-  ferkit explain face_crop.png --detector none --method deconv --layer modules_.1 --out out/explain"""
+  ferkit explain face_crop.png --detector none --method deconv --layer stages.5 --out out/explain
+  ferkit explain examples/astronaut.jpg --model mini_xception-fer2013 --layer modules_.2 --out out/explain"""
 
 AU_ANALYSIS_EXAMPLES = """examples:
   ferkit au-analysis --model default --dataset fer2013 --data ../shared/data/fer2013 --split PublicTest \\
-      --out docs/au-analysis
-  ferkit au-analysis --model default --dataset fer2013 --data ../shared/data/fer2013 --limit 300 \\
+      --out out/au-default
+  ferkit au-analysis --model mini_xception-fer2013 --dataset fer2013 --data ../shared/data/fer2013 --limit 300 \\
       --layer modules_.1 --out out/au-mod1
   ferkit au-analysis ... --locate deconv --limit 200 --out out/au-deconv   # slower, sharper peak locations"""
 

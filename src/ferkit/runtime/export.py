@@ -129,10 +129,13 @@ class _Calibration:
         return None if b is None else {INPUT_NAME: b}
 
 
-def _quantize(model_bytes: bytes, mode: str, calibration: np.ndarray | None) -> tuple[bytes, dict]:
+def _quantize(model_bytes: bytes, mode: str, calibration: np.ndarray | None,
+              ranges: dict | None = None) -> tuple[bytes, dict]:
     """int8 quantisation with onnxruntime: ``dynamic`` (weights int8 offline, activations
     quantised at run time; needs no data) or ``static`` (QDQ, per-channel weights, activation
-    ranges calibrated (percentile) on ``calibration`` images)."""
+    ranges calibrated (percentile) on ``calibration`` images, or given as ``ranges``: the
+    calibration of an earlier export, ``info["ranges"]`` of one made from images, which is how
+    ferkit ships static int8 without shipping images; see :func:`ferkit.weights.int8_ranges`)."""
     onnx = _require_onnx()
     from onnxruntime.quantization import CalibrationMethod, QuantFormat, QuantType, quantize_dynamic, quantize_static
     from onnxruntime.quantization.shape_inference import quant_pre_process
@@ -150,32 +153,64 @@ def _quantize(model_bytes: bytes, mode: str, calibration: np.ndarray | None) -> 
                 info = {"mode": "dynamic", "weights": "uint8 per tensor", "activations": "uint8, ranges at run time",
                         "tool": "onnxruntime.quantization.quantize_dynamic"}
             else:
-                if calibration is None or len(calibration) == 0:
+                import inspect
+
+                if "calibration_cache_path" not in inspect.signature(quantize_static).parameters:
+                    raise ExportError(f"static int8 needs onnxruntime >= 1.24 (calibration caches); this is "
+                                      f"{__import__('onnxruntime').__version__}")
+                cache = Path(td) / "ranges.json"
+                reader = None
+                if ranges is not None:
+                    g = onnx.load(str(pre)).graph
+                    names = ({t for n in g.node for t in (*n.input, *n.output)} | {i.name for i in g.input}
+                             | {o.name for o in g.output})
+                    missing = sorted(set(ranges["cache"].get("data", {})) - names)
+                    if missing or not ranges["cache"].get("data"):
+                        raise ExportError(f"the int8 ranges do not fit this export: {len(missing)} of their tensors "
+                                          f"are not in its graph (e.g. {missing[:2]}; ranges made with torch "
+                                          f"{ranges.get('torch', '?')}, onnxruntime {ranges.get('onnxruntime', '?')}): "
+                                          f"calibrate again with images")
+                    cache.write_text(json.dumps(ranges["cache"]))
+                elif calibration is None or len(calibration) == 0:
                     raise ExportError("static int8 quantisation needs calibration images (e.g. a validation split)")
-                calib = np.ascontiguousarray(calibration, dtype=np.float32)
-                if calibration.dtype != np.uint8 and calib.max() <= 1.0:
-                    calib = calib * 255.0
-                with contextlib.redirect_stdout(io.StringIO()):  # the calibrator prints its progress
-                    quantize_static(str(pre), str(out), _Calibration(calib), quant_format=QuantFormat.QDQ,
-                                    per_channel=True, activation_type=QuantType.QInt8, weight_type=QuantType.QInt8,
-                                    calibrate_method=CalibrationMethod.Percentile)
+                else:
+                    calib = np.ascontiguousarray(calibration, dtype=np.float32)
+                    if calibration.dtype != np.uint8 and calib.max() <= 1.0:
+                        calib = calib * 255.0
+                    reader = _Calibration(calib)
+                try:
+                    with contextlib.redirect_stdout(io.StringIO()):  # the calibrator prints its progress
+                        quantize_static(str(pre), str(out), reader, quant_format=QuantFormat.QDQ,
+                                        per_channel=True, activation_type=QuantType.QInt8,
+                                        weight_type=QuantType.QInt8, calibrate_method=CalibrationMethod.Percentile,
+                                        calibration_cache_path=str(cache))
+                except (KeyError, ValueError, RuntimeError) as e:
+                    if ranges is None:
+                        raise
+                    raise ExportError(f"the int8 ranges do not fit this export (made with torch "
+                                      f"{ranges.get('torch', '?')}, onnxruntime {ranges.get('onnxruntime', '?')}; "
+                                      f"{type(e).__name__}: {e}): calibrate again with images") from None
                 info = {"mode": "static", "format": "QDQ", "weights": "int8 per channel", "activations": "int8",
-                        "calibration": {"method": "percentile", "images": int(len(calibration))},
+                        "calibration": ({"method": "percentile", "images": int(len(calibration))} if ranges is None
+                                        else {"method": "percentile", "ranges_from": ranges.get("calibration")}),
                         "tool": "onnxruntime.quantization.quantize_static"}
+                if ranges is None:
+                    info["ranges"] = json.loads(cache.read_text())
         q = onnx.load(str(out))
     return q.SerializeToString(), info
 
 
 def export_onnx(model_or_name: Any, path: str | os.PathLike, *, opset: int = DEFAULT_OPSET,
                 dynamic_batch: bool = True, int8: bool | str = False, calibration: np.ndarray | None = None,
-                write_card: bool = True) -> dict:
+                int8_ranges: dict | None = None, write_card: bool = True) -> dict:
     """Export a classifier (shipped name, ``.safetensors`` file, run folder or
     :class:`~ferkit.ExpressionModel`) to ``path`` (``.onnx``; a folder gets ``<name>.onnx``).
 
     The graph: input ``image`` float32 ``[N, C, H, W]``, raw pixels in [0, 255]; outputs
     ``probabilities`` (softmax) and ``logits``, ``[N, K]`` in ``card["classes"]`` order.
     ``dynamic_batch=False`` fixes N to 1. ``int8``: ``True``/``"dynamic"`` or ``"static"``
-    (then ``calibration``: images ``[M, C, H, W]``, uint8 or [0, 255] floats) quantises the
+    (then ``calibration``: images ``[M, C, H, W]``, uint8 or [0, 255] floats, or
+    ``int8_ranges``: shipped activation ranges, :func:`ferkit.weights.int8_ranges`) quantises the
     graph with onnxruntime. Writes the card into the graph's metadata and, unless
     ``write_card=False``, beside it as ``<path>.json``. Returns the card (with its ``onnx`` section).
     """
@@ -220,9 +255,10 @@ def export_onnx(model_or_name: Any, path: str | os.PathLike, *, opset: int = DEF
     if not fp32_diff <= MAX_EXPORT_DIFF:
         raise ExportError(f"{model.name}: ONNX probabilities differ from PyTorch's by {fp32_diff:.2e} "
                           f"(> {MAX_EXPORT_DIFF:g}); not writing {path}")
-    quant = None
+    quant, ranges_made = None, None
     if mode:
-        model_bytes, quant = _quantize(model_bytes, mode, calibration)
+        model_bytes, quant = _quantize(model_bytes, mode, calibration, int8_ranges if mode == "static" else None)
+        ranges_made = quant.pop("ranges", None)
         quant["max_abs_diff_vs_fp32_torch"] = _max_diff(wrapper, model_bytes, model.input_size, batches)
         quant["note"] = "measured on random images; see docs/benchmarks_classifier.md for accuracy on FER2013"
 
@@ -264,6 +300,9 @@ def export_onnx(model_or_name: Any, path: str | os.PathLike, *, opset: int = DEF
     _write_atomic(path, proto.SerializeToString())
     if write_card:
         _write_atomic(card_path(path), (json.dumps(card, indent=2) + "\n").encode())
+    if quant and ranges_made is not None:  # the calibration, reusable without the images (int8_ranges)
+        card["onnx"]["quantization"]["ranges"] = {"cache": ranges_made, "torch": torch.__version__,
+                                                  "onnxruntime": ort.__version__}
     return card
 
 

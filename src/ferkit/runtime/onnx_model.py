@@ -2,7 +2,7 @@
 
     model = OnnxExpressionModel("model.onnx")              # a file from `ferkit export`
     model = load_onnx_model("default")                     # shipped weights, exported on first use
-    model = load_onnx_model("default", int8=True)          # the same, quantised to int8 (dynamic)
+    model = load_onnx_model("default", int8=True)          # int8: static (shipped ranges) or dynamic
     probs = model.predict_tensor(uint8_images_NCHW)        # torch.Tensor [N, K]
     model.predict("face.jpg")[0].label                     # as ExpressionModel
 
@@ -17,6 +17,7 @@ import hashlib
 import json
 import os
 import threading
+import warnings
 from pathlib import Path
 
 import numpy as np
@@ -32,8 +33,8 @@ from .export import CARD_KEY, DEFAULT_OPSET, FORMAT_VERSION, INPUT_NAME, OUTPUT_
 def default_threads() -> int:
     """onnxruntime threads per session: ``$FERKIT_THREADS`` if set, else the cores, at most 4 (as the
     MTCNN detector). On our 2-core machine 2 threads nearly double the throughput of a batch of 64
-    faces over 1 thread (docs/benchmarks_classifier.md); a single face is run on a second, one-thread
-    session, where it is faster. The threads do not spin while idle, so they leave the cores to the
+    faces over 1 thread (docs/benchmarks_classifier.md); a single face of a small network is run on a
+    second, one-thread session, where it is faster (:data:`SINGLE_THREAD_MAX_PARAMS`). The threads do not spin while idle, so they leave the cores to the
     rest of the pipeline."""
     env = os.environ.get("FERKIT_THREADS")
     if env:
@@ -57,12 +58,27 @@ def _options(threads: int):
     return so
 
 
+#: A single face runs on a one-thread session when the network has fewer parameters than this (the
+#: card's ``params``), else on the ``threads`` session. Batch 1 on 2 cores, onnxruntime, 1 thread vs 2
+#: (ms, 2026-12-04): lite_cnn 0.08 vs 0.14, mini_xception 0.48 vs 0.69, di_fernet 0.98 vs 1.14,
+#: pcnn 1.17 vs 1.13, zhu_cnn 1.51 vs 1.05, vgg_fer 10.6 vs 6.2: the two cross near 0.6M parameters.
+SINGLE_THREAD_MAX_PARAMS = 600_000
+
+
+def single_thread_suits(card: dict) -> bool:
+    """Whether one face of this model runs faster on one onnxruntime thread (small networks; a card
+    without ``params`` counts as large, which never runs slower than the batch session)."""
+    params = card.get("params")
+    return isinstance(params, int) and 0 < params < SINGLE_THREAD_MAX_PARAMS
+
+
 class OnnxExpressionModel(ExpressionModel):
     """A classifier exported by :func:`ferkit.runtime.export_onnx`, run by onnxruntime.
 
     ``source``: an ``.onnx`` path or the file's bytes. ``card``: the model card when the file has
     none inside or beside it. ``threads``: onnxruntime intra-op threads (default
-    :func:`default_threads`) for batches; one image runs on a one-thread session. ``device``: ``cpu``,
+    :func:`default_threads`) for batches; one image of a small network runs on a one-thread session
+    (:data:`SINGLE_THREAD_MAX_PARAMS`). ``device``: ``cpu``,
     or ``cuda`` where onnxruntime has CUDA.
     Same methods as :class:`~ferkit.ExpressionModel` (``predict``, ``predict_proba``,
     ``predict_tensor``, ``preprocess``); there is no ``net``.
@@ -89,10 +105,6 @@ class OnnxExpressionModel(ExpressionModel):
         src = bytes(source) if self.path is None else str(self.path)
         try:
             self.session = ort.InferenceSession(src, sess_options=_options(self.threads), providers=providers)
-            # one face (the live path, a single upload) runs faster on one thread than on several, which
-            # synchronise at every node: 0.46 vs 0.49 ms (default model), 0.09 vs 0.14 ms (lite_cnn)
-            self.session1 = (ort.InferenceSession(src, sess_options=_options(1), providers=providers)
-                             if self.threads > 1 and dev.type == "cpu" else self.session)
         except Exception as e:  # onnxruntime raises its own exception types
             name = "the ONNX bytes" if self.path is None else str(self.path)
             raise ModelError(f"{name}: onnxruntime cannot load it ({str(e).strip().splitlines()[0][:300]})") from None
@@ -118,6 +130,11 @@ class OnnxExpressionModel(ExpressionModel):
         self.net = None
         self.card = card
         self.device = dev
+        # one face (the live path, a single upload) of a small network runs faster on one thread than on
+        # several, which synchronise at every node; a large one is faster on several (see SINGLE_THREAD_MAX_PARAMS)
+        self.session1 = self.session
+        if self.threads > 1 and dev.type == "cpu" and single_thread_suits(card):
+            self.session1 = ort.InferenceSession(src, sess_options=_options(1), providers=providers)
         self.classes = tuple(card["classes"])
         self.input_size = tuple(card["input_size"])  # type: ignore[assignment]
         self.mean, self.std = tuple(card["mean"]), tuple(card["std"])
@@ -130,7 +147,7 @@ class OnnxExpressionModel(ExpressionModel):
 
     def run(self, images: np.ndarray) -> np.ndarray:
         """Probabilities for float32 images ``[N, C, H, W]`` in [0, 255] (the graph's own input); a
-        single image runs on a one-thread session, a batch on ``threads``."""
+        single image of a small network runs on a one-thread session, the rest on ``threads``."""
         sess = self.session1 if len(images) == 1 else self.session
         return sess.run([OUTPUT_NAMES[0]], {INPUT_NAME: np.ascontiguousarray(images, dtype=np.float32)})[0]
 
@@ -183,13 +200,19 @@ def cache_key(weights_path: str | os.PathLike, card: dict, opset: int = DEFAULT_
 def cached_onnx(name_or_path: str | os.PathLike = "default", *, int8: bool | str = False,
                 opset: int = DEFAULT_OPSET) -> Path:
     """The ONNX file of shipped weights / a weights file / a run folder, exported into the cache on
-    first use. ``int8``: ``True`` or ``"dynamic"`` (no data needed); static quantisation needs
-    calibration images and so is only offered by :func:`export_onnx`."""
+    first use. ``int8=True``: static int8 where ferkit ships activation ranges for these weights
+    (:func:`ferkit.weights.int8_ranges`: calibrated on a selection split, no images needed here),
+    else dynamic; ``"dynamic"`` forces dynamic. Static quantisation of other weights needs
+    calibration images: :func:`export_onnx` (``int8='static', calibration=images``)."""
     mode = ("dynamic" if int8 is True else int8) if int8 else None
     if mode not in (None, "dynamic"):
-        raise ModelError("cached int8 models use dynamic quantisation; for static quantisation call "
+        raise ModelError("cached int8 models use the shipped static ranges or dynamic quantisation; for static "
+                         "quantisation with your own images call "
                          "ferkit.runtime.export_onnx(..., int8='static', calibration=images)")
     wpath = _weights.resolve(name_or_path)
+    ranges = _weights.int8_ranges(wpath) if int8 is True else None
+    if ranges is not None:  # its own cache entry per set of ranges
+        mode = "static" + hashlib.sha256(json.dumps(ranges, sort_keys=True).encode()).hexdigest()[:8]
     cpath = wpath.with_suffix(".json")
     if not cpath.exists():
         raise ModelError(f"{wpath}: model card {cpath.name} is missing next to the weights")
@@ -209,8 +232,21 @@ def cached_onnx(name_or_path: str | os.PathLike = "default", *, int8: bool | str
 
             _write_atomic(path, _MEMO[key])
             return path
-        export_onnx(str(name_or_path), path, opset=opset, int8=mode or False, write_card=False)
-        _MEMO[key] = path.read_bytes()
+        failed = None
+        if ranges is not None:
+            from .export import ExportError
+
+            try:
+                export_onnx(str(name_or_path), path, opset=opset, int8="static", int8_ranges=ranges, write_card=False)
+            except ExportError as e:  # ranges made by another torch/onnxruntime: the dynamic int8 still works
+                failed = e
+        else:
+            export_onnx(str(name_or_path), path, opset=opset, int8=mode or False, write_card=False)
+        if failed is None:
+            _MEMO[key] = path.read_bytes()
+    if failed is not None:
+        warnings.warn(f"{wpath.name}: {failed}; using dynamic int8 instead", stacklevel=2)
+        return cached_onnx(name_or_path, int8="dynamic", opset=opset)
     return path
 
 

@@ -369,6 +369,9 @@ def create_app(recognizer: Any = None, *, model: str = "default", detector: str 
             if ctype != "multipart/form-data":
                 raise ApiError(415, "send the image as multipart/form-data in a field named 'file'",
                                {"content_type": ctype or None})
+            if "file" in (await request.form()):  # the field is there, with no file in it (FastAPI made it None)
+                raise ApiError(400, "no file chosen: the form field 'file' holds no file (empty name, 0 bytes)",
+                               None)
             raise ApiError(400, "missing form field 'file' (the image)", None)
         n_files = len((await request.form()).getlist("file"))  # the form FastAPI parsed (cached)
         if n_files > 1:
@@ -384,6 +387,9 @@ def create_app(recognizer: Any = None, *, model: str = "default", detector: str 
             raise ApiError(413, f"upload too large: the limit is {_mb(max_upload)}",
                            {"limit_bytes": max_upload, "size_bytes": len(data)})
         if not data:
+            if not (file.filename or "").strip():  # what a browser form sends when no file was chosen
+                raise ApiError(400, "no file chosen: the form field 'file' holds no file (empty name, 0 bytes)",
+                               None)
             raise ApiError(400, "empty file (0 bytes)", {"filename": name})
         fmt, w, h = _probe(data)
         if w * h > max_pixels:
