@@ -47,11 +47,11 @@ def free_port() -> int:
 class Server:
     """``ferkit serve`` in a child process on a free loopback port."""
 
-    def __init__(self, workers: int, timeout: float = 120.0) -> None:
+    def __init__(self, workers: int, timeout: float = 120.0, backend: str = "auto") -> None:
         self.port = free_port()
         self.url = f"http://127.0.0.1:{self.port}"
         self.cmd = [sys.executable, "-m", "ferkit.cli", "serve", "--host", "127.0.0.1", "--port", str(self.port),
-                    "--workers", str(workers), "--log-level", "warning"]
+                    "--workers", str(workers), "--backend", backend, "--log-level", "warning"]
         self.proc = subprocess.Popen(self.cmd, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
         end = time.monotonic() + timeout
         while True:
@@ -151,7 +151,8 @@ def section(cmd: str, rows: list[dict], info: dict) -> str:
              "| --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: |"]
     for r in rows:
         cut = " (time limit)" if r["stopped_early"] else ""
-        lines.append(f"| `--workers {r['workers']}` | {r['clients']} | {r['ok']:,} / {r['done']:,}{cut} | "
+        how = f"--workers {r['workers']}" + (f" --backend {r['backend']}" if r.get("backend", "auto") != "auto" else "")
+        lines.append(f"| `{how}` | {r['clients']} | {r['ok']:,} / {r['done']:,}{cut} | "
                      f"{r['errors']} | {r['single_ms']:.0f} ms | {r['p50']:.0f} ms | {r['p95']:.0f} ms | "
                      f"{r['p99']:.0f} ms | {r['max']:.0f} ms | {r['throughput']:.2f} req/s |")
     lines += ["", "Latency is per request as a client sees it (upload, waiting for a worker, decode, detect, "
@@ -179,6 +180,8 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--clients", type=int, default=8, help="concurrent clients")
     p.add_argument("--max-seconds", type=float, default=240, help="stop sending after this long (per configuration)")
     p.add_argument("--workers", type=int, nargs="+", default=[2], help="server --workers values to compare")
+    p.add_argument("--backends", nargs="+", default=["auto"], choices=["auto", "torch", "onnx", "onnx-int8"],
+                   help="server --backend values to compare (each with each --workers value)")
     p.add_argument("--single", type=int, default=10, help="sequential requests timed first (the service time)")
     p.add_argument("--image", default=str(ROOT / "examples" / "astronaut.jpg"))
     p.add_argument("--out", default=str(ROOT / "docs" / "benchmarks.md"))
@@ -193,8 +196,8 @@ def main(argv: list[str] | None = None) -> int:
     cmd = ".venv/bin/python benchmarks/loadtest.py " + shlex.join(sys.argv[1:] if argv is None else argv)
     rows, info, failed = [], {}, False
     load = "/".join(f"{x:.1f}" for x in os.getloadavg()) if hasattr(os, "getloadavg") else "n/a"
-    for workers in ([None] if a.url else a.workers):
-        server = None if a.url else Server(workers)
+    for workers, backend in ([(None, None)] if a.url else [(w, b) for b in a.backends for w in a.workers]):
+        server = None if a.url else Server(workers, backend=backend)
         url = a.url or server.url
         try:
             h = httpx.get(url + "/healthz", timeout=10).json()
@@ -207,7 +210,8 @@ def main(argv: list[str] | None = None) -> int:
         finally:
             if server:
                 server.stop()
-        r.update(workers=h.get("workers", workers), clients=a.clients, single_ms=single)
+        r.update(workers=h.get("workers", workers), clients=a.clients, single_ms=single,
+                 backend=backend or h.get("backend", "auto"))
         rows.append(r)
         info = {"date": dt.date.today().isoformat(), "load": load, "image": os.path.relpath(a.image, ROOT),
                 "size": f"{len(image) / 1024:.0f} KB", "model": h["model"], "detector": h["detector"],

@@ -205,7 +205,7 @@ def test_server_bug_is_a_json_500(rec, photo):
 
 def test_healthz(client, rec):
     h = client.get("/healthz").json()
-    assert h["status"] == "ok" and h["model"] == rec.model.name == "vgg_fer-fer2013"
+    assert h["status"] == "ok" and h["model"] == rec.model.name == "vgg_fer-fer2013" and h["backend"] == "onnx"
     assert h["detector"] == "mtcnn" and h["classes"] == list(rec.classes)
     assert h["version"] == __import__("ferkit").__version__
     assert h["limits"]["max_upload_bytes"] == 10 * 2**20 and "image/jpeg" in h["limits"]["content_types"]
@@ -214,6 +214,14 @@ def test_healthz(client, rec):
     assert head.status_code == 200 and head.content == b"" and head.headers["content-type"] == "application/json"
     assert client.head("/").status_code == 200
     assert client.post("/healthz").status_code == 405
+
+
+def test_serve_on_static_int8(photo):
+    """`ferkit serve --backend onnx-int8`: the default on its shipped static-int8 ranges, the same answer."""
+    with TestClient(create_app(backend="onnx-int8", warm_up=False)) as c:
+        assert c.get("/healthz").json()["backend"] == "onnx-int8"
+        face = post(c, photo).json()["faces"][0]
+        assert face["label"] == "happy" and face["probabilities"]["happy"] > 0.8
 
 
 def test_docs_and_openapi(client):

@@ -473,7 +473,8 @@ def cmd_serve(a: argparse.Namespace) -> int:
         raise FerkitError(f"--max-upload-mb must be more than 0, got {a.max_upload_mb}")
     sock = bind(a.host, a.port)  # a taken port is reported at once, before the model loads
     try:
-        app = create_app(model=a.model, detector=a.detector, max_upload=int(a.max_upload_mb * 2**20),
+        app = create_app(model=a.model, detector=a.detector, backend=a.backend,
+                         max_upload=int(a.max_upload_mb * 2**20),
                          max_pixels=a.max_pixels, timeout=a.timeout, workers=a.workers, max_queue=a.max_queue)
         run(app, a.host, a.port, log_level=a.log_level, sock=sock)
     except KeyboardInterrupt:
@@ -712,6 +713,7 @@ def build_parser() -> argparse.ArgumentParser:
                    help=_model_help(tta=False))
     s.add_argument("--detector", choices=["mtcnn", "haar", "none"], default="mtcnn",
                    help="face detector (none: every image is a face crop)")
+    _add_backend_arg(s)
     g = s.add_argument_group("limits")
     g.add_argument("--max-upload-mb", type=float, default=10.0, metavar="MB", help="largest image upload (MB)")
     g.add_argument("--max-pixels", type=int, default=50_000_000, metavar="N",

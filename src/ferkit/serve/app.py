@@ -246,12 +246,12 @@ def _hex(rgb: tuple[int, int, int]) -> str:
     return f"#{r:02x}{g:02x}{b:02x}"
 
 
-def create_app(recognizer: Any = None, *, model: str = "default", detector: str = "mtcnn",
+def create_app(recognizer: Any = None, *, model: str = "default", detector: str = "mtcnn", backend: str = "auto",
                max_upload: int = DEFAULT_MAX_UPLOAD, max_pixels: int = DEFAULT_MAX_PIXELS,
                timeout: float = DEFAULT_TIMEOUT, workers: int = 2, max_queue: int = DEFAULT_MAX_QUEUE,
                warm_up: bool = True) -> FastAPI:
-    """The ``ferkit serve`` application over ``recognizer`` (default: ``Recognizer(model, detector)``,
-    loaded now). Limits: ``max_upload`` bytes per image, ``max_pixels`` per image, ``timeout``
+    """The ``ferkit serve`` application over ``recognizer`` (default: ``Recognizer(model, detector,
+    backend=backend)``, loaded now). Limits: ``max_upload`` bytes per image, ``max_pixels`` per image, ``timeout``
     seconds per request; ``workers`` analyses at once, ``max_queue`` more waiting."""
     from .. import __version__
 
@@ -269,7 +269,7 @@ def create_app(recognizer: Any = None, *, model: str = "default", detector: str 
     if recognizer is None:
         from ..pipeline import Recognizer
 
-        recognizer = Recognizer(model, detector)
+        recognizer = Recognizer(model, detector, backend=backend)
     if warm_up:
         _warm_up(recognizer)
     engine = Engine(recognizer, workers, max_queue, timeout)
@@ -430,6 +430,8 @@ def create_app(recognizer: Any = None, *, model: str = "default", detector: str 
     @app.api_route("/healthz", methods=["HEAD"], include_in_schema=False)  # one operation id in the schema
     async def healthz() -> dict:
         return {"status": "ok", "version": __version__, "model": recognizer.model.name,
+                "backend": ("onnx-int8" if getattr(recognizer.model, "int8", False)
+                            else getattr(recognizer.model, "backend", "torch")),
                 "detector": getattr(recognizer.detector, "name", type(recognizer.detector).__name__),
                 "classes": list(recognizer.classes),
                 "colours": {c: _hex(CLASS_COLOURS.get(c, (255, 200, 0))) for c in recognizer.classes},
