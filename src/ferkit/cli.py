@@ -30,9 +30,11 @@ EPILOG = """examples:
 # ---------------------------------------------------------------------------------------
 def _model_help(tta: bool = True) -> str:
     """--model's help; ``tta``: the verb has --tta (serve has not)."""
-    return ("shipped name or alias (`ferkit models`; best-fer2013 / best-ferplus: the most accurate on "
-            f"FER2013 / FER+{', with --tta flip' if tta else ''}; fast: the fastest, less accurate), .safetensors "
-            "file or run folder; A+B+C: an ensemble (mean probabilities)")
+    from .weights import ALIASES
+
+    return (f"shipped name or alias (`ferkit models`; default = {ALIASES['default']}; best-fer2013 / best-ferplus: "
+            f"the most accurate on FER2013 / FER+{', with --tta flip' if tta else ''}; fast: the fastest, less "
+            "accurate), .safetensors file or run folder; A+B+C: an ensemble (mean probabilities)")
 
 
 MODEL_HELP = _model_help()
