@@ -53,6 +53,7 @@ from ..data.restore import shift_warnings, split_stats
 from ..data.transforms import AugmentConfig, augment, normalize, to_float
 from ..errors import FerkitError
 from ..models import count_params, create, get_spec
+from ..models.registry import builder_options
 from .evaluate import evaluate
 from .plots import plot_confusion, plot_curves
 
@@ -255,14 +256,8 @@ def init_from(model: nn.Module, source: str, classes: Sequence[str], log: Callab
             skipped.append(k)
     arch = getattr(model, "ferkit_arch", None)
     if arch and card.get("architecture") == arch:  # the same architecture built with other options (width)?
-        import inspect
-
-        spec = get_spec(arch)
-        base = {k: p.default for k, p in inspect.signature(spec.builder).parameters.items()
-                if p.default is not inspect.Parameter.empty and k not in ("num_classes", "in_chans")}
-        base.update(spec.defaults)
-        want = {**base, **card.get("arch_kwargs", {})}
-        have = {**base, **getattr(model, "ferkit_kwargs", want)}
+        want = builder_options(arch, **card.get("arch_kwargs", {}))
+        have = builder_options(arch, **getattr(model, "ferkit_kwargs", {}))
         diff = sorted(k for k in set(want) | set(have) if want.get(k) != have.get(k))
         shaped = [k for k in skipped if k in src and src[k].shape != own[k].shape
                   and not any(k == h or k.startswith(h + ".") for h in heads)]
@@ -419,7 +414,9 @@ def train(cfg: TrainConfig, resume: bool = False, progress: bool | None = None,
     if not 0 < cfg.val_fraction < 1:
         raise FerkitError(f"--val-fraction must be between 0 and 1 (the share of train held out for selection when "
                           f"the dataset has no validation split), got {cfg.val_fraction}")
-    check_settings(cfg)  # before anything is written: a bad setting leaves no --out folder behind
+    # before anything is written: a bad setting leaves no --out folder behind (none of these settings
+    # is one a resumed run takes from the new command, RESUME_OVERRIDABLE / RESUME_IF_GIVEN)
+    check_settings(cfg)
     out = Path(cfg.out)
     ckpt_path = out / "last.ckpt"
     state = None
@@ -464,26 +461,18 @@ def train(cfg: TrainConfig, resume: bool = False, progress: bool | None = None,
     plateau = (torch.optim.lr_scheduler.ReduceLROnPlateau(opt, mode="max", factor=cfg.plateau_factor,
                                                           patience=cfg.plateau_patience)
                if cfg.schedule == "plateau" else None)
-    if cfg.schedule not in ("cosine", "plateau", "constant"):
-        raise FerkitError(f"unknown schedule {cfg.schedule!r}; use cosine, plateau or constant")
     g = torch.Generator().manual_seed(cfg.seed)
     aug_cfg = AugmentConfig(**cfg.augment)
     weight = None
     if cfg.class_weights == "balanced":
         counts = torch.bincount(train_ds.labels, minlength=len(classes)).float().clamp(min=1)
         weight = (counts.sum() / (len(classes) * counts)).to(device)
-    elif cfg.class_weights != "none":
-        raise FerkitError(f"unknown class weighting {cfg.class_weights!r}; use none or balanced")
     if cfg.soft_targets and train_ds.soft is None:
         raise FerkitError(f"--soft-targets: dataset {cfg.dataset} has no vote distributions (only ferplus does)")
-    if not 0 <= cfg.kd_weight <= 1 or cfg.kd_temperature <= 0:
-        raise FerkitError(f"--kd-weight must be in [0, 1] and --kd-temperature positive (got {cfg.kd_weight}, "
-                          f"{cfg.kd_temperature})")
     t_probs = teacher_probs(cfg, train_ds, out, device, log) if cfg.teacher else None
 
     history: list[dict] = []
     start_epoch, best_acc, best_loss, best_epoch, stale = 1, -1.0, math.inf, 0, 0
-    better_epoch(cfg.select, 0.0, 0.0, -1.0, math.inf)  # an unknown rule fails now, not after the first epoch
     if state is not None:
         model.load_state_dict(state["model"])
         opt.load_state_dict(state["optimizer"])

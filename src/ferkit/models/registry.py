@@ -46,6 +46,17 @@ def get_spec(name: str) -> ModelSpec:
     return _REGISTRY[name]
 
 
+def builder_options(name: str, **kwargs) -> dict:
+    """Every option architecture ``name`` is built with: its builder's defaults, the registered
+    defaults, then ``kwargs`` (without ``num_classes`` / ``in_chans``)."""
+    import inspect
+
+    spec = get_spec(name)
+    base = {k: p.default for k, p in inspect.signature(spec.builder).parameters.items()
+            if p.default is not inspect.Parameter.empty and k not in ("num_classes", "in_chans")}
+    return {**base, **spec.defaults, **kwargs}
+
+
 def create(name: str, num_classes: int = 7, **kwargs) -> nn.Module:
     """Build architecture ``name`` with ``num_classes`` outputs (logits); kwargs go to its builder."""
     spec = get_spec(name)

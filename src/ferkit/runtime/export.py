@@ -129,6 +129,13 @@ class _Calibration:
         return None if b is None else {INPUT_NAME: b}
 
 
+def _misfit(ranges: dict, why: str) -> ExportError:
+    """Shipped int8 ranges that this export's graph does not take (another exporter's tensor names)."""
+    return ExportError(f"the int8 ranges do not fit this export ({why}; ranges made with torch "
+                       f"{ranges.get('torch', '?')}, onnxruntime {ranges.get('onnxruntime', '?')}): calibrate again "
+                       f"with images")
+
+
 def _quantize(model_bytes: bytes, mode: str, calibration: np.ndarray | None,
               ranges: dict | None = None) -> tuple[bytes, dict]:
     """int8 quantisation with onnxruntime: ``dynamic`` (weights int8 offline, activations
@@ -166,10 +173,8 @@ def _quantize(model_bytes: bytes, mode: str, calibration: np.ndarray | None,
                              | {o.name for o in g.output})
                     missing = sorted(set(ranges["cache"].get("data", {})) - names)
                     if missing or not ranges["cache"].get("data"):
-                        raise ExportError(f"the int8 ranges do not fit this export: {len(missing)} of their tensors "
-                                          f"are not in its graph (e.g. {missing[:2]}; ranges made with torch "
-                                          f"{ranges.get('torch', '?')}, onnxruntime {ranges.get('onnxruntime', '?')}): "
-                                          f"calibrate again with images")
+                        raise _misfit(ranges, f"{len(missing)} of their tensors are not in its graph, e.g. "
+                                              f"{missing[:2]}")
                     cache.write_text(json.dumps(ranges["cache"]))
                 elif calibration is None or len(calibration) == 0:
                     raise ExportError("static int8 quantisation needs calibration images (e.g. a validation split)")
@@ -187,9 +192,7 @@ def _quantize(model_bytes: bytes, mode: str, calibration: np.ndarray | None,
                 except (KeyError, ValueError, RuntimeError) as e:
                     if ranges is None:
                         raise
-                    raise ExportError(f"the int8 ranges do not fit this export (made with torch "
-                                      f"{ranges.get('torch', '?')}, onnxruntime {ranges.get('onnxruntime', '?')}; "
-                                      f"{type(e).__name__}: {e}): calibrate again with images") from None
+                    raise _misfit(ranges, f"{type(e).__name__}: {e}") from None
                 info = {"mode": "static", "format": "QDQ", "weights": "int8 per channel", "activations": "int8",
                         "calibration": ({"method": "percentile", "images": int(len(calibration))} if ranges is None
                                         else {"method": "percentile", "ranges_from": ranges.get("calibration")}),
