@@ -51,6 +51,46 @@ def test_not_an_image_empty_and_truncated(tmp_path):
         read_image(b"")
 
 
+def _forge_jpeg_size(data: bytes, factor: int) -> bytes:
+    """The JPEG with its frame header (SOF) claiming ``factor`` times the height and width."""
+    import struct
+
+    out, i = bytearray(data), 2
+    while out[i + 1] not in (0xC0, 0xC1, 0xC2):
+        i += 2 + struct.unpack(">H", out[i + 2:i + 4])[0]
+    h, w = struct.unpack(">HH", out[i + 5:i + 9])
+    out[i + 5:i + 9] = struct.pack(">HH", h * factor, w * factor)
+    return bytes(out)
+
+
+def test_jpeg_whose_data_ends_before_its_pixels(tmp_path):
+    # libjpeg fills what the data does not cover with flat gray and only warns: without a check
+    # this decodes "fine" and a photo silently becomes "no face found"
+    rng = np.random.default_rng(0)
+    photo = io.BytesIO()
+    Image.fromarray(rng.integers(0, 255, (64, 64, 3), dtype=np.uint8)).save(photo, "JPEG")
+    forged = tmp_path / "forged.jpg"
+    forged.write_bytes(_forge_jpeg_size(photo.getvalue(), 4))
+    with Image.open(forged) as im:  # the premise: Pillow alone decodes it, gray below the real data
+        a = np.asarray(im)
+        assert a.shape == (256, 256, 3) and (a[64:] == 128).all() and not (a[:16] == 128).all()
+    with pytest.raises(ImageDecodeError, match=r"forged.jpg: corrupt or truncated image \(the JPEG data ends "
+                                               r"before its 256x256 pixels"):
+        read_image(forged)
+    with pytest.raises(ImageDecodeError, match="ends before"):
+        read_image(forged.read_bytes(), "RGB")
+    # cut short but with its end marker kept: the same fill, the same error
+    cut = photo.getvalue()[: len(photo.getvalue()) // 2] + b"\xff\xd9"
+    with pytest.raises(ImageDecodeError, match="ends before its 64x64 pixels"):
+        read_image(cut)
+    # not flagged: a plain mid-gray picture, and a photo whose bottom is a gray (not 128) band
+    for arr in (np.full((64, 64), 128, np.uint8),
+                np.vstack([rng.integers(0, 255, (48, 64), dtype=np.uint8), np.full((16, 64), 127, np.uint8)])):
+        buf = io.BytesIO()
+        Image.fromarray(arr).save(buf, "JPEG", quality=95)
+        assert read_image(buf.getvalue()).shape == (64, 64)
+
+
 def test_odd_modes(tmp_path):
     # 16-bit PNG: scaled from 0..65535 to 0..255
     a16 = (np.arange(16 * 16, dtype=np.uint16).reshape(16, 16) * 256)

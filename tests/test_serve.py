@@ -301,6 +301,29 @@ def test_real_socket(live, photo):
         assert c.post("/v1/analyze", files={"file": ("a.jpg", photo, "image/jpeg")}).status_code == 200
 
 
+def _raw_exchange(url_port: int, request: bytes) -> bytes:
+    with socket.create_connection(("127.0.0.1", url_port), timeout=30) as c:
+        c.sendall(request)
+        data = b""
+        while chunk := c.recv(65536):  # the server closes the connection after a 400
+            data += chunk
+    return data
+
+
+@pytest.mark.parametrize("request_bytes", [
+    b"NOT AN HTTP REQUEST\r\n\r\n",
+    b"POST /v1/analyze HTTP/1.1\r\nHost: x\r\nContent-Length: ten\r\n\r\n",
+    b"GET /healthz HTTP/1.1\r\nHost: x\r\nBad Header Name: 1\r\n\r\n",
+])
+def test_request_uvicorn_cannot_parse_is_a_json_400(live, request_bytes):
+    # these never reach the app: uvicorn answers them itself, in ferkit's JSON error form
+    head, _, body = _raw_exchange(live.port, request_bytes).partition(b"\r\n\r\n")
+    assert head.startswith(b"HTTP/1.1 400 ") and b"content-type: application/json" in head.lower()
+    assert json.loads(body) == {"error": "malformed HTTP request", "detail": "Invalid HTTP request received."}
+    assert _raw_exchange(live.port, b"GET /healthz HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n"
+                         ).startswith(b"HTTP/1.1 200 ")  # and the server carries on
+
+
 # ---------------------------------------------------------------------------------------
 # the web page in a real browser
 # ---------------------------------------------------------------------------------------

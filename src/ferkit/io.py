@@ -122,6 +122,10 @@ def read_image(source: Source, mode: str = "L", name: str | None = None) -> np.n
                 if w < 1 or h < 1:
                     raise ImageDecodeError(f"{label}: image has no pixels ({w}x{h})")
                 img.load()
+                if img.format == "JPEG" and _jpeg_ends_blank(img):
+                    raise ImageDecodeError(
+                        f"{label}: corrupt or truncated image (the JPEG data ends before its {w}x{h} "
+                        f"pixels do: the file is cut short or its header's size is wrong)")
                 # in place: without an EXIF rotation this is a no-op (the default returns a copy of
                 # the image, 1 ms on a 640x480 frame)
                 ImageOps.exif_transpose(img, in_place=True)
@@ -134,6 +138,26 @@ def read_image(source: Source, mode: str = "L", name: str | None = None) -> np.n
         raise ImageDecodeError(f"{label}: not an image file (or a format Pillow cannot read)") from None
     except (OSError, SyntaxError, ValueError) as e:
         raise ImageDecodeError(f"{label}: corrupt or truncated image ({e})") from None
+
+
+#: rows at the bottom of a JPEG checked for libjpeg's fill (two MCU rows of 4:2:0)
+_FILL_ROWS = 16
+
+
+def _jpeg_ends_blank(img: Image.Image) -> bool:
+    """Whether a decoded JPEG ends in libjpeg's fill for missing data. When the scan runs out
+    before the header's height (a file cut short before its end marker, or a forged, larger
+    size), libjpeg warns and decodes every remaining block as zeros: flat gray 128 in every
+    channel, to the last row; Pillow does not report that warning. Flagged when the bottom
+    ``_FILL_ROWS`` rows are exactly 128 everywhere while the top rows are not (a plain gray
+    picture is not flagged)."""
+    if img.mode not in ("L", "RGB") or img.height < 2 * _FILL_ROWS:
+        return False
+    bottom = np.asarray(img.crop((0, img.height - _FILL_ROWS, img.width, img.height)))
+    if not (bottom == 128).all():
+        return False
+    top = np.asarray(img.crop((0, 0, img.width, _FILL_ROWS)))
+    return not (top == 128).all()
 
 
 def resize(arr: np.ndarray, hw: tuple[int, int]) -> np.ndarray:

@@ -41,11 +41,29 @@ def _url(host: str, port: int) -> str:
     return f"http://{shown}:{port}"
 
 
+def _json_400_protocol() -> type:
+    """uvicorn's HTTP protocol (its own choice: httptools when installed, else h11) answering
+    the requests it cannot parse itself (a malformed request line, header or Content-Length) in
+    the app's JSON error form instead of uvicorn's plain text; they never reach the app."""
+    import json
+
+    from uvicorn.protocols.http.auto import AutoHTTPProtocol
+
+    class JsonErrorProtocol(AutoHTTPProtocol):  # type: ignore[misc,valid-type]
+        def send_400_response(self, msg: str) -> None:
+            body = json.dumps({"error": "malformed HTTP request", "detail": msg}).encode()
+            self.transport.write(b"HTTP/1.1 400 Bad Request\r\ncontent-type: application/json\r\n"
+                                 b"content-length: %d\r\nconnection: close\r\n\r\n%s" % (len(body), body))
+            self.transport.close()
+
+    return JsonErrorProtocol
+
+
 def _config(app: Any, log_level: str, **kw: Any) -> Any:
     import uvicorn
 
     return uvicorn.Config(app, log_level=log_level, server_header=False, timeout_keep_alive=15,
-                          timeout_graceful_shutdown=5, **kw)
+                          timeout_graceful_shutdown=5, http=_json_400_protocol(), **kw)
 
 
 def run(app: Any, host: str = "127.0.0.1", port: int = 8000, log_level: str = "info",
