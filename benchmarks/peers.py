@@ -452,7 +452,8 @@ def main() -> int:
                         rows.append({"side": "ferkit", "scene": scene, "expected_faces": expected, "key": key,
                                      "detect_every": every, "label": f"{clf[key]['label']}, {how}", "rec": rec,
                                      "frames": frames, "timed": []})
-                        if key == f"{default_name}:onnx" and every == 1:  # the same smallest face as fer's Haar
+                        if key in (f"{default_name}:onnx", f"{default_name}:onnx-int8") and every == 1:
+                            # the same smallest face as fer's Haar
                             rec = Recognizer(mdl, detector=MTCNNDetector(min_face_size=FER_MIN_FACE, threads=a.threads),
                                              detect_every=1)
                             rows.append({"side": "ferkit", "scene": scene, "expected_faces": expected, "key": key,
