@@ -33,11 +33,14 @@ def _model_help(tta: bool = True) -> str:
     from .weights import ALIASES
 
     return (f"shipped name or alias (`ferkit models`; default = {ALIASES['default']}; best-fer2013 / best-ferplus: "
-            f"the most accurate on FER2013 / FER+{', with --tta flip' if tta else ''}; fast: the fastest, less "
+            f"the most accurate on FER2013 / FER+{', more with --tta tencrop' if tta else ''}; fast: the fastest, less "
             "accurate), .safetensors file or run folder; A+B+C: an ensemble (mean probabilities)")
 
 
 MODEL_HELP = _model_help()
+TTA_HELP = ("test-time augmentation: flip (each face and its mirror, 2x the classifier's cost) or tencrop (the "
+            "four corner and the centre crops of 90%% size, each mirrored: 10x); the views' probabilities "
+            "are averaged")
 
 
 def _add_backend_arg(s: argparse.ArgumentParser) -> None:
@@ -654,7 +657,7 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--split", help="default: the dataset's standard test split (FER2013 PrivateTest, FER+ Test)")
     s.add_argument("--json", metavar="OUT.json", help="write metrics here")
     s.add_argument("--plot", metavar="OUT.png", help="confusion-matrix image (default: next to --json)")
-    s.add_argument("--tta", choices=["none", "flip", "tencrop"], default="none", help="test-time augmentation")
+    s.add_argument("--tta", choices=["none", "flip", "tencrop"], default="none", help=TTA_HELP)
     s.add_argument("--batch-size", type=positive_int, default=256)
     s.add_argument("--device", default="cpu")
     _add_backend_arg(s)
@@ -684,7 +687,7 @@ def build_parser() -> argparse.ArgumentParser:
     g.add_argument("--min-face", type=int, default=20, metavar="PX", help="smallest face searched for, in pixels")
     g.add_argument("--thresholds", metavar="P,R,O", default="0.6,0.7,0.9", help="MTCNN stage thresholds")
     g.add_argument("--max-faces", type=int, metavar="N", help="keep the N most confident faces per image")
-    g.add_argument("--tta", choices=["none", "flip", "tencrop"], default="none", help="test-time augmentation")
+    g.add_argument("--tta", choices=["none", "flip", "tencrop"], default="none", help=TTA_HELP)
     g = s.add_argument_group("outputs")
     g.add_argument("--out", metavar="DIR", help="annotated images / videos, per-source JSON, video CSV and plots")
     g.add_argument("--json", metavar="OUT.json", help="all results as JSON (an object for one image, else a list)")
@@ -785,7 +788,7 @@ def build_parser() -> argparse.ArgumentParser:
                                    "test folds next to the selection folds' mean (choose on that, report the test "
                                    "number); --out writes crossval.json in the shape `ferkit crossval` writes.")
     s.add_argument("runs", nargs="+", metavar="CV_DIR", help="folders written by `ferkit crossval` (its --out)")
-    s.add_argument("--tta", choices=["none", "flip", "tencrop"], default="none", help="test-time augmentation")
+    s.add_argument("--tta", choices=["none", "flip", "tencrop"], default="none", help=TTA_HELP)
     s.add_argument("--out", help="write crossval.json, its confusion matrix and fold plot into this folder")
     s.add_argument("--batch-size", type=positive_int, default=256)
     s.add_argument("--threads", type=positive_int, help="CPU threads (default: all cores)")
