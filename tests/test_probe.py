@@ -89,6 +89,16 @@ def test_pooled_features_shape_and_flip(tiny):
     # a symmetric image has the same features as its mirror
     sym = torch.cat([img[..., :24], img[..., :24].flip(-1)], -1)
     assert np.allclose(pooled_features(model, sym, "flip"), pooled_features(model, sym), atol=1e-5)
+    # tencrop: the mean over the ten views of tta_views, computed one view at a time
+    from ferkit.data.transforms import normalize, to_float, tta_views
+
+    views = tta_views(normalize(to_float(img), model.mean, model.std), "tencrop")
+    with torch.no_grad():
+        by_view = np.mean([model.net.features(v).mean((2, 3)).double().numpy() for v in views], 0)
+    ft = pooled_features(model, img, "tencrop")
+    assert ft.shape == f.shape and np.allclose(ft, by_view, atol=1e-6) and not np.allclose(ft, ff, atol=1e-3)
+    with pytest.raises(FerkitError, match="none, flip or tencrop"):
+        pooled_features(model, img, "rotate")
 
 
 def test_probe_crossval_end_to_end(tiny, tmp_path):

@@ -814,7 +814,9 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--min-face", type=int, default=20, metavar="PX", help="with --detect: smallest face, pixels")
     s.add_argument("--center", choices=["none", "subject"], default="none",
                    help="subject: subtract each person's mean feature (transductive, no labels)")
-    s.add_argument("--tta", choices=["none", "flip"], default="none", help="features of the image and its mirror")
+    s.add_argument("--tta", choices=["none", "flip", "tencrop"], default="none",
+                   help="features averaged over the image and its mirror (flip) or ten views (tencrop: the four "
+                        "corner and the centre crops of 90%% size, each mirrored)")
     s.add_argument("--l2", default="1e-4,1e-3,1e-2,1e-1,1", metavar="A,B",
                    help="L2 strengths tried; each round chooses on its selection fold")
     s.add_argument("--out", help="write crossval.json and its plots into this folder")

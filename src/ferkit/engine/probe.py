@@ -32,7 +32,7 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-from ..data.transforms import normalize, to_float
+from ..data.transforms import normalize, to_float, tta_views
 from ..errors import FerkitError
 from .crossval import _stats, finish_summary, open_folds
 from .metrics import confusion_matrix, summarize
@@ -45,18 +45,18 @@ CENTER_WORDS = {"none": "", "subject": ", each person's mean feature subtracted 
 @torch.inference_mode()
 def pooled_features(model, images: torch.Tensor, tta: str | None = None, batch_size: int = 256) -> np.ndarray:
     """``[N, D]`` global-average-pooled last feature maps of ``model`` (an ExpressionModel on torch)
-    for uint8 images ``[N, C, H, W]`` at its input size; with ``tta="flip"`` the mean of the image's
-    and its mirror's."""
+    for uint8 images ``[N, C, H, W]`` at its input size; with a ``tta`` (``flip``, ``tencrop``: see
+    :func:`ferkit.data.transforms.tta_views`) the mean over the image's views."""
     net = getattr(model, "net", None)
     if net is None or not hasattr(net, "features"):
         raise FerkitError(f"{model.name}: no feature extractor to probe (architectures with one: "
                           f"mini_xception, di_fernet, lite_cnn); pcnn and zhu_cnn are not probed")
-    if tta not in (None, "none", "flip"):
-        raise FerkitError(f"a probe takes --tta none or flip, not {tta}")
+    if tta not in (None, "none", "flip", "tencrop"):
+        raise FerkitError(f"a probe takes --tta none, flip or tencrop, not {tta}")
     out = []
     for i in range(0, images.shape[0], batch_size):
         x = normalize(to_float(images[i:i + batch_size]), model.mean, model.std)
-        views = [x, x.flip(-1)] if tta == "flip" else [x]
+        views = tta_views(x, tta)
         f = 0
         for v in views:
             m = net.features(v)
