@@ -191,10 +191,15 @@ def run_pass(rec: Recognizer, reader: VideoReader, watch: Stopwatch) -> list[dic
     return rows
 
 
-def make_recognizer(model, detector: str, min_face_size: int, every: int, threads: int) -> Recognizer:
+#: test-time augmentation of every row's Recognizer (``--tta``)
+TTA: str | None = None
+
+
+def make_recognizer(model, detector: str, min_face_size: int, every: int, threads: int,
+                    tta: str | None = None) -> Recognizer:
     det = (MTCNNDetector(min_face_size=min_face_size, threads=threads) if detector == "mtcnn"
            else HaarDetector(min_face_size=min_face_size))
-    return Recognizer(model, detector=det, detect_every=every)
+    return Recognizer(model, detector=det, detect_every=every, tta=tta)
 
 
 def summarize(frames: list[dict]) -> dict:
@@ -271,7 +276,9 @@ def markdown(res: dict) -> str:
         f"{res['load_average_1min_start']} at the start, {m['load_average_1min_end']} at the end: other work on "
         f"the machine slows every row.",
         f"- Model: `{res['model']}` ({'the default' if res['model'] == ALIASES['default'] else 'not the default'}; "
-        f"input {res['model_input']}), `backend={a['backend']!r}`: runs "
+        f"input {res['model_input']}), `backend={a['backend']!r}`"
+        + (f", test-time augmentation `{a['tta']}` (the classify column includes every view)"
+           if a.get("tta", "none") != "none" else "") + ": runs "
         f"on {res['classifier_runtime']}. MTCNN `min_face_size` "
         f"{res['min_face_size_default']} (the default) unless the row says otherwise; Haar: OpenCV's frontal "
         f"cascade, `min_face_size` 20.",
@@ -348,7 +355,7 @@ class Row:
 
     def setup(self, model, threads: int, warmup: int) -> None:
         """Build the recognizer, wrap its steps in the stopwatch and warm it up."""
-        self.rec = make_recognizer(model, self.detector, self.min_face_size, self.detect_every, threads)
+        self.rec = make_recognizer(model, self.detector, self.min_face_size, self.detect_every, threads, TTA)
         self.watch.wrap(self.rec.detector, "detect", "detect")
         if hasattr(self.rec.detector, "refine"):
             self.watch.wrap(self.rec.detector, "refine", "refine")
@@ -390,6 +397,8 @@ def main() -> None:
     ap.add_argument("--threads", type=int, default=2, help="torch / onnxruntime / OpenCV threads (default 2)")
     ap.add_argument("--backend", default="auto", choices=BACKENDS,
                     help="the classifier's runtime, as in ferkit.load_model (default %(default)s)")
+    ap.add_argument("--tta", default="none", choices=["none", "flip", "tencrop"],
+                    help="the Recognizer's test-time augmentation (default none, as ferkit predict)")
     ap.add_argument("--model", default="default",
                     help="the classifier (shipped name, alias or weights; default %(default)s): the issue's target "
                          "is for the default, another model's rows answer whether it could be the default")
@@ -398,6 +407,8 @@ def main() -> None:
     ap.add_argument("--json", default="docs/benchmarks_pipeline.json",
                     help="raw numbers as JSON; '-' to skip (default %(default)s)")
     a = ap.parse_args()
+    global TTA
+    TTA = None if a.tta == "none" else a.tta
     if a.repeat < 1 or a.frames < 1 or a.warmup < 0 or a.threads < 1:
         ap.error("--repeat, --frames and --threads must be >= 1, --warmup >= 0")
 
@@ -454,7 +465,8 @@ def main() -> None:
         if s["faces_min"] != row.expected_faces or s["faces_max"] != row.expected_faces:
             print(f"  note: expected {row.expected_faces} faces per frame, found {s['faces_min']}-{s['faces_max']}")
 
-    args = {"repeat": a.repeat, "frames": a.frames, "warmup": a.warmup, "threads": a.threads, "backend": a.backend}
+    args = {"repeat": a.repeat, "frames": a.frames, "warmup": a.warmup, "threads": a.threads, "backend": a.backend,
+            "tta": a.tta}
     command = "python benchmarks/pipeline.py " + " ".join(shlex.quote(x) for x in sys.argv[1:])
     c, h, w = model.input_size
     res = {"command": command.strip(), "date": datetime.date.today().isoformat(), "args": args,

@@ -83,12 +83,29 @@ def test_jpeg_whose_data_ends_before_its_pixels(tmp_path):
     cut = photo.getvalue()[: len(photo.getvalue()) // 2] + b"\xff\xd9"
     with pytest.raises(ImageDecodeError, match="ends before its 64x64 pixels"):
         read_image(cut)
-    # not flagged: a plain mid-gray picture, and a photo whose bottom is a gray (not 128) band
-    for arr in (np.full((64, 64), 128, np.uint8),
-                np.vstack([rng.integers(0, 255, (48, 64), dtype=np.uint8), np.full((16, 64), 127, np.uint8)])):
-        buf = io.BytesIO()
-        Image.fromarray(arr).save(buf, "JPEG", quality=95)
-        assert read_image(buf.getvalue()).shape == (64, 64)
+    # a bigger photo cut at a third, end marker kept: the fill starts inside a row of blocks
+    big = io.BytesIO()
+    Image.fromarray(rng.integers(0, 255, (256, 320, 3), dtype=np.uint8)).save(big, "JPEG")
+    with pytest.raises(ImageDecodeError, match="ends before its 320x256 pixels"):
+        read_image(big.getvalue()[: len(big.getvalue()) // 3] + b"\xff\xd9")
+    # not flagged: pictures with real mid-gray (128) areas, padding included
+    photo_px = rng.integers(0, 255, (64, 64, 3), dtype=np.uint8)
+    gray = np.full((64, 64, 3), 128, np.uint8)
+    bottom_band = photo_px.copy()
+    bottom_band[40:] = 128  # a gray band under the photo, under half of it
+    top_and_bottom = photo_px.copy()
+    top_and_bottom[:16] = top_and_bottom[-16:] = 128  # letterboxed
+    bottom_right = gray.copy()
+    bottom_right[:24, :30] = photo_px[:24, :30]  # a photo pasted at the top left of a gray canvas
+    bottom_right_8 = gray.copy()
+    bottom_right_8[:16, :32] = photo_px[:16, :32]  # the same, on block boundaries
+    for arr in (gray, bottom_band, top_and_bottom, bottom_right, bottom_right_8):
+        for sub in (0, 2):  # 4:4:4 and 4:2:0 chroma
+            buf = io.BytesIO()
+            Image.fromarray(arr).save(buf, "JPEG", quality=95, subsampling=sub)
+            with Image.open(buf) as im:  # the premise: the gray parts decode to exactly 128
+                assert (np.asarray(im)[-8:] == 128).all()
+            assert read_image(buf.getvalue(), "RGB").shape == (64, 64, 3)
 
 
 def test_odd_modes(tmp_path):

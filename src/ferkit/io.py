@@ -122,7 +122,7 @@ def read_image(source: Source, mode: str = "L", name: str | None = None) -> np.n
                 if w < 1 or h < 1:
                     raise ImageDecodeError(f"{label}: image has no pixels ({w}x{h})")
                 img.load()
-                if img.format == "JPEG" and _jpeg_ends_blank(img):
+                if img.format in ("JPEG", "MPO") and _jpeg_ends_blank(img):
                     raise ImageDecodeError(
                         f"{label}: corrupt or truncated image (the JPEG data ends before its {w}x{h} "
                         f"pixels do: the file is cut short or its header's size is wrong)")
@@ -140,24 +140,50 @@ def read_image(source: Source, mode: str = "L", name: str | None = None) -> np.n
         raise ImageDecodeError(f"{label}: corrupt or truncated image ({e})") from None
 
 
-#: rows at the bottom of a JPEG checked for libjpeg's fill (two MCU rows of 4:2:0)
-_FILL_ROWS = 16
+def _gray_rows(img: Image.Image, top: int, bottom: int) -> np.ndarray:
+    """Per row in ``[top, bottom)``: whether every pixel, in every channel, is exactly 128."""
+    band = np.asarray(img.crop((0, top, img.width, bottom)))
+    return (band == 128).reshape(bottom - top, -1).all(1)
 
 
 def _jpeg_ends_blank(img: Image.Image) -> bool:
     """Whether a decoded JPEG ends in libjpeg's fill for missing data. When the scan runs out
-    before the header's height (a file cut short before its end marker, or a forged, larger
-    size), libjpeg warns and decodes every remaining block as zeros: flat gray 128 in every
-    channel, to the last row; Pillow does not report that warning. Flagged when the bottom
-    ``_FILL_ROWS`` rows are exactly 128 everywhere while the top rows are not (a plain gray
-    picture is not flagged)."""
-    if img.mode not in ("L", "RGB") or img.height < 2 * _FILL_ROWS:
+    before the header's height (a file cut short but for its end marker, or a forged, larger
+    size), libjpeg only warns (Pillow drops the warning) and decodes every remaining 8x8 block
+    as zeros: flat gray, exactly 128 in every channel, from a block boundary to the last pixel.
+
+    Flagged: the image ends in rows that are all 128 while its top rows are not, and either
+    (a) the fill starts inside a row of blocks: the 8 rows above the gray band are 128 from a
+    block boundary ``x0 > 0`` (or one pixel after it) to the right edge, and the top rows are not gray there (so a photo
+    padded at the bottom right is not flagged), or (b) the data ended exactly at a row of blocks
+    and the gray band is half the picture or more (a forged size: most of it gray).
+    Not flagged: a plain gray picture, gray padding at the top and bottom, a gray band under a
+    photo (under half of it). Missed: a file cut exactly at a row of blocks that loses less than
+    half of the picture, and truncated progressive JPEGs (their first scans cover the whole
+    picture, blurred, not gray)."""
+    if img.mode not in ("L", "RGB") or img.height < 16 or img.width < 16:
         return False
-    bottom = np.asarray(img.crop((0, img.height - _FILL_ROWS, img.width, img.height)))
-    if not (bottom == 128).all():
+    h = img.height
+    if not _gray_rows(img, h - 8, h).all() or _gray_rows(img, 0, 8).all():
         return False
-    top = np.asarray(img.crop((0, 0, img.width, _FILL_ROWS)))
-    return not (top == 128).all()
+    r0, step = h - 8, 64  # r0: the first row of the gray band that runs to the bottom
+    while r0 > 0:
+        top = max(0, r0 - step)
+        rows = _gray_rows(img, top, r0)
+        if not rows.all():
+            r0 = top + int(np.flatnonzero(~rows)[-1]) + 1
+            break
+        r0 = top
+    if r0 < 8:
+        return False
+    above = (np.asarray(img.crop((0, r0 - 8, img.width, r0))) == 128)
+    above = above.reshape(8, img.width, -1).all(2).all(0)  # columns gray in all 8 rows above the band
+    x0 = img.width - int(np.argmin(above[::-1]))  # where the gray run that ends each row above starts
+    if x0 < img.width:  # (a): the fill starts inside a row of blocks, at a block boundary
+        # (4:2:0 chroma is upsampled smoothly: the colour of the last decoded block bleeds one pixel
+        # into the fill, right and down)
+        return x0 % 8 <= 1 and not (np.asarray(img.crop((x0, 0, img.width, 8))) == 128).all()
+    return h - r0 >= h / 2  # (b): a row of blocks ends the data, and half the picture or more is gray
 
 
 def resize(arr: np.ndarray, hw: tuple[int, int]) -> np.ndarray:

@@ -47,10 +47,18 @@ def _json_400_protocol() -> type:
     the app's JSON error form instead of uvicorn's plain text; they never reach the app."""
     import json
 
+    import h11
     from uvicorn.protocols.http.auto import AutoHTTPProtocol
 
     class JsonErrorProtocol(AutoHTTPProtocol):  # type: ignore[misc,valid-type]
         def send_400_response(self, msg: str) -> None:
+            cycle, conn = getattr(self, "cycle", None), getattr(self, "conn", None)
+            if ((cycle is not None and cycle.response_started and not cycle.response_complete)
+                    or (isinstance(conn, h11.Connection) and conn.our_state not in (h11.IDLE, h11.SEND_RESPONSE))):
+                # the app has answered this request already (e.g. an early 413 before the rest of a
+                # malformed body): no second response on the connection, only its end
+                self.transport.close()
+                return
             body = json.dumps({"error": "malformed HTTP request", "detail": msg}).encode()
             self.transport.write(b"HTTP/1.1 400 Bad Request\r\ncontent-type: application/json\r\n"
                                  b"content-length: %d\r\nconnection: close\r\n\r\n%s" % (len(body), body))
