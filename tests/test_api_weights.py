@@ -45,7 +45,11 @@ def test_refuses_pickles_and_broken_files(tmp_path, saved):
     with pytest.raises(ModelError, match="not valid JSON"):
         weights.load(path)
     path.with_suffix(".json").write_text(json.dumps({**CARD, "arch_kwargs": {"width": 2}}))
-    with pytest.raises(ModelError, match="do not match architecture"):
+    with pytest.raises(ModelError, match="do not match architecture") as e:  # width 2: every conv is wider
+        weights.load(path)
+    assert "wrong shape: " in str(e.value) and "(the network: (" in str(e.value) and "more" in str(e.value)
+    path.with_suffix(".json").write_text(json.dumps({**CARD, "architecture": "lite_cnn"}))
+    with pytest.raises(ModelError, match=r"do not match architecture lite_cnn .*: \d+ missing: .*\d+ unexpected: "):
         weights.load(path)
     path.with_suffix(".json").unlink()
     with pytest.raises(ModelError, match="model card .* is missing"):

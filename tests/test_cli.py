@@ -64,6 +64,14 @@ def test_data_prints_counts(tmp_path, capsys):
     (["evaluate", "--model", "default", "--device", "cuda:3", "--dataset", "fer2013", "--data", "."], "CUDA"),
     (["evaluate", "--dataset", "ckplus", "--data", str(EXAMPLE)], "is a file, not the dataset's folder"),
     (["serve", "--max-upload-mb", "inf"], "--max-upload-mb must be"),
+    (["predict", str(EXAMPLE), "--min-face", "0"], "--min-face must be 12 pixels or more with MTCNN"),
+    (["predict", str(EXAMPLE), "--detector", "haar", "--min-face", "0"], "--min-face must be 1 pixel or more"),
+    (["predict", str(EXAMPLE), "--max-faces", "-1"], "--max-faces must be 1 or more, got -1"),
+    (["evaluate", "--dataset", "fer2013", "--data", ".", "--plot", "/tmp/confusion.txt"],
+     "--plot /tmp/confusion.txt: name an image file"),
+    (["explain", str(EXAMPLE), "--out", str(EXAMPLE)], f"--out {EXAMPLE}: is a file; name a folder"),
+    (["probe", "--models", "default", "--dataset", "ckplus", "--data", ".", "--out", str(EXAMPLE / "x")],
+     f"--out {EXAMPLE / 'x'}: {EXAMPLE} is a file, not a folder"),
 ])
 def test_errors_are_one_clear_line(argv, msg, capsys):
     assert main(argv) == 1
@@ -106,6 +114,16 @@ def test_unwritable_outputs_and_broken_summaries_are_clear_errors(tmp_path, caps
         (tmp_path / "crossval.json").write_text(text)
         assert main(["crossval-eval", str(tmp_path)]) == 1
         assert "is not a ferkit crossval summary" in capsys.readouterr().err
+    # a summary whose round folders are gone; an --out that is a file: before any work
+    summary = {"folds": 2, "folds_done": [0, 1], "config": {}}
+    (tmp_path / "crossval.json").write_text(json.dumps(summary))
+    assert main(["crossval-eval", str(tmp_path), "--out", str(EXAMPLE)]) == 1
+    assert f"--out {EXAMPLE}: is a file; name a folder" in capsys.readouterr().err
+    # a label file that is not text
+    (tmp_path / "fer2013.csv").write_bytes(bytes(range(128, 256)) * 4)
+    assert main(["data", "--dataset", "fer2013", "--data", str(tmp_path / "fer2013.csv")]) == 1
+    err = capsys.readouterr().err
+    assert "a label file of this fer2013 copy is not text" in err and "Traceback" not in err
 
 
 @pytest.mark.parametrize("argv", [["crossval-eval", ".", "--threads", "-1"], ["crossval-eval", ".", "--batch-size", "0"],

@@ -108,6 +108,33 @@ def test_jpeg_whose_data_ends_before_its_pixels(tmp_path):
             assert read_image(buf.getvalue(), "RGB").shape == (64, 64, 3)
 
 
+def test_links_pipes_and_unlistable_folders(tmp_path):
+    import os
+
+    Image.fromarray(np.zeros((8, 8), np.uint8)).save(tmp_path / "a.png")
+    (tmp_path / "dangling.jpg").symlink_to(tmp_path / "nowhere.jpg")
+    os.mkfifo(tmp_path / "pipe.jpg")
+    (tmp_path / "notes.txt").write_text("x")
+    with pytest.raises(ImageDecodeError, match="dangling.jpg: a broken or looping link"):
+        read_image(tmp_path / "dangling.jpg")
+    with pytest.raises(ImageDecodeError, match="pipe.jpg: not a regular file"):
+        read_image(tmp_path / "pipe.jpg")  # (not an "empty file", and no blocking read)
+    bad: list = []
+    files, skipped = fio.folder_files(tmp_path, bad)
+    assert files == [tmp_path / "a.png"] and skipped == [(str(tmp_path / "notes.txt"), "not an image file")]
+    assert bad == [(str(tmp_path / "dangling.jpg"), "a broken or looping link"),
+                   (str(tmp_path / "pipe.jpg"), "not a regular file (a pipe, socket or device)")]
+    if os.geteuid() != 0:  # root lists any folder
+        locked = tmp_path / "locked"
+        locked.mkdir(mode=0o000)
+        try:
+            bad = []
+            fio.folder_files(tmp_path, bad)
+            assert (str(locked), "cannot list this folder (Permission denied)") in bad
+        finally:
+            locked.chmod(0o700)
+
+
 def test_odd_modes(tmp_path):
     # 16-bit PNG: scaled from 0..65535 to 0..255
     a16 = (np.arange(16 * 16, dtype=np.uint16).reshape(16, 16) * 256)

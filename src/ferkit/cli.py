@@ -38,6 +38,8 @@ def _model_help(tta: bool = True) -> str:
 
 
 MODEL_HELP = _model_help()
+#: what --plot may end in (matplotlib's formats; none: .png)
+PLOT_SUFFIXES = frozenset({"", ".png", ".pdf", ".svg", ".jpg", ".jpeg", ".eps", ".ps", ".tif", ".tiff", ".webp"})
 TTA_HELP = ("test-time augmentation: flip (each face and its mirror, 2x the classifier's cost) or tencrop (the "
             "four corner and the centre crops of 90%% size, each mirrored: 10x); the views' probabilities "
             "are averaged")
@@ -303,6 +305,9 @@ CROSSVAL_EVAL_EXAMPLES = """examples:
 
 def cmd_crossval_eval(a: argparse.Namespace) -> int:
     from .engine.crossval import evaluate_crossval
+    from .io import check_out_folder
+
+    check_out_folder("--out", a.out)
 
     if a.threads:
         import torch
@@ -322,6 +327,9 @@ PROBE_EXAMPLES = """examples:
 
 def cmd_probe(a: argparse.Namespace) -> int:
     from .engine.probe import probe_crossval
+    from .io import check_out_folder
+
+    check_out_folder("--out", a.out)
 
     if a.threads:
         import torch
@@ -350,6 +358,9 @@ def cmd_evaluate(a: argparse.Namespace) -> int:
 
     check_writable("--json", a.json)
     check_writable("--plot", a.plot)
+    if a.plot and Path(a.plot).suffix.lower() not in PLOT_SUFFIXES:
+        raise FerkitError(f"--plot {a.plot}: name an image file ({', '.join(sorted(PLOT_SUFFIXES - {''}))}, or no "
+                          f"extension for .png)")
     model = load_model(a.model, device=a.device, backend=a.backend)
     reader = open_dataset(a.dataset, a.data, **_dataset_options(a))
     split = a.split or reader.test_split
@@ -491,7 +502,9 @@ def cmd_serve(a: argparse.Namespace) -> int:
 
 def cmd_explain(a: argparse.Namespace) -> int:
     from .explain.commands import explain_cli
+    from .io import check_out_folder
 
+    check_out_folder("--out", getattr(a, "out", None))
     return explain_cli(a)
 
 
@@ -854,16 +867,16 @@ def main(argv: Sequence[str] | None = None) -> int:
     except FerkitError as e:
         print(f"ferkit: error: {e}", file=sys.stderr)
         return 1
+    except BrokenPipeError:  # (an OSError: before that clause) output piped into `head` and the like
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+        return 0
     except OSError as e:  # an output path that cannot be written (a folder, missing, read-only, disk full)
-        where = f"{e.filename}: " if getattr(e, "filename", None) else ""
+        where = f"{e.filename}: " if getattr(e, "filename", None) else "an output or input file: "
         print(f"ferkit: error: cannot write or read {where}{e.strerror or e}", file=sys.stderr)
         return 1
     except KeyboardInterrupt:
         print("ferkit: interrupted", file=sys.stderr)
         return 130
-    except BrokenPipeError:
-        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
-        return 0
     finally:
         warnings.formatwarning = fmt
 

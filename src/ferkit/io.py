@@ -43,6 +43,22 @@ def check_writable(option: str, path: Union[str, os.PathLike, None]) -> None:
         raise FerkitError(f"{option} {p}: not writable")
 
 
+def check_out_folder(option: str, path: Union[str, os.PathLike, None]) -> None:
+    """Before any work: ``path`` (an output folder named by ``option``) is not a file, nor under
+    one. Raises :class:`FerkitError`."""
+    if not path:
+        return
+    from .errors import FerkitError
+
+    p = Path(path)
+    for q in (p, *p.parents):
+        if q.exists():
+            if not q.is_dir():
+                raise FerkitError(f"{option} {p}: " + ("is a file; name a folder" if q == p
+                                                       else f"{q} is a file, not a folder"))
+            break
+
+
 def is_image_file(path: Union[str, os.PathLike]) -> bool:
     return Path(path).suffix.lower() in IMAGE_EXTENSIONS
 
@@ -102,9 +118,11 @@ def read_image(source: Source, mode: str = "L", name: str | None = None) -> np.n
     else:
         path = Path(source)
         if not path.exists():
-            raise ImageDecodeError(f"{label}: no such file")
+            raise ImageDecodeError(f"{label}: " + ("a broken or looping link" if path.is_symlink() else "no such file"))
         if path.is_dir():
             raise ImageDecodeError(f"{label}: is a folder, not an image")
+        if not path.is_file():
+            raise ImageDecodeError(f"{label}: not a regular file (a pipe, socket or device)")
         if path.stat().st_size == 0:
             raise ImageDecodeError(f"{label}: empty file (0 bytes)")
         fp = path
@@ -136,6 +154,8 @@ def read_image(source: Source, mode: str = "L", name: str | None = None) -> np.n
         raise ImageDecodeError(f"{label}: image too large to decode safely ({e})") from None
     except UnidentifiedImageError:
         raise ImageDecodeError(f"{label}: not an image file (or a format Pillow cannot read)") from None
+    except PermissionError:
+        raise ImageDecodeError(f"{label}: permission denied (cannot read the file)") from None
     except (OSError, SyntaxError, ValueError) as e:
         raise ImageDecodeError(f"{label}: corrupt or truncated image ({e})") from None
 
@@ -234,19 +254,35 @@ def is_video_file(path: Union[str, os.PathLike]) -> bool:
     return Path(path).suffix.lower() in VIDEO_EXTENSIONS
 
 
-def folder_files(folder: Union[str, os.PathLike]) -> tuple[list[Path], list[tuple[str, str]]]:
+def folder_files(folder: Union[str, os.PathLike],
+                 unreadable: list[tuple[str, str]] | None = None) -> tuple[list[Path], list[tuple[str, str]]]:
     """Image files under ``folder`` (recursive, sorted; by extension) and the other files with the
-    reason each is left out (hidden files and folders are not listed)."""
+    reason each is left out (hidden files and folders are not listed). What cannot be read at all
+    (a subfolder without permission, an image name that is a broken link, a pipe or a device) is
+    appended to ``unreadable`` as ``(path, reason)`` when given: a failure, not a skip."""
     files, skipped = [], []
-    for f in sorted(Path(folder).rglob("*")):
-        if not f.is_file() or any(part.startswith(".") for part in f.relative_to(folder).parts):
-            continue
-        if is_image_file(f):
-            files.append(f)
-        else:
-            skipped.append((str(f), "not an image file" if not is_video_file(f) else
-                            "a video (give it as its own source)"))
-    return files, skipped
+
+    def cannot_list(e: OSError) -> None:
+        if unreadable is not None:
+            unreadable.append((str(e.filename or folder), f"cannot list this folder ({e.strerror or e})"))
+
+    for top, dirs, names in os.walk(folder, onerror=cannot_list):
+        dirs[:] = sorted(d for d in dirs if not d.startswith("."))
+        for name in sorted(names):
+            f = Path(top) / name
+            if name.startswith("."):
+                continue
+            if not f.is_file():
+                if is_image_file(f) and unreadable is not None:
+                    unreadable.append((str(f), "a broken or looping link" if f.is_symlink() and not f.exists()
+                                       else "not a regular file (a pipe, socket or device)"))
+                continue
+            if is_image_file(f):
+                files.append(f)
+            else:
+                skipped.append((str(f), "not an image file" if not is_video_file(f) else
+                                "a video (give it as its own source)"))
+    return sorted(files), sorted(skipped)
 
 
 class VideoReader:

@@ -259,8 +259,9 @@ class Recognizer:
             return self.analyze(source)
         keep = bool(keep_images)
         if kind == "folder":
-            files, ignored = folder_files(source)
-            failed = [] if files else [(str(source), "folder holds no image files")]
+            unreadable: list[tuple[str, str]] = []
+            files, ignored = folder_files(source, unreadable)
+            failed = unreadable + ([] if files else [(str(source), "folder holds no image files")])
             res = Results(failed=failed, source=str(source), ignored=ignored)
             it = files
             if progress:

@@ -231,6 +231,12 @@ def predict_cli(a: argparse.Namespace) -> int:
             raise FerkitError(f"--thresholds wants three numbers like 0.6,0.7,0.9, got {a.thresholds!r}") from None
         if len(thresholds) != 3:
             raise FerkitError(f"--thresholds wants three numbers like 0.6,0.7,0.9, got {a.thresholds!r}")
+    if a.max_faces is not None and a.max_faces < 1:
+        raise FerkitError(f"--max-faces must be 1 or more, got {a.max_faces}")
+    if a.detector == "mtcnn" and a.min_face < 12:
+        raise FerkitError(f"--min-face must be 12 pixels or more with MTCNN (its smallest window), got {a.min_face}")
+    if a.min_face < 1:
+        raise FerkitError(f"--min-face must be 1 pixel or more, got {a.min_face}")
     if a.every < 1 or a.detect_every < 1:
         raise FerkitError("--every and --detect-every must be >= 1")
     if a.webcam is not None and int(a.webcam) < 0:
@@ -271,7 +277,8 @@ def predict_cli(a: argparse.Namespace) -> int:
             failed.append((str(src), str(e)))
             continue
         if kind == "missing":
-            failed.append((str(src), "no such file or folder"))
+            failed.append((str(src), "a broken or looping link" if Path(src).is_symlink()
+                           else "no such file or folder"))
             continue
         if kind in ("video", "webcam"):
             try:
@@ -283,7 +290,7 @@ def predict_cli(a: argparse.Namespace) -> int:
             failed.extend(res.failed)
             continue
         if kind == "folder":
-            files, skipped = folder_files(src)
+            files, skipped = folder_files(src, failed)
             ignored.extend(skipped)
             if not files:
                 failed.append((str(src), "folder holds no image files"))

@@ -176,7 +176,7 @@ class Reader:
             raise FerkitError(f"mode must be 'L' or 'RGB', not {mode!r}")
         if crop is not None and not callable(crop):
             raise FerkitError(f"crop must be a function rgb -> (face, found), got a {type(crop).__name__}")
-        records, skipped = self.records(split)
+        records, skipped = self._text_records(split)
         parts = {"reader": self.name, "root": str(self.root.resolve()), "split": split, "size": hw, "mode": mode,
                  "options": self.options(), "records": self.fingerprint(records), "classes": list(self.classes),
                  "format": 1}
@@ -258,9 +258,18 @@ class Reader:
                               f"expected uint8 {hw[0]}x{hw[1]} (x3)")
         return read_image(face, mode=mode, name=source)
 
+    def _text_records(self, split: str):
+        """:meth:`records`, with a label file that is not text (a binary file named like one)
+        reported as a :class:`DatasetError` instead of Python's decoding error."""
+        try:
+            return self.records(split)
+        except UnicodeDecodeError as e:
+            raise DatasetError(f"{self.root}: a label file of this {self.name} copy is not text ({e.reason} at "
+                               f"byte {e.start}): is --data the right file or folder?") from None
+
     def summary(self, split: str) -> dict:
         """Counts for a split without decoding: ``{"n", "per_class", "subjects", "skipped"}``."""
-        recs, skipped = self.records(self.resolve_split(split))
+        recs, skipped = self._text_records(self.resolve_split(split))
         counts = Counter(r.label for r in recs)
         subjects = {r.subject for r in recs if r.subject is not None}
         return {"n": len(recs), "per_class": {c: counts.get(i, 0) for i, c in enumerate(self.classes)},

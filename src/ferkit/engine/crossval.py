@@ -293,6 +293,10 @@ def evaluate_crossval(runs: Sequence[str | Path], tta: str | None = None, out: s
     t0 = time.time()
     results = []
     for i in done:
+        for r in runs:
+            if not fold_dir(r, i).is_dir():
+                raise FerkitError(f"{fold_dir(r, i)}: round {i}'s model is missing ({r / SUMMARY} lists the round "
+                                  f"as done; was the folder moved or copied without its fold folders?)")
         model = load_model("+".join(str(fold_dir(r, i)) for r in runs), backend="torch")
         reader = open_dataset(cfg.dataset, cfg.data, **opts, folds=folds, fold=i)
         c, h, w = model.input_size

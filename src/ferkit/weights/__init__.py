@@ -239,6 +239,20 @@ def check_card(card: dict, where: str | os.PathLike) -> None:
         raise ModelError(f"{where}: classes must be two or more distinct names, got {classes!r}")
 
 
+def _state_mismatch(want: dict, got: dict) -> str:
+    """What differs between a network's tensors (``want``) and a file's (``got``), in a line."""
+    missing = [k for k in want if k not in got]
+    extra = [k for k in got if k not in want]
+    shapes = [f"{k} {tuple(got[k].shape)} (the network: {tuple(want[k].shape)})" for k in want
+              if k in got and tuple(got[k].shape) != tuple(want[k].shape)]
+    parts = []
+    for what, keys in (("missing", missing), ("unexpected", extra), ("wrong shape", shapes)):
+        if keys:
+            more = f" and {len(keys) - 3} more" if len(keys) > 3 else ""
+            parts.append(f"{len(keys)} {what}: {', '.join(keys[:3])}{more}")
+    return "; ".join(parts) or "the tensors differ"
+
+
 def load(name_or_path: str | os.PathLike) -> tuple[nn.Module, dict]:
     """Build the architecture its card names and load the weights; returns (model in eval mode, card)."""
     from ..models import create
@@ -263,9 +277,9 @@ def load(name_or_path: str | os.PathLike) -> tuple[nn.Module, dict]:
         raise ModelError(f"{path}: not a readable safetensors file ({e})") from None
     try:
         model.load_state_dict(state, strict=True)
-    except RuntimeError as e:
+    except RuntimeError:
         raise ModelError(f"{path}: weights do not match architecture {card['architecture']} "
-                         f"{card.get('arch_kwargs', {})}: {str(e).splitlines()[0]}") from None
+                         f"{card.get('arch_kwargs', {})}: {_state_mismatch(model.state_dict(), state)}") from None
     model.eval()
     try:
         with torch.inference_mode():
