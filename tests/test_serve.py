@@ -326,6 +326,20 @@ def test_request_uvicorn_cannot_parse_is_a_json_400(live, request_bytes):
                          ).startswith(b"HTTP/1.1 200 ")  # and the server carries on
 
 
+def test_a_request_head_that_never_ends_is_a_408(rec, monkeypatch):
+    import ferkit.serve.server as server
+
+    monkeypatch.setattr(server, "HEAD_TIMEOUT", 1.0)
+    with ServerThread(create_app(rec, warm_up=False)) as s:
+        start = time.monotonic()
+        head, _, body = _raw_exchange(s.port, b"GET /healthz HTTP/1.1\r\nHost: x\r\n").partition(b"\r\n\r\n")
+        assert time.monotonic() - start < 20 and head.startswith(b"HTTP/1.1 408 ")
+        assert json.loads(body)["error"] == "request headers not received in time"
+        # a request that arrives in time is not cut (the timer is for the head only)
+        assert _raw_exchange(s.port, b"GET /healthz HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n"
+                             ).startswith(b"HTTP/1.1 200 ")
+
+
 def test_no_second_answer_after_an_early_413(rec):
     # the app refuses a chunked upload over the limit before reading it all; when the rest of the
     # body then turns out malformed, the connection only closes: one response, not a 413 and a 400

@@ -41,16 +41,39 @@ def _url(host: str, port: int) -> str:
     return f"http://{shown}:{port}"
 
 
+#: seconds a new connection has to send its first request's headers
+HEAD_TIMEOUT = 30.0
+
+
 def _json_400_protocol() -> type:
     """uvicorn's HTTP protocol (its own choice: httptools when installed, else h11) answering
     the requests it cannot parse itself (a malformed request line, header or Content-Length) in
-    the app's JSON error form instead of uvicorn's plain text; they never reach the app."""
+    the app's JSON error form instead of uvicorn's plain text (they never reach the app), and a
+    first request head that does not arrive within :data:`HEAD_TIMEOUT` with a JSON 408."""
     import json
 
     import h11
     from uvicorn.protocols.http.auto import AutoHTTPProtocol
 
     class JsonErrorProtocol(AutoHTTPProtocol):  # type: ignore[misc,valid-type]
+        def connection_made(self, transport: Any) -> None:  # type: ignore[override]
+            super().connection_made(transport)
+            # uvicorn times out idle keep-alive connections but not a first request head that never
+            # ends (a client that sends half the headers and waits): answer 408 and close
+            self._head_timer = self.loop.call_later(HEAD_TIMEOUT, self._head_expired)
+
+        def _head_expired(self) -> None:
+            if self.cycle is None and not self.transport.is_closing():
+                body = json.dumps({"error": "request headers not received in time",
+                                   "detail": {"timeout_seconds": HEAD_TIMEOUT}}).encode()
+                self.transport.write(b"HTTP/1.1 408 Request Timeout\r\ncontent-type: application/json\r\n"
+                                     b"content-length: %d\r\nconnection: close\r\n\r\n%s" % (len(body), body))
+                self.transport.close()
+
+        def connection_lost(self, exc: Exception | None) -> None:
+            self._head_timer.cancel()
+            super().connection_lost(exc)
+
         def send_400_response(self, msg: str) -> None:
             cycle, conn = getattr(self, "cycle", None), getattr(self, "conn", None)
             if ((cycle is not None and cycle.response_started and not cycle.response_complete)
