@@ -233,3 +233,13 @@ def test_float_images_with_nan_are_refused_and_the_limit_is_ferkits(tmp_path, mo
     monkeypatch.setattr(Image, "MAX_IMAGE_PIXELS", 2000)  # warns above 2,000, refuses above 4,000
     big = _save(tmp_path, "wide.png", Image.new("L", (60, 40)))  # 2,400 px: over Pillow's (patched) warning level
     assert read_image(big).shape == (40, 60)
+
+
+def test_frame_failures_are_grouped_by_runs():
+    errs = [(3, "unreadable frame (skipped)")] + [(i, "unreadable frame (skipped)") for i in range(21, 40)] + \
+        [(40, "odd size"), (42, "odd size")]
+    assert fio.frame_failures("clip.avi", errs) == [
+        ("clip.avi frame 3", "unreadable frame (skipped)"),
+        ("clip.avi frames 21-39", "19 frames: unreadable frame (skipped)"),
+        ("clip.avi frame 40", "odd size"), ("clip.avi frame 42", "odd size")]
+    assert fio.frame_failures("clip.avi", []) == []

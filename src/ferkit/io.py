@@ -285,6 +285,23 @@ def folder_files(folder: Union[str, os.PathLike],
     return sorted(files), sorted(skipped)
 
 
+def frame_failures(name: str, errors: list[tuple[int, str]]) -> list[tuple[str, str]]:
+    """A video's per-frame errors ``(index, reason)`` as failures to report, a run of consecutive
+    frames with the same reason in one line: ``("clip.mp4 frames 21-39", "19 frames: unreadable
+    frame (skipped)")`` (a video cut short is one line, not one per lost frame)."""
+    out: list[tuple[str, str]] = []
+    i = 0
+    while i < len(errors):
+        j = i
+        while j + 1 < len(errors) and errors[j + 1][0] == errors[j][0] + 1 and errors[j + 1][1] == errors[i][1]:
+            j += 1
+        a, b = errors[i][0], errors[j][0]
+        out.append((f"{name} frame {a}", errors[i][1]) if a == b else
+                   (f"{name} frames {a}-{b}", f"{b - a + 1} frames: {errors[i][1]}"))
+        i = j + 1
+    return out
+
+
 class VideoReader:
     """Frames of a video file or a camera (``source`` an int: the camera index), as RGB arrays.
 

@@ -33,7 +33,7 @@ from PIL import Image
 from .api import ExpressionModel, load_model
 from .errors import FerkitError
 from .faces import Detection, Detector, align, create_detector, crop_box
-from .io import VideoReader, folder_files, is_video_file, read_image
+from .io import VideoReader, folder_files, frame_failures, is_video_file, read_image
 from .results import FaceResult, Result, Results
 
 
@@ -281,7 +281,7 @@ class Recognizer:
                 if not keep:
                     r.image = None
                 res.append(r)
-        res.failed = [(f"{reader.name} frame {i}", why) for i, why in reader.errors]
+        res.failed = frame_failures(reader.name, reader.errors)
         return res
 
     def stream(self, source: Any, *, every: int = 1, max_frames: int | None = None) -> Iterator[Result]:

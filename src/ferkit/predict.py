@@ -26,7 +26,7 @@ from pathlib import Path
 from tqdm.auto import tqdm
 
 from .errors import FerkitError
-from .io import VideoReader, VideoWriter, check_writable
+from .io import VideoReader, VideoWriter, check_writable, frame_failures
 from .pipeline import Recognizer, _reason, folder_files, source_kind
 from .results import Result, Results, draw, plot_timeline, write_csv
 
@@ -198,7 +198,7 @@ def run_video(rec: Recognizer, path: str | int, a: argparse.Namespace, out: Path
             writer.close()
         if window is not None:
             window.close()
-    res.failed = [(f"{reader.name} frame {i}", why) for i, why in reader.errors]
+    res.failed = frame_failures(reader.name, reader.errors)
     elapsed = time.perf_counter() - t0
     tracks: dict = {}
     for r in res:

@@ -267,7 +267,8 @@ def plot_timeline(results: list[Result], classes: tuple[str, ...] | list[str], p
         ax.set_ylabel("probability")
         ax.set_title(f"face #{k}" if k is not None else "no faces found", fontsize=10)
         ax.grid(alpha=0.3)
-    axes[0, 0].legend(fontsize=8, loc="upper left", bbox_to_anchor=(1.01, 1.0))
+    if tracks:  # (no faces: no lines to name)
+        axes[0, 0].legend(fontsize=8, loc="upper left", bbox_to_anchor=(1.01, 1.0))
     axes[-1, 0].set_xlabel("time (s)")
     if title:
         fig.suptitle(title)
