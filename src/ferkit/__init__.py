@@ -8,11 +8,18 @@
 'happy'
 """
 
-from .api import ExpressionModel, Prediction, load_model
-from .errors import DatasetError, FerkitError, ImageDecodeError, ModelError
-from .labels import CANONICAL, CANONICAL_8
-from .pipeline import Recognizer
-from .results import FaceResult, Result, Results
+import os as _os
+
+# FFmpeg (under OpenCV's video reader) prints its own lines for broken videos ("moov atom not
+# found", "overread"); ferkit reports each such source or frame itself, in one line. Set
+# OPENCV_FFMPEG_LOGLEVEL yourself (e.g. 24, warnings) to see FFmpeg's words again.
+_os.environ.setdefault("OPENCV_FFMPEG_LOGLEVEL", "-8")
+
+from .api import ExpressionModel, Prediction, load_model  # noqa: E402
+from .errors import DatasetError, FerkitError, ImageDecodeError, ModelError  # noqa: E402
+from .labels import CANONICAL, CANONICAL_8  # noqa: E402
+from .pipeline import Recognizer  # noqa: E402
+from .results import FaceResult, Result, Results  # noqa: E402
 
 __version__ = "0.1.0"
 
