@@ -191,10 +191,6 @@ def run_pass(rec: Recognizer, reader: VideoReader, watch: Stopwatch) -> list[dic
     return rows
 
 
-#: test-time augmentation of every row's Recognizer (``--tta``)
-TTA: str | None = None
-
-
 def make_recognizer(model, detector: str, min_face_size: int, every: int, threads: int,
                     tta: str | None = None) -> Recognizer:
     det = (MTCNNDetector(min_face_size=min_face_size, threads=threads) if detector == "mtcnn"
@@ -353,9 +349,9 @@ class Row:
     watch: Stopwatch = field(default_factory=Stopwatch)
     timed: list[dict] = field(default_factory=list)
 
-    def setup(self, model, threads: int, warmup: int) -> None:
+    def setup(self, model, threads: int, warmup: int, tta: str | None = None) -> None:
         """Build the recognizer, wrap its steps in the stopwatch and warm it up."""
-        self.rec = make_recognizer(model, self.detector, self.min_face_size, self.detect_every, threads, TTA)
+        self.rec = make_recognizer(model, self.detector, self.min_face_size, self.detect_every, threads, tta)
         self.watch.wrap(self.rec.detector, "detect", "detect")
         if hasattr(self.rec.detector, "refine"):
             self.watch.wrap(self.rec.detector, "refine", "refine")
@@ -407,8 +403,6 @@ def main() -> None:
     ap.add_argument("--json", default="docs/benchmarks_pipeline.json",
                     help="raw numbers as JSON; '-' to skip (default %(default)s)")
     a = ap.parse_args()
-    global TTA
-    TTA = None if a.tta == "none" else a.tta
     if a.repeat < 1 or a.frames < 1 or a.warmup < 0 or a.threads < 1:
         ap.error("--repeat, --frames and --threads must be >= 1, --warmup >= 0")
 
@@ -446,7 +440,7 @@ def main() -> None:
                      if cfg[-1] != "mp4" or scene == "1 face"]
         print(f"warming up {len(rows)} configurations", flush=True)
         for row in rows:
-            row.setup(model, a.threads, a.warmup)
+            row.setup(model, a.threads, a.warmup, None if a.tta == "none" else a.tta)
         # passes interleaved (every row once, then again), so a burst of other work on the machine hits all rows
         for rep in range(a.repeat):
             for row in rows:

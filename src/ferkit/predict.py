@@ -26,7 +26,7 @@ from pathlib import Path
 from tqdm.auto import tqdm
 
 from .errors import FerkitError
-from .io import VideoReader, VideoWriter, check_writable, frame_failures
+from .io import VideoReader, VideoWriter, check_out_folder, check_writable, frame_failures
 from .pipeline import Recognizer, _reason, folder_files, source_kind
 from .results import Result, Results, draw, plot_timeline, write_csv
 
@@ -257,8 +257,7 @@ def predict_cli(a: argparse.Namespace) -> int:
         raise FerkitError(f"--json and --csv name the same file ({a.json})")
     check_writable("--json", a.json)
     check_writable("--csv", a.csv)
-    if out is not None and out.exists() and not out.is_dir():
-        raise FerkitError(f"--out {out}: is a file; name a folder")
+    check_out_folder("--out", out)
     used_stems: set[Path] = set()
     if out:
         out.mkdir(parents=True, exist_ok=True)

@@ -64,6 +64,7 @@ UNTYPED = frozenset({"", "application/octet-stream"})
 ALLOWED_FORMATS = ("JPEG", "PNG", "WEBP", "BMP", "DIB", "TIFF", "GIF", "PPM")  # JPEG covers MPO too
 
 _STATIC = resources.files(__package__) / "static"
+NO_FILE_CHOSEN = "no file chosen: the form field 'file' holds no file (empty name, 0 bytes)"
 
 
 class ApiError(Exception):
@@ -370,8 +371,7 @@ def create_app(recognizer: Any = None, *, model: str = "default", detector: str 
                 raise ApiError(415, "send the image as multipart/form-data in a field named 'file'",
                                {"content_type": ctype or None})
             if "file" in (await request.form()):  # the field is there, with no file in it (FastAPI made it None)
-                raise ApiError(400, "no file chosen: the form field 'file' holds no file (empty name, 0 bytes)",
-                               None)
+                raise ApiError(400, NO_FILE_CHOSEN, None)
             raise ApiError(400, "missing form field 'file' (the image)", None)
         n_files = len((await request.form()).getlist("file"))  # the form FastAPI parsed (cached)
         if n_files > 1:
@@ -388,8 +388,7 @@ def create_app(recognizer: Any = None, *, model: str = "default", detector: str 
                            {"limit_bytes": max_upload, "size_bytes": len(data)})
         if not data:
             if not (file.filename or "").strip():  # what a browser form sends when no file was chosen
-                raise ApiError(400, "no file chosen: the form field 'file' holds no file (empty name, 0 bytes)",
-                               None)
+                raise ApiError(400, NO_FILE_CHOSEN, None)
             raise ApiError(400, "empty file (0 bytes)", {"filename": name})
         fmt, w, h = _probe(data)
         if w * h > max_pixels:

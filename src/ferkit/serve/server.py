@@ -62,13 +62,17 @@ def _json_400_protocol() -> type:
             # ends (a client that sends half the headers and waits): answer 408 and close
             self._head_timer = self.loop.call_later(HEAD_TIMEOUT, self._head_expired)
 
+        def _answer_and_close(self, status: bytes, error: str, detail: Any) -> None:
+            """A JSON error written straight to the socket (uvicorn's cycle never started), then the end."""
+            body = json.dumps({"error": error, "detail": detail}).encode()
+            self.transport.write(b"HTTP/1.1 %s\r\ncontent-type: application/json\r\ncontent-length: %d\r\n"
+                                 b"connection: close\r\n\r\n%s" % (status, len(body), body))
+            self.transport.close()
+
         def _head_expired(self) -> None:
             if self.cycle is None and not self.transport.is_closing():
-                body = json.dumps({"error": "request headers not received in time",
-                                   "detail": {"timeout_seconds": HEAD_TIMEOUT}}).encode()
-                self.transport.write(b"HTTP/1.1 408 Request Timeout\r\ncontent-type: application/json\r\n"
-                                     b"content-length: %d\r\nconnection: close\r\n\r\n%s" % (len(body), body))
-                self.transport.close()
+                self._answer_and_close(b"408 Request Timeout", "request headers not received in time",
+                                       {"timeout_seconds": HEAD_TIMEOUT})
 
         def connection_lost(self, exc: Exception | None) -> None:
             self._head_timer.cancel()
@@ -82,10 +86,7 @@ def _json_400_protocol() -> type:
                 # malformed body): no second response on the connection, only its end
                 self.transport.close()
                 return
-            body = json.dumps({"error": "malformed HTTP request", "detail": msg}).encode()
-            self.transport.write(b"HTTP/1.1 400 Bad Request\r\ncontent-type: application/json\r\n"
-                                 b"content-length: %d\r\nconnection: close\r\n\r\n%s" % (len(body), body))
-            self.transport.close()
+            self._answer_and_close(b"400 Bad Request", "malformed HTTP request", msg)
 
     return JsonErrorProtocol
 
