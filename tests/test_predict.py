@@ -7,6 +7,7 @@ import io
 import json
 import os
 import shutil
+from pathlib import Path
 
 import cv2
 import numpy as np
@@ -16,6 +17,8 @@ from PIL import Image
 
 import ferkit
 from ferkit.cli import main
+from ferkit.io import frame_failures
+from ferkit.results import Result, Results, write_csv
 
 
 def test_one_photo_prints_the_face_and_writes_json_and_annotation(tmp_path, capsys):
@@ -79,13 +82,21 @@ def test_a_folder_of_odd_inputs_reports_bad_ones_and_reads_the_rest(odd_inputs, 
     assert "1 file(s) in the folder(s) ignored:" in cap.err
     assert f"{odd_inputs / 'notes.txt'}: not an image file" in cap.err.split("ignored:")[1].split("failed:")[0]
     rows = list(csv.DictReader(open(out_csv)))
+    assert list(rows[0])[-1] == "error"
     by = {r["source"].rsplit("/", 1)[-1]: r for r in rows}
-    # every readable input is listed; the odd colour modes all still show the happy astronaut
-    assert set(by) == {"good.png", "one_pixel.png", "sixteen_bit.png", "rgba.png", "cmyk.jpg", "palette.gif"}
+    # every input is listed, read or not; the odd colour modes all still show the happy astronaut
+    read = {"good.png", "one_pixel.png", "sixteen_bit.png", "rgba.png", "cmyk.jpg", "palette.gif"}
+    assert set(by) == read | {"empty.png", "not_an_image.jpg", "truncated.jpg"} and len(rows) == 9
     for name in ("good.png", "sixteen_bit.png", "rgba.png", "cmyk.jpg", "palette.gif"):
-        assert by[name]["label"] == "happy", name
+        assert by[name]["label"] == "happy" and by[name]["error"] == "", name
     assert by["one_pixel.png"]["label"] == "" and by["one_pixel.png"]["face"] == ""  # no face: an empty row
-    assert len(json.loads(out_js.read_text())) == 6
+    assert by["empty.png"]["error"] == "empty file (0 bytes)" and by["empty.png"]["label"] == ""
+    assert by["truncated.jpg"]["error"].startswith("corrupt or truncated image")
+    entries = json.loads(out_js.read_text())
+    assert [e["source"] for e in entries] == [r["source"] for r in rows]  # the same order: as met
+    errors = {Path(e["source"]).name: e["error"] for e in entries if "error" in e}
+    assert errors == {n: by[n]["error"] for n in ("empty.png", "not_an_image.jpg", "truncated.jpg")}
+    assert all(e["faces"] == [] for e in entries if "error" in e) and len(entries) == 9
     assert (tmp_path / "ann" / "cmyk_ferkit.png").exists()
 
 
@@ -115,8 +126,10 @@ def test_a_huge_image_is_refused_clearly_and_a_large_one_is_read(tmp_path, capsy
     err = capsys.readouterr().err
     assert f"{huge}: image" in err and ("too large" in err or "over the" in err) and "Traceback" not in err
     res = json.loads(js.read_text())
-    assert len(res) == 1 and res[0]["faces"][0]["label"] == "happy"
-    assert res[0]["faces"][0]["box"][2] > 400  # found in the downscaled copy, reported in full-size pixels
+    assert len(res) == 2 and res[1]["faces"][0]["label"] == "happy"
+    assert res[0]["source"] == str(huge) and res[0]["faces"] == []  # the failure is an entry too
+    assert "too large" in res[0]["error"] or "over the" in res[0]["error"]
+    assert res[1]["faces"][0]["box"][2] > 400  # found in the downscaled copy, reported in full-size pixels
 
 
 def test_video_writes_annotated_video_csv_json_and_plot(tmp_path, capsys):
@@ -156,6 +169,23 @@ def test_broken_and_empty_videos_fail_clearly_and_the_batch_goes_on(tmp_path, ca
     rows = list(csv.DictReader(open(tmp_path / "r.csv")))
     assert sum(r["source"].endswith("good.mp4") for r in rows) == 4
     assert any(r["source"].endswith("astronaut.jpg") for r in rows)
+    failed = {r["source"]: r["error"] for r in rows if r["error"]}
+    assert str(fake) in failed and str(noframes) in failed and failed[str(fake)] in cap.err
+    assert all(r["label"] == "" for r in rows if r["error"])
+
+
+def test_results_of_a_video_list_its_lost_frames_in_json_and_csv():
+    res = Results([Result("clip.avi", 64, 48, frame=0, time=0.0)], source="clip.avi",
+                  failed=frame_failures("clip.avi", [(i, "unreadable frame (skipped)") for i in (1, 2, 3)]))
+    assert res.to_dict()[1] == {"source": "clip.avi frames 1-3", "error": "3 frames: unreadable frame (skipped)",
+                                "faces": []}
+    rows = res.to_records(empty_row=True)
+    assert rows[1] == {"source": "clip.avi frames 1-3", "error": "3 frames: unreadable frame (skipped)"}
+    assert len(res.to_records()) == 0  # rows of faces only: no face, no failure row
+    buf = io.StringIO()
+    write_csv(rows, buf, ferkit.CANONICAL)
+    lines = buf.getvalue().splitlines()
+    assert lines[0].endswith(",error") and lines[2].endswith(",3 frames: unreadable frame (skipped)")
 
 
 def test_webcam_without_display_or_camera_is_a_clear_error(monkeypatch, capsys):

@@ -703,8 +703,10 @@ def build_parser() -> argparse.ArgumentParser:
     g.add_argument("--tta", choices=["none", "flip", "tencrop"], default="none", help=TTA_HELP)
     g = s.add_argument_group("outputs")
     g.add_argument("--out", metavar="DIR", help="annotated images / videos, per-source JSON, video CSV and plots")
-    g.add_argument("--json", metavar="OUT.json", help="all results as JSON (an object for one image, else a list)")
-    g.add_argument("--csv", metavar="OUT.csv", help="all results as CSV, one row per face (and per faceless image)")
+    g.add_argument("--json", metavar="OUT.json", help="all results as JSON (an object for one image read, else a list; a source that "
+                   "could not be read is an entry with its \"error\")")
+    g.add_argument("--csv", metavar="OUT.csv", help="all results as CSV, one row per face (and per faceless image, and per source that "
+                   "could not be read, its reason in the error column)")
     g.add_argument("--show", action="store_true", help="show results in a window (needs a display)")
     g.add_argument("--headless", action="store_true", help="never open a window (record --webcam with --out)")
     g.add_argument("--quiet", action="store_true", help="no per-image lines or progress bars")

@@ -5,7 +5,8 @@ Per kind of source (see ``ferkit predict --help``):
 * image: prints each face; ``--out DIR`` writes ``<stem>_ferkit.png`` (boxes, labels,
   probability bars) and ``<stem>.json``;
 * folder: one row per face in ``--csv`` / ``--json``, a progress bar, annotated copies under
-  ``--out``; unreadable files are listed at the end;
+  ``--out``; unreadable files are listed at the end, and in ``--csv`` / ``--json`` too (a row or
+  entry with the reason in ``error``, so that the files account for every input);
 * video: ``--out DIR`` writes ``<stem>_ferkit.mp4`` (annotated), ``<stem>.csv`` (a row per face
   per processed frame: time, track id, probabilities), ``<stem>_expressions.png`` (expression
   over time per face) and ``<stem>.json``;
@@ -28,7 +29,7 @@ from tqdm.auto import tqdm
 from .errors import FerkitError
 from .io import VideoReader, VideoWriter, check_out_folder, check_writable, frame_failures
 from .pipeline import Recognizer, _reason, folder_files, source_kind
-from .results import Result, Results, draw, plot_timeline, write_csv
+from .results import Result, Results, draw, failure_dict, failure_record, plot_timeline, write_csv
 
 
 # ---------------------------------------------------------------------------------------
@@ -263,6 +264,16 @@ def predict_cli(a: argparse.Namespace) -> int:
         out.mkdir(parents=True, exist_ok=True)
     results: list[Result] = []
     failed: list[tuple[str, str]] = []
+    # results and failures in the order met, for --json and --csv (a failure is an entry too)
+    entries: list[Result | tuple[str, str]] = []
+    seen = 0
+
+    def note(r: Result | None = None) -> None:
+        nonlocal seen
+        entries.extend(failed[seen:])
+        seen = len(failed)
+        if r is not None:
+            entries.append(r)
     ignored: list[tuple[str, str]] = []  # files in folders that are not images: listed, not failures
     n_images = 0
     image_window: Window | None = None
@@ -286,6 +297,8 @@ def predict_cli(a: argparse.Namespace) -> int:
                 failed.append((str(src), _reason(e, str(src))))
                 continue
             results.extend(res)
+            for r in res:
+                note(r)
             failed.extend(res.failed)
             continue
         if kind == "folder":
@@ -316,17 +329,22 @@ def predict_cli(a: argparse.Namespace) -> int:
                     a.show = False
             r.image = None
             results.append(r)
+            note(r)
         bar.close()
     if image_window is not None:
         image_window.close()
+    note()
     if a.json:
-        single = len(results) == 1 and len(sources) == 1 and n_images == 1
+        # one image read: its dict (as the HTTP API answers); else a list, failures included
+        single = len(results) == 1 and len(sources) == 1 and n_images == 1 and not failed
         Path(a.json).parent.mkdir(parents=True, exist_ok=True)
-        Path(a.json).write_text(json.dumps(results[0].to_dict() if single else [r.to_dict() for r in results],
-                                           indent=2) + "\n")
+        Path(a.json).write_text(json.dumps(results[0].to_dict() if single else
+                                           [e.to_dict() if isinstance(e, Result) else failure_dict(*e)
+                                            for e in entries], indent=2) + "\n")
     if a.csv:
         Path(a.csv).parent.mkdir(parents=True, exist_ok=True)
-        write_csv([row for r in results for row in r.to_records(empty_row=True)], a.csv, rec.classes)
+        write_csv([row for e in entries for row in (e.to_records(empty_row=True) if isinstance(e, Result)
+                                                      else [failure_record(*e)])], a.csv, rec.classes)
     if out and n_images:
         print(f"annotated images and JSON in {out}/")
     if ignored:

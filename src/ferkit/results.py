@@ -154,19 +154,35 @@ class Results(list):
         self.fps = fps
 
     def to_dict(self) -> list[dict[str, Any]]:
-        return [r.to_dict() for r in self]
+        """Each result's dict, then one ``{"source", "error", "faces": []}`` per failure (nothing
+        read is left out of the file, and nothing that could not be read either)."""
+        return [r.to_dict() for r in self] + [failure_dict(s, why) for s, why in self.failed]
 
     def to_json(self, indent: int | None = 2) -> str:
         return json.dumps(self.to_dict(), indent=indent)
 
     def to_records(self, empty_row: bool = False) -> list[dict[str, Any]]:
-        return [row for r in self for row in r.to_records(empty_row)]
+        """The rows of every result; with ``empty_row`` (no input unlisted) also one row per
+        failure, its reason in the ``error`` column."""
+        rows = [row for r in self for row in r.to_records(empty_row)]
+        return rows + [failure_record(s, why) for s, why in self.failed] if empty_row else rows
+
+
+def failure_dict(source: str, why: str) -> dict[str, Any]:
+    """A source that could not be read, as an entry of ``predict --json`` (beside the results)."""
+    return {"source": source, "error": why, "faces": []}
+
+
+def failure_record(source: str, why: str) -> dict[str, Any]:
+    """A source that could not be read, as a ``predict --csv`` row (only ``source`` and ``error``)."""
+    return {"source": source, "error": why}
 
 
 def write_csv(rows: list[dict[str, Any]], path_or_file, classes: tuple[str, ...] | list[str]) -> None:
-    """Write :meth:`Result.to_records` rows (columns fixed, so an empty batch still has a header)."""
+    """Write :meth:`Result.to_records` rows (columns fixed, so an empty batch still has a header);
+    the last column, ``error``, is empty but on the rows of sources that could not be read."""
     cols = ["source", "frame", "time", "face", "track_id", "x", "y", "w", "h", "score", "label", "confidence",
-            *classes]
+            *classes, "error"]
     fh = open(path_or_file, "w", newline="") if isinstance(path_or_file, (str, os.PathLike)) else path_or_file
     try:
         w = csv.DictWriter(fh, fieldnames=cols, extrasaction="ignore")
