@@ -338,6 +338,21 @@ def test_a_request_head_that_never_ends_is_a_408(rec, monkeypatch):
         # a request that arrives in time is not cut (the timer is for the head only)
         assert _raw_exchange(s.port, b"GET /healthz HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n"
                              ).startswith(b"HTTP/1.1 200 ")
+        # nor the second request of a keep-alive connection, whose own head that never ends is a 408
+        with socket.create_connection(("127.0.0.1", s.port), timeout=30) as c:
+            c.sendall(b"GET /healthz HTTP/1.1\r\nHost: x\r\n\r\n")
+            time.sleep(0.6)
+            c.sendall(b"GET /healthz HTTP/1.1\r\nHost: x\r\n\r\n")
+            time.sleep(0.6)  # 1.2 s after the first answer, 0.6 s after the second: within each's timer
+            start = time.monotonic()
+            c.sendall(b"GET /healthz HTTP/1.1\r\nHost: x\r\n")
+            data = b""
+            while chunk := c.recv(65536):
+                data += chunk
+        assert time.monotonic() - start < 20
+        assert data.count(b"HTTP/1.1 200 ") == 2 and data.count(b"HTTP/1.1 408 ") == 1, data
+        assert data.index(b"HTTP/1.1 408 ") > data.rindex(b"HTTP/1.1 200 ")
+        assert data.endswith(b'"request headers not received in time", "detail": {"timeout_seconds": 1.0}}')
 
 
 def test_no_second_answer_after_an_early_413(rec):

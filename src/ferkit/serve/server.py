@@ -41,7 +41,7 @@ def _url(host: str, port: int) -> str:
     return f"http://{shown}:{port}"
 
 
-#: seconds a new connection has to send its first request's headers
+#: seconds a connection has to send a request's headers (its first, or the next after a response)
 HEAD_TIMEOUT = 30.0
 
 
@@ -49,7 +49,8 @@ def _json_400_protocol() -> type:
     """uvicorn's HTTP protocol (its own choice: httptools when installed, else h11) answering
     the requests it cannot parse itself (a malformed request line, header or Content-Length) in
     the app's JSON error form instead of uvicorn's plain text (they never reach the app), and a
-    first request head that does not arrive within :data:`HEAD_TIMEOUT` with a JSON 408."""
+    request head (a connection's first, or the next after a response) that does not arrive within
+    :data:`HEAD_TIMEOUT` with a JSON 408."""
     import json
 
     import h11
@@ -58,9 +59,17 @@ def _json_400_protocol() -> type:
     class JsonErrorProtocol(AutoHTTPProtocol):  # type: ignore[misc,valid-type]
         def connection_made(self, transport: Any) -> None:  # type: ignore[override]
             super().connection_made(transport)
-            # uvicorn times out idle keep-alive connections but not a first request head that never
-            # ends (a client that sends half the headers and waits): answer 408 and close
+            # uvicorn times out idle keep-alive connections but not a request head that never ends
+            # (a client that sends half the headers and waits; its first byte stops uvicorn's
+            # keep-alive timer): answer 408 and close. Armed for the first request here, again
+            # after each response for the next one on the connection
             self._head_timer = self.loop.call_later(HEAD_TIMEOUT, self._head_expired)
+
+        def on_response_complete(self) -> None:
+            super().on_response_complete()
+            self._head_timer.cancel()
+            if not self.transport.is_closing():
+                self._head_timer = self.loop.call_later(HEAD_TIMEOUT, self._head_expired)
 
         def _answer_and_close(self, status: bytes, error: str, detail: Any) -> None:
             """A JSON error written straight to the socket (uvicorn's cycle never started), then the end."""
@@ -70,7 +79,9 @@ def _json_400_protocol() -> type:
             self.transport.close()
 
         def _head_expired(self) -> None:
-            if self.cycle is None and not self.transport.is_closing():
+            # no request in progress: none yet, or the last one answered (a pipelined next one
+            # starts its own cycle at once)
+            if (self.cycle is None or self.cycle.response_complete) and not self.transport.is_closing():
                 self._answer_and_close(b"408 Request Timeout", "request headers not received in time",
                                        {"timeout_seconds": HEAD_TIMEOUT})
 
