@@ -538,10 +538,15 @@ def targets_summary(best: dict[str, tuple[float, str, float, str, str]]) -> list
         lite = [c for c in weights.shipped() if c["architecture"] == "lite_cnn" and c["dataset"]["name"] == "fer2013"]
         for c in lite:
             lv = c["metrics"]["PublicTest"]["accuracy"]
-            out[-1] += (f" `{c['name']}`, the same ensemble distilled into lite_cnn (a network sized for the 5x-fer "
-                        f"budget of docs/benchmarks.md), reaches {100 * lv:.2f}% on PublicTest "
+            teacher = c["training"]["config"].get("teacher")
+            out[-1] += (f" `{c['name']}`, {ALIAS_THEN.get(teacher, teacher)} distilled into lite_cnn (a network "
+                        f"sized for the 5x-fer budget of docs/benchmarks.md), reaches {100 * lv:.2f}% on PublicTest "
                         f"({100 * c['metrics']['PrivateTest']['accuracy']:.2f}% on PrivateTest): faster, less "
                         f"accurate, shipped as `fast`.")
+            if teacher == "vgg_fer-fer2013":
+                out[-1] += (" It replaced, on 2026-12-04, mx3-fer2013 distilled into lite_cnn for 60 epochs (59.99% "
+                            "on PublicTest, 61.13% on PrivateTest); the same 150 epochs from the teacher "
+                            "`vgg_fer-fer2013+mini_xception-fer2013` reached 61.83% on PublicTest: not shipped.")
         out[-1] += (" Distilling the shipped vgg_fer-fer2013 into one mini_xception on the CPU (39 epochs, "
                     "`--time-budget 2100`, README) gave 65.20% on PublicTest: not shipped. Distilling the vgg_fer "
                     "pair (72.19% with flip) is open: its teacher pass did not fit the 2 CPU cores and no GPU was "
