@@ -101,8 +101,10 @@ def main() -> int:
         export_onnx(floor_model(), Path(tmp) / "floor.onnx")
         models = {"floor": OnnxExpressionModel(Path(tmp) / "floor.onnx", threads=a.threads),
                   "default": ferkit.load_model("default", backend="onnx", threads=a.threads)}
-        lite = [c["name"] for c in weights.shipped() if c["architecture"] == "lite_cnn"
-                and "PrivateTest" in c.get("metrics", {})]
+        lite_cards = [c for c in weights.shipped() if c["architecture"] == "lite_cnn"
+                      and "PrivateTest" in c.get("metrics", {})]
+        lite = [c["name"] for c in lite_cards]
+        teachers = {c["name"]: c.get("training", {}).get("config", {}).get("teacher") or "none" for c in lite_cards}
         # the CPU-trained mini_xception (the default until 2026-12-04), when it is not the default
         small = [n for n in ("mini_xception-fer2013",) if n != models["default"].name
                  and (weights.SHIPPED_DIR / f"{n}.safetensors").exists()]
@@ -145,8 +147,9 @@ def main() -> int:
         f"{left(1, b1, fl1, d1)} {left(64, b64, fl64, d64)} The target asks for a network that small and as "
         f"accurate as fer's ({100 * fer['accuracy']:.2f}% on PrivateTest); none of ferkit's networks is one, so it "
         "stays **not met** (the table above).",
-        *(["", "ferkit's fast student, distilled from `mx3-fer2013` (three mini_xceptions) into a network sized for this budget "
-               "(`src/ferkit/models/lite_cnn.py`):", ""] + [fits(n, models[n], med[n], b1, b64, fer) for n in lite]
+        *(["", "ferkit's fast student, a network sized for this budget (`src/ferkit/models/lite_cnn.py`), "
+               "distilled from the model its card names:", ""] +
+          [fits(n, models[n], med[n], b1, b64, fer) + f" Teacher: `{teachers[n]}`." for n in lite]
           if lite else []),
         END,
     ]
