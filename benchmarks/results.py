@@ -545,8 +545,9 @@ def targets_summary(best: dict[str, tuple[float, str, float, str, str]]) -> list
                         f"accurate, shipped as `fast`.")
             if teacher == "vgg_fer-fer2013":
                 out[-1] += (" It replaced, on 2026-12-04, mx3-fer2013 distilled into lite_cnn for 60 epochs (59.99% "
-                            "on PublicTest, 61.13% on PrivateTest); the same 150 epochs from the teacher "
-                            "`vgg_fer-fer2013+mini_xception-fer2013` reached 61.83% on PublicTest: not shipped.")
+                            "on PublicTest, 61.13% on PrivateTest); from `vgg_fer-fer2013` at temperature 2 it "
+                            "reached 61.99% in 150 epochs and 62.41% in 250, from "
+                            "`vgg_fer-fer2013+mini_xception-fer2013` 61.83% in 150 (PublicTest): not shipped.")
         out[-1] += (" Distilling the shipped vgg_fer-fer2013 into one mini_xception on the CPU (39 epochs, "
                     "`--time-budget 2100`, README) gave 65.20% on PublicTest: not shipped. Distilling the vgg_fer "
                     "pair (72.19% with flip) is open: its teacher pass did not fit the 2 CPU cores and no GPU was "

@@ -49,7 +49,7 @@ ALIASES: dict[str, str] = {
     "mx3-fer2013": "mini_xception-fer2013+mini_xception-fer2013-s1+mini_xception-fer2013-fromferplus",
     "mx4-ferplus": ("mini_xception-ferplus-r2+mini_xception-ferplus-r2s1+mini_xception-ferplus-r2s2+"
                     "mini_xception-ferplus-r2s3"),
-    # the fastest FER2013 model: lite_cnn, ~5x faster per face than mini_xception-fer2013 and 5.2
+    # the fastest FER2013 model: lite_cnn, ~5x faster per face than mini_xception-fer2013 and 5.0
     # points less accurate on PrivateTest (docs/benchmarks.md, "The classifier budget")
     "fast": "lite_cnn-fer2013",
 }
