@@ -262,8 +262,8 @@ def predict_cli(a: argparse.Namespace) -> int:
     used_stems: set[Path] = set()
     if out:
         out.mkdir(parents=True, exist_ok=True)
-    results: list[Result] = []
     failed: list[tuple[str, str]] = []
+    ignored: list[tuple[str, str]] = []  # files in folders that are not images: listed, not failures
     # results and failures in the order met, for --json and --csv (a failure is an entry too)
     entries: list[Result | tuple[str, str]] = []
     seen = 0
@@ -274,7 +274,7 @@ def predict_cli(a: argparse.Namespace) -> int:
         seen = len(failed)
         if r is not None:
             entries.append(r)
-    ignored: list[tuple[str, str]] = []  # files in folders that are not images: listed, not failures
+
     n_images = 0
     image_window: Window | None = None
     sources: list = list(a.sources)
@@ -296,7 +296,6 @@ def predict_cli(a: argparse.Namespace) -> int:
             except FerkitError as e:
                 failed.append((str(src), _reason(e, str(src))))
                 continue
-            results.extend(res)
             for r in res:
                 note(r)
             failed.extend(res.failed)
@@ -328,7 +327,6 @@ def predict_cli(a: argparse.Namespace) -> int:
                 if not image_window.show(r.plot(), wait_key=True):
                     a.show = False
             r.image = None
-            results.append(r)
             note(r)
         bar.close()
     if image_window is not None:
@@ -336,9 +334,9 @@ def predict_cli(a: argparse.Namespace) -> int:
     note()
     if a.json:
         # one image read: its dict (as the HTTP API answers); else a list, failures included
-        single = len(results) == 1 and len(sources) == 1 and n_images == 1 and not failed
+        single = len(sources) == 1 and n_images == 1 and not failed  # then entries holds that one Result
         Path(a.json).parent.mkdir(parents=True, exist_ok=True)
-        Path(a.json).write_text(json.dumps(results[0].to_dict() if single else
+        Path(a.json).write_text(json.dumps(entries[0].to_dict() if single else
                                            [e.to_dict() if isinstance(e, Result) else failure_dict(*e)
                                             for e in entries], indent=2) + "\n")
     if a.csv:
