@@ -66,6 +66,10 @@ def test_evaluate_cli_matches_card(trained, folder, tmp_path, capsys):
     assert res["n"] == 7 * 12 and sum(map(sum, res["confusion_matrix"])) == res["n"]
     assert res["accuracy"] == pytest.approx(card["metrics"]["test"]["accuracy"])
     assert (tmp_path / "r_confusion.png").exists()
+    # the run folder is git-ignored: the JSON keeps how it was trained, for whoever reads the number later
+    assert res["members_trained"] == {str(out): {"command": "test", "git_commit": card["training"]["git_commit"],
+                                                 "config": {"seed": 0, "init": None, "teacher": None,
+                                                            "select": card["training"]["config"]["select"]}}}
     printed = capsys.readouterr().out
     assert "macro F1" in printed and "surprise" in printed
     # test-time augmentation runs and gives a valid result
@@ -306,3 +310,15 @@ def test_selection_rules_break_ties_by_validation_loss(folder, tmp_path, trained
     assert want != next(r["epoch"] for r in log2 if r["val_acc"] == best2)  # a tie, broken by the loss (here 2 < 3)
     assert card2["metrics"]["val"]["loss"] == pytest.approx(min(r["val_loss"] for r in log2 if r["val_acc"] == best2),
                                                             abs=1e-5)
+
+
+def test_evaluation_json_keeps_the_training_of_unshipped_members_only(trained):
+    from ferkit.api import load_model
+    from ferkit.engine.evaluate import trained_members
+
+    out, card, _ = trained
+    spec = f"mini_xception-fer2013+{out}"
+    got = trained_members(spec, load_model(spec, backend="torch"))
+    assert list(got) == [str(out)]  # the shipped member's card travels with ferkit already
+    assert got[str(out)]["command"] == "test" and got[str(out)]["config"]["seed"] == 0
+    assert trained_members("default", load_model("default", backend="torch")) == {}

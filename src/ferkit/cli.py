@@ -349,7 +349,7 @@ def cmd_probe(a: argparse.Namespace) -> int:
 def cmd_evaluate(a: argparse.Namespace) -> int:
     from .api import load_model
     from .data import open_dataset
-    from .engine.evaluate import evaluate, face_cropper, format_table, write_json
+    from .engine.evaluate import evaluate, face_cropper, format_table, trained_members, write_json
     from .engine.plots import plot_confusion
 
     if a.min_face < 1:
@@ -373,6 +373,9 @@ def cmd_evaluate(a: argparse.Namespace) -> int:
     if a.detect != "none":
         res["min_face"] = a.min_face
     res["command"] = _command(a)
+    trained = trained_members(a.model, model)
+    if trained:
+        res["members_trained"] = trained
     print(format_table(res))
     if a.json:
         write_json(res, a.json)
