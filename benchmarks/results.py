@@ -246,21 +246,25 @@ def measured(dataset: str, source: str | None) -> dict | None:
             if opt in cmd:
                 i = cmd.index(opt)
                 del cmd[i:i + 2]
-        trained, configs = [], []  # training commands of run-folder members (not shipped); every member's config
+        trained, configs, commands = [], [], []  # run-folder members' training; every member's config and command
         model = cmd[cmd.index("--model") + 1]
         members = weights.ALIASES.get(model, model).split("+")
         for member in members:
             card = ROOT / member / "model.json"
             if (weights.SHIPPED_DIR / f"{member}.safetensors").exists():
-                configs.append(json.loads((weights.SHIPPED_DIR / f"{member}.json").read_text())["training"]["config"])
+                t = json.loads((weights.SHIPPED_DIR / f"{member}.json").read_text())["training"]
+                configs.append(t["config"])
+                commands.append(t["command"])
             elif card.exists():
                 t = json.loads(card.read_text())["training"]
                 trained.append(f"{member}: `{t['command']}`")
                 configs.append(t["config"])
+                commands.append(t["command"])
             elif member in m.get("members_trained", {}):  # a run folder that stayed on another machine
                 t = m["members_trained"][member]
                 trained.append(f"{member}: `{t['command']}`")
                 configs.append(t["config"])
+                commands.append(t["command"])
         single = configs[0] if len(members) == 1 and configs else {}
         # labelled by the members' start when they share one, and by their seeds when those differ
         known = len(configs) == len(members)
@@ -271,7 +275,8 @@ def measured(dataset: str, source: str | None) -> dict | None:
                 "text": f"{100 * m['accuracy']:.2f}%",
                 "command": shlex.join(cmd),
                 "trained": "; ".join(trained) or None, "ft": ft, "seeds": seeds,
-                "kd": teacher(single.get("teacher")), "select": single.get("select"), "tta": m.get("tta", "none"),
+                "kd": teacher(single.get("teacher")), "kd_cmd": commands[0] if single else None,
+                "select": single.get("select"), "tta": m.get("tta", "none"),
                 "model": m["model"],
                 "short": ((model if model in weights.ALIASES else "+".join(x.removeprefix("runs/")
                                                                              for x in model.split("+")))
@@ -293,7 +298,7 @@ def measured(dataset: str, source: str | None) -> dict | None:
                 "command": ev, "trained": card["training"]["command"],
                 "ft": card["training"]["config"].get("init"), "select": card["training"]["config"].get("select"),
                 "seeds": [card["training"]["config"].get("seed", 0)],
-                "kd": teacher(card["training"]["config"].get("teacher")),
+                "kd": teacher(card["training"]["config"].get("teacher")), "kd_cmd": card["training"]["command"],
                 "detail": f"`{name}` (shipped); {split} macro-F1 {m['macro_f1']:.3f}; selected on "
                           f"{card['dataset'].get('val_split')} ({100 * val.get('accuracy', float('nan')):.2f}%)"}
     path = RESULTS / name
@@ -353,6 +358,18 @@ ALIAS_THEN = {"best-fer2013": "mx3-fer2013 (then called best-fer2013)"}
 
 def teacher(name: str | None) -> str | None:
     return ALIAS_THEN.get(name, name) if name else name
+
+
+def kd_setting(command: str | None) -> str:
+    """" (T 4, 250 epochs)": a distillation's temperature and length, from its training command
+    (rows distilled from the same teacher differ in these)."""
+    try:
+        cmd = shlex.split(command or "")
+    except ValueError:
+        return ""
+    t = cmd[cmd.index("--kd-temperature") + 1] if "--kd-temperature" in cmd[:-1] else "2"
+    ep = f", {cmd[cmd.index('--epochs') + 1]} epochs" if "--epochs" in cmd[:-1] else ""
+    return f" (T {t}{ep})" if cmd else ""
 
 
 def members_of(arch: str, kw: dict) -> list:
@@ -429,7 +446,7 @@ def build(threads: int, reps: int, points: list[dict] | None = None) -> str:
             if m is not None and m.get("seeds", [0]) != [0]:
                 label += f", seed{'s' if len(m['seeds']) > 1 else ''} {' + '.join(map(str, m['seeds']))}"
             if m is not None and m.get("kd"):
-                label += f", distilled from {m['kd']}"
+                label += f", distilled from {m['kd']}{kd_setting(m.get('kd_cmd'))}"
             if m is not None and m.get("tta", "none") != "none":
                 label += f", {m['tta']} TTA"
                 views = {"flip": 2, "tencrop": 10}[m["tta"]]
@@ -534,9 +551,11 @@ def targets_summary(best: dict[str, tuple[float, str, float, str, str]]) -> list
                         f"({100 * dv:.2f}%), the selection split.")
         kd_val = RESULTS / "fer2013-mini_xception-kd-PublicTest.json"
         if kd_val.exists() and prev is not None:
-            kd = json.loads(kd_val.read_text())["accuracy"]
+            e = json.loads(kd_val.read_text())
+            kd = e["accuracy"]
+            t = next(iter(e.get("members_trained", {}).values()), {}).get("config", {}).get("teacher") or "?"
             pv = prev["metrics"]["PublicTest"]["accuracy"]
-            out[-1] += (f" Distilling mx3-fer2013 (three mini_xceptions) into one mini_xception (the FER2013 row "
+            out[-1] += (f" Distilling `{t}` into one mini_xception (the FER2013 row "
                         f"\"distilled from\") gave {100 * kd:.2f}% on PublicTest, against `{prev['name']}`'s "
                         f"{100 * pv:.2f}%" + (" and the default's" if kd <= dv else "") + ": not shipped.")
         lite = [c for c in weights.shipped() if c["architecture"] == "lite_cnn" and c["dataset"]["name"] == "fer2013"]
