@@ -76,6 +76,16 @@ def mflops(model: ExpressionModel) -> float:
     return fc.get_total_flops() / 1e6
 
 
+def student(width: int) -> ExpressionModel:
+    """lite_cnn at ``width`` with random weights and the shipped student's card: its speed, not its accuracy."""
+    from ferkit.models import create
+
+    card = {**ferkit.load_model("fast", backend="torch").card, "name": f"lite_cnn-w{width}", "metrics": {},
+            "arch_kwargs": {"width": width}}
+    torch.manual_seed(0)
+    return ExpressionModel(create("lite_cnn", num_classes=len(card["classes"]), width=width).eval(), card)
+
+
 def fits(name: str, model: ExpressionModel, med: dict, b1: float, b64: float, fer: dict) -> str:
     """One line: a model against the budget at both batch sizes and against fer's accuracy."""
     acc = model.card["metrics"]["PrivateTest"]["accuracy"]
@@ -92,6 +102,9 @@ def main() -> int:
     ap.add_argument("--threads", type=int, default=2, help="onnxruntime threads (benchmarks/peers.py: 2)")
     ap.add_argument("--rounds", type=int, default=7, help="timed rounds; the median is reported")
     ap.add_argument("--min-seconds", type=float, default=0.5, help="per timed call series")
+    ap.add_argument("--widths", default="24,32",
+                    help="also time lite_cnn at these widths (random weights: speed only; the shipped one is 16), "
+                         "and width 16 quantised to static int8; '' for none")
     ap.add_argument("--write", action="store_true", help="write the section into docs/benchmarks.md")
     a = ap.parse_args()
     peers = json.loads((ROOT / "docs" / "benchmarks_peers.json").read_text())
@@ -110,6 +123,17 @@ def main() -> int:
                  and (weights.SHIPPED_DIR / f"{n}.safetensors").exists()]
         for name in small + lite:
             models[name] = ferkit.load_model(name, backend="onnx", threads=a.threads)
+        try:
+            widths = [int(w) for w in a.widths.split(",") if w.strip()]
+        except ValueError:
+            ap.error(f"--widths wants integers separated by commas, got {a.widths!r}")
+        grown = {}  # label -> MFLOPs: students that are not trained, timed for their size alone
+        for w, int8 in [(w, False) for w in widths] + ([(16, "static")] if widths else []):
+            label = f"lite_cnn width {w}" + (", static int8" if int8 else "") + " (random weights)"
+            path = Path(tmp) / f"lite-w{w}{'-int8' if int8 else ''}.onnx"
+            export_onnx(student(w), path, int8=int8, calibration=faces.numpy() if int8 else None, write_card=False)
+            models[label] = OnnxExpressionModel(path, threads=a.threads)
+            grown[label] = mflops(student(w))
         load0 = os.getloadavg()[0]
         ms = {k: {n: [] for n in (1, 64)} for k in models}
         for _ in range(a.rounds):
@@ -151,6 +175,12 @@ def main() -> int:
                "distilled from the model its card names:", ""] +
           [fits(n, models[n], med[n], b1, b64, fer) + f" Teacher: `{teachers[n]}`." for n in lite]
           if lite else []),
+        *(["", "Growing the student instead, or quantising it (random weights: speed only, so no accuracy):", ""] +
+          [f"- {n} ({f:.1f} MFLOPs): {med[n][1]:.3f} ms at batch 1, {med[n][64] / 64:.3f} ms per face at batch 64: "
+           + ("inside both budgets" if med[n][1] <= b1 and med[n][64] / 64 <= b64 else
+              "over the budget at " + " and ".join(f"batch {k}" for k, v, b in ((1, med[n][1], b1),
+                                                                                (64, med[n][64] / 64, b64)) if v > b))
+           + "." for n, f in grown.items()] if grown else []),
         END,
     ]
     text = "\n".join(lines) + "\n"
