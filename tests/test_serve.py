@@ -131,6 +131,16 @@ def small_client(rec):
         yield c
 
 
+def test_an_image_over_pillows_ceiling_gets_the_servers_limit_in_its_413(small_client, monkeypatch):
+    from PIL import Image
+
+    monkeypatch.setattr(Image, "MAX_IMAGE_PIXELS", 1000)  # Pillow refuses above 2,000 before reading the size
+    body = assert_json_error(post(small_client, png_bytes(np.zeros((50, 50), np.uint8)), ctype="image/png"), 413,
+                             "too large")
+    assert body["detail"] == {"pixels": 2500, "max_pixels": 300_000}
+    assert "0.3 MP" in body["error"] and "exceeds limit" not in body["error"]
+
+
 def test_bad_requests_get_json_errors(client, small_client, photo):
     assert_json_error(client.post("/v1/analyze", files={"image": ("a.jpg", photo, "image/jpeg")}), 400, "missing",
                       "file")

@@ -20,6 +20,16 @@ from .errors import ImageDecodeError
 #: Images with more pixels than this are refused (a 12k x 12k photo is ~144 MP).
 MAX_PIXELS = 150_000_000
 
+
+def bomb_pixels(err: Exception) -> int | None:
+    """The pixel count in Pillow's decompression-bomb error ("Image size (N pixels) exceeds limit
+    ..."): Pillow refuses such an image (over 179 MP) before ferkit can read its size, and ferkit
+    reports its own limit instead of Pillow's text. None when the message has no count."""
+    import re
+
+    m = re.search(r"\((\d+) pixels\)", str(err))
+    return int(m.group(1)) if m else None
+
 IMAGE_EXTENSIONS = frozenset({".jpg", ".jpeg", ".png", ".bmp", ".tif", ".tiff", ".webp", ".gif", ".pgm", ".ppm"})
 
 Source = Union[str, os.PathLike, bytes, np.ndarray, Image.Image]
@@ -151,7 +161,9 @@ def read_image(source: Source, mode: str = "L", name: str | None = None) -> np.n
     except ImageDecodeError:
         raise
     except (Image.DecompressionBombError, Image.DecompressionBombWarning) as e:
-        raise ImageDecodeError(f"{label}: image too large to decode safely ({e})") from None
+        n = bomb_pixels(e)
+        raise ImageDecodeError(f"{label}: " + (f"image is {n / 1e6:.0f} MP, over the {MAX_PIXELS / 1e6:.0f} MP limit"
+                                               if n else f"image too large to decode safely ({e})")) from None
     except UnidentifiedImageError:
         raise ImageDecodeError(f"{label}: not an image file (or a format Pillow cannot read)") from None
     except PermissionError:

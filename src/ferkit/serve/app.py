@@ -41,7 +41,7 @@ from PIL import Image, UnidentifiedImageError
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from ..errors import FerkitError, ImageDecodeError
-from ..io import MAX_PIXELS
+from ..io import MAX_PIXELS, bomb_pixels
 from ..results import CLASS_COLOURS, encode_png
 
 log = logging.getLogger("ferkit.serve")
@@ -212,14 +212,18 @@ class Engine:
 # ---------------------------------------------------------------------------------------
 # the app
 # ---------------------------------------------------------------------------------------
-def _probe(data: bytes) -> tuple[str, int, int]:
+def _probe(data: bytes, max_pixels: int = DEFAULT_MAX_PIXELS) -> tuple[str, int, int]:
     """Format and size from the image's header (nothing is decoded yet)."""
     try:
         with Image.open(io.BytesIO(data), formats=ALLOWED_FORMATS) as im:
             w, h = im.size
             return str(im.format), int(w), int(h)
     except (Image.DecompressionBombError, Image.DecompressionBombWarning) as e:
-        raise ApiError(413, "image too large to decode safely", str(e)) from None
+        n = bomb_pixels(e)  # over Pillow's own ceiling: its size is refused before it can be read
+        if n is None:
+            raise ApiError(413, "image too large to decode safely", str(e)) from None
+        raise ApiError(413, f"image too large: {n / 1e6:.1f} MP, the limit is {max_pixels / 1e6:g} MP",
+                       {"pixels": n, "max_pixels": max_pixels}) from None
     except UnidentifiedImageError:
         raise ApiError(400, "not an image (or a format the server does not read)",
                        {"formats": [f for f in ALLOWED_FORMATS if f != "DIB"]}) from None
@@ -390,7 +394,7 @@ def create_app(recognizer: Any = None, *, model: str = "default", detector: str 
             if not (file.filename or "").strip():  # what a browser form sends when no file was chosen
                 raise ApiError(400, NO_FILE_CHOSEN, None)
             raise ApiError(400, "empty file (0 bytes)", {"filename": name})
-        fmt, w, h = _probe(data)
+        fmt, w, h = _probe(data, max_pixels)
         if w * h > max_pixels:
             raise ApiError(413, f"image too large: {w}x{h} is {w * h / 1e6:.1f} MP, the limit is "
                                 f"{max_pixels / 1e6:g} MP", {"width": w, "height": h, "max_pixels": max_pixels})
