@@ -273,6 +273,16 @@ def test_explain_writes_pictures_for_the_bundled_photo(method, tmp_path, capsys)
         assert photo.size == (data["width"], data["height"])
 
 
+def test_an_empty_class_map_is_called_empty_not_a_peak(tmp_path, capsys):
+    # the default model on the smiling astronaut: nothing at its last stage raises 'surprise' (ReLU leaves zeros)
+    assert main(["explain", str(EXAMPLE), "--method", "gradcam", "--class", "surprise", "--out", str(tmp_path)]) == 0
+    face = json.loads((tmp_path / "astronaut_gradcam.json").read_text())["faces"][0]
+    assert face["explained"] == "surprise" and face["cam_peak_xy"] is None and face["cam_peak_au"] is None
+    assert max(max(r) for r in face["cam_cells"]) <= 0
+    out = capsys.readouterr().out
+    assert "gradcam of 'surprise' is empty" in out and "peaks at" not in out
+
+
 def test_explain_a_crop_without_detection(tmp_path):
     crop = tmp_path / "crop.png"
     Image.open(EXAMPLE).convert("L").crop((170, 50, 280, 180)).save(crop)

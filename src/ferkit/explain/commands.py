@@ -40,8 +40,12 @@ def explain_cli(a: argparse.Namespace) -> int:
                 f"{r['map']} ({r['activation']:.2f}{', ' + r['nearest_au'] if r['nearest_au'] else ''})"
                 for r in f["maps"][:5])
         else:
-            line += f"; {res['method']} of '{f['explained']}' peaks at {tuple(f['cam_peak_xy'])}" + \
-                (f" (near {f['cam_peak_au']})" if f["cam_peak_au"] else "")
+            if f["cam_peak_xy"] is None:
+                line += (f"; {res['method']} of '{f['explained']}' is empty (zero everywhere: nothing at this "
+                         f"layer raises that class's score here)")
+            else:
+                line += f"; {res['method']} of '{f['explained']}' peaks at {tuple(f['cam_peak_xy'])}" + \
+                    (f" (near {f['cam_peak_au']})" if f["cam_peak_au"] else "")
         print(line)
     for p in res["files"]:
         print(f"wrote {p}")

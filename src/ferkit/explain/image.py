@@ -166,9 +166,13 @@ def explain_image(source: str | os.PathLike, out: str | os.PathLike, *, model: s
         for i, f in enumerate(faces):
             cm = cam.maps[i]
             f["explained"] = m.classes[int(cam.targets[i])]
-            py, px = np.unravel_index(int(cm.argmax()), cm.shape)
-            au, dist = _nearest_au(np.array([px, py], float), size)
-            f.update({"cam_peak_xy": [int(px), int(py)], "cam_peak_au": au, "cam_peak_au_distance": dist,
+            if float(cm.max()) > 0:
+                py, px = np.unravel_index(int(cm.argmax()), cm.shape)
+                au, dist = _nearest_au(np.array([px, py], float), size)
+                peak = [int(px), int(py)]
+            else:  # ReLU left nothing: no place on this face raises the class's score at this layer
+                peak, au, dist = None, None, None
+            f.update({"cam_peak_xy": peak, "cam_peak_au": au, "cam_peak_au_distance": dist,
                       "cam_cells": np.round(cam.raw[i], 5).tolist()})
             crop = render.to_rgb(crops[i])
             if guided is None:
