@@ -158,3 +158,15 @@ def test_data_and_probe_on_an_image_folder_with_split_folders(tmp_path, capsys):
     assert "official splits" in capsys.readouterr().err
     assert main(["data", "--dataset", "ckplus", "--data", str(flat), "--folds", "0"]) == 1
     assert "--folds must be 2 or more" in capsys.readouterr().err
+
+
+def test_full_photo_datasets_without_detect_get_a_warning(tmp_path, capsys):
+    # JAFFE and KDEF are whole head-and-shoulders frames: read without --detect, the number means little
+    for argv in (["evaluate", "--model", "fast"], ["train", "--out", str(tmp_path / "r")]):
+        assert main([*argv, "--dataset", "jaffe", "--data", str(tmp_path)]) == 1  # an empty folder: no images
+        err = capsys.readouterr().err
+        assert "warning: jaffe holds full photos" in err and "--detect mtcnn" in err
+    assert main(["evaluate", "--model", "fast", "--dataset", "jaffe", "--data", str(tmp_path), "--detect", "mtcnn"]) == 1
+    assert "full photos" not in capsys.readouterr().err
+    assert main(["evaluate", "--model", "fast", "--dataset", "ckplus", "--data", str(tmp_path)]) == 1
+    assert "full photos" not in capsys.readouterr().err

@@ -220,10 +220,24 @@ def cmd_data(a: argparse.Namespace) -> int:
     return 0
 
 
+def _warn_whole_frames(a: argparse.Namespace) -> None:
+    """A warning when a dataset of full photos (JAFFE, KDEF) is read without --detect: each whole
+    frame would be shrunk to the network's input, not its face."""
+    from .data.readers import READERS
+
+    cls = READERS.get(str(getattr(a, "dataset", "")).lower())
+    if cls is not None and cls.full_photos and getattr(a, "detect", "none") == "none":
+        print(f"ferkit: warning: {cls.name} holds full photos, not face crops: without --detect each whole "
+              f"frame is shrunk to the network's input, far from the faces it learns from (add --detect mtcnn)",
+              file=sys.stderr)
+
+
 def _train_config(a: argparse.Namespace):
     """The TrainConfig of `ferkit train` (and `ferkit crossval`) arguments."""
     from .data.transforms import AugmentConfig
     from .engine.train import TrainConfig
+
+    _warn_whole_frames(a)
 
     if a.warmup < 0:
         raise FerkitError(f"--warmup must be 0 or more epochs, got {a.warmup}")
@@ -361,6 +375,7 @@ def cmd_evaluate(a: argparse.Namespace) -> int:
     if a.plot and Path(a.plot).suffix.lower() not in PLOT_SUFFIXES:
         raise FerkitError(f"--plot {a.plot}: name an image file ({', '.join(sorted(PLOT_SUFFIXES - {''}))}, or no "
                           f"extension for .png)")
+    _warn_whole_frames(a)
     model = load_model(a.model, device=a.device, backend=a.backend)
     reader = open_dataset(a.dataset, a.data, **_dataset_options(a))
     split = a.split or reader.test_split

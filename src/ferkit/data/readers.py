@@ -392,6 +392,7 @@ class JAFFE(FoldedReader):
     """JAFFE: ``<subject>.<CODE><n>.<id>.tiff`` full frames (palette TIFFs converted to gray)."""
 
     name = "jaffe"
+    full_photos = True
     description = "JAFFE, 256x256 gray full frames, 10 subjects, 7 classes (needs face cropping)"
     layout = "<subject>.<CODE><n>.<id>.tiff"
     classes = L.CANONICAL
@@ -416,6 +417,7 @@ class KDEF(FoldedReader):
     characters 5-6, angle = the rest (``FL HL S HR FR``). ``angles`` keeps only some views."""
 
     name = "kdef"
+    full_photos = True
     description = "KDEF, 70 subjects x 7 expressions x 5 angles x 2 sessions, colour"
     layout = "KDEF/<session>/<AF01AFS>.JPG"
     classes = L.CANONICAL
