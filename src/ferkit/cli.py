@@ -668,7 +668,7 @@ def build_parser() -> argparse.ArgumentParser:
                         "none: images are face crops already (FER2013, FER+, CK+48)")
     g = s.add_argument_group("run")
     g.add_argument("--seed", type=int, default=0)
-    g.add_argument("--device", default="auto", help="auto | cpu | cuda")
+    g.add_argument("--device", default="auto", help="auto (cuda when there is one, else cpu), cpu, cuda or cuda:N")
     g.add_argument("--no-amp", action="store_true", help="disable bfloat16 mixed precision on CUDA")
     g.add_argument("--threads", type=positive_int, help="CPU threads (default: all cores)")
     g.add_argument("--limit", type=int, help="use at most N images per split (quick trials)")
@@ -690,7 +690,7 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--plot", metavar="OUT.png", help="confusion-matrix image (default: next to --json)")
     s.add_argument("--tta", choices=["none", "flip", "tencrop"], default="none", help=TTA_HELP)
     s.add_argument("--batch-size", type=positive_int, default=256)
-    s.add_argument("--device", default="cpu")
+    s.add_argument("--device", default="cpu", help="cpu, cuda, cuda:N or auto (cuda when there is one) (default: cpu)")
     _add_backend_arg(s)
     _add_detect_args(s, "detect the face in each image and classify it aligned, as `ferkit predict` does (the "
                         "highest-scoring face; mtcnn: 5 landmarks, haar: OpenCV's cascade). 'none': images are "
@@ -709,7 +709,7 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("sources", nargs="*", metavar="SOURCE", help="image files, folders or video files")
     s.add_argument("--webcam", type=int, metavar="N", help="read camera N live (a window with boxes, labels, FPS)")
     s.add_argument("--model", default="default", help=MODEL_HELP)
-    s.add_argument("--device", default="cpu", help="cpu or cuda")
+    s.add_argument("--device", default="cpu", help="cpu, cuda, cuda:N or auto (cuda when there is one) (default: cpu)")
     _add_backend_arg(s)
     g = s.add_argument_group("faces")
     g.add_argument("--detector", choices=["mtcnn", "haar", "none"], default="mtcnn",

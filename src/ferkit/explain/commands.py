@@ -131,7 +131,7 @@ def add_explain_parser(sub, fmt) -> None:
                    "the predicted one")
     s.add_argument("--out", metavar="DIR", help="folder for the PNGs and JSON (needed unless --list-layers)")
     s.add_argument("--list-layers", action="store_true", help="list the model's layers with their output shapes")
-    s.add_argument("--device", default="cpu", help="cpu or cuda")
+    s.add_argument("--device", default="cpu", help="cpu, cuda, cuda:N or auto (cuda when there is one) (default: cpu)")
     g = s.add_argument_group("faces")
     g.add_argument("--detector", choices=["mtcnn", "haar", "none"], default="mtcnn",
                    help="mtcnn: 5 landmarks, aligned crops; haar: OpenCV's cascade; none: IMAGE is a face crop")
@@ -171,6 +171,6 @@ def add_au_analysis_parser(sub, fmt, add_dataset_args) -> None:
     s.add_argument("--top-images", type=int, default=24, metavar="N",
                    help="images averaged per map in that picture (the map's strongest activations)")
     s.add_argument("--batch-size", type=positive_int, default=128)
-    s.add_argument("--device", default="cpu", help="cpu or cuda")
+    s.add_argument("--device", default="cpu", help="cpu, cuda, cuda:N or auto (cuda when there is one) (default: cpu)")
     s.add_argument("--no-progress", action="store_true", help="no progress bar")
     s.add_argument("--command-line", default=None, help=argparse.SUPPRESS)
