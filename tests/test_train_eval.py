@@ -322,3 +322,22 @@ def test_evaluation_json_keeps_the_training_of_unshipped_members_only(trained):
     assert list(got) == [str(out)]  # the shipped member's card travels with ferkit already
     assert got[str(out)]["command"] == "test" and got[str(out)]["config"]["seed"] == 0
     assert trained_members("default", load_model("default", backend="torch")) == {}
+
+
+def test_teacher_probabilities_average_the_views_asked_for(folder, tmp_path):
+    from ferkit.api import load_model
+    from ferkit.data import open_dataset
+    from ferkit.engine.train import teacher_probs
+
+    ds = open_dataset("imagefolder", str(folder)).load("train", size=(48, 48), mode="L")
+    fast = load_model("fast", backend="torch")
+    got = {}
+    for tta in ("flip", "tencrop"):
+        cfg = _cfg(folder, tmp_path, teacher="fast", teacher_tta=tta)
+        got[tta] = teacher_probs(cfg, ds, tmp_path, torch.device("cpu"), log=lambda s: None).numpy()
+        want = fast.predict_tensor(ds.images, tta=tta).numpy()[:, [fast.classes.index(c) for c in ds.classes]]
+        assert np.allclose(got[tta], want / want.sum(1, keepdims=True), atol=1e-6)
+        assert json.loads((tmp_path / "teacher.json").read_text())["tta"] == tta  # a cache for flip is not reused
+    assert np.abs(got["flip"] - got["tencrop"]).max() > 1e-3
+    with pytest.raises(FerkitError, match="teacher_tta"):
+        train(_cfg(folder, tmp_path / "bad", teacher="fast", teacher_tta="rotate"), progress=False, log=lambda s: None)

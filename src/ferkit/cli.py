@@ -260,7 +260,7 @@ def _train_config(a: argparse.Namespace):
         threads=a.threads, limit=a.limit, early_stop=a.early_stop, time_budget=a.time_budget, deterministic=not a.nondeterministic,
         select=a.select,
         name=a.name, init=a.init, aux_weight=a.aux_weight, aux_epochs=a.aux_epochs, teacher=a.teacher, kd_weight=a.kd_weight,
-        kd_temperature=a.kd_temperature, detect=a.detect, min_face=a.min_face,
+        kd_temperature=a.kd_temperature, teacher_tta=a.teacher_tta, detect=a.detect, min_face=a.min_face,
         command=_command(a) if a.command is None else a.command,
     )
 
@@ -655,6 +655,9 @@ def build_parser() -> argparse.ArgumentParser:
                    help="with --teacher: loss = (1 - w) * cross-entropy + w * T^2 * KL(teacher || student)")
     g.add_argument("--kd-temperature", type=float, default=2.0, metavar="T",
                    help="with --teacher: the temperature that softens both distributions")
+    g.add_argument("--teacher-tta", choices=["flip", "tencrop"], default="flip",
+                   help="with --teacher: the views of each training image the teacher's probabilities average (its "
+                        "test-time augmentation; tencrop: 5x flip's one-off cost)")
     g = s.add_argument_group("augmentation (one random affine warp + photometric + erasing, per image)")
     g.add_argument("--aug", choices=["default", "none"], default="default")
     g.add_argument("--flip", type=float, help="flip probability (default 0.5)")

@@ -105,6 +105,7 @@ class TrainConfig:
     teacher: str | None = None  #: distil: a model (or ensemble "a+b") whose probabilities the student also learns
     kd_weight: float = 0.5  #: loss = (1 - kd_weight) * cross-entropy + kd_weight * T^2 * KL(teacher || student)
     kd_temperature: float = 2.0  #: T: both distributions are softened by it
+    teacher_tta: str = "flip"  #: the teacher's views of each training image, averaged: "flip" or "tencrop"
     detect: str = "none"  #: none | mtcnn | haar: find and align the face in each image (full photos: JAFFE, KDEF)
     min_face: int = 20  #: with detect: the smallest face searched for, in pixels
     name: str | None = None  #: model name in the card (default: the run folder's name)
@@ -300,7 +301,7 @@ def teacher_probs(cfg: TrainConfig, train_ds: FaceDataset, out: Path, device: to
     from ..api import load_model
 
     meta_path, npy = out / "teacher.json", out / "teacher_probs.npy"
-    meta = {"teacher": cfg.teacher, "n": len(train_ds), "classes": list(train_ds.classes), "tta": "flip"}
+    meta = {"teacher": cfg.teacher, "n": len(train_ds), "classes": list(train_ds.classes), "tta": cfg.teacher_tta}
     if meta_path.exists() and npy.exists() and json.loads(meta_path.read_text()) == meta:
         return torch.from_numpy(np.load(npy, allow_pickle=False))
     teacher = load_model(cfg.teacher, device=str(device))
@@ -310,7 +311,7 @@ def teacher_probs(cfg: TrainConfig, train_ds: FaceDataset, out: Path, device: to
         raise FerkitError(f"--teacher {cfg.teacher}: it has no class {', '.join(missing)} of {cfg.dataset} "
                           f"(its classes: {', '.join(teacher.classes)})")
     t0 = time.time()
-    tp = teacher.predict_tensor(train_ds.images, tta="flip")
+    tp = teacher.predict_tensor(train_ds.images, tta=cfg.teacher_tta)
     probs = torch.zeros(len(train_ds), len(train_ds.classes))  # a class with no training image: probability 0
     for i, c in enumerate(train_ds.classes):
         if c in teacher.classes:
@@ -395,6 +396,8 @@ def _short(m: dict) -> dict:
 
 def check_settings(cfg: TrainConfig) -> None:
     """The settings that need no data: refused with a clear message before the run folder exists."""
+    if cfg.teacher_tta not in ("flip", "tencrop"):
+        raise FerkitError(f"teacher_tta must be 'flip' or 'tencrop', got {cfg.teacher_tta!r}")
     if not 0 <= cfg.kd_weight <= 1 or cfg.kd_temperature <= 0:
         raise FerkitError(f"--kd-weight must be in [0, 1] and --kd-temperature positive (got {cfg.kd_weight}, "
                           f"{cfg.kd_temperature})")
