@@ -55,6 +55,7 @@ def test_data_prints_counts(tmp_path, capsys):
     (["data", "--dataset", "fer2013", "--data", "/nonexistent/fer"], "does not exist"),
     (["data", "--dataset", "affectnet", "--data", "."], "unknown dataset 'affectnet'"),
     (["evaluate", "--model", "no_such_model", "--dataset", "fer2013", "--data", "."], "no model 'no_such_model'"),
+    (["predict", str(EXAMPLE), "--model", str(EXAMPLE)], "an image or video, not a model"),
     (["train", "--model", "vgg99", "--dataset", "fer2013", "--data", "/nonexistent", "--out", "/tmp/x"],
      "unknown architecture 'vgg99'"),
     (["train", "--dataset", "fer2013", "--data", "/nonexistent", "--out", "/tmp/x"], "does not exist"),

@@ -212,6 +212,11 @@ def resolve(name_or_path: str | os.PathLike) -> Path:
     if p.exists():
         if p.suffix in (".pt", ".pth", ".pkl", ".ckpt"):
             raise ModelError(f"{p}: ferkit loads only safetensors weights with a JSON card (never pickles)")
+        from ..io import IMAGE_EXTENSIONS, VIDEO_EXTENSIONS
+
+        if p.suffix.lower() in IMAGE_EXTENSIONS | VIDEO_EXTENSIONS:
+            raise ModelError(f"{p}: an image or video, not a model: give a shipped name, a .safetensors file "
+                             f"with its JSON card, a run folder or an .onnx export")
         return p
     names = [c["name"] for c in shipped()]
     raise ModelError(f"no model {s!r}: not a shipped name ({', '.join(names + list(ALIASES)) or 'none shipped'}), "
