@@ -97,7 +97,7 @@ def kfold_mx(dataset: str) -> list[tuple]:
 
 
 #: distillations into lite_cnn that were not shipped (docs/results/fer2013-lite_cnn-kd-<run>-<split>.json)
-LITE_RUNS = ("t2-150", "vm-150", "t2-250", "t4tc-250")
+LITE_RUNS = ("t2-150", "vm-150", "t2-250", "t4tc-250", "t4s1-250")
 
 VGG2 = {"members": [["vgg_fer", {}]] * 2}  # two vgg_fer runs (seeds 0 and 1), averaged
 
@@ -578,6 +578,8 @@ def targets_summary(best: dict[str, tuple[float, str, float, str, str]]) -> list
                 ep = cmd[cmd.index("--epochs") + 1] if "--epochs" in cmd else "?"
                 views = (f" with its {cmd[cmd.index('--teacher-tta') + 1]} probabilities"
                          if "--teacher-tta" in cmd[:-1] else "")
+                seed = cfg.get("config", {}).get("seed") or 0
+                views += f", seed {seed}," if seed else ""
                 se = round((e["accuracy"] * (1 - e["accuracy"]) * e["n"]) ** 0.5)  # binomial, in faces
                 gap = [round(e["accuracy"] * e["n"] - c["metrics"]["PublicTest"]["accuracy"] * e["n"])
                        for c in lite if e["accuracy"] > c["metrics"]["PublicTest"]["accuracy"]]
