@@ -131,9 +131,10 @@ def main() -> int:
         for w, int8 in [(w, False) for w in widths] + ([(16, "static")] if widths else []):
             label = f"lite_cnn width {w}" + (", static int8" if int8 else "") + " (random weights)"
             path = Path(tmp) / f"lite-w{w}{'-int8' if int8 else ''}.onnx"
-            export_onnx(student(w), path, int8=int8, calibration=faces.numpy() if int8 else None, write_card=False)
+            net = student(w)
+            export_onnx(net, path, int8=int8, calibration=faces.numpy() if int8 else None, write_card=False)
             models[label] = OnnxExpressionModel(path, threads=a.threads)
-            grown[label] = mflops(student(w))
+            grown[label] = mflops(net)
         load0 = os.getloadavg()[0]
         ms = {k: {n: [] for n in (1, 64)} for k in models}
         for _ in range(a.rounds):

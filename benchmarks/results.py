@@ -246,25 +246,23 @@ def measured(dataset: str, source: str | None) -> dict | None:
             if opt in cmd:
                 i = cmd.index(opt)
                 del cmd[i:i + 2]
-        trained, configs, commands = [], [], []  # run-folder members' training; every member's config and command
+        trained, runs = [], []  # training commands of run-folder members (not shipped); every member's training
         model = cmd[cmd.index("--model") + 1]
         members = weights.ALIASES.get(model, model).split("+")
         for member in members:
             card = ROOT / member / "model.json"
             if (weights.SHIPPED_DIR / f"{member}.safetensors").exists():
-                t = json.loads((weights.SHIPPED_DIR / f"{member}.json").read_text())["training"]
-                configs.append(t["config"])
-                commands.append(t["command"])
-            elif card.exists():
+                runs.append(json.loads((weights.SHIPPED_DIR / f"{member}.json").read_text())["training"])
+                continue
+            if card.exists():
                 t = json.loads(card.read_text())["training"]
-                trained.append(f"{member}: `{t['command']}`")
-                configs.append(t["config"])
-                commands.append(t["command"])
             elif member in m.get("members_trained", {}):  # a run folder that stayed on another machine
                 t = m["members_trained"][member]
-                trained.append(f"{member}: `{t['command']}`")
-                configs.append(t["config"])
-                commands.append(t["command"])
+            else:
+                continue
+            trained.append(f"{member}: `{t['command']}`")
+            runs.append(t)
+        configs = [t["config"] for t in runs]
         single = configs[0] if len(members) == 1 and configs else {}
         # labelled by the members' start when they share one, and by their seeds when those differ
         known = len(configs) == len(members)
@@ -275,7 +273,7 @@ def measured(dataset: str, source: str | None) -> dict | None:
                 "text": f"{100 * m['accuracy']:.2f}%",
                 "command": shlex.join(cmd),
                 "trained": "; ".join(trained) or None, "ft": ft, "seeds": seeds,
-                "kd": teacher(single.get("teacher")), "kd_cmd": commands[0] if single else None,
+                "kd": teacher(single.get("teacher")), "kd_cmd": runs[0]["command"] if single else None,
                 "select": single.get("select"), "tta": m.get("tta", "none"),
                 "model": m["model"],
                 "short": ((model if model in weights.ALIASES else "+".join(x.removeprefix("runs/")
@@ -573,18 +571,12 @@ def targets_summary(best: dict[str, tuple[float, str, float, str, str]]) -> list
             if f.exists():
                 e = json.loads(f.read_text())
                 cfg = next(iter(e.get("members_trained", {}).values()), {})
-                cmd = shlex.split(cfg.get("command") or "")
-                t = cmd[cmd.index("--kd-temperature") + 1] if "--kd-temperature" in cmd else "2 (the default)"
-                ep = cmd[cmd.index("--epochs") + 1] if "--epochs" in cmd else "?"
-                views = (f" with its {cmd[cmd.index('--teacher-tta') + 1]} probabilities"
-                         if "--teacher-tta" in cmd[:-1] else "")
                 seed = cfg.get("config", {}).get("seed") or 0
-                views += f", seed {seed}," if seed else ""
                 se = round((e["accuracy"] * (1 - e["accuracy"]) * e["n"]) ** 0.5)  # binomial, in faces
                 gap = [round(e["accuracy"] * e["n"] - c["metrics"]["PublicTest"]["accuracy"] * e["n"])
                        for c in lite if e["accuracy"] > c["metrics"]["PublicTest"]["accuracy"]]
-                tried.append(f"from `{cfg.get('config', {}).get('teacher')}`{views} at temperature {t} for {ep} "
-                             f"epochs {100 * e['accuracy']:.2f}%" + (
+                tried.append(f"from `{cfg.get('config', {}).get('teacher')}`" + (f", seed {seed}" if seed else "")
+                             + f"{kd_setting(cfg.get('command'))} {100 * e['accuracy']:.2f}%" + (
                                  f" ({gap[0]} faces more than the shipped one, well inside one standard error of "
                                  f"an accuracy measured on {e['n']:,} faces ({se} faces): not worth a new `fast` "
                                  f"and its re-measured benchmarks)" if gap and gap[0] < se else ""))

@@ -104,11 +104,11 @@ class Reader:
     aliases: dict[str, str] = {}
     train_split: str | None = None
     val_split: str | None = None  #: None: the trainer holds out part of ``train_split``
-    #: images are whole photos (head and shoulders, not face crops): train / evaluate with a face detector
-    full_photos: ClassVar[bool] = False
     test_split: str | None = None
     classes: tuple[str, ...] = ()
     takes_file = False  #: True when ``root`` may be a file (fer2013.csv)
+    #: images are whole photos (head and shoulders, not face crops): train / evaluate with a face detector
+    full_photos: ClassVar[bool] = False
 
     def __init__(self, root: str | os.PathLike, *, skip_bad: bool = False) -> None:
         self.root = Path(root).expanduser()
