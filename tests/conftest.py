@@ -185,3 +185,16 @@ def moving_video(path: Path, n: int = 24, fps: float = 12.0, size: tuple[int, in
         wr.write(cv2.warpAffine(img, m, (w, h), borderMode=cv2.BORDER_CONSTANT, borderValue=(40, 40, 40)))
     wr.release()
     return path
+
+
+def damage_mjpeg_frames(path: Path, frames: tuple[int, ...]) -> Path:
+    """Zero the second half of the JPEG data of the given frames of an MJPEG AVI (their headers
+    and end markers kept): FFmpeg still decodes them, with errors, to half a picture."""
+    data = bytearray(path.read_bytes())
+    starts = [i for i in range(len(data) - 2) if data[i:i + 3] == b"\xff\xd8\xff"]
+    for k in frames:
+        a, b = starts[k], (starts[k + 1] if k + 1 < len(starts) else len(data))
+        end = data.rindex(b"\xff\xd9", a, b)
+        data[a + (end - a) // 2:end] = bytes(end - a - (end - a) // 2)
+    path.write_bytes(bytes(data))
+    return path

@@ -122,7 +122,7 @@ def test_links_pipes_and_unlistable_folders(tmp_path):
     bad: list = []
     files, skipped = fio.folder_files(tmp_path, bad)
     assert files == [tmp_path / "a.png"] and skipped == [(str(tmp_path / "notes.txt"), "not an image file")]
-    assert bad == [(str(tmp_path / "dangling.jpg"), "a broken or looping link"),
+    assert [f[:2] for f in bad] == [(str(tmp_path / "dangling.jpg"), "a broken or looping link"),
                    (str(tmp_path / "pipe.jpg"), "not a regular file (a pipe, socket or device)")]
     if os.geteuid() != 0:  # root lists any folder
         locked = tmp_path / "locked"
@@ -130,7 +130,7 @@ def test_links_pipes_and_unlistable_folders(tmp_path):
         try:
             bad = []
             fio.folder_files(tmp_path, bad)
-            assert (str(locked), "cannot list this folder (Permission denied)") in bad
+            assert (str(locked), "cannot list this folder (Permission denied)") in [f[:2] for f in bad]
         finally:
             locked.chmod(0o700)
 
@@ -244,8 +244,40 @@ def test_float_images_with_nan_are_refused_and_the_limit_is_ferkits(tmp_path, mo
 def test_frame_failures_are_grouped_by_runs():
     errs = [(3, "unreadable frame (skipped)")] + [(i, "unreadable frame (skipped)") for i in range(21, 40)] + \
         [(40, "odd size"), (42, "odd size")]
-    assert fio.frame_failures("clip.avi", errs) == [
-        ("clip.avi frame 3", "unreadable frame (skipped)"),
-        ("clip.avi frames 21-39", "19 frames: unreadable frame (skipped)"),
-        ("clip.avi frame 40", "odd size"), ("clip.avi frame 42", "odd size")]
+    got = fio.frame_failures("clip.avi", errs)
+    # the source is the file's path (as in the frames' results), the run in `frames`
+    assert got == [("clip.avi", "unreadable frame (skipped)", (3, 3)),
+                   ("clip.avi", "unreadable frame (skipped)", (21, 39)),
+                   ("clip.avi", "odd size", (40, 40)), ("clip.avi", "odd size", (42, 42))]
+    assert [f.where for f in got] == ["clip.avi frame 3", "clip.avi frames 21-39 (19 frames)",
+                                      "clip.avi frame 40", "clip.avi frame 42"]
     assert fio.frame_failures("clip.avi", []) == []
+
+
+def test_a_frame_the_decoder_reports_errors_in_is_skipped_and_listed(tmp_path, capfd):
+    from conftest import damage_mjpeg_frames, moving_video
+
+    clip = damage_mjpeg_frames(moving_video(tmp_path / "clip.avi", n=8, size=(160, 120)), (3, 4))
+    with fio.VideoReader(clip) as reader:
+        got = [i for i, _, _ in reader]
+    assert got == [0, 1, 2, 5, 6, 7]
+    assert reader.errors == [(3, reader.DAMAGED), (4, reader.DAMAGED)]
+    assert fio.frame_failures(str(clip), reader.errors)[0].where == f"{clip} frames 3-4 (2 frames)"
+    out = capfd.readouterr()
+    assert "FFMPEG" not in out.out + out.err  # FFmpeg's own lines are caught, not shown
+    with fio.VideoReader(moving_video(tmp_path / "good.avi", n=5, size=(160, 120))) as reader:
+        assert len(list(reader)) == 5 and reader.errors == []  # an intact file loses nothing
+
+
+def test_the_decoder_message_catcher_passes_other_output_on(capfd):
+    catcher = fio.DecoderMessages()
+    catcher.echo_ffmpeg = False
+    import os
+
+    with catcher.catch() as said:
+        os.write(1, b"[OPENCV:FFMPEG:16] bad vlc\nplain line\n")
+        os.write(2, b"[OPENCV:FFMPEG:24] a warning\nto stderr\n")
+    catcher.close()
+    assert said == [(16, "bad vlc"), (24, "a warning")]
+    out = capfd.readouterr()
+    assert out.out == "plain line\n" and out.err == "to stderr\n"

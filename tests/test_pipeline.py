@@ -96,7 +96,7 @@ def test_folder_carries_on_past_junk(rec, tmp_path):
     res = rec.predict(d)
     assert isinstance(res, Results) and [r.source.rsplit("/", 1)[-1] for r in res] == ["a.png", "b.jpg"]
     assert all(len(r.faces) == 1 for r in res)
-    failed = dict(res.failed)
+    failed = {f.source: f.error for f in res.failed}
     assert set(failed) == {str(d / "c.jpg")}  # an image by its name that cannot be read: a failure
     assert "corrupt" in failed[str(d / "c.jpg")] or "not an image" in failed[str(d / "c.jpg")]
     assert res.ignored == [(str(d / "readme.txt"), "not an image file")]  # listed, not a failure

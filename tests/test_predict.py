@@ -17,7 +17,7 @@ from PIL import Image
 
 import ferkit
 from ferkit.cli import main
-from ferkit.io import frame_failures
+from ferkit.io import VideoReader, frame_failures
 from ferkit.results import Result, Results, write_csv
 
 
@@ -89,6 +89,8 @@ def test_a_folder_of_odd_inputs_reports_bad_ones_and_reads_the_rest(odd_inputs, 
     assert set(by) == read | {"empty.png", "not_an_image.jpg", "truncated.jpg"} and len(rows) == 9
     for name in ("good.png", "sixteen_bit.png", "rgba.png", "cmyk.jpg", "palette.gif"):
         assert by[name]["label"] == "happy" and by[name]["error"] == "", name
+        assert by[name]["face"] == "1", name  # counted from 1, as the console's "face 1 at ..." line
+    assert "face 1 at (" in cap.out
     assert by["one_pixel.png"]["label"] == "" and by["one_pixel.png"]["face"] == ""  # no face: an empty row
     assert by["empty.png"]["error"] == "empty file (0 bytes)" and by["empty.png"]["label"] == ""
     assert by["truncated.jpg"]["error"].startswith("corrupt or truncated image")
@@ -174,18 +176,36 @@ def test_broken_and_empty_videos_fail_clearly_and_the_batch_goes_on(tmp_path, ca
     assert all(r["label"] == "" for r in rows if r["error"])
 
 
+def test_a_video_with_damaged_frames_reports_them_beside_the_frames_read(tmp_path, capfd):
+    from conftest import damage_mjpeg_frames
+
+    clip = damage_mjpeg_frames(moving_video(tmp_path / "clip.avi", n=6, size=(320, 240)), (2,))
+    code = main(["predict", str(clip), "--quiet", "--csv", str(tmp_path / "r.csv"), "--json", str(tmp_path / "r.json")])
+    cap = capfd.readouterr()
+    assert code == 1 and "Traceback" not in cap.err and "FFMPEG" not in cap.out + cap.err
+    assert f"{clip} frame 2: damaged frame: the decoder reported errors in it (skipped)" in cap.err
+    rows = list(csv.DictReader(open(tmp_path / "r.csv")))
+    assert all(r["source"] == str(clip) for r in rows)  # one source column: the file's path
+    assert [r["frame"] for r in rows if not r["error"]] == ["0", "1", "3", "4", "5"]
+    assert all(r["label"] == "happy" for r in rows if not r["error"])
+    assert [(r["frame"], r["error"]) for r in rows if r["error"]] == [("2", "frame 2: " + VideoReader.DAMAGED)]
+    lost = [e for e in json.loads((tmp_path / "r.json").read_text()) if "error" in e]
+    assert lost == [{"source": str(clip), "frames": [2, 2], "error": VideoReader.DAMAGED, "faces": []}]
+
+
 def test_results_of_a_video_list_its_lost_frames_in_json_and_csv():
     res = Results([Result("clip.avi", 64, 48, frame=0, time=0.0)], source="clip.avi",
                   failed=frame_failures("clip.avi", [(i, "unreadable frame (skipped)") for i in (1, 2, 3)]))
-    assert res.to_dict()[1] == {"source": "clip.avi frames 1-3", "error": "3 frames: unreadable frame (skipped)",
+    assert res.to_dict()[1] == {"source": "clip.avi", "frames": [1, 3], "error": "unreadable frame (skipped)",
                                 "faces": []}
     rows = res.to_records(empty_row=True)
-    assert rows[1] == {"source": "clip.avi frames 1-3", "error": "3 frames: unreadable frame (skipped)"}
+    assert rows[1] == {"source": "clip.avi", "frame": 1, "error": "frames 1-3 (3 frames): unreadable frame (skipped)"}
     assert len(res.to_records()) == 0  # rows of faces only: no face, no failure row
     buf = io.StringIO()
     write_csv(rows, buf, ferkit.CANONICAL)
     lines = buf.getvalue().splitlines()
-    assert lines[0].endswith(",error") and lines[2].endswith(",3 frames: unreadable frame (skipped)")
+    assert lines[0].endswith(",error") and lines[2].startswith("clip.avi,1,")
+    assert lines[2].endswith(",frames 1-3 (3 frames): unreadable frame (skipped)")
 
 
 def test_webcam_without_display_or_camera_is_a_clear_error(monkeypatch, capsys):

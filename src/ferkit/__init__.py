@@ -11,9 +11,11 @@
 import os as _os
 
 # FFmpeg (under OpenCV's video reader) prints its own lines for broken videos ("moov atom not
-# found", "overread"); ferkit reports each such source or frame itself, in one line. Set
-# OPENCV_FFMPEG_LOGLEVEL yourself (e.g. 24, warnings) to see FFmpeg's words again.
-_os.environ.setdefault("OPENCV_FFMPEG_LOGLEVEL", "-8")
+# found", "bad vlc"); ferkit catches them (errors only, level 16), skips the frames they concern
+# and reports each such source or frame itself, in one line. Set OPENCV_FFMPEG_LOGLEVEL yourself
+# (e.g. 24, warnings) to see FFmpeg's words as well.
+FFMPEG_LOG_SET_BY_USER = "OPENCV_FFMPEG_LOGLEVEL" in _os.environ
+_os.environ.setdefault("OPENCV_FFMPEG_LOGLEVEL", "16")
 
 from .api import ExpressionModel, Prediction, load_model  # noqa: E402
 from .errors import DatasetError, FerkitError, ImageDecodeError, ModelError  # noqa: E402

@@ -8,14 +8,19 @@ from __future__ import annotations
 
 import io as _io
 import os
+import re
+import sys
+import tempfile
+import threading
 import warnings
+from contextlib import contextmanager
 from pathlib import Path
-from typing import Union
+from typing import Iterator, Union
 
 import numpy as np
 from PIL import Image, ImageOps, UnidentifiedImageError
 
-from .errors import ImageDecodeError
+from .errors import Failure, ImageDecodeError
 
 #: Images with more pixels than this are refused (a 12k x 12k photo is ~144 MP).
 MAX_PIXELS = 150_000_000
@@ -267,16 +272,16 @@ def is_video_file(path: Union[str, os.PathLike]) -> bool:
 
 
 def folder_files(folder: Union[str, os.PathLike],
-                 unreadable: list[tuple[str, str]] | None = None) -> tuple[list[Path], list[tuple[str, str]]]:
+                 unreadable: list[Failure] | None = None) -> tuple[list[Path], list[tuple[str, str]]]:
     """Image files under ``folder`` (recursive, sorted; by extension) and the other files with the
     reason each is left out (hidden files and folders are not listed). What cannot be read at all
     (a subfolder without permission, an image name that is a broken link, a pipe or a device) is
-    appended to ``unreadable`` as ``(path, reason)`` when given: a failure, not a skip."""
+    appended to ``unreadable`` as a :class:`Failure` when given: a failure, not a skip."""
     files, skipped = [], []
 
     def cannot_list(e: OSError) -> None:
         if unreadable is not None:
-            unreadable.append((str(e.filename or folder), f"cannot list this folder ({e.strerror or e})"))
+            unreadable.append(Failure(str(e.filename or folder), f"cannot list this folder ({e.strerror or e})"))
 
     for top, dirs, names in os.walk(folder, onerror=cannot_list):
         dirs[:] = sorted(d for d in dirs if not d.startswith("."))
@@ -286,8 +291,8 @@ def folder_files(folder: Union[str, os.PathLike],
                 continue
             if not f.is_file():
                 if is_image_file(f) and unreadable is not None:
-                    unreadable.append((str(f), "a broken or looping link" if f.is_symlink() and not f.exists()
-                                       else "not a regular file (a pipe, socket or device)"))
+                    unreadable.append(Failure(str(f), "a broken or looping link" if f.is_symlink() and not f.exists()
+                                              else "not a regular file (a pipe, socket or device)"))
                 continue
             if is_image_file(f):
                 files.append(f)
@@ -297,21 +302,106 @@ def folder_files(folder: Union[str, os.PathLike],
     return sorted(files), sorted(skipped)
 
 
-def frame_failures(name: str, errors: list[tuple[int, str]]) -> list[tuple[str, str]]:
+def frame_failures(name: str, errors: list[tuple[int, str]]) -> list[Failure]:
     """A video's per-frame errors ``(index, reason)`` as failures to report, a run of consecutive
-    frames with the same reason in one line: ``("clip.mp4 frames 21-39", "19 frames: unreadable
-    frame (skipped)")`` (a video cut short is one line, not one per lost frame)."""
-    out: list[tuple[str, str]] = []
+    frames with the same reason in one entry: ``Failure("clip.mp4", "unreadable frame (skipped)",
+    (21, 39))`` (a video cut short is one entry, not one per lost frame)."""
+    out: list[Failure] = []
     i = 0
     while i < len(errors):
         j = i
         while j + 1 < len(errors) and errors[j + 1][0] == errors[j][0] + 1 and errors[j + 1][1] == errors[i][1]:
             j += 1
         a, b = errors[i][0], errors[j][0]
-        out.append((f"{name} frame {a}", errors[i][1]) if a == b else
-                   (f"{name} frames {a}-{b}", f"{b - a + 1} frames: {errors[i][1]}"))
+        out.append(Failure(name, errors[i][1], (a, b)))
         i = j + 1
     return out
+
+
+# FFmpeg (under OpenCV) prints "[OPENCV:FFMPEG:<level>] ..." on the process's stdout for what
+# goes wrong while it decodes; OpenCV reports a frame decoded with errors (a concealed, partly
+# grey or stale picture) as read. ferkit catches those lines around each read (ferkit/__init__
+# sets OPENCV_FFMPEG_LOGLEVEL to errors, 16, unless you set it) and skips such frames.
+_FFMPEG_LINE = re.compile(rb"\[OPENCV:FFMPEG:(-?\d+)\] ?([^\n]*)\n?")
+_CATCH_LOCK = threading.Lock()
+
+
+def _fflush_c() -> None:
+    """Flush C's stdio buffers (FFmpeg's lines go through printf) into the redirected files."""
+    try:
+        import ctypes
+
+        ctypes.CDLL(None).fflush(None)
+    except Exception:  # pragma: no cover - no libc by that name (Windows)
+        pass
+
+
+class DecoderMessages:
+    """What FFmpeg says while OpenCV opens a video or decodes a frame, caught at the file
+    descriptors (FFmpeg writes there, not through Python). ``with catcher.catch() as said:``
+    leaves in ``said`` the ``(level, text)`` of each FFmpeg line printed meanwhile; anything else
+    printed meanwhile (another thread's output) is passed on to where it was going, as are
+    FFmpeg's lines when the user set ``OPENCV_FFMPEG_LOGLEVEL`` to see them."""
+
+    def __init__(self) -> None:
+        self._files = [tempfile.TemporaryFile(), tempfile.TemporaryFile()]  # stdout, stderr
+        self._pos = [0, 0]
+        from . import FFMPEG_LOG_SET_BY_USER
+
+        self.echo_ffmpeg = FFMPEG_LOG_SET_BY_USER
+
+    @contextmanager
+    def catch(self) -> Iterator[list[tuple[int, str]]]:
+        said: list[tuple[int, str]] = []
+        with _CATCH_LOCK:
+            try:
+                for stream in (sys.stdout, sys.stderr):
+                    if stream is not None:
+                        stream.flush()
+                saved = [os.dup(1), os.dup(2)]
+            except (OSError, ValueError):  # no stdout/stderr descriptors (a daemon): nothing to catch
+                yield said
+                return
+            try:
+                os.dup2(self._files[0].fileno(), 1)
+                os.dup2(self._files[1].fileno(), 2)
+                yield said
+            finally:
+                _fflush_c()
+                os.dup2(saved[0], 1)
+                os.dup2(saved[1], 2)
+                for i, fd in enumerate(saved):
+                    text = self._new_bytes(i)
+                    if text:
+                        self._sort(text, fd, said)
+                    os.close(fd)
+
+    def _new_bytes(self, i: int) -> bytes:
+        f = self._files[i]
+        end = os.fstat(f.fileno()).st_size
+        if end == self._pos[i]:
+            return b""
+        f.seek(self._pos[i])
+        data = f.read(end - self._pos[i])
+        self._pos[i] = end
+        if end > 1 << 20:  # keep the scratch files small on a long video
+            f.seek(0)
+            f.truncate()
+            self._pos[i] = 0
+        return data
+
+    def _sort(self, text: bytes, fd: int, said: list[tuple[int, str]]) -> None:
+        rest = text
+        for m in _FFMPEG_LINE.finditer(text):
+            said.append((int(m.group(1)), m.group(2).decode("utf-8", "replace").strip()))
+        if not self.echo_ffmpeg:
+            rest = _FFMPEG_LINE.sub(b"", text)
+        if rest:
+            os.write(fd, rest)
+
+    def close(self) -> None:
+        for f in self._files:
+            f.close()
 
 
 class VideoReader:
@@ -319,14 +409,18 @@ class VideoReader:
 
     Iterating yields ``(index, time_s, rgb)``. Unreadable frames in the middle of a file are
     skipped and listed in :attr:`errors` (up to 50 in a row; after that the file is taken to
-    end there); a file with no readable frame raises :class:`ImageDecodeError`.
+    end there), as are frames of a file the decoder reports errors in (it would hand over a
+    concealed picture, parts grey or of an earlier frame); a file with no readable frame raises
+    :class:`ImageDecodeError`.
     """
 
     MAX_BAD_RUN = 50
+    DAMAGED = "damaged frame: the decoder reported errors in it (skipped)"
 
     def __init__(self, source: Union[str, os.PathLike, int], name: str | None = None) -> None:
         import cv2
 
+        self._said: DecoderMessages | None = None
         self.is_camera = isinstance(source, int)
         if self.is_camera and source < 0:  # OpenCV's V4L2 backend crashes (segfault) on "any camera" (-1)
             raise ImageDecodeError(f"camera index must be 0 or more, got {source}")
@@ -346,8 +440,14 @@ class VideoReader:
             finally:
                 cv2.utils.logging.setLogLevel(level)
         else:
-            self.cap = cv2.VideoCapture(str(source))
+            self._said = DecoderMessages()
+            with self._said.catch():  # FFmpeg's words on a broken file: ferkit says it in one line below
+                # one decoding thread: FFmpeg's errors then come while the frame they concern is read
+                self.cap = cv2.VideoCapture(str(source), cv2.CAP_FFMPEG, [cv2.CAP_PROP_N_THREADS, 1])
+                if not self.cap.isOpened():  # not for FFmpeg: OpenCV's other readers (an image sequence)
+                    self.cap = cv2.VideoCapture(str(source))
         if not self.cap.isOpened():
+            self.close()
             if self.is_camera:
                 raise ImageDecodeError(f"no camera at index {source}: none is connected, or this user may not open "
                                        f"/dev/video{source}")
@@ -365,7 +465,17 @@ class VideoReader:
 
         idx, bad = 0, 0
         while True:
-            ok, frame = self.cap.read()
+            if self._said is not None:
+                with self._said.catch() as said:
+                    ok, frame = self.cap.read()
+                if ok and frame is not None and any(level <= 16 for level, _ in said):
+                    # decoded with errors: OpenCV gives the concealed picture (parts grey or of an
+                    # earlier frame) as if read; its expression would be read from a broken face
+                    self.errors.append((idx, self.DAMAGED))
+                    idx += 1
+                    continue
+            else:
+                ok, frame = self.cap.read()
             if not ok or frame is None or frame.size == 0:
                 if self.is_camera:
                     if self.frames_read == 0:
@@ -386,10 +496,16 @@ class VideoReader:
             yield idx, idx / self.fps, frame
             idx += 1
         if self.frames_read == 0:
+            if self.errors and all(why == self.DAMAGED for _, why in self.errors):
+                raise ImageDecodeError(f"{self.name}: the decoder reported errors in every frame "
+                                       f"({len(self.errors)}): the video is damaged")
             raise ImageDecodeError(f"{self.name}: the video holds no readable frame")
 
     def close(self) -> None:
         self.cap.release()
+        if self._said is not None:
+            self._said.close()
+            self._said = None
 
     def __enter__(self):
         return self

@@ -31,7 +31,7 @@ import torch
 from PIL import Image
 
 from .api import ExpressionModel, load_model
-from .errors import FerkitError
+from .errors import Failure, FerkitError
 from .faces import Detection, Detector, align, create_detector, crop_box
 from .io import VideoReader, folder_files, frame_failures, is_video_file, read_image
 from .results import FaceResult, Result, Results
@@ -259,9 +259,9 @@ class Recognizer:
             return self.analyze(source)
         keep = bool(keep_images)
         if kind == "folder":
-            unreadable: list[tuple[str, str]] = []
+            unreadable: list[Failure] = []
             files, ignored = folder_files(source, unreadable)
-            failed = unreadable + ([] if files else [(str(source), "folder holds no image files")])
+            failed = unreadable + ([] if files else [Failure(str(source), "folder holds no image files")])
             res = Results(failed=failed, source=str(source), ignored=ignored)
             it = files
             if progress:
@@ -272,7 +272,7 @@ class Recognizer:
                 try:
                     res.append(self.analyze(f, keep_image=keep))
                 except FerkitError as e:
-                    res.failed.append((str(f), _reason(e, str(f))))
+                    res.failed.append(Failure(str(f), _reason(e, str(f))))
             return res
         reader = VideoReader(source)
         res = Results(source=reader.name, fps=reader.fps)

@@ -26,7 +26,7 @@ from pathlib import Path
 
 from tqdm.auto import tqdm
 
-from .errors import FerkitError
+from .errors import Failure, FerkitError
 from .io import VideoReader, VideoWriter, check_out_folder, check_writable, frame_failures
 from .pipeline import Recognizer, _reason, folder_files, source_kind
 from .results import Result, Results, draw, failure_dict, failure_record, plot_timeline, write_csv
@@ -262,10 +262,10 @@ def predict_cli(a: argparse.Namespace) -> int:
     used_stems: set[Path] = set()
     if out:
         out.mkdir(parents=True, exist_ok=True)
-    failed: list[tuple[str, str]] = []
+    failed: list[Failure] = []
     ignored: list[tuple[str, str]] = []  # files in folders that are not images: listed, not failures
     # results and failures in the order met, for --json and --csv (a failure is an entry too)
-    entries: list[Result | tuple[str, str]] = []
+    entries: list[Result | Failure] = []
     seen = 0
 
     def note(r: Result | None = None) -> None:
@@ -284,17 +284,17 @@ def predict_cli(a: argparse.Namespace) -> int:
         try:
             kind = source_kind(src) if isinstance(src, int) or Path(src).exists() else "missing"
         except FerkitError as e:
-            failed.append((str(src), str(e)))
+            failed.append(Failure(str(src), str(e)))
             continue
         if kind == "missing":
-            failed.append((str(src), "a broken or looping link" if Path(src).is_symlink()
+            failed.append(Failure(str(src), "a broken or looping link" if Path(src).is_symlink()
                            else "no such file or folder"))
             continue
         if kind in ("video", "webcam"):
             try:
                 res = run_video(rec, src, a, out)
             except FerkitError as e:
-                failed.append((str(src), _reason(e, str(src))))
+                failed.append(Failure(str(src), _reason(e, str(src))))
                 continue
             for r in res:
                 note(r)
@@ -304,7 +304,7 @@ def predict_cli(a: argparse.Namespace) -> int:
             files, skipped = folder_files(src, failed)
             ignored.extend(skipped)
             if not files:
-                failed.append((str(src), "folder holds no image files"))
+                failed.append(Failure(str(src), "folder holds no image files"))
             root = Path(src)
         else:
             files, root = [Path(src)], None
@@ -314,7 +314,7 @@ def predict_cli(a: argparse.Namespace) -> int:
             try:
                 r = rec.analyze(f)
             except FerkitError as e:
-                failed.append((str(f), _reason(e, str(f))))
+                failed.append(Failure(str(f), _reason(e, str(f))))
                 continue
             n_images += 1
             if not a.quiet:
@@ -354,7 +354,7 @@ def predict_cli(a: argparse.Namespace) -> int:
             print(f"  ... and {len(ignored) - 20} more", file=sys.stderr)
     if failed:
         print(f"\n{len(failed)} source(s) failed:", file=sys.stderr)
-        for s, why in failed:
-            print(f"  {s}: {why}", file=sys.stderr)
+        for f in failed:
+            print(f"  {f.where}: {f.error}", file=sys.stderr)
         return 1
     return 0

@@ -22,6 +22,8 @@ from typing import Any
 import cv2
 import numpy as np
 
+from .errors import Failure
+
 # one colour per canonical class (RGB), so a label reads the same in every picture
 CLASS_COLOURS = {
     "angry": (230, 57, 70), "disgust": (106, 153, 78), "fear": (157, 78, 221), "happy": (255, 190, 11),
@@ -85,13 +87,14 @@ class Result:
         return json.dumps(self.to_dict(), indent=indent)
 
     def to_records(self, empty_row: bool = False) -> list[dict[str, Any]]:
-        """One flat row per face (the CSV rows): source, frame, time, face, track_id, x, y, w, h,
+        """One flat row per face (the CSV rows): source, frame, time, face (1, 2, ... in the
+        order of ``faces``), track_id, x, y, w, h,
         score, label, confidence, then one column per class. ``empty_row``: an image or frame
         without faces still gives one row (face fields empty), so that no input goes unlisted."""
         if not self.faces and empty_row:
             return [{"source": self.source, "frame": self.frame, "time": self.time}]
         rows = []
-        for i, f in enumerate(self.faces):
+        for i, f in enumerate(self.faces, 1):  # face 1, 2, ... as the console and `ferkit explain` count
             x, y, w, h = f.box
             row: dict[str, Any] = {"source": self.source, "frame": self.frame, "time": self.time, "face": i,
                                    "track_id": f.track_id, "x": x, "y": y, "w": w, "h": h,
@@ -143,10 +146,11 @@ class Result:
 class Results(list):
     """Results of a folder or a video: a list of :class:`Result` plus what could not be read."""
 
-    def __init__(self, items=(), failed: list[tuple[str, str]] | None = None, source: str = "",
+    def __init__(self, items=(), failed: list[tuple[str, str]] | list[Failure] | None = None, source: str = "",
                  fps: float | None = None, ignored: list[tuple[str, str]] | None = None) -> None:
         super().__init__(items)
-        self.failed: list[tuple[str, str]] = failed or []  #: (source, reason) of each unreadable input
+        #: a :class:`~ferkit.errors.Failure` (source, reason, frames) per unreadable input or run of lost frames
+        self.failed: list[Failure] = [Failure(*f) for f in failed or []]
         #: (file, reason) of each file of a folder left out because it is no image by its name (a
         #: notes.txt, a video): listed, but not failures
         self.ignored: list[tuple[str, str]] = list(ignored or [])
@@ -156,7 +160,7 @@ class Results(list):
     def to_dict(self) -> list[dict[str, Any]]:
         """Each result's dict, then one ``{"source", "error", "faces": []}`` per failure (nothing
         read is left out of the file, and nothing that could not be read either)."""
-        return [r.to_dict() for r in self] + [failure_dict(s, why) for s, why in self.failed]
+        return [r.to_dict() for r in self] + [failure_dict(*f) for f in self.failed]
 
     def to_json(self, indent: int | None = 2) -> str:
         return json.dumps(self.to_dict(), indent=indent)
@@ -165,17 +169,25 @@ class Results(list):
         """The rows of every result; with ``empty_row`` (no input unlisted) also one row per
         failure, its reason in the ``error`` column."""
         rows = [row for r in self for row in r.to_records(empty_row)]
-        return rows + [failure_record(s, why) for s, why in self.failed] if empty_row else rows
+        return rows + [failure_record(*f) for f in self.failed] if empty_row else rows
 
 
-def failure_dict(source: str, why: str) -> dict[str, Any]:
-    """A source that could not be read, as an entry of ``predict --json`` (beside the results)."""
-    return {"source": source, "error": why, "faces": []}
+def failure_dict(source: str, why: str, frames: tuple[int, int] | None = None) -> dict[str, Any]:
+    """A source that could not be read, as an entry of ``predict --json`` (beside the results);
+    a video's lost frames add ``"frames": [first, last]``."""
+    d: dict[str, Any] = {"source": source}
+    if frames is not None:
+        d["frames"] = list(frames)
+    d.update({"error": why, "faces": []})
+    return d
 
 
-def failure_record(source: str, why: str) -> dict[str, Any]:
-    """A source that could not be read, as a ``predict --csv`` row (only ``source`` and ``error``)."""
-    return {"source": source, "error": why}
+def failure_record(source: str, why: str, frames: tuple[int, int] | None = None) -> dict[str, Any]:
+    """A source that could not be read, as a ``predict --csv`` row (``source`` and ``error``); a
+    video's lost frames put the run's first frame in ``frame`` and the run in the message."""
+    if frames is None:
+        return {"source": source, "error": why}
+    return {"source": source, "frame": frames[0], "error": f"{Failure(source, why, frames).span}: {why}"}
 
 
 def write_csv(rows: list[dict[str, Any]], path_or_file, classes: tuple[str, ...] | list[str]) -> None:
