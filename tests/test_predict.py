@@ -183,9 +183,11 @@ def test_a_video_with_damaged_frames_reports_them_beside_the_frames_read(tmp_pat
     code = main(["predict", str(clip), "--quiet", "--csv", str(tmp_path / "r.csv"), "--json", str(tmp_path / "r.json")])
     cap = capfd.readouterr()
     assert code == 1 and "Traceback" not in cap.err and "FFMPEG" not in cap.out + cap.err
-    assert f"{clip} frame 2: damaged frame: the decoder reported errors in it (skipped)" in cap.err
-    rows = list(csv.DictReader(open(tmp_path / "r.csv")))
+    assert f"1 video frame(s) skipped in 1 file(s):\n  {clip} frame 2: {VideoReader.DAMAGED}" in cap.err
+    with open(tmp_path / "r.csv") as fh:
+        rows = list(csv.DictReader(fh))
     assert all(r["source"] == str(clip) for r in rows)  # one source column: the file's path
+    assert [r["frame"] for r in rows] == ["0", "1", "2", "3", "4", "5"]  # the lost frame where it was
     assert [r["frame"] for r in rows if not r["error"]] == ["0", "1", "3", "4", "5"]
     assert all(r["label"] == "happy" for r in rows if not r["error"])
     assert [(r["frame"], r["error"]) for r in rows if r["error"]] == [("2", "frame 2: " + VideoReader.DAMAGED)]
@@ -194,8 +196,10 @@ def test_a_video_with_damaged_frames_reports_them_beside_the_frames_read(tmp_pat
 
 
 def test_results_of_a_video_list_its_lost_frames_in_json_and_csv():
-    res = Results([Result("clip.avi", 64, 48, frame=0, time=0.0)], source="clip.avi",
+    res = Results([Result("clip.avi", 64, 48, frame=0, time=0.0), Result("clip.avi", 64, 48, frame=5, time=0.5)],
+                  source="clip.avi",
                   failed=frame_failures("clip.avi", [(i, "unreadable frame (skipped)") for i in (1, 2, 3)]))
+    assert [d.get("frame", d.get("frames")) for d in res.to_dict()] == [0, [1, 3], 5]  # in the video's order
     assert res.to_dict()[1] == {"source": "clip.avi", "frames": [1, 3], "error": "unreadable frame (skipped)",
                                 "faces": []}
     rows = res.to_records(empty_row=True)

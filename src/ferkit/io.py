@@ -415,7 +415,7 @@ class VideoReader:
     """
 
     MAX_BAD_RUN = 50
-    DAMAGED = "damaged frame: the decoder reported errors in it (skipped)"
+    DAMAGED = "damaged: the decoder reported errors (skipped)"
 
     def __init__(self, source: Union[str, os.PathLike, int], name: str | None = None) -> None:
         import cv2

@@ -296,9 +296,10 @@ def predict_cli(a: argparse.Namespace) -> int:
             except FerkitError as e:
                 failed.append(Failure(str(src), _reason(e, str(src))))
                 continue
-            for r in res:
-                note(r)
+            note()
+            entries.extend(res.in_order())  # its lost frames where they were in the video
             failed.extend(res.failed)
+            seen = len(failed)
             continue
         if kind == "folder":
             files, skipped = folder_files(src, failed)
@@ -353,7 +354,12 @@ def predict_cli(a: argparse.Namespace) -> int:
         if len(ignored) > 20:
             print(f"  ... and {len(ignored) - 20} more", file=sys.stderr)
     if failed:
-        print(f"\n{len(failed)} source(s) failed:", file=sys.stderr)
+        whole = sum(f.frames is None for f in failed)
+        lost = sum(f.frames[1] - f.frames[0] + 1 for f in failed if f.frames is not None)
+        videos = len({f.source for f in failed if f.frames is not None})
+        print("\n" + "; ".join(([f"{whole} source(s) failed"] if whole else []) +
+                               ([f"{lost} video frame(s) skipped in {videos} file(s)"] if lost else [])) + ":",
+              file=sys.stderr)
         for f in failed:
             print(f"  {f.where}: {f.error}", file=sys.stderr)
         return 1

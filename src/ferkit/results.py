@@ -160,7 +160,7 @@ class Results(list):
     def to_dict(self) -> list[dict[str, Any]]:
         """Each result's dict, then one ``{"source", "error", "faces": []}`` per failure (nothing
         read is left out of the file, and nothing that could not be read either)."""
-        return [r.to_dict() for r in self] + [failure_dict(*f) for f in self.failed]
+        return [e.to_dict() if isinstance(e, Result) else failure_dict(*e) for e in self.in_order()]
 
     def to_json(self, indent: int | None = 2) -> str:
         return json.dumps(self.to_dict(), indent=indent)
@@ -168,8 +168,29 @@ class Results(list):
     def to_records(self, empty_row: bool = False) -> list[dict[str, Any]]:
         """The rows of every result; with ``empty_row`` (no input unlisted) also one row per
         failure, its reason in the ``error`` column."""
-        rows = [row for r in self for row in r.to_records(empty_row)]
-        return rows + [failure_record(*f) for f in self.failed] if empty_row else rows
+        if not empty_row:
+            return [row for r in self for row in r.to_records()]
+        return [row for e in self.in_order()
+                for row in (e.to_records(True) if isinstance(e, Result) else [failure_record(*e)])]
+
+    def in_order(self) -> list[Result | Failure]:
+        """The results and the failures as met: a video's lost frames where they were in the video
+        (by frame index), the other failures after the results."""
+        return merge_by_frame(list(self), self.failed)
+
+
+def merge_by_frame(results: list[Result], failed: list[Failure]) -> list[Result | Failure]:
+    """``results`` (in order) with each failure that names frames put before the first result of
+    a later frame; failures without frames go last."""
+    runs = sorted((f for f in failed if f.frames is not None), key=lambda f: f.frames[0])
+    out: list[Result | Failure] = []
+    k = 0
+    for r in results:
+        while k < len(runs) and r.frame is not None and runs[k].frames[0] < r.frame:
+            out.append(runs[k])
+            k += 1
+        out.append(r)
+    return out + runs[k:] + [f for f in failed if f.frames is None]
 
 
 def failure_dict(source: str, why: str, frames: tuple[int, int] | None = None) -> dict[str, Any]:
