@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import subprocess
 import sys
+from pathlib import Path
 
 import pytest
 from conftest import EXAMPLE, make_fer2013
@@ -117,6 +118,9 @@ def test_unwritable_outputs_and_broken_summaries_are_clear_errors(tmp_path, caps
     assert "name a folder" in capsys.readouterr().err
     assert main(["evaluate", "--dataset", "fer2013", "--data", ".", "--json", str(tmp_path)]) == 1  # before any work
     assert "is a folder" in capsys.readouterr().err
+    if Path("/proc/self").is_dir():  # a folder no one (root included) can create files in: found before any work
+        assert main(["evaluate", "--dataset", "fer2013", "--data", ".", "--json", "/proc/ferkit.json"]) == 1
+        assert "--json /proc/ferkit.json: not writable" in capsys.readouterr().err
     (tmp_path / "f").write_text("a file")  # the safety net for the rest (OSError -> one line): explain's --out
     assert main(["explain", str(EXAMPLE), "--out", str(tmp_path / "f" / "sub")]) == 1
     err = capsys.readouterr().err
@@ -158,7 +162,9 @@ def test_data_and_probe_on_an_image_folder_with_split_folders(tmp_path, capsys):
     assert main(["probe", "--models", "default", "--dataset", "imagefolder", "--data", str(root)]) == 1
     assert "official splits" in capsys.readouterr().err
     assert main(["data", "--dataset", "ckplus", "--data", str(flat), "--folds", "0"]) == 1
-    assert "--folds must be 2 or more" in capsys.readouterr().err
+    assert "--folds must be at least 3 (a test, a selection and a training fold)" in capsys.readouterr().err
+    assert main(["data", "--dataset", "ckplus", "--data", str(flat), "--folds", "2"]) == 1  # no training fold left
+    assert "--folds must be at least 3" in capsys.readouterr().err
 
 
 def test_full_photo_datasets_without_detect_get_a_warning(tmp_path, capsys):

@@ -132,10 +132,19 @@ def test_crossval_cli_and_its_errors(ck, tmp_path, capsys):
     capsys.readouterr()
     for argv, msg in [(["--fold", "1"], "--fold picks one round"), (["--test-split", "all"], "sets the splits"),
                       (["--only", "x"], "--only wants fold numbers"), (["--folds", "4", "--only", "7"], "out of range"),
-                      (["--folds", "13"], "cannot make 13 subject-independent folds")]:
+                      (["--folds", "13"], "cannot make 13 subject-independent folds"),
+                      (["--folds", "2"], "--folds must be at least 3"), (["--lr", "-1"], "--lr must be more than 0"),
+                      (["--limit", "0"], "--limit must be"), (["--label-smoothing", "1.5"], "--label-smoothing"),
+                      (["--epochs", "0"], "--epochs must be")]:
         assert main(["crossval", "--dataset", "ckplus", "--data", str(ck), "--out", str(tmp_path / "e"), *argv]) == 1
         err = capsys.readouterr().err
-        assert err.startswith("ferkit: error: ") and msg in err, (argv, err)
+        assert err.startswith("ferkit: error: ") and msg in err and "Traceback" not in err, (argv, err)
+        assert not (tmp_path / "e").exists()  # refused before anything is written
+    # options that do nothing in this run are said to do nothing (the run goes on)
+    assert main(["crossval", "--dataset", "ckplus", "--data", str(ck), "--out", str(tmp_path / "w"), "--epochs", "1",
+                 "--only", "0", "--limit", "40", "--kd-weight", "0.3", "--momentum", "0.5", "--no-progress"]) == 0
+    err = capsys.readouterr().err
+    assert "--kd-weight does nothing here: no --teacher" in err and "--momentum does nothing here" in err
     folders, _, _ = make_fer2013(tmp_path)
     assert main(["crossval", "--dataset", "fer2013", "--data", str(folders), "--out", str(tmp_path / "f")]) == 1
     assert "fer2013 has official splits" in capsys.readouterr().err

@@ -128,6 +128,7 @@ def test_evaluate_cli_detect(photos, tmp_path, capsys):
     assert main([*args, "--json", str(js)]) == 0
     plain = json.loads(js.read_text())
     assert plain["detector"] == "none" and "no_face" not in plain
+    assert plain["runtime"] in ("torch", "onnxruntime")  # what computed the numbers
     assert "no face found" not in capsys.readouterr().out
     with pytest.warns(UserWarning, match="no face found"):
         assert main([*args, "--detect", "haar", "--min-face", "40", "--json", str(js)]) == 0

@@ -286,6 +286,18 @@ def test_distillation_follows_the_teacher(folder, tmp_path):
         with pytest.raises(FerkitError, match=msg):
             train(_cfg(folder, tmp_path / "kd8", **bad), progress=False, log=lambda s: None)
         assert not (tmp_path / "kd8").exists()
+    # numbers out of range: one clear line naming the option (not torch's ValueError), no folder left
+    for bad, msg in (({"lr": -1.0}, r"--lr must be more than 0 \(the peak learning rate\), got -1"),
+                     ({"lr": float("nan")}, "--lr must be more than 0"),
+                     ({"epochs": 0}, "--epochs must be a whole number of 1 or more, got 0"),
+                     ({"limit": 0}, "--limit must be"), ({"early_stop": 0}, "--early-stop must be"),
+                     ({"label_smoothing": 1.5}, r"--label-smoothing must be in \[0, 1\), got 1.5"),
+                     ({"weight_decay": -1.0}, "--weight-decay must be at least 0"),
+                     ({"augment": {"flip": 2.0}}, r"--flip must be in \[0, 1\] \(a probability\), got 2"),
+                     ({"augment": {"erase": 1.5}}, "--erase must be in"), ({"augment": {"rotate": 400}}, "--rotate")):
+        with pytest.raises(FerkitError, match=msg):
+            train(_cfg(folder, tmp_path / "kd9", **bad), progress=False, log=lambda s: None)
+        assert not (tmp_path / "kd9").exists()
 
 
 def test_selection_rules_break_ties_by_validation_loss(folder, tmp_path, trained):

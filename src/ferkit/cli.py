@@ -232,12 +232,30 @@ def _warn_whole_frames(a: argparse.Namespace) -> None:
               file=sys.stderr)
 
 
+def _given(a: argparse.Namespace, flag: str) -> bool:
+    """Whether the command line named ``flag`` itself (not left to its default)."""
+    return any(t == flag or t.startswith(flag + "=") for t in getattr(a, "argv", None) or [])
+
+
+def _warn_unused(a: argparse.Namespace, pairs: list[tuple[str, bool, str]]) -> None:
+    """One warning per option given where it does nothing: ``(flag, idle, why)``."""
+    for flag, idle, why in pairs:
+        if idle and _given(a, flag):
+            print(f"ferkit: warning: {flag} does nothing here: {why}", file=sys.stderr)
+
+
 def _train_config(a: argparse.Namespace):
     """The TrainConfig of `ferkit train` (and `ferkit crossval`) arguments."""
     from .data.transforms import AugmentConfig
     from .engine.train import TrainConfig
 
     _warn_whole_frames(a)
+    no_teacher = not a.teacher
+    _warn_unused(a, [("--kd-weight", no_teacher, "no --teacher"), ("--kd-temperature", no_teacher, "no --teacher"),
+                     ("--teacher-tta", no_teacher, "no --teacher"),
+                     ("--momentum", a.optimizer != "sgd", "--optimizer sgd only"),
+                     ("--min-face", a.detect == "none", "without --detect no face is searched for"),
+                     ("--aux-epochs", a.aux_weight == 0, "--aux-weight 0 turns the auxiliary losses off")])
 
     if a.warmup < 0:
         raise FerkitError(f"--warmup must be 0 or more epochs, got {a.warmup}")
@@ -270,8 +288,7 @@ def cmd_train(a: argparse.Namespace) -> int:
 
     cfg = _train_config(a)
     try:
-        given = [k for k, flag in (("data", "--data"), ("lr", "--lr"))
-                 if any(t == flag or t.startswith(flag + "=") for t in a.argv)]
+        given = [k for k, flag in (("data", "--data"), ("lr", "--lr")) if _given(a, flag)]
         train(cfg, resume=a.resume, progress=None if not a.no_progress else False, given=given)
     except KeyboardInterrupt:
         print(f"\nferkit: interrupted; the last finished epoch is saved in {a.out}/last.ckpt: run the same command "
@@ -360,6 +377,18 @@ def cmd_probe(a: argparse.Namespace) -> int:
     return 0
 
 
+def _runtime(model) -> str:
+    """What computed the numbers: ``torch``, ``onnxruntime``, ``onnxruntime int8 (static)``, or
+    for an ensemble its members' joined by `` + ``."""
+    members = getattr(model, "members", None)
+    if members:
+        return " + ".join(_runtime(m) for m in members)
+    if getattr(model, "backend", None) != "onnx":
+        return "torch"
+    quant = (getattr(model, "card", {}).get("onnx") or {}).get("quantization")
+    return f"onnxruntime int8 ({quant.get('mode', '?')})" if quant else "onnxruntime"
+
+
 def cmd_evaluate(a: argparse.Namespace) -> int:
     from .api import load_model
     from .data import open_dataset
@@ -372,6 +401,7 @@ def cmd_evaluate(a: argparse.Namespace) -> int:
 
     check_writable("--json", a.json)
     check_writable("--plot", a.plot)
+    _warn_unused(a, [("--min-face", a.detect == "none", "without --detect no face is searched for")])
     if a.plot and Path(a.plot).suffix.lower() not in PLOT_SUFFIXES:
         raise FerkitError(f"--plot {a.plot}: name an image file ({', '.join(sorted(PLOT_SUFFIXES - {''}))}, or no "
                           f"extension for .png)")
@@ -387,6 +417,7 @@ def cmd_evaluate(a: argparse.Namespace) -> int:
     res = evaluate(model, ds, tta=None if a.tta == "none" else a.tta, batch_size=a.batch_size, detector=a.detect)
     if a.detect != "none":
         res["min_face"] = a.min_face
+    res["runtime"] = _runtime(model)
     res["command"] = _command(a)
     trained = trained_members(a.model, model)
     if trained:

@@ -326,8 +326,8 @@ class FoldedReader(Reader):
     def __init__(self, root, *, skip_bad: bool = False, folds: int = 10, fold: int = 0, fold_seed: int = 0) -> None:
         super().__init__(root, skip_bad=skip_bad)
         self.folds, self.fold, self.fold_seed = folds, fold, fold_seed
-        if not isinstance(folds, int) or folds < 2:
-            raise FerkitError(f"--folds must be 2 or more, got {folds}")
+        if not isinstance(folds, int) or folds < 3:
+            raise FerkitError(f"--folds must be at least 3 (a test, a selection and a training fold), got {folds}")
         fold_splits(folds, fold)  # validates
 
     #: whether this dataset is read as subject folds (ferkit data lists them; crossval and probe use them)

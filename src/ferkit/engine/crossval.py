@@ -40,7 +40,7 @@ from ..data import open_dataset
 from ..errors import FerkitError
 from .metrics import summarize
 from .plots import plot_confusion
-from .train import RESUME_OVERRIDABLE, TrainConfig, train
+from .train import RESUME_OVERRIDABLE, TrainConfig, check_settings, train
 
 SUMMARY = "crossval.json"
 SELECT_WORDS = {"accuracy-loss": " (highest accuracy, ties broken by the lowest loss)"}  # how, when not the default
@@ -180,6 +180,7 @@ def crossval(cfg: TrainConfig, folds: int = 10, only: Sequence[int] | None = Non
     """Cross-validate ``cfg`` (its ``out`` is the cross-validation folder; its dataset options'
     ``fold`` is ignored) over ``folds`` subject-independent folds; ``only``: run just these
     rounds (the summary covers every finished one). Returns the summary (``crossval.json``)."""
+    check_settings(cfg)  # before anything is written: a bad setting leaves no folder behind
     out = Path(cfg.out)
     spath = out / SUMMARY
     cfg = dataclasses.replace(cfg, dataset_options={k: v for k, v in cfg.dataset_options.items() if k != "fold"})

@@ -406,6 +406,38 @@ def check_settings(cfg: TrainConfig) -> None:
     if cfg.class_weights not in ("none", "balanced"):
         raise FerkitError(f"unknown class weighting {cfg.class_weights!r}; use none or balanced")
     better_epoch(cfg.select, 0.0, 0.0, -1.0, math.inf)  # an unknown selection rule
+    at_least_one = {"--epochs": cfg.epochs, "--batch-size": cfg.batch_size, "--limit": cfg.limit,
+                    "--early-stop": cfg.early_stop, "--min-face": cfg.min_face}
+    for flag, v in at_least_one.items():
+        if v is not None and (not isinstance(v, int) or v < 1):
+            raise FerkitError(f"{flag} must be a whole number of 1 or more, got {v}")
+    ranges = [  # (flag, value, low, high, low inclusive, high inclusive, what)
+        ("--lr", cfg.lr, 0, math.inf, False, False, "the peak learning rate"),
+        ("--weight-decay", cfg.weight_decay, 0, math.inf, True, False, ""),
+        ("--momentum", cfg.momentum, 0, 1, True, False, ""),
+        ("--label-smoothing", cfg.label_smoothing, 0, 1, True, False, ""),
+        ("--warmup", cfg.warmup_epochs, 0, math.inf, True, False, "epochs"),
+        ("--aux-weight", cfg.aux_weight, 0, math.inf, True, False, ""),
+        ("--aux-epochs", cfg.aux_epochs, 0, math.inf, True, False, "epochs"),
+        ("--time-budget", cfg.time_budget, 0, math.inf, False, False, "seconds"),
+    ]
+    aug = {**AugmentConfig().to_dict(), **(cfg.augment or {})}
+    ranges += [("--flip", aug["flip"], 0, 1, True, True, "a probability"),
+               ("--erase", aug["erase"], 0, 1, True, True, "a probability"),
+               ("--shift", aug["shift"], 0, 1, True, False, "a fraction of the image size"),
+               ("--scale", aug["scale"], 0, 1, True, False, "zoom in [1 - scale, 1 + scale]"),
+               ("--rotate", aug["rotate"], 0, 180, True, True, "degrees"),
+               ("--brightness", aug["brightness"], 0, 1, True, True, ""),
+               ("--contrast", aug["contrast"], 0, 1, True, True, "")]
+    for flag, v, lo, hi, lo_in, hi_in, what in ranges:
+        if v is None:
+            continue
+        ok = isinstance(v, (int, float)) and math.isfinite(v) and (v >= lo if lo_in else v > lo) and (hi == math.inf or (v <= hi if hi_in else v < hi))
+        if not ok:
+            span = (f"{'at least' if lo_in else 'more than'} {lo:g}" if hi == math.inf else
+                    f"in {'[' if lo_in else '('}{lo:g}, {hi:g}{']' if hi_in else ')'}")
+            raise FerkitError(f"{flag} must be {span}{f' ({what})' if what else ''}, got {v:g}"
+                              if isinstance(v, (int, float)) else f"{flag} must be a number, got {v!r}")
 
 
 def train(cfg: TrainConfig, resume: bool = False, progress: bool | None = None,
