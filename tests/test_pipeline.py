@@ -107,6 +107,8 @@ def test_folder_carries_on_past_junk(rec, tmp_path):
     out = res[1].save(tmp_path)
     assert out == tmp_path / "b_ferkit.png" and Image.open(out).size == (512, 512)
     assert out.parent == tmp_path and not (tmp_path.parent / f"{tmp_path.name}.png").exists()
+    out = res[1].save(f"{tmp_path}/new/")  # the README's rs[0].save("out/"): a folder made, not out.png
+    assert out == tmp_path / "new" / "b_ferkit.png" and out.exists() and not (tmp_path / "new.png").exists()
     (d / "a.png").unlink()
     with pytest.raises(FerkitError, match="keeps no image"):
         res[0].plot()

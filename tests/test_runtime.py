@@ -309,6 +309,9 @@ def test_static_int8_from_shipped_ranges(tmp_path, capsys, monkeypatch):
     _assert_int8_close_to_torch(q, mean=0.02, most=0.2)
     faces = _faces()
     pq = q.predict_proba(faces)
+    # the softmax stays float: probabilities sum to 1 and are not in steps of 1/255
+    assert np.abs(pq.sum(1) - 1).max() < 1e-5
+    assert np.abs(pq * 255 - np.round(pq * 255)).max() > 0.01
     # the command line: --int8 (auto) uses the ranges, --int8 static without them is refused
     out = tmp_path / "s.onnx"
     assert main(["export", "--model", "default", "--out", str(out), "--int8"]) == 0

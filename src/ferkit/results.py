@@ -123,8 +123,10 @@ class Result:
 
     def save(self, path: str | os.PathLike) -> Path:
         """Write the annotated image (format from the extension; PNG if none). An existing folder
-        gets ``<source name>_ferkit.png`` inside it."""
+        gets ``<source name>_ferkit.png`` inside it, as does a path ending in a slash (the folder made)."""
         p = Path(path)
+        if str(path).endswith(("/", os.sep)):  # "out/": a folder, even before it exists
+            p.mkdir(parents=True, exist_ok=True)
         if p.is_dir():
             stem = Path(self.source).stem if self.source else ""
             frame = f"_frame{self.frame:06d}" if self.frame is not None else ""

@@ -33,7 +33,7 @@ import torch.nn as nn
 from ..errors import FerkitError, ModelError
 
 DEFAULT_OPSET = 17
-FORMAT_VERSION = 1  #: bump when the exported graph's interface or recipe changes (invalidates the cache)
+FORMAT_VERSION = 2  #: bump when the exported graph's interface or recipe changes (invalidates the cache)
 INPUT_NAME = "image"
 OUTPUT_NAMES = ("probabilities", "logits")
 CARD_KEY = "ferkit_card"  #: metadata_props key holding the model card (JSON)
@@ -185,15 +185,19 @@ def _quantize(model_bytes: bytes, mode: str, calibration: np.ndarray | None,
                     reader = _Calibration(calib)
                 try:
                     with contextlib.redirect_stdout(io.StringIO()):  # the calibrator prints its progress
+                        # the softmax stays float: quantised, its probabilities come in steps of 1/255
+                        # and do not sum to 1 (the logits before it are int8-computed all the same)
+                        softmax = [n.name for n in onnx.load(str(pre)).graph.node if n.op_type == "Softmax"]
                         quantize_static(str(pre), str(out), reader, quant_format=QuantFormat.QDQ,
                                         per_channel=True, activation_type=QuantType.QInt8,
                                         weight_type=QuantType.QInt8, calibrate_method=CalibrationMethod.Percentile,
-                                        calibration_cache_path=str(cache))
+                                        calibration_cache_path=str(cache), nodes_to_exclude=softmax)
                 except (KeyError, ValueError, RuntimeError) as e:
                     if ranges is None:
                         raise
                     raise _misfit(ranges, f"{type(e).__name__}: {e}") from None
-                info = {"mode": "static", "format": "QDQ", "weights": "int8 per channel", "activations": "int8",
+                info = {"mode": "static", "format": "QDQ", "weights": "int8 per channel",
+                        "activations": "int8 (the final softmax in float32)",
                         "calibration": ({"method": "percentile", "images": int(len(calibration))} if ranges is None
                                         else {"method": "percentile", "ranges_from": ranges.get("calibration")}),
                         "tool": "onnxruntime.quantization.quantize_static"}
