@@ -161,6 +161,8 @@ def test_bad_requests_get_json_errors(client, small_client, photo):
     assert_json_error(post(client, b"hello", name="a.txt", ctype="text/plain"), 415, "content type")
     assert_json_error(post(client, photo, name="a.pdf", ctype="application/pdf"), 415, "content type")
     assert_json_error(post(client, photo, params={"annotated": "perhaps"}), 422, "annotated")
+    body = assert_json_error(post(client, photo, params={"tta": "flip", "annotated": "1"}), 400, "unknown query")
+    assert body["detail"] == {"unknown": ["tta"], "known": ["annotated"]}  # not ignored in silence
     assert_json_error(client.get("/v1/nothing-here"), 404, "not found")
     assert_json_error(client.get("/v1/analyze"), 405, "not allowed")
     # limits: bytes (by Content-Length, before the body is read) and pixels (from the header, before decoding)

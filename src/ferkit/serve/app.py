@@ -357,7 +357,8 @@ def create_app(recognizer: Any = None, *, model: str = "default", detector: str 
                                                               "faces": [face_example]}},
                               "image/png": {}},
                   "description": "the faces (JSON), or with annotated=1 the annotated image (PNG)"},
-            400: {"description": "missing field, empty file, not an image, corrupt image", "content": err_example},
+            400: {"description": "missing field, empty file, not an image, corrupt image, unknown query parameter",
+                  "content": err_example},
             413: {"description": f"over {_mb(max_upload)} or {max_pixels:,} pixels", "content": err_example},
             415: {"description": "content type not an image, or not a multipart request", "content": err_example},
             503: {"description": "busy: too many requests waiting", "content": err_example},
@@ -369,6 +370,11 @@ def create_app(recognizer: Any = None, *, model: str = "default", detector: str 
                       annotated: bool = Query(False, description="answer with the annotated image (PNG) "
                                                                  "instead of JSON")) -> Response:
         t0 = request.scope.get("ferkit.t0", time.monotonic())
+        unknown = sorted(set(request.query_params) - {"annotated"})
+        if unknown:  # a tta=flip or model=... that would be ignored in silence: said instead
+            raise ApiError(400, f"unknown query parameter(s): {', '.join(unknown)} (this endpoint takes "
+                                f"'annotated' only; the model and its settings are the server's)",
+                           {"unknown": unknown, "known": ["annotated"]})
         if file is None or not hasattr(file, "read"):
             ctype = request.headers.get("content-type", "").split(";")[0].strip().lower()
             if ctype != "multipart/form-data":
