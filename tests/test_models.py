@@ -17,8 +17,12 @@ def test_registry():
     assert spec.input_size == (1, 48, 48) and spec.mean == (0.5,) and spec.std == (0.25,)
     with pytest.raises(ModelError, match="unknown architecture 'resnet999'"):
         create("resnet999")
-    with pytest.raises(ModelError, match="bad model option"):
+    with pytest.raises(ModelError, match="unknown model option 'depth'; its options: width=1, dropout=0.0"):
         create("mini_xception", depth=3)
+    with pytest.raises(ModelError, match="width='abc' wants a whole number"):  # --model-arg width=abc
+        create("mini_xception", width="abc")
+    with pytest.raises(ModelError, match="bad model option"):  # a value the builder itself refuses
+        create("mini_xception", width=0)
 
 
 @pytest.mark.parametrize("width,params", [(1, 56_951), (2, 202_087)])

@@ -183,7 +183,7 @@ class Recognizer:
         self.detector = create_detector(detector, min_face_size=min_face_size, thresholds=thresholds,
                                         max_side=max_side)
         if max_faces is not None and (not isinstance(max_faces, int) or max_faces < 1):
-            raise FerkitError(f"max_faces must be a whole number >= 1 (or None: all), got {max_faces!r}")
+            raise FerkitError(f"max_faces (--max-faces) must be a whole number >= 1 (or None: all), got {max_faces!r}")
         if tta not in (None, "none", "flip", "tencrop"):
             raise FerkitError(f"unknown tta {tta!r}; use None, 'flip' or 'tencrop'")
         if detect_every < 1:

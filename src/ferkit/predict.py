@@ -353,6 +353,11 @@ def predict_cli(a: argparse.Namespace) -> int:
             print(f"  {s}: {why}", file=sys.stderr)
         if len(ignored) > 20:
             print(f"  ... and {len(ignored) - 20} more", file=sys.stderr)
+    if len(failed) == 1 and len(sources) == 1 and failed[0].frames is None and not n_images \
+            and not any(isinstance(e, Result) for e in entries):
+        # one input, and it could not be read: the one line of any other error
+        print(f"ferkit: error: {failed[0].where}: {failed[0].error}", file=sys.stderr)
+        return 1
     if failed:
         whole = sum(f.frames is None for f in failed)
         lost = sum(f.frames[1] - f.frames[0] + 1 for f in failed if f.frames is not None)

@@ -314,7 +314,8 @@ class MTCNN:
     def __init__(self, min_face_size: int = 20, thresholds: tuple[float, float, float] = THRESHOLDS,
                  factor: float = 0.709, threads: int | None = None) -> None:
         if min_face_size < 12:
-            raise FerkitError(f"MTCNN min_face_size must be >= 12 pixels, got {min_face_size}")
+            raise FerkitError(f"MTCNN min_face_size (--min-face) must be 12 pixels or more (its smallest window), "
+                              f"got {min_face_size}")
         if not 0.1 <= factor < 1:
             raise FerkitError(f"MTCNN pyramid factor must be in [0.1, 1), got {factor}")
         if (isinstance(thresholds, (str, bytes)) or not hasattr(thresholds, "__len__") or len(thresholds) != 3

@@ -61,6 +61,17 @@ def create(name: str, num_classes: int = 7, **kwargs) -> nn.Module:
     """Build architecture ``name`` with ``num_classes`` outputs (logits); kwargs go to its builder."""
     spec = get_spec(name)
     args = {**spec.defaults, **kwargs}
+    known = {k: v for k, v in builder_options(name).items()}
+    for k, v in kwargs.items():
+        if k not in known:
+            raise ModelError(f"{name}: unknown model option {k!r}; its options: "
+                             f"{', '.join(f'{o}={d!r}' for o, d in known.items()) or 'none'}")
+        d = known[k]
+        kind = bool if isinstance(d, bool) else int if isinstance(d, int) else float if isinstance(d, float) else None
+        if kind is not None and not (isinstance(v, kind) and (kind is bool or not isinstance(v, bool))
+                                     or kind is float and isinstance(v, int) and not isinstance(v, bool)):
+            what = {bool: "true or false", int: "a whole number", float: "a number"}[kind]
+            raise ModelError(f"{name}: model option {k}={v!r} wants {what} (default {d!r})")
     try:
         model = spec.builder(num_classes=num_classes, in_chans=spec.input_size[0], **args)
     except (TypeError, ValueError) as e:  # an unknown option, or a value the builder refuses (width=0)

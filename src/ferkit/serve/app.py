@@ -268,7 +268,7 @@ def create_app(recognizer: Any = None, *, model: str = "default", detector: str 
     if not timeout > 0:
         raise FerkitError(f"the timeout must be more than 0 seconds, got {timeout}")
     if workers < 1:
-        raise FerkitError(f"workers must be at least 1, got {workers}")
+        raise FerkitError(f"workers (--workers) must be at least 1, got {workers}")
     if max_queue < 0:
         raise FerkitError(f"the queue length must be at least 0, got {max_queue}")
     if recognizer is None:
