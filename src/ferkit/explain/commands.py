@@ -52,6 +52,9 @@ def explain_cli(a: argparse.Namespace) -> int:
     return 0
 
 
+SMALL_SAMPLE = 500  #: fewer images than this: the report's numbers are said to be shaky
+
+
 def au_analysis_cli(a: argparse.Namespace) -> int:
     from ..data import open_dataset
     from .analysis import analyse, write_report
@@ -62,7 +65,13 @@ def au_analysis_cli(a: argparse.Namespace) -> int:
     if not 0 < a.min_consistency <= 1:
         raise FerkitError(f"--min-consistency must be in (0, 1], got {a.min_consistency}")
     from ..cli import _dataset_options
+    from ..data.readers import READERS
 
+    cls = READERS.get(str(a.dataset).lower())
+    if cls is not None and cls.full_photos:
+        print(f"ferkit: warning: {cls.name} holds full photos, not face crops aligned like the template: the "
+              f"maps' peaks are measured against AU locations where the faces are not (use aligned crops: "
+              f"FER2013, FER+, CK+48)", file=sys.stderr)
     model = torch_model(a.model, a.device)
     reader = open_dataset(a.dataset, a.data, **_dataset_options(a))
     split = a.split or reader.val_split or reader.test_split
@@ -88,6 +97,9 @@ def au_analysis_cli(a: argparse.Namespace) -> int:
         if r["au"]:
             verdicts[r["verdict"]] = verdicts.get(r["verdict"], 0) + 1
     print("FACS check: " + ", ".join(f"{k} {v}" for k, v in sorted(verdicts.items())))
+    if res.n < SMALL_SAMPLE:
+        print(f"note: {res.n} images only: a map's consistency rests on a few peaks each, and many maps pass "
+              f"--min-consistency by chance; read these numbers from {SMALL_SAMPLE} images or more")
     for p in files:
         print(f"wrote {p}")
     return 0
@@ -155,7 +167,8 @@ def add_au_analysis_parser(sub, fmt, add_dataset_args) -> None:
     s.add_argument("--split", help="default: the dataset's validation split (FER2013 PublicTest)")
     s.add_argument("--out", required=True, metavar="DIR", help="report folder")
     s.add_argument("--layer", metavar="NAME", help="module name (see `ferkit explain --list-layers`); default: the "
-                   "coarsest block output at least 1/8 of the input side (mini_xception: modules_.2, 6x6)")
+                   "coarsest block output at least 1/8 of the input side (the default model, vgg_fer: stages.8, "
+                   "6x6; mini_xception: modules_.2, 6x6)")
     s.add_argument("--limit", type=int, metavar="N", help="analyse a fixed random subset of N images (quick runs)")
     s.add_argument("--seed", type=int, default=0, help="seed of the --limit subset")
     s.add_argument("--locate", choices=["rf", "deconv"], default="rf",
@@ -165,10 +178,10 @@ def add_au_analysis_parser(sub, fmt, add_dataset_args) -> None:
                    help="a peak sits on an AU when that AU is the nearest and at most D inter-ocular distances away")
     s.add_argument("--min-consistency", type=float, default=1 / 3, metavar="F",
                    help="a map is an AU's detector when its peak sits on that AU in at least this fraction of "
-                        "the images where it fires")
-    s.add_argument("--maps-per-au", type=int, default=3, metavar="K", help="detector maps per AU in the picture of "
+                        "the images where it fires (default 1/3)")
+    s.add_argument("--maps-per-au", type=positive_int, default=3, metavar="K", help="detector maps per AU in the picture of "
                    "averaged deconvolution projections")
-    s.add_argument("--top-images", type=int, default=24, metavar="N",
+    s.add_argument("--top-images", type=positive_int, default=24, metavar="N",
                    help="images averaged per map in that picture (the map's strongest activations)")
     s.add_argument("--batch-size", type=positive_int, default=128)
     s.add_argument("--device", default="cpu", help="cpu, cuda, cuda:N or auto (cuda when there is one) (default: cpu)")
