@@ -280,7 +280,10 @@ def test_an_empty_class_map_is_called_empty_not_a_peak(tmp_path, capsys):
     assert face["explained"] == "surprise" and face["cam_peak_xy"] is None and face["cam_peak_au"] is None
     assert max(max(r) for r in face["cam_cells"]) <= 0
     out = capsys.readouterr().out
-    assert "gradcam of 'surprise' is empty" in out and "peaks at" not in out
+    assert "the Grad-CAM of 'surprise' is empty" in out and "peaks at" not in out
+    assert main(["explain", str(EXAMPLE), "--method", "guided", "--class", "surprise", "--out", str(tmp_path)]) == 0
+    out = capsys.readouterr().out  # guided: only its Grad-CAM factor is empty, not the guided-backprop panel
+    assert "the Grad-CAM (and so guided Grad-CAM) of 'surprise' is empty" in out and "guided-backprop panel" in out
 
 
 def test_explain_a_crop_without_detection(tmp_path):

@@ -30,6 +30,9 @@ def explain_cli(a: argparse.Namespace) -> int:
     res = explain_image(a.image, a.out, model=model, method=a.method, layer=a.layer, maps=a.maps,
                         detector=a.detector, target=a.target, min_face_size=a.min_face, max_faces=a.max_faces,
                         device=a.device)
+    n_maps = res["layer_shape"][0]
+    if res["method"] == "deconv" and a.maps > n_maps:
+        print(f"note: layer {res['layer']} has {n_maps} maps: --maps {a.maps} shows all {n_maps}", file=sys.stderr)
     n = len(res["faces"])
     print(f"{a.image}: {n} face{'s' if n != 1 else ''}, {res['method']} at layer {res['layer']} "
           f"({'x'.join(map(str, res['layer_shape']))})")
@@ -41,8 +44,11 @@ def explain_cli(a: argparse.Namespace) -> int:
                 for r in f["maps"][:5])
         else:
             if f["cam_peak_xy"] is None:
-                line += (f"; {res['method']} of '{f['explained']}' is empty (zero everywhere: nothing at this "
-                         f"layer raises that class's score here)")
+                what = "Grad-CAM (and so guided Grad-CAM)" if res["method"] == "guided" else "Grad-CAM"
+                line += (f"; the {what} of '{f['explained']}' is empty (zero everywhere: nothing at this layer "
+                         f"raises that class's score here)" +
+                         ("; the guided-backprop panel still shows the pixels the net looks at" if
+                          res["method"] == "guided" else ""))
             else:
                 line += f"; {res['method']} of '{f['explained']}' peaks at {tuple(f['cam_peak_xy'])}" + \
                     (f" (near {f['cam_peak_au']})" if f["cam_peak_au"] else "")
@@ -138,7 +144,7 @@ def add_explain_parser(sub, fmt) -> None:
     s.add_argument("--method", choices=["deconv", "gradcam", "guided"], default="deconv")
     s.add_argument("--layer", metavar="NAME", help="module name (see --list-layers); default: 'deconv' the "
                    "layer the AU analysis uses, 'gradcam'/'guided' the last feature layer")
-    s.add_argument("--maps", type=int, default=8, metavar="K", help="deconv: how many feature maps (the strongest)")
+    s.add_argument("--maps", type=positive_int, default=8, metavar="K", help="deconv: how many feature maps (the strongest)")
     s.add_argument("--class", dest="target", metavar="NAME", help="gradcam/guided: explain this class instead of "
                    "the predicted one")
     s.add_argument("--out", metavar="DIR", help="folder for the PNGs and JSON (needed unless --list-layers)")
