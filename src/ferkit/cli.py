@@ -499,6 +499,10 @@ def cmd_export(a: argparse.Namespace) -> int:
         split = a.calibration_split or reader.val_split or reader.train_split
         if split is None:
             raise FerkitError(f"{reader.name}: pass --calibration-split (a split that is not the test split)")
+        if reader.test_split and reader.resolve_split(split) == reader.resolve_split(reader.test_split):
+            print(f"ferkit: warning: {reader.resolve_split(split)} is {reader.name}'s test split: int8 ranges "
+                  f"calibrated on it tune the model to the images its accuracy is then reported on (calibrate on "
+                  f"{reader.val_split or 'a validation split'})", file=sys.stderr)
         c, h, w = load_model(a.model, backend="torch").input_size
         ds = reader.load(split, size=(h, w), mode="L" if c == 1 else "RGB")
         pick = np.random.default_rng(0).permutation(len(ds.images))[: a.calibration_images]
