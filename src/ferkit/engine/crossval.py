@@ -40,7 +40,7 @@ from ..data import open_dataset
 from ..errors import FerkitError
 from .metrics import summarize
 from .plots import plot_confusion
-from .train import RESUME_OVERRIDABLE, TrainConfig, check_settings, train
+from .train import RESUME_OVERRIDABLE, TrainConfig, _limit, check_settings, train
 
 SUMMARY = "crossval.json"
 SELECT_WORDS = {"accuracy-loss": " (highest accuracy, ties broken by the lowest loss)"}  # how, when not the default
@@ -304,6 +304,8 @@ def evaluate_crossval(runs: Sequence[str | Path], tta: str | None = None, out: s
         mode = "L" if c == 1 else "RGB"
         crop = face_crop(cfg, reader.classes, (h, w), mode)
         val, test = (reader.load(sp, size=(h, w), mode=mode, **crop) for sp in ("val", "test"))
+        # a run trained with --limit was selected and tested on the same subsets: repeat them
+        val, test = _limit(val, cfg.limit, cfg.seed + 1), _limit(test, cfg.limit, cfg.seed + 2)
         vm, tm = (evaluate(model, ds, tta=tta, batch_size=batch_size, detector=det) for ds in (val, test))
         res = {"fold": i, "test_subjects": base["subjects_per_fold"][i], "val_fold": (i + 1) % folds,
                "val_subjects": base["subjects_per_fold"][(i + 1) % folds], "n_val": vm["n"], "n_test": tm["n"],
@@ -315,7 +317,8 @@ def evaluate_crossval(runs: Sequence[str | Path], tta: str | None = None, out: s
         log(f"fold {i}: selection fold {vm['accuracy']:.4f}, test fold {tm['accuracy']:.4f} (n={tm['n']})")
     summary = summarize_folds(cfg, folds, results, base["subjects_per_fold"], time.time() - t0)
     what = "the mean of " + " + ".join(map(str, runs)) + " (each round's models)" if len(runs) > 1 else str(runs[0])
-    summary.update({"protocol": base["protocol"] + f"; evaluated again: {what}, tta {tta or 'none'}",
+    limited = f", at most {cfg.limit} images per fold as in training (--limit)" if cfg.limit else ""
+    summary.update({"protocol": base["protocol"] + f"; evaluated again: {what}, tta {tta or 'none'}{limited}",
                     "runs": [str(r) for r in runs], "run_commands": [s["command"] for s in sums],
                     "run_seeds": [s["config"].get("seed", 0) for s in sums],
                     "tta": tta or "none", "command": command})
