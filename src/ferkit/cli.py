@@ -418,6 +418,9 @@ def cmd_evaluate(a: argparse.Namespace) -> int:
     if a.detect != "none":
         res["min_face"] = a.min_face
     res["runtime"] = _runtime(model)
+    opts = {k: v for k, v in reader.options().items() if v is not None and v is not False}
+    if opts:  # which records the split held: the fold and its seed, the vote rule, ...
+        res["dataset_options"] = opts
     res["command"] = _command(a)
     trained = trained_members(a.model, model)
     if trained:
