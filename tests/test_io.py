@@ -246,15 +246,20 @@ def test_frame_failures_are_grouped_by_runs():
         [(40, "odd size"), (42, "odd size")]
     got = fio.frame_failures("clip.avi", errs)
     # the source is the file's path (as in the frames' results), the run in `frames`
-    assert got == [("clip.avi", "unreadable frame (skipped)", (3, 3)),
-                   ("clip.avi", "unreadable frame (skipped)", (21, 39)),
-                   ("clip.avi", "odd size", (40, 40)), ("clip.avi", "odd size", (42, 42))]
+    assert [(f.source, f.error, f.frames) for f in got] == [
+        ("clip.avi", "unreadable frame (skipped)", (3, 3)), ("clip.avi", "unreadable frame (skipped)", (21, 39)),
+        ("clip.avi", "odd size", (40, 40)), ("clip.avi", "odd size", (42, 42))]
+    assert got[0] == ("clip.avi", "unreadable frame (skipped)")  # still a (source, reason) pair
+    src, why = got[1]
+    assert (src, why) == ("clip.avi", "unreadable frame (skipped)")
+    damaged = [(4, fio.VideoReader.DAMAGED), (5, fio.VideoReader.DAMAGED)]
+    assert [f.frames for f in fio.frame_failures("clip.avi", damaged, every=5)] == [(5, 5)]  # 4 not processed
     assert [f.where for f in got] == ["clip.avi frame 3", "clip.avi frames 21-39 (19 frames)",
                                       "clip.avi frame 40", "clip.avi frame 42"]
     assert fio.frame_failures("clip.avi", []) == []
 
 
-def test_a_frame_the_decoder_reports_errors_in_is_skipped_and_listed(tmp_path, capfd):
+def test_a_frame_the_decoder_reports_errors_in_is_skipped_and_listed(tmp_path, capfd, monkeypatch):
     from conftest import damage_mjpeg_frames, moving_video
 
     clip = damage_mjpeg_frames(moving_video(tmp_path / "clip.avi", n=8, size=(160, 120)), (3, 4))
@@ -267,6 +272,9 @@ def test_a_frame_the_decoder_reports_errors_in_is_skipped_and_listed(tmp_path, c
     assert "FFMPEG" not in out.out + out.err  # FFmpeg's own lines are caught, not shown
     with fio.VideoReader(moving_video(tmp_path / "good.avi", n=5, size=(160, 120))) as reader:
         assert len(list(reader)) == 5 and reader.errors == []  # an intact file loses nothing
+    monkeypatch.setenv("FERKIT_CHECK_DECODING", "0")  # the check off: the damaged frames are read as OpenCV gives them
+    with fio.VideoReader(clip) as reader:
+        assert [i for i, _, _ in reader] == list(range(8)) and reader.errors == []
 
 
 def test_the_decoder_message_catcher_passes_other_output_on(capfd):
@@ -275,9 +283,9 @@ def test_the_decoder_message_catcher_passes_other_output_on(capfd):
     import os
 
     with catcher.catch() as said:
-        os.write(1, b"[OPENCV:FFMPEG:16] bad vlc\nplain line\n")
-        os.write(2, b"[OPENCV:FFMPEG:24] a warning\nto stderr\n")
+        os.write(1, b"[OPENCV:FFMPEG:16] bad vlc\nplain line\n[OPENCV:FFMPEG:24] a warning\n")
+        os.write(2, b"to stderr, untouched\n")  # only stdout (where FFmpeg's printf goes) is caught
     catcher.close()
     assert said == [(16, "bad vlc"), (24, "a warning")]
     out = capfd.readouterr()
-    assert out.out == "plain line\n" and out.err == "to stderr\n"
+    assert out.out == "plain line\n" and out.err == "to stderr, untouched\n"

@@ -290,7 +290,7 @@ def test_distillation_follows_the_teacher(folder, tmp_path):
     for bad, msg in (({"lr": -1.0}, r"--lr must be more than 0 \(the peak learning rate\), got -1"),
                      ({"lr": float("nan")}, "--lr must be more than 0"),
                      ({"epochs": 0}, "--epochs must be a whole number of 1 or more, got 0"),
-                     ({"limit": 0}, "--limit must be"), ({"early_stop": 0}, "--early-stop must be"),
+                     ({"limit": 0}, "--limit must be"), ({"early_stop": -1}, "--early-stop must be"),
                      ({"label_smoothing": 1.5}, r"--label-smoothing must be in \[0, 1\), got 1.5"),
                      ({"weight_decay": -1.0}, "--weight-decay must be at least 0"),
                      ({"augment": {"flip": 2.0}}, r"--flip must be in \[0, 1\] \(a probability\), got 2"),

@@ -15,7 +15,10 @@ import os as _os
 # and reports each such source or frame itself, in one line. Set OPENCV_FFMPEG_LOGLEVEL yourself
 # (e.g. 24, warnings) to see FFmpeg's words as well.
 FFMPEG_LOG_SET_BY_USER = "OPENCV_FFMPEG_LOGLEVEL" in _os.environ
-_os.environ.setdefault("OPENCV_FFMPEG_LOGLEVEL", "16")
+# (on Windows FFmpeg's lines cannot be caught: kept quiet there, as before)
+# (and with FERKIT_CHECK_DECODING=0, no check: then quiet too)
+_quiet = __import__("sys").platform == "win32" or _os.environ.get("FERKIT_CHECK_DECODING") == "0"
+_os.environ.setdefault("OPENCV_FFMPEG_LOGLEVEL", "-8" if _quiet else "16")
 
 from .api import ExpressionModel, Prediction, load_model  # noqa: E402
 from .errors import DatasetError, FerkitError, ImageDecodeError, ModelError  # noqa: E402

@@ -109,7 +109,10 @@ def _kv(items: Sequence[str]) -> dict:
         try:
             out[k] = json.loads(v)
         except json.JSONDecodeError:
-            out[k] = v
+            try:
+                out[k] = float(v)  # ".5", "1e-3." : numbers JSON does not spell
+            except ValueError:
+                out[k] = v
     return out
 
 

@@ -5,7 +5,7 @@ The CLI catches ``FerkitError`` and prints its message (no traceback) with a non
 
 from __future__ import annotations
 
-from typing import NamedTuple, Optional, Tuple
+from typing import Optional, Tuple
 
 
 class FerkitError(Exception):
@@ -24,14 +24,35 @@ class ModelError(FerkitError):
     """Unknown architecture, missing/invalid weights or model card."""
 
 
-class Failure(NamedTuple):
-    """An input that could not be read, as batch jobs list it: the ``source`` (a file's path, as
-    in the results' ``source``), why, and for a video's lost frames the first and last frame
-    index of the run (``frames``), so that the entry sits beside the frames that were read."""
+class Failure(tuple):
+    """An input that could not be read, as batch jobs list it: ``(source, error)`` (a pair, so that
+    ``for source, why in results.failed`` reads it), the source a file's path as in the results'
+    ``source``; a video's lost frames also carry ``frames``, the first and last frame index of the
+    run, so that the entry sits beside the frames that were read."""
 
-    source: str
-    error: str
-    frames: Optional[Tuple[int, int]] = None
+    def __new__(cls, source: str, error: str, frames: Optional[Tuple[int, int]] = None) -> "Failure":
+        self = super().__new__(cls, (source, error))
+        self.frames = None if frames is None else (int(frames[0]), int(frames[1]))
+        return self
+
+    def __getnewargs__(self):  # copy and pickle keep the frames
+        return (self[0], self[1], self.frames)
+
+    @property
+    def source(self) -> str:
+        return self[0]
+
+    @property
+    def error(self) -> str:
+        return self[1]
+
+    def __repr__(self) -> str:
+        return f"Failure({self[0]!r}, {self[1]!r}{'' if self.frames is None else f', frames={self.frames}'})"
+
+    @classmethod
+    def of(cls, item) -> "Failure":
+        """A Failure of a ``(source, error)`` pair (or a Failure, kept)."""
+        return item if isinstance(item, Failure) else cls(item[0], item[1], getattr(item, "frames", None))
 
     @property
     def span(self) -> str:

@@ -54,7 +54,12 @@ def check_writable(option: str, path: Union[str, os.PathLike, None]) -> None:
         p.parent.mkdir(parents=True, exist_ok=True)
     except OSError as e:
         raise FerkitError(f"{option} {p}: cannot make its folder ({e.strerror or e})") from None
-    # tried, not asked (os.access says yes to root, and to /proc or a read-only mount's folders)
+    # tried, not asked (os.access says yes to root, and to /proc or a read-only mount's folders);
+    # a pipe or device (/dev/stdout, a FIFO) is not opened: a reader at its other end would see an end
+    if p.exists() and not p.is_file():
+        if not os.access(p, os.W_OK):
+            raise FerkitError(f"{option} {p}: not writable")
+        return
     try:
         if p.exists():
             with open(p, "ab"):  # opened to append, nothing written: the file is left as it was
@@ -63,6 +68,8 @@ def check_writable(option: str, path: Union[str, os.PathLike, None]) -> None:
             with open(p, "xb"):
                 pass
             p.unlink()
+    except FileExistsError:  # made meanwhile (another run), or a link to a file yet to be written
+        pass
     except OSError as e:
         raise FerkitError(f"{option} {p}: not writable ({e.strerror or e})") from None
 
@@ -311,10 +318,12 @@ def folder_files(folder: Union[str, os.PathLike],
     return sorted(files), sorted(skipped)
 
 
-def frame_failures(name: str, errors: list[tuple[int, str]]) -> list[Failure]:
+def frame_failures(name: str, errors: list[tuple[int, str]], every: int = 1) -> list[Failure]:
     """A video's per-frame errors ``(index, reason)`` as failures to report, a run of consecutive
     frames with the same reason in one entry: ``Failure("clip.mp4", "unreadable frame (skipped)",
-    (21, 39))`` (a video cut short is one entry, not one per lost frame)."""
+    (21, 39))`` (a video cut short is one entry, not one per lost frame). With ``every`` > 1 (every
+    N-th frame processed) a damaged frame that would not have been processed is not a loss."""
+    errors = [(i, why) for i, why in errors if not (why == VideoReader.DAMAGED and i % every)]
     out: list[Failure] = []
     i = 0
     while i < len(errors):
@@ -327,16 +336,19 @@ def frame_failures(name: str, errors: list[tuple[int, str]]) -> list[Failure]:
     return out
 
 
-# FFmpeg (under OpenCV) prints "[OPENCV:FFMPEG:<level>] ..." on the process's stdout for what
-# goes wrong while it decodes; OpenCV reports a frame decoded with errors (a concealed, partly
-# grey or stale picture) as read. ferkit catches those lines around each read (ferkit/__init__
-# sets OPENCV_FFMPEG_LOGLEVEL to errors, 16, unless you set it) and skips such frames.
+# FFmpeg (under OpenCV) prints "[OPENCV:FFMPEG:<level>] ..." with printf, on the process's stdout,
+# for what goes wrong while it decodes; OpenCV reports a frame decoded with errors (a concealed,
+# partly grey or stale picture) as read. ferkit catches those lines around each read (ferkit/__init__
+# sets OPENCV_FFMPEG_LOGLEVEL to errors, 16, unless you set it) and skips such frames. Only fd 1 is
+# redirected, for the few milliseconds of a read: stderr (warnings, logs, tracebacks) is never
+# touched; what another thread prints on stdout meanwhile is passed on after the read (so its
+# lines may come out of order). FERKIT_CHECK_DECODING=0 turns the check, and the catching, off.
 _FFMPEG_LINE = re.compile(rb"\[OPENCV:FFMPEG:(-?\d+)\] ?([^\n]*)\n?")
-_CATCH_LOCK = threading.Lock()
+_CATCH_LOCK = threading.RLock()
 
 
 def _fflush_c() -> None:
-    """Flush C's stdio buffers (FFmpeg's lines go through printf) into the redirected files."""
+    """Flush C's stdio buffers (FFmpeg's lines go through printf) into the redirected file."""
     try:
         import ctypes
 
@@ -345,72 +357,113 @@ def _fflush_c() -> None:
         pass
 
 
+def _save_fd(fd: int) -> int:
+    """A copy of ``fd`` numbered 3 or more (never 0-2, even when one of those is closed)."""
+    try:
+        import fcntl
+
+        return fcntl.fcntl(fd, fcntl.F_DUPFD_CLOEXEC, 3)
+    except ImportError:  # pragma: no cover - Windows
+        return os.dup(fd)
+
+
+def _write_all(fd: int, data: bytes) -> None:
+    try:
+        while data:
+            data = data[os.write(fd, data):]
+    except OSError:  # a closed pipe (| head): the text has nowhere to go
+        pass
+
+
 class DecoderMessages:
-    """What FFmpeg says while OpenCV opens a video or decodes a frame, caught at the file
-    descriptors (FFmpeg writes there, not through Python). ``with catcher.catch() as said:``
-    leaves in ``said`` the ``(level, text)`` of each FFmpeg line printed meanwhile; anything else
-    printed meanwhile (another thread's output) is passed on to where it was going, as are
-    FFmpeg's lines when the user set ``OPENCV_FFMPEG_LOGLEVEL`` to see them."""
+    """What FFmpeg says while OpenCV opens a video or decodes a frame, caught at file descriptor 1
+    (FFmpeg prints there itself, not through Python). ``with catcher.catch() as said:`` leaves in
+    ``said`` the ``(level, text)`` of each FFmpeg line printed meanwhile; anything else printed on
+    stdout meanwhile is passed on after, as are FFmpeg's lines when the user set
+    ``OPENCV_FFMPEG_LOGLEVEL`` to see them. ``active`` is False where nothing can be caught (no
+    stdout descriptor, no temporary folder, Windows): reads then go on uncaught."""
 
     def __init__(self) -> None:
-        self._files = [tempfile.TemporaryFile(), tempfile.TemporaryFile()]  # stdout, stderr
-        self._pos = [0, 0]
         from . import FFMPEG_LOG_SET_BY_USER
 
         self.echo_ffmpeg = FFMPEG_LOG_SET_BY_USER
+        self._file = None
+        self._pos = 0
+        if sys.platform != "win32":
+            try:
+                self._file = tempfile.TemporaryFile()
+            except OSError:
+                self._file = None
+
+    @property
+    def active(self) -> bool:
+        return self._file is not None
 
     @contextmanager
     def catch(self) -> Iterator[list[tuple[int, str]]]:
         said: list[tuple[int, str]] = []
+        saved = None
         with _CATCH_LOCK:
-            try:
-                for stream in (sys.stdout, sys.stderr):
-                    if stream is not None:
+            if self._file is not None:
+                stream = sys.stdout
+                try:
+                    if stream is not None and callable(getattr(stream, "flush", None)):
                         stream.flush()
-                saved = [os.dup(1), os.dup(2)]
-            except (OSError, ValueError):  # no stdout/stderr descriptors (a daemon): nothing to catch
-                yield said
-                return
+                except Exception:  # a stand-in stdout that cannot flush: its text stays where it is
+                    pass
+                try:
+                    os.fstat(1)
+                    saved = _save_fd(1)
+                    os.dup2(self._file.fileno(), 1)
+                except OSError:  # no stdout descriptor (a daemon): nothing to catch
+                    if saved is not None:
+                        os.close(saved)
+                    saved = None
             try:
-                os.dup2(self._files[0].fileno(), 1)
-                os.dup2(self._files[1].fileno(), 2)
                 yield said
             finally:
-                _fflush_c()
-                os.dup2(saved[0], 1)
-                os.dup2(saved[1], 2)
-                for i, fd in enumerate(saved):
-                    text = self._new_bytes(i)
+                if saved is not None:
+                    try:
+                        _fflush_c()
+                        os.dup2(saved, 1)
+                    finally:
+                        os.close(saved)
+                    text = self._new_bytes()
                     if text:
-                        self._sort(text, fd, said)
-                    os.close(fd)
+                        self._sort(text, said)
 
-    def _new_bytes(self, i: int) -> bytes:
-        f = self._files[i]
+    def _new_bytes(self) -> bytes:
+        f = self._file
         end = os.fstat(f.fileno()).st_size
-        if end == self._pos[i]:
+        if end == self._pos:
             return b""
-        f.seek(self._pos[i])
-        data = f.read(end - self._pos[i])
-        self._pos[i] = end
-        if end > 1 << 20:  # keep the scratch files small on a long video
+        f.seek(self._pos)
+        data = f.read(end - self._pos)
+        self._pos = end
+        if end > 1 << 20:  # keep the scratch file small on a long video
             f.seek(0)
             f.truncate()
-            self._pos[i] = 0
+            self._pos = 0
         return data
 
-    def _sort(self, text: bytes, fd: int, said: list[tuple[int, str]]) -> None:
-        rest = text
+    def _sort(self, text: bytes, said: list[tuple[int, str]]) -> None:
         for m in _FFMPEG_LINE.finditer(text):
             said.append((int(m.group(1)), m.group(2).decode("utf-8", "replace").strip()))
-        if not self.echo_ffmpeg:
-            rest = _FFMPEG_LINE.sub(b"", text)
+        rest = text if self.echo_ffmpeg else _FFMPEG_LINE.sub(b"", text)
         if rest:
-            os.write(fd, rest)
+            _write_all(1, rest)
 
     def close(self) -> None:
-        for f in self._files:
-            f.close()
+        if self._file is not None:
+            self._file.close()
+            self._file = None
+
+
+def _ffmpeg_log_level() -> int:
+    try:
+        return int(os.environ.get("OPENCV_FFMPEG_LOGLEVEL", "-8"))
+    except ValueError:
+        return -8
 
 
 class VideoReader:
@@ -449,12 +502,27 @@ class VideoReader:
             finally:
                 cv2.utils.logging.setLogLevel(level)
         else:
-            self._said = DecoderMessages()
-            with self._said.catch():  # FFmpeg's words on a broken file: ferkit says it in one line below
-                # one decoding thread: FFmpeg's errors then come while the frame they concern is read
-                self.cap = cv2.VideoCapture(str(source), cv2.CAP_FFMPEG, [cv2.CAP_PROP_N_THREADS, 1])
-                if not self.cap.isOpened():  # not for FFmpeg: OpenCV's other readers (an image sequence)
-                    self.cap = cv2.VideoCapture(str(source))
+            said = DecoderMessages()
+            try:
+                with said.catch():  # FFmpeg's words on a broken file: ferkit says it in one line below
+                    threads = getattr(cv2, "CAP_PROP_N_THREADS", None)  # OpenCV 4.7 or later
+                    self.cap = None
+                    if threads is not None:
+                        # one decoding thread: FFmpeg's errors then come while the frame they concern is read
+                        self.cap = cv2.VideoCapture(str(source), cv2.CAP_FFMPEG, [threads, 1])
+                    if self.cap is None or not self.cap.isOpened():  # not for FFmpeg: OpenCV's other readers
+                        self.cap = cv2.VideoCapture(str(source))
+            except BaseException:
+                said.close()
+                raise
+            # frames are checked for decoding errors where the lines can be caught, and the level lets
+            # FFmpeg say them (OPENCV_FFMPEG_LOGLEVEL 16 or more; frame threads off, or errors would
+            # be pinned on a later frame)
+            if said.active and threads is not None and _ffmpeg_log_level() >= 16 and \
+                    os.environ.get("FERKIT_CHECK_DECODING", "1") != "0":
+                self._said = said
+            else:
+                said.close()
         if not self.cap.isOpened():
             self.close()
             if self.is_camera:

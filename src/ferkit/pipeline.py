@@ -281,7 +281,7 @@ class Recognizer:
                 if not keep:
                     r.image = None
                 res.append(r)
-        res.failed = frame_failures(reader.name, reader.errors)
+        res.failed = frame_failures(reader.name, reader.errors, every)
         return res
 
     def stream(self, source: Any, *, every: int = 1, max_frames: int | None = None) -> Iterator[Result]:

@@ -199,7 +199,7 @@ def run_video(rec: Recognizer, path: str | int, a: argparse.Namespace, out: Path
             writer.close()
         if window is not None:
             window.close()
-    res.failed = frame_failures(reader.name, reader.errors)
+    res.failed = frame_failures(reader.name, reader.errors, every)
     elapsed = time.perf_counter() - t0
     tracks: dict = {}
     for r in res:
@@ -338,12 +338,12 @@ def predict_cli(a: argparse.Namespace) -> int:
         single = len(sources) == 1 and n_images == 1 and not failed  # then entries holds that one Result
         Path(a.json).parent.mkdir(parents=True, exist_ok=True)
         Path(a.json).write_text(json.dumps(entries[0].to_dict() if single else
-                                           [e.to_dict() if isinstance(e, Result) else failure_dict(*e)
+                                           [e.to_dict() if isinstance(e, Result) else failure_dict(e.source, e.error, e.frames)
                                             for e in entries], indent=2) + "\n")
     if a.csv:
         Path(a.csv).parent.mkdir(parents=True, exist_ok=True)
         write_csv([row for e in entries for row in (e.to_records(empty_row=True) if isinstance(e, Result)
-                                                      else [failure_record(*e)])], a.csv, rec.classes)
+                                                      else [failure_record(e.source, e.error, e.frames)])], a.csv, rec.classes)
     if out and n_images:
         print(f"annotated images and JSON in {out}/")
     if ignored:

@@ -152,7 +152,7 @@ class Results(list):
                  fps: float | None = None, ignored: list[tuple[str, str]] | None = None) -> None:
         super().__init__(items)
         #: a :class:`~ferkit.errors.Failure` (source, reason, frames) per unreadable input or run of lost frames
-        self.failed: list[Failure] = [Failure(*f) for f in failed or []]
+        self.failed: list[Failure] = [Failure.of(f) for f in failed or []]
         #: (file, reason) of each file of a folder left out because it is no image by its name (a
         #: notes.txt, a video): listed, but not failures
         self.ignored: list[tuple[str, str]] = list(ignored or [])
@@ -162,7 +162,7 @@ class Results(list):
     def to_dict(self) -> list[dict[str, Any]]:
         """Each result's dict, then one ``{"source", "error", "faces": []}`` per failure (nothing
         read is left out of the file, and nothing that could not be read either)."""
-        return [e.to_dict() if isinstance(e, Result) else failure_dict(*e) for e in self.in_order()]
+        return [e.to_dict() if isinstance(e, Result) else failure_dict(e.source, e.error, e.frames) for e in self.in_order()]
 
     def to_json(self, indent: int | None = 2) -> str:
         return json.dumps(self.to_dict(), indent=indent)
@@ -173,7 +173,7 @@ class Results(list):
         if not empty_row:
             return [row for r in self for row in r.to_records()]
         return [row for e in self.in_order()
-                for row in (e.to_records(True) if isinstance(e, Result) else [failure_record(*e)])]
+                for row in (e.to_records(True) if isinstance(e, Result) else [failure_record(e.source, e.error, e.frames)])]
 
     def in_order(self) -> list[Result | Failure]:
         """The results and the failures as met: a video's lost frames where they were in the video
@@ -184,6 +184,7 @@ class Results(list):
 def merge_by_frame(results: list[Result], failed: list[Failure]) -> list[Result | Failure]:
     """``results`` (in order) with each failure that names frames put before the first result of
     a later frame; failures without frames go last."""
+    failed = [Failure.of(f) for f in failed]  # pairs appended by hand too
     runs = sorted((f for f in failed if f.frames is not None), key=lambda f: f.frames[0])
     out: list[Result | Failure] = []
     k = 0

@@ -27,6 +27,7 @@ import csv
 import dataclasses
 import json
 import math
+import numbers
 import os
 import platform
 import subprocess
@@ -407,10 +408,12 @@ def check_settings(cfg: TrainConfig) -> None:
         raise FerkitError(f"unknown class weighting {cfg.class_weights!r}; use none or balanced")
     better_epoch(cfg.select, 0.0, 0.0, -1.0, math.inf)  # an unknown selection rule
     at_least_one = {"--epochs": cfg.epochs, "--batch-size": cfg.batch_size, "--limit": cfg.limit,
-                    "--early-stop": cfg.early_stop, "--min-face": cfg.min_face}
+                    "--min-face": cfg.min_face}
     for flag, v in at_least_one.items():
-        if v is not None and (not isinstance(v, int) or v < 1):
-            raise FerkitError(f"{flag} must be a whole number of 1 or more, got {v}")
+        if v is not None and (not isinstance(v, numbers.Integral) or isinstance(v, bool) or v < 1):
+            raise FerkitError(f"{flag} must be a whole number of 1 or more, got {v!r}")
+    if cfg.early_stop is not None and (not isinstance(cfg.early_stop, numbers.Integral) or cfg.early_stop < 0):
+        raise FerkitError(f"--early-stop must be a whole number of epochs (0: off), got {cfg.early_stop!r}")
     ranges = [  # (flag, value, low, high, low inclusive, high inclusive, what)
         ("--lr", cfg.lr, 0, math.inf, False, False, "the peak learning rate"),
         ("--weight-decay", cfg.weight_decay, 0, math.inf, True, False, ""),
@@ -432,12 +435,12 @@ def check_settings(cfg: TrainConfig) -> None:
     for flag, v, lo, hi, lo_in, hi_in, what in ranges:
         if v is None:
             continue
-        ok = isinstance(v, (int, float)) and math.isfinite(v) and (v >= lo if lo_in else v > lo) and (hi == math.inf or (v <= hi if hi_in else v < hi))
+        ok = isinstance(v, numbers.Real) and not isinstance(v, bool) and math.isfinite(v) and (v >= lo if lo_in else v > lo) and (hi == math.inf or (v <= hi if hi_in else v < hi))
         if not ok:
             span = (f"{'at least' if lo_in else 'more than'} {lo:g}" if hi == math.inf else
                     f"in {'[' if lo_in else '('}{lo:g}, {hi:g}{']' if hi_in else ')'}")
-            raise FerkitError(f"{flag} must be {span}{f' ({what})' if what else ''}, got {v:g}"
-                              if isinstance(v, (int, float)) else f"{flag} must be a number, got {v!r}")
+            raise FerkitError(f"{flag} must be {span}{f' ({what})' if what else ''}, got {float(v):g}"
+                              if isinstance(v, numbers.Real) else f"{flag} must be a number, got {v!r}")
 
 
 def train(cfg: TrainConfig, resume: bool = False, progress: bool | None = None,

@@ -6,6 +6,7 @@ paper), the way timm does, so a model is never separated from how to feed it.
 
 from __future__ import annotations
 
+import numbers
 from collections.abc import Callable
 from dataclasses import dataclass, field
 
@@ -68,8 +69,10 @@ def create(name: str, num_classes: int = 7, **kwargs) -> nn.Module:
                              f"{', '.join(f'{o}={d!r}' for o, d in known.items()) or 'none'}")
         d = known[k]
         kind = bool if isinstance(d, bool) else int if isinstance(d, int) else float if isinstance(d, float) else None
-        if kind is not None and not (isinstance(v, kind) and (kind is bool or not isinstance(v, bool))
-                                     or kind is float and isinstance(v, int) and not isinstance(v, bool)):
+        ok = {bool: lambda x: isinstance(x, bool),  # numpy numbers pass as Python's do
+              int: lambda x: isinstance(x, numbers.Integral) and not isinstance(x, bool),
+              float: lambda x: isinstance(x, numbers.Real) and not isinstance(x, bool)}
+        if kind is not None and not ok[kind](v):
             what = {bool: "true or false", int: "a whole number", float: "a number"}[kind]
             raise ModelError(f"{name}: model option {k}={v!r} wants {what} (default {d!r})")
     try:
