@@ -107,7 +107,7 @@ def test_resume_keeps_finished_folds_and_continues_an_interrupted_one(ck, tmp_pa
         crossval(_cfg(ck, out), folds=3, progress=False, log=lambda s: None)
     lines = []
     summary = crossval(_cfg(ck, out, epochs=2, lr=1.0), folds=3, resume=True, progress=False, log=lines.append)
-    assert any("ignoring differing: lr" in ln for ln in lines)  # the saved settings win
+    assert any("ignoring differing: lr (1.0; the run's: " in ln for ln in lines)  # the saved settings win, named
     assert any("fold 0: finished earlier" in ln for ln in lines)
     assert any(ln.startswith("[round 2 of 3, test fold 1] resumed") and "epoch 2" in ln for ln in lines)
     assert (fold_dir(out, 0) / "model.safetensors").stat().st_mtime_ns == mtime

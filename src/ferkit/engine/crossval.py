@@ -195,8 +195,11 @@ def crossval(cfg: TrainConfig, folds: int = 10, only: Sequence[int] | None = Non
             diff = {k for k, v in asdict(cfg).items() if k not in RESUME_OVERRIDABLE and asdict(saved).get(k) != v}
             diff.discard("out")
             if diff or prev["folds"] != folds:
-                log(f"resuming with the cross-validation's saved settings; ignoring differing: "
-                    f"{', '.join(sorted(diff | ({'folds'} if prev['folds'] != folds else set())))}")
+                said = [f"{k} ({getattr(cfg, k)!r}; the run's: {getattr(saved, k)!r})"
+                        if k not in ("command", "augment", "dataset_options") else k for k in sorted(diff)]
+                if prev["folds"] != folds:
+                    said.append(f"folds ({folds}; the run's: {prev['folds']})")
+                log(f"resuming with the cross-validation's saved settings; ignoring differing: {', '.join(said)}")
             cfg = dataclasses.replace(saved, out=str(out), **{k: getattr(cfg, k) for k in RESUME_OVERRIDABLE})
             folds = int(prev["folds"])
     subjects = fold_subjects(cfg, folds)  # validates the dataset and k

@@ -468,7 +468,10 @@ def train(cfg: TrainConfig, resume: bool = False, progress: bool | None = None,
         take = RESUME_OVERRIDABLE | named
         diff = {k for k, v in asdict(cfg).items() if k not in take and asdict(saved).get(k) != v}
         if diff:
-            log(f"resuming with the run's saved settings; ignoring differing: {', '.join(sorted(diff))}")
+            log("resuming with the run's saved settings; ignoring differing: " + ", ".join(
+                f"{k} ({getattr(cfg, k)!r}; the run's: {getattr(saved, k)!r})" if k not in ("command", "augment",
+                                                                                         "dataset_options") else k
+                for k in sorted(diff)))
         changed = sorted(k for k in named if getattr(saved, k) != getattr(cfg, k))
         if changed:
             log("resuming with the new " + ", ".join(f"{k} {getattr(cfg, k)} (was {getattr(saved, k)})" for k in changed))
