@@ -283,3 +283,18 @@ def test_the_protocol_names_a_selection_rule_other_than_the_default(tmp_path):
     plain = summarize_folds(_cfg(tmp_path, tmp_path / "a"), 3, [], subjects, 0.0)["protocol"]
     tie = summarize_folds(_cfg(tmp_path, tmp_path / "b", select="accuracy-loss"), 3, [], subjects, 0.0)["protocol"]
     assert "selects the best epoch on fold i+1, trains" in plain and "ties broken by the lowest loss" in tie
+
+
+def test_evaluate_a_fold_run_on_its_own_round(ck, cv3, capsys):
+    """A round's run is evaluated on its round's test fold (from its card), not on fold 0's, whose
+    subjects it trained on; asking for another round is warned about."""
+    out, summary, _ = cv3
+    run = str(fold_dir(out, 1))
+    args = ["evaluate", "--model", run, "--dataset", "ckplus", "--data", str(ck)]
+    assert main(args) == 0
+    cap = capsys.readouterr()
+    assert "evaluating on fold 1's splits" in cap.out
+    acc = float(next(ln.split()[1] for ln in cap.out.splitlines() if ln.startswith("accuracy")))
+    assert acc == pytest.approx(summary["per_fold"][1]["accuracy"], abs=1e-4)  # the number crossval measured
+    assert main([*args, "--fold", "0"]) == 0
+    assert "was trained with --fold 1" in capsys.readouterr().err

@@ -262,8 +262,8 @@ def _train_config(a: argparse.Namespace):
 
     if a.warmup < 0:
         raise FerkitError(f"--warmup must be 0 or more epochs, got {a.warmup}")
-    if a.warmup >= a.epochs > 0:
-        print(f"ferkit: warning: --warmup {a.warmup:g} is not shorter than --epochs {a.epochs}: the learning rate "
+    if a.warmup > a.epochs > 0 and a.lr > 0:
+        print(f"ferkit: warning: --warmup {a.warmup:g} is longer than --epochs {a.epochs}: the learning rate "
               f"climbs the whole run and never reaches --lr {a.lr:g} (lower --warmup, e.g. --warmup 0)",
               file=sys.stderr)
     aug = AugmentConfig.none() if a.aug == "none" else AugmentConfig()
@@ -294,8 +294,11 @@ def cmd_train(a: argparse.Namespace) -> int:
         given = [k for k, flag in (("data", "--data"), ("lr", "--lr")) if _given(a, flag)]
         train(cfg, resume=a.resume, progress=None if not a.no_progress else False, given=given)
     except KeyboardInterrupt:
-        print(f"\nferkit: interrupted; the last finished epoch is saved in {a.out}/last.ckpt: run the same command "
-              f"with --resume to continue", file=sys.stderr)
+        if (Path(a.out) / "last.ckpt").exists():
+            print(f"\nferkit: interrupted; the last finished epoch is saved in {a.out}/last.ckpt: run the same "
+                  f"command with --resume to continue", file=sys.stderr)
+        else:
+            print("\nferkit: interrupted before the first epoch finished: nothing saved", file=sys.stderr)
         return 130
     return 0
 
@@ -392,6 +395,29 @@ def _runtime(model) -> str:
     return f"onnxruntime int8 ({quant.get('mode', '?')})" if quant else "onnxruntime"
 
 
+def _fold_of_card(a: argparse.Namespace, card: dict) -> None:
+    """A run trained on one round of a k-fold dataset is evaluated on that round's folds (its card
+    says which) unless --folds/--fold/--fold-seed say otherwise; a different round is warned about:
+    its test subjects were among the run's training ones."""
+    ds = card.get("dataset") or {}
+    if str(ds.get("name", "")).lower() != str(a.dataset).lower():
+        return
+    opts = ds.get("options") or {}
+    for key, flag in (("folds", "--folds"), ("fold", "--fold"), ("fold_seed", "--fold-seed")):
+        if key not in opts:
+            continue
+        given = getattr(a, key)
+        if given is None:
+            setattr(a, key, opts[key])
+            if key == "fold" and opts[key]:
+                print(f"evaluating on fold {opts[key]}'s splits: the round the model was trained on (its card); "
+                      f"--fold N for another")
+        elif given != opts[key]:
+            print(f"ferkit: warning: {flag} {given}, but the model was trained with {flag} {opts[key]}: this "
+                  f"round's test subjects were among its training ones, so the number overstates it",
+                  file=sys.stderr)
+
+
 def cmd_evaluate(a: argparse.Namespace) -> int:
     from .api import load_model
     from .data import open_dataset
@@ -410,6 +436,7 @@ def cmd_evaluate(a: argparse.Namespace) -> int:
                           f"extension for .png)")
     _warn_whole_frames(a)
     model = load_model(a.model, device=a.device, backend=a.backend)
+    _fold_of_card(a, getattr(model, "card", None) or {})
     reader = open_dataset(a.dataset, a.data, **_dataset_options(a))
     split = a.split or reader.test_split
     if split is None:
