@@ -367,6 +367,7 @@ def cmd_probe(a: argparse.Namespace) -> int:
     from .io import check_out_folder
 
     check_out_folder("--out", a.out)
+    _warn_whole_frames(a)
 
     if a.threads:
         import torch
@@ -908,7 +909,7 @@ def build_parser() -> argparse.ArgumentParser:
                                    "crossval.json (the shape `ferkit crossval` writes) and its plots into --out.")
     s.add_argument("--models", required=True, metavar="M1,M2",
                    help="models whose features are probed, side by side (shipped names, .safetensors files or "
-                        "run folders; mini_xception, di_fernet or lite_cnn)")
+                        "run folders; any architecture with a feature extractor: all but pcnn)")
     s.add_argument("--dataset", required=True, metavar="NAME", help="ckplus | jaffe | kdef | imagefolder")
     s.add_argument("--data", required=True, metavar="PATH", help="the dataset's folder")
     s.add_argument("--folds", type=int, default=10, metavar="K", help="number of subject-independent folds")

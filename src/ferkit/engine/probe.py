@@ -49,8 +49,11 @@ def pooled_features(model, images: torch.Tensor, tta: str | None = None, batch_s
     :func:`ferkit.data.transforms.tta_views`) the mean over the image's views."""
     net = getattr(model, "net", None)
     if net is None or not hasattr(net, "features"):
+        from ..models import create, list_models
+
+        have = [sp.name for sp in list_models() if hasattr(create(sp.name), "features")]
         raise FerkitError(f"{model.name}: no feature extractor to probe (architectures with one: "
-                          f"mini_xception, di_fernet, lite_cnn); pcnn and zhu_cnn are not probed")
+                          f"{', '.join(have)})")
     if tta not in (None, "none", "flip", "tencrop"):
         raise FerkitError(f"a probe takes --tta none, flip or tencrop, not {tta}")
     out = []
