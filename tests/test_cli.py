@@ -159,6 +159,8 @@ def test_data_and_probe_on_an_image_folder_with_split_folders(tmp_path, capsys):
     flat = make_imagefolder(tmp_path / "flat", with_splits=False)
     assert main(["data", "--dataset", "imagefolder", "--data", str(flat), "--folds", "3", "--json"]) == 0
     assert len(json.loads(capsys.readouterr().out)["folds"]) == 3
+    assert main(["data", "--dataset", "imagefolder", "--data", str(flat), "--folds", "3"]) == 0
+    assert "NOT subject-independent" in capsys.readouterr().out  # no subjects known: each image is one
     assert main(["probe", "--models", "default", "--dataset", "imagefolder", "--data", str(root)]) == 1
     assert "official splits" in capsys.readouterr().err
     assert main(["data", "--dataset", "ckplus", "--data", str(flat), "--folds", "0"]) == 1

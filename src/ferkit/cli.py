@@ -214,12 +214,21 @@ def cmd_data(a: argparse.Namespace) -> int:
         for w_ in report["warnings"]:
             print(f"  WARNING: {w_}")
         if not report["warnings"]:
-            print("  no train/test shift in sharpness or contrast")
+            print("  no train/test shift in sharpness or contrast (brightness listed, not judged)")
     if "folds" in report:
-        print(f"\n  {len(report['folds'])} subject-independent folds (fold_seed {reader.fold_seed}); "
-              f"subject-disjoint: {report['folds_subject_disjoint']}")
+        per_image = all(len(f["subjects"]) == f["n"] for f in report["folds"])
+        if per_image:  # an image folder without subjects: each image is its own
+            print(f"\n  {len(report['folds'])} folds (fold_seed {reader.fold_seed}) of single images: no subject is "
+                  f"known, so each image counts as one; NOT subject-independent (near-identical images of one "
+                  f"person can fall in train and test)")
+        else:
+            print(f"\n  {len(report['folds'])} subject-independent folds (fold_seed {reader.fold_seed}); "
+                  f"subject-disjoint: {report['folds_subject_disjoint']}")
         for f in report["folds"]:
-            print(f"    fold {f['fold']}: {f['n']:>4} images, subjects {' '.join(f['subjects'])}")
+            subjects = f["subjects"]
+            shown = " ".join(subjects) if len(subjects) <= 20 else \
+                " ".join(subjects[:8]) + f" ... ({len(subjects)} in all; --json lists them)"
+            print(f"    fold {f['fold']}: {f['n']:>4} images" + ("" if per_image else f", subjects {shown}"))
     return 0
 
 
