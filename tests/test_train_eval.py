@@ -124,6 +124,11 @@ def test_resume_takes_a_moved_dataset_and_a_new_lr_only_when_given(folder, tmp_p
     train(_cfg(moved, run, epochs=3, lr=5e-2), resume=True, progress=False, log=lines.append, given=["data"])
     assert any("ignoring differing: lr" in ln for ln in lines)
     assert torch.load(run / "last.ckpt", weights_only=True)["config"]["lr"] == 1e-3
+    # the card keeps the command that started the run, then the resume (not the resume alone)
+    train(_cfg(moved, run, epochs=4, command="ferkit train ... --epochs 4 --resume"), resume=True, progress=False,
+          log=lambda s: None)
+    config = json.loads((run / "config.json").read_text())
+    assert config["command"] == "test  # resumed by: ferkit train ... --epochs 4 --resume"
 
 
 def test_a_nan_loss_says_what_to_do(folder, tmp_path):

@@ -123,6 +123,7 @@ RESUME_OVERRIDABLE = {"epochs", "device", "threads", "command", "early_stop", "t
 #: settings a resumed run takes from the new command only when it names them (``given``): a
 #: dataset that moved, a learning rate lowered after a NaN loss
 RESUME_IF_GIVEN = {"data", "lr"}
+RESUMED = "  # resumed by: "  #: joins a run's first command and its resumes in ``command``
 
 
 def resolve_device(device: str | torch.device) -> torch.device:
@@ -475,7 +476,12 @@ def train(cfg: TrainConfig, resume: bool = False, progress: bool | None = None,
         changed = sorted(k for k in named if getattr(saved, k) != getattr(cfg, k))
         if changed:
             log("resuming with the new " + ", ".join(f"{k} {getattr(cfg, k)} (was {getattr(saved, k)})" for k in changed))
+        new_command = cfg.command
         cfg = dataclasses.replace(saved, **{k: getattr(cfg, k) for k in take})
+        if saved.command and new_command != saved.command:
+            # the card keeps the command that started the run, then each resume, as shell comments
+            # (pasted, the line runs the first command; the resumes say how the run was continued)
+            cfg = dataclasses.replace(cfg, command=f"{saved.command}{RESUMED}{new_command}")
     elif resume:
         log(f"{ckpt_path} not found: starting a new run")
     out.mkdir(parents=True, exist_ok=True)
