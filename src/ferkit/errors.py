@@ -52,7 +52,7 @@ class Failure(tuple):
     @classmethod
     def of(cls, item) -> "Failure":
         """A Failure of a ``(source, error)`` pair (or a Failure, kept)."""
-        return item if isinstance(item, Failure) else cls(item[0], item[1], getattr(item, "frames", None))
+        return item if isinstance(item, Failure) else cls(item[0], item[1])
 
     @property
     def span(self) -> str:

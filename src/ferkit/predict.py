@@ -29,7 +29,7 @@ from tqdm.auto import tqdm
 from .errors import Failure, FerkitError
 from .io import VideoReader, VideoWriter, check_out_folder, check_writable, frame_failures
 from .pipeline import Recognizer, _reason, folder_files, source_kind
-from .results import Result, Results, draw, failure_dict, failure_record, plot_timeline, write_csv
+from .results import Result, Results, draw, entry_dict, entry_records, plot_timeline, write_csv
 
 
 # ---------------------------------------------------------------------------------------
@@ -338,12 +338,10 @@ def predict_cli(a: argparse.Namespace) -> int:
         single = len(sources) == 1 and n_images == 1 and not failed  # then entries holds that one Result
         Path(a.json).parent.mkdir(parents=True, exist_ok=True)
         Path(a.json).write_text(json.dumps(entries[0].to_dict() if single else
-                                           [e.to_dict() if isinstance(e, Result) else failure_dict(e.source, e.error, e.frames)
-                                            for e in entries], indent=2) + "\n")
+                                           [entry_dict(e) for e in entries], indent=2) + "\n")
     if a.csv:
         Path(a.csv).parent.mkdir(parents=True, exist_ok=True)
-        write_csv([row for e in entries for row in (e.to_records(empty_row=True) if isinstance(e, Result)
-                                                      else [failure_record(e.source, e.error, e.frames)])], a.csv, rec.classes)
+        write_csv([row for e in entries for row in entry_records(e)], a.csv, rec.classes)
     if out and n_images:
         print(f"annotated images and JSON in {out}/")
     if ignored:

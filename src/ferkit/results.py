@@ -162,7 +162,7 @@ class Results(list):
     def to_dict(self) -> list[dict[str, Any]]:
         """Each result's dict, then one ``{"source", "error", "faces": []}`` per failure (nothing
         read is left out of the file, and nothing that could not be read either)."""
-        return [e.to_dict() if isinstance(e, Result) else failure_dict(e.source, e.error, e.frames) for e in self.in_order()]
+        return [entry_dict(e) for e in self.in_order()]
 
     def to_json(self, indent: int | None = 2) -> str:
         return json.dumps(self.to_dict(), indent=indent)
@@ -172,8 +172,7 @@ class Results(list):
         failure, its reason in the ``error`` column."""
         if not empty_row:
             return [row for r in self for row in r.to_records()]
-        return [row for e in self.in_order()
-                for row in (e.to_records(True) if isinstance(e, Result) else [failure_record(e.source, e.error, e.frames)])]
+        return [row for e in self.in_order() for row in entry_records(e)]
 
     def in_order(self) -> list[Result | Failure]:
         """The results and the failures as met: a video's lost frames where they were in the video
@@ -196,22 +195,32 @@ def merge_by_frame(results: list[Result], failed: list[Failure]) -> list[Result 
     return out + runs[k:] + [f for f in failed if f.frames is None]
 
 
-def failure_dict(source: str, why: str, frames: tuple[int, int] | None = None) -> dict[str, Any]:
+def failure_dict(f: Failure) -> dict[str, Any]:
     """A source that could not be read, as an entry of ``predict --json`` (beside the results);
     a video's lost frames add ``"frames": [first, last]``."""
-    d: dict[str, Any] = {"source": source}
-    if frames is not None:
-        d["frames"] = list(frames)
-    d.update({"error": why, "faces": []})
+    d: dict[str, Any] = {"source": f.source}
+    if f.frames is not None:
+        d["frames"] = list(f.frames)
+    d.update({"error": f.error, "faces": []})
     return d
 
 
-def failure_record(source: str, why: str, frames: tuple[int, int] | None = None) -> dict[str, Any]:
+def failure_record(f: Failure) -> dict[str, Any]:
     """A source that could not be read, as a ``predict --csv`` row (``source`` and ``error``); a
     video's lost frames put the run's first frame in ``frame`` and the run in the message."""
-    if frames is None:
-        return {"source": source, "error": why}
-    return {"source": source, "frame": frames[0], "error": f"{Failure(source, why, frames).span}: {why}"}
+    if f.frames is None:
+        return {"source": f.source, "error": f.error}
+    return {"source": f.source, "frame": f.frames[0], "error": f"{f.span}: {f.error}"}
+
+
+def entry_dict(e: Result | Failure) -> dict[str, Any]:
+    """A result's or a failure's entry of a ``--json`` list."""
+    return e.to_dict() if isinstance(e, Result) else failure_dict(e)
+
+
+def entry_records(e: Result | Failure) -> list[dict[str, Any]]:
+    """A result's or a failure's ``--csv`` rows (a result without faces still one row)."""
+    return e.to_records(empty_row=True) if isinstance(e, Result) else [failure_record(e)]
 
 
 def write_csv(rows: list[dict[str, Any]], path_or_file, classes: tuple[str, ...] | list[str]) -> None:

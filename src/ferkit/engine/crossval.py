@@ -40,7 +40,7 @@ from ..data import open_dataset
 from ..errors import FerkitError
 from .metrics import summarize
 from .plots import plot_confusion
-from .train import RESUME_OVERRIDABLE, TrainConfig, _limit, check_settings, train
+from .train import RESUME_OVERRIDABLE, TrainConfig, _limit, check_settings, differences, train
 
 SUMMARY = "crossval.json"
 SELECT_WORDS = {"accuracy-loss": " (highest accuracy, ties broken by the lowest loss)"}  # how, when not the default
@@ -195,8 +195,7 @@ def crossval(cfg: TrainConfig, folds: int = 10, only: Sequence[int] | None = Non
             diff = {k for k, v in asdict(cfg).items() if k not in RESUME_OVERRIDABLE and asdict(saved).get(k) != v}
             diff.discard("out")
             if diff or prev["folds"] != folds:
-                said = [f"{k} ({getattr(cfg, k)!r}; the run's: {getattr(saved, k)!r})"
-                        if k not in ("command", "augment", "dataset_options") else k for k in sorted(diff)]
+                said = [differences(diff, cfg, saved)] if diff else []
                 if prev["folds"] != folds:
                     said.append(f"folds ({folds}; the run's: {prev['folds']})")
                 log(f"resuming with the cross-validation's saved settings; ignoring differing: {', '.join(said)}")

@@ -396,6 +396,13 @@ def _short(m: dict) -> dict:
     return {k: m[k] for k in ("accuracy", "macro_f1", "n", "loss") if k in m}
 
 
+def differences(keys, given: TrainConfig, saved: TrainConfig) -> str:
+    """The settings ``keys`` in which ``given`` differs from a run's ``saved`` ones, in words:
+    ``lr (0.01; the run's: 0.003)`` (long ones by name only)."""
+    return ", ".join(k if k in ("command", "augment", "dataset_options") else
+                     f"{k} ({getattr(given, k)!r}; the run's: {getattr(saved, k)!r})" for k in sorted(keys))
+
+
 def check_settings(cfg: TrainConfig) -> None:
     """The settings that need no data: refused with a clear message before the run folder exists."""
     if cfg.teacher_tta not in ("flip", "tencrop"):
@@ -436,7 +443,8 @@ def check_settings(cfg: TrainConfig) -> None:
     for flag, v, lo, hi, lo_in, hi_in, what in ranges:
         if v is None:
             continue
-        ok = isinstance(v, numbers.Real) and not isinstance(v, bool) and math.isfinite(v) and (v >= lo if lo_in else v > lo) and (hi == math.inf or (v <= hi if hi_in else v < hi))
+        ok = (isinstance(v, numbers.Real) and not isinstance(v, bool) and math.isfinite(v)
+              and (v >= lo if lo_in else v > lo) and (hi == math.inf or (v <= hi if hi_in else v < hi)))
         if not ok:
             span = (f"{'at least' if lo_in else 'more than'} {lo:g}" if hi == math.inf else
                     f"in {'[' if lo_in else '('}{lo:g}, {hi:g}{']' if hi_in else ')'}")
@@ -469,10 +477,7 @@ def train(cfg: TrainConfig, resume: bool = False, progress: bool | None = None,
         take = RESUME_OVERRIDABLE | named
         diff = {k for k, v in asdict(cfg).items() if k not in take and asdict(saved).get(k) != v}
         if diff:
-            log("resuming with the run's saved settings; ignoring differing: " + ", ".join(
-                f"{k} ({getattr(cfg, k)!r}; the run's: {getattr(saved, k)!r})" if k not in ("command", "augment",
-                                                                                         "dataset_options") else k
-                for k in sorted(diff)))
+            log(f"resuming with the run's saved settings; ignoring differing: {differences(diff, cfg, saved)}")
         changed = sorted(k for k in named if getattr(saved, k) != getattr(cfg, k))
         if changed:
             log("resuming with the new " + ", ".join(f"{k} {getattr(cfg, k)} (was {getattr(saved, k)})" for k in changed))

@@ -62,18 +62,21 @@ def create(name: str, num_classes: int = 7, **kwargs) -> nn.Module:
     """Build architecture ``name`` with ``num_classes`` outputs (logits); kwargs go to its builder."""
     spec = get_spec(name)
     args = {**spec.defaults, **kwargs}
-    known = {k: v for k, v in builder_options(name).items()}
+    known = builder_options(name)
     for k, v in kwargs.items():
         if k not in known:
             raise ModelError(f"{name}: unknown model option {k!r}; its options: "
                              f"{', '.join(f'{o}={d!r}' for o, d in known.items()) or 'none'}")
         d = known[k]
-        kind = bool if isinstance(d, bool) else int if isinstance(d, int) else float if isinstance(d, float) else None
-        ok = {bool: lambda x: isinstance(x, bool),  # numpy numbers pass as Python's do
-              int: lambda x: isinstance(x, numbers.Integral) and not isinstance(x, bool),
-              float: lambda x: isinstance(x, numbers.Real) and not isinstance(x, bool)}
-        if kind is not None and not ok[kind](v):
-            what = {bool: "true or false", int: "a whole number", float: "a number"}[kind]
+        # the default's type is the option's (numpy numbers pass as Python's do); None: any
+        if isinstance(d, bool):
+            ok, what = isinstance(v, bool), "true or false"
+        elif isinstance(d, (int, float)):
+            ok = isinstance(v, numbers.Integral if isinstance(d, int) else numbers.Real) and not isinstance(v, bool)
+            what = "a whole number" if isinstance(d, int) else "a number"
+        else:
+            ok, what = True, ""
+        if not ok:
             raise ModelError(f"{name}: model option {k}={v!r} wants {what} (default {d!r})")
     try:
         model = spec.builder(num_classes=num_classes, in_chans=spec.input_size[0], **args)
