@@ -65,15 +65,11 @@ def left(batch: int, budget: float, floor: float, default: float) -> str:
 
 def mflops(model: ExpressionModel) -> float:
     """FLOPs of one face (2 per multiply-add) of a shipped model's architecture, in millions."""
-    from torch.utils.flop_counter import FlopCounterMode
-
     from ferkit.models import create
 
     card = model.card
     net = create(card["architecture"], num_classes=len(card["classes"]), **card.get("arch_kwargs", {})).eval()
-    with FlopCounterMode(display=False) as fc:
-        net(torch.zeros(1, *card["input_size"]))
-    return fc.get_total_flops() / 1e6
+    return net_mflops(net, card["input_size"])
 
 
 def student(width: int) -> ExpressionModel:
@@ -84,6 +80,31 @@ def student(width: int) -> ExpressionModel:
             "arch_kwargs": {"width": width}}
     torch.manual_seed(0)
     return ExpressionModel(create("lite_cnn", num_classes=len(card["classes"]), width=width).eval(), card)
+
+
+def plain(widths: tuple[int, ...] = (16, 32, 64, 128)) -> ExpressionModel:
+    """Plain 3x3 convolutions (BN, ReLU; the first with stride 2, 2x2 max pooling after the second
+    and third), GAP and a linear layer, random weights, the student's card: dense convolutions are
+    what onnxruntime's int8 kernels speed up (VNNI), where lite_cnn's depthwise ones are not."""
+    card = {**ferkit.load_model("fast", backend="torch").card, "name": "plain-" + "-".join(map(str, widths)),
+            "metrics": {}, "architecture": "plain (benchmarks/floor.py)", "arch_kwargs": {}}
+    layers, c = [], card["input_size"][0]
+    for i, w in enumerate(widths):
+        layers += [nn.Conv2d(c, w, 3, 2 if i == 0 else 1, 1, bias=False), nn.BatchNorm2d(w), nn.ReLU()]
+        layers += [nn.MaxPool2d(2)] if i in (1, 2) else []
+        c = w
+    torch.manual_seed(0)
+    net = nn.Sequential(*layers, nn.AdaptiveAvgPool2d(1), nn.Flatten(), nn.Linear(c, len(card["classes"])))
+    return ExpressionModel(net.eval(), card)
+
+
+def net_mflops(net: nn.Module, input_size) -> float:
+    """FLOPs of one face (2 per multiply-add) of a network, in millions."""
+    from torch.utils.flop_counter import FlopCounterMode
+
+    with FlopCounterMode(display=False) as fc:
+        net(torch.zeros(1, *input_size))
+    return fc.get_total_flops() / 1e6
 
 
 def fits(name: str, model: ExpressionModel, med: dict, b1: float, b64: float, fer: dict) -> str:
@@ -135,6 +156,16 @@ def main() -> int:
             export_onnx(net, path, int8=int8, calibration=faces.numpy() if int8 else None, write_card=False)
             models[label] = OnnxExpressionModel(path, threads=a.threads)
             grown[label] = mflops(net)
+        if widths:  # dense convolutions on int8, the other way to buy FLOPs
+            for ws in ((16, 24, 48, 96), (16, 32, 64, 128)):
+                net = plain(ws)
+                for int8 in (False, "static"):
+                    label = (f"plain 3x3 convolutions {'-'.join(map(str, ws))}" + (", static int8" if int8 else "")
+                             + " (random weights)")
+                    path = Path(tmp) / f"{net.name}{'-int8' if int8 else ''}.onnx"
+                    export_onnx(net, path, int8=int8, calibration=faces.numpy() if int8 else None, write_card=False)
+                    models[label] = OnnxExpressionModel(path, threads=a.threads)
+                    grown[label] = net_mflops(net.net, net.input_size)
         load0 = os.getloadavg()[0]
         ms = {k: {n: [] for n in (1, 64)} for k in models}
         for _ in range(a.rounds):
@@ -176,7 +207,8 @@ def main() -> int:
                "distilled from the model its card names:", ""] +
           [fits(n, models[n], med[n], b1, b64, fer) + f" Teacher: `{teachers[n]}`." for n in lite]
           if lite else []),
-        *(["", "Growing the student instead, or quantising it (random weights: speed only, so no accuracy):", ""] +
+        *(["", "Growing the student instead, or quantising it, or dense convolutions on int8 (random weights: speed "
+                "only, so no accuracy):", ""] +
           [f"- {n} ({f:.1f} MFLOPs): {med[n][1]:.3f} ms at batch 1, {med[n][64] / 64:.3f} ms per face at batch 64: "
            + ("inside both budgets" if med[n][1] <= b1 and med[n][64] / 64 <= b64 else
               "over the budget at " + " and ".join(f"batch {k}" for k, v, b in ((1, med[n][1], b1),

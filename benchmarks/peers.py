@@ -567,7 +567,9 @@ def main() -> int:
         "facenet-pytorch (a CUDA torch) and is not measured.",
         "fer's weights (`emotion_model.hdf5`; fer's source credits oarriaga/face_classification) come without a "
         "statement of which FER2013 rows trained and selected them; ferkit's default was trained on Training and "
-        "selected on PublicTest, so PrivateTest is unseen for it.",
+        "selected on PublicTest, so PrivateTest is unseen for it. The next section (`benchmarks/fer_splits.py`) "
+        "measures fer's model on each split and reads the training script of the repository fer credits "
+        "(there Training trains the model; PublicTest and PrivateTest together choose its checkpoint).",
     ]
     if any(c["dataset"]["name"] != "fer2013" for c in cards.values()):
         notes.append("Models trained on another dataset (e.g. `*-ferplus`) are scored here against FER2013's own "
