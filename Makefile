@@ -49,8 +49,12 @@ $(FER_STAMP):
 	$(FER_VENV)/bin/pip install --quiet --disable-pip-version-check --no-deps fer==25.10.3 mtcnn==1.0.0
 	touch $(FER_STAMP)
 
+# the models of the published run (every shipped model on both backends would take far longer)
+PEERS_MODELS ?= lite_cnn-fer2013,mini_xception-fer2013
+
 bench-peers: $(STAMP) $(FER_STAMP)
-	$(BIN)/python benchmarks/peers.py --fer-python $(FER_VENV)/bin/python
+	$(BIN)/python benchmarks/peers.py --fer-python $(FER_VENV)/bin/python --models $(PEERS_MODELS)
+	$(BIN)/python benchmarks/fer_splits.py --fer-python $(FER_VENV)/bin/python --write
 
 clean:
 	rm -rf $(VENV) $(FER_VENV) .cache out .pytest_cache

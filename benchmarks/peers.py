@@ -206,7 +206,7 @@ def markdown(res: dict) -> str:
         f"    {res['command']}",
         "",
         f"Measured {res['date']} in one run ({res['seconds']:.0f} s), on the same inputs, ferkit and fer interleaved "
-        f"round by round: `make bench-peers` runs the second line (the first run also makes `.venv-fer`).",
+        f"round by round: `make bench-peers` runs the second line with the models of its `PEERS_MODELS` (then `benchmarks/fer_splits.py`, the next section; its first run also makes `.venv-fer`).",
         "",
         f"- Machine: {m['cpu']}, {m['os_cpu_count']} cores, {m['platform']}. Load average (1 min) "
         f"{res['load_average_1min_start']} at the start, {res['load_average_1min_end']} at the end (the machine is "

@@ -33,7 +33,7 @@ ALIASES: dict[str, str] = {
     # the model every command uses unless told otherwise: vgg_fer-fer2013 (trained on a GPU;
     # PublicTest 69.77%, PrivateTest 70.69%) since 2026-12-04, by the accuracy issue's rule (a model
     # that keeps the live pipeline at >= 30 frames/s on 2 cores and beats the default becomes it:
-    # 66 frames/s for one face with the video default, docs/benchmarks.md). Until then `default`
+    # one face well above 30 frames/s with the video default, docs/benchmarks.md). Until then `default`
     # named mini_xception-fer2013 (PublicTest 66.34%): the cards, results and AU reports made before
     # say so where their commands read `--init default` or `--model default`.
     "default": "vgg_fer-fer2013",
