@@ -277,6 +277,28 @@ def test_a_frame_the_decoder_reports_errors_in_is_skipped_and_listed(tmp_path, c
         assert [i for i, _, _ in reader] == list(range(8)) and reader.errors == []
 
 
+def test_a_log_level_that_silences_ffmpeg_errors_is_said_once(tmp_path, monkeypatch):
+    import warnings
+
+    from conftest import damage_mjpeg_frames, moving_video
+
+    clip = damage_mjpeg_frames(moving_video(tmp_path / "clip.avi", n=6, size=(160, 120)), (2,))
+    monkeypatch.setenv("OPENCV_FFMPEG_LOGLEVEL", "-8")  # the user's: FFmpeg quiet, errors too
+    monkeypatch.setattr(fio, "_CHECK_OFF_SAID", False)
+    with pytest.warns(UserWarning, match=r"OPENCV_FFMPEG_LOGLEVEL=-8 is below 16 .* damaged video frames are not found"):
+        reader = fio.VideoReader(clip)
+    with reader:
+        assert len(list(reader)) == 6 and reader.errors == []  # unchecked: the damaged frame is read
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")  # said once a process, not once a file
+        fio.VideoReader(clip).close()
+    monkeypatch.setenv("FERKIT_CHECK_DECODING", "0")  # the check turned off on purpose: no note
+    monkeypatch.setattr(fio, "_CHECK_OFF_SAID", False)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        fio.VideoReader(clip).close()
+
+
 def test_the_decoder_message_catcher_passes_other_output_on(capfd):
     catcher = fio.DecoderMessages()
     catcher.echo_ffmpeg = False

@@ -459,6 +459,20 @@ class DecoderMessages:
             self._file = None
 
 
+_CHECK_OFF_SAID = False
+
+
+def _say_check_off() -> None:
+    """Once a process: the user's OPENCV_FFMPEG_LOGLEVEL silences the errors the check reads."""
+    global _CHECK_OFF_SAID
+    if not _CHECK_OFF_SAID:
+        _CHECK_OFF_SAID = True
+        warnings.warn(f"OPENCV_FFMPEG_LOGLEVEL={os.environ.get('OPENCV_FFMPEG_LOGLEVEL')} is below 16 (errors): FFmpeg "
+                      "does not report decoding errors, so damaged video frames are not found and are read as "
+                      "decoded (set it to 16 or more, or unset it; FERKIT_CHECK_DECODING=0 turns the check off "
+                      "without this note)", stacklevel=3)
+
+
 def _ffmpeg_log_level() -> int:
     try:
         return int(os.environ.get("OPENCV_FFMPEG_LOGLEVEL", "-8"))
@@ -518,11 +532,13 @@ class VideoReader:
             # frames are checked for decoding errors where the lines can be caught, and the level lets
             # FFmpeg say them (OPENCV_FFMPEG_LOGLEVEL 16 or more; frame threads off, or errors would
             # be pinned on a later frame)
-            if said.active and threads is not None and _ffmpeg_log_level() >= 16 and \
-                    os.environ.get("FERKIT_CHECK_DECODING", "1") != "0":
+            could = said.active and threads is not None and os.environ.get("FERKIT_CHECK_DECODING", "1") != "0"
+            if could and _ffmpeg_log_level() >= 16:
                 self._said = said
             else:
                 said.close()
+                if could:
+                    _say_check_off()
         if not self.cap.isOpened():
             self.close()
             if self.is_camera:
