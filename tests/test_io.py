@@ -277,6 +277,30 @@ def test_a_frame_the_decoder_reports_errors_in_is_skipped_and_listed(tmp_path, c
         assert [i for i, _, _ in reader] == list(range(8)) and reader.errors == []
 
 
+@pytest.mark.parametrize("fourcc,ext", [("MJPG", ".avi"), ("mp4v", ".mp4"), ("XVID", ".avi"), ("FMP4", ".avi"),
+                                        ("VP80", ".webm"), ("VP90", ".webm"), ("FFV1", ".mkv"), ("HFYU", ".avi"),
+                                        ("MPEG", ".avi")])
+def test_healthy_videos_of_every_writable_codec_lose_no_frame(tmp_path, fourcc, ext, capfd):
+    """The damaged-frame check on intact streams (inter-frame codecs too): nothing is flagged."""
+    import cv2
+
+    path = tmp_path / f"clip{ext}"
+    wr = cv2.VideoWriter(str(path), cv2.VideoWriter_fourcc(*fourcc), 12, (160, 120))
+    if not wr.isOpened():
+        pytest.skip(f"this OpenCV cannot write {fourcc}")
+    for i in range(30):  # a moving disc over a changing pattern: P-frames with real motion
+        img = np.full((120, 160, 3), 30, np.uint8)
+        img[:: 5 + i % 3] = 90
+        cv2.circle(img, (20 + 4 * i, 60), 18, (0, 200, 255), -1)
+        wr.write(img)
+    wr.release()
+    capfd.readouterr()
+    with fio.VideoReader(path) as reader:
+        assert reader._said is not None  # the check is on
+        assert len(list(reader)) == 30 and reader.errors == []
+    assert "FFMPEG" not in capfd.readouterr().out
+
+
 def test_a_log_level_that_silences_ffmpeg_errors_is_said_once(tmp_path, monkeypatch):
     import warnings
 
