@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import io
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -298,6 +299,28 @@ def test_healthy_videos_of_every_writable_codec_lose_no_frame(tmp_path, fourcc, 
     with fio.VideoReader(path) as reader:
         assert reader._said is not None  # the check is on
         assert len(list(reader)) == 30 and reader.errors == []
+    assert "FFMPEG" not in capfd.readouterr().out
+
+
+CODEC_CLIPS = Path(__file__).parent / "data" / "codecs"  # synthetic, tools/make_codec_clips.py
+
+
+@pytest.mark.parametrize("name", ["h264.mp4", "hevc.mp4", "av1.mkv"])
+def test_intact_h264_hevc_av1_lose_no_frame_and_damaged_ones_account_for_every_frame(tmp_path, name, capfd):
+    """Codecs OpenCV cannot write here (H.264 and HEVC with B-frames, AV1): the check flags nothing
+    in an intact file; in one with 200 bytes overwritten, every frame is read or listed."""
+    with fio.VideoReader(CODEC_CLIPS / name) as reader:
+        assert reader._said is not None
+        assert len(list(reader)) == 30 and reader.errors == [] and reader.fps == 12
+    data = bytearray((CODEC_CLIPS / name).read_bytes())
+    at = len(data) * (3 if name == "hevc.mp4" else 5) // 10
+    data[at:at + 200] = np.random.default_rng(1).integers(0, 256, 200, dtype=np.uint8).tobytes()
+    (tmp_path / name).write_bytes(bytes(data))
+    capfd.readouterr()
+    with fio.VideoReader(tmp_path / name) as reader:
+        read = [i for i, _, _ in reader]
+    listed = [i for i, _ in reader.errors]
+    assert listed and sorted(read + listed) == list(range(30))  # nothing lost without a word
     assert "FFMPEG" not in capfd.readouterr().out
 
 
