@@ -103,7 +103,7 @@ def main() -> int:
         finally:
             worker.close()
 
-    text = markdown(acc, bounds, info, a)
+    text = markdown(acc, bounds, info)
     print(text)
     if a.write:
         write_section(ROOT / "docs" / "benchmarks.md", text, START, END, intro="# Benchmarks\n")
@@ -115,7 +115,7 @@ def main() -> int:
     return 0
 
 
-def markdown(acc: dict, bounds: dict, info: dict, a) -> str:
+def markdown(acc: dict, bounds: dict, info: dict) -> str:
     n = {s: j - i for s, (i, j) in bounds.items()}
     lines = [
         START,
