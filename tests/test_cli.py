@@ -141,6 +141,23 @@ def test_unwritable_outputs_and_broken_summaries_are_clear_errors(tmp_path, caps
     assert "a label file of this fer2013 copy is not text" in err and "Traceback" not in err
 
 
+@pytest.mark.parametrize("argv", [["train", "--model", "lite_cnn", "--dataset", "fer2013", "--data", "."],
+                                  ["crossval", "--model", "lite_cnn", "--dataset", "ckplus", "--data", "."],
+                                  ["au-analysis", "--dataset", "ckplus", "--data", "."],
+                                  ["probe", "--models", "default", "--dataset", "ckplus", "--data", "."],
+                                  ["crossval-eval", "."]])
+def test_every_out_folder_is_checked_before_any_work(argv, tmp_path, capsys):
+    assert main([*argv, "--out", str(EXAMPLE)]) == 1  # a file where the folder goes
+    assert f"--out {EXAMPLE}: is a file; name a folder" in capsys.readouterr().err
+    if Path("/proc/self").is_dir():  # a folder no one (root included) can make
+        assert main([*argv, "--out", "/proc/ferkit-run"]) == 1
+        err = capsys.readouterr().err
+        assert "--out /proc/ferkit-run: cannot make a folder in /proc" in err and "Traceback" not in err
+    assert main([*argv, "--out", str(tmp_path / "new" / "run")]) == 1  # fails on its data, not on --out ...
+    assert "--out" not in capsys.readouterr().err
+    assert list(tmp_path.iterdir()) == []  # ... and the check leaves nothing behind
+
+
 @pytest.mark.parametrize("argv", [["crossval-eval", ".", "--threads", "-1"], ["crossval-eval", ".", "--batch-size", "0"],
                                   ["evaluate", "--dataset", "x", "--data", "y", "--batch-size", "-1"]])
 def test_counts_below_one_are_usage_errors(argv, capsys):

@@ -131,6 +131,34 @@ def test_resume_takes_a_moved_dataset_and_a_new_lr_only_when_given(folder, tmp_p
     assert config["command"] == "test  # resumed by: ferkit train ... --epochs 4 --resume"
 
 
+def test_a_broken_checkpoint_or_seed_is_a_clear_error(folder, tmp_path, trained):
+    import shutil
+
+    out, _, _ = trained
+    run = tmp_path / "run"
+    shutil.copytree(out, run)
+    good = (run / "last.ckpt").read_bytes()
+    (run / "last.ckpt").write_bytes(good[:100])  # cut short
+    with pytest.raises(FerkitError, match=r"last.ckpt: not a readable training checkpoint .*remove it"):
+        train(_cfg(folder, run), resume=True, progress=False, log=lambda s: None)
+    (run / "last.ckpt").write_bytes(b"junk")
+    with pytest.raises(FerkitError, match="not a readable training checkpoint"):
+        train(_cfg(folder, run), resume=True, progress=False, log=lambda s: None)
+    torch.save({"epoch": 1}, run / "last.ckpt")  # a torch file, not a run's checkpoint
+    with pytest.raises(FerkitError, match=r"not a ferkit training checkpoint \(no config, model"):
+        train(_cfg(folder, run), resume=True, progress=False, log=lambda s: None)
+    for seed in (-1, 2 ** 32, True):
+        with pytest.raises(FerkitError, match="--seed must be a whole number from 0 to 4294967295"):
+            train(_cfg(folder, tmp_path / "s", seed=seed), progress=False, log=lambda s: None)
+    assert not (tmp_path / "s").exists()
+    for argv in (["train", "--model", "lite_cnn", "--dataset", "imagefolder", "--data", str(folder), "--out",
+                  str(tmp_path / "c"), "--seed", "-1"],
+                 ["data", "--dataset", "imagefolder", "--data", str(folder), "--fold-seed", "99999999999999999999"]):
+        with pytest.raises(SystemExit) as e:
+            main(argv)
+        assert e.value.code == 2
+
+
 def test_a_nan_loss_says_what_to_do(folder, tmp_path):
     with pytest.raises(FerkitError, match=r"lower --lr \(no epoch had finished: run again with a lower --lr\)"):
         train(_cfg(folder, tmp_path / "nan", epochs=1, lr=1e12, warmup_epochs=0), progress=False,

@@ -75,7 +75,7 @@ def _add_dataset_args(p: argparse.ArgumentParser, required: bool = True) -> None
                    help="ckplus/jaffe/kdef/imagefolder: number of subject-independent folds (default 10)")
     g.add_argument("--fold", type=int, default=None, metavar="I",
                    help="cross-validation round: fold I is 'test', fold I+1 'val', the rest 'train' (default 0)")
-    g.add_argument("--fold-seed", type=int, default=None, metavar="S", help="seed of the subject-to-fold assignment")
+    g.add_argument("--fold-seed", type=seed_int, default=None, metavar="S", help="seed of the subject-to-fold assignment")
     g.add_argument("--angles", default=None, metavar="A,B", help="kdef: views to keep, e.g. S or S,HL,HR (default all)")
     g.add_argument("--clean-from", default=None, metavar="FERPLUS_DIR",
                    help="fer2013 image folders: replace blurred Training images by their clean twins from a FER+ "
@@ -297,7 +297,9 @@ def _train_config(a: argparse.Namespace):
 
 def cmd_train(a: argparse.Namespace) -> int:
     from .engine.train import train
+    from .io import check_out_folder
 
+    check_out_folder("--out", a.out)
     cfg = _train_config(a)
     try:
         given = [k for k, flag in (("data", "--data"), ("lr", "--lr")) if _given(a, flag)]
@@ -325,13 +327,15 @@ CROSSVAL_EXAMPLES = """examples:
 
 def cmd_crossval(a: argparse.Namespace) -> int:
     from .engine.crossval import crossval
+    from .io import check_out_folder
 
+    check_out_folder("--out", a.out)
     if a.fold is not None:
         raise FerkitError("--fold picks one round for `ferkit train`; crossval runs every round (--only I,J runs some)")
     if a.train_split or a.val_split or a.test_split:
         raise FerkitError("crossval sets the splits itself: test = fold i, val = fold i+1, train = the other folds")
     try:
-        only = [int(v) for v in a.only.split(",")] if a.only else None
+        only = [int(v) for v in a.only.split(",")] if a.only is not None else None
     except ValueError:
         raise FerkitError(f"--only wants fold numbers separated by commas, e.g. 0,1; got {a.only!r}") from None
     try:
@@ -748,7 +752,7 @@ def build_parser() -> argparse.ArgumentParser:
     _add_detect_args(s, "find and align the face in each image as `ferkit predict` does (the highest-scoring one); "
                         "none: images are face crops already (FER2013, FER+, CK+48)")
     g = s.add_argument_group("run")
-    g.add_argument("--seed", type=int, default=0)
+    g.add_argument("--seed", type=seed_int, default=0)
     g.add_argument("--device", default="auto", help="auto (cuda when there is one, else cpu), cpu, cuda or cuda:N")
     g.add_argument("--no-amp", action="store_true", help="disable bfloat16 mixed precision on CUDA")
     g.add_argument("--threads", type=positive_int, help="CPU threads (default: all cores)")
@@ -922,7 +926,7 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--dataset", required=True, metavar="NAME", help="ckplus | jaffe | kdef | imagefolder")
     s.add_argument("--data", required=True, metavar="PATH", help="the dataset's folder")
     s.add_argument("--folds", type=int, default=10, metavar="K", help="number of subject-independent folds")
-    s.add_argument("--fold-seed", type=int, metavar="S", help="seed of the subject-to-fold assignment")
+    s.add_argument("--fold-seed", type=seed_int, metavar="S", help="seed of the subject-to-fold assignment")
     s.add_argument("--detect", choices=["none", "mtcnn", "haar"], default="none",
                    help="find and align the face first (full photos such as JAFFE's)")
     s.add_argument("--min-face", type=int, default=20, metavar="PX", help="with --detect: smallest face, pixels")
@@ -937,6 +941,20 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--threads", type=positive_int, help="CPU threads (default: all cores)")
     s.set_defaults(fn=cmd_probe)
     return p
+
+
+SEED_MAX = 2 ** 32 - 1
+
+
+def seed_int(text: str) -> int:
+    """argparse type: a random seed, a whole number from 0 to 2**32 - 1 (what numpy and torch take)."""
+    try:
+        v = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"wants a whole number, got {text!r}") from None
+    if not 0 <= v <= SEED_MAX:
+        raise argparse.ArgumentTypeError(f"must be from 0 to {SEED_MAX}, got {v}")
+    return v
 
 
 def positive_int(text: str) -> int:

@@ -403,8 +403,33 @@ def differences(keys, given: TrainConfig, saved: TrainConfig) -> str:
                      f"{k} ({getattr(given, k)!r}; the run's: {getattr(saved, k)!r})" for k in sorted(keys))
 
 
+CHECKPOINT_KEYS = ("config", "model", "optimizer", "generator", "torch_rng", "history", "epoch", "best_acc",
+                   "best_epoch")
+
+
+def read_checkpoint(path: Path) -> dict:
+    """A run's ``last.ckpt`` (tensors and plain values only: ``weights_only``), or a FerkitError
+    saying why not: cut short (a run stopped while writing it), not a checkpoint, or one without
+    the parts a resume needs."""
+    try:
+        state = torch.load(path, map_location="cpu", weights_only=True)
+    except OSError as e:
+        raise FerkitError(f"{path}: cannot read it ({e.strerror or e})") from None
+    except Exception as e:  # noqa: BLE001 - the unpickler's errors on a broken file are of many kinds
+        raise FerkitError(f"{path}: not a readable training checkpoint ({type(e).__name__}: "
+                          f"{str(e).splitlines()[0][:160] if str(e) else 'no details'}); a run stopped while "
+                          f"writing it leaves it cut short: remove it (and --resume) to train again from the "
+                          f"start") from None
+    missing = [k for k in CHECKPOINT_KEYS if not isinstance(state, dict) or k not in state]
+    if missing:
+        raise FerkitError(f"{path}: not a ferkit training checkpoint (no {', '.join(missing)})")
+    return state
+
+
 def check_settings(cfg: TrainConfig) -> None:
     """The settings that need no data: refused with a clear message before the run folder exists."""
+    if isinstance(cfg.seed, bool) or not isinstance(cfg.seed, int) or not 0 <= cfg.seed < 2 ** 32:
+        raise FerkitError(f"--seed must be a whole number from 0 to {2 ** 32 - 1}, got {cfg.seed!r}")
     if cfg.teacher_tta not in ("flip", "tencrop"):
         raise FerkitError(f"teacher_tta must be 'flip' or 'tencrop', got {cfg.teacher_tta!r}")
     if not 0 <= cfg.kd_weight <= 1 or cfg.kd_temperature <= 0:
@@ -471,8 +496,11 @@ def train(cfg: TrainConfig, resume: bool = False, progress: bool | None = None,
         if not resume:
             raise FerkitError(f"{out} already holds a run (last.ckpt): pass --resume to continue it, or choose "
                               f"another --out")
-        state = torch.load(ckpt_path, map_location="cpu", weights_only=True)
-        saved = TrainConfig.from_dict(state["config"])
+        state = read_checkpoint(ckpt_path)
+        try:
+            saved = TrainConfig.from_dict(state["config"])
+        except (TypeError, ValueError, KeyError) as e:
+            raise FerkitError(f"{ckpt_path}: its saved settings cannot be read ({type(e).__name__}: {e})") from None
         named = RESUME_IF_GIVEN & set(given)
         take = RESUME_OVERRIDABLE | named
         diff = {k for k, v in asdict(cfg).items() if k not in take and asdict(saved).get(k) != v}
@@ -489,7 +517,6 @@ def train(cfg: TrainConfig, resume: bool = False, progress: bool | None = None,
             cfg = dataclasses.replace(cfg, command=f"{saved.command}{RESUMED}{new_command}")
     elif resume:
         log(f"{ckpt_path} not found: starting a new run")
-    out.mkdir(parents=True, exist_ok=True)
 
     if cfg.threads:
         torch.set_num_threads(cfg.threads)
@@ -521,17 +548,22 @@ def train(cfg: TrainConfig, resume: bool = False, progress: bool | None = None,
         weight = (counts.sum() / (len(classes) * counts)).to(device)
     if cfg.soft_targets and train_ds.soft is None:
         raise FerkitError(f"--soft-targets: dataset {cfg.dataset} has no vote distributions (only ferplus does)")
+    out.mkdir(parents=True, exist_ok=True)  # once the data and the model are there: a run that cannot start leaves none
     t_probs = teacher_probs(cfg, train_ds, out, device, log) if cfg.teacher else None
 
     history: list[dict] = []
     start_epoch, best_acc, best_loss, best_epoch, stale = 1, -1.0, math.inf, 0, 0
     if state is not None:
-        model.load_state_dict(state["model"])
-        opt.load_state_dict(state["optimizer"])
-        if plateau is not None and state.get("plateau"):
-            plateau.load_state_dict(state["plateau"])
-        g.set_state(state["generator"])
-        torch.set_rng_state(state["torch_rng"])
+        try:
+            model.load_state_dict(state["model"])
+            opt.load_state_dict(state["optimizer"])
+            if plateau is not None and state.get("plateau"):
+                plateau.load_state_dict(state["plateau"])
+            g.set_state(state["generator"])
+            torch.set_rng_state(state["torch_rng"])
+        except (RuntimeError, ValueError, KeyError, TypeError) as e:
+            raise FerkitError(f"{ckpt_path}: does not fit the run it belongs to ({type(e).__name__}: "
+                              f"{str(e).splitlines()[0][:200]})") from None
         history = state["history"]
         start_epoch = state["epoch"] + 1
         best_acc, best_epoch, stale = state["best_acc"], state["best_epoch"], state.get("stale", 0)

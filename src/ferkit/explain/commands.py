@@ -9,7 +9,7 @@ from pathlib import Path
 
 import numpy as np
 
-from ..cli import positive_int
+from ..cli import positive_int, seed_int
 from ..errors import FerkitError
 
 
@@ -66,6 +66,9 @@ def au_analysis_cli(a: argparse.Namespace) -> int:
     from .analysis import analyse, write_report
     from .image import torch_model
 
+    from ..io import check_out_folder
+
+    check_out_folder("--out", a.out)
     if a.limit is not None and a.limit < 1:
         raise FerkitError(f"--limit must be at least 1, got {a.limit}")
     if not 0 < a.min_consistency <= 1:
@@ -176,7 +179,7 @@ def add_au_analysis_parser(sub, fmt, add_dataset_args) -> None:
                    "coarsest block output at least 1/8 of the input side (the default model, vgg_fer: stages.8, "
                    "6x6; mini_xception: modules_.2, 6x6)")
     s.add_argument("--limit", type=int, metavar="N", help="analyse a fixed random subset of N images (quick runs)")
-    s.add_argument("--seed", type=int, default=0, help="seed of the --limit subset")
+    s.add_argument("--seed", type=seed_int, default=0, help="seed of the --limit subset")
     s.add_argument("--locate", choices=["rf", "deconv"], default="rf",
                    help="where a map's maximum is: rf = receptive-field centre of its peak cell (fast); deconv = "
                         "peak of its deconvolution projection (one backward pass per image and map: slow)")
