@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import csv
+import json
 import warnings
 
 import numpy as np
@@ -109,6 +110,28 @@ def test_fer2013_unknown_class_folder_and_corrupt_image(tmp_path):
         ds = open_dataset("fer2013", folders, skip_bad=True).load("Training")
     assert len(ds) == 28 and len(ds.skipped) == 2
     assert {s.rsplit("/", 1)[-1] for s, _ in ds.skipped} == {"Training_99998.jpg", "Training_99999.png"}
+    # the second load comes from the cache: the same warning, the same list (nothing hidden)
+    with pytest.warns(UserWarning, match=r"left out 2 item.*`ferkit data \.\.\. --check` lists them all"):
+        again = open_dataset("fer2013", folders, skip_bad=True).load("Training")
+    assert again.skipped == ds.skipped
+
+
+def test_data_check_lists_every_item_left_out(tmp_path, capsys):
+    from ferkit.cli import main
+
+    folders, _, _ = make_fer2013(tmp_path)
+    (folders / "train" / "sad" / "Training_99999.png").write_bytes(b"")  # fails when decoded
+    (folders / "train" / "sad" / "notes.png").write_bytes(b"x")  # fails when listed (its name)
+    assert main(["data", "--dataset", "fer2013", "--data", str(folders), "--skip-bad"]) == 0
+    out = capsys.readouterr().out
+    assert "left out: 1 item(s) (listed; --check also decodes every image):" in out and "notes.png: file name" in out
+    assert main(["data", "--dataset", "fer2013", "--data", str(folders), "--skip-bad", "--check"]) == 0
+    cap = capsys.readouterr()
+    assert "left out: 2 item(s) (listed or decoded):" in cap.out and "Training_99999.png: empty file" in cap.out
+    assert "warning" not in cap.err  # listed once, not warned about per split
+    assert main(["data", "--dataset", "fer2013", "--data", str(folders), "--skip-bad", "--check", "--json"]) == 0
+    rep = json.loads(capsys.readouterr().out)
+    assert sorted(e["source"].rsplit("/", 1)[-1] for e in rep["left_out"]) == ["Training_99999.png", "notes.png"]
 
 
 def test_dataset_cache_is_used_and_invalidated(tmp_path, monkeypatch):

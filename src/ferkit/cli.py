@@ -178,18 +178,26 @@ def cmd_data(a: argparse.Namespace) -> int:
         subj = [sorted({recs[i].subject for i in f}) for f in folds]
         report["folds"] = [{"fold": i, "n": len(f), "subjects": subj[i]} for i, f in enumerate(folds)]
         report["folds_subject_disjoint"] = len(set().union(*map(set, subj))) == sum(map(len, subj))
+    left_out: dict[str, str] = {}  # source -> reason, over the splits (a file in two splits once)
+    if not a.check:
+        for s in report["splits"]:
+            left_out.update(dict(reader._text_records(s)[1]))
     if a.check:
         from .data.restore import shift_warnings, split_stats
 
         stats = []
         for s in report["splits"]:
-            ds = reader.load(s)
+            with warnings.catch_warnings():  # what is left out is listed below, once
+                warnings.simplefilter("ignore")
+                ds = reader.load(s)
+            left_out.update(dict(ds.skipped))  # the listing's and the decoding's
             st = split_stats(ds.images, s)
             stats.append(st)
             report["splits"][s]["image_stats"] = {"sharpness": st.sharpness, "contrast": st.contrast,
                                                   "brightness": st.brightness}
         report["warnings"] = shift_warnings(stats)
         report["notes"] = list(getattr(reader, "notes", []))
+    report["left_out"] = [{"source": k, "reason": v} for k, v in left_out.items()]
     if a.json:
         print(json.dumps(report, indent=2))
         return 0
@@ -203,6 +211,13 @@ def cmd_data(a: argparse.Namespace) -> int:
         extra = f"  subjects {r['subjects']}" if r["subjects"] else ""
         extra += f"  skipped {r['skipped']}" if r["skipped"] else ""
         print(f"  {s:<12} {r['n']:>6}  {row}{extra}")
+    if left_out:
+        what = "listed or decoded" if a.check else "listed; --check also decodes every image"
+        print(f"\n  left out: {len(left_out)} item(s) ({what}):")
+        for k, v in list(left_out.items())[:20]:
+            print(f"    {k}: {v}")
+        if len(left_out) > 20:
+            print(f"    ... and {len(left_out) - 20} more (--json lists them all)")
     if a.check:
         print("\n  image statistics (medians over up to 2000 images per split):")
         print(f"  {'split':<12} {'sharpness':>9} {'contrast':>9} {'brightness':>10}")

@@ -92,6 +92,19 @@ class FaceDataset:
         return tuple(self.images.shape[1:])  # type: ignore[return-value]
 
 
+
+def _say_left_out(ds: FaceDataset) -> None:
+    """The warnings of a loaded split: items left out (unreadable, or not listed right) and images
+    in which no face was found, each with an example; the lists are ``ds.skipped`` and
+    ``ds.no_face``, and ``ferkit data --check`` prints the left-out ones."""
+    if ds.skipped:
+        warnings.warn(f"{ds.name} {ds.split}: left out {len(ds.skipped)} item(s), e.g. {ds.skipped[0][0]}: "
+                      f"{ds.skipped[0][1]}" + (" (`ferkit data ... --check` lists them all)" if len(ds.skipped) > 1
+                                               else ""), stacklevel=4)
+    if ds.no_face:
+        warnings.warn(f"{ds.name} {ds.split}: no face found in {len(ds.no_face)} of {len(ds)} image(s), the whole "
+                      f"image is used for those, e.g. {ds.no_face[0]}", stacklevel=4)
+
 class Reader:
     """Base class of the dataset readers. Subclasses set the class attributes and implement
     :meth:`records`; :meth:`load` does decoding, resizing, skipping and caching for all."""
@@ -189,6 +202,7 @@ class Reader:
         if cache:
             hit = _cache.load(key)
             if hit is not None:
+                _say_left_out(hit)  # as when it was decoded: a cached split hides nothing
                 return hit
         ds = self._decode(records, skipped, split, hw, mode, progress, crop)
         if cache:
@@ -220,17 +234,11 @@ class Reader:
             keep.append(r)
         if not keep:
             raise DatasetError(f"{self.name} {split}: no readable images under {self.root}")
-        if skipped:
-            warnings.warn(f"{self.name} {split}: left out {len(skipped)} item(s) (listed in .skipped), e.g. "
-                          f"{skipped[0][0]}: {skipped[0][1]}", stacklevel=3)
-        if no_face:
-            warnings.warn(f"{self.name} {split}: no face found in {len(no_face)} of {len(keep)} image(s), the whole "
-                          f"image is used for those (listed in .no_face), e.g. {no_face[0]}", stacklevel=3)
         imgs = torch.from_numpy(images[: len(keep)]).permute(0, 3, 1, 2).contiguous()
         soft = None
         if keep[0].soft is not None:
             soft = torch.tensor([r.soft for r in keep], dtype=torch.float32)
-        return FaceDataset(
+        ds = FaceDataset(
             images=imgs,
             labels=torch.tensor([r.label for r in keep], dtype=torch.int64),
             classes=self.classes,
@@ -242,6 +250,8 @@ class Reader:
             skipped=skipped,
             no_face=no_face,
         )
+        _say_left_out(ds)
+        return ds
 
     @staticmethod
     def _crop(crop: CropFn, rgb: np.ndarray, source: str, hw: tuple[int, int], mode: str,
