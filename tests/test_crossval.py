@@ -276,6 +276,23 @@ def test_crossval_eval_refuses_other_protocols_and_missing_runs(tmp_path, cv3):
     assert said and said[0].startswith(f"rounds {', '.join(map(str, summary['folds_done'][1:]))} are not finished")
 
 
+def test_crossval_eval_goes_on_past_a_broken_round_and_says_so(tmp_path, cv3, capsys):
+    import shutil
+
+    out, summary, _ = cv3
+    broken = tmp_path / "broken"
+    shutil.copytree(out, broken)
+    first, rest = summary["folds_done"][0], summary["folds_done"][1:]
+    weights = fold_dir(broken, first) / "model.safetensors"
+    weights.write_bytes(weights.read_bytes()[:100])  # cut short
+    assert main(["crossval-eval", str(broken), "--out", str(tmp_path / "again")]) == 1
+    cap = capsys.readouterr()
+    assert f"fold {first}: not evaluated:" in cap.out and "1 round(s) not evaluated: round" in cap.err
+    again = json.loads((tmp_path / "again" / "crossval.json").read_text())
+    assert again["folds_done"] == rest and [f["fold"] for f in again["failed_rounds"]] == [first]
+    assert "Traceback" not in cap.err
+
+
 def test_the_protocol_names_a_selection_rule_other_than_the_default(tmp_path):
     from ferkit.engine.crossval import summarize_folds
 

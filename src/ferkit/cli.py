@@ -378,8 +378,13 @@ def cmd_crossval_eval(a: argparse.Namespace) -> int:
         import torch
 
         torch.set_num_threads(a.threads)
-    evaluate_crossval(a.runs, tta=None if a.tta == "none" else a.tta, out=a.out, batch_size=a.batch_size,
-                      command=_command(a))
+    summary = evaluate_crossval(a.runs, tta=None if a.tta == "none" else a.tta, out=a.out, batch_size=a.batch_size,
+                                command=_command(a))
+    failed = summary.get("failed_rounds", [])
+    if failed:  # the others are evaluated and summarised; the exit status says the job is not whole
+        print(f"ferkit: {len(failed)} round(s) not evaluated: " + "; ".join(f"round {f['fold']}: {f['error']}"
+                                                                           for f in failed), file=sys.stderr)
+        return 1
     return 0
 
 

@@ -294,13 +294,18 @@ def evaluate_crossval(runs: Sequence[str | Path], tta: str | None = None, out: s
     opts = {k: v for k, v in cfg.dataset_options.items() if k not in ("folds", "fold")}
     det = None if cfg.detect in (None, "none") else cfg.detect
     t0 = time.time()
-    results = []
+    results, failed = [], []
     for i in done:
-        for r in runs:
-            if not fold_dir(r, i).is_dir():
-                raise FerkitError(f"{fold_dir(r, i)}: round {i}'s model is missing ({r / SUMMARY} lists the round "
-                                  f"as done; was the folder moved or copied without its fold folders?)")
-        model = load_model("+".join(str(fold_dir(r, i)) for r in runs), backend="torch")
+        try:  # a round whose model is missing or broken is reported, and the other rounds evaluated
+            for r in runs:
+                if not fold_dir(r, i).is_dir():
+                    raise FerkitError(f"{fold_dir(r, i)}: round {i}'s model is missing ({r / SUMMARY} lists the "
+                                      f"round as done; was the folder moved or copied without its fold folders?)")
+            model = load_model("+".join(str(fold_dir(r, i)) for r in runs), backend="torch")
+        except FerkitError as e:
+            failed.append({"fold": i, "error": str(e)})
+            log(f"fold {i}: not evaluated: {e}")
+            continue
         reader = open_dataset(cfg.dataset, cfg.data, **opts, folds=folds, fold=i)
         c, h, w = model.input_size
         mode = "L" if c == 1 else "RGB"
@@ -317,7 +322,11 @@ def evaluate_crossval(runs: Sequence[str | Path], tta: str | None = None, out: s
             res["no_face"] = tm["no_face"]
         results.append(res)
         log(f"fold {i}: selection fold {vm['accuracy']:.4f}, test fold {tm['accuracy']:.4f} (n={tm['n']})")
+    if not results:
+        raise FerkitError(f"no round could be evaluated; round {failed[0]['fold']}: {failed[0]['error']}")
     summary = summarize_folds(cfg, folds, results, base["subjects_per_fold"], time.time() - t0)
+    if failed:
+        summary["failed_rounds"] = failed
     what = "the mean of " + " + ".join(map(str, runs)) + " (each round's models)" if len(runs) > 1 else str(runs[0])
     limited = f", at most {cfg.limit} images per fold as in training (--limit)" if cfg.limit else ""
     summary.update({"protocol": base["protocol"] + f"; evaluated again: {what}, tta {tta or 'none'}{limited}",
