@@ -40,6 +40,9 @@ def test_refuses_pickles_and_broken_files(tmp_path, saved):
     torch.save({"a": 1}, pt)
     with pytest.raises(ModelError, match="never pickles"):
         weights.load(pt)
+    for empty in ("", "  "):  # not the current folder
+        with pytest.raises(ModelError, match=r"no model named \(an empty name\)"):
+            weights.load(empty)
     path, _ = saved
     path.with_suffix(".json").write_text("{not json")
     with pytest.raises(ModelError, match="not valid JSON"):

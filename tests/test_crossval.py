@@ -253,8 +253,11 @@ def test_crossval_eval_refuses_other_protocols_and_missing_runs(tmp_path, cv3):
     from ferkit.engine.crossval import evaluate_crossval
 
     out, summary, _ = cv3
-    with pytest.raises(FerkitError, match="no crossval.json"):
+    with pytest.raises(FerkitError, match="nothing: no such folder"):
         evaluate_crossval([out, tmp_path / "nothing"], log=lambda s: None)
+    (tmp_path / "empty").mkdir()
+    with pytest.raises(FerkitError, match="no crossval.json"):
+        evaluate_crossval([out, tmp_path / "empty"], log=lambda s: None)
     moved = tmp_path / "moved"
     moved.mkdir()
     (moved / "crossval.json").write_text(json.dumps({**summary, "fold_seed": 7}))

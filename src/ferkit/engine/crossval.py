@@ -265,6 +265,8 @@ def evaluate_crossval(runs: Sequence[str | Path], tta: str | None = None, out: s
         raise FerkitError("name at least one cross-validation folder")
     sums = []
     for r in runs:
+        if not r.exists():
+            raise FerkitError(f"{r}: no such folder")
         if not (r / SUMMARY).is_file():
             raise FerkitError(f"{r}: no {SUMMARY}; is it a `ferkit crossval` folder?")
         try:

@@ -195,6 +195,9 @@ def shipped() -> list[dict]:
 def resolve(name_or_path: str | os.PathLike) -> Path:
     """Path of the ``.safetensors`` file for a shipped name, an alias, a file or a run folder."""
     s = str(name_or_path)
+    if not s.strip():
+        raise ModelError("no model named (an empty name): give a shipped name (`ferkit models`), a .safetensors "
+                         "file with its JSON card, a run folder or an .onnx export")
     s = ALIASES.get(s, s)
     if "+" in s and not Path(s).expanduser().exists():
         raise ModelError(f"{name_or_path!r} is an ensemble ({s}): here one network is needed, e.g. "
