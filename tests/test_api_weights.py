@@ -176,8 +176,9 @@ def test_ensemble_refuses_mismatched_members(saved, tmp_path):
     path, net = saved
     weights.save(create("mini_xception", num_classes=6).eval(), tmp_path / "six.safetensors",
                  {**CARD, "classes": CARD["classes"][:6]})
-    with pytest.raises(FerkitError, match="differ in classes"):
+    with pytest.raises(FerkitError, match="differ in classes") as e:
         ferkit.load_model(f"{path}+{tmp_path / 'six.safetensors'}", backend="torch")
+    assert f"{tmp_path / 'six.safetensors'} (" in str(e.value)  # the member as named, even if its card's name repeats
     with pytest.raises(FerkitError, match="empty member"):
         ferkit.load_model(f"{path}+", backend="torch")
     with pytest.raises(ModelError, match="no model 'nope'"):

@@ -130,17 +130,20 @@ class EnsembleModel(ExpressionModel):
 
     backend = "ensemble"
 
-    def __init__(self, members: Sequence[ExpressionModel]) -> None:
+    def __init__(self, members: Sequence[ExpressionModel], given: Sequence[str] | None = None) -> None:
+        """``given``: the names the members were loaded by (files, folders), for the messages."""
         if len(members) < 2:
             raise FerkitError("an ensemble needs at least two models")
+        said = [m.name if g is None or str(g) == m.name else f"{g} ({m.name})"
+                for m, g in zip(members, list(given or []) + [None] * len(members))]
         first = members[0]
-        for m in members[1:]:
+        for m, who in zip(members[1:], said[1:]):
             if m.input_size != first.input_size:
-                raise FerkitError(f"ensemble members differ in input size: {first.name} {list(first.input_size)}, "
-                                  f"{m.name} {list(m.input_size)}")
+                raise FerkitError(f"ensemble members differ in input size: {said[0]} {list(first.input_size)}, "
+                                  f"{who} {list(m.input_size)}")
             if sorted(m.classes) != sorted(first.classes):
-                raise FerkitError(f"ensemble members differ in classes: {first.name} ({', '.join(first.classes)}), "
-                                  f"{m.name} ({', '.join(m.classes)})")
+                raise FerkitError(f"ensemble members differ in classes: {said[0]} ({', '.join(first.classes)}), "
+                                  f"{who} ({', '.join(m.classes)})")
         self.members = list(members)
         self.cols = [torch.tensor([m.classes.index(c) for c in first.classes]) for m in self.members]
         card = {"name": "+".join(m.name for m in members), "architecture": "ensemble",
@@ -200,7 +203,7 @@ def load_model(name: str = "default", device: str = "cpu", backend: str = "auto"
     device = resolve_device(device)
     parts = ensemble_names(name)
     if parts is not None:
-        return EnsembleModel([load_model(p, device=device, backend=backend, threads=threads) for p in parts])
+        return EnsembleModel([load_model(p, device=device, backend=backend, threads=threads) for p in parts], parts)
     is_onnx = str(name).endswith(".onnx")
     if backend == "torch" and is_onnx:
         raise FerkitError(f"{name}: an ONNX file holds no PyTorch network, and this needs one (backend 'torch', "
