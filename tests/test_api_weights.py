@@ -77,7 +77,10 @@ def test_predict_api_accepts_every_face_form(saved, tmp_path):
         assert sum(p.probabilities.values()) == pytest.approx(1.0, abs=1e-5)
         assert p.label == max(p.probabilities, key=p.probabilities.get) and p.score == p.probabilities[p.label]
     assert len(m.predict(gray)) == 1 and len(m.predict(rgb)) == 1  # one face -> a list of one
-    assert m.predict_proba(np.stack([gray, gray, gray])).shape == (3, 7)  # N x H x W batch
+    assert m.predict_proba(np.stack([gray] * 5)).shape == (5, 7)  # N x H x W batch
+    assert m.predict_proba(np.stack([gray] * 3)[..., None]).shape == (3, 7)  # N x H x W x 1
+    with pytest.raises(FerkitError, match="ambiguous"):  # 3 x H x W: an RGB image channel-first, or 3 faces?
+        m.predict_proba(np.stack([gray] * 3))
     # the same face as a path and as an array gives the same answer
     assert preds[0].probabilities == pytest.approx(preds[3].probabilities)
     assert m.predict_proba([gray], tta="flip").shape == (1, 7)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import io
 import json
 
 import cv2
@@ -110,7 +111,7 @@ def test_folder_carries_on_past_junk(rec, tmp_path):
     out = res[1].save(f"{tmp_path}/new/")  # the README's rs[0].save("out/"): a folder made, not out.png
     assert out == tmp_path / "new" / "b_ferkit.png" and out.exists() and not (tmp_path / "new.png").exists()
     (d / "a.png").unlink()
-    with pytest.raises(FerkitError, match="keeps no image"):
+    with pytest.raises(FerkitError, match="the file is gone since it was analysed"):
         res[0].plot()
     Image.open(EXAMPLE).resize((100, 80)).save(d / "a.png")
     with pytest.raises(FerkitError, match="changed since it was analysed"):
@@ -206,6 +207,66 @@ def test_bad_videos_are_clear_errors(rec, tmp_path):
     cv2.VideoWriter(str(noframes), cv2.VideoWriter_fourcc(*"MJPG"), 10, (64, 48)).release()
     with pytest.raises(FerkitError, match="none.avi"):
         rec.predict(str(noframes))
+
+
+def test_an_exif_rotated_pil_image_reads_as_its_file_does(rec, tmp_path):
+    im = Image.open(EXAMPLE).convert("RGB").rotate(90, expand=True)
+    ex = im.getexif()
+    ex[0x0112] = 6  # "rotate 90 clockwise to show": the photo upright again
+    im.save(tmp_path / "exif.jpg", exif=ex)
+    by_path = rec.predict(tmp_path / "exif.jpg").faces
+    pil = Image.open(tmp_path / "exif.jpg")
+    by_pil = rec.predict(pil).faces
+    assert len(by_path) == len(by_pil) == 1 and by_pil[0].box == by_path[0].box and by_pil[0].label == "happy"
+    assert pil.size == (512, 512) and pil.getexif().get(0x0112) == 6  # the caller's image untouched
+
+
+def test_odd_values_and_sources_are_ferkit_errors(rec, tmp_path):
+    m = rec.model
+    face = np.asarray(Image.open(EXAMPLE).convert("RGB"))[58:173, 179:267]
+    with pytest.raises(FerkitError, match=r"shape \[3, 115, 88\] is ambiguous"):
+        m.predict(np.ascontiguousarray(face.transpose(2, 0, 1)))  # not three gray faces in silence
+    assert len(m.predict(np.zeros((5, 48, 48), np.uint8))) == 5  # a batch of gray faces
+    png = io.BytesIO()
+    Image.fromarray(face).save(png, "PNG")
+    assert m.predict(bytearray(png.getvalue()))[0].label == m.predict(face)[0].label == "happy"
+    with pytest.raises(FerkitError, match=r"BytesIO: pass its bytes"):
+        m.predict(png)
+    with pytest.raises(FerkitError, match="cannot read faces from a dict"):
+        m.predict({"a": face})
+    for bad in (0, -1, 10 ** 6, 1.5, "2", True):
+        with pytest.raises(FerkitError, match="threads must be a whole number from 1 to 1024"):
+            ferkit.load_model(threads=bad)
+    for kw, msg in ((dict(detect_every="5"), "detect_every must be a whole number"),
+                    (dict(detect_every=1.5), "detect_every must be a whole number"),
+                    (dict(smooth="0.5"), "smooth must be a number"), (dict(max_faces=True), "max_faces"),
+                    (dict(min_face_size="20"), "min_face_size"), (dict(min_face_size=float("nan")), "min_face_size"),
+                    (dict(max_side=float("inf")), "max_side")):
+        with pytest.raises(FerkitError, match=msg):
+            Recognizer(m, **kw)
+    clip = moving_video(tmp_path / "clip.avi", n=4, size=(160, 120))
+    for kw in (dict(every=1.5), dict(every="2"), dict(max_frames=2.5)):
+        with pytest.raises(FerkitError, match="must be a whole number"):
+            rec.predict(clip, **kw)
+    for src in (face, None):
+        with pytest.raises(FerkitError, match="stream reads a video file"):
+            list(rec.stream(src))
+    with pytest.raises(FerkitError, match="an empty path"):
+        rec.predict("")
+    r = rec.predict(str(EXAMPLE))
+    (tmp_path / "f").write_text("x")
+    for bad, msg in ((tmp_path / "f" / "a.png", "f: is a file; name a folder"), (None, "save wants a file or folder"),
+                     ("", "save wants a file or folder")):
+        with pytest.raises(FerkitError, match=msg):
+            r.save(bad)
+    import shutil
+
+    (tmp_path / "folder").mkdir()
+    shutil.copy(EXAMPLE, tmp_path / "folder" / "gone.jpg")
+    gone = rec.predict(tmp_path / "folder")[0]  # a folder's images are not kept: plot reads the file again
+    (tmp_path / "folder" / "gone.jpg").unlink()
+    with pytest.raises(FerkitError, match="the file is gone since it was analysed"):
+        gone.plot()
 
 
 def test_recognizer_options_are_checked(rec):

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import io
 import os
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
@@ -90,7 +91,13 @@ class ExpressionModel:
         return self.predict_tensor(self.preprocess(faces), tta=tta).numpy()
 
     def predict(self, faces: Any, tta: str | None = None) -> list[Prediction]:
-        """One :class:`Prediction` per face (always a list, also for a single face)."""
+        """One :class:`Prediction` per face (always a list, also for a single face).
+
+        ``faces``: one face crop or several: a file path, encoded bytes, a PIL image, a numpy
+        image (H, W) or (H, W, C) (RGB, uint8 0-255 or float 0-1), a torch tensor (C, H, W) or
+        (N, C, H, W), a numpy batch (N, H, W, C) or (N, H, W), or a list of any of these. A numpy
+        (3, H, W) or (4, H, W) is refused as ambiguous (an image channel-first, or 3 or 4 gray
+        faces?): give such faces as (N, H, W, 1) or a list."""
         return [self.to_prediction(p) for p in self.predict_proba(faces, tta=tta)]
 
     def to_prediction(self, probs: Sequence[float]) -> Prediction:
@@ -111,13 +118,22 @@ def _as_list(faces: Any) -> list:
                           f"expected [N, C, H, W], [C, H, W] (C = 1 or 3) or [H, W]")
     if isinstance(faces, (list, tuple)):
         return list(faces)
-    if isinstance(faces, np.ndarray) and (faces.ndim == 4 or (faces.ndim == 3 and faces.shape[-1] not in (1, 2, 3, 4))):
-        return list(faces)  # a batch: N x H x W (gray) or N x H x W x C
+    if isinstance(faces, np.ndarray) and faces.ndim == 4:
+        return list(faces)  # a batch: N x H x W x C
+    if isinstance(faces, np.ndarray) and faces.ndim == 3 and faces.shape[-1] not in (1, 2, 3, 4):
+        if faces.shape[0] in (3, 4):  # C x H x W (PyTorch's order) or three or four gray faces: no guess
+            raise FerkitError(f"an array of shape {list(faces.shape)} is ambiguous: one image in channel-first "
+                              f"order, or {faces.shape[0]} gray faces? Give an image as (H, W) or (H, W, C), gray "
+                              f"faces as (N, H, W, 1) or a list, or a torch tensor (channel-first)")
+        return list(faces)  # a batch of gray faces: N x H x W (N = 1: the one face either way)
+    if isinstance(faces, (bytearray, memoryview)):
+        return [bytes(faces)]
     if isinstance(faces, (str, os.PathLike, bytes, np.ndarray, Image.Image)):
         return [faces]
-    if isinstance(faces, Iterable):
+    if isinstance(faces, Iterable) and not isinstance(faces, (dict, set, frozenset, io.IOBase)):
         return list(faces)
-    raise FerkitError(f"cannot read faces from a {type(faces).__name__}")
+    hint = ": pass its bytes (.getvalue() or .read())" if isinstance(faces, io.IOBase) else ""
+    raise FerkitError(f"cannot read faces from a {type(faces).__name__}{hint}")
 
 
 class EnsembleModel(ExpressionModel):
@@ -179,6 +195,16 @@ def ensemble_names(name: str | os.PathLike) -> list[str] | None:
 
 
 BACKENDS = ("auto", "torch", "onnx", "onnx-int8")
+MAX_THREADS = 1024  #: more is a typo, not a machine: onnxruntime would try to start them all
+
+
+def check_threads(threads) -> None:
+    """``threads`` is None (the default) or a whole number from 1 to :data:`MAX_THREADS`."""
+    if threads is None:
+        return
+    if isinstance(threads, bool) or not isinstance(threads, (int, np.integer)) or not 1 <= threads <= MAX_THREADS:
+        raise FerkitError(f"threads must be a whole number from 1 to {MAX_THREADS} (or None: "
+                          f"the default), got {threads!r}")
 
 
 def load_model(name: str = "default", device: str = "cpu", backend: str = "auto",
@@ -198,6 +224,7 @@ def load_model(name: str = "default", device: str = "cpu", backend: str = "auto"
     models ``a``, ``b`` and ``c``, each loaded as above."""
     if backend not in BACKENDS:
         raise FerkitError(f"unknown backend {backend!r}; choose from: {', '.join(BACKENDS)}")
+    check_threads(threads)
     from .engine.train import resolve_device
 
     device = resolve_device(device)

@@ -140,7 +140,10 @@ def read_image(source: Source, mode: str = "L", name: str | None = None) -> np.n
             raise ImageDecodeError(f"{label}: image is {w}x{h} ({w * h / 1e6:.0f} MP), over the "
                                    f"{MAX_PIXELS / 1e6:.0f} MP limit")
         try:
-            return np.asarray(_to_mode(source, mode, label))  # a lazily opened file decodes here
+            # a lazily opened file decodes here; EXIF rotation as for a path or bytes (on a copy:
+            # the caller's image stays as it is)
+            img = ImageOps.exif_transpose(source) if source.getexif().get(0x0112, 1) != 1 else source
+            return np.asarray(_to_mode(img, mode, label))
         except (OSError, ValueError) as e:
             raise ImageDecodeError(f"{label}: cannot decode or convert this image ({e})") from None
     if isinstance(source, (bytes, bytearray, memoryview)):
@@ -152,6 +155,8 @@ def read_image(source: Source, mode: str = "L", name: str | None = None) -> np.n
         raise ImageDecodeError(f"{label}: cannot read an image from a {type(source).__name__} "
                                f"(give a file path, bytes, a numpy array or a PIL image)")
     else:
+        if not str(source).strip():
+            raise ImageDecodeError("an empty path (no file named)")
         path = Path(source)
         if not path.exists():
             raise ImageDecodeError(f"{label}: " + ("a broken or looping link" if path.is_symlink() else "no such file"))

@@ -158,6 +158,12 @@ def source_kind(source: Any) -> str:
 # ---------------------------------------------------------------------------------------
 # the recognizer
 # ---------------------------------------------------------------------------------------
+
+def _whole(name: str, value, none: str = "") -> None:
+    """``value`` is a whole number of 1 or more (not a bool, not 1.5, not "2"), else a FerkitError."""
+    if isinstance(value, bool) or not isinstance(value, (int, np.integer)) or value < 1:
+        raise FerkitError(f"{name} must be a whole number >= 1{none}, got {value!r}")
+
 class Recognizer:
     """Detect, align and classify every face of a picture or stream.
 
@@ -182,14 +188,13 @@ class Recognizer:
                                                                                  backend=backend)
         self.detector = create_detector(detector, min_face_size=min_face_size, thresholds=thresholds,
                                         max_side=max_side)
-        if max_faces is not None and (not isinstance(max_faces, int) or max_faces < 1):
-            raise FerkitError(f"max_faces (--max-faces) must be a whole number >= 1 (or None: all), got {max_faces!r}")
+        if max_faces is not None:
+            _whole("max_faces (--max-faces)", max_faces, " (or None: all)")
         if tta not in (None, "none", "flip", "tencrop"):
             raise FerkitError(f"unknown tta {tta!r}; use None, 'flip' or 'tencrop'")
-        if detect_every < 1:
-            raise FerkitError(f"detect_every must be >= 1, got {detect_every}")
-        if not 0 <= smooth < 1:
-            raise FerkitError(f"smooth must be in [0, 1), got {smooth}")
+        _whole("detect_every", detect_every)
+        if isinstance(smooth, bool) or not isinstance(smooth, (int, float)) or not 0 <= smooth < 1:
+            raise FerkitError(f"smooth must be a number in [0, 1), got {smooth!r}")
         self.max_faces, self.tta, self.smooth, self.detect_every = max_faces, tta, smooth, detect_every
         c, h, w = self.model.input_size
         self.gray = c == 1
@@ -254,6 +259,11 @@ class Recognizer:
         or a webcam (one per processed frame). Pixels are not kept unless ``keep_images`` (a
         folder of large photos would fill the memory): a folder's :meth:`Result.plot` reads its
         file again; for a video's frames use :meth:`stream` to draw them as they come."""
+        if isinstance(source, (str, os.PathLike)) and not str(source).strip():
+            raise FerkitError("an empty path (no file or folder named)")
+        _whole("every", every)
+        if max_frames is not None:
+            _whole("max_frames", max_frames, " (None: no limit)")
         kind = source_kind(source)
         if kind == "image":
             return self.analyze(source)
@@ -288,10 +298,12 @@ class Recognizer:
         """Results frame by frame for a video file, webcam index or :class:`~ferkit.io.VideoReader`:
         every ``every``-th frame is processed; faces carry track ids; probabilities are smoothed
         per track when ``smooth`` > 0."""
-        if every < 1:
-            raise FerkitError(f"every must be >= 1, got {every}")
-        if max_frames is not None and max_frames < 1:
-            raise FerkitError(f"max_frames must be at least 1 (None: no limit), got {max_frames}")
+        _whole("every", every)
+        if max_frames is not None:
+            _whole("max_frames", max_frames, " (None: no limit)")
+        if not isinstance(source, (VideoReader, str, os.PathLike, int)) or isinstance(source, bool):
+            raise FerkitError(f"stream reads a video file, a webcam index or a VideoReader, not a "
+                              f"{type(source).__name__} (for one image use analyze or predict)")
         reader = source if isinstance(source, VideoReader) else VideoReader(source)
         tracker = Tracker(smooth=self.smooth, max_age=max(3, 15 // every))
         can_refine = hasattr(self.detector, "refine") and self.detect_every > 1

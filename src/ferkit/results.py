@@ -106,8 +106,13 @@ class Result:
     def plot(self, bars: bool = True, landmarks: bool = True) -> np.ndarray:
         """A copy of the image with each face's box, label, landmarks and probability bars (RGB)."""
         from .errors import FerkitError
+        from .io import is_image_file
 
         image = self.image
+        if image is None and self.frame is None and self.source and not Path(self.source).is_file() \
+                and is_image_file(self.source):
+            raise FerkitError(f"{self.source}: the file is gone since it was analysed (its pixels were not kept: "
+                              f"predict(..., keep_images=True) keeps them)")
         if image is None and self.frame is None and self.source and Path(self.source).is_file():
             # an image of a folder is not kept in memory (keep_images=False): read it again to draw
             from .io import read_image
@@ -124,8 +129,15 @@ class Result:
     def save(self, path: str | os.PathLike) -> Path:
         """Write the annotated image (format from the extension; PNG if none). An existing folder
         gets ``<source name>_ferkit.png`` inside it, as does a path ending in a slash (the folder made)."""
+        from .errors import FerkitError
+        from .io import check_out_folder
+
+        if not isinstance(path, (str, os.PathLike)) or not str(path).strip():
+            raise FerkitError(f"save wants a file or folder path, got {path!r}")
         p = Path(path)
+        check_out_folder("save", p.parent)  # a file where a folder must be: said, not an OSError
         if str(path).endswith(("/", os.sep)):  # "out/": a folder, even before it exists
+            check_out_folder("save", p)
             p.mkdir(parents=True, exist_ok=True)
         if p.is_dir():
             stem = Path(self.source).stem if self.source else ""
@@ -139,8 +151,6 @@ class Result:
         except cv2.error:
             ok = False
         if not ok:
-            from .errors import FerkitError
-
             raise FerkitError(f"{p}: could not write the annotated image (unknown extension or unwritable folder)")
         return p
 

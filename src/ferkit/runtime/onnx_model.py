@@ -101,6 +101,9 @@ class OnnxExpressionModel(ExpressionModel):
             providers.insert(0, "CUDAExecutionProvider")
         elif dev.type != "cpu":
             raise ModelError(f"the onnx backend runs on cpu or cuda, not {device!r}")
+        from ..api import check_threads
+
+        check_threads(threads)
         self.threads = int(threads) if threads else default_threads()
         src = bytes(source) if self.path is None else str(self.path)
         try:
