@@ -165,6 +165,9 @@ def test_huge_image_is_refused(tmp_path, monkeypatch):
     monkeypatch.setattr(fio, "MAX_PIXELS", 100_000)
     with pytest.raises(ImageDecodeError, match=r"big.png: image is 400x300 .* over the"):
         read_image(p)
+    # an array is held to the same limit (a view of one pixel: no memory spent on the test)
+    with pytest.raises(ImageDecodeError, match=r"ndarray: image is 400x300 .* over the"):
+        read_image(np.broadcast_to(np.zeros((1, 1), np.uint8), (300, 400)), name="ndarray")
 
 
 def test_arrays_and_pil_inputs():

@@ -74,6 +74,10 @@ class ExpressionModel:
         """Probabilities ``[N, K]`` for uint8 (or [0,1] float) images ``[N, C, H, W]``."""
         if not isinstance(batch_size, int) or batch_size < 1:
             raise FerkitError(f"batch_size must be a whole number >= 1, got {batch_size!r}")
+        images = torch.as_tensor(images)  # a numpy batch too, as the onnx backend takes it
+        if images.ndim != 4 or tuple(images.shape[1:]) != tuple(self.input_size):
+            raise FerkitError(f"images are {tuple(images.shape)}, the model wants (N, {', '.join(map(str, self.input_size))})"
+                              f" (N, C, H, W)")
         if images.shape[0] == 0:
             return torch.zeros((0, len(self.classes)), dtype=torch.float32)
         out = []

@@ -263,6 +263,10 @@ def _from_array(arr: np.ndarray, mode: str, label: str) -> np.ndarray:
         raise ImageDecodeError(f"{label}: expected an HxW or HxWxC image array, got shape {arr.shape}")
     if arr.ndim == 3 and arr.shape[2] not in (1, 3, 4):
         raise ImageDecodeError(f"{label}: expected 1, 3 or 4 channels, got shape {arr.shape}")
+    h, w = arr.shape[:2]
+    if h * w > MAX_PIXELS:  # as for files: the pyramid and crops of such an image would not fit the memory
+        raise ImageDecodeError(f"{label}: image is {w}x{h} ({w * h / 1e6:.0f} MP), over the "
+                               f"{MAX_PIXELS / 1e6:.0f} MP limit")
     if arr.dtype.kind not in "buif":
         raise ImageDecodeError(f"{label}: expected a numeric image array, got dtype {arr.dtype}")
     if arr.dtype.kind == "f" and not np.isfinite(arr).all():
