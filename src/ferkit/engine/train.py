@@ -135,9 +135,10 @@ def resolve_device(device: str | torch.device) -> torch.device:
     except (RuntimeError, TypeError, ValueError):
         raise FerkitError(f"unknown device {device!r}; use auto, cpu or cuda (cuda:N)") from None
     if dev.type == "cuda" and not torch.cuda.is_available():
-        raise FerkitError("--device cuda asked for, but no CUDA device is available (torch is a CPU build here)")
+        raise FerkitError(f"device {device!r} (--device) asked for, but no CUDA device is available "
+                          f"(torch is a CPU build here)")
     if dev.type == "cuda" and dev.index is not None and dev.index >= torch.cuda.device_count():
-        raise FerkitError(f"--device {device}: there are {torch.cuda.device_count()} CUDA device(s)")
+        raise FerkitError(f"device {device!r} (--device): there are {torch.cuda.device_count()} CUDA device(s)")
     if dev.type not in ("cpu", "cuda"):
         raise FerkitError(f"device {device!r} is not supported; use auto, cpu or cuda (cuda:N)")
     return dev
