@@ -163,6 +163,11 @@ def test_bad_requests_get_json_errors(client, small_client, photo):
     assert_json_error(post(client, photo, params={"annotated": "perhaps"}), 422, "annotated")
     body = assert_json_error(post(client, photo, params={"tta": "flip", "annotated": "1"}), 400, "unknown query")
     assert body["detail"] == {"unknown": ["tta"], "known": ["annotated"]}  # not ignored in silence
+    body = assert_json_error(post(client, photo, params={"x" * 5000: "1"}), 400, "unknown query")
+    assert len(json.dumps(body)) < 600  # a long name is cut, not echoed back whole
+    assert_json_error(post(client, photo, params=[("annotated", "1"), ("annotated", "0")]), 400, "given 2 times")
+    assert_json_error(post(client, photo, params={"annotated": ""}), 422, "annotated=1 or annotated=0")
+    assert_json_error(client.post("/v1/analyze/", files={"file": ("a.jpg", photo, "image/jpeg")}), 404, "not found")
     assert_json_error(client.get("/v1/nothing-here"), 404, "not found")
     assert_json_error(client.get("/v1/analyze"), 405, "not allowed")
     # limits: bytes (by Content-Length, before the body is read) and pixels (from the header, before decoding)
@@ -364,7 +369,7 @@ def test_a_request_head_that_never_ends_is_a_408(rec, monkeypatch):
         assert time.monotonic() - start < 20
         assert data.count(b"HTTP/1.1 200 ") == 2 and data.count(b"HTTP/1.1 408 ") == 1, data
         assert data.index(b"HTTP/1.1 408 ") > data.rindex(b"HTTP/1.1 200 ")
-        assert data.endswith(b'"request headers not received in time", "detail": {"timeout_seconds": 1.0}}')
+        assert data.endswith(b'"request headers not received in time", "detail": {"timeout_s": 1.0}}')
 
 
 def test_no_second_answer_after_an_early_413(rec):

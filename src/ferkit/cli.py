@@ -862,7 +862,7 @@ def build_parser() -> argparse.ArgumentParser:
     g.add_argument("--max-pixels", type=int, default=50_000_000, metavar="N",
                    help="largest image, width x height (413 above)")
     g.add_argument("--timeout", type=_positive_seconds, default=30.0, metavar="S",
-                   help="seconds a request may take, upload and analysis (504 after)")
+                   help="seconds a request may take, upload and analysis (408 when the upload is late, else 504)")
     g.add_argument("--workers", type=int, default=2, metavar="N",
                    help="images analysed at once (threads sharing one model; on 2 cores 2 gave about the "
                         "throughput of 1, as MTCNN already keeps both busy: see docs/benchmarks.md)")

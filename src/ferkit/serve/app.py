@@ -153,7 +153,7 @@ class _Oversize(Exception):
 
 
 def _mb(n: int) -> str:
-    return f"{n / 2**20:g} MB"
+    return f"{n / 2**20:.3g} MB"
 
 
 # ---------------------------------------------------------------------------------------
@@ -294,6 +294,7 @@ def create_app(recognizer: Any = None, *, model: str = "default", detector: str 
 
     app = FastAPI(
         lifespan=lifespan, title="ferkit", version=__version__,
+        redirect_slashes=False,  # /v1/analyze/ is a JSON 404, not a redirect built from the client's Host header
         description="Facial expression recognition: every face in an image, with its box, five landmarks and "
                     "the probability of each expression. `POST /v1/analyze` with a multipart field `file`; "
                     "the page at `/` does it for photos and a live webcam.",
@@ -331,7 +332,8 @@ def create_app(recognizer: Any = None, *, model: str = "default", detector: str 
         if first["loc"][:1] == ["body"]:
             return error_response(400, "form field 'file' must be an uploaded file (the image), not text", errs)
         where = ".".join(str(x) for x in first["loc"][1:]) or "request"
-        return error_response(422, f"invalid {where}: {first['msg']}", errs)
+        hint = " (annotated=1 or annotated=0)" if where == "annotated" else ""
+        return error_response(422, f"invalid {where}: {first['msg']}{hint}", errs)
 
     @app.exception_handler(Exception)
     async def _bug(request: Request, exc: Exception) -> JSONResponse:
@@ -359,8 +361,14 @@ def create_app(recognizer: Any = None, *, model: str = "default", detector: str 
                   "description": "the faces (JSON), or with annotated=1 the annotated image (PNG)"},
             400: {"description": "missing field, empty file, not an image, corrupt image, unknown query parameter",
                   "content": err_example},
+            408: {"description": f"the upload did not arrive within {timeout:g} s", "content": err_example},
             413: {"description": f"over {_mb(max_upload)} or {max_pixels:,} pixels", "content": err_example},
             415: {"description": "content type not an image, or not a multipart request", "content": err_example},
+            422: {"description": "a query value that is not one (annotated=1 or 0); `detail` lists each as "
+                                 "{loc, msg}",
+                  "content": {"application/json": {"example": {"error": "invalid annotated: ...",
+                                                               "detail": [{"loc": ["query", "annotated"],
+                                                                           "msg": "..."}]}}}},
             503: {"description": "busy: too many requests waiting", "content": err_example},
             504: {"description": f"no answer within {timeout:g} s", "content": err_example},
         },
@@ -372,9 +380,15 @@ def create_app(recognizer: Any = None, *, model: str = "default", detector: str 
         t0 = request.scope.get("ferkit.t0", time.monotonic())
         unknown = sorted(set(request.query_params) - {"annotated"})
         if unknown:  # a tta=flip or model=... that would be ignored in silence: said instead
-            raise ApiError(400, f"unknown query parameter(s): {', '.join(unknown)} (this endpoint takes "
+            shown = [u if len(u) <= 40 else u[:40] + "..." for u in unknown[:5]]  # not a 70 KB name echoed back
+            more = f" and {len(unknown) - 5} more" if len(unknown) > 5 else ""
+            raise ApiError(400, f"unknown query parameter(s): {', '.join(shown)}{more} (this endpoint takes "
                                 f"'annotated' only; the model and its settings are the server's)",
-                           {"unknown": unknown, "known": ["annotated"]})
+                           {"unknown": shown, "known": ["annotated"]})
+        given = request.query_params.getlist("annotated")
+        if len(given) > 1:  # which one would count? said, not the last taken in silence
+            raise ApiError(400, f"'annotated' given {len(given)} times: give it once (annotated=1 or 0)",
+                           {"annotated": given[:5]})
         if file is None or not hasattr(file, "read"):
             ctype = request.headers.get("content-type", "").split(";")[0].strip().lower()
             if ctype != "multipart/form-data":
@@ -382,7 +396,8 @@ def create_app(recognizer: Any = None, *, model: str = "default", detector: str 
                                {"content_type": ctype or None})
             if "file" in (await request.form()):  # the field is there, with no file in it (FastAPI made it None)
                 raise ApiError(400, NO_FILE_CHOSEN, None)
-            raise ApiError(400, "missing form field 'file' (the image)", None)
+            raise ApiError(400, "missing form field 'file' (the image), or the form is cut short (no closing "
+                                "boundary)", None)
         n_files = len((await request.form()).getlist("file"))  # the form FastAPI parsed (cached)
         if n_files > 1:
             raise ApiError(400, f"send one image per request (the form holds {n_files} files named 'file')",

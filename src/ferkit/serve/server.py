@@ -83,7 +83,7 @@ def _json_400_protocol() -> type:
             # starts its own cycle at once)
             if (self.cycle is None or self.cycle.response_complete) and not self.transport.is_closing():
                 self._answer_and_close(b"408 Request Timeout", "request headers not received in time",
-                                       {"timeout_seconds": HEAD_TIMEOUT})
+                                       {"timeout_s": HEAD_TIMEOUT})
 
         def connection_lost(self, exc: Exception | None) -> None:
             self._head_timer.cancel()
