@@ -473,6 +473,14 @@ def test_browser_upload_shows_happy(browser, live, tmp_path):
         page.wait_for_selector("#status.error")
         assert "not an image" in page.text_content("#status")
         assert page.locator("#faces .label").count() == 0
+        assert page.locator("#photo").is_hidden()  # the empty frame, not a broken picture under the message
+        # a format the server reads and this browser cannot show (TIFF): the results without the picture
+        tiff = io.BytesIO()
+        Image.open(EXAMPLE).save(tiff, format="TIFF")
+        page.set_input_files("#file", files=[{"name": "a.tiff", "mimeType": "image/tiff", "buffer": tiff.getvalue()}])
+        page.wait_for_selector("#faces .label")
+        wait_until(lambda: "cannot display the photo's format" in page.text_content("#status"))
+        assert page.locator("#photo").is_hidden() and page.text_content("#faces .label").startswith("happy")
         # a photo without a face
         wall = png_bytes(np.full((200, 300, 3), 190, np.uint8))
         page.set_input_files("#file", files=[{"name": "wall.png", "mimeType": "image/png", "buffer": wall}])
