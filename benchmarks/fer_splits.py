@@ -53,12 +53,16 @@ def main() -> int:
     ap.add_argument("--fer-python", default=".venv-fer/bin/python",
                     help="Python of fer's environment (default %(default)s; `make bench-peers` makes it)")
     ap.add_argument("--data", default=str(ROOT.parent / "shared" / "data" / "fer2013"), help="FER2013 folder")
-    ap.add_argument("--clean-from", default=str(ROOT.parent / "shared" / "data" / "ferplus"),
-                    help="FER+ folder with the clean twins of this copy's blurred Training faces ('' for none)")
+    ferplus = ROOT.parent / "shared" / "data" / "ferplus"
+    ap.add_argument("--clean-from", default=str(ferplus) if ferplus.is_dir() else "",
+                    help="FER+ folder with the clean twins of this copy's blurred Training faces ('' for none; "
+                         "default ../shared/data/ferplus where it exists)")
     ap.add_argument("--models", default=MODELS, help="ferkit models, shipped names (default %(default)s)")
     ap.add_argument("--threads", type=int, default=2, help="threads for both (default 2)")
-    ap.add_argument("--write", action="store_true", help="write the section into docs/benchmarks.md")
-    ap.add_argument("--json", default="docs/benchmarks_fer_splits.json", help="raw numbers; '-' to skip")
+    ap.add_argument("--write", action="store_true",
+                    help="write the section into docs/benchmarks.md and the numbers into --json")
+    ap.add_argument("--json", default=str(ROOT / "docs" / "benchmarks_fer_splits.json"),
+                    help="with --write: the raw numbers (default docs/benchmarks_fer_splits.json); '-' to skip")
     a = ap.parse_args()
     fer_python, data = Path(a.fer_python), Path(a.data)
     if not fer_python.exists():
@@ -108,7 +112,7 @@ def main() -> int:
     if a.write:
         write_section(ROOT / "docs" / "benchmarks.md", text, START, END, intro="# Benchmarks\n")
         print("wrote docs/benchmarks.md", file=sys.stderr)
-    if a.json != "-":
+    if a.write and a.json != "-":
         Path(a.json).write_text(json.dumps({"date": str(datetime.date.today()), "fer": info.get("fer"),
                                             "n": {s: j - i for s, (i, j) in bounds.items()}, "accuracy": acc},
                                            indent=1) + "\n")

@@ -152,7 +152,9 @@ def test_every_out_folder_is_checked_before_any_work(argv, tmp_path, capsys):
     if Path("/proc/self").is_dir():  # a folder no one (root included) can make
         assert main([*argv, "--out", "/proc/ferkit-run"]) == 1
         err = capsys.readouterr().err
-        assert "--out /proc/ferkit-run: cannot make a folder in /proc" in err and "Traceback" not in err
+        assert "--out /proc/ferkit-run: cannot write in /proc" in err and "Traceback" not in err
+        assert main([*argv, "--out", "/proc/self"]) == 1  # a folder that exists and takes no files
+        assert "cannot write in /proc/self" in capsys.readouterr().err
     assert main([*argv, "--out", str(tmp_path / "new" / "run")]) == 1  # fails on its data, not on --out ...
     assert "--out" not in capsys.readouterr().err
     assert list(tmp_path.iterdir()) == []  # ... and the check leaves nothing behind

@@ -227,6 +227,16 @@ def test_odd_values_and_sources_are_ferkit_errors(rec, tmp_path):
     with pytest.raises(FerkitError, match=r"shape \[3, 115, 88\] is ambiguous"):
         m.predict(np.ascontiguousarray(face.transpose(2, 0, 1)))  # not three gray faces in silence
     assert len(m.predict(np.zeros((5, 48, 48), np.uint8))) == 5  # a batch of gray faces
+    # three gray faces at the model's size (what Recognizer.crops gives): read as faces, not refused
+    rgb = np.asarray(Image.open(EXAMPLE).convert("RGB"))
+    dets = rec.detector.detect(rgb) * 3
+    crops = rec.crops(rgb, dets)
+    assert crops.shape == (3, 48, 48) and [p.label for p in m.predict(crops)] == ["happy"] * 3
+    with pytest.raises(FerkitError, match="dtype int64: give uint8"):  # 0-255 ints read as 0-1 would be noise
+        m.predict_tensor(crops[:, None].astype(np.int64))
+    flipped = m.predict_tensor(crops[:, None, :, ::-1])  # a flipped view: no raw error from torch
+    assert flipped.shape == (3, 7)
+    assert Recognizer(m, smooth=np.float32(0.5), min_face_size=np.int64(20), detect_every=np.int64(2)).smooth == 0.5
     png = io.BytesIO()
     Image.fromarray(face).save(png, "PNG")
     assert m.predict(bytearray(png.getvalue()))[0].label == m.predict(face)[0].label == "happy"

@@ -12,7 +12,7 @@ from safetensors.torch import load_file
 
 from ferkit.cli import main
 from ferkit.engine.train import TrainConfig, lr_factor, stratified_holdout, train
-from ferkit.errors import FerkitError
+from ferkit.errors import FerkitError, ModelError
 
 
 def _cfg(data, out, **kw):
@@ -147,6 +147,13 @@ def test_a_broken_checkpoint_or_seed_is_a_clear_error(folder, tmp_path, trained)
     torch.save({"epoch": 1}, run / "last.ckpt")  # a torch file, not a run's checkpoint
     with pytest.raises(FerkitError, match=r"not a ferkit training checkpoint \(no config, model"):
         train(_cfg(folder, run), resume=True, progress=False, log=lambda s: None)
+    state = torch.load(out / "last.ckpt", weights_only=True)
+    torch.save({**state, "config": [1, 2]}, run / "last.ckpt")
+    with pytest.raises(FerkitError, match="its config is a list"):
+        train(_cfg(folder, run), resume=True, progress=False, log=lambda s: None)
+    with pytest.raises(ModelError, match="no model 'nope'"):  # an unknown teacher: said before the folder is made
+        train(_cfg(folder, tmp_path / "t", teacher="nope"), progress=False, log=lambda s: None)
+    assert not (tmp_path / "t").exists()
     for seed in (-1, 2 ** 32, True):
         with pytest.raises(FerkitError, match="--seed must be a whole number from 0 to 4294967295"):
             train(_cfg(folder, tmp_path / "s", seed=seed), progress=False, log=lambda s: None)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import io
+import numbers
 import os
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
@@ -62,7 +63,7 @@ class ExpressionModel:
 
     def preprocess(self, faces: Any) -> torch.Tensor:
         """Faces -> uint8 tensor ``[N, C, H, W]`` at the model's input size."""
-        batch = _as_list(faces)
+        batch = _as_list(faces, tuple(self.input_size[1:]))
         if not batch:
             raise FerkitError("no faces given")
         arr = np.stack([self._one(f) for f in batch])
@@ -74,7 +75,7 @@ class ExpressionModel:
         """Probabilities ``[N, K]`` for uint8 (or [0,1] float) images ``[N, C, H, W]``."""
         if not isinstance(batch_size, int) or batch_size < 1:
             raise FerkitError(f"batch_size must be a whole number >= 1, got {batch_size!r}")
-        images = torch.as_tensor(images)  # a numpy batch too, as the onnx backend takes it
+        images = check_pixels(images)  # a numpy batch too, as the onnx backend takes it
         if images.ndim != 4 or tuple(images.shape[1:]) != tuple(self.input_size):
             raise FerkitError(f"images are {tuple(images.shape)}, the model wants (N, {', '.join(map(str, self.input_size))})"
                               f" (N, C, H, W)")
@@ -100,8 +101,9 @@ class ExpressionModel:
         ``faces``: one face crop or several: a file path, encoded bytes, a PIL image, a numpy
         image (H, W) or (H, W, C) (RGB, uint8 0-255 or float 0-1), a torch tensor (C, H, W) or
         (N, C, H, W), a numpy batch (N, H, W, C) or (N, H, W), or a list of any of these. A numpy
-        (3, H, W) or (4, H, W) is refused as ambiguous (an image channel-first, or 3 or 4 gray
-        faces?): give such faces as (N, H, W, 1) or a list."""
+        (3, H, W) or (4, H, W) is 3 or 4 gray faces when (H, W) is the model's input size, else
+        refused as ambiguous (an image channel-first, or 3 or 4 gray faces?): give such faces as
+        (N, H, W, 1) or a list."""
         return [self.to_prediction(p) for p in self.predict_proba(faces, tta=tta)]
 
     def to_prediction(self, probs: Sequence[float]) -> Prediction:
@@ -109,7 +111,20 @@ class ExpressionModel:
         return Prediction(self.classes[i], float(probs[i]), {c: float(p) for c, p in zip(self.classes, probs)})
 
 
-def _as_list(faces: Any) -> list:
+def check_pixels(images) -> torch.Tensor:
+    """A batch for ``predict_tensor`` (torch tensor or numpy array) as a tensor: uint8 0-255 or
+    floats 0-1; other integer types are refused (scaled as 0-1 they would read as noise)."""
+    if isinstance(images, np.ndarray):
+        images = np.ascontiguousarray(images)  # a flipped view (negative strides) torch cannot wrap
+    t = torch.as_tensor(images)
+    if t.dtype != torch.uint8 and not t.dtype.is_floating_point:
+        raise FerkitError(f"images of dtype {str(t.dtype).replace('torch.', '')}: give uint8 (0-255) or floats (0-1)")
+    return t
+
+
+def _as_list(faces: Any, hw: tuple[int, int] | None = None) -> list:
+    """The faces one by one. ``hw``: the model's input size, which settles a numpy (3|4, H, W):
+    gray faces when (H, W) is the model's (what :meth:`Recognizer.crops` gives), else refused."""
     if isinstance(faces, torch.Tensor):  # PyTorch's layout: [N, C, H, W], [C, H, W] or [H, W]
         t = faces.detach().cpu()
         if t.ndim == 4:
@@ -125,7 +140,7 @@ def _as_list(faces: Any) -> list:
     if isinstance(faces, np.ndarray) and faces.ndim == 4:
         return list(faces)  # a batch: N x H x W x C
     if isinstance(faces, np.ndarray) and faces.ndim == 3 and faces.shape[-1] not in (1, 2, 3, 4):
-        if faces.shape[0] in (3, 4):  # C x H x W (PyTorch's order) or three or four gray faces: no guess
+        if faces.shape[0] in (3, 4) and tuple(faces.shape[1:]) != hw:  # C x H x W, or 3 or 4 gray faces? no guess
             raise FerkitError(f"an array of shape {list(faces.shape)} is ambiguous: one image in channel-first "
                               f"order, or {faces.shape[0]} gray faces? Give an image as (H, W) or (H, W, C), gray "
                               f"faces as (N, H, W, 1) or a list, or a torch tensor (channel-first)")
@@ -206,7 +221,7 @@ def check_threads(threads) -> None:
     """``threads`` is None (the default) or a whole number from 1 to :data:`MAX_THREADS`."""
     if threads is None:
         return
-    if isinstance(threads, bool) or not isinstance(threads, (int, np.integer)) or not 1 <= threads <= MAX_THREADS:
+    if isinstance(threads, bool) or not isinstance(threads, numbers.Integral) or not 1 <= threads <= MAX_THREADS:
         raise FerkitError(f"threads must be a whole number from 1 to {MAX_THREADS} (or None: "
                           f"the default), got {threads!r}")
 

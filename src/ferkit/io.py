@@ -83,15 +83,17 @@ def check_out_folder(option: str, path: Union[str, os.PathLike, None]) -> None:
 
     p = Path(path)
     for q in (p, *p.parents):
+        if q.is_symlink() and not q.exists():
+            raise FerkitError(f"{option} {p}: {q} is a broken link")
         if q.exists():
             if not q.is_dir():
                 raise FerkitError(f"{option} {p}: " + ("is a file; name a folder" if q == p
                                                        else f"{q} is a file, not a folder"))
-            if q != p:  # to be made: a folder can be made where it would go (made and removed at once)
-                try:
-                    os.rmdir(tempfile.mkdtemp(prefix=".ferkit-check-", dir=q))
-                except OSError as e:
-                    raise FerkitError(f"{option} {p}: cannot make a folder in {q} ({e.strerror or e})") from None
+            # something can be written where the output goes (a folder made and removed at once)
+            try:
+                os.rmdir(tempfile.mkdtemp(prefix=".ferkit-check-", dir=q))
+            except OSError as e:
+                raise FerkitError(f"{option} {p}: cannot write in {q} ({e.strerror or e})") from None
             break
 
 

@@ -19,6 +19,7 @@ re-locate the known faces with O-Net alone.
 
 from __future__ import annotations
 
+import numbers
 import os
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -161,7 +162,7 @@ def source_kind(source: Any) -> str:
 
 def _whole(name: str, value, none: str = "") -> None:
     """``value`` is a whole number of 1 or more (not a bool, not 1.5, not "2"), else a FerkitError."""
-    if isinstance(value, bool) or not isinstance(value, (int, np.integer)) or value < 1:
+    if isinstance(value, bool) or not isinstance(value, numbers.Integral) or value < 1:
         raise FerkitError(f"{name} must be a whole number >= 1{none}, got {value!r}")
 
 class Recognizer:
@@ -193,7 +194,7 @@ class Recognizer:
         if tta not in (None, "none", "flip", "tencrop"):
             raise FerkitError(f"unknown tta {tta!r}; use None, 'flip' or 'tencrop'")
         _whole("detect_every", detect_every)
-        if isinstance(smooth, bool) or not isinstance(smooth, (int, float)) or not 0 <= smooth < 1:
+        if isinstance(smooth, bool) or not isinstance(smooth, numbers.Real) or not 0 <= smooth < 1:
             raise FerkitError(f"smooth must be a number in [0, 1), got {smooth!r}")
         self.max_faces, self.tta, self.smooth, self.detect_every = max_faces, tta, smooth, detect_every
         c, h, w = self.model.input_size

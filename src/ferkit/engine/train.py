@@ -135,8 +135,7 @@ def resolve_device(device: str | torch.device) -> torch.device:
     except (RuntimeError, TypeError, ValueError):
         raise FerkitError(f"unknown device {device!r}; use auto, cpu or cuda (cuda:N)") from None
     if dev.type == "cuda" and not torch.cuda.is_available():
-        raise FerkitError(f"device {device!r} (--device) asked for, but no CUDA device is available "
-                          f"(torch is a CPU build here)")
+        raise FerkitError(f"device {device!r} (--device) asked for, but torch sees no CUDA device here")
     if dev.type == "cuda" and dev.index is not None and dev.index >= torch.cuda.device_count():
         raise FerkitError(f"device {device!r} (--device): there are {torch.cuda.device_count()} CUDA device(s)")
     if dev.type not in ("cpu", "cuda"):
@@ -424,6 +423,8 @@ def read_checkpoint(path: Path) -> dict:
     missing = [k for k in CHECKPOINT_KEYS if not isinstance(state, dict) or k not in state]
     if missing:
         raise FerkitError(f"{path}: not a ferkit training checkpoint (no {', '.join(missing)})")
+    if not isinstance(state["config"], dict):
+        raise FerkitError(f"{path}: not a ferkit training checkpoint (its config is a {type(state['config']).__name__})")
     return state
 
 
@@ -549,6 +550,11 @@ def train(cfg: TrainConfig, resume: bool = False, progress: bool | None = None,
         weight = (counts.sum() / (len(classes) * counts)).to(device)
     if cfg.soft_targets and train_ds.soft is None:
         raise FerkitError(f"--soft-targets: dataset {cfg.dataset} has no vote distributions (only ferplus does)")
+    if cfg.teacher:  # an unknown teacher is said before the run folder is made
+        from ..api import ensemble_names
+
+        for part in ensemble_names(cfg.teacher) or [cfg.teacher]:
+            _weights.resolve(part)
     out.mkdir(parents=True, exist_ok=True)  # once the data and the model are there: a run that cannot start leaves none
     t_probs = teacher_probs(cfg, train_ds, out, device, log) if cfg.teacher else None
 

@@ -13,6 +13,7 @@ the results mapped back, so a 50 MP photo costs no more than a 4 MP one.
 from __future__ import annotations
 
 import math
+import numbers
 
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -50,7 +51,7 @@ class Detector:
     name = ""
 
     def __init__(self, max_side: int = 2048) -> None:
-        if isinstance(max_side, bool) or not isinstance(max_side, (int, float)) or not 32 <= max_side < 1e6:
+        if isinstance(max_side, bool) or not isinstance(max_side, numbers.Real) or not 32 <= max_side < 1e6:
             from ..errors import FerkitError
 
             raise FerkitError(f"max_side must be a number of pixels, 32 or more (below a million); got {max_side!r}")
@@ -158,7 +159,7 @@ def create_detector(name: str = "mtcnn", **options) -> Detector:
         raise FerkitError(f"unknown detector {name!r}; choose from: {', '.join(DETECTORS)}")
     cls = DETECTORS[name]
     mfs = options.get("min_face_size")
-    if mfs is not None and (isinstance(mfs, bool) or not isinstance(mfs, (int, float)) or not math.isfinite(mfs)):
+    if mfs is not None and (isinstance(mfs, bool) or not isinstance(mfs, numbers.Real) or not math.isfinite(mfs)):
         raise FerkitError(f"min_face_size (--min-face) must be a number of pixels, got {mfs!r}")
     params = inspect.signature(cls.__init__).parameters
     return cls(**{k: v for k, v in options.items() if k in params and v is not None})

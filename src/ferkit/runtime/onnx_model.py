@@ -157,7 +157,9 @@ class OnnxExpressionModel(ExpressionModel):
     def predict_tensor(self, images: torch.Tensor | np.ndarray, tta: str | None = None,
                        batch_size: int = 256) -> torch.Tensor:
         """Probabilities ``[N, K]`` (a CPU torch tensor) for uint8 (or [0,1] float) images ``[N, C, H, W]``."""
-        x = torch.as_tensor(images)
+        from ..api import check_pixels
+
+        x = check_pixels(images)
         if not isinstance(batch_size, int) or batch_size < 1:
             raise ModelError(f"batch_size must be a whole number >= 1, got {batch_size!r}")
         if tuple(x.shape[1:]) != tuple(self.input_size):
