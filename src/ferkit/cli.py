@@ -691,7 +691,9 @@ def build_parser() -> argparse.ArgumentParser:
     s = sub.add_parser("data", epilog=VERB_EXAMPLES["data"],
                        help="check a dataset: counts per split and class, folds", formatter_class=fmt,
                        description="Read a dataset's labels (without decoding images) and print the number of "
-                                   "images per split and class, and the subject folds where the dataset has them.")
+                                   "images per split and class, the subject folds where the dataset has them, "
+                                   "and every item left out (with --skip-bad; --check decodes the images too, so "
+                                   "the unreadable ones are listed as well).")
     _add_dataset_args(s)
     s.add_argument("--split", help="only this split (default: all)")
     s.add_argument("--check", action="store_true",
