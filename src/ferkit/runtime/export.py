@@ -119,10 +119,14 @@ def _max_diff(wrapper: nn.Module, model_bytes: bytes, input_size, batches=(1, 8)
 
 
 class _Calibration:
-    """onnxruntime's CalibrationDataReader over a uint8/float array of images (batches of 64)."""
+    """onnxruntime's CalibrationDataReader over a uint8/float array of images, in batches of one
+    size (up to 64): onnxruntime's percentile calibrator stacks the batches' outputs and fails on a
+    shorter last one."""
 
     def __init__(self, images: np.ndarray) -> None:
-        self.batches = iter([images[i:i + 64] for i in range(0, len(images), 64)])
+        n = len(images)
+        size = max(d for d in range(1, min(64, n) + 1) if n % d == 0)
+        self.batches = iter([images[i:i + size] for i in range(0, n, size)])
 
     def get_next(self):
         b = next(self.batches, None)
