@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import io
-import numbers
 import os
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
@@ -17,7 +16,7 @@ from PIL import Image
 
 from . import weights as _weights
 from .data.transforms import normalize, to_float, tta_views
-from .errors import FerkitError
+from .errors import FerkitError, check_whole
 from .io import read_image, resize
 
 
@@ -219,11 +218,8 @@ MAX_THREADS = 1024  #: more is a typo, not a machine: onnxruntime would try to s
 
 def check_threads(threads) -> None:
     """``threads`` is None (the default) or a whole number from 1 to :data:`MAX_THREADS`."""
-    if threads is None:
-        return
-    if isinstance(threads, bool) or not isinstance(threads, numbers.Integral) or not 1 <= threads <= MAX_THREADS:
-        raise FerkitError(f"threads must be a whole number from 1 to {MAX_THREADS} (or None: "
-                          f"the default), got {threads!r}")
+    if threads is not None:
+        check_whole("threads", threads, 1, MAX_THREADS, " (or None: the default)")
 
 
 def load_model(name: str = "default", device: str = "cpu", backend: str = "auto",

@@ -11,7 +11,7 @@ import warnings
 from collections.abc import Sequence
 from pathlib import Path
 
-from .errors import FerkitError
+from .errors import SEED_MAX, FerkitError
 
 EPILOG = """examples:
   ferkit models
@@ -170,18 +170,15 @@ def cmd_data(a: argparse.Namespace) -> int:
     splits = [a.split] if a.split else list(reader.splits)
     report = {"dataset": reader.name, "root": str(reader.root), "classes": list(reader.classes),
               "layout": reader.layout, "splits": {}}
+    left_out: dict[str, str] = {}  # source -> reason, over the splits (a file in two splits once)
     for s in splits:
-        report["splits"][reader.resolve_split(s)] = reader.summary(s)
+        report["splits"][reader.resolve_split(s)] = reader.summary(s, None if a.check else left_out)
     if getattr(reader, "has_folds", False):
         recs, _ = reader.all_records()
         folds = reader.fold_indices(recs)
         subj = [sorted({recs[i].subject for i in f}) for f in folds]
         report["folds"] = [{"fold": i, "n": len(f), "subjects": subj[i]} for i, f in enumerate(folds)]
         report["folds_subject_disjoint"] = len(set().union(*map(set, subj))) == sum(map(len, subj))
-    left_out: dict[str, str] = {}  # source -> reason, over the splits (a file in two splits once)
-    if not a.check:
-        for s in report["splits"]:
-            left_out.update(dict(reader._text_records(s)[1]))
     if a.check:
         from .data.restore import shift_warnings, split_stats
 
@@ -963,9 +960,6 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--threads", type=positive_int, help="CPU threads (default: all cores)")
     s.set_defaults(fn=cmd_probe)
     return p
-
-
-SEED_MAX = 2 ** 32 - 1
 
 
 def seed_int(text: str) -> int:

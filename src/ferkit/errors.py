@@ -24,6 +24,21 @@ class ModelError(FerkitError):
     """Unknown architecture, missing/invalid weights or model card."""
 
 
+SEED_MAX = 2 ** 32 - 1  #: the largest random seed numpy and torch take
+
+
+def check_whole(name: str, value, lo: int = 1, hi: Optional[int] = None, none: str = "") -> None:
+    """``value`` is a whole number (an ``int`` or numpy integer, not a bool, not 1.5, not "2") of
+    ``lo`` or more, and ``hi`` or less when given; else a :class:`FerkitError` that names it.
+    ``none``: words added when None is allowed too, e.g. ``" (or None: all)"``."""
+    import numbers
+
+    if isinstance(value, bool) or not isinstance(value, numbers.Integral) or value < lo or \
+            (hi is not None and value > hi):
+        span = f">= {lo}" if hi is None else f"from {lo} to {hi}"
+        raise FerkitError(f"{name} must be a whole number {span}{none}, got {value!r}")
+
+
 class Failure(tuple):
     """An input that could not be read, as batch jobs list it: ``(source, error)`` (a pair, so that
     ``for source, why in results.failed`` reads it), the source a file's path as in the results'

@@ -32,7 +32,7 @@ import torch
 from PIL import Image
 
 from .api import ExpressionModel, load_model
-from .errors import Failure, FerkitError
+from .errors import Failure, FerkitError, check_whole
 from .faces import Detection, Detector, align, create_detector, crop_box
 from .io import VideoReader, folder_files, frame_failures, is_video_file, read_image
 from .results import FaceResult, Result, Results
@@ -159,12 +159,6 @@ def source_kind(source: Any) -> str:
 # ---------------------------------------------------------------------------------------
 # the recognizer
 # ---------------------------------------------------------------------------------------
-
-def _whole(name: str, value, none: str = "") -> None:
-    """``value`` is a whole number of 1 or more (not a bool, not 1.5, not "2"), else a FerkitError."""
-    if isinstance(value, bool) or not isinstance(value, numbers.Integral) or value < 1:
-        raise FerkitError(f"{name} must be a whole number >= 1{none}, got {value!r}")
-
 class Recognizer:
     """Detect, align and classify every face of a picture or stream.
 
@@ -190,10 +184,10 @@ class Recognizer:
         self.detector = create_detector(detector, min_face_size=min_face_size, thresholds=thresholds,
                                         max_side=max_side)
         if max_faces is not None:
-            _whole("max_faces (--max-faces)", max_faces, " (or None: all)")
+            check_whole("max_faces (--max-faces)", max_faces, none=" (or None: all)")
         if tta not in (None, "none", "flip", "tencrop"):
             raise FerkitError(f"unknown tta {tta!r}; use None, 'flip' or 'tencrop'")
-        _whole("detect_every", detect_every)
+        check_whole("detect_every", detect_every)
         if isinstance(smooth, bool) or not isinstance(smooth, numbers.Real) or not 0 <= smooth < 1:
             raise FerkitError(f"smooth must be a number in [0, 1), got {smooth!r}")
         self.max_faces, self.tta, self.smooth, self.detect_every = max_faces, tta, smooth, detect_every
@@ -262,9 +256,9 @@ class Recognizer:
         file again; for a video's frames use :meth:`stream` to draw them as they come."""
         if isinstance(source, (str, os.PathLike)) and not str(source).strip():
             raise FerkitError("an empty path (no file or folder named)")
-        _whole("every", every)
+        check_whole("every", every)
         if max_frames is not None:
-            _whole("max_frames", max_frames, " (None: no limit)")
+            check_whole("max_frames", max_frames, none=" (None: no limit)")
         kind = source_kind(source)
         if kind == "image":
             return self.analyze(source)
@@ -299,9 +293,9 @@ class Recognizer:
         """Results frame by frame for a video file, webcam index or :class:`~ferkit.io.VideoReader`:
         every ``every``-th frame is processed; faces carry track ids; probabilities are smoothed
         per track when ``smooth`` > 0."""
-        _whole("every", every)
+        check_whole("every", every)
         if max_frames is not None:
-            _whole("max_frames", max_frames, " (None: no limit)")
+            check_whole("max_frames", max_frames, none=" (None: no limit)")
         if not isinstance(source, (VideoReader, str, os.PathLike, int)) or isinstance(source, bool):
             raise FerkitError(f"stream reads a video file, a webcam index or a VideoReader, not a "
                               f"{type(source).__name__} (for one image use analyze or predict)")

@@ -279,9 +279,12 @@ class Reader:
             raise DatasetError(f"{self.root}: a label file of this {self.name} copy is not text ({e.reason} at "
                                f"byte {e.start}): is --data the right file or folder?") from None
 
-    def summary(self, split: str) -> dict:
-        """Counts for a split without decoding: ``{"n", "per_class", "subjects", "skipped"}``."""
+    def summary(self, split: str, left_out: dict | None = None) -> dict:
+        """Counts for a split without decoding: ``{"n", "per_class", "subjects", "skipped"}``;
+        ``left_out`` (a dict), when given, gets each skipped item's source and reason."""
         recs, skipped = self._text_records(self.resolve_split(split))
+        if left_out is not None:
+            left_out.update(dict(skipped))
         counts = Counter(r.label for r in recs)
         subjects = {r.subject for r in recs if r.subject is not None}
         return {"n": len(recs), "per_class": {c: counts.get(i, 0) for i, c in enumerate(self.classes)},

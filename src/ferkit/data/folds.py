@@ -7,7 +7,7 @@ from collections.abc import Sequence
 
 import numpy as np
 
-from ..errors import FerkitError
+from ..errors import SEED_MAX, FerkitError, check_whole
 
 
 def subject_folds(subjects: Sequence[str | None], k: int, seed: int = 0) -> list[np.ndarray]:
@@ -18,8 +18,7 @@ def subject_folds(subjects: Sequence[str | None], k: int, seed: int = 0) -> list
     """
     if any(s is None for s in subjects):
         raise FerkitError("subject-independent folds need a subject id for every image")
-    if isinstance(seed, bool) or not isinstance(seed, (int, np.integer)) or not 0 <= seed < 2 ** 32:
-        raise FerkitError(f"the fold seed must be a whole number from 0 to {2 ** 32 - 1}, got {seed!r}")
+    check_whole("the fold seed", seed, 0, SEED_MAX)
     counts = Counter(subjects)
     if k < 2:
         raise FerkitError(f"need at least 2 folds, got {k}")

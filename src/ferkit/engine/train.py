@@ -52,7 +52,7 @@ from ..api import ExpressionModel
 from ..data import FaceDataset, open_dataset
 from ..data.restore import shift_warnings, split_stats
 from ..data.transforms import AugmentConfig, augment, normalize, to_float
-from ..errors import FerkitError
+from ..errors import SEED_MAX, FerkitError, check_whole
 from ..models import count_params, create, get_spec
 from ..models.registry import builder_options
 from .evaluate import evaluate
@@ -430,8 +430,7 @@ def read_checkpoint(path: Path) -> dict:
 
 def check_settings(cfg: TrainConfig) -> None:
     """The settings that need no data: refused with a clear message before the run folder exists."""
-    if isinstance(cfg.seed, bool) or not isinstance(cfg.seed, int) or not 0 <= cfg.seed < 2 ** 32:
-        raise FerkitError(f"--seed must be a whole number from 0 to {2 ** 32 - 1}, got {cfg.seed!r}")
+    check_whole("--seed", cfg.seed, 0, SEED_MAX)
     if cfg.teacher_tta not in ("flip", "tencrop"):
         raise FerkitError(f"teacher_tta must be 'flip' or 'tencrop', got {cfg.teacher_tta!r}")
     if not 0 <= cfg.kd_weight <= 1 or cfg.kd_temperature <= 0:
