@@ -198,3 +198,20 @@ def test_full_photo_datasets_without_detect_get_a_warning(tmp_path, capsys):
     assert "full photos" not in capsys.readouterr().err
     assert main(["evaluate", "--model", "fast", "--dataset", "ckplus", "--data", str(tmp_path)]) == 1
     assert "full photos" not in capsys.readouterr().err
+
+
+def test_warnings_reach_the_user_once_each_but_resource_warnings_do_not(monkeypatch, recwarn):
+    import warnings
+
+    from ferkit import cli
+
+    def noisy(a):
+        for _ in range(2):
+            warnings.warn("a thing the user should know", UserWarning)
+            # what Starlette's form parser leaves behind when an upload is cut short
+            warnings.warn("Unclosed file <tempfile.SpooledTemporaryFile>", ResourceWarning)
+        return 0
+
+    monkeypatch.setattr(cli, "cmd_models", noisy)
+    assert cli.main(["models"]) == 0
+    assert [(w.category, str(w.message)) for w in recwarn] == [(UserWarning, "a thing the user should know")]

@@ -170,6 +170,10 @@ def test_bad_requests_get_json_errors(client, small_client, photo):
     assert_json_error(client.post("/v1/analyze/", files={"file": ("a.jpg", photo, "image/jpeg")}), 404, "not found")
     assert_json_error(client.get("/v1/nothing-here"), 404, "not found")
     assert_json_error(client.get("/v1/analyze"), 405, "not allowed")
+    # a wrong path or method gets its 404 or 405 whatever the body's size, not the upload limit's 413
+    assert_json_error(small_client.post("/v1/nothing-here", content=bytes(250_000)), 404, "not found")
+    assert_json_error(small_client.post("/v1/analyze/", content=bytes(250_000)), 404, "not found")
+    assert_json_error(small_client.put("/v1/analyze", content=bytes(250_000)), 405, "not allowed")
     # limits: bytes (by Content-Length, before the body is read) and pixels (from the header, before decoding)
     body = assert_json_error(post(small_client, bytes(250_000)), 413, "too large")
     assert body["detail"]["limit_bytes"] == 200_000

@@ -998,6 +998,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     try:
         with warnings.catch_warnings():
             warnings.simplefilter("default")
+            # as Python's own default: a ResourceWarning is for developers (e.g. a form upload cut
+            # short leaves Starlette's temporary file to the garbage collector), not a user's log
+            warnings.simplefilter("ignore", ResourceWarning)
             return int(a.fn(a) or 0)
     except FerkitError as e:
         print(f"ferkit: error: {e}", file=sys.stderr)

@@ -82,11 +82,16 @@ def error_response(status: int, error: str, detail: Any = None, headers: dict[st
 # ---------------------------------------------------------------------------------------
 # upload size and time limits, before FastAPI reads the body
 # ---------------------------------------------------------------------------------------
+UPLOAD_ROUTES = frozenset({"/v1/analyze"})  # the paths whose POST takes an upload
+
+
 class UploadLimit:
-    """ASGI middleware for ``POST /v1/...``: answers 413 as soon as the body (by its
-    Content-Length, or by what arrived so far) is over ``limit`` bytes, and 408 when it takes
-    longer than ``timeout`` to arrive; otherwise hands the buffered body on. Records when the
-    request started in ``scope["ferkit.t0"]`` (the analysis gets what is left of ``timeout``)."""
+    """ASGI middleware for ``POST`` to an upload route (``UPLOAD_ROUTES``): answers 413 as soon as
+    the body (by its Content-Length, or by what arrived so far) is over ``limit`` bytes, and 408
+    when it takes longer than ``timeout`` to arrive; otherwise hands the buffered body on. Records
+    when the request started in ``scope["ferkit.t0"]`` (the analysis gets what is left of
+    ``timeout``). Other requests go straight on: a body sent to a wrong path or with a wrong method
+    gets its 404 or 405 whatever its size (routing answers those without reading the body)."""
 
     def __init__(self, app: Callable, limit: int, max_upload: int, timeout: float) -> None:
         self.app, self.limit, self.max_upload, self.timeout = app, limit, max_upload, timeout
@@ -96,8 +101,7 @@ class UploadLimit:
                               {"limit_bytes": self.max_upload, "size_bytes": size})
 
     async def __call__(self, scope: dict, receive: Callable, send: Callable) -> None:
-        if scope["type"] != "http" or scope["method"] not in ("POST", "PUT", "PATCH") \
-                or not scope["path"].startswith("/v1/"):
+        if scope["type"] != "http" or scope["method"] != "POST" or scope["path"] not in UPLOAD_ROUTES:
             return await self.app(scope, receive, send)
         scope["ferkit.t0"] = time.monotonic()
         headers = dict(scope.get("headers") or [])
