@@ -215,3 +215,13 @@ def test_warnings_reach_the_user_once_each_but_resource_warnings_do_not(monkeypa
     monkeypatch.setattr(cli, "cmd_models", noisy)
     assert cli.main(["models"]) == 0
     assert [(w.category, str(w.message)) for w in recwarn] == [(UserWarning, "a thing the user should know")]
+
+
+def test_python_m_ferkit_is_the_ferkit_command():
+    from ferkit import __version__
+
+    r = subprocess.run([sys.executable, "-m", "ferkit", "--version"], capture_output=True, text=True, timeout=120)
+    assert (r.returncode, r.stdout.strip()) == (0, f"ferkit {__version__}")
+    r = subprocess.run([sys.executable, "-m", "ferkit", "predict", "no-such.jpg"], capture_output=True, text=True,
+                       timeout=120)
+    assert r.returncode == 1 and "no-such.jpg" in r.stderr and "Traceback" not in r.stderr
