@@ -251,8 +251,17 @@ def test_recognizer_arguments_are_checked_at_once():
 
 def test_predict_tensor_batch_size_and_empty_batches_agree_across_backends(saved):
     path, _ = saved
+    faces = torch.randint(0, 256, (5, 1, 48, 48), generator=torch.Generator().manual_seed(3), dtype=torch.uint8)
+    probs = []
     for backend in ("torch", "onnx"):
         m = ferkit.load_model(str(path), backend=backend)
         assert m.predict_tensor(torch.zeros(0, 1, 48, 48, dtype=torch.uint8)).shape == (0, 7)
         with pytest.raises(FerkitError, match="batch_size"):
             m.predict_tensor(torch.zeros(2, 1, 48, 48, dtype=torch.uint8), batch_size=0)
+        whole = m.predict_tensor(faces)
+        assert torch.allclose(m.predict_tensor(faces, batch_size=1), whole, atol=1e-5)  # one at a time: the same
+        assert torch.allclose(m.predict_tensor(faces, batch_size=2), whole, atol=1e-5)  # a last batch of 1 too
+        assert torch.allclose(whole.sum(1), torch.ones(5), atol=1e-5)
+        probs.append(whole)
+    assert torch.allclose(probs[0], probs[1], atol=1e-4)  # torch and onnxruntime agree
+    assert (probs[0] - probs[0].mean(0)).abs().max() > 2e-3  # on faces the network tells apart (not all 1/7)

@@ -113,8 +113,10 @@ def test_probe_crossval_end_to_end(tiny, tmp_path):
     assert all(r["n_train"] + r["n_val"] + r["n_test"] == n for r in s["per_fold"])
     tests = [set(r["test_subjects"]) for r in s["per_fold"]]
     assert s["subject_disjoint"] and len(set().union(*tests)) == 9
-    # the face_like fixture images carry their class: a probe on random features still finds it
+    # the face_like fixture images carry their class: a probe on random features still finds it,
+    # well above chance (1/7; 0.33 measured)
     assert s["accuracy"]["mean"] == pytest.approx(np.mean([r["accuracy"] for r in s["per_fold"]]))
+    assert s["accuracy"]["mean"] > 0.25 and s["accuracy"]["min"] > 1 / 7
     assert s["model"] == "probe" and s["config"]["center"] == "subject" and "transductive" in s["protocol"]
     again = probe_crossval([str(path)], "ckplus", str(data), folds=3, center="subject", log=lambda m: None)
     assert [r["accuracy"] for r in again["per_fold"]] == [r["accuracy"] for r in s["per_fold"]]

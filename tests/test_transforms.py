@@ -1,5 +1,6 @@
 from __future__ import annotations
 
+import pytest
 import torch
 
 from ferkit.data.transforms import AugmentConfig, augment, normalize, to_float, tta_views
@@ -45,5 +46,17 @@ def test_tta_views_and_normalize():
     x = _batch()
     assert len(tta_views(x, None)) == 1 and len(tta_views(x, "flip")) == 2 and len(tta_views(x, "tencrop")) == 10
     assert all(v.shape == x.shape for v in tta_views(x, "tencrop"))
+    assert torch.equal(tta_views(x, "flip")[1], x.flip(-1))
+    # tencrop's geometry, on a ramp whose value tells where a pixel came from (column + 100 x row):
+    # 43x43 crops (90% of 48) at the four corners and the centre, resized back to 48x48, each then mirrored
+    r = torch.arange(48.0)
+    ramp = (r[None, :] + 100 * r[:, None])[None, None]
+    views = tta_views(ramp, "tencrop")
+    for k, (oy, ox) in enumerate([(0, 0), (0, 5), (5, 0), (5, 5), (2, 2)]):
+        v, m = views[2 * k][0, 0], views[2 * k + 1][0, 0]
+        first, last = ox + 100 * oy, ox + 42 + 100 * (oy + 42)  # the crop's top-left and bottom-right pixels
+        assert (float(v[0, 0]), float(v[-1, -1])) == pytest.approx((first, last)), k
+        assert float(v.mean()) == pytest.approx((first + last) / 2, abs=1e-3), k
+        assert torch.equal(m, v.flip(-1)), k
     u = torch.full((1, 1, 2, 2), 255, dtype=torch.uint8)
     assert torch.equal(normalize(to_float(u), (0.5,), (0.25,)), torch.full((1, 1, 2, 2), 2.0))

@@ -66,11 +66,14 @@ def test_vgg_fer_width_features_and_other_input_sizes(width, classes):
 
 def test_vgg_fer_eval_is_deterministic_and_dropout_is_optional():
     torch.manual_seed(0)
-    m = create("vgg_fer", width=4, dropout=0.0).eval()
-    assert isinstance(m.dropout, torch.nn.Identity)
     x = torch.randn(2, 1, 48, 48)
+    m = create("vgg_fer", width=4, dropout=0.5)
     with torch.no_grad():
-        assert torch.equal(m(x), m(x))
+        assert torch.equal(m.eval()(x), m(x))  # eval: dropout off, the same answer each time
+        assert not torch.equal(m.train()(x), m(x))  # training: a new dropout mask each call
+        m0 = create("vgg_fer", width=4, dropout=0.0)
+        assert isinstance(m0.dropout, torch.nn.Identity)
+        assert torch.equal(m0.train()(x), m0(x))  # no dropout: training mode answers the same twice
 
 
 @pytest.mark.parametrize("width", [0, -3])
