@@ -225,3 +225,44 @@ def test_python_m_ferkit_is_the_ferkit_command():
     r = subprocess.run([sys.executable, "-m", "ferkit", "predict", "no-such.jpg"], capture_output=True, text=True,
                        timeout=120)
     assert r.returncode == 1 and "no-such.jpg" in r.stderr and "Traceback" not in r.stderr
+
+
+def test_every_train_option_reaches_its_training_setting(capsys):
+    # each option of `ferkit train` set to a value other than its default: a swapped or dropped
+    # field in the command line -> TrainConfig mapping fails here
+    from ferkit.cli import _train_config
+
+    argv = ["train", "--model", "pcnn", "--model-arg", "width=3", "--dataset", "kdef", "--data", "D", "--out", "O",
+            "--name", "N", "--skip-bad", "--vote", "strict", "--folds", "5", "--fold", "2", "--fold-seed", "7",
+            "--angles", "S,HL", "--train-split", "tr", "--val-split", "va", "--test-split", "te",
+            "--val-fraction", "0.2", "--epochs", "9", "--batch-size", "33", "--optimizer", "sgd", "--lr", "0.03",
+            "--weight-decay", "0.004", "--momentum", "0.8", "--schedule", "plateau", "--warmup", "1.5",
+            "--label-smoothing", "0.05", "--class-weights", "balanced", "--soft-targets", "--early-stop", "4",
+            "--nondeterministic", "--time-budget", "120", "--select", "accuracy-loss", "--init", "default",
+            "--aux-weight", "0.3", "--aux-epochs", "2", "--teacher", "fast", "--kd-weight", "0.7",
+            "--kd-temperature", "3", "--teacher-tta", "tencrop", "--aug", "none", "--flip", "0.25", "--shift", "0.05",
+            "--rotate", "7", "--scale", "0.1", "--brightness", "0.2", "--contrast", "0.15", "--erase", "0.4",
+            "--detect", "haar", "--min-face", "30", "--seed", "11", "--device", "cpu", "--no-amp", "--threads", "1",
+            "--limit", "50"]
+    a = build_parser().parse_args(argv)
+    a.argv = argv
+    c = _train_config(a)
+    assert (c.model, c.model_kwargs, c.dataset, c.data, c.out, c.name) == ("pcnn", {"width": 3}, "kdef", "D", "O", "N")
+    assert c.dataset_options == {"skip_bad": True, "vote": "strict", "folds": 5, "fold": 2, "fold_seed": 7,
+                                 "angles": ("S", "HL")}
+    assert (c.train_split, c.val_split, c.test_split, c.val_fraction) == ("tr", "va", "te", 0.2)
+    assert (c.epochs, c.batch_size, c.optimizer, c.lr, c.weight_decay, c.momentum) == (9, 33, "sgd", 0.03, 0.004, 0.8)
+    assert (c.schedule, c.warmup_epochs, c.label_smoothing, c.class_weights, c.soft_targets) == (
+        "plateau", 1.5, 0.05, "balanced", True)
+    assert (c.early_stop, c.deterministic, c.time_budget, c.select, c.init) == (4, False, 120.0, "accuracy-loss",
+                                                                                "default")
+    assert (c.aux_weight, c.aux_epochs, c.teacher, c.kd_weight, c.kd_temperature, c.teacher_tta) == (
+        0.3, 2, "fast", 0.7, 3.0, "tencrop")
+    assert c.augment == {"flip": 0.25, "shift": 0.05, "rotate": 7.0, "scale": 0.1, "brightness": 0.2,
+                         "contrast": 0.15, "erase": 0.4}
+    assert (c.detect, c.min_face, c.seed, c.device, c.amp, c.threads, c.limit) == ("haar", 30, 11, "cpu", False, 1, 50)
+    assert c.command == "ferkit " + " ".join(argv)
+    # --aug none alone: every augmentation off
+    b = build_parser().parse_args(["train", "--dataset", "fer2013", "--data", "D", "--out", "O", "--aug", "none"])
+    b.argv = []
+    assert set(_train_config(b).augment.values()) == {0.0}

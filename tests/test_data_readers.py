@@ -213,6 +213,15 @@ def test_ckplus_subject_independent_folds(tmp_path):
         assert L.CKPLUS_FOLDERS[src.split("/")[-2]] == r.classes[y]
     with pytest.raises(FerkitError, match="--fold must be in 0..3"):
         open_dataset("ckplus", root, folds=4, fold=4)
+    # --fold-seed deals the subjects to the folds: the same seed the same folds, another seed others
+    def test_subjects(seed):
+        return [set(open_dataset("ckplus", root, folds=4, fold=i, fold_seed=seed).load("test").subjects)
+                for i in range(4)]
+
+    seed0 = test_subjects(0)
+    assert seed0[1] == subj["test"] and seed0 == test_subjects(0)
+    assert set().union(*seed0) == subj["all"] and sum(map(len, seed0)) == 12  # each subject in one fold
+    assert test_subjects(1) != seed0 and set().union(*test_subjects(1)) == subj["all"]
 
 
 def test_ckplus_bad_file_name(tmp_path):

@@ -305,6 +305,29 @@ def test_serve_reports_a_taken_port_and_bad_limits(capsys):
     assert "--max-upload-mb" in capsys.readouterr().err
 
 
+def test_serve_options_reach_the_app_and_the_server(monkeypatch):
+    # `ferkit serve` with every option: the app it builds and what it hands to uvicorn
+    import ferkit.serve
+
+    seen = {}
+
+    def fake_run(app, host, port, log_level="info", sock=None):
+        seen.update(app=app, host=host, port=port, log_level=log_level, sock_open=sock.fileno() != -1)
+
+    monkeypatch.setattr(ferkit.serve, "run", fake_run)
+    assert main(["serve", "--host", "127.0.0.1", "--port", "0", "--model", "fast", "--backend", "torch",
+                 "--detector", "haar", "--max-upload-mb", "1.5", "--max-pixels", "2000000", "--timeout", "7",
+                 "--workers", "3", "--max-queue", "5", "--log-level", "warning"]) == 0
+    assert (seen["host"], seen["port"], seen["log_level"], seen["sock_open"]) == ("127.0.0.1", 0, "warning", True)
+    app = seen["app"]
+    assert (app.state.engine.workers, app.state.engine.max_queue, app.state.engine.timeout) == (3, 5, 7.0)
+    with TestClient(app) as c:
+        h = c.get("/healthz").json()
+    assert (h["model"], h["backend"], h["detector"], h["workers"]) == ("lite_cnn-fer2013", "torch", "haar", 3)
+    assert h["limits"]["max_upload_bytes"] == int(1.5 * 2**20) and h["limits"]["max_pixels"] == 2_000_000
+    assert h["limits"]["timeout_s"] == 7.0
+
+
 @pytest.fixture(scope="module")
 def live(rec):
     with ServerThread(create_app(rec)) as s:

@@ -414,3 +414,25 @@ def test_teacher_probabilities_average_the_views_asked_for(folder, tmp_path):
     assert np.abs(got["flip"] - got["tencrop"]).max() > 1e-3
     with pytest.raises(FerkitError, match="teacher_tta"):
         train(_cfg(folder, tmp_path / "bad", teacher="fast", teacher_tta="rotate"), progress=False, log=lambda s: None)
+
+
+def test_early_stop_with_sgd_and_a_constant_rate(folder, tmp_path):
+    # SGD (Nesterov momentum) at a constant rate after warm-up; training stops once the validation
+    # accuracy has not improved for --early-stop epochs
+    lines = []
+    card = train(_cfg(folder, tmp_path / "es", epochs=12, optimizer="sgd", momentum=0.9, lr=0.05, warmup_epochs=1,
+                      schedule="constant", early_stop=2), progress=False, log=lines.append)
+    log = json.loads((tmp_path / "es" / "log.json").read_text())
+    best, stale, stop = 0.0, 0, None
+    for r in log:  # where the rule says it stops
+        best, stale = (r["val_acc"], 0) if r["val_acc"] > best else (best, stale + 1)
+        if stale >= 2:
+            stop = r["epoch"]
+            break
+    assert stop is not None and stop < 12 and [r["epoch"] for r in log] == list(range(1, stop + 1))
+    assert any(ln.startswith("early stop: no better val accuracy for 2 epochs") for ln in lines)
+    assert card["best_epoch"] == max(log, key=lambda r: r["val_acc"])["epoch"]
+    assert len({r["lr"] for r in log[1:]}) == 1 and log[1]["lr"] == pytest.approx(0.05)  # constant after warm-up
+    ckpt = torch.load(tmp_path / "es" / "last.ckpt", weights_only=False)
+    group = ckpt["optimizer"]["param_groups"][0]
+    assert group["momentum"] == 0.9 and group["nesterov"] is True
