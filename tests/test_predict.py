@@ -291,3 +291,24 @@ def test_outputs_of_inputs_with_one_name_do_not_overwrite(tmp_path):
     assert {p.name for p in out.glob("*_ferkit.png")} == {"a_ferkit.png", "a_png_ferkit.png"}
     assert main(["predict", str(src / "a.jpg"), "--json", str(src / "a.jpg")]) == 1  # would overwrite the photo
     assert Image.open(src / "a.jpg").size == (256, 256)
+
+
+def test_video_options_reach_the_recognizer(tmp_path):
+    # --max-frames, --detect-every, --smooth and --tta on the command line give what the Python API
+    # gives with the same settings, and differ from the defaults where they should
+    video = moving_video(tmp_path / "clip.mp4", n=10, fps=8)
+
+    def cli(*opts):
+        js = tmp_path / f"r{len(list(tmp_path.glob('*.json')))}.json"
+        assert main(["predict", str(video), "--json", str(js), "--quiet", *opts]) == 0
+        return [[f["probabilities"] for f in r["faces"]] for r in json.loads(js.read_text())]
+
+    def api(**kw):
+        rs = ferkit.Recognizer(**kw).predict(str(video), max_frames=5)
+        return [[f.to_dict()["probabilities"] for f in r.faces] for r in rs]
+
+    tuned = cli("--max-frames", "5", "--detect-every", "1", "--smooth", "0", "--tta", "flip")
+    assert len(tuned) == 5 and all(len(faces) == 1 for faces in tuned)
+    assert tuned == api(detect_every=1, smooth=0, tta="flip")
+    assert tuned != api(detect_every=1, smooth=0)  # flip changes the numbers
+    assert cli("--max-frames", "5") == api() != tuned  # the defaults: smoothing, detection every 5th frame

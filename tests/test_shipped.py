@@ -72,6 +72,21 @@ def test_models_lists_the_default_with_its_metrics(capsys):
     assert card["name"] == "vgg_fer-fer2013" and f"{card['name']} (= default, best-fer2013)" in out and f"PrivateTest acc {acc:.4f}" in out
 
 
+def test_models_json_is_the_registry_the_cards_and_the_aliases(capsys):
+    assert main(["models", "--json"]) == 0
+    d = json.loads(capsys.readouterr().out)
+    from ferkit.models import count_params, create, list_models
+
+    assert [a["name"] for a in d["architectures"]] == [s.name for s in list_models()]
+    params = {a["name"]: a["params"] for a in d["architectures"]}
+    assert params["mini_xception"] == count_params(create("mini_xception"))
+    assert [c["name"] for c in d["weights"]] == [c["name"] for c in weights.shipped()]
+    default = next(c for c in d["weights"] if c["name"] == d["aliases"]["default"])
+    on_disk = json.loads((weights.SHIPPED_DIR / f"{default['name']}.json").read_text())
+    assert default == on_disk | {"name": default["name"]}
+    assert d["aliases"] == weights.ALIASES and d["aliases"]["default"] == "vgg_fer-fer2013"
+
+
 def test_mx3_fer2013_is_the_shipped_ensemble(capsys):
     """The alias loads its three shipped members and averages them; `ferkit models` lists it."""
     ens = ferkit.load_model("mx3-fer2013", backend="torch")
