@@ -365,6 +365,27 @@ def test_export_cli(tmp_path, capsys):
     assert (tmp_path / f"{weights.ALIASES['default']}.onnx").exists()
 
 
+def test_export_cli_calibrates_static_int8_on_a_dataset_split(tmp_path, capsys):
+    data = make_fer2013(tmp_path, {"Training": 1, "PublicTest": 4, "PrivateTest": 4})[0]  # 28 faces a test split
+    out = tmp_path / "s.onnx"
+    assert main(["export", "--model", "fast", "--out", str(out), "--int8", "static", "--dataset", "fer2013",
+                 "--data", str(data), "--calibration-split", "PublicTest", "--calibration-images", "20"]) == 0
+    captured = capsys.readouterr()
+    assert "calibrating on 20 images of fer2013 PublicTest" in captured.out and "int8 static" in captured.out
+    assert "test split" not in captured.err
+    card = json.loads(card_path(out).read_text())
+    assert card["onnx"]["quantization"]["mode"] == "static" and card["onnx"]["quantization"]["calibration"][
+        "images"] == 20
+    q = ferkit.load_model(str(out))
+    assert q.int8 and q.predict_tensor(torch.zeros(2, 1, 48, 48, dtype=torch.uint8)).shape == (2, 7)
+    # more images asked than the split holds: all of them; the test split: a warning that says why not
+    assert main(["export", "--model", "fast", "--out", str(tmp_path / "t.onnx"), "--int8", "static", "--dataset",
+                 "fer2013", "--data", str(data), "--calibration-split", "PrivateTest"]) == 0
+    captured = capsys.readouterr()
+    assert "calibrating on 28 images of fer2013 PrivateTest" in captured.out
+    assert "PrivateTest is fer2013's test split" in captured.err
+
+
 def test_export_help(capsys):
     with pytest.raises(SystemExit) as e:
         main(["export", "--help"])
