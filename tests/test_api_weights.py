@@ -202,6 +202,8 @@ def test_cards_with_unusable_values_are_refused(saved, tmp_path):
     path, _ = saved
     base = json.loads(path.with_suffix(".json").read_text())
     bad = {"std": [0], "mean": "abc", "input_size": [1, 0, 48], "classes": ["a", "a", "b"]}
+    says = {"std": "std must be more than 0", "mean": "mean must be 1 finite number", "classes": "distinct names",
+            "input_size": r"input_size must be \[C, H, W\]", "input_size3": "does not run on its card's input_size"}
     for key, value in {**bad, "input_size3": None}.items():
         card = dict(base)
         if key == "input_size3":  # three channels on a one-channel network: the network cannot run
@@ -211,7 +213,7 @@ def test_cards_with_unusable_values_are_refused(saved, tmp_path):
         p = tmp_path / f"{key}.safetensors"
         p.write_bytes(path.read_bytes())
         p.with_suffix(".json").write_text(json.dumps(card))
-        with pytest.raises(ModelError, match="input_size|mean|std|classes"):
+        with pytest.raises(ModelError, match=says[key]):
             ferkit.load_model(str(p), backend="torch")
 
 
@@ -243,9 +245,11 @@ def test_odd_arrays_and_pil_images_are_clear_errors(saved, tmp_path):
 def test_recognizer_arguments_are_checked_at_once():
     from ferkit import Recognizer
 
-    for kw in ({"tta": "banana"}, {"max_faces": 1.5}, {"thresholds": "abc"}, {"max_side": 0},
-               {"detector": "haar", "min_face_size": -5}):
-        with pytest.raises(FerkitError):
+    for kw, says in (({"tta": "banana"}, "unknown tta 'banana'"), ({"max_faces": 1.5}, "max_faces .* got 1.5"),
+                     ({"thresholds": "abc"}, "thresholds must be three probabilities"),
+                     ({"max_side": 0}, "max_side must be .* got 0"),
+                     ({"detector": "haar", "min_face_size": -5}, "min_face_size must be >= 1.* got -5")):
+        with pytest.raises(FerkitError, match=says):
             Recognizer("default", **kw)
 
 

@@ -207,6 +207,22 @@ def test_no_val_split_holds_out_part_of_train_and_plateau_schedule(tmp_path):
             train(_cfg(no_val, tmp_path / f"vf{bad}", epochs=1, val_fraction=bad), progress=False, log=lambda s: None)
     tr, ho = stratified_holdout(torch.tensor([0] * 10 + [1] * 20), 0.1, 0)
     assert len(ho) == 3 and len(set(tr) & set(ho)) == 0 and len(tr) + len(ho) == 30
+    assert sorted(int(i >= 10) for i in ho) == [0, 1, 1]  # a tenth of each class (indices 10.. are class 1)
+    card = train(_cfg(no_val, tmp_path / "vf", epochs=1, val_fraction=0.25), progress=False, log=lambda s: None)
+    assert card["dataset"]["n_val"] == 7 and card["dataset"]["n_train"] == 7 * 3  # one of each class's four
+
+
+def test_plateau_schedule_lowers_the_rate_when_validation_stalls(folder, tmp_path):
+    train(_cfg(folder, tmp_path / "pl", epochs=6, schedule="plateau", plateau_patience=0, plateau_factor=0.5),
+          progress=False, log=lambda s: None)
+    log = json.loads((tmp_path / "pl" / "log.json").read_text())
+    best, drops = -1.0, 0
+    for prev, cur in zip(log, log[1:]):  # each epoch's rate: halved after an epoch that did not improve
+        better = prev["val_acc"] > best * (1 + 1e-4)
+        best = max(best, prev["val_acc"])
+        assert cur["lr"] == pytest.approx(prev["lr"] * (1 if better else 0.5)), (prev, cur)
+        drops += not better
+    assert log[0]["lr"] == pytest.approx(3e-3) and drops >= 1
 
 
 def test_soft_targets_on_a_ferplus_layout(tmp_path):
