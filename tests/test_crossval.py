@@ -212,6 +212,23 @@ def test_train_with_init_starts_from_the_weights(ck, tmp_path):
                       dataset_options={"folds": 3, "fold": 0}), progress=False, log=lines.append)
     assert any(ln.startswith("init from mini_xception-fer2013: ") for ln in lines)
     assert card["training"]["config"]["init"] == "mini_xception-fer2013"
+    # one epoch at lr 1e-4 leaves the network near the weights it started from, far from a fresh one
+    from safetensors.torch import load_file
+
+    from ferkit import weights
+    from ferkit.models import create
+
+    start = load_file(str(weights.resolve("mini_xception-fer2013")))
+    tuned = load_file(str(tmp_path / "ft" / "model.safetensors"))
+    fresh = create("mini_xception", width=2).state_dict()
+    convs = [k for k in tuned if k.endswith("weight") and tuned[k].ndim == 4 and not k.startswith("head")]
+    # (the head's rows follow the classes: CK+ has contempt where FER2013 has neutral)
+    assert len(convs) >= 8
+
+    def dist(a):
+        return max(float((tuned[k].float() - a[k].float()).norm() / a[k].float().norm()) for k in convs)
+
+    assert dist(start) < 0.01 < 0.5 < dist(fresh)
 
 
 def test_crossval_eval_repeats_the_rounds_averages_seeds_and_flips(ck, tmp_path, cv3, capsys):

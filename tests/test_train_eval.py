@@ -253,6 +253,10 @@ def test_soft_targets_on_a_ferplus_layout(tmp_path):
                  log=lambda s: None)
     assert card["classes"][-1] == "contempt" and len(card["classes"]) == 8
     assert card["dataset"]["n_train"] == 48 and card["training"]["config"]["soft_targets"] is True
+    # the same run on the majority labels (one-hot): the same images and seed, another loss
+    train(_cfg(root, tmp_path / "hard", dataset="ferplus", epochs=1), progress=False, log=lambda s: None)
+    soft, hard = (json.loads((tmp_path / r / "log.json").read_text())[0]["train_loss"] for r in ("run", "hard"))
+    assert abs(soft - hard) > 0.05  # 30% of each face's votes on its neighbour class: a higher floor on the loss
 
 
 def test_lr_schedule_shape():
