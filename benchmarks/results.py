@@ -96,6 +96,25 @@ def kfold_mx(dataset: str) -> list[tuple]:
     return [mx(dataset, f"cv:{dataset}-mini_xception-{name}.json", n) for name, n in KFOLD_MX]
 
 
+#: the k-fold fine-tuning recipe of every mini_xception row above (README: `--epochs 40 --lr 1e-3`,
+#: the default random erasing); a run that departs from it says how in its label (kfold_recipe)
+MX_KFOLD_RECIPE = {"epochs": 40, "lr": 1e-3, "erase": 0.5}
+#: single runs of the seed-0 CK+ recipe with one setting changed (docs/results/ckplus-mini_xception-<run>.json)
+CK_RECIPE_RUNS = ("ftr2-al-e0", "ftr2-al-e25", "ftr2-al-e60", "ftr2-al-lr5e4")
+
+
+def kfold_recipe(s: dict) -> str:
+    """", 60 epochs": how a mini_xception cross-validation's recipe departs from MX_KFOLD_RECIPE."""
+    if s.get("model") != "mini_xception":
+        return ""
+    c, base = s["config"], MX_KFOLD_RECIPE
+    erase = c["augment"]["erase"]
+    parts = ([f"{c['epochs']} epochs"] if c["epochs"] != base["epochs"] else []) \
+        + ([f"lr {c['lr']:g}"] if c["lr"] != base["lr"] else []) \
+        + ([("no random erasing" if erase == 0 else f"random erasing p {erase:g}")] if erase != base["erase"] else [])
+    return "".join(f", {p}" for p in parts)
+
+
 #: distillations into lite_cnn that were not shipped (docs/results/fer2013-lite_cnn-kd-<run>-<split>.json)
 LITE_RUNS = ("t2-150", "vm-150", "t2-250", "t4tc-250", "t4s1-250")
 
@@ -150,6 +169,7 @@ ROWS = [
     ("zhu_cnn", {}, "ckplus", "cv:ckplus-zhu_cnn-ft.json"),
     ("di_fernet", {}, "ckplus", "cv:ckplus-di_fernet-ft.json"),
     *kfold_mx("ckplus"),
+    *[mx("ckplus", f"cv:ckplus-mini_xception-{run}.json") for run in CK_RECIPE_RUNS],
     mx("ckplus", "cv:ckplus-mini_xception-ftr2-al-flip.json"),
     mx("ckplus", "cv:ckplus-mini_xception-ftr2-al-tencrop.json"),
     ("probe", {"members": [["mini_xception", {"width": 2}]] * 2}, "ckplus", "cv:ckplus-probe-mx2.json"),
@@ -321,7 +341,7 @@ def measured(dataset: str, source: str | None) -> dict | None:
             "transductive": probe is not None and probe["center"] != "none",
             "text": f"{100 * a['mean']:.2f}%" + (f" +- {100 * a['std']:.2f}" if a["std"] is not None else " (one fold)"),
             "command": s["command"], "ft": cv_inits(s), "select": s["config"].get("select"),
-            "tta": s.get("tta", "none"),
+            "tta": s.get("tta", "none"), "recipe": kfold_recipe(s),
             "seeds": cv_seeds(s),
             "runs_md": ("re-evaluating the folds of " + "; ".join(f"`{c}`" for c in s["run_commands"])
                         if s.get("run_commands") else None),
@@ -442,6 +462,8 @@ def build(threads: int, reps: int, points: list[dict] | None = None) -> str:
                           else f", ft from `{ft}`")
             if m is not None and m.get("select") == "accuracy-loss" and not m.get("probe"):
                 label += ", epochs chosen by accuracy then loss"
+            if m is not None:
+                label += m.get("recipe", "")
             if m is not None and m.get("seeds", [0]) != [0]:
                 label += f", seed{'s' if len(m['seeds']) > 1 else ''} {' + '.join(map(str, m['seeds']))}"
             if m is not None and m.get("kd"):
