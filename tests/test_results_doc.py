@@ -44,6 +44,7 @@ def test_results_md_is_up_to_date(monkeypatch):
     made = _without_latencies(results.build(2, 2000))
     committed = _without_latencies(DOC.read_text())
     assert sum("(ms)" in ln for ln in committed) > 50  # the column was found (and stood in for)
-    diff = "\n".join(difflib.unified_diff(committed, made, "docs/results.md", "benchmarks/results.py", lineterm="", n=0))
+    diff = "\n".join(difflib.unified_diff(committed, made, "docs/results.md", "benchmarks/results.py", lineterm="",
+                                         n=0))
     assert made == committed, ("docs/results.md is stale: run `.venv/bin/python benchmarks/results.py --write`\n"
                                + diff[:4000])
