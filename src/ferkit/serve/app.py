@@ -82,7 +82,8 @@ def error_response(status: int, error: str, detail: Any = None, headers: dict[st
 # ---------------------------------------------------------------------------------------
 # upload size and time limits, before FastAPI reads the body
 # ---------------------------------------------------------------------------------------
-UPLOAD_ROUTES = frozenset({"/v1/analyze"})  # the paths whose POST takes an upload
+ANALYZE_PATH = "/v1/analyze"
+UPLOAD_ROUTES = frozenset({ANALYZE_PATH})  # the paths whose POST takes an upload
 
 
 class UploadLimit:
@@ -352,7 +353,7 @@ def create_app(recognizer: Any = None, *, model: str = "default", detector: str 
     err_example = {"application/json": {"example": {"error": "...", "detail": None}}}
 
     @app.post(
-        "/v1/analyze", tags=["analyze"], summary="Every face's expression in one image",
+        ANALYZE_PATH, tags=["analyze"], summary="Every face's expression in one image",
         description="Upload one image (JPEG, PNG, WebP, BMP, TIFF, GIF, PPM/PGM) as the multipart form field "
                     "`file`. Answers the same JSON as `ferkit predict IMAGE --json` (`source` is the uploaded "
                     "file's name; an image without faces has `\"faces\": []`), or with `annotated=1` the image "
