@@ -73,6 +73,10 @@ def test_blurred_training_split_is_detected_and_restored():
     assert all(Path(x.source).parent.name == "FER2013Train" for x in recs)
     with pytest.warns(UserWarning, match=f"left out {len(skipped)} item.*no clean twin"):  # said, cached or not
         ds = fixed.load("Training")
+    # the note on the recovery counts the same faces, in the same words
+    assert fixed.notes[0].endswith(f"; the {len(skipped)} without an accepted twin are left out (`ferkit data` "
+                                   "with the same --clean-from lists them)")
+    assert f"took the clean twins of {len(recs)} of 28709 faces" in fixed.notes[0]
     assert shift_warnings([split_stats(ds.images, "Training"), stats[1]]) == []
     # labels are FER2013's: class counts stay within the dropped rows of the original counts
     orig = plain.summary("Training")["per_class"]

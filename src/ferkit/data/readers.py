@@ -128,7 +128,8 @@ class FER2013Folders(_FER2013):
                 out.append(Record(twin, r.label))
         self.notes = [f"fer2013 Training: this copy is blurred (Gaussian sigma {table['sigma']:.1f} px estimated); "
                       f"took the clean twins of {len(out)} of {len(recs)} faces from {clean_dir}, keeping FER2013 "
-                      f"labels; {dropped} without an accepted twin dropped"]
+                      f"labels; the {dropped} without an accepted twin are left out (`ferkit data` with the same "
+                      f"--clean-from lists them)"]
         return out, skipped
 
     def _listed(self, split):
