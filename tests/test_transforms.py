@@ -1,5 +1,7 @@
 from __future__ import annotations
 
+import math
+
 import pytest
 import torch
 
@@ -60,3 +62,58 @@ def test_tta_views_and_normalize():
         assert torch.equal(m, v.flip(-1)), k
     u = torch.full((1, 1, 2, 2), 255, dtype=torch.uint8)
     assert torch.equal(normalize(to_float(u), (0.5,), (0.25,)), torch.full((1, 1, 2, 2), 2.0))
+
+
+def _only(**kw) -> AugmentConfig:
+    cfg = AugmentConfig.none()
+    for k, v in kw.items():
+        setattr(cfg, k, v)
+    return cfg
+
+
+def _centroid(img: torch.Tensor) -> tuple[float, float]:
+    w = img / img.sum()
+    ys, xs = torch.meshgrid(torch.arange(img.shape[0]).float(), torch.arange(img.shape[1]).float(), indexing="ij")
+    return float((w * ys).sum()), float((w * xs).sum())
+
+
+def test_each_augmentation_alone_does_what_its_setting_says():
+    g = torch.Generator().manual_seed(0)
+    n = 64
+    # brightness alone: a constant image stays constant, moved by at most brightness / 2
+    flat = torch.full((n, 1, 48, 48), 0.5)
+    y = augment(flat.clone(), _only(brightness=0.3), g)
+    per = y.amax((1, 2, 3))
+    assert torch.equal(y.amin((1, 2, 3)), per) and (per - 0.5).abs().max() <= 0.15 + 1e-6
+    assert (per - 0.5).abs().max() > 0.1  # and it does move them
+    # contrast alone: the mean stays, the spread scales by at most 1 +- contrast
+    x = _batch()
+    y = augment(x.clone(), _only(contrast=0.3), g)
+    assert torch.allclose(y.mean((1, 2, 3)), x.mean((1, 2, 3)), atol=0.02)
+    ratio = y.std((1, 2, 3)) / x.std((1, 2, 3))
+    assert ratio.min() >= 0.7 - 0.01 and ratio.max() <= 1.3 + 0.01 and ratio.max() - ratio.min() > 0.2
+    # shift alone: a bright square moves by at most 10% of the size, and does move
+    spot = torch.zeros(n, 1, 48, 48)
+    spot[..., 22:26, 22:26] = 1.0
+    y = augment(spot.clone(), _only(shift=0.1), g)
+    moves = [(_centroid(img[0])[0] - 23.5, _centroid(img[0])[1] - 23.5) for img in y]
+    assert max(max(abs(dy), abs(dx)) for dy, dx in moves) <= 4.8 + 0.3
+    assert max(max(abs(dy), abs(dx)) for dy, dx in moves) > 2
+    # rotation alone: the centre stays where it is; a spot off the centre keeps its distance from it
+    y = augment(spot.clone(), _only(rotate=15.0), g)
+    assert all(abs(c - 23.5) < 0.3 for img in y for c in _centroid(img[0]))
+    off = torch.zeros(n, 1, 48, 48)
+    off[..., 22:26, 36:40] = 1.0  # 14 px right of the centre
+    y = augment(off.clone(), _only(rotate=15.0), g)
+    cents = [_centroid(img[0]) for img in y]
+    radii = [((cy - 23.5) ** 2 + (cx - 23.5) ** 2) ** 0.5 for cy, cx in cents]
+    angles = [math.degrees(math.atan2(cy - 23.5, cx - 23.5)) for cy, cx in cents]
+    assert all(abs(r - 14) < 0.6 for r in radii)
+    assert max(abs(a) for a in angles) <= 15.5 and max(abs(a) for a in angles) > 5
+    # scale alone: the spot stays centred and grows or shrinks by at most 15%
+    big = torch.zeros(n, 1, 48, 48)
+    big[..., 14:34, 14:34] = 1.0  # 20x20
+    y = augment(big.clone(), _only(scale=0.15), g)
+    areas = (y > 0.5).sum((1, 2, 3)).float() / 400
+    assert areas.min() >= (1 / 1.15) ** 2 - 0.1 and areas.max() <= (1 / 0.85) ** 2 + 0.1
+    assert areas.max() - areas.min() > 0.2
