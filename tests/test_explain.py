@@ -348,6 +348,28 @@ def test_au_analysis_on_a_generated_dataset(tmp_path, capsys):
     _check_report(out, 14)
 
 
+def test_au_analysis_options_reach_the_report(tmp_path, capsys):
+    # --limit/--seed pick a fixed subset, --locate/--radius/--min-consistency set the rule that
+    # makes a map an AU detector: each lands in report.json and holds for every map
+    folders, _, _ = make_fer2013(tmp_path, {"Training": 1, "PublicTest": 3, "PrivateTest": 1})
+
+    def run(out, seed):
+        assert main(["au-analysis", "--model", "mini_xception-fer2013", "--dataset", "fer2013", "--data", str(folders),
+                     "--split", "PublicTest", "--out", str(tmp_path / out), "--no-progress", "--maps-per-au", "1",
+                     "--top-images", "2", "--limit", "12", "--seed", str(seed), "--locate", "deconv", "--radius", "0.3",
+                     "--min-consistency", "0.9"]) == 0
+        return json.loads((tmp_path / out / "report.json").read_text())
+
+    a, b, c = run("a", 3), run("b", 3), run("c", 4)
+    assert (a["n_images"], a["n_images_in_split"], a["locate"]) == (12, 21, "deconv")
+    rule = a["assignment"]
+    assert (rule["radius"], rule["min_consistency"]) == (0.3, 0.9)
+    assert all(m["detector"] == (m["au"] is not None and m["consistency"] >= 0.9) for m in rule["maps"])
+    assert a["n_detectors"] == sum(m["detector"] for m in rule["maps"])
+    assert a["hits"] == b["hits"] and a["hits"] != c["hits"]  # the same subset for a seed, another for another
+    capsys.readouterr()
+
+
 def test_au_analysis_errors(tmp_path, capsys):
     folders, _, _ = make_fer2013(tmp_path)
     assert main(["au-analysis", "--dataset", "fer2013", "--data", str(folders), "--out", str(tmp_path / "o"),
