@@ -58,6 +58,15 @@ def test_result_records_plot_and_save(rec, tmp_path):
     assert img.shape == (512, 512, 3) and (img != r.image).any()
     x, y, w, h = r.faces[0].box
     assert (img[y + h // 2, x] != r.image[y + h // 2, x]).any()  # the box is drawn on its left edge
+    # bars=False / landmarks=False leave those parts out: the landmark dots only with landmarks, and the
+    # probability bars (most of the ink: 7 labelled bars) only with bars; the box in every case
+    full = (img != r.image).any(2)
+    without = {k: (r.plot(**{k: False}) != r.image).any(2) for k in ("bars", "landmarks")}
+    dots = [(int(round(py)), int(round(px))) for px, py in r.faces[0].landmarks]
+    assert all(full[p] and without["bars"][p] and not without["landmarks"][p] for p in dots)
+    assert without["bars"].sum() < full.sum() / 2 and without["landmarks"].sum() < full.sum()
+    bare = (r.plot(bars=False, landmarks=False) != r.image).any(2)
+    assert np.array_equal(bare, without["bars"] & without["landmarks"]) and bare[y + h // 2, x]
     p = r.save(tmp_path / "a.jpg")
     assert Image.open(p).size == (512, 512)
 
