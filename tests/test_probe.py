@@ -134,6 +134,12 @@ def test_probe_cli_and_bad_input(tiny, tmp_path, capsys):
     assert main(["probe", "--models", f"{path}+{path}", "--dataset", "ckplus", "--data", str(data), "--folds", "3",
                  "--l2", "1e-2,1", "--out", str(tmp_path / "e"), "--threads", "1"]) == 0
     assert "features of tiny, tiny" in capsys.readouterr().out
+    # --tta flip: the probe reads each face's and its mirror's features averaged (another fit, recorded)
+    assert main(["probe", "--models", str(path), "--dataset", "ckplus", "--data", str(data), "--folds", "3",
+                 "--l2", "1e-2,1", "--tta", "flip", "--out", str(tmp_path / "f"), "--threads", "1"]) == 0
+    f = json.loads((tmp_path / "f" / "crossval.json").read_text())
+    assert f["tta"] == "flip" and s.get("tta", "none") == "none" and "--tta flip" in f["command"]
+    assert [r["val_loss"] for r in f["per_fold"]] != [r["val_loss"] for r in s["per_fold"]]  # other features
     bad = [["--l2", "x"], ["--folds", "2"], ["--models", "pcnn-fer2013"], ["--dataset", "fer2013"],
            ["--models", str(tmp_path / "missing.safetensors")]]
     for extra in bad:
