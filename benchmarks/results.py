@@ -99,8 +99,11 @@ def kfold_mx(dataset: str) -> list[tuple]:
 #: the k-fold fine-tuning recipe of every mini_xception row above (README: `--epochs 40 --lr 1e-3`,
 #: the default random erasing); a run that departs from it says how in its label (kfold_recipe)
 MX_KFOLD_RECIPE = {"epochs": 40, "lr": 1e-3, "erase": 0.5}
-#: single runs of the seed-0 CK+ recipe with one setting changed (docs/results/ckplus-mini_xception-<run>.json)
-CK_RECIPE_RUNS = ("ftr2-al-e0", "ftr2-al-e25", "ftr2-al-e60", "ftr2-al-lr5e4")
+#: runs of the CK+ recipe with one setting changed, and their seed ensembles (file name part, networks
+#: averaged; docs/results/ckplus-mini_xception-<run>.json)
+CK_RECIPE_RUNS = [("ftr2-al-e0", 1), ("ftr2-al-e25", 1), ("ftr2-al-e60", 1), ("ftr2-al-lr5e4", 1),
+                  ("ftr2-al-e60-s1", 1), ("ftr2-al-e60-2seeds", 2), ("ftr2-al-e60-s2", 1), ("ftr2-al-e60-3seeds", 3),
+                  ("ftr2-al-e80", 1)]
 
 
 def kfold_recipe(s: dict) -> str:
@@ -169,7 +172,7 @@ ROWS = [
     ("zhu_cnn", {}, "ckplus", "cv:ckplus-zhu_cnn-ft.json"),
     ("di_fernet", {}, "ckplus", "cv:ckplus-di_fernet-ft.json"),
     *kfold_mx("ckplus"),
-    *[mx("ckplus", f"cv:ckplus-mini_xception-{run}.json") for run in CK_RECIPE_RUNS],
+    *[mx("ckplus", f"cv:ckplus-mini_xception-{run}.json", n) for run, n in CK_RECIPE_RUNS],
     mx("ckplus", "cv:ckplus-mini_xception-ftr2-al-flip.json"),
     mx("ckplus", "cv:ckplus-mini_xception-ftr2-al-tencrop.json"),
     ("probe", {"members": [["mini_xception", {"width": 2}]] * 2}, "ckplus", "cv:ckplus-probe-mx2.json"),
