@@ -103,7 +103,7 @@ MX_KFOLD_RECIPE = {"epochs": 40, "lr": 1e-3, "erase": 0.5}
 #: averaged; docs/results/ckplus-mini_xception-<run>.json)
 CK_RECIPE_RUNS = [("ftr2-al-e0", 1), ("ftr2-al-e25", 1), ("ftr2-al-e60", 1), ("ftr2-al-lr5e4", 1),
                   ("ftr2-al-e60-s1", 1), ("ftr2-al-e60-2seeds", 2), ("ftr2-al-e60-s2", 1), ("ftr2-al-e60-3seeds", 3),
-                  ("ftr2-al-e80", 1)]
+                  ("ftr2-al-e80", 1), ("ftr2-al-e80-s1", 1), ("ftr2-al-e80-2seeds", 2)]
 
 
 def kfold_recipe(s: dict) -> str:
