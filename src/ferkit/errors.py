@@ -5,6 +5,7 @@ The CLI catches ``FerkitError`` and prints its message (no traceback) with a non
 
 from __future__ import annotations
 
+import numbers
 from typing import Optional, Tuple
 
 
@@ -31,8 +32,6 @@ def check_whole(name: str, value, lo: int = 1, hi: Optional[int] = None, none: s
     """``value`` is a whole number (an ``int`` or numpy integer, not a bool, not 1.5, not "2") of
     ``lo`` or more, and ``hi`` or less when given; else a :class:`FerkitError` that names it.
     ``none``: words added when None is allowed too, e.g. ``" (or None: all)"``."""
-    import numbers
-
     if isinstance(value, bool) or not isinstance(value, numbers.Integral) or value < lo or \
             (hi is not None and value > hi):
         span = f">= {lo}" if hi is None else f"from {lo} to {hi}"
