@@ -460,7 +460,9 @@ def build(threads: int, reps: int, points: list[dict] | None = None) -> str:
             elif m is not None and isinstance(m["ft"], list):  # runs started from different weights
                 label += ", ft from " + " + ".join(f"`{x}`" for x in m["ft"])
             elif m is not None and m["ft"]:
-                ft = m["ft"].removeprefix(str(ROOT) + "/")  # a run folder on the machine that trained it
+                ft = m["ft"]  # a run folder on the machine that trained it, named from its runs/ down:
+                if ft.startswith("/") and "/runs/" in ft:  # where that checkout was does not matter here
+                    ft = ft[ft.rindex("/runs/") + 1:]
                 own = ft == "default" or "fer2013" in ft  # ferkit's FER2013 weights (shipped or their run)
                 label += (", ft" if own else f", second round from `{ft}`" if ds == "ferplus" and "ferplus" in ft
                           else f", ft from `{ft}`")
