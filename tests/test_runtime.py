@@ -344,11 +344,24 @@ def test_static_int8_with_calibration_images(tmp_path):
     assert q.predict(_faces())[0].label == "happy"
     with pytest.raises(ferkit.FerkitError, match="needs calibration images"):
         export_onnx("default", tmp_path / "t.onnx", int8="static")
-    # a count that is no multiple of the 64-image batch (--calibration-images 70): onnxruntime's
-    # calibrator failed on the short last batch
-    odd = rng.integers(0, 256, (70, 1, 48, 48), dtype=np.uint8)
+    # a prime count (--calibration-images 67): onnxruntime's calibrator fails on a short last
+    # batch; two batches of 34, the first image seen twice, and the card says so
+    odd = rng.integers(0, 256, (67, 1, 48, 48), dtype=np.uint8)
     assert export_onnx("fast", tmp_path / "o.onnx", int8="static", calibration=odd)["onnx"]["quantization"][
-        "calibration"]["images"] == 70
+        "calibration"] == {"method": "percentile", "images": 67, "repeated": 1}
+
+
+@pytest.mark.parametrize("n, size, repeated", [(1, 1, 0), (64, 64, 0), (67, 34, 1), (509, 64, 3), (512, 64, 0),
+                                               (500, 63, 4)])
+def test_calibration_batches_are_equal_and_hold_every_image(n, size, repeated):
+    from ferkit.runtime.export import INPUT_NAME, _Calibration
+
+    images = np.arange(n, dtype=np.float32).reshape(n, 1, 1, 1)
+    reader = _Calibration(images)
+    batches = list(iter(lambda: reader.get_next(), None))
+    assert {len(b[INPUT_NAME]) for b in batches} == {size} and reader.repeated == repeated
+    seen = np.concatenate([b[INPUT_NAME] for b in batches]).ravel()
+    assert sorted(set(seen)) == list(range(n)) and len(seen) == n + repeated
 
 
 # ---------------------------------------------------------------------------------------
