@@ -23,9 +23,19 @@ def test_registry():
         create("mini_xception", depth=3)
     with pytest.raises(ModelError, match="width='abc' wants a whole number"):  # --model-arg width=abc
         create("mini_xception", width="abc")
-    with pytest.raises(ModelError, match="bad model option"), warnings.catch_warnings():  # the builder refuses it
-        warnings.simplefilter("ignore")  # (torch's "zero-element tensors" on the way)
-        create("mini_xception", width=0)
+
+
+@pytest.mark.parametrize("arch", ["mini_xception", "di_fernet", "pcnn", "zhu_cnn", "vgg_fer", "lite_cnn"])
+def test_every_architecture_refuses_a_width_or_dropout_out_of_range(arch):
+    # refused before any layer is built: no torch traceback ("negative dimension") or warning on the way
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        for bad in (0, -1):
+            with pytest.raises(ModelError, match=f"{arch}: model option width must be at least 1, got {bad}"):
+                create(arch, width=bad)
+        for bad in (-1.0, 1.0, float("nan")):
+            with pytest.raises(ModelError, match=f"{arch}: model option dropout must be in \\[0, 1\\), got {bad}"):
+                create(arch, dropout=bad)
 
 
 @pytest.mark.parametrize("width,params", [(1, 56_951), (2, 202_087)])

@@ -193,6 +193,25 @@ def test_a_nan_loss_says_what_to_do(folder, tmp_path):
               log=lambda s: None)
 
 
+def test_a_rate_beyond_float32_and_a_bad_temperature_are_clear_errors(folder, tmp_path):
+    with pytest.raises(FerkitError, match=r"the update overflowed at epoch 1, step 0: lower --lr"):
+        train(_cfg(folder, tmp_path / "big", epochs=1, lr=1e38, warmup_epochs=0), progress=False,
+              log=lambda s: None)
+    for bad in (float("nan"), float("inf"), 0.0):
+        with pytest.raises(FerkitError, match=f"--kd-temperature must be more than 0, got {bad:g}"):
+            train(_cfg(folder, tmp_path / "t", teacher="fast", kd_temperature=bad), progress=False,
+                  log=lambda s: None)
+    assert not (tmp_path / "t").exists()
+
+
+def test_odd_batches_on_two_threads_train(folder, tmp_path):
+    # channels_last on CPU made torch corrupt memory here (batch 3, 2 threads: a segfault in
+    # opt.step); ferkit trains in the default memory format on CPU
+    card = train(_cfg(folder, tmp_path / "odd", epochs=1, batch_size=3, limit=21, warmup_epochs=0),
+                 progress=False, log=lambda s: None)
+    assert card["epochs_run"] == 1 and card["training"]["config"]["batch_size"] == 3
+
+
 def test_no_val_split_holds_out_part_of_train_and_plateau_schedule(tmp_path):
     flat = make_imagefolder(tmp_path, with_splits=False, per_class=10)
     card = train(_cfg(flat, tmp_path / "run", epochs=2, schedule="plateau", class_weights="balanced",

@@ -78,6 +78,11 @@ def create(name: str, num_classes: int = 7, **kwargs) -> nn.Module:
             ok, what = True, ""
         if not ok:
             raise ModelError(f"{name}: model option {k}={v!r} wants {what} (default {d!r})")
+        # the options every architecture has, checked before any layer is built
+        if k == "width" and v < 1:
+            raise ModelError(f"{name}: model option width must be at least 1, got {v}")
+        if k == "dropout" and not 0 <= v < 1:  # NaN fails this too
+            raise ModelError(f"{name}: model option dropout must be in [0, 1), got {v}")
     try:
         model = spec.builder(num_classes=num_classes, in_chans=spec.input_size[0], **args)
     except (TypeError, ValueError) as e:  # an unknown option, or a value the builder refuses (width=0)
