@@ -293,6 +293,11 @@ def test_explain_a_crop_without_detection(tmp_path):
                  "--out", str(tmp_path / "o")]) == 0
     data = json.loads((tmp_path / "o" / "crop_gradcam.json").read_text())
     assert data["faces"][0]["explained"] == "sad"
+    # a strip 5000x1 (the picture of the whole photo shrinks to 1600x1, not to 1600x0)
+    strip = tmp_path / "strip.png"
+    Image.new("L", (5000, 1), 128).save(strip)
+    assert main(["explain", str(strip), "--detector", "none", "--method", "gradcam", "--out", str(tmp_path / "s")]) == 0
+    assert Image.open(tmp_path / "s" / "strip_gradcam.png").size == (1600, 1)
 
 
 @pytest.mark.parametrize("extra,msg", [

@@ -182,7 +182,15 @@ def test_bad_requests_get_json_errors(client, small_client, photo):
     assert len(big) < 200_000
     body = assert_json_error(post(small_client, big, ctype="image/png"), 413, "too large")
     assert body["detail"] == {"width": 600, "height": 600, "max_pixels": 300_000}
+    assert "600x600 is 360,000 pixels, the limit is 300,000 (0.3 MP)" in body["error"]
     assert post(small_client, png_bytes(np.zeros((500, 500), np.uint8)), ctype="image/png").status_code == 200
+    # a strip within the pixel limit but wider than a PNG can be: its JSON, and a 413 for its annotated PNG
+    # (libpng refused to write it: a 500 before)
+    strip = png_bytes(np.zeros((1, 1_000_001), np.uint8))
+    assert post(client, strip, ctype="image/png").json()["faces"] == []
+    body = assert_json_error(post(client, strip, ctype="image/png", params={"annotated": 1}), 413,
+                             "at most 1,000,000 pixels on a side", "without annotated=1")
+    assert body["detail"] == {"width": 1_000_001, "height": 1, "max_side": 1_000_000}
     # and the server is still fine
     assert post(client, photo).json()["faces"][0]["label"] == "happy"
 

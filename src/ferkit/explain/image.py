@@ -195,7 +195,7 @@ def explain_image(source: str | os.PathLike, out: str | os.PathLike, *, model: s
         big = max(photo.shape[:2])
         if big > 1600:
             s = 1600 / big
-            photo = cv2.resize(photo, (round(photo.shape[1] * s), round(photo.shape[0] * s)),
+            photo = cv2.resize(photo, (max(1, round(photo.shape[1] * s)), max(1, round(photo.shape[0] * s))),
                                interpolation=cv2.INTER_AREA)
         path = out / f"{stem}_{method}.png"
         render.save_png(photo, path)

@@ -51,6 +51,7 @@ DEFAULT_MAX_PIXELS = 50_000_000  #: width x height of one image (50 MP; a 12 MP 
 DEFAULT_TIMEOUT = 30.0  #: seconds from a request's first byte to its answer
 DEFAULT_MAX_QUEUE = 32  #: requests that may wait for a worker before the server answers 503
 MULTIPART_SLACK = 64 * 1024  #: room for the multipart boundaries and part headers around the file
+PNG_MAX_SIDE = 1_000_000  #: libpng (so cv2.imencode) writes no PNG wider or taller than this
 
 #: The upload's declared type must be one of these. ``application/octet-stream`` (or none) is
 #: taken too, as clients send it for files they cannot name: the bytes decide then.
@@ -422,8 +423,12 @@ def create_app(recognizer: Any = None, *, model: str = "default", detector: str 
             raise ApiError(400, "empty file (0 bytes)", {"filename": name})
         fmt, w, h = _probe(data, max_pixels)
         if w * h > max_pixels:
-            raise ApiError(413, f"image too large: {w}x{h} is {w * h / 1e6:.1f} MP, the limit is "
-                                f"{max_pixels / 1e6:g} MP", {"width": w, "height": h, "max_pixels": max_pixels})
+            raise ApiError(413, f"image too large: {w}x{h} is {w * h:,} pixels, the limit is {max_pixels:,} "
+                                f"({max_pixels / 1e6:g} MP)", {"width": w, "height": h, "max_pixels": max_pixels})
+        if annotated and max(w, h) > PNG_MAX_SIDE:
+            raise ApiError(413, f"an annotated PNG can be at most {PNG_MAX_SIDE:,} pixels on a side, this image is "
+                                f"{w}x{h}: ask without annotated=1 for its JSON",
+                           {"width": w, "height": h, "max_side": PNG_MAX_SIDE})
 
         def work() -> tuple[dict, bytes | None]:
             r = recognizer.analyze(data, source=name, keep_image=annotated)
