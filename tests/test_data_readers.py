@@ -198,6 +198,24 @@ def test_ferplus_missing_label_file_and_missing_image(tmp_path):
         "subjects": 0, "skipped": 1}
 
 
+@pytest.mark.parametrize("votes", [[0] * 10, [-3, 0, 0, 0, 0, 0, 0, 0, 0, 0], ["nan", 5, 0, 0, 0, 0, 0, 0, 0, 0],
+                                   [1, "inf", 0, 0, 0, 0, 0, 0, 0, 0]])
+def test_ferplus_rows_with_impossible_votes_are_refused(tmp_path, votes):
+    # they were read as neutral (all-zero votes: a NaN soft target, then "loss became nan")
+    root = make_ferplus(tmp_path)
+    label = root / "FER2013Test" / "label.csv"
+    extra = FERPLUS_ROWS["Train"][0][0]
+    (root / "FER2013Test" / extra).write_bytes((root / "FER2013Train" / extra).read_bytes())
+    with open(label, "a", newline="") as f:
+        csv.writer(f).writerow([extra, "(0, 0, 48, 48)", *votes])
+    n = len(FERPLUS_ROWS["Test"]) + 1
+    with pytest.raises(DatasetError, match=f"label.csv:line {n}: vote counts must be finite, not negative"):
+        open_dataset("ferplus", root).load("Test")
+    with pytest.warns(UserWarning, match="left out 1 item"):
+        ds = open_dataset("ferplus", root, skip_bad=True).load("Test")
+    assert ds.skipped and np.isfinite(ds.soft.numpy()).all()
+
+
 # ---------------------------------------------------------------------------- CK+, JAFFE, KDEF, RAF-DB
 def test_ckplus_subject_independent_folds(tmp_path):
     root = make_ckplus(tmp_path, subjects=12)

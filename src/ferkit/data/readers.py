@@ -301,6 +301,9 @@ class FERPlus(Reader):
                 except ValueError:
                     self._fail(skipped, src, "vote counts must be numbers")
                     continue
+                if not (np.isfinite(votes).all() and (votes >= 0).all() and votes.sum() > 0):
+                    self._fail(skipped, src, "vote counts must be finite, not negative, and not all 0")
+                    continue
                 if row[0] not in present:
                     self._fail(skipped, str(folder / row[0]), "image listed in label.csv is missing")
                     continue
