@@ -4,6 +4,7 @@ per-person centering."""
 from __future__ import annotations
 
 import json
+import shutil
 
 import numpy as np
 import pytest
@@ -152,3 +153,18 @@ def test_probe_cli_and_bad_input(tiny, tmp_path, capsys):
         assert main(args) == 1, extra
         err = capsys.readouterr().err
         assert err.startswith("ferkit: error:") and "Traceback" not in err, (extra, err)
+
+
+def test_probe_skips_a_bad_image_when_asked(tiny, tmp_path, capsys):
+    path, data = tiny
+    copy = tmp_path / "ck"
+    shutil.copytree(data, copy)
+    folder = sorted(p for p in copy.iterdir() if p.is_dir())[0]
+    (folder / "S010_001_00000099.png").write_bytes(b"not a png")
+    args = ["probe", "--models", str(path), "--dataset", "ckplus", "--data", str(copy), "--folds", "3",
+            "--l2", "1e-2,1", "--threads", "1"]
+    assert main(args) == 1 and "pass --skip-bad" in capsys.readouterr().err
+    with pytest.warns(UserWarning, match="left out 1 item"):  # the option it names exists
+        assert main(args + ["--skip-bad", "--out", str(tmp_path / "p")]) == 0
+    s = json.loads((tmp_path / "p" / "crossval.json").read_text())
+    assert s["pooled"]["n"] == sum(1 for _ in data.rglob("*.png"))  # every good image, the bad one left out

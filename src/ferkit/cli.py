@@ -410,7 +410,7 @@ def cmd_probe(a: argparse.Namespace) -> int:
     models = [m.strip() for m in a.models.split(",") if m.strip()]
     probe_crossval(models, a.dataset, a.data, folds=a.folds, detect=a.detect, min_face=a.min_face, center=a.center,
                    tta=None if a.tta == "none" else a.tta, lams=lams, fold_seed=a.fold_seed, out=a.out,
-                   command=_command(a))
+                   command=_command(a), skip_bad=a.skip_bad)
     return 0
 
 
@@ -944,6 +944,8 @@ def build_parser() -> argparse.ArgumentParser:
                         "run folders; any architecture with a feature extractor: all but pcnn)")
     s.add_argument("--dataset", required=True, metavar="NAME", help="ckplus | jaffe | kdef | imagefolder")
     s.add_argument("--data", required=True, metavar="PATH", help="the dataset's folder")
+    s.add_argument("--skip-bad", action="store_true",
+                   help="skip (and count) unreadable images instead of stopping at the first")
     s.add_argument("--folds", type=int, default=10, metavar="K", help="number of subject-independent folds")
     s.add_argument("--fold-seed", type=seed_int, metavar="S", help="seed of the subject-to-fold assignment")
     s.add_argument("--detect", choices=["none", "mtcnn", "haar"], default="none",

@@ -138,7 +138,7 @@ def probe_folds(features: np.ndarray, labels: np.ndarray, fold_of: np.ndarray, f
 def probe_crossval(models: Sequence[str], dataset: str, data: str, folds: int = 10, detect: str = "none",
                    min_face: int = 20, center: str = "none", tta: str | None = None, lams: Sequence[float] = LAMS,
                    fold_seed: int | None = None, out: str | Path | None = None, command: str = "",
-                   log: Callable[[str], None] = print) -> dict:
+                   skip_bad: bool = False, log: Callable[[str], None] = print) -> dict:
     """Cross-validate a linear probe on the frozen features of ``models`` (shipped names, weight
     files or run folders); see the module docstring. Returns (and with ``out`` writes) the summary."""
     from ..api import load_model
@@ -162,7 +162,7 @@ def probe_crossval(models: Sequence[str], dataset: str, data: str, folds: int = 
         raise FerkitError(f"the probed models differ in input size ({', '.join(str(list(s)) for s in shapes)})")
     c, h, w = nets[0].input_size
     mode = "L" if c == 1 else "RGB"
-    opts = {} if fold_seed is None else {"fold_seed": fold_seed}
+    opts = {**({} if fold_seed is None else {"fold_seed": fold_seed}), **({"skip_bad": True} if skip_bad else {})}
     reader, subjects = open_folds(dataset, data, opts, folds, "probe")
     crop = {}
     if detect not in (None, "none"):
