@@ -312,3 +312,43 @@ def test_video_options_reach_the_recognizer(tmp_path):
     assert tuned == api(detect_every=1, smooth=0, tta="flip")
     assert tuned != api(detect_every=1, smooth=0)  # flip changes the numbers
     assert cli("--max-frames", "5") == api() != tuned  # the defaults: smoothing, detection every 5th frame
+
+
+def test_ctrl_c_writes_what_was_finished_and_exits_130(tmp_path, monkeypatch, capsys):
+    from ferkit.pipeline import Recognizer
+
+    folder = tmp_path / "photos"
+    folder.mkdir()
+    for i in range(4):
+        shutil.copy(EXAMPLE, folder / f"p{i}.jpg")
+    analyze, calls = Recognizer.analyze, []
+
+    def interrupted_third(self, src, *args, **kw):  # Ctrl+C while the third photo is read
+        calls.append(src)
+        if len(calls) == 3:
+            raise KeyboardInterrupt
+        return analyze(self, src, *args, **kw)
+
+    monkeypatch.setattr(Recognizer, "analyze", interrupted_third)
+    js, cs = tmp_path / "r.json", tmp_path / "r.csv"
+    assert main(["predict", str(folder), "--json", str(js), "--csv", str(cs), "--quiet"]) == 130
+    assert f"interrupted; what was finished is written ({js}, {cs})" in capsys.readouterr().err
+    assert [Path(e["source"]).name for e in json.loads(js.read_text())] == ["p0.jpg", "p1.jpg"]
+    assert [Path(r["source"]).name for r in csv.DictReader(open(cs))] == ["p0.jpg", "p1.jpg"]
+    monkeypatch.setattr(Recognizer, "analyze", analyze)
+    # a video file: its outputs hold the frames before the Ctrl+C, and so does --json
+    video = moving_video(tmp_path / "clip.mp4", n=16, fps=8)
+    stream = Recognizer.stream
+
+    def interrupted_stream(self, *args, **kw):
+        for i, r in enumerate(stream(self, *args, **kw)):
+            if i == 5:
+                raise KeyboardInterrupt
+            yield r
+
+    monkeypatch.setattr(Recognizer, "stream", interrupted_stream)
+    out = tmp_path / "out"
+    assert main(["predict", str(video), "--out", str(out), "--json", str(js), "--quiet"]) == 130
+    assert "clip.mp4: 5 frame(s) processed before the interruption" in capsys.readouterr().out
+    assert len(list(csv.DictReader(open(out / "clip.csv")))) == 5 == len(json.loads((out / "clip.json").read_text()))
+    assert len(json.loads(js.read_text())) == 5

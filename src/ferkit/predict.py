@@ -12,7 +12,8 @@ Per kind of source (see ``ferkit predict --help``):
   over time per face) and ``<stem>.json``;
 * ``--webcam N``: a live window with boxes, labels and FPS (``q`` or Esc quits).
 
-The exit code is 0 when every source was read, 1 when any failed (all others are still done).
+The exit code is 0 when every source was read, 1 when any failed (all others are still done),
+130 after Ctrl+C (what was finished is written first: ``--csv``, ``--json``, a video's outputs).
 """
 
 from __future__ import annotations
@@ -169,6 +170,7 @@ def run_video(rec: Recognizer, path: str | int, a: argparse.Namespace, out: Path
     bar = _progress(reader.frame_count // every if reader.frame_count else None, Path(reader.name).name, "frame",
                     a.quiet)
     t0, fps_ema, last = time.perf_counter(), None, time.perf_counter()
+    interrupted = False
     try:
         with reader:
             for r in rec.stream(reader, every=every, max_frames=a.max_frames):
@@ -190,9 +192,8 @@ def run_video(rec: Recognizer, path: str | int, a: argparse.Namespace, out: Path
                 r.image = None
                 res.append(r)
                 bar.update(1)
-    except KeyboardInterrupt:
-        if not is_cam:
-            raise
+    except KeyboardInterrupt:  # a webcam's usual stop; a file's results so far are written all the same
+        interrupted = not is_cam
     finally:
         bar.close()
         if writer is not None:
@@ -205,7 +206,8 @@ def run_video(rec: Recognizer, path: str | int, a: argparse.Namespace, out: Path
     for r in res:
         for f in r.faces:
             tracks.setdefault(f.track_id, []).append(f.label)
-    print(f"{reader.name}: {len(res)} frame(s) processed in {elapsed:.1f} s ({len(res) / max(elapsed, 1e-9):.1f} "
+    print(f"{reader.name}: {len(res)} frame(s) processed{' before the interruption' if interrupted else ''} "
+          f"in {elapsed:.1f} s ({len(res) / max(elapsed, 1e-9):.1f} "
           f"frames/s), {len(tracks)} face track(s)")
     for tid, labels in sorted(tracks.items()):
         top = max(set(labels), key=labels.count)
@@ -218,7 +220,17 @@ def run_video(rec: Recognizer, path: str | int, a: argparse.Namespace, out: Path
                       title=f"{Path(reader.name).name}: expression over time")
         made = [f"{stem.name}{s}" for s in ("_ferkit.mp4", ".csv", ".json", "_expressions.png")]
         print(f"  wrote {', '.join(made)} in {stem.parent}")
+    if interrupted:
+        raise Interrupted(res)
     return res
+
+
+class Interrupted(KeyboardInterrupt):
+    """Ctrl+C during a video file, raised once its results so far are written: they are in ``results``."""
+
+    def __init__(self, results: Results) -> None:
+        super().__init__()
+        self.results = results
 
 
 def predict_cli(a: argparse.Namespace) -> int:
@@ -275,61 +287,74 @@ def predict_cli(a: argparse.Namespace) -> int:
         if r is not None:
             entries.append(r)
 
+    def note_video(res: Results) -> None:
+        nonlocal seen
+        note()
+        entries.extend(res.in_order())  # its lost frames where they were in the video
+        failed.extend(res.failed)
+        seen = len(failed)
+
     n_images = 0
     image_window: Window | None = None
     sources: list = list(a.sources)
     if a.webcam is not None:
         sources.append(int(a.webcam))
-    for src in sources:
-        try:
-            kind = source_kind(src) if isinstance(src, int) or Path(src).exists() else "missing"
-        except FerkitError as e:
-            failed.append(Failure(str(src), str(e)))
-            continue
-        if kind == "missing":
-            failed.append(Failure(str(src), "a broken or looping link" if Path(src).is_symlink()
-                           else "no such file or folder"))
-            continue
-        if kind in ("video", "webcam"):
+    interrupted = False  # Ctrl+C: what was finished is still written (--csv, --json), then exit 130
+    bar = None
+    try:
+        for src in sources:
             try:
-                res = run_video(rec, src, a, out)
+                kind = source_kind(src) if isinstance(src, int) or Path(src).exists() else "missing"
             except FerkitError as e:
-                failed.append(Failure(str(src), _reason(e, str(src))))
+                failed.append(Failure(str(src), str(e)))
                 continue
-            note()
-            entries.extend(res.in_order())  # its lost frames where they were in the video
-            failed.extend(res.failed)
-            seen = len(failed)
-            continue
-        if kind == "folder":
-            files, skipped = folder_files(src, failed)
-            ignored.extend(skipped)
-            if not files:
-                failed.append(Failure(str(src), "folder holds no image files"))
-            root = Path(src)
-        else:
-            files, root = [Path(src)], None
-        bar = _progress(len(files), "predicting", "img", a.quiet or len(files) < 10)
-        for f in files:
-            bar.update(1)
-            try:
-                r = rec.analyze(f)
-            except FerkitError as e:
-                failed.append(Failure(str(f), _reason(e, str(f))))
+            if kind == "missing":
+                failed.append(Failure(str(src), "a broken or looping link" if Path(src).is_symlink()
+                               else "no such file or folder"))
                 continue
-            n_images += 1
-            if not a.quiet:
-                tqdm.write(describe(r))
-            if out:
-                _write_image_outputs(r, _out_stem(out, f, root, used_stems))
-            if a.show and not a.headless:
-                if image_window is None:
-                    image_window = Window("ferkit (any key: next image, q: quit)")
-                if not image_window.show(r.plot(), wait_key=True):
-                    a.show = False
-            r.image = None
-            note(r)
-        bar.close()
+            if kind in ("video", "webcam"):
+                try:
+                    res = run_video(rec, src, a, out)
+                except FerkitError as e:
+                    failed.append(Failure(str(src), _reason(e, str(src))))
+                    continue
+                note_video(res)
+                continue
+            if kind == "folder":
+                files, skipped = folder_files(src, failed)
+                ignored.extend(skipped)
+                if not files:
+                    failed.append(Failure(str(src), "folder holds no image files"))
+                root = Path(src)
+            else:
+                files, root = [Path(src)], None
+            bar = _progress(len(files), "predicting", "img", a.quiet or len(files) < 10)
+            for f in files:
+                bar.update(1)
+                try:
+                    r = rec.analyze(f)
+                except FerkitError as e:
+                    failed.append(Failure(str(f), _reason(e, str(f))))
+                    continue
+                n_images += 1
+                if not a.quiet:
+                    tqdm.write(describe(r))
+                if out:
+                    _write_image_outputs(r, _out_stem(out, f, root, used_stems))
+                if a.show and not a.headless:
+                    if image_window is None:
+                        image_window = Window("ferkit (any key: next image, q: quit)")
+                    if not image_window.show(r.plot(), wait_key=True):
+                        a.show = False
+                r.image = None
+                note(r)
+            bar.close()
+    except KeyboardInterrupt as e:
+        interrupted = True
+        if bar is not None:
+            bar.close()
+        if isinstance(e, Interrupted):  # a video file: its frames so far
+            note_video(e.results)
     if image_window is not None:
         image_window.close()
     note()
@@ -344,6 +369,11 @@ def predict_cli(a: argparse.Namespace) -> int:
         write_csv([row for e in entries for row in entry_records(e)], a.csv, rec.classes)
     if out and n_images:
         print(f"annotated images and JSON in {out}/")
+    if interrupted:
+        written = [w for w in (a.json, a.csv) if w]
+        print(f"\nferkit: interrupted; what was finished is written"
+              f"{' (' + ', '.join(written) + ')' if written else ''}", file=sys.stderr)
+        return 130
     if ignored:
         # a notes.txt or a video beside the photos is not a failure of the batch (exit 0), but said
         print(f"\n{len(ignored)} file(s) in the folder(s) ignored:", file=sys.stderr)
