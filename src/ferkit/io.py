@@ -537,11 +537,16 @@ class VideoReader:
                 with said.catch():  # FFmpeg's words on a broken file: ferkit says it in one line below
                     threads = getattr(cv2, "CAP_PROP_N_THREADS", None)  # OpenCV 4.7 or later
                     self.cap = None
-                    if threads is not None:
-                        # one decoding thread: FFmpeg's errors then come while the frame they concern is read
-                        self.cap = cv2.VideoCapture(str(source), cv2.CAP_FFMPEG, [threads, 1])
-                    if self.cap is None or not self.cap.isOpened():  # not for FFmpeg: OpenCV's other readers
-                        self.cap = cv2.VideoCapture(str(source))
+                    level = cv2.utils.logging.getLogLevel()  # OpenCV's "can't be used to capture" warnings:
+                    cv2.utils.logging.setLogLevel(cv2.utils.logging.LOG_LEVEL_ERROR)  # ferkit says it below
+                    try:
+                        if threads is not None:
+                            # one decoding thread: FFmpeg's errors then come while the frame they concern is read
+                            self.cap = cv2.VideoCapture(str(source), cv2.CAP_FFMPEG, [threads, 1])
+                        if self.cap is None or not self.cap.isOpened():  # not for FFmpeg: OpenCV's other readers
+                            self.cap = cv2.VideoCapture(str(source))
+                    finally:
+                        cv2.utils.logging.setLogLevel(level)
             except BaseException:
                 said.close()
                 raise
