@@ -144,6 +144,12 @@ def test_clear_errors(photos, model, capsys):
     assert main(["evaluate", "--dataset", "jaffe", "--data", str(photos), "--split", "all", "--detect", "mtcnn",
                  "--min-face", "0"]) == 1
     assert "--min-face must be at least 1 pixel" in capsys.readouterr().err
+    # MTCNN's smallest window, said before any image (it was the first image's error)
+    assert main(["evaluate", "--dataset", "jaffe", "--data", str(photos), "--split", "all", "--detect", "mtcnn",
+                 "--min-face", "5"]) == 1
+    assert capsys.readouterr().err == ("ferkit: error: --min-face must be 12 pixels or more with MTCNN (its smallest "
+                                       "window), got 5\n")
+    assert face_cropper(model, "haar", min_face=5)[1].startswith("haar:min5")  # Haar takes it
     reader = open_dataset("jaffe", photos)
     with pytest.raises(FerkitError, match="expected uint8 48x48"):
         reader.load("all", size=48, crop=lambda rgb: (np.zeros((10, 10), np.uint8), True), crop_key="bad")

@@ -54,6 +54,8 @@ def face_cropper(model: ExpressionModel, detector: str = "mtcnn", min_face: int 
         raise FerkitError(f"unknown face detector {detector!r} for evaluation; choose from: mtcnn, haar")
     if int(min_face) < 1:
         raise FerkitError(f"the smallest face size must be at least 1 pixel, got {min_face}")
+    if detector == "mtcnn" and int(min_face) < 12:  # before any image: else the first image's error
+        raise FerkitError(f"--min-face must be 12 pixels or more with MTCNN (its smallest window), got {min_face}")
     recs: list[Recognizer] = []  # made at the first call: a cached split needs no detector
 
     def crop(rgb: np.ndarray) -> tuple[np.ndarray | None, bool]:
