@@ -45,6 +45,12 @@ def test_fer2013_csv_and_folders_give_the_same_splits(tmp_path):
 
         assert key(da) == key(db) == sorted((lab, px.tobytes()) for lab, px in items)
         assert da.images.dtype == torch.uint8 and da.images.shape[1:] == (1, 48, 48)
+    # the same file saved with a byte-order mark (as Excel does) reads the same
+    bom = tmp_path / "bom" / "fer2013.csv"
+    bom.parent.mkdir()
+    bom.write_bytes(b"\xef\xbb\xbf" + csv_path.read_bytes())
+    usage = next(iter(truth))
+    assert torch.equal(open_dataset("fer2013", bom).load(usage).images, b.load(usage).images)
 
 
 def test_fer2013_split_aliases_and_unknown_split(tmp_path):

@@ -174,7 +174,7 @@ class FER2013CSV(_FER2013):
     def records(self, split):
         recs: list[Record] = []
         skipped: list[tuple[str, str]] = []
-        with open(self.csv, newline="") as f:
+        with open(self.csv, newline="", encoding="utf-8-sig") as f:  # utf-8-sig: a BOM too, as Excel saves
             reader = csv.reader(f)
             header = next(reader, None)
             if header is None:
