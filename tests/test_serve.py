@@ -3,6 +3,8 @@ driven end to end in headless Chromium with Playwright (skipped where Chromium o
 
 from __future__ import annotations
 
+import contextlib
+
 import io
 import json
 import re
@@ -24,7 +26,7 @@ with warnings.catch_warnings():
 from ferkit import Recognizer
 from ferkit.cli import main
 from ferkit.serve import ServerThread, create_app
-from ferkit.serve.app import MULTIPART_SLACK
+from ferkit.serve.app import DRAIN, MULTIPART_SLACK
 
 CHROMIUM = "/usr/bin/chromium"
 CHROMIUM_ARGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
@@ -408,13 +410,15 @@ def test_a_request_head_that_never_ends_is_a_408(rec, monkeypatch):
 
 
 def test_no_second_answer_after_an_early_413(rec):
-    # the app refuses a chunked upload over the limit before reading it all; when the rest of the
-    # body then turns out malformed, the connection only closes: one response, not a 413 and a 400
-    big = 1000 + MULTIPART_SLACK + 1
+    # the app refuses a chunked upload over the limit (and the bytes it drops, DRAIN) before
+    # reading it all; when the rest of the body then turns out malformed, the connection only
+    # closes: one response, not a 413 and a 400
+    big = 1000 + MULTIPART_SLACK + DRAIN + 1
     with ServerThread(create_app(rec, max_upload=1000, warm_up=False)) as s, \
             socket.create_connection(("127.0.0.1", s.port), timeout=30) as c:
-        c.sendall(b"POST /v1/analyze HTTP/1.1\r\nHost: x\r\nContent-Type: multipart/form-data; boundary=b\r\n"
-                  b"Transfer-Encoding: chunked\r\n\r\n%x\r\n%s\r\n" % (big, b"x" * big))
+        with contextlib.suppress(OSError):  # (closed while the chunk was still being sent)
+            c.sendall(b"POST /v1/analyze HTTP/1.1\r\nHost: x\r\nContent-Type: multipart/form-data; "
+                      b"boundary=b\r\nTransfer-Encoding: chunked\r\n\r\n%x\r\n%s\r\n" % (big, b"x" * big))
         time.sleep(0.5)
         try:
             c.sendall(b"not a chunk size\r\n\r\n")
@@ -424,6 +428,28 @@ def test_no_second_answer_after_an_early_413(rec):
         while chunk := c.recv(65536):
             data += chunk
     assert data.startswith(b"HTTP/1.1 413 ") and data.count(b"HTTP/1.1 ") == 1, data
+
+
+def test_an_early_413_closes_the_connection(rec):
+    # a Content-Length of 100 GB: the 413 says "connection: close" and the server closes, rather
+    # than reading (and dropping) the whole body it was promised (it took in 95 GB in 20 s before)
+    with ServerThread(create_app(rec, max_upload=1000, warm_up=False)) as s, \
+            socket.create_connection(("127.0.0.1", s.port), timeout=10) as c:
+        c.sendall(b"POST /v1/analyze HTTP/1.1\r\nHost: x\r\nContent-Type: multipart/form-data; boundary=b\r\n"
+                  b"Content-Length: 100000000000\r\n\r\n")
+        sent, start, closed = 0, time.monotonic(), False
+        while time.monotonic() - start < 10 and not closed:
+            try:
+                sent += c.send(b"x" * 65536)
+            except OSError:  # reset by the server
+                closed = True
+        assert closed and sent < 200_000_000, sent
+        data = b""
+        with contextlib.suppress(OSError):
+            while chunk := c.recv(65536):
+                data += chunk
+    if data:  # (a reset may have dropped the answer on the client's side)
+        assert data.startswith(b"HTTP/1.1 413 ") and b"connection: close" in data.lower(), data
 
 
 # ---------------------------------------------------------------------------------------

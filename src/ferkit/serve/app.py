@@ -87,6 +87,14 @@ ANALYZE_PATH = "/v1/analyze"
 UPLOAD_ROUTES = frozenset({ANALYZE_PATH})  # the paths whose POST takes an upload
 
 
+#: an upload over the limit is still read (and dropped) up to this many bytes more before the 413,
+#: as clients that send the whole body before reading the answer (httpx, requests) would otherwise
+#: meet a closed connection instead of it; past that the 413 comes at once. Either way the
+#: connection closes after it (a kept one would be read to the end of a body of any promised size).
+DRAIN = 64 * 2**20
+CLOSE = {"connection": "close"}
+
+
 class UploadLimit:
     """ASGI middleware for ``POST`` to an upload route (``UPLOAD_ROUTES``): answers 413 as soon as
     the body (by its Content-Length, or by what arrived so far) is over ``limit`` bytes, and 408
@@ -100,7 +108,7 @@ class UploadLimit:
 
     def _too_large(self, size: int | None) -> JSONResponse:
         return error_response(413, f"upload too large: the limit is {_mb(self.max_upload)}",
-                              {"limit_bytes": self.max_upload, "size_bytes": size})
+                              {"limit_bytes": self.max_upload, "size_bytes": size}, CLOSE)
 
     async def __call__(self, scope: dict, receive: Callable, send: Callable) -> None:
         if scope["type"] != "http" or scope["method"] != "POST" or scope["path"] not in UPLOAD_ROUTES:
@@ -113,7 +121,7 @@ class UploadLimit:
                 n = int(length)
             except ValueError:
                 return await error_response(400, "malformed Content-Length header")(scope, receive, send)
-            if n > self.limit:
+            if n > self.limit + DRAIN:
                 return await self._too_large(n)(scope, receive, send)
         chunks: list[bytes] = []
         total = 0
@@ -126,19 +134,22 @@ class UploadLimit:
                     return False
                 body = msg.get("body", b"")
                 total += len(body)
-                if total > self.limit:
+                if total > self.limit + DRAIN:
                     raise _Oversize
-                chunks.append(body)
+                if total <= self.limit:  # over it: read on, keep nothing
+                    chunks.append(body)
                 if not msg.get("more_body", False):
                     return True
 
         try:
             complete = await asyncio.wait_for(read(), self.timeout)
+            if complete and total > self.limit:
+                raise _Oversize
         except _Oversize:
-            return await self._too_large(None)(scope, receive, send)
+            return await self._too_large(int(length) if length is not None else None)(scope, receive, send)
         except asyncio.TimeoutError:
             return await error_response(408, f"the upload took longer than {self.timeout:g} s",
-                                        {"timeout_s": self.timeout})(scope, receive, send)
+                                        {"timeout_s": self.timeout}, CLOSE)(scope, receive, send)
         if not complete:
             return  # the client went away
         body = b"".join(chunks)
