@@ -352,3 +352,20 @@ def test_ctrl_c_writes_what_was_finished_and_exits_130(tmp_path, monkeypatch, ca
     assert "clip.mp4: 5 frame(s) processed before the interruption" in capsys.readouterr().out
     assert len(list(csv.DictReader(open(out / "clip.csv")))) == 5 == len(json.loads((out / "clip.json").read_text()))
     assert len(json.loads(js.read_text())) == 5
+
+
+def test_an_empty_path_and_an_unlistable_folder_are_said_once(tmp_path, monkeypatch, capsys):
+    assert main(["predict", ""]) == 1
+    assert capsys.readouterr().err == 'ferkit: error: "": an empty path\n'
+    folder = tmp_path / "locked"
+    folder.mkdir()
+    real = os.scandir
+
+    def refused(path=".", *a, **kw):  # (tests run as root: chmod would not lock it)
+        if Path(path) == folder:
+            raise PermissionError(13, "Permission denied", str(path))
+        return real(path, *a, **kw)
+
+    monkeypatch.setattr(os, "scandir", refused)
+    assert main(["predict", str(folder)]) == 1
+    assert capsys.readouterr().err == f"ferkit: error: {folder}: cannot list this folder (Permission denied)\n"

@@ -304,13 +304,13 @@ def predict_cli(a: argparse.Namespace) -> int:
     try:
         for src in sources:
             try:
-                kind = source_kind(src) if isinstance(src, int) or Path(src).exists() else "missing"
+                kind = source_kind(src) if isinstance(src, int) or (src and Path(src).exists()) else "missing"
             except FerkitError as e:
                 failed.append(Failure(str(src), str(e)))
                 continue
             if kind == "missing":
-                failed.append(Failure(str(src), "a broken or looping link" if Path(src).is_symlink()
-                               else "no such file or folder"))
+                failed.append(Failure(str(src) or '""', "an empty path" if not src else "a broken or looping link"
+                                      if Path(src).is_symlink() else "no such file or folder"))
                 continue
             if kind in ("video", "webcam"):
                 try:
@@ -321,9 +321,10 @@ def predict_cli(a: argparse.Namespace) -> int:
                 note_video(res)
                 continue
             if kind == "folder":
+                listed = len(failed)
                 files, skipped = folder_files(src, failed)
                 ignored.extend(skipped)
-                if not files:
+                if not files and len(failed) == listed:  # (one that cannot be listed is said once)
                     failed.append(Failure(str(src), "folder holds no image files"))
                 root = Path(src)
             else:
