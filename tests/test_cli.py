@@ -65,7 +65,7 @@ def test_data_prints_counts(tmp_path, capsys):
     (["predict", str(EXAMPLE), "--device", "banana"], "unknown device 'banana'"),
     (["evaluate", "--model", "default", "--device", "cuda:3", "--dataset", "fer2013", "--data", "."], "CUDA"),
     (["evaluate", "--dataset", "ckplus", "--data", str(EXAMPLE)], "is a file, not the dataset's folder"),
-    (["serve", "--max-upload-mb", "inf"], "--max-upload-mb must be"),
+    (["serve", "--max-upload-mb", "inf"], "--max-upload-mb must be a finite number of megabytes above 0, got inf"),
     (["predict", str(EXAMPLE), "--min-face", "0"], "--min-face must be 12 pixels or more with MTCNN"),
     (["predict", str(EXAMPLE), "--detector", "haar", "--min-face", "0"], "--min-face must be 1 pixel or more"),
     (["predict", str(EXAMPLE), "--max-faces", "-1"], "--max-faces must be 1 or more, got -1"),

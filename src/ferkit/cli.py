@@ -603,7 +603,7 @@ def cmd_serve(a: argparse.Namespace) -> int:
         raise FerkitError(f"ferkit serve needs fastapi, uvicorn and python-multipart ({e}); install ferkit with its "
                           f"dependencies (`pip install -e .`)") from None
     if not 0 < a.max_upload_mb < float("inf"):
-        raise FerkitError(f"--max-upload-mb must be more than 0, got {a.max_upload_mb}")
+        raise FerkitError(f"--max-upload-mb must be a finite number of megabytes above 0, got {a.max_upload_mb}")
     sock = bind(a.host, a.port)  # a taken port is reported at once, before the model loads
     try:
         app = create_app(model=a.model, detector=a.detector, backend=a.backend,
