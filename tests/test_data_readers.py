@@ -138,6 +138,11 @@ def test_data_check_lists_every_item_left_out(tmp_path, capsys):
     assert main(["data", "--dataset", "fer2013", "--data", str(folders), "--skip-bad", "--check", "--json"]) == 0
     rep = json.loads(capsys.readouterr().out)
     assert sorted(e["source"].rsplit("/", 1)[-1] for e in rep["left_out"]) == ["Training_99999.png", "notes.png"]
+    # the table counts what decoded: both left out, the empty sad image not among the faces
+    listed = open_dataset("fer2013", folders, skip_bad=True).summary("Training")
+    t = rep["splits"]["Training"]
+    assert t["skipped"] == 2 and listed["skipped"] == 1
+    assert t["n"] == listed["n"] - 1 and t["per_class"]["sad"] == listed["per_class"]["sad"] - 1
 
 
 def test_dataset_cache_is_used_and_invalidated(tmp_path, monkeypatch):
