@@ -33,6 +33,22 @@ def test_one_photo_prints_the_face_and_writes_json_and_annotation(tmp_path, caps
         assert im.size == (512, 512)
 
 
+def test_json_or_csv_dash_writes_the_results_to_standard_output(tmp_path, capsys, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    assert main(["predict", str(EXAMPLE), "--json", "-"]) == 0
+    got = capsys.readouterr()
+    res = json.loads(got.out)  # the JSON alone: the per-face lines went to standard error
+    assert res["faces"][0]["label"] == "happy" and "astronaut.jpg: 1 face" in got.err
+    assert main(["predict", str(EXAMPLE), str(tmp_path / "missing.jpg"), "--csv", "-"]) == 1
+    got = capsys.readouterr()
+    rows = list(csv.DictReader(io.StringIO(got.out)))
+    assert [r["label"] for r in rows] == ["happy", ""] and rows[1]["error"] == "no such file or folder"
+    assert "1 source(s) failed" in got.err
+    assert list(tmp_path.iterdir()) == []  # no file named "-"
+    assert main(["predict", str(EXAMPLE), "--json", "-", "--csv", "-"]) == 1
+    assert "only one of them can write to standard output" in capsys.readouterr().err
+
+
 def test_detector_options(tmp_path):
     js = tmp_path / "r.json"
     assert main(["predict", str(EXAMPLE), "--detector", "none", "--json", str(js)]) == 0

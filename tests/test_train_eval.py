@@ -64,7 +64,7 @@ def test_run_folder_contents_and_card(trained):
     assert any("*best" in ln for ln in lines)
 
 
-def test_evaluate_cli_matches_card(trained, folder, tmp_path, capsys):
+def test_evaluate_cli_matches_card(trained, folder, tmp_path, capsys, monkeypatch):
     out, card, _ = trained
     js = tmp_path / "r.json"
     assert main(["evaluate", "--model", str(out), "--dataset", "imagefolder", "--data", str(folder), "--split", "test",
@@ -96,6 +96,16 @@ def test_evaluate_cli_matches_card(trained, folder, tmp_path, capsys):
     confusion = np.zeros((7, 7), int)
     np.add.at(confusion, (ds.labels.numpy(), p.argmax(1).numpy()), 1)
     assert flip["confusion_matrix"] == confusion.tolist()
+    # --json -: the metrics alone on standard output (for a pipe), the table on standard error, no plot
+    capsys.readouterr()
+    monkey = tmp_path / "pipe"
+    monkey.mkdir()
+    monkeypatch.chdir(monkey)
+    assert main(["evaluate", "--model", str(out), "--dataset", "imagefolder", "--data", str(folder), "--split", "test",
+                 "--json", "-"]) == 0
+    got = capsys.readouterr()
+    assert json.loads(got.out)["confusion_matrix"] == res["confusion_matrix"]
+    assert "macro F1" in got.err and list(monkey.iterdir()) == []
 
 
 def test_same_seed_same_weights(folder, tmp_path, trained):

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
 import os
 import shlex
@@ -452,6 +453,16 @@ def _fold_of_card(a: argparse.Namespace, card: dict) -> None:
 
 
 def cmd_evaluate(a: argparse.Namespace) -> int:
+    from .io import STDOUT
+
+    if a.json != STDOUT:
+        return _evaluate(a, None)
+    results_out = sys.stdout  # --json -: the metrics to standard output, the table to standard error
+    with contextlib.redirect_stdout(sys.stderr):
+        return _evaluate(a, results_out)
+
+
+def _evaluate(a: argparse.Namespace, results_out) -> int:
     from .api import load_model
     from .data import open_dataset
     from .engine.evaluate import evaluate, face_cropper, format_table, trained_members, write_json
@@ -461,7 +472,7 @@ def cmd_evaluate(a: argparse.Namespace) -> int:
         raise FerkitError(f"--min-face must be at least 1 pixel, got {a.min_face}")
     from .io import check_writable
 
-    check_writable("--json", a.json)
+    check_writable("--json", a.json if results_out is None else None)
     check_writable("--plot", a.plot)
     _warn_unused(a, [("--min-face", a.detect == "none", "without --detect no face is searched for")])
     if a.plot and Path(a.plot).suffix.lower() not in PLOT_SUFFIXES:
@@ -489,10 +500,13 @@ def cmd_evaluate(a: argparse.Namespace) -> int:
     if trained:
         res["members_trained"] = trained
     print(format_table(res))
-    if a.json:
+    if results_out is not None:
+        results_out.write(json.dumps(res, indent=2) + "\n")
+        results_out.flush()
+    elif a.json:
         write_json(res, a.json)
         print(f"\nwrote {a.json}")
-    plot = a.plot or (str(Path(a.json).with_suffix("")) + "_confusion.png" if a.json else None)
+    plot = a.plot or (str(Path(a.json).with_suffix("")) + "_confusion.png" if a.json and results_out is None else None)
     if plot and not Path(plot).suffix:
         plot += ".png"  # what matplotlib would write anyway: say so
     if plot:
@@ -792,7 +806,9 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--model", default="default", help=MODEL_HELP)
     _add_dataset_args(s)
     s.add_argument("--split", help="default: the dataset's standard test split (FER2013 PrivateTest, FER+ Test)")
-    s.add_argument("--json", metavar="OUT.json", help="write metrics here")
+    s.add_argument("--json", metavar="OUT.json", help="write metrics here (and the confusion matrix beside it, "
+                   "OUT_confusion.png, unless --plot); '-' writes them to standard output and the table to "
+                   "standard error")
     s.add_argument("--plot", metavar="OUT.png", help="confusion-matrix image (default: next to --json)")
     s.add_argument("--tta", choices=["none", "flip", "tencrop"], default="none", help=TTA_HELP)
     s.add_argument("--batch-size", type=positive_int, default=256)
@@ -828,9 +844,10 @@ def build_parser() -> argparse.ArgumentParser:
     g = s.add_argument_group("outputs")
     g.add_argument("--out", metavar="DIR", help="annotated images / videos, per-source JSON, video CSV and plots")
     g.add_argument("--json", metavar="OUT.json", help="all results as JSON (an object for one image read, else a list; a source that "
-                   "could not be read is an entry with its \"error\")")
+                   "could not be read is an entry with its \"error\"); '-' writes it to standard output and "
+                   "the rest of the output to standard error")
     g.add_argument("--csv", metavar="OUT.csv", help="all results as CSV, one row per face (and per faceless image, and per source that "
-                   "could not be read, its reason in the error column)")
+                   "could not be read, its reason in the error column); '-' writes it to standard output")
     g.add_argument("--show", action="store_true", help="show results in a window (needs a display)")
     g.add_argument("--headless", action="store_true", help="never open a window (record --webcam with --out)")
     g.add_argument("--quiet", action="store_true", help="no per-image lines or progress bars")

@@ -35,6 +35,9 @@ def bomb_pixels(err: Exception) -> int | None:
     m = re.search(r"\((\d+) pixels\)", str(err))
     return int(m.group(1)) if m else None
 
+#: ``--json -`` / ``--csv -``: write those results to standard output instead of a file
+STDOUT = "-"
+
 IMAGE_EXTENSIONS = frozenset({".jpg", ".jpeg", ".png", ".bmp", ".tif", ".tiff", ".webp", ".gif", ".pgm", ".ppm"})
 
 Source = Union[str, os.PathLike, bytes, np.ndarray, Image.Image]

@@ -19,6 +19,7 @@ The exit code is 0 when every source was read, 1 when any failed (all others are
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
 import os
 import sys
@@ -28,7 +29,7 @@ from pathlib import Path
 from tqdm.auto import tqdm
 
 from .errors import Failure, FerkitError
-from .io import VideoReader, VideoWriter, check_out_folder, check_writable, frame_failures
+from .io import STDOUT, VideoReader, VideoWriter, check_out_folder, check_writable, frame_failures
 from .pipeline import Recognizer, _reason, folder_files, source_kind
 from .results import Result, Results, draw, entry_dict, entry_records, plot_timeline, write_csv
 
@@ -234,6 +235,18 @@ class Interrupted(KeyboardInterrupt):
 
 
 def predict_cli(a: argparse.Namespace) -> int:
+    """``ferkit predict``. ``--json -`` or ``--csv -`` writes those results to standard output (for a
+    pipe); everything else the command prints goes to standard error meanwhile."""
+    if a.json == STDOUT and a.csv == STDOUT:
+        raise FerkitError("--json - and --csv -: only one of them can write to standard output")
+    if STDOUT not in (a.json, a.csv):
+        return _predict(a, sys.stdout)
+    results_out = sys.stdout
+    with contextlib.redirect_stdout(sys.stderr):
+        return _predict(a, results_out)
+
+
+def _predict(a: argparse.Namespace, results_out) -> int:
     if not a.sources and a.webcam is None:
         raise FerkitError("give at least one SOURCE (image, folder or video), or --webcam N")
     thresholds = None
@@ -264,12 +277,12 @@ def predict_cli(a: argparse.Namespace) -> int:
     out = Path(a.out) if a.out else None
     inputs = {Path(s).resolve() for s in a.sources if Path(s).is_file()}
     for opt, value in (("--json", a.json), ("--csv", a.csv)):
-        if value and Path(value).resolve() in inputs:
+        if value and value != STDOUT and Path(value).resolve() in inputs:
             raise FerkitError(f"{opt} {value} is one of the input files: it would be overwritten")
     if a.json and a.csv and Path(a.json).resolve() == Path(a.csv).resolve():
         raise FerkitError(f"--json and --csv name the same file ({a.json})")
-    check_writable("--json", a.json)
-    check_writable("--csv", a.csv)
+    check_writable("--json", a.json if a.json != STDOUT else None)
+    check_writable("--csv", a.csv if a.csv != STDOUT else None)
     check_out_folder("--out", out)
     used_stems: set[Path] = set()
     if out:
@@ -362,16 +375,24 @@ def predict_cli(a: argparse.Namespace) -> int:
     if a.json:
         # one image read: its dict (as the HTTP API answers); else a list, failures included
         single = len(sources) == 1 and n_images == 1 and not failed  # then entries holds that one Result
-        Path(a.json).parent.mkdir(parents=True, exist_ok=True)
-        Path(a.json).write_text(json.dumps(entries[0].to_dict() if single else
-                                           [entry_dict(e) for e in entries], indent=2) + "\n")
+        text = json.dumps(entries[0].to_dict() if single else [entry_dict(e) for e in entries], indent=2) + "\n"
+        if a.json == STDOUT:
+            results_out.write(text)
+            results_out.flush()
+        else:
+            Path(a.json).parent.mkdir(parents=True, exist_ok=True)
+            Path(a.json).write_text(text)
     if a.csv:
-        Path(a.csv).parent.mkdir(parents=True, exist_ok=True)
-        write_csv([row for e in entries for row in entry_records(e)], a.csv, rec.classes)
+        if a.csv != STDOUT:
+            Path(a.csv).parent.mkdir(parents=True, exist_ok=True)
+        write_csv([row for e in entries for row in entry_records(e)], results_out if a.csv == STDOUT else a.csv,
+                  rec.classes)
+        if a.csv == STDOUT:
+            results_out.flush()
     if out and n_images:
         print(f"annotated images and JSON in {out}/")
     if interrupted:
-        written = [w for w in (a.json, a.csv) if w]
+        written = [w if w != STDOUT else "standard output" for w in (a.json, a.csv) if w]
         print(f"\nferkit: interrupted; what was finished is written"
               f"{' (' + ', '.join(written) + ')' if written else ''}", file=sys.stderr)
         return 130
