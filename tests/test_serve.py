@@ -118,6 +118,13 @@ def test_one_image_per_request(client, photo):
     r = client.post("/v1/analyze", files=[("file", ("a.jpg", photo, "image/jpeg")),
                                           ("file", ("b.jpg", photo, "image/jpeg"))])
     assert assert_json_error(r, 400, "one image")["detail"] == {"files": 2}
+    # a file input left empty (no name, no bytes) beside the chosen one, before or after it: that one file
+    # (it was "no file chosen" when the empty part came last, "one image per request" when first)
+    empty = ("file", ("", b"", "application/octet-stream"))
+    for parts in ([("file", ("a.jpg", photo, "image/jpeg")), empty], [empty, ("file", ("a.jpg", photo, "image/jpeg"))]):
+        r = client.post("/v1/analyze", files=parts)
+        assert r.status_code == 200 and r.json()["source"] == "a.jpg" and r.json()["faces"][0]["label"] == "happy"
+    assert assert_json_error(client.post("/v1/analyze", files=[empty, empty]), 400, "no file chosen")
 
 
 def test_no_face_is_not_an_error(client):

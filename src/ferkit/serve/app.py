@@ -406,8 +406,19 @@ def create_app(recognizer: Any = None, *, model: str = "default", detector: str 
         if len(given) > 1:  # which one would count? said, not the last taken in silence
             raise ApiError(400, f"'annotated' given {len(given)} times: give it once (annotated=1 or 0)",
                            {"annotated": given[:5]})
+        ctype = request.headers.get("content-type", "").split(";")[0].strip().lower()
+        if ctype == "multipart/form-data":
+            # the form FastAPI parsed (cached). FastAPI hands over the last part named 'file' (or None
+            # when that one is empty); a part with no name and no bytes is what a browser sends for a
+            # file input left empty, so a form with one chosen file and such parts is that one file
+            uploads = [p for p in (await request.form()).getlist("file") if hasattr(p, "read")]
+            chosen = [p for p in uploads if (p.filename or "").strip() or (p.size or 0) > 0]
+            if len(chosen) > 1:
+                raise ApiError(400, f"send one image per request (the form holds {len(chosen)} files named "
+                                    f"'file')", {"files": len(chosen)})
+            if chosen:
+                file = chosen[0]
         if file is None or not hasattr(file, "read"):
-            ctype = request.headers.get("content-type", "").split(";")[0].strip().lower()
             if ctype != "multipart/form-data":
                 raise ApiError(415, "send the image as multipart/form-data in a field named 'file'",
                                {"content_type": ctype or None})
@@ -415,10 +426,6 @@ def create_app(recognizer: Any = None, *, model: str = "default", detector: str 
                 raise ApiError(400, NO_FILE_CHOSEN, None)
             raise ApiError(400, "missing form field 'file' (the image), or the form is cut short (no closing "
                                 "boundary)", None)
-        n_files = len((await request.form()).getlist("file"))  # the form FastAPI parsed (cached)
-        if n_files > 1:
-            raise ApiError(400, f"send one image per request (the form holds {n_files} files named 'file')",
-                           {"files": n_files})
         name = _safe_filename(file.filename)
         ctype = (file.content_type or "").split(";")[0].strip().lower()
         if ctype not in ALLOWED_CONTENT_TYPES and ctype not in UNTYPED:
