@@ -416,6 +416,25 @@ def test_a_request_head_that_never_ends_is_a_408(rec, monkeypatch):
         assert data.endswith(b'"request headers not received in time", "detail": {"timeout_s": 1.0}}')
 
 
+@pytest.mark.parametrize("head", [b"POST /v1/nothing-here HTTP/1.1", b"PUT /v1/analyze HTTP/1.1"])
+def test_a_404_or_405_before_the_body_closes_the_connection(rec, monkeypatch, head):
+    # routing answers these without reading the body; the rest of a body that never comes must not
+    # earn the same request a second answer (a 408 when the next request's head timer ran out)
+    import ferkit.serve.server as server
+
+    monkeypatch.setattr(server, "HEAD_TIMEOUT", 1.0)
+    with ServerThread(create_app(rec, warm_up=False)) as s, \
+            socket.create_connection(("127.0.0.1", s.port), timeout=20) as c:
+        c.sendall(head + b"\r\nHost: x\r\nContent-Length: 1000\r\n\r\n" + b"x" * 10)
+        start, data = time.monotonic(), b""
+        with contextlib.suppress(OSError):
+            while chunk := c.recv(65536):
+                data += chunk
+    assert time.monotonic() - start < 15
+    assert data.count(b"HTTP/1.1 ") == 1 and b"connection: close" in data.lower(), data
+    assert data.startswith(b"HTTP/1.1 404 " if b"nothing" in head else b"HTTP/1.1 405 "), data
+
+
 def test_no_second_answer_after_an_early_413(rec):
     # the app refuses a chunked upload over the limit (and the bytes it drops, DRAIN) before
     # reading it all; when the rest of the body then turns out malformed, the connection only

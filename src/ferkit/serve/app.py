@@ -329,11 +329,17 @@ def create_app(recognizer: Any = None, *, model: str = "default", detector: str 
 
     @app.exception_handler(StarletteHTTPException)
     async def _http_error(request: Request, exc: StarletteHTTPException) -> JSONResponse:
+        # routing answers a wrong path or method without reading the body: then the connection ends
+        # with the answer (uvicorn would otherwise wait for the rest of a body that may never come,
+        # and its next-request timer would answer the same request a second time, with a 408)
+        body_sent = request.headers.get("content-length", "0").strip() not in ("", "0") or \
+            "transfer-encoding" in request.headers
+        close = CLOSE if body_sent else {}
         if exc.status_code == 404:
-            return error_response(404, "not found", f"no such path: {request.url.path} (see /docs)")
+            return error_response(404, "not found", f"no such path: {request.url.path} (see /docs)", close or None)
         if exc.status_code == 405:
             return error_response(405, f"method {request.method} not allowed here", None,
-                                  dict(exc.headers or {}))
+                                  {**dict(exc.headers or {}), **close})
         if exc.status_code == 400 and "Invalid multipart data" in str(exc.detail):
             return error_response(400, "the multipart form could not be read (malformed, or a part header too "
                                   "long, such as a file name of thousands of characters)", str(exc.detail))
