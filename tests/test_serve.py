@@ -435,6 +435,41 @@ def test_a_404_or_405_before_the_body_closes_the_connection(rec, monkeypatch, he
     assert data.startswith(b"HTTP/1.1 404 " if b"nothing" in head else b"HTTP/1.1 405 "), data
 
 
+def test_a_client_that_reads_nothing_of_its_answer_is_dropped(rec, monkeypatch):
+    # an annotated PNG of several MB to a client that never reads: the server drops the connection
+    # after WRITE_TIMEOUT without progress, rather than holding the image for as long as it stays
+    import httpx
+
+    import ferkit.serve.server as server
+
+    monkeypatch.setattr(server, "WRITE_TIMEOUT", 1.0)
+    noise = np.random.default_rng(0).integers(0, 256, (1500, 1500, 3), dtype=np.uint8)
+    buf = io.BytesIO()
+    Image.fromarray(noise).save(buf, "JPEG", quality=90)
+    jpeg, boundary = buf.getvalue(), b"ferkitboundary"
+    body = (b"--%s\r\nContent-Disposition: form-data; name=\"file\"; filename=\"n.jpg\"\r\nContent-Type: image/jpeg"
+            b"\r\n\r\n%s\r\n--%s--\r\n" % (boundary, jpeg, boundary))
+    with ServerThread(create_app(rec, warm_up=False)) as s:
+        c = socket.socket()
+        c.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4096)  # (before connecting: a small window)
+        c.settimeout(20)
+        c.connect(("127.0.0.1", s.port))
+        with c:
+            c.sendall(b"POST /v1/analyze?annotated=1 HTTP/1.1\r\nHost: x\r\nContent-Type: multipart/form-data; "
+                      b"boundary=%s\r\nContent-Length: %d\r\n\r\n%s" % (boundary, len(body), body))
+            time.sleep(8)  # the analysis (about a second), then WRITE_TIMEOUT with nothing read
+            data = b""
+            with contextlib.suppress(OSError):  # (a reset)
+                while chunk := c.recv(1 << 20):
+                    data += chunk
+        head, _, png = data.partition(b"\r\n\r\n")
+        assert head.startswith(b"HTTP/1.1 200 "), head[:200]
+        length = int(re.search(rb"content-length: (\d+)", head.lower()).group(1))
+        assert length > 4_000_000 and len(png) < length  # cut: the connection was dropped part way
+        # and the server carries on
+        assert httpx.get(s.url + "/healthz", timeout=10).status_code == 200
+
+
 def test_no_second_answer_after_an_early_413(rec):
     # the app refuses a chunked upload over the limit (and the bytes it drops, DRAIN) before
     # reading it all; when the rest of the body then turns out malformed, the connection only

@@ -43,6 +43,9 @@ def _url(host: str, port: int) -> str:
 
 #: seconds a connection has to send a request's headers (its first, or the next after a response)
 HEAD_TIMEOUT = 30.0
+#: seconds a response may wait for a client that reads none of it (the write buffer full) before
+#: the connection is dropped: a client that never reads an annotated PNG would hold it forever
+WRITE_TIMEOUT = 30.0
 
 
 def _json_400_protocol() -> type:
@@ -50,7 +53,8 @@ def _json_400_protocol() -> type:
     the requests it cannot parse itself (a malformed request line, header or Content-Length) in
     the app's JSON error form instead of uvicorn's plain text (they never reach the app), and a
     request head (a connection's first, or the next after a response) that does not arrive within
-    :data:`HEAD_TIMEOUT` with a JSON 408."""
+    :data:`HEAD_TIMEOUT` with a JSON 408, and dropping a connection whose client has read nothing of
+    its response for :data:`WRITE_TIMEOUT`."""
     import json
 
     import h11
@@ -64,6 +68,26 @@ def _json_400_protocol() -> type:
             # keep-alive timer): answer 408 and close. Armed for the first request here, again
             # after each response for the next one on the connection
             self._head_timer = self.loop.call_later(HEAD_TIMEOUT, self._head_expired)
+
+        def pause_writing(self) -> None:
+            # the client reads nothing while the buffer is full: the response (and its image) is
+            # dropped with the connection if that lasts WRITE_TIMEOUT; any progress re-arms it
+            super().pause_writing()
+            self._write_timer = self.loop.call_later(WRITE_TIMEOUT, self._write_expired)
+
+        def resume_writing(self) -> None:
+            super().resume_writing()
+            self._cancel_write_timer()
+
+        def _cancel_write_timer(self) -> None:
+            timer = getattr(self, "_write_timer", None)
+            if timer is not None:
+                timer.cancel()
+                self._write_timer = None
+
+        def _write_expired(self) -> None:
+            self._write_timer = None
+            self.transport.abort()  # connection_lost frees the app's send (uvicorn marks it disconnected)
 
         def on_response_complete(self) -> None:
             super().on_response_complete()
@@ -87,6 +111,7 @@ def _json_400_protocol() -> type:
 
         def connection_lost(self, exc: Exception | None) -> None:
             self._head_timer.cancel()
+            self._cancel_write_timer()
             super().connection_lost(exc)
 
         def send_400_response(self, msg: str) -> None:
