@@ -354,3 +354,17 @@ def test_unknown_dataset_and_option():
         open_dataset("affectnet", ".")
     with pytest.raises(FerkitError, match="does not take option"):
         open_dataset("rafdb", ".", folds=3)
+
+
+def test_data_check_counts_the_subjects_that_decoded(tmp_path, capsys):
+    from ferkit.cli import main
+
+    root = make_ckplus(tmp_path)
+    for f in root.rglob("S010_*.png"):  # every image of one subject unreadable
+        f.write_bytes(b"")
+    assert main(["data", "--dataset", "ckplus", "--data", str(root), "--skip-bad", "--json"]) == 0
+    listed = json.loads(capsys.readouterr().out)["splits"]["all"]
+    assert main(["data", "--dataset", "ckplus", "--data", str(root), "--skip-bad", "--check", "--json"]) == 0
+    decoded = json.loads(capsys.readouterr().out)["splits"]["all"]
+    assert listed["subjects"] == 12 and decoded["subjects"] == 11  # it counted the listing's 12
+    assert decoded["n"] == listed["n"] - decoded["skipped"]

@@ -190,7 +190,8 @@ def cmd_data(a: argparse.Namespace) -> int:
                 ds = reader.load(s)
             left_out.update(dict(ds.skipped))  # the listing's and the decoding's
             # the table counts what decoded, and leaves out what did not (it counted the listing)
-            report["splits"][s].update(n=len(ds), per_class=ds.class_counts(), skipped=len(ds.skipped))
+            report["splits"][s].update(n=len(ds), per_class=ds.class_counts(), skipped=len(ds.skipped),
+                                       subjects=len({x for x in ds.subjects if x is not None}))
             st = split_stats(ds.images, s)
             stats.append(st)
             report["splits"][s]["image_stats"] = {"sharpness": st.sharpness, "contrast": st.contrast,
