@@ -470,6 +470,39 @@ def test_a_client_that_reads_nothing_of_its_answer_is_dropped(rec, monkeypatch):
         assert httpx.get(s.url + "/healthz", timeout=10).status_code == 200
 
 
+def test_a_client_that_reads_slowly_gets_its_whole_answer(rec, monkeypatch):
+    # the same several-MB PNG read at about 800 KB/s: several WRITE_TIMEOUTs pass before it is all
+    # read, but each finds progress, so the connection stays (it was dropped after the first one)
+    import ferkit.serve.server as server
+
+    monkeypatch.setattr(server, "WRITE_TIMEOUT", 1.0)
+    noise = np.random.default_rng(0).integers(0, 256, (1500, 1500, 3), dtype=np.uint8)
+    buf = io.BytesIO()
+    Image.fromarray(noise).save(buf, "JPEG", quality=90)
+    jpeg, boundary = buf.getvalue(), b"ferkitboundary"
+    body = (b"--%s\r\nContent-Disposition: form-data; name=\"file\"; filename=\"n.jpg\"\r\nContent-Type: image/jpeg"
+            b"\r\n\r\n%s\r\n--%s--\r\n" % (boundary, jpeg, boundary))
+    with ServerThread(create_app(rec, warm_up=False)) as s:
+        c = socket.socket()
+        c.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4096)
+        c.settimeout(20)
+        c.connect(("127.0.0.1", s.port))
+        with c:
+            c.sendall(b"POST /v1/analyze?annotated=1 HTTP/1.1\r\nHost: x\r\nContent-Type: multipart/form-data; "
+                      b"boundary=%s\r\nContent-Length: %d\r\nConnection: close\r\n\r\n%s" % (boundary, len(body), body))
+            start, data = time.monotonic(), b""
+            with contextlib.suppress(OSError):  # (a reset: the failure asserted below)
+                while chunk := c.recv(8192):
+                    data += chunk
+                    time.sleep(0.01)
+            took = time.monotonic() - start
+        head, _, png = data.partition(b"\r\n\r\n")
+        assert head.startswith(b"HTTP/1.1 200 "), head[:200]
+        length = int(re.search(rb"content-length: (\d+)", head.lower()).group(1))
+        assert length > 4_000_000 and len(png) == length, (len(png), length)
+        assert took > 3 * server.WRITE_TIMEOUT  # it did span several checks
+
+
 def test_no_second_answer_after_an_early_413(rec):
     # the app refuses a chunked upload over the limit (and the bytes it drops, DRAIN) before
     # reading it all; when the rest of the body then turns out malformed, the connection only

@@ -43,8 +43,9 @@ def _url(host: str, port: int) -> str:
 
 #: seconds a connection has to send a request's headers (its first, or the next after a response)
 HEAD_TIMEOUT = 30.0
-#: seconds a response may wait for a client that reads none of it (the write buffer full) before
-#: the connection is dropped: a client that never reads an annotated PNG would hold it forever
+#: seconds a response may wait, its write buffer full, for a client that reads none of it before
+#: the connection is dropped: a client that never reads an annotated PNG would hold it forever.
+#: A slow client that keeps reading is never dropped: each byte it takes restarts the wait
 WRITE_TIMEOUT = 30.0
 
 
@@ -70,9 +71,13 @@ def _json_400_protocol() -> type:
             self._head_timer = self.loop.call_later(HEAD_TIMEOUT, self._head_expired)
 
         def pause_writing(self) -> None:
-            # the client reads nothing while the buffer is full: the response (and its image) is
-            # dropped with the connection if that lasts WRITE_TIMEOUT; any progress re-arms it
+            # the buffer is full: the response (and its image) is dropped with the connection if
+            # the client reads none of it for WRITE_TIMEOUT. uvicorn hands the whole body over at
+            # once, so resume_writing comes only when nearly all of it is read: progress is told
+            # by the buffer shrinking between checks
             super().pause_writing()
+            self._cancel_write_timer()
+            self._write_left = self.transport.get_write_buffer_size()
             self._write_timer = self.loop.call_later(WRITE_TIMEOUT, self._write_expired)
 
         def resume_writing(self) -> None:
@@ -87,6 +92,13 @@ def _json_400_protocol() -> type:
 
         def _write_expired(self) -> None:
             self._write_timer = None
+            if self.transport.is_closing():
+                return
+            left = self.transport.get_write_buffer_size()
+            if left < self._write_left:  # the client read some of it since the last check: wait again
+                self._write_left = left
+                self._write_timer = self.loop.call_later(WRITE_TIMEOUT, self._write_expired)
+                return
             self.transport.abort()  # connection_lost frees the app's send (uvicorn marks it disconnected)
 
         def on_response_complete(self) -> None:
