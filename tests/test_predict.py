@@ -49,6 +49,32 @@ def test_json_or_csv_dash_writes_the_results_to_standard_output(tmp_path, capsys
     assert "only one of them can write to standard output" in capsys.readouterr().err
 
 
+def test_a_file_named_dash_is_not_standard_output(tmp_path, capsys, monkeypatch):
+    # ./- is a file of that name, so it and standard output are not the same place
+    monkeypatch.chdir(tmp_path)
+    assert main(["predict", str(EXAMPLE), "--json", "./-", "--csv", "-"]) == 0
+    rows = list(csv.DictReader(io.StringIO(capsys.readouterr().out)))
+    assert [r["label"] for r in rows] == ["happy"]
+    assert json.loads((tmp_path / "-").read_text())["faces"][0]["label"] == "happy"
+
+
+def test_a_reader_that_goes_away_loses_only_standard_output(tmp_path):
+    # `--csv - | head -0`: the pipe closes before the rows are written. The JSON file is written
+    # all the same, the failed source is reported and the exit status is still the batch's (1)
+    import subprocess
+    import sys
+
+    js = tmp_path / "r.json"
+    p = subprocess.Popen([sys.executable, "-m", "ferkit", "predict", str(EXAMPLE), str(tmp_path / "missing.jpg"),
+                          "--csv", "-", "--json", str(js)], stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+    p.stdout.close()  # nobody reads
+    err = p.stderr.read().decode()
+    assert p.wait(timeout=120) == 1, err
+    assert "standard output was closed" in err and "1 source(s) failed" in err
+    assert "Traceback" not in err and "Exception ignored" not in err
+    assert [e.get("label") or e["faces"][0]["label"] for e in json.loads(js.read_text())[:1]] == ["happy"]
+
+
 def test_detector_options(tmp_path):
     js = tmp_path / "r.json"
     assert main(["predict", str(EXAMPLE), "--detector", "none", "--json", str(js)]) == 0

@@ -502,8 +502,10 @@ def _evaluate(a: argparse.Namespace, results_out) -> int:
         res["members_trained"] = trained
     print(format_table(res))
     if results_out is not None:
-        results_out.write(json.dumps(res, indent=2) + "\n")
-        results_out.flush()
+        from .io import write_to_stdout
+
+        text = json.dumps(res, indent=2) + "\n"
+        write_to_stdout(results_out, lambda f: f.write(text))
     elif a.json:
         write_json(res, a.json)
         print(f"\nwrote {a.json}")

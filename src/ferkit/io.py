@@ -6,6 +6,7 @@ EXIF rotation, truncated or empty files, non-image files, and decompression bomb
 
 from __future__ import annotations
 
+import contextlib
 import io as _io
 import os
 import re
@@ -15,7 +16,7 @@ import threading
 import warnings
 from contextlib import contextmanager
 from pathlib import Path
-from typing import Iterator, Union
+from typing import Any, Callable, Iterator, Union
 
 import numpy as np
 from PIL import Image, ImageOps, UnidentifiedImageError
@@ -37,6 +38,24 @@ def bomb_pixels(err: Exception) -> int | None:
 
 #: ``--json -`` / ``--csv -``: write those results to standard output instead of a file
 STDOUT = "-"
+
+
+def write_to_stdout(out: Any, write: Callable[[Any], None]) -> bool:
+    """``write(out)`` then flush, for results sent to standard output (``--json -``): False, and a
+    note on standard error, when the reader has gone (``| head``), rather than a BrokenPipeError
+    that skips what the command still has to do (its files, its failure report, its exit status).
+    Standard output is pointed at /dev/null then, so the interpreter's last flush stays quiet."""
+    try:
+        write(out)
+        out.flush()
+        return True
+    except BrokenPipeError:
+        with contextlib.suppress(OSError, ValueError):
+            devnull = os.open(os.devnull, os.O_WRONLY)
+            os.dup2(devnull, out.fileno())
+            os.close(devnull)
+        print("ferkit: standard output was closed before the results were all written", file=sys.stderr)
+        return False
 
 IMAGE_EXTENSIONS = frozenset({".jpg", ".jpeg", ".png", ".bmp", ".tif", ".tiff", ".webp", ".gif", ".pgm", ".ppm"})
 

@@ -29,7 +29,7 @@ from pathlib import Path
 from tqdm.auto import tqdm
 
 from .errors import Failure, FerkitError
-from .io import STDOUT, VideoReader, VideoWriter, check_out_folder, check_writable, frame_failures
+from .io import STDOUT, VideoReader, VideoWriter, check_out_folder, check_writable, frame_failures, write_to_stdout
 from .pipeline import Recognizer, _reason, folder_files, source_kind
 from .results import Result, Results, draw, entry_dict, entry_records, plot_timeline, write_csv
 
@@ -279,7 +279,7 @@ def _predict(a: argparse.Namespace, results_out) -> int:
     for opt, value in (("--json", a.json), ("--csv", a.csv)):
         if value and value != STDOUT and Path(value).resolve() in inputs:
             raise FerkitError(f"{opt} {value} is one of the input files: it would be overwritten")
-    if a.json and a.csv and Path(a.json).resolve() == Path(a.csv).resolve():
+    if a.json and a.csv and STDOUT not in (a.json, a.csv) and Path(a.json).resolve() == Path(a.csv).resolve():
         raise FerkitError(f"--json and --csv name the same file ({a.json})")
     check_writable("--json", a.json if a.json != STDOUT else None)
     check_writable("--csv", a.csv if a.csv != STDOUT else None)
@@ -372,23 +372,26 @@ def _predict(a: argparse.Namespace, results_out) -> int:
     if image_window is not None:
         image_window.close()
     note()
+    # files first: a reader of standard output that goes away (| head) loses only its own copy
+    stdout_text = None
     if a.json:
         # one image read: its dict (as the HTTP API answers); else a list, failures included
         single = len(sources) == 1 and n_images == 1 and not failed  # then entries holds that one Result
         text = json.dumps(entries[0].to_dict() if single else [entry_dict(e) for e in entries], indent=2) + "\n"
         if a.json == STDOUT:
-            results_out.write(text)
-            results_out.flush()
+            stdout_text = text
         else:
             Path(a.json).parent.mkdir(parents=True, exist_ok=True)
             Path(a.json).write_text(text)
     if a.csv:
-        if a.csv != STDOUT:
-            Path(a.csv).parent.mkdir(parents=True, exist_ok=True)
-        write_csv([row for e in entries for row in entry_records(e)], results_out if a.csv == STDOUT else a.csv,
-                  rec.classes)
+        rows = [row for e in entries for row in entry_records(e)]
         if a.csv == STDOUT:
-            results_out.flush()
+            write_to_stdout(results_out, lambda f: write_csv(rows, f, rec.classes))
+        else:
+            Path(a.csv).parent.mkdir(parents=True, exist_ok=True)
+            write_csv(rows, a.csv, rec.classes)
+    if stdout_text is not None:
+        write_to_stdout(results_out, lambda f: f.write(stdout_text))
     if out and n_images:
         print(f"annotated images and JSON in {out}/")
     if interrupted:
