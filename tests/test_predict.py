@@ -335,6 +335,51 @@ def test_outputs_of_inputs_with_one_name_do_not_overwrite(tmp_path):
     assert Image.open(src / "a.jpg").size == (256, 256)
 
 
+def test_videos_and_photos_with_one_name_keep_their_own_outputs(tmp_path):
+    # one.avi, one.mp4 and one.png to one --out: three sets of outputs (the videos' overwrote each
+    # other's and the photo's JSON, with exit 0)
+    moving_video(tmp_path / "one.avi", n=3, size=(320, 240))
+    moving_video(tmp_path / "one.mp4", n=3, size=(320, 240))
+    Image.open(EXAMPLE).convert("RGB").resize((256, 256)).save(tmp_path / "one.png")
+    out = tmp_path / "out"
+    assert main(["predict", *(str(tmp_path / f"one.{x}") for x in ("avi", "mp4", "png")), "--out", str(out),
+                 "--quiet"]) == 0
+    found = {p.name: json.loads(p.read_text()) for p in out.glob("*.json")}  # a video's: a list of frames
+    sources = {n: (d[0] if isinstance(d, list) else d)["source"] for n, d in found.items()}
+    assert sources == {"one.json": str(tmp_path / "one.avi"), "one_mp4.json": str(tmp_path / "one.mp4"),
+                       "one_png.json": str(tmp_path / "one.png")}
+    assert {p.name for p in out.glob("*.csv")} == {"one.csv", "one_mp4.csv"}
+    assert {p.name for p in out.glob("*_ferkit.*")} == {"one_ferkit.mp4", "one_mp4_ferkit.mp4", "one_png_ferkit.png"}
+
+
+def test_out_is_never_written_over_the_inputs(tmp_path, capsys):
+    src = tmp_path / "in"
+    src.mkdir()
+    face = Image.open(EXAMPLE).convert("RGB").resize((256, 256))
+    face.save(src / "a.jpg")
+    face.save(src / "a_ferkit.png")  # an input named like an output
+    (src / "b.json").write_text("mine")  # a file of the user's beside the photos
+    face.save(src / "b.bmp")
+    # --out the input folder itself: refused before any work (outputs among the photos, over b.json)
+    assert main(["predict", str(src), "--out", str(src), "--quiet"]) == 1
+    assert "is the input folder" in capsys.readouterr().err
+    assert (src / "b.json").read_text() == "mine" and sorted(p.name for p in src.iterdir()) == [
+        "a.jpg", "a_ferkit.png", "b.bmp", "b.json"]
+    # --out inside it: written there, and not read back as inputs by the next run
+    for _ in range(2):
+        assert main(["predict", str(src), "--out", str(src / "ferkit"), "--json", str(tmp_path / "r.json"),
+                     "--quiet"]) == 0
+        assert len(json.loads((tmp_path / "r.json").read_text())) == 3  # the three photos, not their outputs
+    assert (src / "ferkit" / "a.json").exists() and (src / "ferkit" / "a_ferkit_ferkit.png").exists()
+    # files given one by one with --out their folder: a.jpg's annotation is not written over the
+    # input a_ferkit.png
+    assert main(["predict", str(src / "a.jpg"), str(src / "a_ferkit.png"), "--out", str(src), "--quiet"]) == 0
+    with Image.open(src / "a_ferkit.png") as im:
+        assert im.size == (256, 256)  # still the input (an annotation would be 256x256 too: check its pixels)
+        assert np.array_equal(np.asarray(im.convert("RGB")), np.asarray(face))
+    assert json.loads((src / "a_jpg.json").read_text())["source"] == str(src / "a.jpg")
+
+
 def test_video_options_reach_the_recognizer(tmp_path):
     # --max-frames, --detect-every, --smooth and --tta on the command line give what the Python API
     # gives with the same settings, and differ from the defaults where they should

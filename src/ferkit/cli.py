@@ -845,7 +845,9 @@ def build_parser() -> argparse.ArgumentParser:
     g.add_argument("--max-faces", type=int, metavar="N", help="keep the N most confident faces per image")
     g.add_argument("--tta", choices=["none", "flip", "tencrop"], default="none", help=TTA_HELP)
     g = s.add_argument_group("outputs")
-    g.add_argument("--out", metavar="DIR", help="annotated images / videos, per-source JSON, video CSV and plots")
+    g.add_argument("--out", metavar="DIR", help="annotated images / videos, per-source JSON, video CSV and plots "
+                   "(<name>_ferkit.png, <name>.json; a name two inputs share gets its extension appended; never an "
+                   "input folder itself, and never written over an input)")
     g.add_argument("--json", metavar="OUT.json", help="all results as JSON (an object for one image read, else a list; a source that "
                    "could not be read is an entry with its \"error\"); '-' writes it to standard output and "
                    "the rest of the output to standard error")

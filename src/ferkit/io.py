@@ -325,20 +325,24 @@ def is_video_file(path: Union[str, os.PathLike]) -> bool:
     return Path(path).suffix.lower() in VIDEO_EXTENSIONS
 
 
-def folder_files(folder: Union[str, os.PathLike],
-                 unreadable: list[Failure] | None = None) -> tuple[list[Path], list[tuple[str, str]]]:
+def folder_files(folder: Union[str, os.PathLike], unreadable: list[Failure] | None = None,
+                 exclude: Union[str, os.PathLike, None] = None) -> tuple[list[Path], list[tuple[str, str]]]:
     """Image files under ``folder`` (recursive, sorted; by extension) and the other files with the
     reason each is left out (hidden files and folders are not listed). What cannot be read at all
     (a subfolder without permission, an image name that is a broken link, a pipe or a device) is
-    appended to ``unreadable`` as a :class:`Failure` when given: a failure, not a skip."""
+    appended to ``unreadable`` as a :class:`Failure` when given: a failure, not a skip. A subfolder
+    that is ``exclude`` (``predict``'s ``--out``, inside the input folder) is not listed: outputs
+    are not inputs."""
     files, skipped = [], []
+    skip_dir = Path(exclude).resolve() if exclude is not None else None
 
     def cannot_list(e: OSError) -> None:
         if unreadable is not None:
             unreadable.append(Failure(str(e.filename or folder), f"cannot list this folder ({e.strerror or e})"))
 
     for top, dirs, names in os.walk(folder, onerror=cannot_list):
-        dirs[:] = sorted(d for d in dirs if not d.startswith("."))
+        dirs[:] = sorted(d for d in dirs if not d.startswith(".")
+                         and (skip_dir is None or (Path(top) / d).resolve() != skip_dir))
         for name in sorted(names):
             f = Path(top) / name
             if name.startswith("."):

@@ -131,19 +131,31 @@ def describe(r: Result) -> str:
     return "\n".join(lines)
 
 
-def _out_stem(out: Path, path: Path, root: Path | None, used: set[Path] | None = None) -> Path:
+#: the files ``--out`` holds for an image and for a video (or camera), after its stem
+IMAGE_OUTPUTS = (".json", "_ferkit.png")
+VIDEO_OUTPUTS = ("_ferkit.mp4", ".csv", ".json", "_expressions.png")
+
+
+def _out_stem(out: Path, path: Path, root: Path | None, used: set[Path] | None = None,
+              protected: frozenset[Path] | set[Path] = frozenset(), outputs: tuple[str, ...] = IMAGE_OUTPUTS) -> Path:
     """Where a file's outputs go: mirrored under ``out`` relative to its folder root. With ``used``
     (the stems given so far), a name taken by another input (``a.jpg`` and ``a.png``, or two
-    folders' ``a.jpg``) gets its extension, then a number, appended: no output overwrites another."""
+    folders' ``a.jpg``, or a video and a photo) gets its extension, then a number, appended: no
+    output overwrites another. Nor an input: a stem whose ``outputs`` would land on one of the
+    ``protected`` files (resolved paths: this run's inputs and the files beside them) is taken too."""
     rel = path.relative_to(root).with_suffix("") if root is not None else Path(path.stem)
     stem = out / rel
     if used is None:
         return stem
-    if stem in used:
+
+    def taken(s: Path) -> bool:
+        return s in used or any((s.parent / f"{s.name}{x}").resolve() in protected for x in outputs)
+
+    if taken(stem):
         stem = stem.with_name(f"{stem.name}_{path.suffix.lstrip('.').lower() or 'file'}")
         n = 2
         base = stem
-        while stem in used:
+        while taken(stem):
             stem, n = base.with_name(f"{base.name}_{n}"), n + 1
     used.add(stem)
     return stem
@@ -159,12 +171,12 @@ def _progress(total: int | None, desc: str, unit: str, quiet: bool):
     return tqdm(total=total, desc=desc, unit=unit, leave=False, disable=quiet or not sys.stderr.isatty())
 
 
-def run_video(rec: Recognizer, path: str | int, a: argparse.Namespace, out: Path | None) -> Results:
-    """Process one video file or camera; write its outputs; return its results (no pixels kept)."""
+def run_video(rec: Recognizer, path: str | int, a: argparse.Namespace, stem: Path | None) -> Results:
+    """Process one video file or camera; write its outputs (at ``stem``, VIDEO_OUTPUTS, when given);
+    return its results (no pixels kept)."""
     reader = VideoReader(path)
     is_cam = reader.is_camera
     window = Window(f"ferkit: {reader.name} (q to quit)") if not a.headless and (is_cam or a.show) else None
-    stem = out / (f"webcam{path}" if is_cam else Path(str(path)).stem) if out else None
     writer = None
     res = Results(source=reader.name, fps=reader.fps)
     every = a.every
@@ -219,7 +231,7 @@ def run_video(rec: Recognizer, path: str | int, a: argparse.Namespace, out: Path
         (stem.parent / f"{stem.name}.json").write_text(res.to_json() + "\n")
         plot_timeline(res, rec.classes, stem.parent / f"{stem.name}_expressions.png",
                       title=f"{Path(reader.name).name}: expression over time")
-        made = [f"{stem.name}{s}" for s in ("_ferkit.mp4", ".csv", ".json", "_expressions.png")]
+        made = [f"{stem.name}{s}" for s in VIDEO_OUTPUTS]
         print(f"  wrote {', '.join(made)} in {stem.parent}")
     if interrupted:
         raise Interrupted(res)
@@ -276,6 +288,17 @@ def _predict(a: argparse.Namespace, results_out) -> int:
                      detect_every=a.detect_every)
     out = Path(a.out) if a.out else None
     inputs = {Path(s).resolve() for s in a.sources if Path(s).is_file()}
+    # the files no output may overwrite: the inputs and what lies beside them in the input folders
+    protected = set(inputs)
+    for src in a.sources:
+        if src and Path(src).is_dir():
+            if out is not None and Path(src).resolve() == out.resolve():
+                raise FerkitError(f"--out {a.out} is the input folder {src}: its outputs would be written among the "
+                                  f"images there, over files of the same names; name another folder (e.g. "
+                                  f"{Path(src) / 'ferkit'}, which is not read as input)")
+            listed, others = folder_files(src, exclude=out)
+            protected.update(f.resolve() for f in listed)
+            protected.update(Path(f).resolve() for f, _ in others)
     for opt, value in (("--json", a.json), ("--csv", a.csv)):
         if value and value != STDOUT and Path(value).resolve() in inputs:
             raise FerkitError(f"{opt} {value} is one of the input files: it would be overwritten")
@@ -326,8 +349,12 @@ def _predict(a: argparse.Namespace, results_out) -> int:
                                       if Path(src).is_symlink() else "no such file or folder"))
                 continue
             if kind in ("video", "webcam"):
+                stem = None
+                if out:
+                    stem = _out_stem(out, Path(f"webcam{src}" if kind == "webcam" else str(src)), None, used_stems,
+                                     protected, VIDEO_OUTPUTS)
                 try:
-                    res = run_video(rec, src, a, out)
+                    res = run_video(rec, src, a, stem)
                 except FerkitError as e:
                     failed.append(Failure(str(src), _reason(e, str(src))))
                     continue
@@ -335,7 +362,7 @@ def _predict(a: argparse.Namespace, results_out) -> int:
                 continue
             if kind == "folder":
                 listed = len(failed)
-                files, skipped = folder_files(src, failed)
+                files, skipped = folder_files(src, failed, exclude=out)
                 ignored.extend(skipped)
                 if not files and len(failed) == listed:  # (one that cannot be listed is said once)
                     failed.append(Failure(str(src), "folder holds no image files"))
@@ -354,7 +381,7 @@ def _predict(a: argparse.Namespace, results_out) -> int:
                 if not a.quiet:
                     tqdm.write(describe(r))
                 if out:
-                    _write_image_outputs(r, _out_stem(out, f, root, used_stems))
+                    _write_image_outputs(r, _out_stem(out, f, root, used_stems, protected))
                 if a.show and not a.headless:
                     if image_window is None:
                         image_window = Window("ferkit (any key: next image, q: quit)")
