@@ -399,6 +399,23 @@ def test_export_cli_calibrates_static_int8_on_a_dataset_split(tmp_path, capsys):
     assert "PrivateTest is fer2013's test split" in captured.err
 
 
+def test_export_int8_at_an_old_opset_and_into_a_new_folder(tmp_path, capsys):
+    # --int8 (auto) with shipped ranges at an opset static int8 cannot use: dynamic, with a warning
+    # (it was an error); the card gives the file's own opset, which the quantiser raised to 11
+    out = tmp_path / "d7.onnx"
+    assert main(["export", "--model", "default", "--out", str(out), "--int8", "--opset", "7"]) == 0
+    got = capsys.readouterr()
+    assert "static int8 needs opset 13 or later" in got.err and "dynamic int8 instead" in got.err
+    assert "opset 11, raised from 7 by the quantiser, int8 dynamic" in got.out
+    card = read_card(out)
+    assert card["onnx"]["quantization"]["mode"] == "dynamic"
+    assert card["onnx"]["opset"] == onnx.load(str(out)).opset_import[0].version == 11
+    assert card["onnx"]["opset_requested"] == 7
+    # "exports/": a folder, made, holding <name>.onnx (it was "must end in .onnx" unless it existed)
+    assert main(["export", "--model", "fast", "--out", str(tmp_path / "exports") + "/"]) == 0
+    assert (tmp_path / "exports" / "lite_cnn-fer2013.onnx").is_file()
+
+
 def test_export_help(capsys):
     with pytest.raises(SystemExit) as e:
         main(["export", "--help"])
@@ -414,6 +431,8 @@ def test_export_help(capsys):
     (["export", "--model", "default", "--out", "{tmp}/x.pb"], "must end in .onnx"),
     (["export", "--model", "default", "--out", "{tmp}/x.onnx", "--opset", "3"], "opset 3 is not supported"),
     (["export", "--model", "default", "--out", "{tmp}/x.onnx", "--dataset", "fer2013", "--data", "."], "add --int8"),
+    (["export", "--model", "default", "--out", "{tmp}/x.onnx", "--int8", "static", "--opset", "11"],
+     "static int8 needs opset 13 or later"),
     (["predict", str(EXAMPLE), "--backend", "onnx", "--model", "nope"], "no model 'nope'"),
 ])
 def test_export_errors_are_one_clear_line(argv, msg, tmp_path, capsys):

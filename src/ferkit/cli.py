@@ -544,7 +544,7 @@ in Python, with onnxruntime only:
 
 
 def cmd_export(a: argparse.Namespace) -> int:
-    from .runtime import export_onnx
+    from .runtime import RangesMisfit, export_onnx
 
     if a.format != "onnx":
         raise FerkitError(f"unknown export format {a.format!r}; ferkit exports: onnx")
@@ -591,12 +591,20 @@ def cmd_export(a: argparse.Namespace) -> int:
         pick = np.random.default_rng(0).permutation(len(ds.images))[: a.calibration_images]
         calibration, mode = ds.images.numpy()[np.sort(pick)], "static"
         print(f"calibrating on {len(calibration)} images of {reader.name} {reader.resolve_split(split)}")
-    card = export_onnx(a.model, a.out, opset=a.opset, int8=mode, calibration=calibration, int8_ranges=ranges)
+    try:
+        card = export_onnx(a.model, a.out, opset=a.opset, int8=mode, calibration=calibration, int8_ranges=ranges)
+    except RangesMisfit as e:
+        if a.int8 != "auto":  # --int8 static asked for them: its error
+            raise
+        print(f"ferkit: warning: {e}; dynamic int8 instead", file=sys.stderr)
+        mode = "dynamic"
+        card = export_onnx(a.model, a.out, opset=a.opset, int8=mode)
     o = card["onnx"]
     out = Path(a.out) / o["file"] if Path(a.out).is_dir() else Path(a.out)
     size = out.stat().st_size / 1024
     ins = o["input"]
-    print(f"wrote {out} ({size:,.0f} KB, opset {o['opset']}{', int8 ' + mode if mode else ''}) and "
+    raised = f", raised from {o['opset_requested']} by the quantiser" if "opset_requested" in o else ""
+    print(f"wrote {out} ({size:,.0f} KB, opset {o['opset']}{raised}{', int8 ' + mode if mode else ''}) and "
           f"{out.name}.json (the model card, also inside the file)")
     print(f"  input  {ins['name']}: float32 [{', '.join(map(str, ins['shape']))}], {ins['color']} pixels 0..255 "
           f"(normalisation is in the graph)")
@@ -909,7 +917,7 @@ def build_parser() -> argparse.ArgumentParser:
                                    "else dynamic; static calibrated on your images with --dataset/--data.")
     s.add_argument("--model", default="default", help="shipped name, .safetensors file or run folder")
     s.add_argument("--format", default="onnx", help="export format (onnx)")
-    s.add_argument("--out", required=True, metavar="FILE.onnx", help="output file, or a folder for <name>.onnx")
+    s.add_argument("--out", required=True, metavar="FILE.onnx", help="output file, or a folder for <name>.onnx (one that does not exist yet: end it in /)")
     s.add_argument("--opset", type=int, default=17, metavar="N", help="ONNX opset version (7 to 20)")
     s.add_argument("--int8", nargs="?", const="auto", choices=["auto", "static", "dynamic"], metavar="MODE",
                    help="quantise to int8, MODE auto (the default), static or dynamic (a quarter of the file; static int8 of the default is 4x faster "

@@ -45,6 +45,15 @@ class ExportError(ModelError):
     """The network could not be exported to ONNX (or the export does not reproduce PyTorch)."""
 
 
+class RangesMisfit(ExportError):
+    """Shipped int8 activation ranges that an export cannot take (its opset is too old for static
+    int8, or its graph has other tensor names): dynamic int8 is the fallback."""
+
+
+#: static int8 is per-channel QDQ, whose DequantizeLinear ``axis`` came with opset 13
+STATIC_MIN_OPSET = 13
+
+
 class _Exported(nn.Module):
     """The network with the card's preprocessing in front and softmax behind."""
 
@@ -139,7 +148,7 @@ class _Calibration:
 
 def _misfit(ranges: dict, why: str) -> ExportError:
     """Shipped int8 ranges that this export's graph does not take (another exporter's tensor names)."""
-    return ExportError(f"the int8 ranges do not fit this export ({why}; ranges made with torch "
+    return RangesMisfit(f"the int8 ranges do not fit this export ({why}; ranges made with torch "
                        f"{ranges.get('torch', '?')}, onnxruntime {ranges.get('onnxruntime', '?')}): calibrate again "
                        f"with images")
 
@@ -240,13 +249,22 @@ def export_onnx(model_or_name: Any, path: str | os.PathLike, *, opset: int = DEF
     mode = ("dynamic" if int8 is True else int8) if int8 else None
     if mode is not None and mode not in INT8_MODES:
         raise ExportError(f"unknown int8 mode {mode!r}; choose from: {', '.join(INT8_MODES)}")
+    folder = str(path).endswith(("/", os.sep))  # "exports/": a folder, made if need be
     path = Path(path).expanduser()
+    if folder and not path.exists():
+        try:
+            path.mkdir(parents=True, exist_ok=True)
+        except OSError as e:
+            raise FerkitError(f"cannot make the folder {path}: {e.strerror or e}") from None
     if path.is_dir():
         path = path / f"{model.name}{'-int8' if mode else ''}.onnx"
     if path.suffix != ".onnx":
-        raise FerkitError(f"{path}: the output file must end in .onnx")
+        raise FerkitError(f"{path}: the output file must end in .onnx (or name a folder, ending in /)")
     if not 7 <= int(opset) <= 20:
         raise ExportError(f"opset {opset} is not supported: use 7 to 20 (default {DEFAULT_OPSET})")
+    if mode == "static" and int(opset) < STATIC_MIN_OPSET:
+        err = RangesMisfit if int8_ranges is not None else ExportError
+        raise err(f"static int8 needs opset {STATIC_MIN_OPSET} or later (per-channel QDQ), not {opset}")
     _check_writable(path)
 
     c, h, w = model.input_size
@@ -276,15 +294,24 @@ def export_onnx(model_or_name: Any, path: str | os.PathLike, *, opset: int = DEF
     if mode:
         model_bytes, quant = _quantize(model_bytes, mode, calibration, int8_ranges if mode == "static" else None)
         ranges_made = quant.pop("ranges", None)
-        quant["max_abs_diff_vs_fp32_torch"] = _max_diff(wrapper, model_bytes, model.input_size, batches)
+        try:
+            quant["max_abs_diff_vs_fp32_torch"] = _max_diff(wrapper, model_bytes, model.input_size, batches)
+        except Exception as e:  # onnxruntime cannot run the quantised graph
+            raise ExportError(f"{model.name}: onnxruntime cannot run the int8 graph ({type(e).__name__}: "
+                              f"{str(e).strip().splitlines()[0][:300] if str(e).strip() else ''}); not writing "
+                              f"{path}") from None
         quant["note"] = "measured on random images; see docs/benchmarks_classifier.md for accuracy on FER2013"
 
     card = {k: v for k, v in model.card.items() if k != "onnx"}
     n = "N" if dynamic_batch else 1
+    # the file's own opset: onnxruntime's quantiser raises an older one (to 11 for dynamic int8)
+    made = next((o.version for o in onnx.load_from_string(model_bytes).opset_import if o.domain in ("", "ai.onnx")),
+                int(opset))
     card["onnx"] = {
         "format_version": FORMAT_VERSION,
         "file": path.name,
-        "opset": int(opset),
+        "opset": int(made),
+        **({"opset_requested": int(opset)} if int(made) != int(opset) else {}),
         "input": {"name": INPUT_NAME, "dtype": "float32", "shape": [n, c, h, w],
                   "layout": "NCHW", "color": "gray" if c == 1 else "RGB", "range": [0, 255],
                   "preprocessing": f"inside the graph: (image / 255 - mean) / std with mean {list(model.mean)}, "
