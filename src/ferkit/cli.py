@@ -917,7 +917,8 @@ def build_parser() -> argparse.ArgumentParser:
                                    "else dynamic; static calibrated on your images with --dataset/--data.")
     s.add_argument("--model", default="default", help="shipped name, .safetensors file or run folder")
     s.add_argument("--format", default="onnx", help="export format (onnx)")
-    s.add_argument("--out", required=True, metavar="FILE.onnx", help="output file, or a folder for <name>.onnx (one that does not exist yet: end it in /)")
+    s.add_argument("--out", required=True, metavar="FILE.onnx",
+                   help="output file, or a folder for <name>.onnx (one that does not exist yet: end it in /)")
     s.add_argument("--opset", type=int, default=17, metavar="N", help="ONNX opset version (7 to 20)")
     s.add_argument("--int8", nargs="?", const="auto", choices=["auto", "static", "dynamic"], metavar="MODE",
                    help="quantise to int8, MODE auto (the default), static or dynamic (a quarter of the file; static int8 of the default is 4x faster "
