@@ -187,6 +187,54 @@ def moving_video(path: Path, n: int = 24, fps: float = 12.0, size: tuple[int, in
     return path
 
 
+def variable_rate_video(path: Path, n: int = 8, fps: float = 10.0) -> Path:
+    """:func:`moving_video` (mp4v) made variable-frame-rate: its first n//2 frames 1/fps apart, the
+    rest 4/fps apart (as a phone records), by rewriting the MP4's time-to-sample table (``stts``)."""
+    import struct
+
+    moving_video(path, n=n, fps=fps, size=(320, 240))
+    buf = bytearray(path.read_bytes())
+
+    def find(start: int, end: int, names: list[str]) -> list[tuple[int, int]] | None:
+        i = start
+        while i < end:
+            size, typ = struct.unpack(">I4s", buf[i:i + 8])
+            if typ.decode("latin1") == names[0]:
+                if len(names) == 1:
+                    return [(i, size)]
+                sub = find(i + 8, i + size, names[1:])
+                if sub:
+                    return [(i, size), *sub]
+            i += size
+        return None
+
+    chain = find(0, len(buf), ["moov", "trak", "mdia", "minf", "stbl", "stts"])
+    o, size = chain[-1]
+    flags, count = struct.unpack(">II", buf[o + 8:o + 16])
+    frames, delta = struct.unpack(">II", buf[o + 16:o + 24])
+    assert count == 1 and frames == n  # (a constant rate: one entry)
+    body = struct.pack(">IIIIII", flags, 2, n // 2, delta, n - n // 2, 4 * delta)
+    stts = struct.pack(">I4s", 8 + len(body), b"stts") + body
+    grow = len(stts) - size
+    buf[o:o + size] = stts
+    for po, ps in chain[:-1]:  # the boxes holding it grow too (moov follows mdat: no chunk offset moves)
+        struct.pack_into(">I", buf, po, ps + grow)
+    # and the durations (version 0 boxes, as OpenCV writes them): FFmpeg stops reading at them
+    o = find(0, len(buf), ["moov", "trak", "mdia", "mdhd"])[-1][0]
+    scale = struct.unpack(">I", buf[o + 20:o + 24])[0]
+    media = (n // 2) * delta + (n - n // 2) * 4 * delta
+    struct.pack_into(">I", buf, o + 24, media)
+    o = find(0, len(buf), ["moov", "mvhd"])[-1][0]
+    movie = media * struct.unpack(">I", buf[o + 20:o + 24])[0] // scale
+    struct.pack_into(">I", buf, o + 24, movie)
+    struct.pack_into(">I", buf, find(0, len(buf), ["moov", "trak", "tkhd"])[-1][0] + 28, movie)
+    edit = find(0, len(buf), ["moov", "trak", "edts", "elst"])
+    if edit:
+        struct.pack_into(">I", buf, edit[-1][0] + 16, movie)
+    path.write_bytes(bytes(buf))
+    return path
+
+
 def damage_mjpeg_frames(path: Path, frames: tuple[int, ...]) -> Path:
     """Zero the second half of the JPEG data of the given frames of an MJPEG AVI (their headers
     and end markers kept): FFmpeg still decodes them, with errors, to half a picture."""

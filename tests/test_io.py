@@ -301,8 +301,20 @@ def test_healthy_videos_of_every_writable_codec_lose_no_frame(tmp_path, fourcc, 
     capfd.readouterr()
     with fio.VideoReader(path) as reader:
         assert reader._said is not None  # the check is on
-        assert len(list(reader)) == 30 and reader.errors == []
+        got = list(reader)
+        assert len(got) == 30 and reader.errors == []
     assert "FFMPEG" not in capfd.readouterr().out
+    # a constant rate: the file's time stamps are the frame counts at 12 frames/s (to the millisecond)
+    assert [t for _, t, _ in got] == pytest.approx([i / 12 for i in range(30)], abs=0.0015)
+
+
+def test_a_variable_rate_video_is_timed_by_its_stamps(tmp_path):
+    # frames 0-3 0.1 s apart, then 0.4 s (the container's average rate, 4 frames/s, gave 0, 0.25, 0.5...)
+    from conftest import variable_rate_video
+
+    with fio.VideoReader(variable_rate_video(tmp_path / "vfr.mp4", n=8, fps=10)) as reader:
+        got = [(i, round(t, 3)) for i, t, _ in reader]
+    assert got == [(0, 0.0), (1, 0.1), (2, 0.2), (3, 0.3), (4, 0.4), (5, 0.8), (6, 1.2), (7, 1.6)]
 
 
 CODEC_CLIPS = Path(__file__).parent / "data" / "codecs"  # synthetic, tools/make_codec_clips.py

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import contextlib
 import io as _io
+import math
 import os
 import re
 import sys
@@ -604,6 +605,11 @@ class VideoReader:
         import cv2
 
         idx, bad = 0, 0
+        # a file's frame times are its own time stamps (a phone's video has no constant rate; the
+        # container's fps is an average), while they are there and increasing; else, and for a
+        # camera, counted at the frame rate from the last stamp. Counted from the first frame: a
+        # decoder's delay can stamp it one frame late (MPEG-1 in AVI)
+        stamps, last_t, last_i, last_ms, zero = not self.is_camera, None, 0, None, 0.0
         while True:
             if self._said is not None:
                 with self._said.catch() as said:
@@ -633,7 +639,19 @@ class VideoReader:
                 frame = cv2.cvtColor(frame, cv2.COLOR_GRAY2RGB)
             else:
                 frame = cv2.cvtColor(frame, cv2.COLOR_BGRA2RGB if frame.shape[2] == 4 else cv2.COLOR_BGR2RGB)
-            yield idx, idx / self.fps, frame
+            t = None
+            if stamps:
+                ms = self.cap.get(cv2.CAP_PROP_POS_MSEC)
+                if ms is not None and math.isfinite(ms) and ms >= 0 and (last_ms is None or ms > last_ms):
+                    if last_ms is None:
+                        zero = ms / 1000 - idx / self.fps
+                    t, last_ms = ms / 1000 - zero, ms
+                else:
+                    stamps = False
+            if t is None:
+                t = idx / self.fps if last_t is None else last_t + (idx - last_i) / self.fps
+            last_t, last_i = t, idx
+            yield idx, t, frame
             idx += 1
         if self.frames_read == 0:
             if self.errors and all(why == self.DAMAGED for _, why in self.errors):
