@@ -133,7 +133,8 @@ def test_crossval_cli_and_its_errors(ck, tmp_path, capsys):
     for argv, msg in [(["--fold", "1"], "--fold picks one round"), (["--test-split", "all"], "sets the splits"),
                       (["--only", "x"], "--only wants fold numbers"), (["--folds", "4", "--only", "7"], "out of range"),
                       (["--folds", "13"], "cannot make 13 subject-independent folds"),
-                      (["--folds", "2"], "--folds must be at least 3"), (["--lr", "-1"], "--lr must be more than 0"),
+                      (["--folds", "2"], "--folds must be at least 3"), (["--folds", "0"], "--folds must be at least 3"),
+                      (["--lr", "-1"], "--lr must be more than 0"),
                       (["--limit", "0"], "--limit must be"), (["--label-smoothing", "1.5"], "--label-smoothing"),
                       (["--epochs", "0"], "--epochs must be")]:
         assert main(["crossval", "--dataset", "ckplus", "--data", str(ck), "--out", str(tmp_path / "e"), *argv]) == 1

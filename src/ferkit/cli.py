@@ -355,7 +355,7 @@ def cmd_crossval(a: argparse.Namespace) -> int:
     except ValueError:
         raise FerkitError(f"--only wants fold numbers separated by commas, e.g. 0,1; got {a.only!r}") from None
     try:
-        crossval(_train_config(a), folds=a.folds or 10, only=only, resume=a.resume,
+        crossval(_train_config(a), folds=10 if a.folds is None else a.folds, only=only, resume=a.resume,
                  progress=None if not a.no_progress else False)
     except KeyboardInterrupt:
         print(f"\nferkit: interrupted; finished folds and the current fold's last epoch are saved in {a.out}: run the "
