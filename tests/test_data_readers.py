@@ -143,6 +143,16 @@ def test_data_check_lists_every_item_left_out(tmp_path, capsys):
     t = rep["splits"]["Training"]
     assert t["skipped"] == 2 and listed["skipped"] == 1
     assert t["n"] == listed["n"] - 1 and t["per_class"]["sad"] == listed["per_class"]["sad"] - 1
+    # an image name that is a broken link is counted and reported too (it vanished from the listing)
+    (folders / "train" / "sad" / "notes.png").unlink()
+    (folders / "train" / "sad" / "Training_99999.png").unlink()
+    (folders / "train" / "sad" / "Training_99997.png").symlink_to(tmp_path / "gone.png")
+    assert main(["data", "--dataset", "fer2013", "--data", str(folders), "--check"]) == 1
+    assert "Training_99997.png: a broken or looping link" in capsys.readouterr().err
+    assert main(["data", "--dataset", "fer2013", "--data", str(folders), "--skip-bad", "--check", "--json"]) == 0
+    rep = json.loads(capsys.readouterr().out)
+    assert {e["source"].rsplit("/", 1)[-1]: e["reason"] for e in rep["left_out"]}["Training_99997.png"] \
+        == "a broken or looping link"
 
 
 def test_dataset_cache_is_used_and_invalidated(tmp_path, monkeypatch):
@@ -313,6 +323,11 @@ def test_imagefolder_with_and_without_split_folders(tmp_path):
     (flat / "happy" / "readme.txt").write_text("hello")
     with pytest.raises(DatasetError, match="readme.txt: not an image file"):
         open_dataset("imagefolder", flat).load("all")
+    (flat / "happy" / "readme.txt").unlink()
+    (flat / "happy" / "gone.png").symlink_to(tmp_path / "nowhere.png")  # reported, not silently dropped
+    with pytest.raises(DatasetError, match="gone.png: a broken or looping link"):
+        open_dataset("imagefolder", flat).load("all")
+    (flat / "happy" / "gone.png").unlink()
     assert r.classes == rf.classes == ("angry", "disgust", "fear", "happy", "sad", "surprise", "neutral")
     # split folders named in another case or the long way are found too (Training/, Valid/, Test/)
     for a, b in (("train", "Training"), ("val", "Valid"), ("test", "TEST")):

@@ -292,7 +292,9 @@ class Reader:
 
 
 def list_images(folder: Path) -> list[Path]:
-    """Image files directly inside ``folder``, sorted (hidden files ignored)."""
+    """Image files directly inside ``folder``, sorted (hidden files ignored). An image name that is
+    no regular file (a broken link, a pipe) is listed too: reading it fails, and it is reported
+    like any unreadable image rather than silently missing from the counts."""
     from ..io import is_image_file
 
-    return sorted(p for p in folder.iterdir() if p.is_file() and not p.name.startswith(".") and is_image_file(p))
+    return sorted(p for p in folder.iterdir() if not p.name.startswith(".") and is_image_file(p) and not p.is_dir())

@@ -565,9 +565,10 @@ class ImageFolder(FoldedReader):
         hidden files and folders are left out."""
         recs, skipped = [], []
         for cdir, idx in self._class_folders(root, None, skipped):
-            images, others = folder_files(cdir)
+            bad: list = []  # a broken link, a pipe, a subfolder that cannot be listed: reported, not dropped
+            images, others = folder_files(cdir, bad)
             recs += [Record(str(p), idx, subject=str(p)) for p in images]
-            for path, why in others:
+            for path, why in [*others, *((f[0], f[1]) for f in bad)]:
                 self._fail(skipped, path, why)
         return recs, skipped
 
