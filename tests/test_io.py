@@ -160,6 +160,22 @@ def test_odd_modes(tmp_path):
     assert read_image(_save(tmp_path, "one.png", Image.new("L", (1, 1), 9))).shape == (1, 1)
 
 
+def test_an_animation_or_a_multi_page_file_says_that_only_its_first_picture_is_read(tmp_path):
+    import warnings
+
+    first, second = Image.new("L", (32, 32), 10), Image.new("L", (32, 32), 200)
+    first.save(tmp_path / "a.gif", save_all=True, append_images=[second], duration=100)
+    first.save(tmp_path / "p.tiff", save_all=True, append_images=[second, second])
+    with pytest.warns(UserWarning, match=r"a\.gif: holds 2 frames .*only the first is read"):
+        assert read_image(tmp_path / "a.gif").mean() == pytest.approx(10, abs=1)
+    with pytest.warns(UserWarning, match=r"p\.tiff: holds 3 pages"):
+        assert read_image(tmp_path / "p.tiff").mean() == pytest.approx(10, abs=1)
+    first.save(tmp_path / "one.gif")
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")  # a still GIF: nothing to say
+        read_image(tmp_path / "one.gif")
+
+
 def test_huge_image_is_refused(tmp_path, monkeypatch):
     p = _save(tmp_path, "big.png", Image.new("L", (400, 300)))
     monkeypatch.setattr(fio, "MAX_PIXELS", 100_000)

@@ -206,6 +206,10 @@ def read_image(source: Source, mode: str = "L", name: str | None = None) -> np.n
                 if w < 1 or h < 1:
                     raise ImageDecodeError(f"{label}: image has no pixels ({w}x{h})")
                 img.load()
+                frames = getattr(img, "n_frames", 1)
+                if frames > 1 and img.format != "MPO":  # (a phone's MPO: its photo first, then depth maps)
+                    warnings.warn(f"{label}: holds {frames} {'pages' if img.format == 'TIFF' else 'frames'} (an "
+                                  f"animation or a multi-page file); only the first is read", stacklevel=2)
                 if img.format in ("JPEG", "MPO") and _jpeg_ends_blank(img):
                     raise ImageDecodeError(
                         f"{label}: corrupt or truncated image (the JPEG data ends before its {w}x{h} "
