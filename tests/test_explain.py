@@ -13,6 +13,7 @@ import torch.nn as nn
 from conftest import EXAMPLE, SHARED, make_fer2013, requires_shared
 from PIL import Image
 
+import ferkit
 from ferkit.cli import main
 from ferkit.explain import au as AU
 from ferkit.explain.analysis import facs_check
@@ -271,6 +272,13 @@ def test_explain_writes_pictures_for_the_bundled_photo(method, tmp_path, capsys)
         assert data["layer"] == "stages.11" and face["explained"] == "happy"
         photo = Image.open(tmp_path / f"astronaut_{method}.png")
         assert photo.size == (data["width"], data["height"])
+        # the peak is the strongest cell's receptive-field centre (the first maximal pixel of the
+        # upsampled map was on the border, beside a weaker cell)
+        cells = np.array(face["cam_cells"])
+        r, c = np.unravel_index(cells.argmax(), cells.shape)
+        m = ferkit.load_model("default", backend="torch")
+        centre = receptive_field_centres(m.net, data["layer"], m.input_size)[r, c]
+        assert np.abs(np.array(face["cam_peak_xy"]) - centre).max() <= 0.5
 
 
 def test_an_empty_class_map_is_called_empty_not_a_peak(tmp_path, capsys):

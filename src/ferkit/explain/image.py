@@ -166,8 +166,11 @@ def explain_image(source: str | os.PathLike, out: str | os.PathLike, *, model: s
         for i, f in enumerate(faces):
             cm = cam.maps[i]
             f["explained"] = m.classes[int(cam.targets[i])]
-            if float(cm.max()) > 0:
-                py, px = np.unravel_index(int(cm.argmax()), cm.shape)
+            if float(cam.raw[i].max()) > 0:
+                # the strongest cell's receptive-field centre (the upsampled map is flat beyond the
+                # outer cells' centres: its first maximal pixel could lie on the border)
+                r, c = np.unravel_index(int(cam.raw[i].argmax()), cam.raw[i].shape)
+                px, py = np.clip(np.round(centres[r, c]), 0, np.array(cm.shape[::-1]) - 1)
                 au, dist = _nearest_au(np.array([px, py], float), size)
                 peak = [int(px), int(py)]
             else:  # ReLU left nothing: no place on this face raises the class's score at this layer
