@@ -380,6 +380,34 @@ def test_out_is_never_written_over_the_inputs(tmp_path, capsys):
     assert json.loads((src / "a_jpg.json").read_text())["source"] == str(src / "a.jpg")
 
 
+def test_a_video_whose_annotation_cannot_be_written_keeps_its_results(tmp_path, capsys, monkeypatch):
+    # 1 pixel wide: the encoders refuse it, so the annotated copy is 2 wide (it failed the whole source)
+    import ferkit.predict as fp
+
+    thin = tmp_path / "thin.avi"
+    wr = cv2.VideoWriter(str(thin), cv2.VideoWriter_fourcc(*"MJPG"), 25, (1, 5))
+    for _ in range(3):
+        wr.write(np.full((5, 1, 3), 100, np.uint8))
+    wr.release()
+    assert main(["predict", str(thin), "--out", str(tmp_path / "o"), "--quiet"]) == 0
+    assert VideoReader(tmp_path / "o" / "thin_ferkit.mp4").width == 2
+    # a writer that cannot start (a codec missing): the CSV, JSON and plot are written all the same,
+    # and the lost annotation is reported (exit 1)
+    clip = moving_video(tmp_path / "clip.mp4", n=3, size=(320, 240))
+
+    def no_writer(*args, **kw):
+        raise fp.ImageDecodeError("cannot write a video here (codec mp4v unavailable)")
+
+    monkeypatch.setattr(fp, "VideoWriter", no_writer)
+    capsys.readouterr()
+    assert main(["predict", str(clip), "--out", str(tmp_path / "p"), "--quiet"]) == 1
+    got = capsys.readouterr()
+    assert "annotated video not written (cannot write a video here" in got.err
+    assert {p.name for p in (tmp_path / "p").iterdir()} == {"clip.csv", "clip.json", "clip_expressions.png"}
+    entries = json.loads((tmp_path / "p" / "clip.json").read_text())  # the frames, then what failed
+    assert [e.get("frame") for e in entries[:3]] == [0, 1, 2] and "annotated video not written" in entries[3]["error"]
+
+
 def test_video_options_reach_the_recognizer(tmp_path):
     # --max-frames, --detect-every, --smooth and --tta on the command line give what the Python API
     # gives with the same settings, and differ from the defaults where they should

@@ -685,8 +685,9 @@ class VideoWriter:
         self.path = Path(path)
         self.path.parent.mkdir(parents=True, exist_ok=True)
         fourcc = "MJPG" if self.path.suffix.lower() == ".avi" else "mp4v"
-        self.size = size  # (width, height)
-        self.w = cv2.VideoWriter(str(self.path), cv2.VideoWriter_fourcc(*fourcc), float(fps), size)
+        # (width, height); a side of 1 pixel, which the encoders refuse, is stretched to 2
+        self.size = (max(2, int(size[0])), max(2, int(size[1])))
+        self.w = cv2.VideoWriter(str(self.path), cv2.VideoWriter_fourcc(*fourcc), float(fps), self.size)
         if not self.w.isOpened():
             raise ImageDecodeError(f"{self.path}: cannot write a video here (folder or codec {fourcc} unavailable)")
         self.frames = 0

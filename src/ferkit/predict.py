@@ -28,7 +28,7 @@ from pathlib import Path
 
 from tqdm.auto import tqdm
 
-from .errors import Failure, FerkitError
+from .errors import Failure, FerkitError, ImageDecodeError
 from .io import STDOUT, VideoReader, VideoWriter, check_out_folder, check_writable, frame_failures, write_to_stdout
 from .pipeline import Recognizer, _reason, folder_files, source_kind
 from .results import Result, Results, draw, entry_dict, entry_records, plot_timeline, write_csv
@@ -177,7 +177,7 @@ def run_video(rec: Recognizer, path: str | int, a: argparse.Namespace, stem: Pat
     reader = VideoReader(path)
     is_cam = reader.is_camera
     window = Window(f"ferkit: {reader.name} (q to quit)") if not a.headless and (is_cam or a.show) else None
-    writer = None
+    writer, unwritten = None, None  # unwritten: why the annotated video could not be written
     res = Results(source=reader.name, fps=reader.fps)
     every = a.every
     bar = _progress(reader.frame_count // every if reader.frame_count else None, Path(reader.name).name, "frame",
@@ -193,11 +193,15 @@ def run_video(rec: Recognizer, path: str | int, a: argparse.Namespace, stem: Pat
                 last = now
                 if stem is not None or window is not None:
                     frame = draw(r.image, r.faces, fps=fps_ema if is_cam else None)
-                    if stem is not None:
+                    if stem is not None and unwritten is None:
                         if writer is None:
-                            writer = VideoWriter(stem.parent / f"{stem.name}_ferkit.mp4", reader.fps / every,
-                                                 (frame.shape[1], frame.shape[0]))
-                        writer.write(frame)
+                            try:
+                                writer = VideoWriter(stem.parent / f"{stem.name}_ferkit.mp4", reader.fps / every,
+                                                     (frame.shape[1], frame.shape[0]))
+                            except ImageDecodeError as e:  # the analysis goes on: its CSV, JSON and plot
+                                unwritten = str(e)
+                        if writer is not None:
+                            writer.write(frame)
                     if window is not None and not window.show(frame):
                         r.image = None
                         res.append(r)
@@ -214,6 +218,8 @@ def run_video(rec: Recognizer, path: str | int, a: argparse.Namespace, stem: Pat
         if window is not None:
             window.close()
     res.failed = frame_failures(reader.name, reader.errors, every)
+    if unwritten is not None:
+        res.failed.append(Failure(reader.name, f"annotated video not written ({unwritten})"))
     elapsed = time.perf_counter() - t0
     tracks: dict = {}
     for r in res:
@@ -231,7 +237,7 @@ def run_video(rec: Recognizer, path: str | int, a: argparse.Namespace, stem: Pat
         (stem.parent / f"{stem.name}.json").write_text(res.to_json() + "\n")
         plot_timeline(res, rec.classes, stem.parent / f"{stem.name}_expressions.png",
                       title=f"{Path(reader.name).name}: expression over time")
-        made = [f"{stem.name}{s}" for s in VIDEO_OUTPUTS]
+        made = [f"{stem.name}{s}" for s in VIDEO_OUTPUTS if not (s == "_ferkit.mp4" and writer is None)]
         print(f"  wrote {', '.join(made)} in {stem.parent}")
     if interrupted:
         raise Interrupted(res)
