@@ -85,6 +85,14 @@ def test_bad_option_value_is_a_usage_error(capsys):
     with pytest.raises(SystemExit) as e:
         main(["evaluate", "--tta", "sideways", "--dataset", "x", "--data", "y"])
     assert e.value.code == 2
+    capsys.readouterr()
+    # in one line (not the verb's whole usage above it), naming the option
+    for argv in (["train", "--batch-size", "0"], ["train", "--threads", "0"], ["evaluate", "--bogus"]):
+        with pytest.raises(SystemExit) as e:
+            main(argv)
+        err = capsys.readouterr().err
+        assert e.value.code == 2 and err.count("\n") == 1 and "usage:" not in err, err
+        assert err.startswith(f"ferkit {argv[0]}: error: ") and "--help` lists the options" in err
 
 
 def test_console_script_runs_without_traceback(tmp_path):
