@@ -485,3 +485,71 @@ def test_early_stop_with_sgd_and_a_constant_rate(folder, tmp_path):
     ckpt = torch.load(tmp_path / "es" / "last.ckpt", weights_only=False)
     group = ckpt["optimizer"]["param_groups"][0]
     assert group["momentum"] == 0.9 and group["nesterov"] is True
+    # interrupted while finishing (after the stop), then resumed: it only finishes (it trained on)
+    import sys
+
+    T = sys.modules["ferkit.engine.train"]
+
+    (tmp_path / "es" / "model.safetensors").unlink()
+    lines = []
+    card2 = train(_cfg(folder, tmp_path / "es", epochs=12, optimizer="sgd", momentum=0.9, lr=0.05, warmup_epochs=1,
+                       schedule="constant", early_stop=2), resume=True, progress=False, log=lines.append)
+    assert [r["epoch"] for r in json.loads((tmp_path / "es" / "log.json").read_text())] == list(range(1, stop + 1))
+    assert any(ln.startswith(f"the run had stopped early at epoch {stop}") for ln in lines)
+    assert card2["best_epoch"] == card["best_epoch"] and T.RESUMED not in card2["training"]["command"]
+
+
+def test_a_time_budget_run_resumed_keeps_its_fitted_epochs_and_time(folder, tmp_path, monkeypatch):
+    # --epochs 20 --time-budget: fitted after epoch 1 to what the budget allows; interrupted, then
+    # resumed by the same command: the fitted count stands (the command's 20 replaced it) and the
+    # time already spent counts (it was forgotten: the budget was spent again)
+    import sys
+    import types
+
+    T = sys.modules["ferkit.engine.train"]
+    clock = {"t": 1000.0}
+
+    def tick():  # every call a second later: an epoch "takes" a fixed number of calls
+        clock["t"] += 1.0
+        return clock["t"]
+
+    monkeypatch.setattr(T, "time", types.SimpleNamespace(time=tick))  # the trainer's clock only
+    cfg = _cfg(folder, tmp_path / "tb", epochs=20, time_budget=40.0, warmup_epochs=0.5)
+
+    def stop_at_epoch_3(line):
+        if line.startswith("epoch   3/"):
+            raise KeyboardInterrupt
+
+    with pytest.raises(KeyboardInterrupt):
+        train(cfg, progress=False, log=stop_at_epoch_3)
+    fitted = json.loads((tmp_path / "tb" / "config.json").read_text())["epochs"]
+    assert 3 < fitted < 20
+    lines = []
+    card = train(cfg, resume=True, progress=False, log=lines.append)
+    log = json.loads((tmp_path / "tb" / "log.json").read_text())
+    assert [r["epoch"] for r in log] == list(range(1, fitted + 1))
+    assert card["training"]["config"]["epochs"] == fitted
+    assert not any(ln.startswith("time budget") for ln in lines)  # not refitted on resuming
+    # the cosine schedule is the fitted run's, without a jump at the resumed epoch
+    assert log[2]["lr"] < log[1]["lr"] and log[-1]["lr"] < 0.1 * cfg.lr
+
+
+def test_a_new_lr_on_resume_applies_to_the_plateau_schedule(folder, tmp_path):
+    run = tmp_path / "pl"
+    train(_cfg(folder, run, epochs=1, schedule="plateau"), progress=False, log=lambda s: None)
+    train(_cfg(folder, run, epochs=2, schedule="plateau", lr=1e-5), resume=True, progress=False, log=lambda s: None,
+          given=["lr"])
+    assert json.loads((run / "log.json").read_text())[1]["lr"] == pytest.approx(1e-5)  # it stayed at 3e-3
+
+
+def test_a_teacher_without_a_class_of_the_data_leaves_no_run_folder(folder, tmp_path):
+    from ferkit import weights
+    from ferkit.models import create
+
+    card = {"architecture": "mini_xception", "arch_kwargs": {}, "classes": ["angry", "happy", "sad", "surprise",
+            "neutral", "disgust"], "input_size": [1, 48, 48], "mean": [0.5], "std": [0.25]}
+    weights.save(create("mini_xception", num_classes=6).eval(), tmp_path / "six.safetensors", card)
+    with pytest.raises(FerkitError, match="it has no class fear"):
+        train(_cfg(folder, tmp_path / "kd6", teacher=str(tmp_path / "six.safetensors")), progress=False,
+              log=lambda s: None)
+    assert not (tmp_path / "kd6").exists()

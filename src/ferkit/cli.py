@@ -772,7 +772,9 @@ def build_parser() -> argparse.ArgumentParser:
     g.add_argument("--time-budget", type=_positive_seconds, default=None, metavar="SECONDS",
                    help="train for at most about this long (crossval: each round): the warm-up epochs are timed and "
                         "--epochs lowered to what fits, with the LR schedule fitted to the new count (recorded in "
-                        "config.json and the card; pass that --epochs to repeat the run)")
+                        "config.json and the card; pass that --epochs to repeat the run, exactly so with --warmup 1 "
+                        "or more: a shorter warm-up starts the schedule inside the first epoch, before the count is "
+                        "fitted). --resume with the same budget keeps the fitted count and the time already spent")
     g.add_argument("--select", choices=["accuracy", "accuracy-loss"], default="accuracy",
                    help="the best epoch: the first with the highest validation accuracy, or (accuracy-loss) among "
                         "those the one with the lowest validation loss (for small validation splits that reach "

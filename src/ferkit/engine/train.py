@@ -307,11 +307,7 @@ def teacher_probs(cfg: TrainConfig, train_ds: FaceDataset, out: Path, device: to
     if meta_path.exists() and npy.exists() and json.loads(meta_path.read_text()) == meta:
         return torch.from_numpy(np.load(npy, allow_pickle=False))
     teacher = load_model(cfg.teacher, device=str(device))
-    counts = torch.bincount(train_ds.labels, minlength=len(train_ds.classes))
-    missing = [c for c, n in zip(train_ds.classes, counts.tolist()) if c not in teacher.classes and n > 0]
-    if missing:
-        raise FerkitError(f"--teacher {cfg.teacher}: it has no class {', '.join(missing)} of {cfg.dataset} "
-                          f"(its classes: {', '.join(teacher.classes)})")
+    _check_teacher_classes(cfg, teacher.classes, train_ds)
     t0 = time.time()
     tp = teacher.predict_tensor(train_ds.images, tta=cfg.teacher_tta)
     probs = torch.zeros(len(train_ds), len(train_ds.classes))  # a class with no training image: probability 0
@@ -326,6 +322,15 @@ def teacher_probs(cfg: TrainConfig, train_ds: FaceDataset, out: Path, device: to
     np.save(npy, probs.numpy(), allow_pickle=False)
     meta_path.write_text(json.dumps(meta, indent=2) + "\n")
     return probs
+
+
+def _check_teacher_classes(cfg: TrainConfig, classes: Sequence[str], train_ds: FaceDataset) -> None:
+    """A teacher must have every class the training images carry."""
+    counts = torch.bincount(train_ds.labels, minlength=len(train_ds.classes))
+    missing = [c for c, n in zip(train_ds.classes, counts.tolist()) if c not in classes and n > 0]
+    if missing:
+        raise FerkitError(f"--teacher {cfg.teacher}: it has no class {', '.join(missing)} of {cfg.dataset} "
+                          f"(its classes: {', '.join(classes)})")
 
 
 def distill_loss(logits: torch.Tensor, teacher: torch.Tensor, temperature: float) -> torch.Tensor:
@@ -491,7 +496,7 @@ def train(cfg: TrainConfig, resume: bool = False, progress: bool | None = None,
     check_settings(cfg)
     out = Path(cfg.out)
     ckpt_path = out / "last.ckpt"
-    state = None
+    state, resume_asked, new_lr = None, None, False
     if ckpt_path.exists():
         if not resume:
             raise FerkitError(f"{out} already holds a run (last.ckpt): pass --resume to continue it, or choose "
@@ -503,10 +508,16 @@ def train(cfg: TrainConfig, resume: bool = False, progress: bool | None = None,
             raise FerkitError(f"{ckpt_path}: its saved settings cannot be read ({type(e).__name__}: {e})") from None
         named = RESUME_IF_GIVEN & set(given)
         take = RESUME_OVERRIDABLE | named
+        if saved.time_budget is not None and cfg.time_budget == saved.time_budget:
+            # the same budget: the epoch count it was fitted to stands (the command's --epochs is
+            # the count asked for, which the budget lowered), and so does what the run has used of it
+            take = take - {"epochs"}
+            resume_asked = state.get("asked_epochs", cfg.epochs)
         diff = {k for k, v in asdict(cfg).items() if k not in take and asdict(saved).get(k) != v}
         if diff:
             log(f"resuming with the run's saved settings; ignoring differing: {differences(diff, cfg, saved)}")
         changed = sorted(k for k in named if getattr(saved, k) != getattr(cfg, k))
+        new_lr = "lr" in changed
         if changed:
             log("resuming with the new " + ", ".join(f"{k} {getattr(cfg, k)} (was {getattr(saved, k)})" for k in changed))
         new_command = cfg.command
@@ -551,11 +562,12 @@ def train(cfg: TrainConfig, resume: bool = False, progress: bool | None = None,
         weight = (counts.sum() / (len(classes) * counts)).to(device)
     if cfg.soft_targets and train_ds.soft is None:
         raise FerkitError(f"--soft-targets: dataset {cfg.dataset} has no vote distributions (only ferplus does)")
-    if cfg.teacher:  # an unknown teacher is said before the run folder is made
-        from ..api import ensemble_names
+    if cfg.teacher:  # an unknown teacher, or one without a class of the data, is said before the run folder is made
+        from ..api import ensemble_names, load_model
 
         for part in ensemble_names(cfg.teacher) or [cfg.teacher]:
             _weights.resolve(part)
+        _check_teacher_classes(cfg, load_model(cfg.teacher, device="cpu").classes, train_ds)
     out.mkdir(parents=True, exist_ok=True)  # once the data and the model are there: a run that cannot start leaves none
     t_probs = teacher_probs(cfg, train_ds, out, device, log) if cfg.teacher else None
 
@@ -569,6 +581,9 @@ def train(cfg: TrainConfig, resume: bool = False, progress: bool | None = None,
                 plateau.load_state_dict(state["plateau"])
             g.set_state(state["generator"])
             torch.set_rng_state(state["torch_rng"])
+            if new_lr:  # the optimizer's state holds the old rate (the plateau schedule would keep it)
+                for grp in opt.param_groups:
+                    grp["lr"] = cfg.lr
         except (RuntimeError, ValueError, KeyError, TypeError) as e:
             raise FerkitError(f"{ckpt_path}: does not fit the run it belongs to ({type(e).__name__}: "
                               f"{str(e).splitlines()[0][:200]})") from None
@@ -594,9 +609,16 @@ def train(cfg: TrainConfig, resume: bool = False, progress: bool | None = None,
     show = sys.stderr.isatty() if progress is None else progress
     n = len(train_ds)
     t_start = time.time()
-    asked = cfg.epochs  # --time-budget refits below this as epochs are timed (the first one is the slowest)
+    # --time-budget refits below this as epochs are timed (the first one is the slowest)
+    asked = cfg.epochs if resume_asked is None else resume_asked
+    before = sum(r.get("seconds", 0.0) for r in history)  # training time of the run before this resume
     epoch = start_epoch
-    while epoch <= cfg.epochs:
+    # a run resumed after its early stop (interrupted while finishing) only finishes
+    stopped = state is not None and bool(cfg.early_stop) and stale >= cfg.early_stop
+    if stopped:
+        log(f"the run had stopped early at epoch {start_epoch - 1} (no better val accuracy for {stale} epochs): "
+            f"finishing it")
+    while epoch <= cfg.epochs and not stopped:
         model.train()
         t0 = time.time()
         perm = torch.randperm(n, generator=g)
@@ -676,15 +698,15 @@ def train(cfg: TrainConfig, resume: bool = False, progress: bool | None = None,
                     "plateau": plateau.state_dict() if plateau is not None else None,
                     "generator": g.get_state(), "torch_rng": torch.get_rng_state(), "history": history,
                     "epoch": epoch, "best_acc": best_acc, "best_loss": best_loss, "best_epoch": best_epoch,
-                    "stale": stale,
+                    "stale": stale, "asked_epochs": asked,
                     "config": asdict(cfg)}, str(ckpt_path) + ".tmp")
         os.replace(str(ckpt_path) + ".tmp", ckpt_path)
         if cfg.early_stop and stale >= cfg.early_stop:
             log(f"early stop: no better val accuracy for {stale} epochs")
             break
-        if cfg.time_budget and (epoch == start_epoch or epoch <= cfg.warmup_epochs):
-            cfg, base_info = fit_time_budget(cfg, base_info, epoch, time.time() - t0, time.time() - t_start, out, log,
-                                             asked)
+        if cfg.time_budget and (epoch == 1 or epoch <= cfg.warmup_epochs):
+            cfg, base_info = fit_time_budget(cfg, base_info, epoch, time.time() - t0, before + time.time() - t_start,
+                                             out, log, asked)
         epoch += 1
     return finalize(cfg, out, device, test_ds, val_ds, history, log)
 
