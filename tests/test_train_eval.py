@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import os
 import re
 import subprocess
 from pathlib import Path
@@ -106,6 +107,16 @@ def test_evaluate_cli_matches_card(trained, folder, tmp_path, capsys, monkeypatc
     got = capsys.readouterr()
     assert json.loads(got.out)["confusion_matrix"] == res["confusion_matrix"]
     assert "macro F1" in got.err and list(monkey.iterdir()) == []
+    # the plot beside --json is checked before the evaluation (it failed after it), and a --json
+    # that is no regular file gets none ("/dev/null" wrote /dev/null_confusion.png)
+    (monkey / "x_confusion.png").mkdir()
+    assert main(["evaluate", "--model", str(out), "--dataset", "imagefolder", "--data", str(folder), "--split", "test",
+                 "--json", "x.json"]) == 1
+    got = capsys.readouterr()
+    assert "x_confusion.png: is a folder" in got.err and "macro F1" not in got.out + got.err
+    assert main(["evaluate", "--model", str(out), "--dataset", "imagefolder", "--data", str(folder), "--split", "test",
+                 "--json", os.devnull]) == 0
+    assert not Path(os.devnull + "_confusion.png").exists()
 
 
 def test_same_seed_same_weights(folder, tmp_path, trained):

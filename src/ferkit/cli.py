@@ -475,6 +475,12 @@ def _evaluate(a: argparse.Namespace, results_out) -> int:
 
     check_writable("--json", a.json if results_out is None else None)
     check_writable("--plot", a.plot)
+    # --json's confusion matrix beside it (unless --plot names another place): checked now too, not
+    # after the evaluation; none beside a --json that is no regular file (/dev/null, a pipe)
+    default_plot = None
+    if not a.plot and a.json and results_out is None and not (Path(a.json).exists() and not Path(a.json).is_file()):
+        default_plot = str(Path(a.json).with_suffix("")) + "_confusion.png"
+        check_writable("--json's confusion plot", default_plot)
     _warn_unused(a, [("--min-face", a.detect == "none", "without --detect no face is searched for")])
     if a.plot and Path(a.plot).suffix.lower() not in PLOT_SUFFIXES:
         raise FerkitError(f"--plot {a.plot}: name an image file ({', '.join(sorted(PLOT_SUFFIXES - {''}))}, or no "
@@ -509,7 +515,7 @@ def _evaluate(a: argparse.Namespace, results_out) -> int:
     elif a.json:
         write_json(res, a.json)
         print(f"\nwrote {a.json}")
-    plot = a.plot or (str(Path(a.json).with_suffix("")) + "_confusion.png" if a.json and results_out is None else None)
+    plot = a.plot or default_plot
     if plot and not Path(plot).suffix:
         plot += ".png"  # what matplotlib would write anyway: say so
     if plot:
