@@ -130,6 +130,24 @@ def test_folder_carries_on_past_junk(rec, tmp_path):
     assert rec.predict(d, keep_images=True)[0].image.shape == (80, 100, 3)
 
 
+def test_results_save_names_every_image_apart(rec, tmp_path):
+    # a/face.jpg, b/face.jpg and face.png into one folder: three images (Result.save on each gave one)
+    d = tmp_path / "photos"
+    for sub, ext in (("a", "jpg"), ("b", "jpg"), ("", "png")):
+        (d / sub).mkdir(parents=True, exist_ok=True)
+        Image.open(EXAMPLE).resize((128 + len(sub) * 64, 128)).save(d / sub / f"face.{ext}")
+    res = rec.predict(d)
+    written = res.save(tmp_path / "out")
+    assert [p.name for p in written] == ["face_ferkit.png", "face_2_ferkit.png", "face_3_ferkit.png"]
+    assert [Image.open(p).size[0] for p in written] == [192, 192, 128]  # a/, b/, then face.png (sorted)
+    photo = np.asarray(Image.open(EXAMPLE).convert("RGB"))
+    arrays = Results([rec.predict(photo), rec.predict(photo)])
+    names = [p.name for p in arrays.save(tmp_path / "arr")]
+    assert len(set(names)) == 2 and names[1] == names[0].replace("_ferkit", "_2_ferkit")
+    with pytest.raises(FerkitError, match="is a file"):
+        res.save(written[0])
+
+
 def test_source_kinds(tmp_path):
     assert source_kind(0) == "webcam" and source_kind(np.zeros((2, 2))) == "image"
     assert source_kind(str(tmp_path)) == "folder" and source_kind("clip.MP4") == "video"

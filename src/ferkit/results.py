@@ -128,7 +128,9 @@ class Result:
 
     def save(self, path: str | os.PathLike) -> Path:
         """Write the annotated image (format from the extension; PNG if none). An existing folder
-        gets ``<source name>_ferkit.png`` inside it, as does a path ending in a slash (the folder made)."""
+        gets ``<source name>_ferkit.png`` inside it, as does a path ending in a slash (the folder made):
+        results of sources with one name (``a/face.jpg``, ``b/face.jpg``) would overwrite each other
+        there; :meth:`Results.save` names them apart."""
         from .errors import FerkitError
         from .io import check_out_folder
 
@@ -168,6 +170,32 @@ class Results(list):
         self.ignored: list[tuple[str, str]] = list(ignored or [])
         self.source = source
         self.fps = fps
+
+    def save(self, folder: str | os.PathLike) -> list[Path]:
+        """Every result's annotated image into ``folder`` (made if need be), each named as
+        :meth:`Result.save` names it in a folder (``<source name>_ferkit.png``; a video's frames
+        ``<name>_frame<N>_ferkit.png``), except that a name two results share (``a/face.jpg`` and
+        ``b/face.jpg``, or two arrays) gets a number appended: none overwrites another, as
+        ``r.save(folder)`` on each would. Returns the paths written, in order."""
+        from .errors import FerkitError
+        from .io import check_out_folder
+
+        if not isinstance(folder, (str, os.PathLike)) or not str(folder).strip():
+            raise FerkitError(f"save wants a folder path, got {folder!r}")
+        where = Path(folder)
+        check_out_folder("save", where)
+        where.mkdir(parents=True, exist_ok=True)
+        used: set[str] = set()
+        written = []
+        for r in self:
+            stem = (Path(r.source).stem if r.source else "") or "image"
+            stem += f"_frame{r.frame:06d}" if r.frame is not None else ""
+            name, n = stem, 2
+            while name in used:
+                name, n = f"{stem}_{n}", n + 1
+            used.add(name)
+            written.append(r.save(where / f"{name}_ferkit.png"))
+        return written
 
     def to_dict(self) -> list[dict[str, Any]]:
         """Each result's dict, then one ``{"source", "error", "faces": []}`` per failure (nothing
