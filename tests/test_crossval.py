@@ -267,7 +267,7 @@ def test_crossval_eval_repeats_the_rounds_averages_seeds_and_flips(ck, tmp_path,
     assert ens["accuracy"]["mean"] == pytest.approx(np.mean([r["accuracy"] for r in ens["per_fold"]]))
 
 
-def test_crossval_eval_refuses_other_protocols_and_missing_runs(tmp_path, cv3):
+def test_crossval_eval_refuses_other_protocols_and_missing_runs(tmp_path, cv3, capsys):
     from ferkit.engine.crossval import evaluate_crossval
 
     out, summary, _ = cv3
@@ -295,6 +295,27 @@ def test_crossval_eval_refuses_other_protocols_and_missing_runs(tmp_path, cv3):
     with pytest.raises(FerkitError):  # part/ holds no round models: what matters is the message before
         evaluate_crossval([out, part], log=said.append)
     assert said and said[0].startswith(f"rounds {', '.join(map(str, summary['folds_done'][1:]))} are not finished")
+    # --out another cross-validation: refused before any work (its crossval.json, which --resume reads
+    # back as the run's settings, was replaced); a rerun's own re-evaluation is replaced
+    import shutil
+
+    other = tmp_path / "other"
+    shutil.copytree(out, other)
+    before = (other / "crossval.json").read_bytes()
+    assert main(["crossval-eval", str(out), "--out", str(other)]) == 1
+    assert (other / "crossval.json").read_bytes() == before
+    assert main(["crossval-eval", str(out), "--out", str(tmp_path / "ev")]) == 0
+    assert main(["crossval-eval", str(out), "--out", str(tmp_path / "ev")]) == 0
+    assert main(["probe", "--models", "x", "--dataset", "ckplus", "--data", ".", "--out", str(other)]) == 1
+    assert capsys.readouterr().err.count("already holds a cross-validation (`ferkit crossval`)") == 2
+    # a re-evaluation or a probe folder given as input: said so (not "round 0's model is missing")
+    with pytest.raises(FerkitError, match="a re-evaluation's summary, without the rounds' models"):
+        evaluate_crossval([tmp_path / "ev"], log=lambda s: None)
+    # malformed summaries: one clear error, not a traceback
+    for bad in ({**summary, "config": None}, {**summary, "folds": "x"}, {**summary, "folds_done": 3}):
+        (part / "crossval.json").write_text(json.dumps(bad))
+        with pytest.raises(FerkitError, match="is not a ferkit crossval summary"):
+            evaluate_crossval([part], log=lambda s: None)
 
 
 def test_crossval_eval_goes_on_past_a_broken_round_and_says_so(tmp_path, cv3, capsys):

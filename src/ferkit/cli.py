@@ -370,10 +370,11 @@ CROSSVAL_EVAL_EXAMPLES = """examples:
 
 
 def cmd_crossval_eval(a: argparse.Namespace) -> int:
-    from .engine.crossval import evaluate_crossval
+    from .engine.crossval import check_summary_out, evaluate_crossval
     from .io import check_out_folder
 
     check_out_folder("--out", a.out)
+    check_summary_out(a.out, "crossval-eval")
 
     if a.threads:
         import torch
@@ -397,10 +398,12 @@ PROBE_EXAMPLES = """examples:
 
 
 def cmd_probe(a: argparse.Namespace) -> int:
+    from .engine.crossval import check_summary_out
     from .engine.probe import probe_crossval
     from .io import check_out_folder
 
     check_out_folder("--out", a.out)
+    check_summary_out(a.out, "probe")
     _warn_whole_frames(a)
 
     if a.threads:

@@ -29,6 +29,7 @@ from __future__ import annotations
 
 import dataclasses
 import json
+import os
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import asdict
@@ -165,6 +166,32 @@ def finish_summary(summary: dict, out: str | Path | None, log: Callable[[str], N
     return summary
 
 
+def summary_kind(s: dict) -> str:
+    """What wrote a ``crossval.json``: ``"crossval-eval"`` (a re-evaluation: it lists the folders it
+    read), ``"probe"`` (a linear probe) or ``"crossval"`` (a cross-validation with its rounds' models)."""
+    if "runs" in s:
+        return "crossval-eval"
+    cfg = s.get("config")
+    return "probe" if isinstance(cfg, dict) and cfg.get("model") == "probe" else "crossval"
+
+
+def check_summary_out(out: str | os.PathLike | None, kind: str) -> None:
+    """Before any work: ``--out`` of ``ferkit crossval-eval`` / ``probe`` (``kind``) holds no
+    ``crossval.json`` of another kind (a cross-validation's, which ``--resume`` reads back as its
+    settings): that would be overwritten. One of the same kind is a rerun's, replaced."""
+    if out is None or not (Path(out) / SUMMARY).is_file():
+        return
+    try:
+        found = summary_kind(json.loads((Path(out) / SUMMARY).read_text()))
+    except (OSError, ValueError):
+        found = "file ferkit cannot read"
+    if found != kind:
+        what = {"crossval": "cross-validation (`ferkit crossval`)", "probe": "probe's summary (`ferkit probe`)",
+                "crossval-eval": "re-evaluation (`ferkit crossval-eval`)"}.get(found, found)
+        raise FerkitError(f"--out {out} already holds a {what} in {SUMMARY}: it would be overwritten; choose "
+                          f"another --out")
+
+
 def write_summary(summary: dict, out: Path) -> None:
     (out / SUMMARY).write_text(json.dumps(summary, indent=2) + "\n")
     if summary["pooled"] is not None:
@@ -272,8 +299,15 @@ def evaluate_crossval(runs: Sequence[str | Path], tta: str | None = None, out: s
         try:
             s = json.loads((r / SUMMARY).read_text())
             s["folds"], s["folds_done"], s["config"]  # noqa: B018 - the keys used below
-        except (ValueError, KeyError, TypeError) as e:
+            int(s["folds"]), [int(i) for i in s["folds_done"]]
+            TrainConfig.from_dict(s["config"])
+        except (ValueError, KeyError, TypeError, AttributeError) as e:
             raise FerkitError(f"{r / SUMMARY} is not a ferkit crossval summary ({type(e).__name__}: {e})") from None
+        kind = summary_kind(s)
+        if kind != "crossval":
+            raise FerkitError(f"{r}: its {SUMMARY} is a{' re-evaluation' if kind == 'crossval-eval' else ' probe'}'s "
+                              f"summary, without the rounds' models; crossval-eval reads the folders `ferkit crossval` "
+                              f"writes")
         sums.append(s)
     base = sums[0]
     for r, s in zip(runs[1:], sums[1:]):
