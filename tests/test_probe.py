@@ -155,6 +155,21 @@ def test_probe_cli_and_bad_input(tiny, tmp_path, capsys):
         assert err.startswith("ferkit: error:") and "Traceback" not in err, (extra, err)
 
 
+def test_an_image_folder_names_no_subjects(tiny, tmp_path):
+    # its folds are of single images: --center subject (each image centred on itself) is refused,
+    # and the protocol no longer claims subject independence
+    from conftest import make_imagefolder
+
+    path, _ = tiny
+    flat = make_imagefolder(tmp_path / "flat", with_splits=False, per_class=6)
+    with pytest.raises(FerkitError, match="--center subject: imagefolder .* names no subjects"):
+        probe_crossval([str(path)], "imagefolder", str(flat), folds=3, center="subject", log=lambda m: None)
+    lines = []
+    s = probe_crossval([str(path)], "imagefolder", str(flat), folds=3, center="none", log=lines.append)
+    assert "NOT subject-independent" in s["protocol"] and "3-fold subject-independent" not in s["protocol"]
+    assert any(ln.startswith("warning: imagefolder names no subjects") for ln in lines)
+
+
 def test_probe_skips_a_bad_image_when_asked(tiny, tmp_path, capsys):
     path, data = tiny
     copy = tmp_path / "ck"

@@ -63,10 +63,25 @@ def open_folds(dataset: str, data: str, opts: dict, folds: int, verb: str = "cro
     return reader, [sorted({str(recs[i].subject) for i in idx}) for idx in reader.fold_indices(recs)]
 
 
+def fold_words(single_images: bool) -> str:
+    """How a protocol's folds are made, for its description."""
+    return ("cross-validation over single images (no subjects known: NOT subject-independent; images of one "
+            "person can fall in train and test)" if single_images else "subject-independent cross-validation")
+
+
 def fold_subjects(cfg: TrainConfig, folds: int) -> list[list[str]]:
     """The subjects of each of the ``folds`` folds of ``cfg``'s dataset (no image is decoded)."""
     opts = {k: v for k, v in cfg.dataset_options.items() if k not in ("folds", "fold")}
     return open_folds(cfg.dataset, cfg.data, opts, folds, hint=", or use `ferkit train`")[1]
+
+
+def per_image(subjects: list[list[str]]) -> bool:
+    """Folds whose "subjects" are image files: an image folder names no people, and each of its
+    images is its own subject."""
+    from ..io import is_image_file
+
+    flat = [s for f in subjects for s in f]
+    return bool(flat) and all(is_image_file(s) for s in flat)
 
 
 def _fold_result(d: Path, fold: int, subjects: list[list[str]]) -> dict:
@@ -109,7 +124,7 @@ def summarize_folds(cfg: TrainConfig, folds: int, results: list[dict], subjects:
     summary = {
         "model": cfg.model, "model_kwargs": cfg.model_kwargs, "dataset": cfg.dataset, "data": cfg.data,
         "folds": folds, "fold_seed": cfg.dataset_options.get("fold_seed", 0), "detect": cfg.detect,
-        "protocol": f"{folds}-fold subject-independent cross-validation: round i tests on fold i, selects the best "
+        "protocol": f"{folds}-fold {fold_words(per_image(subjects))}: round i tests on fold i, selects the best "
                     f"epoch on fold i+1{SELECT_WORDS.get(cfg.select, '')}, trains on the other {folds - 2}",
         "subjects_per_fold": subjects, "subject_disjoint": len(flat) == len(set(flat)),
         "complete": len(results) == folds, "folds_done": [r["fold"] for r in results],
@@ -242,7 +257,9 @@ def crossval(cfg: TrainConfig, folds: int = 10, only: Sequence[int] | None = Non
                 if (fold_dir(out, i) / "model.safetensors").exists() and (fold_dir(out, i) / "metrics.json").exists()]
 
     write_summary(summarize_folds(cfg, folds, finished(), subjects, seconds), out)
-    log(f"cross-validating {cfg.model} on {cfg.dataset}: {folds} subject-independent folds "
+    kind = ("folds of single images, NOT subject-independent (no subjects known)" if per_image(subjects)
+            else "subject-independent folds")
+    log(f"cross-validating {cfg.model} on {cfg.dataset}: {folds} {kind} "
         f"({', '.join(str(len(s)) for s in subjects)} subjects), rounds {', '.join(map(str, rounds))}, into {out}")
     for i in rounds:
         d = fold_dir(out, i)

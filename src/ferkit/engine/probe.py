@@ -34,7 +34,7 @@ import torch.nn.functional as F
 
 from ..data.transforms import normalize, to_float, tta_views
 from ..errors import FerkitError
-from .crossval import _stats, finish_summary, open_folds
+from .crossval import _stats, finish_summary, fold_words, open_folds, per_image
 from .metrics import confusion_matrix, summarize
 
 LAMS = (1e-4, 1e-3, 1e-2, 1e-1, 1.0)
@@ -164,6 +164,14 @@ def probe_crossval(models: Sequence[str], dataset: str, data: str, folds: int = 
     mode = "L" if c == 1 else "RGB"
     opts = {**({} if fold_seed is None else {"fold_seed": fold_seed}), **({"skip_bad": True} if skip_bad else {})}
     reader, subjects = open_folds(dataset, data, opts, folds, "probe")
+    single = per_image(subjects)
+    if single and center == "subject":
+        raise FerkitError(f"--center subject: {reader.name} at {data} names no subjects (each image is its own), so "
+                          f"each image's features would be centred on themselves, all zero; use --center none, or a "
+                          f"dataset with subjects (ckplus, jaffe, kdef)")
+    if single:
+        log(f"warning: {reader.name} names no subjects: the folds are of single images, NOT subject-independent "
+            f"(images of one person can fall in train and test)")
     crop = {}
     if detect not in (None, "none"):
         fn, key = face_cropper(nets[0], detect, min_face)
@@ -206,7 +214,7 @@ def probe_crossval(models: Sequence[str], dataset: str, data: str, folds: int = 
         "model": "probe", "model_kwargs": {"backbones": list(models), "center": center},
         "dataset": dataset, "data": str(data), "folds": folds,
         "fold_seed": 0 if fold_seed is None else fold_seed, "detect": detect or "none",
-        "protocol": f"{folds}-fold subject-independent cross-validation of a linear probe (logistic regression) "
+        "protocol": f"{folds}-fold {fold_words(single)} of a linear probe (logistic regression) "
                     f"on the frozen pooled features of {' + '.join(models)}{CENTER_WORDS[center]}: round i tests "
                     f"on fold i, chooses the L2 strength on fold i+1 (highest accuracy, ties broken by the lowest "
                     f"loss), fits on the other {folds - 2}",
