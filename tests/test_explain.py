@@ -380,7 +380,28 @@ def test_au_analysis_options_reach_the_report(tmp_path, capsys):
     assert all(m["detector"] == (m["au"] is not None and m["consistency"] >= 0.9) for m in rule["maps"])
     assert a["n_detectors"] == sum(m["detector"] for m in rule["maps"])
     assert a["hits"] == b["hits"] and a["hits"] != c["hits"]  # the same subset for a seed, another for another
+    # the command that ran, also through main(argv) (it was recorded only from a `ferkit` process)
+    assert a["command"].startswith("ferkit au-analysis --model mini_xception-fer2013") and "--seed 3" in a["command"]
     capsys.readouterr()
+
+
+def test_au_analysis_says_which_classes_it_left_out(tmp_path, capsys):
+    # CK+'s contempt is no class of a FER2013 model: its images are left out, said, and --limit
+    # draws from the others (it counted them, and analysed fewer than asked)
+    from conftest import make_ckplus
+
+    data = make_ckplus(tmp_path, subjects=10)
+    out = tmp_path / "au"
+    assert main(["au-analysis", "--model", "mini_xception-fer2013", "--dataset", "ckplus", "--data", str(data),
+                 "--split", "all", "--out", str(out), "--no-progress", "--maps-per-au", "1", "--top-images", "2",
+                 "--limit", "8"]) == 0
+    said = capsys.readouterr().out
+    rep = json.loads((out / "report.json").read_text())
+    gone = rep["left_out_classes"]
+    assert list(gone) == ["contempt"] and f"left out {gone['contempt']} image(s)" in said
+    assert rep["n_images"] == 8 and rep["n_images_in_split"] > 8
+    md = (out / "report.md").read_text()
+    assert "of classes the model knows); left out: " in md and f"contempt {gone['contempt']}" in md
 
 
 def test_au_analysis_errors(tmp_path, capsys):

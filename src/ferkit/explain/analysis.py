@@ -507,12 +507,16 @@ def _summary(res: AUAnalysis) -> list[str]:
     return lines
 
 
-def write_report(res: AUAnalysis, out: str | os.PathLike, command: str | None = None) -> list[Path]:
-    """``report.md``, ``report.json`` and the PNGs into ``out``. Returns the files written."""
+def write_report(res: AUAnalysis, out: str | os.PathLike, command: str | None = None,
+                 dropped: dict[str, int] | None = None) -> list[Path]:
+    """``report.md``, ``report.json`` and the PNGs into ``out``. Returns the files written.
+    ``dropped``: images of the split left out before the analysis, per class the model does not know."""
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)
     files = []
     data = to_json(res, command)
+    if dropped:
+        data["left_out_classes"] = dict(dropped)
     (out / "report.json").write_text(json.dumps(data, indent=1) + "\n")
     files.append(out / "report.json")
     figs = {"au_locations.png": _fig_au_locations, "map_au_heatmap.png": _fig_heatmap,
@@ -535,7 +539,12 @@ def _markdown(res: AUAnalysis, data: dict, has_proj: bool) -> str:
     A = AU.AU_NAMES
     L = []
     L.append(f"# What `{res.model}` learned: feature maps and facial action units\n")
-    lim = f" (a fixed random subset of the split's {res.n_total})" if res.n < res.n_total else ""
+    gone = data.get("left_out_classes") or {}
+    usable = " of classes the model knows" if gone else ""
+    lim = f" (a fixed random subset of the split's {res.n_total}{usable})" if res.n < res.n_total else ""
+    if gone:
+        lim += (f"; left out: {sum(gone.values())} image(s) of class(es) the model does not know ("
+                + ", ".join(f"{k} {v}" for k, v in gone.items()) + ")")
     L.append(f"Model `{res.model}` on {res.dataset} {res.split}: {res.n} images{lim}, accuracy {res.accuracy:.2%}. "
              f"Layer `{res.layer.name}` ({res.layer.kind}, {res.layer.shape[0]} maps of "
              f"{res.layer.shape[1]}x{res.layer.shape[2]}). Peak location: "

@@ -3,13 +3,11 @@
 from __future__ import annotations
 
 import argparse
-import shlex
 import sys
-from pathlib import Path
 
 import numpy as np
 
-from ..cli import positive_int, seed_int
+from ..cli import _command, positive_int, seed_int
 from ..errors import FerkitError
 
 
@@ -88,6 +86,13 @@ def au_analysis_cli(a: argparse.Namespace) -> int:
         raise FerkitError(f"{reader.name} has no standard split to analyse: pass --split")
     c, h, w = model.input_size
     ds = reader.load(split, size=(h, w), mode="L" if c == 1 else "RGB", progress=not a.no_progress)
+    from ..engine.evaluate import align_labels
+
+    keep, _, dropped = align_labels(ds, model.classes)
+    if dropped and len(keep):  # (none kept: analyse says so) --limit draws from the images it can use
+        print(f"left out {sum(dropped.values())} image(s) of class(es) {model.name} does not know: "
+              + ", ".join(f"{k} {v}" for k, v in dropped.items()))
+        ds = ds.subset(keep)
     n_total = len(ds)
     if a.limit is not None and a.limit < n_total:
         idx = np.sort(np.random.default_rng(a.seed).permutation(n_total)[:a.limit])
@@ -95,8 +100,7 @@ def au_analysis_cli(a: argparse.Namespace) -> int:
     res = analyse(model, ds, a.layer, locate=a.locate, batch_size=a.batch_size, progress=not a.no_progress,
                   radius=a.radius, min_consistency=a.min_consistency, maps_per_au=a.maps_per_au,
                   top_images=a.top_images, n_total=n_total)
-    command = "ferkit " + shlex.join(sys.argv[1:]) if Path(sys.argv[0]).name == "ferkit" else None
-    files = write_report(res, a.out, command=command or a.command_line)
+    files = write_report(res, a.out, command=_command(a), dropped=dropped)
     asg = res.assignment
     print(f"{res.model} on {res.dataset} {res.split}: {res.n} images, layer {res.layer.name} "
           f"({'x'.join(map(str, res.layer.shape))}), {int(asg.detector.sum())} of {len(asg.au)} maps are AU "
