@@ -78,6 +78,7 @@ def _parse(argv: list[str], fill: bool) -> str | None:
         if not e.code:
             return None  # --help
     complaint = err.getvalue().strip().splitlines()[-1]
+    complaint = re.sub(r" \(`[^`]*--help` lists the options\)$", "", complaint)  # (ferkit's pointer to --help)
     missing = re.search(r"the following arguments are required: (.*)", complaint)
     if not fill or missing is None:
         return complaint
