@@ -9,8 +9,10 @@ MFLOPs), exported to ONNX by ``ferkit.runtime.export_onnx`` like any ferkit mode
 and softmax inside) and run by :class:`ferkit.runtime.OnnxExpressionModel` through
 ``predict_tensor`` on uint8 faces, exactly as benchmarks/peers.py times ferkit's classifiers: its
 time is what ferkit's path costs before any network. The default model is timed the same way in
-the same run, and so is every shipped ``lite_cnn`` model (ferkit's fast student, sized for this
-budget), with its accuracy on FER2013 PrivateTest from its card. fer's numbers are read from
+the same run, and so is every shipped ``lite_cnn`` and ``lite_plain`` model (ferkit's fast students,
+sized for this budget), with its accuracy on FER2013 PrivateTest from its card; a ``lite_plain`` with
+shipped int8 ranges also on static int8, with the accuracy of its committed ``ferkit evaluate
+--backend onnx-int8`` JSON (docs/results/fer2013-<name>-int8-PrivateTest.json). fer's numbers are read from
 docs/benchmarks_peers.json (benchmarks/peers.py's last run on this machine), so this script needs
 no TensorFlow.
 """
@@ -82,20 +84,16 @@ def student(width: int) -> ExpressionModel:
     return ExpressionModel(create("lite_cnn", num_classes=len(card["classes"]), width=width).eval(), card)
 
 
-def plain(widths: tuple[int, ...] = (16, 32, 64, 128)) -> ExpressionModel:
-    """Plain 3x3 convolutions (BN, ReLU; the first with stride 2, 2x2 max pooling after the second
-    and third), GAP and a linear layer, random weights, the student's card: dense convolutions are
-    what onnxruntime's int8 kernels speed up (VNNI), where lite_cnn's depthwise ones are not."""
-    card = {**ferkit.load_model("fast", backend="torch").card, "name": "plain-" + "-".join(map(str, widths)),
-            "metrics": {}, "architecture": "plain (benchmarks/floor.py)", "arch_kwargs": {}}
-    layers, c = [], card["input_size"][0]
-    for i, w in enumerate(widths):
-        layers += [nn.Conv2d(c, w, 3, 2 if i == 0 else 1, 1, bias=False), nn.BatchNorm2d(w), nn.ReLU()]
-        layers += [nn.MaxPool2d(2)] if i in (1, 2) else []
-        c = w
+def dense(width: int) -> ExpressionModel:
+    """lite_plain (plain 3x3 convolutions, ``(2, 3, 6, 12) * width`` channels) at ``width`` with random
+    weights: dense convolutions are what onnxruntime's int8 kernels speed up (VNNI), where lite_cnn's
+    depthwise ones are not. Speed only."""
+    from ferkit.models import create
+
+    card = {**ferkit.load_model("fast", backend="torch").card, "name": f"lite_plain-w{width}", "metrics": {},
+            "architecture": "lite_plain", "arch_kwargs": {"width": width}}
     torch.manual_seed(0)
-    net = nn.Sequential(*layers, nn.AdaptiveAvgPool2d(1), nn.Flatten(), nn.Linear(c, len(card["classes"])))
-    return ExpressionModel(net.eval(), card)
+    return ExpressionModel(create("lite_plain", num_classes=len(card["classes"]), width=width).eval(), card)
 
 
 def net_mflops(net: nn.Module, input_size) -> float:
@@ -107,12 +105,21 @@ def net_mflops(net: nn.Module, input_size) -> float:
     return fc.get_total_flops() / 1e6
 
 
-def fits(name: str, model: ExpressionModel, med: dict, b1: float, b64: float, fer: dict) -> str:
-    """One line: a model against the budget at both batch sizes and against fer's accuracy."""
-    acc = model.card["metrics"]["PrivateTest"]["accuracy"]
+def int8_accuracy(name: str) -> float | None:
+    """PrivateTest accuracy of shipped ``name`` on static int8, from its committed ``ferkit evaluate
+    --backend onnx-int8`` JSON (docs/results/fer2013-<name>-int8-PrivateTest.json); None without one."""
+    f = ROOT / "docs" / "results" / f"fer2013-{name}-int8-PrivateTest.json"
+    return json.loads(f.read_text())["accuracy"] if f.exists() else None
+
+
+def fits(name: str, model: ExpressionModel, med: dict, b1: float, b64: float, fer: dict,
+         acc: float | None = None, label: str | None = None) -> str:
+    """One line: a model against the budget at both batch sizes and against fer's accuracy (``acc``:
+    its PrivateTest accuracy, by default the card's)."""
+    acc = model.card["metrics"]["PrivateTest"]["accuracy"] if acc is None else acc
     r1, r64 = fer["ms_b1"] / med[1], 1000 / fer["fps_b64"] / (med[64] / 64)
     ok = med[1] <= b1 and med[64] / 64 <= b64 and acc >= fer["accuracy"]
-    return (f"- `{name}`: {r1:.1f}x fer's speed at batch 1 ({med[1]:.3f} ms; budget {b1:.3f}), {r64:.1f}x at batch 64 "
+    return (f"- {label or '`' + name + '`'}: {r1:.1f}x fer's speed at batch 1 ({med[1]:.3f} ms; budget {b1:.3f}), {r64:.1f}x at batch 64 "
             f"({med[64] / 64:.3f} ms per face; budget {b64:.3f}); PrivateTest {100 * acc:.2f}% against fer's "
             f"{100 * fer['accuracy']:.2f}% ({100 * (acc - fer['accuracy']):+.2f} pt): the 5x target at equal or better "
             f"accuracy is {'**met**' if ok else '**not met**'}.")
@@ -125,7 +132,8 @@ def main() -> int:
     ap.add_argument("--min-seconds", type=float, default=0.5, help="per timed call series")
     ap.add_argument("--widths", default="24,32",
                     help="also time lite_cnn at these widths (random weights: speed only; the shipped one is 16), "
-                         "and width 16 quantised to static int8; '' for none")
+                         "width 16 quantised to static int8 and lite_plain at widths 10 and 12 on static int8 (the "
+                         "shipped one is 8); '' for none")
     ap.add_argument("--write", action="store_true", help="write the section into docs/benchmarks.md")
     a = ap.parse_args()
     peers = json.loads((ROOT / "docs" / "benchmarks_peers.json").read_text())
@@ -135,15 +143,20 @@ def main() -> int:
         export_onnx(floor_model(), Path(tmp) / "floor.onnx")
         models = {"floor": OnnxExpressionModel(Path(tmp) / "floor.onnx", threads=a.threads),
                   "default": ferkit.load_model("default", backend="onnx", threads=a.threads)}
-        lite_cards = [c for c in weights.shipped() if c["architecture"] == "lite_cnn"
+        lite_cards = [c for c in weights.shipped() if c["architecture"] in ("lite_cnn", "lite_plain")
                       and "PrivateTest" in c.get("metrics", {})]
         lite = [c["name"] for c in lite_cards]
         teachers = {c["name"]: c.get("training", {}).get("config", {}).get("teacher") or "none" for c in lite_cards}
+        # the dense students on static int8 too, where ferkit ships their activation ranges
+        lite_int8 = [n for n in lite if weights.int8_ranges(weights.resolve(n)) is not None
+                     and next(c for c in lite_cards if c["name"] == n)["architecture"] == "lite_plain"]
         # the CPU-trained mini_xception (the default until 2026-12-04), when it is not the default
         small = [n for n in ("mini_xception-fer2013",) if n != models["default"].name
                  and (weights.SHIPPED_DIR / f"{n}.safetensors").exists()]
         for name in small + lite:
             models[name] = ferkit.load_model(name, backend="onnx", threads=a.threads)
+        for name in lite_int8:
+            models[f"{name}:int8"] = ferkit.load_model(name, backend="onnx-int8", threads=a.threads)
         try:
             widths = [int(w) for w in a.widths.split(",") if w.strip()]
         except ValueError:
@@ -156,16 +169,14 @@ def main() -> int:
             export_onnx(net, path, int8=int8, calibration=faces.numpy() if int8 else None, write_card=False)
             models[label] = OnnxExpressionModel(path, threads=a.threads)
             grown[label] = mflops(net)
-        if widths:  # dense convolutions on int8, the other way to buy FLOPs
-            for ws in ((16, 24, 48, 96), (16, 32, 64, 128)):
-                net = plain(ws)
-                for int8 in (False, "static"):
-                    label = (f"plain 3x3 convolutions {'-'.join(map(str, ws))}" + (", static int8" if int8 else "")
-                             + " (random weights)")
-                    path = Path(tmp) / f"{net.name}{'-int8' if int8 else ''}.onnx"
-                    export_onnx(net, path, int8=int8, calibration=faces.numpy() if int8 else None, write_card=False)
-                    models[label] = OnnxExpressionModel(path, threads=a.threads)
-                    grown[label] = net_mflops(net.net, net.input_size)
+        if widths:  # dense convolutions on int8, the other way to buy FLOPs: wider lite_plain
+            for w in (10, 12):
+                net = dense(w)
+                label = f"lite_plain width {w} ({'-'.join(str(k * w) for k in (2, 3, 6, 12))}), static int8 (random weights)"
+                path = Path(tmp) / f"{net.name}-int8.onnx"
+                export_onnx(net, path, int8="static", calibration=faces.numpy(), write_card=False)
+                models[label] = OnnxExpressionModel(path, threads=a.threads)
+                grown[label] = mflops(net)
         load0 = os.getloadavg()[0]
         ms = {k: {n: [] for n in (1, 64)} for k in models}
         for _ in range(a.rounds):
@@ -199,15 +210,21 @@ def main() -> int:
         f"{d64:.3f} ({1000 / d64:,.0f}) |",
         *[f"| ferkit `{n}` ({mflops(models[n]):.1f} MFLOPs) | {med[n][1]:.3f} | {med[n][64] / 64:.3f} "
           f"({64000 / med[n][64]:,.0f}) |" for n in small + lite],
+        *[f"| ferkit `{n}`, static int8 (`--backend onnx-int8`) | {med[n + ':int8'][1]:.3f} | "
+          f"{med[n + ':int8'][64] / 64:.3f} ({64000 / med[n + ':int8'][64]:,.0f}) |" for n in lite_int8],
         "",
         f"{left(1, b1, fl1, d1)} {left(64, b64, fl64, d64)} The target asks for a network that small and as "
         f"accurate as fer's ({100 * fer['accuracy']:.2f}% on PrivateTest); none of ferkit's networks is one, so it "
         "stays **not met** (the table above).",
-        *(["", "ferkit's fast student, a network sized for this budget (`src/ferkit/models/lite_cnn.py`), "
-               "distilled from the model its card names:", ""] +
-          [fits(n, models[n], med[n], b1, b64, fer) + f" Teacher: `{teachers[n]}`." for n in lite]
+        *(["", "ferkit's fast students, networks sized for this budget (`src/ferkit/models/lite_cnn.py`), "
+               "distilled from the model their card names:", ""] +
+          [fits(n, models[n], med[n], b1, b64, fer) + f" Teacher: `{teachers[n]}`." for n in lite] +
+          [fits(n, models[n], med[f"{n}:int8"], b1, b64, fer, int8_accuracy(n),
+                f"`{n}` on static int8 (`--backend onnx-int8`)") + f" Accuracy: `ferkit evaluate --model {n} --backend onnx-int8 --dataset fer2013 "
+           f"--data ../shared/data/fer2013 --split PrivateTest`."
+           for n in lite_int8 if int8_accuracy(n) is not None]
           if lite else []),
-        *(["", "Growing the student instead, or quantising it, or dense convolutions on int8 (random weights: speed "
+        *(["", "Growing lite_cnn instead, or quantising it, or wider dense students on int8 (random weights: speed "
                 "only, so no accuracy):", ""] +
           [f"- {n} ({f:.1f} MFLOPs): {med[n][1]:.3f} ms at batch 1, {med[n][64] / 64:.3f} ms per face at batch 64: "
            + ("inside both budgets" if med[n][1] <= b1 and med[n][64] / 64 <= b64 else

@@ -360,13 +360,16 @@ def main() -> int:
             c, h, w = mdl.input_size
             clf[key] = {"side": "ferkit", "model": name, "backend": b, "label": f"ferkit {tag}, {b}",
                         "input": f"{h}x{w} {'gray' if c == 1 else 'RGB'}", "b1_ms": [], "b64_ms": []}
-    # the default on static int8 too, where ferkit ships its activation ranges (--backend onnx-int8)
-    if weights.int8_ranges(weights.resolve(default_name)) is not None:
-        key = f"{default_name}:onnx-int8"
-        models[key] = load_model(default_name, backend="onnx-int8", threads=a.threads)
+    # on static int8 too, each model for which ferkit ships activation ranges (--backend onnx-int8)
+    for name in names:
+        if weights.int8_ranges(weights.resolve(name)) is None:
+            continue
+        key = f"{name}:onnx-int8"
+        models[key] = load_model(name, backend="onnx-int8", threads=a.threads)
         c, h, w = models[key].input_size
-        clf[key] = {"side": "ferkit", "model": default_name, "backend": "onnx-int8",
-                    "label": f"ferkit `{default_name}` (default), onnx-int8 (static, shipped ranges)",
+        clf[key] = {"side": "ferkit", "model": name, "backend": "onnx-int8",
+                    "label": f"ferkit `{name}`{' (default)' if name == default_name else ''}, onnx-int8 (static, "
+                             f"shipped ranges)",
                     "input": f"{h}x{w} {'gray' if c == 1 else 'RGB'}", "b1_ms": [], "b64_ms": []}
 
     # the test faces
