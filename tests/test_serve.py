@@ -435,6 +435,32 @@ def test_a_404_or_405_before_the_body_closes_the_connection(rec, monkeypatch, he
     assert data.startswith(b"HTTP/1.1 404 " if b"nothing" in head else b"HTTP/1.1 405 "), data
 
 
+def _big_annotated_request(port: int, close: bool = False) -> socket.socket:
+    """A socket with a small receive window that has sent POST /v1/analyze?annotated=1 for a
+    1500x1500 noise photo: its answer is an annotated PNG of several MB."""
+    noise = np.random.default_rng(0).integers(0, 256, (1500, 1500, 3), dtype=np.uint8)
+    buf = io.BytesIO()
+    Image.fromarray(noise).save(buf, "JPEG", quality=90)
+    jpeg, boundary = buf.getvalue(), b"ferkitboundary"
+    body = (b"--%s\r\nContent-Disposition: form-data; name=\"file\"; filename=\"n.jpg\"\r\nContent-Type: image/jpeg"
+            b"\r\n\r\n%s\r\n--%s--\r\n" % (boundary, jpeg, boundary))
+    c = socket.socket()
+    c.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4096)  # (before connecting: a small window)
+    c.settimeout(20)
+    c.connect(("127.0.0.1", port))
+    c.sendall(b"POST /v1/analyze?annotated=1 HTTP/1.1\r\nHost: x\r\nContent-Type: multipart/form-data; "
+              b"boundary=%s\r\nContent-Length: %d\r\n%s\r\n%s"
+              % (boundary, len(body), b"Connection: close\r\n" if close else b"", body))
+    return c
+
+
+def _png_of(data: bytes) -> tuple[bytes, int]:
+    """The body of a 200 answer and its declared length."""
+    head, _, png = data.partition(b"\r\n\r\n")
+    assert head.startswith(b"HTTP/1.1 200 "), head[:200]
+    return png, int(re.search(rb"content-length: (\d+)", head.lower()).group(1))
+
+
 def test_a_client_that_reads_nothing_of_its_answer_is_dropped(rec, monkeypatch):
     # an annotated PNG of several MB to a client that never reads: the server drops the connection
     # after WRITE_TIMEOUT without progress, rather than holding the image for as long as it stays
@@ -443,28 +469,14 @@ def test_a_client_that_reads_nothing_of_its_answer_is_dropped(rec, monkeypatch):
     import ferkit.serve.server as server
 
     monkeypatch.setattr(server, "WRITE_TIMEOUT", 1.0)
-    noise = np.random.default_rng(0).integers(0, 256, (1500, 1500, 3), dtype=np.uint8)
-    buf = io.BytesIO()
-    Image.fromarray(noise).save(buf, "JPEG", quality=90)
-    jpeg, boundary = buf.getvalue(), b"ferkitboundary"
-    body = (b"--%s\r\nContent-Disposition: form-data; name=\"file\"; filename=\"n.jpg\"\r\nContent-Type: image/jpeg"
-            b"\r\n\r\n%s\r\n--%s--\r\n" % (boundary, jpeg, boundary))
     with ServerThread(create_app(rec, warm_up=False)) as s:
-        c = socket.socket()
-        c.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4096)  # (before connecting: a small window)
-        c.settimeout(20)
-        c.connect(("127.0.0.1", s.port))
-        with c:
-            c.sendall(b"POST /v1/analyze?annotated=1 HTTP/1.1\r\nHost: x\r\nContent-Type: multipart/form-data; "
-                      b"boundary=%s\r\nContent-Length: %d\r\n\r\n%s" % (boundary, len(body), body))
+        with _big_annotated_request(s.port) as c:
             time.sleep(8)  # the analysis (about a second), then WRITE_TIMEOUT with nothing read
             data = b""
             with contextlib.suppress(OSError):  # (a reset)
                 while chunk := c.recv(1 << 20):
                     data += chunk
-        head, _, png = data.partition(b"\r\n\r\n")
-        assert head.startswith(b"HTTP/1.1 200 "), head[:200]
-        length = int(re.search(rb"content-length: (\d+)", head.lower()).group(1))
+        png, length = _png_of(data)
         assert length > 4_000_000 and len(png) < length  # cut: the connection was dropped part way
         # and the server carries on
         assert httpx.get(s.url + "/healthz", timeout=10).status_code == 200
@@ -476,29 +488,15 @@ def test_a_client_that_reads_slowly_gets_its_whole_answer(rec, monkeypatch):
     import ferkit.serve.server as server
 
     monkeypatch.setattr(server, "WRITE_TIMEOUT", 1.0)
-    noise = np.random.default_rng(0).integers(0, 256, (1500, 1500, 3), dtype=np.uint8)
-    buf = io.BytesIO()
-    Image.fromarray(noise).save(buf, "JPEG", quality=90)
-    jpeg, boundary = buf.getvalue(), b"ferkitboundary"
-    body = (b"--%s\r\nContent-Disposition: form-data; name=\"file\"; filename=\"n.jpg\"\r\nContent-Type: image/jpeg"
-            b"\r\n\r\n%s\r\n--%s--\r\n" % (boundary, jpeg, boundary))
     with ServerThread(create_app(rec, warm_up=False)) as s:
-        c = socket.socket()
-        c.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4096)
-        c.settimeout(20)
-        c.connect(("127.0.0.1", s.port))
-        with c:
-            c.sendall(b"POST /v1/analyze?annotated=1 HTTP/1.1\r\nHost: x\r\nContent-Type: multipart/form-data; "
-                      b"boundary=%s\r\nContent-Length: %d\r\nConnection: close\r\n\r\n%s" % (boundary, len(body), body))
+        with _big_annotated_request(s.port, close=True) as c:
             start, data = time.monotonic(), b""
             with contextlib.suppress(OSError):  # (a reset: the failure asserted below)
                 while chunk := c.recv(8192):
                     data += chunk
                     time.sleep(0.01)
             took = time.monotonic() - start
-        head, _, png = data.partition(b"\r\n\r\n")
-        assert head.startswith(b"HTTP/1.1 200 "), head[:200]
-        length = int(re.search(rb"content-length: (\d+)", head.lower()).group(1))
+        png, length = _png_of(data)
         assert length > 4_000_000 and len(png) == length, (len(png), length)
         assert took > 3 * server.WRITE_TIMEOUT  # it did span several checks
 

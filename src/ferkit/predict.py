@@ -294,15 +294,19 @@ def _predict(a: argparse.Namespace, results_out) -> int:
                      detect_every=a.detect_every)
     out = Path(a.out) if a.out else None
     inputs = {Path(s).resolve() for s in a.sources if Path(s).is_file()}
-    # the files no output may overwrite: the inputs and what lies beside them in the input folders
+    # the input folders, listed once, up front: the files no output may overwrite are the inputs
+    # and what lies beside them there
     protected = set(inputs)
+    listings: dict[str, tuple[list[Path], list[tuple[str, str]], list[Failure]]] = {}
     for src in a.sources:
-        if src and Path(src).is_dir():
+        if src and Path(src).is_dir() and src not in listings:
             if out is not None and Path(src).resolve() == out.resolve():
                 raise FerkitError(f"--out {a.out} is the input folder {src}: its outputs would be written among the "
                                   f"images there, over files of the same names; name another folder (e.g. "
                                   f"{Path(src) / 'ferkit'}, which is not read as input)")
-            listed, others = folder_files(src, exclude=out)
+            unreadable: list[Failure] = []
+            listed, others = folder_files(src, unreadable, exclude=out)
+            listings[src] = (listed, others, unreadable)
             protected.update(f.resolve() for f in listed)
             protected.update(Path(f).resolve() for f, _ in others)
     for opt, value in (("--json", a.json), ("--csv", a.csv)):
@@ -368,7 +372,8 @@ def _predict(a: argparse.Namespace, results_out) -> int:
                 continue
             if kind == "folder":
                 listed = len(failed)
-                files, skipped = folder_files(src, failed, exclude=out)
+                files, skipped, unreadable = listings[src]
+                failed.extend(unreadable)
                 ignored.extend(skipped)
                 if not files and len(failed) == listed:  # (one that cannot be listed is said once)
                     failed.append(Failure(str(src), "folder holds no image files"))
