@@ -292,22 +292,24 @@ def init_from(model: nn.Module, source: str, classes: Sequence[str], log: Callab
 
 
 def teacher_probs(cfg: TrainConfig, train_ds: FaceDataset, out: Path, device: torch.device,
-                  log: Callable[[str], None] = print) -> torch.Tensor:
+                  log: Callable[[str], None] = print, teacher: ExpressionModel | None = None) -> torch.Tensor:
     """The teacher's class probabilities of every training image (``[N, K]``, columns in the
     dataset's class order; the mean over the image and its mirror image), computed once and kept
     in the run folder (``teacher_probs.npy`` + ``teacher.json``) for ``--resume``.
 
     Offline distillation: the teacher sees each image unaugmented while the student sees it
     augmented, as is usual; a teacher on a few pixels' shift gives nearly the same answer, and
-    computing it once costs one inference pass instead of one per epoch."""
+    computing it once costs one inference pass instead of one per epoch. ``teacher``: the model
+    ``cfg.teacher`` names, when loaded already."""
     from ..api import load_model
 
     meta_path, npy = out / "teacher.json", out / "teacher_probs.npy"
     meta = {"teacher": cfg.teacher, "n": len(train_ds), "classes": list(train_ds.classes), "tta": cfg.teacher_tta}
     if meta_path.exists() and npy.exists() and json.loads(meta_path.read_text()) == meta:
         return torch.from_numpy(np.load(npy, allow_pickle=False))
-    teacher = load_model(cfg.teacher, device=str(device))
-    _check_teacher_classes(cfg, teacher.classes, train_ds)
+    if teacher is None:
+        teacher = load_model(cfg.teacher, device=str(device))
+        _check_teacher_classes(cfg, teacher.classes, train_ds)
     t0 = time.time()
     tp = teacher.predict_tensor(train_ds.images, tta=cfg.teacher_tta)
     probs = torch.zeros(len(train_ds), len(train_ds.classes))  # a class with no training image: probability 0
@@ -562,14 +564,16 @@ def train(cfg: TrainConfig, resume: bool = False, progress: bool | None = None,
         weight = (counts.sum() / (len(classes) * counts)).to(device)
     if cfg.soft_targets and train_ds.soft is None:
         raise FerkitError(f"--soft-targets: dataset {cfg.dataset} has no vote distributions (only ferplus does)")
+    teacher = None
     if cfg.teacher:  # an unknown teacher, or one without a class of the data, is said before the run folder is made
         from ..api import ensemble_names, load_model
 
         for part in ensemble_names(cfg.teacher) or [cfg.teacher]:
             _weights.resolve(part)
-        _check_teacher_classes(cfg, load_model(cfg.teacher, device="cpu").classes, train_ds)
+        teacher = load_model(cfg.teacher, device=str(device))
+        _check_teacher_classes(cfg, teacher.classes, train_ds)
     out.mkdir(parents=True, exist_ok=True)  # once the data and the model are there: a run that cannot start leaves none
-    t_probs = teacher_probs(cfg, train_ds, out, device, log) if cfg.teacher else None
+    t_probs = teacher_probs(cfg, train_ds, out, device, log, teacher) if cfg.teacher else None
 
     history: list[dict] = []
     start_epoch, best_acc, best_loss, best_epoch, stale = 1, -1.0, math.inf, 0, 0
