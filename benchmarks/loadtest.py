@@ -161,10 +161,12 @@ def section(cmd: str, rows: list[dict], info: dict) -> str:
     return "\n".join(lines)
 
 
-def write_section(path: Path, text: str) -> None:
+def write_section(path: Path, text: str, start: str = START, end: str = END) -> None:
+    """``text`` (which begins with ``start`` and ends with ``end``) in place of that section of
+    ``path``, or at its end."""
     old = path.read_text() if path.exists() else ""
-    if START in old and END in old and old.index(START) < old.index(END):
-        new = old[: old.index(START)] + text + old[old.index(END) + len(END):]
+    if start in old and end in old and old.index(start) < old.index(end):
+        new = old[: old.index(start)] + text + old[old.index(end) + len(end):]
     elif old:
         new = old.rstrip("\n") + "\n\n" + text + "\n"
     else:

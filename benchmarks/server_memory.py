@@ -1,0 +1,147 @@
+"""Memory of ``ferkit serve``: the server's resident memory idle and its peak while it analyses
+one image or several at once, by image size and by ``annotated=1``.
+
+    .venv/bin/python benchmarks/server_memory.py                 # --workers 2, writes docs/benchmarks.md
+    .venv/bin/python benchmarks/server_memory.py --no-write --backend onnx-int8
+
+Each row starts a fresh ``ferkit serve`` on a free loopback port (so one row's peak does not carry
+into the next), reads its resident memory once the models are loaded (``VmRSS`` of
+``/proc/PID/status``), sends the row's requests (``concurrent`` at once) and reads the peak
+(``VmHWM``) and what stays resident afterwards. The images are made from ``examples/astronaut.jpg``
+(its face scaled up): the example itself, a 12 MP photo (4000x3000) and a 49 MP one (7000x7000, just
+under the 50 MP ``--max-pixels`` default). Linux only (``/proc``). The results go to the terminal
+and, unless ``--no-write``, to ``docs/benchmarks.md`` between ``<!-- memory:start -->`` and
+``<!-- memory:end -->``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import datetime as dt
+import os
+import platform
+import shlex
+import sys
+import tempfile
+import threading
+from pathlib import Path
+
+import httpx
+from PIL import Image
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from loadtest import ROOT, Server, write_section  # noqa: E402
+
+START, END = "<!-- memory:start -->", "<!-- memory:end -->"
+EXAMPLE = ROOT / "examples" / "astronaut.jpg"
+
+
+def memory_mb(pid: int) -> dict[str, float]:
+    """``VmRSS`` (resident now) and ``VmHWM`` (peak resident) of process ``pid``, in MB."""
+    out = {}
+    with open(f"/proc/{pid}/status") as f:
+        for line in f:
+            key, _, value = line.partition(":")
+            if key in ("VmRSS", "VmHWM"):
+                out[key] = int(value.split()[0]) / 1024  # kB
+    return out
+
+
+def images(folder: Path) -> dict[str, tuple[Path, str]]:
+    """The example and two large photos made from it: name -> (file, description)."""
+    src = Image.open(EXAMPLE).convert("RGB")
+    out = {"example": (EXAMPLE, f"the example photo, {src.width}x{src.height}")}
+    for name, (w, h) in {"12mp": (4000, 3000), "49mp": (7000, 7000)}.items():
+        path = folder / f"{name}.jpg"
+        src.resize((w, h), Image.BILINEAR).save(path, quality=85)
+        out[name] = (path, f"{w}x{h} ({w * h / 1e6:.0f} MP) JPEG")
+    return out
+
+
+def run_row(image: Path, annotated: bool, concurrent: int, workers: int, backend: str) -> dict:
+    server = Server(workers, backend=backend)
+    try:
+        url = server.url + "/v1/analyze" + ("?annotated=1" if annotated else "")
+        data = image.read_bytes()
+        idle = memory_mb(server.proc.pid)["VmRSS"]
+        answers: list[str] = []
+
+        def send() -> None:
+            try:
+                r = httpx.post(url, files={"file": (image.name, data, "image/jpeg")}, timeout=300)
+                ok = r.status_code == 200 and (annotated or len(r.json()["faces"]) == 1)
+                answers.append("ok" if ok else f"HTTP {r.status_code}: {r.text[:200]}")
+            except httpx.HTTPError as e:
+                answers.append(f"{type(e).__name__}: {e}")
+
+        threads = [threading.Thread(target=send) for _ in range(concurrent)]
+        for t in threads:
+            t.start()
+        for t in threads:
+            t.join()
+        m = memory_mb(server.proc.pid)
+    finally:
+        server.stop()
+    errors = [a for a in answers if a != "ok"]
+    return {"idle": idle, "peak": m["VmHWM"], "after": m["VmRSS"], "errors": errors}
+
+
+def main(argv: list[str] | None = None) -> int:
+    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("--workers", type=int, default=2, help="the server's --workers (default 2, its default)")
+    p.add_argument("--backend", default="auto", choices=["auto", "torch", "onnx", "onnx-int8"])
+    p.add_argument("--out", default=str(ROOT / "docs" / "benchmarks.md"))
+    p.add_argument("--no-write", action="store_true", help="print only; leave docs/benchmarks.md alone")
+    a = p.parse_args(argv)
+    if not Path("/proc/self/status").exists():
+        p.error("this benchmark reads /proc (Linux only)")
+    if not 1 <= a.workers <= 16:
+        p.error("--workers 1..16")
+    cmd = shlex.join([".venv/bin/python", "benchmarks/server_memory.py", *(sys.argv[1:] if argv is None else argv)])
+    with tempfile.TemporaryDirectory() as d:
+        imgs = images(Path(d))
+        plan = [("example", False, 1), ("12mp", False, 1), ("12mp", True, 1), ("49mp", False, 1),
+                ("49mp", True, 1), ("49mp", False, a.workers), ("49mp", True, a.workers)]
+        rows = []
+        for name, annotated, n in plan:
+            r = run_row(imgs[name][0], annotated, n, a.workers, a.backend)
+            r.update(image=imgs[name][1], annotated=annotated, concurrent=n)
+            rows.append(r)
+            print(f"{imgs[name][1]}{', annotated' if annotated else ''}, {n} at once: idle {r['idle']:.0f} MB, "
+                  f"peak {r['peak']:.0f} MB, after {r['after']:.0f} MB" + (f"; ERRORS {r['errors']}" if r["errors"]
+                                                                            else ""), flush=True)
+    load = "/".join(f"{x:.1f}" for x in os.getloadavg())
+    lines = [START, "## HTTP API: memory (`ferkit serve`)", "", "Measured with:", "", f"    {cmd}", "",
+             f"{dt.date.today().isoformat()}, {os.cpu_count()} CPU cores ({platform.machine()}, {platform.system()}, "
+             f"Python {platform.python_version()}); `--workers {a.workers}`"
+             + (f" `--backend {a.backend}`" if a.backend != "auto" else "") + ", the default model and detector. "
+             "Each row is a fresh server: its resident memory once the models are loaded (idle), its peak while "
+             "the row's requests ran (`VmHWM`) and what stayed resident after them. Images: the example photo "
+             "and two JPEGs made from it by scaling (one face).", "",
+             "| request | at once | idle | peak | peak above idle | resident after |",
+             "| --- | ---: | ---: | ---: | ---: | ---: |"]
+    for r in rows:
+        lines.append(f"| {r['image']}{', `annotated=1`' if r['annotated'] else ''} | {r['concurrent']} | "
+                     f"{r['idle']:.0f} MB | {r['peak']:.0f} MB | {r['peak'] - r['idle']:.0f} MB | "
+                     f"{r['after']:.0f} MB |" + (" errors!" if r["errors"] else ""))
+    lines += ["", "An image costs memory in proportion to its pixels while it is analysed: decoded RGB, its "
+                  "grayscale copy and the detector's input (searched at 2048 pixels on the long side at most), "
+                  "and with `annotated=1` the drawn copy and its PNG. Up to `--workers` images are analysed at "
+                  "once, so the peak to plan for is about idle + workers x the one-image peak of the largest "
+                  "image allowed (`--max-pixels`), plus the uploads waiting for a worker (`--max-queue`, default 32, each up to "
+                  "`--max-upload-mb`). The allocator keeps freed memory for the next request, so the resident "
+                  "size stays near the peak reached: lower `--max-pixels` or `--workers` to bound it. "
+                  f"Load average before the run: {load}.", END]
+    text = "\n".join(lines)
+    print(text)
+    if any(r["errors"] for r in rows):
+        print("server_memory: some requests failed (see the rows); docs not written", file=sys.stderr)
+        return 1
+    if not a.no_write:
+        write_section(Path(a.out), text, START, END)
+        print(f"wrote the memory section of {a.out}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
