@@ -266,6 +266,79 @@ def test_webcam_without_display_or_camera_is_a_clear_error(monkeypatch, capsys):
     assert "no camera at index 99" in err and "Traceback" not in err
 
 
+class FakeCamera:
+    """cv2.VideoCapture for a camera: the example photo for ``good`` reads; then reads fail
+    (``(False, None)``, or cv2.error with ``raises``) for ``glitch`` reads and the photo comes
+    back, ``rounds`` times; then every read fails (the camera was unplugged)."""
+
+    frame = None
+
+    def __init__(self, index, *args, good=4, glitch=0, rounds=1, raises=False):
+        if FakeCamera.frame is None:
+            FakeCamera.frame = np.ascontiguousarray(np.asarray(Image.open(EXAMPLE).convert("RGB"))[:, :, ::-1])
+        self.plan = ([True] * good + [False] * glitch) * rounds
+        self.raises, self.released = raises, False
+
+    def isOpened(self):
+        return True
+
+    def get(self, prop):
+        return {cv2.CAP_PROP_FPS: 30.0, cv2.CAP_PROP_FRAME_WIDTH: 512, cv2.CAP_PROP_FRAME_HEIGHT: 512}.get(prop, 0.0)
+
+    def read(self):
+        ok = self.plan.pop(0) if self.plan else False
+        if not ok and self.raises:
+            raise cv2.error("select() timeout")
+        return (True, self.frame.copy()) if ok else (False, None)
+
+    def release(self):
+        self.released = True
+
+
+def fake_camera(monkeypatch, **plan):
+    monkeypatch.setattr(VideoReader, "CAMERA_PATIENCE", 0.2)
+    monkeypatch.setattr(cv2, "VideoCapture", lambda index, *a: FakeCamera(index, *a, **plan))
+
+
+@pytest.mark.parametrize("raises", [False, True])
+def test_a_camera_that_misses_frames_goes_on_and_one_that_stops_is_reported(monkeypatch, raises):
+    # a few failed reads in a row (a webcam's timeout), twice: every good frame is read, no error
+    fake_camera(monkeypatch, good=3, glitch=4, rounds=2, raises=raises)
+    with VideoReader(0) as r:
+        frames = [i for i, _, _ in r]
+    assert frames == list(range(6))
+    # then the camera gave nothing for CAMERA_PATIENCE seconds: the stream ends, said in errors
+    assert len(r.errors) == 1 and r.errors[0][0] == 6 and r.errors[0][1].startswith(VideoReader.CAMERA_STOPPED)
+    # a camera that never gives a frame, even after waiting
+    fake_camera(monkeypatch, good=0, raises=raises)
+    with pytest.raises(ferkit.errors.ImageDecodeError, match="opened but gives no frames"):
+        list(VideoReader(0))
+
+
+def test_webcam_that_stops_exits_1_with_its_frames_kept(monkeypatch, tmp_path, capsys):
+    fake_camera(monkeypatch, good=4)
+    js = tmp_path / "cam.json"
+    assert main(["predict", "--webcam", "0", "--headless", "--json", str(js), "--quiet"]) == 1
+    captured = capsys.readouterr()
+    assert "webcam:0: 4 frame(s) processed" in captured.out
+    assert "the camera stopped giving frames" in captured.err and "Traceback" not in captured.err
+    entries = json.loads(js.read_text())
+    assert sum(1 for e in entries if "error" not in e) == 4 and entries[-1]["source"] == "webcam:0"
+    assert "the camera stopped giving frames" in entries[-1]["error"]
+    # one that gives nothing: its name once, not "0: webcam:0: ..."
+    fake_camera(monkeypatch, good=0)
+    assert main(["predict", "--webcam", "0", "--headless"]) == 1
+    assert capsys.readouterr().err.startswith("ferkit: error: webcam:0: the camera opened but gives no frames")
+
+
+def test_show_on_a_display_that_cannot_be_reached_fails_before_any_work(monkeypatch, tmp_path, capsys):
+    monkeypatch.setenv("DISPLAY", ":7391")  # no X server there
+    monkeypatch.setattr(ferkit.predict, "Recognizer", lambda *a, **k: pytest.fail("the model was loaded"))
+    assert main(["predict", str(EXAMPLE), "--show", "--json", str(tmp_path / "x.json")]) == 1
+    err = capsys.readouterr().err
+    assert err.startswith("ferkit: error: cannot open a window") and "Traceback" not in err
+
+
 def test_usage_errors(tmp_path, capsys):
     assert main(["predict"]) == 1
     assert "give at least one SOURCE" in capsys.readouterr().err

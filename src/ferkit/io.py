@@ -14,6 +14,7 @@ import re
 import sys
 import tempfile
 import threading
+import time
 import warnings
 from contextlib import contextmanager
 from pathlib import Path
@@ -534,11 +535,15 @@ class VideoReader:
     skipped and listed in :attr:`errors` (up to 50 in a row; after that the file is taken to
     end there), as are frames of a file the decoder reports errors in (it would hand over a
     concealed picture, parts grey or of an earlier frame); a file with no readable frame raises
-    :class:`ImageDecodeError`.
+    :class:`ImageDecodeError`. A camera's failed read is tried again (a webcam misses a frame now
+    and then) for about :attr:`CAMERA_PATIENCE` seconds; a camera that gives no frame for that long
+    (unplugged, taken by another program) ends the stream with an entry in :attr:`errors`.
     """
 
     MAX_BAD_RUN = 50
     DAMAGED = "damaged: the decoder reported errors (skipped)"
+    CAMERA_PATIENCE = 2.0  #: seconds of failed reads before a camera is taken to have stopped
+    CAMERA_STOPPED = "the camera stopped giving frames"
 
     def __init__(self, source: Union[str, os.PathLike, int], name: str | None = None) -> None:
         import cv2
@@ -608,7 +613,7 @@ class VideoReader:
     def __iter__(self):
         import cv2
 
-        idx, bad = 0, 0
+        idx, bad, missed_since = 0, 0, None
         # a file's frame times are its own time stamps (a phone's video has no constant rate; the
         # container's fps is an average), while they are there and increasing; else, and for a
         # camera, counted at the frame rate from the last stamp. Counted from the first frame: a
@@ -625,11 +630,22 @@ class VideoReader:
                     idx += 1
                     continue
             else:
-                ok, frame = self.cap.read()
+                try:
+                    ok, frame = self.cap.read()
+                except cv2.error:  # some backends raise where others return False: a failed read
+                    ok, frame = False, None
             if not ok or frame is None or frame.size == 0:
                 if self.is_camera:
+                    if missed_since is None:
+                        missed_since = time.monotonic()
+                    if time.monotonic() - missed_since < self.CAMERA_PATIENCE:
+                        time.sleep(0.02)
+                        continue
                     if self.frames_read == 0:
-                        raise ImageDecodeError(f"{self.name}: the camera opened but gives no frames")
+                        raise ImageDecodeError(f"{self.name}: the camera opened but gives no frames (none in "
+                                               f"{self.CAMERA_PATIENCE:g} s)")
+                    self.errors.append((idx, f"{self.CAMERA_STOPPED} (none for {self.CAMERA_PATIENCE:g} s after "
+                                             f"{self.frames_read} frame{'s' if self.frames_read != 1 else ''})"))
                     break
                 if self.frame_count and idx < self.frame_count and bad < self.MAX_BAD_RUN:
                     bad += 1
@@ -637,7 +653,7 @@ class VideoReader:
                     idx += 1
                     continue
                 break
-            bad = 0
+            bad, missed_since = 0, None
             self.frames_read += 1
             if frame.ndim == 2:
                 frame = cv2.cvtColor(frame, cv2.COLOR_GRAY2RGB)

@@ -44,13 +44,16 @@ class Window:
 
     @staticmethod
     def check() -> None:
-        """Fail early, before any work, where no window can be shown."""
+        """Fail early, before any work, where no window can be shown: no display at all, or one
+        that cannot be reached (a window is opened and closed again to find out)."""
         if sys.platform.startswith("linux") and not (os.environ.get("DISPLAY") or os.environ.get("WAYLAND_DISPLAY")):
             raise FerkitError("no display to open a window on (DISPLAY is not set): run on a desktop, or record "
                               "instead with --headless --out DIR")
+        Window("ferkit").close()
 
     def __init__(self, title: str = "ferkit") -> None:
-        self.check()
+        if sys.platform.startswith("linux") and not (os.environ.get("DISPLAY") or os.environ.get("WAYLAND_DISPLAY")):
+            self.check()  # its message
         self.title, self.closed, self._tk = title, False, None
         import cv2
 
@@ -176,7 +179,11 @@ def run_video(rec: Recognizer, path: str | int, a: argparse.Namespace, stem: Pat
     return its results (no pixels kept)."""
     reader = VideoReader(path)
     is_cam = reader.is_camera
-    window = Window(f"ferkit: {reader.name} (q to quit)") if not a.headless and (is_cam or a.show) else None
+    try:
+        window = Window(f"ferkit: {reader.name} (q to quit)") if not a.headless and (is_cam or a.show) else None
+    except BaseException:
+        reader.close()  # (a camera stays taken until released)
+        raise
     writer, unwritten = None, None  # unwritten: why the annotated video could not be written
     res = Results(source=reader.name, fps=reader.fps)
     every = a.every
@@ -366,7 +373,8 @@ def _predict(a: argparse.Namespace, results_out) -> int:
                 try:
                     res = run_video(rec, src, a, stem)
                 except FerkitError as e:
-                    failed.append(Failure(str(src), _reason(e, str(src))))
+                    name = f"webcam:{src}" if kind == "webcam" else str(src)  # (the reader's name)
+                    failed.append(Failure(name, _reason(e, name)))
                     continue
                 note_video(res)
                 continue
@@ -394,9 +402,13 @@ def _predict(a: argparse.Namespace, results_out) -> int:
                 if out:
                     _write_image_outputs(r, _out_stem(out, f, root, used_stems, protected))
                 if a.show and not a.headless:
-                    if image_window is None:
-                        image_window = Window("ferkit (any key: next image, q: quit)")
-                    if not image_window.show(r.plot(), wait_key=True):
+                    try:
+                        if image_window is None:
+                            image_window = Window("ferkit (any key: next image, q: quit)")
+                        if not image_window.show(r.plot(), wait_key=True):
+                            a.show = False
+                    except FerkitError as e:  # the display went away: the results are still written
+                        failed.append(Failure(str(f), f"not shown ({_reason(e, str(f))}); its results are kept"))
                         a.show = False
                 r.image = None
                 note(r)
