@@ -639,8 +639,9 @@ def test_browser_upload_shows_happy(browser, live, tmp_path):
         page.set_input_files("#file", files=[{"name": "wall.png", "mimeType": "image/png", "buffer": wall}])
         page.wait_for_selector("#status.warn")
         assert "No face found in wall.png" in page.text_content("#status")
-        # a photo, then at once a text file: the photo's late answer must not replace the refusal
-        with page.expect_response("**/v1/analyze"):
+        # a photo, then at once a text file: the photo's request is dropped (aborted), and its
+        # late answer, had it come, must not replace the refusal
+        with page.expect_request("**/v1/analyze"):
             page.set_input_files("#file", str(EXAMPLE))
             page.set_input_files("#file", files=[{"name": "notes.txt", "mimeType": "text/plain", "buffer": b"hi"}])
         page.wait_for_timeout(300)
@@ -659,6 +660,41 @@ def test_browser_upload_shows_happy(browser, live, tmp_path):
     finally:
         ctx.close()
     assert (tmp_path / "upload.png").stat().st_size > 10_000
+
+
+@pytest.mark.slow
+@pytest.mark.timeout(300)
+@pytest.mark.parametrize("orientation", [6, 3])
+def test_browser_shows_an_exif_turned_webp_as_the_server_read_it(browser, live, orientation):
+    """Chromium shows a WebP without its EXIF orientation, which the server applies: the page shows
+    a copy turned upright, so that the boxes land on the faces."""
+    photo = Image.open(EXAMPLE).convert("RGB")
+    base = Image.new("RGB", (900, 512), (0, 0, 255))  # the face on the left, blue on the right
+    base.paste(photo, (0, 0))
+    stored = base.transpose(Image.Transpose.ROTATE_90 if orientation == 6 else Image.Transpose.ROTATE_180)
+    exif = Image.Exif()
+    exif[0x0112] = orientation
+    buf = io.BytesIO()
+    stored.save(buf, format="WEBP", quality=90, exif=exif.tobytes())
+    ctx, page, seen = open_page(browser, live)
+    try:
+        page.set_input_files("#file", files=[{"name": "turned.webp", "mimeType": "image/webp",
+                                               "buffer": buf.getvalue()}])
+        page.wait_for_selector("#faces .label")
+        assert "happy" in page.locator("#faces .label").all_text_contents()
+        assert "(900×512)" in page.text_content("#status")
+        wait_until(lambda: page.evaluate("() => document.getElementById('photo').complete"))
+        shown = page.evaluate("""() => { const im = document.getElementById('photo'), c = document.createElement('canvas');
+            c.width = im.naturalWidth; c.height = im.naturalHeight; const g = c.getContext('2d'); g.drawImage(im, 0, 0);
+            return [im.naturalWidth, im.naturalHeight, Array.from(g.getImageData(880, 256, 1, 1).data),
+                    Array.from(g.getImageData(200, 256, 1, 1).data)]; }""")
+        assert shown[:2] == [900, 512]
+        right, face = shown[2], shown[3]
+        assert right[2] > 200 and right[0] < 60 and not (face[2] > 200 and face[0] < 60)  # blue right, face left
+        assert overlay_pixels(page) > 500
+        assert not seen["errors"] and not seen["outside"], seen
+    finally:
+        ctx.close()
 
 
 @pytest.mark.slow

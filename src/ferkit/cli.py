@@ -46,12 +46,12 @@ TTA_HELP = ("test-time augmentation: flip (each face and its mirror, 2x the clas
             "are averaged")
 
 
-def _add_backend_arg(s: argparse.ArgumentParser) -> None:
+def _add_backend_arg(s: argparse.ArgumentParser, gpu: bool = True) -> None:
     s.add_argument("--backend", choices=["auto", "torch", "onnx", "onnx-int8"], default="auto",
                    help="classifier runtime: onnx (onnxruntime, several times faster on CPU), onnx-int8 "
                         "(int8-quantised: static from shipped ranges where ferkit has them, 4x faster for the "
-                        "default, else dynamic), torch (PyTorch); auto: onnx on the CPU, torch "
-                        "on a GPU")
+                        "default, else dynamic), torch (PyTorch); auto: " + (
+                            "onnx on the CPU, torch on a GPU" if gpu else "onnx (the server runs on the CPU)"))
 
 
 def _add_detect_args(s: argparse.ArgumentParser, detect_help: str) -> None:
@@ -906,7 +906,7 @@ def build_parser() -> argparse.ArgumentParser:
                    help=_model_help(tta=False))
     s.add_argument("--detector", choices=["mtcnn", "haar", "none"], default="mtcnn",
                    help="face detector (none: every image is a face crop)")
-    _add_backend_arg(s)
+    _add_backend_arg(s, gpu=False)
     g = s.add_argument_group("limits")
     g.add_argument("--max-upload-mb", type=float, default=10.0, metavar="MB", help="largest image upload (MB)")
     g.add_argument("--max-pixels", type=int, default=50_000_000, metavar="N",
