@@ -215,6 +215,33 @@ def test_cards_with_unusable_values_are_refused(saved, tmp_path):
         p.with_suffix(".json").write_text(json.dumps(card))
         with pytest.raises(ModelError, match=says[key]):
             ferkit.load_model(str(p), backend="torch")
+    # arch_kwargs: null is none; a list is refused in a line (it was a TypeError traceback)
+    for value, ok in ((None, True), ([1], False), ("width=2", False)):
+        p = tmp_path / "kw.safetensors"
+        p.write_bytes(path.read_bytes())
+        p.with_suffix(".json").write_text(json.dumps({**base, "arch_kwargs": value, "architecture": "mini_xception"}))
+        if ok:
+            assert ferkit.load_model(str(p), backend="torch").card["arch_kwargs"] is None
+        else:
+            with pytest.raises(ModelError, match="arch_kwargs must be an object"):
+                ferkit.load_model(str(p), backend="torch")
+
+
+def test_a_card_alone_or_another_file_is_named_for_what_it_is(saved, tmp_path):
+    path, _ = saved
+    card = tmp_path / "other" / "alone.json"
+    card.parent.mkdir()
+    card.write_text(path.with_suffix(".json").read_text())
+    with pytest.raises(ModelError, match=r"a model card without its weights \(alone.safetensors is not beside it\)"):
+        ferkit.load_model(str(card))
+    results = tmp_path / "other" / "eval.json"
+    results.write_text(json.dumps({"accuracy": 0.7}))
+    with pytest.raises(ModelError, match="not a model card"):
+        ferkit.load_model(str(results))
+    notes = tmp_path / "other" / "notes.txt"
+    notes.write_text("hello")
+    with pytest.raises(ModelError, match="not a model file"):
+        ferkit.load_model(str(notes))
 
 
 def test_devices_that_do_not_exist_are_errors(saved):

@@ -357,3 +357,16 @@ def test_evaluate_a_fold_run_on_its_own_round(ck, cv3, capsys):
     assert acc == pytest.approx(summary["per_fold"][1]["accuracy"], abs=1e-4)  # the number crossval measured
     assert main([*args, "--fold", "0"]) == 0
     assert "was trained with --fold 1" in capsys.readouterr().err
+    # the dataset's other names are the same dataset: its round, not fold 0 (which it trained on)
+    assert main(["evaluate", "--model", run, "--dataset", "CK+", "--data", str(ck)]) == 0
+    assert "evaluating on fold 1's splits" in capsys.readouterr().out
+
+
+def test_a_dataset_has_one_name_in_configs_cards_and_summaries():
+    from ferkit.data.readers import dataset_key
+    from ferkit.engine.train import TrainConfig
+
+    assert [dataset_key(n) for n in ("CK+", "ck", "ckplus48", "CKPlus", "FER-2013", "fer", "RAF-DB", "jaffe")] == \
+        ["ckplus"] * 4 + ["fer2013"] * 2 + ["rafdb", "jaffe"]
+    assert TrainConfig(dataset="ck").dataset == "ckplus"
+    assert TrainConfig.from_dict({"dataset": "CK+", "data": "x"}).dataset == "ckplus"  # an older run's config

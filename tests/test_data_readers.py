@@ -311,6 +311,31 @@ def test_rafdb_layout(tmp_path):
         open_dataset("rafdb", tmp_path)
 
 
+def test_rafdb_label_file_faults_are_said_where_they_belong(tmp_path):
+    root = make_rafdb(tmp_path)
+    labels = root / "basic" / "EmoLabel" / "list_patition_label.txt"
+    rows = labels.read_text()
+    # a byte-order mark does not hide the first row
+    labels.write_text("\ufeff" + rows, encoding="utf-8")
+    r = open_dataset("rafdb", root)
+    assert len(r.load("train")) == 14 and r.load("train").class_counts()["surprise"] == 2
+    # a row in no split is an error (not dropped); a bad label is its own split's fault only
+    labels.write_text(rows + "val_00001.jpg 3\ntrain_00020.jpg 9\n")
+    with pytest.raises(DatasetError, match="'val_00001.jpg' is in no split"):
+        open_dataset("rafdb", root).load("train")
+    assert len(open_dataset("rafdb", root).load("test")) == 7  # neither row is the test split's
+    r = open_dataset("rafdb", root, skip_bad=True)
+    with pytest.warns(UserWarning, match="rafdb train: left out 2 item"):
+        tr = r.load("train")
+    te = r.load("test")
+    assert len(tr) == 14 and len(tr.skipped) == 2 and len(te) == 7 and not te.skipped
+    assert any("label 1..7" in why for _, why in tr.skipped)
+    # an empty label file
+    labels.write_text("\n")
+    with pytest.raises(DatasetError, match="lists no images"):
+        open_dataset("rafdb", root).load("test")
+
+
 def test_imagefolder_with_and_without_split_folders(tmp_path):
     root = make_imagefolder(tmp_path, with_splits=True)
     r = open_dataset("imagefolder", root)

@@ -251,9 +251,9 @@ def cmd_data(a: argparse.Namespace) -> int:
 def _warn_whole_frames(a: argparse.Namespace) -> None:
     """A warning when a dataset of full photos (JAFFE, KDEF) is read without --detect: each whole
     frame would be shrunk to the network's input, not its face."""
-    from .data.readers import READERS
+    from .data.readers import READERS, dataset_key
 
-    cls = READERS.get(str(getattr(a, "dataset", "")).lower())
+    cls = READERS.get(dataset_key(getattr(a, "dataset", "")))
     if cls is not None and cls.full_photos and getattr(a, "detect", "none") == "none":
         print(f"ferkit: warning: {cls.name} holds full photos, not face crops: without --detect each whole "
               f"frame is shrunk to the network's input, far from the faces it learns from (add --detect mtcnn)",
@@ -438,7 +438,9 @@ def _fold_of_card(a: argparse.Namespace, card: dict) -> None:
     says which) unless --folds/--fold/--fold-seed say otherwise; a different round is warned about:
     its test subjects were among the run's training ones."""
     ds = card.get("dataset") or {}
-    if str(ds.get("name", "")).lower() != str(a.dataset).lower():
+    from .data.readers import dataset_key
+
+    if dataset_key(ds.get("name", "")) != dataset_key(a.dataset):  # ("ck" and "CK+" are ckplus)
         return
     opts = ds.get("options") or {}
     for key, flag in (("folds", "--folds"), ("fold", "--fold"), ("fold_seed", "--fold-seed")):

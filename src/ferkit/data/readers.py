@@ -481,18 +481,33 @@ class RAFDB(Reader):
     def records(self, split):
         recs, skipped = [], []
         img_dir = self.base / "Image" / "aligned"
-        for line, text in enumerate(self.label_file.read_text().splitlines(), start=1):
+        try:  # (a byte-order mark, as some editors save, is not part of the first name)
+            lines = self.label_file.read_text(encoding="utf-8-sig").splitlines()
+        except (OSError, UnicodeDecodeError) as e:
+            raise DatasetError(f"{self.label_file}: cannot read the RAF-DB label file ({e})") from None
+        if not any(t.strip() for t in lines):
+            raise DatasetError(f"{self.label_file}: the RAF-DB label file lists no images")
+        for line, text in enumerate(lines, start=1):
             if not text.strip():
                 continue
             src = f"{self.label_file}:line {line}"
             parts = text.split()
+            prefix = parts[0].lower().split("_", 1)[0]
+            if prefix not in self.splits:
+                # in no split: said once, with the training split (the one a run reads first)
+                if split == self.train_split:
+                    self._fail(skipped, src, f"{parts[0]!r} is in no split: RAF-DB names start with train_ or "
+                                             f"test_")
+                continue
+            if prefix != split:  # another split's row (its faults are that split's)
+                continue
             try:
                 fname, lab = parts[0], int(parts[1])
                 name = L.RAFDB_IDS[lab]
+                if len(parts) != 2:
+                    raise ValueError
             except (IndexError, ValueError, KeyError):
                 self._fail(skipped, src, f"expected '<file> <label 1..7>', got {text!r}")
-                continue
-            if not fname.startswith(split + "_"):
                 continue
             path = img_dir / (Path(fname).stem + "_aligned.jpg")
             if not path.is_file():
@@ -584,14 +599,23 @@ READERS: dict[str, type[Reader]] = {
 }
 
 
+#: names users write for a dataset, normalised (lower case, no - or _, + as "plus"), beside the keys
+SHORT_NAMES = {"fer": "fer2013", "ck": "ckplus", "ckplus48": "ckplus", "raf": "rafdb", "folder": "imagefolder"}
+
+
+def dataset_key(name: str) -> str:
+    """The key of :data:`READERS` for a dataset name as written (``"CK+"``, ``"ck"``, ``"ckplus48"``
+    -> ``"ckplus"``); a name that is none of them comes back normalised (``open_dataset`` refuses it)."""
+    key = str(name).lower().replace("-", "").replace("_", "").replace("+", "plus")
+    return SHORT_NAMES.get(key, key)
+
+
 def open_dataset(name: str, root: str | os.PathLike, **options) -> Reader:
     """Open dataset ``name`` at ``root``. Options: ``skip_bad``; ``vote`` (ferplus);
     ``folds``, ``fold``, ``fold_seed`` (ckplus, jaffe, kdef, imagefolder); ``angles`` (kdef).
     ``clean_from`` (fer2013 image folders: FER+ folder with clean twins of degraded Training
     images). Options a reader does not take are ignored when None."""
-    key = name.lower().replace("-", "").replace("_", "").replace("+", "plus")
-    short = {"fer": "fer2013", "ck": "ckplus", "ckplus48": "ckplus", "raf": "rafdb", "folder": "imagefolder"}
-    key = short.get(key, key)
+    key = dataset_key(name)
     if key not in READERS:
         raise FerkitError(f"unknown dataset {name!r}; choose from: {', '.join(READERS)}")
     import inspect

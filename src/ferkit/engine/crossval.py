@@ -38,6 +38,7 @@ from pathlib import Path
 import numpy as np
 
 from ..data import open_dataset
+from ..data.readers import dataset_key
 from ..errors import FerkitError
 from .metrics import summarize
 from .plots import plot_confusion
@@ -328,7 +329,8 @@ def evaluate_crossval(runs: Sequence[str | Path], tta: str | None = None, out: s
         sums.append(s)
     base = sums[0]
     for r, s in zip(runs[1:], sums[1:]):
-        diff = [k for k in _SAME_PROTOCOL if s.get(k) != base.get(k)]
+        diff = [k for k in _SAME_PROTOCOL if (dataset_key(s.get(k, "")) != dataset_key(base.get(k, "")) if k == "dataset"
+                                              else s.get(k) != base.get(k))]
         if diff:
             raise FerkitError(f"{r} and {runs[0]} are not the same protocol (they differ in {', '.join(diff)}): "
                               f"only rounds of the same folds can be averaged")

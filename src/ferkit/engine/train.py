@@ -50,6 +50,7 @@ from .. import __version__
 from .. import weights as _weights
 from ..api import ExpressionModel
 from ..data import FaceDataset, open_dataset
+from ..data.readers import dataset_key
 from ..data.restore import shift_warnings, split_stats
 from ..data.transforms import AugmentConfig, augment, normalize, to_float
 from ..errors import SEED_MAX, FerkitError, check_whole
@@ -111,6 +112,11 @@ class TrainConfig:
     min_face: int = 20  #: with detect: the smallest face searched for, in pixels
     name: str | None = None  #: model name in the card (default: the run folder's name)
     command: str = ""  #: the command line that started the run (recorded in the card)
+
+    def __post_init__(self) -> None:
+        # one name per dataset in cards, summaries and run names ("ck", "CK+" -> "ckplus"): a run's
+        # card is matched to --dataset by it (the folds it was trained on)
+        self.dataset = dataset_key(self.dataset)
 
     @classmethod
     def from_dict(cls, d: dict) -> TrainConfig:
@@ -259,7 +265,7 @@ def init_from(model: nn.Module, source: str, classes: Sequence[str], log: Callab
             skipped.append(k)
     arch = getattr(model, "ferkit_arch", None)
     if arch and card.get("architecture") == arch:  # the same architecture built with other options (width)?
-        want = builder_options(arch, **card.get("arch_kwargs", {}))
+        want = builder_options(arch, **(card.get("arch_kwargs") or {}))
         have = builder_options(arch, **getattr(model, "ferkit_kwargs", {}))
         diff = sorted(k for k in set(want) | set(have) if want.get(k) != have.get(k))
         shaped = [k for k in skipped if k in src and src[k].shape != own[k].shape

@@ -72,9 +72,9 @@ def au_analysis_cli(a: argparse.Namespace) -> int:
     if not 0 < a.min_consistency <= 1:
         raise FerkitError(f"--min-consistency must be in (0, 1], got {a.min_consistency}")
     from ..cli import _dataset_options
-    from ..data.readers import READERS
+    from ..data.readers import READERS, dataset_key
 
-    cls = READERS.get(str(a.dataset).lower())
+    cls = READERS.get(dataset_key(a.dataset))
     if cls is not None and cls.full_photos:
         print(f"ferkit: warning: {cls.name} holds full photos, not face crops aligned like the template: the "
               f"maps' peaks are measured against AU locations where the faces are not (use aligned crops: "

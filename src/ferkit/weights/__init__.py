@@ -212,6 +212,16 @@ def resolve(name_or_path: str | os.PathLike) -> Path:
         raise ModelError(f"{p}: no model.safetensors or best.safetensors in this folder")
     if p.suffix == ".json" and p.with_suffix(".safetensors").exists():
         return p.with_suffix(".safetensors")
+    if p.suffix.lower() == ".json" and p.is_file():
+        try:
+            is_card = "architecture" in json.loads(p.read_text())
+        except (OSError, ValueError, TypeError):
+            is_card = False
+        if is_card:
+            raise ModelError(f"{p}: a model card without its weights ({p.with_suffix('.safetensors').name} is not "
+                             f"beside it)")
+        raise ModelError(f"{p}: not a model card (no 'architecture': an evaluation's results or other JSON); give "
+                         f"a shipped name, a .safetensors file with its JSON card, a run folder or an .onnx export")
     if p.exists():
         if p.suffix in (".pt", ".pth", ".pkl", ".ckpt"):
             raise ModelError(f"{p}: ferkit loads only safetensors weights with a JSON card (never pickles)")
@@ -220,6 +230,9 @@ def resolve(name_or_path: str | os.PathLike) -> Path:
         if p.suffix.lower() in IMAGE_EXTENSIONS | VIDEO_EXTENSIONS:
             raise ModelError(f"{p}: an image or video, not a model: give a shipped name, a .safetensors file "
                              f"with its JSON card, a run folder or an .onnx export")
+        if p.suffix.lower() != ".safetensors":
+            raise ModelError(f"{p}: not a model file (ferkit loads .safetensors weights with their JSON card, run "
+                             f"folders and .onnx exports)")
         return p
     names = [c["name"] for c in shipped()]
     raise ModelError(f"no model {s!r}: not a shipped name ({', '.join(names + list(ALIASES)) or 'none shipped'}), "
@@ -241,6 +254,9 @@ def check_card(card: dict, where: str | os.PathLike) -> None:
             raise ModelError(f"{where}: {key} must be {size[0]} finite number(s) (one per channel), got {v!r}")
     if not all(x > 0 for x in card["std"]):
         raise ModelError(f"{where}: std must be more than 0, got {card['std']!r}")
+    kwargs = card.get("arch_kwargs")
+    if kwargs is not None and not (isinstance(kwargs, dict) and all(isinstance(k, str) for k in kwargs)):
+        raise ModelError(f"{where}: arch_kwargs must be an object of the architecture's options, got {kwargs!r}")
     classes = card.get("classes")
     if (not isinstance(classes, (list, tuple)) or len(classes) < 2 or not all(isinstance(c, str) for c in classes)
             or len(set(classes)) != len(classes)):
@@ -278,7 +294,7 @@ def load(name_or_path: str | os.PathLike) -> tuple[nn.Module, dict]:
         raise ModelError(f"{cpath}: model card lacks {missing}")
     check_card(card, cpath)
     card.setdefault("name", path.stem if path.parent != SHIPPED_DIR else path.stem)
-    model = create(card["architecture"], num_classes=len(card["classes"]), **card.get("arch_kwargs", {}))
+    model = create(card["architecture"], num_classes=len(card["classes"]), **(card.get("arch_kwargs") or {}))
     try:
         state = load_file(str(path))
     except (SafetensorError, OSError, ValueError) as e:
