@@ -31,6 +31,19 @@ def test_help_for_every_verb(verb, capsys):
     assert f"usage: ferkit {verb}" in out and len(out) > 300
 
 
+def test_crossval_help_shows_only_what_crossval_takes(capsys):
+    def help_of(verb):
+        with pytest.raises(SystemExit):
+            main([verb, "--help"])
+        return capsys.readouterr().out
+
+    cv, train = help_of("crossval"), help_of("train")
+    for opt in ("--fold ", "--train-split", "--val-split", "--test-split", "--val-fraction", "--vote", "--clean-from"):
+        assert opt not in cv and opt in train, opt
+    assert "ckplus | jaffe | kdef | imagefolder (" in cv and "fer2013 | ferplus | ckplus" in train
+    assert "--fold-seed" in cv and "--folds K" in cv and "--only" in cv and "--epochs" in cv
+
+
 def test_top_level_help_lists_verbs(capsys):
     with pytest.raises(SystemExit):
         main(["--help"])
@@ -184,11 +197,18 @@ def test_data_and_probe_on_an_image_folder_with_split_folders(tmp_path, capsys):
     assert main(["data", "--dataset", "imagefolder", "--data", str(root)]) == 0  # its splits, no folds
     out = capsys.readouterr().out
     assert "train" in out and "unknown class folder" not in out
+    assert "subjects" not in out  # none are known (each image was counted as one)
     flat = make_imagefolder(tmp_path / "flat", with_splits=False)
     assert main(["data", "--dataset", "imagefolder", "--data", str(flat), "--folds", "3", "--json"]) == 0
     assert len(json.loads(capsys.readouterr().out)["folds"]) == 3
     assert main(["data", "--dataset", "imagefolder", "--data", str(flat), "--folds", "3"]) == 0
     assert "NOT subject-independent" in capsys.readouterr().out  # no subjects known: each image is one
+    # --check: a file that does not decode leaves the table and its fold alike
+    (flat / "happy" / "0.png").write_bytes(b"not a png")
+    assert main(["data", "--dataset", "imagefolder", "--data", str(flat), "--folds", "3", "--check", "--skip-bad",
+                 "--json"]) == 0
+    rep = json.loads(capsys.readouterr().out)
+    assert sum(f["n"] for f in rep["folds"]) == rep["splits"]["all"]["n"] == 7 * 8 - 1
     assert main(["probe", "--models", "default", "--dataset", "imagefolder", "--data", str(root)]) == 1
     assert "official splits" in capsys.readouterr().err
     assert main(["data", "--dataset", "ckplus", "--data", str(flat), "--folds", "0"]) == 1

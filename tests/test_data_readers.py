@@ -336,6 +336,25 @@ def test_rafdb_label_file_faults_are_said_where_they_belong(tmp_path):
         open_dataset("rafdb", root).load("test")
 
 
+def test_images_beside_the_class_or_session_folders_are_said(tmp_path):
+    import shutil
+
+    kdef = make_kdef(tmp_path / "k")
+    loose = kdef / "KDEF" / "AF03ANS.JPG"
+    shutil.copy(next((kdef / "KDEF" / "AF01").glob("*.JPG")), loose)
+    with pytest.raises(DatasetError, match="AF03ANS.JPG: an image beside the session folders"):
+        open_dataset("kdef", kdef, folds=3).load("train")
+    recs, skipped = open_dataset("kdef", kdef, folds=3, skip_bad=True).all_records()
+    assert len(recs) == 2 * 4 * 7 * 3 and [str(loose)] == [p for p, _ in skipped]
+    for with_splits, where in ((False, ""), (True, "train")):
+        root = make_imagefolder(tmp_path / f"f{with_splits}", with_splits=with_splits)
+        shutil.copy(root / where / "happy" / "0.png", root / where / "stray.png")
+        (root / where / "notes.txt").write_text("not an image: ignored")
+        r = open_dataset("imagefolder", root, folds=3)
+        with pytest.raises(DatasetError, match="stray.png: an image beside the class folders"):
+            r.load("train")
+
+
 def test_imagefolder_with_and_without_split_folders(tmp_path):
     root = make_imagefolder(tmp_path, with_splits=True)
     r = open_dataset("imagefolder", root)

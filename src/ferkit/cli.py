@@ -62,24 +62,30 @@ def _add_detect_args(s: argparse.ArgumentParser, detect_help: str) -> None:
                    help="with --detect: smallest face searched for, in pixels")
 
 
-def _add_dataset_args(p: argparse.ArgumentParser, required: bool = True) -> None:
+def _add_dataset_args(p: argparse.ArgumentParser, required: bool = True, kfold: bool = False) -> None:
+    """--dataset, --data and the readers' options; ``kfold``: for the k-fold commands (crossval):
+    their datasets, without the options of datasets with official splits (--vote, --clean-from;
+    hidden, and left to the reader to refuse) or --fold (each round's)."""
     g = p.add_argument_group("dataset")
+    hide = argparse.SUPPRESS if kfold else None
     g.add_argument("--dataset", required=required, metavar="NAME",
-                   help="fer2013 | ferplus | ckplus | jaffe | rafdb | kdef | imagefolder")
+                   help="ckplus | jaffe | kdef | imagefolder (a dataset of subjects, or a flat folder of <class>/ "
+                        "folders; FER2013, FER+ and RAF-DB have official splits: `ferkit train`)" if kfold else
+                        "fer2013 | ferplus | ckplus | jaffe | rafdb | kdef | imagefolder")
     g.add_argument("--data", required=required, metavar="PATH", help="the dataset's folder (or fer2013.csv)")
     g.add_argument("--skip-bad", action="store_true",
                    help="skip (and count) unreadable images and malformed rows instead of stopping at the first")
     g.add_argument("--vote", choices=["majority", "strict"], default=None,
-                   help="ferplus: label rule: 'majority' = most-voted of the 10 columns, dropping unknown / "
+                   help=hide or "ferplus: label rule: 'majority' = most-voted of the 10 columns, dropping unknown / "
                         "not-a-face (default); 'strict' = Microsoft's rule (>50%% after removing single votes)")
     g.add_argument("--folds", type=int, default=None, metavar="K",
                    help="ckplus/jaffe/kdef/imagefolder: number of subject-independent folds (default 10)")
     g.add_argument("--fold", type=int, default=None, metavar="I",
-                   help="cross-validation round: fold I is 'test', fold I+1 'val', the rest 'train' (default 0)")
+                   help=hide or "cross-validation round: fold I is 'test', fold I+1 'val', the rest 'train' (default 0)")
     g.add_argument("--fold-seed", type=seed_int, default=None, metavar="S", help="seed of the subject-to-fold assignment")
     g.add_argument("--angles", default=None, metavar="A,B", help="kdef: views to keep, e.g. S or S,HL,HR (default all)")
     g.add_argument("--clean-from", default=None, metavar="FERPLUS_DIR",
-                   help="fer2013 image folders: replace blurred Training images by their clean twins from a FER+ "
+                   help=hide or "fer2013 image folders: replace blurred Training images by their clean twins from a FER+ "
                         "folder (FER2013Train/ holds the same faces), keeping FER2013 labels; see docs/data-notes.md")
 
 
@@ -180,6 +186,8 @@ def cmd_data(a: argparse.Namespace) -> int:
         subj = [sorted({recs[i].subject for i in f}) for f in folds]
         report["folds"] = [{"fold": i, "n": len(f), "subjects": subj[i]} for i, f in enumerate(folds)]
         report["folds_subject_disjoint"] = len(set().union(*map(set, subj))) == sum(map(len, subj))
+        # an image folder without subjects: each image is its own (as listed, before any decoding)
+        report["folds_per_image"] = all(len(s_) == len(f) for s_, f in zip(subj, folds))
     if a.check:
         from .data.restore import shift_warnings, split_stats
 
@@ -198,6 +206,9 @@ def cmd_data(a: argparse.Namespace) -> int:
                                                   "brightness": st.brightness}
         report["warnings"] = shift_warnings(stats)
         report["notes"] = list(getattr(reader, "notes", []))
+        if "folds" in report:  # the folds count what decoded too, as the table does
+            for f, idx in zip(report["folds"], folds):
+                f["n"] = sum(1 for i in idx if recs[i].source not in left_out)
     report["left_out"] = [{"source": k, "reason": v} for k, v in left_out.items()]
     if a.json:
         print(json.dumps(report, indent=2))
@@ -209,7 +220,7 @@ def cmd_data(a: argparse.Namespace) -> int:
     print(head)
     for s, r in report["splits"].items():
         row = " ".join(f"{r['per_class'][c]:>{max(6, len(c))}}" for c in reader.classes)
-        extra = f"  subjects {r['subjects']}" if r["subjects"] else ""
+        extra = f"  subjects {r['subjects']}" if r["subjects"] and not report.get("folds_per_image") else ""
         extra += f"  skipped {r['skipped']}" if r["skipped"] else ""
         print(f"  {s:<12} {r['n']:>6}  {row}{extra}")
     if left_out:
@@ -232,7 +243,7 @@ def cmd_data(a: argparse.Namespace) -> int:
         if not report["warnings"]:
             print("  no train/test shift in sharpness or contrast (brightness listed, not judged)")
     if "folds" in report:
-        per_image = all(len(f["subjects"]) == f["n"] for f in report["folds"])
+        per_image = report["folds_per_image"]
         if per_image:  # an image folder without subjects: each image is its own
             print(f"\n  {len(report['folds'])} folds (fold_seed {reader.fold_seed}) of single images: no subject is "
                   f"known, so each image counts as one; NOT subject-independent (near-identical images of one "
@@ -714,54 +725,25 @@ class _Parser(argparse.ArgumentParser):
         self.exit(2, f"{self.prog}: error: {message} (`{self.prog} --help` lists the options)\n")
 
 
-def build_parser() -> argparse.ArgumentParser:
-    fmt = _Fmt
-    p = _Parser(prog="ferkit", description="ferkit: facial expression recognition toolkit.",
-                                epilog=EPILOG, formatter_class=argparse.RawDescriptionHelpFormatter)
-    p.add_argument("--version", action="version", version=f"ferkit {__import__('ferkit').__version__}")
-    sub = p.add_subparsers(dest="verb", metavar="VERB")
-    sub.required = True
-
-    s = sub.add_parser("models", epilog=VERB_EXAMPLES["models"],
-                       help="list architectures and shipped weights", formatter_class=fmt,
-                       description="List the registered architectures (parameters, input, what they are) and the shipped "
-                                   "weights with the metrics on their cards (k-fold rows: the mean over the "
-                                   "folds, and the round the file is), then the aliases of ensembles. Every "
-                                   "name works as --model in the other verbs and in ferkit.load_model(name).")
-    s.add_argument("--json", action="store_true", help="machine-readable output")
-    s.set_defaults(fn=cmd_models)
-
-    s = sub.add_parser("data", epilog=VERB_EXAMPLES["data"],
-                       help="check a dataset: counts per split and class, folds", formatter_class=fmt,
-                       description="Read a dataset's labels (without decoding images) and print the number of "
-                                   "images per split and class, the subject folds where the dataset has them, "
-                                   "and every item left out (with --skip-bad; --check decodes the images too, so "
-                                   "the unreadable ones are listed as well).")
-    _add_dataset_args(s)
-    s.add_argument("--split", help="only this split (default: all)")
-    s.add_argument("--check", action="store_true",
-                   help="also decode the images and compare splits' sharpness, contrast and brightness, warning "
-                        "about train/test shifts (e.g. a blurred training split)")
-    s.add_argument("--json", action="store_true", help="machine-readable output")
-    s.set_defaults(fn=cmd_data)
-
-    s = sub.add_parser("train", epilog=VERB_EXAMPLES["train"],
-                       help="train a model", formatter_class=fmt,
-                       description="Train an architecture on a dataset. Writes config, per-epoch log (CSV/JSON), "
-                                   "curves, a checkpoint every epoch, the best weights (chosen on the validation "
-                                   "split) and a model card into --out.")
+def _add_train_args(s: argparse.ArgumentParser, crossval: bool = False) -> None:
+    """`ferkit train`'s options; ``crossval``: those of `ferkit crossval` (the same, but for the
+    splits, which each round sets, and the options of datasets with official splits)."""
     s.add_argument("--model", default="mini_xception", help="architecture (see `ferkit models`)")
     s.add_argument("--model-arg", action="append", metavar="KEY=VALUE", help="architecture option, e.g. width=2")
-    _add_dataset_args(s)
+    _add_dataset_args(s, kfold=crossval)
     s.add_argument("--out", required=True, help="run folder")
     s.add_argument("--resume", action="store_true", help="continue the run in --out from its last checkpoint")
     s.add_argument("--name", help="model name in the card (default: the run folder's name)")
+    # crossval: each round sets the splits (given, they are refused: cmd_crossval says why); not shown
     g = s.add_argument_group("splits")
-    g.add_argument("--train-split", help="default: the dataset's training split")
-    g.add_argument("--val-split", help="model selection split (default: FER2013 PublicTest, FER+ Valid, next fold)")
-    g.add_argument("--test-split", help="evaluated once at the end (default: the standard test split; 'none' skips)")
-    g.add_argument("--val-fraction", type=float, default=0.1, help="share of train held out (stratified, at least one per class) for "
-                   "selection when the dataset has no val split; between 0 and 1")
+    hide = argparse.SUPPRESS if crossval else None
+    g.add_argument("--train-split", help=hide or "default: the dataset's training split")
+    g.add_argument("--val-split", help=hide or "model selection split (default: FER2013 PublicTest, FER+ Valid, next "
+                                               "fold)")
+    g.add_argument("--test-split", help=hide or "evaluated once at the end (default: the standard test split; 'none' "
+                                                "skips)")
+    g.add_argument("--val-fraction", type=float, default=0.1, help=hide or "share of train held out (stratified, at "
+                   "least one per class) for selection when the dataset has no val split; between 0 and 1")
     g = s.add_argument_group("optimisation")
     g.add_argument("--epochs", type=int, default=100)
     g.add_argument("--batch-size", type=positive_int, default=128)
@@ -826,6 +808,45 @@ def build_parser() -> argparse.ArgumentParser:
     g.add_argument("--limit", type=int, help="use at most N images per split (quick trials)")
     g.add_argument("--no-progress", action="store_true", help="no progress bar (logs only)")
     g.add_argument("--command", default=None, help=argparse.SUPPRESS)
+
+
+def build_parser() -> argparse.ArgumentParser:
+    fmt = _Fmt
+    p = _Parser(prog="ferkit", description="ferkit: facial expression recognition toolkit.",
+                                epilog=EPILOG, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("--version", action="version", version=f"ferkit {__import__('ferkit').__version__}")
+    sub = p.add_subparsers(dest="verb", metavar="VERB")
+    sub.required = True
+
+    s = sub.add_parser("models", epilog=VERB_EXAMPLES["models"],
+                       help="list architectures and shipped weights", formatter_class=fmt,
+                       description="List the registered architectures (parameters, input, what they are) and the shipped "
+                                   "weights with the metrics on their cards (k-fold rows: the mean over the "
+                                   "folds, and the round the file is), then the aliases of ensembles. Every "
+                                   "name works as --model in the other verbs and in ferkit.load_model(name).")
+    s.add_argument("--json", action="store_true", help="machine-readable output")
+    s.set_defaults(fn=cmd_models)
+
+    s = sub.add_parser("data", epilog=VERB_EXAMPLES["data"],
+                       help="check a dataset: counts per split and class, folds", formatter_class=fmt,
+                       description="Read a dataset's labels (without decoding images) and print the number of "
+                                   "images per split and class, the subject folds where the dataset has them, "
+                                   "and every item left out (with --skip-bad; --check decodes the images too, so "
+                                   "the unreadable ones are listed as well).")
+    _add_dataset_args(s)
+    s.add_argument("--split", help="only this split (default: all)")
+    s.add_argument("--check", action="store_true",
+                   help="also decode the images and compare splits' sharpness, contrast and brightness, warning "
+                        "about train/test shifts (e.g. a blurred training split)")
+    s.add_argument("--json", action="store_true", help="machine-readable output")
+    s.set_defaults(fn=cmd_data)
+
+    s = sub.add_parser("train", epilog=VERB_EXAMPLES["train"],
+                       help="train a model", formatter_class=fmt,
+                       description="Train an architecture on a dataset. Writes config, per-epoch log (CSV/JSON), "
+                                   "curves, a checkpoint every epoch, the best weights (chosen on the validation "
+                                   "split) and a model card into --out.")
+    _add_train_args(s)
     s.set_defaults(fn=cmd_train)
 
     s = sub.add_parser("evaluate", epilog=VERB_EXAMPLES["evaluate"],
@@ -958,14 +979,16 @@ def build_parser() -> argparse.ArgumentParser:
     add_au_analysis_parser(sub, fmt, _add_dataset_args)
     sub.choices["au-analysis"].set_defaults(fn=cmd_au_analysis)
 
-    s = sub.add_parser("crossval", parents=[sub.choices["train"]], conflict_handler="resolve", epilog=CROSSVAL_EXAMPLES,
+    s = sub.add_parser("crossval", epilog=CROSSVAL_EXAMPLES,
                        help="k-fold subject-independent cross-validation (CK+, JAFFE, KDEF)", formatter_class=fmt,
                        description="Train and test one model per fold: round i tests on fold i, picks the best epoch "
                                    "on fold i+1 and trains on the other folds (subject-independent; --folds 10 on "
-                                   "JAFFE's 10 subjects is leave-one-subject-out). Every `ferkit train` option "
-                                   "applies. Writes --out/foldNN/ (one run each), crossval.json (per-fold accuracy, "
+                                   "JAFFE's 10 subjects is leave-one-subject-out). `ferkit train`'s options apply, "
+                                   "but for the splits, which each round sets. Writes --out/foldNN/ (one run each), "
+                                   "crossval.json (per-fold accuracy, "
                                    "mean and std, pooled confusion matrix and per-class metrics) and PNGs; --resume "
                                    "continues after an interruption.")
+    _add_train_args(s, crossval=True)
     s.add_argument("--only", metavar="I,J", help="run only these rounds (a smoke test, or to share the rounds among "
                                                   "machines); crossval.json covers every finished round")
     s.set_defaults(fn=cmd_crossval)

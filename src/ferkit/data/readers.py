@@ -27,7 +27,7 @@ import numpy as np
 
 from .. import labels as L
 from ..errors import DatasetError, FerkitError
-from ..io import folder_files
+from ..io import folder_files, is_image_file
 from .base import Reader, Record, list_images
 from .folds import fold_splits, subject_folds
 
@@ -357,8 +357,13 @@ class FoldedReader(Reader):
         return [recs[i] for i in chosen], skipped
 
     def _class_folders(self, root: Path, mapping: dict[str, str] | None, skipped) -> list[tuple[Path, int]]:
-        """``(folder, class index)`` for each class folder of ``root``; unknown names are errors."""
+        """``(folder, class index)`` for each class folder of ``root``; unknown names are errors, as
+        are images beside the class folders (their class is unknown: they were left out unsaid)."""
         out = []
+        for p in sorted(p for p in root.iterdir() if p.is_file() and not p.name.startswith(".")
+                        and is_image_file(p)):
+            self._fail(skipped, str(p), f"an image beside the class folders of {root}: its class is unknown (put it "
+                                        f"in its class's folder)")
         for cdir in sorted(p for p in root.iterdir() if p.is_dir() and not p.name.startswith(".")):
             try:
                 name = mapping[cdir.name.lower()] if mapping is not None else L.canonical(cdir.name)
@@ -443,6 +448,9 @@ class KDEF(FoldedReader):
     def all_records(self):
         base = self.root / "KDEF" if (self.root / "KDEF").is_dir() else self.root
         recs, skipped = [], []
+        for p in sorted(p for p in base.iterdir() if p.is_file() and not p.name.startswith(".") and is_image_file(p)):
+            self._fail(skipped, str(p), "an image beside the session folders (KDEF/<session>/<AF01AFS>.JPG): not read "
+                                        "(put it in its session's folder)")
         for sdir in sorted(p for p in base.iterdir() if p.is_dir() and not p.name.startswith(".")):
             for p in list_images(sdir):
                 m = self._name_re.match(p.stem)
@@ -575,14 +583,15 @@ class ImageFolder(FoldedReader):
             raise DatasetError(f"{self.root}: no images in its class folders")
         return recs, skipped
 
-    def _folder_records(self, root: Path):
+    def _folder_records(self, root: Path, per_image_subjects: bool = True):
         """Images of each class folder of ``root``, sub-folders included (``happy/session1/*.jpg``);
-        hidden files and folders are left out."""
+        hidden files and folders are left out. ``per_image_subjects``: each image its own subject
+        (for the flat layout's folds); else none (the split layout: no persons are known)."""
         recs, skipped = [], []
         for cdir, idx in self._class_folders(root, None, skipped):
             bad: list = []  # a broken link, a pipe, a subfolder that cannot be listed: reported, not dropped
             images, others = folder_files(cdir, bad)
-            recs += [Record(str(p), idx, subject=str(p)) for p in images]
+            recs += [Record(str(p), idx, subject=str(p) if per_image_subjects else None) for p in images]
             for path, why in [*others, *((f[0], f[1]) for f in bad)]:
                 self._fail(skipped, path, why)
         return recs, skipped
@@ -590,7 +599,7 @@ class ImageFolder(FoldedReader):
     def records(self, split):
         if self._is_class:
             return super().records(split)
-        return self._folder_records(self.root / split)
+        return self._folder_records(self.root / split, per_image_subjects=False)
 
 
 READERS: dict[str, type[Reader]] = {
