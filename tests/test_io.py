@@ -277,6 +277,17 @@ def test_frame_failures_are_grouped_by_runs():
     assert [f.where for f in got] == ["clip.avi frame 3", "clip.avi frames 21-39 (19 frames)",
                                       "clip.avi frame 40", "clip.avi frame 42"]
     assert fio.frame_failures("clip.avi", []) == []
+    # read every 4th frame of a file cut short at frame 20 of 40: frames 20, 24 ... 36 lost, 5 of them
+    cut = [(i, "unreadable frame (skipped)") for i in range(20, 40)]
+    (f,) = fio.frame_failures("clip.avi", cut, every=4)
+    assert (f.frames, f.step, f.lost) == ((20, 36), 4, 5)
+    assert f.where == "clip.avi frames 20-36 (every 4th: 5 frames)"
+    from ferkit.results import failure_dict
+
+    assert failure_dict(f)["frames"] == [20, 36] and failure_dict(f)["every"] == 4
+    import copy
+
+    assert copy.deepcopy(f).lost == 5  # (pickling keeps the step)
 
 
 def test_a_frame_the_decoder_reports_errors_in_is_skipped_and_listed(tmp_path, capfd, monkeypatch):

@@ -169,6 +169,42 @@ def test_tracker_keeps_ids_and_ends_lost_tracks():
     assert t.update(np.stack([a])) == [3]  # gone for longer than max_age: a new id
 
 
+def test_tracker_crossing_faces_keep_their_ids():
+    """A stale track that overlaps a face more does not take it from the track seen a frame ago."""
+    t = Tracker()
+    assert t.update(np.array([[253, 122, 305, 193], [181, 135, 232, 204.0]])) == [1, 2]  # B, A
+    for x in (195, 206, 217, 228, 242):  # B hidden behind A, which moves right
+        assert t.update(np.array([[x, 134, x + 51, 202.0]])) == [2]
+    assert t.update(np.array([[253, 134, 304, 203.0]])) == [2]  # A, over B's old place: still A
+    assert t.update(np.array([[264, 134, 315, 203.0]])) == [2]
+
+
+def test_tracker_follows_a_fast_face_by_its_velocity():
+    # 60 px a processed frame (every 6th frame of a face moving 10 px a frame), boxes 51 px wide:
+    # no overlap from one processed frame to the next
+    boxes = [np.array([[x, 100, x + 51, 160.0]]) for x in range(0, 600, 60)]
+    wide, plain = Tracker(dist=0.6 * 4), Tracker()
+    assert {i for b in boxes for i in wide.update(b)} == {1}
+    assert len({i for b in boxes for i in plain.update(b)}) > 1  # (the gate of every frame alone)
+
+
+def test_a_stream_keeps_the_faces_it_follows_under_max_faces():
+    from types import SimpleNamespace
+
+    from ferkit.faces.detect import Detection
+    from ferkit.pipeline import Recognizer
+
+    rec = SimpleNamespace(max_faces=1)
+    t = Tracker()
+    a, b = Detection(np.array([0, 0, 50, 50.0]), 0.99), Detection(np.array([200, 0, 250, 50.0]), 0.98)
+    (kept,) = Recognizer._keep(rec, [a, b], t)
+    assert kept is a
+    t.update(np.array([a.box]))
+    a2, b2 = Detection(a.box + 3, 0.97), Detection(b.box, 0.99)  # the other face now scores higher
+    assert Recognizer._keep(rec, [b2, a2], t) == [a2]  # the face followed stays
+    assert Recognizer._keep(SimpleNamespace(max_faces=0), [b2, a2], t) == [b2, a2]
+
+
 def test_tracker_smoothing_is_an_exponential_average():
     t = Tracker(smooth=0.75)
     (tid,) = t.update(np.array([[0, 0, 10, 10.0]]))
@@ -315,3 +351,33 @@ def test_recognizer_options_are_checked(rec):
         Recognizer(rec.model, max_faces=0)
     with pytest.raises(FerkitError, match="unknown detector"):
         Recognizer(rec.model, detector="dlib")
+
+
+def test_timeline_plots_every_reading_leaves_gaps_and_spans_the_frames(tmp_path, monkeypatch):
+    import matplotlib.figure
+
+    from ferkit.results import FaceResult, Result, plot_timeline
+
+    classes = ("happy", "sad")
+
+    def face(tid, p):
+        return FaceResult([0, 0, 10, 10], 0.99, "happy" if p >= 0.5 else "sad", {"happy": p, "sad": 1 - p},
+                          track_id=tid)
+
+    # 10 frames at 0.1 s: face 1 in frames 2-4 and 7-8 (out of view in 5-6), faces 2..8 once each
+    results = []
+    for i in range(10):
+        faces = [face(1, 0.8)] if i in (2, 3, 4, 7, 8) else []
+        faces += [face(i - 1, 0.3)] if 3 <= i <= 9 else []
+        results.append(Result("v.mp4", 64, 64, faces, frame=i, time=round(0.1 * i, 4), classes=classes))
+    seen = {}
+    monkeypatch.setattr(matplotlib.figure.Figure, "savefig", lambda fig, *a, **k: seen.setdefault("fig", fig))
+    plot_timeline(results, classes, tmp_path / "t.png", title="v.mp4")
+    fig = seen["fig"]
+    axes = fig.axes
+    assert len(axes) == 6 and "(2 more in the CSV and JSON)" in fig._suptitle.get_text()
+    happy = axes[0].lines[0]
+    t = happy.get_xdata()
+    assert np.isnan(t).sum() == 1 and list(np.asarray(t)[~np.isnan(t)]) == pytest.approx([0.2, 0.3, 0.4, 0.7, 0.8])
+    assert happy.get_marker() == "."  # a face seen in one frame is a dot, not an invisible line
+    assert axes[-1].get_xlim()[0] < 0.0 + 1e-9 and axes[-1].get_xlim()[1] > 0.9 - 1e-9  # all frames processed

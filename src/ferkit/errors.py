@@ -42,15 +42,23 @@ class Failure(tuple):
     """An input that could not be read, as batch jobs list it: ``(source, error)`` (a pair, so that
     ``for source, why in results.failed`` reads it), the source a file's path as in the results'
     ``source``; a video's lost frames also carry ``frames``, the first and last frame index of the
-    run, so that the entry sits beside the frames that were read."""
+    run, so that the entry sits beside the frames that were read, and ``step``: every how many
+    frames of the run were lost (a video read every N-th frame loses only those)."""
 
-    def __new__(cls, source: str, error: str, frames: Optional[Tuple[int, int]] = None) -> "Failure":
+    def __new__(cls, source: str, error: str, frames: Optional[Tuple[int, int]] = None,
+                step: int = 1) -> "Failure":
         self = super().__new__(cls, (source, error))
         self.frames = None if frames is None else (int(frames[0]), int(frames[1]))
+        self.step = max(1, int(step))
         return self
 
     def __getnewargs__(self):  # copy and pickle keep the frames
-        return (self[0], self[1], self.frames)
+        return (self[0], self[1], self.frames, self.step)
+
+    @property
+    def lost(self) -> int:
+        """How many frames the run lost (0 for a whole source)."""
+        return 0 if self.frames is None else (self.frames[1] - self.frames[0]) // self.step + 1
 
     @property
     def source(self) -> str:
@@ -74,7 +82,9 @@ class Failure(tuple):
         if self.frames is None:
             return ""
         a, b = self.frames
-        return f"frame {a}" if a == b else f"frames {a}-{b} ({b - a + 1} frames)"
+        if a == b:
+            return f"frame {a}"
+        return f"frames {a}-{b} ({'' if self.step == 1 else f'every {self.step}th: '}{self.lost} frames)"
 
     @property
     def where(self) -> str:

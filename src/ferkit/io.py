@@ -370,16 +370,20 @@ def frame_failures(name: str, errors: list[tuple[int, str]], every: int = 1) -> 
     """A video's per-frame errors ``(index, reason)`` as failures to report, a run of consecutive
     frames with the same reason in one entry: ``Failure("clip.mp4", "unreadable frame (skipped)",
     (21, 39))`` (a video cut short is one entry, not one per lost frame). With ``every`` > 1 (every
-    N-th frame processed) a damaged frame that would not have been processed is not a loss."""
-    errors = [(i, why) for i, why in errors if not (why == VideoReader.DAMAGED and i % every)]
+    N-th frame processed) a damaged or unreadable frame that would not have been processed is not a
+    loss, and the frames of a run are every N-th (``(20, 36)`` with ``every=4``)."""
+    errors = [(i, why) for i, why in errors if not (i % every and (why == VideoReader.DAMAGED
+                                                                    or why.startswith("unreadable frame")))]
     out: list[Failure] = []
     i = 0
     while i < len(errors):
         j = i
-        while j + 1 < len(errors) and errors[j + 1][0] == errors[j][0] + 1 and errors[j + 1][1] == errors[i][1]:
+        while (j + 1 < len(errors) and 0 < errors[j + 1][0] - errors[j][0] <= every
+               and errors[j + 1][1] == errors[i][1]):
             j += 1
         a, b = errors[i][0], errors[j][0]
-        out.append(Failure(name, errors[i][1], (a, b)))
+        step = every if any(errors[k + 1][0] - errors[k][0] > 1 for k in range(i, j)) else 1
+        out.append(Failure(name, errors[i][1], (a, b), step))
         i = j + 1
     return out
 

@@ -61,13 +61,22 @@ class _Track:
     box: np.ndarray
     age: int = 0  #: processed frames since last seen
     probs: np.ndarray | None = None
+    vel: np.ndarray | None = None  #: the box's motion per processed frame (None: seen once)
+
+    def predicted(self) -> np.ndarray:
+        """Where the box should be now: moved on at its velocity for the frames since it was seen
+        (at most 5: a face that stopped is not sent far away)."""
+        return self.box if self.vel is None else self.box + self.vel * min(self.age + 1, 5)
 
 
 class Tracker:
     """Keeps faces' identities across frames: greedy matching by IoU (at least ``iou``), then,
-    for faces that moved further, by centre distance (under ``dist`` box sizes, similar size).
-    A track unseen for ``max_age`` processed frames ends; ids count up from 1 and are never reused.
-    ``smooth`` in [0, 1) is the weight of the past in each track's probability average (0: off)."""
+    for faces that moved further, by centre distance (under ``dist`` box sizes, similar size),
+    each against the box a track is predicted at (moved on at its velocity). Tracks seen most
+    recently are matched first (a face seen in the last frame keeps its id against a stale track
+    that happens to overlap more: two faces that cross do not swap). A track unseen for
+    ``max_age`` processed frames ends; ids count up from 1 and are never reused. ``smooth`` in
+    [0, 1) is the weight of the past in each track's probability average (0: off)."""
 
     def __init__(self, iou: float = 0.3, dist: float = 0.6, max_age: int = 15, smooth: float = 0.0) -> None:
         if not 0 <= smooth < 1:
@@ -83,9 +92,10 @@ class Tracker:
         free_t = set(range(len(self.tracks)))
         free_d = set(range(len(boxes)))
         if self.tracks and len(boxes):
-            tb = np.stack([t.box for t in self.tracks])
+            tb = np.stack([t.predicted() for t in self.tracks])
+            ages = [t.age for t in self.tracks]
             m = iou_matrix(tb, boxes)
-            for ti, di in sorted(np.argwhere(m >= self.iou).tolist(), key=lambda p: -m[p[0], p[1]]):
+            for ti, di in sorted(np.argwhere(m >= self.iou).tolist(), key=lambda p: (ages[p[0]], -m[p[0], p[1]])):
                 if ti in free_t and di in free_d:
                     ids[di] = self.tracks[ti].id
                     free_t.discard(ti)
@@ -93,15 +103,15 @@ class Tracker:
             # faces that jumped (fast motion, skipped frames): nearest centre, similar size
             pairs = []
             for ti in free_t:
-                t = self.tracks[ti].box
+                t = tb[ti]
                 ts = max(t[2] - t[0], t[3] - t[1])
                 for di in free_d:
                     b = boxes[di]
                     bs = max(b[2] - b[0], b[3] - b[1])
                     d = np.hypot((t[0] + t[2] - b[0] - b[2]) / 2, (t[1] + t[3] - b[1] - b[3]) / 2) / max(ts, 1e-9)
                     if d < self.dist and 0.5 < bs / max(ts, 1e-9) < 2:
-                        pairs.append((d, ti, di))
-            for _, ti, di in sorted(pairs):
+                        pairs.append((ages[ti], d, ti, di))
+            for _, _, ti, di in sorted(pairs):
                 if ti in free_t and di in free_d:
                     ids[di] = self.tracks[ti].id
                     free_t.discard(ti)
@@ -109,7 +119,10 @@ class Tracker:
         by_id = {t.id: t for t in self.tracks}
         for di, tid in enumerate(ids):
             if tid >= 0:
-                by_id[tid].box, by_id[tid].age = boxes[di], 0
+                t = by_id[tid]
+                step = (boxes[di] - t.box) / (t.age + 1)  # per processed frame
+                t.vel = step if t.vel is None else 0.5 * t.vel + 0.5 * step
+                t.box, t.age = boxes[di], 0
         for ti in free_t:
             self.tracks[ti].age += 1
         for di in sorted(free_d):
@@ -207,6 +220,20 @@ class Recognizer:
         dets = self.detector.detect(rgb)
         return dets[: self.max_faces] if self.max_faces else dets
 
+    def _keep(self, dets: list[Detection], tracker: Tracker) -> list[Detection]:
+        """At most ``max_faces`` of a video frame's faces (all without a limit): those of faces
+        already followed first, then by score, so that the faces kept stay the same while they
+        are in view (the best scores alone switch between people from frame to frame)."""
+        if not self.max_faces or len(dets) <= self.max_faces:
+            return dets
+        live = [t.predicted() for t in tracker.tracks]
+        if live:
+            followed = iou_matrix(np.stack([d.box for d in dets]), np.stack(live)).max(1) >= tracker.iou
+        else:
+            followed = np.zeros(len(dets), bool)
+        pick = sorted(range(len(dets)), key=lambda i: (not followed[i], -dets[i].score))[: self.max_faces]
+        return [dets[i] for i in sorted(pick)]  # (in the detector's order)
+
     def crops(self, rgb: np.ndarray, dets: list[Detection]) -> np.ndarray:
         """Aligned faces at the model's input size: uint8 ``[N, H, W]`` (gray) or ``[N, H, W, 3]``."""
         src = cv2.cvtColor(rgb, cv2.COLOR_RGB2GRAY) if self.gray else rgb
@@ -300,7 +327,9 @@ class Recognizer:
             raise FerkitError(f"stream reads a video file, a webcam index or a VideoReader, not a "
                               f"{type(source).__name__} (for one image use analyze or predict)")
         reader = source if isinstance(source, VideoReader) else VideoReader(source)
-        tracker = Tracker(smooth=self.smooth, max_age=max(3, 15 // every))
+        # with every > 1 a face moves every-fold between processed frames: the distance gate
+        # widens with it (until a track's velocity is known, after its second sighting)
+        tracker = Tracker(smooth=self.smooth, max_age=max(3, 15 // every), dist=0.6 * min(every, 4))
         can_refine = hasattr(self.detector, "refine") and self.detect_every > 1
         n = 0
         try:
@@ -312,9 +341,9 @@ class Recognizer:
                     dets = self.detector.refine(rgb, prev)  # type: ignore[attr-defined]
                     if len(dets) < len(prev):  # lost someone: look again properly
                         dets = self.detector.detect(rgb)
-                    dets = dets[: self.max_faces] if self.max_faces else dets
+                    dets = self._keep(dets, tracker)
                 else:
-                    dets = self.detect(rgb)
+                    dets = self._keep(self.detector.detect(rgb), tracker)
                 probs = self.classify(self.crops(rgb, dets))
                 ids = tracker.update(np.stack([d.box for d in dets]) if dets else np.zeros((0, 4)))
                 faces = [self._face(d, tracker.smooth_probs(tid, p), tid) for d, p, tid in zip(dets, probs, ids)]

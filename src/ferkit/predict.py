@@ -24,6 +24,7 @@ import json
 import os
 import sys
 import time
+from collections import Counter
 from pathlib import Path
 
 from tqdm.auto import tqdm
@@ -187,8 +188,10 @@ def run_video(rec: Recognizer, path: str | int, a: argparse.Namespace, stem: Pat
     writer, unwritten = None, None  # unwritten: why the annotated video could not be written
     res = Results(source=reader.name, fps=reader.fps)
     every = a.every
-    bar = _progress(reader.frame_count // every if reader.frame_count else None, Path(reader.name).name, "frame",
-                    a.quiet)
+    total = -(-reader.frame_count // every) if reader.frame_count else None  # frames 0, every, 2 every...
+    if total is not None and a.max_frames is not None:
+        total = min(total, a.max_frames)
+    bar = _progress(total, Path(reader.name).name, "frame", a.quiet)
     t0, fps_ema, last = time.perf_counter(), None, time.perf_counter()
     interrupted = False
     try:
@@ -236,7 +239,7 @@ def run_video(rec: Recognizer, path: str | int, a: argparse.Namespace, stem: Pat
           f"in {elapsed:.1f} s ({len(res) / max(elapsed, 1e-9):.1f} "
           f"frames/s), {len(tracks)} face track(s)")
     for tid, labels in sorted(tracks.items()):
-        top = max(set(labels), key=labels.count)
+        top = Counter(labels).most_common(1)[0][0]  # (a tie: the label seen first)
         print(f"  face #{tid}: in {len(labels)} frame(s), mostly {top} ({labels.count(top) / len(labels):.0%})")
     if stem is not None:
         stem.parent.mkdir(parents=True, exist_ok=True)
@@ -463,7 +466,7 @@ def _predict(a: argparse.Namespace, results_out) -> int:
         return 1
     if failed:
         whole = sum(f.frames is None for f in failed)
-        lost = sum(f.frames[1] - f.frames[0] + 1 for f in failed if f.frames is not None)
+        lost = sum(f.lost for f in failed)
         videos = len({f.source for f in failed if f.frames is not None})
         print("\n" + "; ".join(([f"{whole} source(s) failed"] if whole else []) +
                                ([f"{lost} video frame(s) skipped in {videos} file(s)"] if lost else [])) + ":",

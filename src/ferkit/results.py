@@ -235,10 +235,13 @@ def merge_by_frame(results: list[Result], failed: list[Failure]) -> list[Result 
 
 def failure_dict(f: Failure) -> dict[str, Any]:
     """A source that could not be read, as an entry of ``predict --json`` (beside the results);
-    a video's lost frames add ``"frames": [first, last]``."""
+    a video's lost frames add ``"frames": [first, last]`` (and ``"every": N`` when only every N-th
+    frame of the run was to be read)."""
     d: dict[str, Any] = {"source": f.source}
     if f.frames is not None:
         d["frames"] = list(f.frames)
+        if f.step > 1:
+            d["every"] = f.step
     d.update({"error": f.error, "faces": []})
     return d
 
@@ -343,7 +346,10 @@ def _bars(img: np.ndarray, f: FaceResult, x0: int, y0: int, unit: float) -> None
 
 def plot_timeline(results: list[Result], classes: tuple[str, ...] | list[str], path: str | os.PathLike,
                   title: str = "") -> Path:
-    """Expression over time: for each track, the probability of every class against time (PNG)."""
+    """Expression over time: for each track (the six seen longest; the title says how many more),
+    the probability of every class against time (PNG), over the span of the frames processed. Each
+    reading is a dot; a line joins readings of consecutive processed frames only (a face out of
+    view, or not found, is a gap, not a line drawn through it)."""
     import matplotlib
 
     matplotlib.use("Agg")
@@ -353,19 +359,36 @@ def plot_timeline(results: list[Result], classes: tuple[str, ...] | list[str], p
     for r in results:
         for f in r.faces:
             tracks.setdefault(f.track_id, []).append((float(r.time or 0.0), f.probabilities))
-    keys = sorted(tracks, key=lambda k: (-len(tracks[k]), str(k)))[:6] or [None]
+    times = sorted({float(r.time or 0.0) for r in results})
+    # the next processed frame's time after each one: readings further apart have a gap between them
+    following = dict(zip(times, times[1:]))
+    ranked = sorted(tracks, key=lambda k: (-len(tracks[k]), str(k)))
+    keys = ranked[:6] or [None]
     fig, axes = plt.subplots(len(keys), 1, figsize=(10, 2.6 * len(keys)), sharex=True, squeeze=False)
     for ax, k in zip(axes[:, 0], keys):
         pts = tracks.get(k, [])
         if pts:
-            t = np.array([p[0] for p in pts])
+            t, rows = [], []
+            for j, (tj, pj) in enumerate(pts):
+                if j and following.get(pts[j - 1][0], tj) < tj:  # frames in between without this face
+                    t.append(np.nan)
+                    rows.append({})
+                t.append(tj)
+                rows.append(pj)
             for c in classes:
-                ax.plot(t, [p[1].get(c, 0.0) for p in pts], label=c, color=np.array(CLASS_COLOURS.get(c, (0, 0, 0)))
-                        / 255, lw=1.5)
+                ax.plot(t, [p.get(c, np.nan) if p else np.nan for p in rows], label=c, marker=".", ms=4,
+                        color=np.array(CLASS_COLOURS.get(c, (0, 0, 0))) / 255, lw=1.5)
         ax.set_ylim(0, 1)
         ax.set_ylabel("probability")
         ax.set_title(f"face #{k}" if k is not None else "no faces found", fontsize=10)
         ax.grid(alpha=0.3)
+    if len(times) > 1:
+        pad = (times[-1] - times[0]) * 0.01
+        axes[-1, 0].set_xlim(times[0] - pad, times[-1] + pad)
+    if len(ranked) > len(keys):
+        more = len(ranked) - len(keys)
+        title = (f"{title}: " if title else "") + (f"the {len(keys)} faces seen longest ({more} more in the "
+                                                   f"CSV and JSON)")
     if tracks:  # (no faces: no lines to name)
         axes[0, 0].legend(fontsize=8, loc="upper left", bbox_to_anchor=(1.01, 1.0))
     axes[-1, 0].set_xlabel("time (s)")
