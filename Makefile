@@ -4,6 +4,9 @@ VENV    := .venv
 BIN     := $(VENV)/bin
 STAMP   := $(VENV)/.ferkit-installed
 TORCH   := torch==2.13.0
+# PyPI's torch wheel for Linux x86_64 is the CUDA build (GBs of nvidia-* wheels): the CPU build is taken
+# from a local wheel where pip's find-links has one (as on these machines, offline), else from this index
+TORCH_CPU_INDEX ?= https://download.pytorch.org/whl/cpu
 
 .PHONY: demo test install sysdeps clean bench-peers
 
@@ -22,8 +25,10 @@ sysdeps:
 $(BIN)/python:
 	$(PY) -m venv $(VENV)
 
-# torch first and pinned: a bare `torch` requirement would pull GBs of CUDA wheels.
+# torch first, pinned and CPU-only (see TORCH_CPU_INDEX), then its dependencies (torch itself is in place).
 $(STAMP): $(BIN)/python pyproject.toml
+	$(BIN)/pip install --quiet --disable-pip-version-check --no-deps --no-index $(TORCH) 2>/dev/null \
+	  || $(BIN)/pip install --quiet --disable-pip-version-check --no-deps --index-url $(TORCH_CPU_INDEX) $(TORCH)
 	$(BIN)/pip install --quiet --disable-pip-version-check $(TORCH)
 	$(BIN)/pip install --quiet --disable-pip-version-check -e '.[dev]'
 	touch $(STAMP)

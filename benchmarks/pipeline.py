@@ -60,7 +60,6 @@ ROOT = Path(__file__).resolve().parents[1]
 PHOTO = ROOT / "examples" / "astronaut.jpg"
 W, H = 640, 480
 TARGET_FPS = 30.0
-FER_REF_MS = 79.0  # the `fer` package (Haar + mini-Xception, TensorFlow), one 640x512 frame, measured earlier
 START, END = "<!-- pipeline:start -->", "<!-- pipeline:end -->"
 INTRO = """# Benchmarks
 
@@ -284,8 +283,8 @@ def markdown(res: dict) -> str:
         "*detect* includes O-Net `refine` on fast-path frames; *other* is the tracker and results; "
         "*frames/s* is frames over wall time (decode + detect + align + classify + other).",
         f"- Target (the issue): >= {TARGET_FPS:g} frames/s end to end for one face, default model, 2 CPU cores. "
-        f"Reference, **not re-measured here**: the `fer` package (Haar + mini-Xception on TensorFlow) took about "
-        f"{FER_REF_MS:g} ms per 640x512 frame on this machine (~{1000 / FER_REF_MS:.1f} frames/s).",
+        "The `fer` package is timed beside ferkit on the same frames, in one run, by benchmarks/peers.py "
+        "(\"Side by side with `fer`\" below).",
         "",
         "| frames | pipeline | faces found | frames with full detection | decode | detect | align | classify "
         "| other | end to end (ms) | frames/s | 30 fps target |",
@@ -323,8 +322,7 @@ def notes(rows: list[dict], default_every: int) -> list[str]:
         if r["scene"] == "1 face" and r["detector"] == "mtcnn" and r["source"] == "jpeg" and r["default_size"]:
             s, what = r["summary"], ("the stream default" if r["detect_every"] == default_every else "not the default")
             out.append(f"MTCNN with `detect_every={r['detect_every']}` ({what}), 1 face: {s['fps']:.1f} frames/s, "
-                       f"30 fps target {'met' if s['fps'] >= TARGET_FPS else 'not met'}; "
-                       f"{s['fps'] / (1000 / FER_REF_MS):.1f}x the frames/s of the `fer` reference (not re-measured).")
+                       f"30 fps target {'met' if s['fps'] >= TARGET_FPS else 'not met'}.")
     met = [f"{r['scene']}, {r['label']}" for r in rows if r["summary"]["fps"] >= TARGET_FPS]
     out.append("Rows meeting 30 frames/s: " + ("; ".join(met) if met else "none") + ".")
     return [f"- {n}" for n in out]
@@ -468,8 +466,7 @@ def main() -> None:
            "model_input": f"{c}x{h}x{w} {'gray' if c == 1 else 'RGB'}", "classifier_runtime": runtime,
            "classifier_threads": runtime_threads, "min_face_size_default": default_min,
            "detect_every_stream_default": default_every,
-           "load_average_1min_start": load_start, "target_fps": TARGET_FPS,
-           "fer_reference_ms_per_640x512_frame_not_remeasured": FER_REF_MS, "rows": results}
+           "load_average_1min_start": load_start, "target_fps": TARGET_FPS, "rows": results}
     res["notes"] = notes(results, default_every)
     section = markdown(res)
     print()

@@ -74,7 +74,7 @@ class LiteCNN(nn.Module):
 
 
 @register("lite_cnn", paper="ferkit (a fast student network; not from a paper)",
-          summary="stride-2 stem + 5 depthwise-separable blocks at 24/12/6 px, GAP, linear; ~10x cheaper than "
+          summary="stride-2 stem + 5 depthwise-separable blocks at 24/12/6 px, GAP, linear; ~8x cheaper than "
                   "mini_xception width 2")
 def lite_cnn(num_classes: int = 7, in_chans: int = 1, width: int = 16, dropout: float = 0.0) -> nn.Module:
     """lite_cnn: stride-2 stem, depthwise-separable blocks at 24, 12 and 6 px, GAP, one linear layer."""
