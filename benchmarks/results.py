@@ -147,6 +147,7 @@ ROWS = [
     ("di_fernet", {}, "fer2013", "weights:di_fernet-fer2013"),
     ("lite_cnn", {}, "fer2013", "weights:lite_cnn-fer2013"),
     *[("lite_cnn", {}, "fer2013", f"eval:fer2013-lite_cnn-kd-{run}") for run in LITE_RUNS],
+    ("lite_plain", {}, "fer2013", "weights:lite_plain-fer2013"),
     ("vgg_fer", {}, "ferplus", "weights:vgg_fer-ferplus"),
     ("vgg_fer", {}, "ferplus", "eval:ferplus-vgg_fer-flip"),
     ("vgg_fer", {}, "ferplus", "eval:ferplus-vgg_fer-tencrop"),
@@ -420,7 +421,9 @@ def build(threads: int, reps: int, points: list[dict] | None = None) -> str:
         f"latency: the ONNX export on onnxruntime, batch 1, {threads} thread{'s' if threads > 1 else ''}, {reps} "
         f"calls in 5 interleaved rounds (median of the rounds' medians), on this machine "
         f"({platform.processor() or platform.machine()}, {os.cpu_count()} cores; "
-        f"load average {os.getloadavg()[0]:.1f} when measured, {datetime.date.today()}).",
+        f"load average {os.getloadavg()[0]:.1f} when measured, {datetime.date.today()}). The latencies compare",
+        "the rows of this table, timed in one run: this shared machine's speed varies between runs (up to",
+        "2.5x), so against other packages see docs/benchmarks.md, which times ferkit and `fer` in one run.",
         "No pre-trained weights: every network here was trained from scratch by ferkit (\"ft\": fine-tuned",
         "from ferkit's own FER2013 weights, `--init`; \"ft from `<name>`\": from its weights of that name, FER+ or CK+).",
         "",
@@ -639,6 +642,14 @@ def targets_summary(best: dict[str, tuple[float, str, float, str, str]], rows: d
                         + " (their rows above): not shipped. The first shipped student, mx3-fer2013 distilled for "
                         "60 epochs (59.99% on PublicTest, 61.13% on PrivateTest; its card at commit 870be47), "
                         "was replaced on 2026-12-04.")
+        for c in (c for c in weights.shipped() if c["architecture"] == "lite_plain" and c["dataset"]["name"] == "fer2013"):
+            teacher = c["training"]["config"].get("teacher")
+            out[-1] += (f" `{c['name']}`, {ALIAS_THEN.get(teacher, teacher)} distilled into lite_plain (lite_cnn's "
+                        f"dense sibling, fast on static int8: `--backend onnx-int8`), reaches "
+                        f"{100 * c['metrics']['PublicTest']['accuracy']:.2f}% on PublicTest "
+                        f"({100 * c['metrics']['PrivateTest']['accuracy']:.2f}% on PrivateTest, float32): shipped beside "
+                        f"`fast`, which stays the fastest on the default float32 backend (docs/benchmarks.md, the "
+                        f"classifier budget).")
         out[-1] += (" Distilling the shipped vgg_fer-fer2013 into one mini_xception on the CPU (39 epochs, "
                     "`--time-budget 2100`, README) gave 65.20% on PublicTest: not shipped. Distilling the vgg_fer "
                     "pair (72.19% with flip) is open: its teacher pass did not fit the 2 CPU cores and no GPU was "
