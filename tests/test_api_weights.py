@@ -242,6 +242,9 @@ def test_a_card_alone_or_another_file_is_named_for_what_it_is(saved, tmp_path):
     notes.write_text("hello")
     with pytest.raises(ModelError, match="not a model file"):
         ferkit.load_model(str(notes))
+    onnx = tmp_path / "other" / "m.onnx"
+    onnx.write_bytes(b"x")
+    assert weights.resolve(onnx) == onnx  # an export passes: its callers load it (or say why not)
 
 
 def test_devices_that_do_not_exist_are_errors(saved):

@@ -288,6 +288,10 @@ def test_frame_failures_are_grouped_by_runs():
     import copy
 
     assert copy.deepcopy(f).lost == 5  # (pickling keeps the step)
+    # runs are evenly spaced: 1, 2 then 5 are two runs, not "1-5, every 3rd: 2 frames"
+    runs = fio.frame_failures("c", [(1, "x"), (2, "x"), (5, "x")], every=3)
+    assert [(g.frames, g.lost) for g in runs] == [((1, 2), 2), ((5, 5), 1)]
+    assert "every 3rd" in fio.frame_failures("c", [(3, "x"), (6, "x")], every=3)[0].span
 
 
 def test_a_frame_the_decoder_reports_errors_in_is_skipped_and_listed(tmp_path, capfd, monkeypatch):

@@ -180,12 +180,34 @@ def test_tracker_crossing_faces_keep_their_ids():
 
 
 def test_tracker_follows_a_fast_face_by_its_velocity():
-    # 60 px a processed frame (every 6th frame of a face moving 10 px a frame), boxes 51 px wide:
-    # no overlap from one processed frame to the next
+    # 25 px a frame, boxes 51 px wide, missed for 2 frames: 75 px from its last box when it is seen
+    # again (beyond the distance gate), where its velocity puts it
+    t = Tracker()
+    for x in (0, 25, 50):
+        assert t.update(np.array([[x, 100, x + 51, 160.0]])) == [1]
+    t.update(np.zeros((0, 4)))
+    t.update(np.zeros((0, 4)))
+    assert t.update(np.array([[125, 100, 176, 160.0]])) == [1]
+    # a shrinking face, then missed: its size is not carried forward (the box turned inside out)
+    t = Tracker()
+    for s in (60, 52, 44, 36):  # about its centre, (130, 130)
+        t.update(np.array([[130 - s / 2, 130 - s / 2, 130 + s / 2, 130 + s / 2]]))
+    for _ in range(3):
+        t.update(np.zeros((0, 4)))
+    assert t.update(np.array([[115, 115, 145, 145.0]])) == [1]
+
+
+def test_tracker_wide_gate_matches_the_nearest_face_first():
+    # --every 6: 60 px a processed frame, boxes 51 px wide; the stream widens the gate
     boxes = [np.array([[x, 100, x + 51, 160.0]]) for x in range(0, 600, 60)]
     wide, plain = Tracker(dist=0.6 * 4), Tracker()
     assert {i for b in boxes for i in wide.update(b)} == {1}
     assert len({i for b in boxes for i in plain.update(b)}) > 1  # (the gate of every frame alone)
+    # A seen last frame lost its face; B, missed once, is back 40 px from its place: B's id, not A's
+    t = Tracker(dist=2.4, max_age=3)
+    assert t.update(np.array([[0, 100, 50, 150], [120, 100, 170, 150.0]])) == [1, 2]
+    assert t.update(np.array([[0, 100, 50, 150.0]])) == [1]
+    assert t.update(np.array([[80, 100, 130, 150.0]])) == [2]
 
 
 def test_a_stream_keeps_the_faces_it_follows_under_max_faces():

@@ -557,3 +557,32 @@ def test_an_empty_path_and_an_unlistable_folder_are_said_once(tmp_path, monkeypa
     monkeypatch.setattr(os, "scandir", refused)
     assert main(["predict", str(folder)]) == 1
     assert capsys.readouterr().err == f"ferkit: error: {folder}: cannot list this folder (Permission denied)\n"
+
+
+def test_a_window_that_fails_is_a_warning_and_the_results_are_kept(monkeypatch, tmp_path, capsys):
+    from ferkit import predict as fp
+
+    class Broken:
+        def __init__(self, title="ferkit"):
+            pass
+
+        @staticmethod
+        def check():
+            pass
+
+        def show(self, rgb, wait_key=False):
+            raise RuntimeError("the display went away")
+
+        def close(self):
+            pass
+
+    monkeypatch.setattr(fp, "Window", Broken)
+    js = tmp_path / "one.json"
+    assert main(["predict", str(EXAMPLE), "--show", "--json", str(js)]) == 0
+    assert "the window failed (the display went away)" in capsys.readouterr().err
+    assert json.loads(js.read_text())["faces"][0]["label"] == "happy"  # the image's result, not an error entry
+    video = moving_video(tmp_path / "clip.mp4", n=6)
+    js = tmp_path / "clip.json"
+    assert main(["predict", str(video), "--show", "--json", str(js), "--quiet"]) == 0
+    assert "the window failed" in capsys.readouterr().err
+    assert len(json.loads(js.read_text())) == 6  # every frame analysed

@@ -712,9 +712,33 @@ def test_browser_webcam_live(browser, live, tmp_path):
         page.screenshot(path=str(tmp_path / "webcam.png"))
         time.sleep(1.5)
         assert live.app.state.engine.served >= served + 2  # frames keep coming
+        # a server that stops answering: the old result leaves the live picture, the wait is said
+        page.route("**/v1/analyze", lambda route: None)  # (never answered)
+        wait_until(lambda: "waiting for the server" in page.text_content("#status"), timeout=20)
+        assert overlay_pixels(page) == 0 and page.locator("#faces .label").count() == 0
         page.click("#camera")
         assert page.text_content("#camera") == "Start webcam" and "Webcam off" in page.text_content("#status")
         assert not seen["errors"] and not seen["outside"], seen
+    finally:
+        ctx.close()
+
+
+@pytest.mark.slow
+@pytest.mark.timeout(300)
+def test_browser_a_photo_chosen_while_the_camera_starts_wins(browser, live):
+    ctx, page, seen = open_page(browser, live, camera=True)
+    try:
+        # the browser's camera prompt takes its time (a person reading it): 1.5 s here
+        page.evaluate("""() => { const md = navigator.mediaDevices, real = md.getUserMedia.bind(md);
+            md.getUserMedia = (c) => new Promise((res) => setTimeout(() => res(real(c)), 1500)); }""")
+        page.click("#camera")
+        page.set_input_files("#file", str(EXAMPLE))
+        page.wait_for_selector("#faces .label")
+        page.wait_for_timeout(2500)  # the camera's answer has come by now
+        assert "1 face in astronaut.jpg" in page.text_content("#status")
+        assert page.text_content("#camera") == "Start webcam"  # the camera did not start
+        assert page.locator("#video").is_hidden() and page.locator("#photo").is_visible()
+        assert not seen["errors"], seen
     finally:
         ctx.close()
 

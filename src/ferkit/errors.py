@@ -38,6 +38,12 @@ def check_whole(name: str, value, lo: int = 1, hi: Optional[int] = None, none: s
         raise FerkitError(f"{name} must be a whole number {span}{none}, got {value!r}")
 
 
+def _ordinal(n: int) -> str:
+    """2 -> "2nd", 3 -> "3rd", 4 -> "4th", 11 -> "11th", 22 -> "22nd"."""
+    suffix = "th" if 10 <= n % 100 <= 20 else {1: "st", 2: "nd", 3: "rd"}.get(n % 10, "th")
+    return f"{n}{suffix}"
+
+
 class Failure(tuple):
     """An input that could not be read, as batch jobs list it: ``(source, error)`` (a pair, so that
     ``for source, why in results.failed`` reads it), the source a file's path as in the results'
@@ -69,7 +75,8 @@ class Failure(tuple):
         return self[1]
 
     def __repr__(self) -> str:
-        return f"Failure({self[0]!r}, {self[1]!r}{'' if self.frames is None else f', frames={self.frames}'})"
+        frames = "" if self.frames is None else f", frames={self.frames}"
+        return f"Failure({self[0]!r}, {self[1]!r}{frames}{'' if self.step == 1 else f', step={self.step}'})"
 
     @classmethod
     def of(cls, item) -> "Failure":
@@ -84,7 +91,7 @@ class Failure(tuple):
         a, b = self.frames
         if a == b:
             return f"frame {a}"
-        return f"frames {a}-{b} ({'' if self.step == 1 else f'every {self.step}th: '}{self.lost} frames)"
+        return f"frames {a}-{b} ({'' if self.step == 1 else f'every {_ordinal(self.step)}: '}{self.lost} frames)"
 
     @property
     def where(self) -> str:

@@ -378,12 +378,14 @@ def frame_failures(name: str, errors: list[tuple[int, str]], every: int = 1) -> 
     i = 0
     while i < len(errors):
         j = i
-        while (j + 1 < len(errors) and 0 < errors[j + 1][0] - errors[j][0] <= every
-               and errors[j + 1][1] == errors[i][1]):
-            j += 1
+        gap = 0  # the run's spacing: 1, or every (frames that were to be read)
+        while j + 1 < len(errors) and errors[j + 1][1] == errors[i][1]:
+            d = errors[j + 1][0] - errors[j][0]
+            if not (d == 1 or d == every) or (gap and d != gap):
+                break
+            gap, j = d, j + 1
         a, b = errors[i][0], errors[j][0]
-        step = every if any(errors[k + 1][0] - errors[k][0] > 1 for k in range(i, j)) else 1
-        out.append(Failure(name, errors[i][1], (a, b), step))
+        out.append(Failure(name, errors[i][1], (a, b), gap or 1))
         i = j + 1
     return out
 

@@ -61,20 +61,25 @@ class _Track:
     box: np.ndarray
     age: int = 0  #: processed frames since last seen
     probs: np.ndarray | None = None
-    vel: np.ndarray | None = None  #: the box's motion per processed frame (None: seen once)
+    vel: np.ndarray | None = None  #: the box centre's motion (x, y) per processed frame (None: seen once)
 
     def predicted(self) -> np.ndarray:
-        """Where the box should be now: moved on at its velocity for the frames since it was seen
-        (at most 5: a face that stopped is not sent far away)."""
-        return self.box if self.vel is None else self.box + self.vel * min(self.age + 1, 5)
+        """Where the box should be now: its last box, moved on at its centre's velocity for the
+        frames since it was seen (at most 5: a face that stopped is not sent far away); the size
+        stays (a size change carried forward could turn the box inside out)."""
+        if self.vel is None:
+            return self.box
+        dx, dy = self.vel * min(self.age + 1, 5)
+        return self.box + np.array([dx, dy, dx, dy])
 
 
 class Tracker:
     """Keeps faces' identities across frames: greedy matching by IoU (at least ``iou``), then,
     for faces that moved further, by centre distance (under ``dist`` box sizes, similar size),
     each against the box a track is predicted at (moved on at its velocity). Tracks seen most
-    recently are matched first (a face seen in the last frame keeps its id against a stale track
-    that happens to overlap more: two faces that cross do not swap). A track unseen for
+    recently are matched first by IoU (a face seen in the last frame keeps its id against a stale
+    track that happens to overlap more: two faces that cross do not swap); by distance, the nearest
+    first. A track unseen for
     ``max_age`` processed frames ends; ids count up from 1 and are never reused. ``smooth`` in
     [0, 1) is the weight of the past in each track's probability average (0: off)."""
 
@@ -110,7 +115,7 @@ class Tracker:
                     bs = max(b[2] - b[0], b[3] - b[1])
                     d = np.hypot((t[0] + t[2] - b[0] - b[2]) / 2, (t[1] + t[3] - b[1] - b[3]) / 2) / max(ts, 1e-9)
                     if d < self.dist and 0.5 < bs / max(ts, 1e-9) < 2:
-                        pairs.append((ages[ti], d, ti, di))
+                        pairs.append((d, ages[ti], ti, di))  # nearest first (the age breaks ties only)
             for _, _, ti, di in sorted(pairs):
                 if ti in free_t and di in free_d:
                     ids[di] = self.tracks[ti].id
@@ -120,7 +125,8 @@ class Tracker:
         for di, tid in enumerate(ids):
             if tid >= 0:
                 t = by_id[tid]
-                step = (boxes[di] - t.box) / (t.age + 1)  # per processed frame
+                b = boxes[di]
+                step = ((b[:2] + b[2:]) - (t.box[:2] + t.box[2:])) / 2 / (t.age + 1)  # the centre, per frame
                 t.vel = step if t.vel is None else 0.5 * t.vel + 0.5 * step
                 t.box, t.age = boxes[di], 0
         for ti in free_t:

@@ -212,10 +212,19 @@ def run_video(rec: Recognizer, path: str | int, a: argparse.Namespace, stem: Pat
                                 unwritten = str(e)
                         if writer is not None:
                             writer.write(frame)
-                    if window is not None and not window.show(frame):
-                        r.image = None
-                        res.append(r)
-                        break
+                    if window is not None:
+                        try:
+                            shown = window.show(frame)
+                        except Exception as e:  # the display went away: the analysis goes on without it
+                            tqdm.write(f"ferkit: warning: {reader.name}: the window failed ({e}); going on "
+                                       f"without it", file=sys.stderr)
+                            window, shown = None, True
+                            if is_cam and stem is None:  # a live view that cannot be shown: stop
+                                shown = False
+                        if not shown:
+                            r.image = None
+                            res.append(r)
+                            break
                 r.image = None
                 res.append(r)
                 bar.update(1)
@@ -410,8 +419,10 @@ def _predict(a: argparse.Namespace, results_out) -> int:
                             image_window = Window("ferkit (any key: next image, q: quit)")
                         if not image_window.show(r.plot(), wait_key=True):
                             a.show = False
-                    except FerkitError as e:  # the display went away: the results are still written
-                        failed.append(Failure(str(f), f"not shown ({_reason(e, str(f))}); its results are kept"))
+                    except Exception as e:  # the display went away (Tk's or OpenCV's error): no more
+                        # windows; the results are still written, the image was read (not a failure)
+                        tqdm.write(f"ferkit: warning: --show: the window failed ({e}); going on without it",
+                                   file=sys.stderr)
                         a.show = False
                 r.image = None
                 note(r)

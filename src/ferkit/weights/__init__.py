@@ -230,7 +230,7 @@ def resolve(name_or_path: str | os.PathLike) -> Path:
         if p.suffix.lower() in IMAGE_EXTENSIONS | VIDEO_EXTENSIONS:
             raise ModelError(f"{p}: an image or video, not a model: give a shipped name, a .safetensors file "
                              f"with its JSON card, a run folder or an .onnx export")
-        if p.suffix.lower() != ".safetensors":
+        if p.suffix.lower() not in (".safetensors", ".onnx"):  # (an .onnx export: its callers load it)
             raise ModelError(f"{p}: not a model file (ferkit loads .safetensors weights with their JSON card, run "
                              f"folders and .onnx exports)")
         return p
