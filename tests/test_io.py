@@ -404,3 +404,74 @@ def test_the_decoder_message_catcher_passes_other_output_on(capfd):
     assert said == [(16, "bad vlc"), (24, "a warning")]
     out = capfd.readouterr()
     assert out.out == "plain line\n" and out.err == "to stderr, untouched\n"
+
+
+def _exif_turned_jpeg_with_a_damaged_tag(fmt: str = "JPEG") -> bytes:
+    """The example photo stored turned (EXIF orientation 6) with a damaged EXIF entry: a Make tag
+    renamed ImageWidth (a number tag holding text), which Pillow's exif_transpose fails on."""
+    from conftest import EXAMPLE
+
+    src = Image.open(EXAMPLE).convert("RGB").crop((0, 0, 512, 400)).transpose(Image.Transpose.ROTATE_90)
+    ex = Image.Exif()
+    ex[0x0112] = 6
+    ex[0x010F] = "Cam"
+    buf = io.BytesIO()
+    src.save(buf, fmt, exif=ex)
+    return buf.getvalue().replace(b"\x01\x0f\x00\x02", b"\x01\x00\x00\x02").replace(b"\x0f\x01\x02\x00",
+                                                                                  b"\x00\x01\x02\x00")
+
+
+def test_damaged_files_are_decode_errors_or_read_never_tracebacks(tmp_path):
+    import struct
+
+    # a damaged EXIF tag beside the orientation: read, turned upright
+    for fmt in ("JPEG", "WEBP"):
+        data = _exif_turned_jpeg_with_a_damaged_tag(fmt)
+        assert read_image(data, "RGB").shape == (400, 512, 3)
+        assert read_image(Image.open(io.BytesIO(data)), "RGB").shape == (400, 512, 3)
+    # a TIFF whose second page's header is broken: the first page is read (counting pages failed)
+    b = io.BytesIO()
+    Image.fromarray(np.full((32, 48, 3), 90, np.uint8)).save(b, "TIFF")
+    t = bytearray(b.getvalue())
+    ifd = struct.unpack_from("<I", t, 4)[0]
+    nxt = ifd + 2 + 12 * struct.unpack_from("<H", t, ifd)[0]
+    extra = len(t) + (len(t) & 1)
+    t += b"\0" * (extra - len(t)) + struct.pack("<H", 1) + struct.pack("<HHII", 0x0103, 3, 1, 1) + struct.pack("<I", 0)
+    struct.pack_into("<I", t, nxt, extra)
+    assert read_image(bytes(t), "RGB").shape == (32, 48, 3)
+    # a PIL image used after its file was closed
+    path = tmp_path / "a.png"
+    Image.fromarray(np.zeros((8, 8), np.uint8)).save(path)
+    with Image.open(path) as im:
+        pass
+    with pytest.raises(ImageDecodeError, match="file was closed before its pixels were read"):
+        read_image(im)
+    # the same JPEG cut short: refused as a PIL image too, as it is as bytes
+    photo = io.BytesIO()
+    Image.fromarray(np.random.default_rng(1).integers(0, 255, (256, 320, 3), dtype=np.uint8)).save(photo, "JPEG")
+    cut = photo.getvalue()[: len(photo.getvalue()) // 3] + b"\xff\xd9"
+    with pytest.raises(ImageDecodeError, match="ends before its 320x256 pixels"):
+        read_image(Image.open(io.BytesIO(cut)))
+
+
+def test_a_real_gray_lower_half_is_read_with_a_warning():
+    rng = np.random.default_rng(2)
+    canvas = np.full((256, 128, 3), 128, np.uint8)
+    canvas[:96] = rng.integers(0, 255, (96, 128, 3), dtype=np.uint8)  # a photo on the top 96 of 256 rows
+    buf = io.BytesIO()
+    Image.fromarray(canvas).save(buf, "JPEG", quality=95)
+    with pytest.warns(UserWarning, match="flat gray"):
+        assert read_image(buf.getvalue(), "RGB").shape == (256, 128, 3)
+
+
+def test_arrays_out_of_the_pixel_range_and_other_16_bit_forms():
+    rgb = np.random.default_rng(3).integers(0, 255, (20, 30, 3), dtype=np.uint8)
+    with pytest.raises(ImageDecodeError, match="values down to -0.5: give 0..255"):
+        read_image(rgb / 255 - 0.5, "RGB")
+    with pytest.raises(ImageDecodeError, match="down to"):
+        read_image(rgb.astype(np.int16) - 128, "RGB")
+    g16 = rgb[:, :, 0].astype(np.uint16) * 257
+    big_endian = g16.astype(">u2")
+    assert (read_image(big_endian, "L") == rgb[:, :, 0]).all()  # 16-bit, either byte order: scaled, not refused
+    native = Image.frombytes("I;16N", (30, 20), g16.tobytes())
+    assert abs(read_image(native, "L").astype(int) - rgb[:, :, 0]).max() <= 1  # not clipped to white

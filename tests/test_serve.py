@@ -764,3 +764,31 @@ def test_server_thread_stops(rec):
     with pytest.raises(OSError):
         socket.create_connection(("127.0.0.1", int(url.rsplit(":", 1)[1])), timeout=1).close()
 
+
+
+def test_an_image_is_decoded_by_the_reader_of_its_probed_format(client):
+    """Pillow tries some readers without a signature check (IM) before TIFF's: bytes that are a
+    16x16 TIFF and also parse as a 1000x1000 IM file are read as the TIFF the probe saw."""
+    import struct
+
+    small = io.BytesIO()
+    Image.fromarray(np.full((16, 16, 3), 128, np.uint8)).save(small, "TIFF")
+    tif = small.getvalue()
+    ifd_at = struct.unpack_from("<I", tif, 4)[0]
+    head = b"II*\x00" + struct.pack("<I", 0) + b": x\r\nImage type: Greyscale image\r\nImage size (x*y): 1000*1000\r\n\x1a"
+    pad = 1024
+    data = bytearray(head.ljust(pad, b"\0")) + bytearray(tif[8:])
+    ifd = ifd_at - 8 + pad
+    struct.pack_into("<I", data, 4, ifd)
+    for i in range(struct.unpack_from("<H", data, ifd)[0]):
+        tag, typ, cnt, val = struct.unpack_from("<HHII", data, ifd + 2 + 12 * i)
+        if tag == 273 or {1: 1, 2: 1, 3: 2, 4: 4, 5: 8, 7: 1}.get(typ, 4) * cnt > 4:
+            struct.pack_into("<I", data, ifd + 2 + 12 * i + 8, val - 8 + pad)
+    data = bytes(data) + bytes(1000 * 1000)
+    import warnings
+
+    with warnings.catch_warnings():  # (Pillow deprecates its IM reader)
+        warnings.simplefilter("ignore", DeprecationWarning)
+        assert Image.open(io.BytesIO(data)).size == (1000, 1000)  # the premise: Pillow alone reads it as IM
+    r = post(client, data, "poly.tif", "image/tiff")
+    assert r.status_code == 200 and (r.json()["width"], r.json()["height"]) == (16, 16)

@@ -21,7 +21,7 @@ from pathlib import Path
 from typing import Any, Callable, Iterator, Union
 
 import numpy as np
-from PIL import Image, ImageOps, UnidentifiedImageError
+from PIL import Image, UnidentifiedImageError
 
 from .errors import Failure, ImageDecodeError
 
@@ -125,9 +125,32 @@ def is_image_file(path: Union[str, os.PathLike]) -> bool:
     return Path(path).suffix.lower() in IMAGE_EXTENSIONS
 
 
+#: EXIF orientation -> the transpose that turns the stored pixels upright (2..8; 1 is upright)
+_UPRIGHT = {2: Image.Transpose.FLIP_LEFT_RIGHT, 3: Image.Transpose.ROTATE_180, 4: Image.Transpose.FLIP_TOP_BOTTOM,
+            5: Image.Transpose.TRANSPOSE, 6: Image.Transpose.ROTATE_270, 7: Image.Transpose.TRANSVERSE,
+            8: Image.Transpose.ROTATE_90}
+
+
+def _orientation(img: Image.Image) -> int:
+    """The image's EXIF orientation, 1 when it has none or its EXIF cannot be read (a malformed
+    block must not make a readable picture unreadable)."""
+    try:
+        o = img.getexif().get(0x0112, 1)
+        return o if isinstance(o, int) and o in _UPRIGHT else 1
+    except Exception:  # Pillow's EXIF parser raises many kinds on damaged blocks
+        return 1
+
+
+def _upright(img: Image.Image) -> Image.Image:
+    """``img`` turned upright by its EXIF orientation (a new image; ``img`` itself when upright).
+    Unlike ``ImageOps.exif_transpose`` it does not rewrite the EXIF, which fails on damaged tags."""
+    o = _orientation(img)
+    return img if o == 1 else img.transpose(_UPRIGHT[o])
+
+
 def _to_mode(img: Image.Image, mode: str, label: str = "image") -> Image.Image:
     """Convert any PIL mode to ``L`` or ``RGB`` without surprises (16-bit, float, alpha, palette)."""
-    if img.mode in ("I;16", "I;16B", "I;16L", "I", "F"):
+    if img.mode.startswith("I;16") or img.mode in ("I", "F"):
         arr = np.asarray(img, dtype=np.float64)
         if not np.isfinite(arr).all():  # a float image with NaN or inf pixels: no meaningful gray levels
             raise ImageDecodeError(f"{label}: the image holds NaN or infinite pixel values")
@@ -138,7 +161,7 @@ def _to_mode(img: Image.Image, mode: str, label: str = "image") -> Image.Image:
             hi = lo + 1.0
         arr = np.clip((arr - lo) / (hi - lo) * 255.0 + 0.5, 0, 255).astype(np.uint8)
         img = Image.fromarray(arr, "L")
-    if img.mode in ("RGBA", "LA", "PA") or (img.mode == "P" and "transparency" in img.info):
+    if img.mode in ("RGBA", "LA", "PA", "La", "RGBa") or (img.mode == "P" and "transparency" in img.info):
         # composite on white: transparent pixels should not turn into black blobs
         rgba = img.convert("RGBA")
         bg = Image.new("RGBA", rgba.size, (255, 255, 255, 255))
@@ -146,12 +169,15 @@ def _to_mode(img: Image.Image, mode: str, label: str = "image") -> Image.Image:
     return img if img.mode == mode else img.convert(mode)  # convert() to the same mode would copy
 
 
-def read_image(source: Source, mode: str = "L", name: str | None = None) -> np.ndarray:
+def read_image(source: Source, mode: str = "L", name: str | None = None,
+               formats: tuple[str, ...] | list[str] | None = None) -> np.ndarray:
     """Decode ``source`` (path, bytes, array or PIL image) to a uint8 array.
 
     ``mode="L"`` gives ``H x W`` grayscale, ``mode="RGB"`` gives ``H x W x 3``. A uint8 array
     already in that form comes back as it is (the same array when contiguous, not a copy).
-    Raises :class:`ImageDecodeError` naming the source when it cannot be read.
+    ``formats``: for a path or bytes, the only Pillow formats tried (None: all it knows; a file
+    of another format is "not an image file"). Raises :class:`ImageDecodeError` naming the source
+    when it cannot be read.
     """
     if mode not in ("L", "RGB"):
         raise ValueError(f"mode must be 'L' or 'RGB', not {mode!r}")
@@ -165,12 +191,21 @@ def read_image(source: Source, mode: str = "L", name: str | None = None) -> np.n
         if w * h > MAX_PIXELS:
             raise ImageDecodeError(f"{label}: image is {w}x{h} ({w * h / 1e6:.0f} MP), over the "
                                    f"{MAX_PIXELS / 1e6:.0f} MP limit")
+        if getattr(source, "fp", True) is None and getattr(source, "tile", None):
+            raise ImageDecodeError(f"{label}: the image's file was closed before its pixels were read (read it "
+                                   f"inside its `with Image.open(...)` block, or call .load() there)")
         try:
             # a lazily opened file decodes here; EXIF rotation as for a path or bytes (on a copy:
             # the caller's image stays as it is)
-            img = ImageOps.exif_transpose(source) if source.getexif().get(0x0112, 1) != 1 else source
-            return np.asarray(_to_mode(img, mode, label))
-        except (OSError, ValueError) as e:
+            source.load()
+            if source.format in ("JPEG", "MPO") and _jpeg_ends_blank(source) == "cut":
+                raise ImageDecodeError(_cut_jpeg(label, w, h))
+            return np.asarray(_to_mode(_upright(source), mode, label))
+        except ImageDecodeError:
+            raise
+        except MemoryError:
+            raise
+        except Exception as e:  # Pillow's plugins raise OSError, ValueError, TypeError, struct.error...
             raise ImageDecodeError(f"{label}: cannot decode or convert this image ({e})") from None
     if isinstance(source, (bytes, bytearray, memoryview)):
         data = bytes(source)
@@ -198,7 +233,7 @@ def read_image(source: Source, mode: str = "L", name: str | None = None) -> np.n
             # Pillow warns from 89 MP: ferkit's own limit (MAX_PIXELS, checked below before decoding)
             # decides instead; Pillow's hard error (179 MP) stays a second ceiling
             warnings.simplefilter("ignore", Image.DecompressionBombWarning)
-            with Image.open(fp) as img:  # type: ignore[arg-type]
+            with Image.open(fp, formats=formats) as img:  # type: ignore[arg-type]
                 w, h = img.size
                 if w * h > MAX_PIXELS:
                     raise ImageDecodeError(
@@ -207,18 +242,21 @@ def read_image(source: Source, mode: str = "L", name: str | None = None) -> np.n
                 if w < 1 or h < 1:
                     raise ImageDecodeError(f"{label}: image has no pixels ({w}x{h})")
                 img.load()
-                frames = getattr(img, "n_frames", 1)
+                blank = _jpeg_ends_blank(img) if img.format in ("JPEG", "MPO") else None
+                if blank == "cut":
+                    raise ImageDecodeError(_cut_jpeg(label, w, h))
+                if blank == "maybe":
+                    warnings.warn(f"{label}: the lower half or more of the picture is flat gray (128) from a row of "
+                                  f"blocks down, as libjpeg fills a file cut short; read as it is", stacklevel=2)
+                out = np.ascontiguousarray(np.asarray(_to_mode(_upright(img), mode, label)))
+                try:  # (counting pages walks the whole file, whose later pages may be damaged)
+                    frames = getattr(img, "n_frames", 1)
+                except Exception:
+                    frames = 1
                 if frames > 1 and img.format != "MPO":  # (a phone's MPO: its photo first, then depth maps)
                     warnings.warn(f"{label}: holds {frames} {'pages' if img.format == 'TIFF' else 'frames'} (an "
                                   f"animation or a multi-page file); only the first is read", stacklevel=2)
-                if img.format in ("JPEG", "MPO") and _jpeg_ends_blank(img):
-                    raise ImageDecodeError(
-                        f"{label}: corrupt or truncated image (the JPEG data ends before its {w}x{h} "
-                        f"pixels do: the file is cut short or its header's size is wrong)")
-                # in place: without an EXIF rotation this is a no-op (the default returns a copy of
-                # the image, 1 ms on a 640x480 frame)
-                ImageOps.exif_transpose(img, in_place=True)
-                return np.ascontiguousarray(np.asarray(_to_mode(img, mode, label)))
+                return out
     except ImageDecodeError:
         raise
     except (Image.DecompressionBombError, Image.DecompressionBombWarning) as e:
@@ -229,8 +267,16 @@ def read_image(source: Source, mode: str = "L", name: str | None = None) -> np.n
         raise ImageDecodeError(f"{label}: not an image file (or a format Pillow cannot read)") from None
     except PermissionError:
         raise ImageDecodeError(f"{label}: permission denied (cannot read the file)") from None
-    except (OSError, SyntaxError, ValueError) as e:
+    except MemoryError:
+        raise
+    except Exception as e:  # OSError, SyntaxError, ValueError, and what Pillow's plugins raise on damaged
+        # files besides (TypeError, struct.error, IndexError, KeyError...)
         raise ImageDecodeError(f"{label}: corrupt or truncated image ({e})") from None
+
+
+def _cut_jpeg(label: str, w: int, h: int) -> str:
+    return (f"{label}: corrupt or truncated image (the JPEG data ends before its {w}x{h} pixels do: the file is cut "
+            f"short or its header's size is wrong)")
 
 
 def _gray_rows(img: Image.Image, top: int, bottom: int) -> np.ndarray:
@@ -239,8 +285,10 @@ def _gray_rows(img: Image.Image, top: int, bottom: int) -> np.ndarray:
     return (band == 128).reshape(bottom - top, -1).all(1)
 
 
-def _jpeg_ends_blank(img: Image.Image) -> bool:
-    """Whether a decoded JPEG ends in libjpeg's fill for missing data. When the scan runs out
+def _jpeg_ends_blank(img: Image.Image) -> str | None:
+    """Whether a decoded JPEG ends in libjpeg's fill for missing data: ``"cut"`` (surely),
+    ``"maybe"`` (a picture whose lower half to three quarters is exactly that gray: a file cut
+    short, or a real gray band; read, with a warning) or None. When the scan runs out
     before the header's height (a file cut short but for its end marker, or a forged, larger
     size), libjpeg only warns (Pillow drops the warning) and decodes every remaining 8x8 block
     as zeros: flat gray, exactly 128 in every channel, from a block boundary to the last pixel.
@@ -249,16 +297,17 @@ def _jpeg_ends_blank(img: Image.Image) -> bool:
     (a) the fill starts inside a row of blocks: the 8 rows above the gray band are 128 from a
     block boundary ``x0 > 0`` (or one pixel after it) to the right edge, and the top rows are not gray there (so a photo
     padded at the bottom right is not flagged), or (b) the data ended exactly at a row of blocks
-    and the gray band is half the picture or more (a forged size: most of it gray).
+    and the gray band is three quarters of the picture or more (a forged size: most of it gray;
+    half to three quarters: "maybe").
     Not flagged: a plain gray picture, gray padding at the top and bottom, a gray band under a
     photo (under half of it). Missed: a file cut exactly at a row of blocks that loses less than
     half of the picture, and truncated progressive JPEGs (their first scans cover the whole
     picture, blurred, not gray)."""
     if img.mode not in ("L", "RGB") or img.height < 16 or img.width < 16:
-        return False
+        return None
     h = img.height
     if not _gray_rows(img, h - 8, h).all() or _gray_rows(img, 0, 8).all():
-        return False
+        return None
     r0, step = h - 8, 64  # r0: the first row of the gray band that runs to the bottom
     while r0 > 0:
         top = max(0, r0 - step)
@@ -268,15 +317,16 @@ def _jpeg_ends_blank(img: Image.Image) -> bool:
             break
         r0 = top
     if r0 < 8:
-        return False
+        return None
     above = (np.asarray(img.crop((0, r0 - 8, img.width, r0))) == 128)
     above = above.reshape(8, img.width, -1).all(2).all(0)  # columns gray in all 8 rows above the band
     x0 = img.width - int(np.argmin(above[::-1]))  # where the gray run that ends each row above starts
     if x0 < img.width:  # (a): the fill starts inside a row of blocks, at a block boundary
         # (4:2:0 chroma is upsampled smoothly: the colour of the last decoded block bleeds one pixel
         # into the fill, right and down)
-        return x0 % 8 <= 1 and not (np.asarray(img.crop((x0, 0, img.width, 8))) == 128).all()
-    return h - r0 >= h / 2  # (b): a row of blocks ends the data, and half the picture or more is gray
+        return "cut" if x0 % 8 <= 1 and not (np.asarray(img.crop((x0, 0, img.width, 8))) == 128).all() else None
+    # (b): a row of blocks ends the data, and three quarters of the picture or more is gray (half: maybe)
+    return "cut" if h - r0 >= 0.75 * h else "maybe" if h - r0 >= h / 2 else None
 
 
 def resize(arr: np.ndarray, hw: tuple[int, int]) -> np.ndarray:
@@ -301,12 +351,15 @@ def _from_array(arr: np.ndarray, mode: str, label: str) -> np.ndarray:
         raise ImageDecodeError(f"{label}: expected a numeric image array, got dtype {arr.dtype}")
     if arr.dtype.kind == "f" and not np.isfinite(arr).all():
         raise ImageDecodeError(f"{label}: the image array holds NaN or infinite values")
-    if arr.dtype == np.uint16:
+    if arr.dtype.kind == "u" and arr.dtype.itemsize == 2:  # (either byte order)
         # 16-bit pixels (0..65535), as 16-bit image files decode: scaled, not clipped at 255
         arr = ((arr.astype(np.uint32) * 255 + 32767) // 65535).astype(np.uint8)
     elif arr.dtype != np.uint8:
         a = arr.astype(np.float64)
-        hi = a.max(initial=0)
+        hi, lo = a.max(initial=0), a.min(initial=0)
+        if lo < 0:  # normalised (mean-subtracted) pixels: clipping would blacken half the picture
+            raise ImageDecodeError(f"{label}: {arr.dtype} pixel values down to {lo:g}: give 0..255 (uint8), 0..65535 "
+                                   f"(uint16) or 0..1 (float); undo any normalisation first")
         if hi > 255:  # not a pixel range: clipping would give a white image
             raise ImageDecodeError(f"{label}: {arr.dtype} pixel values up to {hi:g}: give 0..255 (uint8), "
                                    f"0..65535 (uint16) or 0..1 (float)")

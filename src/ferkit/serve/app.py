@@ -41,7 +41,7 @@ from PIL import Image, UnidentifiedImageError
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from ..errors import FerkitError, ImageDecodeError
-from ..io import MAX_PIXELS, bomb_pixels
+from ..io import MAX_PIXELS, bomb_pixels, read_image
 from ..results import CLASS_COLOURS, encode_png
 
 log = logging.getLogger("ferkit.serve")
@@ -455,7 +455,13 @@ def create_app(recognizer: Any = None, *, model: str = "default", detector: str 
                            {"width": w, "height": h, "max_side": PNG_MAX_SIDE})
 
         def work() -> tuple[dict, bytes | None]:
-            r = recognizer.analyze(data, source=name, keep_image=annotated)
+            # decoded by the probed format's reader only (Pillow tries some readers without a
+            # signature check first: another could claim the bytes, at another size)
+            rgb = read_image(data, "RGB", name=name, formats=ALLOWED_FORMATS)
+            if rgb.shape[0] * rgb.shape[1] > max_pixels:  # (the probe read the same header: never, but sure)
+                raise ApiError(413, f"image too large: {rgb.shape[1]}x{rgb.shape[0]}, the limit is {max_pixels:,} "
+                                    f"pixels", {"max_pixels": max_pixels})
+            r = recognizer.analyze(rgb, source=name, keep_image=annotated)
             return r.to_dict(), (encode_png(r.plot()) if annotated else None)
 
         try:
