@@ -370,3 +370,22 @@ def test_a_dataset_has_one_name_in_configs_cards_and_summaries():
         ["ckplus"] * 4 + ["fer2013"] * 2 + ["rafdb", "jaffe"]
     assert TrainConfig(dataset="ck").dataset == "ckplus"
     assert TrainConfig.from_dict({"dataset": "CK+", "data": "x"}).dataset == "ckplus"  # an older run's config
+
+
+def test_a_fold_run_records_its_folds_and_refuses_overlapping_splits(ck, tmp_path, capsys):
+    from ferkit.engine.train import train
+    from ferkit.errors import FerkitError
+
+    # the reader's defaults (10 folds, fold 0, seed 0) are in the card, not only what was given
+    card = train(_cfg(ck, tmp_path / "r", epochs=1, limit=40), progress=False, log=lambda *_: None)
+    assert {k: card["dataset"]["options"][k] for k in ("folds", "fold", "fold_seed")} == \
+        {"folds": 10, "fold": 0, "fold_seed": 0}
+    # so evaluating it on another fold seed (other subjects in its test fold) is warned about
+    assert main(["evaluate", "--model", str(tmp_path / "r"), "--dataset", "ckplus", "--data", str(ck),
+                 "--fold-seed", "1"]) == 0
+    assert "was trained with --fold-seed 0" in capsys.readouterr().err
+    # a training split that holds the validation or test images is refused
+    for split in ("all", "trainval"):
+        with pytest.raises(FerkitError, match="holds .* image.* of the .* split"):
+            train(_cfg(ck, tmp_path / f"o-{split}", epochs=1, train_split=split), progress=False,
+                  log=lambda *_: None)

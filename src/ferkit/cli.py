@@ -453,7 +453,10 @@ def _fold_of_card(a: argparse.Namespace, card: dict) -> None:
 
     if dataset_key(ds.get("name", "")) != dataset_key(a.dataset):  # ("ck" and "CK+" are ckplus)
         return
-    opts = ds.get("options") or {}
+    opts = dict(ds.get("options") or {})
+    if "folds" in opts or "fold" in opts:  # a fold run (cards before 2026-12-05 named only what was given):
+        for key, default in (("folds", 10), ("fold", 0), ("fold_seed", 0)):  # the reader's defaults
+            opts.setdefault(key, default)
     for key, flag in (("folds", "--folds"), ("fold", "--fold"), ("fold_seed", "--fold-seed")):
         if key not in opts:
             continue

@@ -185,11 +185,15 @@ def _limit(ds: FaceDataset, n: int | None, seed: int) -> FaceDataset:
     return ds.subset(idx)
 
 
-def load_splits(cfg: TrainConfig, size: tuple[int, int], mode: str, log: Callable[[str], None] = print
-                ) -> tuple[FaceDataset, FaceDataset, FaceDataset | None]:
+def load_splits(cfg: TrainConfig, size: tuple[int, int], mode: str, log: Callable[[str], None] = print,
+                used: dict | None = None) -> tuple[FaceDataset, FaceDataset, FaceDataset | None]:
     """Train / val / test splits of the configured dataset; logs reader notes and warns when the
-    training images differ in sharpness or contrast from the validation images."""
+    training images differ in sharpness or contrast from the validation images. ``used`` (a dict)
+    gets the fold settings the reader used, defaults included (for the card: which subjects the
+    run trained on). Training images that are also in the validation or test split are refused."""
     reader = open_dataset(cfg.dataset, cfg.data, **cfg.dataset_options)
+    if used is not None:
+        used.update({k: v for k, v in reader.options().items() if k in ("folds", "fold", "fold_seed")})
     tr_name = cfg.train_split or reader.train_split
     if tr_name is None:
         raise FerkitError(f"{reader.name}: no standard training split; pass --train-split")
@@ -205,6 +209,13 @@ def load_splits(cfg: TrainConfig, size: tuple[int, int], mode: str, log: Callabl
     test = None if te_name in (None, "none") else reader.load(te_name, size=size, mode=mode, **crop)
     if test is not None and va_name is not None and reader.resolve_split(te_name) == reader.resolve_split(va_name):
         raise FerkitError("the validation split must differ from the test split (selection on test is not allowed)")
+    seen = set(train.sources)
+    for ds, what in ((val, "validation"), (test, "test")):
+        both = 0 if ds is None else sum(1 for s in ds.sources if s in seen)
+        if both:
+            raise FerkitError(f"the training split {train.split!r} holds {both} image(s) of the {what} split "
+                              f"{ds.split!r}: a model cannot be {'selected' if what == 'validation' else 'tested'} "
+                              f"on images it trained on (choose splits that do not overlap)")
     for note in getattr(reader, "notes", []):
         log(note)
     for w in shift_warnings([split_stats(train.images, "train"), split_stats(val.images, "val")]):
@@ -546,7 +557,8 @@ def train(cfg: TrainConfig, resume: bool = False, progress: bool | None = None,
         torch.backends.cudnn.benchmark = not cfg.deterministic
     spec = get_spec(cfg.model)
     c, h, w = spec.input_size
-    train_ds, val_ds, test_ds = load_splits(cfg, (h, w), "L" if c == 1 else "RGB", log)
+    used: dict = {}
+    train_ds, val_ds, test_ds = load_splits(cfg, (h, w), "L" if c == 1 else "RGB", log, used)
     classes = train_ds.classes
     model = create(cfg.model, num_classes=len(classes), **cfg.model_kwargs)
     if cfg.init and state is None:
@@ -605,7 +617,7 @@ def train(cfg: TrainConfig, resume: bool = False, progress: bool | None = None,
 
     (out / "config.json").write_text(json.dumps(asdict(cfg), indent=2) + "\n")
     base_info = {
-        "dataset": {"name": cfg.dataset, "options": cfg.dataset_options, "train_split": train_ds.split,
+        "dataset": {"name": cfg.dataset, "options": {**cfg.dataset_options, **used}, "train_split": train_ds.split,
                     "val_split": val_ds.split, "test_split": None if test_ds is None else test_ds.split,
                     "n_train": len(train_ds), "n_val": len(val_ds)},
         "training": {"command": cfg.command, **git_state(), "ferkit_version": __version__,
