@@ -157,7 +157,8 @@ def section(cmd: str, rows: list[dict], info: dict) -> str:
                      f"{r['p99']:.0f} ms | {r['max']:.0f} ms | {r['throughput']:.2f} req/s |")
     lines += ["", "Latency is per request as a client sees it (upload, waiting for a worker, decode, detect, "
                   "classify, JSON). With more clients than workers requests queue, so p50 is close to clients / "
-                  "throughput; the single-request column is the service time without a queue.", END]
+                  "throughput; the single-request column is the latency of a lone request (no queue), which "
+                  "includes the client's upload and the server's HTTP handling besides the analysis.", END]
     return "\n".join(lines)
 
 

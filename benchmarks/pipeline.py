@@ -259,8 +259,8 @@ def markdown(res: dict) -> str:
         "",
         f"    {res['command']}",
         "",
-        f"Measured {res['date']}: {a['frames']} frames per pass, 1 warm-up pass + {a['repeat']} timed passes per "
-        f"row, sequentially in one process.",
+        f"Measured {res['date']}: {a['frames']} frames per pass, an untimed warm-up of {a['warmup']} frames, then "
+        f"{a['repeat']} timed passes per row, sequentially in one process.",
         "",
         f"- Machine: {m['cpu']} (`os.cpu_count()` = {m['os_cpu_count']}, `platform.processor()` = "
         f"{m['platform_processor']!r}), {m['platform']}; Python {m['python']}, torch {m['torch']}, "

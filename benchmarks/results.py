@@ -648,8 +648,8 @@ def targets_summary(best: dict[str, tuple[float, str, float, str, str]], rows: d
                         f"dense sibling, fast on static int8: `--backend onnx-int8`), reaches "
                         f"{100 * c['metrics']['PublicTest']['accuracy']:.2f}% on PublicTest "
                         f"({100 * c['metrics']['PrivateTest']['accuracy']:.2f}% on PrivateTest, float32): shipped beside "
-                        f"`fast`, which stays the fastest on the default float32 backend (docs/benchmarks.md, the "
-                        f"classifier budget).")
+                        f"`fast`, the faster of the two on the default float32 backend (this table's latency "
+                        f"column).")
         out[-1] += (" Distilling the shipped vgg_fer-fer2013 into one mini_xception on the CPU (39 epochs, "
                     "`--time-budget 2100`, README) gave 65.20% on PublicTest: not shipped. Distilling the vgg_fer "
                     "pair (72.19% with flip) is open: its teacher pass did not fit the 2 CPU cores and no GPU was "

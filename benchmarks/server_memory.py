@@ -98,6 +98,7 @@ def main(argv: list[str] | None = None) -> int:
     if not 1 <= a.workers <= 16:
         p.error("--workers 1..16")
     cmd = shlex.join([".venv/bin/python", "benchmarks/server_memory.py", *(sys.argv[1:] if argv is None else argv)])
+    load = "/".join(f"{x:.1f}" for x in os.getloadavg())  # before the run (its own load would count)
     with tempfile.TemporaryDirectory() as d:
         imgs = images(Path(d))
         plan = [("example", False, 1), ("12mp", False, 1), ("12mp", True, 1), ("49mp", False, 1),
@@ -110,7 +111,6 @@ def main(argv: list[str] | None = None) -> int:
             print(f"{imgs[name][1]}{', annotated' if annotated else ''}, {n} at once: idle {r['idle']:.0f} MB, "
                   f"peak {r['peak']:.0f} MB, after {r['after']:.0f} MB" + (f"; ERRORS {r['errors']}" if r["errors"]
                                                                             else ""), flush=True)
-    load = "/".join(f"{x:.1f}" for x in os.getloadavg())
     lines = [START, "## HTTP API: memory (`ferkit serve`)", "", "Measured with:", "", f"    {cmd}", "",
              f"{dt.date.today().isoformat()}, {os.cpu_count()} CPU cores ({platform.machine()}, {platform.system()}, "
              f"Python {platform.python_version()}); `--workers {a.workers}`"
