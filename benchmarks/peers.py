@@ -222,7 +222,8 @@ def markdown(res: dict) -> str:
         f"OpenCV {m['opencv']}, Pillow {m['pillow']}, numpy {m['numpy']}. fer {f['fer']} (`.venv-fer`): "
         f"TensorFlow (CPU) {f['tensorflow']}, Keras {f['keras']}, OpenCV {f['opencv']}, numpy {f['numpy']}.",
         f"- Threads, {a['threads']} for both (`--threads {a['threads']}`): ferkit torch {m['torch_threads']}, "
-        f"onnxruntime {a['threads']} (classifier and MTCNN), OpenCV {m['opencv_threads']}; fer TensorFlow intra-op "
+        f"onnxruntime {a['threads']} (classifier and MTCNN; a network under 600,000 parameters runs one face at a "
+        f"time on its one-thread session, where that is faster), OpenCV {m['opencv_threads']}; fer TensorFlow intra-op "
         f"{th['tf_intra_op']} and inter-op {th['tf_inter_op']}, TFLite interpreter {th['tflite_num_threads']} "
         f"(handed to fer through its `FER._tflite_interpreter_cache`), OpenCV {th['opencv']}.",
         f"- fer: `fer.fer.FER(mtcnn=False)`, Haar cascade (min face {f['haar']['min_face_size']} px, scale "
