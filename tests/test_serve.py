@@ -9,6 +9,7 @@ import io
 import json
 import re
 import socket
+import threading
 import time
 import warnings
 from concurrent.futures import ThreadPoolExecutor
@@ -224,6 +225,8 @@ def test_timeout_is_504_and_busy_is_503(rec, photo):
         assert_json_error(post(c, photo), 504, "in time")
         assert time.monotonic() - t < 1.4
         assert c.get("/healthz").status_code == 200  # the event loop was never blocked
+        wait_until(lambda: c.get("/healthz").json()["pending"] == 0, timeout=10)
+        assert c.get("/healthz").json()["served"] == 0  # (its analysis ended, answered to no one)
     with TestClient(create_app(SlowRecognizer(rec, 0.8), workers=1, max_queue=0, warm_up=False)) as c:
         with ThreadPoolExecutor(3) as ex:
             codes = sorted(r.status_code for r in ex.map(lambda _: post(c, photo), range(3)))
@@ -792,3 +795,44 @@ def test_an_image_is_decoded_by_the_reader_of_its_probed_format(client):
         assert Image.open(io.BytesIO(data)).size == (1000, 1000)  # the premise: Pillow alone reads it as IM
     r = post(client, data, "poly.tif", "image/tiff")
     assert r.status_code == 200 and (r.json()["width"], r.json()["height"]) == (16, 16)
+
+
+def test_a_body_declared_and_never_sent_gets_no_second_answer(rec, monkeypatch):
+    import ferkit.serve.server as server
+
+    monkeypatch.setattr(server, "HEAD_TIMEOUT", 1.0)
+    with ServerThread(create_app(rec, warm_up=False)) as s:
+        with socket.create_connection(("127.0.0.1", s.port), timeout=20) as c:
+            c.sendall(b"GET /healthz HTTP/1.1\r\nHost: x\r\nContent-Length: 100\r\n\r\n")
+            time.sleep(0.5)
+            c.sendall(b"0123456789")  # part of the body the route never reads
+            data = b""
+            with contextlib.suppress(OSError):
+                while chunk := c.recv(65536):
+                    data += chunk
+        assert data.startswith(b"HTTP/1.1 200 ") and b"408" not in data, data
+
+
+@pytest.mark.slow
+@pytest.mark.timeout(120)
+def test_stopping_with_a_request_in_flight_answers_it_503_and_exits(rec, photo):
+    import httpx
+
+    s = ServerThread(create_app(SlowRecognizer(rec, 60), warm_up=False)).start()
+    answer = {}
+
+    def ask():
+        try:
+            answer["r"] = httpx.post(s.url + "/v1/analyze", files={"file": ("a.jpg", photo, "image/jpeg")}, timeout=60)
+        except httpx.HTTPError as e:
+            answer["e"] = e
+
+    t = threading.Thread(target=ask)
+    t.start()
+    wait_until(lambda: s.app.state.engine.pending == 1, timeout=10)
+    start = time.monotonic()
+    s.stop(timeout=30)
+    t.join(30)
+    assert time.monotonic() - start < 15 and not s.thread.is_alive()  # (uvicorn's 5 s grace, then the end)
+    r = answer["r"]
+    assert r.status_code == 503 and r.json()["error"] == "server shutting down"

@@ -23,11 +23,13 @@ import asyncio
 import io
 import json
 import logging
+import queue
 import re
 import threading
 import time
+import unicodedata
 from collections.abc import AsyncIterator, Callable
-from concurrent.futures import Future, ThreadPoolExecutor
+from concurrent.futures import Future
 from contextlib import asynccontextmanager
 from importlib import resources
 from typing import Any
@@ -176,6 +178,48 @@ def _mb(n: int) -> str:
 # ---------------------------------------------------------------------------------------
 # the worker pool
 # ---------------------------------------------------------------------------------------
+class _DaemonPool:
+    """``workers`` daemon threads running submitted calls in order (a ThreadPoolExecutor's threads
+    are joined when Python exits, so a server stopped during a long analysis would hang until it
+    ended; these are not: the process exits at once)."""
+
+    def __init__(self, workers: int, name: str) -> None:
+        self._jobs: queue.SimpleQueue = queue.SimpleQueue()
+        self._threads = [threading.Thread(target=self._work, name=f"{name}-{i}", daemon=True) for i in range(workers)]
+        for t in self._threads:
+            t.start()
+
+    def _work(self) -> None:
+        while True:
+            job = self._jobs.get()
+            if job is None:
+                return
+            fut, fn, args = job
+            if not fut.set_running_or_notify_cancel():  # cancelled while it waited
+                continue
+            try:
+                fut.set_result(fn(*args))
+            except BaseException as e:  # (handed to the request that waits for it)
+                fut.set_exception(e)
+
+    def submit(self, fn: Callable, *args: Any) -> Future:
+        fut: Future = Future()
+        self._jobs.put((fut, fn, args))
+        return fut
+
+    def shutdown(self) -> None:
+        """Waiting jobs are cancelled; running ones finish on their own (nothing waits for them)."""
+        while True:
+            try:
+                job = self._jobs.get_nowait()
+            except queue.Empty:
+                break
+            if job is not None:
+                job[0].cancel()
+        for _ in self._threads:
+            self._jobs.put(None)
+
+
 class Engine:
     """Runs analyses on ``workers`` threads; at most ``max_queue`` more wait for one."""
 
@@ -183,9 +227,9 @@ class Engine:
                  timeout: float = DEFAULT_TIMEOUT) -> None:
         self.rec, self.workers, self.max_queue, self.timeout = recognizer, workers, max_queue, timeout
         self._lock = threading.Lock()
-        self._pool: ThreadPoolExecutor | None = None
+        self._pool: _DaemonPool | None = None
         self.pending = 0  #: submitted and not finished (running + waiting)
-        self.served = 0
+        self.served = 0  #: analyses that finished with a result (not those that failed or were dropped)
 
     def _submit(self, fn: Callable, *args: Any) -> Future:
         with self._lock:
@@ -194,16 +238,17 @@ class Engine:
                                {"workers": self.workers, "waiting": self.pending - self.workers},
                                headers={"Retry-After": "1"})
             if self._pool is None:
-                self._pool = ThreadPoolExecutor(self.workers, thread_name_prefix="ferkit-analyze")
+                self._pool = _DaemonPool(self.workers, "ferkit-analyze")
             self.pending += 1
             fut = self._pool.submit(fn, *args)
         fut.add_done_callback(self._finished)
         return fut
 
-    def _finished(self, _fut: Future) -> None:
+    def _finished(self, fut: Future) -> None:
         with self._lock:
             self.pending -= 1
-            self.served += 1
+            if not fut.cancelled() and fut.exception() is None and not getattr(fut, "abandoned", False):
+                self.served += 1
 
     async def run(self, fn: Callable, *args: Any, timeout: float) -> Any:
         """``fn(*args)`` on a worker; :class:`ApiError` 503 when full, 504 after ``timeout`` seconds
@@ -216,6 +261,7 @@ class Engine:
         try:
             return await asyncio.wait_for(asyncio.wrap_future(fut), timeout)
         except asyncio.TimeoutError:
+            fut.abandoned = True  # type: ignore[attr-defined]  # (a running one's answer goes to no one)
             fut.cancel()
             raise late from None
 
@@ -223,7 +269,7 @@ class Engine:
         with self._lock:
             pool, self._pool = self._pool, None
         if pool is not None:
-            pool.shutdown(wait=False, cancel_futures=True)
+            pool.shutdown()
 
 
 # ---------------------------------------------------------------------------------------
@@ -336,7 +382,9 @@ def create_app(recognizer: Any = None, *, model: str = "default", detector: str 
             "transfer-encoding" in request.headers
         close = CLOSE if body_sent else {}
         if exc.status_code == 404:
-            return error_response(404, "not found", f"no such path: {request.url.path} (see /docs)", close or None)
+            path = request.url.path
+            shown = path if len(path) <= 200 else path[:200] + f"... ({len(path):,} characters)"
+            return error_response(404, "not found", f"no such path: {shown} (see /docs)", close or None)
         if exc.status_code == 405:
             return error_response(405, f"method {request.method} not allowed here", None,
                                   {**dict(exc.headers or {}), **close})
@@ -479,10 +527,11 @@ def create_app(recognizer: Any = None, *, model: str = "default", detector: str 
             log.error("analysis of %s (%s, %dx%d) failed", name, fmt, w, h, exc_info=e)
             raise ApiError(500, "the analysis failed (a server error: see its log)") from None
         if png is not None:
-            base = name.rsplit(".", 1)[0]
+            # (format characters such as U+202E, which turn the text around, could disguise the extension)
+            base = "".join(c for c in name.rsplit(".", 1)[0] if unicodedata.category(c) != "Cf")
             stem = re.sub(r"[^A-Za-z0-9._-]+", "_", base)[:80] or "upload"
             # filename: an ASCII fallback; filename*: the name as uploaded (RFC 6266), for non-ASCII names
-            utf8 = quote(re.sub(r"[\x00-\x1f\x7f\"\\/]+", "_", base)[:80] + "_ferkit.png", safe="")
+            utf8 = quote((re.sub(r"[\x00-\x1f\x7f\"\\/]+", "_", base)[:80] or "upload") + "_ferkit.png", safe="")
             return Response(png, media_type="image/png",
                             headers={"X-Ferkit-Faces": str(len(result["faces"])),
                                      "Content-Disposition": f'inline; filename="{stem}_ferkit.png"; '

@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import asyncio
 import errno
+import json
 import socket
 import threading
 import time
@@ -117,6 +119,12 @@ def _json_400_protocol() -> type:
         def _head_expired(self) -> None:
             # no request in progress: none yet, or the last one answered (a pipelined next one
             # starts its own cycle at once)
+            conn = getattr(self, "conn", None)
+            if isinstance(conn, h11.Connection) and conn.their_state is h11.SEND_BODY:
+                # the last request, answered, declared a body that never all came: no response is
+                # owed (a 408 would be a second answer to that request): only the end
+                self.transport.close()
+                return
             if (self.cycle is None or self.cycle.response_complete) and not self.transport.is_closing():
                 self._answer_and_close(b"408 Request Timeout", "request headers not received in time",
                                        {"timeout_s": HEAD_TIMEOUT})
@@ -139,10 +147,45 @@ def _json_400_protocol() -> type:
     return JsonErrorProtocol
 
 
+class _ShutdownAnswer:
+    """The app, whose requests still running when the server stops (Ctrl+C, SIGTERM: uvicorn
+    cancels them after its grace period) get a JSON 503 instead of uvicorn's text 500 and a
+    traceback in the log."""
+
+    def __init__(self, app: Any) -> None:
+        self.app = app
+
+    async def __call__(self, scope: dict, receive: Any, send: Any) -> None:
+        if scope["type"] != "http":
+            return await self.app(scope, receive, send)
+        started = False
+
+        async def tracked(message: dict) -> None:
+            nonlocal started
+            if message["type"] == "http.response.start":
+                started = True
+            await send(message)
+
+        try:
+            await self.app(scope, receive, tracked)
+        except asyncio.CancelledError:
+            if started:  # (part of an answer went out: the connection just ends)
+                return
+            body = json.dumps({"error": "server shutting down", "detail": "the server stopped before this request "
+                                                                          "was answered; retry once it is back"}).encode()
+            try:
+                await send({"type": "http.response.start", "status": 503,
+                            "headers": [(b"content-type", b"application/json"),
+                                        (b"content-length", str(len(body)).encode()), (b"connection", b"close")]})
+                await send({"type": "http.response.body", "body": body})
+            except Exception:  # the client is gone
+                pass
+
+
 def _config(app: Any, log_level: str, **kw: Any) -> Any:
     import uvicorn
 
-    return uvicorn.Config(app, log_level=log_level, server_header=False, timeout_keep_alive=15,
+    return uvicorn.Config(_ShutdownAnswer(app), log_level=log_level, server_header=False, timeout_keep_alive=15,
                           timeout_graceful_shutdown=5, http=_json_400_protocol(), **kw)
 
 
