@@ -122,6 +122,19 @@ def test_relu_patch_is_undone_and_layers_are_listed():
     assert default_layer(layers, "gradcam", (1, 20, 20), num_classes=7).name == "2"
 
 
+def test_gradcam_default_is_the_last_feature_layer_even_inside_a_block():
+    from ferkit.models import create
+
+    def defaults(arch, **kw):
+        net = create(arch, **kw).eval()
+        layers = list_layers(net, (1, 48, 48))
+        return [default_layer(layers, p, (1, 48, 48), num_classes=7).name for p in ("gradcam", "au")]
+
+    # lite_plain's last conv block (a Sequential whose output is its last child's), not the pooling before it
+    assert defaults("lite_plain") == ["body.5", "body.4"]
+    assert defaults("mini_xception", width=2) == ["modules_.3", "modules_.2"]  # unchanged
+
+
 def test_receptive_field_centres_and_peak_cells():
     net = _two_layer_net()
     c = receptive_field_centres(net, "4", (1, 16, 16))
@@ -402,6 +415,17 @@ def test_au_analysis_says_which_classes_it_left_out(tmp_path, capsys):
     assert rep["n_images"] == 8 and rep["n_images_in_split"] > 8
     md = (out / "report.md").read_text()
     assert "of classes the model knows); left out: " in md and f"contempt {gone['contempt']}" in md
+    # a file that cannot be read, skipped with --skip-bad: in the report too, not only on the console
+    bad = next((data / "happy").glob("*.png"))
+    bad.write_bytes(b"not a png")
+    out2 = tmp_path / "au2"
+    with pytest.warns(UserWarning, match="left out 1 item"):
+        assert main(["au-analysis", "--model", "mini_xception-fer2013", "--dataset", "ckplus", "--data", str(data),
+                     "--split", "all", "--out", str(out2), "--no-progress", "--maps-per-au", "1", "--top-images",
+                     "2", "--limit", "8", "--skip-bad"]) == 0
+    rep = json.loads((out2 / "report.json").read_text())
+    assert [f["source"] for f in rep["skipped_files"]] == [str(bad)]
+    assert "1 file(s) could not be read and were skipped" in (out2 / "report.md").read_text()
 
 
 def test_au_analysis_errors(tmp_path, capsys):

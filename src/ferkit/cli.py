@@ -625,7 +625,8 @@ def cmd_export(a: argparse.Namespace) -> int:
         mode = "dynamic"
         card = export_onnx(a.model, a.out, opset=a.opset, int8=mode)
     o = card["onnx"]
-    out = Path(a.out) / o["file"] if Path(a.out).is_dir() else Path(a.out)
+    given = Path(a.out).expanduser()  # (as export_onnx read it: `--out=~/m.onnx` reaches us unexpanded)
+    out = given / o["file"] if given.is_dir() else given
     size = out.stat().st_size / 1024
     ins = o["input"]
     raised = f", raised from {o['opset_requested']} by the quantiser" if "opset_requested" in o else ""

@@ -508,15 +508,18 @@ def _summary(res: AUAnalysis) -> list[str]:
 
 
 def write_report(res: AUAnalysis, out: str | os.PathLike, command: str | None = None,
-                 dropped: dict[str, int] | None = None) -> list[Path]:
+                 dropped: dict[str, int] | None = None, skipped: list | None = None) -> list[Path]:
     """``report.md``, ``report.json`` and the PNGs into ``out``. Returns the files written.
-    ``dropped``: images of the split left out before the analysis, per class the model does not know."""
+    ``dropped``: images of the split left out before the analysis, per class the model does not know;
+    ``skipped``: ``(source, reason)`` of the files that could not be read (``--skip-bad``)."""
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)
     files = []
     data = to_json(res, command)
     if dropped:
         data["left_out_classes"] = dict(dropped)
+    if skipped:
+        data["skipped_files"] = [{"source": str(s), "reason": str(r)} for s, r in skipped]
     (out / "report.json").write_text(json.dumps(data, indent=1) + "\n")
     files.append(out / "report.json")
     figs = {"au_locations.png": _fig_au_locations, "map_au_heatmap.png": _fig_heatmap,
@@ -545,6 +548,9 @@ def _markdown(res: AUAnalysis, data: dict, has_proj: bool) -> str:
     if gone:
         lim += (f"; left out: {sum(gone.values())} image(s) of class(es) the model does not know ("
                 + ", ".join(f"{k} {v}" for k, v in gone.items()) + ")")
+    if data.get("skipped_files"):
+        lim += (f"; {len(data['skipped_files'])} file(s) could not be read and were skipped (`--skip-bad`; "
+                f"listed in report.json)")
     L.append(f"Model `{res.model}` on {res.dataset} {res.split}: {res.n} images{lim}, accuracy {res.accuracy:.2%}. "
              f"Layer `{res.layer.name}` ({res.layer.kind}, {res.layer.shape[0]} maps of "
              f"{res.layer.shape[1]}x{res.layer.shape[2]}). Peak location: "

@@ -53,7 +53,7 @@ a dataset split, for each map: ``hits[k, a]`` is the fraction of the images wher
 (maximum > 0) in which its peak sits on ``a``. The map is assigned to the AU it most often sits
 on; its *consistency* is that fraction, and its *lift* the ratio to chance (the fraction of the
 frame's pixels that sit on that AU). A map is a *detector* of its AU when its consistency is at
-least ``min_consistency`` (default 0.5: on that AU in at least half the images).
+least ``min_consistency`` (default 1/3: on that AU in at least a third of the images).
 """
 
 from __future__ import annotations

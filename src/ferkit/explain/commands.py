@@ -100,7 +100,7 @@ def au_analysis_cli(a: argparse.Namespace) -> int:
     res = analyse(model, ds, a.layer, locate=a.locate, batch_size=a.batch_size, progress=not a.no_progress,
                   radius=a.radius, min_consistency=a.min_consistency, maps_per_au=a.maps_per_au,
                   top_images=a.top_images, n_total=n_total)
-    files = write_report(res, a.out, command=_command(a), dropped=dropped)
+    files = write_report(res, a.out, command=_command(a), dropped=dropped, skipped=list(ds.skipped))
     asg = res.assignment
     print(f"{res.model} on {res.dataset} {res.split}: {res.n} images, layer {res.layer.name} "
           f"({'x'.join(map(str, res.layer.shape))}), {int(asg.detector.sum())} of {len(asg.au)} maps are AU "

@@ -166,7 +166,12 @@ def default_layer(layers: list[LayerInfo], purpose: str, input_size: tuple[int, 
     ``purpose="gradcam"``: the last feature layer before the classifier, as Grad-CAM does:
     among layers at the smallest resolution above 1x1 (the trailing layers with one map per class,
     a class-map convolution, excluded), the shallowest-named one computed last (for mini-Xception:
-    ``modules_.3``, the last residual module, 3x3).
+    ``modules_.3``, the last residual module, 3x3), unless a layer computed later has a container
+    name as shallow that does not hold it (lite_plain: ``body.5``, its last conv block, whose output
+    is its last child's, not ``body.4``, the pooling before it).
+
+    (The AU default keeps the shallowest name alone: vgg_fer's is ``stages.8``, the pooling before
+    its last 6x6 blocks, as docs/au-analysis was made.)
 
     ``purpose="au"`` (also the deconvolution default): the same rule at the smallest resolution
     of at least 1/8 of the input side and at least 4 (mini-Xception at 48x48: ``modules_.2``,
@@ -181,7 +186,15 @@ def default_layer(layers: list[LayerInfo], purpose: str, input_size: tuple[int, 
         raise FerkitError("this model has no convolutional feature layer to explain")
     res = min(li.shape[1] * li.shape[2] for li in cands)
     at = [li for li in cands if li.shape[1] * li.shape[2] == res]
-    return min(at, key=lambda li: (li.depth, -li.order))
+    pick = min(at, key=lambda li: (li.depth, -li.order))
+    last = max(at, key=lambda li: li.order)
+    if purpose == "gradcam" and last is not pick:  # a later output under a container's name (not one
+        # that holds ``pick`` too); the AU default keeps its rule (its documented analyses use it)
+        names = [a for a in layers if a.alias_of == last.name and a.depth <= pick.depth
+                 and not pick.name.startswith(a.name + ".")]
+        if names:
+            return max(names, key=lambda a: a.depth)
+    return pick
 
 
 class Capture:
