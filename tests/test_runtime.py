@@ -470,3 +470,13 @@ def test_predict_and_evaluate_take_a_backend(tmp_path, capsys):
         res[b] = json.loads(js.read_text())
     assert res["torch"]["confusion_matrix"] == res["onnx"]["confusion_matrix"]
     assert res["torch"]["loss"] == pytest.approx(res["onnx"]["loss"], abs=1e-4)
+
+
+def test_an_opset_too_old_is_one_line_not_the_exporters_graph(tmp_path, capfd):
+    from ferkit.cli import main
+
+    assert main(["export", "--model", "pcnn-fer2013", "--opset", "13", "--out", str(tmp_path / "p.onnx")]) == 1
+    out, err = capfd.readouterr()
+    assert "Torch IR graph" not in out and out.count("\n") < 3  # (it printed ~430 lines of graph)
+    assert "torch.onnx.export failed" in err and "version 16" in err
+    assert not (tmp_path / "p.onnx").exists()

@@ -21,6 +21,7 @@ import copy
 import io
 import json
 import os
+import sys
 import tempfile
 import warnings
 from pathlib import Path
@@ -226,6 +227,24 @@ def _quantize(model_bytes: bytes, mode: str, calibration: np.ndarray | None,
     return q.SerializeToString(), info
 
 
+
+@contextlib.contextmanager
+def _quiet_stdout():
+    """File descriptor 1 to /dev/null for the block (what C++ code prints there too)."""
+    try:
+        sys.stdout.flush()
+        saved = os.dup(1)
+    except (OSError, ValueError, AttributeError):  # no real stdout: nothing to silence
+        yield
+        return
+    try:
+        with open(os.devnull, "w") as null:
+            os.dup2(null.fileno(), 1)
+            yield
+    finally:
+        os.dup2(saved, 1)
+        os.close(saved)
+
 def export_onnx(model_or_name: Any, path: str | os.PathLike, *, opset: int = DEFAULT_OPSET,
                 dynamic_batch: bool = True, int8: bool | str = False, calibration: np.ndarray | None = None,
                 int8_ranges: dict | None = None, write_card: bool = True) -> dict:
@@ -272,7 +291,9 @@ def export_onnx(model_or_name: Any, path: str | os.PathLike, *, opset: int = DEF
     buf = io.BytesIO()
     dyn = {INPUT_NAME: {0: "N"}, **{o: {0: "N"} for o in OUTPUT_NAMES}} if dynamic_batch else None
     try:
-        with warnings.catch_warnings():
+        # (on an unsupported operator the exporter prints its whole graph, hundreds of lines, on
+        # stdout before raising: the one-line error below says what matters)
+        with warnings.catch_warnings(), _quiet_stdout():
             warnings.simplefilter("ignore")
             torch.onnx.export(wrapper, (torch.rand(2 if dynamic_batch else 1, c, h, w) * 255,), buf, dynamo=False,
                               opset_version=int(opset), input_names=[INPUT_NAME], output_names=list(OUTPUT_NAMES),
