@@ -836,3 +836,12 @@ def test_stopping_with_a_request_in_flight_answers_it_503_and_exits(rec, photo):
     assert time.monotonic() - start < 15 and not s.thread.is_alive()  # (uvicorn's 5 s grace, then the end)
     r = answer["r"]
     assert r.status_code == 503 and r.json()["error"] == "server shutting down"
+
+
+def test_a_compressed_upload_is_a_415(client, photo):
+    import gzip
+
+    r = client.post("/v1/analyze", content=gzip.compress(photo), headers={"content-encoding": "gzip",
+                                                                          "content-type": "multipart/form-data; "
+                                                                                          "boundary=x"})
+    assert r.status_code == 415 and r.json()["error"].startswith("compressed uploads (gzip) are not supported")

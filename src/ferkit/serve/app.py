@@ -117,6 +117,11 @@ class UploadLimit:
             return await self.app(scope, receive, send)
         scope["ferkit.t0"] = time.monotonic()
         headers = dict(scope.get("headers") or [])
+        coding = headers.get(b"content-encoding", b"identity").decode("latin-1").strip().lower()
+        if coding not in ("", "identity"):  # (the multipart parser would call it unreadable)
+            return await error_response(415, f"compressed uploads ({coding}) are not supported: send the multipart "
+                                             f"form uncompressed (images are compressed already)",
+                                        {"content_encoding": coding}, CLOSE)(scope, receive, send)
         length = headers.get(b"content-length")
         if length is not None:
             try:
@@ -155,13 +160,15 @@ class UploadLimit:
         if not complete:
             return  # the client went away
         body = b"".join(chunks)
+        chunks.clear()  # (the upload held once, not twice, while it waits for a worker)
         sent = False
 
         async def replay() -> dict:
-            nonlocal sent
+            nonlocal sent, body
             if not sent:
                 sent = True
-                return {"type": "http.request", "body": body, "more_body": False}
+                message, body = {"type": "http.request", "body": body, "more_body": False}, b""
+                return message
             return await receive()
 
         await self.app(scope, replay, send)
