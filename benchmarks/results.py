@@ -593,8 +593,11 @@ def targets_summary(best: dict[str, tuple[float, str, float, str, str]], rows: d
         rows = {r["key"]: r for r in json.loads(pipe.read_text())["rows"] if r["scene"] == "1 face"}
         fast, every = (rows[k]["summary"]["fps"] for k in ("mtcnn_fast", "mtcnn"))
         dv = default["metrics"]["PublicTest"]["accuracy"]
+        alias = weights.ALIASES.get("fast")
         out += ["", f"The fast model is the default, `{default['name']}` since 2026-12-04: {fast:.1f} frames/s for "
-                    f"one face with the video default, {every:.1f} detecting every frame (the row above)."]
+                    f"one face with the video default, {every:.1f} detecting every frame (the row above)"
+                    + (f"; the alias `fast` names a smaller, less accurate network, `{alias}`." if alias and
+                       alias != default["name"] else ".")]
         if prev is not None and prev["name"] != default["name"]:
             pv = prev["metrics"]["PublicTest"]["accuracy"]
             sfps = ""
