@@ -455,8 +455,13 @@ def _fold_of_card(a: argparse.Namespace, card: dict) -> None:
         return
     opts = dict(ds.get("options") or {})
     if "folds" in opts or "fold" in opts:  # a fold run (cards before 2026-12-05 named only what was given):
-        for key, default in (("folds", 10), ("fold", 0), ("fold_seed", 0)):  # the reader's defaults
-            opts.setdefault(key, default)
+        import inspect
+
+        from .data.readers import FoldedReader
+
+        defaults = inspect.signature(FoldedReader.__init__).parameters  # the reader's defaults
+        for key in ("folds", "fold", "fold_seed"):
+            opts.setdefault(key, defaults[key].default)
     for key, flag in (("folds", "--folds"), ("fold", "--fold"), ("fold_seed", "--fold-seed")):
         if key not in opts:
             continue

@@ -44,16 +44,20 @@ class Window:
     the user pressed q or Esc, or closed the window."""
 
     @staticmethod
+    def _no_display() -> bool:
+        return sys.platform.startswith("linux") and not (os.environ.get("DISPLAY") or os.environ.get("WAYLAND_DISPLAY"))
+
+    @staticmethod
     def check() -> None:
         """Fail early, before any work, where no window can be shown: no display at all, or one
         that cannot be reached (a window is opened and closed again to find out)."""
-        if sys.platform.startswith("linux") and not (os.environ.get("DISPLAY") or os.environ.get("WAYLAND_DISPLAY")):
+        if Window._no_display():
             raise FerkitError("no display to open a window on (DISPLAY is not set): run on a desktop, or record "
                               "instead with --headless --out DIR")
         Window("ferkit").close()
 
     def __init__(self, title: str = "ferkit") -> None:
-        if sys.platform.startswith("linux") and not (os.environ.get("DISPLAY") or os.environ.get("WAYLAND_DISPLAY")):
+        if self._no_display():
             self.check()  # its message
         self.title, self.closed, self._tk = title, False, None
         import cv2

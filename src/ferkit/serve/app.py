@@ -512,10 +512,7 @@ def create_app(recognizer: Any = None, *, model: str = "default", detector: str 
         def work() -> tuple[dict, bytes | None]:
             # decoded by the probed format's reader only (Pillow tries some readers without a
             # signature check first: another could claim the bytes, at another size)
-            rgb = read_image(data, "RGB", name=name, formats=ALLOWED_FORMATS)
-            if rgb.shape[0] * rgb.shape[1] > max_pixels:  # (the probe read the same header: never, but sure)
-                raise ApiError(413, f"image too large: {rgb.shape[1]}x{rgb.shape[0]}, the limit is {max_pixels:,} "
-                                    f"pixels", {"max_pixels": max_pixels})
+            rgb = read_image(data, "RGB", name=name, formats=ALLOWED_FORMATS)  # (the probe's reader: its size)
             r = recognizer.analyze(rgb, source=name, keep_image=annotated)
             return r.to_dict(), (encode_png(r.plot()) if annotated else None)
 
