@@ -307,3 +307,22 @@ def test_lite_cnn_is_an_order_of_magnitude_cheaper_than_the_default():
     assert flops(mx) > 8 * flops(lite)
     with pytest.raises(Exception, match="width"):
         create("lite_cnn", width=0)
+
+
+def test_lite_plain_head_and_widths():
+    gap, flat = create("lite_plain").eval(), create("lite_plain", head="flat").eval()
+    # the flat head reads the 6x6 map cell by cell: 36x the linear layer's inputs, same convolutions
+    assert count_params(flat) - count_params(gap) == 96 * 35 * 7
+    wide = create("lite_plain", widths=[16, 16, 64, 128], head="flat").eval()
+    assert [m.out_channels for m in wide.modules() if isinstance(m, nn.Conv2d)] == [16, 16, 64, 128]
+    assert wide.head.in_features == 128 * 36
+    x = torch.randn(3, 1, 48, 48)
+    assert flat(x).shape == wide(x).shape == (3, 7)
+    # the flat head sees where a feature is: moving the face changes its answer where GAP's would not
+    f = flat.features(x)
+    assert torch.allclose(flat.head(torch.flatten(f, 1)), flat(x))
+    from ferkit.errors import ModelError
+    with pytest.raises(ModelError, match="head must be 'gap' or 'flat'"):
+        create("lite_plain", head="max")
+    with pytest.raises(ModelError, match="widths must be four"):
+        create("lite_plain", widths=[16, 32, 64])

@@ -85,12 +85,18 @@ class LitePlain(nn.Module):
     """Plain 3x3 convolutions (ConvBNReLU): stride 2 to 24 px, then 24 px, 2x2 max pooling, 12 px,
     2x2 max pooling, 6 px; GAP, dropout, one linear layer. Widths ``(2, 3, 6, 12) * width``."""
 
-    def __init__(self, num_classes: int = 7, in_chans: int = 1, width: int = 8, dropout: float = 0.0) -> None:
+    def __init__(self, num_classes: int = 7, in_chans: int = 1, width: int = 8, dropout: float = 0.0,
+                 head: str = "gap", widths: tuple[int, int, int, int] | None = None) -> None:
         super().__init__()
         w = int(width)
         if w < 1:
             raise ValueError(f"width must be >= 1, got {width}")
-        c = [2 * w, 3 * w, 6 * w, 12 * w]
+        if head not in ("gap", "flat"):
+            raise ValueError(f"head must be 'gap' or 'flat', got {head!r}")
+        c = [2 * w, 3 * w, 6 * w, 12 * w] if widths is None else [int(k) for k in widths]
+        if len(c) != 4 or min(c) < 1:
+            raise ValueError(f"widths must be four channel counts >= 1, got {widths!r}")
+        self.head_kind = head
         self.body = nn.Sequential(
             ConvBNReLU(in_chans, c[0], 3, stride=2),  # 48 -> 24
             ConvBNReLU(c[0], c[1], 3), nn.MaxPool2d(2),  # 24 -> 12
@@ -98,20 +104,23 @@ class LitePlain(nn.Module):
             ConvBNReLU(c[2], c[3], 3),
         )
         self.dropout = nn.Dropout(dropout) if dropout > 0 else nn.Identity()
-        self.head = nn.Linear(c[3], num_classes)
+        self.head = nn.Linear(c[3] * (36 if head == "flat" else 1), num_classes)
         init_weights(self, head=self.head)
 
     def features(self, x: torch.Tensor) -> torch.Tensor:
         return self.body(x)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return self.head(self.dropout(global_avg_pool(self.features(x))))
+        f = self.features(x)
+        f = torch.flatten(f, 1) if self.head_kind == "flat" else global_avg_pool(f)
+        return self.head(self.dropout(f))
 
 
 @register("lite_plain", paper="ferkit (a fast student network for int8; not from a paper)",
           summary="four plain 3x3 conv layers (stride-2 stem, 24/12/6 px), GAP, linear; dense convolutions "
                   "for onnxruntime's int8 kernels")
-def lite_plain(num_classes: int = 7, in_chans: int = 1, width: int = 8, dropout: float = 0.0) -> nn.Module:
+def lite_plain(num_classes: int = 7, in_chans: int = 1, width: int = 8, dropout: float = 0.0, head: str = "gap",
+               widths: tuple[int, int, int, int] | None = None) -> nn.Module:
     """lite_plain: lite_cnn's sibling for int8 inference.
 
     benchmarks/floor.py found that onnxruntime's int8 kernels do not speed up lite_cnn's depthwise
@@ -120,5 +129,10 @@ def lite_plain(num_classes: int = 7, in_chans: int = 1, width: int = 8, dropout:
     batch 1 and 0.033 ms at batch 64, inside the 5x-fer budget (0.050 / 0.052 ms), with twice
     lite_cnn's FLOPs and 1.5x its parameters. The layout is that benchmark's, so that its timing
     holds: no residual adds or extra layers (each onnxruntime node costs microseconds at batch 1).
-    ``width=8`` gives those widths (16, 24, 48, 96)."""
-    return LitePlain(num_classes, in_chans, width, dropout)
+    ``width=8`` gives those widths (16, 24, 48, 96); ``widths`` sets the four directly.
+
+    ``head="flat"`` (default ``"gap"``) feeds the linear layer the whole 6x6 map instead of its
+    average: faces come aligned, so where a feature fires (mouth corners, brows) carries the
+    expression, and global average pooling throws that away. It costs no node and few
+    multiply-adds (96 x 36 x 7), and needs 48x48 input (the card's)."""
+    return LitePlain(num_classes, in_chans, width, dropout, head, widths)
