@@ -103,7 +103,8 @@ def main() -> int:
         f"onnxruntime {__import__('onnxruntime').__version__}; median of {a.rounds} rounds; load average "
         f"{load0[0]:.1f} before, {load1[0]:.1f} after (other processes shared the cores).",
         "",
-        "| backend | batch 1: ms per face | batch 64: faces/s | speed-up batch 1 | speed-up batch 64 |",
+        f"| backend | batch 1: ms per face | batch 64: faces/s | batch 1: speed-up vs {next(iter(models))} "
+        f"| batch 64: speed-up vs {next(iter(models))} |",
         "| --- | ---: | ---: | ---: | ---: |",
     ]
     for name in models:

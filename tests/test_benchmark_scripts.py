@@ -37,3 +37,29 @@ def test_write_section_replaces_only_its_own_markers(tmp_path):
     loadtest.write_section(other, "<!-- memory:start -->\nm\n<!-- memory:end -->", server_memory.START,
                            server_memory.END)
     assert other.read_text() == "# C\n\n<!-- memory:start -->\nm\n<!-- memory:end -->\n"
+
+
+def test_pipeline_section_regenerates_from_its_json(tmp_path):
+    """docs/benchmarks.md's pipeline section is exactly what benchmarks/pipeline.py renders from the
+    committed JSON (so a layout change is applied by --from-json, not by hand), and the 30 fps column
+    judges only the 1-face rows the target is about."""
+    import subprocess
+
+    root = Path(__file__).resolve().parents[1]
+    out = tmp_path / "b.md"
+    r = subprocess.run([sys.executable, str(root / "benchmarks" / "pipeline.py"), "--from-json",
+                        str(root / "docs" / "benchmarks_pipeline.json"), "--out", str(out)],
+                       capture_output=True, text=True, timeout=120)
+    assert r.returncode == 0, r.stderr
+    section = out.read_text().split("<!-- pipeline:start -->", 1)[1].split("<!-- pipeline:end -->", 1)[0]
+    doc = (root / "docs" / "benchmarks.md").read_text()
+    assert section in doc
+    rows = [ln for ln in section.splitlines() if ln.startswith("| 4 faces") or ln.startswith("| 1 face")]
+    assert rows and all(ln.endswith("| n/a (1-face target) |") for ln in rows if ln.startswith("| 4 faces"))
+    assert all(ln.endswith(("| met |", "| not met |")) for ln in rows if ln.startswith("| 1 face"))
+    bad = tmp_path / "bad.json"
+    bad.write_text("{}")
+    r = subprocess.run([sys.executable, str(root / "benchmarks" / "pipeline.py"), "--from-json", str(bad),
+                        "--out", "-"], capture_output=True, text=True, timeout=120)
+    assert r.returncode == 2 and "not a benchmarks/pipeline.py --json file" in r.stderr
+    assert "Traceback" not in r.stderr
