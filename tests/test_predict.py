@@ -586,3 +586,19 @@ def test_a_window_that_fails_is_a_warning_and_the_results_are_kept(monkeypatch, 
     assert main(["predict", str(video), "--show", "--json", str(js), "--quiet"]) == 0
     assert "the window failed" in capsys.readouterr().err
     assert len(json.loads(js.read_text())) == 6  # every frame analysed
+
+
+def test_a_slice_of_results_is_results_with_its_own_lost_frames(tmp_path):
+    lost = frame_failures("clip.avi", [(i, "unreadable frame (skipped)") for i in (1, 2, 3, 8)])
+    res = Results([Result("clip.avi", 64, 48, frame=f, time=f / 10) for f in (0, 5, 6, 9)], source="clip.avi",
+                  fps=10.0, failed=[*lost, ("other.avi", "could not be opened")], ignored=[("notes.txt", "no image")])
+    assert isinstance(res[0], Result) and res[-1].frame == 9
+    head = res[:2]
+    assert isinstance(head, Results) and [r.frame for r in head] == [0, 5]
+    assert head.source == "clip.avi" and head.fps == 10.0 and head.ignored == [("notes.txt", "no image")]
+    # frames 1-3 lie between 0 and 5; frame 8 does not; a whole failed source stays
+    assert [(f.frames, f.source) for f in head.failed] == [((1, 3), "clip.avi"), (None, "other.avi")]
+    assert [d.get("frame", d.get("frames")) for d in head.to_dict()][:3] == [0, [1, 3], 5]
+    assert [(f.frames, f.source) for f in res[2:].failed] == [((8, 8), "clip.avi"), (None, "other.avi")]
+    assert json.loads(res[1:1].to_json()) == [{"source": "other.avi", "error": "could not be opened", "faces": []}]
+    assert type(list(res)) is list and len(res[::2]) == 2

@@ -480,3 +480,23 @@ def test_an_opset_too_old_is_one_line_not_the_exporters_graph(tmp_path, capfd):
     assert "Torch IR graph" not in out and out.count("\n") < 3  # (it printed ~430 lines of graph)
     assert "torch.onnx.export failed" in err and "version 16" in err
     assert not (tmp_path / "p.onnx").exists()
+
+
+def test_int8_ranges_tool_refuses_bad_counts_and_test_data(tmp_path):
+    """tools/int8_ranges.py rewrites shipped ranges: a negative --images (numpy slicing would take all
+    but N) or a split holding the test fold is refused before anything is written, in one line."""
+    from conftest import ROOT, SHARED
+
+    tool = [sys.executable, str(ROOT / "tools" / "int8_ranges.py"), "--model", "default"]
+    before = (ROOT / "src" / "ferkit" / "weights" / "int8" / "vgg_fer-fer2013.json").read_bytes()
+    r = subprocess.run(tool + ["--dataset", "jaffe", "--data", str(tmp_path), "--split", "val", "--images", "-200"],
+                       capture_output=True, text=True, timeout=120)
+    assert r.returncode == 2 and "--images must be at least 1" in r.stderr
+    r = subprocess.run(tool + ["--dataset", "nope", "--data", str(tmp_path), "--split", "val"],
+                       capture_output=True, text=True, timeout=120)
+    assert r.returncode == 2 and "unknown dataset 'nope'" in r.stderr and "Traceback" not in r.stderr
+    if (SHARED / "jaffe").is_dir():
+        r = subprocess.run(tool + ["--dataset", "jaffe", "--data", str(SHARED / "jaffe"), "--split", "all",
+                                   "--images", "5"], capture_output=True, text=True, timeout=120)
+        assert r.returncode == 2 and "holds its test split" in r.stderr
+    assert (ROOT / "src" / "ferkit" / "weights" / "int8" / "vgg_fer-fer2013.json").read_bytes() == before

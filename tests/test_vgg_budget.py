@@ -378,3 +378,34 @@ def test_halve_rewrites_weights_as_float16_and_keeps_the_card_true(tmp_path):
     with torch.no_grad():
         assert torch.equal(m(x).argmax(1), net(x).argmax(1))
     assert isinstance(ExpressionModel(net, new_card), ExpressionModel)
+
+
+def test_gpu_tools_refuse_bad_arguments_without_harm(tmp_path, capsys):
+    """pack.py never deletes a folder that is not an earlier pack (--out . would have wiped a
+    checkout), and checks --data first; unpack.py and run.py say what is missing, no traceback."""
+    pack, unpack, run = _tool("pack"), _tool("unpack"), _tool("run")
+    victim = tmp_path / "victim"
+    victim.mkdir()
+    (victim / "thesis.txt").write_text("precious")
+    with pytest.raises(SystemExit) as e:
+        pack.main(["--data", str(tmp_path / "nowhere"), "--out", str(victim)])
+    assert e.value.code == 2 and "missing" in capsys.readouterr().err
+    data = tmp_path / "data"
+    for d in ("ferplus/FER2013Train", "ferplus/FER2013Valid", "fer2013", "ckplus48"):
+        (data / d).mkdir(parents=True)
+    for d in ("FER2013Train", "FER2013Valid"):
+        (data / "ferplus" / d / "label.csv").write_text("")
+    with pytest.raises(SystemExit) as e:
+        pack.main(["--data", str(data), "--out", str(victim)])
+    assert e.value.code == 2 and "not an earlier pack" in capsys.readouterr().err
+    assert (victim / "thesis.txt").read_text() == "precious"
+    with pytest.raises(SystemExit) as e:
+        unpack.main([str(victim), str(tmp_path / "dst")])
+    assert e.value.code == 2 and "not a pack" in capsys.readouterr().err
+    with pytest.raises(SystemExit) as e:
+        unpack.main([])
+    assert e.value.code == 2
+    with pytest.raises(SystemExit) as e:
+        run.main(["--out", str(tmp_path / "o"), "--pack", str(victim), "--data", str(tmp_path / "nodata"),
+                  "--runs", str(tmp_path / "runs")])
+    assert e.value.code == 2 and "no pack there" in capsys.readouterr().err

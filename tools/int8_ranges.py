@@ -27,6 +27,7 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT / "src"))
 
 from ferkit import weights  # noqa: E402
+from ferkit.errors import FerkitError  # noqa: E402
 from ferkit.api import load_model  # noqa: E402
 from ferkit.data import open_dataset  # noqa: E402
 from ferkit.runtime import export_onnx  # noqa: E402
@@ -40,13 +41,25 @@ def main() -> int:
     ap.add_argument("--split", required=True, help="a selection split (PublicTest, Valid, ...), never the test split")
     ap.add_argument("--images", type=int, default=512, help="calibration images (default 512, as ferkit export)")
     a = ap.parse_args()
+    if a.images < 1:
+        ap.error(f"--images must be at least 1, got {a.images}")
+    try:
+        return run(a, ap)
+    except FerkitError as e:  # an unknown model, dataset or split, a missing folder: one line, no traceback
+        ap.error(str(e))
+
+
+def run(a: argparse.Namespace, ap: argparse.ArgumentParser) -> int:
     wpath = weights.resolve(a.model)
     if wpath.parent.resolve() != weights.SHIPPED_DIR.resolve():
         ap.error(f"{a.model}: not shipped weights")
     reader = open_dataset(a.dataset, a.data)
     split = reader.resolve_split(a.split)
-    if split == reader.test_split:
-        ap.error(f"{split} is {reader.name}'s test split: calibrate on a selection split")
+    # only the selection or the training split: "all" and "trainval" of the folded datasets hold the test fold
+    allowed = [s for s in (reader.val_split, reader.train_split) if s]
+    if split not in allowed:
+        ap.error(f"--split {a.split}: calibrate on {' or '.join(allowed)} of {reader.name}, not on a split that is "
+                 f"or holds its test split ({reader.test_split})")
     model = load_model(str(wpath), backend="torch")
     c, h, w = model.input_size
     ds = reader.load(split, size=(h, w), mode="L" if c == 1 else "RGB")

@@ -171,6 +171,19 @@ class Results(list):
         self.source = source
         self.fps = fps
 
+    def __getitem__(self, i):
+        """One :class:`Result`, or for a slice a :class:`Results` (``results[:10].save(...)`` works):
+        it keeps the job's source, fps, ignored files and failed files, and of a video's lost-frame
+        runs those inside the frames the slice spans."""
+        got = super().__getitem__(i)
+        if not isinstance(i, slice):
+            return got
+        frames = [r.frame for r in got if r.frame is not None]
+        lo, hi = (min(frames), max(frames)) if frames else (None, None)
+        failed = [f for f in self.failed if f.frames is None
+                  or (lo is not None and f.frames[1] >= lo and f.frames[0] <= hi)]
+        return Results(got, failed=failed, source=self.source, fps=self.fps, ignored=self.ignored)
+
     def save(self, folder: str | os.PathLike) -> list[Path]:
         """Every result's annotated image into ``folder`` (made if need be), each named as
         :meth:`Result.save` names it in a folder (``<source name>_ferkit.png``; a video's frames

@@ -41,7 +41,16 @@ def main(argv=None) -> int:
     from ferkit.data.readers import FER2013Folders
     from ferkit.io import read_image
 
-    data, out = Path(a.data), Path(a.out)
+    data, final = Path(a.data), Path(a.out)
+    need = [data / "ferplus" / "FER2013Train" / "label.csv", data / "ferplus" / "FER2013Valid" / "label.csv",
+            data / "fer2013", data / "ckplus48"]
+    missing = [str(p) for p in need if not p.exists()]
+    if missing:
+        ap.error(f"--data {a.data}: missing {', '.join(missing)}")
+    if final.exists() and (not final.is_dir() or (any(final.iterdir()) and not (final / "manifest.json").exists())):
+        # only an earlier pack (or an empty folder) is replaced: --out . must not wipe a checkout
+        ap.error(f"--out {a.out}: exists and is not an earlier pack (no manifest.json); give a new or empty folder")
+    out = final.with_name(final.name + ".part")  # built aside, swapped in at the end: a failure loses nothing
     if out.exists():
         shutil.rmtree(out)
     out.mkdir(parents=True)
@@ -85,6 +94,9 @@ def main(argv=None) -> int:
         raise SystemExit("WebP round trip is not lossless here")
     (out / "images.webp").write_bytes(buf.tobytes())
     (out / "manifest.json").write_text(json.dumps({"count": len(arr), "cols": COLS, "files": files}))
+    if final.exists():
+        shutil.rmtree(final)
+    out.rename(final)
     print(f"{len(arr)} images ({arr.nbytes / 1e6:.1f} MB raw) -> {len(buf) / 1e6:.1f} MB WebP; {len(files)} files",
           file=sys.stderr)
     return 0

@@ -113,7 +113,11 @@ def main(argv=None) -> int:
     LOGFILE.append(runs / "logs" / "driver.log")
     deadline = a.deadline * SCALE if SCALE < 1 else a.deadline
     if not (data / "fer2013").is_dir():
-        subprocess.run([sys.executable, str(ROOT / "tools/gpu/unpack.py"), a.pack, str(data)], check=True)
+        if not (Path(a.pack) / "manifest.json").is_file():
+            ap.error(f"--pack {a.pack}: no pack there (make it with tools/gpu/pack.py and carry it), "
+                     f"and no unpacked data in --data {a.data}")
+        if subprocess.run([sys.executable, str(ROOT / "tools/gpu/unpack.py"), a.pack, str(data)]).returncode:
+            ap.error(f"--pack {a.pack}: could not be unpacked (unpack.py's message above)")
     log("data ready")
     try:
         import torch

@@ -5,6 +5,7 @@
 
 from __future__ import annotations
 
+import argparse
 import json
 import shutil
 import sys
@@ -14,9 +15,18 @@ import cv2
 
 
 def main(argv=None) -> int:
-    argv = sys.argv[1:] if argv is None else argv
-    src, dst = Path(argv[0]), Path(argv[1])
-    man = json.loads((src / "manifest.json").read_text())
+    ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    ap.add_argument("pack", help="the folder pack.py wrote (manifest.json, images.webp, ferplus/, ckplus48/)")
+    ap.add_argument("dest", help="where the dataset folders are rebuilt")
+    a = ap.parse_args(argv)
+    src, dst = Path(a.pack), Path(a.dest)
+    if not (src / "manifest.json").is_file():
+        ap.error(f"{src}: not a pack (no manifest.json); make one with tools/gpu/pack.py")
+    try:
+        man = json.loads((src / "manifest.json").read_text())
+        man["cols"], man["files"]
+    except (ValueError, KeyError, TypeError) as e:
+        ap.error(f"{src / 'manifest.json'}: not pack.py's manifest ({e})")
     mosaic = cv2.imread(str(src / "images.webp"), cv2.IMREAD_GRAYSCALE)
     if mosaic is None:
         raise SystemExit(f"{src / 'images.webp'}: missing or not readable (this OpenCV has no WebP?)")
