@@ -55,6 +55,8 @@ def test_run_folder_contents_and_card(trained):
                           text=True).stdout.strip() or None
     assert card["training"]["git_commit"] == head and (head is None or re.fullmatch("[0-9a-f]{40}", head))
     assert card["dataset"]["val_split"] == "val" and card["dataset"]["test_split"] == "test"
+    # a <split>/<class> layout has its own splits: no folds recorded (evaluate would warn of a false leak)
+    assert not {"folds", "fold", "fold_seed"} & set(card["dataset"].get("options") or {})
     log = json.loads((out / "log.json").read_text())
     assert [r["epoch"] for r in log] == [1, 2, 3]
     best = max(log, key=lambda r: r["val_acc"])
@@ -472,6 +474,19 @@ def test_teacher_probabilities_average_the_views_asked_for(folder, tmp_path):
         assert np.allclose(got[tta], want / want.sum(1, keepdims=True), atol=1e-6)
         assert json.loads((tmp_path / "teacher.json").read_text())["tta"] == tta  # a cache for flip is not reused
     assert np.abs(got["flip"] - got["tencrop"]).max() > 1e-3
+    # other images of the same count (another fold, --limit with another seed): not the cached answers
+    calls = []
+    first = teacher_probs(cfg, ds, tmp_path, torch.device("cpu"), log=calls.append)  # cached: no log line
+    assert calls == [] and np.array_equal(first.numpy(), got["tencrop"])
+    shifted = ds.subset(range(len(ds)))
+    shifted.images = shifted.images.roll(6, dims=-2)  # tencrop is mirror-invariant: moved, not mirrored
+    other = teacher_probs(cfg, shifted, tmp_path, torch.device("cpu"), log=calls.append).numpy()
+    assert len(calls) == 1 and "probabilities of" in calls[0]
+    assert np.abs(other - got["tencrop"]).max() > 1e-4
+    meta = json.loads((tmp_path / "teacher.json").read_text())
+    from ferkit import weights
+
+    assert len(meta["images_sha256"]) == 64 and meta["teacher_sha256"] == [weights.sha256(weights.resolve("fast"))]
     with pytest.raises(FerkitError, match="teacher_tta"):
         train(_cfg(folder, tmp_path / "bad", teacher="fast", teacher_tta="rotate"), progress=False, log=lambda s: None)
 

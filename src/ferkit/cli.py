@@ -336,7 +336,10 @@ def cmd_train(a: argparse.Namespace) -> int:
             print(f"\nferkit: interrupted; the last finished epoch is saved in {a.out}/last.ckpt: run the same "
                   f"command with --resume to continue", file=sys.stderr)
         else:
-            print("\nferkit: interrupted before the first epoch finished: nothing saved", file=sys.stderr)
+            kept = (Path(a.out) / "teacher_probs.npy").exists()
+            print("\nferkit: interrupted before the first epoch finished: no weights saved"
+                  + (f" (the teacher's probabilities are kept in {a.out} for a rerun with the same images)"
+                     if kept else ""), file=sys.stderr)
         return 130
     return 0
 

@@ -25,6 +25,7 @@ from __future__ import annotations
 
 import csv
 import dataclasses
+import hashlib
 import json
 import math
 import numbers
@@ -192,7 +193,7 @@ def load_splits(cfg: TrainConfig, size: tuple[int, int], mode: str, log: Callabl
     gets the fold settings the reader used, defaults included (for the card: which subjects the
     run trained on). Training images that are also in the validation or test split are refused."""
     reader = open_dataset(cfg.dataset, cfg.data, **cfg.dataset_options)
-    if used is not None:
+    if used is not None and getattr(reader, "has_folds", False):  # a split layout has no folds to record
         used.update({k: v for k, v in reader.options().items() if k in ("folds", "fold", "fold_seed")})
     tr_name = cfg.train_split or reader.train_split
     if tr_name is None:
@@ -321,7 +322,10 @@ def teacher_probs(cfg: TrainConfig, train_ds: FaceDataset, out: Path, device: to
     from ..api import load_model
 
     meta_path, npy = out / "teacher.json", out / "teacher_probs.npy"
-    meta = {"teacher": cfg.teacher, "n": len(train_ds), "classes": list(train_ds.classes), "tta": cfg.teacher_tta}
+    # the cache is the teacher's answers on these very images: the same count of other images (another
+    # fold, --limit with another seed) or a retrained teacher of the same name must not reuse it
+    meta = {"teacher": cfg.teacher, "n": len(train_ds), "classes": list(train_ds.classes), "tta": cfg.teacher_tta,
+            "images_sha256": _images_digest(train_ds), "teacher_sha256": _teacher_digest(cfg.teacher)}
     if meta_path.exists() and npy.exists() and json.loads(meta_path.read_text()) == meta:
         return torch.from_numpy(np.load(npy, allow_pickle=False))
     if teacher is None:
@@ -341,6 +345,27 @@ def teacher_probs(cfg: TrainConfig, train_ds: FaceDataset, out: Path, device: to
     np.save(npy, probs.numpy(), allow_pickle=False)
     meta_path.write_text(json.dumps(meta, indent=2) + "\n")
     return probs
+
+
+def _images_digest(ds: FaceDataset) -> str:
+    """sha256 of a dataset's pixels, labels and sources, in order (what a teacher's cache answers for)."""
+    h = hashlib.sha256()
+    h.update(ds.images.contiguous().numpy().tobytes())
+    h.update(ds.labels.numpy().astype(np.int64).tobytes())
+    h.update("\n".join(ds.sources).encode("utf-8", "surrogateescape"))
+    return h.hexdigest()
+
+
+def _teacher_digest(teacher: str) -> list[str | None]:
+    """sha256 of each weights file an ensemble ``A+B`` (or one model) names; None where it is not a
+    file ferkit resolves (then the name alone keys the cache)."""
+    out: list[str | None] = []
+    for part in str(teacher).split("+"):
+        try:
+            out.append(_weights.sha256(_weights.resolve(part)))
+        except Exception:  # noqa: BLE001 - a name load_model resolves otherwise: keyed by name only
+            out.append(None)
+    return out
 
 
 def _check_teacher_classes(cfg: TrainConfig, classes: Sequence[str], train_ds: FaceDataset) -> None:
