@@ -389,3 +389,19 @@ def test_a_fold_run_records_its_folds_and_refuses_overlapping_splits(ck, tmp_pat
         with pytest.raises(FerkitError, match="holds .* image.* of the .* split"):
             train(_cfg(ck, tmp_path / f"o-{split}", epochs=1, train_split=split), progress=False,
                   log=lambda *_: None)
+
+
+@pytest.mark.parametrize("kind,summary", [
+    ("probe's summary", {"config": {"model": "probe"}, "per_fold": [{"fold": 0, "accuracy": 0.9}], "pooled": {}}),
+    ("re-evaluation", {"runs": ["a"], "tta": "flip", "per_fold": [{"fold": 0}], "pooled": {}}),
+    ("file ferkit cannot read", None)])
+def test_crossval_resume_does_not_take_over_another_summary(ck, tmp_path, kind, summary):
+    """--resume into a probe's or a crossval-eval's folder: refused before anything is written
+    (it used to read the probe's summary as its settings and rewrite it empty)."""
+    out = tmp_path / "other"
+    out.mkdir()
+    text = "{not json" if summary is None else json.dumps(summary)
+    (out / "crossval.json").write_text(text)
+    with pytest.raises(FerkitError, match=kind):
+        crossval(_cfg(ck, out), folds=3, only=[0], resume=True, log=lambda s: None)
+    assert (out / "crossval.json").read_text() == text and sorted(p.name for p in out.iterdir()) == ["crossval.json"]

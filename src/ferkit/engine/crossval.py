@@ -228,6 +228,7 @@ def crossval(cfg: TrainConfig, folds: int = 10, only: Sequence[int] | None = Non
     spath = out / SUMMARY
     cfg = dataclasses.replace(cfg, dataset_options={k: v for k, v in cfg.dataset_options.items() if k != "fold"})
     started = [d for d in sorted(out.glob("fold*")) if (d / "last.ckpt").exists()]
+    check_summary_out(out, "crossval")  # a probe's or crossval-eval's summary is neither resumed nor overwritten
     if spath.exists() or started:
         if not resume:
             raise FerkitError(f"{out} already holds a cross-validation ({SUMMARY} or fold runs): pass --resume to "
