@@ -409,3 +409,40 @@ def test_gpu_tools_refuse_bad_arguments_without_harm(tmp_path, capsys):
         run.main(["--out", str(tmp_path / "o"), "--pack", str(victim), "--data", str(tmp_path / "nodata"),
                   "--runs", str(tmp_path / "runs")])
     assert e.value.code == 2 and "no pack there" in capsys.readouterr().err
+
+
+def test_time_budget_survives_resume(budget_run, tmp_path):
+    """The checkpoint holds the fitted count (a resume with the same budget keeps it), and a resume
+    with another budget refits the count from the time used before training on (it used to go on to
+    the command's --epochs)."""
+    import contextlib
+    import io
+    import shutil
+
+    _, out, _ = budget_run
+    fitted = json.loads((out / "config.json").read_text())["epochs"]
+    assert torch.load(out / "last.ckpt", weights_only=False)["config"]["epochs"] == fitted
+    data = json.loads((out / "config.json").read_text())["data"]
+    args = ["train", "--model", "vgg_fer", "--model-arg", "width=4", "--dataset", "imagefolder", "--data", str(data),
+            "--batch-size", "7", "--warmup", "1", "--aug", "none", "--threads", "2", "--no-progress", "--seed", "0",
+            "--resume"]
+    run = tmp_path / "more"
+    shutil.copytree(out, run)
+    printed = io.StringIO()
+    with contextlib.redirect_stdout(printed):
+        rc = main(args + ["--out", str(run), "--epochs", str(fitted + 2), "--time-budget", "1e6"])
+    assert rc == 0, printed.getvalue()
+    assert "ignoring differing" not in printed.getvalue()  # the folder it is in now is its out
+    assert json.loads((run / "model.json").read_text())["training"]["config"]["out"] == str(run)
+    log = json.loads((run / "log.json").read_text())
+    assert [r["epoch"] for r in log] == list(range(1, fitted + 3))  # the new budget allows the asked count
+    # a budget already spent: no more epochs, the run just finishes
+    run2 = tmp_path / "spent"
+    shutil.copytree(out, run2)
+    printed = io.StringIO()
+    with contextlib.redirect_stdout(printed):
+        rc = main(args + ["--out", str(run2), "--epochs", "20", "--time-budget", "0.002"])
+    assert rc == 0
+    assert f"so {fitted} epoch" in printed.getvalue()
+    assert [r["epoch"] for r in json.loads((run2 / "log.json").read_text())] == list(range(1, fitted + 1))
+    assert json.loads((run2 / "config.json").read_text())["epochs"] == fitted

@@ -551,7 +551,7 @@ def train(cfg: TrainConfig, resume: bool = False, progress: bool | None = None,
         except (TypeError, ValueError, KeyError) as e:
             raise FerkitError(f"{ckpt_path}: its saved settings cannot be read ({type(e).__name__}: {e})") from None
         named = RESUME_IF_GIVEN & set(given)
-        take = RESUME_OVERRIDABLE | named
+        take = RESUME_OVERRIDABLE | named | {"out"}  # a moved or copied run folder writes where it is now
         if saved.time_budget is not None and cfg.time_budget == saved.time_budget:
             # the same budget: the epoch count it was fitted to stands (the command's --epochs is
             # the count asked for, which the budget lowered), and so does what the run has used of it
@@ -660,6 +660,11 @@ def train(cfg: TrainConfig, resume: bool = False, progress: bool | None = None,
     asked = cfg.epochs if resume_asked is None else resume_asked
     before = sum(r.get("seconds", 0.0) for r in history)  # training time of the run before this resume
     epoch = start_epoch
+    if state is not None and cfg.time_budget and resume_asked is None and history:
+        # resumed with a new budget (or a first one): the count is refitted now, from the time the run
+        # has used and its last epoch's, before the schedule goes on (the same budget keeps its count)
+        cfg, base_info = fit_time_budget(cfg, base_info, start_epoch - 1, float(history[-1].get("seconds", 0.0)),
+                                         before, out, log, asked)
     # a run resumed after its early stop (interrupted while finishing) only finishes
     stopped = state is not None and bool(cfg.early_stop) and stale >= cfg.early_stop
     if stopped:
@@ -741,6 +746,10 @@ def train(cfg: TrainConfig, resume: bool = False, progress: bool | None = None,
             + "".join(f"  ({k} {v / seen:.4f})" for k, v in tot_aux.items()))
         _write_log(out, history)
         plot_curves(history, out / "curves.png", title=f"{cfg.model} on {cfg.dataset} ({out.name})")
+        if cfg.time_budget and (epoch == 1 or epoch <= cfg.warmup_epochs):
+            # fitted before the checkpoint is written, so that a resume reads the fitted count
+            cfg, base_info = fit_time_budget(cfg, base_info, epoch, time.time() - t0, before + time.time() - t_start,
+                                             out, log, asked)
         torch.save({"model": model.state_dict(), "optimizer": opt.state_dict(),
                     "plateau": plateau.state_dict() if plateau is not None else None,
                     "generator": g.get_state(), "torch_rng": torch.get_rng_state(), "history": history,
@@ -751,9 +760,6 @@ def train(cfg: TrainConfig, resume: bool = False, progress: bool | None = None,
         if cfg.early_stop and stale >= cfg.early_stop:
             log(f"early stop: no better val accuracy for {stale} epochs")
             break
-        if cfg.time_budget and (epoch == 1 or epoch <= cfg.warmup_epochs):
-            cfg, base_info = fit_time_budget(cfg, base_info, epoch, time.time() - t0, before + time.time() - t_start,
-                                             out, log, asked)
         epoch += 1
     return finalize(cfg, out, device, test_ds, val_ds, history, log)
 
