@@ -63,3 +63,11 @@ def test_pipeline_section_regenerates_from_its_json(tmp_path):
                         "--out", "-"], capture_output=True, text=True, timeout=120)
     assert r.returncode == 2 and "not a benchmarks/pipeline.py --json file" in r.stderr
     assert "Traceback" not in r.stderr
+
+
+def test_memory_growth_in_words():
+    text = server_memory.growth({1: 900.0, 2: 940.0, 4: 990.0, 8: 1050.0})
+    assert text.startswith("+40 MB from photo 1 to 2; +50 MB from photo 2 to 4; +60 MB from photo 4 to 8")
+    assert "still growing at the end, 15.0 MB per photo over the last step against 40.0 over the first" in text
+    assert "levelled off" in server_memory.growth({1: 900.0, 8: 1000.0, 16: 1004.0})
+    assert server_memory.growth({1: 900.0}) == "900 MB after one photo."
