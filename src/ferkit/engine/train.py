@@ -363,7 +363,7 @@ def _teacher_digest(teacher: str) -> list[str | None]:
     for part in str(teacher).split("+"):
         try:
             out.append(_weights.sha256(_weights.resolve(part)))
-        except Exception:  # noqa: BLE001 - a name load_model resolves otherwise: keyed by name only
+        except (FerkitError, OSError):  # a name load_model resolves otherwise: keyed by name only
             out.append(None)
     return out
 
