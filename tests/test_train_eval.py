@@ -579,3 +579,60 @@ def test_a_teacher_without_a_class_of_the_data_leaves_no_run_folder(folder, tmp_
         train(_cfg(folder, tmp_path / "kd6", teacher=str(tmp_path / "six.safetensors")), progress=False,
               log=lambda s: None)
     assert not (tmp_path / "kd6").exists()
+
+
+def test_ema_update_is_a_moving_average_of_parameters_and_statistics():
+    from ferkit.engine.train import ema_update
+
+    torch.manual_seed(0)
+    net = torch.nn.Sequential(torch.nn.Linear(3, 4), torch.nn.BatchNorm1d(4))
+    avg = __import__("copy").deepcopy(net)
+    before = {k: v.clone() for k, v in avg.state_dict().items()}
+    with torch.no_grad():
+        for p in net.parameters():
+            p.add_(1.0)
+    net.train()(torch.randn(8, 3))  # moves the running statistics and the batch counter
+    ema_update(avg, net, 0.9, step=1000)  # late in a run: the decay asked for
+    now, new = avg.state_dict(), net.state_dict()
+    for k in ("0.weight", "0.bias", "1.weight", "1.running_mean", "1.running_var"):
+        assert torch.allclose(now[k], 0.9 * before[k] + 0.1 * new[k], atol=1e-6), k
+        assert not torch.allclose(now[k], new[k])
+    assert int(now["1.num_batches_tracked"]) == 1  # counters are copied, not averaged
+    fresh = __import__("copy").deepcopy(avg)
+    ema_update(fresh, net, 0.999, step=0)  # first step: d = 1/10, the average moves most of the way
+    assert torch.allclose(fresh.state_dict()["0.bias"], 0.1 * now["0.bias"] + 0.9 * new["0.bias"], atol=1e-6)
+
+
+def test_ema_run_selects_and_saves_the_average_and_resumes_it(folder, tmp_path):
+    lines = []
+    run = tmp_path / "ema"
+    # accuracy-loss: the tiny set reaches 100% at epoch 2, and the last epoch's lower loss makes it the best
+    card = train(_cfg(folder, run, ema=0.9, select="accuracy-loss"), progress=False, log=lines.append)
+    hist = json.loads((run / "log.json").read_text())
+    assert all("val_acc_raw" in r and 0 <= r["val_acc_raw"] <= 1 for r in hist)
+    assert any("raw weights: val acc" in ln for ln in lines)
+    ck = torch.load(run / "last.ckpt", weights_only=True)
+    assert ck["ema"].keys() == ck["model"].keys()
+    assert any(not torch.equal(ck["ema"][k], ck["model"][k]) for k in ck["model"] if ck["model"][k].is_floating_point())
+    assert card["best_epoch"] == 3 and hist[-1]["val_acc"] == 1.0
+    assert card["metrics"][card["dataset"]["val_split"]]["loss"] == pytest.approx(hist[-1]["val_loss"], rel=1e-4)
+    saved = load_file(str(run / "model.safetensors"))  # the saved model is the average, not the raw weights
+    assert all(torch.equal(saved[k], ck["ema"][k]) for k in saved)
+
+    def stop_at_epoch_2(line):
+        if line.startswith("epoch   2/3"):
+            raise KeyboardInterrupt
+
+    again = tmp_path / "ema-resumed"
+    with pytest.raises(KeyboardInterrupt):
+        train(_cfg(folder, again, ema=0.9, select="accuracy-loss"), progress=False, log=stop_at_epoch_2)
+    train(_cfg(folder, again, ema=0.9, select="accuracy-loss"), resume=True, progress=False, log=lambda s: None)
+    ck2 = torch.load(again / "last.ckpt", weights_only=True)
+    assert all(torch.equal(ck["ema"][k], ck2["ema"][k]) for k in ck["ema"])
+
+
+def test_a_bad_ema_decay_is_a_clear_error(folder, tmp_path):
+    for bad in (0.0, 1.0, 1.5, float("nan")):
+        with pytest.raises(FerkitError, match="--ema must be in \\(0, 1\\)"):
+            train(_cfg(folder, tmp_path / "e", ema=bad), progress=False, log=lambda s: None)
+    assert not (tmp_path / "e").exists()

@@ -317,7 +317,7 @@ def _train_config(a: argparse.Namespace):
         threads=a.threads, limit=a.limit, early_stop=a.early_stop, time_budget=a.time_budget, deterministic=not a.nondeterministic,
         select=a.select,
         name=a.name, init=a.init, aux_weight=a.aux_weight, aux_epochs=a.aux_epochs, teacher=a.teacher, kd_weight=a.kd_weight,
-        kd_temperature=a.kd_temperature, teacher_tta=a.teacher_tta, detect=a.detect, min_face=a.min_face,
+        kd_temperature=a.kd_temperature, teacher_tta=a.teacher_tta, ema=a.ema, detect=a.detect, min_face=a.min_face,
         command=_command(a) if a.command is None else a.command,
     )
 
@@ -784,6 +784,10 @@ def _add_train_args(s: argparse.ArgumentParser, crossval: bool = False) -> None:
                    help="the best epoch: the first with the highest validation accuracy, or (accuracy-loss) among "
                         "those the one with the lowest validation loss (for small validation splits that reach "
                         "100%% early, e.g. CK+ folds)")
+    g.add_argument("--ema", type=float, default=None, metavar="DECAY",
+                   help="keep an exponential moving average of the weights with this decay per step (e.g. 0.999: "
+                        "about the last 1,000 steps); the average is validated, chosen as the best epoch and saved; "
+                        "the log keeps the raw weights' validation accuracy too (val_acc_raw)")
     g.add_argument("--init", metavar="WEIGHTS",
                    help="fine-tune: start from ferkit weights (shipped name, .safetensors or run folder); tensors are "
                         "matched by name and shape, classifier rows by class name (new classes start fresh)")

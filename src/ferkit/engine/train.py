@@ -23,6 +23,7 @@ the log is that total, and each term's epoch mean is logged as ``train_<name>``.
 
 from __future__ import annotations
 
+import copy
 import csv
 import dataclasses
 import hashlib
@@ -109,6 +110,9 @@ class TrainConfig:
     kd_weight: float = 0.5  #: loss = (1 - kd_weight) * cross-entropy + kd_weight * T^2 * KL(teacher || student)
     kd_temperature: float = 2.0  #: T: both distributions are softened by it
     teacher_tta: str = "flip"  #: the teacher's views of each training image, averaged: "flip" or "tencrop"
+    #: keep an exponential moving average of the weights, with this decay per step (e.g. 0.999); the
+    #: average is what is validated, chosen as the best epoch and saved (see ema_update)
+    ema: float | None = None
     detect: str = "none"  #: none | mtcnn | haar: find and align the face in each image (full photos: JAFFE, KDEF)
     min_face: int = 20  #: with detect: the smallest face searched for, in pixels
     name: str | None = None  #: model name in the card (default: the run folder's name)
@@ -388,6 +392,21 @@ def distill_loss(logits: torch.Tensor, teacher: torch.Tensor, temperature: float
 SELECT_RULES = ("accuracy", "accuracy-loss")
 
 
+@torch.no_grad()
+def ema_update(ema: nn.Module, model: nn.Module, decay: float, step: int) -> None:
+    """One step of the weights' exponential moving average: ``ema = d * ema + (1 - d) * model``
+    over parameters and floating-point buffers (batch-norm statistics); counters are copied.
+
+    ``d = min(decay, (1 + step) / (10 + step))``: early in a run (``step`` 0, 1, ...) the average
+    follows the weights closely, so that it does not keep the random start for thousands of steps."""
+    d = min(float(decay), (1.0 + step) / (10.0 + step))
+    for e, p in zip(ema.state_dict().values(), model.state_dict().values()):
+        if e.dtype.is_floating_point:
+            e.mul_(d).add_(p.detach().to(e.dtype), alpha=1.0 - d)
+        else:
+            e.copy_(p)
+
+
 def better_epoch(rule: str, acc: float, loss: float, best_acc: float, best_loss: float) -> bool:
     """Whether an epoch with validation ``acc`` and ``loss`` replaces the best one so far.
 
@@ -505,6 +524,7 @@ def check_settings(cfg: TrainConfig) -> None:
         ("--time-budget", cfg.time_budget, 0, math.inf, False, False, "seconds"),
         ("--kd-weight", cfg.kd_weight, 0, 1, True, True, "the distillation term's share of the loss"),
         ("--kd-temperature", cfg.kd_temperature, 0, math.inf, False, False, ""),
+        ("--ema", cfg.ema, 0, 1, False, False, "the weights' average's decay per step, e.g. 0.999"),
     ]
     aug = {**AugmentConfig().to_dict(), **(cfg.augment or {})}
     ranges += [("--flip", aug["flip"], 0, 1, True, True, "a probability"),
@@ -595,6 +615,8 @@ def train(cfg: TrainConfig, resume: bool = False, progress: bool | None = None,
     mf = torch.channels_last if cl else torch.contiguous_format
     model = model.to(memory_format=mf)
     opt = make_optimizer(cfg, model)
+    # the weights' moving average (--ema): validated, selected and saved in the model's place
+    ema_model = copy.deepcopy(model).eval().requires_grad_(False) if cfg.ema else None
     steps_per_epoch = max(1, len(train_ds) // cfg.batch_size)  # drop the last partial batch
     plateau = (torch.optim.lr_scheduler.ReduceLROnPlateau(opt, mode="max", factor=cfg.plateau_factor,
                                                           patience=cfg.plateau_patience)
@@ -624,6 +646,8 @@ def train(cfg: TrainConfig, resume: bool = False, progress: bool | None = None,
         try:
             model.load_state_dict(state["model"])
             opt.load_state_dict(state["optimizer"])
+            if ema_model is not None:
+                ema_model.load_state_dict(state.get("ema") or state["model"])
             if plateau is not None and state.get("plateau"):
                 plateau.load_state_dict(state["plateau"])
             g.set_state(state["generator"])
@@ -718,6 +742,8 @@ def train(cfg: TrainConfig, resume: bool = False, progress: bool | None = None,
                 if "overflow" not in str(e):
                     raise
                 raise FerkitError(f"the update overflowed at epoch {epoch}, step {it}: lower --lr ({where})") from None
+            if ema_model is not None:
+                ema_update(ema_model, model, cfg.ema, step)
             tot_loss += loss.item() * len(idx)
             tot_correct += int((logits.argmax(1) == y).sum())
             seen += len(idx)
@@ -725,25 +751,31 @@ def train(cfg: TrainConfig, resume: bool = False, progress: bool | None = None,
                 bar.set_postfix(loss=f"{tot_loss / seen:.4f}", acc=f"{tot_correct / seen:.4f}", refresh=False)
         bar.close()
         card_now = make_card(cfg, model, classes, base_info)
-        vm = evaluate(ExpressionModel(model, card_now, device), val_ds)
+        extra = {}
+        if ema_model is not None:  # the raw weights' accuracy too, for the record (the average is the model)
+            raw = evaluate(ExpressionModel(model, card_now, device), val_ds)
+            extra = {"val_acc_raw": raw["accuracy"], "val_loss_raw": raw["loss"]}
+        kept = model if ema_model is None else ema_model
+        vm = evaluate(ExpressionModel(kept, card_now, device), val_ds)
         lr_now = opt.param_groups[0]["lr"]
         if plateau is not None and epoch > cfg.warmup_epochs:
             plateau.step(vm["accuracy"])
         row = {"epoch": epoch, "train_loss": tot_loss / seen, "train_acc": tot_correct / seen,
                "val_loss": vm["loss"], "val_acc": vm["accuracy"], "val_macro_f1": vm["macro_f1"], "lr": lr_now,
-               "seconds": time.time() - t0, **{f"train_{k}": v / seen for k, v in tot_aux.items()}}
+               "seconds": time.time() - t0, **{f"train_{k}": v / seen for k, v in tot_aux.items()}, **extra}
         history.append(row)
         improved = better_epoch(cfg.select, vm["accuracy"], vm["loss"], best_acc, best_loss)
         if improved:
             best_acc, best_loss, best_epoch, stale = vm["accuracy"], vm["loss"], epoch, 0
-            _weights.save(model, out / "best.safetensors",
+            _weights.save(kept, out / "best.safetensors",
                           {**card_now, "best_epoch": epoch, "metrics": {val_ds.split: _short(vm)}})
         else:
             stale += 1
         log(f"epoch {epoch:3d}/{cfg.epochs}  train loss {row['train_loss']:.4f} acc {row['train_acc']:.4f}  "
             f"val loss {row['val_loss']:.4f} acc {row['val_acc']:.4f} f1 {row['val_macro_f1']:.4f}  "
             f"lr {lr_now:.2e}  {row['seconds']:.0f}s{'  *best' if improved else ''}"
-            + "".join(f"  ({k} {v / seen:.4f})" for k, v in tot_aux.items()))
+            + "".join(f"  ({k} {v / seen:.4f})" for k, v in tot_aux.items())
+            + (f"  (raw weights: val acc {extra['val_acc_raw']:.4f})" if extra else ""))
         _write_log(out, history)
         plot_curves(history, out / "curves.png", title=f"{cfg.model} on {cfg.dataset} ({out.name})")
         if cfg.time_budget and (epoch == 1 or epoch <= cfg.warmup_epochs):
@@ -751,6 +783,7 @@ def train(cfg: TrainConfig, resume: bool = False, progress: bool | None = None,
             cfg, base_info = fit_time_budget(cfg, base_info, epoch, time.time() - t0, before + time.time() - t_start,
                                              out, log, asked)
         torch.save({"model": model.state_dict(), "optimizer": opt.state_dict(),
+                    "ema": ema_model.state_dict() if ema_model is not None else None,
                     "plateau": plateau.state_dict() if plateau is not None else None,
                     "generator": g.get_state(), "torch_rng": torch.get_rng_state(), "history": history,
                     "epoch": epoch, "best_acc": best_acc, "best_loss": best_loss, "best_epoch": best_epoch,
