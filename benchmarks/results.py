@@ -301,7 +301,7 @@ def measured(dataset: str, source: str | None) -> dict | None:
                 "command": shlex.join(cmd),
                 "trained": "; ".join(trained) or None, "ft": ft, "seeds": seeds,
                 "kd": teacher(single.get("teacher")), "kd_cmd": runs[0]["command"] if single else None,
-                "select": single.get("select"), "tta": m.get("tta", "none"),
+                "select": single.get("select"), "ema": single.get("ema"), "tta": m.get("tta", "none"),
                 "model": m["model"],
                 "short": ((model if model in weights.ALIASES else "+".join(x.removeprefix("runs/")
                                                                              for x in model.split("+")))
@@ -322,6 +322,7 @@ def measured(dataset: str, source: str | None) -> dict | None:
                 "short": name,
                 "command": ev, "trained": card["training"]["command"],
                 "ft": card["training"]["config"].get("init"), "select": card["training"]["config"].get("select"),
+                "ema": card["training"]["config"].get("ema"),
                 "seeds": [card["training"]["config"].get("seed", 0)],
                 "kd": teacher(card["training"]["config"].get("teacher")), "kd_cmd": card["training"]["command"],
                 "detail": f"`{name}` (shipped); {split} macro-F1 {m['macro_f1']:.3f}; selected on "
@@ -480,6 +481,8 @@ def build(threads: int, reps: int, points: list[dict] | None = None) -> str:
                 label += f", seed{'s' if len(m['seeds']) > 1 else ''} {' + '.join(map(str, m['seeds']))}"
             if m is not None and m.get("kd"):
                 label += f", distilled from {m['kd']}{kd_setting(m.get('kd_cmd'))}"
+            if m is not None and m.get("ema"):
+                label += f", weights' moving average {m['ema']:g}"
             if m is not None and m.get("tta", "none") != "none":
                 label += f", {m['tta']} TTA"
                 views = {"flip": 2, "tencrop": 10}[m["tta"]]

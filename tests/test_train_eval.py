@@ -601,6 +601,10 @@ def test_ema_update_is_a_moving_average_of_parameters_and_statistics():
     fresh = __import__("copy").deepcopy(avg)
     ema_update(fresh, net, 0.999, step=0)  # first step: d = 1/10, the average moves most of the way
     assert torch.allclose(fresh.state_dict()["0.bias"], 0.1 * now["0.bias"] + 0.9 * new["0.bias"], atol=1e-6)
+    from ferkit.engine.train import ema_decay
+
+    assert ema_decay(0.999, 0) == pytest.approx(0.1) and ema_decay(0.999, 890) == pytest.approx(0.99)
+    assert ema_decay(0.999, 8990) == pytest.approx(0.999) and ema_decay(0.999, 10**6) == 0.999
 
 
 def test_ema_run_selects_and_saves_the_average_and_resumes_it(folder, tmp_path):

@@ -786,8 +786,10 @@ def _add_train_args(s: argparse.ArgumentParser, crossval: bool = False) -> None:
                         "100%% early, e.g. CK+ folds)")
     g.add_argument("--ema", type=float, default=None, metavar="DECAY",
                    help="keep an exponential moving average of the weights with this decay per step (e.g. 0.999: "
-                        "about the last 1,000 steps); the average is validated, chosen as the best epoch and saved; "
-                        "the log keeps the raw weights' validation accuracy too (val_acc_raw)")
+                        "about the last 1,000 steps), warmed up as min(DECAY, (1+step)/(10+step)) (0.999 is reached "
+                        "at step 8,990; the log gives the decay reached); the average is validated, chosen as the "
+                        "best epoch, drives --schedule plateau and --early-stop, and is saved; the log keeps the "
+                        "raw weights' validation accuracy too (val_acc_raw)")
     g.add_argument("--init", metavar="WEIGHTS",
                    help="fine-tune: start from ferkit weights (shipped name, .safetensors or run folder); tensors are "
                         "matched by name and shape, classifier rows by class name (new classes start fresh)")

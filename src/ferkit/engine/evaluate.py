@@ -145,7 +145,7 @@ def trained_members(spec: str, model: ExpressionModel) -> dict[str, dict]:
             continue
         cfg = t.get("config") or {}
         out[part] = {"command": t.get("command"), "git_commit": t.get("git_commit"),
-                     "config": {k: cfg.get(k, 0 if k == "seed" else None) for k in ("seed", "init", "teacher", "select")}}
+                     "config": {k: cfg.get(k, 0 if k == "seed" else None) for k in ("seed", "init", "teacher", "select", "ema")}}
     return out
 
 

@@ -392,19 +392,34 @@ def distill_loss(logits: torch.Tensor, teacher: torch.Tensor, temperature: float
 SELECT_RULES = ("accuracy", "accuracy-loss")
 
 
+def ema_decay(decay: float, step: int) -> float:
+    """The decay used at ``step`` (0-based): ``min(decay, (1 + step) / (10 + step))``, so that early
+    in a run the average follows the weights closely rather than keeping the random start for
+    thousands of steps. It reaches 0.99 at step 890 and 0.999 at step 8,990: a short run (CK+,
+    JAFFE: a few steps per epoch) averages over fewer steps than ``decay`` says (the log gives
+    the decay reached)."""
+    return min(float(decay), (1.0 + step) / (10.0 + step))
+
+
 @torch.no_grad()
 def ema_update(ema: nn.Module, model: nn.Module, decay: float, step: int) -> None:
     """One step of the weights' exponential moving average: ``ema = d * ema + (1 - d) * model``
-    over parameters and floating-point buffers (batch-norm statistics); counters are copied.
-
-    ``d = min(decay, (1 + step) / (10 + step))``: early in a run (``step`` 0, 1, ...) the average
-    follows the weights closely, so that it does not keep the random start for thousands of steps."""
-    d = min(float(decay), (1.0 + step) / (10.0 + step))
+    (``d = ema_decay(decay, step)``) over parameters and floating-point buffers (batch-norm
+    statistics); counters are copied. One fused call per kind of tensor (few kernel launches)."""
+    d = ema_decay(decay, step)
+    ef, pf, ei, pi = [], [], [], []
     for e, p in zip(ema.state_dict().values(), model.state_dict().values()):
         if e.dtype.is_floating_point:
-            e.mul_(d).add_(p.detach().to(e.dtype), alpha=1.0 - d)
+            ef.append(e)
+            pf.append(p.detach().to(e.dtype))
         else:
-            e.copy_(p)
+            ei.append(e)
+            pi.append(p)
+    if ef:
+        torch._foreach_mul_(ef, d)
+        torch._foreach_add_(ef, pf, alpha=1.0 - d)
+    if ei:
+        torch._foreach_copy_(ei, pi)
 
 
 def better_epoch(rule: str, acc: float, loss: float, best_acc: float, best_loss: float) -> bool:
@@ -754,7 +769,8 @@ def train(cfg: TrainConfig, resume: bool = False, progress: bool | None = None,
         extra = {}
         if ema_model is not None:  # the raw weights' accuracy too, for the record (the average is the model)
             raw = evaluate(ExpressionModel(model, card_now, device), val_ds)
-            extra = {"val_acc_raw": raw["accuracy"], "val_loss_raw": raw["loss"]}
+            extra = {"val_acc_raw": raw["accuracy"], "val_loss_raw": raw["loss"],
+                     "ema_decay": ema_decay(cfg.ema, epoch * steps_per_epoch - 1)}
         kept = model if ema_model is None else ema_model
         vm = evaluate(ExpressionModel(kept, card_now, device), val_ds)
         lr_now = opt.param_groups[0]["lr"]
@@ -775,7 +791,8 @@ def train(cfg: TrainConfig, resume: bool = False, progress: bool | None = None,
             f"val loss {row['val_loss']:.4f} acc {row['val_acc']:.4f} f1 {row['val_macro_f1']:.4f}  "
             f"lr {lr_now:.2e}  {row['seconds']:.0f}s{'  *best' if improved else ''}"
             + "".join(f"  ({k} {v / seen:.4f})" for k, v in tot_aux.items())
-            + (f"  (raw weights: val acc {extra['val_acc_raw']:.4f})" if extra else ""))
+            + (f"  (raw weights: val acc {extra['val_acc_raw']:.4f}; average's decay {extra['ema_decay']:.4g})"
+               if extra else ""))
         _write_log(out, history)
         plot_curves(history, out / "curves.png", title=f"{cfg.model} on {cfg.dataset} ({out.name})")
         if cfg.time_budget and (epoch == 1 or epoch <= cfg.warmup_epochs):
