@@ -326,3 +326,26 @@ def test_lite_plain_head_and_widths():
         create("lite_plain", head="max")
     with pytest.raises(ModelError, match="widths must be four"):
         create("lite_plain", widths=[16, 32, 64])
+
+
+def test_lite_plain_strided_has_no_pooling_and_a_quarter_of_the_work_per_strided_layer():
+    maxp = create("lite_plain", widths=[16, 16, 64, 128], head="flat").eval()
+    strd = create("lite_plain", widths=[16, 16, 64, 128], head="flat", pool="stride").eval()
+    assert not any(isinstance(m, nn.MaxPool2d) for m in strd.modules())
+    assert sum(isinstance(m, nn.MaxPool2d) for m in maxp.modules()) == 2
+    assert count_params(strd) == count_params(maxp)  # the same layers, strided instead of pooled
+    x = torch.randn(2, 1, 48, 48)
+    assert strd.features(x).shape == maxp.features(x).shape == (2, 128, 6, 6)
+    assert strd(x).shape == (2, 7)
+    from torch.utils.flop_counter import FlopCounterMode
+
+    def flops(net):
+        with FlopCounterMode(display=False) as fc:
+            net(x[:1])
+        return fc.get_total_flops()
+
+    # the 24 -> 12 and 12 -> 6 convolutions compute 4x fewer positions: 2 * 9 * (16*16*432 + 16*64*108) MACs fewer
+    assert flops(maxp) - flops(strd) == 2 * 9 * (16 * 16 * 432 + 16 * 64 * 108)
+    from ferkit.errors import ModelError
+    with pytest.raises(ModelError, match="pool must be 'max' or 'stride'"):
+        create("lite_plain", pool="avg")

@@ -86,7 +86,7 @@ class LitePlain(nn.Module):
     2x2 max pooling, 6 px; GAP, dropout, one linear layer. Widths ``(2, 3, 6, 12) * width``."""
 
     def __init__(self, num_classes: int = 7, in_chans: int = 1, width: int = 8, dropout: float = 0.0,
-                 head: str = "gap", widths: tuple[int, int, int, int] | None = None) -> None:
+                 head: str = "gap", widths: tuple[int, int, int, int] | None = None, pool: str = "max") -> None:
         super().__init__()
         w = int(width)
         if w < 1:
@@ -96,13 +96,23 @@ class LitePlain(nn.Module):
         c = [2 * w, 3 * w, 6 * w, 12 * w] if widths is None else [int(k) for k in widths]
         if len(c) != 4 or min(c) < 1:
             raise ValueError(f"widths must be four channel counts >= 1, got {widths!r}")
+        if pool not in ("max", "stride"):
+            raise ValueError(f"pool must be 'max' or 'stride', got {pool!r}")
         self.head_kind = head
-        self.body = nn.Sequential(
-            ConvBNReLU(in_chans, c[0], 3, stride=2),  # 48 -> 24
-            ConvBNReLU(c[0], c[1], 3), nn.MaxPool2d(2),  # 24 -> 12
-            ConvBNReLU(c[1], c[2], 3), nn.MaxPool2d(2),  # 12 -> 6
-            ConvBNReLU(c[2], c[3], 3),
-        )
+        if pool == "max":
+            self.body = nn.Sequential(
+                ConvBNReLU(in_chans, c[0], 3, stride=2),  # 48 -> 24
+                ConvBNReLU(c[0], c[1], 3), nn.MaxPool2d(2),  # 24 -> 12
+                ConvBNReLU(c[1], c[2], 3), nn.MaxPool2d(2),  # 12 -> 6
+                ConvBNReLU(c[2], c[3], 3),
+            )
+        else:  # the second and third convolutions stride instead of being pooled: 4x fewer positions each
+            self.body = nn.Sequential(
+                ConvBNReLU(in_chans, c[0], 3, stride=2),  # 48 -> 24
+                ConvBNReLU(c[0], c[1], 3, stride=2),  # 24 -> 12
+                ConvBNReLU(c[1], c[2], 3, stride=2),  # 12 -> 6
+                ConvBNReLU(c[2], c[3], 3),
+            )
         self.dropout = nn.Dropout(dropout) if dropout > 0 else nn.Identity()
         self.head = nn.Linear(c[3] * (36 if head == "flat" else 1), num_classes)
         init_weights(self, head=self.head)
@@ -120,7 +130,7 @@ class LitePlain(nn.Module):
           summary="four plain 3x3 conv layers (stride-2 stem, 24/12/6 px), GAP, linear; dense convolutions "
                   "for onnxruntime's int8 kernels")
 def lite_plain(num_classes: int = 7, in_chans: int = 1, width: int = 8, dropout: float = 0.0, head: str = "gap",
-               widths: tuple[int, int, int, int] | None = None) -> nn.Module:
+               widths: tuple[int, int, int, int] | None = None, pool: str = "max") -> nn.Module:
     """lite_plain: lite_cnn's sibling for int8 inference.
 
     benchmarks/floor.py found that onnxruntime's int8 kernels do not speed up lite_cnn's depthwise
@@ -134,5 +144,9 @@ def lite_plain(num_classes: int = 7, in_chans: int = 1, width: int = 8, dropout:
     ``head="flat"`` (default ``"gap"``) feeds the linear layer the whole 6x6 map instead of its
     average: faces come aligned, so where a feature fires (mouth corners, brows) carries the
     expression, and global average pooling throws that away. It costs no node and few
-    multiply-adds (96 x 36 x 7), and needs 48x48 input (the card's)."""
-    return LitePlain(num_classes, in_chans, width, dropout, head, widths)
+    multiply-adds (96 x 36 x 7), and needs 48x48 input (the card's).
+
+    ``pool="stride"`` (default ``"max"``) drops the two max-pooling nodes: the second and third
+    convolutions take stride 2 instead, computing 4x fewer positions each, compute that wider
+    layers can spend (benchmarks/variants.py times such trades on int8)."""
+    return LitePlain(num_classes, in_chans, width, dropout, head, widths, pool)
