@@ -83,7 +83,8 @@ def lite_cnn(num_classes: int = 7, in_chans: int = 1, width: int = 16, dropout: 
 
 class LitePlain(nn.Module):
     """Plain 3x3 convolutions (ConvBNReLU): stride 2 to 24 px, then 24 px, 2x2 max pooling, 12 px,
-    2x2 max pooling, 6 px; GAP, dropout, one linear layer. Widths ``(2, 3, 6, 12) * width``."""
+    2x2 max pooling, 6 px; GAP, dropout, one linear layer. Widths ``(2, 3, 6, 12) * width``.
+    ``pool="stride"``: strided convolutions in place of the two poolings."""
 
     def __init__(self, num_classes: int = 7, in_chans: int = 1, width: int = 8, dropout: float = 0.0,
                  head: str = "gap", widths: tuple[int, int, int, int] | None = None, pool: str = "max") -> None:
@@ -99,20 +100,15 @@ class LitePlain(nn.Module):
         if pool not in ("max", "stride"):
             raise ValueError(f"pool must be 'max' or 'stride', got {pool!r}")
         self.head_kind = head
-        if pool == "max":
-            self.body = nn.Sequential(
-                ConvBNReLU(in_chans, c[0], 3, stride=2),  # 48 -> 24
-                ConvBNReLU(c[0], c[1], 3), nn.MaxPool2d(2),  # 24 -> 12
-                ConvBNReLU(c[1], c[2], 3), nn.MaxPool2d(2),  # 12 -> 6
-                ConvBNReLU(c[2], c[3], 3),
-            )
-        else:  # the second and third convolutions stride instead of being pooled: 4x fewer positions each
-            self.body = nn.Sequential(
-                ConvBNReLU(in_chans, c[0], 3, stride=2),  # 48 -> 24
-                ConvBNReLU(c[0], c[1], 3, stride=2),  # 24 -> 12
-                ConvBNReLU(c[1], c[2], 3, stride=2),  # 12 -> 6
-                ConvBNReLU(c[2], c[3], 3),
-            )
+        # "stride": the second and third convolutions stride instead of being pooled (4x fewer positions
+        # each); "max" keeps the pooling nodes, and the names the shipped weights were saved under
+        s = 2 if pool == "stride" else 1
+        self.body = nn.Sequential(
+            ConvBNReLU(in_chans, c[0], 3, stride=2),  # 48 -> 24
+            ConvBNReLU(c[0], c[1], 3, stride=s), *([nn.MaxPool2d(2)] if s == 1 else []),  # 24 -> 12
+            ConvBNReLU(c[1], c[2], 3, stride=s), *([nn.MaxPool2d(2)] if s == 1 else []),  # 12 -> 6
+            ConvBNReLU(c[2], c[3], 3),
+        )
         self.dropout = nn.Dropout(dropout) if dropout > 0 else nn.Identity()
         self.head = nn.Linear(c[3] * (36 if head == "flat" else 1), num_classes)
         init_weights(self, head=self.head)
