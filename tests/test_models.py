@@ -349,3 +349,24 @@ def test_lite_plain_strided_has_no_pooling_and_a_quarter_of_the_work_per_strided
     from ferkit.errors import ModelError
     with pytest.raises(ModelError, match="pool must be 'max' or 'stride'"):
         create("lite_plain", pool="avg")
+
+
+def test_lite_plain_hidden_layer():
+    torch.manual_seed(0)
+    plain = create("lite_plain", widths=[16, 16, 64, 128], head="flat").eval()
+    torch.manual_seed(0)
+    mlp = create("lite_plain", widths=[16, 16, 64, 128], head="flat", hidden=256).eval()
+    # the same convolutions; a 4608 -> 256 layer in front of a 256 -> 7 head instead of 4608 -> 7
+    assert count_params(mlp) - count_params(plain) == (4608 * 256 + 256) + (256 * 7 + 7) - (4608 * 7 + 7)
+    assert not hasattr(plain, "hidden")  # hidden=0 keeps the shipped weights' names
+    assert set(plain.state_dict()) < set(mlp.state_dict())
+    x = torch.randn(4, 1, 48, 48)
+    f = torch.flatten(mlp.features(x), 1).detach()
+    assert torch.allclose(mlp(x), mlp.head(torch.relu(mlp.hidden[0](f))), atol=1e-6)
+    # He init: the hidden layer keeps the features' scale instead of shrinking it toward zero
+    h = torch.relu(mlp.hidden[0](f)).detach()
+    assert 0.3 < float(h.pow(2).mean() / f.pow(2).mean()) < 3
+    from ferkit.errors import ModelError
+    for bad in (-1, 2.5, True):
+        with pytest.raises(ModelError, match="hidden"):
+            create("lite_plain", hidden=bad)

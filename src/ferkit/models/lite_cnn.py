@@ -87,7 +87,8 @@ class LitePlain(nn.Module):
     ``pool="stride"``: strided convolutions in place of the two poolings."""
 
     def __init__(self, num_classes: int = 7, in_chans: int = 1, width: int = 8, dropout: float = 0.0,
-                 head: str = "gap", widths: tuple[int, int, int, int] | None = None, pool: str = "max") -> None:
+                 head: str = "gap", widths: tuple[int, int, int, int] | None = None, pool: str = "max",
+                 hidden: int = 0) -> None:
         super().__init__()
         w = int(width)
         if w < 1:
@@ -99,6 +100,8 @@ class LitePlain(nn.Module):
             raise ValueError(f"widths must be four channel counts >= 1, got {widths!r}")
         if pool not in ("max", "stride"):
             raise ValueError(f"pool must be 'max' or 'stride', got {pool!r}")
+        if isinstance(hidden, bool) or int(hidden) != hidden or hidden < 0:
+            raise ValueError(f"hidden must be a unit count >= 0 (0: no hidden layer), got {hidden!r}")
         self.head_kind = head
         # "stride": the second and third convolutions stride instead of being pooled (4x fewer positions
         # each); "max" keeps the pooling nodes, and the names the shipped weights were saved under
@@ -110,23 +113,30 @@ class LitePlain(nn.Module):
             ConvBNReLU(c[2], c[3], 3),
         )
         self.dropout = nn.Dropout(dropout) if dropout > 0 else nn.Identity()
-        self.head = nn.Linear(c[3] * (36 if head == "flat" else 1), num_classes)
+        n_in = c[3] * (36 if head == "flat" else 1)
+        # hidden=0 keeps the attribute names the shipped weights were saved under (no "hidden" module)
+        if hidden:
+            self.hidden = nn.Sequential(nn.Linear(n_in, int(hidden)), nn.ReLU(inplace=True),
+                                        nn.Dropout(dropout) if dropout > 0 else nn.Identity())
+        self.head = nn.Linear(int(hidden) or n_in, num_classes)
         init_weights(self, head=self.head)
+        if hidden:  # He init: the default small normal would shrink the features ~1.5x through a 4608-input layer
+            nn.init.kaiming_normal_(self.hidden[0].weight, nonlinearity="relu")
 
     def features(self, x: torch.Tensor) -> torch.Tensor:
         return self.body(x)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         f = self.features(x)
-        f = torch.flatten(f, 1) if self.head_kind == "flat" else global_avg_pool(f)
-        return self.head(self.dropout(f))
+        f = self.dropout(torch.flatten(f, 1) if self.head_kind == "flat" else global_avg_pool(f))
+        return self.head(self.hidden(f) if hasattr(self, "hidden") else f)
 
 
 @register("lite_plain", paper="ferkit (a fast student network for int8; not from a paper)",
           summary="four plain 3x3 conv layers (stride-2 stem, 24/12/6 px), GAP, linear; dense convolutions "
                   "for onnxruntime's int8 kernels")
 def lite_plain(num_classes: int = 7, in_chans: int = 1, width: int = 8, dropout: float = 0.0, head: str = "gap",
-               widths: tuple[int, int, int, int] | None = None, pool: str = "max") -> nn.Module:
+               widths: tuple[int, int, int, int] | None = None, pool: str = "max", hidden: int = 0) -> nn.Module:
     """lite_plain: lite_cnn's sibling for int8 inference.
 
     benchmarks/floor.py found that onnxruntime's int8 kernels do not speed up lite_cnn's depthwise
@@ -144,5 +154,11 @@ def lite_plain(num_classes: int = 7, in_chans: int = 1, width: int = 8, dropout:
 
     ``pool="stride"`` (default ``"max"``) drops the two max-pooling nodes: the second and third
     convolutions take stride 2 instead, computing 4x fewer positions each, compute that wider
-    layers can spend (benchmarks/variants.py times such trades on int8)."""
-    return LitePlain(num_classes, in_chans, width, dropout, head, widths, pool)
+    layers can spend (benchmarks/variants.py times such trades on int8).
+
+    ``hidden=H`` (default 0: none) puts a hidden fully connected layer of H units (linear, ReLU)
+    between the features and the class scores, as VGG-style FER networks have: a distilled
+    lite_plain fits its training set at only about 70% (it underfits), and a hidden layer adds
+    capacity for ``H x features`` multiply-adds and two nodes (Gemm, Relu), at the 1x1 size
+    where int8 GEMMs are cheapest. ``dropout`` applies before each linear layer."""
+    return LitePlain(num_classes, in_chans, width, dropout, head, widths, pool, hidden)
