@@ -362,6 +362,27 @@ def test_mtcnn_split_works_in_a_forked_child(photo):
     assert q.get(timeout=5) == n_parent >= 1
 
 
+def test_mtcnn_helper_thread_starts_once_when_threads_race():
+    """Threads sharing a detector (the HTTP server's workers) whose first calls race start one
+    helper thread between them, not one each (the others would leak)."""
+    import threading
+
+    det = mt.MTCNN(threads=2)
+    gate, got = threading.Barrier(8), []
+
+    def first_call():
+        gate.wait()
+        got.append(det._helper())
+
+    ts = [threading.Thread(target=first_call) for _ in range(8)]
+    for t in ts:
+        t.start()
+    for t in ts:
+        t.join(10)
+    assert len(got) == 8 and all(p is got[0] for p in got)
+    got[0].shutdown()
+
+
 def test_pnet_one_head_gives_the_same_candidates(photo):
     """P-Net run as ferkit runs it (both heads in one convolution, no Softmax, the probability
     computed only where the logit difference can pass) keeps the same cells, in the same order,

@@ -10,7 +10,7 @@ import pytest
 from PIL import Image
 
 import ferkit.io as fio
-from ferkit.errors import ImageDecodeError
+from ferkit.errors import ImageDecodeError, ImageTooLargeError
 from ferkit.io import read_image
 
 
@@ -179,11 +179,18 @@ def test_an_animation_or_a_multi_page_file_says_that_only_its_first_picture_is_r
 def test_huge_image_is_refused(tmp_path, monkeypatch):
     p = _save(tmp_path, "big.png", Image.new("L", (400, 300)))
     monkeypatch.setattr(fio, "MAX_PIXELS", 100_000)
-    with pytest.raises(ImageDecodeError, match=r"big.png: image is 400x300 .* over the"):
+    with pytest.raises(ImageTooLargeError, match=r"big.png: image is 400x300 .* over the"):
         read_image(p)
     # an array is held to the same limit (a view of one pixel: no memory spent on the test)
-    with pytest.raises(ImageDecodeError, match=r"ndarray: image is 400x300 .* over the"):
+    with pytest.raises(ImageTooLargeError, match=r"ndarray: image is 400x300 .* over the"):
         read_image(np.broadcast_to(np.zeros((1, 1), np.uint8), (300, 400)), name="ndarray")
+    with pytest.raises(ImageTooLargeError, match="Image: image is 400x300"):
+        read_image(Image.new("L", (400, 300)))
+    # too large is its own kind (the HTTP API's 413); a damaged file is not
+    (tmp_path / "bad.png").write_bytes(b"\x89PNG\r\n\x1a\n" + bytes(40))
+    with pytest.raises(ImageDecodeError) as e:
+        read_image(tmp_path / "bad.png")
+    assert not isinstance(e.value, ImageTooLargeError)
 
 
 def test_arrays_and_pil_inputs():

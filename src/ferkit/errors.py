@@ -17,6 +17,11 @@ class ImageDecodeError(FerkitError):
     """An image file (or buffer) could not be decoded: corrupt, empty, not an image, too big."""
 
 
+class ImageTooLargeError(ImageDecodeError):
+    """An image over ferkit's pixel limit (``io.MAX_PIXELS``) or Pillow's decompression-bomb guard:
+    an input too large rather than a damaged one (the HTTP API answers 413 for it, 400 otherwise)."""
+
+
 class DatasetError(FerkitError):
     """A dataset folder or label file is missing or malformed. The message names the file."""
 

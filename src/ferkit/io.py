@@ -23,7 +23,7 @@ from typing import Any, Callable, Iterator, Union
 import numpy as np
 from PIL import Image, UnidentifiedImageError
 
-from .errors import Failure, ImageDecodeError
+from .errors import Failure, ImageDecodeError, ImageTooLargeError
 
 #: Images with more pixels than this are refused (a 12k x 12k photo is ~144 MP).
 MAX_PIXELS = 150_000_000
@@ -189,7 +189,7 @@ def read_image(source: Source, mode: str = "L", name: str | None = None,
         if w < 1 or h < 1:
             raise ImageDecodeError(f"{label}: image has no pixels ({w}x{h})")
         if w * h > MAX_PIXELS:
-            raise ImageDecodeError(f"{label}: image is {w}x{h} ({w * h / 1e6:.0f} MP), over the "
+            raise ImageTooLargeError(f"{label}: image is {w}x{h} ({w * h / 1e6:.0f} MP), over the "
                                    f"{MAX_PIXELS / 1e6:.0f} MP limit")
         if getattr(source, "fp", True) is None and getattr(source, "tile", None):
             raise ImageDecodeError(f"{label}: the image's file was closed before its pixels were read (read it "
@@ -236,7 +236,7 @@ def read_image(source: Source, mode: str = "L", name: str | None = None,
             with Image.open(fp, formats=formats) as img:  # type: ignore[arg-type]
                 w, h = img.size
                 if w * h > MAX_PIXELS:
-                    raise ImageDecodeError(
+                    raise ImageTooLargeError(
                         f"{label}: image is {w}x{h} ({w * h / 1e6:.0f} MP), over the {MAX_PIXELS / 1e6:.0f} MP limit"
                     )
                 if w < 1 or h < 1:
@@ -261,8 +261,8 @@ def read_image(source: Source, mode: str = "L", name: str | None = None,
         raise
     except (Image.DecompressionBombError, Image.DecompressionBombWarning) as e:
         n = bomb_pixels(e)
-        raise ImageDecodeError(f"{label}: " + (f"image is {n / 1e6:.0f} MP, over the {MAX_PIXELS / 1e6:.0f} MP limit"
-                                               if n else f"image too large to decode safely ({e})")) from None
+        raise ImageTooLargeError(f"{label}: " + (f"image is {n / 1e6:.0f} MP, over the {MAX_PIXELS / 1e6:.0f} MP limit"
+                                                 if n else f"image too large to decode safely ({e})")) from None
     except UnidentifiedImageError:
         raise ImageDecodeError(f"{label}: not an image file (or a format Pillow cannot read)") from None
     except PermissionError:
@@ -345,7 +345,7 @@ def _from_array(arr: np.ndarray, mode: str, label: str) -> np.ndarray:
         raise ImageDecodeError(f"{label}: expected 1, 3 or 4 channels, got shape {arr.shape}")
     h, w = arr.shape[:2]
     if h * w > MAX_PIXELS:  # as for files: the pyramid and crops of such an image would not fit the memory
-        raise ImageDecodeError(f"{label}: image is {w}x{h} ({w * h / 1e6:.0f} MP), over the "
+        raise ImageTooLargeError(f"{label}: image is {w}x{h} ({w * h / 1e6:.0f} MP), over the "
                                f"{MAX_PIXELS / 1e6:.0f} MP limit")
     if arr.dtype.kind not in "buif":
         raise ImageDecodeError(f"{label}: expected a numeric image array, got dtype {arr.dtype}")

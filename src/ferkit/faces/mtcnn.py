@@ -21,6 +21,7 @@ from __future__ import annotations
 import functools
 import importlib.util
 import os
+import threading
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -335,16 +336,22 @@ class MTCNN:
         self._one = ({k: _session(d / f"{k}.onnx", n // 2) for k in ("pnet", "rnet", "onet")} if n >= 2 else None)
         self._pool = None
         self._pool_pid = 0
+        self._pool_lock = threading.Lock()
 
     def _helper(self):
         """The helper thread (one, started on first use; a new one in a forked child process,
-        where the parent's thread does not exist)."""
-        if self._pool is None or self._pool_pid != os.getpid():
-            from concurrent.futures import ThreadPoolExecutor
+        where the parent's thread does not exist). Under a lock: the first calls of two threads
+        sharing this detector (the HTTP server's workers) start one helper, not one each."""
+        pool = self._pool
+        if pool is not None and self._pool_pid == os.getpid():
+            return pool
+        with self._pool_lock:
+            if self._pool is None or self._pool_pid != os.getpid():
+                from concurrent.futures import ThreadPoolExecutor
 
-            self._pool = ThreadPoolExecutor(1, thread_name_prefix="ferkit-mtcnn")
-            self._pool_pid = os.getpid()
-        return self._pool
+                self._pool = ThreadPoolExecutor(1, thread_name_prefix="ferkit-mtcnn")
+                self._pool_pid = os.getpid()
+            return self._pool
 
     def scales(self, h: int, w: int) -> list[float]:
         m = 12.0 / self.cfg.min_face_size

@@ -42,7 +42,7 @@ from fastapi.responses import HTMLResponse, JSONResponse, Response
 from PIL import Image, UnidentifiedImageError
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
-from ..errors import FerkitError, ImageDecodeError
+from ..errors import FerkitError, ImageDecodeError, ImageTooLargeError
 from ..io import MAX_PIXELS, bomb_pixels, read_image
 from ..results import CLASS_COLOURS, encode_png
 
@@ -523,7 +523,7 @@ def create_app(recognizer: Any = None, *, model: str = "default", detector: str 
         except ImageDecodeError as e:
             msg = str(e)
             msg = msg[len(name) + 2:] if msg.startswith(name + ": ") else msg
-            status = 413 if "limit" in msg or "too large" in msg else 400
+            status = 413 if isinstance(e, ImageTooLargeError) else 400
             raise ApiError(status, "corrupt image" if "corrupt" in msg else msg, msg) from None
         except FerkitError as e:
             raise ApiError(400, str(e)) from None
