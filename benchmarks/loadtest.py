@@ -151,8 +151,12 @@ def section(cmd: str, rows: list[dict], info: dict) -> str:
              "| --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: |"]
     for r in rows:
         cut = " (time limit)" if r["stopped_early"] else ""
-        how = f"--workers {r['workers']}" + (f" --backend {r['backend']}" if r.get("backend", "auto") != "auto" else "")
-        lines.append(f"| `{how}` | {r['clients']} | {r['ok']:,} / {r['done']:,}{cut} | "
+        if r.get("url"):  # a server the script did not start: what its /healthz says, not flags it was given
+            how = f"`{r['url']}` ({r['workers']} workers, {r.get('server_backend') or '?'} per its /healthz)"
+        else:
+            how = "`" + f"--workers {r['workers']}" + (f" --backend {r['backend']}" if r.get("backend", "auto") != "auto"
+                                                       else "") + "`"
+        lines.append(f"| {how} | {r['clients']} | {r['ok']:,} / {r['done']:,}{cut} | "
                      f"{r['errors']} | {r['single_ms']:.0f} ms | {r['p50']:.0f} ms | {r['p95']:.0f} ms | "
                      f"{r['p99']:.0f} ms | {r['max']:.0f} ms | {r['throughput']:.2f} req/s |")
     lines += ["", "Latency is per request as a client sees it (upload, waiting for a worker, decode, detect, "
@@ -214,7 +218,7 @@ def main(argv: list[str] | None = None) -> int:
             if server:
                 server.stop()
         r.update(workers=h.get("workers", workers), clients=a.clients, single_ms=single,
-                 backend=backend or h.get("backend", "auto"))
+                 backend=backend or "auto", server_backend=h.get("backend"), url=a.url)
         rows.append(r)
         info = {"date": dt.date.today().isoformat(), "load": load, "image": os.path.relpath(a.image, ROOT),
                 "size": f"{len(image) / 1024:.0f} KB", "model": h["model"], "detector": h["detector"],

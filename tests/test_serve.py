@@ -9,6 +9,7 @@ import io
 import json
 import re
 import socket
+import sys
 import threading
 import time
 import warnings
@@ -364,6 +365,29 @@ def test_real_socket(live, photo):
         r = c.post("/v1/analyze", files={"file": ("big.jpg", bytes(11 * 2**20), "image/jpeg")})
         assert_json_error(r, 413, "too large")
         assert c.post("/v1/analyze", files={"file": ("a.jpg", photo, "image/jpeg")}).status_code == 200
+
+
+def test_loadtest_script_against_a_running_server(live, tmp_path, capsys):
+    """benchmarks/loadtest.py, small: every answer checked against a single request's faces, no
+    errors, the percentiles ordered, and the row labelled by what the server reports."""
+    sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "benchmarks"))
+    import loadtest
+
+    doc = tmp_path / "b.md"
+    assert loadtest.main(["--url", live.url, "--requests", "12", "--clients", "3", "--single", "2",
+                          "--out", str(doc)]) == 0
+    out = capsys.readouterr().out
+    assert "12 ok / 12 sent, 0 errors" in out
+    text = doc.read_text()
+    row = next(line for line in text.splitlines() if line.startswith(f"| `{live.url}`"))
+    cells = [c.strip() for c in row.strip("|").split("|")]
+    assert cells[1] == "3" and cells[2] == "12 / 12" and cells[3] == "0"
+    assert "per its /healthz" in cells[0] and "--backend" not in cells[0]
+    p50, p95, p99, mx = (float(c.split()[0]) for c in cells[5:9])
+    assert 0 < p50 <= p95 <= p99 <= mx
+    with pytest.raises(SystemExit) as e:  # loopback only: it never loads another machine
+        loadtest.main(["--url", "http://example.com:80", "--no-write"])
+    assert e.value.code == 2 and "must be on this machine" in capsys.readouterr().err
 
 
 def _raw_exchange(url_port: int, request: bytes) -> bytes:
