@@ -35,7 +35,8 @@ def _model_help(tta: bool = True) -> str:
 
     return (f"shipped name or alias (`ferkit models`; default = {ALIASES['default']}; best-fer2013 / best-ferplus: "
             f"the most accurate on FER2013 / FER+{', more with --tta tencrop' if tta else ''}; fast: the fastest, less "
-            "accurate), .safetensors file or run folder; A+B+C: an ensemble (mean probabilities)")
+            "accurate), .safetensors file, run folder or .onnx export (`ferkit export`); A+B+C: an ensemble "
+            "(mean probabilities)")
 
 
 MODEL_HELP = _model_help()
@@ -949,7 +950,8 @@ def build_parser() -> argparse.ArgumentParser:
                    help="face detector (none: every image is a face crop)")
     _add_backend_arg(s, gpu=False)
     g = s.add_argument_group("limits")
-    g.add_argument("--max-upload-mb", type=float, default=10.0, metavar="MB", help="largest image upload (MB)")
+    g.add_argument("--max-upload-mb", type=float, default=10.0, metavar="MB",
+                   help="largest image upload, in MiB (2**20 bytes; default 10)")
     g.add_argument("--max-pixels", type=int, default=50_000_000, metavar="N",
                    help="largest image, width x height (413 above)")
     g.add_argument("--timeout", type=_positive_seconds, default=30.0, metavar="S",

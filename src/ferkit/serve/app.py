@@ -2,8 +2,8 @@
 
 One :class:`~ferkit.Recognizer` is loaded when the app is made (and warmed up with one dummy
 image); requests share it. The CPU work (decode, detect, classify, draw, PNG) runs on a small
-pool of worker threads (``workers``, default 2: much of MTCNN's pyramid is single-threaded; on 2
-cores two workers gave 38.9 requests/s against 36.5 for one, docs/benchmarks.md), so the event
+pool of worker threads (``workers``, default 2: on 2 cores two workers gave 38.9 requests/s against
+36.5 for one, docs/benchmarks.md, as MTCNN already splits each image's work over both cores), so the event
 loop stays free to accept uploads and answer ``/healthz`` while they run.
 Sharing is safe: onnxruntime's ``InferenceSession.run`` and torch's forward pass under
 ``inference_mode`` may be called from several threads at once, and the pipeline keeps no state
