@@ -71,3 +71,22 @@ def test_memory_growth_in_words():
     assert "still growing at the end, 15.0 MB per photo over the last step against 40.0 over the first" in text
     assert "levelled off" in server_memory.growth({1: 900.0, 8: 1000.0, 16: 1004.0})
     assert server_memory.growth({1: 900.0}) == "900 MB after one photo."
+
+
+def test_peers_tables_in_the_docs_are_their_json_rendered():
+    """docs/benchmarks.md's side-by-side section is exactly benchmarks/peers.py's rendering of the
+    raw numbers it cites (docs/benchmarks_peers.json): no figure edited by hand or left stale."""
+    import json
+
+    import peers
+
+    root = Path(__file__).resolve().parents[1]
+    res = json.loads((root / "docs" / "benchmarks_peers.json").read_text())
+    section = peers.markdown(res)
+    assert section.startswith(peers.START) and section.rstrip().endswith(peers.END)
+    assert section in (root / "docs" / "benchmarks.md").read_text()
+    # and the verdicts follow from the numbers: a classifier row is met only at >= 5x both ways and
+    # no accuracy loss
+    for v in res["classifier_vs"]:
+        want = v["speed_b1"] >= 5 and v["speed_b64"] >= 5 and v["accuracy_diff_pt"] >= 0
+        assert v["met"] == want, v
