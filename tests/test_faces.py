@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import time
+
 import numpy as np
 import pytest
 from conftest import EXAMPLE, SHARED, requires_shared
@@ -362,11 +364,18 @@ def test_mtcnn_split_works_in_a_forked_child(photo):
     assert q.get(timeout=5) == n_parent >= 1
 
 
-def test_mtcnn_helper_thread_starts_once_when_threads_race():
+def test_mtcnn_helper_thread_starts_once_when_threads_race(monkeypatch):
     """Threads sharing a detector (the HTTP server's workers) whose first calls race start one
     helper thread between them, not one each (the others would leak)."""
+    import concurrent.futures
     import threading
 
+    class SlowPool(concurrent.futures.ThreadPoolExecutor):  # widens the race: without the lock, 8 pools
+        def __init__(self, *args, **kwargs):
+            time.sleep(0.05)
+            super().__init__(*args, **kwargs)
+
+    monkeypatch.setattr(concurrent.futures, "ThreadPoolExecutor", SlowPool)
     det = mt.MTCNN(threads=2)
     gate, got = threading.Barrier(8), []
 
@@ -381,6 +390,12 @@ def test_mtcnn_helper_thread_starts_once_when_threads_race():
         t.join(10)
     assert len(got) == 8 and all(p is got[0] for p in got)
     got[0].shutdown()
+    # in a forked child the parent's lock may have been copied while held: the child takes a new one
+    held = threading.Lock()
+    held.acquire()
+    det._pool_lock, det._lock_pid, det._pool = held, -1, None
+    assert isinstance(det._helper(), SlowPool) and det._pool_lock is not held
+    det._pool.shutdown()
 
 
 def test_pnet_one_head_gives_the_same_candidates(photo):

@@ -262,7 +262,7 @@ def test_float_images_with_nan_are_refused_and_the_limit_is_ferkits(tmp_path, mo
     assert read_image(big).shape == (40, 60)
     # over Pillow's (patched) ceiling, which refuses before the size can be read: ferkit's words, the pixel count
     huge = _save(tmp_path, "huge.png", Image.new("L", (100, 50)))
-    with pytest.raises(ImageDecodeError, match=r"huge.png: image is 0 MP, over the 150 MP limit$"):
+    with pytest.raises(ImageTooLargeError, match=r"huge.png: image is 0 MP, over the 150 MP limit$"):
         read_image(huge)
     assert fio.bomb_pixels(ValueError("Image size (5000 pixels) exceeds limit of 4000 pixels")) == 5000
     assert fio.bomb_pixels(ValueError("something else")) is None

@@ -366,6 +366,11 @@ def test_lite_plain_hidden_layer():
     # He init: the hidden layer keeps the features' scale instead of shrinking it toward zero
     h = torch.relu(mlp.hidden[0](f)).detach()
     assert 0.3 < float(h.pow(2).mean() / f.pow(2).mean()) < 3
+    # dropout, when asked for, sits before each linear layer: the features and the hidden units
+    drop = create("lite_plain", head="flat", hidden=32, dropout=0.3)
+    assert isinstance(drop.dropout, nn.Dropout) and isinstance(drop.hidden[2], nn.Dropout)
+    assert [type(m) for m in drop.hidden] == [nn.Linear, nn.ReLU, nn.Dropout]
+    assert isinstance(mlp.dropout, nn.Identity) and isinstance(mlp.hidden[2], nn.Identity)
     from ferkit.errors import ModelError
     for bad in (-1, 2.5, True):
         with pytest.raises(ModelError, match="hidden"):

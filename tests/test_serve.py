@@ -152,6 +152,26 @@ def test_an_image_over_pillows_ceiling_gets_the_servers_limit_in_its_413(small_c
     assert "0.3 MP" in body["error"] and "exceeds limit" not in body["error"]
 
 
+def test_decoder_errors_map_to_413_by_kind_not_by_wording(client, photo, monkeypatch):
+    """An image the decoder finds too large is a 413; any other decode failure a 400, even when its
+    words happen to say "limit" (the probe's checks come first: this is the decoder's own verdict)."""
+    import ferkit.serve.app as app_mod
+    from ferkit.errors import ImageDecodeError, ImageTooLargeError
+
+    def raising(exc):
+        def read(*args, **kwargs):
+            raise exc
+        return read
+
+    monkeypatch.setattr(app_mod, "read_image", raising(ImageTooLargeError("astronaut.jpg: image is 9 MP, over the "
+                                                                          "8 MP limit")))
+    body = assert_json_error(post(client, photo), 413, "over the 8 mp limit")
+    assert not body["error"].startswith("astronaut.jpg")  # the upload's name is not repeated
+    monkeypatch.setattr(app_mod, "read_image", raising(ImageDecodeError("astronaut.jpg: truncated before the "
+                                                                        "scan limit")))
+    assert_json_error(post(client, photo), 400, "scan limit")
+
+
 def test_bad_requests_get_json_errors(client, small_client, photo):
     assert_json_error(client.post("/v1/analyze", files={"image": ("a.jpg", photo, "image/jpeg")}), 400, "missing",
                       "file")
@@ -382,7 +402,10 @@ def test_loadtest_script_against_a_running_server(live, tmp_path, capsys):
     row = next(line for line in text.splitlines() if line.startswith(f"| `{live.url}`"))
     cells = [c.strip() for c in row.strip("|").split("|")]
     assert cells[1] == "3" and cells[2] == "12 / 12" and cells[3] == "0"
-    assert "per its /healthz" in cells[0] and "--backend" not in cells[0]
+    import httpx
+
+    h = httpx.get(live.url + "/healthz", timeout=30).json()
+    assert cells[0] == f"`{live.url}` ({h['workers']} workers, {h['backend']} per its /healthz)"
     p50, p95, p99, mx = (float(c.split()[0]) for c in cells[5:9])
     assert 0 < p50 <= p95 <= p99 <= mx
     with pytest.raises(SystemExit) as e:  # loopback only: it never loads another machine

@@ -21,7 +21,7 @@ _quiet = __import__("sys").platform == "win32" or _os.environ.get("FERKIT_CHECK_
 _os.environ.setdefault("OPENCV_FFMPEG_LOGLEVEL", "-8" if _quiet else "16")
 
 from .api import ExpressionModel, Prediction, load_model  # noqa: E402
-from .errors import DatasetError, FerkitError, ImageDecodeError, ModelError  # noqa: E402
+from .errors import DatasetError, FerkitError, ImageDecodeError, ImageTooLargeError, ModelError  # noqa: E402
 from .labels import CANONICAL, CANONICAL_8  # noqa: E402
 from .pipeline import Recognizer  # noqa: E402
 from .results import FaceResult, Result, Results  # noqa: E402
@@ -29,5 +29,5 @@ from .results import FaceResult, Result, Results  # noqa: E402
 __version__ = "0.1.0"
 
 __all__ = ["load_model", "ExpressionModel", "Prediction", "Recognizer", "Result", "Results", "FaceResult",
-           "FerkitError", "DatasetError", "ImageDecodeError", "ModelError", "CANONICAL", "CANONICAL_8",
+           "FerkitError", "DatasetError", "ImageDecodeError", "ImageTooLargeError", "ModelError", "CANONICAL", "CANONICAL_8",
            "__version__"]

@@ -336,21 +336,24 @@ class MTCNN:
         self._one = ({k: _session(d / f"{k}.onnx", n // 2) for k in ("pnet", "rnet", "onet")} if n >= 2 else None)
         self._pool = None
         self._pool_pid = 0
-        self._pool_lock = threading.Lock()
+        self._pool_lock, self._lock_pid = threading.Lock(), os.getpid()
 
     def _helper(self):
         """The helper thread (one, started on first use; a new one in a forked child process,
         where the parent's thread does not exist). Under a lock: the first calls of two threads
         sharing this detector (the HTTP server's workers) start one helper, not one each."""
+        pid = os.getpid()
         pool = self._pool
-        if pool is not None and self._pool_pid == os.getpid():
+        if pool is not None and self._pool_pid == pid:
             return pool
+        if self._lock_pid != pid:  # a forked child: the parent's lock may have been copied while held
+            self._pool_lock, self._lock_pid = threading.Lock(), pid
         with self._pool_lock:
-            if self._pool is None or self._pool_pid != os.getpid():
+            if self._pool is None or self._pool_pid != pid:
                 from concurrent.futures import ThreadPoolExecutor
 
                 self._pool = ThreadPoolExecutor(1, thread_name_prefix="ferkit-mtcnn")
-                self._pool_pid = os.getpid()
+                self._pool_pid = pid
             return self._pool
 
     def scales(self, h: int, w: int) -> list[float]:
