@@ -45,7 +45,7 @@ from ferkit.engine.evaluate import align_labels  # noqa: E402
 
 START, END = "<!-- fer-splits:start -->", "<!-- fer-splits:end -->"
 SPLITS = ("Training", "PublicTest", "PrivateTest")
-MODELS = "default,mini_xception-fer2013,lite_cnn-fer2013"
+MODELS = "default,mini_xception-fer2013,lite_plain-fer2013,lite_cnn-fer2013"
 
 
 def main() -> int:
