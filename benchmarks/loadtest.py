@@ -154,8 +154,8 @@ def section(cmd: str, rows: list[dict], info: dict) -> str:
         if r.get("url"):  # a server the script did not start: what its /healthz says, not flags it was given
             how = f"`{r['url']}` ({r['workers']} workers, {r.get('server_backend') or '?'} per its /healthz)"
         else:
-            how = "`" + f"--workers {r['workers']}" + (f" --backend {r['backend']}" if r.get("backend", "auto") != "auto"
-                                                       else "") + "`"
+            backend = f" --backend {r['backend']}" if r.get("backend", "auto") != "auto" else ""
+            how = f"`--workers {r['workers']}{backend}`"
         lines.append(f"| {how} | {r['clients']} | {r['ok']:,} / {r['done']:,}{cut} | "
                      f"{r['errors']} | {r['single_ms']:.0f} ms | {r['p50']:.0f} ms | {r['p95']:.0f} ms | "
                      f"{r['p99']:.0f} ms | {r['max']:.0f} ms | {r['throughput']:.2f} req/s |")

@@ -672,9 +672,6 @@ def targets_summary(best: dict[str, tuple[float, str, float, str, str]], rows: d
                 f = RESULTS / f"fer2013-lite_plain-{tag}-PublicTest.json"
                 return json.loads(f.read_text())["accuracy"] if f.exists() else None
 
-            def faces(acc: float) -> str:
-                return f"{round((acc - mine) * n):+d} faces"
-
             prev = pub("flat-wide")
             if prev is not None:
                 se = round((prev * (1 - prev) * n) ** 0.5)  # binomial, in faces
@@ -684,17 +681,17 @@ def targets_summary(best: dict[str, tuple[float, str, float, str, str]], rows: d
                             f"standard error, {se} faces)")
                 h = pub("h256")
                 out[-1] += ((f" and over that layout with a hidden layer of 256 units (`--model-arg hidden=256`): "
-                             f"{100 * h:.2f}% ({faces(h)})") if h is not None else "") + " (their rows above)."
-            tried = [(tag, what) for tag, what in (
+                             f"{100 * h:.2f}% ({round((h - mine) * n):+d} faces)") if h is not None else "") + " (their rows above)."
+            tried = [(what, acc) for tag, what in (
                 ("gap", "the first lite_plain, global average pooling, 16-24-48-96"),
                 ("flat-w8", "the flat head on 16-24-48-96"),
                 ("flat-w160", "a wider last layer, 16-16-64-160 (160 epochs)"),
                 ("ema-s0", "16-16-64-128 with a moving average of the weights validated, selected and saved "
                            "(`--ema 0.999`), seed 0"),
-                ("ema-s1", "the same, seed 1")) if pub(tag) is not None]
+                ("ema-s1", "the same, seed 1")) if (acc := pub(tag)) is not None]
             if tried:
-                out[-1] += (" Earlier tries, on PublicTest: " + "; ".join(f"{what} {100 * pub(tag):.2f}%"
-                                                                       for tag, what in tried)
+                out[-1] += (" Earlier tries, on PublicTest: " + "; ".join(f"{what} {100 * acc:.2f}%"
+                                                                       for what, acc in tried)
                             + " (rows above; the first was shipped until 2026-12-06, morning).")
         out[-1] += (" Distilling the shipped vgg_fer-fer2013 into one mini_xception on the CPU (39 epochs, "
                     "`--time-budget 2100`, README) gave 65.20% on PublicTest: not shipped. Distilling the vgg_fer "
