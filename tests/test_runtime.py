@@ -30,6 +30,7 @@ from ferkit.runtime import (
     onnx_cache_dir,
     read_card,
 )
+from ferkit.runtime.export import INPUT_NAME
 
 # boxes (x0, y0, x1, y1) around the astronaut's face in examples/astronaut.jpg
 FACE_BOXES = [(175, 50, 295, 170), (180, 60, 285, 175), (170, 40, 300, 180), (185, 65, 280, 170)]
@@ -349,6 +350,52 @@ def test_static_int8_with_calibration_images(tmp_path):
     odd = rng.integers(0, 256, (67, 1, 48, 48), dtype=np.uint8)
     assert export_onnx("fast", tmp_path / "o.onnx", int8="static", calibration=odd)["onnx"]["quantization"][
         "calibration"] == {"method": "percentile", "images": 67, "repeated": 1}
+
+
+def _graph(*nodes, inits=()):
+    from onnx import TensorProto, helper
+
+    return helper.make_graph(list(nodes), "g", [helper.make_tensor_value_info("image", TensorProto.FLOAT, None)],
+                             [helper.make_tensor_value_info("y", TensorProto.FLOAT, None)], list(inits))
+
+
+def test_float_front_is_the_normalisation_and_the_first_conv():
+    from onnx import helper, numpy_helper
+
+    from ferkit.runtime.export import float_front
+
+    w = numpy_helper.from_array(np.ones((1, 1, 3, 3), np.float32), "w")
+    k = numpy_helper.from_array(np.ones(1, np.float32), "k")
+    n = helper.make_node
+    # Cast, Div and Sub from the image, a constant node beside them (not on the image's path), then Conv
+    g = _graph(n("Cast", ["image"], ["c"], to=1, name="cast"), n("Constant", [], ["z"], name="const",
+               value=numpy_helper.from_array(np.zeros(1, np.float32))), n("Div", ["c", "k"], ["d"], name="div"),
+               n("Sub", ["d", "z"], ["s"], name="sub"), n("Conv", ["s", "w"], ["c1"], name="conv1"),
+               n("Relu", ["c1"], ["r"], name="relu"), n("Conv", ["r", "w"], ["y"], name="conv2"), inits=[w, k])
+    assert float_front(g) == ["cast", "div", "sub", "conv1"]
+    # no normalisation: the first convolution alone; something else first: nothing
+    assert float_front(_graph(n("Conv", ["image", "w"], ["y"], name="conv1"), inits=[w])) == ["conv1"]
+    assert float_front(_graph(n("Transpose", ["image"], ["t"], name="t", perm=[0, 1, 3, 2]),
+                              n("Conv", ["t", "w"], ["y"], name="conv1"), inits=[w])) == []
+
+
+def test_static_int8_keeps_the_front_in_float32():
+    """Static int8 leaves the normalisation (Mul, Sub) and the first convolution in float32: no
+    quantise/dequantise pair on the image, the first Conv reads the normalised floats with its float
+    weights, and every later Conv reads dequantised int8 (its activations and weights)."""
+    from ferkit.runtime.onnx_model import cached_onnx
+
+    g = onnx.load(str(cached_onnx("lite_plain-fer2013", int8=True))).graph
+    producer = {o: nd for nd in g.node for o in nd.output}
+    inits = {i.name for i in g.initializer}
+    assert [nd.op_type for nd in g.node if INPUT_NAME in nd.input] == ["Mul"]
+    convs = [nd for nd in g.node if nd.op_type == "Conv"]
+    assert len(convs) == 4
+    assert producer[convs[0].input[0]].op_type == "Sub" and convs[0].input[1] in inits
+    for c in convs[1:]:
+        assert [producer[i].op_type for i in c.input[:2]] == ["DequantizeLinear", "DequantizeLinear"]
+    quant = ferkit.load_model("lite_plain-fer2013", backend="onnx-int8").card["onnx"]["quantization"]
+    assert quant["mode"] == "static" and "first convolution" in quant["activations"]
 
 
 @pytest.mark.parametrize("n, size, repeated", [(1, 1, 0), (64, 64, 0), (67, 34, 1), (509, 64, 3), (512, 64, 0),

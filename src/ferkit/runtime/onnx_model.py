@@ -166,14 +166,19 @@ class OnnxExpressionModel(ExpressionModel):
             raise ModelError(f"images are {tuple(x.shape[1:])}, the model wants {tuple(self.input_size)} (C, H, W)")
         if x.shape[0] == 0:
             return torch.zeros((0, len(self.classes)), dtype=torch.float32)
-        x = x.cpu().float() if x.dtype == torch.uint8 else x.cpu().float() * 255.0
+        # in numpy from here: the same float32 values as torch's .float() (and * 255), a few microseconds
+        # less per call, which matters for one face of a small network (about 60 us in all)
+        a = x.cpu().numpy().astype(np.float32)
+        if x.dtype != torch.uint8:
+            a *= np.float32(255.0)
+        if not tta or tta == "none":  # the live path: one call per batch_size images, no further copies
+            if len(a) <= batch_size:
+                return torch.from_numpy(self.run(a))
+            return torch.from_numpy(np.concatenate([self.run(a[i:i + batch_size])
+                                                    for i in range(0, len(a), batch_size)]))
         out = []
-        for i in range(0, x.shape[0], batch_size):
-            chunk = x[i:i + batch_size]
-            if not tta or tta == "none":  # the live path: one call, no copies (numpy shares the tensor's memory)
-                out.append(self.run(chunk.numpy()))
-                continue
-            views = tta_views(chunk, tta)
+        for i in range(0, len(a), batch_size):
+            views = tta_views(torch.from_numpy(a[i:i + batch_size]), tta)
             probs = sum(self.run(v.contiguous().numpy()) for v in views)
             out.append(np.asarray(probs / len(views), dtype=np.float32))
         return torch.from_numpy(out[0] if len(out) == 1 else np.concatenate(out))
