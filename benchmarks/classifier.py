@@ -16,7 +16,6 @@ from __future__ import annotations
 
 import argparse
 import os
-import platform
 import statistics
 import sys
 import time
@@ -26,6 +25,9 @@ import numpy as np
 import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "src"))
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+
+from pipeline import cpu_name  # noqa: E402
 
 import ferkit  # noqa: E402
 from ferkit.runtime import OnnxExpressionModel, cached_onnx, default_threads  # noqa: E402
@@ -99,7 +101,7 @@ def main() -> int:
         f"Classifier `{a.model}` (= `{base_model.name}`, {base_model.card['architecture']}, "
         f"{'x'.join(map(str, base_model.input_size[1:]))} {'gray' if base_model.input_size[0] == 1 else 'RGB'}), "
         "`predict_tensor` on uint8 faces; "
-        f"{platform.processor() or platform.machine()}, {os.cpu_count()} cores, torch {torch.__version__}, "
+        f"{cpu_name()}, {os.cpu_count()} cores, torch {torch.__version__}, "
         f"onnxruntime {__import__('onnxruntime').__version__}; median of {a.rounds} rounds; load average "
         f"{load0[0]:.1f} before, {load1[0]:.1f} after (other processes shared the cores).",
         "",

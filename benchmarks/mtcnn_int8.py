@@ -24,7 +24,6 @@ from __future__ import annotations
 import argparse
 import datetime
 import os
-import platform
 import statistics
 import sys
 import time
@@ -37,7 +36,7 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT / "src"))
 sys.path.insert(0, str(ROOT / "benchmarks"))
 
-from pipeline import make_frames, write_section  # noqa: E402
+from pipeline import cpu_name, make_frames, write_section  # noqa: E402
 
 import ferkit.faces.mtcnn as M  # noqa: E402
 
@@ -200,7 +199,7 @@ def main() -> None:
     load = os.getloadavg()[0]
     lines = [START, "## Face detection in int8? (MTCNN quantised, CPU)", "",
              "    .venv/bin/python benchmarks/mtcnn_int8.py --write", "",
-             f"Measured {datetime.date.today().isoformat()}: {platform.machine()}, {os.cpu_count()} cores, "
+             f"Measured {datetime.date.today().isoformat()}: {cpu_name()}, {os.cpu_count()} cores, "
              f"onnxruntime {ort.__version__}, load average {load:.1f}. MTCNN's networks quantised by "
              f"onnxruntime (static, activations uint8, weights int8 per channel, min-max calibration on "
              f"{half} frames of each sequence of benchmarks/pipeline.py) against the float32 networks "

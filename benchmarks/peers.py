@@ -64,7 +64,7 @@ import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-from pipeline import JpegFrames, Stopwatch, compact_json, make_frames, write_section  # noqa: E402
+from pipeline import JpegFrames, Stopwatch, compact_json, cpu_name, make_frames, write_section  # noqa: E402
 
 import ferkit  # noqa: E402
 from ferkit import Recognizer, weights  # noqa: E402
@@ -294,13 +294,7 @@ def markdown(res: dict) -> str:
 
 
 def machine_info() -> dict:
-    try:
-        names = [ln.split(":", 1)[1].strip() for ln in Path("/proc/cpuinfo").read_text().splitlines()
-                 if ln.startswith("model name")]
-        cpu = names[0] if names else platform.machine()
-    except OSError:
-        cpu = platform.machine()
-    return {"cpu": cpu, "os_cpu_count": os.cpu_count(), "platform": platform.platform(),
+    return {"cpu": cpu_name(), "os_cpu_count": os.cpu_count(), "platform": platform.platform(),
             "python": platform.python_version(), "ferkit": ferkit.__version__, "torch": torch.__version__,
             "onnxruntime": onnxruntime.__version__, "opencv": cv2.__version__, "numpy": np.__version__,
             "pillow": PIL.__version__, "torch_threads": torch.get_num_threads(), "opencv_threads": cv2.getNumThreads()}

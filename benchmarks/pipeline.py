@@ -220,18 +220,23 @@ def classifier_runtime(model) -> tuple[str, int]:
     return "torch", torch.get_num_threads()
 
 
-def machine(threads: int, rec: Recognizer | None) -> dict:
-    cpu = platform.processor()
+def cpu_name() -> str:
+    """The processor's model name (``/proc/cpuinfo``; else what ``platform`` knows): the benchmark
+    tables name it, as speeds differ between the machines a run may land on."""
     try:
         names = [ln.split(":", 1)[1].strip() for ln in Path("/proc/cpuinfo").read_text().splitlines()
                  if ln.startswith("model name")]
-        cpu_name = names[0] if names else cpu
     except OSError:
-        cpu_name = cpu
+        names = []
+    return names[0] if names else (platform.processor() or platform.machine())
+
+
+def machine(threads: int, rec: Recognizer | None) -> dict:
+    cpu = platform.processor()
     ort_threads = None
     if rec is not None and isinstance(rec.detector, MTCNNDetector):
         ort_threads = rec.detector.net.pnet.get_session_options().intra_op_num_threads
-    return {"cpu": cpu_name, "platform_processor": cpu, "os_cpu_count": os.cpu_count(),
+    return {"cpu": cpu_name(), "platform_processor": cpu, "os_cpu_count": os.cpu_count(),
             "affinity_cpus": len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else None,
             "platform": platform.platform(), "python": platform.python_version(), "ferkit": ferkit.__version__,
             "torch": torch.__version__, "onnxruntime": onnxruntime.__version__, "opencv": cv2.__version__,

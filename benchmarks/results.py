@@ -32,7 +32,6 @@ import argparse
 import datetime
 import json
 import os
-import platform
 import shlex
 import statistics
 import sys
@@ -45,6 +44,9 @@ import torch
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT / "src"))
+sys.path.insert(0, str(ROOT / "benchmarks"))
+
+from pipeline import cpu_name  # noqa: E402
 
 from ferkit import weights  # noqa: E402
 from ferkit.api import ExpressionModel  # noqa: E402
@@ -429,7 +431,7 @@ def build(threads: int, reps: int, points: list[dict] | None = None) -> str:
         "the architecture's (FLOPs: one 48x48 face, `torch.utils.flop_counter`, 2 per multiply-add);",
         f"latency: the ONNX export on onnxruntime, batch 1, {threads} thread{'s' if threads > 1 else ''}, {reps} "
         f"calls in 5 interleaved rounds (median of the rounds' medians), on this machine "
-        f"({platform.processor() or platform.machine()}, {os.cpu_count()} cores; "
+        f"({cpu_name()}, {os.cpu_count()} cores; "
         f"load average {os.getloadavg()[0]:.1f} when measured, {datetime.date.today()}). The latencies compare",
         "the rows of this table, timed in one run: this shared machine's speed varies between runs (up to",
         "2.5x), so against other packages see docs/benchmarks.md, which times ferkit and `fer` in one run.",
