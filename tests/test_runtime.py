@@ -102,6 +102,12 @@ def test_shipped_default_matches_torch(default_onnx):
     # [0, 1] floats are accepted as by ExpressionModel, and TTA gives the same as in PyTorch
     x = _images(torch_model.input_size, 4, seed=3)
     assert torch.allclose(om.predict_tensor(x.float() / 255), torch_model.predict_tensor(x), atol=1e-4)
+    # other float types (bfloat16 has no numpy twin) and numpy input; the caller's array is left as it was
+    f = x.numpy().astype(np.float64) / 255
+    kept = f.copy()
+    assert torch.allclose(om.predict_tensor(f), om.predict_tensor(x), atol=1e-5) and np.array_equal(f, kept)
+    assert torch.allclose(om.predict_tensor(x.to(torch.bfloat16) / 255), om.predict_tensor(x), atol=0.05)
+    assert torch.equal(om.predict_tensor(x.numpy()), om.predict_tensor(x))
     for tta in ("flip", "tencrop"):
         assert torch.allclose(om.predict_tensor(x, tta=tta), torch_model.predict_tensor(x, tta=tta), atol=1e-4)
         assert torch.allclose(om.predict_tensor(x, tta=tta, batch_size=3), om.predict_tensor(x, tta=tta), atol=1e-6)
