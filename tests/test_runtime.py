@@ -103,9 +103,16 @@ def test_shipped_default_matches_torch(default_onnx):
     x = _images(torch_model.input_size, 4, seed=3)
     assert torch.allclose(om.predict_tensor(x.float() / 255), torch_model.predict_tensor(x), atol=1e-4)
     # other float types (bfloat16 has no numpy twin) and numpy input; the caller's array is left as it was
-    f = x.numpy().astype(np.float64) / 255
-    kept = f.copy()
-    assert torch.allclose(om.predict_tensor(f), om.predict_tensor(x), atol=1e-5) and np.array_equal(f, kept)
+    want = om.predict_tensor(x)
+    for f in (x.numpy().astype(np.float64) / 255, x.numpy().astype(np.float32) / 255):  # float32: shared memory
+        kept = f.copy()
+        assert torch.allclose(om.predict_tensor(f), want, atol=1e-5) and np.array_equal(f, kept)
+    ft = x.float() / 255
+    assert torch.allclose(om.predict_tensor(ft), want, atol=1e-5) and torch.equal(ft, x.float() / 255)
+    # a tensor that requires grad, and a transposed (not C-ordered) view
+    assert torch.allclose(om.predict_tensor((x.float() / 255).requires_grad_()), want, atol=1e-5)
+    xt = x.transpose(2, 3).contiguous().transpose(2, 3)
+    assert not xt.is_contiguous() and torch.equal(om.predict_tensor(xt), want)
     assert torch.allclose(om.predict_tensor(x.to(torch.bfloat16) / 255), om.predict_tensor(x), atol=0.05)
     assert torch.equal(om.predict_tensor(x.numpy()), om.predict_tensor(x))
     for tta in ("flip", "tencrop"):
@@ -368,7 +375,7 @@ def _graph(*nodes, inits=()):
 def test_float_front_is_the_normalisation_and_the_first_conv():
     from onnx import helper, numpy_helper
 
-    from ferkit.runtime.export import float_front
+    from ferkit.runtime.export import _float_parts, float_front
 
     w = numpy_helper.from_array(np.ones((1, 1, 3, 3), np.float32), "w")
     k = numpy_helper.from_array(np.ones(1, np.float32), "k")
@@ -379,10 +386,22 @@ def test_float_front_is_the_normalisation_and_the_first_conv():
                n("Sub", ["d", "z"], ["s"], name="sub"), n("Conv", ["s", "w"], ["c1"], name="conv1"),
                n("Relu", ["c1"], ["r"], name="relu"), n("Conv", ["r", "w"], ["y"], name="conv2"), inits=[w, k])
     assert float_front(g) == ["cast", "div", "sub", "conv1"]
+    # the card's words follow what was kept
+    assert _float_parts(g, float_front(g)) == "the input normalisation, the first convolution and the final softmax"
+    assert _float_parts(g, ["cast", "div"]) == "the input normalisation and the final softmax"
+    assert _float_parts(g, []) == "the final softmax"
     # no normalisation: the first convolution alone; something else first: nothing
     assert float_front(_graph(n("Conv", ["image", "w"], ["y"], name="conv1"), inits=[w])) == ["conv1"]
     assert float_front(_graph(n("Transpose", ["image"], ["t"], name="t", perm=[0, 1, 3, 2]),
                               n("Conv", ["t", "w"], ["y"], name="conv1"), inits=[w])) == []
+    # PCNN's layout: the normalisation, then region slices before any convolution; an unnamed node
+    # ends the chain (its empty name in nodes_to_exclude would exclude every unnamed node)
+    sl = [numpy_helper.from_array(np.array([v], np.int64), k) for k, v in (("s0", 0), ("s1", 24), ("ax", 2))]
+    assert float_front(_graph(n("Mul", ["image", "k"], ["m"], name="mul"), n("Sub", ["m", "k"], ["s"], name="sub"),
+                              n("Slice", ["s", "s0", "s1", "ax"], ["r"], name="slice"),
+                              n("Conv", ["r", "w"], ["y"], name="conv1"), inits=[w, k, *sl])) == ["mul", "sub"]
+    assert float_front(_graph(n("Mul", ["image", "k"], ["m"], name="mul"), n("Sub", ["m", "k"], ["s"]),
+                              n("Conv", ["s", "w"], ["y"], name="conv1"), inits=[w, k])) == ["mul"]
 
 
 def test_static_int8_keeps_the_front_in_float32():
@@ -401,7 +420,9 @@ def test_static_int8_keeps_the_front_in_float32():
     for c in convs[1:]:
         assert [producer[i].op_type for i in c.input[:2]] == ["DequantizeLinear", "DequantizeLinear"]
     quant = ferkit.load_model("lite_plain-fer2013", backend="onnx-int8").card["onnx"]["quantization"]
-    assert quant["mode"] == "static" and "first convolution" in quant["activations"]
+    assert quant["mode"] == "static" and quant["activations"] == (
+        "int8 (the input normalisation, the first convolution and the final softmax in float32)")
+    assert quant["float32_nodes"] == ["/Softmax", "/Mul", "/Sub", convs[0].name]
 
 
 @pytest.mark.parametrize("n, size, repeated", [(1, 1, 0), (64, 64, 0), (67, 34, 1), (509, 64, 3), (512, 64, 0),

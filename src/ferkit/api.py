@@ -115,7 +115,7 @@ def check_pixels(images) -> torch.Tensor:
     floats 0-1; other integer types are refused (scaled as 0-1 they would read as noise)."""
     if isinstance(images, np.ndarray):
         images = np.ascontiguousarray(images)  # a flipped view (negative strides) torch cannot wrap
-    t = torch.as_tensor(images)
+    t = torch.as_tensor(images).detach()  # a tensor that requires grad: its values (numpy cannot take it)
     if t.dtype != torch.uint8 and not t.dtype.is_floating_point:
         raise FerkitError(f"images of dtype {str(t.dtype).replace('torch.', '')}: give uint8 (0-255) or floats (0-1)")
     return t

@@ -50,8 +50,8 @@ TTA_HELP = ("test-time augmentation: flip (each face and its mirror, 2x the clas
 def _add_backend_arg(s: argparse.ArgumentParser, gpu: bool = True) -> None:
     s.add_argument("--backend", choices=["auto", "torch", "onnx", "onnx-int8"], default="auto",
                    help="classifier runtime: onnx (onnxruntime, several times faster on CPU), onnx-int8 "
-                        "(int8-quantised: static from shipped ranges where ferkit has them, 3.7x faster for the "
-                        "default, else dynamic), torch (PyTorch); auto: " + (
+                        "(int8-quantised: static from shipped ranges where ferkit has them, 2.4x faster for the "
+                        "default, 0.14 points less accurate, else dynamic), torch (PyTorch); auto: " + (
                             "onnx on the CPU, torch on a GPU" if gpu else "onnx (the server runs on the CPU)"))
 
 
@@ -975,15 +975,15 @@ def build_parser() -> argparse.ArgumentParser:
                                    "'ferkit_card') and beside it (OUT.json), with an 'onnx' section: input, outputs, "
                                    "opset, quantisation and the largest difference from PyTorch measured at export. "
                                    "--int8 quantises with onnxruntime: static from the activation ranges ferkit "
-                                   "ships for a model (the default's: 3.7x faster than float32 at the same accuracy), "
-                                   "else dynamic; static calibrated on your images with --dataset/--data.")
+                                   "ships for a model (the default's: 2.4x faster than float32, 0.14 points less "
+                                   "accurate), else dynamic; static calibrated on your images with --dataset/--data.")
     s.add_argument("--model", default="default", help="shipped name, .safetensors file or run folder")
     s.add_argument("--format", default="onnx", help="export format (onnx)")
     s.add_argument("--out", required=True, metavar="FILE.onnx",
                    help="output file, or a folder for <name>.onnx (one that does not exist yet: end it in /)")
     s.add_argument("--opset", type=int, default=17, metavar="N", help="ONNX opset version (7 to 20)")
     s.add_argument("--int8", nargs="?", const="auto", choices=["auto", "static", "dynamic"], metavar="MODE",
-                   help="quantise to int8, MODE auto (the default), static or dynamic (a quarter of the file; static int8 of the default is 3.7x faster "
+                   help="quantise to int8, MODE auto (the default), static or dynamic (a quarter of the file; static int8 of the default is 2.4x faster "
                         "than fp32 on our 2-core CPU, dynamic int8 is not faster: docs/benchmarks_classifier.md)")
     _add_dataset_args(s, required=False)
     g = s.add_argument_group("static int8 calibration (with --int8 and --dataset/--data)")

@@ -158,21 +158,37 @@ def _misfit(ranges: dict, why: str) -> ExportError:
 PREPROCESSING_OPS = ("Cast", "Mul", "Sub", "Div", "Add")
 
 
+def _float_parts(graph, front: list[str]) -> str:
+    """What static int8 left in float32, in words, for the card: "the input normalisation, the
+    first convolution and the final softmax" (the parts :func:`float_front` found)."""
+    ops = {n.name: n.op_type for n in graph.node}
+    parts = (["the input normalisation"] if any(ops.get(f) in PREPROCESSING_OPS for f in front) else []) + \
+        (["the first convolution"] if any(ops.get(f) == "Conv" for f in front) else []) + ["the final softmax"]
+    return ", ".join(parts[:-1]) + (" and " if len(parts) > 1 else "") + parts[-1]
+
+
 def float_front(graph) -> list[str]:
     """Names of the nodes that static int8 leaves in float32 at the graph's start: the input
     normalisation (the element-wise chain from the image) and the first convolution it feeds.
 
     Why: quantised, the normalisation costs a quantise/dequantise pair per step, and the first
-    convolution (one gray channel in) is a poor int8 kernel, slower than float32 with its
-    quantised input. Kept in float32 (its output quantised for the next layer), a 48x48 gray
-    face through ``lite_plain-fer2013`` took 69 -> 57 us at batch 1 and 46 -> 33 us a face at batch
-    64 (onnxruntime 1.32, Intel Xeon, 2 cores); the default's timings did not change. The shipped
-    activation ranges still fit: they were measured on the float32 graph, tensor by tensor."""
+    convolution (one gray channel in, for ferkit's FER2013 models) is a poor int8 kernel, slower
+    than float32 with its quantised input. Kept in float32 (its output quantised for the next
+    layer), a 48x48 gray face through ``lite_plain-fer2013`` took 69 -> 57 us at batch 1 and 46 ->
+    33 us a face at batch 64 (onnxruntime 1.32, Intel Xeon, 2 cores); the default's timings did not
+    change. Measured on gray inputs only; RGB models get the same rule. The shipped activation
+    ranges still fit: they were measured on the float32 graph, tensor by tensor.
+
+    The chain stops at the first other node (e.g. PCNN's region ``Slice``: then no convolution is
+    kept) and before a node without a name, which ``nodes_to_exclude`` could not single out (an
+    empty name there would exclude every unnamed node)."""
     live = {i.name for i in graph.input} - {i.name for i in graph.initializer}
     names = []
     for n in graph.node:  # topological order
         if not live.intersection(n.input):
             continue
+        if not n.name:
+            break
         if n.op_type in PREPROCESSING_OPS:
             names.append(n.name)
             live.update(n.output)
@@ -237,18 +253,19 @@ def _quantize(model_bytes: bytes, mode: str, calibration: np.ndarray | None,
                         # the softmax stays float: quantised, its probabilities come in steps of 1/255
                         # and do not sum to 1 (the logits before it are int8-computed all the same)
                         g = onnx.load(str(pre)).graph
-                        softmax = [n.name for n in g.node if n.op_type == "Softmax"]
+                        softmax = [n.name for n in g.node if n.op_type == "Softmax" and n.name]
+                        front = float_front(g)
                         quantize_static(str(pre), str(out), reader, quant_format=QuantFormat.QDQ,
                                         per_channel=True, activation_type=QuantType.QInt8,
                                         weight_type=QuantType.QInt8, calibrate_method=CalibrationMethod.Percentile,
-                                        calibration_cache_path=str(cache),
-                                        nodes_to_exclude=softmax + float_front(g))
+                                        calibration_cache_path=str(cache), nodes_to_exclude=softmax + front)
                 except (KeyError, ValueError, RuntimeError) as e:
                     if ranges is None:
                         raise
                     raise _misfit(ranges, f"{type(e).__name__}: {e}") from None
                 info = {"mode": "static", "format": "QDQ", "weights": "int8 per channel",
-                        "activations": "int8 (the input normalisation, the first convolution and the final softmax in float32)",
+                        "activations": f"int8 ({_float_parts(g, front)} in float32)",
+                        "float32_nodes": softmax + front,
                         "calibration": ({"method": "percentile", "images": int(len(calibration)),
                                          **({"repeated": reader.repeated} if reader.repeated else {})}
                                         if ranges is None
