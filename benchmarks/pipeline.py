@@ -54,6 +54,7 @@ from ferkit import Recognizer
 from ferkit.api import BACKENDS, load_model
 from ferkit.faces import HaarDetector, MTCNNDetector
 from ferkit.io import VideoReader, VideoWriter, read_image
+from ferkit.runtime import cpu_name
 from ferkit.weights import ALIASES
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -218,17 +219,6 @@ def classifier_runtime(model) -> tuple[str, int]:
     if hasattr(model, "session"):
         return "onnxruntime", int(getattr(model, "threads", 0) or 0)
     return "torch", torch.get_num_threads()
-
-
-def cpu_name() -> str:
-    """The processor's model name (``/proc/cpuinfo``; else what ``platform`` knows): the benchmark
-    tables name it, as speeds differ between the machines a run may land on."""
-    try:
-        names = [ln.split(":", 1)[1].strip() for ln in Path("/proc/cpuinfo").read_text().splitlines()
-                 if ln.startswith("model name")]
-    except OSError:
-        names = []
-    return names[0] if names else (platform.processor() or platform.machine())
 
 
 def machine(threads: int, rec: Recognizer | None) -> dict:

@@ -139,7 +139,13 @@ def cmd_models(a: argparse.Namespace) -> int:
     aliases: dict[str, list[str]] = {}  # a file may have several names (default and best-fer2013)
     for k, v in weights.ALIASES.items():
         aliases.setdefault(v, []).append(k)
+    int8 = {}  # name -> what its shipped int8 ranges say (static int8 with --backend onnx-int8)
+    for c in cards:
+        r = weights.int8_ranges(weights.SHIPPED_DIR / f"{c['name']}.safetensors")
+        if r is not None:
+            int8[c["name"]] = {"calibration": r.get("calibration"), "metrics": r.get("int8_metrics")}
     if a.json:
+        cards = [{**c, **({"int8_static": int8[c["name"]]} if c["name"] in int8 else {})} for c in cards]
         print(json.dumps({"architectures": archs, "weights": cards, "aliases": weights.ALIASES}, indent=2))
         return 0
     print("architectures (ferkit.models.create(name, num_classes=...)):")
@@ -160,11 +166,16 @@ def cmd_models(a: argparse.Namespace) -> int:
                   f"(this file: round {cv['this_round']}, {ms})")
         rows.append((c["name"] + (f" (= {', '.join(aliases[c['name']])})" if c["name"] in aliases else ""),
                      f"{c['architecture']}{' ' + str(c['arch_kwargs']) if c.get('arch_kwargs') else ''}",
-                     f"{len(c['classes'])} classes  {ms}"))
+                     f"{len(c['classes'])} classes  {ms}", int8.get(c["name"])))
     w0 = max((len(r[0]) for r in rows), default=0) + 2
     w1 = max((len(r[1]) for r in rows), default=0) + 2
-    for name, arch, rest in rows:
+    for name, arch, rest, q8 in rows:
         print(f"  {name:<{w0}}{arch:<{w1}}{rest}")
+        if q8 is not None:  # the int8 model's own numbers (it rounds differently from the card's float32 ones)
+            m = q8["metrics"] or {}
+            got = "  ".join(f"{s} acc {v['accuracy']:.4f}" for s, v in m.get("splits", {}).items())
+            print(f"  {'':<{w0}}{'':<{w1}}static int8 (--backend onnx-int8): "
+                  + (f"{got}  (measured on {m.get('cpu', 'an unnamed processor')})" if got else "ranges shipped"))
     for alias, target in weights.ALIASES.items():
         if "+" in target:
             print(f"  {alias:<{w0}}ensemble of {' + '.join(target.split('+'))} (mean probabilities)")

@@ -12,10 +12,11 @@ The ONNX graph takes float32 ``image`` ``[N, C, H, W]`` with raw pixels in [0, 2
 
 from .export import (DEFAULT_OPSET, INPUT_NAME, OUTPUT_NAMES, ExportError, RangesMisfit, card_path, export_onnx,
                      read_card)
-from .onnx_model import OnnxExpressionModel, cached_onnx, default_threads, load_onnx_model, onnx_cache_dir
+from .onnx_model import (OnnxExpressionModel, cached_onnx, cpu_name, default_threads, load_onnx_model,
+                         onnx_cache_dir)
 
 BACKENDS = ("auto", "torch", "onnx", "onnx-int8")
 
 __all__ = ["export_onnx", "read_card", "card_path", "ExportError", "RangesMisfit", "OnnxExpressionModel",
-           "load_onnx_model", "cached_onnx", "onnx_cache_dir", "default_threads", "DEFAULT_OPSET", "INPUT_NAME",
+           "load_onnx_model", "cached_onnx", "onnx_cache_dir", "default_threads", "cpu_name", "DEFAULT_OPSET", "INPUT_NAME",
            "OUTPUT_NAMES", "BACKENDS"]

@@ -30,6 +30,19 @@ from ..errors import ModelError
 from .export import CARD_KEY, DEFAULT_OPSET, FORMAT_VERSION, INPUT_NAME, OUTPUT_NAMES, card_path, export_onnx
 
 
+def cpu_name() -> str:
+    """The processor's model name (``/proc/cpuinfo``; else what :mod:`platform` knows). Speeds, and
+    int8 results, differ between processors: measurements name the one they ran on."""
+    import platform
+
+    try:
+        names = [ln.split(":", 1)[1].strip() for ln in Path("/proc/cpuinfo").read_text().splitlines()
+                 if ln.startswith("model name")]
+    except OSError:
+        names = []
+    return names[0] if names else (platform.processor() or platform.machine())
+
+
 def default_threads() -> int:
     """onnxruntime threads per session: ``$FERKIT_THREADS`` if set, else the cores, at most 4 (as the
     MTCNN detector). On our 2-core machine 2 threads nearly double the throughput of a batch of 64
