@@ -83,8 +83,31 @@ def test_models_json_is_the_registry_the_cards_and_the_aliases(capsys):
     assert [c["name"] for c in d["weights"]] == [c["name"] for c in weights.shipped()]
     default = next(c for c in d["weights"] if c["name"] == d["aliases"]["default"])
     on_disk = json.loads((weights.SHIPPED_DIR / f"{default['name']}.json").read_text())
+    assert [c["name"] for c in d["weights"] if "int8_static" in c] == ["lite_plain-fer2013", "vgg_fer-fer2013"]
+    q8 = default.pop("int8_static")  # the default ships int8 ranges: what they say comes beside its card
     assert default == on_disk | {"name": default["name"]}
+    assert q8["calibration"]["split"] == "PublicTest" and set(q8["metrics"]["splits"]) == {"PublicTest", "PrivateTest"}
     assert d["aliases"] == weights.ALIASES and d["aliases"]["default"] == "vgg_fer-fer2013"
+
+
+def test_shipped_int8_numbers_are_the_committed_evaluations(capsys):
+    """The int8 accuracies kept with the shipped ranges (tools/int8_ranges.py --report) are those of
+    the committed `ferkit evaluate --backend onnx-int8` results, and `ferkit models` shows them under
+    the model's own line."""
+    m = weights.int8_ranges(weights.resolve("lite_plain-fer2013"))["int8_metrics"]
+    assert m["dataset"] == "fer2013" and m["cpu"] and m["onnxruntime"]
+    for split in ("PublicTest", "PrivateTest"):
+        r = json.loads((ROOT / "docs" / "results" / f"fer2013-lite_plain-fer2013-int8-{split}.json").read_text())
+        assert r["runtime"] == "onnxruntime int8 (static)"
+        assert (m["splits"][split]["accuracy"], m["splits"][split]["n"]) == (r["accuracy"], r["n"])
+    assert main(["models"]) == 0
+    lines = capsys.readouterr().out.splitlines()
+    i = next(k for k, ln in enumerate(lines) if ln.strip().startswith("lite_plain-fer2013 "))
+    pub, priv = m["splits"]["PublicTest"]["accuracy"], m["splits"]["PrivateTest"]["accuracy"]
+    assert lines[i + 1].strip() == (f"static int8 (--backend onnx-int8): PublicTest acc {pub:.4f}  PrivateTest acc "
+                                    f"{priv:.4f}  (measured on {m['cpu']})")
+    j = next(k for k, ln in enumerate(lines) if ln.strip().startswith("mini_xception-fer2013 "))
+    assert "static int8" not in lines[j + 1]  # no shipped ranges: no line
 
 
 def test_mx3_fer2013_is_the_shipped_ensemble(capsys):
