@@ -2,10 +2,11 @@
 
 Issue 4 asks for a fast model "as accurate as possible on FER2013 (distil the best network into
 it)" and issue 6 for a classifier at 5x the speed of the `fer` package's (its int8 TFLite
-mini-Xception, 0.31 ms per face at batch 1 on our 2 cores). After ferkit's own path (uint8 in,
+mini-Xception, 0.31 ms per face at batch 1 on our 2 cores in the benchmarks/floor.py run of
+2026-12-04). After ferkit's own path (uint8 in,
 normalisation and softmax inside the ONNX graph: 0.032 ms at batch 1), that budget leaves about
 30 us for a network at batch 1 and 54 us per face at batch 64 (``benchmarks/floor.py``), where
-the default mini-Xception (40 MFLOPs) takes 0.56 ms and 0.38 ms. So the network has to be about
+``mini_xception-fer2013`` (40 MFLOPs; the default then) takes 0.56 ms and 0.38 ms. So the network has to be about
 ten times cheaper than the default and have few operators (each onnxruntime node costs a few
 microseconds at batch 1, whatever its size). The choices, and why:
 
@@ -142,10 +143,13 @@ def lite_plain(num_classes: int = 7, in_chans: int = 1, width: int = 8, dropout:
     benchmarks/floor.py found that onnxruntime's int8 kernels do not speed up lite_cnn's depthwise
     convolutions (static int8 made it 3x slower) but do speed up dense 3x3 ones: four plain
     convolutions 16-24-48-96 (10.1 MFLOPs, 55K parameters) in static int8 took 0.046 ms per face at
-    batch 1 and 0.033 ms at batch 64, inside the 5x-fer budget (0.050 / 0.052 ms), with twice
-    lite_cnn's FLOPs and 1.5x its parameters. The layout is that benchmark's, so that its timing
-    holds: no residual adds or extra layers (each onnxruntime node costs microseconds at batch 1).
-    ``width=8`` gives those widths (16, 24, 48, 96); ``widths`` sets the four directly.
+    batch 1 and 0.033 ms at batch 64, inside the 5x-fer budget (0.050 / 0.052 ms in the 2026-12-04
+    floor.py run), with twice lite_cnn's FLOPs and 1.5x its parameters. The layout is that
+    benchmark's, so that its timing holds: no residual adds or extra layers (each onnxruntime node
+    costs microseconds at batch 1). ``width=8`` gives those widths (16, 24, 48, 96); ``widths`` sets
+    the four directly. The shipped ``lite_plain-fer2013`` (16-24-64-192, flat head) met the 5x
+    target on static int8 in the peers run of 2026-12-06 (6.7x fer at batch 1, 11.3x at batch 64,
+    0.59 points more accurate; docs/benchmarks.md).
 
     ``head="flat"`` (default ``"gap"``) feeds the linear layer the whole 6x6 map instead of its
     average: faces come aligned, so where a feature fires (mouth corners, brows) carries the
