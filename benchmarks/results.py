@@ -190,6 +190,7 @@ ROWS = [
     ("probe", {"members": [["mini_xception", {"width": 2}]] * 2}, "ckplus", "cv:ckplus-probe-mx2-c.json"),
     ("probe", VGG2, "ckplus", "cv:ckplus-probe-vgg2.json"),
     ("mini_xception", {"width": 2}, "jaffe", "cv:jaffe-mini_xception-ft.json"),
+    ("vgg_fer", {}, "jaffe", "cv:jaffe-vgg_fer-ft.json"),
     ("pcnn", {}, "jaffe", "cv:jaffe-pcnn-ft.json"),
     ("zhu_cnn", {}, "jaffe", "cv:jaffe-zhu_cnn-ft.json"),
     ("di_fernet", {}, "jaffe", "cv:jaffe-di_fernet-ft.json"),
