@@ -124,6 +124,16 @@ def kfold_recipe(s: dict) -> str:
 LITE_RUNS = ("t2-150", "vm-150", "t2-250", "t4tc-250", "t4s1-250")
 
 VGG2 = {"members": [["vgg_fer", {}]] * 2}  # two vgg_fer runs (seeds 0 and 1), averaged
+#: JAFFE probes on the vgg_fer pair, n mini_xceptions and other networks (run, n, other members),
+#: tried on 2026-12-06 against the selection folds
+JAFFE_PROBES = [
+    ("v2f4-c", 4, []),
+    ("v2f4-c-tc", 4, []),
+    ("v2f6-c", 6, []),
+    ("v2f2l2-c", 2, [["lite_plain", {"head": "flat", "widths": [16, 24, 64, 192]}], ["lite_cnn", {}]]),
+    ("8-c", 4, [["lite_plain", {"head": "flat", "widths": [16, 24, 64, 192]}], ["di_fernet", {}]]),
+    ("8", 4, [["lite_plain", {"head": "flat", "widths": [16, 24, 64, 192]}], ["di_fernet", {}]]),
+]
 
 # (arch, arch kwargs, dataset, source): source = shipped weights name, or a file under docs/results/
 ROWS = [
@@ -214,6 +224,10 @@ ROWS = [
     ("probe", {"members": [["mini_xception", {"width": 2}]] * 2}, "jaffe", "cv:jaffe-probe-mx2-c-tc.json"),
     ("probe", {"members": [["vgg_fer", {}]] * 2 + [["mini_xception", {"width": 2}]] * 2}, "jaffe",
      "cv:jaffe-probe-vgg2fe2-c-tc.json"),
+    *[("probe", {"members": [["vgg_fer", {}]] * 2 + [["mini_xception", {"width": 2}]] * n + extra}, "jaffe",
+       f"cv:jaffe-probe-{run}.json") for run, n, extra in JAFFE_PROBES],
+    ("probe", {"members": [["vgg_fer", {}]] + [["mini_xception", {"width": 2}]] * 3}, "jaffe",
+     "cv:jaffe-probe-plus4-c.json"),
     ("pcnn", {}, "rafdb", None),
     ("di_fernet", {}, "rafdb", None),
     ("di_fernet", {}, "kdef", None),
