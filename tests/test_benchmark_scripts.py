@@ -90,3 +90,20 @@ def test_peers_tables_in_the_docs_are_their_json_rendered():
     for v in res["classifier_vs"]:
         want = v["speed_b1"] >= 5 and v["speed_b64"] >= 5 and v["accuracy_diff_pt"] >= 0
         assert v["met"] == want, v
+
+
+def test_mtcnn_rewrites_times_what_ferkit_runs():
+    """benchmarks/mtcnn_rewrites.py's last variant is, network by network, exactly what MTCNN runs
+    (so its row times ferkit's detector), and its first is the files as shipped (P-Net's heads
+    merged, nothing else)."""
+    import onnx
+
+    import ferkit.faces.mtcnn as M
+    import mtcnn_rewrites
+
+    d = M.model_dir()
+    last = mtcnn_rewrites.variant_models(mtcnn_rewrites.VARIANTS[-1])
+    assert all(last[k] == M._fast_model(d / f"{k}.onnx") for k in ("pnet", "rnet", "onet"))
+    first = mtcnn_rewrites.variant_models(mtcnn_rewrites.VARIANTS[0])
+    assert first["rnet"] == onnx.load(str(d / "rnet.onnx")).SerializeToString()
+    assert first["pnet"] == M.pnet_one_head(onnx.load(str(d / "pnet.onnx"))).SerializeToString()

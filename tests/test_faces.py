@@ -281,6 +281,34 @@ def test_prelu_rewrite_gives_the_same_bits(name, shape):
         assert a.shape == b.shape and np.array_equal(a, b)
 
 
+def test_rnet_padded_channels_give_the_same_bits():
+    """R-Net as ferkit runs it (first convolution padded from 28 to 32 filters, PRelu rewritten)
+    gives exactly the original network's outputs on batches of several sizes; O-Net, whose
+    convolutions fill whole blocks, is left as it is."""
+    import onnx
+    import onnxruntime as ort
+    from onnx import numpy_helper
+
+    orig = onnx.load(str(mt.model_dir() / "rnet.onnx"))
+    padded = mt.pad_channels(orig)
+
+    def filters(m):
+        inits = {i.name: numpy_helper.to_array(i) for i in m.graph.initializer}
+        return [inits[n.input[1]].shape[:2] for n in m.graph.node if n.op_type == "Conv"]
+
+    assert filters(orig)[:2] == [(28, 3), (48, 28)]
+    assert filters(padded)[:2] == [(32, 3), (48, 32)] and filters(padded)[2:] == filters(orig)[2:]
+    onet = onnx.load(str(mt.model_dir() / "onet.onnx"))
+    assert filters(mt.pad_channels(onet)) == filters(onet)
+    ref = ort.InferenceSession(orig.SerializeToString(), providers=["CPUExecutionProvider"])
+    fast = ort.InferenceSession(mt._fast_model(mt.model_dir() / "rnet.onnx"), providers=["CPUExecutionProvider"])
+    rng = np.random.default_rng(2)
+    for n in (1, 7, 73):
+        x = rng.uniform(-1, 1, (n, 24, 24, 3)).astype(np.float32)
+        for a, b in zip(ref.run(None, {ref.get_inputs()[0].name: x}), fast.run(None, {fast.get_inputs()[0].name: x})):
+            assert a.shape == b.shape and np.array_equal(a, b)
+
+
 def _nms_reference(boxes, scores, thresh, mode="union"):
     """Greedy NMS the slow, obvious way, in Python floats: visit boxes by falling score (ties by
     index) and keep one when it overlaps no kept box by more than ``thresh``."""
