@@ -49,6 +49,20 @@ def test_json_or_csv_dash_writes_the_results_to_standard_output(tmp_path, capsys
     assert "only one of them can write to standard output" in capsys.readouterr().err
 
 
+def test_a_folder_of_one_image_gives_a_list_like_any_folder(tmp_path, capsys):
+    """--json: an image file named alone gives its object; a folder gives a list of its images even
+    when it holds one (a script reads every folder the same way, as the Python API's Results)."""
+    one = tmp_path / "one"
+    one.mkdir()
+    shutil.copy(EXAMPLE, one / "a.jpg")
+    assert main(["predict", str(one), "--json", str(tmp_path / "f.json")]) == 0
+    res = json.loads((tmp_path / "f.json").read_text())
+    assert isinstance(res, list) and len(res) == 1 and res[0]["faces"][0]["label"] == "happy"
+    assert main(["predict", str(one / "a.jpg"), "--json", str(tmp_path / "i.json")]) == 0
+    assert json.loads((tmp_path / "i.json").read_text()) == res[0]
+    capsys.readouterr()
+
+
 def test_a_file_named_dash_is_not_standard_output(tmp_path, capsys, monkeypatch):
     # ./- is a file of that name, so it and standard output are not the same place
     monkeypatch.chdir(tmp_path)

@@ -443,8 +443,10 @@ def _predict(a: argparse.Namespace, results_out) -> int:
     # files first: a reader of standard output that goes away (| head) loses only its own copy
     stdout_text = None
     if a.json:
-        # one image read: its dict (as the HTTP API answers); else a list, failures included
-        single = len(sources) == 1 and n_images == 1 and not failed  # then entries holds that one Result
+        # one image file named and read: its dict (as the HTTP API answers); else a list, failures included (a
+        # folder gives a list even when it holds one image, so that a script reads every folder alike)
+        single = (len(sources) == 1 and n_images == 1 and not failed and not isinstance(sources[0], int)
+                  and Path(sources[0]).is_file())  # then entries holds that one Result
         text = json.dumps(entries[0].to_dict() if single else [entry_dict(e) for e in entries], indent=2) + "\n"
         if a.json == STDOUT:
             stdout_text = text
