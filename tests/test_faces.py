@@ -309,6 +309,53 @@ def test_rnet_padded_channels_give_the_same_bits():
             assert a.shape == b.shape and np.array_equal(a, b)
 
 
+def test_pad_channels_leaves_what_it_cannot_pad_safely():
+    """Small graphs: Conv(3->6) -> PRelu -> MaxPool -> Conv(6->4) is padded to 16 and gives the same
+    outputs; it is left as it is when the first Conv's bias is shared with another node, when the
+    MaxPool's indices are an output, or when the map is itself a graph output."""
+    import onnx
+    import onnxruntime as ort
+    from onnx import TensorProto, helper, numpy_helper
+
+    rng = np.random.default_rng(0)
+
+    def graph(share_bias=False, indices=False, map_out=False):
+        t = lambda a, n: numpy_helper.from_array(a.astype(np.float32), n)  # noqa: E731
+        inits = [t(rng.normal(size=(6, 3, 3, 3)), "w1"), t(rng.normal(size=6), "b1"),
+                 t(rng.uniform(-1, 1, (1, 6, 1, 1)), "a"), t(rng.normal(size=(4, 6, 3, 3)), "w2"),
+                 t(rng.normal(size=4), "b2"), t(rng.normal(size=(6, 3, 1, 1)), "w3")]
+        nodes = [helper.make_node("Conv", ["x", "w1", "b1"], ["c1"]),
+                 helper.make_node("PRelu", ["c1", "a"], ["p"]),
+                 helper.make_node("MaxPool", ["p"], ["m", "idx"] if indices else ["m"], kernel_shape=[2, 2],
+                                  strides=[2, 2]),
+                 helper.make_node("Conv", ["m", "w2", "b2"], ["y"])]
+        outs = [helper.make_tensor_value_info("y", TensorProto.FLOAT, None)]
+        if share_bias:
+            nodes.append(helper.make_node("Conv", ["x", "w3", "b1"], ["z"]))
+            outs.append(helper.make_tensor_value_info("z", TensorProto.FLOAT, None))
+        if indices:
+            outs.append(helper.make_tensor_value_info("idx", TensorProto.INT64, None))
+        if map_out:
+            outs.append(helper.make_tensor_value_info("c1", TensorProto.FLOAT, None))
+        g = helper.make_graph(nodes, "g", [helper.make_tensor_value_info("x", TensorProto.FLOAT, [1, 3, 12, 12])],
+                              outs, inits)
+        return helper.make_model(g, opset_imports=[helper.make_opsetid("", 13)])
+
+    def w1_rows(m):
+        return {i.name: list(i.dims) for i in m.graph.initializer}["w1"][0]
+
+    x = rng.normal(size=(1, 3, 12, 12)).astype(np.float32)
+    m = graph()
+    padded = mt.pad_channels(m)
+    assert w1_rows(padded) == 16
+    runs = [ort.InferenceSession(g.SerializeToString(), providers=["CPUExecutionProvider"]).run(None, {"x": x})
+            for g in (m, padded)]
+    assert np.allclose(runs[0][0], runs[1][0], atol=1e-5)
+    for kw in ({"share_bias": True}, {"indices": True}, {"map_out": True}):
+        g = graph(**kw)
+        assert w1_rows(mt.pad_channels(g)) == 6, kw
+
+
 def _nms_reference(boxes, scores, thresh, mode="union"):
     """Greedy NMS the slow, obvious way, in Python floats: visit boxes by falling score (ties by
     index) and keep one when it overlaps no kept box by more than ``thresh``."""

@@ -164,12 +164,13 @@ def pad_channels(model, multiple: int = 16):
     Why: onnxruntime's blocked ``NCHWc`` layout (blocks of 8 or 16 channels on x86) pads such a
     map with zero channels anyway, but pools it only when the channels fill whole blocks. R-Net's
     first convolution has 28 filters: its map left the blocked layout for the ``MaxPool`` and came
-    back (a quarter of R-Net's time). Padded to 32, R-Net on 73 candidates takes 2.8 instead of
+    back (about a fifth of R-Net's time). Padded to 32, R-Net on 73 candidates takes 2.8 instead of
     3.5 ms on one thread, and its outputs are bit-identical (the next convolution already read the
     28 channels padded to 32 with zeros). P-Net's first convolution (10 filters) is not padded:
     its next convolution then runs blocked and sums in another order (outputs off by up to 6e-6
-    for 2.5% less time on one thread). ``model`` is an ``onnx.ModelProto``; a padded copy is
-    returned."""
+    for 2.5% less time on one thread). Left as they are: chains that branch or end in a graph
+    output, a ``MaxPool`` whose indices are read, weights, biases or slopes another node shares.
+    ``model`` is an ``onnx.ModelProto``; a padded copy is returned."""
     import onnx
     from onnx import numpy_helper
 
@@ -181,6 +182,10 @@ def pad_channels(model, multiple: int = 16):
     for n in g.node:
         for i in n.input:
             users.setdefault(i, []).append(n)
+    outputs = {o.name for o in g.output}
+
+    def alone(name):  # an initializer no other node reads (padding it must not change another node)
+        return len(users.get(name, [])) == 1 and name not in {i.name for i in g.input}
 
     def get(name):
         return numpy_helper.to_array(inits[name])
@@ -200,18 +205,21 @@ def pad_channels(model, multiple: int = 16):
         if not extra:
             continue
         chain, out, nxt = [], n.output[0], None
-        while len(users.get(out, [])) == 1 and out not in {o.name for o in g.output}:
+        while len(users.get(out, [])) == 1 and out not in outputs:
             u = users[out][0]
             if u.op_type == "Conv" and u.input[0] == out and not grouped(u) and u.input[1] in inits:
                 nxt = u
                 break
             if u.op_type not in ("PRelu", "Relu", "MaxPool") or u.input[0] != out:
                 break
-            if u.op_type == "PRelu" and (u.input[1] not in inits or get(u.input[1]).shape != (1, c, 1, 1)):
+            if any(o for o in u.output[1:]):  # MaxPool's indices: their numbering would change
+                break
+            if u.op_type == "PRelu" and (u.input[1] not in inits or get(u.input[1]).shape != (1, c, 1, 1)
+                                         or not alone(u.input[1])):
                 break
             chain.append(u)
             out = u.output[0]
-        if nxt is None:
+        if nxt is None or not all(alone(t) for t in (*n.input[1:], nxt.input[1])):
             continue
         put(n.input[1], np.concatenate([w, np.zeros((extra,) + w.shape[1:], w.dtype)]))
         put(n.input[2], np.concatenate([b, np.zeros(extra, b.dtype)]))
