@@ -126,13 +126,14 @@ LITE_RUNS = ("t2-150", "vm-150", "t2-250", "t4tc-250", "t4s1-250")
 VGG2 = {"members": [["vgg_fer", {}]] * 2}  # two vgg_fer runs (seeds 0 and 1), averaged
 #: JAFFE probes on the vgg_fer pair, n mini_xceptions and other networks (run, n, other members),
 #: tried on 2026-12-06 against the selection folds
+_LP = ["lite_plain", {"head": "flat", "widths": [16, 24, 64, 192]}]  # lite_plain-fer2013's architecture
 JAFFE_PROBES = [
     ("v2f4-c", 4, []),
     ("v2f4-c-tc", 4, []),
     ("v2f6-c", 6, []),
-    ("v2f2l2-c", 2, [["lite_plain", {"head": "flat", "widths": [16, 24, 64, 192]}], ["lite_cnn", {}]]),
-    ("8-c", 4, [["lite_plain", {"head": "flat", "widths": [16, 24, 64, 192]}], ["di_fernet", {}]]),
-    ("8", 4, [["lite_plain", {"head": "flat", "widths": [16, 24, 64, 192]}], ["di_fernet", {}]]),
+    ("v2f2l2-c", 2, [_LP, ["lite_cnn", {}]]),
+    ("8-c", 4, [_LP, ["di_fernet", {}]]),
+    ("8", 4, [_LP, ["di_fernet", {}]]),
 ]
 
 # (arch, arch kwargs, dataset, source): source = shipped weights name, or a file under docs/results/

@@ -183,9 +183,10 @@ def pad_channels(model, multiple: int = 16):
         for i in n.input:
             users.setdefault(i, []).append(n)
     outputs = {o.name for o in g.output}
+    graph_inputs = {i.name for i in g.input}
 
     def alone(name):  # an initializer no other node reads (padding it must not change another node)
-        return len(users.get(name, [])) == 1 and name not in {i.name for i in g.input}
+        return len(users.get(name, [])) == 1 and name not in graph_inputs
 
     def get(name):
         return numpy_helper.to_array(inits[name])
