@@ -109,6 +109,43 @@ def test_jpeg_whose_data_ends_before_its_pixels(tmp_path):
             assert read_image(buf.getvalue(), "RGB").shape == (64, 64, 3)
 
 
+def test_a_jpeg_missing_only_its_end_marker_is_read_with_a_warning(tmp_path):
+    # some cameras, MJPEG webcams and uploaders drop the 2-byte end marker (FF D9): every pixel is
+    # there, and OpenCV reads it; a file cut any shorter stays refused
+    import cv2
+
+    rng = np.random.default_rng(3)
+    px = cv2.GaussianBlur(rng.integers(0, 255, (72, 88, 3), dtype=np.uint8), (5, 5), 2)
+    buf = io.BytesIO()
+    Image.fromarray(px).save(buf, "JPEG", quality=90)
+    data = buf.getvalue()
+    assert data[-2:] == b"\xff\xd9"
+    full = read_image(data, "RGB")
+    with pytest.raises(OSError, match="truncated"), Image.open(io.BytesIO(data[:-2])) as im:
+        im.load()  # the premise: Pillow alone refuses it
+    no_eoi = tmp_path / "no_eoi.jpg"
+    no_eoi.write_bytes(data[:-2])
+    for source, name in ((no_eoi, "no_eoi.jpg"), (data[:-2], "bytes"), (data[:-1], "bytes")):
+        with pytest.warns(UserWarning, match=f"{name}: the JPEG file lacks its 2-byte end marker"):
+            got = read_image(source, "RGB")
+        assert np.array_equal(got, full)
+    with pytest.warns(UserWarning):
+        assert np.array_equal(read_image(no_eoi, "L"), read_image(data, "L"))
+    # cut inside the scan: refused, wherever the cut falls (the last 40 bytes and beyond)
+    for n in list(range(3, 43)) + [len(data) // 2]:
+        with pytest.raises(ImageDecodeError, match="corrupt or truncated"):
+            read_image(data[:-n], "RGB")
+    # where a cut between scans or restart intervals would look complete: refused as before
+    prog = io.BytesIO()
+    Image.fromarray(px).save(prog, "JPEG", quality=90, progressive=True)
+    ok, rst = cv2.imencode(".jpg", px[:, :, ::-1], [cv2.IMWRITE_JPEG_RST_INTERVAL, 2])
+    assert ok and b"\xff\xdd" in rst.tobytes()  # (a DRI segment)
+    for other in (prog.getvalue(), rst.tobytes()):
+        assert other[-2:] == b"\xff\xd9"
+        with pytest.raises(ImageDecodeError, match="corrupt or truncated"):
+            read_image(other[:-2], "RGB")
+
+
 def test_links_pipes_and_unlistable_folders(tmp_path):
     import os
 

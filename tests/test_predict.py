@@ -449,7 +449,10 @@ def test_out_is_never_written_over_the_inputs(tmp_path, capsys):
     face.save(src / "b.bmp")
     # --out the input folder itself: refused before any work (outputs among the photos, over b.json)
     assert main(["predict", str(src), "--out", str(src), "--quiet"]) == 1
-    assert "is the input folder" in capsys.readouterr().err
+    err = capsys.readouterr().err
+    # the advice names a folder beside the input one: a subfolder would be read as photos by a
+    # later run over the folder given no --out (or another one)
+    assert "is the input folder" in err and f"(e.g. {tmp_path / 'in-ferkit'}, beside it)" in err
     assert (src / "b.json").read_text() == "mine" and sorted(p.name for p in src.iterdir()) == [
         "a.jpg", "a_ferkit.png", "b.bmp", "b.json"]
     # --out inside it: written there, and not read back as inputs by the next run

@@ -275,6 +275,17 @@ class Interrupted(KeyboardInterrupt):
         self.results = results
 
 
+
+def _beside(folder: str) -> str:
+    """`` (e.g. photos-ferkit, beside it)`` for input folder ``photos``: a folder outside the input
+    one, so that no later run over the inputs reads ferkit's outputs as photos (a subfolder is
+    left out only by a run given the same ``--out``)."""
+    res = Path(folder).resolve()
+    if res.parent == res:  # the root folder: nothing beside it
+        return ""
+    sib = res.with_name(res.name + "-ferkit")
+    return f" (e.g. {os.path.relpath(sib) if not Path(folder).is_absolute() else sib}, beside it)"
+
 def predict_cli(a: argparse.Namespace) -> int:
     """``ferkit predict``. ``--json -`` or ``--csv -`` writes those results to standard output (for a
     pipe); everything else the command prints goes to standard error meanwhile."""
@@ -325,8 +336,7 @@ def _predict(a: argparse.Namespace, results_out) -> int:
         if src and Path(src).is_dir() and src not in listings:
             if out is not None and Path(src).resolve() == out.resolve():
                 raise FerkitError(f"--out {a.out} is the input folder {src}: its outputs would be written among the "
-                                  f"images there, over files of the same names; name another folder (e.g. "
-                                  f"{Path(src) / 'ferkit'}, which is not read as input)")
+                                  f"images there, over files of the same names; name another folder{_beside(src)}")
             unreadable: list[Failure] = []
             listed, others = folder_files(src, unreadable, exclude=out)
             listings[src] = (listed, others, unreadable)
