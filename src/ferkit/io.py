@@ -18,6 +18,7 @@ import time
 import warnings
 from contextlib import contextmanager
 from pathlib import Path
+from struct import error as struct_error
 from typing import Any, Callable, Iterator, Union
 
 import numpy as np
@@ -274,81 +275,38 @@ def read_image(source: Source, mode: str = "L", name: str | None = None,
         whole = _only_end_marker_missing(fp, e)
         if whole is not None:
             out = read_image(whole, mode, name=label, formats=formats)
-            warnings.warn(f"{label}: the JPEG file lacks its 2-byte end marker (FF D9); every pixel was decoded, "
-                          f"read as it is", stacklevel=2)
+            warnings.warn(f"{label}: the JPEG file lacks its 2-byte end marker (FF D9) but holds all of its "
+                          f"picture; read as it is", stacklevel=2)
             return out
         raise ImageDecodeError(f"{label}: corrupt or truncated image ({e})") from None
 
 
-#: bytes appended after a JPEG's data by :func:`_only_end_marker_missing` (before its end marker):
-#: after a complete scan libjpeg skips them as garbage; inside a scan it decodes them as the missing
-#: data. 4 KB: more than one MCU can take (at most 10 blocks of about 205 bytes), so a scan cut
-#: short completes its MCU from them (an MCU left unfinished would be zeros, as with no filler)
-_JPEG_FILLERS = (b"", b"\x55" * 4096, b"\xaa" * 4096)
-
-
 def _only_end_marker_missing(fp: object, err: Exception) -> bytes | None:
     """For a JPEG that Pillow refuses as truncated: its bytes with the end marker (``FF D9``)
-    added when that marker is all it lacks (some cameras, MJPEG webcams and uploaders drop it;
-    OpenCV and Pillow's lenient mode decode every pixel). None otherwise: the file stays refused.
+    added, when that marker is all it lacks (some cameras, MJPEG webcams and uploaders drop it;
+    OpenCV and browsers decode every pixel), as :func:`ferkit._jpeg.complete_without_end_marker`
+    finds by walking its Huffman-coded blocks. None otherwise: the file stays refused."""
+    from ._jpeg import complete_without_end_marker
 
-    How it tells: the data decoded with the marker appended directly, and after 4 KB of ``0x55``
-    and of ``0xaa`` bytes, gives the same pixels all three times. After a complete scan libjpeg
-    skips those bytes as garbage; a scan cut short decodes them as its missing blocks (and the
-    plain marker as zeros: flat gray), so the pictures differ. Left refused, where the test cannot
-    tell: progressive and other multi-scan JPEGs (one cut between two scans decodes to a
-    complete, blurred picture), and files with restart markers (one cut between two intervals
-    skips the fillers too)."""
     if not (isinstance(err, OSError) and "truncated" in str(err)):
         return None
     try:
-        data = fp.getvalue() if isinstance(fp, _io.BytesIO) else Path(fp).read_bytes()  # type: ignore[arg-type]
+        if isinstance(fp, _io.BytesIO):
+            data = fp.getvalue()
+        else:
+            with open(fp, "rb") as f:  # type: ignore[arg-type]
+                if f.read(2) != b"\xff\xd8":  # (a truncated PNG, say: not read further)
+                    return None
+                data = b"\xff\xd8" + f.read()
     except (OSError, TypeError, ValueError, MemoryError):
         return None
-    if data[-2:] == b"\xff\xd9":
+    if data[:2] != b"\xff\xd8" or data[-2:] == b"\xff\xd9":
         return None
-    if data[-1:] == b"\xff":  # a lone FF ends no complete scan (its FF bytes are stuffed as FF 00): the
-        data = data[:-1]      # first half of the end marker
-    scan = _single_baseline_scan(data)
-    if scan is None or data.find(b"\xff\xda", scan) >= 0 or data[-1:] == b"\xff":
-        return None
-    pixels = []
     try:
-        for filler in _JPEG_FILLERS:
-            with Image.open(_io.BytesIO(data + filler + b"\xff\xd9"), formats=["JPEG"]) as img:
-                img.load()
-                pixels.append(img.tobytes())
-    except Exception:
+        complete = complete_without_end_marker(data)
+    except (IndexError, KeyError, ValueError, struct_error):  # a malformed header the walk did not foresee
         return None
-    return data + b"\xff\xd9" if pixels[0] == pixels[1] == pixels[2] else None
-
-
-def _single_baseline_scan(data: bytes) -> int | None:
-    """Where the entropy-coded data of a JPEG's first scan starts, when the file is a sequential
-    (baseline or extended) JPEG without restart markers; None otherwise."""
-    import struct
-
-    if data[:2] != b"\xff\xd8":
-        return None
-    i, sof = 2, False
-    while i + 4 <= len(data):
-        if data[i] != 0xFF:
-            return None
-        m = data[i + 1]
-        if m == 0xFF:  # fill byte before a marker
-            i += 1
-            continue
-        (n,) = struct.unpack(">H", data[i + 2:i + 4])
-        if m in (0xC0, 0xC1):
-            sof = True
-        elif 0xC2 <= m <= 0xCF and m not in (0xC4, 0xC8, 0xCC):  # progressive, lossless, arithmetic
-            return None
-        elif m == 0xDD and (i + 6 > len(data) or struct.unpack(">H", data[i + 4:i + 6])[0] != 0):
-            return None  # restart interval
-        elif m == 0xDA:
-            return i + 2 + n if sof else None
-        i += 2 + n
-    return None
+    return data.rstrip(b"\xff") + b"\xff\xd9" if complete else None
 
 
 def _cut_jpeg(label: str, w: int, h: int) -> str:
