@@ -625,19 +625,22 @@ def targets_summary(best: dict[str, tuple[float, str, float, str, str]], rows: d
         fast, every = (rows[k]["summary"]["fps"] for k in ("mtcnn_fast", "mtcnn"))
         dv = default["metrics"]["PublicTest"]["accuracy"]
         alias = weights.ALIASES.get("fast")
+        pd = json.loads(pipe.read_text())
         out += ["", f"The fast model is the default, `{default['name']}` since 2026-12-04: {fast:.1f} frames/s for "
-                    f"one face with the video default, {every:.1f} detecting every frame (the row above)"
+                    f"one face with the video default, {every:.1f} detecting every frame (the row above; "
+                    f"{pd['date']}, {pd['machine']['cpu']})"
                     + (f"; the alias `fast` names a smaller, less accurate network, `{alias}`." if alias and
                        alias != default["name"] else ".")]
         if prev is not None and prev["name"] != default["name"]:
             pv = prev["metrics"]["PublicTest"]["accuracy"]
             sfps = ""
             if small.exists():
-                srows = {r["key"]: r for r in json.loads(small.read_text())["rows"] if r["scene"] == "1 face"}
+                sd = json.loads(small.read_text())
+                srows = {r["key"]: r for r in sd["rows"] if r["scene"] == "1 face"}
                 sfps = (f"; {srows['mtcnn_fast']['summary']['fps']:.1f} frames/s, "
-                        f"`docs/benchmarks_pipeline_mini_xception.json`")
-            out[-1] += (f" It replaced the CPU-trained `{prev['name']}` (PublicTest {100 * pv:.2f}%{sfps}, another "
-                        f"day's run) by the issue's rule: it keeps the live pipeline "
+                        f"`docs/benchmarks_pipeline_mini_xception.json`, {sd['date']}, {sd['machine']['cpu']}")
+            out[-1] += (f" It replaced the CPU-trained `{prev['name']}` (PublicTest {100 * pv:.2f}%{sfps}: another "
+                        f"run, not comparable frame for frame) by the issue's rule: it keeps the live pipeline "
                         f"{'at or above' if every >= 30 else 'BELOW'} 30 frames/s even detecting every frame and is "
                         f"more accurate on PublicTest ({100 * dv:.2f}%), the selection split.")
         kd_val = RESULTS / "fer2013-mini_xception-kd-PublicTest.json"

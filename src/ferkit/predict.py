@@ -275,7 +275,6 @@ class Interrupted(KeyboardInterrupt):
         self.results = results
 
 
-
 def _beside(folder: str) -> str:
     """`` (e.g. photos-ferkit, beside it)`` for input folder ``photos``: a folder outside the input
     one, so that no later run over the inputs reads ferkit's outputs as photos (a subfolder is
@@ -285,6 +284,7 @@ def _beside(folder: str) -> str:
         return ""
     sib = res.with_name(res.name + "-ferkit")
     return f" (e.g. {os.path.relpath(sib) if not Path(folder).is_absolute() else sib}, beside it)"
+
 
 def predict_cli(a: argparse.Namespace) -> int:
     """``ferkit predict``. ``--json -`` or ``--csv -`` writes those results to standard output (for a
