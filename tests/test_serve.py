@@ -466,6 +466,33 @@ def test_a_request_head_that_never_ends_is_a_408(rec, monkeypatch):
         assert data.endswith(b'"request headers not received in time", "detail": {"timeout_s": 1.0}}')
 
 
+def test_an_upload_slower_than_the_head_timer_is_answered(rec, monkeypatch):
+    # the head timer is for a request's head only: an upload still arriving when it runs out, well
+    # within --timeout, is answered (it was dropped without a word when the audit found it: the
+    # timer, armed when the connection opened, closed it mid-upload)
+    import ferkit.serve.server as server
+
+    monkeypatch.setattr(server, "HEAD_TIMEOUT", 1.0)
+    boundary, jpeg = b"ferkitboundary", EXAMPLE.read_bytes()
+    body = (b"--%s\r\nContent-Disposition: form-data; name=\"file\"; filename=\"a.jpg\"\r\nContent-Type: image/jpeg"
+            b"\r\n\r\n%s\r\n--%s--\r\n" % (boundary, jpeg, boundary))
+    with ServerThread(create_app(rec, warm_up=False, timeout=20)) as s, \
+            socket.create_connection(("127.0.0.1", s.port), timeout=30) as c:
+        c.sendall(b"POST /v1/analyze HTTP/1.1\r\nHost: x\r\nContent-Type: multipart/form-data; boundary=%s\r\n"
+                  b"Content-Length: %d\r\nConnection: close\r\n\r\n" % (boundary, len(body)))
+        start, step = time.monotonic(), len(body) // 5 + 1
+        for i in range(0, len(body), step):  # five parts over 2.4 s: past the 1 s head timer
+            c.sendall(body[i:i + step])
+            time.sleep(0.6)
+        data = b""
+        while chunk := c.recv(65536):
+            data += chunk
+    assert time.monotonic() - start > 2
+    head, _, answer = data.partition(b"\r\n\r\n")
+    assert head.startswith(b"HTTP/1.1 200 "), data[:300]
+    assert json.loads(answer)["faces"][0]["label"] == "happy"
+
+
 @pytest.mark.parametrize("head", [b"POST /v1/nothing-here HTTP/1.1", b"PUT /v1/analyze HTTP/1.1"])
 def test_a_404_or_405_before_the_body_closes_the_connection(rec, monkeypatch, head):
     # routing answers these without reading the body; the rest of a body that never comes must not

@@ -117,6 +117,12 @@ def _json_400_protocol() -> type:
             self.transport.close()
 
         def _head_expired(self) -> None:
+            cycle = getattr(self, "cycle", None)
+            if cycle is not None and not cycle.response_complete:
+                # a request in progress (its head arrived in time; its upload or analysis may take
+                # longer): the app's own --timeout governs it (a 408 for a late upload), and the
+                # timer is armed again for the next head once it is answered
+                return
             # no request in progress: none yet, or the last one answered (a pipelined next one
             # starts its own cycle at once)
             conn = getattr(self, "conn", None)
