@@ -446,7 +446,10 @@ def test_export_cli(tmp_path, capsys):
     assert main(["export", "--model", "default", "--format", "onnx", "--out", str(out), "--opset", "17"]) == 0
     text = capsys.readouterr().out
     assert f"wrote {out}" in text and "float32 [N, 1, 48, 48]" in text and "max |onnx - torch|" in text
-    assert out.exists() and card_path(out).exists()
+    assert out.exists() and card_path(out).exists() and "replacing" not in text
+    # the same file again: replaced, and said so
+    assert main(["export", "--model", "fast", "--out", str(out)]) == 0
+    assert "replacing the earlier file" in capsys.readouterr().out
     # a folder gets <name>.onnx
     assert main(["export", "--out", str(tmp_path)]) == 0
     assert (tmp_path / f"{weights.ALIASES['default']}.onnx").exists()
@@ -501,7 +504,8 @@ def test_export_help(capsys):
 @pytest.mark.parametrize("argv,msg", [
     (["export", "--model", "default", "--format", "tflite", "--out", "x.tflite"], "unknown export format 'tflite'"),
     (["export", "--model", "nope", "--format", "onnx", "--out", "{tmp}/x.onnx"], "no model 'nope'"),
-    (["export", "--model", "default", "--out", "{tmp}/a_file/x.onnx"], "cannot write"),
+    (["export", "--model", "default", "--out", "{tmp}/a_file/x.onnx"], "a_file is a file, not a folder"),
+    (["export", "--model", "default", "--out", ""], "--out is empty"),
     (["export", "--model", "default", "--out", "{tmp}/x.pb"], "must end in .onnx"),
     (["export", "--model", "default", "--out", "{tmp}/x.onnx", "--opset", "3"], "opset 3 is not supported"),
     (["export", "--model", "default", "--out", "{tmp}/x.onnx", "--dataset", "fer2013", "--data", "."], "add --int8"),

@@ -129,6 +129,24 @@ def test_one_image_per_request(client, photo):
     assert assert_json_error(client.post("/v1/analyze", files=[empty, empty]), 400, "no file chosen")
 
 
+def test_a_multipart_type_without_its_boundary_is_explained(client, photo):
+    # curl -H "Content-Type: multipart/form-data" -F file=@x.jpg replaces the header curl would
+    # write, boundary included
+    r = client.post("/v1/analyze", content=photo, headers={"Content-Type": "multipart/form-data"})
+    assert "boundary" in assert_json_error(r, 400, "multipart form without a boundary")["detail"]
+
+
+def test_an_upload_name_cannot_forge_log_lines_or_escape_codes(client, photo):
+    # the name goes into messages and the server's log: newlines, terminal escapes and
+    # bidirectional overrides become "?" (sent raw in the multipart header, as a hostile client can)
+    evil = 'a\x1b[31mRED\x1b[0m\nINFO:     10.0.0.9:1 - POST 200 OK\u202egpj.exe'.encode()
+    body = (b'--b0\r\nContent-Disposition: form-data; name="file"; filename="%s"\r\nContent-Type: image/jpeg'
+            b"\r\n\r\n%s\r\n--b0--\r\n" % (evil, photo))
+    r = client.post("/v1/analyze", content=body, headers={"Content-Type": "multipart/form-data; boundary=b0"})
+    assert r.status_code == 200 and r.json()["faces"][0]["label"] == "happy"
+    assert r.json()["source"] == "a?[31mRED?[0m?INFO:     10.0.0.9:1 - POST 200 OK?gpj.exe"
+
+
 def test_no_face_is_not_an_error(client):
     r = post(client, png_bytes(np.full((120, 160, 3), 200, np.uint8)), name="wall.png", ctype="image/png")
     assert r.status_code == 200

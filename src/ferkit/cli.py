@@ -593,6 +593,8 @@ def cmd_export(a: argparse.Namespace) -> int:
 
     if a.format != "onnx":
         raise FerkitError(f"unknown export format {a.format!r}; ferkit exports: onnx")
+    if a.out is not None and not str(a.out).strip():
+        raise FerkitError("--out is empty: name the .onnx file to write (or a folder to write it into)")
     if (a.dataset or a.data) and not a.int8:
         raise FerkitError("--dataset/--data calibrate int8 quantisation: add --int8")
     if a.calibration_split and not (a.int8 and a.dataset and a.data):
@@ -636,6 +638,8 @@ def cmd_export(a: argparse.Namespace) -> int:
         pick = np.random.default_rng(0).permutation(len(ds.images))[: a.calibration_images]
         calibration, mode = ds.images.numpy()[np.sort(pick)], "static"
         print(f"calibrating on {len(calibration)} images of {reader.name} {reader.resolve_split(split)}")
+    before = Path(a.out).expanduser() if a.out else None
+    replaced = before is not None and before.is_file()
     try:
         card = export_onnx(a.model, a.out, opset=a.opset, int8=mode, calibration=calibration, int8_ranges=ranges)
     except RangesMisfit as e:
@@ -651,7 +655,7 @@ def cmd_export(a: argparse.Namespace) -> int:
     ins = o["input"]
     raised = f", raised from {o['opset_requested']} by the quantiser" if "opset_requested" in o else ""
     print(f"wrote {out} ({size:,.0f} KB, opset {o['opset']}{raised}{', int8 ' + mode if mode else ''}) and "
-          f"{out.name}.json (the model card, also inside the file)")
+          f"{out.name}.json (the model card, also inside the file)" + (", replacing the earlier file" if replaced else ""))
     print(f"  input  {ins['name']}: float32 [{', '.join(map(str, ins['shape']))}], {ins['color']} pixels 0..255 "
           f"(normalisation is in the graph)")
     print(f"  output probabilities: [{', '.join(map(str, o['outputs'][0]['shape']))}] softmax over "
@@ -991,7 +995,8 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--model", default="default", help="shipped name, .safetensors file or run folder")
     s.add_argument("--format", default="onnx", help="export format (onnx)")
     s.add_argument("--out", required=True, metavar="FILE.onnx",
-                   help="output file, or a folder for <name>.onnx (one that does not exist yet: end it in /)")
+                   help="output file, or a folder for <name>.onnx (one that does not exist yet: end it in /); "
+                        "missing folders are made, and an existing file (and its .json card) is replaced")
     s.add_argument("--opset", type=int, default=17, metavar="N", help="ONNX opset version (7 to 20)")
     s.add_argument("--int8", nargs="?", const="auto", choices=["auto", "static", "dynamic"], metavar="MODE",
                    help="quantise to int8, MODE auto (the default), static or dynamic (a quarter of the file; static int8 of the default is 2.4x faster "

@@ -447,6 +447,12 @@ def read_card(onnx_path: str | os.PathLike) -> dict:
 
 
 def _check_writable(path: Path) -> None:
+    """Refuse, before any work, a path that cannot be written (its missing folders are made)."""
+    for up in path.parents:
+        if up.exists():
+            if not up.is_dir():
+                raise FerkitError(f"cannot write {path}: {up} is a file, not a folder")
+            break
     try:
         path.parent.mkdir(parents=True, exist_ok=True)
         with tempfile.NamedTemporaryFile(dir=path.parent, prefix=f".{path.name}.", delete=True):

@@ -179,7 +179,7 @@ class _Oversize(Exception):
 
 
 def _mb(n: int) -> str:
-    return f"{round(n / 2**20, 3):g} MB"
+    return f"{round(n / 2**20, 3):g} MiB"
 
 
 # ---------------------------------------------------------------------------------------
@@ -302,7 +302,13 @@ def _probe(data: bytes, max_pixels: int = DEFAULT_MAX_PIXELS) -> tuple[str, int,
 
 
 def _safe_filename(name: str | None) -> str:
-    base = (name or "").replace("\\", "/").rsplit("/", 1)[-1].strip()
+    """The uploaded file's name as ferkit shows it (``source``, messages, the server's log): its
+    last path part, with control and format characters (newlines, terminal escapes, bidirectional
+    overrides) as ``?``, so that a name cannot forge log lines or recolour a terminal."""
+    import unicodedata
+
+    base = (name or "").replace("\\", "/").rsplit("/", 1)[-1]
+    base = "".join("?" if unicodedata.category(ch) in ("Cc", "Cf", "Zl", "Zp") else ch for ch in base).strip()
     return base or "upload"
 
 
@@ -398,6 +404,10 @@ def create_app(recognizer: Any = None, *, model: str = "default", detector: str 
         if exc.status_code == 400 and "Invalid multipart data" in str(exc.detail):
             return error_response(400, "the multipart form could not be read (malformed, or a part header too "
                                   "long, such as a file name of thousands of characters)", str(exc.detail))
+        if exc.status_code == 400 and "Missing boundary" in str(exc.detail):
+            return error_response(400, "multipart form without a boundary", "the Content-Type header must name "
+                                  "the form's boundary (multipart/form-data; boundary=...); a client such as curl "
+                                  "-F or a browser form adds it: do not set Content-Type by hand")
         if exc.status_code == 400 and "parsing the body" in str(exc.detail):
             return error_response(400, "malformed multipart body", "send multipart/form-data with the image in a "
                                   "field named 'file'")
