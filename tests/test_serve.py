@@ -191,8 +191,9 @@ def test_decoder_errors_map_to_413_by_kind_not_by_wording(client, photo, monkeyp
 
 
 def test_bad_requests_get_json_errors(client, small_client, photo):
-    assert_json_error(client.post("/v1/analyze", files={"image": ("a.jpg", photo, "image/jpeg")}), 400, "missing",
-                      "file")
+    wrong = assert_json_error(client.post("/v1/analyze", files={"image": ("a.jpg", photo, "image/jpeg")}), 400,
+                              "missing", "file")
+    assert "the form holds 'image'" in wrong["error"] and wrong["detail"] == {"fields": ["image"]}
     assert_json_error(client.post("/v1/analyze", data={"file": "not a file"}), 400, "file")
     assert_json_error(client.post("/v1/analyze", json={"file": "x"}), 415, "multipart")
     assert_json_error(client.post("/v1/analyze"), 415, "multipart")

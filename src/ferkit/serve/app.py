@@ -301,14 +301,18 @@ def _probe(data: bytes, max_pixels: int = DEFAULT_MAX_PIXELS) -> tuple[str, int,
         raise ApiError(400, "corrupt image", f"{type(e).__name__}: {e}") from None
 
 
-def _safe_filename(name: str | None) -> str:
-    """The uploaded file's name as ferkit shows it (``source``, messages, the server's log): its
-    last path part, with control and format characters (newlines, terminal escapes, bidirectional
-    overrides) as ``?``, so that a name cannot forge log lines or recolour a terminal."""
+def _printable(text: str) -> str:
+    """``text`` with control and format characters (newlines, terminal escapes, bidirectional
+    overrides) as ``?``: what a client sent cannot forge log lines or recolour a terminal."""
     import unicodedata
 
-    base = (name or "").replace("\\", "/").rsplit("/", 1)[-1]
-    base = "".join("?" if unicodedata.category(ch) in ("Cc", "Cf", "Zl", "Zp") else ch for ch in base).strip()
+    return "".join("?" if unicodedata.category(ch) in ("Cc", "Cf", "Zl", "Zp") else ch for ch in text)
+
+
+def _safe_filename(name: str | None) -> str:
+    """The uploaded file's name as ferkit shows it (``source``, messages, the server's log): its
+    last path part, :func:`_printable`."""
+    base = _printable((name or "").replace("\\", "/").rsplit("/", 1)[-1]).strip()
     return base or "upload"
 
 
@@ -493,8 +497,14 @@ def create_app(recognizer: Any = None, *, model: str = "default", detector: str 
             if ctype != "multipart/form-data":
                 raise ApiError(415, "send the image as multipart/form-data in a field named 'file'",
                                {"content_type": ctype or None})
-            if "file" in (await request.form()):  # the field is there, with no file in it (FastAPI made it None)
+            form = await request.form()
+            if "file" in form:  # the field is there, with no file in it (FastAPI made it None)
                 raise ApiError(400, NO_FILE_CHOSEN, None)
+            fields = sorted({_printable(k)[:100] for k in form.keys()})[:20]
+            if fields:
+                raise ApiError(400, f"missing form field 'file' (the image): the form holds "
+                                    f"{', '.join(repr(f) for f in fields)}; name the image's field 'file'",
+                               {"fields": fields})
             raise ApiError(400, "missing form field 'file' (the image), or the form is cut short (no closing "
                                 "boundary)", None)
         name = _safe_filename(file.filename)
