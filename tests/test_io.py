@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import io
+import warnings
 from pathlib import Path
 
 import numpy as np
@@ -131,6 +132,11 @@ def test_a_jpeg_missing_only_its_end_marker_is_read_with_a_warning(tmp_path):
         assert np.array_equal(got, full)
     with pytest.warns(UserWarning):
         assert np.array_equal(read_image(no_eoi, "L"), read_image(data, "L"))
+    notes: list[str] = []  # (the server's way: told in a list, no warning)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        assert np.array_equal(read_image(no_eoi, "RGB", notes=notes), full)
+    assert len(notes) == 1 and notes[0].startswith(f"{no_eoi}: the JPEG file lacks its 2-byte end marker")
     # cut inside the scan: refused, wherever the cut falls (the last 40 bytes and beyond)
     for n in list(range(3, 43)) + [len(data) // 2]:
         with pytest.raises(ImageDecodeError, match="corrupt or truncated"):

@@ -147,6 +147,23 @@ def test_an_upload_name_cannot_forge_log_lines_or_escape_codes(client, photo):
     assert r.json()["source"] == "a?[31mRED?[0m?INFO:     10.0.0.9:1 - POST 200 OK?gpj.exe"
 
 
+def test_an_image_read_with_a_caveat_says_so_in_a_header(client, photo):
+    # the CLI prints these as warnings; an HTTP client has no stderr: X-Ferkit-Warnings (a JSON list)
+    r = post(client, photo)
+    assert r.status_code == 200 and "x-ferkit-warnings" not in r.headers
+    r = client.post("/v1/analyze", files={"file": ("no_end.jpg", photo[:-2], "image/jpeg")})
+    assert r.status_code == 200 and r.json()["faces"][0]["label"] == "happy"
+    told = json.loads(r.headers["x-ferkit-warnings"])
+    assert len(told) == 1 and told[0].startswith("no_end.jpg: the JPEG file lacks its 2-byte end marker")
+    frames = [Image.new("RGB", (64, 48), c) for c in ("red", "blue", "green")]
+    gif = io.BytesIO()
+    frames[0].save(gif, "GIF", save_all=True, append_images=frames[1:])
+    r = client.post("/v1/analyze?annotated=1", files={"file": ("anim.gif", gif.getvalue(), "image/gif")})
+    assert r.status_code == 200 and r.headers["content-type"] == "image/png"
+    assert json.loads(r.headers["x-ferkit-warnings"]) == [
+        "anim.gif: holds 3 frames (an animation or a multi-page file); only the first is read"]
+
+
 def test_no_face_is_not_an_error(client):
     r = post(client, png_bytes(np.full((120, 160, 3), 200, np.uint8)), name="wall.png", ctype="image/png")
     assert r.status_code == 200

@@ -171,15 +171,25 @@ def _to_mode(img: Image.Image, mode: str, label: str = "image") -> Image.Image:
 
 
 def read_image(source: Source, mode: str = "L", name: str | None = None,
-               formats: tuple[str, ...] | list[str] | None = None) -> np.ndarray:
+               formats: tuple[str, ...] | list[str] | None = None, *,
+               notes: list[str] | None = None) -> np.ndarray:
     """Decode ``source`` (path, bytes, array or PIL image) to a uint8 array.
 
     ``mode="L"`` gives ``H x W`` grayscale, ``mode="RGB"`` gives ``H x W x 3``. A uint8 array
     already in that form comes back as it is (the same array when contiguous, not a copy).
     ``formats``: for a path or bytes, the only Pillow formats tried (None: all it knows; a file
     of another format is "not an image file"). Raises :class:`ImageDecodeError` naming the source
-    when it cannot be read.
+    when it cannot be read. What is read with a caveat (only the first frame of an animation, a
+    JPEG without its end marker, a picture that may be cut short) is a ``UserWarning``, or, given
+    a ``notes`` list, appended to it instead (no warnings machinery: safe in threads).
     """
+
+    def warn(message: str) -> None:
+        if notes is not None:
+            notes.append(message)
+        else:
+            warnings.warn(message, stacklevel=3)
+
     if mode not in ("L", "RGB"):
         raise ValueError(f"mode must be 'L' or 'RGB', not {mode!r}")
     label = name or (str(source) if isinstance(source, (str, os.PathLike)) else type(source).__name__)
@@ -247,16 +257,16 @@ def read_image(source: Source, mode: str = "L", name: str | None = None,
                 if blank == "cut":
                     raise ImageDecodeError(_cut_jpeg(label, w, h))
                 if blank == "maybe":
-                    warnings.warn(f"{label}: the lower half or more of the picture is flat gray (128) from a row of "
-                                  f"blocks down, as libjpeg fills a file cut short; read as it is", stacklevel=2)
+                    warn(f"{label}: the lower half or more of the picture is flat gray (128) from a row of "
+                         f"blocks down, as libjpeg fills a file cut short; read as it is")
                 out = np.ascontiguousarray(np.asarray(_to_mode(_upright(img), mode, label)))
                 try:  # (counting pages walks the whole file, whose later pages may be damaged)
                     frames = getattr(img, "n_frames", 1)
                 except Exception:
                     frames = 1
                 if frames > 1 and img.format != "MPO":  # (a phone's MPO: its photo first, then depth maps)
-                    warnings.warn(f"{label}: holds {frames} {'pages' if img.format == 'TIFF' else 'frames'} (an "
-                                  f"animation or a multi-page file); only the first is read", stacklevel=2)
+                    warn(f"{label}: holds {frames} {'pages' if img.format == 'TIFF' else 'frames'} (an "
+                                  f"animation or a multi-page file); only the first is read")
                 return out
     except ImageDecodeError:
         raise
@@ -274,9 +284,9 @@ def read_image(source: Source, mode: str = "L", name: str | None = None,
         # files besides (TypeError, struct.error, IndexError, KeyError...)
         whole = _only_end_marker_missing(fp, e)
         if whole is not None:
-            out = read_image(whole, mode, name=label, formats=formats)
-            warnings.warn(f"{label}: the JPEG file lacks its 2-byte end marker (FF D9) but holds all of its "
-                          f"picture; read as it is", stacklevel=2)
+            out = read_image(whole, mode, name=label, formats=formats, notes=notes)
+            warn(f"{label}: the JPEG file lacks its 2-byte end marker (FF D9) but holds all of its picture; read "
+                 f"as it is")
             return out
         raise ImageDecodeError(f"{label}: corrupt or truncated image ({e})") from None
 

@@ -445,7 +445,9 @@ def create_app(recognizer: Any = None, *, model: str = "default", detector: str 
                     "`file`. Answers the same JSON as `ferkit predict IMAGE --json` (`source` is the uploaded "
                     "file's name; an image without faces has `\"faces\": []`), or with `annotated=1` the image "
                     "with boxes, labels, landmarks and probability bars drawn on it, as PNG (header "
-                    "`X-Ferkit-Faces`: the number of faces). Errors are JSON `{\"error\", \"detail\"}`.",
+                    "`X-Ferkit-Faces`: the number of faces). An image read with a caveat (only the first frame "
+                    "of an animation, a JPEG without its end marker) has the header `X-Ferkit-Warnings`, a JSON "
+                    "list of messages. Errors are JSON `{\"error\", \"detail\"}`.",
         responses={
             200: {"content": {"application/json": {"example": {"source": "photo.jpg", "width": 512, "height": 512,
                                                               "faces": [face_example]}},
@@ -529,10 +531,13 @@ def create_app(recognizer: Any = None, *, model: str = "default", detector: str 
                                 f"{w}x{h}: ask without annotated=1 for its JSON",
                            {"width": w, "height": h, "max_side": PNG_MAX_SIDE})
 
+        notes: list[str] = []  # read with a caveat: told in the log and the X-Ferkit-Warnings header
+
         def work() -> tuple[dict, bytes | None]:
             # decoded by the probed format's reader only (Pillow tries some readers without a
             # signature check first: another could claim the bytes, at another size)
-            rgb = read_image(data, "RGB", name=name, formats=ALLOWED_FORMATS)  # (the probe's reader: its size)
+            rgb = read_image(data, "RGB", name=name, formats=ALLOWED_FORMATS,  # (the probe's reader: its size)
+                             notes=notes)
             r = recognizer.analyze(rgb, source=name, keep_image=annotated)
             return r.to_dict(), (encode_png(r.plot()) if annotated else None)
 
@@ -550,6 +555,11 @@ def create_app(recognizer: Any = None, *, model: str = "default", detector: str 
         except Exception as e:
             log.error("analysis of %s (%s, %dx%d) failed", name, fmt, w, h, exc_info=e)
             raise ApiError(500, "the analysis failed (a server error: see its log)") from None
+        told = {}
+        if notes:
+            for n in notes:
+                log.warning("%s", n)
+            told = {"X-Ferkit-Warnings": json.dumps(notes)}  # (ASCII: non-ASCII letters as \u escapes)
         if png is not None:
             # (format characters such as U+202E, which turn the text around, could disguise the extension)
             base = "".join(c for c in name.rsplit(".", 1)[0] if unicodedata.category(c) != "Cf")
@@ -557,10 +567,10 @@ def create_app(recognizer: Any = None, *, model: str = "default", detector: str 
             # filename: an ASCII fallback; filename*: the name as uploaded (RFC 6266), for non-ASCII names
             utf8 = quote((re.sub(r"[\x00-\x1f\x7f\"\\/]+", "_", base)[:80] or "upload") + "_ferkit.png", safe="")
             return Response(png, media_type="image/png",
-                            headers={"X-Ferkit-Faces": str(len(result["faces"])),
+                            headers={**told, "X-Ferkit-Faces": str(len(result["faces"])),
                                      "Content-Disposition": f'inline; filename="{stem}_ferkit.png"; '
                                                             f"filename*=UTF-8''{utf8}"})
-        return Response(json.dumps(result), media_type="application/json")
+        return Response(json.dumps(result), media_type="application/json", headers=told)
 
     # HEAD too: load balancers and uptime checkers probe with it (GET routes alone answer it 405)
     @app.get("/healthz", tags=["service"], summary="Liveness, model and limits")
