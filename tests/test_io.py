@@ -191,6 +191,45 @@ def test_the_end_marker_check_walks_every_block():
     prog = io.BytesIO()
     Image.fromarray(photo).save(prog, "JPEG", progressive=True)
     assert complete(prog.getvalue()[:-2]) is None and complete(b"\xff\xd8\xff") is None
+    # hand-made headers a second review found (both decode whole in libjpeg): repeated component
+    # ids (libjpeg pairs the scan's with the frame's by position), FF 00 before a segment (libjpeg
+    # skips it as 2 bytes of garbage; a parser that reads a length after it sees another frame)
+    dup = bytearray(files[2])
+    sof = dup.index(b"\xff\xc0")
+    dup[sof + 10], dup[sof + 13], dup[sof + 16] = 1, 1, 2
+    dup[sos + 5], dup[sos + 7], dup[sos + 9] = 1, 1, 2
+    assert complete(bytes(dup)[:-2]) is None
+    assert complete(files[2][:2] + b"\xff\x00" + files[2][2:-2]) is None
+
+
+def test_the_end_marker_check_knows_the_standard_tables_mjpeg_frames_leave_out():
+    # an MJPEG webcam frame carries no Huffman tables (DHT): libjpeg uses ITU T.81 Annex K's, the
+    # ones Pillow writes when not optimising
+    import struct
+
+    from ferkit._jpeg import STANDARD_TABLES, complete_without_end_marker as complete
+
+    buf = io.BytesIO()
+    Image.fromarray(np.random.default_rng(5).integers(0, 255, (40, 56, 3), dtype=np.uint8)).save(buf, "JPEG")
+    data, i, written, bare = buf.getvalue(), 2, {}, bytearray(buf.getvalue()[:2])
+    while data[i + 1] != 0xDA:
+        (n,) = struct.unpack(">H", data[i + 2:i + 4])
+        seg = data[i + 4:i + 2 + n]
+        if data[i + 1] == 0xC4:
+            j = 0
+            while j < len(seg):
+                k = 17 + sum(seg[j + 1:j + 17])
+                written[(seg[j] >> 4, seg[j] & 15)] = (seg[j + 1:j + 17].hex(), seg[j + 17:j + k].hex())
+                j += k
+        else:
+            bare += data[i:i + 2 + n]
+        i += 2 + n
+    bare += data[i:]
+    assert written == STANDARD_TABLES
+    assert np.array_equal(read_image(bytes(bare), "RGB"), read_image(data, "RGB"))  # (libjpeg agrees)
+    assert complete(bytes(bare)[:-2]) is True and complete(bytes(bare)[:-5]) is False
+    with pytest.warns(UserWarning, match="end marker"):
+        assert np.array_equal(read_image(bytes(bare)[:-2], "RGB"), read_image(data, "RGB"))
 
 
 def test_links_pipes_and_unlistable_folders(tmp_path):

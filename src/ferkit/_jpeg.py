@@ -11,8 +11,10 @@ whether every MCU of the picture is there, bit for bit.
 Covered: sequential Huffman JPEGs (baseline ``SOF0`` and extended ``SOF1``, the kind cameras and
 webcams write) with one scan of all their components, with or without restart markers (then
 only the last interval is walked). Anything else (progressive, lossless or arithmetic-coded
-files, several scans, a height given later by ``DNL``, undefined tables, data over
-:data:`MAX_WALK_BYTES`) is "not known", and the file stays refused.
+files, several scans, a height given later by ``DNL``, tables neither defined nor standard,
+repeated component ids, markers a header should not hold, data over :data:`MAX_WALK_BYTES`) is
+"not known", and the file stays refused. Tables a file does not define in slots 0 and 1 are the
+standard ones, as in libjpeg (MJPEG frames carry none).
 """
 
 from __future__ import annotations
@@ -25,6 +27,28 @@ import struct
 MAX_WALK_BYTES = 2_000_000
 
 _OTHER_MARKER = re.compile(rb"\xff(?![\x00\xd0-\xd7])")  # inside entropy-coded data: only FF 00 and RSTn
+#: ITU T.81 Annex K.3's example Huffman tables, ``(class, slot): (counts per code length, symbols)``
+#: in hex: what libjpeg uses for slots 0 and 1 when a file defines none, as MJPEG frames do
+STANDARD_TABLES = {
+    (0, 0): ("00010501010101010100000000000000", "000102030405060708090a0b"),
+    (0, 1): ("00030101010101010101010000000000", "000102030405060708090a0b"),
+    (1, 0): ("0002010303020403050504040000017d",
+             "01020300041105122131410613516107227114328191a1082342b1c11552d1f02433627282090a161718191a25262728292a3435"
+             "363738393a434445464748494a535455565758595a636465666768696a737475767778797a838485868788898a929394959697"
+             "98999aa2a3a4a5a6a7a8a9aab2b3b4b5b6b7b8b9bac2c3c4c5c6c7c8c9cad2d3d4d5d6d7d8d9dae1e2e3e4e5e6e7e8e9eaf1f2"
+             "f3f4f5f6f7f8f9fa"),
+    (1, 1): ("00020102040403040705040400010277",
+             "000102031104052131061241510761711322328108144291a1b1c109233352f0156272d10a162434e125f11718191a26272829"
+             "2a35363738393a434445464748494a535455565758595a636465666768696a737475767778797a82838485868788898a929394"
+             "95969798999aa2a3a4a5a6a7a8a9aab2b3b4b5b6b7b8b9bac2c3c4c5c6c7c8c9cad2d3d4d5d6d7d8d9dae2e3e4e5e6e7e8e9ea"
+             "f2f3f4f5f6f7f8f9fa"),
+}
+
+#: markers a header may hold before its scan, as far as this walk goes: SOF0/SOF1, DHT, DQT, DRI,
+#: APPn and COM (anything else, ``FF 00`` included, which libjpeg skips as garbage while a
+#: length-reading parser would not, makes the file "not known")
+_HEADER_MARKERS = frozenset([0xC0, 0xC1, 0xC4, 0xDB, 0xDD, 0xDA, 0xFE, *range(0xE0, 0xF0)])
+
 _NOT_STUFFED = re.compile(rb"\xff(?!\x00)")  # without restart intervals: only FF 00
 _RST = re.compile(rb"\xff[\xd0-\xd7]")
 
@@ -61,7 +85,7 @@ def _header(data: bytes):
         if m == 0xFF:  # a fill byte before a marker
             i += 1
             continue
-        if 0xD0 <= m <= 0xD8 or m == 0x01:  # RSTn, SOI or TEM: no place in a header
+        if m not in _HEADER_MARKERS:  # progressive, lossless, arithmetic, hierarchical, RSTn, FF 00...
             return None
         (n,) = struct.unpack(">H", data[i + 2:i + 4])
         seg = data[i + 4:i + 2 + n]
@@ -74,11 +98,11 @@ def _header(data: bytes):
             if len(seg) < 6 + 3 * nf or not nf or not height or not width:
                 return None
             comps = [(seg[6 + 3 * c], seg[7 + 3 * c] >> 4, seg[7 + 3 * c] & 15) for c in range(nf)]
-            if any(h < 1 or v < 1 for _, h, v in comps):
+            # (repeated component ids: libjpeg matches the scan's to the frame's by position, this
+            # walk by id; not known)
+            if any(h < 1 or v < 1 for _, h, v in comps) or len({c for c, _, _ in comps}) != nf:
                 return None
             frame = (width, height, comps)
-        elif 0xC2 <= m <= 0xCF and m not in (0xC4, 0xC8, 0xCC):  # progressive, lossless, differential, arithmetic
-            return None
         elif m == 0xC4:
             j = 0
             while j + 17 <= len(seg):
@@ -99,7 +123,7 @@ def _header(data: bytes):
                 return None
             ns = seg[0]
             scan = [(seg[1 + 2 * c], seg[2 + 2 * c] >> 4, seg[2 + 2 * c] & 15) for c in range(ns)]
-            if sorted(c for c, _, _ in scan) != sorted(c for c, _, _ in frame[2]):
+            if len({c for c, _, _ in scan}) != ns or sorted(c for c, _, _ in scan) != sorted(c for c, _, _ in frame[2]):
                 return None  # not all components in this scan: more scans follow
             return frame, scan, tables, interval, i + 2 + n
         i += 2 + n
@@ -131,9 +155,12 @@ def complete_without_end_marker(data: bytes) -> bool | None:
     for td, ta in blocks:
         for key in ((0, td), (1, ta)):
             if key not in luts:
-                if key not in tables:
+                if key in tables:
+                    luts[key] = _lookup(*tables[key])
+                elif key in STANDARD_TABLES:  # (as libjpeg: a file without DHT, an MJPEG frame)
+                    luts[key] = _lookup(*(bytes.fromhex(h) for h in STANDARD_TABLES[key]))
+                else:
                     return None
-                luts[key] = _lookup(*tables[key])
                 if luts[key] is None:
                     return None
     entropy = data[start:]

@@ -296,7 +296,7 @@ def _only_end_marker_missing(fp: object, err: Exception) -> bytes | None:
     added, when that marker is all it lacks (some cameras, MJPEG webcams and uploaders drop it;
     OpenCV and browsers decode every pixel), as :func:`ferkit._jpeg.complete_without_end_marker`
     finds by walking its Huffman-coded blocks. None otherwise: the file stays refused."""
-    from ._jpeg import complete_without_end_marker
+    from ._jpeg import MAX_WALK_BYTES, complete_without_end_marker
 
     if not (isinstance(err, OSError) and "truncated" in str(err)):
         return None
@@ -304,6 +304,8 @@ def _only_end_marker_missing(fp: object, err: Exception) -> bytes | None:
         if isinstance(fp, _io.BytesIO):
             data = fp.getvalue()
         else:
+            if os.path.getsize(fp) > 4 * MAX_WALK_BYTES:  # type: ignore[arg-type]  # (not read: the walk refuses it)
+                return None
             with open(fp, "rb") as f:  # type: ignore[arg-type]
                 if f.read(2) != b"\xff\xd8":  # (a truncated PNG, say: not read further)
                     return None
