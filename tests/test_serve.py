@@ -747,6 +747,11 @@ def test_browser_upload_shows_happy(browser, live, tmp_path):
         page.wait_for_selector("#faces .label")
         wait_until(lambda: "cannot display the photo's format" in page.text_content("#status"))
         assert page.locator("#photo").is_hidden() and page.text_content("#faces .label").startswith("happy")
+        # read with a caveat (the server's X-Ferkit-Warnings): said under the result
+        page.set_input_files("#file", files=[{"name": "no_end.jpg", "mimeType": "image/jpeg",
+                                              "buffer": EXAMPLE.read_bytes()[:-2]}])
+        wait_until(lambda: "Note: no_end.jpg: the JPEG file lacks its 2-byte end marker" in page.text_content("#status"))
+        assert "1 face in no_end.jpg" in page.text_content("#status") and "warn" in page.get_attribute("#status", "class")
         # a photo without a face
         wall = png_bytes(np.full((200, 300, 3), 190, np.uint8))
         page.set_input_files("#file", files=[{"name": "wall.png", "mimeType": "image/png", "buffer": wall}])
