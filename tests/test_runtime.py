@@ -450,9 +450,11 @@ def test_export_cli(tmp_path, capsys):
     # the same file again: replaced, and said so
     assert main(["export", "--model", "fast", "--out", str(out)]) == 0
     assert "replacing the earlier file" in capsys.readouterr().out
-    # a folder gets <name>.onnx
+    # a folder gets <name>.onnx (replaced, and said so, the second time)
     assert main(["export", "--out", str(tmp_path)]) == 0
-    assert (tmp_path / f"{weights.ALIASES['default']}.onnx").exists()
+    assert (tmp_path / f"{weights.ALIASES['default']}.onnx").exists() and "replacing" not in capsys.readouterr().out
+    assert main(["export", "--out", str(tmp_path)]) == 0
+    assert "replacing the earlier file" in capsys.readouterr().out
 
 
 def test_export_cli_calibrates_static_int8_on_a_dataset_split(tmp_path, capsys):

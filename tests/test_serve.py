@@ -132,8 +132,9 @@ def test_one_image_per_request(client, photo):
 def test_a_multipart_type_without_its_boundary_is_explained(client, photo):
     # curl -H "Content-Type: multipart/form-data" -F file=@x.jpg replaces the header curl would
     # write, boundary included
-    r = client.post("/v1/analyze", content=photo, headers={"Content-Type": "multipart/form-data"})
-    assert "boundary" in assert_json_error(r, 400, "multipart form without a boundary")["detail"]
+    for ctype in ("multipart/form-data", "multipart/form-data; boundary=", "multipart/form-data; charset=utf-8"):
+        r = client.post("/v1/analyze", content=photo, headers={"Content-Type": ctype})
+        assert "boundary" in assert_json_error(r, 400, "multipart form without a boundary")["detail"], ctype
 
 
 def test_an_upload_name_cannot_forge_log_lines_or_escape_codes(client, photo):
@@ -155,6 +156,10 @@ def test_an_image_read_with_a_caveat_says_so_in_a_header(client, photo):
     assert r.status_code == 200 and r.json()["faces"][0]["label"] == "happy"
     told = json.loads(r.headers["x-ferkit-warnings"])
     assert len(told) == 1 and told[0].startswith("no_end.jpg: the JPEG file lacks its 2-byte end marker")
+    # a crafted name thousands of characters long: each message cut to 300 characters
+    r = client.post("/v1/analyze", files={"file": ("\U0001f600" * 900 + ".jpg", photo[:-2], "image/jpeg")})
+    told = json.loads(r.headers["x-ferkit-warnings"])
+    assert r.status_code == 200 and len(told[0]) == 300 and told[0].endswith("…")
     frames = [Image.new("RGB", (64, 48), c) for c in ("red", "blue", "green")]
     gif = io.BytesIO()
     frames[0].save(gif, "GIF", save_all=True, append_images=frames[1:])
@@ -211,6 +216,7 @@ def test_bad_requests_get_json_errors(client, small_client, photo):
     wrong = assert_json_error(client.post("/v1/analyze", files={"image": ("a.jpg", photo, "image/jpeg")}), 400,
                               "missing", "file")
     assert "the form holds 'image'" in wrong["error"] and wrong["detail"] == {"fields": ["image"]}
+    assert "cut short" in wrong["error"]  # (a form without its closing boundary loses its last part)
     assert_json_error(client.post("/v1/analyze", data={"file": "not a file"}), 400, "file")
     assert_json_error(client.post("/v1/analyze", json={"file": "x"}), 415, "multipart")
     assert_json_error(client.post("/v1/analyze"), 415, "multipart")
@@ -741,11 +747,12 @@ def test_browser_upload_shows_happy(browser, live, tmp_path):
         assert page.locator("#faces .label").count() == 0
         assert page.locator("#photo").is_hidden()  # the empty frame, not a broken picture under the message
         # a format the server reads and this browser cannot show (TIFF): the results without the picture
-        tiff = io.BytesIO()
-        Image.open(EXAMPLE).save(tiff, format="TIFF")
+        tiff = io.BytesIO()  # (two pages: the server's note that only the first is read stays with the message)
+        Image.open(EXAMPLE).save(tiff, format="TIFF", save_all=True, append_images=[Image.new("RGB", (8, 8))])
         page.set_input_files("#file", files=[{"name": "a.tiff", "mimeType": "image/tiff", "buffer": tiff.getvalue()}])
         page.wait_for_selector("#faces .label")
         wait_until(lambda: "cannot display the photo's format" in page.text_content("#status"))
+        assert "Note: a.tiff: holds 2 pages" in page.text_content("#status")
         assert page.locator("#photo").is_hidden() and page.text_content("#faces .label").startswith("happy")
         # read with a caveat (the server's X-Ferkit-Warnings): said under the result
         page.set_input_files("#file", files=[{"name": "no_end.jpg", "mimeType": "image/jpeg",

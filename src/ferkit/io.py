@@ -181,7 +181,8 @@ def read_image(source: Source, mode: str = "L", name: str | None = None,
     of another format is "not an image file"). Raises :class:`ImageDecodeError` naming the source
     when it cannot be read. What is read with a caveat (only the first frame of an animation, a
     JPEG without its end marker, a picture that may be cut short) is a ``UserWarning``, or, given
-    a ``notes`` list, appended to it instead (no warnings machinery: safe in threads).
+    a ``notes`` list, appended to it instead (the server's way: each request's own list, where a
+    warning would go to whichever thread's filters are in force).
     """
 
     def warn(message: str) -> None:

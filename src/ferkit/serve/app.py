@@ -48,9 +48,9 @@ from ..results import CLASS_COLOURS, encode_png
 
 log = logging.getLogger("ferkit.serve")
 
-DEFAULT_MAX_UPLOAD = 10 * 1024 * 1024  #: bytes of one uploaded image (10 MB)
+DEFAULT_MAX_UPLOAD = 10 * 1024 * 1024  #: bytes of one uploaded image (10 MiB)
 DEFAULT_MAX_PIXELS = 50_000_000  #: width x height of one image (50 MP; a 12 MP phone photo is fine)
-DEFAULT_TIMEOUT = 30.0  #: seconds from a request's first byte to its answer
+DEFAULT_TIMEOUT = 30.0  #: seconds from a request's complete head to its answer (upload and analysis)
 DEFAULT_MAX_QUEUE = 32  #: requests that may wait for a worker before the server answers 503
 MULTIPART_SLACK = 64 * 1024  #: room for the multipart boundaries and part headers around the file
 PNG_MAX_SIDE = 1_000_000  #: libpng (so cv2.imencode) writes no PNG wider or taller than this
@@ -304,8 +304,6 @@ def _probe(data: bytes, max_pixels: int = DEFAULT_MAX_PIXELS) -> tuple[str, int,
 def _printable(text: str) -> str:
     """``text`` with control and format characters (newlines, terminal escapes, bidirectional
     overrides) as ``?``: what a client sent cannot forge log lines or recolour a terminal."""
-    import unicodedata
-
     return "".join("?" if unicodedata.category(ch) in ("Cc", "Cf", "Zl", "Zp") else ch for ch in text)
 
 
@@ -405,13 +403,14 @@ def create_app(recognizer: Any = None, *, model: str = "default", detector: str 
         if exc.status_code == 405:
             return error_response(405, f"method {request.method} not allowed here", None,
                                   {**dict(exc.headers or {}), **close})
-        if exc.status_code == 400 and "Invalid multipart data" in str(exc.detail):
-            return error_response(400, "the multipart form could not be read (malformed, or a part header too "
-                                  "long, such as a file name of thousands of characters)", str(exc.detail))
-        if exc.status_code == 400 and "Missing boundary" in str(exc.detail):
+        if exc.status_code == 400 and ("Missing boundary" in str(exc.detail) or re.search(
+                r";\s*boundary=\s*(;|$)", request.headers.get("content-type", ""), re.I)):
             return error_response(400, "multipart form without a boundary", "the Content-Type header must name "
                                   "the form's boundary (multipart/form-data; boundary=...); a client such as curl "
                                   "-F or a browser form adds it: do not set Content-Type by hand")
+        if exc.status_code == 400 and "Invalid multipart data" in str(exc.detail):
+            return error_response(400, "the multipart form could not be read (malformed, or a part header too "
+                                  "long, such as a file name of thousands of characters)", str(exc.detail))
         if exc.status_code == 400 and "parsing the body" in str(exc.detail):
             return error_response(400, "malformed multipart body", "send multipart/form-data with the image in a "
                                   "field named 'file'")
@@ -446,7 +445,8 @@ def create_app(recognizer: Any = None, *, model: str = "default", detector: str 
                     "file's name; an image without faces has `\"faces\": []`), or with `annotated=1` the image "
                     "with boxes, labels, landmarks and probability bars drawn on it, as PNG (header "
                     "`X-Ferkit-Faces`: the number of faces). An image read with a caveat (only the first frame "
-                    "of an animation, a JPEG without its end marker) has the header `X-Ferkit-Warnings`, a JSON "
+                    "of an animation, a JPEG without its end marker, a picture whose lower half is flat gray as in a "
+                    "file cut short) has the header `X-Ferkit-Warnings`, a JSON "
                     "list of messages. Errors are JSON `{\"error\", \"detail\"}`.",
         responses={
             200: {"content": {"application/json": {"example": {"source": "photo.jpg", "width": 512, "height": 512,
@@ -505,8 +505,8 @@ def create_app(recognizer: Any = None, *, model: str = "default", detector: str 
             fields = sorted({_printable(k)[:100] for k in form.keys()})[:20]
             if fields:
                 raise ApiError(400, f"missing form field 'file' (the image): the form holds "
-                                    f"{', '.join(repr(f) for f in fields)}; name the image's field 'file'",
-                               {"fields": fields})
+                                    f"{', '.join(repr(f) for f in fields)}; name the image's field 'file' (or the "
+                                    f"form is cut short: no closing boundary after it)", {"fields": fields})
             raise ApiError(400, "missing form field 'file' (the image), or the form is cut short (no closing "
                                 "boundary)", None)
         name = _safe_filename(file.filename)
@@ -559,7 +559,9 @@ def create_app(recognizer: Any = None, *, model: str = "default", detector: str 
         if notes:
             for n in notes:
                 log.warning("%s", n)
-            told = {"X-Ferkit-Warnings": json.dumps(notes)}  # (ASCII: non-ASCII letters as \u escapes)
+            # ASCII (non-ASCII letters as \u escapes), each message cut at 300 characters: a crafted
+            # name of thousands of emoji would otherwise make a header proxies refuse
+            told = {"X-Ferkit-Warnings": json.dumps([n if len(n) <= 300 else n[:299] + "…" for n in notes[:4]])}
         if png is not None:
             # (format characters such as U+202E, which turn the text around, could disguise the extension)
             base = "".join(c for c in name.rsplit(".", 1)[0] if unicodedata.category(c) != "Cf")

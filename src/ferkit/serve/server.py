@@ -189,10 +189,17 @@ class _ShutdownAnswer:
 
 
 def _config(app: Any, log_level: str, **kw: Any) -> Any:
-    import uvicorn
+    """uvicorn's configuration; ferkit's own log (``ferkit.serve``: images read with a caveat, server
+    faults) goes through uvicorn's handler, in its format, at ``--log-level``."""
+    import copy
 
-    return uvicorn.Config(_ShutdownAnswer(app), log_level=log_level, server_header=False, timeout_keep_alive=15,
-                          timeout_graceful_shutdown=5, http=_json_400_protocol(), **kw)
+    import uvicorn
+    from uvicorn.config import LOGGING_CONFIG
+
+    logs = copy.deepcopy(LOGGING_CONFIG)
+    logs["loggers"]["ferkit.serve"] = {"handlers": ["default"], "level": log_level.upper(), "propagate": False}
+    return uvicorn.Config(_ShutdownAnswer(app), log_level=log_level, log_config=logs, server_header=False,
+                          timeout_keep_alive=15, timeout_graceful_shutdown=5, http=_json_400_protocol(), **kw)
 
 
 def run(app: Any, host: str = "127.0.0.1", port: int = 8000, log_level: str = "info",
