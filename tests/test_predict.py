@@ -619,3 +619,40 @@ def test_a_slice_of_results_is_results_with_its_own_lost_frames(tmp_path):
     assert [(f.frames, f.source) for f in res[2:].failed] == [((8, 8), "clip.avi"), (None, "other.avi")]
     assert json.loads(res[1:1].to_json()) == [{"source": "other.avi", "error": "could not be opened", "faces": []}]
     assert type(list(res)) is list and len(res[::2]) == 2
+
+
+def _latin1_name(folder: Path, made: Path, name: bytes) -> Path:
+    """``made`` renamed to ``name`` (bytes, not UTF-8) in ``folder``, as a str path (surrogate escapes)."""
+    target = os.path.join(os.fsencode(folder), name)
+    os.rename(os.fsencode(made), target)
+    return Path(os.fsdecode(target))
+
+
+@pytest.mark.skipif(os.uname().sysname != "Linux", reason="file names that are not UTF-8: Linux filesystems")
+def test_file_names_that_are_not_utf8_are_read_and_written(tmp_path, capsys):
+    # an old archive's Latin-1 name ("caf\xe9.jpg") reaches Python with surrogate escapes; OpenCV
+    # crashed the whole process on it (a segmentation fault) when writing the annotated copy or
+    # opening the video, and the CSV writer raised: nothing of the batch was written
+    photos = tmp_path / "photos"
+    photos.mkdir()
+    shutil.copy(EXAMPLE, photos / "plain.jpg")
+    shutil.copy(EXAMPLE, photos / "tmp.jpg")
+    odd = _latin1_name(photos, photos / "tmp.jpg", b"caf\xe9.jpg")
+    assert "\udce9" in str(odd) and odd.exists()
+    out, table, js = tmp_path / "out", tmp_path / "r.csv", tmp_path / "r.json"
+    assert main(["predict", str(photos), "--out", str(out), "--csv", str(table), "--json", str(js), "--quiet"]) == 0
+    assert sorted(os.listdir(os.fsencode(out))) == [b"caf\xe9.json", b"caf\xe9_ferkit.png", b"plain.json",
+                                                     b"plain_ferkit.png"]
+    rows = list(csv.DictReader(table.open(encoding="utf-8")))
+    assert [(r["source"], r["label"]) for r in rows] == [(str(photos / "caf\\udce9.jpg"), "happy"),
+                                                         (str(photos / "plain.jpg"), "happy")]
+    assert [e["source"] for e in json.loads(js.read_text())] == [str(odd), str(photos / "plain.jpg")]
+    # a video: read through a link of a plain name, written under a plain name and renamed
+    clip = _latin1_name(tmp_path, moving_video(tmp_path / "tmp.avi", n=6), b"vid\xe9o.avi")
+    vout = tmp_path / "vout"
+    assert main(["predict", str(clip), "--out", str(vout)]) == 0
+    assert "6 frame(s) processed" in capsys.readouterr().out
+    assert sorted(os.listdir(os.fsencode(vout))) == [b"vid\xe9o.csv", b"vid\xe9o.json", b"vid\xe9o_expressions.png",
+                                                      b"vid\xe9o_ferkit.mp4"]
+    with VideoReader(vout / "vid\udce9o_ferkit.mp4") as r:
+        assert sum(1 for _ in r) == 6

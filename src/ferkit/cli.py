@@ -1111,6 +1111,10 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser = build_parser()
     a = parser.parse_args(argv)
     a.argv = list(argv) if argv is not None else sys.argv[1:]
+    for stream in (sys.stdout, sys.stderr):  # a file name that is not UTF-8 is printed with its escapes,
+        if getattr(stream, "errors", None) == "strict":  # not a UnicodeEncodeError that ends the run
+            with contextlib.suppress(AttributeError, ValueError, OSError):
+                stream.reconfigure(errors="backslashreplace")
     fmt = warnings.formatwarning
     warnings.formatwarning = lambda msg, cat, *args, **kw: f"ferkit: warning: {msg}\n"
     try:

@@ -11,6 +11,7 @@ import io as _io
 import math
 import os
 import re
+import shutil
 import sys
 import tempfile
 import threading
@@ -41,6 +42,37 @@ def bomb_pixels(err: Exception) -> int | None:
 
 #: ``--json -`` / ``--csv -``: write those results to standard output instead of a file
 STDOUT = "-"
+
+
+def utf8_name(path: Union[str, os.PathLike]) -> bool:
+    """Whether ``path`` is valid UTF-8. A file name that is not (a Latin-1 name from an old archive
+    reaches Python with surrogate escapes) must never reach OpenCV, which crashes the process on it
+    (a segmentation fault): :func:`write_image_file`, :class:`VideoReader` and :class:`VideoWriter`
+    go around it."""
+    try:
+        os.fspath(path).encode("utf-8")
+        return True
+    except UnicodeEncodeError:
+        return False
+
+
+def write_image_file(path: Union[str, os.PathLike], bgr: np.ndarray) -> bool:
+    """``cv2.imwrite`` for any file name: encoded by OpenCV (the format from the extension), written
+    by Python. False when the extension is not an image format OpenCV writes."""
+    import cv2
+
+    ext = Path(path).suffix
+    if not ext or not utf8_name(ext):
+        return False
+    try:
+        ok, buf = cv2.imencode(ext, bgr)
+    except cv2.error:
+        return False
+    if not ok:
+        return False
+    with open(path, "wb") as f:
+        f.write(buf.tobytes())
+    return True
 
 
 def write_to_stdout(out: Any, write: Callable[[Any], None]) -> bool:
@@ -682,14 +714,22 @@ class VideoReader:
                     self.cap = None
                     level = cv2.utils.logging.getLogLevel()  # OpenCV's "can't be used to capture" warnings:
                     cv2.utils.logging.setLogLevel(cv2.utils.logging.LOG_LEVEL_ERROR)  # ferkit says it below
+                    alias = None
                     try:
+                        opened = str(source)
+                        if not utf8_name(opened):  # (OpenCV crashes on such a name: it opens a link to the file)
+                            alias = tempfile.mkdtemp(prefix="ferkit-")
+                            opened = os.path.join(alias, "video" + (p.suffix if utf8_name(p.suffix) else ""))
+                            os.symlink(os.path.abspath(source), opened)
                         if threads is not None:
                             # one decoding thread: FFmpeg's errors then come while the frame they concern is read
-                            self.cap = cv2.VideoCapture(str(source), cv2.CAP_FFMPEG, [threads, 1])
+                            self.cap = cv2.VideoCapture(opened, cv2.CAP_FFMPEG, [threads, 1])
                         if self.cap is None or not self.cap.isOpened():  # not for FFmpeg: OpenCV's other readers
-                            self.cap = cv2.VideoCapture(str(source))
+                            self.cap = cv2.VideoCapture(opened)
                     finally:
                         cv2.utils.logging.setLogLevel(level)
+                        if alias is not None:  # (the file stays open)
+                            shutil.rmtree(alias, ignore_errors=True)
             except BaseException:
                 said.close()
                 raise
@@ -810,7 +850,10 @@ class VideoWriter:
         fourcc = "MJPG" if self.path.suffix.lower() == ".avi" else "mp4v"
         # (width, height); a side of 1 pixel, which the encoders refuse, is stretched to 2
         self.size = (max(2, int(size[0])), max(2, int(size[1])))
-        self.w = cv2.VideoWriter(str(self.path), cv2.VideoWriter_fourcc(*fourcc), float(fps), self.size)
+        # a name OpenCV cannot take (not UTF-8): written under a plain one beside it, renamed at close
+        self.writing = self.path if utf8_name(self.path) else self.path.with_name(f".ferkit-{os.getpid()}-video"
+                                                                                  f"{self.path.suffix.lower()}")
+        self.w = cv2.VideoWriter(str(self.writing), cv2.VideoWriter_fourcc(*fourcc), float(fps), self.size)
         if not self.w.isOpened():
             raise ImageDecodeError(f"{self.path}: cannot write a video here (folder or codec {fourcc} unavailable)")
         self.frames = 0
@@ -825,3 +868,5 @@ class VideoWriter:
 
     def close(self) -> None:
         self.w.release()
+        if self.writing != self.path and self.writing.exists():
+            os.replace(self.writing, self.path)

@@ -23,6 +23,7 @@ import cv2
 import numpy as np
 
 from .errors import Failure
+from .io import write_image_file
 
 # one colour per canonical class (RGB), so a label reads the same in every picture
 CLASS_COLOURS = {
@@ -149,8 +150,8 @@ class Result:
             p = p.with_suffix(".png")
         p.parent.mkdir(parents=True, exist_ok=True)
         try:
-            ok = cv2.imwrite(str(p), cv2.cvtColor(self.plot(), cv2.COLOR_RGB2BGR))
-        except cv2.error:
+            ok = write_image_file(p, cv2.cvtColor(self.plot(), cv2.COLOR_RGB2BGR))
+        except (cv2.error, OSError):
             ok = False
         if not ok:
             raise FerkitError(f"{p}: could not write the annotated image (unknown extension or unwritable folder)")
@@ -282,7 +283,9 @@ def write_csv(rows: list[dict[str, Any]], path_or_file, classes: tuple[str, ...]
     the last column, ``error``, is empty but on the rows of sources that could not be read."""
     cols = ["source", "frame", "time", "face", "track_id", "x", "y", "w", "h", "score", "label", "confidence",
             *classes, "error"]
-    fh = open(path_or_file, "w", newline="") if isinstance(path_or_file, (str, os.PathLike)) else path_or_file
+    # (a file name that is not UTF-8 is written with its escapes, as in the JSON: "bad\\udcffname.jpg")
+    fh = (open(path_or_file, "w", newline="", encoding="utf-8", errors="backslashreplace")
+          if isinstance(path_or_file, (str, os.PathLike)) else path_or_file)
     try:
         w = csv.DictWriter(fh, fieldnames=cols, extrasaction="ignore")
         w.writeheader()
@@ -405,8 +408,8 @@ def plot_timeline(results: list[Result], classes: tuple[str, ...] | list[str], p
     if tracks:  # (no faces: no lines to name)
         axes[0, 0].legend(fontsize=8, loc="upper left", bbox_to_anchor=(1.01, 1.0))
     axes[-1, 0].set_xlabel("time (s)")
-    if title:
-        fig.suptitle(title)
+    if title:  # (a file name that is not UTF-8 shown with its escapes: matplotlib takes no surrogates)
+        fig.suptitle(title.encode("utf-8", "backslashreplace").decode("utf-8"))
     fig.tight_layout()
     p = Path(path)
     p.parent.mkdir(parents=True, exist_ok=True)

@@ -79,7 +79,9 @@ def paste_back(photo: np.ndarray, values: np.ndarray, m: np.ndarray, alpha: floa
 
 
 def save_png(img: np.ndarray, path: str | os.PathLike) -> None:
-    cv2.imwrite(str(path), np.ascontiguousarray(to_rgb(img)[..., ::-1]))
+    from ..io import write_image_file
+
+    write_image_file(path, np.ascontiguousarray(to_rgb(img)[..., ::-1]))
 
 
 def grid(tiles: Sequence[np.ndarray], titles: Sequence[str], path: str | os.PathLike, ncols: int = 6,
