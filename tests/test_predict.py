@@ -468,6 +468,16 @@ def test_out_is_never_written_over_the_inputs(tmp_path, capsys):
         assert im.size == (256, 256)  # still the input (an annotation would be 256x256 too: check its pixels)
         assert np.array_equal(np.asarray(im.convert("RGB")), np.asarray(face))
     assert json.loads((src / "a_jpg.json").read_text())["source"] == str(src / "a.jpg")
+    # a photo given alone, --out its own folder: a file of the user's there named like an output
+    # (b.json: notes) is not written over; the outputs take other names
+    assert main(["predict", str(src / "b.bmp"), "--out", str(src), "--quiet"]) == 0
+    assert (src / "b.json").read_text() == "mine" and (src / "b_bmp.json").exists()
+    # the --out folder inside an input folder is listed as left out, not passed over in silence
+    assert main(["predict", str(src), "--out", str(src / "ferkit")]) == 0
+    assert f"{src / 'ferkit'}: the --out folder: not read as input" in capsys.readouterr().err
+    for opt in ("--json", "--csv", "--out"):  # an empty value (a script's unset variable): refused
+        assert main(["predict", str(src / "a.jpg"), opt, ""]) == 1
+        assert f"ferkit: error: {opt} is empty" in capsys.readouterr().err
 
 
 def test_a_video_whose_annotation_cannot_be_written_keeps_its_results(tmp_path, capsys, monkeypatch):

@@ -480,6 +480,10 @@ def folder_files(folder: Union[str, os.PathLike], unreadable: list[Failure] | No
             unreadable.append(Failure(str(e.filename or folder), f"cannot list this folder ({e.strerror or e})"))
 
     for top, dirs, names in os.walk(folder, onerror=cannot_list):
+        if skip_dir is not None and any((Path(top) / d).resolve() == skip_dir for d in dirs):
+            # listed, so that the images there (an earlier run's, or the user's) are accounted for
+            skipped.append((str(Path(top) / next(d for d in dirs if (Path(top) / d).resolve() == skip_dir)),
+                            "the --out folder: not read as input"))
         dirs[:] = sorted(d for d in dirs if not d.startswith(".")
                          and (skip_dir is None or (Path(top) / d).resolve() != skip_dir))
         for name in sorted(names):

@@ -326,11 +326,19 @@ def _predict(a: argparse.Namespace, results_out) -> int:
     rec = Recognizer(a.model, a.detector, device=a.device, min_face_size=a.min_face, thresholds=thresholds,
                      max_faces=a.max_faces, tta=None if a.tta == "none" else a.tta, smooth=a.smooth,
                      detect_every=a.detect_every)
+    for opt, value in (("--json", a.json), ("--csv", a.csv), ("--out", a.out)):
+        if value is not None and not str(value).strip():  # (a script's unset $OUT: results lost in silence)
+            raise FerkitError(f"{opt} is empty: name {'a folder' if opt == '--out' else 'a file (or -)'} "
+                              f"for it, or leave the option out")
     out = Path(a.out) if a.out else None
     inputs = {Path(s).resolve() for s in a.sources if Path(s).is_file()}
     # the input folders, listed once, up front: the files no output may overwrite are the inputs
     # and what lies beside them there
     protected = set(inputs)
+    if out is not None and out.is_dir():  # files given one by one, --out their own folder: what lies
+        home = out.resolve()               # there is the user's too (an a.json of their own notes)
+        if any(f.parent == home for f in inputs):
+            protected.update(p.resolve() for p in home.iterdir() if p.is_file())
     listings: dict[str, tuple[list[Path], list[tuple[str, str]], list[Failure]]] = {}
     for src in a.sources:
         if src and Path(src).is_dir() and src not in listings:
