@@ -333,6 +333,12 @@ def test_arrays_and_pil_inputs():
     assert read_image(rgba, "RGB").tolist() == [[[255, 0, 0], [255, 255, 255]], [[255, 255, 255]] * 2]
     # uint16 pixels are scaled from 0..65535 like 16-bit files, not clipped at 255
     assert read_image(np.array([[0, 257, 32896, 65535]], np.uint16)).tolist() == [[0, 1, 128, 255]]
+    # ... so 8-bit values kept in uint16 come out nearly black: read as asked, with a warning
+    with pytest.warns(UserWarning, match=r"uint16 array whose values are all below 4096 \(the largest 200\)"):
+        assert read_image(np.array([[0, 200]], np.uint16)).tolist() == [[0, 1]]
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")  # (no warning for a real 16-bit picture, nor an all-black one)
+        read_image(np.array([[0, 5000]], np.uint16)), read_image(np.zeros((2, 2), np.uint16))
     with pytest.raises(ImageDecodeError, match="int32 pixel values up to 1000"):
         read_image(np.array([[0, 1000]], np.int32))
     assert read_image(np.array([[0, 200]], np.int64)).tolist() == [[0, 200]]

@@ -227,7 +227,7 @@ def read_image(source: Source, mode: str = "L", name: str | None = None,
         raise ValueError(f"mode must be 'L' or 'RGB', not {mode!r}")
     label = name or (str(source) if isinstance(source, (str, os.PathLike)) else type(source).__name__)
     if isinstance(source, np.ndarray):
-        return _from_array(source, mode, label)
+        return _from_array(source, mode, label, warn)
     if isinstance(source, Image.Image):
         w, h = source.size
         if w < 1 or h < 1:
@@ -416,7 +416,7 @@ def resize(arr: np.ndarray, hw: tuple[int, int]) -> np.ndarray:
     return np.asarray(Image.fromarray(arr).resize((hw[1], hw[0]), Image.BILINEAR))
 
 
-def _from_array(arr: np.ndarray, mode: str, label: str) -> np.ndarray:
+def _from_array(arr: np.ndarray, mode: str, label: str, warn: Callable[[str], None] | None = None) -> np.ndarray:
     """Accept HxW, HxWx1, HxWx3 (RGB order) or HxWx4 (RGBA: composited on white) arrays: uint8,
     uint16 (scaled from 0..65535), or other numbers in 0..255 (0..1 when none is above 1)."""
     if arr.size == 0 or arr.ndim not in (2, 3):
@@ -433,6 +433,10 @@ def _from_array(arr: np.ndarray, mode: str, label: str) -> np.ndarray:
         raise ImageDecodeError(f"{label}: the image array holds NaN or infinite values")
     if arr.dtype.kind == "u" and arr.dtype.itemsize == 2:  # (either byte order)
         # 16-bit pixels (0..65535), as 16-bit image files decode: scaled, not clipped at 255
+        top = int(arr.max())
+        if 0 < top < 4096 and warn is not None:  # 8-, 10- or 12-bit values kept in uint16: all but black
+            warn(f"{label}: a uint16 array whose values are all below 4096 (the largest {top}) is read as 16-bit "
+                 f"(0..65535), so nearly black; give 8-bit values as uint8, or scale 10- or 12-bit ones to 0..65535")
         arr = ((arr.astype(np.uint32) * 255 + 32767) // 65535).astype(np.uint8)
     elif arr.dtype != np.uint8:
         a = arr.astype(np.float64)
