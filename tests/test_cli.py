@@ -295,3 +295,14 @@ def test_every_train_option_reaches_its_training_setting(capsys):
     b = build_parser().parse_args(["train", "--dataset", "fer2013", "--data", "D", "--out", "O", "--aug", "none"])
     b.argv = []
     assert set(_train_config(b).augment.values()) == {0.0}
+
+
+def test_predict_help_names_the_image_extensions_folders_are_searched_for(capsys):
+    from ferkit.io import IMAGE_EXTENSIONS
+
+    with pytest.raises(SystemExit):
+        main(["predict", "--help"])
+    text = " ".join(capsys.readouterr().out.split())
+    assert " ".join(sorted(IMAGE_EXTENSIONS, key=lambda e: ".jpg .jpeg .png .bmp .tif .tiff .webp .gif .pgm .ppm"
+                                                     .split().index(e))) in text
+    assert "subfolders" in text and "130" in text

@@ -914,10 +914,14 @@ def build_parser() -> argparse.ArgumentParser:
                        help="read every face's expression in images, folders, videos or a webcam", formatter_class=fmt,
                        description="Detect, align and classify every face in images, folders of images, video files "
                                    "or a live webcam. Images: prints each face; --out writes an annotated copy and "
-                                   "JSON. Folders: a row per face in --csv/--json, unreadable files listed at the "
-                                   "end. Videos: --out writes an annotated video, a per-frame CSV (time, track id, "
-                                   "probabilities), JSON and an expression-over-time plot; faces keep track ids. "
-                                   "Exit code 1 when any source could not be read (the others are still done).")
+                                   "JSON. Folders: searched with their subfolders (hidden ones left out) for image "
+                                   "files by extension (.jpg .jpeg .png .bmp .tif .tiff .webp .gif .pgm .ppm); a "
+                                   "row per face in --csv/--json, --out mirrors the subfolders, other files and "
+                                   "unreadable ones listed at the end. Videos: --out writes an annotated video, a "
+                                   "per-frame CSV (time, track id, probabilities), JSON and an expression-over-time "
+                                   "plot; faces keep track ids. Exit code 1 when any source could not be read (the "
+                                   "others are still done), 2 for an option the parser rejects, 130 on Ctrl+C "
+                                   "(what was finished is written).")
     s.add_argument("sources", nargs="*", metavar="SOURCE", help="image files, folders or video files")
     s.add_argument("--webcam", type=int, metavar="N", help="read camera N live (a window with boxes, labels, FPS)")
     s.add_argument("--model", default="default", help=MODEL_HELP)
