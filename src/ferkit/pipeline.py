@@ -208,7 +208,7 @@ class Recognizer:
             raise FerkitError(f"unknown tta {tta!r}; use None, 'flip' or 'tencrop'")
         check_whole("detect_every", detect_every)
         if isinstance(smooth, bool) or not isinstance(smooth, numbers.Real) or not 0 <= smooth < 1:
-            raise FerkitError(f"smooth must be a number in [0, 1), got {smooth!r}")
+            raise FerkitError(f"smooth (--smooth) must be a number in [0, 1), got {smooth!r}")
         self.max_faces, self.tta, self.smooth, self.detect_every = max_faces, tta, smooth, detect_every
         c, h, w = self.model.input_size
         self.gray = c == 1
