@@ -336,7 +336,7 @@ def test_odd_values_and_sources_are_ferkit_errors(rec, tmp_path):
             ferkit.load_model(threads=bad)
     for kw, msg in ((dict(detect_every="5"), "detect_every must be a whole number"),
                     (dict(detect_every=1.5), "detect_every must be a whole number"),
-                    (dict(smooth="0.5"), "smooth (--smooth) must be a number"), (dict(max_faces=True), "max_faces"),
+                    (dict(smooth="0.5"), r"smooth \(--smooth\) must be a number"), (dict(max_faces=True), "max_faces"),
                     (dict(min_face_size="20"), "min_face_size"), (dict(min_face_size=float("nan")), "min_face_size"),
                     (dict(max_side=float("inf")), "max_side")):
         with pytest.raises(FerkitError, match=msg):
