@@ -171,8 +171,9 @@ def source_kind(source: Any) -> str:
         if is_video_file(p):
             return "video"
         return "image"
+    hint = " (read it first: .read() or .getvalue() gives the bytes)" if hasattr(source, "read") else ""
     raise FerkitError(f"cannot read faces from a {type(source).__name__}: give a path, folder, video, webcam index, "
-                      f"numpy array or PIL image")
+                      f"an image file's bytes, a numpy array or a PIL image{hint}")
 
 
 # ---------------------------------------------------------------------------------------
