@@ -472,9 +472,12 @@ def test_out_is_never_written_over_the_inputs(tmp_path, capsys):
     # (b.json: notes) is not written over; the outputs take other names
     assert main(["predict", str(src / "b.bmp"), "--out", str(src), "--quiet"]) == 0
     assert (src / "b.json").read_text() == "mine" and (src / "b_bmp.json").exists()
+    before = sorted(p.name for p in src.iterdir())  # a rerun writes over its own outputs: no b_bmp_2.json
+    assert main(["predict", str(src / "b.bmp"), "--out", str(src), "--quiet"]) == 0
+    assert sorted(p.name for p in src.iterdir()) == before and (src / "b.json").read_text() == "mine"
     # the --out folder inside an input folder is listed as left out, not passed over in silence
     assert main(["predict", str(src), "--out", str(src / "ferkit")]) == 0
-    assert f"{src / 'ferkit'}: the --out folder: not read as input" in capsys.readouterr().err
+    assert f"{src / 'ferkit'}: not read as input (the --out folder)" in capsys.readouterr().err
     for opt in ("--json", "--csv", "--out"):  # an empty value (a script's unset variable): refused
         assert main(["predict", str(src / "a.jpg"), opt, ""]) == 1
         assert f"ferkit: error: {opt} is empty" in capsys.readouterr().err
@@ -665,4 +668,9 @@ def test_file_names_that_are_not_utf8_are_read_and_written(tmp_path, capsys):
     assert sorted(os.listdir(os.fsencode(vout))) == [b"vid\xe9o.csv", b"vid\xe9o.json", b"vid\xe9o_expressions.png",
                                                       b"vid\xe9o_ferkit.mp4"]
     with VideoReader(vout / "vid\udce9o_ferkit.mp4") as r:
+        assert sum(1 for _ in r) == 6
+    # into a folder whose own name is not UTF-8 (written in a temporary folder, moved into place)
+    odd_out = Path(os.fsdecode(os.path.join(os.fsencode(tmp_path), b"r\xe9sultats")))
+    assert main(["predict", str(clip), "--out", str(odd_out), "--quiet"]) == 0
+    with VideoReader(odd_out / "vid\udce9o_ferkit.mp4") as r:
         assert sum(1 for _ in r) == 6

@@ -919,9 +919,10 @@ def build_parser() -> argparse.ArgumentParser:
                                    "row per face in --csv/--json, --out mirrors the subfolders, other files and "
                                    "unreadable ones listed at the end. Videos: --out writes an annotated video, a "
                                    "per-frame CSV (time, track id, probabilities), JSON and an expression-over-time "
-                                   "plot; faces keep track ids. Exit code 1 when any source could not be read (the "
-                                   "others are still done), 2 for an option the parser rejects, 130 on Ctrl+C "
-                                   "(what was finished is written).")
+                                   "plot; faces keep track ids. Exit code 1 when any source (or a video's frame) could "
+                                   "not be read, the others still done, or when ferkit refuses an option's value; 2 "
+                                   "when the parser rejects an option (unknown, wrong type, not a choice); 130 on "
+                                   "Ctrl+C over files (what was finished is written).")
     s.add_argument("sources", nargs="*", metavar="SOURCE", help="image files, folders or video files")
     s.add_argument("--webcam", type=int, metavar="N", help="read camera N live (a window with boxes, labels, FPS)")
     s.add_argument("--model", default="default", help=MODEL_HELP)

@@ -217,11 +217,11 @@ def read_image(source: Source, mode: str = "L", name: str | None = None,
     warning would go to whichever thread's filters are in force).
     """
 
-    def warn(message: str) -> None:
+    def warn(message: str, depth: int = 0) -> None:  # depth: frames between read_image and the call
         if notes is not None:
             notes.append(message)
         else:
-            warnings.warn(message, stacklevel=3)
+            warnings.warn(message, stacklevel=3 + depth)
 
     if mode not in ("L", "RGB"):
         raise ValueError(f"mode must be 'L' or 'RGB', not {mode!r}")
@@ -416,7 +416,7 @@ def resize(arr: np.ndarray, hw: tuple[int, int]) -> np.ndarray:
     return np.asarray(Image.fromarray(arr).resize((hw[1], hw[0]), Image.BILINEAR))
 
 
-def _from_array(arr: np.ndarray, mode: str, label: str, warn: Callable[[str], None] | None = None) -> np.ndarray:
+def _from_array(arr: np.ndarray, mode: str, label: str, warn: Callable[..., None] | None = None) -> np.ndarray:
     """Accept HxW, HxWx1, HxWx3 (RGB order) or HxWx4 (RGBA: composited on white) arrays: uint8,
     uint16 (scaled from 0..65535), or other numbers in 0..255 (0..1 when none is above 1)."""
     if arr.size == 0 or arr.ndim not in (2, 3):
@@ -436,7 +436,8 @@ def _from_array(arr: np.ndarray, mode: str, label: str, warn: Callable[[str], No
         top = int(arr.max())
         if 0 < top < 4096 and warn is not None:  # 8-, 10- or 12-bit values kept in uint16: all but black
             warn(f"{label}: a uint16 array whose values are all below 4096 (the largest {top}) is read as 16-bit "
-                 f"(0..65535), so nearly black; give 8-bit values as uint8, or scale 10- or 12-bit ones to 0..65535")
+                 f"(0..65535), so nearly black; give 8-bit values as uint8, or scale 10- or 12-bit ones to 0..65535",
+                 1)
         arr = ((arr.astype(np.uint32) * 255 + 32767) // 65535).astype(np.uint8)
     elif arr.dtype != np.uint8:
         a = arr.astype(np.float64)
@@ -487,7 +488,7 @@ def folder_files(folder: Union[str, os.PathLike], unreadable: list[Failure] | No
         if skip_dir is not None and any((Path(top) / d).resolve() == skip_dir for d in dirs):
             # listed, so that the images there (an earlier run's, or the user's) are accounted for
             skipped.append((str(Path(top) / next(d for d in dirs if (Path(top) / d).resolve() == skip_dir)),
-                            "the --out folder: not read as input"))
+                            "not read as input (the --out folder)"))
         dirs[:] = sorted(d for d in dirs if not d.startswith(".")
                          and (skip_dir is None or (Path(top) / d).resolve() != skip_dir))
         for name in sorted(names):
@@ -726,9 +727,17 @@ class VideoReader:
                     try:
                         opened = str(source)
                         if not utf8_name(opened):  # (OpenCV crashes on such a name: it opens a link to the file)
-                            alias = tempfile.mkdtemp(prefix="ferkit-")
-                            opened = os.path.join(alias, "video" + (p.suffix if utf8_name(p.suffix) else ""))
-                            os.symlink(os.path.abspath(source), opened)
+                            try:
+                                alias = tempfile.mkdtemp(prefix="ferkit-")
+                                opened = os.path.join(alias, "video" + (p.suffix if utf8_name(p.suffix) else ""))
+                                os.symlink(os.path.abspath(source), opened)
+                            except OSError as e:
+                                raise ImageDecodeError(f"{self.name}: its name is not UTF-8, which OpenCV cannot "
+                                                       f"open, and no link under a plain name could be made ({e}): "
+                                                       f"rename the file") from None
+                            if not utf8_name(opened):
+                                raise ImageDecodeError(f"{self.name}: its name is not UTF-8, which OpenCV cannot "
+                                                       f"open (nor is the temporary folder's): rename the file")
                         if threads is not None:
                             # one decoding thread: FFmpeg's errors then come while the frame they concern is read
                             self.cap = cv2.VideoCapture(opened, cv2.CAP_FFMPEG, [threads, 1])
@@ -858,13 +867,32 @@ class VideoWriter:
         fourcc = "MJPG" if self.path.suffix.lower() == ".avi" else "mp4v"
         # (width, height); a side of 1 pixel, which the encoders refuse, is stretched to 2
         self.size = (max(2, int(size[0])), max(2, int(size[1])))
-        # a name OpenCV cannot take (not UTF-8): written under a plain one beside it, renamed at close
-        self.writing = self.path if utf8_name(self.path) else self.path.with_name(f".ferkit-{os.getpid()}-video"
-                                                                                  f"{self.path.suffix.lower()}")
+        # a path OpenCV cannot take (not UTF-8, the file's name or a folder's): written under a plain
+        # name in a temporary folder, moved into place at close
+        self.writing, self._tmp = self.path, None
+        if not utf8_name(self.path):
+            if self.path.is_dir():
+                raise ImageDecodeError(f"{self.path}: cannot write a video here (a folder has that name)")
+            try:
+                self._tmp = tempfile.mkdtemp(prefix="ferkit-video-")
+            except OSError as e:
+                raise ImageDecodeError(f"{self.path}: cannot write a video here (its name is not UTF-8, which "
+                                       f"OpenCV cannot take, and no temporary folder could be made: {e})") from None
+            self.writing = Path(self._tmp) / f"video{self.path.suffix.lower()}"
+            if not utf8_name(self.writing):
+                self._drop_tmp()
+                raise ImageDecodeError(f"{self.path}: cannot write a video here (its name is not UTF-8, which "
+                                       f"OpenCV cannot take, nor is the temporary folder's)")
         self.w = cv2.VideoWriter(str(self.writing), cv2.VideoWriter_fourcc(*fourcc), float(fps), self.size)
         if not self.w.isOpened():
+            self._drop_tmp()
             raise ImageDecodeError(f"{self.path}: cannot write a video here (folder or codec {fourcc} unavailable)")
         self.frames = 0
+
+    def _drop_tmp(self) -> None:
+        if self._tmp is not None:
+            shutil.rmtree(self._tmp, ignore_errors=True)
+            self._tmp = None
 
     def write(self, rgb: np.ndarray) -> None:
         import cv2
@@ -876,5 +904,11 @@ class VideoWriter:
 
     def close(self) -> None:
         self.w.release()
-        if self.writing != self.path and self.writing.exists():
-            os.replace(self.writing, self.path)
+        if self._tmp is not None:
+            try:
+                if self.writing.exists():
+                    shutil.move(str(self.writing), str(self.path))  # (a copy where /tmp is another filesystem)
+            except OSError as e:
+                raise ImageDecodeError(f"{self.path}: the video could not be moved into place ({e})") from None
+            finally:
+                self._drop_tmp()

@@ -171,7 +171,8 @@ def source_kind(source: Any) -> str:
         if is_video_file(p):
             return "video"
         return "image"
-    hint = " (read it first: .read() or .getvalue() gives the bytes)" if hasattr(source, "read") else ""
+    hint = (" (a file object: pass the bytes of the image file, e.g. open(path, 'rb').read())"
+            if hasattr(source, "read") else "")
     raise FerkitError(f"cannot read faces from a {type(source).__name__}: give a path, folder, video, webcam index, "
                       f"an image file's bytes, a numpy array or a PIL image{hint}")
 

@@ -59,6 +59,8 @@ class Window:
     def __init__(self, title: str = "ferkit") -> None:
         if self._no_display():
             self.check()  # its message
+        # (a file name that is not UTF-8 in the title would crash OpenCV: shown with its escapes)
+        title = title.encode("utf-8", "backslashreplace").decode("utf-8")
         self.title, self.closed, self._tk = title, False, None
         import cv2
 
@@ -275,6 +277,26 @@ class Interrupted(KeyboardInterrupt):
         self.results = results
 
 
+def _earlier_outputs(home: Path, inputs: set[Path]) -> set[Path]:
+    """Files in ``home`` an earlier run wrote for one of ``inputs`` (resolved): a ``<stem>.json``
+    whose ``source`` is that input, and the other outputs of its stem. A rerun writes over them, as
+    it does in a folder of its own; any other file there is the user's and is not written over."""
+    found: set[Path] = set()
+    for j in home.glob("*.json"):
+        try:
+            if j.stat().st_size > 50_000_000:
+                continue
+            d = json.loads(j.read_text(encoding="utf-8"))
+        except (OSError, ValueError):
+            continue
+        first = d[0] if isinstance(d, list) and d else d
+        src = first.get("source") if isinstance(first, dict) else None
+        if isinstance(src, str) and Path(src).resolve() in inputs:
+            stem = j.name[:-len(".json")]
+            found.update((home / f"{stem}{x}").resolve() for x in {*IMAGE_OUTPUTS, *VIDEO_OUTPUTS})
+    return found
+
+
 def _beside(folder: str) -> str:
     """`` (e.g. photos-ferkit, beside it)`` for input folder ``photos``: a folder outside the input
     one, so that no later run over the inputs reads ferkit's outputs as photos (a subfolder is
@@ -289,6 +311,10 @@ def _beside(folder: str) -> str:
 def predict_cli(a: argparse.Namespace) -> int:
     """``ferkit predict``. ``--json -`` or ``--csv -`` writes those results to standard output (for a
     pipe); everything else the command prints goes to standard error meanwhile."""
+    for opt, value in (("--json", a.json), ("--csv", a.csv), ("--out", a.out)):
+        if value is not None and not str(value).strip():  # (a script's unset $OUT: results lost in silence)
+            raise FerkitError(f"{opt} is empty: name {'a folder' if opt == '--out' else 'a file (or -)'} "
+                              f"for it, or leave the option out")
     if a.json == STDOUT and a.csv == STDOUT:
         raise FerkitError("--json - and --csv -: only one of them can write to standard output")
     if STDOUT not in (a.json, a.csv):
@@ -326,19 +352,16 @@ def _predict(a: argparse.Namespace, results_out) -> int:
     rec = Recognizer(a.model, a.detector, device=a.device, min_face_size=a.min_face, thresholds=thresholds,
                      max_faces=a.max_faces, tta=None if a.tta == "none" else a.tta, smooth=a.smooth,
                      detect_every=a.detect_every)
-    for opt, value in (("--json", a.json), ("--csv", a.csv), ("--out", a.out)):
-        if value is not None and not str(value).strip():  # (a script's unset $OUT: results lost in silence)
-            raise FerkitError(f"{opt} is empty: name {'a folder' if opt == '--out' else 'a file (or -)'} "
-                              f"for it, or leave the option out")
     out = Path(a.out) if a.out else None
     inputs = {Path(s).resolve() for s in a.sources if Path(s).is_file()}
     # the input folders, listed once, up front: the files no output may overwrite are the inputs
     # and what lies beside them there
     protected = set(inputs)
     if out is not None and out.is_dir():  # files given one by one, --out their own folder: what lies
-        home = out.resolve()               # there is the user's too (an a.json of their own notes)
-        if any(f.parent == home for f in inputs):
-            protected.update(p.resolve() for p in home.iterdir() if p.is_file())
+        home = out.resolve()               # there is the user's too (an a.json of their own notes),
+        if any(f.parent == home for f in inputs):  # but for an earlier run's outputs for these inputs
+            mine = _earlier_outputs(home, inputs)
+            protected.update(p.resolve() for p in home.iterdir() if p.is_file() and p.resolve() not in mine)
     listings: dict[str, tuple[list[Path], list[tuple[str, str]], list[Failure]]] = {}
     for src in a.sources:
         if src and Path(src).is_dir() and src not in listings:
