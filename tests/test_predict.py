@@ -461,6 +461,13 @@ def test_out_is_never_written_over_the_inputs(tmp_path, capsys):
                      "--quiet"]) == 0
         assert len(json.loads((tmp_path / "r.json").read_text())) == 3  # the three photos, not their outputs
     assert (src / "ferkit" / "a.json").exists() and (src / "ferkit" / "a_ferkit_ferkit.png").exists()
+    # a later run without --out: the annotated copies there are listed as such, not read as photos
+    # (the input a_ferkit.png, a photo of the user's named like a copy, has no JSON naming another source)
+    assert main(["predict", str(src), "--json", str(tmp_path / "r2.json")]) == 0
+    assert sorted(Path(e["source"]).name for e in json.loads((tmp_path / "r2.json").read_text())) == [
+        "a.jpg", "a_ferkit.png", "b.bmp"]
+    assert f"{src / 'ferkit' / 'a_ferkit.png'}: an annotated copy ferkit wrote of {src / 'a.jpg'}" in \
+        capsys.readouterr().err
     # files given one by one with --out their folder: a.jpg's annotation is not written over the
     # input a_ferkit.png
     assert main(["predict", str(src / "a.jpg"), str(src / "a_ferkit.png"), "--out", str(src), "--quiet"]) == 0

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import contextlib
 import io as _io
+import json
 import math
 import os
 import re
@@ -501,11 +502,38 @@ def folder_files(folder: Union[str, os.PathLike], unreadable: list[Failure] | No
                                               else "not a regular file (a pipe, socket or device)"))
                 continue
             if is_image_file(f):
-                files.append(f)
+                copy_of = _annotated_copy_of(f)
+                if copy_of is None:
+                    files.append(f)
+                else:  # an earlier run's output (its --out inside this folder): listed, not read again
+                    skipped.append((str(f), f"an annotated copy ferkit wrote of {copy_of} (not read as input)"))
             else:
                 skipped.append((str(f), "not an image file" if not is_video_file(f) else
                                 "a video (give it as its own source)"))
     return sorted(files), sorted(skipped)
+
+
+def _annotated_copy_of(f: Path) -> str | None:
+    """The source an earlier ``ferkit predict --out`` drew ``f`` from, when ``f`` is one of its
+    annotated copies: ``<stem>_ferkit.png`` beside a ``<stem>.json`` whose ``source`` is another
+    file (``<stem>_ferkit.png`` of a photo of the user's of that name has no such JSON)."""
+    if not f.name.endswith("_ferkit.png"):
+        return None
+    j = f.with_name(f.name[:-len("_ferkit.png")] + ".json")
+    try:
+        if not j.is_file() or j.stat().st_size > 50_000_000:
+            return None
+        d = json.loads(j.read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        return None
+    first = d[0] if isinstance(d, list) and d else d
+    src = first.get("source") if isinstance(first, dict) else None
+    if not isinstance(src, str) or not src:
+        return None
+    try:
+        return None if Path(src).resolve() == f.resolve() else src
+    except (OSError, ValueError):
+        return src
 
 
 def frame_failures(name: str, errors: list[tuple[int, str]], every: int = 1) -> list[Failure]:
