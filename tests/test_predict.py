@@ -681,3 +681,38 @@ def test_file_names_that_are_not_utf8_are_read_and_written(tmp_path, capsys):
     assert main(["predict", str(clip), "--out", str(odd_out), "--quiet"]) == 0
     with VideoReader(odd_out / "vid\udce9o_ferkit.mp4") as r:
         assert sum(1 for _ in r) == 6
+
+
+def test_reruns_recognise_only_ferkits_own_outputs(tmp_path):
+    # a second review: a JSON of the user's with a "source" key, a CSV of theirs beside a video's
+    # stem, and JSON that cannot be read (a FIFO would hang, absurd nesting, a NUL in "source")
+    home = tmp_path / "h"
+    home.mkdir()
+    shutil.copy(EXAMPLE, home / "a.jpg")
+    (home / "a.json").write_text('{"source": "a.jpg", "label": "happy", "annotator": "me"}')
+    moving_video(home / "a.mp4", n=4)
+    (home / "a.csv").write_text("my,spreadsheet")
+    (home / "deep.json").write_text("[" * 100_000 + "]" * 100_000)
+    (home / "a_jpg_2.json").write_text('{"source": "x\\u0000y", "width": 1, "height": 1, "faces": []}')
+    os.mkfifo(home / "p.json")
+    for _ in range(2):
+        assert main(["predict", str(home / "a.mp4"), str(home / "a.jpg"), "--out", str(home), "--quiet"]) == 0
+    assert (home / "a.json").read_text().endswith('"annotator": "me"}') and (home / "a.csv").read_text() == "my,spreadsheet"
+    made = sorted(p.name for p in home.iterdir())
+    assert made == sorted(["a.jpg", "a.json", "a.mp4", "a.csv", "deep.json", "a_jpg_2.json", "p.json", "a_jpg.json",
+                           "a_jpg_ferkit.png", "a_mp4.csv", "a_mp4.json", "a_mp4_expressions.png",
+                           "a_mp4_ferkit.mp4"]), made  # the rerun wrote over its own outputs, no a_jpg_3
+    # a photo of the user's named like a copy, beside a JSON of theirs: read
+    ph = tmp_path / "ph"
+    ph.mkdir()
+    shutil.copy(EXAMPLE, ph / "b_ferkit.png")
+    (ph / "b.json").write_text('{"source": "camera 2", "iso": 200}')
+    shutil.copy(EXAMPLE, ph / "c_ferkit.png")
+    (ph / "c.json").write_text("[" * 100_000 + "]" * 100_000)
+    assert main(["predict", str(ph), "--json", str(tmp_path / "ph.json"), "--quiet"]) == 0
+    assert len(json.loads((tmp_path / "ph.json").read_text())) == 2
+    # a video's plot from an earlier run into a folder now read: listed, not read as a photo
+    assert main(["predict", str(home / "a.mp4"), "--out", str(ph / "v"), "--quiet"]) == 0
+    assert main(["predict", str(ph), "--json", str(tmp_path / "ph2.json"), "--quiet"]) == 0
+    assert sorted(Path(e["source"]).name for e in json.loads((tmp_path / "ph2.json").read_text())) == [
+        "b_ferkit.png", "c_ferkit.png"]

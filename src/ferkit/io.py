@@ -513,27 +513,43 @@ def folder_files(folder: Union[str, os.PathLike], unreadable: list[Failure] | No
     return sorted(files), sorted(skipped)
 
 
-def _annotated_copy_of(f: Path) -> str | None:
-    """The source an earlier ``ferkit predict --out`` drew ``f`` from, when ``f`` is one of its
-    annotated copies: ``<stem>_ferkit.png`` beside a ``<stem>.json`` whose ``source`` is another
-    file (``<stem>_ferkit.png`` of a photo of the user's of that name has no such JSON)."""
-    if not f.name.endswith("_ferkit.png"):
-        return None
-    j = f.with_name(f.name[:-len("_ferkit.png")] + ".json")
+def ferkit_json(j: Path) -> tuple[str, str] | None:
+    """``(kind, source)`` when ``j`` is a JSON file ``ferkit predict --out`` wrote: ``"image"`` (an
+    object with ``source``, ``width``, ``height`` and a ``faces`` list) or ``"video"`` (a list of such
+    objects with a ``frame``); None for anything else (a user's file, a FIFO, unreadable, huge)."""
     try:
         if not j.is_file() or j.stat().st_size > 50_000_000:
             return None
         d = json.loads(j.read_text(encoding="utf-8"))
-    except (OSError, ValueError):
+    except Exception:  # (OSError, ValueError, RecursionError on absurd nesting...)
         return None
-    first = d[0] if isinstance(d, list) and d else d
-    src = first.get("source") if isinstance(first, dict) else None
-    if not isinstance(src, str) or not src:
+    kind, first = ("video", d[0]) if isinstance(d, list) and d else ("image", d)
+    if not (isinstance(first, dict) and {"source", "width", "height", "faces"} <= first.keys()
+            and isinstance(first["faces"], list) and isinstance(first["source"], str) and first["source"]
+            and ("frame" in first) == (kind == "video")):
         return None
+    return kind, first["source"]
+
+
+def same_file(a: Union[str, os.PathLike], b: Union[str, os.PathLike]) -> bool:
+    """Whether two paths name the same file (False where either cannot be resolved)."""
     try:
-        return None if Path(src).resolve() == f.resolve() else src
-    except (OSError, ValueError):
-        return src
+        return Path(a).resolve() == Path(b).resolve()
+    except Exception:  # (a NUL byte, a symlink loop...)
+        return False
+
+
+def _annotated_copy_of(f: Path) -> str | None:
+    """The source an earlier ``ferkit predict --out`` drew ``f`` from, when ``f`` is one of its
+    outputs: ``<stem>_ferkit.png`` beside an image's ``<stem>.json`` (ferkit's form) whose ``source``
+    is another file, or ``<stem>_expressions.png`` beside a video's. A photo of the user's named so,
+    beside no such JSON, is read."""
+    for tail, kind in (("_ferkit.png", "image"), ("_expressions.png", "video")):
+        if f.name.endswith(tail):
+            found = ferkit_json(f.with_name(f.name[:-len(tail)] + ".json"))
+            if found is not None and found[0] == kind and not same_file(found[1], f):
+                return found[1]
+    return None
 
 
 def frame_failures(name: str, errors: list[tuple[int, str]], every: int = 1) -> list[Failure]:
@@ -895,27 +911,34 @@ class VideoWriter:
         fourcc = "MJPG" if self.path.suffix.lower() == ".avi" else "mp4v"
         # (width, height); a side of 1 pixel, which the encoders refuse, is stretched to 2
         self.size = (max(2, int(size[0])), max(2, int(size[1])))
-        # a path OpenCV cannot take (not UTF-8, the file's name or a folder's): written under a plain
-        # name in a temporary folder, moved into place at close
+        # a path OpenCV cannot take (not UTF-8): written under a plain name beside it, renamed at close;
+        # where a folder's name is the trouble, in a temporary folder, moved into place at close
         self.writing, self._tmp = self.path, None
         if not utf8_name(self.path):
             if self.path.is_dir():
                 raise ImageDecodeError(f"{self.path}: cannot write a video here (a folder has that name)")
-            try:
-                self._tmp = tempfile.mkdtemp(prefix="ferkit-video-")
-            except OSError as e:
-                raise ImageDecodeError(f"{self.path}: cannot write a video here (its name is not UTF-8, which "
-                                       f"OpenCV cannot take, and no temporary folder could be made: {e})") from None
-            self.writing = Path(self._tmp) / f"video{self.path.suffix.lower()}"
-            if not utf8_name(self.writing):
-                self._drop_tmp()
-                raise ImageDecodeError(f"{self.path}: cannot write a video here (its name is not UTF-8, which "
-                                       f"OpenCV cannot take, nor is the temporary folder's)")
+            if utf8_name(self.path.parent):
+                self.writing = self.path.with_name(f".ferkit-{os.getpid()}-video{self.path.suffix.lower()}")
+            else:
+                self._make_tmp()
         self.w = cv2.VideoWriter(str(self.writing), cv2.VideoWriter_fourcc(*fourcc), float(fps), self.size)
         if not self.w.isOpened():
             self._drop_tmp()
             raise ImageDecodeError(f"{self.path}: cannot write a video here (folder or codec {fourcc} unavailable)")
         self.frames = 0
+
+    def _make_tmp(self) -> None:
+        """A temporary folder (of a UTF-8 name) to write the video in, for a target folder whose name is not."""
+        try:
+            self._tmp = tempfile.mkdtemp(prefix="ferkit-video-")
+        except OSError as e:
+            raise ImageDecodeError(f"{self.path}: cannot write a video here (its name is not UTF-8, which "
+                                   f"OpenCV cannot take, and no temporary folder could be made: {e})") from None
+        self.writing = Path(self._tmp) / f"video{self.path.suffix.lower()}"
+        if not utf8_name(self.writing):
+            self._drop_tmp()
+            raise ImageDecodeError(f"{self.path}: cannot write a video here (its name is not UTF-8, which "
+                                   f"OpenCV cannot take, nor is the temporary folder's)")
 
     def _drop_tmp(self) -> None:
         if self._tmp is not None:
@@ -932,10 +955,13 @@ class VideoWriter:
 
     def close(self) -> None:
         self.w.release()
-        if self._tmp is not None:
+        if self.writing != self.path:
             try:
                 if self.writing.exists():
-                    shutil.move(str(self.writing), str(self.path))  # (a copy where /tmp is another filesystem)
+                    if self._tmp is None:
+                        os.replace(self.writing, self.path)
+                    else:
+                        shutil.move(str(self.writing), str(self.path))  # (a copy where /tmp is another filesystem)
             except OSError as e:
                 raise ImageDecodeError(f"{self.path}: the video could not be moved into place ({e})") from None
             finally:

@@ -30,7 +30,8 @@ from pathlib import Path
 from tqdm.auto import tqdm
 
 from .errors import Failure, FerkitError, ImageDecodeError
-from .io import STDOUT, VideoReader, VideoWriter, check_out_folder, check_writable, frame_failures, write_to_stdout
+from .io import (STDOUT, VideoReader, VideoWriter, check_out_folder, check_writable, ferkit_json, frame_failures,
+                 is_video_file, same_file, write_to_stdout)
 from .pipeline import Recognizer, _reason, folder_files, source_kind
 from .results import Result, Results, draw, entry_dict, entry_records, plot_timeline, write_csv
 
@@ -238,10 +239,13 @@ def run_video(rec: Recognizer, path: str | int, a: argparse.Namespace, stem: Pat
         interrupted = not is_cam
     finally:
         bar.close()
-        if writer is not None:
-            writer.close()
         if window is not None:
             window.close()
+        if writer is not None:
+            try:  # (a video that cannot be moved into place: said below; the analysis is kept)
+                writer.close()
+            except ImageDecodeError as e:
+                unwritten = unwritten or str(e)
     res.failed = frame_failures(reader.name, reader.errors, every)
     if unwritten is not None:
         res.failed.append(Failure(reader.name, f"annotated video not written ({unwritten})"))
@@ -278,22 +282,21 @@ class Interrupted(KeyboardInterrupt):
 
 
 def _earlier_outputs(home: Path, inputs: set[Path]) -> set[Path]:
-    """Files in ``home`` an earlier run wrote for one of ``inputs`` (resolved): a ``<stem>.json``
-    whose ``source`` is that input, and the other outputs of its stem. A rerun writes over them, as
-    it does in a folder of its own; any other file there is the user's and is not written over."""
+    """Files in ``home`` an earlier run wrote for the ``inputs`` (resolved) that lie there: for each,
+    under the stems this run would give it (``a``, ``a_jpg``, ``a_jpg_2``...), a JSON in ferkit's form
+    for that kind of input whose ``source`` is that input, and that stem's other outputs of that
+    kind. A rerun writes over them, as it does in a folder of its own; any other file there (a
+    JSON of the user's, a CSV) is the user's and is not written over."""
     found: set[Path] = set()
-    for j in home.glob("*.json"):
-        try:
-            if j.stat().st_size > 50_000_000:
-                continue
-            d = json.loads(j.read_text(encoding="utf-8"))
-        except (OSError, ValueError):
+    for f in inputs:
+        if f.parent != home:
             continue
-        first = d[0] if isinstance(d, list) and d else d
-        src = first.get("source") if isinstance(first, dict) else None
-        if isinstance(src, str) and Path(src).resolve() in inputs:
-            stem = j.name[:-len(".json")]
-            found.update((home / f"{stem}{x}").resolve() for x in {*IMAGE_OUTPUTS, *VIDEO_OUTPUTS})
+        kind, outputs = ("video", VIDEO_OUTPUTS) if is_video_file(f) else ("image", IMAGE_OUTPUTS)
+        ext = f.suffix.lstrip(".").lower() or "file"
+        for stem in [f.stem, f"{f.stem}_{ext}", *(f"{f.stem}_{ext}_{n}" for n in range(2, 10))]:
+            mine = ferkit_json(home / f"{stem}.json")
+            if mine is not None and mine[0] == kind and same_file(mine[1], f):
+                found.update((home / f"{stem}{x}").resolve() for x in outputs)
     return found
 
 
