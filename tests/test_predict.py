@@ -716,3 +716,29 @@ def test_reruns_recognise_only_ferkits_own_outputs(tmp_path):
     assert main(["predict", str(ph), "--json", str(tmp_path / "ph2.json"), "--quiet"]) == 0
     assert sorted(Path(e["source"]).name for e in json.loads((tmp_path / "ph2.json").read_text())) == [
         "b_ferkit.png", "c_ferkit.png"]
+
+
+def test_out_its_own_folder_protects_every_entry_there(tmp_path):
+    # a third review: a link to a photo elsewhere as the input (the folder is the link's), and a
+    # symlink loop or a FIFO at an output's name (a traceback; a hang)
+    home, other = tmp_path / "home", tmp_path / "else"
+    home.mkdir()
+    other.mkdir()
+    shutil.copy(EXAMPLE, other / "real.jpg")
+    (home / "link.jpg").symlink_to(other / "real.jpg")
+    (home / "link.json").write_text('{"my": "notes"}')
+    (home / "a.json").symlink_to("a.json")  # a loop
+    shutil.copy(EXAMPLE, home / "a.jpg")
+    os.mkfifo(home / "b_ferkit.png")
+    shutil.copy(EXAMPLE, home / "b.jpg")
+    for name in ("link.jpg", "a.jpg", "b.jpg"):
+        assert main(["predict", str(home / name), "--out", str(home), "--quiet"]) == 0
+    assert (home / "link.json").read_text() == '{"my": "notes"}' and (home / "link_jpg.json").exists()
+    assert (home / "a.json").is_symlink() and (home / "a_jpg_ferkit.png").exists()
+    assert stat_is_fifo(home / "b_ferkit.png") and (home / "b_jpg_ferkit.png").exists()
+
+
+def stat_is_fifo(p: Path) -> bool:
+    import stat
+
+    return stat.S_ISFIFO(os.lstat(p).st_mode)

@@ -963,6 +963,8 @@ class VideoWriter:
                     else:
                         shutil.move(str(self.writing), str(self.path))  # (a copy where /tmp is another filesystem)
             except OSError as e:
+                with contextlib.suppress(OSError):  # (no hidden half-way file left in the folder)
+                    self.writing.unlink()
                 raise ImageDecodeError(f"{self.path}: the video could not be moved into place ({e})") from None
             finally:
                 self._drop_tmp()

@@ -160,7 +160,7 @@ def _out_stem(out: Path, path: Path, root: Path | None, used: set[Path] | None =
         return stem
 
     def taken(s: Path) -> bool:
-        return s in used or any((s.parent / f"{s.name}{x}").resolve() in protected for x in outputs)
+        return s in used or any(_resolved(s.parent / f"{s.name}{x}") in protected for x in outputs)
 
     if taken(stem):
         stem = stem.with_name(f"{stem.name}_{path.suffix.lstrip('.').lower() or 'file'}")
@@ -281,22 +281,30 @@ class Interrupted(KeyboardInterrupt):
         self.results = results
 
 
-def _earlier_outputs(home: Path, inputs: set[Path]) -> set[Path]:
-    """Files in ``home`` an earlier run wrote for the ``inputs`` (resolved) that lie there: for each,
+def _resolved(p: Path) -> Path:
+    """``p`` resolved; as it is (absolute) where it cannot be (a symlink loop, a NUL byte)."""
+    try:
+        return p.resolve()
+    except Exception:
+        return p.absolute()
+
+
+def _earlier_outputs(home: Path, inputs: list[Path]) -> set[Path]:
+    """Files in ``home`` an earlier run wrote for the ``inputs`` (as given, absolute) that lie there: for each,
     under the stems this run would give it (``a``, ``a_jpg``, ``a_jpg_2``...), a JSON in ferkit's form
     for that kind of input whose ``source`` is that input, and that stem's other outputs of that
     kind. A rerun writes over them, as it does in a folder of its own; any other file there (a
     JSON of the user's, a CSV) is the user's and is not written over."""
     found: set[Path] = set()
     for f in inputs:
-        if f.parent != home:
+        if _resolved(f.parent) != home:
             continue
         kind, outputs = ("video", VIDEO_OUTPUTS) if is_video_file(f) else ("image", IMAGE_OUTPUTS)
         ext = f.suffix.lstrip(".").lower() or "file"
         for stem in [f.stem, f"{f.stem}_{ext}", *(f"{f.stem}_{ext}_{n}" for n in range(2, 10))]:
             mine = ferkit_json(home / f"{stem}.json")
             if mine is not None and mine[0] == kind and same_file(mine[1], f):
-                found.update((home / f"{stem}{x}").resolve() for x in outputs)
+                found.update(_resolved(home / f"{stem}{x}") for x in outputs)
     return found
 
 
@@ -362,9 +370,11 @@ def _predict(a: argparse.Namespace, results_out) -> int:
     protected = set(inputs)
     if out is not None and out.is_dir():  # files given one by one, --out their own folder: what lies
         home = out.resolve()               # there is the user's too (an a.json of their own notes),
-        if any(f.parent == home for f in inputs):  # but for an earlier run's outputs for these inputs
-            mine = _earlier_outputs(home, inputs)
-            protected.update(p.resolve() for p in home.iterdir() if p.is_file() and p.resolve() not in mine)
+        given = [Path(s).absolute() for s in a.sources if Path(s).is_file()]  # (a link: where it lies, its name)
+        if any(g.parent.resolve() == home for g in given):  # but an earlier run's outputs for these inputs
+            mine = _earlier_outputs(home, given)
+            # every entry, not only files: a FIFO, a link or a folder at an output's name is not written to
+            protected.update(_resolved(p) for p in home.iterdir() if _resolved(p) not in mine)
     listings: dict[str, tuple[list[Path], list[tuple[str, str]], list[Failure]]] = {}
     for src in a.sources:
         if src and Path(src).is_dir() and src not in listings:
