@@ -523,12 +523,20 @@ def ferkit_json(j: Path) -> tuple[str, str] | None:
         d = json.loads(j.read_text(encoding="utf-8"))
     except Exception:  # (OSError, ValueError, RecursionError on absurd nesting...)
         return None
-    kind, first = ("video", d[0]) if isinstance(d, list) and d else ("image", d)
-    if not (isinstance(first, dict) and {"source", "width", "height", "faces"} <= first.keys()
-            and isinstance(first["faces"], list) and isinstance(first["source"], str) and first["source"]
-            and ("frame" in first) == (kind == "video")):
+    kind, entries = ("video", d) if isinstance(d, list) and d else ("image", [d])
+
+    def ferkits(e: Any) -> bool:  # a result entry as ferkit writes it (a failure entry has "error")
+        return (isinstance(e, dict) and {"source", "width", "height", "faces"} <= e.keys()
+                and isinstance(e["source"], str) and bool(e["source"]) and ("frame" in e) == (kind == "video")
+                and all(isinstance(e[k], int) for k in ("width", "height")) and isinstance(e["faces"], list)
+                and all(isinstance(f, dict) and {"box", "label"} <= f.keys() for f in e["faces"]))
+
+    def failure(e: Any) -> bool:
+        return isinstance(e, dict) and {"source", "error"} <= e.keys()
+
+    if not all(ferkits(e) or (kind == "video" and failure(e)) for e in entries) or not any(map(ferkits, entries)):
         return None
-    return kind, first["source"]
+    return kind, next(e for e in entries if ferkits(e))["source"]
 
 
 def same_file(a: Union[str, os.PathLike], b: Union[str, os.PathLike]) -> bool:

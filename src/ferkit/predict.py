@@ -266,7 +266,8 @@ def run_video(rec: Recognizer, path: str | int, a: argparse.Namespace, stem: Pat
         (stem.parent / f"{stem.name}.json").write_text(res.to_json() + "\n")
         plot_timeline(res, rec.classes, stem.parent / f"{stem.name}_expressions.png",
                       title=f"{Path(reader.name).name}: expression over time")
-        made = [f"{stem.name}{s}" for s in VIDEO_OUTPUTS if not (s == "_ferkit.mp4" and writer is None)]
+        made = [f"{stem.name}{s}" for s in VIDEO_OUTPUTS
+                if not (s == "_ferkit.mp4" and (writer is None or unwritten is not None))]
         print(f"  wrote {', '.join(made)} in {stem.parent}")
     if interrupted:
         raise Interrupted(res)
