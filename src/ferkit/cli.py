@@ -638,10 +638,10 @@ def cmd_export(a: argparse.Namespace) -> int:
         pick = np.random.default_rng(0).permutation(len(ds.images))[: a.calibration_images]
         calibration, mode = ds.images.numpy()[np.sort(pick)], "static"
         print(f"calibrating on {len(calibration)} images of {reader.name} {reader.resolve_split(split)}")
-    before = Path(a.out).expanduser()
+    given = Path(a.out).expanduser()  # (as export_onnx reads it: `--out=~/m.onnx` reaches us unexpanded)
     # what is there already: the file named, or the .onnx files of the folder named
-    existing = ({p.name for p in before.glob("*.onnx")} if before.is_dir() else
-                {before.name} if before.is_file() else set())
+    existing = ({p.name for p in given.glob("*.onnx")} if given.is_dir() else
+                {given.name} if given.is_file() else set())
     try:
         card = export_onnx(a.model, a.out, opset=a.opset, int8=mode, calibration=calibration, int8_ranges=ranges)
     except RangesMisfit as e:
@@ -651,7 +651,6 @@ def cmd_export(a: argparse.Namespace) -> int:
         mode = "dynamic"
         card = export_onnx(a.model, a.out, opset=a.opset, int8=mode)
     o = card["onnx"]
-    given = Path(a.out).expanduser()  # (as export_onnx read it: `--out=~/m.onnx` reaches us unexpanded)
     out = given / o["file"] if given.is_dir() else given
     replaced = out.name in existing
     size = out.stat().st_size / 1024

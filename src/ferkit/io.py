@@ -57,6 +57,20 @@ def utf8_name(path: Union[str, os.PathLike]) -> bool:
         return False
 
 
+def escaped(text: str) -> str:
+    """``text`` with what is not UTF-8 (a file name's surrogate escapes) as backslash escapes, for
+    what takes no surrogates (OpenCV's window titles, which crash on them; matplotlib's text)."""
+    return text.encode("utf-8", "backslashreplace").decode("utf-8")
+
+
+def resolved_path(p: Path) -> Path:
+    """``p`` resolved; as it is (absolute) where it cannot be (a symlink loop, a NUL byte)."""
+    try:
+        return p.resolve()
+    except Exception:
+        return p.absolute()
+
+
 def write_image_file(path: Union[str, os.PathLike], bgr: np.ndarray) -> bool:
     """``cv2.imwrite`` for any file name: encoded by OpenCV (the format from the extension), written
     by Python. False when the extension is not an image format OpenCV writes."""
@@ -300,7 +314,7 @@ def read_image(source: Source, mode: str = "L", name: str | None = None,
                     frames = 1
                 if frames > 1 and img.format != "MPO":  # (a phone's MPO: its photo first, then depth maps)
                     warn(f"{label}: holds {frames} {'pages' if img.format == 'TIFF' else 'frames'} (an "
-                                  f"animation or a multi-page file); only the first is read")
+                         f"animation or a multi-page file); only the first is read")
                 return out
     except ImageDecodeError:
         raise
@@ -486,12 +500,10 @@ def folder_files(folder: Union[str, os.PathLike], unreadable: list[Failure] | No
             unreadable.append(Failure(str(e.filename or folder), f"cannot list this folder ({e.strerror or e})"))
 
     for top, dirs, names in os.walk(folder, onerror=cannot_list):
-        if skip_dir is not None and any((Path(top) / d).resolve() == skip_dir for d in dirs):
-            # listed, so that the images there (an earlier run's, or the user's) are accounted for
-            skipped.append((str(Path(top) / next(d for d in dirs if (Path(top) / d).resolve() == skip_dir)),
-                            "not read as input (the --out folder)"))
-        dirs[:] = sorted(d for d in dirs if not d.startswith(".")
-                         and (skip_dir is None or (Path(top) / d).resolve() != skip_dir))
+        out_dirs = {d for d in dirs if skip_dir is not None and resolved_path(Path(top) / d) == skip_dir}
+        # listed, so that the images there (an earlier run's, or the user's) are accounted for
+        skipped.extend((str(Path(top) / d), "not read as input (the --out folder)") for d in out_dirs)
+        dirs[:] = sorted(d for d in dirs if not d.startswith(".") and d not in out_dirs)
         for name in sorted(names):
             f = Path(top) / name
             if name.startswith("."):
@@ -540,10 +552,11 @@ def ferkit_json(j: Path) -> tuple[str, str] | None:
 
 
 def same_file(a: Union[str, os.PathLike], b: Union[str, os.PathLike]) -> bool:
-    """Whether two paths name the same file (False where either cannot be resolved)."""
+    """Whether two paths name the same file (False where either cannot be resolved: a NUL byte, a
+    symlink loop)."""
     try:
         return Path(a).resolve() == Path(b).resolve()
-    except Exception:  # (a NUL byte, a symlink loop...)
+    except Exception:
         return False
 
 

@@ -20,18 +20,20 @@ from __future__ import annotations
 
 import argparse
 import contextlib
+import itertools
 import json
 import os
 import sys
 import time
 from collections import Counter
 from pathlib import Path
+from typing import Iterator
 
 from tqdm.auto import tqdm
 
 from .errors import Failure, FerkitError, ImageDecodeError
-from .io import (STDOUT, VideoReader, VideoWriter, check_out_folder, check_writable, ferkit_json, frame_failures,
-                 is_video_file, same_file, write_to_stdout)
+from .io import (STDOUT, VideoReader, VideoWriter, check_out_folder, check_writable, escaped, ferkit_json,
+                 frame_failures, is_video_file, resolved_path, same_file, write_to_stdout)
 from .pipeline import Recognizer, _reason, folder_files, source_kind
 from .results import Result, Results, draw, entry_dict, entry_records, plot_timeline, write_csv
 
@@ -61,7 +63,7 @@ class Window:
         if self._no_display():
             self.check()  # its message
         # (a file name that is not UTF-8 in the title would crash OpenCV: shown with its escapes)
-        title = title.encode("utf-8", "backslashreplace").decode("utf-8")
+        title = escaped(title)
         self.title, self.closed, self._tk = title, False, None
         import cv2
 
@@ -160,16 +162,20 @@ def _out_stem(out: Path, path: Path, root: Path | None, used: set[Path] | None =
         return stem
 
     def taken(s: Path) -> bool:
-        return s in used or any(_resolved(s.parent / f"{s.name}{x}") in protected for x in outputs)
+        return s in used or any(resolved_path(s.parent / f"{s.name}{x}") in protected for x in outputs)
 
-    if taken(stem):
-        stem = stem.with_name(f"{stem.name}_{path.suffix.lstrip('.').lower() or 'file'}")
-        n = 2
-        base = stem
-        while taken(stem):
-            stem, n = base.with_name(f"{base.name}_{n}"), n + 1
+    stem = next(s for s in (stem.with_name(n) for n in _stem_names(path, stem.name)) if not taken(s))
     used.add(stem)
     return stem
+
+
+def _stem_names(path: Path, first: str) -> Iterator[str]:
+    """The output stems :func:`_out_stem` tries for input ``path``, in order: ``first`` (``a``), then
+    with its extension (``a_jpg``), then numbered (``a_jpg_2``, ``a_jpg_3``...)."""
+    yield first
+    base = f"{first}_{path.suffix.lstrip('.').lower() or 'file'}"
+    yield base
+    yield from (f"{base}_{n}" for n in itertools.count(2))
 
 
 def _write_image_outputs(r: Result, stem: Path) -> None:
@@ -282,14 +288,6 @@ class Interrupted(KeyboardInterrupt):
         self.results = results
 
 
-def _resolved(p: Path) -> Path:
-    """``p`` resolved; as it is (absolute) where it cannot be (a symlink loop, a NUL byte)."""
-    try:
-        return p.resolve()
-    except Exception:
-        return p.absolute()
-
-
 def _earlier_outputs(home: Path, inputs: list[Path]) -> set[Path]:
     """Files in ``home`` an earlier run wrote for the ``inputs`` (as given, absolute) that lie there: for each,
     under the stems this run would give it (``a``, ``a_jpg``, ``a_jpg_2``...), a JSON in ferkit's form
@@ -298,14 +296,13 @@ def _earlier_outputs(home: Path, inputs: list[Path]) -> set[Path]:
     JSON of the user's, a CSV) is the user's and is not written over."""
     found: set[Path] = set()
     for f in inputs:
-        if _resolved(f.parent) != home:
+        if resolved_path(f.parent) != home:
             continue
         kind, outputs = ("video", VIDEO_OUTPUTS) if is_video_file(f) else ("image", IMAGE_OUTPUTS)
-        ext = f.suffix.lstrip(".").lower() or "file"
-        for stem in [f.stem, f"{f.stem}_{ext}", *(f"{f.stem}_{ext}_{n}" for n in range(2, 10))]:
+        for stem in itertools.islice(_stem_names(f, f.stem), 10):
             mine = ferkit_json(home / f"{stem}.json")
             if mine is not None and mine[0] == kind and same_file(mine[1], f):
-                found.update(_resolved(home / f"{stem}{x}") for x in outputs)
+                found.update(resolved_path(home / f"{stem}{x}") for x in outputs)
     return found
 
 
@@ -375,7 +372,7 @@ def _predict(a: argparse.Namespace, results_out) -> int:
         if any(g.parent.resolve() == home for g in given):  # but an earlier run's outputs for these inputs
             mine = _earlier_outputs(home, given)
             # every entry, not only files: a FIFO, a link or a folder at an output's name is not written to
-            protected.update(_resolved(p) for p in home.iterdir() if _resolved(p) not in mine)
+            protected.update(r for r in map(resolved_path, home.iterdir()) if r not in mine)
     listings: dict[str, tuple[list[Path], list[tuple[str, str]], list[Failure]]] = {}
     for src in a.sources:
         if src and Path(src).is_dir() and src not in listings:

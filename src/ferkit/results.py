@@ -23,7 +23,7 @@ import cv2
 import numpy as np
 
 from .errors import Failure
-from .io import write_image_file
+from .io import escaped, write_image_file
 
 # one colour per canonical class (RGB), so a label reads the same in every picture
 CLASS_COLOURS = {
@@ -409,7 +409,7 @@ def plot_timeline(results: list[Result], classes: tuple[str, ...] | list[str], p
         axes[0, 0].legend(fontsize=8, loc="upper left", bbox_to_anchor=(1.01, 1.0))
     axes[-1, 0].set_xlabel("time (s)")
     if title:  # (a file name that is not UTF-8 shown with its escapes: matplotlib takes no surrogates)
-        fig.suptitle(title.encode("utf-8", "backslashreplace").decode("utf-8"))
+        fig.suptitle(escaped(title))
     fig.tight_layout()
     p = Path(path)
     p.parent.mkdir(parents=True, exist_ok=True)
