@@ -11,8 +11,11 @@ Variants (each includes the ones above it):
   (``pnet_one_head``), which ``MTCNN`` needs to read its output;
 * *PRelu as convolutions* (``prelu_as_convs``): each feature-map PRelu as two depthwise 1x1
   convolutions and Relu, so onnxruntime keeps its blocked layout;
-* *R-Net padded* (``pad_channels``, what ferkit runs): R-Net's first convolution from 28 to 32
-  filters, so its map stays blocked through the pooling.
+* *R-Net padded* (``pad_channels``): R-Net's first convolution from 28 to 32 filters, so its map
+  stays blocked through the pooling;
+* *P-Net pooled before PRelu* (``pool_before_prelu``, what ferkit runs): P-Net's first layer pools
+  the convolution's output (and its negation where a slope is negative) and applies PRelu to the
+  pooled map.
 
 All variants run in one process, in the same ``MTCNN`` (thread split included), over the same
 frames; rounds alternate the variants' order so that the machine's drift hits them alike. Cells:
@@ -42,19 +45,23 @@ import ferkit.faces.mtcnn as M  # noqa: E402
 from ferkit.io import read_image  # noqa: E402
 
 START, END = "<!-- mtcnn-rewrites:start -->", "<!-- mtcnn-rewrites:end -->"
-VARIANTS = ("as shipped (P-Net's heads merged)", "PRelu as convolutions", "R-Net padded (ferkit)")
+VARIANTS = ("as shipped (P-Net's heads merged)", "PRelu as convolutions", "R-Net padded",
+            "P-Net pooled before PRelu (ferkit)")
 
 
 def variant_models(name: str) -> dict[str, bytes]:
-    """The three networks' bytes for variant ``name`` (one of :data:`VARIANTS`)."""
+    """The three networks' bytes for variant ``name`` (one of :data:`VARIANTS`; each includes the
+    rewrites of those before it)."""
     import onnx
 
     d = M.model_dir()
     out = {}
     for k in NETS:
         m = onnx.load(str(d / f"{k}.onnx"))
-        if name == VARIANTS[2] and k == "rnet":
+        if name in VARIANTS[2:] and k == "rnet":
             m = M.pad_channels(m)
+        if name in VARIANTS[3:] and k == "pnet":
+            m = M.pool_before_prelu(m)
         if name != VARIANTS[0]:
             m = M.prelu_as_convs(m)
         out[k] = (M.pnet_one_head(m) if k == "pnet" else m).SerializeToString()

@@ -356,6 +356,86 @@ def test_pad_channels_leaves_what_it_cannot_pad_safely():
         assert w1_rows(mt.pad_channels(g)) == 6, kw
 
 
+@pytest.mark.parametrize("shape", [(1, 61, 47, 3), (1, 12, 13, 3), (1, 384, 288, 3), (2, 30, 25, 3)])
+def test_pnet_pooled_before_prelu_gives_the_same_bits(shape):
+    """P-Net with its first layer pooled before its PRelu (:func:`pool_before_prelu`, as ferkit runs
+    it) gives exactly the original network's outputs, on even and odd sizes (the pooling pads
+    odd ones), and so does the whole form ferkit runs against the earlier one."""
+    import onnx
+    import onnxruntime as ort
+
+    orig = onnx.load(str(mt.model_dir() / "pnet.onnx"))
+    pooled = mt.pool_before_prelu(orig)
+    ops = [n.op_type for n in pooled.graph.node]
+    assert ops.count("PRelu") == 2 and ops.index("MaxPool") < ops.index("PRelu")  # the first layer's rewritten
+    x = np.random.default_rng(4).uniform(-1, 1, shape).astype(np.float32)
+
+    def run(m):
+        s = ort.InferenceSession(m if isinstance(m, bytes) else m.SerializeToString(),
+                                 providers=["CPUExecutionProvider"])
+        return s.run(None, {s.get_inputs()[0].name: x})
+
+    for a, b in zip(run(orig), run(pooled)):
+        assert a.shape == b.shape and np.array_equal(a, b)
+    earlier = mt.pnet_one_head(mt.prelu_as_convs(orig))
+    (a,), (b,) = run(earlier), run(mt._fast_model(mt.model_dir() / "pnet.onnx"))
+    assert a.shape == b.shape and np.array_equal(a, b)
+
+
+@pytest.mark.parametrize("pool", [dict(kernel_shape=[2, 2], strides=[2, 2], auto_pad="SAME_UPPER"),
+                                  dict(kernel_shape=[3, 3], strides=[2, 2], auto_pad="VALID"),
+                                  dict(kernel_shape=[3, 3], strides=[2, 2], pads=[1, 1, 1, 1]),
+                                  dict(kernel_shape=[2, 3], strides=[1, 2], ceil_mode=1)])
+def test_pool_before_prelu_is_exact_for_any_slopes_and_pooling(pool):
+    """Small graphs Conv(3->7) -> PRelu -> MaxPool -> Conv, the slopes of every sign (negative,
+    zero, between 0 and 1, above 1): pooled first, the outputs are bit for bit the same, and no
+    conv-sized PRelu map is left before the pooling. Left as they are: a PRelu map another node
+    reads, a grouped convolution, a MaxPool whose indices are read."""
+    import onnx
+    import onnxruntime as ort
+    from onnx import TensorProto, helper, numpy_helper
+
+    rng = np.random.default_rng(5)
+    t = lambda a, n: numpy_helper.from_array(np.asarray(a, np.float32), n)  # noqa: E731
+
+    def graph(extra_reader=False, grouped=False, indices=False):
+        inits = [t(rng.normal(size=(7, 1 if grouped else 3, 3, 3)), "w1"), t(rng.normal(size=7), "b1"),
+                 t(np.array([-1.3, -0.2, 0.0, 0.4, 1.0, 1.7, -0.6]).reshape(1, 7, 1, 1), "a"),
+                 t(rng.normal(size=(4, 7, 3, 3)), "w2")]
+        nodes = [helper.make_node("Conv", ["x", "w1", "b1"], ["c1"], group=7 if grouped else 1),
+                 helper.make_node("PRelu", ["c1", "a"], ["p"]),
+                 helper.make_node("MaxPool", ["p"], ["m", "idx"] if indices else ["m"], **pool),
+                 helper.make_node("Conv", ["m", "w2"], ["y"])]
+        outs = [helper.make_tensor_value_info("y", TensorProto.FLOAT, None)]
+        if extra_reader:
+            nodes.append(helper.make_node("Relu", ["p"], ["r"]))
+            outs.append(helper.make_tensor_value_info("r", TensorProto.FLOAT, None))
+        if indices:
+            outs.append(helper.make_tensor_value_info("idx", TensorProto.INT64, None))
+        c = 7 if grouped else 3
+        g = helper.make_graph(nodes, "g", [helper.make_tensor_value_info("x", TensorProto.FLOAT, [1, c, None, None])],
+                              outs, inits)
+        return helper.make_model(g, opset_imports=[helper.make_opsetid("", 13)])
+
+    def run(m, x):
+        s = ort.InferenceSession(m.SerializeToString(), providers=["CPUExecutionProvider"])
+        return s.run(None, {"x": x})
+
+    m = graph()
+    pooled = mt.pool_before_prelu(m)
+    ops = [n.op_type for n in pooled.graph.node]
+    assert "PRelu" not in ops and ops.index("MaxPool") < ops.index("Max")
+    for hw in ((17, 23), (16, 16), (9, 12)):
+        x = rng.normal(size=(1, 3) + hw).astype(np.float32) * 3
+        (a,), (b,) = run(m, x), run(pooled, x)
+        assert a.shape == b.shape and np.array_equal(a, b), hw
+    if "pads" in pool or pool.get("ceil_mode"):
+        return
+    for kw in ({"extra_reader": True}, {"grouped": True}, {"indices": True}):
+        g = graph(**kw)
+        assert [n.op_type for n in mt.pool_before_prelu(g).graph.node] == [n.op_type for n in g.graph.node], kw
+
+
 def _nms_reference(boxes, scores, thresh, mode="union"):
     """Greedy NMS the slow, obvious way, in Python floats: visit boxes by falling score (ties by
     index) and keep one when it overlaps no kept box by more than ``thresh``."""

@@ -155,6 +155,116 @@ def face_probability(logits: np.ndarray) -> np.ndarray:
     return e[:, 1] * (np.float32(1) / e.sum(axis=1))
 
 
+def pool_before_prelu(model, multiple: int = 16):
+    """The same network with each ``Conv -> PRelu -> MaxPool`` chain pooled before the ``PRelu``, so
+    the activation runs on the pooled map (a quarter of the elements for a 2x2 pool) instead of
+    the full one. The outputs are bit-identical.
+
+    Why it is exact: ``PRelu`` (``f(y) = y`` above 0, ``a * y`` below) is non-decreasing where the
+    slope ``a >= 0``, so the largest ``f`` in a window is ``f`` of the window's largest ``y``; where
+    ``a < 0`` it falls then rises, so the largest ``f`` is ``f`` of the largest or of the smallest
+    ``y``. The convolution is therefore given, beside its filters, the negated filters and biases of
+    the channels whose slope is negative (``-y`` exactly: negation commutes with every rounding),
+    zero filters up to a multiple of ``multiple``, and one ``MaxPool`` gives each window's largest
+    ``y`` and largest ``-y`` (minus the smallest ``y``). ``f`` is applied to both, as
+    :func:`prelu_as_convs` computes it (``Relu`` and depthwise 1x1 convolutions: one rounding of
+    ``a * y`` or ``y`` itself), and an elementwise ``Max`` picks, channel by channel, the larger:
+    each output element is the one the original computed.
+
+    Why: P-Net's first map (10 channels, 382 x 286 on the first level of a 640x480 frame) does not
+    fill onnxruntime's blocks of 16 channels, so its ``PRelu`` left the blocked layout and came back
+    (about 4 of P-Net's 8.6 ms there, one thread). Pooled first, that layer takes 2.4 ms, and
+    ``MTCNN.detect`` on a 640x480 frame with one face 20.8 -> 17.4 ms (2 cores). Only P-Net is
+    rewritten: R-Net's and O-Net's maps already fill whole blocks, and their extra filters cost
+    more than the smaller activation saves (R-Net 12.6 -> 14.6 ms on 218 candidates).
+
+    Left as they are: a ``PRelu`` or convolution output that another node also reads, a grouped
+    convolution, a ``MaxPool`` whose indices are read, slopes that are not one per channel.
+    ``model`` is an ``onnx.ModelProto``; a rewritten copy is returned."""
+    import onnx
+    from onnx import helper, numpy_helper
+
+    m = onnx.ModelProto()
+    m.CopyFrom(model)
+    g = m.graph
+    inits = {i.name: i for i in g.initializer}
+    users: dict[str, list] = {}
+    for n in g.node:
+        for i in n.input:
+            users.setdefault(i, []).append(n)
+    producer = {o: n for n in g.node for o in n.output}
+    outputs = {o.name for o in g.output}
+
+    def sole_input_of(name, node):
+        return [id(u) for u in users.get(name, [])] == [id(node)] and name not in outputs
+
+    extra, replaced = [], {}
+    for pool in g.node:
+        if pool.op_type != "MaxPool" or len([o for o in pool.output if o]) != 1:
+            continue
+        pr = producer.get(pool.input[0])
+        if pr is None or pr.op_type != "PRelu" or not sole_input_of(pr.output[0], pool) or pr.input[1] not in inits:
+            continue
+        cv = producer.get(pr.input[0])
+        if (cv is None or cv.op_type != "Conv" or not sole_input_of(cv.output[0], pr) or cv.input[1] not in inits
+                or (len(cv.input) > 2 and cv.input[2] and cv.input[2] not in inits)
+                or any(a.name == "group" and a.i != 1 for a in cv.attribute)):
+            continue
+        w = numpy_helper.to_array(inits[cv.input[1]])
+        c = w.shape[0]
+        a = numpy_helper.to_array(inits[pr.input[1]])
+        if a.size != c or a.shape not in ((c,), (1, c, 1, 1), (c, 1, 1)) or not np.all(np.isfinite(a)):
+            continue
+        a = a.reshape(-1).astype(np.float32)
+        b = (numpy_helper.to_array(inits[cv.input[2]]) if len(cv.input) > 2 and cv.input[2]
+             else np.zeros(c, np.float32))
+        neg = np.flatnonzero(a < 0)
+        k = len(neg)
+        c2 = -(-(c + k) // multiple) * multiple
+        w2 = np.zeros((c2,) + w.shape[1:], np.float32)
+        b2 = np.zeros(c2, np.float32)
+        w2[:c], w2[c:c + k], b2[:c], b2[c:c + k] = w, -w[neg], b, -b[neg]
+        # f applied to the pooled maps: channels < c to the largest y, channels c.. to the
+        # smallest y of the negative-slope channels (held as its negation p): relu(-p) - a relu(p)
+        u = np.zeros(c2, np.float32)
+        v = np.zeros(c2, np.float32)
+        u[:c], v[:c], u[c:c + k], v[c:c + k] = 1, -a, -a[neg], 1
+        pick = np.arange(c)
+        pick[neg] = c + np.arange(k)  # each channel's smallest-y value (itself where a >= 0)
+        p = f"{pool.output[0]}/pool_before_prelu/"
+        for name, arr in (("w", w2), ("b", b2), ("minus_one", np.full((c2, 1, 1, 1), -1, np.float32)),
+                          ("u", u.reshape(c2, 1, 1, 1)), ("v", v.reshape(c2, 1, 1, 1)),
+                          ("pick", pick.astype(np.int64)), ("start", np.zeros(1, np.int64)),
+                          ("end", np.array([c], np.int64)), ("axis", np.ones(1, np.int64))):
+            extra.append(numpy_helper.from_array(arr, p + name))
+        conv = helper.make_node("Conv", [cv.input[0], p + "w", p + "b"], [p + "y"], name=p + "conv")
+        conv.attribute.extend(cv.attribute)
+        pooled = helper.make_node("MaxPool", [p + "y"], [p + "q"], name=p + "pool")
+        pooled.attribute.extend(pool.attribute)
+        dw = dict(group=c2, kernel_shape=[1, 1])
+        replaced[id(cv)], replaced[id(pr)] = [], []
+        replaced[id(pool)] = [
+            conv, pooled,
+            helper.make_node("Relu", [p + "q"], [p + "pos"]),
+            helper.make_node("Conv", [p + "q", p + "minus_one"], [p + "neg_q"], **dw),
+            helper.make_node("Relu", [p + "neg_q"], [p + "neg"]),
+            helper.make_node("Conv", [p + "pos", p + "u"], [p + "pos_part"], **dw),
+            helper.make_node("Conv", [p + "neg", p + "v"], [p + "neg_part"], **dw),
+            helper.make_node("Add", [p + "neg_part", p + "pos_part"], [p + "f"]),
+            helper.make_node("Slice", [p + "f", p + "start", p + "end", p + "axis"], [p + "f_of_max"]),
+            helper.make_node("Gather", [p + "f", p + "pick"], [p + "f_of_min"], axis=1),
+            helper.make_node("Max", [p + "f_of_max", p + "f_of_min"], [pool.output[0]])]
+    nodes = [x for n in g.node for x in replaced.get(id(n), [n])]
+    del g.node[:]
+    g.node.extend(nodes)
+    read = {i for n in nodes for i in n.input}
+    listed = outputs | {i.name for i in g.input}
+    kept = [i for i in g.initializer if i.name in read or i.name in listed]  # drops the replaced layers' own
+    del g.initializer[:]
+    g.initializer.extend(kept + extra)
+    return m
+
+
 def pad_channels(model, multiple: int = 16):
     """The same network with each ``Conv`` whose output channels are not a multiple of
     ``multiple`` given zero filters up to the next multiple, when its output reaches the next
@@ -166,9 +276,9 @@ def pad_channels(model, multiple: int = 16):
     first convolution has 28 filters: its map left the blocked layout for the ``MaxPool`` and came
     back (about a fifth of R-Net's time). Padded to 32, R-Net on 73 candidates takes 2.8 instead of
     3.5 ms on one thread, and its outputs are bit-identical (the next convolution already read the
-    28 channels padded to 32 with zeros). P-Net's first convolution (10 filters) is not padded:
-    its next convolution then runs blocked and sums in another order (outputs off by up to 6e-6
-    for 2.5% less time on one thread). Left as they are: chains that branch or end in a graph
+    28 channels padded to 32 with zeros). P-Net's first convolution (10 filters) is not padded
+    here (:func:`pool_before_prelu` rewrites that layer): padded alone, its next convolution ran
+    blocked and summed in another order (outputs off by up to 6e-6, for 2.5% less time). Left as they are: chains that branch or end in a graph
     output, a ``MaxPool`` whose indices are read, weights, biases or slopes another node shares.
     ``model`` is an ``onnx.ModelProto``; a padded copy is returned."""
     import onnx
@@ -235,12 +345,13 @@ def pad_channels(model, multiple: int = 16):
 
 @functools.lru_cache(maxsize=None)
 def _fast_model(path: Path) -> bytes:
-    """The network at ``path`` with :func:`prelu_as_convs` applied (and :func:`pnet_one_head` for
-    P-Net, :func:`pad_channels` for R-Net), serialised (once per file)."""
+    """The network at ``path`` with :func:`prelu_as_convs` applied (and :func:`pool_before_prelu`
+    then :func:`pnet_one_head` for P-Net, :func:`pad_channels` for R-Net), serialised (once per
+    file)."""
     import onnx
 
     m = onnx.load(str(path))
-    m = prelu_as_convs(pad_channels(m) if path.stem == "rnet" else m)
+    m = prelu_as_convs(pad_channels(m) if path.stem == "rnet" else pool_before_prelu(m) if path.stem == "pnet" else m)
     return (pnet_one_head(m) if path.stem == "pnet" else m).SerializeToString()
 
 
