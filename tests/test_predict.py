@@ -123,6 +123,32 @@ def odd_inputs(tmp_path):
     return d
 
 
+def test_an_image_read_with_a_caveat_says_so_in_json_and_csv(tmp_path):
+    """A JPEG without its end marker is read and analysed as usual; its caveat is printed and kept in
+    its JSON entry (``warnings``, absent from a clean image's), its CSV rows (last column) and its
+    own JSON under --out."""
+    d = tmp_path / "in"
+    d.mkdir()
+    photo = EXAMPLE.read_bytes()
+    assert photo.endswith(b"\xff\xd9")
+    (d / "a_clean.jpg").write_bytes(photo)
+    (d / "b_no_end.jpg").write_bytes(photo[:-2])
+    out_csv, out_js = tmp_path / "r.csv", tmp_path / "r.json"
+    said = f"{d / 'b_no_end.jpg'}: the JPEG file lacks its 2-byte end marker (FF D9) but holds all of its picture"
+    with pytest.warns(UserWarning) as told:  # (the CLI prints warnings as "ferkit: warning: ...")
+        assert main(["predict", str(d), "--csv", str(out_csv), "--json", str(out_js), "--out",
+                     str(tmp_path / "o")]) == 0
+    assert [str(w.message) for w in told if "end marker" in str(w.message)] == [said + "; read as it is"]
+    clean, caveat = json.loads(out_js.read_text())
+    assert "warnings" not in clean and clean["faces"][0]["label"] == "happy"
+    assert caveat["faces"][0]["label"] == "happy" and len(caveat["warnings"]) == 1
+    assert caveat["warnings"][0].startswith(said)
+    rows = list(csv.DictReader(open(out_csv)))
+    assert [r["warnings"] for r in rows] == ["", caveat["warnings"][0]] and rows[1]["label"] == "happy"
+    assert json.loads((tmp_path / "o" / "b_no_end.json").read_text())["warnings"] == caveat["warnings"]
+    assert "warnings" not in json.loads((tmp_path / "o" / "a_clean.json").read_text())
+
+
 def test_a_folder_of_odd_inputs_reports_bad_ones_and_reads_the_rest(odd_inputs, tmp_path, capsys):
     out_csv, out_js = tmp_path / "r.csv", tmp_path / "r.json"
     code = main(["predict", str(odd_inputs), "--csv", str(out_csv), "--json", str(out_js), "--out",
@@ -138,7 +164,7 @@ def test_a_folder_of_odd_inputs_reports_bad_ones_and_reads_the_rest(odd_inputs, 
     assert "1 file(s) in the folder(s) ignored:" in cap.err
     assert f"{odd_inputs / 'notes.txt'}: not an image file" in cap.err.split("ignored:")[1].split("failed:")[0]
     rows = list(csv.DictReader(open(out_csv)))
-    assert list(rows[0])[-1] == "error"
+    assert list(rows[0])[-2:] == ["error", "warnings"]
     by = {r["source"].rsplit("/", 1)[-1]: r for r in rows}
     # every input is listed, read or not; the odd colour modes all still show the happy astronaut
     read = {"good.png", "one_pixel.png", "sixteen_bit.png", "rgba.png", "cmyk.jpg", "palette.gif"}
@@ -264,8 +290,8 @@ def test_results_of_a_video_list_its_lost_frames_in_json_and_csv():
     buf = io.StringIO()
     write_csv(rows, buf, ferkit.CANONICAL)
     lines = buf.getvalue().splitlines()
-    assert lines[0].endswith(",error") and lines[2].startswith("clip.avi,1,")
-    assert lines[2].endswith(",frames 1-3 (3 frames): unreadable frame (skipped)")
+    assert lines[0].endswith(",error,warnings") and lines[2].startswith("clip.avi,1,")
+    assert lines[2].endswith(",frames 1-3 (3 frames): unreadable frame (skipped),")
 
 
 def test_webcam_without_display_or_camera_is_a_clear_error(monkeypatch, capsys):

@@ -156,10 +156,12 @@ def test_an_image_read_with_a_caveat_says_so_in_a_header(client, photo):
     assert r.status_code == 200 and r.json()["faces"][0]["label"] == "happy"
     told = json.loads(r.headers["x-ferkit-warnings"])
     assert len(told) == 1 and told[0].startswith("no_end.jpg: the JPEG file lacks its 2-byte end marker")
+    assert r.json()["warnings"] == told and "warnings" not in post(client, photo).json()  # as predict --json
     # a crafted name thousands of characters long: each message cut to 300 characters
     r = client.post("/v1/analyze", files={"file": ("\U0001f600" * 900 + ".jpg", photo[:-2], "image/jpeg")})
     told = json.loads(r.headers["x-ferkit-warnings"])
     assert r.status_code == 200 and len(told[0]) == 300 and told[0].endswith("…")
+    assert r.json()["warnings"][0].startswith(told[0][:-1]) and len(r.json()["warnings"][0]) > 300  # whole there
     frames = [Image.new("RGB", (64, 48), c) for c in ("red", "blue", "green")]
     gif = io.BytesIO()
     frames[0].save(gif, "GIF", save_all=True, append_images=frames[1:])

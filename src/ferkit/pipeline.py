@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import numbers
 import os
+import warnings
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -275,11 +276,16 @@ class Recognizer:
 
     # -- one image ---------------------------------------------------------------------------
     def analyze(self, image: Any, source: str | None = None, keep_image: bool = True) -> Result:
-        """Every face of one image (path, bytes, array RGB/gray, PIL image)."""
+        """Every face of one image (path, bytes, array RGB/gray, PIL image). What was read with a
+        caveat (only the first frame of an animation, a JPEG without its end marker...) is a
+        ``UserWarning`` and is kept in the result's ``warnings``."""
         name = source or (str(image) if isinstance(image, (str, os.PathLike)) else type(image).__name__)
-        rgb = read_image(image, mode="RGB", name=name)
+        notes: list[str] = []
+        rgb = read_image(image, mode="RGB", name=name, notes=notes)
+        for n in notes:  # a caveat of the reading: warned (as before) and kept in the result's "warnings"
+            warnings.warn(n, UserWarning, stacklevel=2)
         dets = self.detect(rgb)
-        return self._result(rgb, dets, self.classify(self.crops(rgb, dets)), name, keep_image)
+        return self._result(rgb, dets, self.classify(self.crops(rgb, dets)), name, keep_image, warnings=notes)
 
     # -- any source --------------------------------------------------------------------------
     def predict(self, source: Any, *, every: int = 1, max_frames: int | None = None,

@@ -72,6 +72,7 @@ class Result:
     time: float | None = None
     image: np.ndarray | None = field(default=None, repr=False)
     classes: tuple[str, ...] = ()
+    warnings: list[str] = field(default_factory=list)  #: caveats of the reading (JSON and CSV say them)
 
     def __len__(self) -> int:
         return len(self.faces)
@@ -82,6 +83,8 @@ class Result:
             d["frame"] = self.frame
             d["time"] = round(float(self.time or 0.0), 4)
         d["faces"] = [f.to_dict() for f in self.faces]
+        if self.warnings:  # (only when there are any: the usual entry keeps its form)
+            d["warnings"] = list(self.warnings)
         return d
 
     def to_json(self, indent: int | None = 2) -> str:
@@ -90,10 +93,12 @@ class Result:
     def to_records(self, empty_row: bool = False) -> list[dict[str, Any]]:
         """One flat row per face (the CSV rows): source, frame, time, face (1, 2, ... in the
         order of ``faces``), track_id, x, y, w, h,
-        score, label, confidence, then one column per class. ``empty_row``: an image or frame
+        score, label, confidence, one column per class, then ``warnings`` (the caveats of the
+        reading, joined by "; "; None without any). ``empty_row``: an image or frame
         without faces still gives one row (face fields empty), so that no input goes unlisted."""
+        said = "; ".join(self.warnings) or None
         if not self.faces and empty_row:
-            return [{"source": self.source, "frame": self.frame, "time": self.time}]
+            return [{"source": self.source, "frame": self.frame, "time": self.time, "warnings": said}]
         rows = []
         for i, f in enumerate(self.faces, 1):  # face 1, 2, ... as the console and `ferkit explain` count
             x, y, w, h = f.box
@@ -101,6 +106,7 @@ class Result:
                                    "track_id": f.track_id, "x": x, "y": y, "w": w, "h": h,
                                    "score": round(f.score, 6), "label": f.label, "confidence": round(f.confidence, 6)}
             row.update({c: round(p, 6) for c, p in f.probabilities.items()})
+            row["warnings"] = said
             rows.append(row)
         return rows
 
@@ -280,9 +286,10 @@ def entry_records(e: Result | Failure) -> list[dict[str, Any]]:
 
 def write_csv(rows: list[dict[str, Any]], path_or_file, classes: tuple[str, ...] | list[str]) -> None:
     """Write :meth:`Result.to_records` rows (columns fixed, so an empty batch still has a header);
-    the last column, ``error``, is empty but on the rows of sources that could not be read."""
+    ``error`` is empty but on the rows of sources that could not be read, and the last column,
+    ``warnings``, but on those of images read with a caveat (the messages, joined by "; ")."""
     cols = ["source", "frame", "time", "face", "track_id", "x", "y", "w", "h", "score", "label", "confidence",
-            *classes, "error"]
+            *classes, "error", "warnings"]
     # (a file name that is not UTF-8 is written with its escapes, as in the JSON: "bad\\udcffname.jpg")
     fh = (open(path_or_file, "w", newline="", encoding="utf-8", errors="backslashreplace")
           if isinstance(path_or_file, (str, os.PathLike)) else path_or_file)

@@ -447,7 +447,8 @@ def create_app(recognizer: Any = None, *, model: str = "default", detector: str 
                     "`X-Ferkit-Faces`: the number of faces). An image read with a caveat (only the first frame "
                     "of an animation, a JPEG without its end marker, a picture whose lower half is flat gray as in a "
                     "file cut short) has the header `X-Ferkit-Warnings`, a JSON "
-                    "list of messages. Errors are JSON `{\"error\", \"detail\"}`.",
+                    "list of messages, and its JSON a `warnings` list of them. Errors are JSON "
+                    "`{\"error\", \"detail\"}`.",
         responses={
             200: {"content": {"application/json": {"example": {"source": "photo.jpg", "width": 512, "height": 512,
                                                               "faces": [face_example]}},
@@ -557,6 +558,7 @@ def create_app(recognizer: Any = None, *, model: str = "default", detector: str 
             raise ApiError(500, "the analysis failed (a server error: see its log)") from None
         told = {}
         if notes:
+            result["warnings"] = list(notes)  # in the JSON as `ferkit predict --json` has them
             for n in notes:
                 log.warning("%s", n)
             # ASCII (non-ASCII letters as \u escapes), each message cut at 300 characters: a crafted
