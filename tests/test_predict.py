@@ -149,6 +149,26 @@ def test_an_image_read_with_a_caveat_says_so_in_json_and_csv(tmp_path):
     assert "warnings" not in json.loads((tmp_path / "o" / "a_clean.json").read_text())
 
 
+def test_file_names_with_terminal_escapes_are_printed_escaped(tmp_path, capsys):
+    """A name holding a terminal escape or a newline is printed with them escaped (it could clear
+    the screen, recolour it or forge a line of the report); the JSON keeps the real name."""
+    d = tmp_path / "in"
+    d.mkdir()
+    good, bad = "a\x1b[31mred\nforged.jpg", "b\x1b[2J\u202egpj.jpg"
+    shutil.copy(EXAMPLE, d / good)
+    (d / bad).write_bytes(b"junk")
+    out_js = tmp_path / "r.json"
+    assert main(["predict", str(d), "--json", str(out_js)]) == 1
+    cap = capsys.readouterr()
+    assert "\x1b" not in cap.out + cap.err and "\u202e" not in cap.out + cap.err
+    assert "a\\x1b[31mred\\x0aforged.jpg: 1 face" in cap.out
+    assert not any(line.startswith("forged") for line in (cap.out + cap.err).splitlines())
+    assert f"{d}/b\\x1b[2J\\u202egpj.jpg: not an image file" in cap.err
+    assert [Path(e["source"]).name for e in json.loads(out_js.read_text())] == [good, bad]
+    assert main(["predict", str(d / bad)]) == 1
+    assert capsys.readouterr().err.startswith(f"ferkit: error: {d}/b\\x1b[2J\\u202egpj.jpg: not an image file")
+
+
 def test_a_folder_of_odd_inputs_reports_bad_ones_and_reads_the_rest(odd_inputs, tmp_path, capsys):
     out_csv, out_js = tmp_path / "r.csv", tmp_path / "r.json"
     code = main(["predict", str(odd_inputs), "--csv", str(out_csv), "--json", str(out_js), "--out",

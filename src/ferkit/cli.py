@@ -1111,6 +1111,12 @@ def _command(a: argparse.Namespace) -> str:
     return "ferkit " + shlex.join(getattr(a, "argv", None) or sys.argv[1:])
 
 
+def _shown(text: object, lines: bool = False) -> str:
+    from .io import shown  # (imported when first needed: the CLI starts without numpy and OpenCV)
+
+    return shown(text, lines)
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     parser = build_parser()
     a = parser.parse_args(argv)
@@ -1120,7 +1126,8 @@ def main(argv: Sequence[str] | None = None) -> int:
             with contextlib.suppress(AttributeError, ValueError, OSError):
                 stream.reconfigure(errors="backslashreplace")
     fmt = warnings.formatwarning
-    warnings.formatwarning = lambda msg, cat, *args, **kw: f"ferkit: warning: {msg}\n"
+    # (a file's name in a message is shown with its control characters escaped: see io.shown)
+    warnings.formatwarning = lambda msg, cat, *args, **kw: f"ferkit: warning: {_shown(msg, lines=True)}\n"
     try:
         with warnings.catch_warnings():
             warnings.simplefilter("default")
@@ -1129,14 +1136,14 @@ def main(argv: Sequence[str] | None = None) -> int:
             warnings.simplefilter("ignore", ResourceWarning)
             return int(a.fn(a) or 0)
     except FerkitError as e:
-        print(f"ferkit: error: {e}", file=sys.stderr)
+        print(f"ferkit: error: {_shown(e, lines=True)}", file=sys.stderr)
         return 1
     except BrokenPipeError:  # (an OSError: before that clause) output piped into `head` and the like
         os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
         return 0
     except OSError as e:  # an output path that cannot be written (a folder, missing, read-only, disk full)
         where = f"{e.filename}: " if getattr(e, "filename", None) else "an output or input file: "
-        print(f"ferkit: error: cannot write or read {where}{e.strerror or e}", file=sys.stderr)
+        print(f"ferkit: error: cannot write or read {_shown(where)}{_shown(e.strerror or e)}", file=sys.stderr)
         return 1
     except KeyboardInterrupt:
         print("ferkit: interrupted", file=sys.stderr)

@@ -17,6 +17,7 @@ import sys
 import tempfile
 import threading
 import time
+import unicodedata
 import warnings
 from contextlib import contextmanager
 from pathlib import Path
@@ -61,6 +62,25 @@ def escaped(text: str) -> str:
     """``text`` with what is not UTF-8 (a file name's surrogate escapes) as backslash escapes, for
     what takes no surrogates (OpenCV's window titles, which crash on them; matplotlib's text)."""
     return text.encode("utf-8", "backslashreplace").decode("utf-8")
+
+
+def shown(text: object, lines: bool = False) -> str:
+    """``text`` as a terminal may show it: control and format characters (terminal escapes,
+    carriage returns, newlines, bidirectional overrides, zero-width marks) as ``\\xNN`` or
+    ``\\uNNNN`` escapes, what is not UTF-8 (a file name's surrogate escapes) as backslash escapes.
+    A file named ``"a\\x1b[2J.jpg"`` would otherwise clear the screen when its name is printed, and
+    one with a newline would forge a line of ferkit's report. ``lines``: newlines kept (a message
+    of several lines); names within it should be escaped first."""
+    out = []
+    for ch in str(text):
+        if ch == "\n" and lines:
+            out.append(ch)
+        elif unicodedata.category(ch) in ("Cc", "Cf", "Zl", "Zp"):
+            o = ord(ch)
+            out.append(f"\\x{o:02x}" if o < 0x100 else f"\\u{o:04x}")
+        else:
+            out.append(ch)
+    return escaped("".join(out))
 
 
 def resolved_path(p: Path) -> Path:

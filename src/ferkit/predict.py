@@ -33,7 +33,7 @@ from tqdm.auto import tqdm
 
 from .errors import Failure, FerkitError, ImageDecodeError
 from .io import (STDOUT, VideoReader, VideoWriter, check_out_folder, check_writable, escaped, ferkit_json,
-                 frame_failures, is_video_file, resolved_path, same_file, write_to_stdout)
+                 frame_failures, is_video_file, resolved_path, same_file, shown, write_to_stdout)
 from .pipeline import Recognizer, _reason, folder_files, source_kind
 from .results import Result, Results, draw, entry_dict, entry_records, plot_timeline, write_csv
 
@@ -134,8 +134,8 @@ class Window:
 def describe(r: Result) -> str:
     """Human-readable lines for one image's faces."""
     if not r.faces:
-        return f"{r.source}: no face found"
-    lines = [f"{r.source}: {len(r.faces)} face{'s' if len(r.faces) > 1 else ''}"]
+        return f"{shown(r.source)}: no face found"
+    lines = [f"{shown(r.source)}: {len(r.faces)} face{'s' if len(r.faces) > 1 else ''}"]
     for i, f in enumerate(r.faces, 1):
         x, y, w, h = f.box
         rest = sorted(((c, p) for c, p in f.probabilities.items() if c != f.label), key=lambda kv: -kv[1])[:2]
@@ -204,7 +204,7 @@ def run_video(rec: Recognizer, path: str | int, a: argparse.Namespace, stem: Pat
     total = -(-reader.frame_count // every) if reader.frame_count else None  # frames 0, every, 2 every...
     if total is not None and a.max_frames is not None:
         total = min(total, a.max_frames)
-    bar = _progress(total, Path(reader.name).name, "frame", a.quiet)
+    bar = _progress(total, shown(Path(reader.name).name), "frame", a.quiet)
     t0, fps_ema, last = time.perf_counter(), None, time.perf_counter()
     interrupted = False
     try:
@@ -227,14 +227,14 @@ def run_video(rec: Recognizer, path: str | int, a: argparse.Namespace, stem: Pat
                             writer.write(frame)
                     if window is not None:
                         try:
-                            shown = window.show(frame)
+                            on_screen = window.show(frame)
                         except Exception as e:  # the display went away: the analysis goes on without it
-                            tqdm.write(f"ferkit: warning: {reader.name}: the window failed ({e}); going on "
+                            tqdm.write(f"ferkit: warning: {shown(reader.name)}: the window failed ({e}); going on "
                                        f"without it", file=sys.stderr)
-                            window, shown = None, True
+                            window, on_screen = None, True
                             if is_cam and stem is None:  # a live view that cannot be shown: stop
-                                shown = False
-                        if not shown:
+                                on_screen = False
+                        if not on_screen:
                             r.image = None
                             res.append(r)
                             break
@@ -260,7 +260,7 @@ def run_video(rec: Recognizer, path: str | int, a: argparse.Namespace, stem: Pat
     for r in res:
         for f in r.faces:
             tracks.setdefault(f.track_id, []).append(f.label)
-    print(f"{reader.name}: {len(res)} frame(s) processed{' before the interruption' if interrupted else ''} "
+    print(f"{shown(reader.name)}: {len(res)} frame(s) processed{' before the interruption' if interrupted else ''} "
           f"in {elapsed:.1f} s ({len(res) / max(elapsed, 1e-9):.1f} "
           f"frames/s), {len(tracks)} face track(s)")
     for tid, labels in sorted(tracks.items()):
@@ -274,7 +274,7 @@ def run_video(rec: Recognizer, path: str | int, a: argparse.Namespace, stem: Pat
                       title=f"{Path(reader.name).name}: expression over time")
         made = [f"{stem.name}{s}" for s in VIDEO_OUTPUTS
                 if not (s == "_ferkit.mp4" and (writer is None or unwritten is not None))]
-        print(f"  wrote {', '.join(made)} in {stem.parent}")
+        print(f"  wrote {shown(', '.join(made))} in {shown(stem.parent)}")
     if interrupted:
         raise Interrupted(res)
     return res
@@ -515,7 +515,7 @@ def _predict(a: argparse.Namespace, results_out) -> int:
     if stdout_text is not None:
         write_to_stdout(results_out, lambda f: f.write(stdout_text))
     if out and n_images:
-        print(f"annotated images and JSON in {out}/")
+        print(f"annotated images and JSON in {shown(out)}/")
     if interrupted:
         written = [w if w != STDOUT else "standard output" for w in (a.json, a.csv) if w]
         print(f"\nferkit: interrupted; what was finished is written"
@@ -525,13 +525,13 @@ def _predict(a: argparse.Namespace, results_out) -> int:
         # a notes.txt or a video beside the photos is not a failure of the batch (exit 0), but said
         print(f"\n{len(ignored)} file(s) in the folder(s) ignored:", file=sys.stderr)
         for s, why in ignored[:20]:
-            print(f"  {s}: {why}", file=sys.stderr)
+            print(f"  {shown(s)}: {shown(why)}", file=sys.stderr)
         if len(ignored) > 20:
             print(f"  ... and {len(ignored) - 20} more", file=sys.stderr)
     if len(failed) == 1 and len(sources) == 1 and failed[0].frames is None and not n_images \
             and not any(isinstance(e, Result) for e in entries):
         # one input, and it could not be read: the one line of any other error
-        print(f"ferkit: error: {failed[0].where}: {failed[0].error}", file=sys.stderr)
+        print(f"ferkit: error: {shown(failed[0].where)}: {shown(failed[0].error)}", file=sys.stderr)
         return 1
     if failed:
         whole = sum(f.frames is None for f in failed)
@@ -541,6 +541,6 @@ def _predict(a: argparse.Namespace, results_out) -> int:
                                ([f"{lost} video frame(s) skipped in {videos} file(s)"] if lost else [])) + ":",
               file=sys.stderr)
         for f in failed:
-            print(f"  {f.where}: {f.error}", file=sys.stderr)
+            print(f"  {shown(f.where)}: {shown(f.error)}", file=sys.stderr)
         return 1
     return 0
