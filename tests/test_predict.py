@@ -169,6 +169,29 @@ def test_file_names_with_terminal_escapes_are_printed_escaped(tmp_path, capsys):
     assert capsys.readouterr().err.startswith(f"ferkit: error: {d}/b\\x1b[2J\\u202egpj.jpg: not an image file")
 
 
+def test_hidden_images_and_folders_are_listed_not_read(tmp_path, capsys):
+    """Hidden files and folders are not read, but a hidden image and a hidden folder are listed as
+    ignored (nothing goes unaccounted for); a macOS '._' file is named as metadata; a hidden
+    file that is no image (.DS_Store) is not listed. Given by name, a hidden photo is read."""
+    d = tmp_path / "in"
+    (d / ".thumbs").mkdir(parents=True)
+    shutil.copy(EXAMPLE, d / "good.jpg")
+    shutil.copy(EXAMPLE, d / ".beach.jpg")
+    shutil.copy(EXAMPLE, d / ".thumbs" / "t.jpg")
+    (d / "._good.jpg").write_bytes(b"\x00\x05\x16\x07")
+    (d / ".DS_Store").write_bytes(b"x")
+    js = tmp_path / "r.json"
+    assert main(["predict", str(d), "--json", str(js)]) == 0
+    err = capsys.readouterr().err
+    assert "3 file(s) in the folder(s) ignored:" in err and ".DS_Store" not in err
+    assert f"{d / '.beach.jpg'}: a hidden file (not read; give its path to read it)" in err
+    assert f"{d / '.thumbs'}: a hidden folder (not searched" in err
+    assert f"{d / '._good.jpg'}: macOS metadata" in err
+    assert [Path(e["source"]).name for e in json.loads(js.read_text())] == ["good.jpg"]
+    assert [Path(r.source).name for r in ferkit.Recognizer().predict(d)] == ["good.jpg"]
+    assert main(["predict", str(d / ".beach.jpg")]) == 0 and ": 1 face" in capsys.readouterr().out
+
+
 def test_a_folder_of_odd_inputs_reports_bad_ones_and_reads_the_rest(odd_inputs, tmp_path, capsys):
     out_csv, out_js = tmp_path / "r.csv", tmp_path / "r.json"
     code = main(["predict", str(odd_inputs), "--csv", str(out_csv), "--json", str(out_js), "--out",

@@ -913,7 +913,7 @@ def build_parser() -> argparse.ArgumentParser:
                        help="read every face's expression in images, folders, videos or a webcam", formatter_class=fmt,
                        description="Detect, align and classify every face in images, folders of images, video files "
                                    "or a live webcam. Images: prints each face; --out writes an annotated copy and "
-                                   "JSON. Folders: searched with their subfolders (hidden ones left out) for image "
+                                   "JSON. Folders: searched with their subfolders (hidden files and folders listed, not read) for image "
                                    "files by extension (.jpg .jpeg .png .bmp .tif .tiff .webp .gif .pgm .ppm); a "
                                    "row per face in --csv/--json, --out mirrors the subfolders, other files and "
                                    "unreadable ones listed at the end. Videos: --out writes an annotated video, a "

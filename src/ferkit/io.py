@@ -505,9 +505,13 @@ def is_video_file(path: Union[str, os.PathLike]) -> bool:
 
 
 def folder_files(folder: Union[str, os.PathLike], unreadable: list[Failure] | None = None,
-                 exclude: Union[str, os.PathLike, None] = None) -> tuple[list[Path], list[tuple[str, str]]]:
+                 exclude: Union[str, os.PathLike, None] = None,
+                 hidden: bool = False) -> tuple[list[Path], list[tuple[str, str]]]:
     """Image files under ``folder`` (recursive, sorted; by extension) and the other files with the
-    reason each is left out (hidden files and folders are not listed). What cannot be read at all
+    reason each is left out. Hidden files and folders (names starting with a dot) are not read;
+    with ``hidden`` the hidden folders and the hidden files with an image's extension are listed
+    among those left out (``predict``: a photo named ``.beach.jpg`` is accounted for), else they
+    are not listed (a dataset's ``.DS_Store`` and ``._*`` files). What cannot be read at all
     (a subfolder without permission, an image name that is a broken link, a pipe or a device) is
     appended to ``unreadable`` as a :class:`Failure` when given: a failure, not a skip. A subfolder
     that is ``exclude`` (``predict``'s ``--out``, inside the input folder) is not listed: outputs
@@ -523,10 +527,17 @@ def folder_files(folder: Union[str, os.PathLike], unreadable: list[Failure] | No
         out_dirs = {d for d in dirs if skip_dir is not None and resolved_path(Path(top) / d) == skip_dir}
         # listed, so that the images there (an earlier run's, or the user's) are accounted for
         skipped.extend((str(Path(top) / d), "not read as input (the --out folder)") for d in out_dirs)
+        if hidden:
+            skipped.extend((str(Path(top) / d), "a hidden folder (not searched; give it as a source to read it)")
+                           for d in dirs if d.startswith(".") and d not in out_dirs)
         dirs[:] = sorted(d for d in dirs if not d.startswith(".") and d not in out_dirs)
         for name in sorted(names):
             f = Path(top) / name
             if name.startswith("."):
+                if hidden and is_image_file(f):
+                    skipped.append((str(f), "macOS metadata (an AppleDouble '._' file), not an image"
+                                    if name.startswith("._") else
+                                    "a hidden file (not read; give its path to read it)"))
                 continue
             if not f.is_file():
                 if is_image_file(f) and unreadable is not None:

@@ -291,7 +291,8 @@ class Recognizer:
     def predict(self, source: Any, *, every: int = 1, max_frames: int | None = None,
                 keep_images: bool | None = None, progress: bool = False) -> Result | Results:
         """One :class:`Result` for an image; :class:`Results` for a folder (``.failed`` lists the
-        unreadable images, ``.ignored`` the files that are no images by their name), a video file
+        unreadable images, ``.ignored`` the files that are no images by their name, hidden images and
+        hidden folders), a video file
         or a webcam (one per processed frame). Pixels are not kept unless ``keep_images`` (a
         folder of large photos would fill the memory): a folder's :meth:`Result.plot` reads its
         file again; for a video's frames use :meth:`stream` to draw them as they come."""
@@ -306,7 +307,7 @@ class Recognizer:
         keep = bool(keep_images)
         if kind == "folder":
             unreadable: list[Failure] = []
-            files, ignored = folder_files(source, unreadable)
+            files, ignored = folder_files(source, unreadable, hidden=True)
             failed = unreadable + ([] if files else [Failure(str(source), "folder holds no image files")])
             res = Results(failed=failed, source=str(source), ignored=ignored)
             it = files

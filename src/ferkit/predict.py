@@ -380,7 +380,7 @@ def _predict(a: argparse.Namespace, results_out) -> int:
                 raise FerkitError(f"--out {a.out} is the input folder {src}: its outputs would be written among the "
                                   f"images there, over files of the same names; name another folder{_beside(src)}")
             unreadable: list[Failure] = []
-            listed, others = folder_files(src, unreadable, exclude=out)
+            listed, others = folder_files(src, unreadable, exclude=out, hidden=True)
             listings[src] = (listed, others, unreadable)
             protected.update(f.resolve() for f in listed)
             protected.update(Path(f).resolve() for f, _ in others)
