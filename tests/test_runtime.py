@@ -3,8 +3,11 @@
 from __future__ import annotations
 
 import json
+import os
+import shutil
 import subprocess
 import sys
+from pathlib import Path
 
 import numpy as np
 import onnx
@@ -255,6 +258,12 @@ def test_load_model_onnx_file_and_errors(default_onnx):
         ferkit.load_model(str(path), backend="onnx-int8")
     with pytest.raises(ferkit.ModelError, match="no such ONNX file"):
         ferkit.load_model(str(path.with_name("missing.onnx")))
+    # a file name that is not UTF-8 (onnxruntime takes no such str): read as bytes, the same answers
+    odd = Path(os.fsdecode(os.path.join(os.fsencode(path.parent), b"f\xe9r.onnx")))
+    shutil.copy(path, odd)
+    x = [np.random.default_rng(i).integers(0, 256, (48, 48), dtype=np.uint8) for i in range(3)]
+    a, b = ferkit.load_model(str(path)), ferkit.load_model(str(odd))
+    assert b.classes == a.classes and np.array_equal(a.predict_proba(x), b.predict_proba(x))
 
 
 def test_recognizer_onnx_gives_torch_labels_on_the_example_photo():

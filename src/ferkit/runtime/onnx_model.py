@@ -118,7 +118,15 @@ class OnnxExpressionModel(ExpressionModel):
 
         check_threads(threads)
         self.threads = int(threads) if threads else default_threads()
-        src = bytes(source) if self.path is None else str(self.path)
+        src: bytes | str = bytes(source) if self.path is None else str(self.path)
+        if isinstance(src, str) and not src.isascii():
+            try:
+                src.encode("utf-8")
+            except UnicodeEncodeError:  # a name that is not UTF-8: onnxruntime takes no such str, so its bytes
+                try:
+                    src = self.path.read_bytes()  # type: ignore[union-attr]
+                except OSError as e:
+                    raise ModelError(f"{self.path}: cannot read it ({e.strerror or e})") from None
         try:
             self.session = ort.InferenceSession(src, sess_options=_options(self.threads), providers=providers)
         except Exception as e:  # onnxruntime raises its own exception types
