@@ -27,7 +27,7 @@ with warnings.catch_warnings():
 
 from ferkit import Recognizer
 from ferkit.cli import main
-from ferkit.serve import ServerThread, create_app
+from ferkit.serve import DEFAULT_MAX_PIXELS, ServerThread, create_app
 from ferkit.serve.app import DRAIN, MULTIPART_SLACK
 
 CHROMIUM = "/usr/bin/chromium"
@@ -191,7 +191,8 @@ def test_an_image_over_pillows_ceiling_gets_the_servers_limit_in_its_413(small_c
     body = assert_json_error(post(small_client, png_bytes(np.zeros((50, 50), np.uint8)), ctype="image/png"), 413,
                              "too large")
     assert body["detail"] == {"pixels": 2500, "max_pixels": 300_000}
-    assert "0.3 MP" in body["error"] and "exceeds limit" not in body["error"]
+    assert body["error"] == "image too large: 2,500 pixels, the limit is 300,000 (0.3 MP)"
+    assert "exceeds limit" not in body["error"]
 
 
 def test_decoder_errors_map_to_413_by_kind_not_by_wording(client, photo, monkeypatch):
@@ -207,8 +208,10 @@ def test_decoder_errors_map_to_413_by_kind_not_by_wording(client, photo, monkeyp
 
     monkeypatch.setattr(app_mod, "read_image", raising(ImageTooLargeError("astronaut.jpg: image is 9 MP, over the "
                                                                           "8 MP limit")))
-    body = assert_json_error(post(client, photo), 413, "over the 8 mp limit")
-    assert not body["error"].startswith("astronaut.jpg")  # the upload's name is not repeated
+    body = assert_json_error(post(client, photo), 413, "image too large: 512x512 is 262,144 pixels")
+    # the form of every 413 for pixels: the size, the server's limit, and the decoder's words
+    assert body["detail"] == {"width": 512, "height": 512, "pixels": 262_144, "max_pixels": DEFAULT_MAX_PIXELS,
+                              "reason": "image is 9 MP, over the 8 MP limit"}  # (the upload's name not repeated)
     monkeypatch.setattr(app_mod, "read_image", raising(ImageDecodeError("astronaut.jpg: truncated before the "
                                                                         "scan limit")))
     assert_json_error(post(client, photo), 400, "scan limit")
@@ -256,7 +259,7 @@ def test_bad_requests_get_json_errors(client, small_client, photo):
     big = png_bytes(np.zeros((600, 600), np.uint8))  # 360,000 pixels, a few kB
     assert len(big) < 200_000
     body = assert_json_error(post(small_client, big, ctype="image/png"), 413, "too large")
-    assert body["detail"] == {"width": 600, "height": 600, "max_pixels": 300_000}
+    assert body["detail"] == {"width": 600, "height": 600, "pixels": 360_000, "max_pixels": 300_000}
     assert "600x600 is 360,000 pixels, the limit is 300,000 (0.3 MP)" in body["error"]
     assert post(small_client, png_bytes(np.zeros((500, 500), np.uint8)), ctype="image/png").status_code == 200
     # a strip within the pixel limit but wider than a PNG can be: its JSON, and a 413 for its annotated PNG

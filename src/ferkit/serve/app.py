@@ -282,6 +282,21 @@ class Engine:
 # ---------------------------------------------------------------------------------------
 # the app
 # ---------------------------------------------------------------------------------------
+def _too_large(max_pixels: int, w: int | None = None, h: int | None = None, n: int | None = None,
+               why: str | None = None) -> ApiError:
+    """The 413 of an image over the pixel limit, in one form whatever found it: ``error`` says the
+    size and the limit; ``detail`` holds ``max_pixels`` and what is known of the image (``width``,
+    ``height``, ``pixels``; ``reason`` where the decoder refused a size it did not tell)."""
+    n = w * h if n is None and w is not None and h is not None else n
+    size = f"{w}x{h} is {n:,} pixels" if w is not None else f"{n:,} pixels" if n is not None else None
+    detail: dict = {k: v for k, v in (("width", w), ("height", h), ("pixels", n)) if v is not None}
+    detail["max_pixels"] = max_pixels
+    if why:
+        detail["reason"] = why
+    return ApiError(413, (f"image too large: {size}, the limit is {max_pixels:,} ({max_pixels / 1e6:g} MP)" if size
+                          else f"image too large to decode safely (the limit is {max_pixels / 1e6:g} MP)"), detail)
+
+
 def _probe(data: bytes, max_pixels: int = DEFAULT_MAX_PIXELS) -> tuple[str, int, int]:
     """Format and size from the image's header (nothing is decoded yet)."""
     try:
@@ -290,10 +305,7 @@ def _probe(data: bytes, max_pixels: int = DEFAULT_MAX_PIXELS) -> tuple[str, int,
             return str(im.format), int(w), int(h)
     except (Image.DecompressionBombError, Image.DecompressionBombWarning) as e:
         n = bomb_pixels(e)  # over Pillow's own ceiling: its size is refused before it can be read
-        if n is None:
-            raise ApiError(413, "image too large to decode safely", str(e)) from None
-        raise ApiError(413, f"image too large: {n / 1e6:.1f} MP, the limit is {max_pixels / 1e6:g} MP",
-                       {"pixels": n, "max_pixels": max_pixels}) from None
+        raise _too_large(max_pixels, n=n, why=None if n else str(e)) from None
     except UnidentifiedImageError:
         raise ApiError(400, "not an image (or a format the server does not read)",
                        {"formats": [f for f in ALLOWED_FORMATS if f != "DIB"]}) from None
@@ -525,8 +537,7 @@ def create_app(recognizer: Any = None, *, model: str = "default", detector: str 
             raise ApiError(400, "empty file (0 bytes)", {"filename": name})
         fmt, w, h = _probe(data, max_pixels)
         if w * h > max_pixels:
-            raise ApiError(413, f"image too large: {w}x{h} is {w * h:,} pixels, the limit is {max_pixels:,} "
-                                f"({max_pixels / 1e6:g} MP)", {"width": w, "height": h, "max_pixels": max_pixels})
+            raise _too_large(max_pixels, w, h)
         if annotated and max(w, h) > PNG_MAX_SIDE:
             raise ApiError(413, f"an annotated PNG can be at most {PNG_MAX_SIDE:,} pixels on a side, this image is "
                                 f"{w}x{h}: ask without annotated=1 for its JSON",
@@ -549,8 +560,9 @@ def create_app(recognizer: Any = None, *, model: str = "default", detector: str 
         except ImageDecodeError as e:
             msg = str(e)
             msg = msg[len(name) + 2:] if msg.startswith(name + ": ") else msg
-            status = 413 if isinstance(e, ImageTooLargeError) else 400
-            raise ApiError(status, "corrupt image" if "corrupt" in msg else msg, msg) from None
+            if isinstance(e, ImageTooLargeError):  # (the decoder's own ceiling: the same form as the probe's 413)
+                raise _too_large(max_pixels, w, h, why=msg) from None
+            raise ApiError(400, "corrupt image" if "corrupt" in msg else msg, msg) from None
         except FerkitError as e:
             raise ApiError(400, str(e)) from None
         except Exception as e:
