@@ -320,6 +320,29 @@ def test_a_video_with_damaged_frames_reports_them_beside_the_frames_read(tmp_pat
     assert lost == [{"source": str(clip), "frames": [2, 2], "error": VideoReader.DAMAGED, "faces": []}]
 
 
+@pytest.mark.parametrize("every,damaged,cards", [(1, (0, 3), [0, 3]), (2, (2, 3), [1])])
+def test_the_annotated_video_keeps_its_timing_with_a_card_for_each_lost_frame(tmp_path, every, damaged, cards):
+    """A frame that could not be read (here damaged) becomes a dark card naming it in the annotated
+    video, at its place, so that the video keeps the source's length and timing; a damaged frame
+    that --every would not have read is no loss and gets no card."""
+    from conftest import damage_mjpeg_frames
+
+    clip = damage_mjpeg_frames(moving_video(tmp_path / "clip.avi", n=6, size=(320, 240)), damaged)
+    out = tmp_path / "out"
+    assert main(["predict", str(clip), "--quiet", "--every", str(every), "--out", str(out)]) == 1
+    cap = cv2.VideoCapture(str(out / "clip_ferkit.mp4"))
+    frames = []
+    while True:
+        ok, f = cap.read()
+        if not ok:
+            break
+        frames.append(f)
+    cap.release()
+    assert len(frames) == 6 // every  # the source's frames to be read, lost ones included
+    dark = [i for i, f in enumerate(frames) if np.median(f) < 60 and f.std() < 40]  # the cards: flat dark gray
+    assert dark == cards
+
+
 def test_results_of_a_video_list_its_lost_frames_in_json_and_csv():
     res = Results([Result("clip.avi", 64, 48, frame=0, time=0.0), Result("clip.avi", 64, 48, frame=5, time=0.5)],
                   source="clip.avi",

@@ -29,13 +29,14 @@ from collections import Counter
 from pathlib import Path
 from typing import Iterator
 
+import numpy as np
 from tqdm.auto import tqdm
 
 from .errors import Failure, FerkitError, ImageDecodeError
 from .io import (STDOUT, VideoReader, VideoWriter, check_out_folder, check_writable, escaped, ferkit_json,
                  frame_failures, is_video_file, resolved_path, same_file, shown, write_to_stdout)
 from .pipeline import Recognizer, _reason, folder_files, source_kind
-from .results import Result, Results, draw, entry_dict, entry_records, plot_timeline, write_csv
+from .results import Result, Results, _text, draw, entry_dict, entry_records, plot_timeline, write_csv
 
 
 # ---------------------------------------------------------------------------------------
@@ -149,6 +150,25 @@ IMAGE_OUTPUTS = (".json", "_ferkit.png")
 VIDEO_OUTPUTS = ("_ferkit.mp4", ".csv", ".json", "_expressions.png")
 
 
+def lost_frame_card(shape: tuple[int, ...], index: int, why: str) -> np.ndarray:
+    """What an annotated video shows in place of a frame that could not be read: dark gray, with
+    the frame's number and the reason (so that the video keeps the source's timing)."""
+    import cv2
+
+    card = np.full((shape[0], shape[1], 3), 40, np.uint8)
+    scale = max(0.35, min(1.0, shape[1] / 900))
+    lines, cur = [f"frame {index}"], ""
+    for word in why.split():  # the reason wrapped to the frame's width
+        wider = f"{cur} {word}".strip()
+        if cur and cv2.getTextSize(wider, cv2.FONT_HERSHEY_SIMPLEX, scale, 1)[0][0] > shape[1] - 20:
+            lines.append(cur)
+            wider = word
+        cur = wider
+    for i, line in enumerate(lines + [cur]):
+        _text(card, line, (8, int((i + 1) * 34 * scale) + 8), scale, (230, 230, 230), (40, 40, 40))
+    return card
+
+
 def _out_stem(out: Path, path: Path, root: Path | None, used: set[Path] | None = None,
               protected: frozenset[Path] | set[Path] = frozenset(), outputs: tuple[str, ...] = IMAGE_OUTPUTS) -> Path:
     """Where a file's outputs go: mirrored under ``out`` relative to its folder root. With ``used``
@@ -207,6 +227,7 @@ def run_video(rec: Recognizer, path: str | int, a: argparse.Namespace, stem: Pat
     bar = _progress(total, shown(Path(reader.name).name), "frame", a.quiet)
     t0, fps_ema, last = time.perf_counter(), None, time.perf_counter()
     interrupted = False
+    next_frame = 0  # the index of the next frame to be read (0, every, 2 every...)
     try:
         with reader:
             for r in rec.stream(reader, every=every, max_frames=a.max_frames):
@@ -224,7 +245,13 @@ def run_video(rec: Recognizer, path: str | int, a: argparse.Namespace, stem: Pat
                             except ImageDecodeError as e:  # the analysis goes on: its CSV, JSON and plot
                                 unwritten = str(e)
                         if writer is not None:
+                            # frames to be read that were lost before this one: a card each, so that
+                            # the annotated video keeps the source's timing (and shows the loss)
+                            lost = dict(reader.errors)
+                            for k in range(next_frame, r.frame or 0, every):
+                                writer.write(lost_frame_card(frame.shape, k, lost.get(k, "not read")))
                             writer.write(frame)
+                    next_frame = (r.frame or 0) + every
                     if window is not None:
                         try:
                             on_screen = window.show(frame)
