@@ -398,10 +398,10 @@ def test_pool_before_prelu_is_exact_for_any_slopes_and_pooling(pool):
     rng = np.random.default_rng(5)
     t = lambda a, n: numpy_helper.from_array(np.asarray(a, np.float32), n)  # noqa: E731
 
-    def graph(extra_reader=False, grouped=False, indices=False):
+    def graph(extra_reader=False, grouped=False, indices=False, flat_slopes=False, fed=False, in_if=False):
         inits = [t(rng.normal(size=(7, 1 if grouped else 3, 3, 3)), "w1"), t(rng.normal(size=7), "b1"),
-                 t(np.array([-1.3, -0.2, 0.0, 0.4, 1.0, 1.7, -0.6]).reshape(1, 7, 1, 1), "a"),
-                 t(rng.normal(size=(4, 7, 3, 3)), "w2")]
+                 t(np.array([-1.3, -0.2, 0.0, 0.4, 1.0, 1.7, -0.6]).reshape((7,) if flat_slopes else (1, 7, 1, 1)),
+                   "a"), t(rng.normal(size=(4, 7, 3, 3)), "w2")]
         nodes = [helper.make_node("Conv", ["x", "w1", "b1"], ["c1"], group=7 if grouped else 1),
                  helper.make_node("PRelu", ["c1", "a"], ["p"]),
                  helper.make_node("MaxPool", ["p"], ["m", "idx"] if indices else ["m"], **pool),
@@ -412,9 +412,18 @@ def test_pool_before_prelu_is_exact_for_any_slopes_and_pooling(pool):
             outs.append(helper.make_tensor_value_info("r", TensorProto.FLOAT, None))
         if indices:
             outs.append(helper.make_tensor_value_info("idx", TensorProto.INT64, None))
+        if in_if:  # an outer initializer read only inside an If's branches must survive the rewrite
+            inits += [t(np.ones(1), "k"), numpy_helper.from_array(np.array(True), "cond")]
+            branch = [helper.make_graph([helper.make_node(op, ["y", "k"], [f"o{op}"])], op, [],
+                                        [helper.make_tensor_value_info(f"o{op}", TensorProto.FLOAT, None)])
+                      for op in ("Add", "Sub")]
+            nodes.append(helper.make_node("If", ["cond"], ["o"], then_branch=branch[0], else_branch=branch[1]))
+            outs.append(helper.make_tensor_value_info("o", TensorProto.FLOAT, None))
         c = 7 if grouped else 3
-        g = helper.make_graph(nodes, "g", [helper.make_tensor_value_info("x", TensorProto.FLOAT, [1, c, None, None])],
-                              outs, inits)
+        ins = [helper.make_tensor_value_info("x", TensorProto.FLOAT, [1, c, None, None])]
+        if fed:  # weights a caller may replace by feeding them
+            ins.append(helper.make_tensor_value_info("w1", TensorProto.FLOAT, [7, 3, 3, 3]))
+        g = helper.make_graph(nodes, "g", ins, outs, inits)
         return helper.make_model(g, opset_imports=[helper.make_opsetid("", 13)])
 
     def run(m, x):
@@ -431,9 +440,13 @@ def test_pool_before_prelu_is_exact_for_any_slopes_and_pooling(pool):
         assert a.shape == b.shape and np.array_equal(a, b), hw
     if "pads" in pool or pool.get("ceil_mode"):
         return
-    for kw in ({"extra_reader": True}, {"grouped": True}, {"indices": True}):
+    for kw in ({"extra_reader": True}, {"grouped": True}, {"indices": True}, {"flat_slopes": True}, {"fed": True}):
         g = graph(**kw)
         assert [n.op_type for n in mt.pool_before_prelu(g).graph.node] == [n.op_type for n in g.graph.node], kw
+    g = graph(in_if=True)
+    x = rng.normal(size=(1, 3, 16, 16)).astype(np.float32)
+    for a, b in zip(run(g, x), run(mt.pool_before_prelu(g), x)):
+        assert np.array_equal(a, b)
 
 
 def _nms_reference(boxes, scores, thresh, mode="union"):

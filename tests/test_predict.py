@@ -7,6 +7,8 @@ import io
 import json
 import os
 import shutil
+import subprocess
+import sys
 from pathlib import Path
 
 import cv2
@@ -17,7 +19,7 @@ from PIL import Image
 
 import ferkit
 from ferkit.cli import main
-from ferkit.io import VideoReader, frame_failures
+from ferkit.io import VideoReader, frame_failures, shown
 from ferkit.results import Result, Results, write_csv
 
 
@@ -167,6 +169,16 @@ def test_file_names_with_terminal_escapes_are_printed_escaped(tmp_path, capsys):
     assert [Path(e["source"]).name for e in json.loads(out_js.read_text())] == [good, bad]
     assert main(["predict", str(d / bad)]) == 1
     assert capsys.readouterr().err.startswith(f"ferkit: error: {d}/b\\x1b[2J\\u202egpj.jpg: not an image file")
+    # a warning naming the file (an animation: only its first frame read), printed by the CLI
+    anim = d / "c\nferkit: error: FORGED.gif"
+    frames = [Image.new("RGB", (64, 48), c) for c in ("red", "blue")]
+    frames[0].save(anim, "GIF", save_all=True, append_images=frames[1:])
+    run = subprocess.run([sys.executable, "-m", "ferkit", "predict", str(anim)], capture_output=True, text=True,
+                         errors="replace", timeout=300)
+    assert run.returncode == 0 and "c\\x0aferkit: error: FORGED.gif: holds 2 frames" in run.stderr
+    assert not any(line.startswith("ferkit: error: FORGED") for line in (run.stdout + run.stderr).splitlines())
+    # a name that is a letter of real names stays as it is (a zero-width joiner in a Persian name)
+    assert shown("\u0645\u06cc\u200c\u062e\u0648\u0627\u0645.jpg") == "\u0645\u06cc\u200c\u062e\u0648\u0627\u0645.jpg"
 
 
 def test_hidden_images_and_folders_are_listed_not_read(tmp_path, capsys):
@@ -180,10 +192,12 @@ def test_hidden_images_and_folders_are_listed_not_read(tmp_path, capsys):
     shutil.copy(EXAMPLE, d / ".thumbs" / "t.jpg")
     (d / "._good.jpg").write_bytes(b"\x00\x05\x16\x07")
     (d / ".DS_Store").write_bytes(b"x")
+    (d / ".clip.mp4").write_bytes(b"x")
     js = tmp_path / "r.json"
     assert main(["predict", str(d), "--json", str(js)]) == 0
     err = capsys.readouterr().err
-    assert "3 file(s) in the folder(s) ignored:" in err and ".DS_Store" not in err
+    assert "4 file(s) in the folder(s) ignored:" in err and ".DS_Store" not in err
+    assert f"{d / '.clip.mp4'}: a hidden file (not read" in err
     assert f"{d / '.beach.jpg'}: a hidden file (not read; give its path to read it)" in err
     assert f"{d / '.thumbs'}: a hidden folder (not searched" in err
     assert f"{d / '._good.jpg'}: macOS metadata" in err
@@ -320,11 +334,12 @@ def test_a_video_with_damaged_frames_reports_them_beside_the_frames_read(tmp_pat
     assert lost == [{"source": str(clip), "frames": [2, 2], "error": VideoReader.DAMAGED, "faces": []}]
 
 
-@pytest.mark.parametrize("every,damaged,cards", [(1, (0, 3), [0, 3]), (2, (2, 3), [1])])
+@pytest.mark.parametrize("every,damaged,cards", [(1, (0, 3), [0, 3]), (2, (2, 3), [1]), (1, (4, 5), [4, 5]),
+                                                 (2, (4,), [2])])
 def test_the_annotated_video_keeps_its_timing_with_a_card_for_each_lost_frame(tmp_path, every, damaged, cards):
     """A frame that could not be read (here damaged) becomes a dark card naming it in the annotated
-    video, at its place, so that the video keeps the source's length and timing; a damaged frame
-    that --every would not have read is no loss and gets no card."""
+    video, at its place (the last ones too), so that the video keeps the source's length and timing;
+    a damaged frame that --every would not have read is no loss and gets no card."""
     from conftest import damage_mjpeg_frames
 
     clip = damage_mjpeg_frames(moving_video(tmp_path / "clip.avi", n=6, size=(320, 240)), damaged)

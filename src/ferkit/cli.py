@@ -1127,7 +1127,7 @@ def main(argv: Sequence[str] | None = None) -> int:
                 stream.reconfigure(errors="backslashreplace")
     fmt = warnings.formatwarning
     # (a file's name in a message is shown with its control characters escaped: see io.shown)
-    warnings.formatwarning = lambda msg, cat, *args, **kw: f"ferkit: warning: {_shown(msg, lines=True)}\n"
+    warnings.formatwarning = lambda msg, cat, *args, **kw: f"ferkit: warning: {_shown(msg)}\n"
     try:
         with warnings.catch_warnings():
             warnings.simplefilter("default")
@@ -1136,7 +1136,7 @@ def main(argv: Sequence[str] | None = None) -> int:
             warnings.simplefilter("ignore", ResourceWarning)
             return int(a.fn(a) or 0)
     except FerkitError as e:
-        print(f"ferkit: error: {_shown(e, lines=True)}", file=sys.stderr)
+        print(f"ferkit: error: {_shown(e)}", file=sys.stderr)  # (one line: a name's newline escaped)
         return 1
     except BrokenPipeError:  # (an OSError: before that clause) output piped into `head` and the like
         os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())

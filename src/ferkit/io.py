@@ -64,9 +64,15 @@ def escaped(text: str) -> str:
     return text.encode("utf-8", "backslashreplace").decode("utf-8")
 
 
+#: the format characters that reorder text on screen (a name "photo\u202egpj.exe" shows as
+#: "photoexe.jpg"); other format characters (zero-width joiners in Persian names and emoji, soft
+#: hyphens) are letters of real names and stay
+_BIDI_CONTROLS = frozenset("\u061c\u200e\u200f\u202a\u202b\u202c\u202d\u202e\u2066\u2067\u2068\u2069")
+
+
 def shown(text: object, lines: bool = False) -> str:
-    """``text`` as a terminal may show it: control and format characters (terminal escapes,
-    carriage returns, newlines, bidirectional overrides, zero-width marks) as ``\\xNN`` or
+    """``text`` as a terminal may show it: control characters (terminal escapes, carriage
+    returns, newlines) and bidirectional controls (:data:`_BIDI_CONTROLS`) as ``\\xNN`` or
     ``\\uNNNN`` escapes, what is not UTF-8 (a file name's surrogate escapes) as backslash escapes.
     A file named ``"a\\x1b[2J.jpg"`` would otherwise clear the screen when its name is printed, and
     one with a newline would forge a line of ferkit's report. ``lines``: newlines kept (a message
@@ -75,7 +81,7 @@ def shown(text: object, lines: bool = False) -> str:
     for ch in str(text):
         if ch == "\n" and lines:
             out.append(ch)
-        elif unicodedata.category(ch) in ("Cc", "Cf", "Zl", "Zp"):
+        elif unicodedata.category(ch) in ("Cc", "Zl", "Zp") or ch in _BIDI_CONTROLS:
             o = ord(ch)
             out.append(f"\\x{o:02x}" if o < 0x100 else f"\\u{o:04x}")
         else:
@@ -509,7 +515,7 @@ def folder_files(folder: Union[str, os.PathLike], unreadable: list[Failure] | No
                  hidden: bool = False) -> tuple[list[Path], list[tuple[str, str]]]:
     """Image files under ``folder`` (recursive, sorted; by extension) and the other files with the
     reason each is left out. Hidden files and folders (names starting with a dot) are not read;
-    with ``hidden`` the hidden folders and the hidden files with an image's extension are listed
+    with ``hidden`` the hidden folders and the hidden files with an image's or a video's extension are listed
     among those left out (``predict``: a photo named ``.beach.jpg`` is accounted for), else they
     are not listed (a dataset's ``.DS_Store`` and ``._*`` files). What cannot be read at all
     (a subfolder without permission, an image name that is a broken link, a pipe or a device) is
@@ -534,8 +540,8 @@ def folder_files(folder: Union[str, os.PathLike], unreadable: list[Failure] | No
         for name in sorted(names):
             f = Path(top) / name
             if name.startswith("."):
-                if hidden and is_image_file(f):
-                    skipped.append((str(f), "macOS metadata (an AppleDouble '._' file), not an image"
+                if hidden and (is_image_file(f) or is_video_file(f)):
+                    skipped.append((str(f), "macOS metadata (an AppleDouble '._' file), not an image or video"
                                     if name.startswith("._") else
                                     "a hidden file (not read; give its path to read it)"))
                 continue

@@ -169,6 +169,17 @@ def lost_frame_card(shape: tuple[int, ...], index: int, why: str) -> np.ndarray:
     return card
 
 
+def write_cards(writer: VideoWriter, shape: tuple[int, ...], errors: list[tuple[int, str]], start: int, stop: int,
+                every: int) -> None:
+    """A :func:`lost_frame_card` for each frame to be read (``start``, ``start + every``... before
+    ``stop``) that was lost; ``errors``: the reader's ``(index, reason)`` list."""
+    if stop <= start:
+        return
+    why = {i: reason for i, reason in errors if start <= i < stop}
+    for k in range(start, stop, every):
+        writer.write(lost_frame_card(shape, k, why.get(k, "not read")))
+
+
 def _out_stem(out: Path, path: Path, root: Path | None, used: set[Path] | None = None,
               protected: frozenset[Path] | set[Path] = frozenset(), outputs: tuple[str, ...] = IMAGE_OUTPUTS) -> Path:
     """Where a file's outputs go: mirrored under ``out`` relative to its folder root. With ``used``
@@ -226,7 +237,7 @@ def run_video(rec: Recognizer, path: str | int, a: argparse.Namespace, stem: Pat
         total = min(total, a.max_frames)
     bar = _progress(total, shown(Path(reader.name).name), "frame", a.quiet)
     t0, fps_ema, last = time.perf_counter(), None, time.perf_counter()
-    interrupted = False
+    interrupted = stopped = False
     next_frame = 0  # the index of the next frame to be read (0, every, 2 every...)
     try:
         with reader:
@@ -247,9 +258,7 @@ def run_video(rec: Recognizer, path: str | int, a: argparse.Namespace, stem: Pat
                         if writer is not None:
                             # frames to be read that were lost before this one: a card each, so that
                             # the annotated video keeps the source's timing (and shows the loss)
-                            lost = dict(reader.errors)
-                            for k in range(next_frame, r.frame or 0, every):
-                                writer.write(lost_frame_card(frame.shape, k, lost.get(k, "not read")))
+                            write_cards(writer, frame.shape, reader.errors, next_frame, r.frame or 0, every)
                             writer.write(frame)
                     next_frame = (r.frame or 0) + every
                     if window is not None:
@@ -264,10 +273,17 @@ def run_video(rec: Recognizer, path: str | int, a: argparse.Namespace, stem: Pat
                         if not on_screen:
                             r.image = None
                             res.append(r)
+                            stopped = True
                             break
                 r.image = None
                 res.append(r)
                 bar.update(1)
+        # lost frames after the last one read (a file cut short): cards too, unless the run was
+        # stopped before the end (--max-frames, the window closed)
+        ended = not stopped and (a.max_frames is None or len(res) < a.max_frames)
+        if writer is not None and ended and not is_cam and reader.errors:
+            write_cards(writer, (writer.size[1], writer.size[0]), reader.errors, next_frame,
+                        max(i for i, _ in reader.errors) + 1, every)
     except KeyboardInterrupt:  # a webcam's usual stop; a file's results so far are written all the same
         interrupted = not is_cam
     finally:

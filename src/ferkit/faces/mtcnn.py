@@ -179,7 +179,8 @@ def pool_before_prelu(model, multiple: int = 16):
     more than the smaller activation saves (R-Net 12.6 -> 14.6 ms on 218 candidates).
 
     Left as they are: a ``PRelu`` or convolution output that another node also reads, a grouped
-    convolution, a ``MaxPool`` whose indices are read, slopes that are not one per channel.
+    convolution, a ``MaxPool`` whose indices are read, slopes that are not one per channel of a
+    4-D map, weights, biases or slopes that are also graph inputs (a caller may feed others).
     ``model`` is an ``onnx.ModelProto``; a rewritten copy is returned."""
     import onnx
     from onnx import helper, numpy_helper
@@ -194,26 +195,39 @@ def pool_before_prelu(model, multiple: int = 16):
             users.setdefault(i, []).append(n)
     producer = {o: n for n in g.node for o in n.output}
     outputs = {o.name for o in g.output}
+    graph_inputs = {i.name for i in g.input}
 
     def sole_input_of(name, node):
         return [id(u) for u in users.get(name, [])] == [id(node)] and name not in outputs
+
+    def fixed(name):  # a stored tensor a caller cannot replace by feeding a graph input of that name
+        return name in inits and name not in graph_inputs
+
+    def subgraph_reads(graph):  # names read inside If/Loop/Scan bodies (an outer initializer among them)
+        for n in graph.node:
+            for attr in n.attribute:
+                for sub in ([attr.g] if attr.type == onnx.AttributeProto.GRAPH else
+                            list(attr.graphs) if attr.type == onnx.AttributeProto.GRAPHS else []):
+                    yield from (i for m in sub.node for i in m.input)
+                    yield from subgraph_reads(sub)
 
     extra, replaced = [], {}
     for pool in g.node:
         if pool.op_type != "MaxPool" or len([o for o in pool.output if o]) != 1:
             continue
         pr = producer.get(pool.input[0])
-        if pr is None or pr.op_type != "PRelu" or not sole_input_of(pr.output[0], pool) or pr.input[1] not in inits:
+        if pr is None or pr.op_type != "PRelu" or not sole_input_of(pr.output[0], pool) or not fixed(pr.input[1]):
             continue
         cv = producer.get(pr.input[0])
-        if (cv is None or cv.op_type != "Conv" or not sole_input_of(cv.output[0], pr) or cv.input[1] not in inits
-                or (len(cv.input) > 2 and cv.input[2] and cv.input[2] not in inits)
+        if (cv is None or cv.op_type != "Conv" or not sole_input_of(cv.output[0], pr) or not fixed(cv.input[1])
+                or (len(cv.input) > 2 and cv.input[2] and not fixed(cv.input[2]))
                 or any(a.name == "group" and a.i != 1 for a in cv.attribute)):
             continue
         w = numpy_helper.to_array(inits[cv.input[1]])
         c = w.shape[0]
         a = numpy_helper.to_array(inits[pr.input[1]])
-        if a.size != c or a.shape not in ((c,), (1, c, 1, 1), (c, 1, 1)) or not np.all(np.isfinite(a)):
+        # one slope per channel of the 4-D map (a (c,) slope would broadcast over its width instead)
+        if w.ndim != 4 or a.shape not in ((1, c, 1, 1), (c, 1, 1)) or not np.all(np.isfinite(a)):
             continue
         a = a.reshape(-1).astype(np.float32)
         b = (numpy_helper.to_array(inits[cv.input[2]]) if len(cv.input) > 2 and cv.input[2]
@@ -257,8 +271,8 @@ def pool_before_prelu(model, multiple: int = 16):
     nodes = [x for n in g.node for x in replaced.get(id(n), [n])]
     del g.node[:]
     g.node.extend(nodes)
-    read = {i for n in nodes for i in n.input}
-    listed = outputs | {i.name for i in g.input}
+    read = {i for n in nodes for i in n.input} | set(subgraph_reads(g))
+    listed = outputs | graph_inputs
     kept = [i for i in g.initializer if i.name in read or i.name in listed]  # drops the replaced layers' own
     del g.initializer[:]
     g.initializer.extend(kept + extra)

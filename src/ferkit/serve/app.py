@@ -560,8 +560,8 @@ def create_app(recognizer: Any = None, *, model: str = "default", detector: str 
         except ImageDecodeError as e:
             msg = str(e)
             msg = msg[len(name) + 2:] if msg.startswith(name + ": ") else msg
-            if isinstance(e, ImageTooLargeError):  # (the decoder's own ceiling: the same form as the probe's 413)
-                raise _too_large(max_pixels, w, h, why=msg) from None
+            if isinstance(e, ImageTooLargeError):  # the decoder's own ceiling (its size passed the probe)
+                raise _too_large(max_pixels, why=msg) from None
             raise ApiError(400, "corrupt image" if "corrupt" in msg else msg, msg) from None
         except FerkitError as e:
             raise ApiError(400, str(e)) from None
