@@ -825,6 +825,29 @@ def test_reruns_recognise_only_ferkits_own_outputs(tmp_path):
         "b_ferkit.png", "c_ferkit.png"]
 
 
+def test_a_rerun_from_another_folder_recognises_its_own_outputs(tmp_path, monkeypatch):
+    """The JSON of a run given 'photos/a.jpg' from the parent names that relative path; a rerun
+    from inside 'photos' ('a.jpg') writes over it, not beside it as a_jpg.json; a JSON naming
+    another photo of the same name (other/a.jpg, ../a.jpg) stays protected."""
+    photos = tmp_path / "photos"
+    photos.mkdir()
+    shutil.copy(EXAMPLE, photos / "a.jpg")
+    monkeypatch.chdir(tmp_path)
+    assert main(["predict", "photos/a.jpg", "--out", "photos", "--quiet"]) == 0
+    assert json.loads((photos / "a.json").read_text())["source"] == "photos/a.jpg"
+    monkeypatch.chdir(photos)
+    assert main(["predict", "a.jpg", "--out", ".", "--quiet"]) == 0
+    assert sorted(p.name for p in photos.iterdir()) == ["a.jpg", "a.json", "a_ferkit.png"]
+    assert json.loads((photos / "a.json").read_text())["source"] == "a.jpg"
+    for other in ("other/a.jpg", "../a.jpg"):
+        d = json.loads((photos / "a.json").read_text())
+        (photos / "a.json").write_text(json.dumps({**d, "source": other}))
+        assert main(["predict", "a.jpg", "--out", ".", "--quiet"]) == 0
+        assert json.loads((photos / "a.json").read_text())["source"] == other, other
+        (photos / "a_jpg.json").unlink()
+        (photos / "a_jpg_ferkit.png").unlink()
+
+
 def test_out_its_own_folder_protects_every_entry_there(tmp_path):
     # a third review: a link to a photo elsewhere as the input (the folder is the link's), and a
     # symlink loop or a FIFO at an output's name (a traceback; a hang)

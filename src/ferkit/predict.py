@@ -344,9 +344,23 @@ def _earlier_outputs(home: Path, inputs: list[Path]) -> set[Path]:
         kind, outputs = ("video", VIDEO_OUTPUTS) if is_video_file(f) else ("image", IMAGE_OUTPUTS)
         for stem in itertools.islice(_stem_names(f, f.stem), 10):
             mine = ferkit_json(home / f"{stem}.json")
-            if mine is not None and mine[0] == kind and same_file(mine[1], f):
+            if mine is not None and mine[0] == kind and _names(mine[1], f):
                 found.update(resolved_path(home / f"{stem}{x}") for x in outputs)
     return found
+
+
+def _names(source: str, f: Path) -> bool:
+    """Whether an earlier run's ``source`` names the input ``f``: the same file, or a relative path
+    (without ``..``) that is the tail of ``f``'s full path, as a run from another folder wrote it
+    (``photos/a.jpg`` run from the parent, now ``a.jpg`` run from ``photos``)."""
+    if same_file(source, f):
+        return True
+    p = Path(source)
+    if p.is_absolute() or ".." in p.parts:
+        return False
+    parts = tuple(x for x in p.parts if x != ".")
+    full = resolved_path(f).parts
+    return 0 < len(parts) <= len(full) and full[-len(parts):] == parts
 
 
 def _beside(folder: str) -> str:
