@@ -306,3 +306,18 @@ def test_predict_help_names_the_image_extensions_folders_are_searched_for(capsys
     assert " ".join(sorted(IMAGE_EXTENSIONS, key=lambda e: ".jpg .jpeg .png .bmp .tif .tiff .webp .gif .pgm .ppm"
                                                      .split().index(e))) in text
     assert "subfolders" in text and "130" in text
+
+
+def test_help_gives_the_default_of_every_option(capsys):
+    """argparse prints nothing after an option without help text, not even its default: those get
+    their default, which decides how long a run takes (--epochs, --batch-size)."""
+    import re
+
+    for verb, want in (("crossval", {"--epochs": "100", "--batch-size": "128"}),
+                       ("train", {"--epochs": "100", "--optimizer": "adamw"}),
+                       ("evaluate", {"--batch-size": "256"})):
+        with pytest.raises(SystemExit):
+            main([verb, "--help"])
+        text = " ".join(capsys.readouterr().out.split())
+        for flag, default in want.items():
+            assert re.search(rf"{flag} [A-Z_{{}},a-z]+ default: {default}\b", text), (verb, flag)

@@ -136,7 +136,11 @@ def test_crossval_cli_and_its_errors(ck, tmp_path, capsys):
                       (["--folds", "2"], "--folds must be at least 3"), (["--folds", "0"], "--folds must be at least 3"),
                       (["--lr", "-1"], "--lr must be more than 0"),
                       (["--limit", "0"], "--limit must be"), (["--label-smoothing", "1.5"], "--label-smoothing"),
-                      (["--epochs", "0"], "--epochs must be")]:
+                      (["--epochs", "0"], "--epochs must be"),
+                      # checked when the first round sets up: the summary written before it is removed
+                      (["--model", "nope"], "unknown architecture 'nope'"),
+                      (["--model-arg", "width=abc"], "width"), (["--init", "nope"], "nope"),
+                      (["--teacher", "nope"], "nope")]:
         assert main(["crossval", "--dataset", "ckplus", "--data", str(ck), "--out", str(tmp_path / "e"), *argv]) == 1
         err = capsys.readouterr().err
         assert err.startswith("ferkit: error: ") and msg in err and "Traceback" not in err, (argv, err)

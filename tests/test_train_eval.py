@@ -67,6 +67,35 @@ def test_run_folder_contents_and_card(trained):
     assert any("*best" in ln for ln in lines)
 
 
+def test_evaluate_never_writes_over_its_inputs(trained, folder, tmp_path, capsys):
+    """--json and --plot may not name the --data file, a file inside the --data folder, the model's
+    weights or card, or the same file as each other (refused before any work: the files stay);
+    an output written over an earlier file says so."""
+    out, _, _ = trained
+    card = (out / "model.json").read_text()
+    base = ["evaluate", "--model", str(out), "--dataset", "imagefolder", "--data", str(folder), "--split", "test"]
+    for extra, msg in ((["--json", str(folder / "r.json")], "inside the --data folder"),
+                       (["--plot", str(folder / "test" / "happy" / "c.png")], "inside the --data folder"),
+                       (["--json", str(out / "model.json")], "is a file of --model"),
+                       (["--json", str(out / "best.json")], "is a file of --model"),
+                       (["--json", str(tmp_path / "s.png"), "--plot", str(tmp_path / "s.png")], "the same file as")):
+        assert main(base + extra) == 1, extra
+        assert msg in capsys.readouterr().err, extra
+    assert (out / "model.json").read_text() == card and not (folder / "r.json").exists()
+    assert not (tmp_path / "s.png").exists()
+    csv_file = tmp_path / "fer.csv"
+    csv_file.write_text("emotion,pixels,Usage\n")
+    assert main(["evaluate", "--model", str(out), "--dataset", "fer2013", "--data", str(csv_file), "--json",
+                 str(csv_file)]) == 1
+    assert "is the --data file" in capsys.readouterr().err and csv_file.read_text() == "emotion,pixels,Usage\n"
+    js = tmp_path / "again.json"
+    for i in range(2):
+        assert main(base + ["--json", str(js)]) == 0
+        said = capsys.readouterr().out
+        assert (f"wrote {js} (replacing the earlier file)" in said) == (i == 1)
+        assert (f"wrote {tmp_path / 'again_confusion.png'} (replacing the earlier file)" in said) == (i == 1)
+
+
 def test_evaluate_cli_matches_card(trained, folder, tmp_path, capsys, monkeypatch):
     out, card, _ = trained
     js = tmp_path / "r.json"

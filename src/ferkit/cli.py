@@ -512,14 +512,19 @@ def _evaluate(a: argparse.Namespace, results_out) -> int:
         raise FerkitError(f"--min-face must be at least 1 pixel, got {a.min_face}")
     from .io import check_writable
 
-    check_writable("--json", a.json if results_out is None else None)
-    check_writable("--plot", a.plot)
-    # --json's confusion matrix beside it (unless --plot names another place): checked now too, not
-    # after the evaluation; none beside a --json that is no regular file (/dev/null, a pipe)
+    # --json's confusion matrix beside it (unless --plot names another place); none beside a --json
+    # that is no regular file (/dev/null, a pipe)
     default_plot = None
     if not a.plot and a.json and results_out is None and not (Path(a.json).exists() and not Path(a.json).is_file()):
         default_plot = str(Path(a.json).with_suffix("")) + "_confusion.png"
-        check_writable("--json's confusion plot", default_plot)
+    plot = a.plot or default_plot
+    if plot and not Path(plot).suffix:
+        plot += ".png"  # what matplotlib would write anyway: say so
+    outputs = [(o, p) for o, p in (("--json", a.json if results_out is None else None),
+                                   ("--plot" if a.plot else "--json's confusion plot", plot)) if p]
+    _outputs_are_not_inputs(outputs, a.data, a.model)
+    for option, path in outputs:  # checked now, not after the evaluation
+        check_writable(option, path)
     _warn_unused(a, [("--min-face", a.detect == "none", "without --detect no face is searched for")])
     if a.plot and Path(a.plot).suffix.lower() not in PLOT_SUFFIXES:
         raise FerkitError(f"--plot {a.plot}: name an image file ({', '.join(sorted(PLOT_SUFFIXES - {''}))}, or no "
@@ -552,16 +557,47 @@ def _evaluate(a: argparse.Namespace, results_out) -> int:
         text = json.dumps(res, indent=2) + "\n"
         write_to_stdout(results_out, lambda f: f.write(text))
     elif a.json:
+        again = _replacing(a.json)
         write_json(res, a.json)
-        print(f"\nwrote {a.json}")
-    plot = a.plot or default_plot
-    if plot and not Path(plot).suffix:
-        plot += ".png"  # what matplotlib would write anyway: say so
+        print(f"\nwrote {a.json}{again}")
     if plot:
+        again = _replacing(plot)
         plot_confusion(res["confusion_matrix"], res["classes"], plot,
                        title=f"{model.name} on {ds.name} {ds.split}: accuracy {res['accuracy']:.4f}")
-        print(f"wrote {plot}")
+        print(f"wrote {plot}{again}")
     return 0
+
+
+def _replacing(path: str) -> str:
+    """`` (replacing the earlier file)`` when ``path`` is a regular file already: said, not silent."""
+    return " (replacing the earlier file)" if Path(path).is_file() else ""
+
+
+def _outputs_are_not_inputs(outputs: list[tuple[str, str]], data: str | None, model: str | None) -> None:
+    """Refuse output files that would destroy an input: the ``--data`` file, anything inside the
+    ``--data`` folder (a plot there would be read as an image of the dataset next time), the
+    ``--model`` file and its card; and two outputs at the same path (one would replace the other)."""
+    from .io import resolved_path
+
+    seen: dict[Path, str] = {}
+    for option, path in outputs:
+        p = resolved_path(Path(path))
+        if p in seen:
+            raise FerkitError(f"{option} {path}: the same file as {seen[p]}: name another")
+        seen[p] = option
+        if data:
+            d = resolved_path(Path(data))
+            if p == d or (Path(data).is_dir() and d in p.parents):
+                raise FerkitError(f"{option} {path}: " + ("is the --data file" if p == d else
+                                  "inside the --data folder (the dataset's own files): write it elsewhere"))
+        if model and Path(model).exists():
+            m = resolved_path(Path(model))
+            own = {m, m.with_suffix(".json"), m.with_suffix(".safetensors"), m.with_name(m.name + ".json")}
+            if m.is_dir():
+                own = {m / f for f in os.listdir(m) if f.endswith((".safetensors", ".onnx"))}
+                own |= {f.with_suffix(".json") for f in own} | {f.with_name(f.name + ".json") for f in own}
+            if p in own:
+                raise FerkitError(f"{option} {path}: is a file of --model {model} (its weights or card)")
 
 
 def cmd_predict(a: argparse.Namespace) -> int:
@@ -1081,6 +1117,13 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--out", help="write crossval.json and its plots into this folder")
     s.add_argument("--threads", type=positive_int, help="CPU threads (default: all cores)")
     s.set_defaults(fn=cmd_probe)
+    # an option without help text gets no line of --help at all (argparse): give it its default,
+    # which decides how long a training or cross-validation runs (--epochs 100, --batch-size 128...)
+    for sp in p._subparsers._group_actions[0].choices.values() if p._subparsers else []:
+        for action in sp._actions:
+            if (action.help is None and action.option_strings and action.default not in (None, False)
+                    and action.default is not argparse.SUPPRESS):
+                action.help = "default: %(default)s"
     return p
 
 

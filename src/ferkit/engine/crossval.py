@@ -27,6 +27,7 @@ the folds' confusion matrices, so its accuracy weighs folds by their size.
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import json
 import os
@@ -250,6 +251,9 @@ def crossval(cfg: TrainConfig, folds: int = 10, only: Sequence[int] | None = Non
     bad = [i for i in rounds if not 0 <= i < folds]
     if bad:
         raise FerkitError(f"fold(s) {', '.join(map(str, bad))} out of range: there are {folds} folds, 0..{folds - 1}")
+    fresh, existed = not spath.exists() and not started, out.exists()
+    if resume and fresh:
+        log(f"{out}: no cross-validation to resume there: starting a new one")
     out.mkdir(parents=True, exist_ok=True)
     t_start = time.time()
     seconds = float(json.loads(spath.read_text()).get("seconds", 0.0)) if spath.exists() else 0.0
@@ -271,8 +275,19 @@ def crossval(cfg: TrainConfig, folds: int = 10, only: Sequence[int] | None = Non
         fcfg = dataclasses.replace(cfg, out=str(d), dataset_options={**cfg.dataset_options, "folds": folds, "fold": i},
                                    name=f"{cfg.name or out.name}-fold{i:02d}")
         t0 = time.time()
-        train(fcfg, resume=(d / "last.ckpt").exists(), progress=progress,
-              log=lambda s, i=i: log(f"[round {i + 1} of {folds}, test fold {i}] {s}"))
+        try:
+            train(fcfg, resume=(d / "last.ckpt").exists(), progress=progress,
+                  log=lambda s, i=i: log(f"[round {i + 1} of {folds}, test fold {i}] {s}"))
+        except BaseException:
+            if fresh and not any(fold_dir(out, k).exists() for k in range(folds)):
+                # refused before any round began (an unknown model, a bad --model-arg, --init or
+                # --teacher: train checks them before making its folder): leave nothing behind, or
+                # the summary would hold the bad setting and block the same --out without --resume
+                spath.unlink(missing_ok=True)
+                if not existed:
+                    with contextlib.suppress(OSError):
+                        out.rmdir()
+            raise
         seconds += time.time() - t0
         r = _fold_result(d, i, subjects)
         log(f"fold {i}: test accuracy {r['accuracy']:.4f}, macro-F1 {r['macro_f1']:.4f} (n={r['n_test']}, "
