@@ -69,6 +69,10 @@ def test_data_prints_counts(tmp_path, capsys):
     (["data", "--dataset", "fer2013", "--data", "/nonexistent/fer"], "does not exist"),
     (["data", "--dataset", "affectnet", "--data", "."], "unknown dataset 'affectnet'"),
     (["evaluate", "--model", "no_such_model", "--dataset", "fer2013", "--data", "."], "no model 'no_such_model'"),
+    (["evaluate", "--model", "/nonexistent/m.safetensors", "--dataset", "fer2013", "--data", "."],
+     "/nonexistent/m.safetensors: no such file (its folder /nonexistent does not exist either)"),
+    (["evaluate", "--model", "vgg_fer", "--dataset", "fer2013", "--data", "."],
+     "vgg_fer is an architecture: its shipped weights are vgg_fer-ckplus, vgg_fer-fer2013, vgg_fer-ferplus"),
     (["predict", str(EXAMPLE), "--model", str(EXAMPLE)], "an image or video, not a model"),
     (["train", "--model", "vgg99", "--dataset", "fer2013", "--data", "/nonexistent", "--out", "/tmp/x"],
      "unknown architecture 'vgg99'"),
@@ -82,6 +86,8 @@ def test_data_prints_counts(tmp_path, capsys):
     (["predict", str(EXAMPLE), "--min-face", "0"], "--min-face must be 12 pixels or more with MTCNN"),
     (["predict", str(EXAMPLE), "--detector", "haar", "--min-face", "0"], "--min-face must be 1 pixel or more"),
     (["predict", str(EXAMPLE), "--max-faces", "-1"], "--max-faces must be 1 or more, got -1"),
+    (["evaluate", "--dataset", "fer2013", "--data", ".", "--json", ""], "--json: an empty path; name a file"),
+    (["evaluate", "--dataset", "fer2013", "--data", ".", "--plot", " "], "--plot: an empty path; name a file"),
     (["evaluate", "--dataset", "fer2013", "--data", ".", "--plot", "/tmp/confusion.txt"],
      "--plot /tmp/confusion.txt: name an image file"),
     (["explain", str(EXAMPLE), "--out", str(EXAMPLE)], f"--out {EXAMPLE}: is a file; name a folder"),
@@ -321,3 +327,22 @@ def test_help_gives_the_default_of_every_option(capsys):
         text = " ".join(capsys.readouterr().out.split())
         for flag, default in want.items():
             assert re.search(rf"{flag} [A-Z_{{}},a-z]+ default: {default}\b", text), (verb, flag)
+
+
+def test_a_flat_folder_says_its_test_split_is_one_fold_and_how_to_read_all(tmp_path, capsys):
+    import shutil
+
+    for c in ("happy", "sad"):
+        (tmp_path / "flat" / c).mkdir(parents=True)
+        for i in range(3):
+            shutil.copy(EXAMPLE, tmp_path / "flat" / c / f"{i}.jpg")
+    base = ["evaluate", "--model", "fast", "--dataset", "imagefolder", "--data", str(tmp_path / "flat")]
+    assert main(base + ["--folds", "3"]) == 0
+    assert "note: imagefolder's test split is fold 0 of 3 (2 images): --split all evaluates every image" in \
+        capsys.readouterr().out
+    assert main(base + ["--split", "all"]) == 0
+    out = capsys.readouterr().out
+    assert "note:" not in out and "(n=6," in out
+    assert main(base) == 1  # 6 photos, one subject each: not 10 folds; the message says what to do
+    assert ("cannot make 10 subject-independent folds from 6 subjects: pass --folds 6 or fewer (3 at least), or "
+            "--split all") in capsys.readouterr().err

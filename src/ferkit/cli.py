@@ -510,6 +510,9 @@ def _evaluate(a: argparse.Namespace, results_out) -> int:
 
     if a.min_face < 1:
         raise FerkitError(f"--min-face must be at least 1 pixel, got {a.min_face}")
+    for option, value in (("--json", a.json), ("--plot", a.plot)):
+        if value is not None and not value.strip():  # (a script's unset variable: nothing would be written)
+            raise FerkitError(f"{option}: an empty path; name a file")
     from .io import check_writable
 
     # --json's confusion matrix beside it (unless --plot names another place); none beside a --json
@@ -539,6 +542,12 @@ def _evaluate(a: argparse.Namespace, results_out) -> int:
     c, h, w = model.input_size
     crop, crop_key = face_cropper(model, a.detect, a.min_face) if a.detect != "none" else (None, None)
     ds = reader.load(split, size=(h, w), mode="L" if c == 1 else "RGB", crop=crop, crop_key=crop_key)
+    folded = reader.options()
+    if a.split is None and folded.get("folds") and folded.get("fold") is not None:
+        # a layout without splits: its "test" is one fold, a tenth of the images by default; said, as
+        # someone evaluating a folder of their own photos would expect all of them
+        print(f"note: {reader.name}'s test split is fold {folded['fold']} of {folded['folds']} ({len(ds)} "
+              f"images): --split all evaluates every image, --fold N another fold")
     res = evaluate(model, ds, tta=None if a.tta == "none" else a.tta, batch_size=a.batch_size, detector=a.detect)
     if a.detect != "none":
         res["min_face"] = a.min_face

@@ -23,7 +23,10 @@ def subject_folds(subjects: Sequence[str | None], k: int, seed: int = 0) -> list
     if k < 2:
         raise FerkitError(f"need at least 2 folds, got {k}")
     if k > len(counts):
-        raise FerkitError(f"cannot make {k} subject-independent folds from {len(counts)} subjects")
+        n = len(counts)
+        raise FerkitError(f"cannot make {k} subject-independent folds from {n} subjects: "
+                          + (f"pass --folds {n} or fewer (3 at least), or " if n >= 3 else "")
+                          + "--split all to read every image without folds (ferkit data, evaluate)")
     rng = np.random.default_rng(seed)
     names = sorted(counts)  # type: ignore[type-var]
     order = rng.permutation(len(names))

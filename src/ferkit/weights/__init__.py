@@ -234,9 +234,22 @@ def resolve(name_or_path: str | os.PathLike) -> Path:
             raise ModelError(f"{p}: not a model file (ferkit loads .safetensors weights with their JSON card, run "
                              f"folders and .onnx exports)")
         return p
+    if p.suffix.lower() in (".safetensors", ".onnx", ".json") or "/" in s or os.sep in s:
+        # a path, not a name: say what is missing (not the list of shipped names)
+        where = next((a for a in p.parents if a.exists()), None)
+        raise ModelError(f"{p}: no such file" + (f" (its folder {p.parent} does not exist either)"
+                                                  if where is not None and where != p.parent else ""))
     names = [c["name"] for c in shipped()]
+    from ..models import list_models
+
+    arch = [m.name for m in list_models()]
+    hint = ""
+    if s in arch:  # an architecture's name: its shipped weights are named <architecture>-<dataset>
+        own = [n for n in names if n.startswith(s + "-")]
+        hint = f"; {s} is an architecture: its shipped weights are {', '.join(own)}" if own else \
+            f"; {s} is an architecture with no shipped weights (train it: ferkit train --model {s})"
     raise ModelError(f"no model {s!r}: not a shipped name ({', '.join(names + list(ALIASES)) or 'none shipped'}), "
-                     f"nor a weights file or run folder")
+                     f"nor a weights file or run folder{hint}")
 
 
 def check_card(card: dict, where: str | os.PathLike) -> None:
