@@ -326,6 +326,7 @@ def test_explain_a_crop_without_detection(tmp_path):
     (["--layer", "head.weight"], "no layer"),
     (["--class", "bored", "--method", "gradcam"], "unknown class 'bored'"),
     (["--class", "surprise"], "--class explains one class with --method gradcam or guided"),  # deconv: no class
+    (["--min-face", "100000"], "the smallest face searched for (--min-face 100000) is larger than this 512x512 image"),
 ])
 def test_explain_errors_are_clear(extra, msg, tmp_path, capsys):
     assert main(["explain", str(EXAMPLE), "--out", str(tmp_path), *extra]) == 1
@@ -345,6 +346,10 @@ def test_explain_bad_image_and_no_face(tmp_path, capsys):
     assert "no face found" in err and "Traceback" not in err
     assert main(["explain", "--out", str(tmp_path)]) == 1
     assert "give an IMAGE" in capsys.readouterr().err
+    clip = tmp_path / "clip.mp4"
+    clip.write_bytes(b"x")
+    assert main(["explain", str(clip), "--out", str(tmp_path)]) == 1
+    assert "a video; explain reads one image (ferkit predict reads videos" in capsys.readouterr().err
 
 
 def _check_report(out, n):

@@ -206,7 +206,7 @@ class Recognizer:
         self.detector = create_detector(detector, min_face_size=min_face_size, thresholds=thresholds,
                                         max_side=max_side)
         if max_faces is not None:
-            check_whole("max_faces (--max-faces)", max_faces, none=" (or None: all)")
+            check_whole("max_faces (--max-faces)", max_faces, none=" (or None, without --max-faces: all faces)")
         if tta not in (None, "none", "flip", "tencrop"):
             raise FerkitError(f"unknown tta {tta!r}; use None, 'flip' or 'tencrop'")
         check_whole("detect_every", detect_every)

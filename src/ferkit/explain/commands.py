@@ -22,6 +22,13 @@ def explain_cli(a: argparse.Namespace) -> int:
         raise FerkitError("give an IMAGE to explain (or --list-layers to see the model's layers)")
     if a.out is None:
         raise FerkitError("give --out DIR: the folder the pictures and JSON are written to")
+    from ..io import is_video_file
+
+    if is_video_file(a.image):
+        raise FerkitError(f"{a.image}: a video; explain reads one image (ferkit predict reads videos; a frame saved "
+                          f"as an image can be explained)")
+    if a.method != "deconv" and a.maps != 8:
+        print(f"note: --maps is for --method deconv; {a.method} draws one map per face", file=sys.stderr)
     if a.target is not None and a.method == "deconv":
         raise FerkitError("--class explains one class with --method gradcam or guided; deconv shows the feature "
                           "maps that respond most to the face, whatever the class")

@@ -117,6 +117,10 @@ def explain_image(source: str | os.PathLike, out: str | os.PathLike, *, model: s
     rgb = read_image(source, mode="RGB", name=name)
     dets = rec.detect(rgb)
     if not dets:
+        h, w = rgb.shape[:2]
+        if detector != "none" and min_face_size and min_face_size > min(h, w):
+            raise FerkitError(f"{name}: no face found: the smallest face searched for (--min-face {min_face_size}) is "
+                              f"larger than this {w}x{h} image")
         raise FerkitError(f"{name}: no face found (try --detector haar, or --detector none if the image is a face "
                           f"crop)")
     crops, mats = face_crops(rec, rgb, dets)
