@@ -105,6 +105,10 @@ def test_resume_keeps_finished_folds_and_continues_an_interrupted_one(ck, tmp_pa
     assert torch.load(fold_dir(out, 1) / "last.ckpt", weights_only=True)["epoch"] == 1
     with pytest.raises(FerkitError, match="already holds a cross-validation"):
         crossval(_cfg(ck, out), folds=3, progress=False, log=lambda s: None)
+    # another experiment's folder (a model or dataset of its own) is not carried on under this command
+    with pytest.raises(FerkitError, match="holds a cross-validation of another model: model 'mini_xception' "
+                                          "\\(asked: 'zhu_cnn'\\)"):
+        crossval(_cfg(ck, out, model="zhu_cnn"), folds=3, resume=True, progress=False, log=lambda s: None)
     lines = []
     summary = crossval(_cfg(ck, out, epochs=2, lr=1.0), folds=3, resume=True, progress=False, log=lines.append)
     assert any("ignoring differing: lr (1.0; the run's: " in ln for ln in lines)  # the saved settings win, named

@@ -239,6 +239,11 @@ def crossval(cfg: TrainConfig, folds: int = 10, only: Sequence[int] | None = Non
             saved = TrainConfig.from_dict(prev["config"])
             diff = {k for k, v in asdict(cfg).items() if k not in RESUME_OVERRIDABLE and asdict(saved).get(k) != v}
             diff.discard("out")
+            other = [f"{k} {getattr(saved, k)!r} (asked: {getattr(cfg, k)!r})" for k in ("dataset", "model")
+                     if k in diff]
+            if other:  # another experiment's folder: carrying it on under this command would mislead
+                raise FerkitError(f"{out} holds a cross-validation of another {' and '.join(k.split()[0] for k in other)}"
+                                  f": {', '.join(other)}; choose another --out, or resume it with its own")
             if diff or prev["folds"] != folds:
                 said = [differences(diff, cfg, saved)] if diff else []
                 if prev["folds"] != folds:
