@@ -427,3 +427,14 @@ def test_data_check_counts_the_subjects_that_decoded(tmp_path, capsys):
     decoded = json.loads(capsys.readouterr().out)["splits"]["all"]
     assert listed["subjects"] == 12 and decoded["subjects"] == 11  # it counted the listing's 12
     assert decoded["n"] == listed["n"] - decoded["skipped"]
+
+
+def test_imagefolder_without_any_expression_folder_says_how_to_lay_it_out(tmp_path):
+    """One folder that is no expression name and holds images: neither class folders nor split
+    folders of them; one message says so (it was taken for a split and its images for strays)."""
+    d = tmp_path / "mine" / "pikachu"
+    d.mkdir(parents=True)
+    Image.new("L", (48, 48), 128).save(d / "a.png")
+    with pytest.raises(FerkitError, match=r"mine: no expression class folders: pikachu is no expression name "
+                                          r"\(angry, .*lay it out as mine/happy/\*\.jpg or mine/train/happy/\*\.jpg"):
+        open_dataset("imagefolder", tmp_path / "mine")

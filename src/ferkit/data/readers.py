@@ -550,6 +550,13 @@ class ImageFolder(FoldedReader):
         found = [L.canonical(c.name) for c in dirs if not c.name.startswith(".") and self._known(c.name)]
         if found:
             self.classes = L.ordered(found)
+        elif not self._is_class:  # neither class folders nor split folders of them: say so plainly
+            names = sorted(p.name for p in subs)
+            raise DatasetError(f"{self.root}: no expression class folders: {', '.join(names[:5])}"
+                               f"{' ...' if len(names) > 5 else ''} {'is' if len(names) == 1 else 'are'} no "
+                               f"expression name ({', '.join(L.CANONICAL_8)}; 'happiness', 'anger' and the like "
+                               f"too), nor split folders holding such folders: lay it out as "
+                               f"{self.root.name}/happy/*.jpg or {self.root.name}/train/happy/*.jpg")
         if not self._is_class:
             self.splits = tuple(sorted(p.name for p in subs))
             self.aliases = {a: b for a, b in (("val", "valid"), ("valid", "val"), ("validation", "val"))
