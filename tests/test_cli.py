@@ -319,7 +319,7 @@ def test_help_gives_the_default_of_every_option(capsys):
     their default, which decides how long a run takes (--epochs, --batch-size)."""
     import re
 
-    for verb, want in (("crossval", {"--epochs": "100", "--batch-size": "128"}),
+    for verb, want in (("crossval", {"--epochs": "100", "--batch-size": "128", "--seed": "0"}),
                        ("train", {"--epochs": "100", "--optimizer": "adamw"}),
                        ("evaluate", {"--batch-size": "256"})):
         with pytest.raises(SystemExit):
@@ -343,6 +343,12 @@ def test_a_flat_folder_says_its_test_split_is_one_fold_and_how_to_read_all(tmp_p
     assert main(base + ["--split", "all"]) == 0
     out = capsys.readouterr().out
     assert "note:" not in out and "(n=6," in out
+    # a layout with split folders has its own test split: no note
+    for sp in ("train", "test"):
+        (tmp_path / "split" / sp / "happy").mkdir(parents=True)
+        shutil.copy(EXAMPLE, tmp_path / "split" / sp / "happy" / "a.jpg")
+    assert main(base[:-1] + [str(tmp_path / "split")]) == 0
+    assert "note:" not in capsys.readouterr().out
     assert main(base) == 1  # 6 photos, one subject each: not 10 folds; the message says what to do
     assert ("cannot make 10 subject-independent folds from 6 subjects: pass --folds 6 or fewer (3 at least), or "
             "--split all") in capsys.readouterr().err

@@ -116,6 +116,11 @@ def test_resume_keeps_finished_folds_and_continues_an_interrupted_one(ck, tmp_pa
     assert any(ln.startswith("[round 2 of 3, test fold 1] resumed") and "epoch 2" in ln for ln in lines)
     assert (fold_dir(out, 0) / "model.safetensors").stat().st_mtime_ns == mtime
     assert summary["complete"]
+    # a model the command did not name itself (the CLI's default) resumes the folder's own
+    said = []
+    crossval(_cfg(ck, out, model="zhu_cnn"), folds=3, only=[0], resume=True, progress=False, log=said.append,
+             asked=("dataset",))
+    assert any("ignoring differing: model ('zhu_cnn'; the run's: 'mini_xception')" in ln for ln in said), said
     # same seed, same folds: the interrupted and resumed cross-validation equals the uninterrupted one
     ref = cv3[1]
     assert [r["accuracy"] for r in summary["per_fold"]] == [r["accuracy"] for r in ref["per_fold"]]

@@ -839,6 +839,16 @@ def test_a_rerun_from_another_folder_recognises_its_own_outputs(tmp_path, monkey
     assert main(["predict", "a.jpg", "--out", ".", "--quiet"]) == 0
     assert sorted(p.name for p in photos.iterdir()) == ["a.jpg", "a.json", "a_ferkit.png"]
     assert json.loads((photos / "a.json").read_text())["source"] == "a.jpg"
+    # a bare name written from another folder may be another photo of that name: kept
+    monkeypatch.chdir(tmp_path)
+    d = json.loads((photos / "a.json").read_text())
+    (photos / "a.json").write_text(json.dumps({**d, "source": "a.jpg"}))
+    assert main(["predict", "photos/a.jpg", "--out", "photos", "--quiet"]) == 0
+    assert json.loads((photos / "a.json").read_text())["source"] == "a.jpg"
+    assert json.loads((photos / "a_jpg.json").read_text())["source"] == "photos/a.jpg"
+    (photos / "a_jpg.json").unlink()
+    (photos / "a_jpg_ferkit.png").unlink()
+    monkeypatch.chdir(photos)
     for other in ("other/a.jpg", "../a.jpg"):
         d = json.loads((photos / "a.json").read_text())
         (photos / "a.json").write_text(json.dumps({**d, "source": other}))

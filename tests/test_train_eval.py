@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import os
 import re
+import shutil
 import subprocess
 from pathlib import Path
 
@@ -67,7 +68,7 @@ def test_run_folder_contents_and_card(trained):
     assert any("*best" in ln for ln in lines)
 
 
-def test_evaluate_never_writes_over_its_inputs(trained, folder, tmp_path, capsys):
+def test_evaluate_never_writes_over_its_inputs(trained, folder, tmp_path, capsys, monkeypatch):
     """--json and --plot may not name the --data file, a file inside the --data folder, the model's
     weights or card, or the same file as each other (refused before any work: the files stay);
     an output written over an earlier file says so."""
@@ -81,6 +82,20 @@ def test_evaluate_never_writes_over_its_inputs(trained, folder, tmp_path, capsys
                        (["--json", str(tmp_path / "s.png"), "--plot", str(tmp_path / "s.png")], "the same file as")):
         assert main(base + extra) == 1, extra
         assert msg in capsys.readouterr().err, extra
+    # an ensemble's member, a link to the weights (its card beside the link), a path with ~ left to ferkit
+    link = tmp_path / "link.safetensors"
+    link.symlink_to(out / "model.safetensors")
+    shutil.copy(out / "model.json", tmp_path / "link.json")
+    home = tmp_path / "home"
+    home.mkdir()
+    monkeypatch.setenv("HOME", str(home))
+    shutil.copytree(out, home / "run")
+    for m, js in ((f"{out}+{link}", out / "model.json"), (str(link), tmp_path / "link.json"),
+                  ("~/run", home / "run" / "model.json")):
+        assert main(["evaluate", "--model", m, "--dataset", "imagefolder", "--data", str(folder), "--split", "test",
+                     "--json", str(js)]) == 1, m
+        assert "is a file of --model" in capsys.readouterr().err, m
+    assert (tmp_path / "link.json").read_text() == card == (home / "run" / "model.json").read_text()
     assert (out / "model.json").read_text() == card and not (folder / "r.json").exists()
     assert not (tmp_path / "s.png").exists()
     csv_file = tmp_path / "fer.csv"

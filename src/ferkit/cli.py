@@ -382,7 +382,8 @@ def cmd_crossval(a: argparse.Namespace) -> int:
         raise FerkitError(f"--only wants fold numbers separated by commas, e.g. 0,1; got {a.only!r}") from None
     try:
         crossval(_train_config(a), folds=10 if a.folds is None else a.folds, only=only, resume=a.resume,
-                 progress=None if not a.no_progress else False)
+                 progress=None if not a.no_progress else False,
+                 asked=[k for k in ("dataset", "model") if _given(a, f"--{k}")])
     except KeyboardInterrupt:
         print(f"\nferkit: interrupted; finished folds and the current fold's last epoch are saved in {a.out}: run the "
               f"same command with --resume to continue", file=sys.stderr)
@@ -543,7 +544,10 @@ def _evaluate(a: argparse.Namespace, results_out) -> int:
     crop, crop_key = face_cropper(model, a.detect, a.min_face) if a.detect != "none" else (None, None)
     ds = reader.load(split, size=(h, w), mode="L" if c == 1 else "RGB", crop=crop, crop_key=crop_key)
     folded = reader.options()
-    if a.split is None and folded.get("folds") and folded.get("fold") is not None:
+    card_ds = (getattr(model, "card", None) or {}).get("dataset") or {}
+    fold_run = "fold" in (card_ds.get("options") or {})  # a model trained on these folds: other folds would leak
+    if a.split is None and getattr(reader, "has_folds", False) and folded.get("folds") is not None \
+            and folded.get("fold") is not None and not fold_run:
         # a layout without splits: its "test" is one fold, a tenth of the images by default; said, as
         # someone evaluating a folder of their own photos would expect all of them
         print(f"note: {reader.name}'s test split is fold {folded['fold']} of {folded['folds']} ({len(ds)} "
@@ -586,27 +590,39 @@ def _outputs_are_not_inputs(outputs: list[tuple[str, str]], data: str | None, mo
     """Refuse output files that would destroy an input: the ``--data`` file, anything inside the
     ``--data`` folder (a plot there would be read as an image of the dataset next time), the
     ``--model`` file and its card; and two outputs at the same path (one would replace the other)."""
+    from .api import ensemble_names
     from .io import resolved_path
 
+    def model_files(name: str) -> set[Path]:  # the files a --model path loads: weights and card
+        m = Path(name).expanduser()
+        if not m.exists():
+            return set()
+        if m.is_dir():
+            weights = [m / f for f in os.listdir(m) if f.endswith((".safetensors", ".onnx"))]
+        else:
+            weights = [m.with_suffix(".safetensors") if m.suffix == ".json" else m]
+        own = set()
+        for w in weights:  # each named as given (a link's card lies beside the link) and resolved
+            cards = [w.with_suffix(".json")] if w.suffix == ".safetensors" else []
+            for f in [w, *cards, w.with_name(w.name + ".json")]:
+                own |= {resolved_path(f.parent) / f.name, resolved_path(f)}
+        return own
+
+    own = set().union(*(model_files(n) for n in (ensemble_names(model) or [model]))) if model else set()
     seen: dict[Path, str] = {}
     for option, path in outputs:
-        p = resolved_path(Path(path))
+        p = resolved_path(Path(path).expanduser())
         if p in seen:
             raise FerkitError(f"{option} {path}: the same file as {seen[p]}: name another")
         seen[p] = option
         if data:
-            d = resolved_path(Path(data))
-            if p == d or (Path(data).is_dir() and d in p.parents):
-                raise FerkitError(f"{option} {path}: " + ("is the --data file" if p == d else
-                                  "inside the --data folder (the dataset's own files): write it elsewhere"))
-        if model and Path(model).exists():
-            m = resolved_path(Path(model))
-            own = {m, m.with_suffix(".json"), m.with_suffix(".safetensors"), m.with_name(m.name + ".json")}
-            if m.is_dir():
-                own = {m / f for f in os.listdir(m) if f.endswith((".safetensors", ".onnx"))}
-                own |= {f.with_suffix(".json") for f in own} | {f.with_name(f.name + ".json") for f in own}
-            if p in own:
-                raise FerkitError(f"{option} {path}: is a file of --model {model} (its weights or card)")
+            d = resolved_path(Path(data).expanduser())
+            if p == d or (d.is_dir() and d in p.parents):
+                raise FerkitError(f"{option} {path}: " + (f"is the --data {'folder' if d.is_dir() else 'file'}"
+                                                          if p == d else "inside the --data folder (the dataset's "
+                                                          "own files): write it elsewhere"))
+        if p in own:
+            raise FerkitError(f"{option} {path}: is a file of --model {model} (its weights or card)")
 
 
 def cmd_predict(a: argparse.Namespace) -> int:
@@ -1130,8 +1146,8 @@ def build_parser() -> argparse.ArgumentParser:
     # which decides how long a training or cross-validation runs (--epochs 100, --batch-size 128...)
     for sp in p._subparsers._group_actions[0].choices.values() if p._subparsers else []:
         for action in sp._actions:
-            if (action.help is None and action.option_strings and action.default not in (None, False)
-                    and action.default is not argparse.SUPPRESS):
+            if (action.help is None and action.option_strings and action.default is not None
+                    and action.default is not False and action.default is not argparse.SUPPRESS):
                 action.help = "default: %(default)s"
     return p
 

@@ -351,16 +351,19 @@ def _earlier_outputs(home: Path, inputs: list[Path]) -> set[Path]:
 
 def _names(source: str, f: Path) -> bool:
     """Whether an earlier run's ``source`` names the input ``f``: the same file, or a relative path
-    (without ``..``) that is the tail of ``f``'s full path, as a run from another folder wrote it
-    (``photos/a.jpg`` run from the parent, now ``a.jpg`` run from ``photos``)."""
+    of a folder and more (without ``..``) that is the tail of ``f``'s full path, as a run from another
+    folder wrote it (``photos/a.jpg`` run from the parent, now ``a.jpg`` run from ``photos``)."""
     if same_file(source, f):
         return True
     p = Path(source)
     if p.is_absolute() or ".." in p.parts:
         return False
     parts = tuple(x for x in p.parts if x != ".")
-    full = resolved_path(f).parts
-    return 0 < len(parts) <= len(full) and full[-len(parts):] == parts
+    if len(parts) < 2:  # a bare name ("a.jpg") may be any folder's photo of that name
+        return False
+    # the path as it lies (a link by its own name and folder) and as it resolves
+    return any(len(parts) <= len(full) and full[-len(parts):] == parts
+               for full in (Path(os.path.normpath(f.absolute())).parts, resolved_path(f).parts))
 
 
 def _beside(folder: str) -> str:

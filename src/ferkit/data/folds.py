@@ -25,7 +25,7 @@ def subject_folds(subjects: Sequence[str | None], k: int, seed: int = 0) -> list
     if k > len(counts):
         n = len(counts)
         raise FerkitError(f"cannot make {k} subject-independent folds from {n} subjects: "
-                          + (f"pass --folds {n} or fewer (3 at least), or " if n >= 3 else "")
+                          + (f"pass --folds {n} or fewer (3 at least), or " if n >= 3 else "pass ")
                           + "--split all to read every image without folds (ferkit data, evaluate)")
     rng = np.random.default_rng(seed)
     names = sorted(counts)  # type: ignore[type-var]

@@ -220,10 +220,12 @@ def write_summary(summary: dict, out: Path) -> None:
 
 
 def crossval(cfg: TrainConfig, folds: int = 10, only: Sequence[int] | None = None, resume: bool = False,
-             progress: bool | None = None, log: Callable[[str], None] = print) -> dict:
+             progress: bool | None = None, log: Callable[[str], None] = print,
+             asked: Sequence[str] = ("dataset", "model")) -> dict:
     """Cross-validate ``cfg`` (its ``out`` is the cross-validation folder; its dataset options'
     ``fold`` is ignored) over ``folds`` subject-independent folds; ``only``: run just these
-    rounds (the summary covers every finished one). Returns the summary (``crossval.json``)."""
+    rounds (the summary covers every finished one). Returns the summary (``crossval.json``).
+    ``resume`` into a folder of another ``asked`` setting (dataset, model) is refused."""
     check_settings(cfg)  # before anything is written: a bad setting leaves no folder behind
     out = Path(cfg.out)
     spath = out / SUMMARY
@@ -239,8 +241,9 @@ def crossval(cfg: TrainConfig, folds: int = 10, only: Sequence[int] | None = Non
             saved = TrainConfig.from_dict(prev["config"])
             diff = {k for k, v in asdict(cfg).items() if k not in RESUME_OVERRIDABLE and asdict(saved).get(k) != v}
             diff.discard("out")
+            # (``asked``: the settings the command named itself; a default left as it is resumes)
             other = [f"{k} {getattr(saved, k)!r} (asked: {getattr(cfg, k)!r})" for k in ("dataset", "model")
-                     if k in diff]
+                     if k in diff and k in asked]
             if other:  # another experiment's folder: carrying it on under this command would mislead
                 raise FerkitError(f"{out} holds a cross-validation of another {' and '.join(k.split()[0] for k in other)}"
                                   f": {', '.join(other)}; choose another --out, or resume it with its own")

@@ -27,8 +27,9 @@ def explain_cli(a: argparse.Namespace) -> int:
     if is_video_file(a.image):
         raise FerkitError(f"{a.image}: a video; explain reads one image (ferkit predict reads videos; a frame saved "
                           f"as an image can be explained)")
-    if a.method != "deconv" and a.maps != 8:
+    if a.method != "deconv" and a.maps is not None:
         print(f"note: --maps is for --method deconv; {a.method} draws one map per face", file=sys.stderr)
+    a.maps = a.maps or 8
     if a.target is not None and a.method == "deconv":
         raise FerkitError("--class explains one class with --method gradcam or guided; deconv shows the feature "
                           "maps that respond most to the face, whatever the class")
@@ -158,7 +159,8 @@ def add_explain_parser(sub, fmt) -> None:
     s.add_argument("--method", choices=["deconv", "gradcam", "guided"], default="deconv")
     s.add_argument("--layer", metavar="NAME", help="module name (see --list-layers); default: 'deconv' the "
                    "layer the AU analysis uses, 'gradcam'/'guided' the last feature layer")
-    s.add_argument("--maps", type=positive_int, default=8, metavar="K", help="deconv: how many feature maps (the strongest)")
+    s.add_argument("--maps", type=positive_int, default=None, metavar="K",
+                   help="deconv: how many feature maps (the strongest) (default: 8)")
     s.add_argument("--class", dest="target", metavar="NAME", help="gradcam/guided: explain this class instead of "
                    "the predicted one")
     s.add_argument("--out", metavar="DIR", help="folder for the PNGs and JSON (needed unless --list-layers)")

@@ -237,7 +237,8 @@ def resolve(name_or_path: str | os.PathLike) -> Path:
     if p.suffix.lower() in (".safetensors", ".onnx", ".json") or "/" in s or os.sep in s:
         # a path, not a name: say what is missing (not the list of shipped names)
         where = next((a for a in p.parents if a.exists()), None)
-        raise ModelError(f"{p}: no such file" + (f" (its folder {p.parent} does not exist either)"
+        raise ModelError(f"{p}: no such file" + (" or folder" if not p.suffix else "")
+                         + (f" (its folder {p.parent} does not exist either)"
                                                   if where is not None and where != p.parent else ""))
     names = [c["name"] for c in shipped()]
     from ..models import list_models
