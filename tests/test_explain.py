@@ -459,3 +459,10 @@ def test_au_analysis_on_fer2013_public_test(tmp_path):
     assert none < data["assignment"]["chance"]["none"]
     assert data["n_detectors"] >= 1
     assert all(f.stat().st_size < 600_000 for f in out.glob("*.png"))
+
+
+def test_explain_says_when_it_replaces_earlier_outputs(tmp_path, capsys):
+    for i in range(2):
+        assert main(["explain", str(EXAMPLE), "--method", "gradcam", "--out", str(tmp_path / "o")]) == 0
+        wrote = [ln for ln in capsys.readouterr().out.splitlines() if ln.startswith("wrote ")]
+        assert len(wrote) == 3 and all(ln.endswith(" (replacing the earlier file)") == (i == 1) for ln in wrote)

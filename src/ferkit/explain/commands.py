@@ -33,6 +33,9 @@ def explain_cli(a: argparse.Namespace) -> int:
     if a.target is not None and a.method == "deconv":
         raise FerkitError("--class explains one class with --method gradcam or guided; deconv shows the feature "
                           "maps that respond most to the face, whatever the class")
+    from pathlib import Path
+
+    before = {f.resolve() for f in Path(a.out).iterdir()} if Path(a.out).is_dir() else set()
     res = explain_image(a.image, a.out, model=model, method=a.method, layer=a.layer, maps=a.maps,
                         detector=a.detector, target=a.target, min_face_size=a.min_face, max_faces=a.max_faces,
                         device=a.device)
@@ -60,7 +63,7 @@ def explain_cli(a: argparse.Namespace) -> int:
                     (f" (near {f['cam_peak_au']})" if f["cam_peak_au"] else "")
         print(line)
     for p in res["files"]:
-        print(f"wrote {p}")
+        print(f"wrote {p}" + (" (replacing the earlier file)" if Path(p).resolve() in before else ""))
     return 0
 
 
