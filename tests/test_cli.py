@@ -352,3 +352,16 @@ def test_a_flat_folder_says_its_test_split_is_one_fold_and_how_to_read_all(tmp_p
     assert main(base) == 1  # 6 photos, one subject each: not 10 folds; the message says what to do
     assert ("cannot make 10 subject-independent folds from 6 subjects: pass --folds 6 or fewer (3 at least), or "
             "--split all") in capsys.readouterr().err
+
+
+def test_data_on_a_folder_of_another_dataset_says_no_image_was_found(tmp_path, capsys):
+    from PIL import Image
+
+    d = tmp_path / "notck"
+    d.mkdir()
+    for i in range(3):
+        Image.new("L", (48, 48), 100).save(d / f"KA.AN{i}.tiff")
+    assert main(["data", "--dataset", "ckplus", "--data", str(d), "--skip-bad"]) == 1
+    err = capsys.readouterr().err
+    assert f"{d}: no ckplus image found; 3 file(s) skipped, the first {d}/KA.AN0.tiff: an image beside" in err
+    assert "(is --data the ckplus folder?)" in err and "subject-independent folds" not in err

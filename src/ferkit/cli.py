@@ -193,7 +193,9 @@ def cmd_data(a: argparse.Namespace) -> int:
     for s in splits:
         report["splits"][reader.resolve_split(s)] = reader.summary(s, None if a.check else left_out)
     if getattr(reader, "has_folds", False):
-        recs, _ = reader.all_records()
+        recs, skipped = reader.all_records()
+        if not recs:
+            raise reader.none_found(skipped)
         folds = reader.fold_indices(recs)
         subj = [sorted({recs[i].subject for i in f}) for f in folds]
         report["folds"] = [{"fold": i, "n": len(f), "subjects": subj[i]} for i, f in enumerate(folds)]

@@ -346,6 +346,11 @@ class FoldedReader(Reader):
     def fold_indices(self, records: list[Record]) -> list[np.ndarray]:
         return subject_folds([r.subject for r in records], self.folds, self.fold_seed)
 
+    def none_found(self, skipped: list[tuple[str, str]]) -> FerkitError:
+        """The error for a folder that gave no image at all (not "no subjects for the folds")."""
+        first = f"; {len(skipped)} file(s) skipped, the first {skipped[0][0]}: {skipped[0][1]}" if skipped else ""
+        return FerkitError(f"{self.root}: no {self.name} image found{first} (is --data the {self.name} folder?)")
+
     def records(self, split):
         recs, skipped = self.all_records()
         if split == "all":

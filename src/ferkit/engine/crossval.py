@@ -61,7 +61,9 @@ def open_folds(dataset: str, data: str, opts: dict, folds: int, verb: str = "cro
         raise FerkitError(f"{reader.name} has official splits ({', '.join(reader.splits)}), not subject folds: "
                           f"{verb} ckplus, jaffe, kdef or a flat <class>/* image folder{hint}")
     reader = open_dataset(dataset, data, **opts, folds=folds, fold=0)
-    recs, _ = reader.all_records()
+    recs, skipped = reader.all_records()
+    if not recs:
+        raise reader.none_found(skipped)
     return reader, [sorted({str(recs[i].subject) for i in idx}) for idx in reader.fold_indices(recs)]
 
 
