@@ -86,6 +86,10 @@ def test_data_prints_counts(tmp_path, capsys):
     (["predict", str(EXAMPLE), "--min-face", "0"], "--min-face must be 12 pixels or more with MTCNN"),
     (["predict", str(EXAMPLE), "--detector", "haar", "--min-face", "0"], "--min-face must be 1 pixel or more"),
     (["predict", str(EXAMPLE), "--max-faces", "-1"], "--max-faces must be 1 or more, got -1"),
+    (["train", "--dataset", "imagefolder", "--data", str(EXAMPLE.parent), "--out", str(EXAMPLE.parent / "run")],
+     "inside the --data folder"),
+    (["crossval", "--dataset", "imagefolder", "--data", str(EXAMPLE.parent), "--out", str(EXAMPLE.parent / "cv")],
+     "inside the --data folder"),
     (["evaluate", "--dataset", "fer2013", "--data", ".", "--json", ""], "--json: an empty path; name a file"),
     (["evaluate", "--dataset", "fer2013", "--data", ".", "--plot", " "], "--plot: an empty path; name a file"),
     (["evaluate", "--dataset", "fer2013", "--data", ".", "--plot", "/tmp/confusion.txt"],
@@ -225,8 +229,9 @@ def test_data_and_probe_on_an_image_folder_with_split_folders(tmp_path, capsys):
 
 def test_full_photo_datasets_without_detect_get_a_warning(tmp_path, capsys):
     # JAFFE and KDEF are whole head-and-shoulders frames: read without --detect, the number means little
+    (tmp_path / "jaffe").mkdir()
     for argv in (["evaluate", "--model", "fast"], ["train", "--out", str(tmp_path / "r")]):
-        assert main([*argv, "--dataset", "jaffe", "--data", str(tmp_path)]) == 1  # an empty folder: no images
+        assert main([*argv, "--dataset", "jaffe", "--data", str(tmp_path / "jaffe")]) == 1  # empty: no images
         err = capsys.readouterr().err
         assert "warning: jaffe holds full photos" in err and "--detect mtcnn" in err
     assert main(["evaluate", "--model", "fast", "--dataset", "jaffe", "--data", str(tmp_path), "--detect", "mtcnn"]) == 1

@@ -336,11 +336,24 @@ def _train_config(a: argparse.Namespace):
     )
 
 
+def _out_not_in_data(a: argparse.Namespace) -> None:
+    """A run folder inside the dataset's folder would become part of it (an image folder's next read
+    takes it for a class folder, its plots for images): refused."""
+    from .io import resolved_path
+
+    if a.out and a.data:
+        o, d = resolved_path(Path(a.out).expanduser()), resolved_path(Path(a.data).expanduser())
+        if d.is_dir() and (o == d or d in o.parents):
+            raise FerkitError(f"--out {a.out}: inside the --data folder {a.data} (the run's files would join the "
+                              f"dataset's): choose a folder outside it")
+
+
 def cmd_train(a: argparse.Namespace) -> int:
     from .engine.train import train
     from .io import check_out_folder
 
     check_out_folder("--out", a.out)
+    _out_not_in_data(a)
     cfg = _train_config(a)
     try:
         given = [k for k, flag in (("data", "--data"), ("lr", "--lr")) if _given(a, flag)]
@@ -374,6 +387,7 @@ def cmd_crossval(a: argparse.Namespace) -> int:
     from .io import check_out_folder
 
     check_out_folder("--out", a.out)
+    _out_not_in_data(a)
     if a.fold is not None:
         raise FerkitError("--fold picks one round for `ferkit train`; crossval runs every round (--only I,J runs some)")
     if a.train_split or a.val_split or a.test_split:
