@@ -336,16 +336,25 @@ def _train_config(a: argparse.Namespace):
     )
 
 
+def _meets_data(path: str, data: str | None) -> str | None:
+    """How an output ``path`` meets the ``--data`` path: ``"file"`` or ``"folder"`` (it is that),
+    ``"inside"`` (within the --data folder), or None."""
+    from .io import resolved_path
+
+    if not data:
+        return None
+    p, d = resolved_path(Path(path).expanduser()), resolved_path(Path(data).expanduser())
+    if p == d:
+        return "folder" if d.is_dir() else "file"
+    return "inside" if d.is_dir() and d in p.parents else None
+
+
 def _out_not_in_data(a: argparse.Namespace) -> None:
     """A run folder inside the dataset's folder would become part of it (an image folder's next read
     takes it for a class folder, its plots for images): refused."""
-    from .io import resolved_path
-
-    if a.out and a.data:
-        o, d = resolved_path(Path(a.out).expanduser()), resolved_path(Path(a.data).expanduser())
-        if d.is_dir() and (o == d or d in o.parents):
-            raise FerkitError(f"--out {a.out}: inside the --data folder {a.data} (the run's files would join the "
-                              f"dataset's): choose a folder outside it")
+    if a.out and _meets_data(a.out, a.data) in ("folder", "inside"):
+        raise FerkitError(f"--out {a.out}: inside the --data folder {a.data} (the run's files would join the "
+                          f"dataset's): choose a folder outside it")
 
 
 def cmd_train(a: argparse.Namespace) -> int:
@@ -631,12 +640,11 @@ def _outputs_are_not_inputs(outputs: list[tuple[str, str]], data: str | None, mo
         if p in seen:
             raise FerkitError(f"{option} {path}: the same file as {seen[p]}: name another")
         seen[p] = option
-        if data:
-            d = resolved_path(Path(data).expanduser())
-            if p == d or (d.is_dir() and d in p.parents):
-                raise FerkitError(f"{option} {path}: " + (f"is the --data {'folder' if d.is_dir() else 'file'}"
-                                                          if p == d else "inside the --data folder (the dataset's "
-                                                          "own files): write it elsewhere"))
+        met = _meets_data(path, data)
+        if met:
+            raise FerkitError(f"{option} {path}: " + (f"is the --data {met}" if met != "inside" else
+                                                      "inside the --data folder (the dataset's own files): write "
+                                                      "it elsewhere"))
         if p in own:
             raise FerkitError(f"{option} {path}: is a file of --model {model} (its weights or card)")
 

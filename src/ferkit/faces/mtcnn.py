@@ -155,6 +155,22 @@ def face_probability(logits: np.ndarray) -> np.ndarray:
     return e[:, 1] * (np.float32(1) / e.sum(axis=1))
 
 
+def _indexed_copy(model):
+    """A copy of ``model`` (an ``onnx.ModelProto``) to rewrite, with what the rewrites look up:
+    ``(copy, graph, initializers by name, the nodes reading each name, output names, input names)``."""
+    import onnx
+
+    m = onnx.ModelProto()
+    m.CopyFrom(model)
+    g = m.graph
+    users: dict[str, list] = {}
+    for n in g.node:
+        for i in n.input:
+            users.setdefault(i, []).append(n)
+    return (m, g, {i.name: i for i in g.initializer}, users, {o.name for o in g.output},
+            {i.name for i in g.input})
+
+
 def pool_before_prelu(model, multiple: int = 16):
     """The same network with each ``Conv -> PRelu -> MaxPool`` chain pooled before the ``PRelu``, so
     the activation runs on the pooled map (a quarter of the elements for a 2x2 pool) instead of
@@ -174,7 +190,8 @@ def pool_before_prelu(model, multiple: int = 16):
     Why: P-Net's first map (10 channels, 382 x 286 on the first level of a 640x480 frame) does not
     fill onnxruntime's blocks of 16 channels, so its ``PRelu`` left the blocked layout and came back
     (about 4 of P-Net's 8.6 ms there, one thread). Pooled first, that layer takes 2.4 ms, and
-    ``MTCNN.detect`` on a 640x480 frame with one face 20.8 -> 17.4 ms (2 cores). Only P-Net is
+    ``MTCNN.detect`` on a 640x480 frame with one face 23.1 -> 20.3 ms, with four 31.5 -> 28.0 ms
+    (2 cores, ``benchmarks/mtcnn_rewrites.py``, 2026-12-06). Only P-Net is
     rewritten: R-Net's and O-Net's maps already fill whole blocks, and their extra filters cost
     more than the smaller activation saves (R-Net 12.6 -> 14.6 ms on 218 candidates).
 
@@ -185,17 +202,8 @@ def pool_before_prelu(model, multiple: int = 16):
     import onnx
     from onnx import helper, numpy_helper
 
-    m = onnx.ModelProto()
-    m.CopyFrom(model)
-    g = m.graph
-    inits = {i.name: i for i in g.initializer}
-    users: dict[str, list] = {}
-    for n in g.node:
-        for i in n.input:
-            users.setdefault(i, []).append(n)
+    m, g, inits, users, outputs, graph_inputs = _indexed_copy(model)
     producer = {o: n for n in g.node for o in n.output}
-    outputs = {o.name for o in g.output}
-    graph_inputs = {i.name for i in g.input}
 
     def sole_input_of(name, node):
         return [id(u) for u in users.get(name, [])] == [id(node)] and name not in outputs
@@ -292,22 +300,13 @@ def pad_channels(model, multiple: int = 16):
     3.5 ms on one thread, and its outputs are bit-identical (the next convolution already read the
     28 channels padded to 32 with zeros). P-Net's first convolution (10 filters) is not padded
     here (:func:`pool_before_prelu` rewrites that layer): padded alone, its next convolution ran
-    blocked and summed in another order (outputs off by up to 6e-6, for 2.5% less time). Left as they are: chains that branch or end in a graph
-    output, a ``MaxPool`` whose indices are read, weights, biases or slopes another node shares.
+    blocked and summed in another order (outputs off by up to 6e-6, for 2.5% less time). Left as
+    they are: chains that branch or end in a graph output, a ``MaxPool`` whose indices are read,
+    weights, biases or slopes another node shares.
     ``model`` is an ``onnx.ModelProto``; a padded copy is returned."""
-    import onnx
     from onnx import numpy_helper
 
-    m = onnx.ModelProto()
-    m.CopyFrom(model)
-    g = m.graph
-    inits = {i.name: i for i in g.initializer}
-    users: dict[str, list] = {}
-    for n in g.node:
-        for i in n.input:
-            users.setdefault(i, []).append(n)
-    outputs = {o.name for o in g.output}
-    graph_inputs = {i.name for i in g.input}
+    m, g, inits, users, outputs, graph_inputs = _indexed_copy(model)
 
     def alone(name):  # an initializer no other node reads (padding it must not change another node)
         return len(users.get(name, [])) == 1 and name not in graph_inputs
