@@ -328,6 +328,8 @@ def main() -> int:
     ap.add_argument("--out", default="docs/benchmarks.md",
                     help="markdown file whose peers section is (re)written; '-' to only print (default %(default)s)")
     ap.add_argument("--json", default="docs/benchmarks_peers.json", help="raw numbers; '-' to skip")
+    ap.add_argument("--plot", default="docs/img/peers.png",
+                    help="the numbers drawn (benchmarks/plot_peers.py); '-' to skip (default %(default)s)")
     a = ap.parse_args()
     if min(a.threads, a.rounds, a.frames, a.repeat) < 1 or a.warmup < 0 or a.min_seconds <= 0:
         ap.error("--threads, --rounds, --frames, --repeat must be >= 1, --warmup >= 0, --min-seconds > 0")
@@ -606,6 +608,11 @@ def main() -> int:
         Path(a.json).parent.mkdir(parents=True, exist_ok=True)
         Path(a.json).write_text(compact_json(res) + "\n")
         print(f"wrote {a.json}")
+    if a.plot != "-":
+        import plot_peers
+
+        plot_peers.plot(json.loads(compact_json(res)), Path(a.plot))
+        print(f"wrote {a.plot}")
     print(f"load average (1 min) at the end: {res['load_average_1min_end']}; took {res['seconds']:.0f} s")
     return 0
 

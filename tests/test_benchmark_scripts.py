@@ -92,6 +92,38 @@ def test_peers_tables_in_the_docs_are_their_json_rendered():
         assert v["met"] == want, v
 
 
+def test_peers_plot_draws_the_json_numbers(tmp_path):
+    """docs/img/peers.png's points are the side-by-side JSON's numbers: speeds are fer TFLite's ms
+    per face over each classifier's (the classifier_vs ratios), frames/s are the end-to-end rows'
+    over fer TFLite's in the same scene, and a bar counts as meeting 2x only from 2.0 up."""
+    import json
+
+    import plot_peers
+
+    root = Path(__file__).resolve().parents[1]
+    res = json.loads((root / "docs" / "benchmarks_peers.json").read_text())
+    pts = {p["key"]: p for p in plot_peers.classifier_points(res)}
+    assert pts["fer:tflite"]["speed"] == 1.0 and "fer:keras_predict" not in pts
+    for v in res["classifier_vs"]:
+        if v["fer"] == "fer:tflite":
+            assert pts[v["ferkit"]]["speed"] == pytest.approx(v["speed_b1"])
+            assert pts[v["ferkit"]]["accuracy"] - pts["fer:tflite"]["accuracy"] == pytest.approx(v["accuracy_diff_pt"])
+    assert pts[res["default_model"] + ":onnx"]["label"].endswith("(default), onnx")
+    scenes = plot_peers.e2e_rows(res)
+    assert set(scenes) == {"1 face", "4 faces"}
+    for scene, rows in scenes.items():
+        fer = [r["summary"]["fps"] for r in res["end_to_end"]
+               if r["side"] == "fer" and r["variant"] == "tflite" and r["scene"] == scene]
+        mine = [r for r in res["end_to_end"] if r["side"] == "ferkit" and r["scene"] == scene
+                and r["key"].endswith((":onnx", ":onnx-int8"))]
+        assert len(fer) == 1 and len(rows) == len(mine) > 0
+        assert sorted(r["fps"] for r in rows) == sorted(r["summary"]["fps"] for r in mine)
+        assert all(r["ratio"] == pytest.approx(r["fps"] / fer[0]) for r in rows)
+    out = tmp_path / "p.png"
+    plot_peers.plot(res, out)
+    assert out.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+
+
 def test_mtcnn_rewrites_times_what_ferkit_runs():
     """benchmarks/mtcnn_rewrites.py's last variant is, network by network, exactly what MTCNN runs
     (so its row times ferkit's detector), and its first is the files as shipped (P-Net's heads
