@@ -466,3 +466,30 @@ def test_explain_says_when_it_replaces_earlier_outputs(tmp_path, capsys):
         assert main(["explain", str(EXAMPLE), "--method", "gradcam", "--out", str(tmp_path / "o")]) == 0
         wrote = [ln for ln in capsys.readouterr().out.splitlines() if ln.startswith("wrote ")]
         assert len(wrote) == 3 and all(ln.endswith(" (replacing the earlier file)") == (i == 1) for ln in wrote)
+
+
+def test_explain_writes_all_its_files_or_none(tmp_path, capsys):
+    # the photo's picture (written after the face's) cannot be written, its name being a folder:
+    # the face's picture is not left behind alone, and no temporary file either
+    crop = tmp_path / "crop.png"
+    Image.open(EXAMPLE).convert("L").crop((170, 50, 280, 180)).save(crop)
+    run = ["explain", str(crop), "--detector", "none", "--method", "gradcam", "--out", str(tmp_path / "o")]
+    out = tmp_path / "o"
+    (out / "crop_gradcam.png").mkdir(parents=True)
+    assert main(run) == 1
+    err = capsys.readouterr().err
+    assert f"cannot write {out / 'crop_gradcam.png'}: it is a folder; nothing was written" in err
+    assert "Traceback" not in err
+    assert [p.name for p in out.iterdir()] == ["crop_gradcam.png"]
+    # a rerun over a good earlier run that fails late keeps that run's files as they were
+    (out / "crop_gradcam.png").rmdir()
+    assert main(run) == 0
+    before = {p.name: p.read_bytes() for p in out.iterdir()}
+    assert sorted(before) == ["crop_face1_gradcam.png", "crop_gradcam.json", "crop_gradcam.png"]
+    (out / "crop_gradcam.json").unlink()
+    (out / "crop_gradcam.json").mkdir()
+    assert main([*run, "--class", "sad"]) == 1  # (other pictures than the earlier ones)
+    assert "crop_gradcam.json: it is a folder" in capsys.readouterr().err
+    after = {p.name: p.read_bytes() for p in out.iterdir() if p.is_file()}
+    assert after == {k: v for k, v in before.items() if k != "crop_gradcam.json"}
+    assert sorted(p.name for p in out.iterdir()) == sorted(before)  # (no temporary file left)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import io
+import os
 import warnings
 from pathlib import Path
 
@@ -611,3 +612,37 @@ def test_arrays_out_of_the_pixel_range_and_other_16_bit_forms():
     assert (read_image(big_endian, "L") == rgb[:, :, 0]).all()  # 16-bit, either byte order: scaled, not refused
     native = Image.frombytes("I;16N", (30, 20), g16.tobytes())
     assert abs(read_image(native, "L").astype(int) - rgb[:, :, 0]).max() <= 1  # not clipped to white
+
+
+def test_staged_files_are_written_all_or_none(tmp_path):
+    from ferkit.errors import FerkitError
+
+    (tmp_path / "a.txt").write_text("old a")
+    # the block fails after writing one file: nothing moved, the earlier a.txt kept, no temporary file left
+    with pytest.raises(RuntimeError), fio.staged_files() as st:
+        t = st.path(tmp_path / "a.txt")
+        assert t.parent == tmp_path and t.suffix == ".txt" and t.name.startswith(".a.")
+        t.write_text("new a")
+        raise RuntimeError("a later step failed")
+    assert [p.name for p in tmp_path.iterdir()] == ["a.txt"] and (tmp_path / "a.txt").read_text() == "old a"
+    # a name that is a folder is refused before anything is moved
+    (tmp_path / "b.txt").mkdir()
+    with pytest.raises(FerkitError, match=r"b\.txt: it is a folder; nothing was written"), fio.staged_files() as st:
+        st.path(tmp_path / "a.txt").write_text("new a")
+        st.path(tmp_path / "b.txt").write_text("new b")
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["a.txt", "b.txt"]
+    assert (tmp_path / "a.txt").read_text() == "old a"
+    # all written: each moved onto its name, with the usual permissions (not mkstemp's 0600); a dropped one is not
+    with fio.staged_files() as st:
+        st.path(tmp_path / "a.txt").write_text("new a")
+        st.path(tmp_path / "c.txt").write_text("c")
+        st.drop(st.path(tmp_path / "d.txt"))
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["a.txt", "b.txt", "c.txt"]
+    assert (tmp_path / "a.txt").read_text() == "new a" and (tmp_path / "c.txt").read_text() == "c"
+    umask = os.umask(0)
+    os.umask(umask)
+    assert (tmp_path / "c.txt").stat().st_mode & 0o777 == 0o666 & ~umask
+    # a folder it cannot write in is named as the file asked for, not as the temporary one
+    with pytest.raises(OSError) as e, fio.staged_files() as st:
+        st.path(tmp_path / "missing" / "e.txt")
+    assert e.value.filename == str(tmp_path / "missing" / "e.txt")

@@ -116,6 +116,80 @@ def write_image_file(path: Union[str, os.PathLike], bgr: np.ndarray) -> bool:
     return True
 
 
+class StagedFiles:
+    """Several output files written all or none: each is written under a temporary name in its own
+    folder (:meth:`path`) and moved onto its name by :meth:`commit`, after all were written. Until
+    then an earlier file of the same name is left as it was; :meth:`discard` removes the temporary
+    files (:func:`staged_files` does either)."""
+
+    def __init__(self) -> None:
+        self._pending: list[tuple[Path, Path]] = []  # (temporary, final)
+
+    def path(self, final: Union[str, os.PathLike]) -> Path:
+        """The temporary file to write ``final``'s contents into (same folder, same extension: a
+        writer that takes the format from the name writes the right one)."""
+        final = Path(final)
+        try:
+            fd, tmp = tempfile.mkstemp(dir=final.parent, prefix=f".{final.stem}.", suffix=final.suffix)
+        except OSError as e:  # named by the file asked for, not by the temporary one
+            raise OSError(e.errno, e.strerror, str(final)) from None
+        os.close(fd)
+        self._pending.append((Path(tmp), final))
+        return Path(tmp)
+
+    def commit(self) -> list[Path]:
+        """Move every file onto its name; returns the names. A name that is a folder (or otherwise
+        not a file) is refused before any is moved."""
+        from .errors import FerkitError
+
+        for _, final in self._pending:
+            if final.exists() and not final.is_file():
+                raise FerkitError(f"cannot write {final}: " + ("it is a folder" if final.is_dir() else
+                                                               "it is not a regular file") + "; nothing was written")
+        umask = os.umask(0)
+        os.umask(umask)
+        done: list[Path] = []
+        for tmp, final in self._pending:
+            try:
+                os.chmod(tmp, 0o666 & ~umask)  # mkstemp makes 0600; give the file the usual permissions
+                os.replace(tmp, final)
+            except OSError as e:
+                raise FerkitError(f"cannot write {final}: {e.strerror or e}" +
+                                  (f" (written: {', '.join(map(str, done))})" if done else "; nothing was written")
+                                  ) from None
+            done.append(final)
+        self._pending = []
+        return done
+
+    def drop(self, tmp: Union[str, os.PathLike]) -> None:
+        """Forget (and remove) the temporary file :meth:`path` gave: its name is not written."""
+        self._pending = [(t, f) for t, f in self._pending if t != Path(tmp)]
+        with contextlib.suppress(OSError):
+            Path(tmp).unlink()
+
+    def discard(self) -> None:
+        for tmp, _ in self._pending:
+            with contextlib.suppress(OSError):
+                tmp.unlink()
+        self._pending = []
+
+
+@contextmanager
+def staged_files() -> Iterator[StagedFiles]:
+    """``with staged_files() as st: write(st.path(name)) ...``: the files are moved onto their names
+    when the block ends normally, and removed (the earlier files of those names kept) when it raises."""
+    st = StagedFiles()
+    try:
+        yield st
+    except BaseException:
+        st.discard()
+        raise
+    try:
+        st.commit()
+    finally:
+        st.discard()  # (whatever a failed commit left)
+
+
 def write_to_stdout(out: Any, write: Callable[[Any], None]) -> bool:
     """``write(out)`` then flush, for results sent to standard output (``--json -``): False, and a
     note on standard error, when the reader has gone (``| head``), rather than a BrokenPipeError

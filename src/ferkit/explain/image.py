@@ -17,8 +17,9 @@ from __future__ import annotations
 
 import json
 import os
+from functools import partial
 from pathlib import Path
-from typing import Any
+from typing import Any, Callable
 
 import cv2
 import numpy as np
@@ -28,7 +29,7 @@ from ..api import ExpressionModel, load_model
 from ..data.transforms import normalize, to_float
 from ..errors import FerkitError
 from ..faces import align, crop_box
-from ..io import read_image
+from ..io import read_image, staged_files
 from . import au as AU
 from . import render
 from .deconv import activations, project, projection_peaks, receptive_field_centres, top_maps
@@ -98,7 +99,8 @@ def explain_image(source: str | os.PathLike, out: str | os.PathLike, *, model: s
                   target: str | None = None, min_face_size: int | None = None, max_faces: int | None = None,
                   device: str = "cpu") -> dict:
     """Explain every face of the image ``source`` with ``method``; writes into ``out`` and returns
-    the JSON written (with ``files``: the paths written)."""
+    the JSON written (with ``files``: the paths written). The files are written all or none: a
+    failure leaves earlier files of their names as they were."""
     from ..pipeline import Recognizer
 
     if method not in METHODS:
@@ -132,6 +134,7 @@ def explain_image(source: str | os.PathLike, out: str | os.PathLike, *, model: s
     stem = Path(name).stem
     size = tuple(m.input_size[1:])
     files: list[str] = []
+    writes: list[tuple[Path, Callable[[Path], Any]]] = []  # (file, writer of its contents): written at the end
     faces = []
     centres = receptive_field_centres(m.net, li.name, m.input_size)
     for i, d in enumerate(dets):
@@ -159,8 +162,9 @@ def explain_image(source: str | os.PathLike, out: str | os.PathLike, *, model: s
                 marks.append([tuple(pk[j])])
             f["maps"] = rows
             path = out / f"{stem}_face{i + 1}_deconv.png"
-            render.grid(tiles, titles, path, ncols=min(len(tiles), 5),
-                        title=f"{m.name} {li.name}: top {len(idx)} maps, deconvnet projections", marks=marks)
+            writes.append((path, partial(render.grid, tiles, titles, ncols=min(len(tiles), 5),
+                                         title=f"{m.name} {li.name}: top {len(idx)} maps, deconvnet projections",
+                                         marks=marks)))
             f["png"] = str(path)
             files.append(str(path))
     else:
@@ -195,7 +199,7 @@ def explain_image(source: str | os.PathLike, out: str | os.PathLike, *, model: s
                           "overlay"]
             tiles = [render.upscale(t, k_up) for t in tiles]
             path = out / f"{stem}_face{i + 1}_{method}.png"
-            render.grid(tiles, titles, path, ncols=len(tiles), title=f"{m.name} {li.name}")
+            writes.append((path, partial(render.grid, tiles, titles, ncols=len(tiles), title=f"{m.name} {li.name}")))
             f["png"] = str(path)
             files.append(str(path))
             photo = render.paste_back(photo, shown, mats[i])
@@ -205,13 +209,19 @@ def explain_image(source: str | os.PathLike, out: str | os.PathLike, *, model: s
             photo = cv2.resize(photo, (max(1, round(photo.shape[1] * s)), max(1, round(photo.shape[0] * s))),
                                interpolation=cv2.INTER_AREA)
         path = out / f"{stem}_{method}.png"
-        render.save_png(photo, path)
+        writes.append((path, partial(render.save_png, photo)))
         files.append(str(path))
     result = {"source": name, "width": int(rgb.shape[1]), "height": int(rgb.shape[0]), "model": m.name,
               "method": method, "layer": li.name, "layer_shape": list(li.shape), "detector": detector,
               "faces": faces}
     jpath = out / f"{stem}_{method}.json"
-    jpath.write_text(json.dumps(result, indent=1) + "\n")
+    text = json.dumps(result, indent=1) + "\n"
+    writes.append((jpath, lambda p: p.write_text(text)))
+    # all or nothing: each file is written under a temporary name, and all are moved onto their names
+    # once every one was written (a failure, e.g. a name that is a folder, leaves earlier files as they were)
+    with staged_files() as st:
+        for path, write in writes:
+            write(st.path(path))
     files.append(str(jpath))
     result["files"] = files
     return result
