@@ -369,14 +369,30 @@ def _check_report(out, n):
     return data
 
 
-def test_au_analysis_on_a_generated_dataset(tmp_path, capsys):
+def test_au_analysis_on_a_generated_dataset(tmp_path, capsys, monkeypatch):
+    import ferkit.explain.analysis as A
+
     folders, _, _ = make_fer2013(tmp_path)
     out = tmp_path / "au"
+    seen = []
+    write_report = A.write_report
+    monkeypatch.setattr(A, "write_report", lambda res, *a, **kw: seen.append(res) or write_report(res, *a, **kw))
     assert main(["au-analysis", "--model", "mini_xception-fer2013", "--dataset", "fer2013", "--data", str(folders),
                  "--split", "PublicTest", "--out", str(out), "--no-progress", "--maps-per-au", "1",
                  "--top-images", "4"]) == 0
     assert "maps are AU detectors" in capsys.readouterr().out
     _check_report(out, 14)
+    # the report again, failing at a late picture: the earlier report stays whole (not a new report.json
+    # beside the old report.md), and no temporary file is left
+    before = {p.name: p.read_bytes() for p in out.iterdir()}
+
+    def fails(res, path):
+        raise OSError(28, "No space left on device", str(path))
+
+    monkeypatch.setattr(A, "_fig_peak_density", fails)
+    with pytest.raises(OSError, match="No space left"):
+        write_report(seen[0], out, command="ferkit au-analysis (another run)")
+    assert {p.name: p.read_bytes() for p in out.iterdir()} == before
 
 
 def test_au_analysis_options_reach_the_report(tmp_path, capsys):

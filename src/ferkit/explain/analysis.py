@@ -49,6 +49,7 @@ from ..api import ExpressionModel
 from ..data.base import FaceDataset
 from ..data.transforms import normalize, to_float
 from ..errors import FerkitError
+from ..io import staged_files
 from . import au as AU
 from .deconv import _device, cells_to_pixels, peak_cells, project, projection_peaks, receptive_field_centres
 from .layers import Capture, LayerInfo, default_layer, get_layer, list_layers, patched_relus
@@ -520,20 +521,26 @@ def write_report(res: AUAnalysis, out: str | os.PathLike, command: str | None = 
         data["left_out_classes"] = dict(dropped)
     if skipped:
         data["skipped_files"] = [{"source": str(s), "reason": str(r)} for s, r in skipped]
-    (out / "report.json").write_text(json.dumps(data, indent=1) + "\n")
-    files.append(out / "report.json")
-    figs = {"au_locations.png": _fig_au_locations, "map_au_heatmap.png": _fig_heatmap,
-            "class_au_usage.png": _fig_class_usage, "peak_density.png": _fig_peak_density}
-    for name, fn in figs.items():
-        fn(res, out / name)
-        files.append(out / name)
-    has_proj = _fig_projections(res, out / "au_detectors.png")
-    if has_proj:
-        files.append(out / "au_detectors.png")
-    elif (out / "au_detectors.png").exists():
+    # all or none: written under temporary names, moved onto theirs once all were written (a failure
+    # leaves an earlier report in --out as it was, not half of it replaced)
+    with staged_files() as st:
+        st.path(out / "report.json").write_text(json.dumps(data, indent=1) + "\n")
+        files.append(out / "report.json")
+        figs = {"au_locations.png": _fig_au_locations, "map_au_heatmap.png": _fig_heatmap,
+                "class_au_usage.png": _fig_class_usage, "peak_density.png": _fig_peak_density}
+        for name, fn in figs.items():
+            fn(res, st.path(out / name))
+            files.append(out / name)
+        proj = st.path(out / "au_detectors.png")
+        has_proj = _fig_projections(res, proj)
+        if has_proj:
+            files.append(out / "au_detectors.png")
+        else:
+            st.drop(proj)
+        st.path(out / "report.md").write_text(_markdown(res, data, has_proj))
+        files.insert(0, out / "report.md")
+    if not has_proj and (out / "au_detectors.png").is_file():  # an earlier run's, not this report's
         (out / "au_detectors.png").unlink()
-    (out / "report.md").write_text(_markdown(res, data, has_proj))
-    files.insert(0, out / "report.md")
     return files
 
 
