@@ -422,11 +422,26 @@ def test_data_check_counts_the_subjects_that_decoded(tmp_path, capsys):
     for f in root.rglob("S010_*.png"):  # every image of one subject unreadable
         f.write_bytes(b"")
     assert main(["data", "--dataset", "ckplus", "--data", str(root), "--skip-bad", "--json"]) == 0
-    listed = json.loads(capsys.readouterr().out)["splits"]["all"]
+    rep = json.loads(capsys.readouterr().out)
+    listed, listed_folds = rep["splits"]["all"], rep["folds"]
     assert main(["data", "--dataset", "ckplus", "--data", str(root), "--skip-bad", "--check", "--json"]) == 0
-    decoded = json.loads(capsys.readouterr().out)["splits"]["all"]
+    rep = json.loads(capsys.readouterr().out)
+    decoded, folds = rep["splits"]["all"], rep["folds"]
     assert listed["subjects"] == 12 and decoded["subjects"] == 11  # it counted the listing's 12
     assert decoded["n"] == listed["n"] - decoded["skipped"]
+    # the folds alike: S010's fold (dealt from the listing, as crossval deals it) counts none of its
+    # images and lists it apart, not among the subjects that give the fold images
+    k = next(i for i, f in enumerate(listed_folds) if "S010" in f["subjects"])
+    assert folds[k]["subjects_unreadable"] == ["S010"] and "S010" not in folds[k]["subjects"]
+    assert folds[k]["subjects"] == [x for x in listed_folds[k]["subjects"] if x != "S010"]
+    assert folds[k]["n"] == listed_folds[k]["n"] - decoded["skipped"]
+    assert sum(f["n"] for f in folds) == decoded["n"]
+    assert sorted(x for f in folds for x in f["subjects"]) == sorted({x for f in listed_folds for x in f["subjects"]}
+                                                                     - {"S010"})
+    assert all("subjects_unreadable" not in f for i, f in enumerate(folds) if i != k)
+    assert main(["data", "--dataset", "ckplus", "--data", str(root), "--skip-bad", "--check"]) == 0
+    line = next(ln for ln in capsys.readouterr().out.splitlines() if ln.strip().startswith(f"fold {k}:"))
+    assert line.endswith("; without an image that decodes: S010") and line.count("S010") == 1
 
 
 def test_imagefolder_without_any_expression_folder_says_how_to_lay_it_out(tmp_path):

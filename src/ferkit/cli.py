@@ -222,7 +222,15 @@ def cmd_data(a: argparse.Namespace) -> int:
         report["notes"] = list(getattr(reader, "notes", []))
         if "folds" in report:  # the folds count what decoded too, as the table does
             for f, idx in zip(report["folds"], folds):
-                f["n"] = sum(1 for i in idx if recs[i].source not in left_out)
+                kept = [i for i in idx if recs[i].source not in left_out]
+                f["n"] = len(kept)
+                # a subject none of whose images decodes gives its fold nothing: not listed as one of its
+                # subjects, but named apart (the folds are dealt from the listing, as crossval deals them)
+                readable = {recs[i].subject for i in kept}
+                gone = [x for x in f["subjects"] if x not in readable]
+                if gone:
+                    f["subjects"] = [x for x in f["subjects"] if x in readable]
+                    f["subjects_unreadable"] = gone
     report["left_out"] = [{"source": k, "reason": v} for k, v in left_out.items()]
     if a.json:
         print(json.dumps(report, indent=2))
@@ -269,6 +277,10 @@ def cmd_data(a: argparse.Namespace) -> int:
             subjects = f["subjects"]
             shown = " ".join(subjects) if len(subjects) <= 20 else \
                 " ".join(subjects[:8]) + f" ... ({len(subjects)} in all; --json lists them)"
+            gone = f.get("subjects_unreadable", [])
+            if gone and not per_image:  # (--check: listed, but none of their images decodes)
+                names = " ".join(gone) if len(gone) <= 20 else " ".join(gone[:8]) + f" ... ({len(gone)} in all)"
+                shown = (shown or "none") + f"; without an image that decodes: {names}"
             print(f"    fold {f['fold']}: {f['n']:>4} images" + ("" if per_image else f", subjects {shown}"))
     return 0
 
