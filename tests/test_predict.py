@@ -882,3 +882,42 @@ def stat_is_fifo(p: Path) -> bool:
     import stat
 
     return stat.S_ISFIFO(os.lstat(p).st_mode)
+
+
+def test_a_glob_that_names_an_earlier_runs_outputs_does_not_read_them(tmp_path, capsys, monkeypatch):
+    """`ferkit predict q/*.jpg q/*.png --out q`, twice: the second glob also names the first run's
+    annotated copies. They are not read as photos (annotated again as a_ferkit_ferkit.png) and do
+    not push the photos' outputs to other names (a_jpg.json...): the rerun writes over its own
+    outputs, as a folder's rerun does. With q/* the earlier JSONs too are listed, not failures."""
+    q = tmp_path / "q"
+    q.mkdir()
+    face = Image.open(EXAMPLE).convert("RGB").resize((256, 256))
+    face.save(q / "a.jpg")
+    face.save(q / "a.png")
+    face.save(q / "b.png")
+    monkeypatch.chdir(tmp_path)
+
+    def run(*globs):
+        names = sorted(str(p.relative_to(tmp_path)) for g in globs for p in tmp_path.glob(g))
+        return main(["predict", *names, "--out", "q", "--quiet"])
+
+    assert run("q/*.jpg", "q/*.png") == 0
+    first = sorted(p.name for p in q.iterdir())
+    assert first == ["a.jpg", "a.json", "a.png", "a_ferkit.png", "a_png.json", "a_png_ferkit.png", "b.json", "b.png",
+                     "b_ferkit.png"]
+    capsys.readouterr()
+    (q / "a_ferkit.png").write_bytes(b"stale")  # (to see it written over)
+    assert run("q/*.jpg", "q/*.png") == 0
+    assert sorted(p.name for p in q.iterdir()) == first
+    assert (q / "a_ferkit.png").read_bytes()[:4] == b"\x89PNG"  # a.jpg's annotation again, over its old one
+    err = capsys.readouterr().err
+    assert "3 file(s) ignored:" in err
+    assert "q/a_ferkit.png: an earlier run's output for q/a.jpg (named too): not read as an input" in err
+    assert run("q/*") == 0
+    assert sorted(p.name for p in q.iterdir()) == first
+    err = capsys.readouterr().err
+    assert "6 file(s) ignored:" in err and "q/b.json: an earlier run's output for q/b.png" in err
+    assert "failed" not in err
+    # named without the photo it was written for, a copy is read: the user asked for it
+    assert main(["predict", "q/a_ferkit.png", "--json", "r.json", "--quiet"]) == 0
+    assert json.loads((tmp_path / "r.json").read_text())["source"] == "q/a_ferkit.png"

@@ -349,6 +349,26 @@ def _earlier_outputs(home: Path, inputs: list[Path]) -> set[Path]:
     return found
 
 
+def _output_of_named(f: Path, given: list[Path]) -> str | None:
+    """The input an earlier ``predict --out`` run wrote ``f`` for, when ``f`` is one of that run's
+    outputs (a JSON in ferkit's form, or a file of its stem beside one: ``a_ferkit.png`` beside
+    ``a.json``) and that input is named in this run too. The shell's glob in a second
+    ``ferkit predict q/*.jpg q/*.png --out q`` names the first run's outputs beside the photos:
+    they are not inputs (an annotated copy read as a photo, annotated again, and its name keeping
+    the photo's own outputs from theirs), as a folder's listing leaves them out. A file named like
+    an output without such a JSON, or whose JSON names no input of this run, is read."""
+    name = f.name
+    for tail in sorted(set(IMAGE_OUTPUTS + VIDEO_OUTPUTS), key=len, reverse=True):
+        if not name.endswith(tail) or len(name) == len(tail):
+            continue
+        found = ferkit_json(f if tail == ".json" else f.with_name(name[:-len(tail)] + ".json"))
+        if found is None or tail not in (IMAGE_OUTPUTS if found[0] == "image" else VIDEO_OUTPUTS):
+            continue
+        if not same_file(found[1], f) and any(not same_file(g, f) and _names(found[1], g) for g in given):
+            return found[1]
+    return None
+
+
 def _names(source: str, f: Path) -> bool:
     """Whether an earlier run's ``source`` names the input ``f``: the same file, or a relative path
     of a folder and more (without ``..``) that is the tail of ``f``'s full path, as a run from another
@@ -422,6 +442,16 @@ def _predict(a: argparse.Namespace, results_out) -> int:
                      max_faces=a.max_faces, tta=None if a.tta == "none" else a.tta, smooth=a.smooth,
                      detect_every=a.detect_every)
     out = Path(a.out) if a.out else None
+    # an earlier run's outputs named beside the inputs they were written for (a glob over a folder
+    # that holds both): listed as ignored, not read; written over like this run's other outputs
+    ignored: list[tuple[str, str]] = []  # files not read: in folders, not images; named, earlier outputs
+    named = [Path(s) for s in a.sources if s and Path(s).is_file()]
+    earlier = {s: of for s in a.sources if s and Path(s).is_file()
+               for of in [_output_of_named(Path(s), named)] if of is not None}
+    if earlier:
+        ignored.extend((s, f"an earlier run's output for {of} (named too): not read as an input")
+                       for s, of in earlier.items())
+        a.sources = [s for s in a.sources if s not in earlier]
     inputs = {Path(s).resolve() for s in a.sources if Path(s).is_file()}
     # the input folders, listed once, up front: the files no output may overwrite are the inputs
     # and what lies beside them there
@@ -456,7 +486,6 @@ def _predict(a: argparse.Namespace, results_out) -> int:
     if out:
         out.mkdir(parents=True, exist_ok=True)
     failed: list[Failure] = []
-    ignored: list[tuple[str, str]] = []  # files in folders that are not images: listed, not failures
     # results and failures in the order met, for --json and --csv (a failure is an entry too)
     entries: list[Result | Failure] = []
     seen = 0
@@ -583,7 +612,7 @@ def _predict(a: argparse.Namespace, results_out) -> int:
         return 130
     if ignored:
         # a notes.txt or a video beside the photos is not a failure of the batch (exit 0), but said
-        print(f"\n{len(ignored)} file(s) in the folder(s) ignored:", file=sys.stderr)
+        print(f"\n{len(ignored)} file(s){'' if earlier else ' in the folder(s)'} ignored:", file=sys.stderr)
         for s, why in ignored[:20]:
             print(f"  {shown(s)}: {shown(why)}", file=sys.stderr)
         if len(ignored) > 20:
