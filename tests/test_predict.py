@@ -921,3 +921,23 @@ def test_a_glob_that_names_an_earlier_runs_outputs_does_not_read_them(tmp_path, 
     # named without the photo it was written for, a copy is read: the user asked for it
     assert main(["predict", "q/a_ferkit.png", "--json", "r.json", "--quiet"]) == 0
     assert json.loads((tmp_path / "r.json").read_text())["source"] == "q/a_ferkit.png"
+
+
+def test_out_keeps_an_earlier_runs_results_for_another_photo_of_the_same_name(tmp_path, capsys, monkeypatch):
+    """a/x.jpg then b/x.jpg into one --out: b's results do not replace a's (both x.json before);
+    they take x_jpg.json, said in a note, and each photo's rerun writes over its own outputs."""
+    (tmp_path / "a").mkdir()
+    (tmp_path / "b").mkdir()
+    face = Image.open(EXAMPLE).convert("RGB").resize((256, 256))
+    face.save(tmp_path / "a" / "x.jpg")
+    face.transpose(Image.Transpose.FLIP_LEFT_RIGHT).save(tmp_path / "b" / "x.jpg")
+    monkeypatch.chdir(tmp_path)
+    for src in ("a/x.jpg", "b/x.jpg", "b/x.jpg", "a/x.jpg"):
+        assert main(["predict", src, "--out", "o", "--quiet"]) == 0
+    o = tmp_path / "o"
+    assert sorted(p.name for p in o.iterdir()) == ["x.json", "x_ferkit.png", "x_jpg.json", "x_jpg_ferkit.png"]
+    assert json.loads((o / "x.json").read_text())["source"] == "a/x.jpg"
+    assert json.loads((o / "x_jpg.json").read_text())["source"] == "b/x.jpg"
+    err = capsys.readouterr().err
+    assert err.count("ferkit: note: o/x.json holds an earlier run's results for a/x.jpg: b/x.jpg's go to "
+                     "o/x_jpg.json and beside it") == 2

@@ -181,22 +181,35 @@ def write_cards(writer: VideoWriter, shape: tuple[int, ...], errors: list[tuple[
 
 
 def _out_stem(out: Path, path: Path, root: Path | None, used: set[Path] | None = None,
-              protected: frozenset[Path] | set[Path] = frozenset(), outputs: tuple[str, ...] = IMAGE_OUTPUTS) -> Path:
+              protected: frozenset[Path] | set[Path] = frozenset(), outputs: tuple[str, ...] = IMAGE_OUTPUTS,
+              notes: list[str] | None = None) -> Path:
     """Where a file's outputs go: mirrored under ``out`` relative to its folder root. With ``used``
     (the stems given so far), a name taken by another input (``a.jpg`` and ``a.png``, or two
     folders' ``a.jpg``, or a video and a photo) gets its extension, then a number, appended: no
     output overwrites another. Nor an input: a stem whose ``outputs`` would land on one of the
-    ``protected`` files (resolved paths: this run's inputs and the files beside them) is taken too."""
+    ``protected`` files (resolved paths: this run's inputs and the files beside them) is taken too,
+    and so is one whose JSON an earlier run wrote for another input (said in ``notes``)."""
     rel = path.relative_to(root).with_suffix("") if root is not None else Path(path.stem)
     stem = out / rel
     if used is None:
         return stem
 
-    def taken(s: Path) -> bool:
-        return s in used or any(resolved_path(s.parent / f"{s.name}{x}") in protected for x in outputs)
+    def others(s: Path) -> str | None:
+        """The input an earlier run wrote ``s``'s outputs for, when that is another file than this
+        one (``a/x.jpg`` then ``b/x.jpg`` into one --out): kept, not written over."""
+        found = ferkit_json(s.parent / f"{s.name}.json") if path.exists() else None  # (not a webcam's)
+        return found[1] if found is not None and not _names(found[1], path) else None
 
+    def taken(s: Path) -> bool:
+        return (s in used or any(resolved_path(s.parent / f"{s.name}{x}") in protected for x in outputs)
+                or others(s) is not None)
+
+    first = stem
     stem = next(s for s in (stem.with_name(n) for n in _stem_names(path, stem.name)) if not taken(s))
     used.add(stem)
+    if stem != first and first not in used and others(first) is not None and notes is not None:
+        notes.append(f"{shown(first)}.json holds an earlier run's results for {shown(others(first))}: "
+                     f"{shown(path)}'s go to {shown(stem)}.json and beside it")
     return stem
 
 
@@ -483,6 +496,7 @@ def _predict(a: argparse.Namespace, results_out) -> int:
     check_writable("--csv", a.csv if a.csv != STDOUT else None)
     check_out_folder("--out", out)
     used_stems: set[Path] = set()
+    moved: list[str] = []  # outputs given other names, an earlier run's for another input being there
     if out:
         out.mkdir(parents=True, exist_ok=True)
     failed: list[Failure] = []
@@ -526,7 +540,7 @@ def _predict(a: argparse.Namespace, results_out) -> int:
                 stem = None
                 if out:
                     stem = _out_stem(out, Path(f"webcam{src}" if kind == "webcam" else str(src)), None, used_stems,
-                                     protected, VIDEO_OUTPUTS)
+                                     protected, VIDEO_OUTPUTS, moved)
                 try:
                     res = run_video(rec, src, a, stem)
                 except FerkitError as e:
@@ -557,7 +571,7 @@ def _predict(a: argparse.Namespace, results_out) -> int:
                 if not a.quiet:
                     tqdm.write(describe(r))
                 if out:
-                    _write_image_outputs(r, _out_stem(out, f, root, used_stems, protected))
+                    _write_image_outputs(r, _out_stem(out, f, root, used_stems, protected, notes=moved))
                 if a.show and not a.headless:
                     try:
                         if image_window is None:
@@ -605,6 +619,10 @@ def _predict(a: argparse.Namespace, results_out) -> int:
         write_to_stdout(results_out, lambda f: f.write(stdout_text))
     if out and n_images:
         print(f"annotated images and JSON in {shown(out)}/")
+    for m in moved[:5]:
+        print(f"ferkit: note: {m}", file=sys.stderr)
+    if len(moved) > 5:
+        print(f"ferkit: note: ... and {len(moved) - 5} more kept so", file=sys.stderr)
     if interrupted:
         written = [w if w != STDOUT else "standard output" for w in (a.json, a.csv) if w]
         print(f"\nferkit: interrupted; what was finished is written"
