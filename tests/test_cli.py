@@ -116,6 +116,19 @@ def test_bad_option_value_is_a_usage_error(capsys):
         err = capsys.readouterr().err
         assert e.value.code == 2 and err.count("\n") == 1 and "usage:" not in err, err
         assert err.startswith(f"ferkit {argv[0]}: error: ") and "--help` lists the options" in err
+    # an option the verb does not take, its other arguments all there: named by the verb, whose help
+    # lists its options (not `ferkit --help`'s verbs)
+    for argv in (["models", "--bar"], ["predict", "x.jpg", "--foo", "--quiet"]):
+        with pytest.raises(SystemExit) as e:
+            main(argv)
+        err = capsys.readouterr().err
+        bad = [x for x in argv if x in ("--bar", "--foo")][0]
+        assert e.value.code == 2 and err == (f"ferkit {argv[0]}: error: unrecognized arguments: {bad} "
+                                             f"(`ferkit {argv[0]} --help` lists the options)\n")
+    # `ferkit` alone: its usage and verbs, exit 2
+    assert main([]) == 2
+    err = capsys.readouterr().err
+    assert err.startswith("usage: ferkit") and "predict" in err and "serve" in err
 
 
 def test_console_script_runs_without_traceback(tmp_path):

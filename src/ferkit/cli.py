@@ -688,8 +688,6 @@ in Python, with onnxruntime only:
 def cmd_export(a: argparse.Namespace) -> int:
     from .runtime import RangesMisfit, export_onnx
 
-    if a.format != "onnx":
-        raise FerkitError(f"unknown export format {a.format!r}; ferkit exports: onnx")
     if a.out is not None and not str(a.out).strip():
         raise FerkitError("--out is empty: name the .onnx file to write (or a folder to write it into)")
     if (a.dataset or a.data) and not a.int8:
@@ -754,7 +752,7 @@ def cmd_export(a: argparse.Namespace) -> int:
     ins = o["input"]
     raised = f", raised from {o['opset_requested']} by the quantiser" if "opset_requested" in o else ""
     print(f"wrote {out} ({size:,.0f} KB, opset {o['opset']}{raised}{', int8 ' + mode if mode else ''}) and "
-          f"{out.name}.json (the model card, also inside the file)" + (", replacing the earlier file" if replaced else ""))
+          f"{out}.json (the model card, also inside the file)" + (", replacing the earlier file" if replaced else ""))
     print(f"  input  {ins['name']}: float32 [{', '.join(map(str, ins['shape']))}], {ins['color']} pixels 0..255 "
           f"(normalisation is in the graph)")
     print(f"  output probabilities: [{', '.join(map(str, o['outputs'][0]['shape']))}] softmax over "
@@ -1097,7 +1095,7 @@ def build_parser() -> argparse.ArgumentParser:
                                    "ships for a model (the default's: 2.4x faster than float32, 0.14 points less "
                                    "accurate), else dynamic; static calibrated on your images with --dataset/--data.")
     s.add_argument("--model", default="default", help="shipped name, .safetensors file or run folder")
-    s.add_argument("--format", default="onnx", help="export format (onnx)")
+    s.add_argument("--format", default="onnx", choices=["onnx"], help="export format (default: onnx, the only one)")
     s.add_argument("--out", required=True, metavar="FILE.onnx",
                    help="output file, or a folder for <name>.onnx (one that does not exist yet: end it in /); "
                         "missing folders are made, and an existing file (and its .json card) is replaced")
@@ -1223,7 +1221,14 @@ def _shown(text: object, lines: bool = False) -> str:
 
 def main(argv: Sequence[str] | None = None) -> int:
     parser = build_parser()
-    a = parser.parse_args(argv)
+    args = list(argv) if argv is not None else sys.argv[1:]
+    if not args:  # `ferkit` alone: the verbs, not one line of "VERB is required"
+        parser.print_help(sys.stderr)
+        return 2
+    a, extra = parser.parse_known_args(args)
+    if extra:  # an option the verb does not take: said by the verb's parser (`ferkit predict --help`)
+        verbs = next(x for x in parser._actions if isinstance(x, argparse._SubParsersAction)).choices
+        (verbs.get(getattr(a, "verb", None)) or parser).error(f"unrecognized arguments: {' '.join(extra)}")
     a.argv = list(argv) if argv is not None else sys.argv[1:]
     for stream in (sys.stdout, sys.stderr):  # a file name that is not UTF-8 is printed with its escapes,
         if getattr(stream, "errors", None) == "strict":  # not a UnicodeEncodeError that ends the run

@@ -690,7 +690,8 @@ def train(cfg: TrainConfig, resume: bool = False, progress: bool | None = None,
     }
     nparams = count_params(model)
     log(f"training {cfg.model} {cfg.model_kwargs or ''} ({nparams:,} params) on {cfg.dataset}: "
-        f"train {train_ds.split} n={len(train_ds)}, val {val_ds.split} n={len(val_ds)}, device {device}")
+        f"training split {train_ds.split!r} n={len(train_ds)}, selection split {val_ds.split!r} n={len(val_ds)}, "
+        f"device {device}")
     amp = cfg.amp and device.type == "cuda"
     show = sys.stderr.isatty() if progress is None else progress
     n = len(train_ds)
