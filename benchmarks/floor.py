@@ -140,8 +140,11 @@ def main() -> int:
                          "width 16 quantised to static int8 and lite_plain at widths 10 and 12 on static int8 (the "
                          "shipped one is 8); '' for none")
     ap.add_argument("--write", action="store_true", help="write the section into docs/benchmarks.md")
+    ap.add_argument("--peers", default="docs/benchmarks_peers.json",
+                    help="benchmarks/peers.py's JSON whose fer figures set the budget (default %(default)s)")
     a = ap.parse_args()
-    peers = json.loads((ROOT / "docs" / "benchmarks_peers.json").read_text())
+    peers_path = Path(a.peers) if Path(a.peers).is_absolute() else ROOT / a.peers
+    peers = json.loads(peers_path.read_text())
     fer = {**peers["classifier"]["fer:tflite"], "accuracy": peers["accuracy"]["fer:tflite"]["accuracy"]}
     faces = torch.randint(0, 256, (64, 1, 48, 48), dtype=torch.uint8, generator=torch.Generator().manual_seed(0))
     with tempfile.TemporaryDirectory() as tmp:
@@ -204,8 +207,12 @@ def main() -> int:
         "    .venv/bin/python benchmarks/floor.py --write",
         "",
         f"Measured {datetime.date.today()}, onnxruntime {a.threads} threads, median of {a.rounds} rounds, load "
-        f"average {load0:.1f} at the start (the machine is shared). fer's figures come from the peers run above "
-        f"({peers['date']}). ferkit's path, as timed there: `predict_tensor` on uint8 faces (conversion, "
+        f"average {load0:.1f} at the start (the machine is shared). fer's figures come from another run, "
+        f"benchmarks/peers.py's of {peers['date']}{' ' + peers['time_utc'] + ' UTC' if peers.get('time_utc') else ''} "
+        f"(`{peers_path.relative_to(ROOT) if peers_path.is_relative_to(ROOT) else peers_path}`, load average "
+        f"{peers.get('load_average_1min_start', '?')} to {peers.get('load_average_1min_end', '?')}): the machine's "
+        f"speed moves between runs, so the ratios to fer here are a second estimate; the side-by-side table times "
+        f"both in one run. ferkit's path, as timed there: `predict_tensor` on uint8 faces (conversion, "
         "normalisation, one onnxruntime call, probabilities out).",
         "",
         "| | batch 1: ms per face | batch 64: ms per face (faces/s) |",

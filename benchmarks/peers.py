@@ -338,6 +338,7 @@ def main() -> int:
         ap.error(f"{fer_python} not found: `make bench-peers` makes fer's environment (.venv-fer)")
 
     t_start = time.perf_counter()
+    started_utc = datetime.datetime.now(datetime.timezone.utc).strftime("%H:%M")
     load_start = load1()
     print(f"load average (1 min) at the start: {load_start}", flush=True)
     torch.set_num_threads(a.threads)
@@ -585,7 +586,7 @@ def main() -> int:
                      "docs/results.md.")
 
     res = {"command": ".venv/bin/python benchmarks/peers.py " + shlex.join(sys.argv[1:]),
-           "date": datetime.date.today().isoformat(), "seconds": time.perf_counter() - t_start,
+           "date": datetime.date.today().isoformat(), "time_utc": started_utc, "seconds": time.perf_counter() - t_start,
            "args": {k: getattr(a, k) for k in ("threads", "rounds", "min_seconds", "frames", "warmup", "repeat",
                                                "max_seconds", "split")}, "passes": passes,
            "bench_faces": (f"the first 64 faces of FER2013 {a.split}" if ds is not None else
