@@ -22,11 +22,17 @@ from .io import read_image, resize
 
 @dataclass
 class Prediction:
-    """The expression of one face: the top ``label``, its ``score``, and every class' probability."""
+    """The expression of one face: the top ``label``, its ``score`` (that class' probability; also
+    as ``confidence``, the name a :class:`~ferkit.results.FaceResult` gives it, whose ``score`` is
+    the detector's), and every class' probability."""
 
     label: str
     score: float
     probabilities: dict[str, float]
+
+    @property
+    def confidence(self) -> float:
+        return self.score
 
     def to_dict(self) -> dict[str, Any]:
         return {"label": self.label, "score": self.score, "probabilities": self.probabilities}
