@@ -383,3 +383,25 @@ def test_data_on_a_folder_of_another_dataset_says_no_image_was_found(tmp_path, c
     err = capsys.readouterr().err
     assert f"{d}: no ckplus image found; 3 file(s) skipped, the first {d}/KA.AN0.tiff: an image beside" in err
     assert "(is --data the ckplus folder?)" in err and "subject-independent folds" not in err
+
+
+def test_help_and_usage_errors_start_without_torch():
+    """`ferkit --help`, a verb's --help and a usage error answer without loading torch, OpenCV or
+    matplotlib (about 2 s); the package's names load them when first used."""
+    code = ("import sys, contextlib, io\n"
+            "from ferkit.cli import main\n"
+            "for argv in (['--help'], ['predict', '--help'], ['explain', '--help'], ['train', '--help'],\n"
+            "             ['predict', 'x.jpg', '--foo']):\n"
+            "    with contextlib.redirect_stdout(io.StringIO()), contextlib.redirect_stderr(io.StringIO()):\n"
+            "        try:\n"
+            "            main(argv)\n"
+            "        except SystemExit:\n"
+            "            pass\n"
+            "heavy = sorted(m for m in ('torch', 'cv2', 'matplotlib', 'onnxruntime') if m in sys.modules)\n"
+            "import ferkit, ferkit.explain\n"
+            "assert 'torch' not in sys.modules\n"
+            "names = ferkit.Recognizer.__name__, ferkit.load_model.__name__, ferkit.explain.gradcam.__name__\n"
+            "print(heavy, names, 'torch' in sys.modules, sorted(set(ferkit.__all__) - set(dir(ferkit))))\n")
+    r = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
+    assert r.returncode == 0, r.stderr
+    assert r.stdout.strip() == "[] ('Recognizer', 'load_model', 'gradcam') True []"

@@ -20,11 +20,29 @@ FFMPEG_LOG_SET_BY_USER = "OPENCV_FFMPEG_LOGLEVEL" in _os.environ
 _quiet = __import__("sys").platform == "win32" or _os.environ.get("FERKIT_CHECK_DECODING") == "0"
 _os.environ.setdefault("OPENCV_FFMPEG_LOGLEVEL", "-8" if _quiet else "16")
 
-from .api import ExpressionModel, Prediction, load_model  # noqa: E402
 from .errors import DatasetError, FerkitError, ImageDecodeError, ImageTooLargeError, ModelError  # noqa: E402
 from .labels import CANONICAL, CANONICAL_8  # noqa: E402
-from .pipeline import Recognizer  # noqa: E402
-from .results import FaceResult, Result, Results  # noqa: E402
+
+# the models, the pipeline and the results load torch, OpenCV and onnxruntime (about 2 s): imported
+# when first named (ferkit.load_model, from ferkit import Recognizer), so that `ferkit --help`, a
+# usage error or `import ferkit.errors` start at once
+_LAZY = {"load_model": "api", "ExpressionModel": "api", "Prediction": "api", "Recognizer": "pipeline",
+         "FaceResult": "results", "Result": "results", "Results": "results"}
+
+
+def __getattr__(name: str):
+    if name in _LAZY:
+        from importlib import import_module
+
+        value = getattr(import_module(f".{_LAZY[name]}", __name__), name)
+        globals()[name] = value
+        return value
+    raise AttributeError(f"module 'ferkit' has no attribute {name!r}")
+
+
+def __dir__() -> list[str]:
+    return sorted(set(globals()) | set(_LAZY))
+
 
 __version__ = "0.1.0"
 

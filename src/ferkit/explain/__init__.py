@@ -17,12 +17,29 @@
 * :mod:`~ferkit.explain.layers`: layer names (``ferkit explain --list-layers``), hooks, ReLU rules.
 """
 
-from .analysis import AUAnalysis, analyse, write_report
-from .au import AU_NAMES, AUS, FACS, Assignment, assign, au_points, distances, nearest
-from .deconv import Projection, activations, project, receptive_field_centres
-from .image import explain_image, format_layers
-from .layers import LayerInfo, default_layer, list_layers, patched_relus
-from .saliency import CAM, gradcam, guided_backprop
+# imported when first named (they load torch and matplotlib): `ferkit --help` builds the explain
+# verbs' parsers from .commands without them
+_LAZY = {**dict.fromkeys(["AUAnalysis", "analyse", "write_report"], "analysis"),
+         **dict.fromkeys(["AU_NAMES", "AUS", "FACS", "Assignment", "assign", "au_points", "distances", "nearest"], "au"),
+         **dict.fromkeys(["Projection", "activations", "project", "receptive_field_centres"], "deconv"),
+         **dict.fromkeys(["explain_image", "format_layers"], "image"),
+         **dict.fromkeys(["LayerInfo", "default_layer", "list_layers", "patched_relus"], "layers"),
+         **dict.fromkeys(["CAM", "gradcam", "guided_backprop"], "saliency")}
+
+
+def __getattr__(name: str):
+    if name in _LAZY:
+        from importlib import import_module
+
+        value = getattr(import_module(f".{_LAZY[name]}", __name__), name)
+        globals()[name] = value
+        return value
+    raise AttributeError(f"module 'ferkit.explain' has no attribute {name!r}")
+
+
+def __dir__() -> list[str]:
+    return sorted(set(globals()) | set(_LAZY))
+
 
 __all__ = ["explain_image", "format_layers", "analyse", "write_report", "AUAnalysis", "project", "activations",
            "receptive_field_centres", "Projection", "gradcam", "guided_backprop", "CAM", "AU_NAMES", "AUS", "FACS",

@@ -20,13 +20,12 @@ import json
 import math
 import os
 from pathlib import Path
-
-import torch
-import torch.nn as nn
-from safetensors import SafetensorError
-from safetensors.torch import load_file, save_file
+from typing import TYPE_CHECKING
 
 from ..errors import ModelError
+
+if TYPE_CHECKING:  # (torch and safetensors are imported where used: the CLI reads ALIASES without them)
+    import torch.nn as nn
 
 SHIPPED_DIR = Path(__file__).resolve().parent
 ALIASES: dict[str, str] = {
@@ -66,6 +65,8 @@ def sha256(path: str | os.PathLike) -> str:
 
 def save(model: nn.Module, path: str | os.PathLike, card: dict) -> Path:
     """Write ``path`` (``.safetensors``) and its card (same stem, ``.json``). Returns the card path."""
+    from safetensors.torch import save_file
+
     path = Path(path).with_suffix(".safetensors")
     missing = [k for k in CARD_KEYS if k not in card]
     if missing:
@@ -118,6 +119,8 @@ def halve(path: str | os.PathLike) -> Path:
     Loading casts them back to the model's float32; the card gets ``weights_dtype: float16``. The
     card's metrics were measured on the float32 weights: measure them again on these. Returns
     the weights path."""
+    from safetensors.torch import load_file, save_file
+
     path = Path(path).with_suffix(".safetensors")
     cpath = path.with_suffix(".json")
     card = json.loads(cpath.read_text())
@@ -293,6 +296,10 @@ def _state_mismatch(want: dict, got: dict) -> str:
 
 def load(name_or_path: str | os.PathLike) -> tuple[nn.Module, dict]:
     """Build the architecture its card names and load the weights; returns (model in eval mode, card)."""
+    import torch
+    from safetensors import SafetensorError
+    from safetensors.torch import load_file
+
     from ..models import create
 
     path = resolve(name_or_path)
