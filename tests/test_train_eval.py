@@ -685,3 +685,18 @@ def test_a_bad_ema_decay_is_a_clear_error(folder, tmp_path):
         with pytest.raises(FerkitError, match="--ema must be in \\(0, 1\\)"):
             train(_cfg(folder, tmp_path / "e", ema=bad), progress=False, log=lambda s: None)
     assert not (tmp_path / "e").exists()
+
+
+def test_a_warm_up_as_long_as_the_run_is_warned_about():
+    from ferkit.engine.train import check_settings
+
+    with pytest.warns(UserWarning, match=r"--warmup 2 covers all 2 epoch\(s\): the learning rate rises the whole run"):
+        check_settings(TrainConfig(dataset="fer2013", data="x", out="o", epochs=2))
+    # the rate does reach its peak in the last step of a warm-up shorter than the run
+    assert lr_factor(TrainConfig(epochs=3, warmup_epochs=2), 19, 10) == 1.0
+    import warnings
+
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        check_settings(TrainConfig(dataset="fer2013", data="x", out="o", epochs=3))  # shorter: nothing said
+        check_settings(TrainConfig(dataset="fer2013", data="x", out="o", epochs=2, time_budget=60))  # refitted

@@ -559,6 +559,12 @@ def check_settings(cfg: TrainConfig) -> None:
                     f"in {'[' if lo_in else '('}{lo:g}, {hi:g}{']' if hi_in else ')'}")
             raise FerkitError(f"{flag} must be {span}{f' ({what})' if what else ''}, got {float(v):g}"
                               if isinstance(v, numbers.Real) else f"{flag} must be a number, got {v!r}")
+    if not cfg.time_budget and cfg.epochs is not None and 0 < cfg.epochs <= cfg.warmup_epochs:
+        import warnings
+
+        warnings.warn(f"--warmup {cfg.warmup_epochs:g} covers all {cfg.epochs} epoch(s): the learning rate rises "
+                      f"the whole run and never reaches --lr {cfg.lr:g}, nor decays; give fewer warm-up epochs "
+                      f"(e.g. --warmup {cfg.epochs / 10:g}) or more epochs", UserWarning, stacklevel=2)
 
 
 def train(cfg: TrainConfig, resume: bool = False, progress: bool | None = None,
