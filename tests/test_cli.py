@@ -405,3 +405,15 @@ def test_help_and_usage_errors_start_without_torch():
     r = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
     assert r.returncode == 0, r.stderr
     assert r.stdout.strip() == "[] ('Recognizer', 'load_model', 'gradcam') True []"
+
+
+def test_detect_and_detector_name_the_same_option_in_every_verb():
+    from ferkit.cli import build_parser
+
+    p = build_parser()
+    for verb, dest, extra in (("predict", "detector", ["x.jpg"]), ("explain", "detector", ["x.jpg"]),
+                              ("serve", "detector", []), ("evaluate", "detect", ["--dataset", "jaffe", "--data", "d"]),
+                              ("train", "detect", ["--dataset", "jaffe", "--data", "d", "--out", "o"])):
+        for flag in ("--detect", "--detector"):
+            assert getattr(p.parse_args([verb, *extra, flag, "haar"]), dest) == "haar", (verb, flag)
+    assert p.parse_args(["predict", "x.jpg", "--detect-every", "3"]).detect_every == 3  # (not taken for --detect)

@@ -58,7 +58,7 @@ def _add_backend_arg(s: argparse.ArgumentParser, gpu: bool = True) -> None:
 def _add_detect_args(s: argparse.ArgumentParser, detect_help: str) -> None:
     """--detect and --min-face (train, crossval, evaluate: datasets of full photos)."""
     g = s.add_argument_group("faces (for datasets of full photos such as JAFFE or KDEF)")
-    g.add_argument("--detect", choices=["none", "mtcnn", "haar"], default="none", help=detect_help)
+    g.add_argument("--detect", "--detector", choices=["none", "mtcnn", "haar"], default="none", help=detect_help)
     g.add_argument("--min-face", type=int, default=20, metavar="PX",
                    help="with --detect: smallest face searched for, in pixels")
 
@@ -1023,7 +1023,7 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--device", default="cpu", help="cpu, cuda, cuda:N or auto (cuda when there is one) (default: cpu)")
     _add_backend_arg(s)
     g = s.add_argument_group("faces")
-    g.add_argument("--detector", choices=["mtcnn", "haar", "none"], default="mtcnn",
+    g.add_argument("--detector", "--detect", choices=["mtcnn", "haar", "none"], default="mtcnn",
                    help="mtcnn: boxes + 5 landmarks (aligned crops); haar: OpenCV's cascade, lighter; "
                         "none: each image is already a face crop")
     g.add_argument("--min-face", type=int, default=20, metavar="PX", help="smallest face searched for, in pixels")
@@ -1063,7 +1063,7 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--port", type=int, default=8000, help="TCP port (0: any free one)")
     s.add_argument("--model", default="default",
                    help=_model_help(tta=False))
-    s.add_argument("--detector", choices=["mtcnn", "haar", "none"], default="mtcnn",
+    s.add_argument("--detector", "--detect", choices=["mtcnn", "haar", "none"], default="mtcnn",
                    help="face detector (none: every image is a face crop)")
     _add_backend_arg(s, gpu=False)
     g = s.add_argument_group("limits")
@@ -1163,7 +1163,7 @@ def build_parser() -> argparse.ArgumentParser:
                    help="skip (and count) unreadable images instead of stopping at the first")
     s.add_argument("--folds", type=int, default=10, metavar="K", help="number of subject-independent folds")
     s.add_argument("--fold-seed", type=seed_int, metavar="S", help="seed of the subject-to-fold assignment")
-    s.add_argument("--detect", choices=["none", "mtcnn", "haar"], default="none",
+    s.add_argument("--detect", "--detector", choices=["none", "mtcnn", "haar"], default="none",
                    help="find and align the face first (full photos such as JAFFE's)")
     s.add_argument("--min-face", type=int, default=20, metavar="PX", help="with --detect: smallest face, pixels")
     s.add_argument("--center", choices=["none", "subject"], default="none",

@@ -170,7 +170,7 @@ def add_explain_parser(sub, fmt) -> None:
     s.add_argument("--list-layers", action="store_true", help="list the model's layers with their output shapes")
     s.add_argument("--device", default="cpu", help="cpu, cuda, cuda:N or auto (cuda when there is one) (default: cpu)")
     g = s.add_argument_group("faces")
-    g.add_argument("--detector", choices=["mtcnn", "haar", "none"], default="mtcnn",
+    g.add_argument("--detector", "--detect", choices=["mtcnn", "haar", "none"], default="mtcnn",
                    help="mtcnn: 5 landmarks, aligned crops; haar: OpenCV's cascade; none: IMAGE is a face crop")
     g.add_argument("--min-face", type=int, default=None, metavar="PX", help="smallest face searched for, in pixels")
     g.add_argument("--max-faces", type=int, metavar="N", help="explain the N most confident faces only")
