@@ -417,3 +417,29 @@ def test_detect_and_detector_name_the_same_option_in_every_verb():
         for flag in ("--detect", "--detector"):
             assert getattr(p.parse_args([verb, *extra, flag, "haar"]), dest) == "haar", (verb, flag)
     assert p.parse_args(["predict", "x.jpg", "--detect-every", "3"]).detect_every == 3  # (not taken for --detect)
+
+
+def test_cache_lists_and_clears_only_its_own_files(tmp_path, monkeypatch, capsys):
+    root = tmp_path / "c"
+    (root / "datasets").mkdir(parents=True)
+    (root / "onnx").mkdir()
+    (root / "datasets" / "k1.safetensors").write_bytes(b"x" * 3000)
+    (root / "datasets" / "k1.json").write_bytes(b"{}")
+    (root / "onnx" / "m.onnx").write_bytes(b"y" * 500)
+    (root / "notes.txt").write_text("the user's, beside ferkit's folders")  # $FERKIT_CACHE may be a shared folder
+    (root / "datasets" / "sub").mkdir()  # not ferkit's: left alone
+    (root / "datasets" / "link").symlink_to(root / "notes.txt")
+    monkeypatch.setenv("FERKIT_CACHE", str(root))
+    assert main(["cache", "--json"]) == 0
+    d = json.loads(capsys.readouterr().out)
+    parts = {p["name"]: (p["files"], p["bytes"]) for p in d["parts"]}
+    assert d["cache"] == str(root) and parts == {"datasets": (2, 3002), "onnx": (1, 500), "matches": (0, 0)}
+    assert d["bytes"] == 3502 and d["cleared"] is False
+    assert main(["cache"]) == 0
+    out = capsys.readouterr().out
+    assert out.startswith(f"ferkit's cache: {root}") and "  total          3 files       0.0 MB" in out
+    assert main(["cache", "--clear"]) == 0
+    assert "removed 3 file(s), 0.0 MB" in capsys.readouterr().out
+    assert sorted(p.name for p in (root / "datasets").iterdir()) == ["link", "sub"]
+    assert not any((root / "onnx").iterdir()) and (root / "notes.txt").exists()
+    assert main(["cache", "--json"]) == 0 and json.loads(capsys.readouterr().out)["bytes"] == 0

@@ -127,6 +127,60 @@ def _kv(items: Sequence[str]) -> dict:
 # ---------------------------------------------------------------------------------------
 # verbs
 # ---------------------------------------------------------------------------------------
+#: ferkit's cache folders: (subfolder, what it holds)
+CACHE_PARTS = (("datasets", "decoded dataset splits"), ("onnx", "models exported for onnxruntime"),
+               ("matches", "FER2013 Training's clean twins in FER+ (--clean-from)"))
+
+
+def cmd_cache(a: argparse.Namespace) -> int:
+    """``ferkit cache``: where ferkit's cache is, what it holds; ``--clear`` empties it. Only the
+    files directly in its own subfolders are counted and removed (not links, not other folders:
+    ``$FERKIT_CACHE`` may name a folder that holds more)."""
+    from .data.cache import cache_dir
+
+    root = cache_dir()
+    parts = []
+    for name, what in CACHE_PARTS:
+        d = root / name
+        files = []
+        if d.is_dir() and not d.is_symlink():
+            for f in sorted(d.iterdir()):
+                with contextlib.suppress(OSError):
+                    if f.is_file() and not f.is_symlink():
+                        files.append((f, f.stat().st_size))
+        removed, failed = 0, []
+        if a.clear:
+            for f, _ in files:
+                try:
+                    f.unlink()
+                    removed += 1
+                except FileNotFoundError:
+                    removed += 1  # (gone meanwhile: another process cleared it)
+                except OSError as e:
+                    failed.append(f"{f}: {e.strerror or e}")
+        parts.append({"name": name, "what": what, "folder": str(d), "files": len(files),
+                      "bytes": sum(n for _, n in files), **({"removed": removed, "failed": failed} if a.clear else {})})
+    total = sum(p["bytes"] for p in parts)
+    if a.json:
+        print(json.dumps({"cache": str(root), "env": "FERKIT_CACHE", "parts": parts, "bytes": total,
+                          "cleared": bool(a.clear)}, indent=2))
+    else:
+        print(f"ferkit's cache: {_shown(root)} (set $FERKIT_CACHE to move it)")
+        for p in parts:
+            print(f"  {p['name']:<9} {p['files']:>6} files {p['bytes'] / 1e6:>9.1f} MB   {p['what']}")
+        print(f"  {'total':<9} {sum(p['files'] for p in parts):>6} files {total / 1e6:>9.1f} MB")
+        if a.clear:
+            gone = sum(p["removed"] for p in parts)
+            print(f"removed {gone} file(s), {total / 1e6:.1f} MB" if not any(p["failed"] for p in parts) else
+                  f"removed {gone} file(s); not removed:")
+        elif total:
+            print("each entry is made again when next needed; `ferkit cache --clear` removes them")
+    errors = [e for p in parts for e in p.get("failed", [])]
+    for e in errors[:20]:
+        print(f"  {_shown(e)}", file=sys.stderr)
+    return 1 if errors else 0
+
+
 def cmd_models(a: argparse.Namespace) -> int:
     from . import weights
     from .models import count_params, create, list_models
@@ -819,6 +873,7 @@ class _Fmt(argparse.ArgumentDefaultsHelpFormatter, argparse.RawDescriptionHelpFo
 
 VERB_EXAMPLES = {
     "models": "examples:\n  ferkit models\n  ferkit models --json | jq '.weights[].metrics'",
+    "cache": "examples:\n  ferkit cache\n  ferkit cache --clear\n  FERKIT_CACHE=/scratch/ferkit ferkit cache",
     "data": "examples:\n  ferkit data --dataset fer2013 --data ../shared/data/fer2013 --check\n"
             "  ferkit data --dataset ferplus --data ../shared/data/ferplus --vote strict\n"
             "  ferkit data --dataset ckplus --data ../shared/data/ckplus48 --folds 10",
@@ -957,6 +1012,16 @@ def build_parser() -> argparse.ArgumentParser:
                                    "name works as --model in the other verbs and in ferkit.load_model(name).")
     s.add_argument("--json", action="store_true", help="machine-readable output")
     s.set_defaults(fn=cmd_models)
+
+    s = sub.add_parser("cache", epilog=VERB_EXAMPLES["cache"],
+                       help="where ferkit's cache is, its size; --clear empties it", formatter_class=fmt,
+                       description="ferkit keeps decoded dataset splits, models exported for onnxruntime and "
+                                   "FER2013's clean-twin matches in a cache ($FERKIT_CACHE, default "
+                                   "~/.cache/ferkit), made again whenever needed. This lists what it holds; "
+                                   "--clear removes it.")
+    s.add_argument("--clear", action="store_true", help="remove the cached files (each is made again when needed)")
+    s.add_argument("--json", action="store_true", help="machine-readable output")
+    s.set_defaults(fn=cmd_cache)
 
     s = sub.add_parser("data", epilog=VERB_EXAMPLES["data"],
                        help="check a dataset: counts per split and class, folds", formatter_class=fmt,

@@ -2,7 +2,7 @@
 
 Location: ``$FERKIT_CACHE`` if set, else ``~/.cache/ferkit``. Keys hash the reader, the split,
 the image size and the files' sizes and modification times, so edits invalidate the entry.
-Delete the folder to clear it.
+`ferkit cache` shows what it holds; `ferkit cache --clear` (or deleting the folder) clears it.
 """
 
 from __future__ import annotations
