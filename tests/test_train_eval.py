@@ -700,3 +700,20 @@ def test_a_warm_up_as_long_as_the_run_is_warned_about():
         warnings.simplefilter("error")
         check_settings(TrainConfig(dataset="fer2013", data="x", out="o", epochs=3))  # shorter: nothing said
         check_settings(TrainConfig(dataset="fer2013", data="x", out="o", epochs=2, time_budget=60))  # refitted
+
+
+def test_evaluate_limit_draws_a_subset_and_says_so(trained, folder, tmp_path, capsys):
+    out, _, _ = trained
+    base = ["evaluate", "--model", str(out), "--dataset", "imagefolder", "--data", str(folder), "--split", "test"]
+    assert main(base + ["--json", str(tmp_path / "all.json")]) == 0
+    n_all = json.loads((tmp_path / "all.json").read_text())["n"]
+    capsys.readouterr()
+    for name in ("a", "b"):
+        assert main(base + ["--limit", "10", "--json", str(tmp_path / f"{name}.json")]) == 0
+    said = capsys.readouterr().out
+    assert f"note: --limit 10: 10 of the split's {n_all} images, drawn at random (seed 0)" in said
+    assert f"; --limit: 10 of {n_all} images)" in said
+    a, b = (json.loads((tmp_path / f"{x}.json").read_text()) for x in "ab")
+    assert a["n"] == 10 and a["limit"] == {"n": 10, "of": n_all, "seed": 0} and a == {**b, "command": a["command"]}
+    assert main(base + ["--limit", str(n_all + 5), "--json", str(tmp_path / "c.json")]) == 0  # more than there are
+    assert "limit" not in json.loads((tmp_path / "c.json").read_text()) and "--limit" not in capsys.readouterr().out

@@ -643,7 +643,17 @@ def _evaluate(a: argparse.Namespace, results_out) -> int:
         # someone evaluating a folder of their own photos would expect all of them
         print(f"note: {reader.name}'s test split is fold {folded['fold']} of {folded['folds']} ({len(ds)} "
               f"images): --split all evaluates every image, --fold N another fold")
+    limited = None
+    if a.limit is not None and len(ds) > a.limit:
+        from .engine.train import _limit
+
+        limited = {"n": a.limit, "of": len(ds), "seed": 0}
+        ds = _limit(ds, a.limit, 0)
+        print(f"note: --limit {a.limit}: {a.limit} of the split's {limited['of']} images, drawn at random (seed 0): "
+              f"a quick check, not the split's number")
     res = evaluate(model, ds, tta=None if a.tta == "none" else a.tta, batch_size=a.batch_size, detector=a.detect)
+    if limited:
+        res["limit"] = limited
     if a.detect != "none":
         res["min_face"] = a.min_face
     res["runtime"] = _runtime(model)
@@ -1061,6 +1071,9 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--plot", metavar="OUT.png", help="confusion-matrix image (default: next to --json)")
     s.add_argument("--tta", choices=["none", "flip", "tencrop"], default="none", help=TTA_HELP)
     s.add_argument("--batch-size", type=positive_int, default=256)
+    s.add_argument("--limit", type=positive_int, metavar="N",
+                   help="evaluate N of the split's images, drawn at random (seed 0): a quick check, not the split's "
+                        "number (the split is still read whole, from the cache after the first time)")
     s.add_argument("--device", default="cpu", help="cpu, cuda, cuda:N or auto (cuda when there is one) (default: cpu)")
     _add_backend_arg(s)
     _add_detect_args(s, "detect the face in each image and classify it aligned, as `ferkit predict` does (the "

@@ -109,7 +109,8 @@ def evaluate(model: ExpressionModel, ds: FaceDataset, tta: str | None = None, ba
 def format_table(res: dict) -> str:
     """A plain-text table of per-class results and the totals."""
     lines = [f"{res.get('model', '')} on {res.get('dataset', '')} {res.get('split', '')} (n={res['n']}, "
-             f"tta={res.get('tta', 'none')}" + (f", {res['runtime']}" if res.get("runtime") else "") + ")", "",
+             f"tta={res.get('tta', 'none')}" + (f", {res['runtime']}" if res.get("runtime") else "")
+             + (f"; --limit: {res['limit']['n']} of {res['limit']['of']} images" if res.get("limit") else "") + ")", "",
              f"{'class':<10} {'precision':>9} {'recall':>9} {'f1':>9} {'support':>8}"]
     for c, m in res["per_class"].items():
         lines.append(f"{c:<10} {m['precision']:>9.4f} {m['recall']:>9.4f} {m['f1']:>9.4f} {m['support']:>8d}")
