@@ -91,10 +91,12 @@ def test_a_reader_that_goes_away_loses_only_standard_output(tmp_path):
     assert [e.get("label") or e["faces"][0]["label"] for e in json.loads(js.read_text())[:1]] == ["happy"]
 
 
-def test_detector_options(tmp_path):
+def test_detector_options(tmp_path, capsys):
     js = tmp_path / "r.json"
     assert main(["predict", str(EXAMPLE), "--detector", "none", "--json", str(js)]) == 0
     assert json.loads(js.read_text())["faces"][0]["box"] == [0, 0, 512, 512]
+    said = capsys.readouterr().out  # no detection was made: none is claimed
+    assert "  the whole image (--detector none): " in said and "detection" not in said
     assert main(["predict", str(EXAMPLE), "--detector", "haar", "--min-face", "40", "--json", str(js)]) == 0
     f = json.loads(js.read_text())["faces"][0]
     assert f["label"] == "happy" and f["landmarks_estimated"] is True

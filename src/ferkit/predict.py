@@ -140,8 +140,10 @@ def describe(r: Result) -> str:
     for i, f in enumerate(r.faces, 1):
         x, y, w, h = f.box
         rest = sorted(((c, p) for c, p in f.probabilities.items() if c != f.label), key=lambda kv: -kv[1])[:2]
-        lines.append(f"  face {i} at ({x}, {y}) {w}x{h}, detection {f.score:.2f}: {f.label} {f.confidence:.2f}"
-                     f"  ({', '.join(f'{c} {p:.2f}' for c, p in rest)})")
+        whole = f.landmarks is None and f.score == 1.0 and (x, y, w, h) == (0, 0, r.width, r.height)
+        found = ("the whole image (--detector none)" if whole else
+                 f"face {i} at ({x}, {y}) {w}x{h}, detection {f.score:.2f}")
+        lines.append(f"  {found}: {f.label} {f.confidence:.2f}  ({', '.join(f'{c} {p:.2f}' for c, p in rest)})")
     return "\n".join(lines)
 
 
