@@ -943,3 +943,36 @@ def test_out_keeps_an_earlier_runs_results_for_another_photo_of_the_same_name(tm
     err = capsys.readouterr().err
     assert err.count("ferkit: note: o/x.json holds an earlier run's results for a/x.jpg: b/x.jpg's go to "
                      "o/x_jpg.json and beside it") == 2
+
+
+def test_earlier_outputs_among_many_named_files_are_found_in_linear_work(tmp_path, monkeypatch):
+    """A glob over a folder of N photos and their outputs: each candidate output is matched against
+    the inputs of its own name, not against all N (a second run over 1,000 photos took minutes)."""
+    import ferkit.predict as P
+
+    monkeypatch.chdir(tmp_path)
+    (tmp_path / "q").mkdir()
+    for i in range(200):
+        (tmp_path / "q" / f"x{i}.jpg").write_bytes(b"j")
+        (tmp_path / "q" / f"x{i}.json").write_text(json.dumps({"source": f"q/x{i}.jpg", "width": 1, "height": 1,
+                                                               "faces": []}))
+        (tmp_path / "q" / f"x{i}_ferkit.png").write_bytes(b"p")
+    named = sorted(Path("q").iterdir())
+    calls = []
+    names = P._names
+    monkeypatch.setattr(P, "_names", lambda s, f: calls.append(1) or names(s, f))
+    index = P._Named(named)
+    earlier = {str(f): of for f in named for of in [P._output_of_named(f, index)] if of is not None}
+    assert len(earlier) == 400 and earlier["q/x7_ferkit.png"] == earlier["q/x7.json"] == "q/x7.jpg"
+    assert len(calls) <= 2 * len(named)  # (was one per pair: 360,000)
+
+
+def test_a_rerun_from_another_folder_of_a_bare_named_photo_writes_over_its_outputs(tmp_path, monkeypatch):
+    (tmp_path / "photos").mkdir()
+    shutil.copy(EXAMPLE, tmp_path / "photos" / "x.jpg")
+    monkeypatch.chdir(tmp_path / "photos")
+    assert main(["predict", "x.jpg", "--out", "../o", "--quiet"]) == 0  # its JSON names "x.jpg"
+    monkeypatch.chdir(tmp_path)
+    assert main(["predict", "photos/x.jpg", "--out", "o", "--quiet"]) == 0
+    assert sorted(p.name for p in (tmp_path / "o").iterdir()) == ["x.json", "x_ferkit.png"]
+    assert json.loads((tmp_path / "o" / "x.json").read_text())["source"] == "photos/x.jpg"

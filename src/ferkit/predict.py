@@ -196,11 +196,20 @@ def _out_stem(out: Path, path: Path, root: Path | None, used: set[Path] | None =
     if used is None:
         return stem
 
+    seen: dict[Path, str | None] = {}  # (each stem's JSON read once)
+
     def others(s: Path) -> str | None:
         """The input an earlier run wrote ``s``'s outputs for, when that is another file than this
         one (``a/x.jpg`` then ``b/x.jpg`` into one --out): kept, not written over."""
+        if s in seen:
+            return seen[s]
         found = ferkit_json(s.parent / f"{s.name}.json") if path.exists() else None  # (not a webcam's)
-        return found[1] if found is not None and not _names(found[1], path) else None
+        src = found[1] if found is not None else None
+        # a bare name of this photo's (a run from inside its folder wrote "x.jpg"): this photo's, as
+        # it may be (another folder's x.jpg run so from inside its folder is not told apart)
+        mine = src is None or _names(src, path) or (len(Path(src).parts) == 1 and Path(src).name == path.name)
+        seen[s] = None if mine else src
+        return seen[s]
 
     def taken(s: Path) -> bool:
         return (s in used or any(resolved_path(s.parent / f"{s.name}{x}") in protected for x in outputs)
@@ -364,7 +373,36 @@ def _earlier_outputs(home: Path, inputs: list[Path]) -> set[Path]:
     return found
 
 
-def _output_of_named(f: Path, given: list[Path]) -> str | None:
+class _Named:
+    """The files named in a run, indexed for :func:`_output_of_named`: by resolved path and by file
+    name, so that each candidate output is matched against the inputs of its name alone (a glob
+    over thousands of photos and their outputs: linear, not one comparison per pair)."""
+
+    def __init__(self, given: list[Path]) -> None:
+        self.resolved = {resolved_path(g): g for g in given}
+        self.by_name: dict[str, list[Path]] = {}
+        for g in given:
+            self.by_name.setdefault(g.name, []).append(g)
+
+    def names(self, source: str, f: Path) -> bool:
+        """Whether ``source`` (an earlier run's JSON beside ``f``, one of its outputs) names an input
+        of this run other than ``f``: the same file (:func:`_names`), or a bare name (a run from
+        inside the folder wrote ``a.jpg``) of an input lying in ``f``'s folder."""
+        me = resolved_path(f)
+        hit = self.resolved.get(resolved_path(Path(source)))
+        if hit is not None and resolved_path(hit) != me:
+            return True
+        p = Path(source)
+        bare = len([x for x in p.parts if x != "."]) == 1 and not p.is_absolute()
+        for g in self.by_name.get(p.name, []):
+            if resolved_path(g) == me:
+                continue
+            if _names(source, g) or (bare and resolved_path(g.parent) == resolved_path(f.parent)):
+                return True
+        return False
+
+
+def _output_of_named(f: Path, given: list[Path] | _Named) -> str | None:
     """The input an earlier ``predict --out`` run wrote ``f`` for, when ``f`` is one of that run's
     outputs (a JSON in ferkit's form, or a file of its stem beside one: ``a_ferkit.png`` beside
     ``a.json``) and that input is named in this run too. The shell's glob in a second
@@ -372,6 +410,7 @@ def _output_of_named(f: Path, given: list[Path]) -> str | None:
     they are not inputs (an annotated copy read as a photo, annotated again, and its name keeping
     the photo's own outputs from theirs), as a folder's listing leaves them out. A file named like
     an output without such a JSON, or whose JSON names no input of this run, is read."""
+    named = given if isinstance(given, _Named) else _Named(given)
     name = f.name
     for tail in sorted(set(IMAGE_OUTPUTS + VIDEO_OUTPUTS), key=len, reverse=True):
         if not name.endswith(tail) or len(name) == len(tail):
@@ -379,7 +418,7 @@ def _output_of_named(f: Path, given: list[Path]) -> str | None:
         found = ferkit_json(f if tail == ".json" else f.with_name(name[:-len(tail)] + ".json"))
         if found is None or tail not in (IMAGE_OUTPUTS if found[0] == "image" else VIDEO_OUTPUTS):
             continue
-        if not same_file(found[1], f) and any(not same_file(g, f) and _names(found[1], g) for g in given):
+        if not same_file(found[1], f) and named.names(found[1], f):
             return found[1]
     return None
 
@@ -460,9 +499,9 @@ def _predict(a: argparse.Namespace, results_out) -> int:
     # an earlier run's outputs named beside the inputs they were written for (a glob over a folder
     # that holds both): listed as ignored, not read; written over like this run's other outputs
     ignored: list[tuple[str, str]] = []  # files not read: in folders, not images; named, earlier outputs
-    named = [Path(s) for s in a.sources if s and Path(s).is_file()]
+    index = _Named([Path(s) for s in a.sources if s and Path(s).is_file()])
     earlier = {s: of for s in a.sources if s and Path(s).is_file()
-               for of in [_output_of_named(Path(s), named)] if of is not None}
+               for of in [_output_of_named(Path(s), index)] if of is not None}
     if earlier:
         ignored.extend((s, f"an earlier run's output for {of} (named too): not read as an input")
                        for s, of in earlier.items())
