@@ -125,6 +125,11 @@ def test_bad_option_value_is_a_usage_error(capsys):
         bad = [x for x in argv if x in ("--bar", "--foo")][0]
         assert e.value.code == 2 and err == (f"ferkit {argv[0]}: error: unrecognized arguments: {bad} "
                                              f"(`ferkit {argv[0]} --help` lists the options)\n")
+    # one given before the verb is ferkit's to name
+    with pytest.raises(SystemExit) as e:
+        main(["--foo", "models"])
+    assert capsys.readouterr().err == ("ferkit: error: unrecognized arguments: --foo "
+                                       "(`ferkit --help` lists the options)\n")
     # `ferkit` alone: its usage and verbs, exit 2
     assert main([]) == 2
     err = capsys.readouterr().err
@@ -417,6 +422,11 @@ def test_detect_and_detector_name_the_same_option_in_every_verb():
         for flag in ("--detect", "--detector"):
             assert getattr(p.parse_args([verb, *extra, flag, "haar"]), dest) == "haar", (verb, flag)
     assert p.parse_args(["predict", "x.jpg", "--detect-every", "3"]).detect_every == 3  # (not taken for --detect)
+    # an abbreviation of the one option with two spellings is not ambiguous (but is beside --detect-every)
+    assert p.parse_args(["serve", "--det", "haar"]).detector == "haar"
+    assert p.parse_args(["evaluate", "--dataset", "jaffe", "--data", "d", "--det", "haar"]).detect == "haar"
+    with pytest.raises(SystemExit):
+        p.parse_args(["predict", "x.jpg", "--det", "haar"])
 
 
 def test_cache_lists_and_clears_only_its_own_files(tmp_path, monkeypatch, capsys):

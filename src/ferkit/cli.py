@@ -914,6 +914,17 @@ class _Parser(argparse.ArgumentParser):
     def error(self, message: str):  # type: ignore[override]
         self.exit(2, f"{self.prog}: error: {message} (`{self.prog} --help` lists the options)\n")
 
+    def _get_option_tuples(self, option_string: str):  # type: ignore[override]
+        """The options an abbreviation may mean, each once: ``--det`` is ``--detect`` or its other
+        spelling ``--detector``, one option, not an ambiguous pair (but still ambiguous with
+        ``--detect-every``)."""
+        seen, out = set(), []
+        for t in super()._get_option_tuples(option_string):
+            if id(t[0]) not in seen:
+                seen.add(id(t[0]))
+                out.append(t)
+        return out
+
 
 def _add_train_args(s: argparse.ArgumentParser, crossval: bool = False) -> None:
     """`ferkit train`'s options; ``crossval``: those of `ferkit crossval` (the same, but for the
@@ -1304,9 +1315,13 @@ def main(argv: Sequence[str] | None = None) -> int:
         parser.print_help(sys.stderr)
         return 2
     a, extra = parser.parse_known_args(args)
-    if extra:  # an option the verb does not take: said by the verb's parser (`ferkit predict --help`)
+    if extra:  # an option the verb does not take: said by the verb's parser (`ferkit predict --help`);
+        # one given before the verb (`ferkit --foo models`) by ferkit's
         verbs = next(x for x in parser._actions if isinstance(x, argparse._SubParsersAction)).choices
-        (verbs.get(getattr(a, "verb", None)) or parser).error(f"unrecognized arguments: {' '.join(extra)}")
+        verb = getattr(a, "verb", None)
+        at = args.index(verb) if verb in args else len(args)
+        before = any(x in args[:at] for x in extra)
+        (parser if before else verbs.get(verb) or parser).error(f"unrecognized arguments: {' '.join(extra)}")
     a.argv = list(argv) if argv is not None else sys.argv[1:]
     for stream in (sys.stdout, sys.stderr):  # a file name that is not UTF-8 is printed with its escapes,
         if getattr(stream, "errors", None) == "strict":  # not a UnicodeEncodeError that ends the run
