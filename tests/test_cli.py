@@ -396,7 +396,7 @@ def test_help_and_usage_errors_start_without_torch():
     code = ("import sys, contextlib, io\n"
             "from ferkit.cli import main\n"
             "for argv in (['--help'], ['predict', '--help'], ['explain', '--help'], ['train', '--help'],\n"
-            "             ['predict', 'x.jpg', '--foo']):\n"
+            "             ['predict', 'x.jpg', '--foo'], ['cache']):\n"
             "    with contextlib.redirect_stdout(io.StringIO()), contextlib.redirect_stderr(io.StringIO()):\n"
             "        try:\n"
             "            main(argv)\n"
@@ -404,7 +404,8 @@ def test_help_and_usage_errors_start_without_torch():
             "            pass\n"
             "heavy = sorted(m for m in ('torch', 'cv2', 'matplotlib', 'onnxruntime') if m in sys.modules)\n"
             "import ferkit, ferkit.explain\n"
-            "assert 'torch' not in sys.modules\n"
+            "assert ferkit.weights.ALIASES['default'] and 'torch' not in sys.modules  # (a submodule by attribute)\n"
+            "assert ferkit.explain.deconv.__name__ == 'ferkit.explain.deconv'\n"
             "names = ferkit.Recognizer.__name__, ferkit.load_model.__name__, ferkit.explain.gradcam.__name__\n"
             "print(heavy, names, 'torch' in sys.modules, sorted(set(ferkit.__all__) - set(dir(ferkit))))\n")
     r = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)

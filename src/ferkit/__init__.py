@@ -37,6 +37,11 @@ def __getattr__(name: str):
         value = getattr(import_module(f".{_LAZY[name]}", __name__), name)
         globals()[name] = value
         return value
+    if not name.startswith("__"):  # a submodule by its attribute (`ferkit.weights` after `import ferkit`)
+        from importlib import import_module, util
+
+        if util.find_spec(f"{__name__}.{name}") is not None:
+            return import_module(f".{name}", __name__)
     raise AttributeError(f"module 'ferkit' has no attribute {name!r}")
 
 

@@ -136,7 +136,7 @@ def cmd_cache(a: argparse.Namespace) -> int:
     """``ferkit cache``: where ferkit's cache is, what it holds; ``--clear`` empties it. Only the
     files directly in its own subfolders are counted and removed (not links, not other folders:
     ``$FERKIT_CACHE`` may name a folder that holds more)."""
-    from .data.cache import cache_dir
+    from ._paths import cache_dir
 
     root = cache_dir()
     parts = []

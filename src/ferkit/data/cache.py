@@ -13,15 +13,12 @@ import tempfile
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from safetensors.torch import load_file, save_file
+from .._paths import cache_dir
 
 if TYPE_CHECKING:  # pragma: no cover
     from .base import FaceDataset
 
 
-def cache_dir() -> Path:
-    env = os.environ.get("FERKIT_CACHE")
-    return Path(env).expanduser() if env else Path.home() / ".cache" / "ferkit"
 
 
 def _paths(key: str) -> tuple[Path, Path]:
@@ -30,6 +27,8 @@ def _paths(key: str) -> tuple[Path, Path]:
 
 
 def load(key: str) -> FaceDataset | None:
+    from safetensors.torch import load_file
+
     from .base import FaceDataset
 
     tpath, jpath = _paths(key)
@@ -49,6 +48,8 @@ def load(key: str) -> FaceDataset | None:
 
 
 def save(key: str, ds: FaceDataset) -> None:
+    from safetensors.torch import save_file
+
     tpath, jpath = _paths(key)
     try:
         tpath.parent.mkdir(parents=True, exist_ok=True)
