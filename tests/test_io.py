@@ -621,7 +621,7 @@ def test_staged_files_are_written_all_or_none(tmp_path):
     # the block fails after writing one file: nothing moved, the earlier a.txt kept, no temporary file left
     with pytest.raises(RuntimeError), fio.staged_files() as st:
         t = st.path(tmp_path / "a.txt")
-        assert t.parent == tmp_path and t.suffix == ".txt" and t.name.startswith(".a.")
+        assert t.parent == tmp_path and t.suffix == ".txt" and t.name.startswith(".ferkit-")
         t.write_text("new a")
         raise RuntimeError("a later step failed")
     assert [p.name for p in tmp_path.iterdir()] == ["a.txt"] and (tmp_path / "a.txt").read_text() == "old a"
@@ -646,3 +646,17 @@ def test_staged_files_are_written_all_or_none(tmp_path):
     with pytest.raises(OSError) as e, fio.staged_files() as st:
         st.path(tmp_path / "missing" / "e.txt")
     assert e.value.filename == str(tmp_path / "missing" / "e.txt")
+    # an earlier file keeps its mode; a link is written through, onto its target; a name near the
+    # file system's 255-byte limit still fits (the temporary name is short)
+    os.chmod(tmp_path / "a.txt", 0o640)
+    (tmp_path / "real.txt").write_text("r")
+    (tmp_path / "link.txt").symlink_to(tmp_path / "real.txt")
+    long = "p" * 251 + ".txt"
+    with fio.staged_files() as st:
+        st.path(tmp_path / "a.txt").write_text("newer a")
+        st.path(tmp_path / "link.txt").write_text("through the link")
+        st.path(tmp_path / long).write_text("long")
+    assert (tmp_path / "a.txt").stat().st_mode & 0o777 == 0o640 and (tmp_path / "a.txt").read_text() == "newer a"
+    assert (tmp_path / "link.txt").is_symlink() and (tmp_path / "real.txt").read_text() == "through the link"
+    assert (tmp_path / long).read_text() == "long"
+    assert not [p for p in tmp_path.iterdir() if p.name.startswith(".ferkit-")]

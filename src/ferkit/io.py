@@ -13,6 +13,7 @@ import math
 import os
 import re
 import shutil
+import stat
 import sys
 import tempfile
 import threading
@@ -116,6 +117,18 @@ def write_image_file(path: Union[str, os.PathLike], bgr: np.ndarray) -> bool:
     return True
 
 
+def _umask() -> int:
+    """The process's umask, read without changing it where Linux tells it (``os.umask`` sets it for
+    every thread while it is read)."""
+    with contextlib.suppress(OSError, ValueError):
+        for line in Path("/proc/self/status").read_text().splitlines():
+            if line.startswith("Umask:"):
+                return int(line.split()[1], 8)
+    mask = os.umask(0o022)
+    os.umask(mask)
+    return mask
+
+
 class StagedFiles:
     """Several output files written all or none: each is written under a temporary name in its own
     folder (:meth:`path`) and moved onto its name by :meth:`commit`, after all were written. Until
@@ -129,8 +142,10 @@ class StagedFiles:
         """The temporary file to write ``final``'s contents into (same folder, same extension: a
         writer that takes the format from the name writes the right one)."""
         final = Path(final)
-        try:
-            fd, tmp = tempfile.mkstemp(dir=final.parent, prefix=f".{final.stem}.", suffix=final.suffix)
+        if final.is_symlink():  # written through the link, as a plain write would: onto its target
+            final = Path(os.path.realpath(final))
+        try:  # (a short fixed prefix: a name near the file system's limit still fits)
+            fd, tmp = tempfile.mkstemp(dir=final.parent, prefix=".ferkit-", suffix=final.suffix[:16])
         except OSError as e:  # named by the file asked for, not by the temporary one
             raise OSError(e.errno, e.strerror, str(final)) from None
         os.close(fd)
@@ -146,12 +161,11 @@ class StagedFiles:
             if final.exists() and not final.is_file():
                 raise FerkitError(f"cannot write {final}: " + ("it is a folder" if final.is_dir() else
                                                                "it is not a regular file") + "; nothing was written")
-        umask = os.umask(0)
-        os.umask(umask)
         done: list[Path] = []
         for tmp, final in self._pending:
             try:
-                os.chmod(tmp, 0o666 & ~umask)  # mkstemp makes 0600; give the file the usual permissions
+                # mkstemp makes 0600: an earlier file's mode is kept, a new file gets the usual one
+                os.chmod(tmp, stat.S_IMODE(final.stat().st_mode) if final.is_file() else 0o666 & ~_umask())
                 os.replace(tmp, final)
             except OSError as e:
                 raise FerkitError(f"cannot write {final}: {e.strerror or e}" +
