@@ -690,8 +690,13 @@ def test_a_bad_ema_decay_is_a_clear_error(folder, tmp_path):
 def test_a_warm_up_as_long_as_the_run_is_warned_about():
     from ferkit.engine.train import check_settings
 
-    with pytest.warns(UserWarning, match=r"--warmup 2 covers all 2 epoch\(s\): the learning rate rises the whole run"):
+    import sys
+
+    sys.modules["ferkit.engine.train"]._WARNED_WARMUP.clear()  # (ferkit.engine.train is also the function)
+    with pytest.warns(UserWarning, match=r"--warmup 2 covers all 2 epoch\(s\): the learning rate rises the whole run, "
+                                         r"reaches --lr 0.002 only at its last step"):
         check_settings(TrainConfig(dataset="fer2013", data="x", out="o", epochs=2))
+    assert lr_factor(TrainConfig(epochs=2, warmup_epochs=2), 19, 10) == 1.0  # (its last step)
     # the rate does reach its peak in the last step of a warm-up shorter than the run
     assert lr_factor(TrainConfig(epochs=3, warmup_epochs=2), 19, 10) == 1.0
     import warnings
@@ -700,6 +705,7 @@ def test_a_warm_up_as_long_as_the_run_is_warned_about():
         warnings.simplefilter("error")
         check_settings(TrainConfig(dataset="fer2013", data="x", out="o", epochs=3))  # shorter: nothing said
         check_settings(TrainConfig(dataset="fer2013", data="x", out="o", epochs=2, time_budget=60))  # refitted
+        check_settings(TrainConfig(dataset="fer2013", data="x", out="o", epochs=2))  # said once (crossval's rounds)
 
 
 def test_evaluate_limit_draws_a_subset_and_says_so(trained, folder, tmp_path, capsys):

@@ -511,6 +511,9 @@ def read_checkpoint(path: Path) -> dict:
     return state
 
 
+_WARNED_WARMUP: set[tuple] = set()
+
+
 def check_settings(cfg: TrainConfig) -> None:
     """The settings that need no data: refused with a clear message before the run folder exists."""
     check_whole("--seed", cfg.seed, 0, SEED_MAX)
@@ -559,12 +562,15 @@ def check_settings(cfg: TrainConfig) -> None:
                     f"in {'[' if lo_in else '('}{lo:g}, {hi:g}{']' if hi_in else ')'}")
             raise FerkitError(f"{flag} must be {span}{f' ({what})' if what else ''}, got {float(v):g}"
                               if isinstance(v, numbers.Real) else f"{flag} must be a number, got {v!r}")
-    if not cfg.time_budget and cfg.epochs is not None and 0 < cfg.epochs <= cfg.warmup_epochs:
+    said = (cfg.warmup_epochs, cfg.epochs, cfg.lr)
+    if not cfg.time_budget and cfg.epochs is not None and 0 < cfg.epochs <= cfg.warmup_epochs \
+            and said not in _WARNED_WARMUP:  # (once a process: not again for every crossval round)
         import warnings
 
+        _WARNED_WARMUP.add(said)
         warnings.warn(f"--warmup {cfg.warmup_epochs:g} covers all {cfg.epochs} epoch(s): the learning rate rises "
-                      f"the whole run and never reaches --lr {cfg.lr:g}, nor decays; give fewer warm-up epochs "
-                      f"(e.g. --warmup {cfg.epochs / 10:g}) or more epochs", UserWarning, stacklevel=2)
+                      f"the whole run, reaches --lr {cfg.lr:g} only at its last step and never decays; give fewer "
+                      f"warm-up epochs (e.g. --warmup {cfg.epochs / 10:g}) or more epochs", UserWarning, stacklevel=2)
 
 
 def train(cfg: TrainConfig, resume: bool = False, progress: bool | None = None,
