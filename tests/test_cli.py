@@ -12,7 +12,7 @@ from conftest import EXAMPLE, make_fer2013
 
 from ferkit.cli import build_parser, main
 
-VERBS = ["models", "data", "train", "evaluate", "predict", "export", "serve", "explain", "au-analysis", "crossval",
+VERBS = ["models", "cache", "data", "train", "evaluate", "predict", "export", "serve", "explain", "au-analysis", "crossval",
          "crossval-eval", "probe"]
 
 
