@@ -41,6 +41,17 @@ def test_json_or_csv_dash_writes_the_results_to_standard_output(tmp_path, capsys
     got = capsys.readouterr()
     res = json.loads(got.out)  # the JSON alone: the per-face lines went to standard error
     assert res["faces"][0]["label"] == "happy" and "astronaut.jpg: 1 face" in got.err
+    # one image that cannot be read: an object too, its failure's (a script's `.faces` reads both)
+    (tmp_path / "junk.jpg").write_text("not a picture")
+    for bad, why in (("missing.jpg", "no such file or folder"), ("junk.jpg", "not an image file")):
+        assert main(["predict", str(tmp_path / bad), "--json", "-"]) == 1
+        res = json.loads(capsys.readouterr().out)
+        assert res["source"] == str(tmp_path / bad) and res["faces"] == [] and res["error"].startswith(why)
+    (tmp_path / "junk.jpg").unlink()
+    # two images, one missing: a list, the failure an entry
+    assert main(["predict", str(EXAMPLE), str(tmp_path / "missing.jpg"), "--json", "-"]) == 1
+    res = json.loads(capsys.readouterr().out)
+    assert [e.get("error") for e in res] == [None, "no such file or folder"]
     assert main(["predict", str(EXAMPLE), str(tmp_path / "missing.jpg"), "--csv", "-"]) == 1
     got = capsys.readouterr()
     rows = list(csv.DictReader(io.StringIO(got.out)))

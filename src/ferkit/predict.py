@@ -639,11 +639,13 @@ def _predict(a: argparse.Namespace, results_out) -> int:
     # files first: a reader of standard output that goes away (| head) loses only its own copy
     stdout_text = None
     if a.json:
-        # one image file named and read: its dict (as the HTTP API answers); else a list, failures included (a
-        # folder gives a list even when it holds one image, so that a script reads every folder alike)
-        single = (len(sources) == 1 and n_images == 1 and not failed and not isinstance(sources[0], int)
-                  and Path(sources[0]).is_file())  # then entries holds that one Result
-        text = json.dumps(entries[0].to_dict() if single else [entry_dict(e) for e in entries], indent=2) + "\n"
+        # one image named: its dict (as the HTTP API answers), or its failure's ({"source", "error", "faces": []},
+        # so that `jq .faces` reads both); else a list, failures included (a folder gives a list even when it
+        # holds one image, so that a script reads every folder alike; a video a list of its frames)
+        one = sources[0] if len(sources) == 1 else None
+        single = (one is not None and not isinstance(one, int) and not Path(one).is_dir() and not is_video_file(one)
+                  and len(entries) == 1)
+        text = json.dumps(entry_dict(entries[0]) if single else [entry_dict(e) for e in entries], indent=2) + "\n"
         if a.json == STDOUT:
             stdout_text = text
         else:
