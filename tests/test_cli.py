@@ -406,6 +406,7 @@ def test_help_and_usage_errors_start_without_torch():
             "import ferkit, ferkit.explain\n"
             "assert ferkit.weights.ALIASES['default'] and 'torch' not in sys.modules  # (a submodule by attribute)\n"
             "assert ferkit.explain.deconv.__name__ == 'ferkit.explain.deconv'\n"
+            "assert not hasattr(ferkit, 'nope') and not hasattr(ferkit, 'data.cache') and not hasattr(ferkit, 'py.typed')\n"
             "names = ferkit.Recognizer.__name__, ferkit.load_model.__name__, ferkit.explain.gradcam.__name__\n"
             "print(heavy, names, 'torch' in sys.modules, sorted(set(ferkit.__all__) - set(dir(ferkit))))\n")
     r = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)

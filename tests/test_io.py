@@ -660,3 +660,10 @@ def test_staged_files_are_written_all_or_none(tmp_path):
     assert (tmp_path / "link.txt").is_symlink() and (tmp_path / "real.txt").read_text() == "through the link"
     assert (tmp_path / long).read_text() == "long"
     assert not [p for p in tmp_path.iterdir() if p.name.startswith(".ferkit-")]
+    # a link to a file without an extension: the format (and the messages) from the name asked for
+    (tmp_path / "blob").write_bytes(b"")
+    (tmp_path / "pic.png").symlink_to(tmp_path / "blob")
+    with fio.staged_files() as st:
+        t = st.path(tmp_path / "pic.png")
+        assert t.suffix == ".png" and fio.write_image_file(t, np.zeros((4, 4, 3), np.uint8))
+    assert (tmp_path / "blob").read_bytes()[:4] == b"\x89PNG" and (tmp_path / "pic.png").is_symlink()

@@ -976,6 +976,14 @@ def test_earlier_outputs_among_many_named_files_are_found_in_linear_work(tmp_pat
     earlier = {str(f): of for f in named for of in [P._output_of_named(f, index)] if of is not None}
     assert len(earlier) == 400 and earlier["q/x7_ferkit.png"] == earlier["q/x7.json"] == "q/x7.jpg"
     assert len(calls) <= 2 * len(named)  # (was one per pair: 360,000)
+    # an input named by a link: an earlier run's outputs for the file it points at are found too
+    (tmp_path / "photos").mkdir()
+    (tmp_path / "photos" / "real.jpg").write_bytes(b"j")
+    (tmp_path / "q" / "link.jpg").symlink_to(tmp_path / "photos" / "real.jpg")
+    (tmp_path / "q" / "real.json").write_text(json.dumps({"source": "photos/real.jpg", "width": 1, "height": 1,
+                                                          "faces": []}))
+    named = [Path("q/link.jpg"), Path("q/real.json")]
+    assert P._output_of_named(Path("q/real.json"), P._Named(named)) == "photos/real.jpg"
 
 
 def test_a_rerun_from_another_folder_of_a_bare_named_photo_writes_over_its_outputs(tmp_path, monkeypatch):

@@ -37,10 +37,14 @@ def __getattr__(name: str):
         value = getattr(import_module(f".{_LAZY[name]}", __name__), name)
         globals()[name] = value
         return value
-    if not name.startswith("__"):  # a submodule by its attribute (`ferkit.weights` after `import ferkit`)
-        from importlib import import_module, util
+    if name.isidentifier() and not name.startswith("__"):  # a submodule by its attribute (`ferkit.weights`
+        from importlib import import_module, util              # after `import ferkit`)
 
-        if util.find_spec(f"{__name__}.{name}") is not None:
+        try:
+            found = util.find_spec(f"{__name__}.{name}") is not None
+        except (ImportError, ValueError):
+            found = False
+        if found:
             return import_module(f".{name}", __name__)
     raise AttributeError(f"module 'ferkit' has no attribute {name!r}")
 

@@ -137,19 +137,22 @@ class StagedFiles:
 
     def __init__(self) -> None:
         self._pending: list[tuple[Path, Path]] = []  # (temporary, final)
+        self._asked: dict[Path, Path] = {}  # final -> the name asked for (a link's own name), for messages
 
     def path(self, final: Union[str, os.PathLike]) -> Path:
         """The temporary file to write ``final``'s contents into (same folder, same extension: a
         writer that takes the format from the name writes the right one)."""
-        final = Path(final)
-        if final.is_symlink():  # written through the link, as a plain write would: onto its target
-            final = Path(os.path.realpath(final))
+        asked = Path(final)
+        # written through a link, as a plain write would: onto its target (the format still from the
+        # name asked for: a link may point at a file without an extension)
+        final = Path(os.path.realpath(asked)) if asked.is_symlink() else asked
         try:  # (a short fixed prefix: a name near the file system's limit still fits)
-            fd, tmp = tempfile.mkstemp(dir=final.parent, prefix=".ferkit-", suffix=final.suffix[:16])
+            fd, tmp = tempfile.mkstemp(dir=final.parent, prefix=".ferkit-", suffix=asked.suffix[:16])
         except OSError as e:  # named by the file asked for, not by the temporary one
-            raise OSError(e.errno, e.strerror, str(final)) from None
+            raise OSError(e.errno, e.strerror, str(asked)) from None
         os.close(fd)
         self._pending.append((Path(tmp), final))
+        self._asked[final] = asked
         return Path(tmp)
 
     def commit(self) -> list[Path]:
@@ -159,7 +162,7 @@ class StagedFiles:
 
         for _, final in self._pending:
             if final.exists() and not final.is_file():
-                raise FerkitError(f"cannot write {final}: " + ("it is a folder" if final.is_dir() else
+                raise FerkitError(f"cannot write {self._asked.get(final, final)}: " + ("it is a folder" if final.is_dir() else
                                                                "it is not a regular file") + "; nothing was written")
         done: list[Path] = []
         for tmp, final in self._pending:
@@ -168,10 +171,10 @@ class StagedFiles:
                 os.chmod(tmp, stat.S_IMODE(final.stat().st_mode) if final.is_file() else 0o666 & ~_umask())
                 os.replace(tmp, final)
             except OSError as e:
-                raise FerkitError(f"cannot write {final}: {e.strerror or e}" +
+                raise FerkitError(f"cannot write {self._asked.get(final, final)}: {e.strerror or e}" +
                                   (f" (written: {', '.join(map(str, done))})" if done else "; nothing was written")
                                   ) from None
-            done.append(final)
+            done.append(self._asked.get(final, final))
         self._pending = []
         return done
 

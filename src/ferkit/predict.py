@@ -374,32 +374,40 @@ def _earlier_outputs(home: Path, inputs: list[Path]) -> set[Path]:
 
 
 class _Named:
-    """The files named in a run, indexed for :func:`_output_of_named`: by resolved path and by file
-    name, so that each candidate output is matched against the inputs of its name alone (a glob
-    over thousands of photos and their outputs: linear, not one comparison per pair)."""
+    """The files named in a run, indexed for :func:`_output_of_named`: by resolved path, by folder and
+    name, and by the last two parts of their path (as given and as resolved), so that each candidate
+    output is matched against the few inputs it can name (a glob over thousands of photos and
+    their outputs, or thousands of folders each with its photo.jpg: linear, not one comparison per
+    pair)."""
 
     def __init__(self, given: list[Path]) -> None:
-        self.resolved = {resolved_path(g): g for g in given}
-        self.by_name: dict[str, list[Path]] = {}
+        self.resolved: dict[Path, Path] = {}
+        self.by_folder: dict[tuple[Path, str], list[Path]] = {}
+        self.by_tail: dict[tuple[str, ...], list[Path]] = {}
         for g in given:
-            self.by_name.setdefault(g.name, []).append(g)
+            r = resolved_path(g)
+            self.resolved[r] = g
+            for where, name in ((resolved_path(g.parent), g.name), (r.parent, r.name)):
+                self.by_folder.setdefault((where, name), []).append(g)
+            for full in (Path(os.path.normpath(g.absolute())).parts, r.parts):
+                self.by_tail.setdefault(tuple(full[-2:]), []).append(g)
 
     def names(self, source: str, f: Path) -> bool:
         """Whether ``source`` (an earlier run's JSON beside ``f``, one of its outputs) names an input
-        of this run other than ``f``: the same file (:func:`_names`), or a bare name (a run from
-        inside the folder wrote ``a.jpg``) of an input lying in ``f``'s folder."""
+        of this run other than ``f``: the same file, a relative path ending as an input's does
+        (:func:`_names`), or a bare name (a run from inside the folder wrote ``a.jpg``) of an input
+        lying in ``f``'s folder."""
         me = resolved_path(f)
         hit = self.resolved.get(resolved_path(Path(source)))
         if hit is not None and resolved_path(hit) != me:
             return True
         p = Path(source)
-        bare = len([x for x in p.parts if x != "."]) == 1 and not p.is_absolute()
-        for g in self.by_name.get(p.name, []):
-            if resolved_path(g) == me:
-                continue
-            if _names(source, g) or (bare and resolved_path(g.parent) == resolved_path(f.parent)):
-                return True
-        return False
+        parts = tuple(x for x in p.parts if x != ".")
+        if p.is_absolute() or ".." in parts or not parts:
+            return False
+        if len(parts) == 1:  # bare: an input of that name in the output's own folder
+            return any(resolved_path(g) != me for g in self.by_folder.get((resolved_path(f.parent), parts[0]), []))
+        return any(resolved_path(g) != me and _names(source, g) for g in self.by_tail.get(parts[-2:], []))
 
 
 def _output_of_named(f: Path, given: list[Path] | _Named) -> str | None:
@@ -643,8 +651,8 @@ def _predict(a: argparse.Namespace, results_out) -> int:
         # so that `jq .faces` reads both); else a list, failures included (a folder gives a list even when it
         # holds one image, so that a script reads every folder alike; a video a list of its frames)
         one = sources[0] if len(sources) == 1 else None
-        single = (one is not None and not isinstance(one, int) and not Path(one).is_dir() and not is_video_file(one)
-                  and len(entries) == 1)
+        single = (one is not None and not isinstance(one, int) and (one == "" or not Path(one).is_dir())
+                  and not is_video_file(one) and len(entries) == 1)
         text = json.dumps(entry_dict(entries[0]) if single else [entry_dict(e) for e in entries], indent=2) + "\n"
         if a.json == STDOUT:
             stdout_text = text

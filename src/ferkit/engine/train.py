@@ -567,10 +567,12 @@ def check_settings(cfg: TrainConfig) -> None:
             and said not in _WARNED_WARMUP:  # (once a process: not again for every crossval round)
         import warnings
 
-        _WARNED_WARMUP.add(said)
+        peak = (f"reaches --lr {cfg.lr:g} only at its last step" if cfg.warmup_epochs == cfg.epochs else
+                f"never reaches --lr {cfg.lr:g} (at most {cfg.epochs / cfg.warmup_epochs:.0%} of it)")
         warnings.warn(f"--warmup {cfg.warmup_epochs:g} covers all {cfg.epochs} epoch(s): the learning rate rises "
-                      f"the whole run, reaches --lr {cfg.lr:g} only at its last step and never decays; give fewer "
-                      f"warm-up epochs (e.g. --warmup {cfg.epochs / 10:g}) or more epochs", UserWarning, stacklevel=2)
+                      f"the whole run, {peak}, and never decays; give fewer warm-up epochs (e.g. --warmup "
+                      f"{cfg.epochs / 10:g}) or more epochs", UserWarning, stacklevel=2)
+        _WARNED_WARMUP.add(said)  # (after: a warning turned into an error is raised again next time)
 
 
 def train(cfg: TrainConfig, resume: bool = False, progress: bool | None = None,

@@ -81,7 +81,8 @@ def paste_back(photo: np.ndarray, values: np.ndarray, m: np.ndarray, alpha: floa
 def save_png(img: np.ndarray, path: str | os.PathLike) -> None:
     from ..io import write_image_file
 
-    write_image_file(path, np.ascontiguousarray(to_rgb(img)[..., ::-1]))
+    if not write_image_file(path, np.ascontiguousarray(to_rgb(img)[..., ::-1])):
+        raise OSError(0, "not an image format OpenCV writes (name it .png)", str(path))
 
 
 def grid(tiles: Sequence[np.ndarray], titles: Sequence[str], path: str | os.PathLike, ncols: int = 6,
