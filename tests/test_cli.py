@@ -55,6 +55,8 @@ def test_models_lists_architectures(capsys):
     assert main(["models"]) == 0
     out = capsys.readouterr().out
     assert "mini_xception" in out and "56,951 params" in out
+    # a shipped file's options as command-line words, not a Python dict
+    assert "mini_xception width=2 " in out and "lite_plain head=flat widths=16,24,64,192 " in out and "{'" not in out
 
 
 def test_data_prints_counts(tmp_path, capsys):

@@ -202,7 +202,7 @@ def cmd_models(a: argparse.Namespace) -> int:
         cards = [{**c, **({"int8_static": int8[c["name"]]} if c["name"] in int8 else {})} for c in cards]
         print(json.dumps({"architectures": archs, "weights": cards, "aliases": weights.ALIASES}, indent=2))
         return 0
-    print("architectures (ferkit.models.create(name, num_classes=...)):")
+    print("architectures (ferkit.models.create(name, num_classes=...); parameters at their default options):")
     for r in archs:
         print(f"  {r['name']:<16} {r['params']:>9,} params  input {'x'.join(map(str, r['input_size']))}  "
               f"{r['summary']}  [{r['paper']}]")
@@ -219,7 +219,8 @@ def cmd_models(a: argparse.Namespace) -> int:
                   + (f" +- {sd:.4f}  " if sd is not None else " (one fold)  ") +
                   f"(this file: round {cv['this_round']}, {ms})")
         rows.append((c["name"] + (f" (= {', '.join(aliases[c['name']])})" if c["name"] in aliases else ""),
-                     f"{c['architecture']}{' ' + str(c['arch_kwargs']) if c.get('arch_kwargs') else ''}",
+                     " ".join([c["architecture"], *(f"{k}={','.join(map(str, v)) if isinstance(v, list) else v}"
+                                                    for k, v in (c.get("arch_kwargs") or {}).items())]),
                      f"{len(c['classes'])} classes  {ms}", int8.get(c["name"])))
     w0 = max((len(r[0]) for r in rows), default=0) + 2
     w1 = max((len(r[1]) for r in rows), default=0) + 2
