@@ -20,6 +20,7 @@ FFMPEG_LOG_SET_BY_USER = "OPENCV_FFMPEG_LOGLEVEL" in _os.environ
 _quiet = __import__("sys").platform == "win32" or _os.environ.get("FERKIT_CHECK_DECODING") == "0"
 _os.environ.setdefault("OPENCV_FFMPEG_LOGLEVEL", "-8" if _quiet else "16")
 
+from ._lazy import lazy_names  # noqa: E402
 from .errors import DatasetError, FerkitError, ImageDecodeError, ImageTooLargeError, ModelError  # noqa: E402
 from .labels import CANONICAL, CANONICAL_8  # noqa: E402
 
@@ -28,30 +29,7 @@ from .labels import CANONICAL, CANONICAL_8  # noqa: E402
 # usage error or `import ferkit.errors` start at once
 _LAZY = {"load_model": "api", "ExpressionModel": "api", "Prediction": "api", "Recognizer": "pipeline",
          "FaceResult": "results", "Result": "results", "Results": "results"}
-
-
-def __getattr__(name: str):
-    if name in _LAZY:
-        from importlib import import_module
-
-        value = getattr(import_module(f".{_LAZY[name]}", __name__), name)
-        globals()[name] = value
-        return value
-    if name.isidentifier() and not name.startswith("__"):  # a submodule by its attribute (`ferkit.weights`
-        from importlib import import_module, util              # after `import ferkit`)
-
-        try:
-            found = util.find_spec(f"{__name__}.{name}") is not None
-        except (ImportError, ValueError):
-            found = False
-        if found:
-            return import_module(f".{name}", __name__)
-    raise AttributeError(f"module 'ferkit' has no attribute {name!r}")
-
-
-def __dir__() -> list[str]:
-    return sorted(set(globals()) | set(_LAZY))
-
+__getattr__, __dir__ = lazy_names(__name__, _LAZY, globals())
 
 __version__ = "0.1.0"
 

@@ -17,6 +17,8 @@
 * :mod:`~ferkit.explain.layers`: layer names (``ferkit explain --list-layers``), hooks, ReLU rules.
 """
 
+from .._lazy import lazy_names
+
 # imported when first named (they load torch and matplotlib): `ferkit --help` builds the explain
 # verbs' parsers from .commands without them
 _LAZY = {**dict.fromkeys(["AUAnalysis", "analyse", "write_report"], "analysis"),
@@ -25,30 +27,7 @@ _LAZY = {**dict.fromkeys(["AUAnalysis", "analyse", "write_report"], "analysis"),
          **dict.fromkeys(["explain_image", "format_layers"], "image"),
          **dict.fromkeys(["LayerInfo", "default_layer", "list_layers", "patched_relus"], "layers"),
          **dict.fromkeys(["CAM", "gradcam", "guided_backprop"], "saliency")}
-
-
-def __getattr__(name: str):
-    if name in _LAZY:
-        from importlib import import_module
-
-        value = getattr(import_module(f".{_LAZY[name]}", __name__), name)
-        globals()[name] = value
-        return value
-    if name.isidentifier() and not name.startswith("__"):  # a submodule by its attribute (`ferkit.weights`
-        from importlib import import_module, util              # after `import ferkit`)
-
-        try:
-            found = util.find_spec(f"{__name__}.{name}") is not None
-        except (ImportError, ValueError):
-            found = False
-        if found:
-            return import_module(f".{name}", __name__)
-    raise AttributeError(f"module 'ferkit.explain' has no attribute {name!r}")
-
-
-def __dir__() -> list[str]:
-    return sorted(set(globals()) | set(_LAZY))
-
+__getattr__, __dir__ = lazy_names(__name__, _LAZY, globals())
 
 __all__ = ["explain_image", "format_layers", "analyse", "write_report", "AUAnalysis", "project", "activations",
            "receptive_field_centres", "Projection", "gradcam", "guided_backprop", "CAM", "AU_NAMES", "AUS", "FACS",
