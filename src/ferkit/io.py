@@ -162,8 +162,8 @@ class StagedFiles:
 
         for _, final in self._pending:
             if final.exists() and not final.is_file():
-                raise FerkitError(f"cannot write {self._asked.get(final, final)}: " + ("it is a folder" if final.is_dir() else
-                                                               "it is not a regular file") + "; nothing was written")
+                what = "it is a folder" if final.is_dir() else "it is not a regular file"
+                raise FerkitError(f"cannot write {self._asked.get(final, final)}: {what}; nothing was written")
         done: list[Path] = []
         for tmp, final in self._pending:
             try:

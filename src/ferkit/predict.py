@@ -381,16 +381,16 @@ class _Named:
     pair)."""
 
     def __init__(self, given: list[Path]) -> None:
-        self.resolved: dict[Path, Path] = {}
-        self.by_folder: dict[tuple[Path, str], list[Path]] = {}
-        self.by_tail: dict[tuple[str, ...], list[Path]] = {}
+        self.resolved: set[Path] = set()
+        self.by_folder: dict[tuple[Path, str], list[tuple[Path, Path]]] = {}  # -> [(input, resolved)]
+        self.by_tail: dict[tuple[str, ...], list[tuple[Path, Path]]] = {}
         for g in given:
             r = resolved_path(g)
-            self.resolved[r] = g
+            self.resolved.add(r)
             for where, name in ((resolved_path(g.parent), g.name), (r.parent, r.name)):
-                self.by_folder.setdefault((where, name), []).append(g)
+                self.by_folder.setdefault((where, name), []).append((g, r))
             for full in (Path(os.path.normpath(g.absolute())).parts, r.parts):
-                self.by_tail.setdefault(tuple(full[-2:]), []).append(g)
+                self.by_tail.setdefault(tuple(full[-2:]), []).append((g, r))
 
     def names(self, source: str, f: Path) -> bool:
         """Whether ``source`` (an earlier run's JSON beside ``f``, one of its outputs) names an input
@@ -398,19 +398,19 @@ class _Named:
         (:func:`_names`), or a bare name (a run from inside the folder wrote ``a.jpg``) of an input
         lying in ``f``'s folder."""
         me = resolved_path(f)
-        hit = self.resolved.get(resolved_path(Path(source)))
-        if hit is not None and resolved_path(hit) != me:
+        r = resolved_path(Path(source))
+        if r in self.resolved and r != me:
             return True
         p = Path(source)
         parts = tuple(x for x in p.parts if x != ".")
         if p.is_absolute() or ".." in parts or not parts:
             return False
         if len(parts) == 1:  # bare: an input of that name in the output's own folder
-            return any(resolved_path(g) != me for g in self.by_folder.get((resolved_path(f.parent), parts[0]), []))
-        return any(resolved_path(g) != me and _names(source, g) for g in self.by_tail.get(parts[-2:], []))
+            return any(r != me for _, r in self.by_folder.get((resolved_path(f.parent), parts[0]), []))
+        return any(r != me and _names(source, g) for g, r in self.by_tail.get(parts[-2:], []))
 
 
-def _output_of_named(f: Path, given: list[Path] | _Named) -> str | None:
+def _output_of_named(f: Path, named: _Named) -> str | None:
     """The input an earlier ``predict --out`` run wrote ``f`` for, when ``f`` is one of that run's
     outputs (a JSON in ferkit's form, or a file of its stem beside one: ``a_ferkit.png`` beside
     ``a.json``) and that input is named in this run too. The shell's glob in a second
@@ -418,7 +418,6 @@ def _output_of_named(f: Path, given: list[Path] | _Named) -> str | None:
     they are not inputs (an annotated copy read as a photo, annotated again, and its name keeping
     the photo's own outputs from theirs), as a folder's listing leaves them out. A file named like
     an output without such a JSON, or whose JSON names no input of this run, is read."""
-    named = given if isinstance(given, _Named) else _Named(given)
     name = f.name
     for tail in sorted(set(IMAGE_OUTPUTS + VIDEO_OUTPUTS), key=len, reverse=True):
         if not name.endswith(tail) or len(name) == len(tail):
