@@ -131,15 +131,18 @@ def test_folder_carries_on_past_junk(rec, tmp_path):
 
 
 def test_results_save_names_every_image_apart(rec, tmp_path):
-    # a/face.jpg, b/face.jpg and face.png into one folder: three images (Result.save on each gave one)
+    # a/face.jpg, b/face.jpg, face.jpg and face.png: the subfolders mirrored as `predict --out`
+    # does, and the two names one folder would share told apart (Result.save on each gave one file)
     d = tmp_path / "photos"
-    for sub, ext in (("a", "jpg"), ("b", "jpg"), ("", "png")):
+    for i, (sub, ext) in enumerate((("a", "jpg"), ("b", "jpg"), ("", "jpg"), ("", "png"))):
         (d / sub).mkdir(parents=True, exist_ok=True)
-        Image.open(EXAMPLE).resize((128 + len(sub) * 64, 128)).save(d / sub / f"face.{ext}")
+        Image.open(EXAMPLE).resize((128 + i * 32, 128)).save(d / sub / f"face.{ext}")
     res = rec.predict(d)
     written = res.save(tmp_path / "out")
-    assert [p.name for p in written] == ["face_ferkit.png", "face_2_ferkit.png", "face_3_ferkit.png"]
-    assert [Image.open(p).size[0] for p in written] == [192, 192, 128]  # a/, b/, then face.png (sorted)
+    assert [p.relative_to(tmp_path / "out").as_posix() for p in written] == [
+        "a/face_ferkit.png", "b/face_ferkit.png", "face_ferkit.png", "face_2_ferkit.png"]
+    assert [Image.open(p).size[0] for p in written] == [128, 160, 192, 224]  # a/, b/, face.jpg, face.png
+    assert res[2:].save(tmp_path / "part")[0] == tmp_path / "part" / "face_ferkit.png"  # a slice keeps the folder
     photo = np.asarray(Image.open(EXAMPLE).convert("RGB"))
     arrays = Results([rec.predict(photo), rec.predict(photo)])
     names = [p.name for p in arrays.save(tmp_path / "arr")]

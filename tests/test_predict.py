@@ -995,3 +995,22 @@ def test_a_rerun_from_another_folder_of_a_bare_named_photo_writes_over_its_outpu
     assert main(["predict", "photos/x.jpg", "--out", "o", "--quiet"]) == 0
     assert sorted(p.name for p in (tmp_path / "o").iterdir()) == ["x.json", "x_ferkit.png"]
     assert json.loads((tmp_path / "o" / "x.json").read_text())["source"] == "photos/x.jpg"
+
+
+def test_no_progress_hides_the_bars_and_keeps_the_lines(tmp_path, capsys, monkeypatch):
+    # on a terminal a folder of 10 images shows a bar; --no-progress hides it, the per-image lines
+    # stay (--quiet hides both); evaluate takes the option too
+    d = tmp_path / "faces"
+    d.mkdir()
+    face = Image.open(EXAMPLE).convert("L").crop((150, 40, 310, 200)).resize((48, 48))
+    for i in range(10):
+        face.save(d / f"f{i}.png")
+    monkeypatch.setattr(sys.stderr, "isatty", lambda: True)
+    for extra, bar, lines in (([], True, True), (["--no-progress"], False, True), (["--quiet"], False, False)):
+        assert main(["predict", str(d), "--detector", "none", *extra]) == 0
+        got = capsys.readouterr()
+        assert ("predicting" in got.err) is bar, (extra, got.err)
+        assert ("f9.png: 1 face" in got.out) is lines, (extra, got.out)
+    from ferkit.cli import build_parser
+
+    assert build_parser().parse_args(["evaluate", "--dataset", "fer2013", "--data", "d", "--no-progress"]).no_progress is True

@@ -634,7 +634,8 @@ def _evaluate(a: argparse.Namespace, results_out) -> int:
         raise FerkitError(f"{reader.name} has no standard test split: pass --split (e.g. 'all' or 'test')")
     c, h, w = model.input_size
     crop, crop_key = face_cropper(model, a.detect, a.min_face) if a.detect != "none" else (None, None)
-    ds = reader.load(split, size=(h, w), mode="L" if c == 1 else "RGB", crop=crop, crop_key=crop_key)
+    ds = reader.load(split, size=(h, w), mode="L" if c == 1 else "RGB", crop=crop, crop_key=crop_key,
+                     progress=False if a.no_progress else None)
     folded = reader.options()
     card_ds = (getattr(model, "card", None) or {}).get("dataset") or {}
     fold_run = "fold" in (card_ds.get("options") or {})  # a model trained on these folds: other folds would leak
@@ -1087,6 +1088,7 @@ def build_parser() -> argparse.ArgumentParser:
                    help="evaluate N of the split's images, drawn at random (seed 0): a quick check, not the split's "
                         "number (the split is still read whole, from the cache after the first time)")
     s.add_argument("--device", default="cpu", help="cpu, cuda, cuda:N or auto (cuda when there is one) (default: cpu)")
+    s.add_argument("--no-progress", action="store_true", help="no progress bar while the split is read")
     _add_backend_arg(s)
     _add_detect_args(s, "detect the face in each image and classify it aligned, as `ferkit predict` does (the "
                         "highest-scoring face; mtcnn: 5 landmarks, haar: OpenCV's cascade). 'none': images are "
@@ -1132,6 +1134,7 @@ def build_parser() -> argparse.ArgumentParser:
     g.add_argument("--show", action="store_true", help="show results in a window (needs a display)")
     g.add_argument("--headless", action="store_true", help="never open a window (record --webcam with --out)")
     g.add_argument("--quiet", action="store_true", help="no per-image lines or progress bars")
+    g.add_argument("--no-progress", action="store_true", help="no progress bars (per-image lines still printed)")
     g = s.add_argument_group("video and webcam")
     g.add_argument("--every", type=int, default=1, metavar="N", help="process every N-th frame")
     g.add_argument("--detect-every", type=int, default=5, metavar="N",

@@ -259,7 +259,7 @@ def run_video(rec: Recognizer, path: str | int, a: argparse.Namespace, stem: Pat
     total = -(-reader.frame_count // every) if reader.frame_count else None  # frames 0, every, 2 every...
     if total is not None and a.max_frames is not None:
         total = min(total, a.max_frames)
-    bar = _progress(total, shown(Path(reader.name).name), "frame", a.quiet)
+    bar = _progress(total, shown(Path(reader.name).name), "frame", a.quiet or a.no_progress)
     t0, fps_ema, last = time.perf_counter(), None, time.perf_counter()
     interrupted = stopped = False
     next_frame = 0  # the index of the next frame to be read (0, every, 2 every...)
@@ -607,7 +607,7 @@ def _predict(a: argparse.Namespace, results_out) -> int:
                 root = Path(src)
             else:
                 files, root = [Path(src)], None
-            bar = _progress(len(files), "predicting", "img", a.quiet or len(files) < 10)
+            bar = _progress(len(files), "predicting", "img", a.quiet or a.no_progress or len(files) < 10)
             for f in files:
                 bar.update(1)
                 try:

@@ -194,9 +194,11 @@ class Results(list):
     def save(self, folder: str | os.PathLike) -> list[Path]:
         """Every result's annotated image into ``folder`` (made if need be), each named as
         :meth:`Result.save` names it in a folder (``<source name>_ferkit.png``; a video's frames
-        ``<name>_frame<N>_ferkit.png``), except that a name two results share (``a/face.jpg`` and
-        ``b/face.jpg``, or two arrays) gets a number appended: none overwrites another, as
-        ``r.save(folder)`` on each would. Returns the paths written, in order."""
+        ``<name>_frame<N>_ferkit.png``). A folder's results mirror its subfolders, as ``ferkit
+        predict --out`` does (``photos/a/face.jpg`` -> ``folder/a/face_ferkit.png``); a name two
+        results would still share (``face.jpg`` and ``face.png``, or two arrays) gets a number
+        appended: none overwrites another, as ``r.save(folder)`` on each would. Returns the paths
+        written, in order."""
         from .errors import FerkitError
         from .io import check_out_folder
 
@@ -205,17 +207,28 @@ class Results(list):
         where = Path(folder)
         check_out_folder("save", where)
         where.mkdir(parents=True, exist_ok=True)
-        used: set[str] = set()
+        used: set[Path] = set()
         written = []
         for r in self:
             stem = (Path(r.source).stem if r.source else "") or "image"
             stem += f"_frame{r.frame:06d}" if r.frame is not None else ""
-            name, n = stem, 2
+            sub = self._subfolder(r)
+            name, n = sub / stem, 2
             while name in used:
-                name, n = f"{stem}_{n}", n + 1
+                name, n = sub / f"{stem}_{n}", n + 1
             used.add(name)
-            written.append(r.save(where / f"{name}_ferkit.png"))
+            written.append(r.save(where / name.parent / f"{name.name}_ferkit.png"))
         return written
+
+    def _subfolder(self, r: Result) -> Path:
+        """Where ``r`` sits inside the folder these results read (``a/b`` for ``photos/a/b/x.jpg``
+        of ``photos``), by the paths' names; ``.`` for anything else (a video's frames, arrays)."""
+        if not self.source or not r.source or r.frame is not None:
+            return Path()
+        try:
+            return Path(r.source).relative_to(self.source).parent
+        except ValueError:
+            return Path()
 
     def to_dict(self) -> list[dict[str, Any]]:
         """Each result's dict, then one ``{"source", "error", "faces": []}`` per failure (nothing
