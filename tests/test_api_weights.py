@@ -298,5 +298,14 @@ def test_predict_tensor_batch_size_and_empty_batches_agree_across_backends(saved
         assert torch.allclose(m.predict_tensor(faces, batch_size=2), whole, atol=1e-5)  # a last batch of 1 too
         assert torch.allclose(whole.sum(1), torch.ones(5), atol=1e-5)
         probs.append(whole)
+        # floats are 0..1: 0..255 floats, normalised ones, NaN and a face without its batch axis are
+        # refused alike by both backends, not scaled into confident nonsense
+        assert torch.allclose(m.predict_tensor(faces.float() / 255), whole, atol=1e-5)
+        for bad, says in ((faces.float(), "float pixel values from 0 to 255"),
+                          (faces.float() / 127.5 - 1, "undo any normalisation"),
+                          (torch.full((1, 1, 48, 48), float("nan")), "NaN"),
+                          (faces[0], r"images are \(1, 48, 48\), the model wants \(N, 1, 48, 48\)")):
+            with pytest.raises(FerkitError, match=says):
+                m.predict_tensor(bad)
     assert torch.allclose(probs[0], probs[1], atol=1e-4)  # torch and onnxruntime agree
     assert (probs[0] - probs[0].mean(0)).abs().max() > 2e-3  # on faces the network tells apart (not all 1/7)

@@ -321,6 +321,30 @@ def test_explain_a_crop_without_detection(tmp_path):
     assert Image.open(tmp_path / "s" / "strip_gradcam.png").size == (1600, 1)
 
 
+def test_explain_image_takes_what_the_recognizer_takes_and_refuses_bad_options(tmp_path):
+    from ferkit.explain import explain_image
+
+    crop = Image.open(EXAMPLE).convert("L").crop((170, 50, 280, 180))
+    arr = np.asarray(crop)
+    kw = {"detector": "none", "method": "gradcam", "model": "lite_cnn-fer2013"}
+    by_path = tmp_path / "crop.png"
+    crop.save(by_path)
+    want = explain_image(by_path, tmp_path / "p", **kw)["faces"][0]["probabilities"]
+    for src, name in ((arr, "ndarray"), (by_path.read_bytes(), "bytes"), (bytearray(by_path.read_bytes()), "bytes"),
+                      (crop, "Image")):
+        got = explain_image(src, tmp_path / name, **kw)
+        assert got["source"] == name and got["faces"][0]["probabilities"] == want
+        assert (tmp_path / name / f"{name}_gradcam.json").exists()
+    (tmp_path / "file").write_text("x")
+    for bad, says in (({"maps": "8"}, "--maps must be a whole number"), ({"maps": 1.5}, "--maps must be a whole"),
+                      ({"out": tmp_path / "file"}, "is a file; name a folder"), ({"out": None}, "give its path")):
+        args = {"out": tmp_path / "o", **kw, "method": "deconv", **bad}
+        with pytest.raises(ferkit.FerkitError, match=says):
+            explain_image(arr, **args)
+    with pytest.raises(ferkit.FerkitError, match="batch_size must be a whole number"):
+        ferkit.explain.analyse(ferkit.load_model("lite_cnn-fer2013"), None, batch_size=0)
+
+
 @pytest.mark.parametrize("extra,msg", [
     (["--layer", "no_such_layer"], "no layer 'no_such_layer'"),
     (["--layer", "head.weight"], "no layer"),

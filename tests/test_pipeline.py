@@ -128,6 +128,9 @@ def test_folder_carries_on_past_junk(rec, tmp_path):
     with pytest.raises(FerkitError, match="changed since it was analysed"):
         res[0].plot()
     assert rec.predict(d, keep_images=True)[0].image.shape == (80, 100, 3)
+    one = rec.predict(d / "a.png", keep_images=False)  # one image: kept unless told not to
+    assert one.image is None and rec.predict(d / "a.png").image.shape == (80, 100, 3)
+    assert one.plot().shape == (80, 100, 3)  # read again to draw
 
 
 def test_results_save_names_every_image_apart(rec, tmp_path):
@@ -406,3 +409,22 @@ def test_timeline_plots_every_reading_leaves_gaps_and_spans_the_frames(tmp_path,
     assert np.isnan(t).sum() == 1 and list(np.asarray(t)[~np.isnan(t)]) == pytest.approx([0.2, 0.3, 0.4, 0.7, 0.8])
     assert happy.get_marker() == "."  # a face seen in one frame is a dot, not an invisible line
     assert axes[-1].get_xlim()[0] < 0.0 + 1e-9 and axes[-1].get_xlim()[1] > 0.9 - 1e-9  # all frames processed
+
+
+def test_caveats_warn_at_the_callers_line_and_results_read_again_after_a_chdir(rec, tmp_path, monkeypatch):
+    import warnings
+
+    d = tmp_path / "photos"
+    d.mkdir()
+    (d / "noeoi.jpg").write_bytes(EXAMPLE.read_bytes()[:-2])  # a JPEG without its end marker: a caveat
+    with warnings.catch_warnings(record=True) as w:
+        warnings.simplefilter("always")
+        rec.predict(d / "noeoi.jpg")
+        rec.predict(d)
+    assert len(w) == 2 and all(x.filename == __file__ for x in w), [(x.filename, x.lineno) for x in w]
+    monkeypatch.chdir(tmp_path)
+    with pytest.warns(UserWarning, match="end marker"):
+        res = rec.predict("photos")  # relative paths, as given
+    assert res[0].source == "photos/noeoi.jpg"
+    monkeypatch.chdir(d)  # the relative name no longer leads to the file: its absolute path does
+    assert res[0].plot().shape == (512, 512, 3) and res.save(tmp_path / "out")[0].exists()

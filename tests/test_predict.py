@@ -1014,3 +1014,23 @@ def test_no_progress_hides_the_bars_and_keeps_the_lines(tmp_path, capsys, monkey
     from ferkit.cli import build_parser
 
     assert build_parser().parse_args(["evaluate", "--dataset", "fer2013", "--data", "d", "--no-progress"]).no_progress is True
+
+
+def test_a_folders_json_lists_entries_in_one_order_from_the_api_and_the_cli(tmp_path, capsys):
+    # an unreadable file between good ones: where it was met, in the API's JSON as in the CLI's
+    d = tmp_path / "photos"
+    (d / "sub").mkdir(parents=True)
+    face = Image.open(EXAMPLE).convert("L").crop((150, 40, 310, 200)).resize((48, 48))
+    for name in ("a.png", "c.png", "sub/e.png"):
+        face.save(d / name)
+    (d / "b.jpg").write_bytes(b"\xff\xd8\xff\xe0 not really")
+    (d / "sub" / "d.jpg").write_bytes(b"")
+    js = tmp_path / "r.json"
+    assert main(["predict", str(d), "--detector", "none", "--json", str(js), "--quiet"]) == 1
+    cli = json.loads(js.read_text())
+    res = ferkit.Recognizer(detector="none").predict(d)
+    api = json.loads(res.to_json())
+    names = [Path(e["source"]).name for e in cli]
+    assert names == ["a.png", "b.jpg", "c.png", "d.jpg", "e.png"] and api == cli
+    # a slice keeps every failure of the folder, each before the first result kept that came after it
+    assert [Path(e["source"]).name for e in res[2:].to_dict()] == ["b.jpg", "d.jpg", "e.png"]

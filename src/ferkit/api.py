@@ -77,13 +77,11 @@ class ExpressionModel:
     # -- inference -----------------------------------------------------------------------
     @torch.inference_mode()
     def predict_tensor(self, images: torch.Tensor, tta: str | None = None, batch_size: int = 256) -> torch.Tensor:
-        """Probabilities ``[N, K]`` for uint8 (or [0,1] float) images ``[N, C, H, W]``."""
+        """Probabilities ``[N, K]`` for uint8 (or [0,1] float) images ``[N, C, H, W]`` (other
+        values refused: :func:`check_pixels`)."""
         if not isinstance(batch_size, int) or batch_size < 1:
             raise FerkitError(f"batch_size must be a whole number >= 1, got {batch_size!r}")
-        images = check_pixels(images)  # a numpy batch too, as the onnx backend takes it
-        if images.ndim != 4 or tuple(images.shape[1:]) != tuple(self.input_size):
-            raise FerkitError(f"images are {tuple(images.shape)}, the model wants (N, {', '.join(map(str, self.input_size))})"
-                              f" (N, C, H, W)")
+        images = check_pixels(images, self.input_size)  # a numpy batch too, as the onnx backend takes it
         if images.shape[0] == 0:
             return torch.zeros((0, len(self.classes)), dtype=torch.float32)
         out = []
@@ -116,14 +114,31 @@ class ExpressionModel:
         return Prediction(self.classes[i], float(probs[i]), {c: float(p) for c, p in zip(self.classes, probs)})
 
 
-def check_pixels(images) -> torch.Tensor:
+#: how far float pixels may stray outside 0..1 (an interpolation's overshoot) before they are refused
+FLOAT_SLACK = 0.01
+
+
+def check_pixels(images, input_size: Sequence[int] | None = None) -> torch.Tensor:
     """A batch for ``predict_tensor`` (torch tensor or numpy array) as a tensor: uint8 0-255 or
-    floats 0-1; other integer types are refused (scaled as 0-1 they would read as noise)."""
+    floats 0-1. Refused: other integer types (scaled as 0-1 they would read as noise), floats
+    outside 0..1 (0..255 floats, or normalised ones: scaled again they would give confident
+    nonsense), NaN or infinite values, and with ``input_size`` (C, H, W) any other shape than
+    ``[N, C, H, W]``."""
     if isinstance(images, np.ndarray):
         images = np.ascontiguousarray(images)  # a flipped view (negative strides) torch cannot wrap
     t = torch.as_tensor(images).detach()  # a tensor that requires grad: its values (numpy cannot take it)
     if t.dtype != torch.uint8 and not t.dtype.is_floating_point:
         raise FerkitError(f"images of dtype {str(t.dtype).replace('torch.', '')}: give uint8 (0-255) or floats (0-1)")
+    if input_size is not None and (t.ndim != 4 or tuple(t.shape[1:]) != tuple(input_size)):
+        raise FerkitError(f"images are {tuple(t.shape)}, the model wants (N, {', '.join(map(str, input_size))})"
+                          f" (N, C, H, W)")
+    if t.dtype.is_floating_point and t.numel():
+        if not bool(torch.isfinite(t).all()):
+            raise FerkitError("the images hold NaN or infinite values")
+        lo, hi = (float(v) for v in torch.aminmax(t.float()))
+        if lo < -FLOAT_SLACK or hi > 1 + FLOAT_SLACK:
+            raise FerkitError(f"float pixel values from {lo:g} to {hi:g}: give floats in 0..1 or uint8 (0..255); "
+                              f"undo any normalisation first (the model applies its own)")
     return t
 
 

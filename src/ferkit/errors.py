@@ -54,17 +54,20 @@ class Failure(tuple):
     ``for source, why in results.failed`` reads it), the source a file's path as in the results'
     ``source``; a video's lost frames also carry ``frames``, the first and last frame index of the
     run, so that the entry sits beside the frames that were read, and ``step``: every how many
-    frames of the run were lost (a video read every N-th frame loses only those)."""
+    frames of the run were lost (a video read every N-th frame loses only those). ``at``: for a
+    folder's file, how many of the job's results came before it (where it sits in the JSON and
+    CSV, as ``ferkit predict`` lists a folder); None: after the results."""
 
     def __new__(cls, source: str, error: str, frames: Optional[Tuple[int, int]] = None,
-                step: int = 1) -> "Failure":
+                step: int = 1, at: Optional[int] = None) -> "Failure":
         self = super().__new__(cls, (source, error))
         self.frames = None if frames is None else (int(frames[0]), int(frames[1]))
         self.step = max(1, int(step))
+        self.at = None if at is None else max(0, int(at))
         return self
 
-    def __getnewargs__(self):  # copy and pickle keep the frames
-        return (self[0], self[1], self.frames, self.step)
+    def __getnewargs__(self):  # copy and pickle keep the frames and the place
+        return (self[0], self[1], self.frames, self.step, self.at)
 
     @property
     def lost(self) -> int:

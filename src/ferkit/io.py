@@ -334,6 +334,17 @@ def _to_mode(img: Image.Image, mode: str, label: str = "image") -> Image.Image:
     return img if img.mode == mode else img.convert(mode)  # convert() to the same mode would copy
 
 
+def caller_level() -> int:
+    """The ``stacklevel`` that makes a warning raised inside ferkit name the first frame outside it
+    (the user's line that called ``predict``, ``analyze`` or ``read_image``, however deep inside
+    ferkit the warning is raised)."""
+    pkg = os.path.dirname(os.path.abspath(__file__)) + os.sep
+    f, level = sys._getframe(1), 1  # the function that warns
+    while f is not None and os.path.abspath(f.f_code.co_filename).startswith(pkg):
+        f, level = f.f_back, level + 1
+    return level
+
+
 def read_image(source: Source, mode: str = "L", name: str | None = None,
                formats: tuple[str, ...] | list[str] | None = None, *,
                notes: list[str] | None = None) -> np.ndarray:
@@ -349,11 +360,11 @@ def read_image(source: Source, mode: str = "L", name: str | None = None,
     warning would go to whichever thread's filters are in force).
     """
 
-    def warn(message: str, depth: int = 0) -> None:  # depth: frames between read_image and the call
+    def warn(message: str) -> None:  # (warned at the first frame outside ferkit: the user's call)
         if notes is not None:
             notes.append(message)
         else:
-            warnings.warn(message, stacklevel=3 + depth)
+            warnings.warn(message, stacklevel=caller_level())
 
     if mode not in ("L", "RGB"):
         raise ValueError(f"mode must be 'L' or 'RGB', not {mode!r}")
@@ -568,8 +579,7 @@ def _from_array(arr: np.ndarray, mode: str, label: str, warn: Callable[..., None
         top = int(arr.max())
         if 0 < top < 4096 and warn is not None:  # 8-, 10- or 12-bit values kept in uint16: all but black
             warn(f"{label}: a uint16 array whose values are all below 4096 (the largest {top}) is read as 16-bit "
-                 f"(0..65535), so nearly black; give 8-bit values as uint8, or scale 10- or 12-bit ones to 0..65535",
-                 1)
+                 f"(0..65535), so nearly black; give 8-bit values as uint8, or scale 10- or 12-bit ones to 0..65535")
         arr = ((arr.astype(np.uint32) * 255 + 32767) // 65535).astype(np.uint8)
     elif arr.dtype != np.uint8:
         a = arr.astype(np.float64)

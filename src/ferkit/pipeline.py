@@ -35,7 +35,7 @@ from PIL import Image
 from .api import ExpressionModel, load_model
 from .errors import Failure, FerkitError, check_whole
 from .faces import Detection, Detector, align, create_detector, crop_box
-from .io import VideoReader, folder_files, frame_failures, is_video_file, read_image
+from .io import VideoReader, caller_level, folder_files, frame_failures, is_video_file, read_image
 from .results import FaceResult, Result, Results
 
 
@@ -283,9 +283,11 @@ class Recognizer:
         notes: list[str] = []
         rgb = read_image(image, mode="RGB", name=name, notes=notes)
         for n in notes:  # a caveat of the reading: warned (as before) and kept in the result's "warnings"
-            warnings.warn(n, UserWarning, stacklevel=2)
+            warnings.warn(n, UserWarning, stacklevel=caller_level())
         dets = self.detect(rgb)
-        return self._result(rgb, dets, self.classify(self.crops(rgb, dets)), name, keep_image, warnings=notes)
+        path = os.path.abspath(image) if isinstance(image, (str, os.PathLike)) else None
+        return self._result(rgb, dets, self.classify(self.crops(rgb, dets)), name, keep_image, warnings=notes,
+                            path=path)
 
     # -- any source --------------------------------------------------------------------------
     def predict(self, source: Any, *, every: int = 1, max_frames: int | None = None,
@@ -293,9 +295,10 @@ class Recognizer:
         """One :class:`Result` for an image; :class:`Results` for a folder (``.failed`` lists the
         unreadable images, ``.ignored`` the files that are no images by their name, hidden images and
         hidden folders), a video file
-        or a webcam (one per processed frame). Pixels are not kept unless ``keep_images`` (a
-        folder of large photos would fill the memory): a folder's :meth:`Result.plot` reads its
-        file again; for a video's frames use :meth:`stream` to draw them as they come."""
+        or a webcam (one per processed frame). One image's pixels are kept (``keep_images=False``:
+        not); a folder's and a video's are not unless ``keep_images`` (a folder of large photos would
+        fill the memory): a folder's :meth:`Result.plot` reads its file again; for a video's frames
+        use :meth:`stream` to draw them as they come."""
         if isinstance(source, (str, os.PathLike)) and not str(source).strip():
             raise FerkitError("an empty path (no file or folder named)")
         check_whole("every", every)
@@ -303,12 +306,15 @@ class Recognizer:
             check_whole("max_frames", max_frames, none=" (None: no limit)")
         kind = source_kind(source)
         if kind == "image":
-            return self.analyze(source)
+            return self.analyze(source, keep_image=keep_images is not False)
         keep = bool(keep_images)
         if kind == "folder":
             unreadable: list[Failure] = []
             files, ignored = folder_files(source, unreadable, hidden=True)
-            failed = unreadable + ([] if files else [Failure(str(source), "folder holds no image files")])
+            # what could not be listed comes first, as `ferkit predict` lists it; each file that cannot
+            # be read where it was met (at: the results before it)
+            failed = [Failure(f.source, f.error, at=0) for f in unreadable]
+            failed += [] if files else [Failure(str(source), "folder holds no image files")]
             res = Results(failed=failed, source=str(source), ignored=ignored)
             it = files
             if progress:
@@ -319,7 +325,7 @@ class Recognizer:
                 try:
                     res.append(self.analyze(f, keep_image=keep))
                 except FerkitError as e:
-                    res.failed.append(Failure(str(f), _reason(e, str(f))))
+                    res.failed.append(Failure(str(f), _reason(e, str(f)), at=len(res)))
             return res
         reader = VideoReader(source)
         res = Results(source=reader.name, fps=reader.fps)

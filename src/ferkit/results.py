@@ -73,6 +73,9 @@ class Result:
     image: np.ndarray | None = field(default=None, repr=False)
     classes: tuple[str, ...] = ()
     warnings: list[str] = field(default_factory=list)  #: caveats of the reading (JSON and CSV say them)
+    #: the image file's absolute path when read from one: where :meth:`plot` reads it again (a folder's
+    #: pixels are not kept), also after the working folder changed
+    path: str | None = field(default=None, repr=False, compare=False)
 
     def __len__(self) -> int:
         return len(self.faces)
@@ -116,15 +119,15 @@ class Result:
         from .io import is_image_file
 
         image = self.image
-        if image is None and self.frame is None and self.source and not Path(self.source).is_file() \
-                and is_image_file(self.source):
-            raise FerkitError(f"{self.source}: the file is gone since it was analysed (its pixels were not kept: "
+        file = self.path or self.source
+        if image is None and self.frame is None and file and not Path(file).is_file() and is_image_file(file):
+            raise FerkitError(f"{file}: the file is gone since it was analysed (its pixels were not kept: "
                               f"predict(..., keep_images=True) keeps them)")
-        if image is None and self.frame is None and self.source and Path(self.source).is_file():
+        if image is None and self.frame is None and file and Path(file).is_file():
             # an image of a folder is not kept in memory (keep_images=False): read it again to draw
             from .io import read_image
 
-            image = read_image(self.source, mode="RGB")
+            image = read_image(file, mode="RGB", name=self.source, notes=[])  # (its caveats were said at analysis)
             if image.shape[:2] != (self.height, self.width):
                 raise FerkitError(f"{self.source}: the file changed since it was analysed "
                                   f"({image.shape[1]}x{image.shape[0]}, was {self.width}x{self.height})")
@@ -189,6 +192,11 @@ class Results(list):
         lo, hi = (min(frames), max(frames)) if frames else (None, None)
         failed = [f for f in self.failed if f.frames is None
                   or (lo is not None and f.frames[1] >= lo and f.frames[0] <= hi)]
+        start, _, step = i.indices(len(self))
+        # a folder's failures keep their place among the results kept (one place only for a plain slice)
+        failed = [f if f.at is None else Failure(f.source, f.error, f.frames, f.step,
+                                                  min(max(f.at - start, 0), len(got)) if step == 1 else None)
+                  for f in failed]
         return Results(got, failed=failed, source=self.source, fps=self.fps, ignored=self.ignored)
 
     def save(self, folder: str | os.PathLike) -> list[Path]:
@@ -246,24 +254,30 @@ class Results(list):
         return [row for e in self.in_order() for row in entry_records(e)]
 
     def in_order(self) -> list[Result | Failure]:
-        """The results and the failures as met: a video's lost frames where they were in the video
-        (by frame index), the other failures after the results."""
+        """The results and the failures as met (as ``ferkit predict`` lists them): a video's lost
+        frames where they were in the video (by frame index), a folder's unreadable files where
+        they were in the folder (their ``at``), other failures after the results."""
         return merge_by_frame(list(self), self.failed)
 
 
 def merge_by_frame(results: list[Result], failed: list[Failure]) -> list[Result | Failure]:
     """``results`` (in order) with each failure that names frames put before the first result of
-    a later frame; failures without frames go last."""
+    a later frame, and each that names its place (``at``: the results before it) there; other
+    failures go last."""
     failed = [Failure.of(f) for f in failed]  # pairs appended by hand too
     runs = sorted((f for f in failed if f.frames is not None), key=lambda f: f.frames[0])
+    placed = sorted((f for f in failed if f.frames is None and f.at is not None), key=lambda f: f.at)
     out: list[Result | Failure] = []
-    k = 0
-    for r in results:
+    k = j = 0
+    for i, r in enumerate(results):
+        while j < len(placed) and placed[j].at <= i:
+            out.append(placed[j])
+            j += 1
         while k < len(runs) and r.frame is not None and runs[k].frames[0] < r.frame:
             out.append(runs[k])
             k += 1
         out.append(r)
-    return out + runs[k:] + [f for f in failed if f.frames is None]
+    return out + runs[k:] + placed[j:] + [f for f in failed if f.frames is None and f.at is None]
 
 
 def failure_dict(f: Failure) -> dict[str, Any]:

@@ -3,8 +3,8 @@
     from ferkit import load_model
     from ferkit.explain import explain_image, analyse, write_report
 
-    explain_image("photo.jpg", "out/", method="deconv", layer="modules_.2", maps=8)   # or gradcam / guided
-    res = analyse(load_model("default"), dataset_split)                             # maps -> AUs
+    explain_image("photo.jpg", "out/", method="deconv", maps=8)   # or gradcam / guided; layer="stages.8"
+    res = analyse(load_model("default"), dataset_split)            # maps -> AUs
     write_report(res, "docs/au-analysis")
 
 * :mod:`~ferkit.explain.deconv`: Zeiler & Fergus' deconvnet for any registered model (the backward

@@ -188,6 +188,9 @@ def analyse(model: ExpressionModel, ds: FaceDataset, layer: str | None = None, *
         raise FerkitError(f"unknown peak location method {locate!r}; choose rf or deconv")
     if not 0 < radius:
         raise FerkitError(f"the AU radius must be positive, got {radius}")
+    for what, v in (("batch_size", batch_size), ("maps_per_au", maps_per_au), ("top_images", top_images)):
+        if isinstance(v, bool) or not isinstance(v, (int, np.integer)) or v < 1:
+            raise FerkitError(f"{what} must be a whole number, at least 1; got {v!r}")
     from .image import torch_model
 
     t0 = time.time()

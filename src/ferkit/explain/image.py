@@ -94,19 +94,32 @@ def _nearest_au(xy: np.ndarray, size: tuple[int, int]) -> tuple[str | None, floa
     return (AU.AU_NAMES[i] if d[i] <= AU.DEFAULT_RADIUS else None), round(float(d[i]), 3)
 
 
-def explain_image(source: str | os.PathLike, out: str | os.PathLike, *, model: str | ExpressionModel = "default",
+def explain_image(source: Any, out: str | os.PathLike, *, model: str | ExpressionModel = "default",
                   method: str = "deconv", layer: str | None = None, maps: int = 8, detector: str = "mtcnn",
                   target: str | None = None, min_face_size: int | None = None, max_faces: int | None = None,
                   device: str = "cpu") -> dict:
-    """Explain every face of the image ``source`` with ``method``; writes into ``out`` and returns
-    the JSON written (with ``files``: the paths written). The files are written all or none: a
-    failure leaves earlier files of their names as they were."""
+    """Explain every face of the image ``source`` with ``method``; writes into the folder ``out``
+    and returns the JSON written (with ``files``: the paths written). ``source``: what
+    :meth:`Recognizer.predict <ferkit.Recognizer.predict>` reads as one image (a path, encoded
+    bytes, a PIL image, a numpy array); the files of one not read from a path are named after its
+    type (``ndarray_deconv.png``). The files are written all or none: a failure leaves earlier
+    files of their names as they were."""
+    from ..io import check_out_folder
     from ..pipeline import Recognizer
 
     if method not in METHODS:
         raise FerkitError(f"unknown method {method!r}; choose from: {', '.join(METHODS)}")
-    if maps < 1:
-        raise FerkitError(f"--maps must be at least 1, got {maps}")
+    if isinstance(maps, bool) or not isinstance(maps, (int, np.integer)) or maps < 1:
+        raise FerkitError(f"--maps must be a whole number, at least 1; got {maps!r}")
+    if not isinstance(out, (str, os.PathLike)) or not str(out).strip():
+        raise FerkitError(f"explain writes into a folder: give its path, got {out!r}")
+    check_out_folder("--out", out)
+    if isinstance(source, (str, os.PathLike)):
+        name = str(source)
+    elif isinstance(source, (bytes, bytearray, memoryview)):
+        name, source = "bytes", bytes(source)
+    else:
+        name = type(source).__name__
     m = torch_model(model, device)
     li, _ = resolve_layer(m, layer, "au" if method == "deconv" else "gradcam")
     tgt = None
@@ -115,7 +128,6 @@ def explain_image(source: str | os.PathLike, out: str | os.PathLike, *, model: s
             raise FerkitError(f"unknown class {target!r}; this model's classes: {', '.join(m.classes)}")
         tgt = m.classes.index(target)
     rec = Recognizer(m, detector=detector, min_face_size=min_face_size, max_faces=max_faces)
-    name = str(source)
     rgb = read_image(source, mode="RGB", name=name)
     dets = rec.detect(rgb)
     if not dets:
@@ -147,7 +159,7 @@ def explain_image(source: str | os.PathLike, out: str | os.PathLike, *, model: s
     if method == "deconv":
         acts = activations(m.net, x, li.name)
         for i, f in enumerate(faces):
-            idx, vals = top_maps(acts[i], maps)
+            idx, vals = top_maps(acts[i], int(maps))
             proj = project(m.net, x, li.name, idx, np.full(len(idx), i))
             pk = projection_peaks(proj.images)
             rows, tiles, titles, marks = [], [render.to_rgb(crops[i])], [f"face {i + 1}: {f['label']}"], [None]

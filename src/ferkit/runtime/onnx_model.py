@@ -180,11 +180,9 @@ class OnnxExpressionModel(ExpressionModel):
         """Probabilities ``[N, K]`` (a CPU torch tensor) for uint8 (or [0,1] float) images ``[N, C, H, W]``."""
         from ..api import check_pixels
 
-        x = check_pixels(images)
         if not isinstance(batch_size, int) or batch_size < 1:
             raise ModelError(f"batch_size must be a whole number >= 1, got {batch_size!r}")
-        if tuple(x.shape[1:]) != tuple(self.input_size):
-            raise ModelError(f"images are {tuple(x.shape[1:])}, the model wants {tuple(self.input_size)} (C, H, W)")
+        x = check_pixels(images, self.input_size)
         if x.shape[0] == 0:
             return torch.zeros((0, len(self.classes)), dtype=torch.float32)
         # in numpy from here (the same float32 values as torch's .float() * 255; a few microseconds less a call,
