@@ -171,6 +171,22 @@ def test_an_image_read_with_a_caveat_says_so_in_a_header(client, photo):
         "anim.gif: holds 3 frames (an animation or a multi-page file); only the first is read"]
 
 
+def test_pillows_warnings_go_to_the_request_not_the_servers_stderr(client, photo, capfd):
+    # a JPEG whose EXIF block is cut short: Pillow warns while reading it; that warning is the
+    # request's (its header and log line, as `ferkit predict` prints it), every time, not a line on
+    # the server's stderr (once, then never again for later requests)
+    buf = io.BytesIO()
+    Image.open(io.BytesIO(photo)).save(buf, "JPEG", exif=b"Exif\x00\x00MM\x00*\x00\x00\x00\x08\xff\xff" + b"\x00" * 22)
+    for _ in range(2):
+        r = post(client, buf.getvalue(), name="badexif.jpg")
+        assert r.status_code == 200 and r.json()["faces"][0]["label"] == "happy"
+        told = json.loads(r.headers["x-ferkit-warnings"])
+        assert len(told) == 1 and told[0].startswith("badexif.jpg: Corrupt EXIF data"), told
+        assert "warnings" not in r.json()  # the JSON stays that of `ferkit predict --json`
+    assert "Corrupt EXIF" not in capfd.readouterr().err
+    assert "x-ferkit-warnings" not in post(client, photo).headers
+
+
 def test_no_face_is_not_an_error(client):
     r = post(client, png_bytes(np.full((120, 160, 3), 200, np.uint8)), name="wall.png", ctype="image/png")
     assert r.status_code == 200
@@ -222,7 +238,8 @@ def test_bad_requests_get_json_errors(client, small_client, photo):
                               "missing", "file")
     assert "the form holds 'image'" in wrong["error"] and wrong["detail"] == {"fields": ["image"]}
     assert "cut short" in wrong["error"]  # (a form without its closing boundary loses its last part)
-    assert_json_error(client.post("/v1/analyze", data={"file": "not a file"}), 400, "file")
+    # a form without enctype="multipart/form-data" (its field as text): how to send it is said
+    assert_json_error(client.post("/v1/analyze", data={"file": "not a file"}), 415, "multipart/form-data")
     assert_json_error(client.post("/v1/analyze", json={"file": "x"}), 415, "multipart")
     assert_json_error(client.post("/v1/analyze"), 415, "multipart")
     assert_json_error(client.post("/v1/analyze", content=b"--x\r\ngarbage", headers={
@@ -238,6 +255,10 @@ def test_bad_requests_get_json_errors(client, small_client, photo):
     assert_json_error(post(client, png[: len(png) // 2], ctype="image/png"), 400, "corrupt")
     assert_json_error(post(client, b"hello", name="a.txt", ctype="text/plain"), 415, "content type")
     assert_json_error(post(client, photo, name="a.pdf", ctype="application/pdf"), 415, "content type")
+    # an image format the server does not read is said so, with those it reads; aliases of those are taken
+    assert_json_error(post(client, photo, name="a.heic", ctype="image/heic"), 415,
+                      "image format not supported (image/heic): send jpeg, png")
+    assert post(client, png, name="a.apng", ctype="image/apng").status_code == 200
     assert_json_error(post(client, photo, params={"annotated": "perhaps"}), 422, "annotated")
     body = assert_json_error(post(client, photo, params={"tta": "flip", "annotated": "1"}), 400, "unknown query")
     assert body["detail"] == {"unknown": ["tta"], "known": ["annotated"]}  # not ignored in silence
@@ -247,7 +268,8 @@ def test_bad_requests_get_json_errors(client, small_client, photo):
     assert_json_error(post(client, photo, params={"annotated": ""}), 422, "annotated=1 or annotated=0")
     assert_json_error(client.post("/v1/analyze/", files={"file": ("a.jpg", photo, "image/jpeg")}), 404, "not found")
     assert_json_error(client.get("/v1/nothing-here"), 404, "not found")
-    assert_json_error(client.get("/v1/analyze"), 405, "not allowed")
+    body = assert_json_error(client.get("/v1/analyze"), 405, "not allowed")
+    assert "multipart/form-data in a field named 'file'" in body["detail"]  # what to do instead
     # a wrong path or method gets its 404 or 405 whatever the body's size, not the upload limit's 413
     assert_json_error(small_client.post("/v1/nothing-here", content=bytes(250_000)), 404, "not found")
     assert_json_error(small_client.post("/v1/analyze/", content=bytes(250_000)), 404, "not found")
@@ -323,7 +345,8 @@ def test_healthz(client, rec):
     head = client.head("/healthz")  # uptime checkers probe with HEAD: 200 and no body, not 405
     assert head.status_code == 200 and head.content == b"" and head.headers["content-type"] == "application/json"
     assert client.head("/").status_code == 200
-    assert client.post("/healthz").status_code == 405
+    r = client.post("/healthz")
+    assert r.status_code == 405 and "this path takes GET" in r.json()["detail"]
 
 
 def test_serve_on_static_int8(photo):
@@ -585,16 +608,20 @@ def _png_of(data: bytes) -> tuple[bytes, int]:
     return png, int(re.search(rb"content-length: (\d+)", head.lower()).group(1))
 
 
-def test_a_client_that_reads_nothing_of_its_answer_is_dropped(rec, monkeypatch):
+@pytest.mark.parametrize("close", [False, True])
+def test_a_client_that_reads_nothing_of_its_answer_is_dropped(rec, monkeypatch, close):
     # an annotated PNG of several MB to a client that never reads: the server drops the connection
-    # after WRITE_TIMEOUT without progress, rather than holding the image for as long as it stays
+    # after WRITE_TIMEOUT without progress, rather than holding the image for as long as it stays;
+    # also when the connection is closing once the answer is handed over ("Connection: close", or
+    # uvicorn's keep-alive timer, both before the server's own 30 s: a close waits for the
+    # client to read the rest, and it never does)
     import httpx
 
     import ferkit.serve.server as server
 
     monkeypatch.setattr(server, "WRITE_TIMEOUT", 1.0)
     with ServerThread(create_app(rec, warm_up=False)) as s:
-        with _big_annotated_request(s.port) as c:
+        with _big_annotated_request(s.port, close=close) as c:
             time.sleep(8)  # the analysis (about a second), then WRITE_TIMEOUT with nothing read
             data = b""
             with contextlib.suppress(OSError):  # (a reset)
@@ -974,3 +1001,68 @@ def test_a_compressed_upload_is_a_415(client, photo):
                                                                           "content-type": "multipart/form-data; "
                                                                                           "boundary=x"})
     assert r.status_code == 415 and r.json()["error"].startswith("compressed uploads (gzip) are not supported")
+
+
+def test_a_text_part_named_file_beside_the_image_is_judged_with_the_whole_form(client, photo):
+    # a text field and the image both named 'file': the image is read whichever comes last (it was
+    # refused as text when the text came last); text alone is said to be text
+    def form(*parts: tuple[str, bytes]) -> tuple[bytes, dict]:
+        b = b"ferkitboundary"
+        body = b"".join(b"--%s\r\nContent-Disposition: form-data; name=\"file\"%s\r\n\r\n%s\r\n"
+                        % (b, (b"; filename=\"a.jpg\"\r\nContent-Type: image/jpeg" if kind == "image" else b""), data)
+                        for kind, data in parts) + b"--%s--\r\n" % b
+        return body, {"Content-Type": "multipart/form-data; boundary=ferkitboundary"}
+
+    for parts in ((("image", photo), ("text", b"abc")), (("text", b"abc"), ("image", photo))):
+        body, headers = form(*parts)
+        r = client.post("/v1/analyze", content=body, headers=headers)
+        assert r.status_code == 200 and r.json()["faces"][0]["label"] == "happy", r.text
+    body, headers = form(("text", b"abc"))
+    assert_json_error(client.post("/v1/analyze", content=body, headers=headers), 400,
+                      "must be an uploaded file (the image), not text")
+    schema = client.get("/openapi.json").json()["components"]["schemas"]["Body_analyze_v1_analyze_post"]
+    assert schema["properties"]["file"]["contentMediaType"] == "application/octet-stream"  # /docs: a file picker
+
+
+def test_a_request_whose_client_went_away_is_not_analysed(rec, photo):
+    # one worker, held by a first request; a second request's client sends its photo and leaves:
+    # its analysis, still waiting for the worker, is dropped (the worker would otherwise spend
+    # itself on an answer no one reads: a page that swaps photos, a client's own timeout)
+    import httpx
+
+    gate, calls = threading.Event(), []
+
+    class Gated(SlowRecognizer):
+        def analyze(self, *a, **kw):
+            calls.append(kw.get("source"))
+            gate.wait(20)
+            return self.rec.analyze(*a, **kw)
+
+    boundary = b"ferkitboundary"
+    body = (b"--%s\r\nContent-Disposition: form-data; name=\"file\"; filename=\"%%s\"\r\nContent-Type: image/jpeg"
+            b"\r\n\r\n%s\r\n--%s--\r\n" % (boundary, photo, boundary))
+
+    def send(name: bytes) -> socket.socket:
+        c = socket.create_connection(("127.0.0.1", s.port), timeout=20)
+        b = body.replace(b"%s", name, 1)
+        c.sendall(b"POST /v1/analyze HTTP/1.1\r\nHost: x\r\nContent-Type: multipart/form-data; boundary=%s\r\n"
+                  b"Content-Length: %d\r\nConnection: close\r\n\r\n%s" % (boundary, len(b), b))
+        return c
+
+    with ServerThread(create_app(Gated(rec, 0), workers=1, warm_up=False)) as s:
+        def health() -> dict:
+            return httpx.get(s.url + "/healthz", timeout=10).json()
+
+        first = send(b"first.jpg")
+        wait_until(lambda: calls == ["first.jpg"], timeout=10)
+        second = send(b"second.jpg")
+        wait_until(lambda: health()["pending"] == 2, timeout=10)  # waiting for the worker
+        second.close()
+        wait_until(lambda: health()["pending"] == 1, timeout=10)  # dropped once its client left
+        gate.set()
+        with first:
+            data = b""
+            while chunk := first.recv(1 << 16):
+                data += chunk
+        assert data.startswith(b"HTTP/1.1 200 ") and b'"label": "happy"' in data
+        assert calls == ["first.jpg"] and health()["served"] == 1 and health()["pending"] == 0

@@ -48,6 +48,37 @@ from ..results import CLASS_COLOURS, encode_png
 
 log = logging.getLogger("ferkit.serve")
 
+#: the warnings of the analysis running on this thread go to its list (see :func:`_route_warnings`)
+_CAUGHT = threading.local()
+
+
+def _route_warnings() -> None:
+    """Send the warnings raised while a request's image is analysed (Pillow's, on a corrupt EXIF
+    block, say) to that request (its log line and ``X-Ferkit-Warnings`` header), not to the
+    server's standard error, where they would repeat for every request, even at
+    ``--log-level critical``. Pillow's size warning is left out: the server's own pixel limit
+    decides. python-multipart's complaints about a malformed form are left to the 400 it causes.
+    Process-wide; installed at start and again by a request that finds it gone (a
+    ``warnings.catch_warnings`` around the server, a test's, puts its own back on leaving)."""
+    import warnings
+
+    if getattr(warnings.showwarning, "ferkit_serve", False):
+        return
+    shown = warnings.showwarning
+
+    def showwarning(message, category, filename, lineno, file=None, line=None):  # noqa: ANN001
+        caught = getattr(_CAUGHT, "notes", None)
+        if caught is None:
+            return shown(message, category, filename, lineno, file, line)
+        caught.append(str(message))
+
+    showwarning.ferkit_serve = True  # type: ignore[attr-defined]
+    warnings.showwarning = showwarning
+    warnings.filterwarnings("ignore", category=Image.DecompressionBombWarning)
+    warnings.filterwarnings("always", category=UserWarning, module=r"PIL(\.|$)")  # each request its own
+    for name in ("python_multipart", "multipart"):
+        logging.getLogger(name).addHandler(logging.NullHandler())
+
 DEFAULT_MAX_UPLOAD = 10 * 1024 * 1024  #: bytes of one uploaded image (10 MiB)
 DEFAULT_MAX_PIXELS = 50_000_000  #: width x height of one image (50 MP; a 12 MP phone photo is fine)
 DEFAULT_TIMEOUT = 30.0  #: seconds from a request's complete head to its answer (upload and analysis)
@@ -61,7 +92,11 @@ ALLOWED_CONTENT_TYPES = frozenset({
     "image/jpeg", "image/jpg", "image/pjpeg", "image/png", "image/webp", "image/bmp", "image/x-bmp",
     "image/x-ms-bmp", "image/tiff", "image/tif", "image/gif", "image/x-portable-pixmap",
     "image/x-portable-graymap", "image/x-portable-anymap", "image/x-portable-bitmap",
+    # aliases browsers and tools send for the same files (an .apng is a PNG; a .pfm is read by the PPM reader)
+    "image/apng", "image/vnd.mozilla.apng", "image/x-png", "image/x-tiff", "image/x-portable-floatmap",
 })
+#: the formats in words, for the messages that refuse others
+FORMATS_IN_WORDS = "JPEG, PNG, WebP, BMP, TIFF, GIF or PPM/PGM/PBM/PFM"
 UNTYPED = frozenset({"", "application/octet-stream"})
 #: Formats Pillow may open for the API (so that no other decoder, e.g. EPS via Ghostscript, ever runs).
 ALLOWED_FORMATS = ("JPEG", "PNG", "WEBP", "BMP", "DIB", "TIFF", "GIF", "PPM")  # JPEG covers MPO too
@@ -271,6 +306,10 @@ class Engine:
             fut.abandoned = True  # type: ignore[attr-defined]  # (a running one's answer goes to no one)
             fut.cancel()
             raise late from None
+        except asyncio.CancelledError:  # the client went away (or the server stops): the same
+            fut.abandoned = True  # type: ignore[attr-defined]
+            fut.cancel()
+            raise
 
     def close(self) -> None:
         with self._lock:
@@ -295,6 +334,37 @@ def _too_large(max_pixels: int, w: int | None = None, h: int | None = None, n: i
         detail["reason"] = why
     return ApiError(413, (f"image too large: {size}, the limit is {max_pixels:,} ({max_pixels / 1e6:g} MP)" if size
                           else f"image too large to decode safely (the limit is {max_pixels / 1e6:g} MP)"), detail)
+
+
+async def _unless_gone(receive: Callable, job: Any) -> Any:
+    """The result of the coroutine ``job``, unless the client disconnects first (its request's
+    body all read, ``receive`` then tells only that): then ``job`` is cancelled (an analysis still
+    waiting for a worker never runs; a running one finishes unseen) and a 499 is raised, for the
+    log (the client hears nothing more). A page that drops a photo for a newer one, or a client's
+    own timeout, frees the workers for those still waiting."""
+    async def disconnected() -> None:
+        while (await receive())["type"] != "http.disconnect":
+            pass
+
+    run, gone = asyncio.ensure_future(job), asyncio.ensure_future(disconnected())
+    try:
+        await asyncio.wait({run, gone}, return_when=asyncio.FIRST_COMPLETED)
+    except asyncio.CancelledError:  # (the server stops)
+        run.cancel()
+        raise
+    finally:
+        gone.cancel()
+    if run.done():
+        return run.result()
+    run.cancel()
+    raise ApiError(499, "the client closed the request before its answer")
+
+
+def _file_schema(schema: dict) -> None:
+    """The form field's schema as an upload alone (the text that the handler also takes, to judge
+    it with the rest of the form, is no way to send an image): /docs shows a file picker."""
+    schema.pop("anyOf", None)
+    schema.update({"type": "string", "contentMediaType": "application/octet-stream"})
 
 
 def _probe(data: bytes, max_pixels: int = DEFAULT_MAX_PIXELS) -> tuple[str, int, int]:
@@ -351,16 +421,17 @@ def create_app(recognizer: Any = None, *, model: str = "default", detector: str 
     from .. import __version__
 
     if max_upload < 1:
-        raise FerkitError(f"the upload limit must be at least 1 byte, got {max_upload}")
+        raise FerkitError(f"the upload limit (--max-upload-mb) must be at least 1 byte, got {max_upload}")
     if not 1 <= max_pixels <= MAX_PIXELS:
-        raise FerkitError(f"the pixel limit must be between 1 and {MAX_PIXELS:,} (ferkit's decoder refuses "
+        raise FerkitError(f"the pixel limit (--max-pixels) must be between 1 and {MAX_PIXELS:,} (ferkit's decoder refuses "
                           f"larger images), got {max_pixels:,}")
     if not timeout > 0:
-        raise FerkitError(f"the timeout must be more than 0 seconds, got {timeout}")
+        raise FerkitError(f"the timeout (--timeout) must be more than 0 seconds, got {timeout}")
     if workers < 1:
         raise FerkitError(f"workers (--workers) must be at least 1, got {workers}")
     if max_queue < 0:
-        raise FerkitError(f"the queue length must be at least 0, got {max_queue}")
+        raise FerkitError(f"the queue length (--max-queue) must be at least 0, got {max_queue}")
+    _route_warnings()
     if recognizer is None:
         from ..pipeline import Recognizer
 
@@ -413,7 +484,19 @@ def create_app(recognizer: Any = None, *, model: str = "default", detector: str 
             shown = path if len(path) <= 200 else path[:200] + f"... ({len(path):,} characters)"
             return error_response(404, "not found", f"no such path: {shown} (see /docs)", close or None)
         if exc.status_code == 405:
-            return error_response(405, f"method {request.method} not allowed here", None,
+            from starlette.routing import Match
+
+            # every method of every route at this path (Starlette names only the last route's: /healthz's
+            # HEAD route, not its GET)
+            methods = {m for r in request.app.routes if r.matches(request.scope)[0] is Match.PARTIAL
+                       for m in (getattr(r, "methods", None) or ())}
+            allowed = ", ".join(sorted(methods)) or (exc.headers or {}).get("Allow", "")
+            if allowed:
+                exc.headers = {**dict(exc.headers or {}), "Allow": allowed}
+            what = ("POST the image as multipart/form-data in a field named 'file' (curl -F file=@photo.jpg); "
+                    "see /docs" if request.url.path.rstrip("/") == "/v1/analyze"
+                    else f"this path takes {allowed}; see /docs" if allowed else "see /docs")
+            return error_response(405, f"method {request.method} not allowed here", what,
                                   {**dict(exc.headers or {}), **close})
         if exc.status_code == 400 and ("Missing boundary" in str(exc.detail) or re.search(
                 r";\s*boundary=\s*(;|$)", request.headers.get("content-type", ""), re.I)):
@@ -481,7 +564,10 @@ def create_app(recognizer: Any = None, *, model: str = "default", detector: str 
         },
     )
     async def analyze(request: Request,
-                      file: UploadFile | None = File(None, description="the image"),
+                      # (text taken too, so that a text part named 'file' beside the image, in either
+                      # order, is judged below with the whole form, not refused by the last part alone)
+                      file: UploadFile | str | None = File(None, description="the image",
+                                                           json_schema_extra=_file_schema),
                       annotated: bool = Query(False, description="answer with the annotated image (PNG) "
                                                                  "instead of JSON")) -> Response:
         t0 = request.scope.get("ferkit.t0", time.monotonic())
@@ -513,6 +599,8 @@ def create_app(recognizer: Any = None, *, model: str = "default", detector: str 
                 raise ApiError(415, "send the image as multipart/form-data in a field named 'file'",
                                {"content_type": ctype or None})
             form = await request.form()
+            if any(isinstance(v, str) and v for v in form.getlist("file")):
+                raise ApiError(400, "form field 'file' must be an uploaded file (the image), not text", None)
             if "file" in form:  # the field is there, with no file in it (FastAPI made it None)
                 raise ApiError(400, NO_FILE_CHOSEN, None)
             fields = sorted({_printable(k)[:100] for k in form.keys()})[:20]
@@ -525,7 +613,9 @@ def create_app(recognizer: Any = None, *, model: str = "default", detector: str 
         name = _safe_filename(file.filename)
         ctype = (file.content_type or "").split(";")[0].strip().lower()
         if ctype not in ALLOWED_CONTENT_TYPES and ctype not in UNTYPED:
-            raise ApiError(415, f"unsupported content type {ctype!r}: send an image",
+            says = (f"image format not supported ({ctype})" if ctype.startswith("image/")  # HEIC, AVIF, SVG...
+                    else f"unsupported content type {ctype!r}: not an image")
+            raise ApiError(415, f"{says}: send {FORMATS_IN_WORDS}",
                            {"content_type": ctype, "allowed": sorted(ALLOWED_CONTENT_TYPES)})
         data = await file.read()
         if len(data) > max_upload:
@@ -535,7 +625,13 @@ def create_app(recognizer: Any = None, *, model: str = "default", detector: str 
             if not (file.filename or "").strip():  # what a browser form sends when no file was chosen
                 raise ApiError(400, NO_FILE_CHOSEN, None)
             raise ApiError(400, "empty file (0 bytes)", {"filename": name})
-        fmt, w, h = _probe(data, max_pixels)
+        caught: list[str] = []  # warnings raised reading it (Pillow's): the log and the header, not the JSON
+        _route_warnings()
+        _CAUGHT.notes = caught  # (no await inside: no other request runs on this thread meanwhile)
+        try:
+            fmt, w, h = _probe(data, max_pixels)
+        finally:
+            _CAUGHT.notes = None
         if w * h > max_pixels:
             raise _too_large(max_pixels, w, h)
         if annotated and max(w, h) > PNG_MAX_SIDE:
@@ -546,15 +642,21 @@ def create_app(recognizer: Any = None, *, model: str = "default", detector: str 
         notes: list[str] = []  # read with a caveat: told in the log and the X-Ferkit-Warnings header
 
         def work() -> tuple[dict, bytes | None]:
-            # decoded by the probed format's reader only (Pillow tries some readers without a
-            # signature check first: another could claim the bytes, at another size)
-            rgb = read_image(data, "RGB", name=name, formats=ALLOWED_FORMATS,  # (the probe's reader: its size)
-                             notes=notes)
-            r = recognizer.analyze(rgb, source=name, keep_image=annotated)
-            return r.to_dict(), (encode_png(r.plot()) if annotated else None)
+            _route_warnings()  # (again, where a host's warnings.catch_warnings put its own back: a test's)
+            _CAUGHT.notes = caught
+            try:
+                # decoded by the probed format's reader only (Pillow tries some readers without a
+                # signature check first: another could claim the bytes, at another size)
+                rgb = read_image(data, "RGB", name=name, formats=ALLOWED_FORMATS,  # (the probe's reader: its size)
+                                 notes=notes)
+                r = recognizer.analyze(rgb, source=name, keep_image=annotated)
+                return r.to_dict(), (encode_png(r.plot()) if annotated else None)
+            finally:
+                _CAUGHT.notes = None
 
         try:
-            result, png = await engine.run(work, timeout=timeout - (time.monotonic() - t0))
+            result, png = await _unless_gone(request.receive,
+                                             engine.run(work, timeout=timeout - (time.monotonic() - t0)))
         except ApiError:
             raise
         except ImageDecodeError as e:
@@ -571,11 +673,13 @@ def create_app(recognizer: Any = None, *, model: str = "default", detector: str 
         told = {}
         if notes:
             result["warnings"] = list(notes)  # in the JSON as `ferkit predict --json` has them
-            for n in notes:
+        said = list(notes) + [f"{name}: {c}" for c in dict.fromkeys(caught)]  # (`ferkit predict` prints those too)
+        if said:
+            for n in said:
                 log.warning("%s", n)
             # ASCII (non-ASCII letters as \u escapes), each message cut at 300 characters: a crafted
             # name of thousands of emoji would otherwise make a header proxies refuse
-            told = {"X-Ferkit-Warnings": json.dumps([n if len(n) <= 300 else n[:299] + "…" for n in notes[:4]])}
+            told = {"X-Ferkit-Warnings": json.dumps([n if len(n) <= 300 else n[:299] + "…" for n in said[:4]])}
         if png is not None:
             # (format characters such as U+202E, which turn the text around, could disguise the extension)
             base = "".join(c for c in name.rsplit(".", 1)[0] if unicodedata.category(c) != "Cf")

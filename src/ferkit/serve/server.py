@@ -6,6 +6,7 @@ import asyncio
 import errno
 import json
 import socket
+import struct
 import threading
 import time
 from typing import Any
@@ -79,12 +80,27 @@ def _json_400_protocol() -> type:
             # by the buffer shrinking between checks
             super().pause_writing()
             self._cancel_write_timer()
-            self._write_left = self.transport.get_write_buffer_size()
+            self._write_left = self._unsent()
             self._write_timer = self.loop.call_later(WRITE_TIMEOUT, self._write_expired)
 
         def resume_writing(self) -> None:
             super().resume_writing()
             self._cancel_write_timer()
+
+        def _unsent(self) -> int:
+            """Bytes of the response not yet taken by the client: the transport's buffer and, where
+            the system tells (Linux), the socket's send queue, which holds megabytes on a fast link:
+            a client reading slowly first drains that, the buffer shrinking only after."""
+            n = self.transport.get_write_buffer_size()
+            sock = self.transport.get_extra_info("socket")
+            try:
+                import fcntl
+                import termios
+
+                n += struct.unpack("i", fcntl.ioctl(sock.fileno(), termios.TIOCOUTQ, b"\0\0\0\0"))[0]
+            except (ImportError, AttributeError, OSError, ValueError):
+                pass
+            return n
 
         def _cancel_write_timer(self) -> None:
             timer = getattr(self, "_write_timer", None)
@@ -93,10 +109,13 @@ def _json_400_protocol() -> type:
                 self._write_timer = None
 
         def _write_expired(self) -> None:
+            # (also once the transport is closing: uvicorn closes it, the response handed over, at
+            # once with "Connection: close" or when its keep-alive timer runs out; a close waits for
+            # the buffer to drain, which a client that reads nothing never lets happen)
             self._write_timer = None
-            if self.transport.is_closing():
-                return
-            left = self.transport.get_write_buffer_size()
+            if self.transport.get_write_buffer_size() == 0:
+                return  # all of it handed to the system: nothing held here
+            left = self._unsent()
             if left < self._write_left:  # the client read some of it since the last check: wait again
                 self._write_left = left
                 self._write_timer = self.loop.call_later(WRITE_TIMEOUT, self._write_expired)
