@@ -67,6 +67,22 @@ def test_data_prints_counts(tmp_path, capsys):
     assert "no train/test shift" in out
 
 
+def test_data_split_all_counts_a_folder_too_small_for_folds(tmp_path, capsys):
+    # 8 images, each its own subject: too few for 10 folds, which the error says; --split all, its
+    # advice, counts them (it failed the same way)
+    from PIL import Image
+
+    for c in ("happy", "sad"):
+        (tmp_path / c).mkdir()
+        for i in range(4):
+            Image.new("L", (48, 48), 40 * i).save(tmp_path / c / f"{i}.png")
+    assert main(["data", "--dataset", "imagefolder", "--data", str(tmp_path)]) == 1
+    assert "or --split all to read every image without folds" in capsys.readouterr().err
+    assert main(["data", "--dataset", "imagefolder", "--data", str(tmp_path), "--split", "all", "--json"]) == 0
+    got = json.loads(capsys.readouterr().out)
+    assert got["splits"]["all"]["n"] == 8 and "folds" not in got
+
+
 @pytest.mark.parametrize("argv,msg", [
     (["data", "--dataset", "fer2013", "--data", "/nonexistent/fer"], "does not exist"),
     (["data", "--dataset", "affectnet", "--data", "."], "unknown dataset 'affectnet'"),
@@ -93,7 +109,17 @@ def test_data_prints_counts(tmp_path, capsys):
     (["crossval", "--dataset", "imagefolder", "--data", str(EXAMPLE.parent), "--out", str(EXAMPLE.parent / "cv")],
      "inside the --data folder"),
     (["evaluate", "--dataset", "fer2013", "--data", ".", "--json", ""], "--json: an empty path; name a file"),
+    (["train", "--dataset", "imagefolder", "--data", "/nonexistent", "--out", "/tmp/x", "--name", "../a"],
+     "--name '../a': a model's name names files"),
+    # an empty --data or --out (a script's unset variable) would be the current folder: refused
+    (["train", "--dataset", "imagefolder", "--data", "", "--out", "/tmp/x"], "--data is empty"),
+    (["crossval", "--dataset", "jaffe", "--data", ".", "--out", " "], "--out is empty"),
+    (["predict", str(EXAMPLE), "--model", ""], "--model is empty (an unset variable in a script?): give it a value "
+                                               "(or leave the option out)"),
     (["evaluate", "--dataset", "fer2013", "--data", ".", "--plot", " "], "--plot: an empty path; name a file"),
+    (["evaluate", "--dataset", "fer2013", "--data", ".", "--plot", "newplot/"],
+     "--plot newplot/: is a folder; name a file (e.g. newplot/confusion.png)"),
+    (["evaluate", "--dataset", "fer2013", "--data", ".", "--json", "/tmp"], "--json /tmp: is a folder; name a file"),
     (["evaluate", "--dataset", "fer2013", "--data", ".", "--plot", "/tmp/confusion.txt"],
      "--plot /tmp/confusion.txt: name an image file"),
     (["explain", str(EXAMPLE), "--out", str(EXAMPLE)], f"--out {EXAMPLE}: is a file; name a folder"),
@@ -457,3 +483,11 @@ def test_cache_lists_and_clears_only_its_own_files(tmp_path, monkeypatch, capsys
     assert sorted(p.name for p in (root / "datasets").iterdir()) == ["link", "sub"]
     assert not any((root / "onnx").iterdir()) and (root / "notes.txt").exists()
     assert main(["cache", "--json"]) == 0 and json.loads(capsys.readouterr().out)["bytes"] == 0
+
+
+def test_model_args_read_lists_as_ferkit_models_shows_them():
+    # `ferkit models` shows lite_plain's widths=16,24,64,192: that spelling reads as the list
+    from ferkit.cli import _kv
+
+    assert _kv(["widths=16,24,64,192", "head=flat", "w=[1, 2]", "lr=.5", "a=1,b"]) == {
+        "widths": [16, 24, 64, 192], "head": "flat", "w": [1, 2], "lr": 0.5, "a": "1,b"}

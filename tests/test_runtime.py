@@ -478,6 +478,10 @@ def test_export_cli_calibrates_static_int8_on_a_dataset_split(tmp_path, capsys):
     card = json.loads(card_path(out).read_text())
     assert card["onnx"]["quantization"]["mode"] == "static" and card["onnx"]["quantization"]["calibration"][
         "images"] == 20
+    # which images calibrated it, recorded as the shipped ranges record theirs
+    assert card["onnx"]["quantization"]["calibration"]["source"] == {
+        "dataset": "fer2013", "data": str(data), "split": "PublicTest", "images": 20, "of": 28, "pick": "random, seed 0"}
+    assert read_card(out)["onnx"]["quantization"]["calibration"]["source"]["split"] == "PublicTest"  # inside too
     q = ferkit.load_model(str(out))
     assert q.int8 and q.predict_tensor(torch.zeros(2, 1, 48, 48, dtype=torch.uint8)).shape == (2, 7)
     # more images asked than the split holds: all of them; the test split: a warning that says why not
@@ -503,6 +507,13 @@ def test_export_int8_at_an_old_opset_and_into_a_new_folder(tmp_path, capsys):
     # "exports/": a folder, made, holding <name>.onnx (it was "must end in .onnx" unless it existed)
     assert main(["export", "--model", "fast", "--out", str(tmp_path / "exports") + "/"]) == 0
     assert (tmp_path / "exports" / "lite_cnn-fer2013.onnx").is_file()
+    # a card whose name is a path (cards are written by whatever trained them): the file stays in the folder
+    shutil.copy(weights.SHIPPED_DIR / "lite_cnn-fer2013.safetensors", tmp_path / "m.safetensors")
+    card = json.loads((weights.SHIPPED_DIR / "lite_cnn-fer2013.json").read_text())
+    (tmp_path / "m.json").write_text(json.dumps({**card, "name": "../../evil"}))
+    assert main(["export", "--model", str(tmp_path / "m.safetensors"), "--out", str(tmp_path / "ex") + "/"]) == 0
+    assert [p.name for p in (tmp_path / "ex").iterdir() if p.suffix == ".onnx"] == ["_.._evil.onnx"]
+    assert not (tmp_path.parent / "evil.onnx").exists()
 
 
 def test_export_help(capsys):
@@ -591,3 +602,18 @@ def test_int8_ranges_tool_refuses_bad_counts_and_test_data(tmp_path):
                                    "--images", "5"], capture_output=True, text=True, timeout=120)
         assert r.returncode == 2 and "holds its test split" in r.stderr
     assert (ROOT / "src" / "ferkit" / "weights" / "int8" / "vgg_fer-fer2013.json").read_bytes() == before
+
+
+def test_an_unwritable_cache_exports_for_the_run_only(tmp_path, monkeypatch):
+    # $FERKIT_CACHE naming a file (or a read-only home): the onnx backend still works, said once
+    import ferkit.runtime.onnx_model as om
+
+    (tmp_path / "a_file").write_text("not a folder")
+    monkeypatch.setenv("FERKIT_CACHE", str(tmp_path / "a_file"))
+    monkeypatch.setattr(om, "_FALLBACK", None)
+    monkeypatch.setattr(om, "_MEMO", {})
+    with pytest.warns(UserWarning, match="cannot be written .*kept for this run only .*FERKIT_CACHE"):
+        path = om.cached_onnx("lite_cnn-fer2013")
+    assert path.is_file() and tmp_path not in path.parents
+    m = ferkit.load_model("lite_cnn-fer2013", backend="onnx")  # the same folder again, without a second warning
+    assert m.predict(np.full((48, 48), 128, np.uint8))[0].label in m.classes

@@ -6,6 +6,7 @@ import argparse
 import contextlib
 import json
 import os
+import re
 import shlex
 import sys
 import warnings
@@ -121,6 +122,11 @@ def _kv(items: Sequence[str]) -> dict:
                 out[k] = float(v)  # ".5", "1e-3." : numbers JSON does not spell
             except ValueError:
                 out[k] = v
+                if "," in v:  # "16,24,64,192", as `ferkit models` shows a list: that list
+                    try:
+                        out[k] = json.loads(f"[{v}]")
+                    except json.JSONDecodeError:
+                        pass
     return out
 
 
@@ -247,7 +253,9 @@ def cmd_data(a: argparse.Namespace) -> int:
     left_out: dict[str, str] = {}  # source -> reason, over the splits (a file in two splits once)
     for s in splits:
         report["splits"][reader.resolve_split(s)] = reader.summary(s, None if a.check else left_out)
-    if getattr(reader, "has_folds", False):
+    # the folds, unless every image is asked for without them (--split all: too few subjects for
+    # the folds is where the advice to use it comes from)
+    if getattr(reader, "has_folds", False) and set(report["splits"]) != {"all"}:
         recs, skipped = reader.all_records()
         if not recs:
             raise reader.none_found(skipped)
@@ -370,6 +378,9 @@ def _train_config(a: argparse.Namespace):
     from .engine.train import TrainConfig
 
     _warn_whole_frames(a)
+    if a.name is not None and (re.search(r"[/\\\x00-\x1f\x7f]", a.name) or a.name.strip(". ") == ""):
+        raise FerkitError(f"--name {a.name!r}: a model's name names files (its export, `ferkit models`): no slashes, "
+                          f"control characters or bare dots")
     no_teacher = not a.teacher
     _warn_unused(a, [("--kd-weight", no_teacher, "no --teacher"), ("--kd-temperature", no_teacher, "no --teacher"),
                      ("--teacher-tta", no_teacher, "no --teacher"),
@@ -379,10 +390,7 @@ def _train_config(a: argparse.Namespace):
 
     if a.warmup < 0:
         raise FerkitError(f"--warmup must be 0 or more epochs, got {a.warmup}")
-    if a.warmup > a.epochs > 0 and a.lr > 0:
-        print(f"ferkit: warning: --warmup {a.warmup:g} is longer than --epochs {a.epochs}: the learning rate "
-              f"climbs the whole run and never reaches --lr {a.lr:g} (lower --warmup, e.g. --warmup 0)",
-              file=sys.stderr)
+    # (a --warmup as long as the run: training warns, once, saying how far the rate gets)
     aug = AugmentConfig.none() if a.aug == "none" else AugmentConfig()
     for k in ("flip", "shift", "rotate", "scale", "brightness", "contrast", "erase"):
         v = getattr(a, k)
@@ -606,6 +614,10 @@ def _evaluate(a: argparse.Namespace, results_out) -> int:
     for option, value in (("--json", a.json), ("--plot", a.plot)):
         if value is not None and not value.strip():  # (a script's unset variable: nothing would be written)
             raise FerkitError(f"{option}: an empty path; name a file")
+        if value and value != "-" and (value.endswith(("/", os.sep)) or Path(value).expanduser().is_dir()):
+            example = "metrics.json" if option == "--json" else "confusion.png"
+            raise FerkitError(f"{option} {value}: is a folder; name a file (e.g. {value.rstrip('/' + os.sep) or '.'}"
+                              f"/{example})")
     from .io import check_writable
 
     # --json's confusion matrix beside it (unless --plot names another place); none beside a --json
@@ -763,7 +775,7 @@ def cmd_export(a: argparse.Namespace) -> int:
                           "--dataset and --data")
     if a.int8 == "dynamic" and (a.dataset or a.data):
         raise FerkitError("--dataset/--data calibrate static int8: not with --int8 dynamic")
-    calibration, mode, ranges = None, "dynamic" if a.int8 else False, None
+    calibration, mode, ranges, source = None, "dynamic" if a.int8 else False, None, None
     if a.int8 in ("auto", "static") and not (a.dataset or a.data):  # ferkit's calibration, where it ships one
         from . import weights
 
@@ -798,13 +810,16 @@ def cmd_export(a: argparse.Namespace) -> int:
         ds = reader.load(split, size=(h, w), mode="L" if c == 1 else "RGB")
         pick = np.random.default_rng(0).permutation(len(ds.images))[: a.calibration_images]
         calibration, mode = ds.images.numpy()[np.sort(pick)], "static"
+        source = {"dataset": reader.name, "data": str(a.data), "split": reader.resolve_split(split),
+                  "images": int(len(calibration)), "of": int(len(ds.images)), "pick": "random, seed 0"}
         print(f"calibrating on {len(calibration)} images of {reader.name} {reader.resolve_split(split)}")
     given = Path(a.out).expanduser()  # (as export_onnx reads it: `--out=~/m.onnx` reaches us unexpanded)
     # what is there already: the file named, or the .onnx files of the folder named
     existing = ({p.name for p in given.glob("*.onnx")} if given.is_dir() else
                 {given.name} if given.is_file() else set())
     try:
-        card = export_onnx(a.model, a.out, opset=a.opset, int8=mode, calibration=calibration, int8_ranges=ranges)
+        card = export_onnx(a.model, a.out, opset=a.opset, int8=mode, calibration=calibration, int8_ranges=ranges,
+                           calibration_source=source)
     except RangesMisfit as e:
         if a.int8 != "auto":  # --int8 static asked for them: its error
             raise
@@ -1312,6 +1327,21 @@ def _shown(text: object, lines: bool = False) -> str:
     return shown(text, lines)
 
 
+def _empty_option(parser: argparse.ArgumentParser, a: argparse.Namespace) -> str | None:
+    """The first option given an empty (or blank) value, such as ``--data ""`` or ``--out ""``:
+    read as the current folder, they would train into it or read it as the dataset. Options a verb
+    judges itself (``predict``'s outputs, ``export --out``, ``evaluate``'s outputs) say more there."""
+    own = {"predict": {"json", "csv", "out"}, "export": {"out"}, "evaluate": {"json", "plot"}}
+    verbs = next(x for x in parser._actions if isinstance(x, argparse._SubParsersAction)).choices
+    sub = verbs.get(getattr(a, "verb", None))
+    for act in (sub._actions if sub is not None else []):
+        v = getattr(a, act.dest, None)
+        if (act.option_strings and isinstance(v, str) and not v.strip() and v != act.default
+                and act.dest not in own.get(a.verb, ())):
+            return max(act.option_strings, key=len) + ("" if act.required else " (or leave the option out)")
+    return None
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     parser = build_parser()
     args = list(argv) if argv is not None else sys.argv[1:]
@@ -1327,6 +1357,12 @@ def main(argv: Sequence[str] | None = None) -> int:
         before = any(x in args[:at] for x in extra)
         (parser if before else verbs.get(verb) or parser).error(f"unrecognized arguments: {' '.join(extra)}")
     a.argv = list(argv) if argv is not None else sys.argv[1:]
+    empty = _empty_option(parser, a)
+    if empty is not None:
+        opt, _, rest = empty.partition(" ")
+        print(f"ferkit: error: {opt} is empty (an unset variable in a script?): give it a value{' ' + rest if rest else ''}",
+              file=sys.stderr)
+        return 1
     for stream in (sys.stdout, sys.stderr):  # a file name that is not UTF-8 is printed with its escapes,
         if getattr(stream, "errors", None) == "strict":  # not a UnicodeEncodeError that ends the run
             with contextlib.suppress(AttributeError, ValueError, OSError):

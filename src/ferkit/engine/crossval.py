@@ -300,15 +300,17 @@ def crossval(cfg: TrainConfig, folds: int = 10, only: Sequence[int] | None = Non
             raise
         seconds += time.time() - t0
         r = _fold_result(d, i, subjects)
+        subj = r["test_subjects"]  # (an image folder without subjects: each image its own, named by its path)
+        said = " ".join(subj) if len(subj) <= 12 else f"{len(subj)}: {' '.join(subj[:3])} ..."
         log(f"fold {i}: test accuracy {r['accuracy']:.4f}, macro-F1 {r['macro_f1']:.4f} (n={r['n_test']}, "
-            f"subjects {' '.join(r['test_subjects'])}) in {time.time() - t0:.0f}s")
+            f"subjects {said}) in {time.time() - t0:.0f}s")
         write_summary(summarize_folds(cfg, folds, finished(), subjects, seconds), out)
     summary = summarize_folds(cfg, folds, finished(), subjects, seconds)
     write_summary(summary, out)
     a, p = summary["accuracy"], summary["pooled"]
     if p is not None:
-        log(f"{len(summary['per_fold'])} of {folds} folds: accuracy {mean_pm_std(a)} (mean +- std "
-            f"over folds), pooled {p['accuracy']:.4f}, macro-F1 {summary['macro_f1']['mean']:.4f}; {out / SUMMARY} "
+        log(f"{len(summary['per_fold'])} of {folds} folds: accuracy {mean_pm_std(a)}"
+            f"{' (mean +- std over folds)' if len(summary['per_fold']) > 1 else ''}, pooled {p['accuracy']:.4f}, macro-F1 {summary['macro_f1']['mean']:.4f}; {out / SUMMARY} "
             f"({time.time() - t_start:.0f}s)")
     return summary
 

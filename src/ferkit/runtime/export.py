@@ -21,6 +21,7 @@ import copy
 import io
 import json
 import os
+import re
 import sys
 import tempfile
 import warnings
@@ -297,7 +298,8 @@ def _quiet_stdout():
 
 def export_onnx(model_or_name: Any, path: str | os.PathLike, *, opset: int = DEFAULT_OPSET,
                 dynamic_batch: bool = True, int8: bool | str = False, calibration: np.ndarray | None = None,
-                int8_ranges: dict | None = None, write_card: bool = True) -> dict:
+                int8_ranges: dict | None = None, write_card: bool = True,
+                calibration_source: dict | None = None) -> dict:
     """Export a classifier (shipped name, ``.safetensors`` file, run folder or
     :class:`~ferkit.ExpressionModel`) to ``path`` (``.onnx``; a folder gets ``<name>.onnx``).
 
@@ -306,7 +308,8 @@ def export_onnx(model_or_name: Any, path: str | os.PathLike, *, opset: int = DEF
     ``dynamic_batch=False`` fixes N to 1. ``int8``: ``True``/``"dynamic"`` or ``"static"``
     (then ``calibration``: images ``[M, C, H, W]``, uint8 or [0, 255] floats, or
     ``int8_ranges``: shipped activation ranges, :func:`ferkit.weights.int8_ranges`) quantises the
-    graph with onnxruntime. Writes the card into the graph's metadata and, unless
+    graph with onnxruntime (``calibration_source``: where the images came from, e.g. ``{"dataset",
+    "split", "images", "pick"}``, recorded in the card). Writes the card into the graph's metadata and, unless
     ``write_card=False``, beside it as ``<path>.json``. Returns the card (with its ``onnx`` section).
     """
     onnx = _require_onnx()
@@ -325,8 +328,9 @@ def export_onnx(model_or_name: Any, path: str | os.PathLike, *, opset: int = DEF
             path.mkdir(parents=True, exist_ok=True)
         except OSError as e:
             raise FerkitError(f"cannot make the folder {path}: {e.strerror or e}") from None
-    if path.is_dir():
-        path = path / f"{model.name}{'-int8' if mode else ''}.onnx"
+    if path.is_dir():  # named after the model, as a file name (a card's name is whatever trained it)
+        stem = re.sub(r"[/\\\x00-\x1f\x7f]+", "_", str(model.name)).lstrip(".") or "model"
+        path = path / f"{stem}{'-int8' if mode else ''}.onnx"
     if path.suffix != ".onnx":
         raise FerkitError(f"{path}: the output file must end in .onnx (or name a folder, ending in /)")
     if not 7 <= int(opset) <= 20:
@@ -365,6 +369,8 @@ def export_onnx(model_or_name: Any, path: str | os.PathLike, *, opset: int = DEF
     if mode:
         model_bytes, quant = _quantize(model_bytes, mode, calibration, int8_ranges if mode == "static" else None)
         ranges_made = quant.pop("ranges", None)
+        if calibration_source and calibration is not None and isinstance(quant.get("calibration"), dict):
+            quant["calibration"]["source"] = dict(calibration_source)
         try:
             quant["max_abs_diff_vs_fp32_torch"] = _max_diff(wrapper, model_bytes, model.input_size, batches)
         except Exception as e:  # onnxruntime cannot run the quantised graph

@@ -16,6 +16,7 @@ from __future__ import annotations
 import hashlib
 import json
 import os
+import tempfile
 import threading
 import warnings
 from pathlib import Path
@@ -211,9 +212,32 @@ _MEMO_LOCK = threading.Lock()
 
 
 def onnx_cache_dir() -> Path:
+    """Where exported models are kept: ``<cache>/onnx``, or, where that cannot be written (a
+    read-only home, a ``$FERKIT_CACHE`` that names no writable folder), a temporary folder of this
+    process (said once, removed at exit): the onnx backend works, it only exports again next time."""
     from ..data.cache import cache_dir
 
-    return cache_dir() / "onnx"
+    d = cache_dir() / "onnx"
+    global _FALLBACK
+    if _FALLBACK is not None and _FALLBACK[0] == d:
+        return _FALLBACK[1]
+    try:
+        d.mkdir(parents=True, exist_ok=True)
+        tempfile.TemporaryFile(dir=d).close()
+        return d
+    except OSError as e:
+        import atexit
+        import shutil
+
+        tmp = Path(tempfile.mkdtemp(prefix="ferkit-onnx-"))
+        atexit.register(shutil.rmtree, tmp, True)
+        _FALLBACK = (d, tmp)
+        warnings.warn(f"the cache folder {d} cannot be written ({e.strerror or e}): exported models are kept for "
+                      f"this run only (set FERKIT_CACHE to a writable folder to keep them)", stacklevel=2)
+        return tmp
+
+
+_FALLBACK: tuple[Path, Path] | None = None  #: (the unwritable cache folder, the temporary one used instead)
 
 
 def cache_key(weights_path: str | os.PathLike, card: dict, opset: int = DEFAULT_OPSET, int8: str | None = None) -> str:
