@@ -130,8 +130,8 @@ def test_resume_keeps_finished_folds_and_continues_an_interrupted_one(ck, tmp_pa
 def test_crossval_cli_and_its_errors(ck, tmp_path, capsys):
     out = tmp_path / "cli"
     assert main(["crossval", "--model", "zhu_cnn", "--dataset", "ckplus", "--data", str(ck), "--folds", "4",
-                 "--only", "2", "--epochs", "1", "--batch-size", "16", "--aug", "none", "--out", str(out),
-                 "--no-progress", "--threads", "2"]) == 0
+                 "--only", "2", "--epochs", "1", "--warmup", "0", "--batch-size", "16", "--aug", "none", "--out",
+                 str(out), "--no-progress", "--threads", "2"]) == 0
     assert "(one fold: no std)" in capsys.readouterr().out
     s = json.loads((out / "crossval.json").read_text())
     assert s["folds"] == 4 and s["folds_done"] == [2] and s["model"] == "zhu_cnn"
@@ -156,7 +156,8 @@ def test_crossval_cli_and_its_errors(ck, tmp_path, capsys):
         assert not (tmp_path / "e").exists()  # refused before anything is written
     # options that do nothing in this run are said to do nothing (the run goes on)
     assert main(["crossval", "--dataset", "ckplus", "--data", str(ck), "--out", str(tmp_path / "w"), "--epochs", "1",
-                 "--only", "0", "--limit", "40", "--kd-weight", "0.3", "--momentum", "0.5", "--no-progress"]) == 0
+                 "--only", "0", "--limit", "40", "--kd-weight", "0.3", "--momentum", "0.5", "--warmup", "0",
+                 "--no-progress"]) == 0
     err = capsys.readouterr().err
     assert "--kd-weight does nothing here: no --teacher" in err and "--momentum does nothing here" in err
     folders, _, _ = make_fer2013(tmp_path)
