@@ -81,6 +81,16 @@ def test_data_split_all_counts_a_folder_too_small_for_folds(tmp_path, capsys):
     assert main(["data", "--dataset", "imagefolder", "--data", str(tmp_path), "--split", "all", "--json"]) == 0
     got = json.loads(capsys.readouterr().out)
     assert got["splits"]["all"]["n"] == 8 and "folds" not in got
+    # a file left out of the listing (notes.txt) is in no fold: counted in 'all' only, not in each split
+    (tmp_path / "happy" / "notes.txt").write_text("x")
+    for check in ([], ["--check"]):
+        assert main(["data", "--dataset", "imagefolder", "--data", str(tmp_path), "--skip-bad", "--folds", "3",
+                     "--json", *check]) == 0
+        got = json.loads(capsys.readouterr().out)
+        assert {k: r["skipped"] for k, r in got["splits"].items()} == {
+            "all": 1, "train": 0, "val": 0, "test": 0, "trainval": 0}, check
+        assert got["skipped_listing"] == 1 and [x["source"] for x in got["left_out"]] == [
+            str(tmp_path / "happy" / "notes.txt")]
 
 
 @pytest.mark.parametrize("argv,msg", [

@@ -265,6 +265,14 @@ def cmd_data(a: argparse.Namespace) -> int:
         report["folds_subject_disjoint"] = len(set().union(*map(set, subj))) == sum(map(len, subj))
         # an image folder without subjects: each image is its own (as listed, before any decoding)
         report["folds_per_image"] = all(len(s_) == len(f) for s_, f in zip(subj, folds))
+    # a folded reader's files left out of the listing (a notes.txt beside the images) belong to no
+    # split: counted once, not in each split's row
+    listing: set[str] = set()
+    if getattr(reader, "has_folds", False) and set(report["splits"]) != {"all"}:
+        listing = {src for src, _ in skipped}
+        for k, r in report["splits"].items():
+            r["skipped"] = len(listing) if k == "all" else 0
+        report["skipped_listing"] = len(listing)
     if a.check:
         from .data.restore import shift_warnings, split_stats
 
@@ -275,7 +283,8 @@ def cmd_data(a: argparse.Namespace) -> int:
                 ds = reader.load(s)
             left_out.update(dict(ds.skipped))  # the listing's and the decoding's
             # the table counts what decoded, and leaves out what did not (it counted the listing)
-            report["splits"][s].update(n=len(ds), per_class=ds.class_counts(), skipped=len(ds.skipped),
+            report["splits"][s].update(n=len(ds), per_class=ds.class_counts(),
+                                       skipped=sum(s == "all" or src not in listing for src, _ in ds.skipped),
                                        subjects=len({x for x in ds.subjects if x is not None}))
             st = split_stats(ds.images, s)
             stats.append(st)
@@ -308,6 +317,8 @@ def cmd_data(a: argparse.Namespace) -> int:
         extra = f"  subjects {r['subjects']}" if r["subjects"] and not report.get("folds_per_image") else ""
         extra += f"  skipped {r['skipped']}" if r["skipped"] else ""
         print(f"  {s:<12} {r['n']:>6}  {row}{extra}")
+    if listing and "all" not in report["splits"]:
+        print(f"  (and {len(listing)} file(s) of the folder left out before the folds were dealt: listed below)")
     if left_out:
         what = "listed or decoded" if a.check else "listed; --check also decodes every image"
         print(f"\n  left out: {len(left_out)} item(s) ({what}):")
