@@ -144,8 +144,10 @@ class UploadLimit:
         self.app, self.limit, self.max_upload, self.timeout = app, limit, max_upload, timeout
 
     def _too_large(self, size: int | None) -> JSONResponse:
+        # (the request's size, form included, as told or read before the form is parsed; the later
+        # 413, on a form that fitted, gives the file's own size_bytes)
         return error_response(413, f"upload too large: the limit is {_mb(self.max_upload)}",
-                              {"limit_bytes": self.max_upload, "size_bytes": size}, CLOSE)
+                              {"limit_bytes": self.max_upload, "request_bytes": size}, CLOSE)
 
     async def __call__(self, scope: dict, receive: Callable, send: Callable) -> None:
         if scope["type"] != "http" or scope["method"] != "POST" or scope["path"] not in UPLOAD_ROUTES:

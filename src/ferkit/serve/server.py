@@ -167,6 +167,14 @@ def _json_400_protocol() -> type:
                 # malformed body): no second response on the connection, only its end
                 self.transport.close()
                 return
+            limit = getattr(conn, "_max_incomplete_event_size", None)
+            if (isinstance(conn, h11.Connection) and conn.their_state is h11.ERROR and limit
+                    and len(conn.trailing_data[0]) > limit):
+                # what h11 refuses as "Receive buffer too long": a request head past its limit, still
+                # coming (uvicorn says only "invalid request")
+                self._answer_and_close(b"431 Request Header Fields Too Large", "request headers too large",
+                                       {"limit_bytes": limit})
+                return
             self._answer_and_close(b"400 Bad Request", "malformed HTTP request", msg)
 
     return JsonErrorProtocol
