@@ -77,6 +77,7 @@ def test_predict_api_accepts_every_face_form(saved, tmp_path):
         assert sum(p.probabilities.values()) == pytest.approx(1.0, abs=1e-5)
         assert p.label == max(p.probabilities, key=p.probabilities.get) and p.score == p.probabilities[p.label]
         assert p.confidence == p.score  # (the name a FaceResult gives the label's probability)
+        assert p.to_dict()["confidence"] == p.to_dict()["score"] == p.score  # in its dict too
     assert len(m.predict(gray)) == 1 and len(m.predict(rgb)) == 1  # one face -> a list of one
     assert m.predict_proba(np.stack([gray] * 5)).shape == (5, 7)  # N x H x W batch
     assert m.predict_proba(np.stack([gray] * 3)[..., None]).shape == (3, 7)  # N x H x W x 1

@@ -35,7 +35,9 @@ class Prediction:
         return self.score
 
     def to_dict(self) -> dict[str, Any]:
-        return {"label": self.label, "score": self.score, "probabilities": self.probabilities}
+        """``label``, ``confidence`` (its probability, as a face's CSV row names it), ``score`` (the
+        same number, under its first name) and ``probabilities``."""
+        return {"label": self.label, "confidence": self.score, "score": self.score, "probabilities": self.probabilities}
 
 
 class ExpressionModel:
