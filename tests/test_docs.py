@@ -129,3 +129,30 @@ def test_a_documented_command_parses_and_names_shipped_weights(where, command, w
                     assert name in known, f"{where}: `{command}`: no shipped weights {name!r}"
         elif opt == "--model":
             assert value in architectures, f"{where}: `{command}`: no architecture {value!r}"
+
+
+def _slug(heading: str) -> str:
+    """GitHub's anchor of a Markdown heading: lower case, punctuation dropped (not - or _), spaces
+    as hyphens."""
+    return re.sub(r"[^\w\- ]", "", heading.strip().lower()).replace(" ", "-")
+
+
+def test_every_relative_link_of_the_docs_leads_somewhere():
+    # a moved section or a renamed file leaves no dead link: each relative link names a file that
+    # exists, and its #anchor a heading of that file
+    link = re.compile(r"\]\(([^)\s]+)\)")
+    bad = []
+    for doc in DOCS:
+        for target in link.findall(doc.read_text(encoding="utf-8")):
+            if re.match(r"[a-z]+:", target):  # http:, https:, mailto:
+                continue
+            path, _, anchor = target.partition("#")
+            dest = (doc.parent / path).resolve() if path else doc
+            if not dest.exists():
+                bad.append(f"{doc.relative_to(ROOT)}: {target} (no such file)")
+            elif anchor and dest.suffix == ".md":
+                heads = {_slug(m) for m in re.findall(r"^#+ (.+)$", dest.read_text(encoding="utf-8"), re.M)}
+                if anchor not in heads:
+                    bad.append(f"{doc.relative_to(ROOT)}: {target} (no such heading)")
+    assert not bad, "\n".join(bad)
+    assert _slug("Trained on a GPU: `vgg_fer`") == "trained-on-a-gpu-vgg_fer"
