@@ -409,6 +409,19 @@ def test_timeline_plots_every_reading_leaves_gaps_and_spans_the_frames(tmp_path,
     assert np.isnan(t).sum() == 1 and list(np.asarray(t)[~np.isnan(t)]) == pytest.approx([0.2, 0.3, 0.4, 0.7, 0.8])
     assert happy.get_marker() == "."  # a face seen in one frame is a dot, not an invisible line
     assert axes[-1].get_xlim()[0] < 0.0 + 1e-9 and axes[-1].get_xlim()[1] > 0.9 - 1e-9  # all frames processed
+    # a video's lost frames (here 3-6 of a 10 fps clip, the face read in 2 and 7): a gap, not a line
+    from ferkit.errors import Failure
+    from ferkit.results import Results
+
+    lossy = Results([Result("v.mp4", 64, 64, [face(1, 0.8)], frame=i, time=0.1 * i, classes=classes)
+                     for i in (0, 1, 2, 7, 8)], failed=[Failure("v.mp4", "damaged", (3, 6))], fps=10.0)
+    seen.clear()  # (it keeps the first figure drawn)
+    plot_timeline(lossy, classes, tmp_path / "l.png")
+    t = seen["fig"].axes[0].lines[0].get_xdata()
+    assert np.isnan(t).sum() == 1 and int(np.flatnonzero(np.isnan(t))[0]) == 3  # between 0.2 s and 0.7 s
+    seen.clear()
+    plot_timeline(lossy[:1], classes, tmp_path / "one.png")  # one frame: a second around it
+    assert seen["fig"].axes[-1].get_xlim() == pytest.approx((-0.5, 0.5))
 
 
 def test_caveats_warn_at_the_callers_line_and_results_read_again_after_a_chdir(rec, tmp_path, monkeypatch):

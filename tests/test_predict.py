@@ -290,6 +290,8 @@ def test_video_writes_annotated_video_csv_json_and_plot(tmp_path, capsys):
     video = moving_video(tmp_path / "clip.mp4", n=16, fps=8)
     out = tmp_path / "out"
     assert main(["predict", str(video), "--out", str(out), "--every", "2", "--quiet"]) == 0
+    assert capsys.readouterr().out == ""  # --quiet: no lines, for a video as for a photo
+    assert main(["predict", str(video), "--out", str(out), "--every", "2"]) == 0
     printed = capsys.readouterr().out
     assert "clip.mp4: 8 frame(s) processed" in printed and "face #1: in 8 frame(s), mostly happy" in printed
     rows = list(csv.DictReader(open(out / "clip.csv")))
@@ -314,7 +316,7 @@ def test_broken_and_empty_videos_fail_clearly_and_the_batch_goes_on(tmp_path, ca
     cv2.VideoWriter(str(noframes), cv2.VideoWriter_fourcc(*"MJPG"), 10, (64, 48)).release()
     cut = tmp_path / "cut.mp4"
     cut.write_bytes(good.read_bytes()[: good.stat().st_size // 2])
-    code = main(["predict", str(fake), str(noframes), str(cut), str(good), str(EXAMPLE), "--quiet",
+    code = main(["predict", str(fake), str(noframes), str(cut), str(good), str(EXAMPLE), "--no-progress",
                  "--csv", str(tmp_path / "r.csv")])
     cap = capsys.readouterr()
     assert code == 1 and "Traceback" not in cap.err
@@ -452,7 +454,7 @@ def test_a_camera_that_misses_frames_goes_on_and_one_that_stops_is_reported(monk
 def test_webcam_that_stops_exits_1_with_its_frames_kept(monkeypatch, tmp_path, capsys):
     fake_camera(monkeypatch, good=4)
     js = tmp_path / "cam.json"
-    assert main(["predict", "--webcam", "0", "--headless", "--json", str(js), "--quiet"]) == 1
+    assert main(["predict", "--webcam", "0", "--headless", "--json", str(js), "--no-progress"]) == 1
     captured = capsys.readouterr()
     assert "webcam:0: 4 frame(s) processed" in captured.out
     assert "the camera stopped giving frames" in captured.err and "Traceback" not in captured.err
@@ -482,6 +484,14 @@ def test_usage_errors(tmp_path, capsys):
     assert capsys.readouterr().err == f"ferkit: error: {tmp_path / 'nope.jpg'}: no such file or folder\n"
     assert main(["predict", str(EXAMPLE), "--model", "no_such_model"]) == 1
     assert "no model 'no_such_model'" in capsys.readouterr().err
+    assert main(["predict", str(EXAMPLE), "--out", "-"]) == 1  # (it made a folder named "-")
+    assert "'-' (standard output) is for --json - or --csv -" in capsys.readouterr().err
+    assert main(["predict", str(EXAMPLE), "--show", "--headless"]) == 1  # (--show was ignored in silence)
+    assert "--show and --headless" in capsys.readouterr().err
+    clip = tmp_path / "clip"  # a video under a name ferkit does not know as a video's: said how it tells
+    clip.write_bytes(moving_video(tmp_path / "c.mp4", n=2, fps=4).read_bytes())
+    assert main(["predict", str(clip)]) == 1
+    assert "videos are told by their extension (.mp4" in capsys.readouterr().err
 
 
 @pytest.fixture()
@@ -693,7 +703,7 @@ def test_ctrl_c_writes_what_was_finished_and_exits_130(tmp_path, monkeypatch, ca
 
     monkeypatch.setattr(Recognizer, "stream", interrupted_stream)
     out = tmp_path / "out"
-    assert main(["predict", str(video), "--out", str(out), "--json", str(js), "--quiet"]) == 130
+    assert main(["predict", str(video), "--out", str(out), "--json", str(js), "--no-progress"]) == 130
     assert "clip.mp4: 5 frame(s) processed before the interruption" in capsys.readouterr().out
     assert len(list(csv.DictReader(open(out / "clip.csv")))) == 5 == len(json.loads((out / "clip.json").read_text()))
     assert len(json.loads(js.read_text())) == 5

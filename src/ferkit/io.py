@@ -451,7 +451,10 @@ def read_image(source: Source, mode: str = "L", name: str | None = None,
         raise ImageTooLargeError(f"{label}: " + (f"image is {n / 1e6:.0f} MP, over the {MAX_PIXELS / 1e6:.0f} MP limit"
                                                  if n else f"image too large to decode safely ({e})")) from None
     except UnidentifiedImageError:
-        raise ImageDecodeError(f"{label}: not an image file (or a format Pillow cannot read)") from None
+        hint = ""
+        if isinstance(source, (str, os.PathLike)) and not is_image_file(source):  # (a clip named "clip" or .m2ts)
+            hint = "; videos are told by their extension (.mp4, .avi, .mov, .mkv, .webm, ...): rename a video so"
+        raise ImageDecodeError(f"{label}: not an image file (or a format Pillow cannot read){hint}") from None
     except PermissionError:
         raise ImageDecodeError(f"{label}: permission denied (cannot read the file)") from None
     except MemoryError:

@@ -327,12 +327,13 @@ def run_video(rec: Recognizer, path: str | int, a: argparse.Namespace, stem: Pat
     for r in res:
         for f in r.faces:
             tracks.setdefault(f.track_id, []).append(f.label)
-    print(f"{shown(reader.name)}: {len(res)} frame(s) processed{' before the interruption' if interrupted else ''} "
-          f"in {elapsed:.1f} s ({len(res) / max(elapsed, 1e-9):.1f} "
-          f"frames/s), {len(tracks)} face track(s)")
+    say = (lambda *_: None) if a.quiet else print  # --quiet: no per-source lines, for videos as for photos
+    say(f"{shown(reader.name)}: {len(res)} frame(s) processed{' before the interruption' if interrupted else ''} "
+        f"in {elapsed:.1f} s ({len(res) / max(elapsed, 1e-9):.1f} "
+        f"frames/s), {len(tracks)} face track(s)")
     for tid, labels in sorted(tracks.items()):
         top = Counter(labels).most_common(1)[0][0]  # (a tie: the label seen first)
-        print(f"  face #{tid}: in {len(labels)} frame(s), mostly {top} ({labels.count(top) / len(labels):.0%})")
+        say(f"  face #{tid}: in {len(labels)} frame(s), mostly {top} ({labels.count(top) / len(labels):.0%})")
     if stem is not None:
         stem.parent.mkdir(parents=True, exist_ok=True)
         write_csv(res.to_records(empty_row=True), stem.parent / f"{stem.name}.csv", rec.classes)
@@ -341,7 +342,7 @@ def run_video(rec: Recognizer, path: str | int, a: argparse.Namespace, stem: Pat
                       title=f"{Path(reader.name).name}: expression over time")
         made = [f"{stem.name}{s}" for s in VIDEO_OUTPUTS
                 if not (s == "_ferkit.mp4" and (writer is None or unwritten is not None))]
-        print(f"  wrote {shown(', '.join(made))} in {shown(stem.parent)}")
+        say(f"  wrote {shown(', '.join(made))} in {shown(stem.parent)}")
     if interrupted:
         raise Interrupted(res)
     return res
@@ -467,6 +468,11 @@ def predict_cli(a: argparse.Namespace) -> int:
                               f"for it, or leave the option out")
     if a.json == STDOUT and a.csv == STDOUT:
         raise FerkitError("--json - and --csv -: only one of them can write to standard output")
+    if a.out == STDOUT:  # (it made a folder named "-")
+        raise FerkitError("--out - : --out names a folder for the annotated copies; '-' (standard output) is for "
+                          "--json - or --csv -")
+    if a.show and a.headless:
+        raise FerkitError("--show and --headless: one opens a window, the other never does; choose one")
     if STDOUT not in (a.json, a.csv):
         return _predict(a, sys.stdout)
     results_out = sys.stdout

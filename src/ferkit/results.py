@@ -410,8 +410,12 @@ def plot_timeline(results: list[Result], classes: tuple[str, ...] | list[str], p
         for f in r.faces:
             tracks.setdefault(f.track_id, []).append((float(r.time or 0.0), f.probabilities))
     times = sorted({float(r.time or 0.0) for r in results})
-    # the next processed frame's time after each one: readings further apart have a gap between them
-    following = dict(zip(times, times[1:]))
+    # the next processed frame's time after each one: readings further apart have a gap between them;
+    # a run of lost frames (a damaged stretch of the video) is a gap too, not a line drawn through it
+    fps = getattr(results, "fps", None)
+    lost = {f.frames[0] / fps for f in getattr(results, "failed", []) if f.frames is not None and fps}
+    marks = sorted(set(times) | lost)
+    following = dict(zip(marks, marks[1:]))
     ranked = sorted(tracks, key=lambda k: (-len(tracks[k]), str(k)))
     keys = ranked[:6] or [None]
     fig, axes = plt.subplots(len(keys), 1, figsize=(10, 2.6 * len(keys)), sharex=True, squeeze=False)
@@ -435,6 +439,8 @@ def plot_timeline(results: list[Result], classes: tuple[str, ...] | list[str], p
     if len(times) > 1:
         pad = (times[-1] - times[0]) * 0.01
         axes[-1, 0].set_xlim(times[0] - pad, times[-1] + pad)
+    elif times:  # one frame: a second around it, not matplotlib's +-0.04 s
+        axes[-1, 0].set_xlim(times[0] - 0.5, times[0] + 0.5)
     if len(ranked) > len(keys):
         more = len(ranked) - len(keys)
         title = (f"{title}: " if title else "") + (f"the {len(keys)} faces seen longest ({more} more in the "
