@@ -441,3 +441,25 @@ def test_caveats_warn_at_the_callers_line_and_results_read_again_after_a_chdir(r
     assert res[0].source == "photos/noeoi.jpg"
     monkeypatch.chdir(d)  # the relative name no longer leads to the file: its absolute path does
     assert res[0].plot().shape == (512, 512, 3) and res.save(tmp_path / "out")[0].exists()
+
+
+def test_probability_panels_of_faces_side_by_side_do_not_cover_each_other(monkeypatch):
+    # two faces filling a 512x256 frame side by side: the right one's panel has no room on its right;
+    # it went to its left, over the left face's panel; now each lands where nothing else is
+    import ferkit.results as R
+
+    probs = {c: 1 / 7 for c in ferkit.CANONICAL}
+    faces = [R.FaceResult([40, 60, 150, 150], 0.99, "happy", probs), R.FaceResult([300, 60, 150, 150], 0.99, "sad",
+                                                                                   probs)]
+    got = []
+    real = R._bars
+    monkeypatch.setattr(R, "_bars", lambda *a, **k: got.append(real(*a, **k)) or got[-1])
+    R.draw(np.zeros((256, 512, 3), np.uint8), faces)
+    (a, b), boxes = got, [(40, 60, 190, 210), (300, 60, 450, 210)]
+
+    def meet(p, q):
+        return p[0] < q[2] and q[0] < p[2] and p[1] < q[3] and q[1] < p[3]
+
+    assert not meet(a, b) and not any(meet(p, q) for p, q in ((a, boxes[1]), (b, boxes[0])))
+    assert all(0 <= p[0] and p[2] <= 512 and 0 <= p[1] and p[3] <= 256 for p in (a, b))
+    assert a[0] == 190 + 4  # the usual place, right of the box, where it is free

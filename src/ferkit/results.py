@@ -353,6 +353,7 @@ def draw(image: np.ndarray, faces: list[FaceResult], bars: bool = True, landmark
     unit = max(H, W) / 640
     lw = max(1, int(round(2 * unit)))
     scale = max(0.35, 0.5 * unit)
+    taken = [(x, y, x + w, y + h) for x, y, w, h in (f.box for f in faces)]  # (what a panel should not cover)
     for f in faces:
         x, y, w, h = f.box
         col = CLASS_COLOURS.get(f.label, (255, 200, 0))
@@ -363,23 +364,41 @@ def draw(image: np.ndarray, faces: list[FaceResult], bars: bool = True, landmark
         tid = f"#{f.track_id} " if f.track_id is not None else ""
         _text(img, f"{tid}{f.label} {f.confidence:.2f}", (x, y - lw), scale, (0, 0, 0), col)
         if bars:
-            _bars(img, f, x + w + lw * 2, y, unit)
+            taken.append(_bars(img, f, lw * 2, unit, [t for t in taken if t != (x, y, x + w, y + h)]))
     if fps is not None:
         _text(img, f"{fps:.1f} FPS", (4, int(24 * unit) + 4), scale, (255, 255, 255), (0, 0, 0))
     return img
 
 
-def _bars(img: np.ndarray, f: FaceResult, x0: int, y0: int, unit: float) -> None:
-    """A small horizontal bar chart of the class probabilities, right of the box (left if no room)."""
+def _bars(img: np.ndarray, f: FaceResult, gap: int, unit: float,
+          avoid: list[tuple[int, int, int, int]] = ()) -> tuple[int, int, int, int]:
+    """A small horizontal bar chart of the class probabilities beside the face's box: right of it,
+    else left, below, above or inside its lower right corner, the first place inside the image that
+    covers none of ``avoid``
+    (the other faces and the panels drawn already: faces side by side each keep their bars);
+    where none is free, right of the box (left if no room). Returns the panel's rectangle."""
     H, W = img.shape[:2]
     n = len(f.probabilities)
     rowh = max(8, int(round(12 * unit)))
     namew = int(58 * max(unit, 0.6))
     barw = int(60 * max(unit, 0.6))
-    total_w = namew + barw + 4
-    if x0 + total_w > W:
-        x0 = max(0, f.box[0] - total_w - 4)
-    y0 = int(min(max(0, y0), max(0, H - rowh * n)))
+    total_w, total_h = namew + barw + 4, rowh * n
+    x, y, w, h = f.box
+    spots = [(x + w + gap, y), (x - total_w - gap, y), (x, y + h + gap), (x, y - total_h - gap),
+             (x + w - total_w, y + h - total_h)]  # last: over its own face's lower corner, not another's bars
+
+    def fits(px: int, py: int) -> bool:
+        return px >= 0 and py >= 0 and px + total_w <= W and py + total_h <= H and not any(
+            px < bx2 and bx1 < px + total_w and py < by2 and by1 < py + total_h for bx1, by1, bx2, by2 in avoid)
+
+    free = next((sp for sp in spots if fits(*sp)), None)
+    if free is not None:
+        x0, y0 = free
+    else:
+        x0, y0 = spots[0]
+        if x0 + total_w > W:
+            x0 = max(0, x - total_w - 4)
+        y0 = int(min(max(0, y0), max(0, H - total_h)))
     scale = max(0.3, 0.38 * unit)
     overlay = img.copy()
     cv2.rectangle(overlay, (x0, y0), (min(W - 1, x0 + total_w), min(H - 1, y0 + rowh * n)), (0, 0, 0), -1)
@@ -392,6 +411,7 @@ def _bars(img: np.ndarray, f: FaceResult, x0: int, y0: int, unit: float) -> None
         if bw > 0:
             cv2.rectangle(img, (x0 + namew, yy + 2), (x0 + namew + bw, yy + rowh - 2),
                           CLASS_COLOURS.get(c, (200, 200, 200)), -1)
+    return (x0, y0, x0 + total_w, y0 + total_h)
 
 
 def plot_timeline(results: list[Result], classes: tuple[str, ...] | list[str], path: str | os.PathLike,
