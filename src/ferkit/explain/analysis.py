@@ -442,7 +442,8 @@ def _fig_projections(res: AUAnalysis, path: Path) -> bool:
             ax2.set_title(f"cons {d['consistency']:.2f}, n={d['n']}", fontsize=6.5)
     fig.suptitle("mean deconvolution projections of each AU's top detector maps (signed | magnitude; + = AU point)",
                  fontsize=8)
-    fig.tight_layout()
+    # the title's own 0.4 inch at the top, however many rows: the first row's titles stay clear of it
+    fig.tight_layout(rect=(0, 0, 1, 1 - 0.4 / fig.get_figheight()))
     fig.savefig(path)
     plt.close(fig)
     return True
