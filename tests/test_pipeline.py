@@ -354,6 +354,10 @@ def test_odd_values_and_sources_are_ferkit_errors(rec, tmp_path):
     for src in (face, None):
         with pytest.raises(FerkitError, match="stream reads a video file"):
             list(rec.stream(src))
+    with pytest.raises(FerkitError, match="a folder; stream reads a video file or a webcam"):  # (was "corrupt")
+        list(rec.stream(tmp_path))
+    with pytest.raises(FerkitError, match="an image; stream reads a video file"):  # (was "no readable frame")
+        list(rec.stream(EXAMPLE))
     with pytest.raises(FerkitError, match="an empty path"):
         rec.predict("")
     r = rec.predict(str(EXAMPLE))

@@ -347,6 +347,14 @@ class Recognizer:
         if not isinstance(source, (VideoReader, str, os.PathLike, int)) or isinstance(source, bool):
             raise FerkitError(f"stream reads a video file, a webcam index or a VideoReader, not a "
                               f"{type(source).__name__} (for one image use analyze or predict)")
+        if isinstance(source, (str, os.PathLike)) and not isinstance(source, bool):
+            from .io import is_image_file
+
+            if os.path.isdir(source):
+                raise FerkitError(f"{source}: a folder; stream reads a video file or a webcam (predict reads folders)")
+            if is_image_file(source):
+                raise FerkitError(f"{source}: an image; stream reads a video file or a webcam (for one image use "
+                                  f"predict or analyze)")
         reader = source if isinstance(source, VideoReader) else VideoReader(source)
         # with every > 1 a face moves every-fold between processed frames: the distance gate
         # widens with it (until a track's velocity is known, after its second sighting)
