@@ -507,6 +507,22 @@ def test_intact_h264_hevc_av1_lose_no_frame_and_damaged_ones_account_for_every_f
     assert "FFMPEG" not in capfd.readouterr().out
 
 
+def test_a_damaged_clip_with_b_frames_keeps_each_frames_index_by_its_time_stamp(tmp_path):
+    # H.264 with B-frames, 30 bytes zeroed at six places: the decoder fails reads that are no frames
+    # and loses frames without a failed read; each frame read keeps the index its time stamp gives
+    # (one came out as frame 17 at 1.25 s, frame 15's time and picture) and the lost ones fill the rest
+    data = bytearray((CODEC_CLIPS / "h264.mp4").read_bytes())
+    for k in range(6):
+        at = len(data) // 2 + k * 100
+        data[at:at + 30] = bytes(30)
+    (tmp_path / "dmg.mp4").write_bytes(bytes(data))
+    with fio.VideoReader(tmp_path / "dmg.mp4") as reader:
+        got = [(i, t) for i, t, _ in reader]
+    assert all(i == round(t * 12) for i, t in got), got
+    listed = [i for i, _ in reader.errors]
+    assert sorted([i for i, _ in got] + listed) == list(range(30))  # every frame read or listed, once
+
+
 def test_a_log_level_that_silences_ffmpeg_errors_is_said_once(tmp_path, monkeypatch):
     import warnings
 

@@ -984,6 +984,7 @@ class VideoReader:
         import cv2
 
         idx, bad, missed_since = 0, 0, None
+        trouble = 0  # failed or damaged reads since the last good frame
         # a file's frame times are its own time stamps (a phone's video has no constant rate; the
         # container's fps is an average), while they are there and increasing; else, and for a
         # camera, counted at the frame rate from the last stamp. Counted from the first frame: a
@@ -998,6 +999,7 @@ class VideoReader:
                     # earlier frame) as if read; its expression would be read from a broken face
                     self.errors.append((idx, self.DAMAGED))
                     idx += 1
+                    trouble += 1
                     continue
             else:
                 try:
@@ -1021,6 +1023,7 @@ class VideoReader:
                     bad += 1
                     self.errors.append((idx, "unreadable frame (skipped)"))
                     idx += 1
+                    trouble += 1
                     continue
                 break
             bad, missed_since = 0, None
@@ -1038,6 +1041,19 @@ class VideoReader:
                     t, last_ms = ms / 1000 - zero, ms
                 else:
                     stamps = False
+            if trouble and stamps and t is not None and last_t is not None:
+                # after failed or damaged reads, the count of reads and the frames can part (a decoder
+                # with B-frames fails reads that are no frames, or loses frames without a failed read):
+                # the frame's time stamp says which frame it is, within the run's length (and two
+                # frames more, lost unsaid); the lost entries of the run are trimmed or extended to match
+                est = int(round(t * self.fps))
+                if last_i < est != idx and abs(est - idx) <= trouble + 2:
+                    if est < idx:
+                        self.errors = [e for e in self.errors if not est <= e[0] < idx]
+                    else:
+                        self.errors.extend((i, "unreadable frame (skipped)") for i in range(idx, est))
+                    idx = est
+            trouble = 0
             if t is None:
                 t = idx / self.fps if last_t is None else last_t + (idx - last_i) / self.fps
             last_t, last_i = t, idx
