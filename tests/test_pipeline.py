@@ -467,3 +467,19 @@ def test_probability_panels_of_faces_side_by_side_do_not_cover_each_other(monkey
     assert not meet(a, b) and not any(meet(p, q) for p, q in ((a, boxes[1]), (b, boxes[0])))
     assert all(0 <= p[0] and p[2] <= 512 and 0 <= p[1] and p[3] <= 256 for p in (a, b))
     assert a[0] == 190 + 4  # the usual place, right of the box, where it is free
+
+
+def test_a_still_face_keeps_its_box_size_between_full_detections(rec, tmp_path):
+    # 12 identical frames, a full detection every 5th: the frames between re-locate the face with
+    # O-Net alone; its box keeps the full detection's size (it grew and shrank with period 5)
+    photo = cv2.imread(str(EXAMPLE))
+    w = cv2.VideoWriter(str(tmp_path / "still.avi"), cv2.VideoWriter_fourcc(*"MJPG"), 10, (512, 512))
+    for _ in range(12):
+        w.write(photo)
+    w.release()
+    res = rec.predict(tmp_path / "still.avi")
+    assert len(res) == 12 and all(len(r.faces) == 1 for r in res)
+    for first in (0, 5, 10):  # each full detection's size, kept until the next one (the first frame
+        # decodes a little apart from the others: its detection may differ)
+        sizes = [tuple(r.faces[0].box[2:]) for r in res[first:first + 5]]
+        assert all(abs(a - b) <= 1 for s in sizes for a, b in zip(s, sizes[0])), (first, sizes)

@@ -370,6 +370,8 @@ class Recognizer:
                     dets = self.detector.refine(rgb, prev)  # type: ignore[attr-defined]
                     if len(dets) < len(prev):  # lost someone: look again properly
                         dets = self.detector.detect(rgb)
+                    else:
+                        _keep_sizes(dets, prev)
                     dets = self._keep(dets, tracker)
                 else:
                     dets = self._keep(self.detector.detect(rgb), tracker)
@@ -384,6 +386,20 @@ class Recognizer:
         finally:
             if reader is not source:
                 reader.close()
+
+
+def _keep_sizes(dets: list[Detection], prev: np.ndarray) -> None:
+    """Re-located faces keep the size of the box they were re-located from (that of the last full
+    detection), about their new centre: O-Net's box from a squared box differs from the full
+    pipeline's, and each re-location starting from the last one made a still face's box grow and
+    shrink with the period of ``detect_every``. The landmarks, which align the face, are O-Net's."""
+    if not len(dets) or not len(prev):
+        return
+    match = iou_matrix(np.stack([d.box for d in dets]), np.asarray(prev, np.float64)).argmax(1)
+    for d, j in zip(dets, match):
+        cx, cy = (d.box[0] + d.box[2]) / 2, (d.box[1] + d.box[3]) / 2
+        w, h = prev[j][2] - prev[j][0], prev[j][3] - prev[j][1]
+        d.box = np.array([cx - w / 2, cy - h / 2, cx + w / 2, cy + h / 2], dtype=np.float64)
 
 
 def _reason(e: Exception, name: str) -> str:
