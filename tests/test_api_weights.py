@@ -302,6 +302,7 @@ def test_predict_tensor_batch_size_and_empty_batches_agree_across_backends(saved
         # floats are 0..1: 0..255 floats, normalised ones, NaN and a face without its batch axis are
         # refused alike by both backends, not scaled into confident nonsense
         assert torch.allclose(m.predict_tensor(faces.float() / 255), whole, atol=1e-5)
+        assert m.predict_tensor(faces.float() / 255 * 1.2 - 0.1).shape == (5, 7)  # a bicubic resize's overshoot
         for bad, says in ((faces.float(), "float pixel values from 0 to 255"),
                           (faces.float() / 127.5 - 1, "undo any normalisation"),
                           (torch.full((1, 1, 48, 48), float("nan")), "NaN"),

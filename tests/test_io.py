@@ -523,6 +523,30 @@ def test_a_damaged_clip_with_b_frames_keeps_each_frames_index_by_its_time_stamp(
     assert sorted([i for i, _ in got] + listed) == list(range(30))  # every frame read or listed, once
 
 
+def test_a_variable_rate_video_keeps_counting_reads_past_a_lost_frame(tmp_path, monkeypatch):
+    # its stamps part from the average rate: after a failed read the count of reads stays the index
+    # (the stamp-based resync of a constant-rate clip would move correct indices)
+    from conftest import variable_rate_video
+
+    clip = variable_rate_video(tmp_path / "vfr.mp4", n=24, fps=4)
+    class Flaky:  # the 22nd read (frame 21) fails
+        def __init__(self, cap):
+            self.cap, self.n = cap, 0
+
+        def read(self):
+            self.n += 1
+            ok, frame = self.cap.read()
+            return (False, None) if self.n == 22 else (ok, frame)
+
+        def __getattr__(self, name):
+            return getattr(self.cap, name)
+
+    with fio.VideoReader(clip) as reader:
+        reader.cap = Flaky(reader.cap)
+        got = [i for i, _, _ in reader]
+    assert [i for i, _ in reader.errors] == [21] and got == [i for i in range(24) if i != 21]
+
+
 def test_a_log_level_that_silences_ffmpeg_errors_is_said_once(tmp_path, monkeypatch):
     import warnings
 

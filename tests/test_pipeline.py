@@ -358,6 +358,9 @@ def test_odd_values_and_sources_are_ferkit_errors(rec, tmp_path):
         list(rec.stream(tmp_path))
     with pytest.raises(FerkitError, match="an image; stream reads a video file"):  # (was "no readable frame")
         list(rec.stream(EXAMPLE))
+    frames = [Image.open(EXAMPLE).resize((128, 128)).rotate(a) for a in (0, 5, 10)]
+    frames[0].save(tmp_path / "anim.gif", save_all=True, append_images=frames[1:], duration=100)
+    assert len(list(rec.stream(tmp_path / "anim.gif"))) == 3  # an animated GIF still streams
     with pytest.raises(FerkitError, match="an empty path"):
         rec.predict("")
     r = rec.predict(str(EXAMPLE))

@@ -492,6 +492,11 @@ def test_usage_errors(tmp_path, capsys):
     clip.write_bytes(moving_video(tmp_path / "c.mp4", n=2, fps=4).read_bytes())
     assert main(["predict", str(clip)]) == 1
     assert "videos are told by their extension (.mp4" in capsys.readouterr().err
+    heic = tmp_path / "IMG_0001.HEIC"  # an iPhone photo Pillow cannot read: no word of videos
+    heic.write_bytes(b"\x00\x00\x00\x18ftypheic\x00\x00\x00\x00mif1heic" + bytes(100))
+    assert main(["predict", str(heic)]) == 1
+    err = capsys.readouterr().err
+    assert "not an image file" in err and "videos" not in err
 
 
 @pytest.fixture()

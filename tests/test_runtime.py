@@ -615,5 +615,23 @@ def test_an_unwritable_cache_exports_for_the_run_only(tmp_path, monkeypatch):
     with pytest.warns(UserWarning, match="cannot be written .*kept for this run only .*FERKIT_CACHE"):
         path = om.cached_onnx("lite_cnn-fer2013")
     assert path.is_file() and tmp_path not in path.parents
-    m = ferkit.load_model("lite_cnn-fer2013", backend="onnx")  # the same folder again, without a second warning
-    assert m.predict(np.full((48, 48), 128, np.uint8))[0].label in m.classes
+    import warnings
+
+    with warnings.catch_warnings(record=True) as w:
+        warnings.simplefilter("always")
+        m = ferkit.load_model("lite_cnn-fer2013", backend="onnx")  # the same folder again, without a second warning
+    assert m.predict(np.full((48, 48), 128, np.uint8))[0].label in m.classes and not w
+    # a cache filled beforehand and read-only now (a container image's): its files are used, no export
+    filled = tmp_path / "filled"
+    monkeypatch.setenv("FERKIT_CACHE", str(filled))
+    monkeypatch.setattr(om, "_FALLBACK", None)
+    made = om.cached_onnx("lite_cnn-fer2013")
+    monkeypatch.setattr(om, "_MEMO", {})
+    monkeypatch.setattr(om, "export_onnx", lambda *a, **k: pytest.fail("exported again"))
+    real_probe = om.tempfile.TemporaryFile
+    monkeypatch.setattr(om.tempfile, "TemporaryFile", lambda *a, **k: (_ for _ in ()).throw(OSError(30, "read-only")))
+    with warnings.catch_warnings(record=True) as w:
+        warnings.simplefilter("always")
+        assert om.cached_onnx("lite_cnn-fer2013") == made
+    assert not w
+    monkeypatch.setattr(om.tempfile, "TemporaryFile", real_probe)

@@ -187,6 +187,22 @@ def test_pillows_warnings_go_to_the_request_not_the_servers_stderr(client, photo
     assert "x-ferkit-warnings" not in post(client, photo).headers
 
 
+def test_only_pillows_warnings_are_the_photos(rec, photo):
+    # a warning of the analysis itself (not Pillow's reading the photo) is not the photo's: it goes
+    # where warnings go, not into the request's header
+    import warnings
+
+    class Noisy(SlowRecognizer):
+        def analyze(self, *a, **kw):
+            warnings.warn("an internal note of the analysis", UserWarning)
+            return self.rec.analyze(*a, **kw)
+
+    with TestClient(create_app(Noisy(rec, 0), warm_up=False)) as c:
+        with pytest.warns(UserWarning, match="an internal note"):
+            r = post(c, photo)
+    assert r.status_code == 200 and "x-ferkit-warnings" not in r.headers
+
+
 def test_no_face_is_not_an_error(client):
     r = post(client, png_bytes(np.full((120, 160, 3), 200, np.uint8)), name="wall.png", ctype="image/png")
     assert r.status_code == 200
@@ -523,6 +539,10 @@ def test_request_headers_past_the_parsers_limit_are_a_431(live):
     head, _, body = data.partition(b"\r\n\r\n")
     assert head.startswith(b"HTTP/1.1 431 "), head
     assert json.loads(body) == {"error": "request headers too large", "detail": {"limit_bytes": 16384}}
+    # a short but malformed head with a long body in the same packet: a 400, not a 431
+    data = _raw_exchange(live.port, b"POST /v1/analyze HTTP/1.1\r\nHost: x\r\nBad Header Name: 1\r\n"
+                                    b"Content-Length: 30000\r\n\r\n" + bytes(30_000))
+    assert data.startswith(b"HTTP/1.1 400 "), data[:80]
 
 
 def test_a_request_head_that_never_ends_is_a_408(rec, monkeypatch):

@@ -116,8 +116,9 @@ class ExpressionModel:
         return Prediction(self.classes[i], float(probs[i]), {c: float(p) for c, p in zip(self.classes, probs)})
 
 
-#: how far float pixels may stray outside 0..1 (an interpolation's overshoot) before they are refused
-FLOAT_SLACK = 0.01
+#: how far float pixels may stray outside 0..1 before they are refused: a bicubic resize overshoots
+#: by up to ~0.2 at sharp edges; 0..255 floats and normalised pixels (down to -1 or -2) lie far beyond
+FLOAT_SLACK = 0.25
 
 
 def check_pixels(images, input_size: Sequence[int] | None = None) -> torch.Tensor:

@@ -1342,7 +1342,8 @@ def _empty_option(parser: argparse.ArgumentParser, a: argparse.Namespace) -> str
     """The first option given an empty (or blank) value, such as ``--data ""`` or ``--out ""``:
     read as the current folder, they would train into it or read it as the dataset. Options a verb
     judges itself (``predict``'s outputs, ``export --out``, ``evaluate``'s outputs) say more there."""
-    own = {"predict": {"json", "csv", "out"}, "export": {"out"}, "evaluate": {"json", "plot"}}
+    own = {"predict": {"json", "csv", "out"}, "export": {"out"}, "evaluate": {"json", "plot"},
+           "serve": {"host"}}  # (serve --host "": every interface, as uvicorn reads it)
     verbs = next(x for x in parser._actions if isinstance(x, argparse._SubParsersAction)).choices
     sub = verbs.get(getattr(a, "verb", None))
     for act in (sub._actions if sub is not None else []):

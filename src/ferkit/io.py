@@ -334,6 +334,22 @@ def _to_mode(img: Image.Image, mode: str, label: str = "image") -> Image.Image:
     return img if img.mode == mode else img.convert(mode)  # convert() to the same mode would copy
 
 
+def _looks_like_video(path: Union[str, os.PathLike]) -> bool:
+    """Whether a file's first bytes are a video container's (MP4/MOV other than HEIC/AVIF photos,
+    AVI, Matroska/WebM, MPEG program or transport streams, FLV, ASF/WMV): said when such a file,
+    under a name ferkit does not know as a video's, fails as an image."""
+    try:
+        with open(path, "rb") as f:
+            head = f.read(400)
+    except OSError:
+        return False
+    if head[4:8] == b"ftyp":
+        return head[8:12] not in (b"heic", b"heix", b"hevc", b"mif1", b"msf1", b"avif", b"avis")
+    return (head[:4] == b"\x1a\x45\xdf\xa3" or (head[:4] == b"RIFF" and head[8:12] == b"AVI ")
+            or head[:4] == b"\x00\x00\x01\xba" or head[:3] == b"FLV" or head[:4] == b"\x30\x26\xb2\x75"
+            or (len(head) > 376 and head[0] == head[188] == head[376] == 0x47))
+
+
 def caller_level() -> int:
     """The ``stacklevel`` that makes a warning raised inside ferkit name the first frame outside it
     (the user's line that called ``predict``, ``analyze`` or ``read_image``, however deep inside
@@ -452,7 +468,7 @@ def read_image(source: Source, mode: str = "L", name: str | None = None,
                                                  if n else f"image too large to decode safely ({e})")) from None
     except UnidentifiedImageError:
         hint = ""
-        if isinstance(source, (str, os.PathLike)) and not is_image_file(source):  # (a clip named "clip" or .m2ts)
+        if isinstance(source, (str, os.PathLike)) and _looks_like_video(source):  # (a clip named "clip" or .m2ts)
             hint = "; videos are told by their extension (.mp4, .avi, .mov, .mkv, .webm, ...): rename a video so"
         raise ImageDecodeError(f"{label}: not an image file (or a format Pillow cannot read){hint}") from None
     except PermissionError:
@@ -1046,8 +1062,11 @@ class VideoReader:
                 # with B-frames fails reads that are no frames, or loses frames without a failed read):
                 # the frame's time stamp says which frame it is, within the run's length (and two
                 # frames more, lost unsaid); the lost entries of the run are trimmed or extended to match
+                # (only where the stamps kept to the frame count until then: a variable-rate video's
+                # do not, and its count of reads is the better index)
                 est = int(round(t * self.fps))
-                if last_i < est != idx and abs(est - idx) <= trouble + 2:
+                if (last_i < est != idx and abs(est - idx) <= trouble + 2
+                        and int(round(last_t * self.fps)) == last_i):
                     if est < idx:
                         self.errors = [e for e in self.errors if not est <= e[0] < idx]
                     else:

@@ -352,7 +352,7 @@ class Recognizer:
 
             if os.path.isdir(source):
                 raise FerkitError(f"{source}: a folder; stream reads a video file or a webcam (predict reads folders)")
-            if is_image_file(source):
+            if is_image_file(source) and Path(source).suffix.lower() != ".gif":  # (an animated GIF streams)
                 raise FerkitError(f"{source}: an image; stream reads a video file or a webcam (for one image use "
                                   f"predict or analyze)")
         reader = source if isinstance(source, VideoReader) else VideoReader(source)

@@ -432,8 +432,15 @@ def plot_timeline(results: list[Result], classes: tuple[str, ...] | list[str], p
     times = sorted({float(r.time or 0.0) for r in results})
     # the next processed frame's time after each one: readings further apart have a gap between them;
     # a run of lost frames (a damaged stretch of the video) is a gap too, not a line drawn through it
-    fps = getattr(results, "fps", None)
-    lost = {f.frames[0] / fps for f in getattr(results, "failed", []) if f.frames is not None and fps}
+    lost = set()
+    for f in getattr(results, "failed", []):
+        if f.frames is None:
+            continue  # (by the frames around the run, not its index over the rate: a variable-rate video's
+        # stamps are not index / fps)
+        before = [float(r.time or 0.0) for r in results if r.frame is not None and r.frame < f.frames[0]]
+        after = [float(r.time or 0.0) for r in results if r.frame is not None and r.frame > f.frames[1]]
+        if before and after:
+            lost.add((max(before) + min(after)) / 2)
     marks = sorted(set(times) | lost)
     following = dict(zip(marks, marks[1:]))
     ranked = sorted(tracks, key=lambda k: (-len(tracks[k]), str(k)))

@@ -23,7 +23,7 @@ microseconds at batch 1, whatever its size). The choices, and why:
 Trained from scratch by distillation: the shipped ``lite_cnn-fer2013`` from ``vgg_fer-fer2013``
 for 250 epochs at temperature 4 (PublicTest 62.58%, PrivateTest 62.78%), which replaced one
 distilled from the three mini_xceptions now called ``mx3-fer2013`` for 60 epochs (59.99%, 61.13%):
-see its card for the command, README for the runs between, docs/results.md for how it compares.
+see its card for the command, docs/notes.md for the runs between, docs/results.md for how it compares.
 """
 
 from __future__ import annotations

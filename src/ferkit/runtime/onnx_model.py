@@ -274,7 +274,12 @@ def cached_onnx(name_or_path: str | os.PathLike = "default", *, int8: bool | str
     except json.JSONDecodeError as e:
         raise ModelError(f"{cpath}: model card is not valid JSON ({e})") from None
     key = cache_key(wpath, card, opset, mode)
-    path = onnx_cache_dir() / f"{key}.onnx"
+    from ..data.cache import cache_dir
+
+    path = cache_dir() / "onnx" / f"{key}.onnx"  # made already (a read-only cache filled beforehand too)
+    if path.is_file() and path.stat().st_size > 0:
+        return path
+    path = onnx_cache_dir() / f"{key}.onnx"  # where a new one can be written
     if path.is_file() and path.stat().st_size > 0:
         return path
     with _MEMO_LOCK:

@@ -23,6 +23,7 @@ import asyncio
 import io
 import json
 import logging
+import os
 import queue
 import re
 import threading
@@ -58,7 +59,8 @@ def _route_warnings() -> None:
     server's standard error, where they would repeat for every request, even at
     ``--log-level critical``. Pillow's size warning is left out: the server's own pixel limit
     decides. python-multipart's complaints about a malformed form are left to the 400 it causes.
-    Process-wide; installed at start and again by a request that finds it gone (a
+    Other warnings go where they went. Process-wide (an app embedding this one shares these
+    warning settings: Pillow's size warning off, its other warnings shown each time); installed at start and again by a request that finds it gone (a
     ``warnings.catch_warnings`` around the server, a test's, puts its own back on leaving)."""
     import warnings
 
@@ -66,9 +68,11 @@ def _route_warnings() -> None:
         return
     shown = warnings.showwarning
 
+    pil = os.path.dirname(Image.__file__) + os.sep
+
     def showwarning(message, category, filename, lineno, file=None, line=None):  # noqa: ANN001
         caught = getattr(_CAUGHT, "notes", None)
-        if caught is None:
+        if caught is None or not str(filename).startswith(pil):  # (numpy's or ferkit's own: not the photo's)
             return shown(message, category, filename, lineno, file, line)
         caught.append(str(message))
 

@@ -67,6 +67,19 @@ def _json_400_protocol() -> type:
     class JsonErrorProtocol(AutoHTTPProtocol):  # type: ignore[misc,valid-type]
         def connection_made(self, transport: Any) -> None:  # type: ignore[override]
             super().connection_made(transport)
+            conn = getattr(self, "conn", None)
+            if isinstance(conn, h11.Connection):  # h11's own verdict on a request it refuses (431: a head too
+                # long), which uvicorn drops before send_400_response
+                parse = conn.next_event
+
+                def next_event():  # noqa: ANN202
+                    try:
+                        return parse()
+                    except h11.RemoteProtocolError as e:
+                        self._h11_status = e.error_status_hint
+                        raise
+
+                conn.next_event = next_event
             # uvicorn times out idle keep-alive connections but not a request head that never ends
             # (a client that sends half the headers and waits; its first byte stops uvicorn's
             # keep-alive timer): answer 408 and close. Armed for the first request here, again
@@ -168,8 +181,7 @@ def _json_400_protocol() -> type:
                 self.transport.close()
                 return
             limit = getattr(conn, "_max_incomplete_event_size", None)
-            if (isinstance(conn, h11.Connection) and conn.their_state is h11.ERROR and limit
-                    and len(conn.trailing_data[0]) > limit):
+            if getattr(self, "_h11_status", None) == 431:
                 # what h11 refuses as "Receive buffer too long": a request head past its limit, still
                 # coming (uvicorn says only "invalid request")
                 self._answer_and_close(b"431 Request Header Fields Too Large", "request headers too large",
