@@ -35,7 +35,8 @@ from PIL import Image
 from .api import ExpressionModel, load_model
 from .errors import Failure, FerkitError, check_whole
 from .faces import Detection, Detector, align, create_detector, crop_box
-from .io import VideoReader, caller_level, folder_files, frame_failures, is_video_file, read_image
+from .io import (VideoReader, caller_level, folder_files, frame_failures, is_image_file, is_video_file,
+                 read_image)
 from .results import FaceResult, Result, Results
 
 
@@ -347,9 +348,7 @@ class Recognizer:
         if not isinstance(source, (VideoReader, str, os.PathLike, int)) or isinstance(source, bool):
             raise FerkitError(f"stream reads a video file, a webcam index or a VideoReader, not a "
                               f"{type(source).__name__} (for one image use analyze or predict)")
-        if isinstance(source, (str, os.PathLike)) and not isinstance(source, bool):
-            from .io import is_image_file
-
+        if isinstance(source, (str, os.PathLike)):
             if os.path.isdir(source):
                 raise FerkitError(f"{source}: a folder; stream reads a video file or a webcam (predict reads folders)")
             if is_image_file(source) and Path(source).suffix.lower() != ".gif":  # (an animated GIF streams)

@@ -20,6 +20,7 @@ logged with its traceback on the server).
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import io
 import json
 import logging
@@ -29,7 +30,7 @@ import re
 import threading
 import time
 import unicodedata
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator, Callable, Iterator
 from concurrent.futures import Future
 from contextlib import asynccontextmanager
 from importlib import resources
@@ -60,8 +61,9 @@ def _route_warnings() -> None:
     ``--log-level critical``. Pillow's size warning is left out: the server's own pixel limit
     decides. python-multipart's complaints about a malformed form are left to the 400 it causes.
     Other warnings go where they went. Process-wide (an app embedding this one shares these
-    warning settings: Pillow's size warning off, its other warnings shown each time); installed at start and again by a request that finds it gone (a
-    ``warnings.catch_warnings`` around the server, a test's, puts its own back on leaving)."""
+    warning settings: Pillow's size warning off, its other warnings shown each time); installed at
+    start and again by :func:`_catching` when it finds it gone (a ``warnings.catch_warnings``
+    around the server, a test's, puts its own back on leaving)."""
     import warnings
 
     if getattr(warnings.showwarning, "ferkit_serve", False):
@@ -82,6 +84,17 @@ def _route_warnings() -> None:
     warnings.filterwarnings("always", category=UserWarning, module=r"PIL(\.|$)")  # each request its own
     for name in ("python_multipart", "multipart"):
         logging.getLogger(name).addHandler(logging.NullHandler())
+
+
+@contextlib.contextmanager
+def _catching(caught: list[str]) -> Iterator[None]:
+    """Pillow's warnings raised on this thread meanwhile go to ``caught`` (:func:`_route_warnings`)."""
+    _route_warnings()
+    _CAUGHT.notes = caught
+    try:
+        yield
+    finally:
+        _CAUGHT.notes = None
 
 DEFAULT_MAX_UPLOAD = 10 * 1024 * 1024  #: bytes of one uploaded image (10 MiB)
 DEFAULT_MAX_PIXELS = 50_000_000  #: width x height of one image (50 MP; a 12 MP phone photo is fine)
@@ -632,12 +645,8 @@ def create_app(recognizer: Any = None, *, model: str = "default", detector: str 
                 raise ApiError(400, NO_FILE_CHOSEN, None)
             raise ApiError(400, "empty file (0 bytes)", {"filename": name})
         caught: list[str] = []  # warnings raised reading it (Pillow's): the log and the header, not the JSON
-        _route_warnings()
-        _CAUGHT.notes = caught  # (no await inside: no other request runs on this thread meanwhile)
-        try:
+        with _catching(caught):  # (no await inside: no other request runs on this thread meanwhile)
             fmt, w, h = _probe(data, max_pixels)
-        finally:
-            _CAUGHT.notes = None
         if w * h > max_pixels:
             raise _too_large(max_pixels, w, h)
         if annotated and max(w, h) > PNG_MAX_SIDE:
@@ -648,17 +657,13 @@ def create_app(recognizer: Any = None, *, model: str = "default", detector: str 
         notes: list[str] = []  # read with a caveat: told in the log and the X-Ferkit-Warnings header
 
         def work() -> tuple[dict, bytes | None]:
-            _route_warnings()  # (again, where a host's warnings.catch_warnings put its own back: a test's)
-            _CAUGHT.notes = caught
-            try:
+            with _catching(caught):
                 # decoded by the probed format's reader only (Pillow tries some readers without a
                 # signature check first: another could claim the bytes, at another size)
                 rgb = read_image(data, "RGB", name=name, formats=ALLOWED_FORMATS,  # (the probe's reader: its size)
                                  notes=notes)
                 r = recognizer.analyze(rgb, source=name, keep_image=annotated)
                 return r.to_dict(), (encode_png(r.plot()) if annotated else None)
-            finally:
-                _CAUGHT.notes = None
 
         try:
             result, png = await _unless_gone(request.receive,
