@@ -121,6 +121,8 @@ def kfold_recipe(s: dict) -> str:
 
 
 #: distillations into lite_cnn that were not shipped (docs/results/fer2013-lite_cnn-kd-<run>-<split>.json)
+#: lite_plain runs with the strided layout (pool=stride), tag of their evaluations -> widths (2026-12-07)
+STRIDED = (("s32-96", [16, 32, 96, 192]), ("s32-128", [16, 32, 128, 192]))
 LITE_RUNS = ("t2-150", "vm-150", "t2-250", "t4tc-250", "t4s1-250")
 
 VGG2 = {"members": [["vgg_fer", {}]] * 2}  # two vgg_fer runs (seeds 0 and 1), averaged
@@ -166,6 +168,8 @@ ROWS = [
      "eval:fer2013-lite_plain-h256"),
     ("lite_plain", {"head": "flat", "widths": [16, 24, 64, 192], "hidden": 128}, "fer2013",
      "eval:fer2013-lite_plain-w192h128"),
+    *[("lite_plain", {"head": "flat", "widths": w, "pool": "stride"}, "fer2013", f"eval:fer2013-lite_plain-{tag}")
+      for tag, w in STRIDED],
     ("lite_plain", {}, "fer2013", "eval:fer2013-lite_plain-gap"),
     ("lite_plain", {"head": "flat"}, "fer2013", "eval:fer2013-lite_plain-flat-w8"),
     ("lite_plain", {"head": "flat", "widths": [16, 16, 64, 160]}, "fer2013", "eval:fer2013-lite_plain-flat-w160"),
@@ -710,6 +714,16 @@ def targets_summary(best: dict[str, tuple[float, str, float, str, str]], rows: d
                     out[-1] += (f" Its own widths with a hidden layer of 128 units, trained the same way later that day, "
                                 f"reached {100 * h:.2f}% ({round((h - mine) * n):+d} faces; its row above)"
                                 + (": inside one standard error, so not shipped." if abs(h - mine) * n <= se else "."))
+                strided = [(w, acc) for tag, w in STRIDED if (acc := pub(tag)) is not None]
+                if strided:
+                    out[-1] += (" The strided layout (`--model-arg pool=stride`: the second and third convolutions "
+                                "stride instead of being max-pooled, cheaper on static int8, so the middle layers "
+                                "can be wider at the shipped cost), trained the same way on 2026-12-07, reached "
+                                + " and ".join(f"{100 * acc:.2f}% at {'-'.join(map(str, w))} "
+                                               f"({round((acc - mine) * n):+d} faces)" for w, acc in strided)
+                                + " (their rows above)"
+                                + (": below the shipped layout, so not shipped." if all(acc < mine for _, acc in strided)
+                                   else "."))
             tried = [(what, acc) for tag, what in (
                 ("gap", "the first lite_plain, global average pooling, 16-24-48-96"),
                 ("flat-w8", "the flat head on 16-24-48-96"),

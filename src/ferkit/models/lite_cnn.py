@@ -158,7 +158,9 @@ def lite_plain(num_classes: int = 7, in_chans: int = 1, width: int = 8, dropout:
 
     ``pool="stride"`` (default ``"max"``) drops the two max-pooling nodes: the second and third
     convolutions take stride 2 instead, computing 4x fewer positions each, compute that wider
-    layers can spend (benchmarks/variants.py times such trades on int8).
+    layers can spend (benchmarks/variants.py times such trades on int8). Trained at 16-32-96-192 and
+    16-32-128-192 (2026-12-07, the shipped recipe) it scored 0.4 to 0.9 points below the max-pooled
+    16-24-64-192 on PublicTest (docs/notes.md).
 
     ``hidden=H`` (default 0: none) puts a hidden fully connected layer of H units (linear, ReLU)
     between the features and the class scores, as VGG-style FER networks have: a distilled
