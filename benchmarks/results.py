@@ -121,9 +121,9 @@ def kfold_recipe(s: dict) -> str:
 
 
 #: distillations into lite_cnn that were not shipped (docs/results/fer2013-lite_cnn-kd-<run>-<split>.json)
+LITE_RUNS = ("t2-150", "vm-150", "t2-250", "t4tc-250", "t4s1-250")
 #: lite_plain runs with the strided layout (pool=stride), tag of their evaluations -> widths (2026-12-07)
 STRIDED = (("s32-96", [16, 32, 96, 192]), ("s32-128", [16, 32, 128, 192]))
-LITE_RUNS = ("t2-150", "vm-150", "t2-250", "t4tc-250", "t4s1-250")
 
 VGG2 = {"members": [["vgg_fer", {}]] * 2}  # two vgg_fer runs (seeds 0 and 1), averaged
 #: JAFFE probes on the vgg_fer pair, n mini_xceptions and other networks (run, n, other members),
