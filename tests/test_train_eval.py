@@ -723,3 +723,40 @@ def test_evaluate_limit_draws_a_subset_and_says_so(trained, folder, tmp_path, ca
     assert a["n"] == 10 and a["limit"] == {"n": 10, "of": n_all, "seed": 0} and a == {**b, "command": a["command"]}
     assert main(base + ["--limit", str(n_all + 5), "--json", str(tmp_path / "c.json")]) == 0  # more than there are
     assert "limit" not in json.loads((tmp_path / "c.json").read_text()) and "--limit" not in capsys.readouterr().out
+
+
+def test_cpu_amp_trains_in_bfloat16_reproducibly_and_warns_without_native_support(folder, tmp_path, monkeypatch):
+    """--cpu-amp: bfloat16 autocast on the CPU. Its weights differ from the float32 run's (the flag
+    takes effect), the same seed gives the same weights, and a CPU without native bfloat16 is warned of."""
+    import importlib
+
+    tr = importlib.import_module("ferkit.engine.train")  # (ferkit.engine.train is also the function's name)
+    kw = dict(epochs=1, test_split="none")
+    train(_cfg(folder, tmp_path / "fp32", **kw), progress=False, log=lambda s: None)
+    lines = []
+    monkeypatch.setattr(tr, "cpu_has_bf16", lambda: False)
+    card = train(_cfg(folder, tmp_path / "bf16", cpu_amp=True, **kw), progress=False, log=lines.append)
+    assert card["training"]["config"]["cpu_amp"] is True
+    assert any("without native bfloat16" in ln for ln in lines)
+    monkeypatch.setattr(tr, "cpu_has_bf16", lambda: True)
+    lines = []
+    train(_cfg(folder, tmp_path / "bf16-again", cpu_amp=True, **kw), progress=False, log=lines.append)
+    assert not any("bfloat16" in ln for ln in lines)
+    a, b, c = (load_file(str(tmp_path / d / "model.safetensors")) for d in ("fp32", "bf16", "bf16-again"))
+    assert all(torch.equal(b[k], c[k]) for k in b)
+    assert not all(torch.equal(a[k], b[k]) for k in a)
+    assert all(torch.isfinite(b[k]).all() for k in b)
+
+
+def test_cpu_has_bf16_reads_the_cpu_flags(tmp_path):
+    from ferkit.engine.train import cpu_has_bf16
+
+    info = tmp_path / "cpuinfo"
+    info.write_text("processor\t: 0\nflags\t\t: fpu sse2 avx2 avx512f avx512bw\n\nprocessor\t: 1\n"
+                    "flags\t\t: fpu sse2 avx2 avx512f avx512bw\n")
+    assert cpu_has_bf16(str(info)) is False
+    info.write_text("flags\t\t: fpu avx512f amx_tile amx_bf16 amx_int8\n")
+    assert cpu_has_bf16(str(info)) is True
+    info.write_text("flags\t\t: fpu avx512f avx512_bf16\n")
+    assert cpu_has_bf16(str(info)) is True
+    assert cpu_has_bf16(str(tmp_path / "absent")) is None

@@ -414,6 +414,7 @@ def _train_config(a: argparse.Namespace):
         optimizer=a.optimizer, lr=a.lr, weight_decay=a.weight_decay, momentum=a.momentum, schedule=a.schedule,
         warmup_epochs=a.warmup, label_smoothing=a.label_smoothing, class_weights=a.class_weights,
         soft_targets=a.soft_targets, augment=aug.to_dict(), seed=a.seed, device=a.device, amp=not a.no_amp,
+        cpu_amp=a.cpu_amp,
         threads=a.threads, limit=a.limit, early_stop=a.early_stop, time_budget=a.time_budget, deterministic=not a.nondeterministic,
         select=a.select,
         name=a.name, init=a.init, aux_weight=a.aux_weight, aux_epochs=a.aux_epochs, teacher=a.teacher, kd_weight=a.kd_weight,
@@ -1039,6 +1040,10 @@ def _add_train_args(s: argparse.ArgumentParser, crossval: bool = False) -> None:
     g.add_argument("--seed", type=seed_int, default=0)
     g.add_argument("--device", default="auto", help="auto (cuda when there is one, else cpu), cpu, cuda or cuda:N")
     g.add_argument("--no-amp", action="store_true", help="disable bfloat16 mixed precision on CUDA")
+    g.add_argument("--cpu-amp", action="store_true",
+                   help="bfloat16 mixed precision on the CPU too: 2-3x faster training where the CPU computes "
+                        "bfloat16 natively (Intel AMX or AVX512-BF16: amx_bf16 / avx512_bf16 in /proc/cpuinfo), "
+                        "slower elsewhere (default: float32 on the CPU)")
     g.add_argument("--threads", type=positive_int, help="CPU threads (default: all cores)")
     g.add_argument("--limit", type=int, help="use at most N images per split (quick trials)")
     g.add_argument("--no-progress", action="store_true", help="no progress bar (logs only)")

@@ -91,7 +91,10 @@ class TrainConfig:
     augment: dict = field(default_factory=lambda: AugmentConfig().to_dict())
     seed: int = 0
     device: str = "auto"  #: auto | cpu | cuda | cuda:N
-    amp: bool = True  #: bfloat16 autocast on CUDA (ignored on CPU)
+    amp: bool = True  #: bfloat16 autocast on CUDA (on the CPU: see cpu_amp)
+    #: bfloat16 autocast on the CPU too (``--cpu-amp``): 2-3x faster training where the CPU has native
+    #: bfloat16 (Intel AMX, AVX512-BF16), slower where it has not; off by default, so that CPU runs stay float32
+    cpu_amp: bool = False
     threads: int | None = None
     limit: int | None = None  #: use at most this many samples per split (smoke tests)
     early_stop: int | None = None  #: stop after this many epochs without a better val accuracy
@@ -448,6 +451,20 @@ def make_optimizer(cfg: TrainConfig, model: nn.Module) -> torch.optim.Optimizer:
     raise FerkitError(f"unknown optimizer {cfg.optimizer!r}; use adamw or sgd")
 
 
+def cpu_has_bf16(cpuinfo: str = "/proc/cpuinfo") -> bool | None:
+    """Whether this CPU computes bfloat16 natively (the ``amx_bf16`` or ``avx512_bf16`` flag), as
+    ``--cpu-amp`` wants; None where ``cpuinfo`` cannot be read (not Linux)."""
+    try:
+        text = Path(cpuinfo).read_text(errors="replace")
+    except OSError:
+        return None
+    flags = set()
+    for line in text.splitlines():
+        if line.startswith("flags"):
+            flags.update(line.split(":", 1)[-1].split())
+    return bool(flags & {"amx_bf16", "avx512_bf16"})
+
+
 def lr_factor(cfg: TrainConfig, step: int, steps_per_epoch: int) -> float:
     """Multiplier of the base LR at global ``step``: linear warm-up, then cosine (or constant)."""
     warm = int(cfg.warmup_epochs * steps_per_epoch)
@@ -706,7 +723,10 @@ def train(cfg: TrainConfig, resume: bool = False, progress: bool | None = None,
     log(f"training {cfg.model} {cfg.model_kwargs or ''} ({nparams:,} params) on {cfg.dataset}: "
         f"training split {train_ds.split!r} n={len(train_ds)}, selection split {val_ds.split!r} n={len(val_ds)}, "
         f"device {device}")
-    amp = cfg.amp and device.type == "cuda"
+    amp = cfg.amp if device.type == "cuda" else cfg.cpu_amp
+    if amp and device.type == "cpu" and cpu_has_bf16() is False:
+        log("warning: --cpu-amp on a CPU without native bfloat16 (no amx_bf16 or avx512_bf16 in /proc/cpuinfo): "
+            "emulated, likely slower than float32")
     show = sys.stderr.isatty() if progress is None else progress
     n = len(train_ds)
     t_start = time.time()
