@@ -139,3 +139,46 @@ def test_mtcnn_rewrites_times_what_ferkit_runs():
     first = mtcnn_rewrites.variant_models(mtcnn_rewrites.VARIANTS[0])
     assert first["rnet"] == onnx.load(str(d / "rnet.onnx")).SerializeToString()
     assert first["pnet"] == M.pnet_one_head(onnx.load(str(d / "pnet.onnx"))).SerializeToString()
+
+
+def test_train_speed_doc_is_its_json_rendered_and_its_arithmetic_holds(tmp_path):
+    """docs/benchmarks_train.md is benchmarks/train_speed.py's rendering of docs/benchmarks_train.json,
+    and each row's speed-up and epoch minutes follow from its ms per step; a short run of the script
+    writes both files with one row per architecture asked for."""
+    import json
+
+    import train_speed
+
+    root = Path(__file__).resolve().parents[1]
+    res = json.loads((root / "docs" / "benchmarks_train.json").read_text())
+    assert train_speed.markdown(res) == (root / "docs" / "benchmarks_train.md").read_text()
+    steps = train_speed.N_TRAIN // res["batch_size"]
+    for r in res["rows"]:
+        assert r["speedup"] == pytest.approx(r["fp32_ms"] / r["bf16_ms"], abs=0.01)
+        assert r["fp32_epoch_min"] == pytest.approx(r["fp32_ms"] * steps / 60000, abs=0.01)
+        assert r["fp32_ms"] == pytest.approx(sorted(r["rounds_fp32"])[len(r["rounds_fp32"]) // 2], abs=0.1)
+    out, js = tmp_path / "t.md", tmp_path / "t.json"
+    assert train_speed.main(["--models", "lite_plain,lite_cnn", "--steps", "1", "--rounds", "1", "--batch-size", "4",
+                             "--threads", "1", "--out", str(out), "--json", str(js)]) == 0
+    got = json.loads(js.read_text())
+    assert [r["model"] for r in got["rows"]] == ["lite_plain", "lite_cnn"]
+    assert all(r["fp32_ms"] > 0 and r["bf16_ms"] > 0 for r in got["rows"])
+    assert out.read_text() == train_speed.markdown(got)
+    with pytest.raises(SystemExit):
+        train_speed.main(["--models", "resnet"])
+
+
+def test_train_speed_step_trains_in_the_precision_asked():
+    """The benchmark's step is a training step: the loss falls over a few steps on its fixed batch,
+    and the bfloat16 step's weights end up different from the float32 one's (autocast took effect)."""
+    import torch
+
+    import train_speed
+
+    nets = {}
+    for bf16 in (False, True):
+        model, step = train_speed.make_step("lite_cnn", 8, bf16)
+        losses = [step() for _ in range(6)]
+        assert all(map(lambda v: v == v, losses)) and min(losses[3:]) < losses[0]
+        nets[bf16] = model.state_dict()
+    assert not all(torch.equal(nets[False][k], nets[True][k]) for k in nets[False])
