@@ -143,6 +143,8 @@ ROWS = [
     ("vgg_fer", {}, "fer2013", "weights:vgg_fer-fer2013"),
     ("vgg_fer", {}, "fer2013", "eval:fer2013-vgg_fer-flip"),
     ("vgg_fer", {}, "fer2013", "eval:fer2013-vgg_fer-tencrop"),
+    ("vgg_fer", {}, "fer2013", "eval:fer2013-vgg_fer-ftcpu"),  # a second cosine cycle on the CPU (--cpu-amp)
+    ("vgg_fer", {}, "fer2013", "eval:fer2013-vgg_fer-ftcpu-tencrop"),
     ("ensemble", VGG2, "fer2013", "eval:fer2013-ensemble-vgg2-flip"),
     ("ensemble", {"members": [["vgg_fer", {}], ["mini_xception", {"width": 2}]]}, "fer2013",
      "eval:fer2013-ensemble-vgg-mx-tencrop"),
@@ -331,6 +333,7 @@ def measured(dataset: str, source: str | None) -> dict | None:
                 "trained": "; ".join(trained) or None, "ft": ft, "seeds": seeds,
                 "kd": teacher(single.get("teacher")), "kd_cmd": runs[0]["command"] if single else None,
                 "select": single.get("select"), "ema": single.get("ema"), "tta": m.get("tta", "none"),
+                "cpu_amp": bool(single.get("cpu_amp")) and not str(single.get("device")).startswith("cuda"),
                 "model": m["model"],
                 "short": ((model if model in weights.ALIASES else "+".join(x.removeprefix("runs/")
                                                                              for x in model.split("+")))
@@ -512,6 +515,8 @@ def build(threads: int, reps: int, points: list[dict] | None = None) -> str:
                 label += f", distilled from {m['kd']}{kd_setting(m.get('kd_cmd'))}"
             if m is not None and m.get("ema"):
                 label += f", weights' moving average {m['ema']:g}"
+            if m is not None and m.get("cpu_amp"):
+                label += ", bf16 on the CPU (`--cpu-amp`)"
             if m is not None and m.get("tta", "none") != "none":
                 label += f", {m['tta']} TTA"
                 views = {"flip": 2, "tencrop": 10}[m["tta"]]
