@@ -92,8 +92,9 @@ class TrainConfig:
     seed: int = 0
     device: str = "auto"  #: auto | cpu | cuda | cuda:N
     amp: bool = True  #: bfloat16 autocast on CUDA (on the CPU: see cpu_amp)
-    #: bfloat16 autocast on the CPU too (``--cpu-amp``): 2-3x faster training where the CPU has native
-    #: bfloat16 (Intel AMX, AVX512-BF16), slower where it has not; off by default, so that CPU runs stay float32
+    #: bfloat16 autocast on the CPU too (``--cpu-amp``): up to 2.5x faster training steps where the CPU has
+    #: native bfloat16 (Intel AMX, AVX512-BF16; docs/benchmarks_train.md), slower where it has not; off by
+    #: default, so that CPU runs stay float32
     cpu_amp: bool = False
     threads: int | None = None
     limit: int | None = None  #: use at most this many samples per split (smoke tests)
