@@ -17,7 +17,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import platform
 import statistics
 import sys
 import time
@@ -29,23 +28,17 @@ import torch.nn.functional as F
 
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT / "src"))
+sys.path.insert(0, str(ROOT / "benchmarks"))
+
+from peers import load1  # noqa: E402
 
 from ferkit.data.transforms import AugmentConfig, augment, normalize, to_float  # noqa: E402
 from ferkit.engine.train import cpu_has_bf16  # noqa: E402
 from ferkit.models import count_params, create, get_spec, list_models  # noqa: E402
+from ferkit.runtime.onnx_model import cpu_name  # noqa: E402
 
 N_TRAIN = 28111  # FER2013 Training as --clean-from keeps it (ferkit train's log)
 KWARGS = {"mini_xception": {"width": 2}}  # the shipped width
-
-
-def cpu_name() -> str:
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                return line.split(":", 1)[1].strip()
-    except OSError:
-        pass
-    return platform.processor() or platform.machine()
 
 
 def make_step(name: str, batch: int, bf16: bool, seed: int = 0):
@@ -115,11 +108,7 @@ def main(argv: list[str] | None = None) -> int:
                      "fp32_epoch_min": round(f32 * epoch / 60000, 2), "bf16_epoch_min": round(b16 * epoch / 60000, 2),
                      "rounds_fp32": [round(v, 1) for v in ms[False]], "rounds_bf16": [round(v, 1) for v in ms[True]]})
         print(f"{name:14s} fp32 {f32:7.1f} ms  bf16 {b16:7.1f} ms  {f32 / b16:4.2f}x", flush=True)
-    load = None
-    try:
-        load = round(__import__("os").getloadavg()[0], 1)
-    except OSError:
-        pass
+    load = load1()
     res = {"date": datetime.now(timezone.utc).strftime("%Y-%m-%d %H:%M UTC"), "cpu": cpu_name(),
            "native_bf16": native, "threads": a.threads, "torch": torch.__version__, "batch_size": a.batch_size,
            "steps": a.steps, "rounds": a.rounds, "load_average_end": load, "rows": rows,
