@@ -333,7 +333,10 @@ def measured(dataset: str, source: str | None) -> dict | None:
                 "trained": "; ".join(trained) or None, "ft": ft, "seeds": seeds,
                 "kd": teacher(single.get("teacher")), "kd_cmd": runs[0]["command"] if single else None,
                 "select": single.get("select"), "ema": single.get("ema"), "tta": m.get("tta", "none"),
-                "cpu_amp": bool(single.get("cpu_amp")) and not str(single.get("device")).startswith("cuda"),
+                # bf16 on the CPU: from the card, or (evaluations written before cpu_amp was kept in
+                # members_trained) from the training command; on CUDA autocast is the default, not worth a word
+                "cpu_amp": bool(single) and bool(single.get("cpu_amp") or "--cpu-amp" in shlex.split(runs[0]["command"]))
+                           and not str(runs[0].get("device") or single.get("device")).startswith("cuda"),
                 "model": m["model"],
                 "short": ((model if model in weights.ALIASES else "+".join(x.removeprefix("runs/")
                                                                              for x in model.split("+")))

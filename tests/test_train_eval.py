@@ -123,9 +123,10 @@ def test_evaluate_cli_matches_card(trained, folder, tmp_path, capsys, monkeypatc
     assert (tmp_path / "r_confusion.png").exists()
     # the run folder is git-ignored: the JSON keeps how it was trained, for whoever reads the number later
     assert res["members_trained"] == {str(out): {"command": "test", "git_commit": card["training"]["git_commit"],
+                                                 "device": "cpu",
                                                  "config": {"seed": 0, "init": None, "teacher": None,
                                                             "select": card["training"]["config"]["select"],
-                                                            "ema": None}}}
+                                                            "ema": None, "cpu_amp": False}}}
     printed = capsys.readouterr().out
     assert "macro F1" in printed and "surprise" in printed
     # test-time augmentation: the accuracy of the mean of each face's and its mirror's probabilities

@@ -131,8 +131,8 @@ def format_table(res: dict) -> str:
 
 def trained_members(spec: str, model: ExpressionModel) -> dict[str, dict]:
     """How each member of ``spec`` (a model name as given to ``--model``; ``a+b`` an ensemble) that is
-    not shipped weights was trained: ``{member: {command, git_commit, config: {seed, init, teacher,
-    select}}}`` from its card. A run folder is git-ignored and stays on the machine that trained it;
+    not shipped weights was trained: ``{member: {command, git_commit, device, config: {seed, init, teacher,
+    select, ema, cpu_amp}}}`` from its card. A run folder is git-ignored and stays on the machine that trained it;
     kept in the evaluation's JSON, the training behind a committed number travels with it."""
     from ..api import ensemble_names
     from ..weights import ALIASES, SHIPPED_DIR
@@ -145,8 +145,9 @@ def trained_members(spec: str, model: ExpressionModel) -> dict[str, dict]:
         if part in ALIASES or (SHIPPED_DIR / f"{part}.safetensors").exists() or not isinstance(t, dict):
             continue
         cfg = t.get("config") or {}
-        out[part] = {"command": t.get("command"), "git_commit": t.get("git_commit"),
-                     "config": {k: cfg.get(k, 0 if k == "seed" else None) for k in ("seed", "init", "teacher", "select", "ema")}}
+        out[part] = {"command": t.get("command"), "git_commit": t.get("git_commit"), "device": t.get("device"),
+                     "config": {k: cfg.get(k, 0 if k == "seed" else None)
+                                for k in ("seed", "init", "teacher", "select", "ema", "cpu_amp")}}
     return out
 
 
