@@ -53,6 +53,7 @@ from ferkit.api import ExpressionModel  # noqa: E402
 from ferkit.models import count_params, create, get_spec  # noqa: E402
 
 RESULTS = ROOT / "docs" / "results"
+RUN_FOLDERS = ROOT  # where `runs/...` members are looked up (git-ignored: a fresh checkout has none)
 DOC = ROOT / "docs" / "results.md"
 PLOT = ROOT / "docs" / "img" / "results.png"
 
@@ -308,7 +309,7 @@ def measured(dataset: str, source: str | None) -> dict | None:
         model = cmd[cmd.index("--model") + 1]
         members = weights.ALIASES.get(model, model).split("+")
         for member in members:
-            card = ROOT / member / "model.json"
+            card = RUN_FOLDERS / member / "model.json"
             if (weights.SHIPPED_DIR / f"{member}.safetensors").exists():
                 runs.append(json.loads((weights.SHIPPED_DIR / f"{member}.json").read_text())["training"])
                 continue
