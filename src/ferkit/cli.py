@@ -863,6 +863,65 @@ SERVE_EXAMPLES = """examples:
   curl http://127.0.0.1:8000/healthz"""
 
 
+AVERAGE_EXAMPLES = """examples:
+  ferkit average --models vgg_fer-fer2013,runs/vgg-ft --out runs/vgg-soup          # equal weights
+  ferkit average --models vgg_fer-fer2013,runs/vgg-ft --weights 0.3,0.7 --out runs/vgg-soup73
+  ferkit average --models vgg_fer-fer2013,runs/vgg-ft --out runs/vgg-soup-bn \\
+      --dataset fer2013 --data ../shared/data/fer2013 --clean-from ../shared/data/ferplus   # + batch-norm statistics
+  ferkit evaluate --model runs/vgg-soup --dataset fer2013 --data ../shared/data/fer2013 --split PublicTest"""
+
+
+def cmd_average(a: argparse.Namespace) -> int:
+    from .engine import soup
+    from .engine.train import _limit
+
+    models = [m.strip() for m in a.models.split(",") if m.strip()]
+    mix = soup.parse_weights(a.weights, len(models))
+    if not str(a.out).strip():
+        raise FerkitError("--out is empty: name the run folder to write")
+    out = Path(a.out)
+    if out.exists() and not out.is_dir():
+        raise FerkitError(f"--out {a.out}: a file; name a folder (the averaged run's)")
+    if (out / "model.safetensors").exists() and not a.force:
+        raise FerkitError(f"--out {a.out}: holds a model already; --force replaces it")
+    if bool(a.dataset) != bool(a.data):
+        raise FerkitError("--dataset and --data go together (the images that re-estimate batch-norm statistics)")
+    if a.bn_split and not a.dataset:
+        raise FerkitError("--bn-split needs --dataset and --data")
+    _outputs_are_not_inputs([("--out", str(out / "model.safetensors"))], a.data, None)
+    for m in models:
+        if Path(m).expanduser().resolve() == out.expanduser().resolve():
+            raise FerkitError(f"--out {a.out} is one of the --models: write the average elsewhere")
+    net, first, cards = soup.average(models, mix)
+    print("averaged " + ", ".join(f"{m} ({w:.3g})" for m, w in zip(models, mix))
+          + f": {first['architecture']}, {len(net.state_dict())} tensors")
+    bn = None
+    if a.dataset:
+        from .data import open_dataset
+        from .data.transforms import normalize, to_float
+
+        reader = open_dataset(a.dataset, a.data, **_dataset_options(a))
+        split = a.bn_split or reader.train_split
+        c, h, w = first["input_size"]
+        ds = reader.load(split, size=(h, w), mode="L" if c == 1 else "RGB", progress=False if a.no_progress else None)
+        ds = _limit(ds, a.bn_images, 0)
+        if a.threads:
+            import torch
+
+            torch.set_num_threads(a.threads)
+        layers = soup.recompute_bn(net, ds.images, lambda x: normalize(to_float(x), first["mean"], first["std"]))
+        if layers == 0:
+            print(f"note: {first['architecture']} has no batch norm: --dataset/--data change nothing")
+        else:
+            bn = {"dataset": reader.name, "split": ds.split, "images": len(ds), "layers": layers}
+            print(f"batch-norm statistics of {layers} layers re-estimated on {len(ds)} images of {reader.name} "
+                  f"{ds.split}")
+    card = soup.soup_card(first, cards, models, mix, _command(a), bn, out.name)
+    path = soup.write(out, net, card)
+    print(f"wrote {path} (+ model.json); measure it: ferkit evaluate --model {out} --dataset ... --data ...")
+    return 0
+
+
 def cmd_serve(a: argparse.Namespace) -> int:
     try:
         from .serve import bind, create_app, run
@@ -1206,6 +1265,33 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--log-level", choices=["critical", "error", "warning", "info", "debug"], default="info",
                    help="server log detail (info: one line per request)")
     s.set_defaults(fn=cmd_serve)
+
+    s = sub.add_parser("average", epilog=AVERAGE_EXAMPLES, formatter_class=fmt,
+                       help="average the weights of networks that share a start (a model soup)",
+                       description="Write one network whose weights are the weighted mean of several networks' "
+                                   "(Wortsman et al. 2022, model soups): networks of one architecture and classes "
+                                   "that share a start (one fine-tuned from the other with --init, or several "
+                                   "fine-tuned from one) often score like their ensemble at one network's cost; "
+                                   "networks trained from scratch apart do not average. Batch-norm statistics are "
+                                   "averaged too, or re-estimated on a split's images with --dataset/--data (no "
+                                   "labels used). Writes a run folder (model.safetensors + model.json naming the "
+                                   "members and weights); measure it with `ferkit evaluate`, choose weights on a "
+                                   "validation split, never on the test split.")
+    s.add_argument("--models", required=True, metavar="A,B[,...]",
+                   help="two or more shipped names, .safetensors files or run folders, comma-separated")
+    s.add_argument("--weights", metavar="W1,W2[,...]",
+                   help="one weight per model, normalised to sum 1 (default: equal)")
+    s.add_argument("--out", required=True, metavar="DIR", help="run folder to write (model.safetensors + model.json)")
+    s.add_argument("--force", action="store_true", help="replace a model already in --out")
+    _add_dataset_args(s, required=False)
+    g = s.add_argument_group("batch-norm statistics (with --dataset/--data)")
+    g.add_argument("--bn-split", metavar="SPLIT", help="split whose images re-estimate them (default: the "
+                                                       "dataset's training split)")
+    g.add_argument("--bn-images", type=positive_int, default=8192, metavar="N",
+                   help="images drawn at random (seed 0) from that split (default 8192)")
+    g.add_argument("--threads", type=positive_int, help="CPU threads (default: all cores)")
+    g.add_argument("--no-progress", action="store_true", help="no progress bar while images load")
+    s.set_defaults(fn=cmd_average)
 
     s = sub.add_parser("export", epilog=EXPORT_EXAMPLES,
                        help="export a model to ONNX (optionally int8) for onnxruntime", formatter_class=fmt,

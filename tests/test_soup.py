@@ -1,0 +1,188 @@
+"""`ferkit average` (engine/soup.py): the weighted mean of networks' weights, written as a run folder."""
+
+from __future__ import annotations
+
+import json
+import warnings
+
+import pytest
+import torch
+import torch.nn as nn
+from conftest import make_imagefolder
+from safetensors.torch import load_file
+
+from ferkit import weights
+from ferkit.api import load_model
+from ferkit.cli import main
+from ferkit.engine import soup
+from ferkit.errors import FerkitError
+from ferkit.models import create, get_spec
+
+CLASSES = ["angry", "disgust", "fear", "happy", "sad", "surprise", "neutral"]
+
+
+def _run(tmp_path, name, seed, arch="lite_plain", init=None, classes=CLASSES):
+    torch.manual_seed(seed)
+    net = create(arch, num_classes=len(classes))
+    with torch.no_grad():  # batch-norm statistics that differ between the members, as trained ones would
+        for m in net.modules():
+            if isinstance(m, nn.BatchNorm2d):
+                m.running_mean.uniform_(-1, 1)
+                m.running_var.uniform_(0.5, 2)
+                m.num_batches_tracked.fill_(seed + 10)
+    spec = get_spec(arch)
+    card = {"name": name, "architecture": arch, "arch_kwargs": {}, "classes": list(classes),
+            "input_size": list(spec.input_size), "mean": list(spec.mean), "std": list(spec.std),
+            "dataset": {"name": "imagefolder"},
+            "training": {"command": f"ferkit train --seed {seed}", "git_commit": "c" * 40, "device": "cpu",
+                         "config": {"seed": seed, "init": init, "ema": None, "select": "accuracy"}}}
+    out = tmp_path / name
+    weights.save(net, out / "model.safetensors", card)
+    return out
+
+
+def test_the_average_is_the_weighted_mean_of_every_float_tensor(tmp_path):
+    a = _run(tmp_path, "a", 0, init="base")
+    b = _run(tmp_path, "b", 1, init="base")
+    sa, sb = load_file(str(a / "model.safetensors")), load_file(str(b / "model.safetensors"))
+    assert main(["average", "--models", f"{a},{b}", "--weights", "1,3", "--out", str(tmp_path / "s")]) == 0
+    got = load_file(str(tmp_path / "s" / "model.safetensors"))
+    assert set(got) == set(sa)
+    moved = 0
+    for k, t in got.items():
+        if t.is_floating_point():
+            assert torch.allclose(t, 0.25 * sa[k] + 0.75 * sb[k], atol=1e-6), k
+            moved += not torch.equal(t, sa[k])
+        else:  # batch norm's batch counts: the first member's
+            assert torch.equal(t, sa[k]), k
+    assert moved > 10
+    # weights 1,0: the first network again, and it predicts as that network does
+    assert main(["average", "--models", f"{a},{b}", "--weights", "1,0", "--out", str(tmp_path / "one")]) == 0
+    x = torch.randint(0, 256, (5, 1, 48, 48), dtype=torch.uint8)
+    assert torch.allclose(load_model(str(tmp_path / "one"), backend="torch").predict_tensor(x),
+                          load_model(str(a), backend="torch").predict_tensor(x), atol=1e-6)
+
+
+def test_the_card_names_the_members_and_their_weights(tmp_path, capsys):
+    a = _run(tmp_path, "a", 0, init="base")
+    b = _run(tmp_path, "b", 1, init="base")
+    c = _run(tmp_path, "c", 2, init="base")
+    out = tmp_path / "soup"
+    assert main(["average", "--models", f"{a},{b},{c}", "--out", str(out)]) == 0
+    assert "averaged" in capsys.readouterr().out
+    card = json.loads((out / "model.json").read_text())
+    assert card["name"] == "soup" and card["architecture"] == "lite_plain" and card["classes"] == CLASSES
+    assert card["metrics"] == {} and "not measured yet" in card["notes"]
+    t = card["training"]
+    assert t["command"].startswith("ferkit average --models") and t["config"]["averaged"] is True
+    assert t["config"]["init"] == "base"  # the members' shared start
+    assert [m["model"] for m in t["averaged_from"]] == [str(a), str(b), str(c)]
+    assert [m["weight"] for m in t["averaged_from"]] == pytest.approx([1 / 3] * 3)
+    assert [m["command"] for m in t["averaged_from"]] == [f"ferkit train --seed {s}" for s in range(3)]
+    assert card["sha256"] == weights.sha256(out / "model.safetensors")
+    load_model(str(out), backend="torch")  # a run folder like any other
+
+
+def test_networks_that_share_no_start_are_averaged_with_a_warning(tmp_path):
+    a, b = _run(tmp_path, "a", 0), _run(tmp_path, "b", 1)
+    with pytest.warns(UserWarning, match="share no start"):
+        soup.average([str(a), str(b)], [0.5, 0.5])
+    # one fine-tuned from the other (its --init names it): no warning
+    ft = _run(tmp_path, "ft", 2, init="a")
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        soup.average([str(a), str(ft)], [0.5, 0.5])
+
+
+@pytest.mark.parametrize("args, said", [
+    (["--models", "A"], "two or more models"),
+    (["--models", "A,B", "--weights", "1"], "1 number(s) for 2 model(s)"),
+    (["--models", "A,B", "--weights", "1,x"], "one number per model"),
+    (["--models", "A,B", "--weights", "0,0"], "not all 0"),
+    (["--models", "A,B", "--weights", "2,-1"], "0 or more"),
+    (["--models", "A,B", "--dataset", "fer2013"], "--dataset and --data go together"),
+    (["--models", "A,B", "--bn-split", "Training"], "--bn-split needs --dataset"),
+    (["--models", "A,OUT"], "is one of the --models"),
+])
+def test_bad_requests_are_refused_with_a_message(tmp_path, capsys, args, said):
+    a, b = _run(tmp_path, "A", 0, init="base"), _run(tmp_path, "B", 1, init="base")
+    names = {"A": str(a), "B": str(b), "OUT": str(tmp_path / "o")}
+    args = [",".join(names.get(x, x) for x in v.split(",")) if i and args[i - 1] == "--models" else v
+            for i, v in enumerate(args)]
+    assert main(["average", *args, "--out", str(tmp_path / "o")]) != 0
+    assert said in capsys.readouterr().err
+    assert not (tmp_path / "o" / "model.safetensors").exists()
+
+
+def test_members_that_differ_are_refused_and_an_existing_average_is_kept(tmp_path, capsys):
+    a = _run(tmp_path, "a", 0, init="base")
+    other = _run(tmp_path, "x", 1, arch="lite_cnn", init="base")
+    fewer = _run(tmp_path, "f", 2, init="base", classes=CLASSES[:6])
+    for bad, what in ((other, "architecture"), (fewer, "classes")):
+        assert main(["average", "--models", f"{a},{bad}", "--out", str(tmp_path / "o")]) != 0
+        assert f"its {what}" in capsys.readouterr().err
+    b = _run(tmp_path, "b", 1, init="base")
+    assert main(["average", "--models", f"{a},{b}", "--out", str(tmp_path / "o")]) == 0
+    before = (tmp_path / "o" / "model.json").read_text()
+    assert main(["average", "--models", f"{a},{b}", "--weights", "1,2", "--out", str(tmp_path / "o")]) != 0
+    assert "--force replaces it" in capsys.readouterr().err
+    assert (tmp_path / "o" / "model.json").read_text() == before
+    assert main(["average", "--models", f"{a},{b}", "--weights", "1,2", "--out", str(tmp_path / "o"), "--force"]) == 0
+    assert (tmp_path / "o" / "model.json").read_text() != before
+
+
+def test_recompute_bn_gives_the_statistics_of_the_data():
+    torch.manual_seed(0)
+    net = nn.Sequential(nn.Conv2d(1, 3, 3), nn.BatchNorm2d(3), nn.ReLU(), nn.Dropout(0.5), nn.Conv2d(3, 2, 1),
+                        nn.BatchNorm2d(2, momentum=0.3))
+    images = torch.randint(0, 256, (12, 1, 8, 8), dtype=torch.uint8)
+    prepare = lambda x: x.float() / 255  # noqa: E731
+    assert soup.recompute_bn(net, images, prepare, batch_size=4) == 2
+    with torch.no_grad():
+        h = net[0](prepare(images))
+    assert torch.allclose(net[1].running_mean, h.mean(dim=(0, 2, 3)), atol=1e-5)
+    # the variance: the mean over the batches of each batch's unbiased variance
+    want = torch.stack([h[i:i + 4].transpose(0, 1).reshape(3, -1).var(dim=1) for i in (0, 4, 8)]).mean(0)
+    assert torch.allclose(net[1].running_var, want, atol=1e-5)
+    assert net[5].momentum == 0.3 and not net.training  # put back as it was, in eval mode
+    assert soup.recompute_bn(nn.Sequential(nn.Linear(2, 2)), images, prepare) == 0
+
+
+def test_bn_statistics_reestimated_on_a_dataset(tmp_path, capsys):
+    folder = make_imagefolder(tmp_path / "data")
+    a = _run(tmp_path, "a", 0, init="base")
+    b = _run(tmp_path, "b", 1, init="base")
+    out = tmp_path / "bn"
+    assert main(["average", "--models", f"{a},{b}", "--out", str(out), "--dataset", "imagefolder", "--data",
+                 str(folder), "--bn-images", "20", "--no-progress"]) == 0
+    said = capsys.readouterr().out
+    assert "re-estimated on 20 images of imagefolder train" in said
+    bn = json.loads((out / "model.json").read_text())["training"]["bn_recomputed"]
+    assert bn == {"dataset": "imagefolder", "split": "train", "images": 20, "layers": bn["layers"]} and bn["layers"] > 2
+    plain = tmp_path / "plain"
+    assert main(["average", "--models", f"{a},{b}", "--out", str(plain)]) == 0
+    got, avg = load_file(str(out / "model.safetensors")), load_file(str(plain / "model.safetensors"))
+    means = [k for k in got if k.endswith("running_mean")]
+    assert means and all(not torch.allclose(got[k], avg[k]) for k in means)
+    assert all(torch.equal(got[k], avg[k]) for k in got if k.endswith(".weight"))  # only the statistics changed
+
+
+def test_parse_weights():
+    assert soup.parse_weights(None, 4) == [0.25] * 4
+    assert soup.parse_weights("2,6", 2) == [0.25, 0.75]
+    with pytest.raises(FerkitError):
+        soup.parse_weights("nan,1", 2)
+
+
+def test_an_evaluation_keeps_how_the_averaged_networks_were_trained(tmp_path):
+    from ferkit.engine.evaluate import trained_members
+
+    a, b = _run(tmp_path, "a", 0, init="base"), _run(tmp_path, "b", 1, init="base")
+    out = tmp_path / "s"
+    assert main(["average", "--models", f"{a},{b}", "--weights", "1,3", "--out", str(out)]) == 0
+    got = trained_members(str(out), load_model(str(out), backend="torch"))[str(out)]
+    assert got["command"].startswith("ferkit average") and got["config"]["init"] == "base"
+    assert got["averaged_from"] == [{"model": str(a), "weight": 0.25, "command": "ferkit train --seed 0",
+                                     "git_commit": "c" * 40},
+                                    {"model": str(b), "weight": 0.75, "command": "ferkit train --seed 1",
+                                     "git_commit": "c" * 40}]
