@@ -85,7 +85,7 @@ def test_the_card_names_the_members_and_their_weights(tmp_path, capsys):
 
 def test_networks_that_share_no_start_are_averaged_with_a_warning(tmp_path):
     a, b = _run(tmp_path, "a", 0), _run(tmp_path, "b", 1)
-    with pytest.warns(UserWarning, match="share no start"):
+    with pytest.warns(UserWarning, match="show no shared start"):
         soup.average([str(a), str(b)], [0.5, 0.5])
     # one fine-tuned from the other (its --init names it): no warning
     ft = _run(tmp_path, "ft", 2, init="a")

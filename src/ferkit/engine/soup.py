@@ -72,9 +72,9 @@ def average(models: Sequence[str], mix: Sequence[float]) -> tuple[nn.Module, dic
     names = {c.get("name") for c in cards} | set(models)
     inits = [(c.get("training") or {}).get("config", {}).get("init") for c in cards]
     if not (len(set(inits)) == 1 and inits[0]) and not any(i in names for i in inits if i):
-        warnings.warn(f"{', '.join(models)} share no start (each network's --init: "
-                      f"{', '.join(str(i) for i in inits)}): networks trained apart do not average, and their mean "
-                      f"is likely a poor network; measure it", stacklevel=2)
+        warnings.warn(f"{', '.join(models)}: their cards show no shared start (each one's --init: "
+                      f"{', '.join(str(i) for i in inits)}); networks trained apart do not average (their mean is "
+                      f"then a poor network), so measure it", stacklevel=2)
     states = [n.state_dict() for n in nets]
     out = {}
     for key, t in states[0].items():
