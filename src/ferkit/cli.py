@@ -871,53 +871,89 @@ AVERAGE_EXAMPLES = """examples:
   ferkit evaluate --model runs/vgg-soup --dataset fer2013 --data ../shared/data/fer2013 --split PublicTest"""
 
 
-def cmd_average(a: argparse.Namespace) -> int:
-    from .engine import soup
-    from .engine.train import _limit
-
-    models = [m.strip() for m in a.models.split(",") if m.strip()]
-    mix = soup.parse_weights(a.weights, len(models))
+def _run_out(a: argparse.Namespace, what: str) -> Path:
+    """--out of average/recalibrate: a run folder, not a file, not holding a model unless --force."""
     if not str(a.out).strip():
         raise FerkitError("--out is empty: name the run folder to write")
     out = Path(a.out)
     if out.exists() and not out.is_dir():
-        raise FerkitError(f"--out {a.out}: a file; name a folder (the averaged run's)")
+        raise FerkitError(f"--out {a.out}: a file; name a folder (the {what} run's)")
     if (out / "model.safetensors").exists() and not a.force:
         raise FerkitError(f"--out {a.out}: holds a model already; --force replaces it")
+    _outputs_are_not_inputs([("--out", str(out / "model.safetensors"))], a.data, None)
+    return out
+
+
+def _recompute_bn(a: argparse.Namespace, net, card: dict) -> dict | None:
+    """Re-estimate ``net``'s batch-norm statistics on --bn-images images of the dataset's
+    --bn-split (its training split by default); None when the network has none."""
+    from .data import open_dataset
+    from .data.transforms import normalize, to_float
+    from .engine import soup
+    from .engine.train import _limit
+
+    reader = open_dataset(a.dataset, a.data, **_dataset_options(a))
+    split = a.bn_split or reader.train_split
+    c, h, w = card["input_size"]
+    ds = reader.load(split, size=(h, w), mode="L" if c == 1 else "RGB", progress=False if a.no_progress else None)
+    ds = _limit(ds, a.bn_images, 0)
+    if a.threads:
+        import torch
+
+        torch.set_num_threads(a.threads)
+    layers = soup.recompute_bn(net, ds.images, lambda x: normalize(to_float(x), card["mean"], card["std"]))
+    if layers == 0:
+        print(f"note: {card['architecture']} has no batch norm: its statistics cannot be re-estimated")
+        return None
+    print(f"batch-norm statistics of {layers} layers re-estimated on {len(ds)} images of {reader.name} {ds.split}")
+    return {"dataset": reader.name, "split": ds.split, "images": len(ds), "layers": layers,
+            **({"options": {k: v for k, v in reader.options().items() if v is not None and v is not False}}
+               if any(v is not None and v is not False for v in reader.options().values()) else {})}
+
+
+def cmd_average(a: argparse.Namespace) -> int:
+    from .engine import soup
+
+    models = [m.strip() for m in a.models.split(",") if m.strip()]
+    mix = soup.parse_weights(a.weights, len(models))
+    for m in models:
+        if str(a.out).strip() and Path(m).expanduser().resolve() == Path(a.out).expanduser().resolve():
+            raise FerkitError(f"--out {a.out} is one of the --models: write the average elsewhere")
+    out = _run_out(a, "averaged")
     if bool(a.dataset) != bool(a.data):
         raise FerkitError("--dataset and --data go together (the images that re-estimate batch-norm statistics)")
     if a.bn_split and not a.dataset:
         raise FerkitError("--bn-split needs --dataset and --data")
-    _outputs_are_not_inputs([("--out", str(out / "model.safetensors"))], a.data, None)
-    for m in models:
-        if Path(m).expanduser().resolve() == out.expanduser().resolve():
-            raise FerkitError(f"--out {a.out} is one of the --models: write the average elsewhere")
     net, first, cards = soup.average(models, mix)
     print("averaged " + ", ".join(f"{m} ({w:.3g})" for m, w in zip(models, mix))
           + f": {first['architecture']}, {len(net.state_dict())} tensors")
-    bn = None
-    if a.dataset:
-        from .data import open_dataset
-        from .data.transforms import normalize, to_float
-
-        reader = open_dataset(a.dataset, a.data, **_dataset_options(a))
-        split = a.bn_split or reader.train_split
-        c, h, w = first["input_size"]
-        ds = reader.load(split, size=(h, w), mode="L" if c == 1 else "RGB", progress=False if a.no_progress else None)
-        ds = _limit(ds, a.bn_images, 0)
-        if a.threads:
-            import torch
-
-            torch.set_num_threads(a.threads)
-        layers = soup.recompute_bn(net, ds.images, lambda x: normalize(to_float(x), first["mean"], first["std"]))
-        if layers == 0:
-            print(f"note: {first['architecture']} has no batch norm: --dataset/--data change nothing")
-        else:
-            bn = {"dataset": reader.name, "split": ds.split, "images": len(ds), "layers": layers}
-            print(f"batch-norm statistics of {layers} layers re-estimated on {len(ds)} images of {reader.name} "
-                  f"{ds.split}")
+    bn = _recompute_bn(a, net, first) if a.dataset else None
     card = soup.soup_card(first, cards, models, mix, _command(a), bn, out.name)
     path = soup.write(out, net, card)
+    print(f"wrote {path} (+ model.json); measure it: ferkit evaluate --model {out} --dataset ... --data ...")
+    return 0
+
+
+RECALIBRATE_EXAMPLES = """examples:
+  ferkit recalibrate --model default --dataset fer2013 --data ../shared/data/fer2013 \\
+      --clean-from ../shared/data/ferplus --out runs/default-bn
+  ferkit recalibrate --model vgg_fer-ferplus --dataset ferplus --data ../shared/data/ferplus --out runs/vgg-fp-bn
+  ferkit evaluate --model runs/default-bn --dataset fer2013 --data ../shared/data/fer2013 --split PublicTest"""
+
+
+def cmd_recalibrate(a: argparse.Namespace) -> int:
+    from . import weights
+    from .engine import soup
+
+    if str(a.out).strip() and Path(a.model).expanduser().resolve() == Path(a.out).expanduser().resolve():
+        raise FerkitError(f"--out {a.out} is --model's folder: write the recalibrated network elsewhere")
+    out = _run_out(a, "recalibrated")
+    net, card = weights.load(a.model)
+    bn = _recompute_bn(a, net, card)
+    if bn is None:
+        raise FerkitError(f"{a.model}: {card['architecture']} has no batch norm; nothing to recalibrate")
+    new = soup.recalibrated_card(card, a.model, _command(a), bn, out.name)
+    path = soup.write(out, net, new)
     print(f"wrote {path} (+ model.json); measure it: ferkit evaluate --model {out} --dataset ... --data ...")
     return 0
 
@@ -1110,6 +1146,18 @@ def _add_train_args(s: argparse.ArgumentParser, crossval: bool = False) -> None:
     g.add_argument("--command", default=None, help=argparse.SUPPRESS)
 
 
+def _add_bn_args(s: argparse.ArgumentParser, required: bool) -> None:
+    """The images that re-estimate batch-norm statistics (average, recalibrate)."""
+    _add_dataset_args(s, required=required)
+    g = s.add_argument_group("batch-norm statistics" + ("" if required else " (with --dataset/--data)"))
+    g.add_argument("--bn-split", metavar="SPLIT", help="split whose images re-estimate them (default: the "
+                                                       "dataset's training split; never the test split)")
+    g.add_argument("--bn-images", type=positive_int, default=8192, metavar="N",
+                   help="images drawn at random (seed 0) from that split (default 8192)")
+    g.add_argument("--threads", type=positive_int, help="CPU threads (default: all cores)")
+    g.add_argument("--no-progress", action="store_true", help="no progress bar while images load")
+
+
 def build_parser() -> argparse.ArgumentParser:
     fmt = _Fmt
     p = _Parser(prog="ferkit", description="ferkit: facial expression recognition toolkit.",
@@ -1283,15 +1331,22 @@ def build_parser() -> argparse.ArgumentParser:
                    help="one weight per model, normalised to sum 1 (default: equal)")
     s.add_argument("--out", required=True, metavar="DIR", help="run folder to write (model.safetensors + model.json)")
     s.add_argument("--force", action="store_true", help="replace a model already in --out")
-    _add_dataset_args(s, required=False)
-    g = s.add_argument_group("batch-norm statistics (with --dataset/--data)")
-    g.add_argument("--bn-split", metavar="SPLIT", help="split whose images re-estimate them (default: the "
-                                                       "dataset's training split)")
-    g.add_argument("--bn-images", type=positive_int, default=8192, metavar="N",
-                   help="images drawn at random (seed 0) from that split (default 8192)")
-    g.add_argument("--threads", type=positive_int, help="CPU threads (default: all cores)")
-    g.add_argument("--no-progress", action="store_true", help="no progress bar while images load")
+    _add_bn_args(s, required=False)
     s.set_defaults(fn=cmd_average)
+
+    s = sub.add_parser("recalibrate", epilog=RECALIBRATE_EXAMPLES, formatter_class=fmt,
+                       help="re-estimate a network's batch-norm statistics on plain training images",
+                       description="Batch norm keeps running statistics of the batches it trained on: augmented "
+                                   "ones (flips, shifts, rotations, erased patches), which are not what it meets "
+                                   "at test time. This re-estimates them with forward passes over un-augmented "
+                                   "images of a split (the training split by default; no labels used, no weight "
+                                   "changes) and writes the result as a run folder whose card says so. Measure it "
+                                   "on the validation split before using it: with ten-crop TTA it can be worse.")
+    s.add_argument("--model", required=True, help="shipped name, .safetensors file or run folder")
+    s.add_argument("--out", required=True, metavar="DIR", help="run folder to write (model.safetensors + model.json)")
+    s.add_argument("--force", action="store_true", help="replace a model already in --out")
+    _add_bn_args(s, required=True)
+    s.set_defaults(fn=cmd_recalibrate)
 
     s = sub.add_parser("export", epilog=EXPORT_EXAMPLES,
                        help="export a model to ONNX (optionally int8) for onnxruntime", formatter_class=fmt,

@@ -132,7 +132,8 @@ def format_table(res: dict) -> str:
 def trained_members(spec: str, model: ExpressionModel) -> dict[str, dict]:
     """How each member of ``spec`` (a model name as given to ``--model``; ``a+b`` an ensemble) that is
     not shipped weights was trained: ``{member: {command, git_commit, device, config: {seed, init, teacher,
-    select, ema, cpu_amp}, averaged_from (``ferkit average``'s members)}}`` from its card. A run folder is git-ignored and stays on the machine that trained it;
+    select, ema, cpu_amp}, averaged_from (``ferkit average``'s members), recalibrated_from
+    and bn_recomputed (``ferkit recalibrate``)}}`` from its card. A run folder is git-ignored and stays on the machine that trained it;
     kept in the evaluation's JSON, the training behind a committed number travels with it."""
     from ..api import ensemble_names
     from ..weights import ALIASES, SHIPPED_DIR
@@ -148,6 +149,10 @@ def trained_members(spec: str, model: ExpressionModel) -> dict[str, dict]:
         out[part] = {"command": t.get("command"), "git_commit": t.get("git_commit"), "device": t.get("device"),
                      "config": {k: cfg.get(k, 0 if k == "seed" else None)
                                 for k in ("seed", "init", "teacher", "select", "ema", "cpu_amp")}}
+        if t.get("recalibrated_from"):  # `ferkit recalibrate`: the network whose statistics were re-estimated
+            r = t["recalibrated_from"]
+            out[part]["recalibrated_from"] = {k: r.get(k) for k in ("model", "command", "git_commit")}
+            out[part]["bn_recomputed"] = t.get("bn_recomputed")
         if t.get("averaged_from"):  # `ferkit average`: how each of the averaged networks was trained
             out[part]["averaged_from"] = [{k: m.get(k) for k in ("model", "weight", "command", "git_commit")}
                                           for m in t["averaged_from"]]

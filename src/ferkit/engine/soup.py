@@ -155,3 +155,29 @@ def write(out: str | os.PathLike, net: nn.Module, card: dict) -> Path:
     out.mkdir(parents=True, exist_ok=True)
     _weights.save(net, out / "model.safetensors", card)
     return out / "model.safetensors"
+
+
+def recalibrated_card(card: dict, model: str, command: str, bn: dict, name: str) -> dict:
+    """The card of ``model`` with its batch-norm statistics re-estimated: the same network,
+    classes and input; the metrics dropped (they were the old statistics'); ``training`` keeps the
+    original's config (so its start, seed and recipe still read as they were) and says what was
+    done on top: ``recalibrated_from`` (the network and how it was trained) and ``bn_recomputed``."""
+    from .train import git_state
+
+    t = card.get("training") or {}
+    new = {k: v for k, v in card.items() if k not in ("metrics", "best_epoch", "weights_file", "sha256",
+                                                         "weights_dtype", "crossval", "int8")}
+    new.update({
+        "name": name, "metrics": {},
+        "training": {"command": command, **git_state(), "ferkit_version": __version__,
+                     "torch_version": torch.__version__, "device": "cpu",
+                     "machine": f"{platform.machine()} {os.cpu_count()} cpu", "config": t.get("config") or {},
+                     "recalibrated_from": {"model": model, "name": card.get("name"), "sha256": card.get("sha256"),
+                                           "command": t.get("command"), "git_commit": t.get("git_commit"),
+                                           "device": t.get("device")},
+                     "bn_recomputed": bn},
+        "trained_at": datetime.now(timezone.utc).isoformat(timespec="seconds"),
+        "notes": (f"{model} with its batch-norm statistics re-estimated on {bn['images']} images of "
+                  f"{bn['dataset']} {bn['split']}; not measured yet: `ferkit evaluate --model <this folder>`"),
+    })
+    return new
