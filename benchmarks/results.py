@@ -146,6 +146,8 @@ ROWS = [
     ("vgg_fer", {}, "fer2013", "eval:fer2013-vgg_fer-tencrop"),
     ("vgg_fer", {}, "fer2013", "eval:fer2013-vgg_fer-ftcpu"),  # a second cosine cycle on the CPU (--cpu-amp)
     ("vgg_fer", {}, "fer2013", "eval:fer2013-vgg_fer-ftcpu-tencrop"),
+    ("vgg_fer", {}, "fer2013", "eval:fer2013-vgg_fer-bn"),  # batch-norm statistics re-estimated (recalibrate)
+    ("vgg_fer", {}, "fer2013", "eval:fer2013-vgg_fer-bn-flip"),
     ("ensemble", VGG2, "fer2013", "eval:fer2013-ensemble-vgg2-flip"),
     ("ensemble", {"members": [["vgg_fer", {}], ["mini_xception", {"width": 2}]]}, "fer2013",
      "eval:fer2013-ensemble-vgg-mx-tencrop"),
@@ -155,6 +157,8 @@ ROWS = [
     ("mini_xception", {"width": 2}, "fer2013", "eval:fer2013-mini_xception-flip"),
     ("mini_xception", {"width": 2}, "fer2013", "eval:fer2013-mini_xception-tencrop"),
     ("mini_xception", {"width": 2}, "fer2013", "eval:fer2013-mini_xception-kd"),
+    ("mini_xception", {"width": 2}, "fer2013", "eval:fer2013-mini_xception-bn"),
+    ("mini_xception", {"width": 2}, "fer2013", "eval:fer2013-mini_xception-bn-flip"),
     ("ensemble", {"members": [["mini_xception", {"width": 2}], ["mini_xception", {"width": 2}]]}, "fer2013",
      "eval:fer2013-ensemble-mx2-flip"),
     ("ensemble", {"members": [["mini_xception", {"width": 2}]] * 3}, "fer2013", "eval:fer2013-ensemble-mx3-flip"),
@@ -164,8 +168,10 @@ ROWS = [
     ("zhu_cnn", {}, "fer2013", "weights:zhu_cnn-fer2013"),
     ("di_fernet", {}, "fer2013", "weights:di_fernet-fer2013"),
     ("lite_cnn", {}, "fer2013", "weights:lite_cnn-fer2013"),
+    ("lite_cnn", {}, "fer2013", "eval:fer2013-lite_cnn-bn"),
     *[("lite_cnn", {}, "fer2013", f"eval:fer2013-lite_cnn-kd-{run}") for run in LITE_RUNS],
     ("lite_plain", {"head": "flat", "widths": [16, 24, 64, 192]}, "fer2013", "weights:lite_plain-fer2013"),
+    ("lite_plain", {"head": "flat", "widths": [16, 24, 64, 192]}, "fer2013", "eval:fer2013-lite_plain-bn"),
     ("lite_plain", {"head": "flat", "widths": [16, 16, 64, 128]}, "fer2013", "eval:fer2013-lite_plain-flat-wide"),
     ("lite_plain", {"head": "flat", "widths": [16, 16, 64, 128], "hidden": 256}, "fer2013",
      "eval:fer2013-lite_plain-h256"),
@@ -338,6 +344,7 @@ def measured(dataset: str, source: str | None) -> dict | None:
                 # members_trained) from the training command; on CUDA autocast is the default, not worth a word
                 "cpu_amp": bool(single) and bool(single.get("cpu_amp") or "--cpu-amp" in shlex.split(runs[0]["command"]))
                            and not str(runs[0].get("device") or single.get("device")).startswith("cuda"),
+                "recal": bool(single) and bool(runs[0].get("recalibrated_from")),  # `ferkit recalibrate`
                 "model": m["model"],
                 "short": ((model if model in weights.ALIASES else "+".join(x.removeprefix("runs/")
                                                                              for x in model.split("+")))
@@ -521,6 +528,8 @@ def build(threads: int, reps: int, points: list[dict] | None = None) -> str:
                 label += f", weights' moving average {m['ema']:g}"
             if m is not None and m.get("cpu_amp"):
                 label += ", bf16 on the CPU (`--cpu-amp`)"
+            if m is not None and m.get("recal"):
+                label += ", batch-norm statistics re-estimated (`ferkit recalibrate`)"
             if m is not None and m.get("tta", "none") != "none":
                 label += f", {m['tta']} TTA"
                 views = {"flip": 2, "tencrop": 10}[m["tta"]]
