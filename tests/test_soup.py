@@ -234,3 +234,31 @@ def test_recalibrate_refuses_bad_requests(tmp_path, capsys):
     with pytest.raises(SystemExit) as e:  # the images are required
         main(["recalibrate", "--model", str(a), "--out", str(tmp_path / "o")])
     assert e.value.code == 2 and "--dataset" in capsys.readouterr().err
+
+
+def test_one_view_each_gives_image_i_its_view_i_mod_n():
+    from ferkit.data.transforms import tta_views
+
+    x = torch.rand(23, 1, 12, 12)
+    assert soup.one_view_each(x, "none") is x and soup.one_view_each(x, None) is x
+    for tta, n in (("flip", 2), ("tencrop", 10)):
+        got, views = soup.one_view_each(x, tta), tta_views(x, tta)
+        assert len(views) == n and got.shape == x.shape
+        for i in range(len(x)):
+            assert torch.equal(got[i], views[i % n][i])
+    assert not torch.equal(soup.one_view_each(x, "tencrop")[0], x[0])  # a corner crop, not the face as it is
+
+
+def test_recalibrate_with_test_time_views_records_them(tmp_path, capsys):
+    folder = make_imagefolder(tmp_path / "data")
+    a = _run(tmp_path, "a", 0, init="base")
+    outs = {}
+    for tta in ("none", "tencrop"):
+        outs[tta] = tmp_path / tta
+        assert main(["recalibrate", "--model", str(a), "--dataset", "imagefolder", "--data", str(folder),
+                     "--bn-images", "20", "--bn-tta", tta, "--out", str(outs[tta]), "--no-progress"]) == 0
+    assert "(their tencrop views, one an image)" in capsys.readouterr().out
+    bn = {t: json.loads((o / "model.json").read_text())["training"]["bn_recomputed"] for t, o in outs.items()}
+    assert bn["tencrop"]["tta"] == "tencrop" and "tta" not in bn["none"]
+    plain, crops = (load_file(str(o / "model.safetensors")) for o in outs.values())
+    assert not torch.allclose(plain["body.0.1.running_mean"], crops["body.0.1.running_mean"])

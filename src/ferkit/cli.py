@@ -901,12 +901,16 @@ def _recompute_bn(a: argparse.Namespace, net, card: dict) -> dict | None:
         import torch
 
         torch.set_num_threads(a.threads)
-    layers = soup.recompute_bn(net, ds.images, lambda x: normalize(to_float(x), card["mean"], card["std"]))
+    layers = soup.recompute_bn(net, ds.images, lambda x: normalize(soup.one_view_each(to_float(x), a.bn_tta),
+                                                                   card["mean"], card["std"]))
     if layers == 0:
         print(f"note: {card['architecture']} has no batch norm: its statistics cannot be re-estimated")
         return None
-    print(f"batch-norm statistics of {layers} layers re-estimated on {len(ds)} images of {reader.name} {ds.split}")
+    views = "" if a.bn_tta == "none" else f" (their {a.bn_tta} views, one an image)"
+    print(f"batch-norm statistics of {layers} layers re-estimated on {len(ds)} images of {reader.name} "
+          f"{ds.split}{views}")
     return {"dataset": reader.name, "split": ds.split, "images": len(ds), "layers": layers,
+            **({"tta": a.bn_tta} if a.bn_tta != "none" else {}),
             **({"options": {k: v for k, v in reader.options().items() if v is not None and v is not False}}
                if any(v is not None and v is not False for v in reader.options().values()) else {})}
 
@@ -1154,6 +1158,9 @@ def _add_bn_args(s: argparse.ArgumentParser, required: bool) -> None:
                                                        "dataset's training split; never the test split)")
     g.add_argument("--bn-images", type=positive_int, default=8192, metavar="N",
                    help="images drawn at random (seed 0) from that split (default 8192)")
+    g.add_argument("--bn-tta", choices=["none", "flip", "tencrop"], default="none",
+                   help="the test-time views the network will be shown (`evaluate --tta`): each image gives one "
+                        "of them in turn, so the statistics are those views' (default: none, the faces as they are)")
     g.add_argument("--threads", type=positive_int, help="CPU threads (default: all cores)")
     g.add_argument("--no-progress", action="store_true", help="no progress bar while images load")
 

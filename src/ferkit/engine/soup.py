@@ -115,6 +115,20 @@ def recompute_bn(net: nn.Module, images: torch.Tensor, prepare: Callable[[torch.
     return len(bns)
 
 
+def one_view_each(x: torch.Tensor, tta: str | None) -> torch.Tensor:
+    """A float batch with image ``i`` replaced by its test-time view ``i mod n`` (the ``n`` views of
+    ``tta``: flip 2, tencrop 10; see :func:`ferkit.data.transforms.tta_views`), so that statistics
+    taken over the batch are those of the views the network will be shown, at one forward pass an
+    image. ``None``/``"none"``: the batch as it is."""
+    from ..data.transforms import tta_views
+
+    if not tta or tta == "none":
+        return x
+    views = tta_views(x, tta)
+    pick = torch.arange(len(x)) % len(views)
+    return torch.stack([views[int(v)][i] for i, v in enumerate(pick)])
+
+
 def soup_card(first: dict, cards: Sequence[dict], models: Sequence[str], mix: Sequence[float], command: str,
               bn: dict | None, name: str) -> dict:
     """The averaged network's card: the members' shared fields, and a ``training`` section that
