@@ -1348,7 +1348,9 @@ def build_parser() -> argparse.ArgumentParser:
                                    "at test time. This re-estimates them with forward passes over un-augmented "
                                    "images of a split (the training split by default; no labels used, no weight "
                                    "changes) and writes the result as a run folder whose card says so. Measure it "
-                                   "on the validation split before using it: with ten-crop TTA it can be worse.")
+                                   "on the validation split before using it: it helped every FER2013 network but one "
+                                   "here and hurt the FER+ ones (docs/notes.md), and with ten-crop TTA the plain "
+                                   "faces' statistics can be worse (--bn-tta tencrop takes the crops').")
     s.add_argument("--model", required=True, help="shipped name, .safetensors file or run folder")
     s.add_argument("--out", required=True, metavar="DIR", help="run folder to write (model.safetensors + model.json)")
     s.add_argument("--force", action="store_true", help="replace a model already in --out")
