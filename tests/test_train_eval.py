@@ -761,3 +761,28 @@ def test_cpu_has_bf16_reads_the_cpu_flags(tmp_path):
     info.write_text("flags\t\t: fpu avx512f avx512_bf16\n")
     assert cpu_has_bf16(str(info)) is True
     assert cpu_has_bf16(str(tmp_path / "absent")) is None
+
+
+def test_recalibrate_bn_keeps_the_statistics_only_when_validation_rises(folder, tmp_path):
+    out = tmp_path / "bn"
+    lines = []
+    card = train(_cfg(folder, out, epochs=2, recalibrate_bn=True), progress=False, log=lines.append)
+    bn = card["training"]["bn_recomputed"]
+    assert bn["split"] == "train" and bn["layers"] > 2 and bn["images"] == 7 * 24
+    assert any("batch-norm statistics re-estimated" in ln for ln in lines)
+    # the card's validation number is the one of the statistics kept
+    assert card["metrics"]["val"]["accuracy"] == pytest.approx(bn["val_after"] if bn["kept"] else bn["val_before"])
+    assert bn["kept"] == (bn["val_after"] > bn["val_before"])
+    final, best = load_file(str(out / "model.safetensors")), load_file(str(out / "best.safetensors"))
+    stats = [k for k in final if k.endswith("running_mean")]
+    same = all(torch.equal(final[k], best[k]) for k in stats)
+    assert same != bn["kept"]  # re-estimated statistics differ from the trained ones, and only they are kept
+    assert all(torch.equal(final[k], best[k]) for k in final if k.endswith(".weight"))
+    # and the evaluation of the file on val gives the card's number
+    from ferkit.api import load_model
+    from ferkit.data import open_dataset
+    from ferkit.engine.evaluate import evaluate
+
+    ds = open_dataset("imagefolder", str(folder)).load("val", size=(48, 48), mode="L", progress=False)
+    assert evaluate(load_model(str(out), backend="torch"), ds)["accuracy"] == pytest.approx(
+        card["metrics"]["val"]["accuracy"])

@@ -414,7 +414,7 @@ def _train_config(a: argparse.Namespace):
         optimizer=a.optimizer, lr=a.lr, weight_decay=a.weight_decay, momentum=a.momentum, schedule=a.schedule,
         warmup_epochs=a.warmup, label_smoothing=a.label_smoothing, class_weights=a.class_weights,
         soft_targets=a.soft_targets, augment=aug.to_dict(), seed=a.seed, device=a.device, amp=not a.no_amp,
-        cpu_amp=a.cpu_amp,
+        cpu_amp=a.cpu_amp, recalibrate_bn=a.recalibrate_bn,
         threads=a.threads, limit=a.limit, early_stop=a.early_stop, time_budget=a.time_budget, deterministic=not a.nondeterministic,
         select=a.select,
         name=a.name, init=a.init, aux_weight=a.aux_weight, aux_epochs=a.aux_epochs, teacher=a.teacher, kd_weight=a.kd_weight,
@@ -1144,6 +1144,10 @@ def _add_train_args(s: argparse.ArgumentParser, crossval: bool = False) -> None:
                         "(Intel AMX or AVX512-BF16: amx_bf16 / avx512_bf16 in /proc/cpuinfo): a training step "
                         "2.55x faster for vgg_fer, 1.0-1.8x for the others (docs/benchmarks_train.md); slower "
                         "elsewhere (default: float32 on the CPU)")
+    g.add_argument("--recalibrate-bn", action="store_true",
+                   help="at the end, re-estimate batch-norm statistics on 8192 un-augmented training images and "
+                        "keep them if the validation accuracy rises (the card says which; on FER2013 they rose for "
+                        "every shipped network but one, on FER+ they fell: docs/notes.md)")
     g.add_argument("--threads", type=positive_int, help="CPU threads (default: all cores)")
     g.add_argument("--limit", type=int, help="use at most N images per split (quick trials)")
     g.add_argument("--no-progress", action="store_true", help="no progress bar (logs only)")
