@@ -102,6 +102,8 @@ def test_networks_that_share_no_start_are_averaged_with_a_warning(tmp_path):
     (["--models", "A,B", "--weights", "2,-1"], "0 or more"),
     (["--models", "A,B", "--dataset", "fer2013"], "--dataset and --data go together"),
     (["--models", "A,B", "--bn-split", "Training"], "--bn-split needs --dataset"),
+    (["--models", "A,B", "--bn-tta", "flip"], "--bn-tta needs --dataset"),
+    (["--models", "A,B", "--bn-images", "9"], "--bn-images needs --dataset"),
     (["--models", "A,OUT"], "is one of the --models"),
 ])
 def test_bad_requests_are_refused_with_a_message(tmp_path, capsys, args, said):
@@ -231,6 +233,9 @@ def test_recalibrate_refuses_bad_requests(tmp_path, capsys):
     assert (a / "model.json").exists()
     assert main([*base, "--model", str(a), "--out", str(folder / "x")]) == 1  # inside the dataset
     capsys.readouterr()
+    assert main([*base, "--model", str(a), "--out", str(tmp_path / "t"), "--bn-split", "test"]) == 1
+    assert "test split; its faces would shape the network" in capsys.readouterr().err
+    assert not (tmp_path / "t").exists()
     with pytest.raises(SystemExit) as e:  # the images are required
         main(["recalibrate", "--model", str(a), "--out", str(tmp_path / "o")])
     assert e.value.code == 2 and "--dataset" in capsys.readouterr().err

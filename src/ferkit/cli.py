@@ -894,6 +894,9 @@ def _recompute_bn(a: argparse.Namespace, net, card: dict) -> dict | None:
 
     reader = open_dataset(a.dataset, a.data, **_dataset_options(a))
     split = a.bn_split or reader.train_split
+    if reader.test_split is not None and split == reader.test_split:
+        raise FerkitError(f"--bn-split {split}: {reader.name}'s test split; its faces would shape the network that "
+                          f"is then tested on them: use the training or the validation split")
     c, h, w = card["input_size"]
     ds = reader.load(split, size=(h, w), mode="L" if c == 1 else "RGB", progress=False if a.no_progress else None)
     ds = _limit(ds, a.bn_images, 0)
@@ -926,8 +929,11 @@ def cmd_average(a: argparse.Namespace) -> int:
     out = _run_out(a, "averaged")
     if bool(a.dataset) != bool(a.data):
         raise FerkitError("--dataset and --data go together (the images that re-estimate batch-norm statistics)")
-    if a.bn_split and not a.dataset:
-        raise FerkitError("--bn-split needs --dataset and --data")
+    for option, given in (("--bn-split", a.bn_split), ("--bn-tta", a.bn_tta != "none"),
+                          ("--bn-images", a.bn_images != 8192)):
+        if given and not a.dataset:
+            raise FerkitError(f"{option} needs --dataset and --data (the images that re-estimate batch-norm "
+                              f"statistics)")
     net, first, cards = soup.average(models, mix)
     print("averaged " + ", ".join(f"{m} ({w:.3g})" for m, w in zip(models, mix))
           + f": {first['architecture']}, {len(net.state_dict())} tensors")

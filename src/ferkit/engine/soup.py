@@ -9,8 +9,10 @@ run folder (``model.safetensors`` + card), whose card records the members and th
 is measured like any run: ``ferkit evaluate --model OUT``.
 
 Batch-norm running statistics are averaged too; they are not those of the averaged weights,
-so ``bn_data`` (a dataset split, no labels used) can re-estimate them with forward passes, as
-SWA does (Izmailov et al. 2018).
+so :func:`recompute_bn` can re-estimate them with forward passes over a split's images (no labels
+used), as SWA does (Izmailov et al. 2018): ``ferkit average --dataset/--data``. The same on one
+network is ``ferkit recalibrate`` (:func:`recalibrated_card`) and ``ferkit train --recalibrate-bn``:
+the statistics of un-augmented faces instead of the augmented training batches'.
 """
 
 from __future__ import annotations
@@ -145,7 +147,7 @@ def soup_card(first: dict, cards: Sequence[dict], models: Sequence[str], mix: Se
     t0 = first.get("training") or {}
     inits = {(c.get("training") or {}).get("config", {}).get("init") for c in cards}
     config = {**(t0.get("config") or {}), "averaged": True}
-    # the members' shared start, when they have one; else the first member is where the rest began
+    # the members' shared start, when they have one (else None: the members list each one's)
     config["init"] = next(iter(inits)) if len(inits) == 1 else None
     return {
         "name": name,
