@@ -344,7 +344,9 @@ def measured(dataset: str, source: str | None) -> dict | None:
                 # members_trained) from the training command; on CUDA autocast is the default, not worth a word
                 "cpu_amp": bool(single) and bool(single.get("cpu_amp") or "--cpu-amp" in shlex.split(runs[0]["command"]))
                            and not str(runs[0].get("device") or single.get("device")).startswith("cuda"),
-                "recal": bool(single) and bool(runs[0].get("recalibrated_from")),  # `ferkit recalibrate`
+                # `ferkit recalibrate`, or `train --recalibrate-bn` where the new statistics were kept
+                "recal": bool(single) and bool(runs[0].get("recalibrated_from")
+                                               or (runs[0].get("bn_recomputed") or {}).get("kept")),
                 "model": m["model"],
                 "short": ((model if model in weights.ALIASES else "+".join(x.removeprefix("runs/")
                                                                              for x in model.split("+")))

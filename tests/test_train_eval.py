@@ -783,6 +783,9 @@ def test_recalibrate_bn_keeps_the_statistics_only_when_validation_rises(folder, 
     from ferkit.data import open_dataset
     from ferkit.engine.evaluate import evaluate
 
+    from ferkit.engine.evaluate import trained_members
+
     ds = open_dataset("imagefolder", str(folder)).load("val", size=(48, 48), mode="L", progress=False)
-    assert evaluate(load_model(str(out), backend="torch"), ds)["accuracy"] == pytest.approx(
-        card["metrics"]["val"]["accuracy"])
+    model = load_model(str(out), backend="torch")
+    assert evaluate(model, ds)["accuracy"] == pytest.approx(card["metrics"]["val"]["accuracy"])
+    assert trained_members(str(out), model)[str(out)]["bn_recomputed"] == bn  # an evaluation's JSON says so too

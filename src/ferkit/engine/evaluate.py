@@ -152,7 +152,8 @@ def trained_members(spec: str, model: ExpressionModel) -> dict[str, dict]:
         if t.get("recalibrated_from"):  # `ferkit recalibrate`: the network whose statistics were re-estimated
             r = t["recalibrated_from"]
             out[part]["recalibrated_from"] = {k: r.get(k) for k in ("model", "command", "git_commit")}
-            out[part]["bn_recomputed"] = t.get("bn_recomputed")
+        if t.get("bn_recomputed"):  # recalibrate, average --dataset, train --recalibrate-bn
+            out[part]["bn_recomputed"] = t["bn_recomputed"]
         if t.get("averaged_from"):  # `ferkit average`: how each of the averaged networks was trained
             out[part]["averaged_from"] = [{k: m.get(k) for k in ("model", "weight", "command", "git_commit")}
                                           for m in t["averaged_from"]]
