@@ -267,3 +267,20 @@ def test_recalibrate_with_test_time_views_records_them(tmp_path, capsys):
     assert bn["tencrop"]["tta"] == "tencrop" and "tta" not in bn["none"]
     plain, crops = (load_file(str(o / "model.safetensors")) for o in outs.values())
     assert not torch.allclose(plain["body.0.1.running_mean"], crops["body.0.1.running_mean"])
+
+
+def test_recalibrate_on_full_photos_finds_the_faces_first(tmp_path, capsys):
+    from conftest import make_jaffe
+
+    data = make_jaffe(tmp_path)
+    a = _run(tmp_path, "a", 0, init="base")
+    out = tmp_path / "bn"
+    with pytest.warns(UserWarning, match="no face found"):  # (drawn blobs, not faces: the user is told)
+        assert main(["recalibrate", "--model", str(a), "--dataset", "jaffe", "--data", str(data), "--detect", "haar",
+                     "--bn-split", "all", "--out", str(out), "--no-progress"]) == 0
+    bn = json.loads((out / "model.json").read_text())["training"]["bn_recomputed"]
+    assert bn["detect"] == "haar" and bn["min_face"] == 20 and bn["split"] == "all" and bn["images"] > 10
+    plain = tmp_path / "plain"
+    assert main(["recalibrate", "--model", str(a), "--dataset", "jaffe", "--data", str(data), "--bn-split", "all",
+                 "--out", str(plain), "--no-progress"]) == 0
+    assert "detect" not in json.loads((plain / "model.json").read_text())["training"]["bn_recomputed"]

@@ -898,7 +898,14 @@ def _recompute_bn(a: argparse.Namespace, net, card: dict) -> dict | None:
         raise FerkitError(f"--bn-split {split}: {reader.name}'s test split; its faces would shape the network that "
                           f"is then tested on them: use the training or the validation split")
     c, h, w = card["input_size"]
-    ds = reader.load(split, size=(h, w), mode="L" if c == 1 else "RGB", progress=False if a.no_progress else None)
+    crop, crop_key = None, None
+    if a.detect != "none":  # full photos (JAFFE, KDEF): the faces found and aligned, as evaluate --detect does
+        from .api import ExpressionModel
+        from .engine.evaluate import face_cropper
+
+        crop, crop_key = face_cropper(ExpressionModel(net, card), a.detect, a.min_face)
+    ds = reader.load(split, size=(h, w), mode="L" if c == 1 else "RGB", crop=crop, crop_key=crop_key,
+                     progress=False if a.no_progress else None)
     ds = _limit(ds, a.bn_images, 0)
     if a.threads:
         import torch
@@ -914,6 +921,7 @@ def _recompute_bn(a: argparse.Namespace, net, card: dict) -> dict | None:
           f"{ds.split}{views}")
     return {"dataset": reader.name, "split": ds.split, "images": len(ds), "layers": layers,
             **({"tta": a.bn_tta} if a.bn_tta != "none" else {}),
+            **({"detect": a.detect, "min_face": a.min_face} if a.detect != "none" else {}),
             **({"options": {k: v for k, v in reader.options().items() if v is not None and v is not False}}
                if any(v is not None and v is not False for v in reader.options().values()) else {})}
 
@@ -1173,6 +1181,7 @@ def _add_bn_args(s: argparse.ArgumentParser, required: bool) -> None:
                         "of them in turn, so the statistics are those views' (default: none, the faces as they are)")
     g.add_argument("--threads", type=positive_int, help="CPU threads (default: all cores)")
     g.add_argument("--no-progress", action="store_true", help="no progress bar while images load")
+    _add_detect_args(s, "find and align the faces of full photos first (default: none, the images are faces)")
 
 
 def build_parser() -> argparse.ArgumentParser:
