@@ -28,7 +28,7 @@ DOCS = [ROOT / "README.md", *sorted((ROOT / "docs").rglob("*.md")), ROOT / "exam
 PLACEHOLDER = re.compile(r"\.\.\.|\[--|\|")  # "ferkit data ... --check", "[--resume]", "flip|tencrop"
 #: options whose value names trained weights (an ensemble joins them with +; probe's --models with commas)
 WEIGHT_OPTIONS = {"--init", "--teacher", "--models"}
-WEIGHT_MODEL_VERBS = {"evaluate", "predict", "serve", "export", "explain", "au-analysis"}  # --model = weights
+WEIGHT_MODEL_VERBS = {"evaluate", "predict", "serve", "export", "explain", "au-analysis", "recalibrate"}  # --model = weights
 
 
 def _commands(text: str) -> list[tuple[str, bool]]:
