@@ -33,7 +33,7 @@ def _run(tmp_path, name, seed, arch="lite_plain", init=None, classes=CLASSES):
     spec = get_spec(arch)
     card = {"name": name, "architecture": arch, "arch_kwargs": {}, "classes": list(classes),
             "input_size": list(spec.input_size), "mean": list(spec.mean), "std": list(spec.std),
-            "dataset": {"name": "imagefolder"},
+            "dataset": {"name": "imagefolder", "val_split": "val", "test_split": "test"},
             "training": {"command": f"ferkit train --seed {seed}", "git_commit": "c" * 40, "device": "cpu",
                          "config": {"seed": seed, "init": init, "ema": None, "select": "accuracy"}}}
     out = tmp_path / name
@@ -284,3 +284,33 @@ def test_recalibrate_on_full_photos_finds_the_faces_first(tmp_path, capsys):
     assert main(["recalibrate", "--model", str(a), "--dataset", "jaffe", "--data", str(data), "--bn-split", "all",
                  "--out", str(plain), "--no-progress"]) == 0
     assert "detect" not in json.loads((plain / "model.json").read_text())["training"]["bn_recomputed"]
+
+
+def test_recalibrate_measure_fills_the_card_as_a_trained_run_has_it(tmp_path, capsys):
+    from ferkit.data import open_dataset
+    from ferkit.engine.evaluate import evaluate
+
+    folder = make_imagefolder(tmp_path / "data")
+    a = _run(tmp_path, "a", 0, init="base")
+    out = tmp_path / "m"
+    assert main(["recalibrate", "--model", str(a), "--dataset", "imagefolder", "--data", str(folder),
+                 "--measure", "--out", str(out), "--no-progress"]) == 0
+    said = capsys.readouterr().out
+    assert "val: accuracy" in said and "test: accuracy" in said
+    card = json.loads((out / "model.json").read_text())
+    assert set(card["metrics"]) == {"val", "test"} and "not measured yet" not in card["notes"]
+    reader = open_dataset("imagefolder", str(folder))
+    model = load_model(str(out), backend="torch")
+    for split in ("val", "test"):
+        res = evaluate(model, reader.load(split, size=(48, 48), mode="L", progress=False))
+        assert card["metrics"][split]["n"] == res["n"]
+        assert card["metrics"][split]["accuracy"] == pytest.approx(res["accuracy"])
+    # the card's splits belong to the dataset the network was trained on
+    other = tmp_path / "fer"
+    card_a = json.loads((a / "model.json").read_text())
+    card_a["dataset"]["name"] = "fer2013"
+    (a / "model.json").write_text(json.dumps(card_a))
+    assert main(["recalibrate", "--model", str(a), "--dataset", "imagefolder", "--data", str(folder),
+                 "--measure", "--out", str(other), "--no-progress"]) == 1
+    assert "was trained on fer2013, not imagefolder" in capsys.readouterr().err
+    assert not other.exists()

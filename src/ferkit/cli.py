@@ -884,6 +884,20 @@ def _run_out(a: argparse.Namespace, what: str) -> Path:
     return out
 
 
+def _load_split(a: argparse.Namespace, reader, split: str, net, card: dict):
+    """A split at the network's input size (its faces found and aligned first with --detect, as
+    evaluate --detect does: full photos such as JAFFE or KDEF)."""
+    c, h, w = card["input_size"]
+    crop, crop_key = None, None
+    if a.detect != "none":
+        from .api import ExpressionModel
+        from .engine.evaluate import face_cropper
+
+        crop, crop_key = face_cropper(ExpressionModel(net, card), a.detect, a.min_face)
+    return reader.load(split, size=(h, w), mode="L" if c == 1 else "RGB", crop=crop, crop_key=crop_key,
+                       progress=False if a.no_progress else None)
+
+
 def _recompute_bn(a: argparse.Namespace, net, card: dict) -> dict | None:
     """Re-estimate ``net``'s batch-norm statistics on --bn-images images of the dataset's
     --bn-split (its training split by default); None when the network has none."""
@@ -897,16 +911,7 @@ def _recompute_bn(a: argparse.Namespace, net, card: dict) -> dict | None:
     if reader.test_split is not None and split == reader.test_split:
         raise FerkitError(f"--bn-split {split}: {reader.name}'s test split; its faces would shape the network that "
                           f"is then tested on them: use the training or the validation split")
-    c, h, w = card["input_size"]
-    crop, crop_key = None, None
-    if a.detect != "none":  # full photos (JAFFE, KDEF): the faces found and aligned, as evaluate --detect does
-        from .api import ExpressionModel
-        from .engine.evaluate import face_cropper
-
-        crop, crop_key = face_cropper(ExpressionModel(net, card), a.detect, a.min_face)
-    ds = reader.load(split, size=(h, w), mode="L" if c == 1 else "RGB", crop=crop, crop_key=crop_key,
-                     progress=False if a.no_progress else None)
-    ds = _limit(ds, a.bn_images, 0)
+    ds = _limit(_load_split(a, reader, split, net, card), a.bn_images, 0)
     if a.threads:
         import torch
 
@@ -967,12 +972,33 @@ def cmd_recalibrate(a: argparse.Namespace) -> int:
         raise FerkitError(f"--out {a.out} is --model's folder: write the recalibrated network elsewhere")
     out = _run_out(a, "recalibrated")
     net, card = weights.load(a.model)
+    trained_on = (card.get("dataset") or {}).get("name")
+    if a.measure and trained_on != str(a.dataset).lower():
+        raise FerkitError(f"--measure: {a.model} was trained on {trained_on}, not {a.dataset}; its card's splits "
+                          f"are measured on the dataset it was trained on")
     bn = _recompute_bn(a, net, card)
     if bn is None:
         raise FerkitError(f"{a.model}: {card['architecture']} has no batch norm; nothing to recalibrate")
     new = soup.recalibrated_card(card, a.model, _command(a), bn, out.name)
+    if a.measure:  # the card's validation and test splits, as a trained run's card has them
+        from .api import ExpressionModel
+        from .data import open_dataset
+        from .engine.evaluate import evaluate
+
+        reader = open_dataset(a.dataset, a.data, **_dataset_options(a))
+        model = ExpressionModel(net, new)
+        for key in ("val_split", "test_split"):
+            split = card["dataset"].get(key)
+            if split:
+                res = evaluate(model, _load_split(a, reader, split, net, card),
+                               detector=None if a.detect == "none" else a.detect)
+                new["metrics"][split] = {k: res[k] for k in ("accuracy", "macro_f1", "n", "loss")}
+                was = (card.get("metrics") or {}).get(split, {}).get("accuracy")
+                print(f"{split}: accuracy {res['accuracy']:.4f}" + ("" if was is None else f" (was {was:.4f})"))
+        new["notes"] = new["notes"].split("; not measured yet")[0] + "; metrics measured by --measure"
     path = soup.write(out, net, new)
-    print(f"wrote {path} (+ model.json); measure it: ferkit evaluate --model {out} --dataset ... --data ...")
+    print(f"wrote {path} (+ model.json)" + ("" if a.measure else
+                                            f"; measure it: ferkit evaluate --model {out} --dataset ... --data ..."))
     return 0
 
 
@@ -1373,6 +1399,9 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--model", required=True, help="shipped name, .safetensors file or run folder")
     s.add_argument("--out", required=True, metavar="DIR", help="run folder to write (model.safetensors + model.json)")
     s.add_argument("--force", action="store_true", help="replace a model already in --out")
+    s.add_argument("--measure", action="store_true",
+                   help="also evaluate the result on the validation and test splits its card names (the dataset it "
+                        "was trained on) and write them into the card, as a trained run's card has them")
     _add_bn_args(s, required=True)
     s.set_defaults(fn=cmd_recalibrate)
 
