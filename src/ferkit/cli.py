@@ -898,20 +898,18 @@ def _load_split(a: argparse.Namespace, reader, split: str, net, card: dict):
                        progress=False if a.no_progress else None)
 
 
-def _recompute_bn(a: argparse.Namespace, net, card: dict) -> dict | None:
-    """Re-estimate ``net``'s batch-norm statistics on --bn-images images of the dataset's
-    --bn-split (its training split by default); None when the network has none."""
-    from .data import open_dataset
+def _recompute_bn(a: argparse.Namespace, reader, net, card: dict) -> dict | None:
+    """Re-estimate ``net``'s batch-norm statistics on --bn-images images (``BN_IMAGES`` unless
+    given) of ``reader``'s --bn-split (its training split by default); None when the network has none."""
     from .data.transforms import normalize, to_float
     from .engine import soup
-    from .engine.train import _limit
+    from .engine.train import BN_IMAGES, _limit
 
-    reader = open_dataset(a.dataset, a.data, **_dataset_options(a))
     split = a.bn_split or reader.train_split
     if reader.test_split is not None and split == reader.test_split:
         raise FerkitError(f"--bn-split {split}: {reader.name}'s test split; its faces would shape the network that "
                           f"is then tested on them: use the training or the validation split")
-    ds = _limit(_load_split(a, reader, split, net, card), a.bn_images, 0)
+    ds = _limit(_load_split(a, reader, split, net, card), a.bn_images or BN_IMAGES, 0)
     if a.threads:
         import torch
 
@@ -943,14 +941,18 @@ def cmd_average(a: argparse.Namespace) -> int:
     if bool(a.dataset) != bool(a.data):
         raise FerkitError("--dataset and --data go together (the images that re-estimate batch-norm statistics)")
     for option, given in (("--bn-split", a.bn_split), ("--bn-tta", a.bn_tta != "none"),
-                          ("--bn-images", a.bn_images != 8192)):
+                          ("--bn-images", a.bn_images is not None)):
         if given and not a.dataset:
             raise FerkitError(f"{option} needs --dataset and --data (the images that re-estimate batch-norm "
                               f"statistics)")
     net, first, cards = soup.average(models, mix)
     print("averaged " + ", ".join(f"{m} ({w:.3g})" for m, w in zip(models, mix))
           + f": {first['architecture']}, {len(net.state_dict())} tensors")
-    bn = _recompute_bn(a, net, first) if a.dataset else None
+    bn = None
+    if a.dataset:
+        from .data import open_dataset
+
+        bn = _recompute_bn(a, open_dataset(a.dataset, a.data, **_dataset_options(a)), net, first)
     card = soup.soup_card(first, cards, models, mix, _command(a), bn, out.name)
     path = soup.write(out, net, card)
     print(f"wrote {path} (+ model.json); measure it: ferkit evaluate --model {out} --dataset ... --data ...")
@@ -976,16 +978,17 @@ def cmd_recalibrate(a: argparse.Namespace) -> int:
     if a.measure and trained_on != str(a.dataset).lower():
         raise FerkitError(f"--measure: {a.model} was trained on {trained_on}, not {a.dataset}; its card's splits "
                           f"are measured on the dataset it was trained on")
-    bn = _recompute_bn(a, net, card)
+    from .data import open_dataset
+
+    reader = open_dataset(a.dataset, a.data, **_dataset_options(a))
+    bn = _recompute_bn(a, reader, net, card)
     if bn is None:
         raise FerkitError(f"{a.model}: {card['architecture']} has no batch norm; nothing to recalibrate")
     new = soup.recalibrated_card(card, a.model, _command(a), bn, out.name)
     if a.measure:  # the card's validation and test splits, as a trained run's card has them
         from .api import ExpressionModel
-        from .data import open_dataset
         from .engine.evaluate import evaluate
 
-        reader = open_dataset(a.dataset, a.data, **_dataset_options(a))
         model = ExpressionModel(net, new)
         for key in ("val_split", "test_split"):
             split = card["dataset"].get(key)
@@ -1200,7 +1203,7 @@ def _add_bn_args(s: argparse.ArgumentParser, required: bool) -> None:
     g = s.add_argument_group("batch-norm statistics" + ("" if required else " (with --dataset/--data)"))
     g.add_argument("--bn-split", metavar="SPLIT", help="split whose images re-estimate them (default: the "
                                                        "dataset's training split; never the test split)")
-    g.add_argument("--bn-images", type=positive_int, default=8192, metavar="N",
+    g.add_argument("--bn-images", type=positive_int, metavar="N",
                    help="images drawn at random (seed 0) from that split (default 8192)")
     g.add_argument("--bn-tta", choices=["none", "flip", "tencrop"], default="none",
                    help="the test-time views the network will be shown (`evaluate --tta`): each image gives one "
