@@ -30,8 +30,14 @@ def test_default_is_shipped_and_cards_are_complete():
         assert weights.sha256(path) == card["sha256"], f"{name}: weights differ from the card's hash"
         assert path.stat().st_size <= 25 * 2**20
         t = card["training"]
-        # a k-fold round is trained by `ferkit train --fold i`, or is round i of the `ferkit crossval` itself
-        assert t["command"].startswith(("ferkit train ", "ferkit crossval ")) and len(t["git_commit"]) == 40
+        # a k-fold round is trained by `ferkit train --fold i`, or is round i of the `ferkit crossval` itself;
+        # a file of differences from a shipped network is made by `ferkit recalibrate` from it
+        made = ("ferkit recalibrate ",) if "base" in card else ("ferkit train ", "ferkit crossval ")
+        assert t["command"].startswith(made) and len(t["git_commit"]) == 40
+        if "base" in card:
+            assert card["base"]["name"] in cards and "base" not in cards[card["base"]["name"]]
+            assert card["base"]["sha256"] == t["recalibrated_from"]["sha256"] == cards[card["base"]["name"]]["sha256"]
+            assert t["recalibrated_from"]["command"] == cards[card["base"]["name"]]["training"]["command"]
         # trained from a committed source: a dirty checkout only in files outside the package (docs, benchmarks)
         changed = t.get("git_dirty_files")
         assert t["git_dirty"] is False or (changed and not any(f.startswith(("src/", "pyproject.toml"))

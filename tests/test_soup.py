@@ -314,3 +314,47 @@ def test_recalibrate_measure_fills_the_card_as_a_trained_run_has_it(tmp_path, ca
                  "--measure", "--out", str(other), "--no-progress"]) == 1
     assert "was trained on fer2013, not imagefolder" in capsys.readouterr().err
     assert not other.exists()
+
+
+def test_a_recalibrated_network_ships_as_its_differences_from_the_base(tmp_path, capsys, monkeypatch):
+    """weights.publish(..., base=NAME): only the tensors that differ from the shipped base's are
+    written; loading puts them together, exactly as the run folder was, and refuses a changed base."""
+    from ferkit.errors import ModelError
+
+    shipped = tmp_path / "shipped"
+    shipped.mkdir()
+    monkeypatch.setattr(weights, "SHIPPED_DIR", shipped)
+    folder = make_imagefolder(tmp_path / "data")
+    a = _run(tmp_path, "a", 0, init="base")
+    weights.halve(weights.publish(a, shipped))  # lite_plain-imagefolder, float16 as the big shipped files are
+    assert main(["recalibrate", "--model", "lite_plain-imagefolder", "--dataset", "imagefolder", "--data",
+                 str(folder), "--bn-images", "20", "--measure", "--out", str(tmp_path / "bn"), "--no-progress"]) == 0
+    dest = weights.publish(tmp_path / "bn", shipped, variant="bn", base="lite_plain-imagefolder")
+    assert dest == shipped / "lite_plain-imagefolder-bn.safetensors"
+    delta, full = load_file(str(dest)), load_file(str(shipped / "lite_plain-imagefolder.safetensors"))
+    n_bn = sum(isinstance(m, nn.BatchNorm2d) for m in create("lite_plain").modules())
+    assert n_bn and sorted(delta) == sorted(k for k in full if k.endswith(("running_mean", "running_var",
+                                                                            "num_batches_tracked")))
+    assert dest.stat().st_size < (shipped / "lite_plain-imagefolder.safetensors").stat().st_size / 10
+    card = json.loads(dest.with_suffix(".json").read_text())
+    assert card["base"] == {"name": "lite_plain-imagefolder", "tensors": len(delta), "of": len(full),
+                            "sha256": weights.sha256(shipped / "lite_plain-imagefolder.safetensors")}
+    assert card["sha256"] == weights.sha256(dest) and card["metrics"] == json.loads(
+        (tmp_path / "bn" / "model.json").read_text())["metrics"] and "weights_dtype" not in card
+    # the published name loads the same network as the run folder, bit for bit
+    net, _ = weights.load("lite_plain-imagefolder-bn")
+    run, _ = weights.load(tmp_path / "bn")
+    assert all(torch.equal(v, run.state_dict()[k]) for k, v in net.state_dict().items())
+    assert main(["models"]) == 0
+    assert ("lite_plain-imagefolder with its batch-norm statistics re-estimated (ferkit recalibrate): this file "
+            f"holds the {len(delta)} tensors that differ") in capsys.readouterr().out
+    # refused: a network not made from the base by recalibrate, and a base that changed since
+    with pytest.raises(ModelError, match="not made from lite_plain-imagefolder by `ferkit recalibrate`"):
+        weights.publish(a, shipped, variant="x", base="lite_plain-imagefolder")
+    with pytest.raises(ModelError, match="not a shipped name"):
+        weights.publish(tmp_path / "bn", shipped, variant="y", base="nope-imagefolder")
+    weights.halve(weights.publish(_run(tmp_path, "b", 1), shipped))  # another network under the base's name
+    with pytest.raises(ModelError, match="no longer the ones it was made from"):
+        weights.load("lite_plain-imagefolder-bn")
+    assert main(["predict", str(folder / "test" / "happy" / "0.png"), "--model", "lite_plain-imagefolder-bn"]) == 1
+    assert "no longer the ones it was made from" in capsys.readouterr().err

@@ -227,11 +227,14 @@ def cmd_models(a: argparse.Namespace) -> int:
         rows.append((c["name"] + (f" (= {', '.join(aliases[c['name']])})" if c["name"] in aliases else ""),
                      " ".join([c["architecture"], *(f"{k}={','.join(map(str, v)) if isinstance(v, list) else v}"
                                                     for k, v in (c.get("arch_kwargs") or {}).items())]),
-                     f"{len(c['classes'])} classes  {ms}", int8.get(c["name"])))
+                     f"{len(c['classes'])} classes  {ms}", int8.get(c["name"]), c.get("base")))
     w0 = max((len(r[0]) for r in rows), default=0) + 2
     w1 = max((len(r[1]) for r in rows), default=0) + 2
-    for name, arch, rest, q8 in rows:
+    for name, arch, rest, q8, base in rows:
         print(f"  {name:<{w0}}{arch:<{w1}}{rest}")
+        if isinstance(base, dict):  # a file of differences: say from what
+            print(f"  {'':<{w0}}{'':<{w1}}{base.get('name')} with its batch-norm statistics re-estimated "
+                  f"(ferkit recalibrate): this file holds the {base.get('tensors')} tensors that differ")
         if q8 is not None:  # the int8 model's own numbers (it rounds differently from the card's float32 ones)
             m = q8["metrics"] or {}
             got = "  ".join(f"{s} acc {v['accuracy']:.4f}" for s, v in m.get("splits", {}).items())

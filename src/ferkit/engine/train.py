@@ -44,8 +44,6 @@ import numpy as np
 import torch
 import torch.nn as nn
 import torch.nn.functional as F
-from safetensors import SafetensorError
-from safetensors.torch import load_file
 from tqdm.auto import tqdm
 
 from .. import __version__
@@ -55,7 +53,7 @@ from ..data import FaceDataset, open_dataset
 from ..data.readers import dataset_key
 from ..data.restore import shift_warnings, split_stats
 from ..data.transforms import AugmentConfig, augment, normalize, to_float
-from ..errors import SEED_MAX, FerkitError, check_whole
+from ..errors import SEED_MAX, FerkitError, ModelError, check_whole
 from ..models import count_params, create, get_spec
 from ..models.registry import builder_options
 from .evaluate import evaluate
@@ -262,9 +260,9 @@ def init_from(model: nn.Module, source: str, classes: Sequence[str], log: Callab
     path = _weights.resolve(source)
     card = json.loads(path.with_suffix(".json").read_text()) if path.with_suffix(".json").exists() else {}
     try:
-        src = load_file(str(path))
-    except (SafetensorError, OSError, ValueError) as e:
-        raise FerkitError(f"--init {source}: not a readable safetensors file ({e})") from None
+        src = _weights.load_state(path, card)
+    except ModelError as e:
+        raise FerkitError(f"--init {source}: {e}") from None
     src_classes = list(card.get("classes", []))
     heads = tuple(getattr(model, "class_layers", ("head",)))
     rows = [(i, src_classes.index(c)) for i, c in enumerate(classes) if c in src_classes]

@@ -87,7 +87,7 @@ def shipped_name_ok(name: str, card: dict) -> bool:
 
 
 def publish(run_dir: str | os.PathLike, dest_dir: str | os.PathLike = SHIPPED_DIR, variant: str | None = None,
-            crossval: str | os.PathLike | None = None) -> Path:
+            crossval: str | os.PathLike | None = None, base: str | None = None) -> Path:
     """Copy a run's final model (``model.safetensors`` + card) to ``dest_dir`` under its shipped
     name ``<architecture>-<dataset>`` (``-<variant>`` appended when given), byte for byte (the
     card's hash still holds). Returns the weights path. Used as
@@ -95,7 +95,13 @@ def publish(run_dir: str | os.PathLike, dest_dir: str | os.PathLike = SHIPPED_DI
 
     ``crossval``: the ``crossval.json`` of a ``ferkit crossval`` whose round the run repeats (same
     recipe, one ``--fold``): its protocol number (mean +- std over the folds) goes into the card
-    under ``crossval``, since the run's own test split is a single fold."""
+    under ``crossval``, since the run's own test split is a single fold.
+
+    ``base``: a shipped name the run's network was made from without training (``ferkit
+    recalibrate``, which changes only batch-norm statistics): only the tensors that differ from
+    the base's are written (kilobytes instead of megabytes), in float32, and the card pins the
+    base by name and sha256 (:func:`load_state` puts the two together). The metrics measured on
+    the run hold for the published file as they are."""
     import shutil
 
     src = Path(run_dir) / "model.safetensors"
@@ -108,10 +114,75 @@ def publish(run_dir: str | os.PathLike, dest_dir: str | os.PathLike = SHIPPED_DI
     if crossval is not None:
         card["crossval"] = crossval_summary(card, crossval)
     dest = Path(dest_dir) / f"{name}.safetensors"
+    if base is not None:
+        return _publish_delta(src, card, name, base, dest)
     shutil.copyfile(src, dest)
     card.update({"name": name, "weights_file": dest.name})
     dest.with_suffix(".json").write_text(json.dumps(card, indent=2) + "\n")
     return dest
+
+
+def _publish_delta(src: Path, card: dict, name: str, base: str, dest: Path) -> Path:
+    """:func:`publish` with ``base``: the tensors of ``src`` that differ from shipped ``base``'s."""
+    import torch
+    from safetensors.torch import load_file, save_file
+
+    bpath = SHIPPED_DIR / f"{ALIASES.get(base, base)}.safetensors"
+    if not bpath.is_file():
+        raise ModelError(f"base {base!r}: not a shipped name")
+    bcard = json.loads(bpath.with_suffix(".json").read_text())
+    made_from = (card.get("training") or {}).get("recalibrated_from") or {}
+    if made_from.get("sha256") != sha256(bpath):
+        raise ModelError(f"{src}: not made from {bpath.stem} by `ferkit recalibrate` (its card's "
+                         f"training.recalibrated_from does not pin {bpath.stem}'s sha256)")
+    if "base" in bcard:
+        raise ModelError(f"base {base!r}: itself holds only differences from {bcard['base']['name']}; name that")
+    differ = [k for k in CARD_KEYS if k != "mean" and k != "std" and bcard.get(k) != card.get(k)]
+    differ += [k for k in ("mean", "std") if [round(v, 6) for v in bcard[k]] != [round(v, 6) for v in card[k]]]
+    if differ:
+        raise ModelError(f"{src}: not the same network as {bpath.stem} ({', '.join(differ)} differ)")
+    state, full = load_file(str(src)), load_file(str(bpath))
+    if set(state) != set(full) or any(state[k].shape != full[k].shape for k in state):
+        raise ModelError(f"{src}: not the same network as {bpath.stem}: {_state_mismatch(full, state)}")
+    delta = {k: (v.float() if v.is_floating_point() else v).contiguous() for k, v in state.items()
+             if not torch.equal(v, full[k].to(v.dtype))}
+    if not delta:
+        raise ModelError(f"{src}: its tensors are {bpath.stem}'s: nothing to publish")
+    save_file(delta, str(dest), metadata={"architecture": card["architecture"], "base": bpath.stem})
+    card = {**card, "name": name, "weights_file": dest.name, "sha256": sha256(dest),
+            "base": {"name": bpath.stem, "sha256": sha256(bpath), "tensors": len(delta), "of": len(full)}}
+    card.setdefault("best_epoch", bcard.get("best_epoch"))  # (the trained weights are the base's)
+    card.pop("weights_dtype", None)
+    dest.with_suffix(".json").write_text(json.dumps(card, indent=2) + "\n")
+    return dest
+
+
+def load_state(path: str | os.PathLike, card: dict) -> dict:
+    """The tensors of weights file ``path`` whose card is ``card``. A card with ``base`` (see
+    :func:`publish`) holds only what differs from a shipped network's: that network's tensors are
+    read, checked against the pinned sha256, and overlaid."""
+    from safetensors import SafetensorError
+    from safetensors.torch import load_file
+
+    try:
+        state = load_file(str(path))
+    except (SafetensorError, OSError, ValueError) as e:
+        raise ModelError(f"{path}: not a readable safetensors file ({e})") from None
+    base = card.get("base")
+    if base is None:
+        return state
+    if not (isinstance(base, dict) and isinstance(base.get("name"), str) and isinstance(base.get("sha256"), str)):
+        raise ModelError(f"{path}: the card's base must name a shipped network and its sha256, got {base!r}")
+    bpath = SHIPPED_DIR / f"{base['name']}.safetensors"
+    if not bpath.is_file():
+        raise ModelError(f"{path}: holds only the tensors that differ from {base['name']}, which is not shipped")
+    if sha256(bpath) != base["sha256"]:
+        raise ModelError(f"{path}: holds only the tensors that differ from {base['name']}, whose weights are no "
+                         f"longer the ones it was made from (sha256 differs)")
+    full = load_file(str(bpath))
+    if any(k not in full or full[k].shape != v.shape for k, v in state.items()):
+        raise ModelError(f"{path}: its tensors are not {base['name']}'s: {_state_mismatch(full, {**full, **state})}")
+    return {**full, **state}
 
 
 def halve(path: str | os.PathLike) -> Path:
@@ -297,8 +368,6 @@ def _state_mismatch(want: dict, got: dict) -> str:
 def load(name_or_path: str | os.PathLike) -> tuple[nn.Module, dict]:
     """Build the architecture its card names and load the weights; returns (model in eval mode, card)."""
     import torch
-    from safetensors import SafetensorError
-    from safetensors.torch import load_file
 
     from ..models import create
 
@@ -316,10 +385,7 @@ def load(name_or_path: str | os.PathLike) -> tuple[nn.Module, dict]:
     check_card(card, cpath)
     card.setdefault("name", path.stem if path.parent != SHIPPED_DIR else path.stem)
     model = create(card["architecture"], num_classes=len(card["classes"]), **(card.get("arch_kwargs") or {}))
-    try:
-        state = load_file(str(path))
-    except (SafetensorError, OSError, ValueError) as e:
-        raise ModelError(f"{path}: not a readable safetensors file ({e})") from None
+    state = load_state(path, card)
     try:
         model.load_state_dict(state, strict=True)
     except RuntimeError:
