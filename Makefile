@@ -55,7 +55,7 @@ $(FER_STAMP):
 	touch $(FER_STAMP)
 
 # the models of the published run (every shipped model on both backends would take far longer)
-PEERS_MODELS ?= lite_plain-fer2013,lite_cnn-fer2013,mini_xception-fer2013
+PEERS_MODELS ?= lite_plain-fer2013-bn,lite_cnn-fer2013-bn,mini_xception-fer2013-bn
 
 bench-peers: $(STAMP) $(FER_STAMP)
 	$(BIN)/python benchmarks/peers.py --fer-python $(FER_VENV)/bin/python --models $(PEERS_MODELS)

@@ -354,7 +354,7 @@ def test_server_bug_is_a_json_500(rec, photo):
 
 def test_healthz(client, rec):
     h = client.get("/healthz").json()
-    assert h["status"] == "ok" and h["model"] == rec.model.name == "vgg_fer-fer2013" and h["backend"] == "onnx"
+    assert h["status"] == "ok" and h["model"] == rec.model.name == "vgg_fer-fer2013-bn" and h["backend"] == "onnx"
     assert h["detector"] == "mtcnn" and h["classes"] == list(rec.classes)
     assert h["version"] == __import__("ferkit").__version__
     assert h["limits"]["max_upload_bytes"] == 10 * 2**20 and "image/jpeg" in h["limits"]["content_types"]

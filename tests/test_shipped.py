@@ -75,7 +75,8 @@ def test_models_lists_the_default_with_its_metrics(capsys):
     out = capsys.readouterr().out
     card = ferkit.load_model("default").card
     acc = card["metrics"]["PrivateTest"]["accuracy"]
-    assert card["name"] == "vgg_fer-fer2013" and f"{card['name']} (= default, best-fer2013)" in out and f"PrivateTest acc {acc:.4f}" in out
+    assert card["name"] == "vgg_fer-fer2013-bn" and f"{card['name']} (= default, best-fer2013)" in out
+    assert f"PrivateTest acc {acc:.4f}" in out
 
 
 def test_models_json_is_the_registry_the_cards_and_the_aliases(capsys):
@@ -89,11 +90,12 @@ def test_models_json_is_the_registry_the_cards_and_the_aliases(capsys):
     assert [c["name"] for c in d["weights"]] == [c["name"] for c in weights.shipped()]
     default = next(c for c in d["weights"] if c["name"] == d["aliases"]["default"])
     on_disk = json.loads((weights.SHIPPED_DIR / f"{default['name']}.json").read_text())
-    assert [c["name"] for c in d["weights"] if "int8_static" in c] == ["lite_plain-fer2013", "vgg_fer-fer2013"]
+    assert [c["name"] for c in d["weights"] if "int8_static" in c] == ["lite_plain-fer2013", "lite_plain-fer2013-bn",
+                                                                        "vgg_fer-fer2013", "vgg_fer-fer2013-bn"]
     q8 = default.pop("int8_static")  # the default ships int8 ranges: what they say comes beside its card
     assert default == on_disk | {"name": default["name"]}
     assert q8["calibration"]["split"] == "PublicTest" and set(q8["metrics"]["splits"]) == {"PublicTest", "PrivateTest"}
-    assert d["aliases"] == weights.ALIASES and d["aliases"]["default"] == "vgg_fer-fer2013"
+    assert d["aliases"] == weights.ALIASES and d["aliases"]["default"] == "vgg_fer-fer2013-bn"
 
 
 def test_shipped_int8_numbers_are_the_committed_evaluations(capsys):
@@ -128,19 +130,31 @@ def test_mx3_fer2013_is_the_shipped_ensemble(capsys):
     with pytest.raises(ferkit.FerkitError, match="is an ensemble"):  # where one network is needed (--init, export)
         weights.resolve("mx3-fer2013")
     assert main(["models"]) == 0
-    assert "mx3-fer2013" in capsys.readouterr().out and ferkit.load_model("default").name == "vgg_fer-fer2013"
+    assert "mx3-fer2013" in capsys.readouterr().out and ferkit.load_model("default").name == "vgg_fer-fer2013-bn"
 
 
 def test_best_aliases_name_the_gpu_trained_vgg():
     """best-fer2013 / best-ferplus are the shipped vgg_fer networks (chosen on PublicTest / Valid with
-    flip over the mini_xception ensembles, docs/results.md), stored as float16 and loaded as float32."""
-    for alias, name, ds, n_cls in (("best-fer2013", "vgg_fer-fer2013", "fer2013", 7),
+    flip over the mini_xception ensembles, docs/results.md), stored as float16 and loaded as float32;
+    FER2013's with its batch-norm statistics re-estimated, a file of those only (float32) on top of
+    vgg_fer-fer2013."""
+    from safetensors.torch import load_file
+
+    for alias, name, ds, n_cls in (("best-fer2013", "vgg_fer-fer2013-bn", "fer2013", 7),
                                    ("best-ferplus", "vgg_fer-ferplus", "ferplus", 8)):
         m = ferkit.load_model(alias, backend="torch")
         assert m.name == name and m.card["architecture"] == "vgg_fer" and len(m.classes) == n_cls
-        assert m.card["dataset"]["name"] == ds and m.card["weights_dtype"] == "float16"
+        base = m.card.get("base", {}).get("name", name)
+        assert m.card["dataset"]["name"] == ds and weights.load(base)[1]["weights_dtype"] == "float16"
         assert weights.resolve(alias) == weights.SHIPPED_DIR / f"{name}.safetensors"
         assert all(p.dtype == torch.float32 for p in m.net.parameters())
+    m, plain = ferkit.load_model("best-fer2013", backend="torch"), ferkit.load_model("vgg_fer-fer2013", backend="torch")
+    delta = load_file(str(weights.resolve("best-fer2013")))
+    got, was = m.net.state_dict(), plain.net.state_dict()
+    assert delta and all(k.endswith(("running_mean", "running_var", "num_batches_tracked")) for k in delta)
+    assert all(torch.equal(got[k], delta[k]) for k in delta) and all(torch.equal(got[k], was[k]) for k in got
+                                                                     if k not in delta)
+    assert any(not torch.equal(got[k], was[k]) for k in delta if k.endswith("running_mean"))
 
 
 @requires_shared
