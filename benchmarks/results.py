@@ -146,8 +146,9 @@ ROWS = [
     ("vgg_fer", {}, "fer2013", "eval:fer2013-vgg_fer-tencrop"),
     ("vgg_fer", {}, "fer2013", "eval:fer2013-vgg_fer-ftcpu"),  # a second cosine cycle on the CPU (--cpu-amp)
     ("vgg_fer", {}, "fer2013", "eval:fer2013-vgg_fer-ftcpu-tencrop"),
-    ("vgg_fer", {}, "fer2013", "eval:fer2013-vgg_fer-bn"),  # batch-norm statistics re-estimated (recalibrate)
+    ("vgg_fer", {}, "fer2013", "weights:vgg_fer-fer2013-bn"),  # batch-norm statistics re-estimated (recalibrate)
     ("vgg_fer", {}, "fer2013", "eval:fer2013-vgg_fer-bn-flip"),
+    ("vgg_fer", {}, "fer2013", "eval:fer2013-vgg_fer-bn-tencrop"),
     ("ensemble", VGG2, "fer2013", "eval:fer2013-ensemble-vgg2-flip"),
     ("ensemble", {"members": [["vgg_fer", {}], ["mini_xception", {"width": 2}]]}, "fer2013",
      "eval:fer2013-ensemble-vgg-mx-tencrop"),
@@ -157,7 +158,7 @@ ROWS = [
     ("mini_xception", {"width": 2}, "fer2013", "eval:fer2013-mini_xception-flip"),
     ("mini_xception", {"width": 2}, "fer2013", "eval:fer2013-mini_xception-tencrop"),
     ("mini_xception", {"width": 2}, "fer2013", "eval:fer2013-mini_xception-kd"),
-    ("mini_xception", {"width": 2}, "fer2013", "eval:fer2013-mini_xception-bn"),
+    ("mini_xception", {"width": 2}, "fer2013", "weights:mini_xception-fer2013-bn"),
     ("mini_xception", {"width": 2}, "fer2013", "eval:fer2013-mini_xception-bn-flip"),
     ("ensemble", {"members": [["mini_xception", {"width": 2}], ["mini_xception", {"width": 2}]]}, "fer2013",
      "eval:fer2013-ensemble-mx2-flip"),
@@ -165,13 +166,14 @@ ROWS = [
     ("ensemble", {"members": [["mini_xception", {"width": 2}], ["pcnn", {}], ["zhu_cnn", {}]]}, "fer2013",
      "eval:fer2013-ensemble3-flip"),
     ("pcnn", {}, "fer2013", "weights:pcnn-fer2013"),
+    ("pcnn", {}, "fer2013", "weights:pcnn-fer2013-bn"),
     ("zhu_cnn", {}, "fer2013", "weights:zhu_cnn-fer2013"),
     ("di_fernet", {}, "fer2013", "weights:di_fernet-fer2013"),
     ("lite_cnn", {}, "fer2013", "weights:lite_cnn-fer2013"),
-    ("lite_cnn", {}, "fer2013", "eval:fer2013-lite_cnn-bn"),
+    ("lite_cnn", {}, "fer2013", "weights:lite_cnn-fer2013-bn"),
     *[("lite_cnn", {}, "fer2013", f"eval:fer2013-lite_cnn-kd-{run}") for run in LITE_RUNS],
     ("lite_plain", {"head": "flat", "widths": [16, 24, 64, 192]}, "fer2013", "weights:lite_plain-fer2013"),
-    ("lite_plain", {"head": "flat", "widths": [16, 24, 64, 192]}, "fer2013", "eval:fer2013-lite_plain-bn"),
+    ("lite_plain", {"head": "flat", "widths": [16, 24, 64, 192]}, "fer2013", "weights:lite_plain-fer2013-bn"),
     ("lite_plain", {"head": "flat", "widths": [16, 16, 64, 128]}, "fer2013", "eval:fer2013-lite_plain-flat-wide"),
     ("lite_plain", {"head": "flat", "widths": [16, 16, 64, 128], "hidden": 256}, "fer2013",
      "eval:fer2013-lite_plain-h256"),
@@ -362,14 +364,18 @@ def measured(dataset: str, source: str | None) -> dict | None:
         m = card["metrics"][split]
         val = card["metrics"].get(card["dataset"].get("val_split"), {})
         ev = (f"ferkit evaluate --model {name} --dataset {dataset} --data ../shared/data/{dataset} --split {split}")
+        made = card["training"].get("recalibrated_from")  # a file of differences from a shipped network
         return {"value": m["accuracy"], "sel": val.get("accuracy"), "sel_on": card["dataset"].get("val_split"),
                 "text": f"{100 * m['accuracy']:.2f}%",
-                "short": name,
-                "command": ev, "trained": card["training"]["command"],
+                "short": name, "recal": bool(made),
+                "runs_md": (f"batch-norm statistics then re-estimated by `{card['training']['command']}`"
+                            if made else None),
+                "command": ev, "trained": made["command"] if made else card["training"]["command"],
                 "ft": card["training"]["config"].get("init"), "select": card["training"]["config"].get("select"),
                 "ema": card["training"]["config"].get("ema"),
                 "seeds": [card["training"]["config"].get("seed", 0)],
-                "kd": teacher(card["training"]["config"].get("teacher")), "kd_cmd": card["training"]["command"],
+                "kd": teacher(card["training"]["config"].get("teacher")),
+                "kd_cmd": (made or card["training"])["command"],
                 "detail": f"`{name}` (shipped); {split} macro-F1 {m['macro_f1']:.3f}; selected on "
                           f"{card['dataset'].get('val_split')} ({100 * val.get('accuracy', float('nan')):.2f}%)"}
     path = RESULTS / name
@@ -641,16 +647,23 @@ def targets_summary(best: dict[str, tuple[float, str, float, str, str]], rows: d
                         f"that, one photo of a stranger does not. Of the rows that read one image at a time, the "
                         f"highest on the selection split ({100 * sel:.2f}%, {sel_on}) is {label}: {text}, "
                         f"{'met' if v >= TARGETS[ds] else 'not met'}."]
-    default = next((c for c in weights.shipped() if c["name"] == weights.ALIASES["default"]), None)
-    prev = next((c for c in weights.shipped() if c["name"] == "mini_xception-fer2013"), None)
+    cards = {c["name"]: c for c in weights.shipped()}
+    default = cards.get(weights.ALIASES["default"])
+    # the default as it was chosen on 2026-12-04 (a file of differences since: its base)
+    chosen = cards.get((default or {}).get("base", {}).get("name"), default)
+    prev = cards.get("mini_xception-fer2013")
+    recal = [c for c in cards.values() if "base" in c and c["dataset"]["name"] == "fer2013"]
     small = ROOT / "docs" / "benchmarks_pipeline_mini_xception.json"
     if default is not None and pipe.exists():
         rows = {r["key"]: r for r in json.loads(pipe.read_text())["rows"] if r["scene"] == "1 face"}
         fast, every = (rows[k]["summary"]["fps"] for k in ("mtcnn_fast", "mtcnn"))
-        dv = default["metrics"]["PublicTest"]["accuracy"]
+        dv = chosen["metrics"]["PublicTest"]["accuracy"]
         alias = weights.ALIASES.get("fast")
         pd = json.loads(pipe.read_text())
-        out += ["", f"The fast model is the default, `{default['name']}` since 2026-12-04: {fast:.1f} frames/s for "
+        since = (f"`{chosen['name']}` since 2026-12-04, with its batch-norm statistics re-estimated "
+                 f"(`{default['name']}`) since 2026-12-07" if chosen is not default
+                 else f"`{default['name']}` since 2026-12-04")
+        out += ["", f"The fast model is the default, {since}: {fast:.1f} frames/s for "
                     f"one face with the video default, {every:.1f} detecting every frame (the row above; "
                     f"{pd['date']}, {pd['machine']['cpu']})"
                     + (f"; the alias `fast` names a smaller, less accurate network, `{alias}`." if alias and
@@ -676,14 +689,18 @@ def targets_summary(best: dict[str, tuple[float, str, float, str, str]], rows: d
             out[-1] += (f" Distilling `{t}` into one mini_xception (the FER2013 row "
                         f"\"distilled from\") gave {100 * kd:.2f}% on PublicTest, against `{prev['name']}`'s "
                         f"{100 * pv:.2f}%" + (" and the default's" if kd <= dv else "") + ": not shipped.")
-        lite = [c for c in weights.shipped() if c["architecture"] == "lite_cnn" and c["dataset"]["name"] == "fer2013"]
+        lite = [c for c in cards.values() if c["architecture"] == "lite_cnn" and c["dataset"]["name"] == "fer2013"
+                and "base" not in c]
         for c in lite:
             lv = c["metrics"]["PublicTest"]["accuracy"]
             teacher = c["training"]["config"].get("teacher")
             out[-1] += (f" `{c['name']}`, {ALIAS_THEN.get(teacher, teacher)} distilled into lite_cnn (a network "
                         f"sized for the 5x-fer budget of docs/benchmarks.md), reaches {100 * lv:.2f}% on PublicTest "
                         f"({100 * c['metrics']['PrivateTest']['accuracy']:.2f}% on PrivateTest): faster, less "
-                        f"accurate, shipped" + (" as `fast`." if weights.ALIASES.get("fast") == c["name"] else "."))
+                        f"accurate, shipped"
+                        + (" as `fast` until 2026-12-07." if any(r["base"]["name"] == c["name"] and weights.ALIASES.get(
+                            "fast") == r["name"] for r in recal)
+                           else " as `fast`." if weights.ALIASES.get("fast") == c["name"] else "."))
         tried = []  # the other distillations into lite_cnn, from their evaluations
         for run in LITE_RUNS:
             f = RESULTS / f"fer2013-lite_cnn-kd-{run}-PublicTest.json"
@@ -704,7 +721,8 @@ def targets_summary(best: dict[str, tuple[float, str, float, str, str]], rows: d
                         + " (their rows above): not shipped. The first shipped student, mx3-fer2013 distilled for "
                         "60 epochs (59.99% on PublicTest, 61.13% on PrivateTest; its card at commit 870be47), "
                         "was replaced on 2026-12-04.")
-        for c in (c for c in weights.shipped() if c["architecture"] == "lite_plain" and c["dataset"]["name"] == "fer2013"):
+        for c in (c for c in cards.values() if c["architecture"] == "lite_plain" and c["dataset"]["name"] == "fer2013"
+                  and "base" not in c):
             teacher = c["training"]["config"].get("teacher")
             out[-1] += (f" `{c['name']}`, {ALIAS_THEN.get(teacher, teacher)} distilled into lite_plain (lite_cnn's "
                         f"dense sibling, fast on static int8: `--backend onnx-int8`), reaches "
@@ -759,6 +777,17 @@ def targets_summary(best: dict[str, tuple[float, str, float, str, str]], rows: d
                     "`--time-budget 2100`, README) gave 65.20% on PublicTest: not shipped. Distilling the vgg_fer "
                     "pair (72.19% with flip) is open: its teacher pass did not fit the 2 CPU cores and no GPU was "
                     "lent since.")
+        if recal:
+            out[-1] += (" Since 2026-12-07 these FER2013 networks are also shipped with their batch-norm statistics "
+                        "re-estimated on plain training faces (`ferkit recalibrate`, docs/notes.md), each as a file "
+                        "of the tensors that differ from the network it was made from: "
+                        + "; ".join(f"`{c['name']}` {100 * c['metrics']['PublicTest']['accuracy']:.2f}% on PublicTest "
+                                    f"(`{c['base']['name']}`: "
+                                    f"{100 * cards[c['base']['name']]['metrics']['PublicTest']['accuracy']:.2f}%), "
+                                    f"{100 * c['metrics']['PrivateTest']['accuracy']:.2f}% on PrivateTest"
+                                    + (f" (= {', '.join(f'`{a}`' for a in names)})" if (names := [
+                                        a for a, t in weights.ALIASES.items() if t == c["name"]]) else "")
+                                    for c in recal) + ".")
     out.append("")
     return out
 
