@@ -348,6 +348,17 @@ def test_a_recalibrated_network_ships_as_its_differences_from_the_base(tmp_path,
     assert main(["models"]) == 0
     assert ("lite_plain-imagefolder with its batch-norm statistics re-estimated (ferkit recalibrate): this file "
             f"holds the {len(delta)} tensors that differ") in capsys.readouterr().out
+    # fine-tuning starts from the network as loaded (--init): the base with the differences laid over it
+    from ferkit.engine.train import init_from
+
+    start = create("lite_plain")
+    init_from(start, "lite_plain-imagefolder-bn", CLASSES, log=lambda _: None)
+    assert all(torch.equal(v, run.state_dict()[k]) for k, v in start.state_dict().items())
+    # re-estimated again from the published file: published over the same base
+    assert main(["recalibrate", "--model", "lite_plain-imagefolder-bn", "--dataset", "imagefolder", "--data",
+                 str(folder), "--bn-images", "12", "--out", str(tmp_path / "bn2"), "--no-progress"]) == 0
+    again = weights.publish(tmp_path / "bn2", shipped, variant="bn2", base="lite_plain-imagefolder")
+    assert json.loads(again.with_suffix(".json").read_text())["base"]["name"] == "lite_plain-imagefolder"
     # refused: a network not made from the base by recalibrate, and a base that changed since
     with pytest.raises(ModelError, match="not made from lite_plain-imagefolder by `ferkit recalibrate`"):
         weights.publish(a, shipped, variant="x", base="lite_plain-imagefolder")

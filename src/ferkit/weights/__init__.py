@@ -139,7 +139,13 @@ def _publish_delta(src: Path, card: dict, name: str, base: str, dest: Path) -> P
         raise ModelError(f"base {base!r}: not a shipped name")
     bcard = json.loads(bpath.with_suffix(".json").read_text())
     made_from = (card.get("training") or {}).get("recalibrated_from") or {}
-    if made_from.get("sha256") != sha256(bpath):
+    # made from the base itself, or from a file of differences laid over it (a second recalibration)
+    via = SHIPPED_DIR / f"{made_from.get('name')}.json"
+    via_card = json.loads(via.read_text()) if made_from.get("name") and via.is_file() else {}
+    over = via_card.get("base") or {}
+    if made_from.get("sha256") != sha256(bpath) and not (
+            made_from.get("sha256") == via_card.get("sha256") and over.get("name") == bpath.stem
+            and over.get("sha256") == sha256(bpath)):
         raise ModelError(f"{src}: not made from {bpath.stem} by `ferkit recalibrate` (its card's "
                          f"training.recalibrated_from does not pin {bpath.stem}'s sha256)")
     if "base" in bcard:
