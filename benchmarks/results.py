@@ -139,6 +139,10 @@ JAFFE_PROBES = [
     ("8", 4, [_LP, ["di_fernet", {}]]),
 ]
 
+#: evaluations of a recipe run a second time (its run folder renamed), and what the label says about them
+RERUNS = {"fer2013-vgg_fer-ftcpu2": "the same recipe run again (2026-12-07, another processor: not bit for bit)",
+          "fer2013-vgg_fer-ftcpu2-tencrop": "the same recipe run again (2026-12-07, another processor: not bit for bit)"}
+
 # (arch, arch kwargs, dataset, source): source = shipped weights name, or a file under docs/results/
 ROWS = [
     ("vgg_fer", {}, "fer2013", "weights:vgg_fer-fer2013"),
@@ -146,6 +150,8 @@ ROWS = [
     ("vgg_fer", {}, "fer2013", "eval:fer2013-vgg_fer-tencrop"),
     ("vgg_fer", {}, "fer2013", "eval:fer2013-vgg_fer-ftcpu"),  # a second cosine cycle on the CPU (--cpu-amp)
     ("vgg_fer", {}, "fer2013", "eval:fer2013-vgg_fer-ftcpu-tencrop"),
+    ("vgg_fer", {}, "fer2013", "eval:fer2013-vgg_fer-ftcpu2"),  # that recipe again, resumed across sessions
+    ("vgg_fer", {}, "fer2013", "eval:fer2013-vgg_fer-ftcpu2-tencrop"),
     ("vgg_fer", {}, "fer2013", "weights:vgg_fer-fer2013-bn"),  # batch-norm statistics re-estimated (recalibrate)
     ("vgg_fer", {}, "fer2013", "eval:fer2013-vgg_fer-bn-flip"),
     ("vgg_fer", {}, "fer2013", "eval:fer2013-vgg_fer-bn-tencrop"),
@@ -538,6 +544,8 @@ def build(threads: int, reps: int, points: list[dict] | None = None) -> str:
                 label += ", bf16 on the CPU (`--cpu-amp`)"
             if m is not None and m.get("recal"):
                 label += ", batch-norm statistics re-estimated (`ferkit recalibrate`)"
+            if source is not None and source.startswith("eval:") and source[5:] in RERUNS:
+                label += f", {RERUNS[source[5:]]}"
             if m is not None and m.get("tta", "none") != "none":
                 label += f", {m['tta']} TTA"
                 views = {"flip": 2, "tencrop": 10}[m["tta"]]
