@@ -100,7 +100,7 @@ def test_data_split_all_counts_a_folder_too_small_for_folds(tmp_path, capsys):
     (["evaluate", "--model", "/nonexistent/m.safetensors", "--dataset", "fer2013", "--data", "."],
      "/nonexistent/m.safetensors: no such file (its folder /nonexistent does not exist either)"),
     (["evaluate", "--model", "vgg_fer", "--dataset", "fer2013", "--data", "."],
-     "vgg_fer is an architecture: its shipped weights are vgg_fer-ckplus, vgg_fer-fer2013, vgg_fer-ferplus"),
+     "vgg_fer is an architecture: its shipped weights are vgg_fer-ckplus, vgg_fer-fer2013, vgg_fer-fer2013-bn, vgg_fer-ferplus"),
     (["predict", str(EXAMPLE), "--model", str(EXAMPLE)], "an image or video, not a model"),
     (["train", "--model", "vgg99", "--dataset", "fer2013", "--data", "/nonexistent", "--out", "/tmp/x"],
      "unknown architecture 'vgg99'"),

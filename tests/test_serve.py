@@ -451,7 +451,7 @@ def test_serve_options_reach_the_app_and_the_server(monkeypatch):
     assert (app.state.engine.workers, app.state.engine.max_queue, app.state.engine.timeout) == (3, 5, 7.0)
     with TestClient(app) as c:
         h = c.get("/healthz").json()
-    assert (h["model"], h["backend"], h["detector"], h["workers"]) == ("lite_cnn-fer2013", "torch", "haar", 3)
+    assert (h["model"], h["backend"], h["detector"], h["workers"]) == ("lite_cnn-fer2013-bn", "torch", "haar", 3)
     assert h["limits"]["max_upload_bytes"] == int(1.5 * 2**20) and h["limits"]["max_pixels"] == 2_000_000
     assert h["limits"]["timeout_s"] == 7.0
 
