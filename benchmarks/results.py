@@ -70,6 +70,7 @@ PAPERS = {
     ("di_fernet", "kdef"): "97.2% (Zhang et al. 2019)",
 }
 TARGETS = {"fer2013": 0.733, "ferplus": 0.86, "ckplus": 0.98, "jaffe": 0.90}
+SINGLE_TARGETS = {"fer2013"}  #: targets the issue states for the best single network
 
 DATASETS = {
     "fer2013": ("FER2013", "train Training, select PublicTest, report **PrivateTest** (n = 3,589)"),
@@ -571,6 +572,11 @@ def build(threads: int, reps: int, points: list[dict] | None = None) -> str:
                     if ds in TARGETS and not m.get("transductive") and rank > ranks.get(ds + ":ind", (-2.0, False)):
                         ranks[ds + ":ind"] = rank
                         best[ds + ":ind"] = entry
+                    # FER2013's target is about one network: the best row of one network, beside the chosen row
+                    if ds in SINGLE_TARGETS and arch != "ensemble" and not m.get("probe") \
+                            and rank > ranks.get(ds + ":single", (-2.0, False)):
+                        ranks[ds + ":single"] = rank
+                        best[ds + ":single"] = entry
                     note = m["detail"]
                     cmds.append((label, m["command"], m.get("trained"), m.get("runs_md")))
                     plain = label.replace(" (width=2)", "").replace("`", "")
@@ -607,7 +613,7 @@ def close_calls(best: dict, rows: dict) -> list[str]:
     other row's test number is said too."""
     out = []
     for ds, chosen in best.items():
-        if ds.endswith(":ind"):
+        if ds.endswith((":ind", ":single")):
             continue
         sel, _, _, _, label = chosen
         near = [e for e in rows.get(ds, []) if e is not chosen and 0 <= sel - e[0] < CLOSE_CALL]
@@ -654,6 +660,13 @@ def targets_summary(best: dict[str, tuple[float, str, float, str, str]], rows: d
                         f"person's images at once (no labels): a person's video or a set of their photos allows "
                         f"that, one photo of a stranger does not. Of the rows that read one image at a time, the "
                         f"highest on the selection split ({100 * sel:.2f}%, {sel_on}) is {label}: {text}, "
+                        f"{'met' if v >= TARGETS[ds] else 'not met'}."]
+    for ds in SINGLE_TARGETS:
+        if ds in best and best.get(ds + ":single") not in (None, best[ds]):
+            sel, sel_on, v, text, label = best[ds + ":single"]
+            out += ["", f"The issue states {DATASETS[ds][0]}'s target for the best single network, and the row above "
+                        f"is an ensemble. Of the rows with one network, the highest on the selection split "
+                        f"({100 * sel:.2f}%, {sel_on}) is {label}: {text}, "
                         f"{'met' if v >= TARGETS[ds] else 'not met'}."]
     cards = {c["name"]: c for c in weights.shipped()}
     default = cards.get(weights.ALIASES["default"])

@@ -51,3 +51,19 @@ def test_results_md_is_up_to_date(monkeypatch, tmp_path):
                                          n=0))
     assert made == committed, ("docs/results.md is stale: run `.venv/bin/python benchmarks/results.py --write`\n"
                                + diff[:4000])
+
+
+def test_a_target_for_one_network_names_the_best_single_row_beside_an_ensemble():
+    """FER2013's target is the best single network's: when the row chosen on the selection split is an
+    ensemble, the summary also names the best row of one network (chosen the same way) and judges it."""
+    mod = _results_module()
+    ens = (0.72, "PublicTest", 0.7228, "72.28%", "ensemble: a + b")
+    one = (0.7175, "PublicTest", 0.7286, "72.86%", "vgg_fer, tencrop TTA")
+    text = "\n".join(mod.targets_summary({"fer2013": ens, "fer2013:single": one}))
+    assert "| FER2013 >= 73.3% | 72.28% | ensemble: a + b |" in text
+    assert ("Of the rows with one network, the highest on the selection split (71.75%, PublicTest) is vgg_fer, "
+            "tencrop TTA: 72.86%, not met.") in text
+    # the chosen row is one network already: nothing more to say
+    assert "rows with one network" not in "\n".join(mod.targets_summary({"fer2013": one, "fer2013:single": one}))
+    # a target stated for any model (FER+) gets no such sentence
+    assert "rows with one network" not in "\n".join(mod.targets_summary({"ferplus": ens, "ferplus:single": one}))
