@@ -141,8 +141,8 @@ JAFFE_PROBES = [
 ]
 
 #: evaluations of a recipe run a second time (its run folder renamed), and what the label says about them
-RERUNS = {"fer2013-vgg_fer-ftcpu2": "the same recipe run again (2026-12-07, another processor: not bit for bit)",
-          "fer2013-vgg_fer-ftcpu2-tencrop": "the same recipe run again (2026-12-07, another processor: not bit for bit)"}
+RERUNS = {tag: "the same recipe run again (2026-12-07, another processor: not bit for bit)"
+          for tag in ("fer2013-vgg_fer-ftcpu2", "fer2013-vgg_fer-ftcpu2-tencrop")}
 
 # (arch, arch kwargs, dataset, source): source = shipped weights name, or a file under docs/results/
 ROWS = [

@@ -364,8 +364,16 @@ def test_a_recalibrated_network_ships_as_its_differences_from_the_base(tmp_path,
         weights.publish(a, shipped, variant="x", base="lite_plain-imagefolder")
     with pytest.raises(ModelError, match="not a shipped name"):
         weights.publish(tmp_path / "bn", shipped, variant="y", base="nope-imagefolder")
+    from ferkit.runtime.onnx_model import cache_key
+
+    key = cache_key(dest, card)
+    load_model("lite_plain-imagefolder-bn", backend="onnx")  # exported into the cache
     weights.halve(weights.publish(_run(tmp_path, "b", 1), shipped))  # another network under the base's name
     with pytest.raises(ModelError, match="no longer the ones it was made from"):
         weights.load("lite_plain-imagefolder-bn")
+    # nor is the graph exported from the old base served from the cache: a new key, whose export refuses
+    assert cache_key(dest, card) != key
+    with pytest.raises(ModelError, match="no longer the ones it was made from"):
+        load_model("lite_plain-imagefolder-bn", backend="onnx")
     assert main(["predict", str(folder / "test" / "happy" / "0.png"), "--model", "lite_plain-imagefolder-bn"]) == 1
     assert "no longer the ones it was made from" in capsys.readouterr().err

@@ -244,9 +244,14 @@ def cache_key(weights_path: str | os.PathLike, card: dict, opset: int = DEFAULT_
     """``<sha256 of the weights>-<8 hex of the rest>[-int8]``: the whole card (its classes, input
     size and normalisation are baked into the graph, and the card itself travels inside the file:
     the same weights shipped under another name, or with other metrics, are another entry), the
-    opset and ferkit's export format."""
+    opset and ferkit's export format. A file of differences (a ``-bn`` network) adds its base's
+    hash as the base file is now: a base that changed gets a new entry (whose export then refuses
+    it, as loading does), not the graph made from the old one."""
     wsha = _weights.sha256(weights_path)
-    extra = json.dumps({"card": card, "opset": int(opset), "format": FORMAT_VERSION, "int8": int8}, sort_keys=True)
+    base = _weights.base_file(card)
+    extra = json.dumps({"card": card, "opset": int(opset), "format": FORMAT_VERSION, "int8": int8,
+                        **({"base_now": _weights.sha256(base)} if base is not None and base.is_file() else {})},
+                       sort_keys=True)
     return f"{wsha}-{hashlib.sha256(extra.encode()).hexdigest()[:8]}" + (f"-int8{int8}" if int8 else "")
 
 

@@ -170,6 +170,13 @@ def _publish_delta(src: Path, card: dict, name: str, base: str, dest: Path) -> P
     return dest
 
 
+def base_file(card: dict) -> Path | None:
+    """The shipped weights file a card of differences (``base``, see :func:`publish`) lays its
+    tensors over; None for a card of whole weights."""
+    base = card.get("base")
+    return SHIPPED_DIR / f"{base['name']}.safetensors" if isinstance(base, dict) and "name" in base else None
+
+
 def load_state(path: str | os.PathLike, card: dict) -> dict:
     """The tensors of weights file ``path`` whose card is ``card``. A card with ``base`` (see
     :func:`publish`) holds only what differs from a shipped network's: that network's tensors are
@@ -186,7 +193,7 @@ def load_state(path: str | os.PathLike, card: dict) -> dict:
         return state
     if not (isinstance(base, dict) and isinstance(base.get("name"), str) and isinstance(base.get("sha256"), str)):
         raise ModelError(f"{path}: the card's base must name a shipped network and its sha256, got {base!r}")
-    bpath = SHIPPED_DIR / f"{base['name']}.safetensors"
+    bpath = base_file(card)
     if not bpath.is_file():
         raise ModelError(f"{path}: holds only the tensors that differ from {base['name']}, which is not shipped")
     if sha256(bpath) != base["sha256"]:
