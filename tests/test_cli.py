@@ -114,6 +114,11 @@ def test_data_split_all_counts_a_folder_too_small_for_folds(tmp_path, capsys):
     (["predict", str(EXAMPLE), "--min-face", "0"], "--min-face must be 12 pixels or more with MTCNN"),
     (["predict", str(EXAMPLE), "--detector", "haar", "--min-face", "0"], "--min-face must be 1 pixel or more"),
     (["predict", str(EXAMPLE), "--max-faces", "-1"], "--max-faces must be 1 or more, got -1"),
+    # evaluate says it as predict does, for every value MTCNN refuses (it said "at least 1 pixel" for -2, then 12 for 5)
+    (["evaluate", "--dataset", "fer2013", "--data", ".", "--detect", "mtcnn", "--min-face", "-2"],
+     "--min-face must be 12 pixels or more with MTCNN (its smallest window), got -2"),
+    (["evaluate", "--dataset", "fer2013", "--data", ".", "--detect", "haar", "--min-face", "0"],
+     "--min-face must be at least 1 pixel, got 0"),
     (["train", "--dataset", "imagefolder", "--data", str(EXAMPLE.parent), "--out", str(EXAMPLE.parent / "run")],
      "inside the --data folder"),
     (["crossval", "--dataset", "imagefolder", "--data", str(EXAMPLE.parent), "--out", str(EXAMPLE.parent / "cv")],
@@ -501,3 +506,21 @@ def test_model_args_read_lists_as_ferkit_models_shows_them():
 
     assert _kv(["widths=16,24,64,192", "head=flat", "w=[1, 2]", "lr=.5", "a=1,b"]) == {
         "widths": [16, 24, 64, 192], "head": "flat", "w": [1, 2], "lr": 0.5, "a": "1,b"}
+
+
+def test_int8_help_gives_the_current_defaults_accuracy_change(capsys):
+    """--backend's help states what static int8 costs *the default*, read from its card and its shipped
+    ranges' report: a number written into the help went stale when the default changed (0.14 points
+    was the previous default's)."""
+    from ferkit import weights
+
+    name = weights.ALIASES["default"]
+    card = json.loads((weights.SHIPPED_DIR / f"{name}.json").read_text())
+    q = json.loads((weights.INT8_DIR / f"{name}.json").read_text())["int8_metrics"]["splits"]["PrivateTest"]
+    want = f"{100 * (card['metrics']['PrivateTest']['accuracy'] - q['accuracy']):.2f} points less accurate"
+    for verb in ("predict", "export"):
+        with pytest.raises(SystemExit):
+            main([verb, "--help"])
+        out = " ".join(capsys.readouterr().out.split())
+        assert want in out and "0.14 points" not in out, verb
+    assert want == "0.06 points less accurate"  # vgg_fer-fer2013-bn: 71.16% -> 71.11% (README)

@@ -533,3 +533,16 @@ def test_explain_writes_all_its_files_or_none(tmp_path, capsys):
     after = {p.name: p.read_bytes() for p in out.iterdir() if p.is_file()}
     assert after == {k: v for k, v in before.items() if k != "crop_gradcam.json"}
     assert sorted(p.name for p in out.iterdir()) == sorted(before)  # (no temporary file left)
+
+
+def test_au_analysis_refuses_an_unknown_layer_before_reading_the_data(tmp_path, capsys, monkeypatch):
+    """A wrong --layer is said at once: it was said only after the whole split was decoded (minutes on
+    FER2013)."""
+    import ferkit.data as D
+
+    opened = []
+    monkeypatch.setattr(D, "open_dataset", lambda *a, **kw: opened.append(a) or pytest.fail("data read first"))
+    assert main(["au-analysis", "--model", "mini_xception-fer2013", "--dataset", "fer2013", "--data", str(tmp_path),
+                 "--layer", "nosuch", "--out", str(tmp_path / "au"), "--no-progress"]) != 0
+    err = capsys.readouterr().err
+    assert "nosuch" in err and "Traceback" not in err and not opened

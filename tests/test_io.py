@@ -707,3 +707,20 @@ def test_staged_files_are_written_all_or_none(tmp_path):
         t = st.path(tmp_path / "pic.png")
         assert t.suffix == ".png" and fio.write_image_file(t, np.zeros((4, 4, 3), np.uint8))
     assert (tmp_path / "blob").read_bytes()[:4] == b"\x89PNG" and (tmp_path / "pic.png").is_symlink()
+
+
+def test_a_damaged_avi_is_refused_in_ferkits_words_only(tmp_path):
+    """OpenCV's own AVI reader prints "Unexpected element. Expected: LIST ..." on stderr for a cut
+    file, past its log level; ferkit's one-line error says it instead (run apart: fd 2 is caught)."""
+    import subprocess
+    import sys
+
+    from conftest import moving_video
+
+    cut = tmp_path / "cut.avi"
+    cut.write_bytes(moving_video(tmp_path / "whole.avi", n=4).read_bytes()[:300])
+    code = ("import sys\nfrom ferkit.io import VideoReader\nfrom ferkit.errors import ImageDecodeError\n"
+            "try:\n    VideoReader(sys.argv[1])\nexcept ImageDecodeError as e:\n    print(e)\n")
+    r = subprocess.run([sys.executable, "-c", code, str(cut)], capture_output=True, text=True, timeout=120)
+    assert r.returncode == 0 and "not a video OpenCV can open" in r.stdout, (r.stdout, r.stderr)
+    assert "Unexpected element" not in r.stderr and r.stderr.strip() == "", r.stderr

@@ -35,9 +35,23 @@ def _model_help(tta: bool = True) -> str:
     from .weights import ALIASES
 
     return (f"shipped name or alias (`ferkit models`; default = {ALIASES['default']}; best-fer2013 / best-ferplus: "
-            f"the most accurate on FER2013 / FER+{', more with --tta tencrop' if tta else ''}; fast: the fastest, less "
+            f"the most accurate on FER2013 / FER+{', more with --tta flip' if tta else ''}; fast: the fastest, less "
             "accurate), .safetensors file, run folder or .onnx export (`ferkit export`); A+B+C: an ensemble "
             "(mean probabilities)")
+
+
+def _int8_note() -> str:
+    """What static int8 costs the default in accuracy, from its shipped ranges' report and its card
+    (FER2013 PrivateTest), so --backend/--int8 help cannot go stale when the default changes."""
+    from .weights import ALIASES, INT8_DIR, SHIPPED_DIR
+
+    name = ALIASES["default"]
+    try:
+        q = json.loads((INT8_DIR / f"{name}.json").read_text())["int8_metrics"]["splits"]["PrivateTest"]["accuracy"]
+        f = json.loads((SHIPPED_DIR / f"{name}.json").read_text())["metrics"]["PrivateTest"]["accuracy"]
+    except (OSError, KeyError, TypeError, ValueError):
+        return "the default's accuracy change: `ferkit models`"
+    return f"{100 * (f - q):.2f} points {'less' if q <= f else 'more'} accurate on FER2013 PrivateTest for the default"
 
 
 MODEL_HELP = _model_help()
@@ -51,8 +65,9 @@ TTA_HELP = ("test-time augmentation: flip (each face and its mirror, 2x the clas
 def _add_backend_arg(s: argparse.ArgumentParser, gpu: bool = True) -> None:
     s.add_argument("--backend", choices=["auto", "torch", "onnx", "onnx-int8"], default="auto",
                    help="classifier runtime: onnx (onnxruntime, several times faster on CPU), onnx-int8 "
-                        "(int8-quantised: static from shipped ranges where ferkit has them, 2.4x faster for the "
-                        "default, 0.14 points less accurate, else dynamic), torch (PyTorch); auto: " + (
+                        "(int8-quantised: static from shipped ranges where ferkit has them, 2.4-3.7x faster "
+                        f"than onnx on our 2-core CPUs (docs/benchmarks_classifier.md), {_int8_note()}; else "
+                        "dynamic), torch (PyTorch); auto: " + (
                             "onnx on the CPU, torch on a GPU" if gpu else "onnx (the server runs on the CPU)"))
 
 
@@ -624,6 +639,8 @@ def _evaluate(a: argparse.Namespace, results_out) -> int:
     from .engine.evaluate import evaluate, face_cropper, format_table, trained_members, write_json
     from .engine.plots import plot_confusion
 
+    if a.detect == "mtcnn" and a.min_face < 12:  # (as predict says it: one message for every value MTCNN refuses)
+        raise FerkitError(f"--min-face must be 12 pixels or more with MTCNN (its smallest window), got {a.min_face}")
     if a.min_face < 1:
         raise FerkitError(f"--min-face must be at least 1 pixel, got {a.min_face}")
     for option, value in (("--json", a.json), ("--plot", a.plot)):
@@ -1421,8 +1438,9 @@ def build_parser() -> argparse.ArgumentParser:
                                    "'ferkit_card') and beside it (OUT.json), with an 'onnx' section: input, outputs, "
                                    "opset, quantisation and the largest difference from PyTorch measured at export. "
                                    "--int8 quantises with onnxruntime: static from the activation ranges ferkit "
-                                   "ships for a model (the default's: 2.4x faster than float32, 0.14 points less "
-                                   "accurate), else dynamic; static calibrated on your images with --dataset/--data.")
+                                   "ships for a model (2.4-3.7x faster than float32, "
+                                   f"{_int8_note()}), else dynamic; static calibrated on your images with "
+                                   "--dataset/--data.")
     s.add_argument("--model", default="default", help="shipped name, .safetensors file or run folder")
     s.add_argument("--format", default="onnx", choices=["onnx"], help="export format (default: onnx, the only one)")
     s.add_argument("--out", required=True, metavar="FILE.onnx",
@@ -1430,8 +1448,8 @@ def build_parser() -> argparse.ArgumentParser:
                         "missing folders are made, and an existing file (and its .json card) is replaced")
     s.add_argument("--opset", type=int, default=17, metavar="N", help="ONNX opset version (7 to 20)")
     s.add_argument("--int8", nargs="?", const="auto", choices=["auto", "static", "dynamic"], metavar="MODE",
-                   help="quantise to int8, MODE auto (the default), static or dynamic (a quarter of the file; static int8 of the default is 2.4x faster "
-                        "than fp32 on our 2-core CPU, dynamic int8 is not faster: docs/benchmarks_classifier.md)")
+                   help="quantise to int8, MODE auto (the default), static or dynamic (a quarter of the file; static int8 of the default is 2.4-3.7x faster "
+                        "than fp32 on our 2-core CPUs, dynamic int8 is not faster: docs/benchmarks_classifier.md)")
     _add_dataset_args(s, required=False)
     g = s.add_argument_group("static int8 calibration (with --int8 and --dataset/--data)")
     g.add_argument("--calibration-split", metavar="SPLIT",

@@ -793,6 +793,39 @@ def _write_all(fd: int, data: bytes) -> None:
         pass
 
 
+@contextmanager
+def _stderr_kept_if(keep: Callable[[], bool]) -> Iterator[None]:
+    """Catch what is printed at file descriptor 2 meanwhile (OpenCV's own AVI reader prints its
+    complaints about a damaged file there, past its log level: "Unexpected element. Expected: LIST"),
+    then pass it on only if ``keep()``: where the file could not be opened, ferkit's one-line error
+    says so instead. Does nothing where fd 2 cannot be redirected."""
+    saved, tmp = None, None
+    with _CATCH_LOCK:
+        try:
+            tmp = tempfile.TemporaryFile()
+            sys.stderr.flush()
+            saved = _save_fd(2)
+            os.dup2(tmp.fileno(), 2)
+        except (OSError, AttributeError, ValueError):
+            if saved is not None:
+                os.close(saved)
+            saved = None
+        try:
+            yield
+        finally:
+            if saved is not None:
+                try:
+                    _fflush_c()
+                    os.dup2(saved, 2)
+                finally:
+                    os.close(saved)
+                if keep():
+                    tmp.seek(0)
+                    _write_all(2, tmp.read())
+            if tmp is not None:
+                tmp.close()
+
+
 class DecoderMessages:
     """What FFmpeg says while OpenCV opens a video or decodes a frame, caught at file descriptor 1
     (FFmpeg prints there itself, not through Python). ``with catcher.catch() as said:`` leaves in
@@ -964,7 +997,8 @@ class VideoReader:
                             # one decoding thread: FFmpeg's errors then come while the frame they concern is read
                             self.cap = cv2.VideoCapture(opened, cv2.CAP_FFMPEG, [threads, 1])
                         if self.cap is None or not self.cap.isOpened():  # not for FFmpeg: OpenCV's other readers
-                            self.cap = cv2.VideoCapture(opened)
+                            with _stderr_kept_if(lambda: self.cap is not None and self.cap.isOpened()):
+                                self.cap = cv2.VideoCapture(opened)
                     finally:
                         cv2.utils.logging.setLogLevel(level)
                         if alias is not None:  # (the file stays open)

@@ -91,6 +91,10 @@ def au_analysis_cli(a: argparse.Namespace) -> int:
               f"maps' peaks are measured against AU locations where the faces are not (use aligned crops: "
               f"FER2013, FER+, CK+48)", file=sys.stderr)
     model = torch_model(a.model, a.device)
+    if a.layer:  # a wrong name is refused before the split is decoded (minutes), not after
+        from .image import resolve_layer
+
+        resolve_layer(model, a.layer, "au")
     reader = open_dataset(a.dataset, a.data, **_dataset_options(a))
     split = a.split or reader.val_split or reader.test_split
     if split is None:
