@@ -35,6 +35,24 @@ def test_roundtrip_and_card(saved):
     assert torch.allclose(net(x), net2(x)) and card2["classes"] == CARD["classes"]
 
 
+def test_weights_get_the_usual_permissions_not_the_owners_alone(tmp_path):
+    """safetensors writes 0600: a run's weights beside its 0644 card could not be loaded by another
+    user (checked with umask 022 and 027)."""
+    import os
+    import stat
+
+    net = create("mini_xception").eval()
+    old = os.umask(0o022)
+    try:
+        weights.save(net, tmp_path / "a.safetensors", CARD)
+        os.umask(0o027)
+        weights.save(net, tmp_path / "b.safetensors", CARD)
+    finally:
+        os.umask(old)
+    assert stat.S_IMODE((tmp_path / "a.safetensors").stat().st_mode) == 0o644
+    assert stat.S_IMODE((tmp_path / "b.safetensors").stat().st_mode) == 0o640
+
+
 def test_refuses_pickles_and_broken_files(tmp_path, saved):
     pt = tmp_path / "model.pt"
     torch.save({"a": 1}, pt)

@@ -179,21 +179,48 @@ def test_resume_after_interruption_gives_the_same_model(folder, tmp_path, traine
 
     def stop_at_epoch_2(line):
         if line.startswith("epoch   2/3"):
-            raise KeyboardInterrupt  # killed before epoch 2's checkpoint
+            raise KeyboardInterrupt  # Ctrl+C as epoch 2's line appears: its checkpoint is written already
 
     run = tmp_path / "interrupted"
     with pytest.raises(KeyboardInterrupt):
         train(_cfg(folder, run), progress=False, log=stop_at_epoch_2)
-    assert torch.load(run / "last.ckpt", weights_only=True)["epoch"] == 1
+    assert torch.load(run / "last.ckpt", weights_only=True)["epoch"] == 2
+    assert [r["epoch"] for r in json.loads((run / "log.json").read_text())] == [1, 2]
     with pytest.raises(FerkitError, match="already holds a run"):
         train(_cfg(folder, run), progress=False, log=lambda s: None)
     lines = []
     train(_cfg(folder, run), resume=True, progress=False, log=lines.append)
-    assert any("resumed" in ln and "epoch 2" in ln for ln in lines)
+    assert any("resumed" in ln and "epoch 3" in ln for ln in lines)
     a = torch.load(out / "last.ckpt", weights_only=True)["model"]
     b = torch.load(run / "last.ckpt", weights_only=True)["model"]
     assert all(torch.equal(a[k], b[k]) for k in a)
     assert [r["epoch"] for r in json.loads((run / "log.json").read_text())] == [1, 2, 3]
+
+
+def test_ctrl_c_while_an_epochs_files_are_written_is_held_until_they_are(folder, tmp_path, monkeypatch):
+    """SIGINT in the middle of writing an epoch's files (here: between its checkpoint and its log) is
+    raised once they are all written, so the epoch is not lost. It came a second after the epoch's line,
+    behind the plot, and a Ctrl+C there lost the epoch."""
+    import importlib
+    import signal
+
+    T = importlib.import_module("ferkit.engine.train")  # (ferkit.engine.train is also the function's name)
+
+    write_log = T._write_log
+
+    def interrupted_meanwhile(out, history):
+        if len(history) == 1:
+            os.kill(os.getpid(), signal.SIGINT)
+        write_log(out, history)
+
+    monkeypatch.setattr(T, "_write_log", interrupted_meanwhile)
+    run, lines = tmp_path / "run", []
+    with pytest.raises(KeyboardInterrupt):
+        train(_cfg(folder, run), progress=False, log=lines.append)
+    assert torch.load(run / "last.ckpt", weights_only=True)["epoch"] == 1
+    assert [r["epoch"] for r in json.loads((run / "log.json").read_text())] == [1]
+    assert not (run / "last.ckpt.tmp").exists() and not any(ln.startswith("epoch   1/") for ln in lines)
+    assert signal.getsignal(signal.SIGINT) is signal.default_int_handler
 
 
 def test_resume_takes_a_moved_dataset_and_a_new_lr_only_when_given(folder, tmp_path):

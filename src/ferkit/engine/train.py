@@ -23,6 +23,7 @@ the log is that total, and each term's epoch mean is logged as ``train_<name>``.
 
 from __future__ import annotations
 
+import contextlib
 import copy
 import csv
 import dataclasses
@@ -819,37 +820,67 @@ def train(cfg: TrainConfig, resume: bool = False, progress: bool | None = None,
                "seconds": time.time() - t0, **{f"train_{k}": v / seen for k, v in tot_aux.items()}, **extra}
         history.append(row)
         improved = better_epoch(cfg.select, vm["accuracy"], vm["loss"], best_acc, best_loss)
-        if improved:
-            best_acc, best_loss, best_epoch, stale = vm["accuracy"], vm["loss"], epoch, 0
-            _weights.save(kept, out / "best.safetensors",
-                          {**card_now, "best_epoch": epoch, "metrics": {val_ds.split: _short(vm)}})
-        else:
-            stale += 1
-        log(f"epoch {epoch:3d}/{cfg.epochs}  train loss {row['train_loss']:.4f} acc {row['train_acc']:.4f}  "
+        shown_epochs, said = cfg.epochs, []  # (the count before a time budget fits it, as the line always said)
+        # the epoch's files are written before its line is printed, with Ctrl+C held meanwhile: a user who
+        # waits for the line and then interrupts loses nothing (the checkpoint came after the plot, a second later)
+        with interrupt_deferred():
+            if improved:
+                best_acc, best_loss, best_epoch, stale = vm["accuracy"], vm["loss"], epoch, 0
+                _weights.save(kept, out / "best.safetensors",
+                              {**card_now, "best_epoch": epoch, "metrics": {val_ds.split: _short(vm)}})
+            else:
+                stale += 1
+            if cfg.time_budget and (epoch == 1 or epoch <= cfg.warmup_epochs):
+                # fitted before the checkpoint is written, so that a resume reads the fitted count
+                cfg, base_info = fit_time_budget(cfg, base_info, epoch, time.time() - t0,
+                                                 before + time.time() - t_start, out, said.append, asked)
+            torch.save({"model": model.state_dict(), "optimizer": opt.state_dict(),
+                        "ema": ema_model.state_dict() if ema_model is not None else None,
+                        "plateau": plateau.state_dict() if plateau is not None else None,
+                        "generator": g.get_state(), "torch_rng": torch.get_rng_state(), "history": history,
+                        "epoch": epoch, "best_acc": best_acc, "best_loss": best_loss, "best_epoch": best_epoch,
+                        "stale": stale, "asked_epochs": asked,
+                        "config": asdict(cfg)}, str(ckpt_path) + ".tmp")
+            os.replace(str(ckpt_path) + ".tmp", ckpt_path)
+            _write_log(out, history)
+        log(f"epoch {epoch:3d}/{shown_epochs}  train loss {row['train_loss']:.4f} acc {row['train_acc']:.4f}  "
             f"val loss {row['val_loss']:.4f} acc {row['val_acc']:.4f} f1 {row['val_macro_f1']:.4f}  "
             f"lr {lr_now:.2e}  {row['seconds']:.0f}s{'  *best' if improved else ''}"
             + "".join(f"  ({k} {v / seen:.4f})" for k, v in tot_aux.items())
             + (f"  (raw weights: val acc {extra['val_acc_raw']:.4f}; average's decay {extra['ema_decay']:.4g})"
                if extra else ""))
-        _write_log(out, history)
+        for line in said:
+            log(line)
         plot_curves(history, out / "curves.png", title=f"{cfg.model} on {cfg.dataset} ({out.name})")
-        if cfg.time_budget and (epoch == 1 or epoch <= cfg.warmup_epochs):
-            # fitted before the checkpoint is written, so that a resume reads the fitted count
-            cfg, base_info = fit_time_budget(cfg, base_info, epoch, time.time() - t0, before + time.time() - t_start,
-                                             out, log, asked)
-        torch.save({"model": model.state_dict(), "optimizer": opt.state_dict(),
-                    "ema": ema_model.state_dict() if ema_model is not None else None,
-                    "plateau": plateau.state_dict() if plateau is not None else None,
-                    "generator": g.get_state(), "torch_rng": torch.get_rng_state(), "history": history,
-                    "epoch": epoch, "best_acc": best_acc, "best_loss": best_loss, "best_epoch": best_epoch,
-                    "stale": stale, "asked_epochs": asked,
-                    "config": asdict(cfg)}, str(ckpt_path) + ".tmp")
-        os.replace(str(ckpt_path) + ".tmp", ckpt_path)
         if cfg.early_stop and stale >= cfg.early_stop:
             log(f"early stop: no better val accuracy for {stale} epochs")
             break
         epoch += 1
     return finalize(cfg, out, device, test_ds, val_ds, history, log, train_ds=train_ds)
+
+
+@contextlib.contextmanager
+def interrupt_deferred():
+    """Ctrl+C (SIGINT) held until the block ends, then raised: files written in the block are all
+    written or none is (on the main thread; elsewhere, where signals cannot be handled, a plain block)."""
+    import signal
+    import threading
+
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+    got = []
+    try:
+        previous = signal.signal(signal.SIGINT, lambda *_: got.append(True))
+    except (ValueError, OSError):  # (no signal handling here)
+        yield
+        return
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGINT, previous)
+    if got:
+        raise KeyboardInterrupt
 
 
 def fit_time_budget(cfg: TrainConfig, base_info: dict, epoch: int, last: float, elapsed: float, out: Path,

@@ -70,9 +70,19 @@ def sha256(path: str | os.PathLike) -> str:
     return h.hexdigest()
 
 
+def _save_tensors(state: dict, path: str | os.PathLike, metadata: dict) -> None:
+    """safetensors' ``save_file``, then the usual permissions: it makes its file readable by its
+    owner alone (0600), so that another user could not load a run's weights beside its 0644 card."""
+    from safetensors.torch import save_file
+
+    from ..io import _umask
+
+    save_file(state, str(path), metadata=metadata)
+    os.chmod(path, 0o666 & ~_umask())
+
+
 def save(model: nn.Module, path: str | os.PathLike, card: dict) -> Path:
     """Write ``path`` (``.safetensors``) and its card (same stem, ``.json``). Returns the card path."""
-    from safetensors.torch import save_file
 
     path = Path(path).with_suffix(".safetensors")
     missing = [k for k in CARD_KEYS if k not in card]
@@ -80,7 +90,7 @@ def save(model: nn.Module, path: str | os.PathLike, card: dict) -> Path:
         raise ModelError(f"model card lacks {missing}")
     path.parent.mkdir(parents=True, exist_ok=True)
     state = {k: v.detach().cpu().contiguous() for k, v in model.state_dict().items()}
-    save_file(state, str(path), metadata={"architecture": card["architecture"]})
+    _save_tensors(state, path, {"architecture": card["architecture"]})
     card = {**card, "weights_file": path.name, "sha256": sha256(path)}
     cpath = path.with_suffix(".json")
     cpath.write_text(json.dumps(card, indent=2) + "\n")
@@ -132,7 +142,7 @@ def publish(run_dir: str | os.PathLike, dest_dir: str | os.PathLike = SHIPPED_DI
 def _publish_delta(src: Path, card: dict, name: str, base: str, dest: Path) -> Path:
     """:func:`publish` with ``base``: the tensors of ``src`` that differ from shipped ``base``'s."""
     import torch
-    from safetensors.torch import load_file, save_file
+    from safetensors.torch import load_file
 
     bpath = SHIPPED_DIR / f"{ALIASES.get(base, base)}.safetensors"
     if not bpath.is_file():
@@ -161,7 +171,7 @@ def _publish_delta(src: Path, card: dict, name: str, base: str, dest: Path) -> P
              if not torch.equal(v, full[k].to(v.dtype))}
     if not delta:
         raise ModelError(f"{src}: its tensors are {bpath.stem}'s: nothing to publish")
-    save_file(delta, str(dest), metadata={"architecture": card["architecture"], "base": bpath.stem})
+    _save_tensors(delta, dest, {"architecture": card["architecture"], "base": bpath.stem})
     card = {**card, "name": name, "weights_file": dest.name, "sha256": sha256(dest),
             "base": {"name": bpath.stem, "sha256": sha256(bpath), "tensors": len(delta), "of": len(full)}}
     card.setdefault("best_epoch", bcard.get("best_epoch"))  # (the trained weights are the base's)
@@ -210,7 +220,7 @@ def halve(path: str | os.PathLike) -> Path:
     Loading casts them back to the model's float32; the card gets ``weights_dtype: float16``. The
     card's metrics were measured on the float32 weights: measure them again on these. Returns
     the weights path."""
-    from safetensors.torch import load_file, save_file
+    from safetensors.torch import load_file
 
     path = Path(path).with_suffix(".safetensors")
     cpath = path.with_suffix(".json")
@@ -218,7 +228,7 @@ def halve(path: str | os.PathLike) -> Path:
     state = load_file(str(path))
     half = {k: (v.half() if v.is_floating_point() else v).contiguous() for k, v in state.items()}
     tmp = path.with_name(path.name + ".tmp")
-    save_file(half, str(tmp), metadata={"architecture": card["architecture"]})
+    _save_tensors(half, tmp, {"architecture": card["architecture"]})
     os.replace(tmp, path)
     card.update({"weights_dtype": "float16", "sha256": sha256(path)})
     cpath.write_text(json.dumps(card, indent=2) + "\n")
