@@ -97,8 +97,8 @@ def test_resume_keeps_finished_folds_and_continues_an_interrupted_one(ck, tmp_pa
     mtime = (fold_dir(out, 0) / "model.safetensors").stat().st_mtime_ns
 
     def stop_in_fold_1(line):
-        if line.startswith("[round 2 of 3, test fold 1] epoch   2/2"):
-            raise KeyboardInterrupt  # killed before fold 1's epoch-2 checkpoint
+        if line.startswith("[round 2 of 3, test fold 1] epoch   1/2"):
+            raise KeyboardInterrupt  # Ctrl+C at fold 1's first epoch line: that epoch's checkpoint is written
 
     with pytest.raises(KeyboardInterrupt):
         crossval(_cfg(ck, out), folds=3, resume=True, progress=False, log=stop_in_fold_1)
@@ -125,6 +125,12 @@ def test_resume_keeps_finished_folds_and_continues_an_interrupted_one(ck, tmp_pa
     ref = cv3[1]
     assert [r["accuracy"] for r in summary["per_fold"]] == [r["accuracy"] for r in ref["per_fold"]]
     assert summary["pooled"]["confusion_matrix"] == ref["pooled"]["confusion_matrix"]
+    # resumed with another --epochs once rounds have finished: refused (the folds would mix two recipes
+    # under one count in the summary); the folder is untouched
+    before = (out / "crossval.json").read_bytes()
+    with pytest.raises(FerkitError, match="rounds 0, 1, 2 finished with 2 epochs; resuming with --epochs 4 would"):
+        crossval(_cfg(ck, out, epochs=4), folds=3, resume=True, progress=False, log=lambda s: None)
+    assert (out / "crossval.json").read_bytes() == before
 
 
 def test_crossval_cli_and_its_errors(ck, tmp_path, capsys):

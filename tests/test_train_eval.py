@@ -7,6 +7,7 @@ import os
 import re
 import shutil
 import subprocess
+import time
 from pathlib import Path
 
 import numpy as np
@@ -234,6 +235,8 @@ def test_resume_takes_a_moved_dataset_and_a_new_lr_only_when_given(folder, tmp_p
     train(_cfg(moved, run, epochs=2, lr=1e-3), resume=True, progress=False, log=lines.append,
           given=["data", "lr"])
     assert any(ln.startswith("resuming with the new data") and "lr 0.001 (was 0.003)" in ln for ln in lines)
+    # a new --epochs changes the schedule: said, not silent
+    assert any(ln.startswith("resuming with --epochs 2 (was 1): the learning-rate schedule is fitted to 2") for ln in lines)
     saved = torch.load(run / "last.ckpt", weights_only=True)["config"]
     assert saved["data"] == str(moved) and saved["lr"] == 1e-3 and saved["epochs"] == 2
     # not named (a command that leaves --lr at its default): the run's own lr stays
@@ -816,3 +819,63 @@ def test_recalibrate_bn_keeps_the_statistics_only_when_validation_rises(folder, 
     model = load_model(str(out), backend="torch")
     assert evaluate(model, ds)["accuracy"] == pytest.approx(card["metrics"]["val"]["accuracy"])
     assert trained_members(str(out), model)[str(out)]["bn_recomputed"] == bn  # an evaluation's JSON says so too
+
+
+def test_a_one_class_dataset_is_refused_before_training_and_an_empty_class_is_warned(tmp_path):
+    """One class trained to its end and then failed at its card (and every resume failed the same);
+    an empty class folder became a class the model never learned, without a word."""
+    import shutil
+
+    from conftest import make_imagefolder
+
+    one = make_imagefolder(tmp_path / "one", per_class=6)
+    for d in (one / "train").iterdir():
+        if d.name != "happy":
+            shutil.rmtree(d)
+    t0 = time.time()
+    with pytest.raises(FerkitError, match=r"holds images of 1 class only \(happy\): an expression classifier needs two"):
+        train(_cfg(one, tmp_path / "r1", epochs=50), progress=False, log=lambda s: None)
+    assert time.time() - t0 < 60 and not (tmp_path / "r1" / "last.ckpt").exists()
+
+    some = make_imagefolder(tmp_path / "some", per_class=6)
+    for name in ("fear", "disgust"):
+        for f in (some / "train" / name).iterdir():
+            f.unlink()
+    lines = []
+    card = train(_cfg(some, tmp_path / "r2", epochs=1), progress=False, log=lines.append)
+    warned = [ln for ln in lines if ln.startswith("WARNING: no training image of")]
+    assert len(warned) == 1 and "disgust, fear" in warned[0] and "them" in warned[0], lines
+    assert {"disgust", "fear"} <= set(card["classes"])
+
+
+def test_a_new_run_does_not_overwrite_a_model_or_a_cross_validation_another_verb_wrote(trained, tmp_path):
+    """`ferkit train --out` into the folder of `ferkit average` / `recalibrate` (a model, no checkpoint)
+    replaced that model without a word (those verbs refuse the reverse)."""
+    out, _, _ = trained
+    soup = tmp_path / "soup"
+    soup.mkdir()
+    for f in ("model.safetensors", "model.json"):
+        shutil.copy(out / f, soup / f)
+    before = (soup / "model.safetensors").read_bytes()
+    for resume in (False, True):
+        with pytest.raises(FerkitError, match=r"holds a model already \(model.safetensors\), which a new run would"):
+            train(_cfg(out.parent, soup), resume=resume, progress=False, log=lambda s: None)
+    assert (soup / "model.safetensors").read_bytes() == before and sorted(p.name for p in soup.iterdir()) == [
+        "model.json", "model.safetensors"]
+    cv = tmp_path / "cv"
+    cv.mkdir()
+    (cv / "crossval.json").write_text("{}")
+    with pytest.raises(FerkitError, match="holds a cross-validation already"):
+        train(_cfg(out.parent, cv), progress=False, log=lambda s: None)
+
+
+def test_resuming_on_data_of_other_classes_says_so(folder, tmp_path):
+    """It said "last.ckpt: does not fit the run it belongs to (RuntimeError: ... state_dict ...)"."""
+    run, fewer = tmp_path / "run", tmp_path / "fewer"
+    train(_cfg(folder, run, epochs=1), progress=False, log=lambda s: None)
+    shutil.copytree(folder, fewer)
+    for split in ("train", "val", "test"):
+        shutil.rmtree(fewer / split / "fear")
+    with pytest.raises(FerkitError, match=r"the run was trained on the classes angry, disgust, fear, .* and .*fewer "
+                                          r"holds angry, disgust, happy, .*: resume it with the data it was trained on"):
+        train(_cfg(fewer, run, epochs=2), resume=True, progress=False, log=lambda s: None, given=["data"])

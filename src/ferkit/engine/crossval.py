@@ -254,6 +254,14 @@ def crossval(cfg: TrainConfig, folds: int = 10, only: Sequence[int] | None = Non
                 if prev["folds"] != folds:
                     said.append(f"folds ({folds}; the run's: {prev['folds']})")
                 log(f"resuming with the cross-validation's saved settings; ignoring differing: {', '.join(said)}")
+            if cfg.epochs != saved.epochs and cfg.time_budget is None and saved.time_budget is None:
+                done = [i for i in range(int(prev["folds"])) if (fold_dir(out, i) / "model.safetensors").exists()]
+                if done:  # one cross-validation, one recipe: its summary would give one count for both
+                    raise FerkitError(f"{out}: round{'s' * (len(done) > 1)} {', '.join(map(str, done))} finished with "
+                                      f"{saved.epochs} epochs; resuming with --epochs {cfg.epochs} would train the "
+                                      f"others to another count: resume with --epochs {saved.epochs}, or start a new "
+                                      f"--out")
+                log(f"resuming with --epochs {cfg.epochs} (was {saved.epochs}; no round had finished)")
             cfg = dataclasses.replace(saved, out=str(out), **{k: getattr(cfg, k) for k in RESUME_OVERRIDABLE})
             folds = int(prev["folds"])
     subjects = fold_subjects(cfg, folds)  # validates the dataset and k

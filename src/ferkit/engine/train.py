@@ -630,6 +630,9 @@ def train(cfg: TrainConfig, resume: bool = False, progress: bool | None = None,
         diff = {k for k, v in asdict(cfg).items() if k not in take and asdict(saved).get(k) != v}
         if diff:
             log(f"resuming with the run's saved settings; ignoring differing: {differences(diff, cfg, saved)}")
+        if "epochs" in take and cfg.epochs != saved.epochs:
+            log(f"resuming with --epochs {cfg.epochs} (was {saved.epochs}): the learning-rate schedule is fitted to "
+                f"{cfg.epochs} epochs from here on (the card's command keeps both commands)")
         changed = sorted(k for k in named if getattr(saved, k) != getattr(cfg, k))
         new_lr = "lr" in changed
         if changed:
@@ -640,8 +643,16 @@ def train(cfg: TrainConfig, resume: bool = False, progress: bool | None = None,
             # the card keeps the command that started the run, then each resume, as shell comments
             # (pasted, the line runs the first command; the resumes say how the run was continued)
             cfg = dataclasses.replace(cfg, command=f"{saved.command}{RESUMED}{new_command}")
-    elif resume:
-        log(f"{ckpt_path} not found: starting a new run")
+    else:
+        # a model another verb wrote (average, recalibrate, a finished run's folder without its checkpoint)
+        # or a cross-validation: a new run would overwrite it (or mix its files in) without a word
+        held = [f for f in ("model.safetensors", "crossval.json") if (out / f).is_file()]
+        if held:
+            raise FerkitError(f"{out} holds {'a model' if held[0] == 'model.safetensors' else 'a cross-validation'} "
+                              f"already ({held[0]}), which a new run would overwrite: choose another --out (or "
+                              f"remove it first)")
+        if resume:
+            log(f"{ckpt_path} not found: starting a new run")
 
     if cfg.threads:
         torch.set_num_threads(cfg.threads)
@@ -655,6 +666,13 @@ def train(cfg: TrainConfig, resume: bool = False, progress: bool | None = None,
     used: dict = {}
     train_ds, val_ds, test_ds = load_splits(cfg, (h, w), "L" if c == 1 else "RGB", log, used)
     classes = train_ds.classes
+    check_classes_present(train_ds, log)
+    if state is not None and (out / "best.json").is_file():  # a resume on data of other classes (a moved --data)
+        with contextlib.suppress(OSError, ValueError, KeyError, TypeError):
+            had = list(json.loads((out / "best.json").read_text())["classes"])
+            if had != list(classes):
+                raise FerkitError(f"{out}: the run was trained on the classes {', '.join(had)}, and {cfg.data} holds "
+                                  f"{', '.join(classes)}: resume it with the data it was trained on")
     model = create(cfg.model, num_classes=len(classes), **cfg.model_kwargs)
     if cfg.init and state is None:
         init_from(model, cfg.init, classes, log)
@@ -881,6 +899,22 @@ def interrupt_deferred():
         signal.signal(signal.SIGINT, previous)
     if got:
         raise KeyboardInterrupt
+
+
+def check_classes_present(train_ds: FaceDataset, log: Callable[[str], None]) -> None:
+    """Before training: images of two classes or more (a one-class run trained to its end, then its
+    card was refused), and a warning for each class with no training image (an empty class folder, a
+    dataset's fixed class list): the model would have an output it never learned."""
+    counts = torch.bincount(train_ds.labels, minlength=len(train_ds.classes)).tolist()
+    present = [c for c, n in zip(train_ds.classes, counts) if n > 0]
+    if len(present) < 2:
+        raise FerkitError(f"the training split {train_ds.split!r} holds images of {len(present)} class"
+                          f"{'es' * (len(present) != 1)} only ({', '.join(present) or 'none'}): an expression "
+                          f"classifier needs two or more (`ferkit data` shows the counts)")
+    empty = [c for c, n in zip(train_ds.classes, counts) if n == 0]
+    if empty:
+        log(f"WARNING: no training image of {', '.join(empty)}: the model keeps {'them' if len(empty) > 1 else 'it'} "
+            f"as a class it never learns (remove the empty class folder, or add images)")
 
 
 def fit_time_budget(cfg: TrainConfig, base_info: dict, epoch: int, last: float, elapsed: float, out: Path,
