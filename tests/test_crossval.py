@@ -110,7 +110,13 @@ def test_resume_keeps_finished_folds_and_continues_an_interrupted_one(ck, tmp_pa
                                           "\\(asked: 'zhu_cnn'\\)"):
         crossval(_cfg(ck, out, model="zhu_cnn"), folds=3, resume=True, progress=False, log=lambda s: None)
     lines = []
-    summary = crossval(_cfg(ck, out, epochs=2, lr=1.0), folds=3, resume=True, progress=False, log=lines.append)
+    summary = crossval(_cfg(ck, out, epochs=2, lr=1.0, command="test --resume"), folds=3, resume=True, progress=False,
+                       log=lines.append)
+    # the summary keeps the first command and the resume, as a run's card does (it kept only the resume);
+    # the interrupted round joins the resume to its own command once, the round begun by it has the joined one
+    assert summary["command"] == "test  # resumed by: test --resume"
+    cards = [json.loads((fold_dir(out, i) / "model.json").read_text())["training"]["command"] for i in range(3)]
+    assert cards == ["test", "test  # resumed by: test --resume", "test  # resumed by: test --resume"]
     assert any("ignoring differing: lr (1.0; the run's: " in ln for ln in lines)  # the saved settings win, named
     assert any("fold 0: finished earlier" in ln for ln in lines)
     assert any(ln.startswith("[round 2 of 3, test fold 1] resumed") and "epoch 2" in ln for ln in lines)

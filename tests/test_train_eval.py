@@ -235,6 +235,11 @@ def test_resume_takes_a_moved_dataset_and_a_new_lr_only_when_given(folder, tmp_p
     train(_cfg(moved, run, epochs=2, lr=1e-3), resume=True, progress=False, log=lines.append,
           given=["data", "lr"])
     assert any(ln.startswith("resuming with the new data") and "lr 0.001 (was 0.003)" in ln for ln in lines)
+    # another architecture named on the command line: another experiment's folder, refused (it trained the
+    # run's own, saying only "ignoring differing: model"); not named (the CLI's default), the run's own resumes
+    with pytest.raises(FerkitError, match=r"holds a run of another model: model 'mini_xception' \(asked: 'lite_cnn'\)"):
+        train(_cfg(moved, run, epochs=2, model="lite_cnn"), resume=True, progress=False, log=lambda s: None,
+              given=["data", "model"])
     # a new --epochs changes the schedule: said, not silent
     assert any(ln.startswith("resuming with --epochs 2 (was 1): the learning-rate schedule is fitted to 2") for ln in lines)
     saved = torch.load(run / "last.ckpt", weights_only=True)["config"]
@@ -599,6 +604,17 @@ def test_early_stop_with_sgd_and_a_constant_rate(folder, tmp_path):
     assert [r["epoch"] for r in json.loads((tmp_path / "es" / "log.json").read_text())] == list(range(1, stop + 1))
     assert any(ln.startswith(f"the run had stopped early at epoch {stop}") for ln in lines)
     assert card2["best_epoch"] == card["best_epoch"] and T.RESUMED not in card2["training"]["command"]
+    # a run without --early-stop, resumed with it where its last epochs brought nothing better: the new
+    # option ends it, and it says so (it said the run "had stopped early", which it had not)
+    ck = torch.load(tmp_path / "es" / "last.ckpt", weights_only=False)
+    ck["config"]["early_stop"] = None
+    torch.save(ck, tmp_path / "es" / "last.ckpt")
+    (tmp_path / "es" / "model.safetensors").unlink()
+    lines = []
+    train(_cfg(folder, tmp_path / "es", epochs=12, optimizer="sgd", momentum=0.9, lr=0.05, warmup_epochs=1,
+               schedule="constant", early_stop=2), resume=True, progress=False, log=lines.append)
+    assert not any("had stopped early" in ln for ln in lines)
+    assert any(ln.startswith(f"--early-stop 2: the run's last 2 epochs (to epoch {stop}) brought no better") for ln in lines)
 
 
 def test_a_time_budget_run_resumed_keeps_its_fitted_epochs_and_time(folder, tmp_path, monkeypatch):

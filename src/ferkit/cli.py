@@ -470,7 +470,8 @@ def cmd_train(a: argparse.Namespace) -> int:
     _out_not_in_data(a)
     cfg = _train_config(a)
     try:
-        given = [k for k, flag in (("data", "--data"), ("lr", "--lr")) if _given(a, flag)]
+        given = [k for k, flag in (("data", "--data"), ("lr", "--lr"), ("model", "--model"), ("dataset", "--dataset"))
+                 if _given(a, flag)]
         train(cfg, resume=a.resume, progress=None if not a.no_progress else False, given=given)
     except KeyboardInterrupt:
         if (Path(a.out) / "last.ckpt").exists():

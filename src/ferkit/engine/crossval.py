@@ -43,7 +43,7 @@ from ..data.readers import dataset_key
 from ..errors import FerkitError
 from .metrics import summarize
 from .plots import plot_confusion
-from .train import RESUME_OVERRIDABLE, TrainConfig, _limit, check_settings, differences, train
+from .train import RESUME_OVERRIDABLE, RESUMED, TrainConfig, _limit, check_settings, differences, train
 
 SUMMARY = "crossval.json"
 SELECT_WORDS = {"accuracy-loss": " (highest accuracy, ties broken by the lowest loss)"}  # how, when not the default
@@ -233,6 +233,7 @@ def crossval(cfg: TrainConfig, folds: int = 10, only: Sequence[int] | None = Non
     spath = out / SUMMARY
     cfg = dataclasses.replace(cfg, dataset_options={k: v for k, v in cfg.dataset_options.items() if k != "fold"})
     started = [d for d in sorted(out.glob("fold*")) if (d / "last.ckpt").exists()]
+    new_command = cfg.command  # (a round resumed from its checkpoint joins it to its own first command itself)
     check_summary_out(out, "crossval")  # a probe's or crossval-eval's summary is neither resumed nor overwritten
     if spath.exists() or started:
         if not resume:
@@ -263,6 +264,8 @@ def crossval(cfg: TrainConfig, folds: int = 10, only: Sequence[int] | None = Non
                                       f"--out")
                 log(f"resuming with --epochs {cfg.epochs} (was {saved.epochs}; no round had finished)")
             cfg = dataclasses.replace(saved, out=str(out), **{k: getattr(cfg, k) for k in RESUME_OVERRIDABLE})
+            if saved.command and new_command and new_command != saved.command:  # the first command, then each resume
+                cfg = dataclasses.replace(cfg, command=f"{saved.command}{RESUMED}{new_command}")
             folds = int(prev["folds"])
     subjects = fold_subjects(cfg, folds)  # validates the dataset and k
     rounds = list(range(folds)) if only is None else sorted({int(i) for i in only})
@@ -291,7 +294,8 @@ def crossval(cfg: TrainConfig, folds: int = 10, only: Sequence[int] | None = Non
             log(f"fold {i}: finished earlier ({d}), kept")
             continue
         fcfg = dataclasses.replace(cfg, out=str(d), dataset_options={**cfg.dataset_options, "folds": folds, "fold": i},
-                                   name=f"{cfg.name or out.name}-fold{i:02d}")
+                                   name=f"{cfg.name or out.name}-fold{i:02d}",
+                                   command=new_command if (d / "last.ckpt").exists() else cfg.command)
         t0 = time.time()
         try:
             train(fcfg, resume=(d / "last.ckpt").exists(), progress=progress,

@@ -610,7 +610,7 @@ def train(cfg: TrainConfig, resume: bool = False, progress: bool | None = None,
     check_settings(cfg)
     out = Path(cfg.out)
     ckpt_path = out / "last.ckpt"
-    state, resume_asked, new_lr = None, None, False
+    state, resume_asked, new_lr, saved_early_stop = None, None, False, None
     if ckpt_path.exists():
         if not resume:
             raise FerkitError(f"{out} already holds a run (last.ckpt): pass --resume to continue it, or choose "
@@ -620,7 +620,13 @@ def train(cfg: TrainConfig, resume: bool = False, progress: bool | None = None,
             saved = TrainConfig.from_dict(state["config"])
         except (TypeError, ValueError, KeyError) as e:
             raise FerkitError(f"{ckpt_path}: its saved settings cannot be read ({type(e).__name__}: {e})") from None
+        other = [f"{k} {getattr(saved, k)!r} (asked: {getattr(cfg, k)!r})" for k in ("model", "dataset")
+                 if k in given and getattr(saved, k) != getattr(cfg, k)]
+        if other:  # named on the command line: another experiment's folder, as crossval refuses it
+            raise FerkitError(f"{out} holds a run of another {' and '.join(k.split()[0] for k in other)}: "
+                              f"{', '.join(other)}; choose another --out, or resume it with its own")
         named = RESUME_IF_GIVEN & set(given)
+        saved_early_stop = saved.early_stop
         take = RESUME_OVERRIDABLE | named | {"out"}  # a moved or copied run folder writes where it is now
         if saved.time_budget is not None and cfg.time_budget == saved.time_budget:
             # the same budget: the epoch count it was fitted to stands (the command's --epochs is
@@ -763,9 +769,12 @@ def train(cfg: TrainConfig, resume: bool = False, progress: bool | None = None,
                                          before, out, log, asked)
     # a run resumed after its early stop (interrupted while finishing) only finishes
     stopped = state is not None and bool(cfg.early_stop) and stale >= cfg.early_stop
-    if stopped:
+    if stopped and saved_early_stop and stale >= saved_early_stop:
         log(f"the run had stopped early at epoch {start_epoch - 1} (no better val accuracy for {stale} epochs): "
             f"finishing it")
+    elif stopped:  # the run had not stopped: the new --early-stop ends it where it is
+        log(f"--early-stop {cfg.early_stop}: the run's last {stale} epochs (to epoch {start_epoch - 1}) brought no "
+            f"better val accuracy, so it stops here: finishing it")
     while epoch <= cfg.epochs and not stopped:
         model.train()
         t0 = time.time()
@@ -984,7 +993,9 @@ def finalize(cfg: TrainConfig, out: Path, device: torch.device, test_ds: FaceDat
     card.pop("weights_file", None)
     card.pop("sha256", None)
     if "training" in card:  # the config as it ended (--time-budget may have changed epochs after the best one)
-        card["training"] = {**card["training"], "config": asdict(cfg), **({"bn_recomputed": bn} if bn else {})}
+        # and the command with its resumes (the best epoch's card has those made before that epoch only)
+        card["training"] = {**card["training"], "config": asdict(cfg), **({"bn_recomputed": bn} if bn else {}),
+                            **({"command": cfg.command} if "command" in card["training"] else {})}
     card.update({"metrics": metrics, "epochs_run": len(history),
                  "trained_at": datetime.now(timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ"),
                  "train_seconds": round(sum(h["seconds"] for h in history))})
