@@ -1125,7 +1125,14 @@ def _add_train_args(s: argparse.ArgumentParser, crossval: bool = False) -> None:
     s.add_argument("--model-arg", action="append", metavar="KEY=VALUE", help="architecture option, e.g. width=2")
     _add_dataset_args(s, kfold=crossval)
     s.add_argument("--out", required=True, help="run folder")
-    s.add_argument("--resume", action="store_true", help="continue the run in --out from its last checkpoint")
+    s.add_argument("--resume", action="store_true",
+                   help="continue the run in --out from its last checkpoint (run the same command again with it): "
+                        "the run's saved settings are kept, but for --epochs, --device, --threads, --early-stop and "
+                        "--time-budget" + ("" if crossval else ", and --data / --lr where named (a moved dataset, "
+                                                               "a lower rate)")
+                        + "; another --model or --dataset named is refused"
+                        + (", as is another --epochs once a round has finished" if crossval else "")
+                        + "; with no checkpoint in --out a new run starts (and says so)")
     s.add_argument("--name", help="model name in the card (default: the run folder's name)")
     # crossval: each round sets the splits (given, they are refused: cmd_crossval says why); not shown
     g = s.add_argument_group("splits")
