@@ -360,7 +360,9 @@ def measured(dataset: str, source: str | None) -> dict | None:
                 "short": ((model if model in weights.ALIASES else "+".join(x.removeprefix("runs/")
                                                                              for x in model.split("+")))
                           + (f", {m['tta']} TTA" if m.get("tta", "none") != "none" else "")),
-                "detail": f"`{m['model']}`" + (f", {m['tta']} TTA" if m.get("tta", "none") != "none" else "")
+                # a run folder by its folder's name (a renamed folder's card still carries the name it was trained under)
+                "detail": f"`{members[0].removeprefix('runs/') if len(members) == 1 and model.startswith('runs/') else m['model']}`"
+                          + (f", {m['tta']} TTA" if m.get("tta", "none") != "none" else "")
                           + f"; {test_split} macro-F1 {m['macro_f1']:.3f}; on {val_split} (selection): "
                           f"{100 * val['accuracy']:.2f}% (`docs/results/{paths[0].name}`)"}
     if kind == "weights":
