@@ -68,7 +68,8 @@ def average(models: Sequence[str], mix: Sequence[float]) -> tuple[nn.Module, dic
     for name, card in zip(models[1:], cards[1:]):
         for key in _SAME:
             if (card.get(key) or None) != (first.get(key) or None):
-                raise FerkitError(f"{name}: its {key} ({card.get(key)!r}) {'differ' if key.endswith('es') else 'differs'} from {models[0]}'s "
+                verb = "differ" if key.endswith("es") else "differs"  # (classes)
+                raise FerkitError(f"{name}: its {key} ({card.get(key)!r}) {verb} from {models[0]}'s "
                                   f"({first.get(key)!r}): only networks of one architecture, classes and input "
                                   f"average")
     names = {c.get("name") for c in cards} | set(models)
