@@ -379,6 +379,15 @@ def test_docs_and_openapi(client):
     assert r.status_code == 200 and "swagger" in r.text.lower()
     spec = client.get("/openapi.json").json()
     assert "/v1/analyze" in spec["paths"] and list(spec["paths"]["/healthz"]) == ["get"]  # HEAD: not a 2nd operation
+    # the upload is required, errors are {"error", "detail"} (a null detail vanished from the examples), and the
+    # example answer's label is its most probable class (it was "happy" at 1/7 each)
+    post = spec["paths"]["/v1/analyze"]["post"]
+    ref = post["requestBody"]["content"]["multipart/form-data"]["schema"]["$ref"].rsplit("/", 1)[-1]
+    assert post["requestBody"]["required"] is True and "file" in spec["components"]["schemas"][ref]["required"]
+    for code in ("400", "408", "413", "415", "500", "503", "504"):
+        assert set(post["responses"][code]["content"]["application/json"]["example"]) == {"error", "detail"}, code
+    face = post["responses"]["200"]["content"]["application/json"]["example"]["faces"][0]
+    assert max(face["probabilities"], key=face["probabilities"].get) == face["label"]
     try:
         import fastapi_offline  # noqa: F401
     except ImportError:
@@ -902,7 +911,11 @@ def test_browser_webcam_live(browser, live, tmp_path):
         page.click("#camera")
         page.wait_for_selector("#faces .label")
         assert page.locator("#faces .label").first.text_content() == "happy"
-        wait_until(lambda: page.text_content("#status").startswith("Live: 1 face"))
+        wait_until(lambda: page.text_content("#status").startswith("Live: 1 face: happy."))
+        # the live region says the faces, not each frame's timing (a screen reader read it 4 times a second)
+        wait_until(lambda: "ms a frame" in page.text_content("#speed"))
+        assert "frames/s" not in page.text_content("#status") and page.get_attribute("#speed", "aria-live") is None
+        assert page.locator("#faces h2").text_content() == "1 face found"  # the cards' h3 under an h2
         assert overlay_pixels(page) > 500
         page.screenshot(path=str(tmp_path / "webcam.png"))
         time.sleep(1.5)
@@ -913,7 +926,40 @@ def test_browser_webcam_live(browser, live, tmp_path):
         assert overlay_pixels(page) == 0 and page.locator("#faces .label").count() == 0
         page.click("#camera")
         assert page.text_content("#camera") == "Start webcam" and "Webcam off" in page.text_content("#status")
+        assert page.text_content("#speed") == ""
         assert not seen["errors"] and not seen["outside"], seen
+    finally:
+        ctx.close()
+
+
+@pytest.mark.slow
+@pytest.mark.timeout(300)
+def test_browser_narrow_screen_and_several_faces(browser, live, tmp_path):
+    """At 320 px the page scrolled sideways (the frame kept 320 px inside the padding); on a small picture
+    of several faces their probability panels were drawn over one another."""
+    from PIL import Image
+
+    tiled = Image.new("RGB", (1024, 1024))
+    with Image.open(EXAMPLE) as im:
+        for i in range(4):
+            tiled.paste(im.convert("RGB").resize((512, 512)), (512 * (i % 2), 512 * (i // 2)))
+    tiled.save(tmp_path / "tiled.jpg")
+    ctx, page, seen = open_page(browser, live)
+    try:
+        page.set_viewport_size({"width": 320, "height": 700})
+        page.set_input_files("#file", str(tmp_path / "tiled.jpg"))
+        page.wait_for_selector("#faces .label")
+        assert page.locator("#faces .label").count() >= 4
+        assert page.evaluate("() => document.documentElement.scrollWidth") <= 320
+        wait_until(lambda: page.evaluate("() => document.getElementById('photo').complete"))
+        # the panels drawn: each a black rectangle of opacity 0.55 on the overlay; where two stack, the overlay
+        # is black of opacity 0.80 (1 - 0.45^2), which nothing else drawn there is (labels are opaque)
+        stacked = page.evaluate("""() => { const c = document.getElementById('overlay');
+            const d = c.getContext('2d').getImageData(0, 0, c.width, c.height).data;
+            let n = 0; for (let i = 3; i < d.length; i += 4) if (d[i] >= 195 && d[i] <= 213 && d[i - 1] < 8
+              && d[i - 2] < 8 && d[i - 3] < 8) n++; return n; }""")
+        assert stacked == 0, stacked
+        assert not seen["errors"], seen
     finally:
         ctx.close()
 

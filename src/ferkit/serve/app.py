@@ -546,11 +546,16 @@ def create_app(recognizer: Any = None, *, model: str = "default", detector: str 
         return error_response(500, "internal server error", None)
 
     # -- the API ----------------------------------------------------------------------------
+    # the example photo's answer, roughly (the label is the most probable class)
+    top = "happy" if "happy" in recognizer.classes else recognizer.classes[0]
+    probs = {c: round(0.07 / max(1, len(recognizer.classes) - 1), 3) for c in recognizer.classes}
+    probs[top] = 0.93
     face_example = {"box": [179, 58, 88, 115], "landmarks": [[201.7, 101.3], [235.4, 98.9], [218.5, 118.0],
                                                              [204.6, 137.1], [233.8, 135.2]],
-                    "score": 0.999, "label": "happy",
-                    "probabilities": {c: round(1 / len(recognizer.classes), 3) for c in recognizer.classes}}
-    err_example = {"application/json": {"example": {"error": "...", "detail": None}}}
+                    "score": 0.999, "label": top, "probabilities": probs}
+    # (a null detail would be dropped from the generated schema, which then showed {"error"} alone)
+    err_example = {"application/json": {"example": {"error": "corrupt image", "detail": "corrupt or truncated image "
+                                                    "(the particulars, or null)"}}}
 
     @app.post(
         ANALYZE_PATH, tags=["analyze"], summary="Every face's expression in one image",
@@ -578,8 +583,9 @@ def create_app(recognizer: Any = None, *, model: str = "default", detector: str 
                   "content": {"application/json": {"example": {"error": "invalid annotated: ...",
                                                                "detail": [{"loc": ["query", "annotated"],
                                                                            "msg": "..."}]}}}},
-            503: {"description": "busy: too many requests waiting", "content": err_example},
+            503: {"description": "busy: too many requests waiting (header `Retry-After`)", "content": err_example},
             504: {"description": f"no answer within {timeout:g} s", "content": err_example},
+            500: {"description": "a fault of the server (its log has the details)", "content": err_example},
         },
     )
     async def analyze(request: Request,
@@ -743,4 +749,21 @@ def create_app(recognizer: Any = None, *, model: str = "default", detector: str 
 
     # outermost: limits apply before anything reads the body
     app.add_middleware(UploadLimit, limit=max_upload + MULTIPART_SLACK, max_upload=max_upload, timeout=timeout)
+    # the upload is required (the handler takes none, to answer a missing one with its own 400): so
+    # the schema says, for /docs and for client generators
+    default_openapi = app.openapi
+
+    def openapi() -> dict:
+        if app.openapi_schema:
+            return app.openapi_schema
+        spec = default_openapi()
+        with contextlib.suppress(KeyError, TypeError, AttributeError):
+            body = spec["paths"][ANALYZE_PATH]["post"]["requestBody"]
+            body["required"] = True
+            ref = body["content"]["multipart/form-data"]["schema"]["$ref"].rsplit("/", 1)[-1]
+            form = spec["components"]["schemas"][ref]
+            form["required"] = sorted(set(form.get("required", [])) | {"file"})
+        return spec
+
+    app.openapi = openapi  # type: ignore[method-assign]
     return app
