@@ -337,9 +337,13 @@ def test_arrays_and_pil_inputs():
     # ... so 8-bit values kept in uint16 come out nearly black: read as asked, with a warning
     with pytest.warns(UserWarning, match=r"uint16 array whose values are all below 4096 \(the largest 200\)"):
         assert read_image(np.array([[0, 200]], np.uint16)).tolist() == [[0, 1]]
+    # the same pixels as a 16-bit PIL image: the same warning (it was read as nearly black in silence)
+    with pytest.warns(UserWarning, match=r"16-bit PIL image whose values are all below 4096 \(the largest 200\)"):
+        assert read_image(Image.fromarray(np.array([[0, 200]], np.uint16))).tolist() == [[0, 1]]
     with warnings.catch_warnings():
         warnings.simplefilter("error")  # (no warning for a real 16-bit picture, nor an all-black one)
         read_image(np.array([[0, 5000]], np.uint16)), read_image(np.zeros((2, 2), np.uint16))
+        read_image(Image.fromarray(np.array([[0, 5000]], np.uint16)))
     with pytest.raises(ImageDecodeError, match="int32 pixel values up to 1000"):
         read_image(np.array([[0, 1000]], np.int32))
     assert read_image(np.array([[0, 200]], np.int64)).tolist() == [[0, 200]]

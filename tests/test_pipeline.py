@@ -51,6 +51,14 @@ def test_every_kind_of_image_input_gives_the_same_answer(rec):
 
 def test_result_records_plot_and_save(rec, tmp_path):
     r = rec.predict(str(EXAMPLE))
+    # results compare by what was found (the kept pixels are not compared: == on two results raised
+    # "the truth value of an array ... is ambiguous")
+    import pickle
+
+    again = rec.predict(str(EXAMPLE))
+    assert again == r and r in [again] and pickle.loads(pickle.dumps(r)) == r
+    flipped = rec.predict(np.ascontiguousarray(r.image[:, ::-1]))
+    assert flipped != r and flipped.faces[0].box != r.faces[0].box
     rows = r.to_records()
     assert len(rows) == 1 and rows[0]["label"] == "happy" and rows[0]["x"] == r.faces[0].box[0]
     assert rows[0]["happy"] == pytest.approx(r.faces[0].probabilities["happy"], abs=1e-6)
@@ -320,6 +328,12 @@ def test_odd_values_and_sources_are_ferkit_errors(rec, tmp_path):
     with pytest.raises(FerkitError, match=r"shape \[3, 115, 88\] is ambiguous"):
         m.predict(np.ascontiguousarray(face.transpose(2, 0, 1)))  # not three gray faces in silence
     assert len(m.predict(np.zeros((5, 48, 48), np.uint8))) == 5  # a batch of gray faces
+    # an image of 5 or 6 channels was read as 48 gray faces 5 or 6 pixels wide
+    for shape in ((48, 48, 5), (48, 40, 6)):
+        with pytest.raises(FerkitError, match=rf"an array of shape \[{shape[0]}, {shape[1]}, {shape[2]}\]: an image "
+                                              rf"of {shape[2]} channels \(1, 3 or 4 are read\), or {shape[0]} gray"):
+            m.predict(np.zeros(shape, np.uint8))
+    assert len(m.predict(np.zeros((2, 40, 32), np.uint8))) == 2  # gray faces of another size: resized, as before
     # three gray faces at the model's size (what Recognizer.crops gives): read as faces, not refused
     rgb = np.asarray(Image.open(EXAMPLE).convert("RGB"))
     dets = rec.detector.detect(rgb) * 3
@@ -486,3 +500,15 @@ def test_a_still_face_keeps_its_box_size_between_full_detections(rec, tmp_path):
         # decodes a little apart from the others: its detection may differ)
         sizes = [tuple(r.faces[0].box[2:]) for r in res[first:first + 5]]
         assert all(abs(a - b) <= 1 for s in sizes for a, b in zip(s, sizes[0])), (first, sizes)
+
+
+def test_backend_and_device_given_with_a_loaded_model_are_said_to_be_ignored(rec):
+    """Recognizer(model_object, backend="torch") ran the model as it was loaded, without a word."""
+    import warnings
+
+    with pytest.warns(UserWarning, match=r"backend='torch' ignored: the model given is loaded already"):
+        r = ferkit.Recognizer(rec.model, detector="none", backend="torch")
+    assert r.model is rec.model
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        ferkit.Recognizer(rec.model, detector="none")  # (the defaults: nothing to say)

@@ -167,6 +167,10 @@ def _as_list(faces: Any, hw: tuple[int, int] | None = None) -> list:
             raise FerkitError(f"an array of shape {list(faces.shape)} is ambiguous: one image in channel-first "
                               f"order, or {faces.shape[0]} gray faces? Give an image as (H, W) or (H, W, C), gray "
                               f"faces as (N, H, W, 1) or a list, or a torch tensor (channel-first)")
+        if faces.shape[-1] < 12 and tuple(faces.shape[1:]) != hw:  # (48, 48, 5) read as 48 faces 5 px wide
+            raise FerkitError(f"an array of shape {list(faces.shape)}: an image of {faces.shape[-1]} channels "
+                              f"(1, 3 or 4 are read), or {faces.shape[0]} gray faces {faces.shape[-1]} pixels wide? "
+                              f"Give an image as (H, W) or (H, W, C) with C = 1, 3 or 4, gray faces as (N, H, W, 1)")
         return list(faces)  # a batch of gray faces: N x H x W (N = 1: the one face either way)
     if isinstance(faces, (bytearray, memoryview)):
         return [bytes(faces)]

@@ -403,6 +403,8 @@ def read_image(source: Source, mode: str = "L", name: str | None = None,
             source.load()
             if source.format in ("JPEG", "MPO") and _jpeg_ends_blank(source) == "cut":
                 raise ImageDecodeError(_cut_jpeg(label, w, h))
+            if source.mode.startswith("I;16") and warn is not None:  # as for a uint16 array (the same pixels)
+                _warn_low16(label, int(np.asarray(source).max()), "16-bit PIL image", warn)
             return np.asarray(_to_mode(_upright(source), mode, label))
         except ImageDecodeError:
             raise
@@ -578,6 +580,14 @@ def resize(arr: np.ndarray, hw: tuple[int, int]) -> np.ndarray:
     return np.asarray(Image.fromarray(arr).resize((hw[1], hw[0]), Image.BILINEAR))
 
 
+def _warn_low16(label: str, top: int, what: str, warn: Callable[..., None]) -> None:
+    """8-, 10- or 12-bit values kept in 16 bits (all below 4096, not all black): read as 16-bit
+    (0..65535), so nearly black, and labelled as such; said, since the label is then wrong."""
+    if 0 < top < 4096:
+        warn(f"{label}: a {what} whose values are all below 4096 (the largest {top}) is read as 16-bit "
+             f"(0..65535), so nearly black; give 8-bit values as uint8, or scale 10- or 12-bit ones to 0..65535")
+
+
 def _from_array(arr: np.ndarray, mode: str, label: str, warn: Callable[..., None] | None = None) -> np.ndarray:
     """Accept HxW, HxWx1, HxWx3 (RGB order) or HxWx4 (RGBA: composited on white) arrays: uint8,
     uint16 (scaled from 0..65535), or other numbers in 0..255 (0..1 when none is above 1)."""
@@ -595,10 +605,8 @@ def _from_array(arr: np.ndarray, mode: str, label: str, warn: Callable[..., None
         raise ImageDecodeError(f"{label}: the image array holds NaN or infinite values")
     if arr.dtype.kind == "u" and arr.dtype.itemsize == 2:  # (either byte order)
         # 16-bit pixels (0..65535), as 16-bit image files decode: scaled, not clipped at 255
-        top = int(arr.max())
-        if 0 < top < 4096 and warn is not None:  # 8-, 10- or 12-bit values kept in uint16: all but black
-            warn(f"{label}: a uint16 array whose values are all below 4096 (the largest {top}) is read as 16-bit "
-                 f"(0..65535), so nearly black; give 8-bit values as uint8, or scale 10- or 12-bit ones to 0..65535")
+        if warn is not None:
+            _warn_low16(label, int(arr.max()), "uint16 array", warn)
         arr = ((arr.astype(np.uint32) * 255 + 32767) // 65535).astype(np.uint8)
     elif arr.dtype != np.uint8:
         a = arr.astype(np.float64)

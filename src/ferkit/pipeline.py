@@ -202,8 +202,16 @@ class Recognizer:
                  thresholds: tuple[float, float, float] | None = None, max_side: int | None = None,
                  max_faces: int | None = None, tta: str | None = None, smooth: float = 0.5,
                  detect_every: int = 5, backend: str = "auto") -> None:
-        self.model = model if isinstance(model, ExpressionModel) else load_model(model, device=device,
-                                                                                 backend=backend)
+        if isinstance(model, ExpressionModel):
+            idle = [f"{k}={v!r}" for k, v, default in (("backend", backend, "auto"), ("device", device, "cpu"))
+                    if v != default]
+            if idle:  # (they choose how a model is loaded: this one is loaded already)
+                warnings.warn(f"{', '.join(idle)} ignored: the model given is loaded already (its backend: "
+                              f"{getattr(model, 'backend', 'torch')}); pass them to load_model, or give the model's "
+                              f"name instead", stacklevel=2)
+            self.model = model
+        else:
+            self.model = load_model(model, device=device, backend=backend)
         self.detector = create_detector(detector, min_face_size=min_face_size, thresholds=thresholds,
                                         max_side=max_side)
         if max_faces is not None:

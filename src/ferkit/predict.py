@@ -505,7 +505,11 @@ def _predict(a: argparse.Namespace, results_out) -> int:
         raise FerkitError(f"--max-frames must be at least 1, got {a.max_frames}")
     if not a.headless and (a.show or a.webcam is not None):
         Window.check()
-    rec = Recognizer(a.model, a.detector, device=a.device, min_face_size=a.min_face, thresholds=thresholds,
+    from .api import ExpressionModel
+
+    loaded = isinstance(a.model, ExpressionModel)  # (loaded on its --device and --backend by cmd_predict)
+    rec = Recognizer(a.model, a.detector, device="cpu" if loaded else a.device, min_face_size=a.min_face,
+                     thresholds=thresholds,
                      max_faces=a.max_faces, tta=None if a.tta == "none" else a.tta, smooth=a.smooth,
                      detect_every=a.detect_every)
     out = Path(a.out) if a.out else None

@@ -70,7 +70,8 @@ class Result:
     faces: list[FaceResult] = field(default_factory=list)
     frame: int | None = None
     time: float | None = None
-    image: np.ndarray | None = field(default=None, repr=False)
+    #: (not compared: results compare by what was found; an array has no single truth value, so == raised)
+    image: np.ndarray | None = field(default=None, repr=False, compare=False)
     classes: tuple[str, ...] = ()
     warnings: list[str] = field(default_factory=list)  #: caveats of the reading (JSON and CSV say them)
     #: the image file's absolute path when read from one: where :meth:`plot` reads it again (a folder's
