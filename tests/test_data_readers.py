@@ -453,3 +453,57 @@ def test_imagefolder_without_any_expression_folder_says_how_to_lay_it_out(tmp_pa
     with pytest.raises(FerkitError, match=r"mine: no expression class folders: pikachu is no expression name "
                                           r"\(angry, .*lay it out as mine/happy/\*\.jpg or mine/train/happy/\*\.jpg"):
         open_dataset("imagefolder", tmp_path / "mine")
+
+
+def test_fer2013_folders_a_class_it_has_not_a_misplaced_file_and_a_name_that_is_not_utf8(tmp_path):
+    """Found by a walk through real users' copies: a contempt/ folder raised ValueError (tuple.index), even
+    with --skip-bad; a PublicTest_ file in train/ was left out of both splits without a word; a file name
+    that is not UTF-8 (os.listdir gives it with surrogates) raised UnicodeEncodeError in the cache key."""
+    import os
+    import shutil
+
+    folders, _, _ = make_fer2013(tmp_path)
+    save_gray(folders / "train" / "contempt" / "Training_1.png", face_like(0, np.random.default_rng(0)))
+    with pytest.raises(DatasetError, match=r"unknown class folder 'contempt' \(expected one of: angry"):
+        open_dataset("fer2013", folders).load("Training")
+    with pytest.warns(UserWarning, match="left out 1 item"):
+        assert len(open_dataset("fer2013", folders, skip_bad=True).load("Training")) == 28
+    shutil.rmtree(folders / "train" / "contempt")
+    stray = next((folders / "test" / "happy").glob("PublicTest_*.png"))
+    stray.rename(folders / "train" / "happy" / stray.name)
+    with pytest.raises(DatasetError, match=rf"{stray.name}: a PublicTest image in train/: move it to test/"):
+        open_dataset("fer2013", folders).load("Training")
+    r = open_dataset("fer2013", folders, skip_bad=True)
+    assert r.summary("Training")["skipped"] == 1 and r.summary("PublicTest")["skipped"] == 0
+    (folders / "train" / "happy" / stray.name).rename(stray)
+    odd = os.fsdecode(os.fsencode(str(folders / "train" / "sad")) + b"/Training_h\xe9.png")
+    shutil.copy(next((folders / "train" / "sad").glob("*.png")), odd)
+    ds = open_dataset("fer2013", folders).load("Training")
+    assert len(ds) == 29
+
+
+def test_os_litter_is_not_a_class_nor_an_image_and_ferplus_reads_a_bom_and_microsofts_layout(tmp_path):
+    """__MACOSX/ (a zip made on a Mac) stopped CK+ and image folders as an unknown class; Thumbs.db in a
+    class folder stopped an image folder as "not an image file"; FER+'s label.csv saved by Excel (a BOM)
+    named its first image with the BOM in front; the FERPlus repository keeps its folders under data/."""
+    import shutil
+
+    ck = make_ckplus(tmp_path / "ck", subjects=10)
+    (ck / "__MACOSX" / "happy").mkdir(parents=True)
+    (ck / "__MACOSX" / "happy" / "._S001_001_00000001.png").write_bytes(b"\x00\x05\x16\x07")
+    n = open_dataset("ckplus", ck).summary("all")["n"]
+    shutil.rmtree(ck / "__MACOSX")
+    assert n == open_dataset("ckplus", ck).summary("all")["n"]
+    folder = make_imagefolder(tmp_path / "if", per_class=4)
+    (folder / "train" / "happy" / "Thumbs.db").write_bytes(b"\xd0\xcf\x11\xe0")
+    (folder / "__MACOSX").mkdir()
+    r = open_dataset("imagefolder", folder)
+    assert r.splits == ("test", "train", "val") and r.summary("train")["n"] == 28
+    fp = make_ferplus(tmp_path / "fp")
+    lbl = fp / "FER2013Train" / "label.csv"
+    lbl.write_bytes(b"\xef\xbb\xbf" + lbl.read_bytes())
+    assert open_dataset("ferplus", fp).summary("Train")["n"] == 4
+    repo = tmp_path / "FERPlus"
+    shutil.copytree(fp, repo / "data")
+    (repo / "fer2013new.csv").write_text("Usage,Image name,neutral\n")
+    assert open_dataset("ferplus", repo).summary("Train")["n"] == 4

@@ -141,7 +141,11 @@ def test_clear_errors(photos, model, capsys):
         face_cropper(model, "dlib")
     with pytest.raises(FerkitError, match="at least 1 pixel"):
         face_cropper(model, "mtcnn", min_face=0)
+    # with MTCNN every value it refuses gets its one message (0 said "at least 1 pixel", then 5 said 12)
     assert main(["evaluate", "--dataset", "jaffe", "--data", str(photos), "--split", "all", "--detect", "mtcnn",
+                 "--min-face", "0"]) == 1
+    assert "--min-face must be 12 pixels or more with MTCNN (its smallest window), got 0" in capsys.readouterr().err
+    assert main(["evaluate", "--dataset", "jaffe", "--data", str(photos), "--split", "all", "--detect", "haar",
                  "--min-face", "0"]) == 1
     assert "--min-face must be at least 1 pixel" in capsys.readouterr().err
     # MTCNN's smallest window, said before any image (it was the first image's error)

@@ -317,7 +317,7 @@ def test_huge_image_is_refused(tmp_path, monkeypatch):
     assert not isinstance(e.value, ImageTooLargeError)
 
 
-def test_arrays_and_pil_inputs():
+def test_arrays_and_pil_inputs(tmp_path):
     f = np.linspace(0, 1, 12).reshape(3, 4)  # floats in [0, 1] are scaled to 0..255
     assert read_image(f).tolist()[2][3] == 255
     bgr_like = np.zeros((4, 4, 3), np.uint8)
@@ -340,6 +340,11 @@ def test_arrays_and_pil_inputs():
     # the same pixels as a 16-bit PIL image: the same warning (it was read as nearly black in silence)
     with pytest.warns(UserWarning, match=r"16-bit PIL image whose values are all below 4096 \(the largest 200\)"):
         assert read_image(Image.fromarray(np.array([[0, 200]], np.uint16))).tolist() == [[0, 1]]
+    # ... and as a 16-bit PNG file (a 12-bit camera's values): read nearly black, said
+    png = tmp_path / "twelve.png"
+    Image.fromarray(np.array([[0, 3000]], np.uint16)).save(png)
+    with pytest.warns(UserWarning, match=r"twelve.png: a 16-bit image whose values are all below 4096 \(the largest 3000"):
+        assert read_image(png).tolist() == [[0, 12]]
     with warnings.catch_warnings():
         warnings.simplefilter("error")  # (no warning for a real 16-bit picture, nor an all-black one)
         read_image(np.array([[0, 5000]], np.uint16)), read_image(np.zeros((2, 2), np.uint16))

@@ -224,6 +224,15 @@ def write_to_stdout(out: Any, write: Callable[[Any], None]) -> bool:
         print("ferkit: standard output was closed before the results were all written", file=sys.stderr)
         return False
 
+#: what operating systems leave in folders (macOS archives, Windows Explorer): never anyone's images
+OS_LITTER = frozenset({"__MACOSX", "Thumbs.db", "desktop.ini", "$RECYCLE.BIN", "System Volume Information"})
+
+
+def is_hidden_name(name: str) -> bool:
+    """A hidden file or folder (``.name``) or operating-system litter (:data:`OS_LITTER`): not read."""
+    return name.startswith(".") or name in OS_LITTER
+
+
 IMAGE_EXTENSIONS = frozenset({".jpg", ".jpeg", ".png", ".bmp", ".tif", ".tiff", ".webp", ".gif", ".pgm", ".ppm"})
 
 Source = Union[str, os.PathLike, bytes, np.ndarray, Image.Image]
@@ -453,6 +462,8 @@ def read_image(source: Source, mode: str = "L", name: str | None = None,
                 if blank == "maybe":
                     warn(f"{label}: the lower half or more of the picture is flat gray (128) from a row of "
                          f"blocks down, as libjpeg fills a file cut short; read as it is")
+                if img.mode.startswith("I;16"):  # a 12-bit camera's values in a 16-bit PNG: said, as for arrays
+                    _warn_low16(label, int(np.asarray(img).max()), "16-bit image", warn)
                 out = np.ascontiguousarray(np.asarray(_to_mode(_upright(img), mode, label)))
                 try:  # (counting pages walks the whole file, whose later pages may be damaged)
                     frames = getattr(img, "n_frames", 1)
@@ -663,11 +674,11 @@ def folder_files(folder: Union[str, os.PathLike], unreadable: list[Failure] | No
         skipped.extend((str(Path(top) / d), "not read as input (the --out folder)") for d in out_dirs)
         if hidden:
             skipped.extend((str(Path(top) / d), "a hidden folder (not searched; give it as a source to read it)")
-                           for d in dirs if d.startswith(".") and d not in out_dirs)
-        dirs[:] = sorted(d for d in dirs if not d.startswith(".") and d not in out_dirs)
+                           for d in dirs if is_hidden_name(d) and d not in out_dirs)
+        dirs[:] = sorted(d for d in dirs if not is_hidden_name(d) and d not in out_dirs)
         for name in sorted(names):
             f = Path(top) / name
-            if name.startswith("."):
+            if is_hidden_name(name):
                 if hidden and (is_image_file(f) or is_video_file(f)):
                     skipped.append((str(f), "macOS metadata (an AppleDouble '._' file), not an image or video"
                                     if name.startswith("._") else

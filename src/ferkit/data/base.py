@@ -158,7 +158,8 @@ class Reader:
         """A hash of what the records point at: paths, sizes and modification times."""
         h = hashlib.sha256()
         for r in records:
-            h.update(f"{r.source}|{r.label}|{r.subject}|{r.soft}".encode())
+            # (surrogateescape: a file name that is not UTF-8, as os.listdir gives it, hashes as its bytes)
+            h.update(f"{r.source}|{r.label}|{r.subject}|{r.soft}".encode("utf-8", "surrogateescape"))
             if r.array is None:
                 try:
                     st = os.stat(r.source)
@@ -295,6 +296,6 @@ def list_images(folder: Path) -> list[Path]:
     """Image files directly inside ``folder``, sorted (hidden files ignored). An image name that is
     no regular file (a broken link, a pipe) is listed too: reading it fails, and it is reported
     like any unreadable image rather than silently missing from the counts."""
-    from ..io import is_image_file
+    from ..io import is_hidden_name, is_image_file
 
-    return sorted(p for p in folder.iterdir() if not p.name.startswith(".") and is_image_file(p) and not p.is_dir())
+    return sorted(p for p in folder.iterdir() if not is_hidden_name(p.name) and is_image_file(p) and not p.is_dir())

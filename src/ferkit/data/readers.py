@@ -27,7 +27,7 @@ import numpy as np
 
 from .. import labels as L
 from ..errors import DatasetError, FerkitError
-from ..io import folder_files, is_image_file
+from ..io import folder_files, is_hidden_name, is_image_file
 from .base import Reader, Record, list_images
 from .folds import fold_splits, subject_folds
 
@@ -136,10 +136,10 @@ class FER2013Folders(_FER2013):
         folder = self.root / ("train" if split == "Training" else "test")
         recs: list[Record] = []
         skipped: list[tuple[str, str]] = []
-        for cdir in sorted(p for p in folder.iterdir() if p.is_dir() and not p.name.startswith(".")):
+        for cdir in sorted(p for p in folder.iterdir() if p.is_dir() and not is_hidden_name(p.name)):
             try:
                 idx = self.classes.index(L.canonical(cdir.name))
-            except FerkitError:
+            except (FerkitError, ValueError):  # (an expression FER2013 has not, e.g. contempt: index() raised)
                 self._fail(skipped, str(cdir), f"unknown class folder {cdir.name!r} (expected one of: "
                                                f"{', '.join(self.classes)})")
                 continue
@@ -147,6 +147,11 @@ class FER2013Folders(_FER2013):
                 usage = p.name.split("_", 1)[0]
                 if usage not in FER2013_USAGES:
                     self._fail(skipped, str(p), "file name does not start with Training_, PublicTest_ or PrivateTest_")
+                    continue
+                home = "train" if usage == "Training" else "test"
+                if home != folder.name:  # in the other top folder: said (it was left out of both in silence)
+                    if split in ("Training", "PublicTest"):  # (once: test/ is read for both test splits)
+                        self._fail(skipped, str(p), f"a {usage} image in {folder.name}/: move it to {home}/")
                     continue
                 if usage == split:
                     recs.append(Record(str(p), idx))
@@ -275,6 +280,8 @@ class FERPlus(Reader):
         if vote not in ("majority", "strict"):
             raise FerkitError(f"unknown FER+ vote rule {vote!r}; use 'majority' or 'strict'")
         self.vote = vote
+        if not (self.root / "FER2013Train").is_dir() and (self.root / "data" / "FER2013Train").is_dir():
+            self.root = self.root / "data"  # Microsoft's FERPlus repository: its PNG folders are under data/
 
     def options(self):
         return {**super().options(), "vote": self.vote}
@@ -284,11 +291,12 @@ class FERPlus(Reader):
         label_file = folder / "label.csv"
         if not label_file.is_file():
             raise DatasetError(f"{label_file}: FER+ label file not found (expected FER2013Train/, FER2013Valid/, "
-                               f"FER2013Test/ each with label.csv and the PNGs)")
+                               f"FER2013Test/ each with label.csv and the PNGs, as the FERPlus repository's "
+                               f"generate_training_data.py writes them from fer2013new.csv and fer2013.csv)")
         recs: list[Record] = []
         skipped: list[tuple[str, str]] = []
         present = {p.name for p in folder.iterdir()}
-        with open(label_file, newline="") as f:
+        with open(label_file, newline="", encoding="utf-8-sig") as f:  # (a BOM too, as Excel saves)
             for line, row in enumerate(csv.reader(f), start=1):
                 if not row or (line == 1 and not row[0].lower().endswith(".png") and "usage" in ",".join(row).lower()):
                     continue
@@ -365,11 +373,11 @@ class FoldedReader(Reader):
         """``(folder, class index)`` for each class folder of ``root``; unknown names are errors, as
         are images beside the class folders (their class is unknown: they were left out unsaid)."""
         out = []
-        for p in sorted(p for p in root.iterdir() if p.is_file() and not p.name.startswith(".")
+        for p in sorted(p for p in root.iterdir() if p.is_file() and not is_hidden_name(p.name)
                         and is_image_file(p)):
             self._fail(skipped, str(p), f"an image beside the class folders of {root}: its class is unknown (put it "
                                         f"in its class's folder)")
-        for cdir in sorted(p for p in root.iterdir() if p.is_dir() and not p.name.startswith(".")):
+        for cdir in sorted(p for p in root.iterdir() if p.is_dir() and not is_hidden_name(p.name)):
             try:
                 name = mapping[cdir.name.lower()] if mapping is not None else L.canonical(cdir.name)
                 out.append((cdir, self.classes.index(name)))
@@ -453,10 +461,10 @@ class KDEF(FoldedReader):
     def all_records(self):
         base = self.root / "KDEF" if (self.root / "KDEF").is_dir() else self.root
         recs, skipped = [], []
-        for p in sorted(p for p in base.iterdir() if p.is_file() and not p.name.startswith(".") and is_image_file(p)):
+        for p in sorted(p for p in base.iterdir() if p.is_file() and not is_hidden_name(p.name) and is_image_file(p)):
             self._fail(skipped, str(p), "an image beside the session folders (KDEF/<session>/<AF01AFS>.JPG): not read "
                                         "(put it in its session's folder)")
-        for sdir in sorted(p for p in base.iterdir() if p.is_dir() and not p.name.startswith(".")):
+        for sdir in sorted(p for p in base.iterdir() if p.is_dir() and not is_hidden_name(p.name)):
             for p in list_images(sdir):
                 m = self._name_re.match(p.stem)
                 if not m or m.group(3).upper() not in L.KDEF_CODES:
@@ -543,7 +551,7 @@ class ImageFolder(FoldedReader):
 
     def __init__(self, root, **kw) -> None:
         super().__init__(root, **kw)
-        subs = [p for p in self.root.iterdir() if p.is_dir() and not p.name.startswith(".")]
+        subs = [p for p in self.root.iterdir() if p.is_dir() and not is_hidden_name(p.name)]
         if not subs:
             raise DatasetError(f"{self.root}: no class folders found")
         # class folders when any sub-folder is named by an expression (the others are reported as
@@ -552,7 +560,7 @@ class ImageFolder(FoldedReader):
         # the classes are the expressions that have a folder (in any split), in canonical order: a
         # folder of happy/ and sad/ trains a 2-class model, not one with 6 classes never seen
         dirs = subs if self._is_class else [c for p in subs for c in p.iterdir() if c.is_dir()]
-        found = [L.canonical(c.name) for c in dirs if not c.name.startswith(".") and self._known(c.name)]
+        found = [L.canonical(c.name) for c in dirs if not is_hidden_name(c.name) and self._known(c.name)]
         if found:
             self.classes = L.ordered(found)
         elif not self._is_class:  # neither class folders nor split folders of them: say so plainly
