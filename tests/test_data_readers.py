@@ -507,3 +507,27 @@ def test_os_litter_is_not_a_class_nor_an_image_and_ferplus_reads_a_bom_and_micro
     shutil.copytree(fp, repo / "data")
     (repo / "fer2013new.csv").write_text("Usage,Image name,neutral\n")
     assert open_dataset("ferplus", repo).summary("Train")["n"] == 4
+
+
+def test_jaffe_in_lower_case_rafdb_listing_aligned_names_and_an_archive_as_data(tmp_path):
+    """ka.an1.1.tiff was refused (KDEF took any case); a RAF-DB list naming train_00001_aligned.jpg was
+    looked up as ..._aligned_aligned.jpg; a .zip given as --data was "not text" or "a file"."""
+    import zipfile
+
+    (tmp_path / "j").mkdir()
+    jaffe = make_jaffe(tmp_path / "j")
+    first = jaffe / "KA.AN1.1.tiff"
+    first.rename(jaffe / "ka.an1.1.tiff")
+    ds = open_dataset("jaffe", jaffe, folds=5).load("all", size=48)
+    assert len(ds) == 35 and ds.subjects[ds.sources.index(str(jaffe / "ka.an1.1.tiff"))] == "KA"
+    (tmp_path / "r").mkdir()
+    raf = make_rafdb(tmp_path / "r")
+    lbl = next(raf.rglob("list_patition_label.txt"))
+    lbl.write_text(lbl.read_text().replace(".jpg ", "_aligned.jpg "))
+    assert len(open_dataset("rafdb", raf).load("test")) == 7
+    z = tmp_path / "fer2013.zip"
+    with zipfile.ZipFile(z, "w") as f:
+        f.writestr("fer2013.csv", "emotion,pixels,Usage\n")
+    for name in ("fer2013", "ckplus"):
+        with pytest.raises(DatasetError, match=r"fer2013.zip is an archive: unpack it and give its folder"):
+            open_dataset(name, z)

@@ -128,6 +128,9 @@ class Reader:
         self.skip_bad = skip_bad
         if not self.root.exists():
             raise DatasetError(f"{self.name}: data path {self.root} does not exist")
+        if self.root.is_file() and self.root.suffix.lower() in (".zip", ".tar", ".gz", ".tgz", ".bz2", ".xz", ".7z",
+                                                                 ".rar"):
+            raise DatasetError(f"{self.name}: data path {self.root} is an archive: unpack it and give its folder")
         if not self.root.is_dir() and not self.takes_file:
             raise DatasetError(f"{self.name}: data path {self.root} is a file, not the dataset's folder")
 

@@ -426,7 +426,7 @@ class JAFFE(FoldedReader):
         if not files:
             raise DatasetError(f"{self.root}: no JAFFE images found (expected <subject>.<CODE><n>.<id>.tiff)")
         for p in files:
-            m = self._name_re.match(p.stem)
+            m = self._name_re.match(p.stem.upper())  # (any case, as KDEF's: ka.an1.1.tiff is KA.AN1.1)
             if not m or m.group(2) not in L.JAFFE_CODES:
                 self._fail(skipped, str(p), "file name is not <subject>.<AN|DI|FE|HA|NE|SA|SU><n>.<id>.tiff")
                 continue
@@ -530,7 +530,8 @@ class RAFDB(Reader):
             except (IndexError, ValueError, KeyError):
                 self._fail(skipped, src, f"expected '<file> <label 1..7>', got {text!r}")
                 continue
-            path = img_dir / (Path(fname).stem + "_aligned.jpg")
+            stem = Path(fname).stem  # (a list naming the aligned file itself: not _aligned_aligned)
+            path = img_dir / ((stem if stem.endswith("_aligned") else stem + "_aligned") + ".jpg")
             if not path.is_file():
                 self._fail(skipped, str(path), "image listed in list_patition_label.txt is missing")
                 continue
