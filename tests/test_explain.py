@@ -546,3 +546,27 @@ def test_au_analysis_refuses_an_unknown_layer_before_reading_the_data(tmp_path, 
                  "--layer", "nosuch", "--out", str(tmp_path / "au"), "--no-progress"]) != 0
     err = capsys.readouterr().err
     assert "nosuch" in err and "Traceback" not in err and not opened
+
+
+def test_the_low_level_functions_say_what_is_wrong_in_ferkits_words():
+    """gradcam/guided_backprop/project raised torch's own errors from deep inside (AttributeError on a
+    layer name, IndexError on a map, "expected scalar type Byte" on uint8 faces)."""
+    from ferkit.api import load_model
+    from ferkit.explain import gradcam, guided_backprop, project
+
+    m = load_model("mini_xception-fer2013", backend="torch")
+    x = torch.zeros(2, 1, 48, 48)
+    layer = "modules_.2"
+    for call, msg in [
+        (lambda: gradcam(m.net, x, "nope"), "no layer 'nope' in this network"),
+        (lambda: gradcam(m.net, x, layer, target=99), r"target must be one class index or one per image \(2\), each 0..6"),
+        (lambda: gradcam(m.net, x, layer, target="happy"), r"model.classes.index\('happy'\)"),
+        (lambda: gradcam(m, x, layer), "net must be the network .*model.net.*not a ExpressionModel"),
+        (lambda: gradcam(m.net, x.to(torch.uint8), layer), "x must be a float tensor"),
+        (lambda: guided_backprop(m.net, x[0]), "x must be a float tensor"),
+        (lambda: project(m.net, x, layer, [9999]), r"maps must be feature maps of modules_.2 \(0\.\."),
+        (lambda: project(m.net, x, layer, [0], samples=[5]), "samples must index the 2 image"),
+    ]:
+        with pytest.raises(ferkit.FerkitError, match=msg):
+            call()
+    assert gradcam(m.net, x, layer, target=[1, 2]).targets.tolist() == [1, 2]  # (valid ones still work)

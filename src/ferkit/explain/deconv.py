@@ -65,7 +65,8 @@ import numpy as np
 import torch
 import torch.nn as nn
 
-from .layers import Capture, patched_relus
+from ..errors import FerkitError
+from .layers import Capture, check_inputs, patched_relus
 
 
 @dataclass
@@ -113,10 +114,13 @@ def project(net: nn.Module, x: torch.Tensor, layer: str, maps: np.ndarray | list
     """Deconvnet projections of the strongest activation of feature map ``maps[t]`` of ``layer``
     in image ``samples[t]`` of ``x`` (normalised inputs ``[N, C, H, W]``; ``samples`` defaults to
     image 0 for every target). Returns a :class:`Projection` with one projection per target."""
+    check_inputs(net, x, layer)
     maps = np.asarray(maps, dtype=np.int64).reshape(-1)
     samples = np.zeros_like(maps) if samples is None else np.asarray(samples, dtype=np.int64).reshape(-1)
     if len(samples) != len(maps):
-        raise ValueError("maps and samples must have the same length")
+        raise FerkitError("maps and samples must have the same length")
+    if len(samples) and (samples.min() < 0 or samples.max() >= len(x)):
+        raise FerkitError(f"samples must index the {len(x)} image(s) of x, got {samples.tolist()[:8]}")
     imgs, acts, pos = [], [], []
     dev = _device(net)
     was_training = net.training
@@ -130,6 +134,9 @@ def project(net: nn.Module, x: torch.Tensor, layer: str, maps: np.ndarray | list
                 cap.run(xi)
                 a = cap.out
                 assert a is not None
+                if int(mi.max()) >= a.shape[1] or int(mi.min()) < 0:
+                    raise FerkitError(f"maps must be feature maps of {layer} (0..{a.shape[1] - 1}), got "
+                                      f"{maps.tolist()[:8]}")
                 t = torch.arange(len(mi), device=dev)
                 fm = a[t, mi]  # [T, h, w]
                 flat = fm.flatten(1).argmax(1)

@@ -197,6 +197,24 @@ def default_layer(layers: list[LayerInfo], purpose: str, input_size: tuple[int, 
     return pick
 
 
+def check_inputs(net: nn.Module, x: torch.Tensor, layer: str | None = None) -> None:
+    """The low-level functions' inputs, as ferkit errors (they surfaced as torch's own, deep inside)."""
+    if not isinstance(net, nn.Module):
+        raise FerkitError(f"net must be the network (a torch module: model.net), not a {type(net).__name__}")
+    if not isinstance(x, torch.Tensor) or x.ndim != 4 or not x.is_floating_point():
+        raise FerkitError("x must be a float tensor [N, C, H, W] of normalised faces (ferkit.explain.image's "
+                          "explain_image does it from a photo; by hand: faces / 255, minus the card's mean, over "
+                          f"its std), got {type(x).__name__}"
+                          + (f" {x.dtype} {list(x.shape)}" if isinstance(x, torch.Tensor) else ""))
+    if layer is not None:
+        try:
+            net.get_submodule(layer)
+        except AttributeError:
+            raise FerkitError(f"no layer {layer!r} in this network (ferkit explain --list-layers --model M lists "
+                              f"them)") from None
+
+
+
 class Capture:
     """Forward hook that keeps the output of one module; with ``stop=True`` the forward pass
     ends right there (raising :class:`Capture.Stop`, caught by :meth:`run`)."""

@@ -23,8 +23,9 @@ import numpy as np
 import torch
 import torch.nn as nn
 
+from ..errors import FerkitError
 from .deconv import _device
-from .layers import Capture, patched_relus
+from .layers import Capture, check_inputs, patched_relus
 
 
 @dataclass
@@ -40,10 +41,20 @@ class CAM:
 
 
 def _targets(logits: torch.Tensor, target: int | np.ndarray | list[int] | None) -> torch.Tensor:
-    n = logits.shape[0]
+    n, k = logits.shape
     if target is None:
         return logits.argmax(1)
-    t = torch.as_tensor(np.asarray(target, dtype=np.int64).reshape(-1), device=logits.device)
+    try:
+        a = np.asarray(target)
+        if a.dtype.kind not in "iu":
+            raise ValueError
+        t = torch.as_tensor(a.astype(np.int64).reshape(-1), device=logits.device)
+    except (ValueError, TypeError):
+        raise FerkitError(f"target must be class indices (0..{k - 1}; a name's: model.classes.index('happy')), "
+                          f"got {target!r}") from None
+    if t.numel() not in (1, n) or bool(((t < 0) | (t >= k)).any()):
+        raise FerkitError(f"target must be one class index or one per image ({n}), each 0..{k - 1}; got "
+                          f"{a.reshape(-1).tolist()[:8]}")
     return t.expand(n) if t.numel() == 1 else t
 
 
@@ -70,7 +81,9 @@ def upsample(cells: np.ndarray, centres: np.ndarray | None, hw: tuple[int, int])
 
 def gradcam(net: nn.Module, x: torch.Tensor, layer: str, target: int | np.ndarray | list[int] | None = None,
             centres: np.ndarray | None = None) -> CAM:
-    """Grad-CAM of class ``target`` (default: each image's predicted class) at ``layer``."""
+    """Grad-CAM of class ``target`` (default: each image's predicted class) at ``layer``. ``x``: float
+    faces ``[N, C, H, W]``, normalised as the model's card says (``(pixels / 255 - mean) / std``)."""
+    check_inputs(net, x, layer)
     was_training = net.training
     net.eval()
     try:
@@ -96,7 +109,8 @@ def gradcam(net: nn.Module, x: torch.Tensor, layer: str, target: int | np.ndarra
 def guided_backprop(net: nn.Module, x: torch.Tensor, target: int | np.ndarray | list[int] | None = None
                     ) -> tuple[np.ndarray, np.ndarray]:
     """Guided backpropagation of class ``target`` (default: predicted): (gradients ``[N, C, H, W]``,
-    explained targets ``[N]``)."""
+    explained targets ``[N]``). ``x`` as for :func:`gradcam`."""
+    check_inputs(net, x)
     was_training = net.training
     net.eval()
     try:
