@@ -309,6 +309,7 @@ def test_predict_tensor_batch_size_and_empty_batches_agree_across_backends(saved
     probs = []
     for backend in ("torch", "onnx"):
         m = ferkit.load_model(str(path), backend=backend)
+        assert m.backend == backend  # (a torch model had no .backend)
         assert m.predict_tensor(torch.zeros(0, 1, 48, 48, dtype=torch.uint8)).shape == (0, 7)
         with pytest.raises(FerkitError, match="batch_size"):
             m.predict_tensor(torch.zeros(2, 1, 48, 48, dtype=torch.uint8), batch_size=0)

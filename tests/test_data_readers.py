@@ -531,3 +531,19 @@ def test_jaffe_in_lower_case_rafdb_listing_aligned_names_and_an_archive_as_data(
     for name in ("fer2013", "ckplus"):
         with pytest.raises(DatasetError, match=r"fer2013.zip is an archive: unpack it and give its folder"):
             open_dataset(name, z)
+
+
+def test_an_item_in_no_split_is_counted_once_and_still_stops_each_split_without_skip_bad(tmp_path):
+    """A CSV row of an unknown Usage, or a misnamed file in test/ (read for both test splits), showed as
+    'skipped 1' in every split, though one item was left out."""
+    folders, csv_path, _ = make_fer2013(tmp_path)
+    with open(csv_path, "a", newline="") as f:
+        f.write("3," + " ".join(["0"] * 2304) + ",privatetest\n")
+    bad = folders / "test" / "happy" / "im0.png"
+    save_gray(bad, face_like(3, np.random.default_rng(0)))
+    for root, item in ((csv_path, "unknown Usage 'privatetest'"), (folders, "file name does not start with")):
+        r = open_dataset("fer2013", root, skip_bad=True)
+        counts = [r.summary(sp)["skipped"] for sp in ("Training", "PublicTest", "PrivateTest")]
+        assert sum(counts) == 1, (root, counts)
+        with pytest.raises(DatasetError, match=item):
+            open_dataset("fer2013", root).load("PrivateTest")

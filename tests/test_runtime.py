@@ -313,7 +313,9 @@ def test_int8_export_is_close(tmp_path, capsys):
     # random images
     _assert_int8_close_to_torch(q, mean=0.03, most=0.25)
     # the same weights as backend="onnx-int8": the static model the shipped ranges give (below)
-    assert ferkit.load_model("default", backend="onnx-int8").card["onnx"]["quantization"]["mode"] == "static"
+    q8 = ferkit.load_model("default", backend="onnx-int8")
+    assert q8.card["onnx"]["quantization"]["mode"] == "static"
+    assert q8.backend == "onnx-int8"  # (it said "onnx", where the server's /healthz said onnx-int8)
     assert ferkit.load_model("mini_xception-fer2013", backend="onnx-int8").card["onnx"]["quantization"]["mode"] \
         == "dynamic"  # no shipped ranges for it
 

@@ -48,6 +48,8 @@ class ExpressionModel:
     the card's colour mode and resized to its input size.
     """
 
+    backend = "torch"  #: what runs it: torch, onnx, onnx-int8 (the ``--backend`` names) or ensemble
+
     def __init__(self, net: nn.Module, card: dict, device: str | torch.device = "cpu") -> None:
         self.net = net.eval().to(device)
         self.card = card

@@ -157,6 +157,12 @@ class Reader:
             raise DatasetError(f"{source}: {reason} (pass --skip-bad to skip and count such files)")
         skipped.append((source, reason))
 
+    def _fail_once(self, skipped: list[tuple[str, str]], source: str, reason: str, count: bool) -> None:
+        """As :meth:`_fail` for an item read with several splits (a file of test/, a row in no split):
+        it stops each one's reading, but with --skip-bad it is counted in one of them only (``count``)."""
+        if count or not self.skip_bad:
+            self._fail(skipped, source, reason)
+
     def fingerprint(self, records: list[Record]) -> str:
         """A hash of what the records point at: paths, sizes and modification times."""
         h = hashlib.sha256()

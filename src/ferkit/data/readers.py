@@ -134,24 +134,25 @@ class FER2013Folders(_FER2013):
 
     def _listed(self, split):
         folder = self.root / ("train" if split == "Training" else "test")
+        once = split in ("Training", "PublicTest")  # (test/ is read for both test splits: its faults count once)
         recs: list[Record] = []
         skipped: list[tuple[str, str]] = []
         for cdir in sorted(p for p in folder.iterdir() if p.is_dir() and not is_hidden_name(p.name)):
             try:
                 idx = self.classes.index(L.canonical(cdir.name))
             except (FerkitError, ValueError):  # (an expression FER2013 has not, e.g. contempt: index() raised)
-                self._fail(skipped, str(cdir), f"unknown class folder {cdir.name!r} (expected one of: "
-                                               f"{', '.join(self.classes)})")
+                self._fail_once(skipped, str(cdir), f"unknown class folder {cdir.name!r} (expected one of: "
+                                                    f"{', '.join(self.classes)})", once)
                 continue
             for p in list_images(cdir):
                 usage = p.name.split("_", 1)[0]
                 if usage not in FER2013_USAGES:
-                    self._fail(skipped, str(p), "file name does not start with Training_, PublicTest_ or PrivateTest_")
+                    self._fail_once(skipped, str(p), "file name does not start with Training_, PublicTest_ or "
+                                                     "PrivateTest_", once)
                     continue
                 home = "train" if usage == "Training" else "test"
                 if home != folder.name:  # in the other top folder: said (it was left out of both in silence)
-                    if split in ("Training", "PublicTest"):  # (once: test/ is read for both test splits)
-                        self._fail(skipped, str(p), f"a {usage} image in {folder.name}/: move it to {home}/")
+                    self._fail_once(skipped, str(p), f"a {usage} image in {folder.name}/: move it to {home}/", once)
                     continue
                 if usage == split:
                     recs.append(Record(str(p), idx))
@@ -191,12 +192,14 @@ class FER2013CSV(_FER2013):
                 raise DatasetError(f"{self.csv}: header must have columns emotion,pixels,Usage; got {header}") from None
             for line, row in enumerate(reader, start=2):
                 src = f"{self.csv}:line {line}"
+                # a row in no split (too short to say, or an unknown Usage) stops any split's reading, but with
+                # --skip-bad it is counted once, with the training split: not as left out of every split
                 if len(row) <= max(ie, ip, iu):
-                    self._fail(skipped, src, f"expected 3 columns, got {len(row)}")
+                    self._fail_once(skipped, src, f"expected 3 columns, got {len(row)}", split == self.train_split)
                     continue
                 if row[iu].strip() != split:
                     if row[iu].strip() not in FER2013_USAGES:
-                        self._fail(skipped, src, f"unknown Usage {row[iu]!r}")
+                        self._fail_once(skipped, src, f"unknown Usage {row[iu]!r}", split == self.train_split)
                     continue
                 try:
                     label = int(row[ie])

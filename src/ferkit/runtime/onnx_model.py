@@ -164,6 +164,7 @@ class OnnxExpressionModel(ExpressionModel):
         self.input_size = tuple(card["input_size"])  # type: ignore[assignment]
         self.mean, self.std = tuple(card["mean"]), tuple(card["std"])
         self.int8 = bool((card.get("onnx") or {}).get("quantization"))  # session.run is thread-safe: no lock
+        self.backend = "onnx-int8" if self.int8 else "onnx"  # (the --backend names, as /healthz says it)
 
     def __repr__(self) -> str:
         kind = "int8" if self.int8 else "fp32"
