@@ -547,3 +547,35 @@ def test_an_item_in_no_split_is_counted_once_and_still_stops_each_split_without_
         assert sum(counts) == 1, (root, counts)
         with pytest.raises(DatasetError, match=item):
             open_dataset("fer2013", root).load("PrivateTest")
+
+
+def test_an_empty_split_is_said_to_be_empty_not_unreadable(tmp_path):
+    """With no PrivateTest_ file in test/, evaluate said "no readable images", as if they failed to decode."""
+    folders, _, _ = make_fer2013(tmp_path)
+    for p in folders.glob("test/*/PrivateTest_*"):
+        p.unlink()
+    with pytest.raises(DatasetError, match=r"fer2013 PrivateTest: no images of this split under .*`ferkit data "
+                                           r"--dataset fer2013 --data .*` shows what is there; expected layout"):
+        open_dataset("fer2013", folders).load("PrivateTest")
+    for p in folders.glob("test/*/PublicTest_*"):
+        p.write_bytes(b"")
+    with pytest.raises(DatasetError, match=r"PublicTest: none of its 14 image\(s\) could be read"):
+        open_dataset("fer2013", folders, skip_bad=True).load("PublicTest")
+
+
+def test_one_fer2013_face_in_two_class_folders_is_said(tmp_path):
+    """The same PrivateTest_X file in happy/ and sad/ was counted twice, under both labels, in silence."""
+    import shutil
+
+    folders, _, _ = make_fer2013(tmp_path)
+    src = next((folders / "test" / "happy").glob("PrivateTest_*.png"))
+    shutil.copy(src, folders / "test" / "sad" / src.name)
+    with pytest.raises(DatasetError, match=rf"sad/{src.name}: the same face \({src.stem}\) is in happy/ too"):
+        open_dataset("fer2013", folders).load("PrivateTest")
+    with pytest.warns(UserWarning, match="left out 1 item"):
+        ds = open_dataset("fer2013", folders, skip_bad=True).load("PrivateTest")
+    assert len(ds) == 14 and ds.labels[ds.sources.index(str(src))] == L.CANONICAL.index("happy")
+    # the same name on two different faces (the real Kaggle folders hold two such pairs): both read
+    other = next(p for p in (folders / "test" / "sad").glob("PrivateTest_*.png") if p.name != src.name)
+    shutil.copy(other, folders / "test" / "sad" / src.name)
+    assert len(open_dataset("fer2013", folders).load("PrivateTest")) == 15

@@ -242,8 +242,11 @@ class Reader:
                 arr = self._crop(crop, arr, r.source, hw, mode, no_face)
             images[len(keep)] = resize(arr, hw).reshape(hw[0], hw[1], c)
             keep.append(r)
-        if not keep:
-            raise DatasetError(f"{self.name} {split}: no readable images under {self.root}")
+        if not keep:  # none listed (an empty split: `ferkit data` shows its layout), or none that decoded
+            raise DatasetError(f"{self.name} {split}: " + (
+                f"no images of this split under {self.root} (`ferkit data --dataset {self.name} --data "
+                f"{self.root}` shows what is there; expected layout: {self.layout})" if not records else
+                f"none of its {len(records)} image(s) could be read, under {self.root}"))
         imgs = torch.from_numpy(images[: len(keep)]).permute(0, 3, 1, 2).contiguous()
         soft = None
         if keep[0].soft is not None:

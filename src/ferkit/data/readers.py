@@ -135,6 +135,7 @@ class FER2013Folders(_FER2013):
     def _listed(self, split):
         folder = self.root / ("train" if split == "Training" else "test")
         once = split in ("Training", "PublicTest")  # (test/ is read for both test splits: its faults count once)
+        seen: dict[str, Path] = {}  # a face's name -> its first file
         recs: list[Record] = []
         skipped: list[tuple[str, str]] = []
         for cdir in sorted(p for p in folder.iterdir() if p.is_dir() and not is_hidden_name(p.name)):
@@ -155,8 +156,23 @@ class FER2013Folders(_FER2013):
                     self._fail_once(skipped, str(p), f"a {usage} image in {folder.name}/: move it to {home}/", once)
                     continue
                 if usage == split:
+                    # one face filed under two classes (a copy, a relabelling left half done): the same name and the
+                    # same bytes (names alone collide: the Kaggle folders hold two pairs of different faces so named)
+                    twin = seen.get(p.stem.lower())
+                    if twin is not None and _same_bytes(twin, p):
+                        self._fail(skipped, str(p), f"the same face ({p.stem}) is in {twin.parent.name}/ too: "
+                                                    f"one face, two labels; remove one (the first is kept)")
+                        continue
+                    seen.setdefault(p.stem.lower(), p)
                     recs.append(Record(str(p), idx))
         return recs, skipped
+
+
+def _same_bytes(a: Path, b: Path) -> bool:
+    try:
+        return a.stat().st_size == b.stat().st_size and a.read_bytes() == b.read_bytes()
+    except OSError:  # (unreadable: its decoding reports it)
+        return False
 
 
 class FER2013CSV(_FER2013):
