@@ -804,6 +804,30 @@ def _save_fd(fd: int) -> int:
         return os.dup(fd)
 
 
+def _redirect_fd(fd: int, to: int) -> int | None:
+    """Point descriptor ``fd`` at ``to``; a saved copy of what it was (for :func:`_restore_fd`), or
+    None where ``fd`` is closed or cannot be moved (nothing is redirected then)."""
+    saved = None
+    try:
+        os.fstat(fd)
+        saved = _save_fd(fd)
+        os.dup2(to, fd)
+        return saved
+    except OSError:
+        if saved is not None:
+            os.close(saved)
+        return None
+
+
+def _restore_fd(fd: int, saved: int) -> None:
+    """``fd`` back to what :func:`_redirect_fd` saved (C's buffers flushed into the redirection first)."""
+    try:
+        _fflush_c()
+        os.dup2(saved, fd)
+    finally:
+        os.close(saved)
+
+
 def _write_all(fd: int, data: bytes) -> None:
     try:
         while data:
@@ -823,21 +847,15 @@ def _stderr_kept_if(keep: Callable[[], bool]) -> Iterator[None]:
         try:
             tmp = tempfile.TemporaryFile()
             sys.stderr.flush()
-            saved = _save_fd(2)
-            os.dup2(tmp.fileno(), 2)
         except (OSError, AttributeError, ValueError):
-            if saved is not None:
-                os.close(saved)
-            saved = None
+            pass
+        if tmp is not None:
+            saved = _redirect_fd(2, tmp.fileno())
         try:
             yield
         finally:
             if saved is not None:
-                try:
-                    _fflush_c()
-                    os.dup2(saved, 2)
-                finally:
-                    os.close(saved)
+                _restore_fd(2, saved)
                 if keep():
                     tmp.seek(0)
                     _write_all(2, tmp.read())
@@ -881,23 +899,12 @@ class DecoderMessages:
                         stream.flush()
                 except Exception:  # a stand-in stdout that cannot flush: its text stays where it is
                     pass
-                try:
-                    os.fstat(1)
-                    saved = _save_fd(1)
-                    os.dup2(self._file.fileno(), 1)
-                except OSError:  # no stdout descriptor (a daemon): nothing to catch
-                    if saved is not None:
-                        os.close(saved)
-                    saved = None
+                saved = _redirect_fd(1, self._file.fileno())  # (None: no stdout descriptor, a daemon's)
             try:
                 yield said
             finally:
                 if saved is not None:
-                    try:
-                        _fflush_c()
-                        os.dup2(saved, 1)
-                    finally:
-                        os.close(saved)
+                    _restore_fd(1, saved)
                     text = self._new_bytes()
                     if text:
                         self._sort(text, said)
