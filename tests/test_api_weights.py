@@ -53,6 +53,21 @@ def test_weights_get_the_usual_permissions_not_the_owners_alone(tmp_path):
     assert stat.S_IMODE((tmp_path / "b.safetensors").stat().st_mode) == 0o640
 
 
+def test_weights_are_saved_where_permissions_cannot_be_set(tmp_path, monkeypatch):
+    """On FAT or some network mounts chmod fails: the weights and their card are written all the same (the
+    save failed after the weights, without its card)."""
+    import os
+
+    net = create("mini_xception").eval()
+
+    def refuse(*a, **kw):
+        raise PermissionError(1, "Operation not permitted")
+
+    monkeypatch.setattr(os, "chmod", refuse)
+    weights.save(net, tmp_path / "fat.safetensors", CARD)
+    assert weights.load(tmp_path / "fat.safetensors")[1]["classes"] == CARD["classes"]
+
+
 def test_refuses_pickles_and_broken_files(tmp_path, saved):
     pt = tmp_path / "model.pt"
     torch.save({"a": 1}, pt)

@@ -545,6 +545,9 @@ def test_an_item_in_no_split_is_counted_once_and_still_stops_each_split_without_
         r = open_dataset("fer2013", root, skip_bad=True)
         counts = [r.summary(sp)["skipped"] for sp in ("Training", "PublicTest", "PrivateTest")]
         assert sum(counts) == 1, (root, counts)
+        assert r.summary("PrivateTest")["skipped"] == counts[2]  # (a split read again counts it as before)
+        # read alone, a test split reports it (counting by the training split left it out there in silence)
+        assert open_dataset("fer2013", root, skip_bad=True).summary("PrivateTest")["skipped"] == 1
         with pytest.raises(DatasetError, match=item):
             open_dataset("fer2013", root).load("PrivateTest")
 

@@ -198,6 +198,26 @@ def test_resume_after_interruption_gives_the_same_model(folder, tmp_path, traine
     assert [r["epoch"] for r in json.loads((run / "log.json").read_text())] == [1, 2, 3]
 
 
+def test_ctrl_c_is_held_only_over_pythons_own_handler():
+    """Where SIGINT is ignored (a script's background job) or handled by a host, the block leaves it be:
+    it raised KeyboardInterrupt in a process that ignored the signal."""
+    import importlib
+    import signal
+
+    T = importlib.import_module("ferkit.engine.train")
+    old = signal.signal(signal.SIGINT, signal.SIG_IGN)
+    try:
+        with T.interrupt_deferred():
+            os.kill(os.getpid(), signal.SIGINT)
+        assert signal.getsignal(signal.SIGINT) is signal.SIG_IGN
+    finally:
+        signal.signal(signal.SIGINT, old)
+    with pytest.raises(KeyboardInterrupt):  # over Python's own: held, then raised once the block ends
+        with T.interrupt_deferred():
+            os.kill(os.getpid(), signal.SIGINT)
+    assert signal.getsignal(signal.SIGINT) is signal.default_int_handler
+
+
 def test_ctrl_c_while_an_epochs_files_are_written_is_held_until_they_are(folder, tmp_path, monkeypatch):
     """SIGINT in the middle of writing an epoch's files (here: between its checkpoint and its log) is
     raised once they are all written, so the epoch is not lost. It came a second after the epoch's line,
@@ -650,6 +670,13 @@ def test_a_time_budget_run_resumed_keeps_its_fitted_epochs_and_time(folder, tmp_
     assert not any(ln.startswith("time budget") for ln in lines)  # not refitted on resuming
     # the cosine schedule is the fitted run's, without a jump at the resumed epoch
     assert log[2]["lr"] < log[1]["lr"] and log[-1]["lr"] < 0.1 * cfg.lr
+    # resumed with a new budget and the same --epochs 20: the count is the budget's to refit (and said
+    # there), not "resuming with --epochs 20 (was N)", which the user did not change
+    import dataclasses
+
+    lines = []
+    train(dataclasses.replace(cfg, time_budget=1000.0), resume=True, progress=False, log=lines.append)
+    assert not any(ln.startswith("resuming with --epochs") for ln in lines), lines
 
 
 def test_a_new_lr_on_resume_applies_to_the_plateau_schedule(folder, tmp_path):

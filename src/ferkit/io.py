@@ -129,6 +129,16 @@ def _umask() -> int:
     return mask
 
 
+def give_usual_mode(path: str | os.PathLike, like: str | os.PathLike | None = None) -> None:
+    """Permissions for a file written through a temporary one (mkstemp, safetensors: 0600): those of
+    ``like`` (the file it replaces) where that exists, else the usual ones (0666 less the umask).
+    Where the file system cannot set them (FAT, some network mounts) the file stays as it is."""
+    with contextlib.suppress(OSError):
+        final = Path(like) if like is not None else None
+        os.chmod(path, stat.S_IMODE(final.stat().st_mode) if final is not None and final.is_file()
+                 else 0o666 & ~_umask())
+
+
 class StagedFiles:
     """Several output files written all or none: each is written under a temporary name in its own
     folder (:meth:`path`) and moved onto its name by :meth:`commit`, after all were written. Until
@@ -167,8 +177,7 @@ class StagedFiles:
         done: list[Path] = []
         for tmp, final in self._pending:
             try:
-                # mkstemp makes 0600: an earlier file's mode is kept, a new file gets the usual one
-                os.chmod(tmp, stat.S_IMODE(final.stat().st_mode) if final.is_file() else 0o666 & ~_umask())
+                give_usual_mode(tmp, final)  # (mkstemp makes 0600: an earlier file's mode is kept)
                 os.replace(tmp, final)
             except OSError as e:
                 raise FerkitError(f"cannot write {self._asked.get(final, final)}: {e.strerror or e}" +
@@ -777,9 +786,10 @@ def frame_failures(name: str, errors: list[tuple[int, str]], every: int = 1) -> 
 # for what goes wrong while it decodes; OpenCV reports a frame decoded with errors (a concealed,
 # partly grey or stale picture) as read. ferkit catches those lines around each read (ferkit/__init__
 # sets OPENCV_FFMPEG_LOGLEVEL to errors, 16, unless you set it) and skips such frames. Only fd 1 is
-# redirected, for the few milliseconds of a read: stderr (warnings, logs, tracebacks) is never
-# touched; what another thread prints on stdout meanwhile is passed on after the read (so its
-# lines may come out of order). FERKIT_CHECK_DECODING=0 turns the check, and the catching, off.
+# redirected, for the few milliseconds of a read: what another thread prints on stdout meanwhile is
+# passed on after the read (so its lines may come out of order). stderr is redirected only while
+# OpenCV's own (non-FFmpeg) readers try a file FFmpeg could not open, and passed on unless that
+# failed too (:func:`_stderr_kept_if`): another thread's stderr in those milliseconds goes with it. FERKIT_CHECK_DECODING=0 turns the check, and the catching, off.
 _FFMPEG_LINE = re.compile(rb"\[OPENCV:FFMPEG:(-?\d+)\] ?([^\n]*)\n?")
 _CATCH_LOCK = threading.RLock()
 
@@ -854,13 +864,15 @@ def _stderr_kept_if(keep: Callable[[], bool]) -> Iterator[None]:
         try:
             yield
         finally:
-            if saved is not None:
-                _restore_fd(2, saved)
-                if keep():
-                    tmp.seek(0)
-                    _write_all(2, tmp.read())
-            if tmp is not None:
-                tmp.close()
+            try:
+                if saved is not None:
+                    _restore_fd(2, saved)
+                    if keep():
+                        tmp.seek(0)
+                        _write_all(2, tmp.read())
+            finally:
+                if tmp is not None:
+                    tmp.close()
 
 
 class DecoderMessages:

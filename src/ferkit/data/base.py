@@ -157,10 +157,12 @@ class Reader:
             raise DatasetError(f"{source}: {reason} (pass --skip-bad to skip and count such files)")
         skipped.append((source, reason))
 
-    def _fail_once(self, skipped: list[tuple[str, str]], source: str, reason: str, count: bool) -> None:
-        """As :meth:`_fail` for an item read with several splits (a file of test/, a row in no split):
-        it stops each one's reading, but with --skip-bad it is counted in one of them only (``count``)."""
-        if count or not self.skip_bad:
+    def _fail_once(self, skipped: list[tuple[str, str]], source: str, reason: str, split: str) -> None:
+        """As :meth:`_fail` for an item met by several splits' reading (a file of test/, a row in no
+        split): it stops each one, but with --skip-bad it is counted by one split only, whichever this
+        reader reads first (not as left out of every split, nor of none when one split is read)."""
+        first = self.__dict__.setdefault("_reported", {}).setdefault(source, split)
+        if first == split or not self.skip_bad:
             self._fail(skipped, source, reason)
 
     def fingerprint(self, records: list[Record]) -> str:

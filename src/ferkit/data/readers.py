@@ -134,7 +134,6 @@ class FER2013Folders(_FER2013):
 
     def _listed(self, split):
         folder = self.root / ("train" if split == "Training" else "test")
-        once = split in ("Training", "PublicTest")  # (test/ is read for both test splits: its faults count once)
         seen: dict[str, Path] = {}  # a face's name -> its first file
         recs: list[Record] = []
         skipped: list[tuple[str, str]] = []
@@ -143,17 +142,18 @@ class FER2013Folders(_FER2013):
                 idx = self.classes.index(L.canonical(cdir.name))
             except (FerkitError, ValueError):  # (an expression FER2013 has not, e.g. contempt: index() raised)
                 self._fail_once(skipped, str(cdir), f"unknown class folder {cdir.name!r} (expected one of: "
-                                                    f"{', '.join(self.classes)})", once)
+                                                    f"{', '.join(self.classes)})", split)
                 continue
             for p in list_images(cdir):
                 usage = p.name.split("_", 1)[0]
                 if usage not in FER2013_USAGES:
                     self._fail_once(skipped, str(p), "file name does not start with Training_, PublicTest_ or "
-                                                     "PrivateTest_", once)
+                                                     "PrivateTest_", split)
                     continue
                 home = "train" if usage == "Training" else "test"
                 if home != folder.name:  # in the other top folder: said (it was left out of both in silence)
-                    self._fail_once(skipped, str(p), f"a {usage} image in {folder.name}/: move it to {home}/", once)
+                    self._fail_once(skipped, str(p), f"a {usage} image in {folder.name}/: move it to {home}/",
+                                    split)
                     continue
                 if usage == split:
                     # one face filed under two classes (a copy, a relabelling left half done): the same name and the
@@ -209,13 +209,13 @@ class FER2013CSV(_FER2013):
             for line, row in enumerate(reader, start=2):
                 src = f"{self.csv}:line {line}"
                 # a row in no split (too short to say, or an unknown Usage) stops any split's reading, but with
-                # --skip-bad it is counted once, with the training split: not as left out of every split
+                # --skip-bad it is counted once (by the first split read), not as left out of every split
                 if len(row) <= max(ie, ip, iu):
-                    self._fail_once(skipped, src, f"expected 3 columns, got {len(row)}", split == self.train_split)
+                    self._fail_once(skipped, src, f"expected 3 columns, got {len(row)}", split)
                     continue
                 if row[iu].strip() != split:
                     if row[iu].strip() not in FER2013_USAGES:
-                        self._fail_once(skipped, src, f"unknown Usage {row[iu]!r}", split == self.train_split)
+                        self._fail_once(skipped, src, f"unknown Usage {row[iu]!r}", split)
                     continue
                 try:
                     label = int(row[ie])

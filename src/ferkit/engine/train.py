@@ -636,7 +636,8 @@ def train(cfg: TrainConfig, resume: bool = False, progress: bool | None = None,
         diff = {k for k, v in asdict(cfg).items() if k not in take and asdict(saved).get(k) != v}
         if diff:
             log(f"resuming with the run's saved settings; ignoring differing: {differences(diff, cfg, saved)}")
-        if "epochs" in take and cfg.epochs != saved.epochs:
+        if "epochs" in take and cfg.epochs != saved.epochs and not cfg.time_budget and not saved.time_budget:
+            # (with a time budget the count is the budget's to fit, and said where it is refitted)
             log(f"resuming with --epochs {cfg.epochs} (was {saved.epochs}): the learning-rate schedule is fitted to "
                 f"{cfg.epochs} epochs from here on (the card's command keeps both commands)")
         changed = sorted(k for k in named if getattr(saved, k) != getattr(cfg, k))
@@ -897,8 +898,12 @@ def interrupt_deferred():
         yield
         return
     got = []
+    previous = signal.getsignal(signal.SIGINT)
+    if not callable(previous):  # ignored (SIG_IGN: a script's background job), default, or a host's own: left alone
+        yield
+        return
     try:
-        previous = signal.signal(signal.SIGINT, lambda *_: got.append(True))
+        signal.signal(signal.SIGINT, lambda *_: got.append(True))
     except (ValueError, OSError):  # (no signal handling here)
         yield
         return

@@ -33,6 +33,7 @@ import torch
 import torch.nn as nn
 
 from ..errors import FerkitError, ModelError
+from ..io import give_usual_mode
 
 DEFAULT_OPSET = 17
 FORMAT_VERSION = 3  #: bump when the exported graph's interface or recipe changes (invalidates the cache)
@@ -475,9 +476,7 @@ def _write_atomic(path: Path, data: bytes) -> None:
         try:
             with os.fdopen(fd, "wb") as f:
                 f.write(data)
-            umask = os.umask(0)
-            os.umask(umask)
-            os.chmod(tmp, 0o666 & ~umask)  # mkstemp makes 0600; give the file the usual permissions
+            give_usual_mode(tmp)  # mkstemp makes 0600
             os.replace(tmp, path)
         except BaseException:
             Path(tmp).unlink(missing_ok=True)

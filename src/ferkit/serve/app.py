@@ -553,9 +553,8 @@ def create_app(recognizer: Any = None, *, model: str = "default", detector: str 
     face_example = {"box": [179, 58, 88, 115], "landmarks": [[201.7, 101.3], [235.4, 98.9], [218.5, 118.0],
                                                              [204.6, 137.1], [233.8, 135.2]],
                     "score": 0.999, "label": top, "probabilities": probs}
-    # (a null detail would be dropped from the generated schema, which then showed {"error"} alone)
-    err_example = {"application/json": {"example": {"error": "corrupt image", "detail": "corrupt or truncated image "
-                                                    "(the particulars, or null)"}}}
+    def err_example(error: str, detail: str) -> dict:  # (a null detail was dropped from the generated schema)
+        return {"application/json": {"example": {"error": error, "detail": detail}}}
 
     @app.post(
         ANALYZE_PATH, tags=["analyze"], summary="Every face's expression in one image",
@@ -574,18 +573,24 @@ def create_app(recognizer: Any = None, *, model: str = "default", detector: str 
                               "image/png": {}},
                   "description": "the faces (JSON), or with annotated=1 the annotated image (PNG)"},
             400: {"description": "missing field, empty file, not an image, corrupt image, unknown query parameter",
-                  "content": err_example},
-            408: {"description": f"the upload did not arrive within {timeout:g} s", "content": err_example},
-            413: {"description": f"over {_mb(max_upload)} or {max_pixels:,} pixels", "content": err_example},
-            415: {"description": "content type not an image, or not a multipart request", "content": err_example},
+                  "content": err_example("corrupt image", "corrupt or truncated image (the decoder's words)")},
+            408: {"description": f"the upload did not arrive within {timeout:g} s",
+                  "content": err_example("request timeout", "the upload did not arrive in time")},
+            413: {"description": f"over {_mb(max_upload)} or {max_pixels:,} pixels",
+                  "content": err_example("image too large", "the limits and what is known of the image")},
+            415: {"description": "content type not an image, or not a multipart request",
+                  "content": err_example("unsupported media type", "the content types taken")},
             422: {"description": "a query value that is not one (annotated=1 or 0); `detail` lists each as "
                                  "{loc, msg}",
                   "content": {"application/json": {"example": {"error": "invalid annotated: ...",
                                                                "detail": [{"loc": ["query", "annotated"],
                                                                            "msg": "..."}]}}}},
-            503: {"description": "busy: too many requests waiting (header `Retry-After`)", "content": err_example},
-            504: {"description": f"no answer within {timeout:g} s", "content": err_example},
-            500: {"description": "a fault of the server (its log has the details)", "content": err_example},
+            503: {"description": "busy: too many requests waiting (header `Retry-After`)",
+                  "content": err_example("server busy", "too many requests waiting: try again in a moment")},
+            504: {"description": f"no answer within {timeout:g} s",
+                  "content": err_example("timeout", f"no answer within {timeout:g} s")},
+            500: {"description": "a fault of the server (its log has the details)",
+                  "content": err_example("internal server error", "see the server's log")},
         },
     )
     async def analyze(request: Request,
@@ -714,8 +719,7 @@ def create_app(recognizer: Any = None, *, model: str = "default", detector: str 
     @app.api_route("/healthz", methods=["HEAD"], include_in_schema=False)  # one operation id in the schema
     async def healthz() -> dict:
         return {"status": "ok", "version": __version__, "model": recognizer.model.name,
-                "backend": ("onnx-int8" if getattr(recognizer.model, "int8", False)
-                            else getattr(recognizer.model, "backend", "torch")),
+                "backend": getattr(recognizer.model, "backend", "torch"),
                 "detector": getattr(recognizer.detector, "name", type(recognizer.detector).__name__),
                 "classes": list(recognizer.classes),
                 "colours": {c: _hex(CLASS_COLOURS.get(c, (255, 200, 0))) for c in recognizer.classes},

@@ -75,10 +75,10 @@ def _save_tensors(state: dict, path: str | os.PathLike, metadata: dict) -> None:
     owner alone (0600), so that another user could not load a run's weights beside its 0644 card."""
     from safetensors.torch import save_file
 
-    from ..io import _umask
+    from ..io import give_usual_mode
 
     save_file(state, str(path), metadata=metadata)
-    os.chmod(path, 0o666 & ~_umask())
+    give_usual_mode(path)
 
 
 def save(model: nn.Module, path: str | os.PathLike, card: dict) -> Path:
