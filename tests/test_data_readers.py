@@ -582,3 +582,25 @@ def test_one_fer2013_face_in_two_class_folders_is_said(tmp_path):
     other = next(p for p in (folders / "test" / "sad").glob("PrivateTest_*.png") if p.name != src.name)
     shutil.copy(other, folders / "test" / "sad" / src.name)
     assert len(open_dataset("fer2013", folders).load("PrivateTest")) == 15
+
+
+def test_one_ck_frame_or_jaffe_photo_filed_twice_is_said(tmp_path):
+    """The same CK+ frame in happy/ and sadness/ counted twice (217 for 216); JAFFE's KA.AN1.1.tiff beside
+    KA.AN1.1.tif or KA.SA1.1.tiff (one photo number) counted twice too, in silence."""
+    import shutil
+
+    ck = make_ckplus(tmp_path / "ck", subjects=10)
+    n = open_dataset("ckplus", ck).summary("all")["n"]
+    src = next((ck / "happy").glob("*.png"))
+    other = ck / "sadness"  # (after happy/ in the order read: the copy there is the one reported)
+    shutil.copy(src, other / src.name)
+    with pytest.raises(DatasetError, match=rf"{other.name}/{src.name}: the same frame \({src.stem}\) is happy/"):
+        open_dataset("ckplus", ck).summary("all")
+    kept = open_dataset("ckplus", ck, skip_bad=True).summary("all")
+    assert kept["n"] == n and kept["skipped"] == 1
+    (tmp_path / "j").mkdir()
+    jaffe = make_jaffe(tmp_path / "j")
+    shutil.copy(jaffe / "KA.AN1.1.tiff", jaffe / "KA.SA1.1.tiff")
+    with pytest.raises(DatasetError, match=r"KA.SA1.1.tiff: photo number 1 is KA.AN1.1.tiff too"):
+        open_dataset("jaffe", jaffe, folds=5).summary("all")
+    assert open_dataset("jaffe", jaffe, folds=5, skip_bad=True).summary("all")["n"] == 35

@@ -417,11 +417,17 @@ class CKPlus(FoldedReader):
 
     def all_records(self):
         recs, skipped = [], []
+        seen: dict[str, Path] = {}  # a frame's name (unique in CK+) -> its first file
         for cdir, idx in self._class_folders(self.root, L.CKPLUS_FOLDERS, skipped):
             for p in list_images(cdir):
                 m = self._name_re.match(p.stem)
                 if not m:
                     self._fail(skipped, str(p), "file name is not S<subject>_<sequence>_<frame>")
+                    continue
+                first = seen.setdefault(p.stem, p)
+                if first is not p:  # one frame filed twice (under two classes, or as .png and .jpg)
+                    self._fail(skipped, str(p), f"the same frame ({p.stem}) is {first.relative_to(self.root)} too: "
+                                                f"remove one (the first is kept)")
                     continue
                 recs.append(Record(str(p), idx, subject=m.group(1)))
         if not recs and not skipped:
@@ -444,10 +450,17 @@ class JAFFE(FoldedReader):
         files = list_images(self.root)
         if not files:
             raise DatasetError(f"{self.root}: no JAFFE images found (expected <subject>.<CODE><n>.<id>.tiff)")
+        seen: dict[str, Path] = {}  # photo number -> its first file
         for p in files:
             m = self._name_re.match(p.stem.upper())  # (any case, as KDEF's: ka.an1.1.tiff is KA.AN1.1)
             if not m or m.group(2) not in L.JAFFE_CODES:
                 self._fail(skipped, str(p), "file name is not <subject>.<AN|DI|FE|HA|NE|SA|SU><n>.<id>.tiff")
+                continue
+            photo = p.stem.upper().rsplit(".", 1)[-1]  # (the last number: each of JAFFE's 213 photos has its own)
+            first = seen.setdefault(photo, p)
+            if first is not p:  # a copy (.tif beside .tiff), or one photo under two expression codes
+                self._fail(skipped, str(p), f"photo number {photo} is {first.name} too: remove one (the first is "
+                                            f"kept)")
                 continue
             recs.append(Record(str(p), self.classes.index(L.JAFFE_CODES[m.group(2)]), subject=m.group(1)))
         return recs, skipped
