@@ -126,6 +126,7 @@ class Reader:
     def __init__(self, root: str | os.PathLike, *, skip_bad: bool = False) -> None:
         self.root = Path(root).expanduser()
         self.skip_bad = skip_bad
+        self._reported: dict[str, str] = {}  # items met by several splits -> the split that counts them
         if not self.root.exists():
             raise DatasetError(f"{self.name}: data path {self.root} does not exist")
         if self.root.is_file() and self.root.suffix.lower() in (".zip", ".tar", ".gz", ".tgz", ".bz2", ".xz", ".7z",
@@ -161,7 +162,7 @@ class Reader:
         """As :meth:`_fail` for an item met by several splits' reading (a file of test/, a row in no
         split): it stops each one, but with --skip-bad it is counted by one split only, whichever this
         reader reads first (not as left out of every split, nor of none when one split is read)."""
-        first = self.__dict__.setdefault("_reported", {}).setdefault(source, split)
+        first = self._reported.setdefault(source, split)
         if first == split or not self.skip_bad:
             self._fail(skipped, source, reason)
 
