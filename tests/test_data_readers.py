@@ -584,6 +584,31 @@ def test_one_fer2013_face_in_two_class_folders_is_said(tmp_path):
     assert len(open_dataset("fer2013", folders).load("PrivateTest")) == 15
 
 
+def test_a_ferplus_or_rafdb_row_listed_twice_is_said(tmp_path):
+    """A FER+ label.csv or RAF-DB list with one image's row twice (a pasted line, or the image under two
+    labels) counted that face twice, in silence; now the second row is reported and the first kept."""
+    fp = make_ferplus(tmp_path / "fp")
+    label = fp / "FER2013Train" / "label.csv"
+    rows = label.read_text().splitlines()
+    # fer0000001.png again, as fear: a second label for the same face
+    label.write_text("\n".join(rows + ["fer0000001.png,\"(0, 0, 48, 48)\",0,0,0,0,0,0,9,0,1,0"]) + "\n")
+    with pytest.raises(DatasetError, match=r"label.csv:line 7: fer0000001.png is listed again \(first on line 2\)"):
+        open_dataset("ferplus", fp).load("Train")
+    with pytest.warns(UserWarning, match="left out 1 item"):
+        tr = open_dataset("ferplus", fp, skip_bad=True).load("Train")
+    assert [L.CANONICAL_8[i] for i in tr.labels] == ["neutral", "happy", "surprise", "contempt"]
+    raf = make_rafdb(tmp_path / "r")
+    labels = raf / "basic" / "EmoLabel" / "list_patition_label.txt"
+    # the same test image twice, once by its aligned file's own name (one image: one row)
+    labels.write_text(labels.read_text() + "test_00003_aligned.jpg 1\n")
+    with pytest.raises(DatasetError, match=r"line 22: test_00003_aligned.jpg is listed again \(first on line 17\)"):
+        open_dataset("rafdb", raf).load("test")
+    assert len(open_dataset("rafdb", raf).load("train")) == 14  # (not the training split's fault)
+    with pytest.warns(UserWarning, match="left out 1 item"):
+        te = open_dataset("rafdb", raf, skip_bad=True).load("test")
+    assert len(te) == 7 and L.CANONICAL[te.labels[2]] == "disgust"  # the first row's label is kept
+
+
 def test_one_ck_frame_or_jaffe_photo_filed_twice_is_said(tmp_path):
     """The same CK+ frame in happy/ and sadness/ counted twice (217 for 216); JAFFE's KA.AN1.1.tiff beside
     KA.AN1.1.tif or KA.SA1.1.tiff (one photo number) counted twice too, in silence."""

@@ -315,6 +315,7 @@ class FERPlus(Reader):
         recs: list[Record] = []
         skipped: list[tuple[str, str]] = []
         present = {p.name for p in folder.iterdir()}
+        listed: dict[str, int] = {}  # a file's name -> the line that first lists it
         with open(label_file, newline="", encoding="utf-8-sig") as f:  # (a BOM too, as Excel saves)
             for line, row in enumerate(csv.reader(f), start=1):
                 if not row or (line == 1 and not row[0].lower().endswith(".png") and "usage" in ",".join(row).lower()):
@@ -322,6 +323,11 @@ class FERPlus(Reader):
                 src = f"{label_file}:line {line}"
                 if len(row) != 12:
                     self._fail(skipped, src, f"expected 12 columns (file, box, 10 vote counts), got {len(row)}")
+                    continue
+                first = listed.setdefault(row[0], line)
+                if first != line:  # one face listed twice (a pasted row): read once, by its first row
+                    self._fail(skipped, src, f"{row[0]} is listed again (first on line {first}): remove one row "
+                                             f"(the first is kept)")
                     continue
                 try:
                     votes = np.array([float(x) for x in row[2:]])
@@ -540,6 +546,7 @@ class RAFDB(Reader):
             raise DatasetError(f"{self.label_file}: cannot read the RAF-DB label file ({e})") from None
         if not any(t.strip() for t in lines):
             raise DatasetError(f"{self.label_file}: the RAF-DB label file lists no images")
+        listed: dict[str, int] = {}  # an image's file name -> the line that first lists it
         for line, text in enumerate(lines, start=1):
             if not text.strip():
                 continue
@@ -564,6 +571,11 @@ class RAFDB(Reader):
                 continue
             stem = Path(fname).stem  # (a list naming the aligned file itself: not _aligned_aligned)
             path = img_dir / ((stem if stem.endswith("_aligned") else stem + "_aligned") + ".jpg")
+            first = listed.setdefault(path.name, line)
+            if first != line:  # one image listed twice (with one label or two): read once, by its first row
+                self._fail(skipped, src, f"{fname} is listed again (first on line {first}): remove one row (the "
+                                         f"first is kept)")
+                continue
             if not path.is_file():
                 self._fail(skipped, str(path), "image listed in list_patition_label.txt is missing")
                 continue
