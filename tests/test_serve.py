@@ -903,8 +903,10 @@ def test_browser_shows_an_exif_turned_webp_as_the_server_read_it(browser, live, 
 
 @pytest.mark.slow
 @pytest.mark.timeout(300)
-def test_browser_webcam_live(browser, live, tmp_path):
+def test_browser_webcam_live(browser, live, tmp_path, photo):
     """Chromium's fake camera plays the example photo: the page sends frames and labels them live."""
+    import httpx
+
     served = live.app.state.engine.served
     ctx, page, seen = open_page(browser, live, camera=True)
     try:
@@ -920,6 +922,31 @@ def test_browser_webcam_live(browser, live, tmp_path):
         page.screenshot(path=str(tmp_path / "webcam.png"))
         time.sleep(1.5)
         assert live.app.state.engine.served >= served + 2  # frames keep coming
+        # a label that flickers from frame to frame (happy, sad, happy...) is not read out each time:
+        # the live region keeps the last reading two answers agreed on; the cards follow every frame
+        answer = httpx.post(live.url + "/v1/analyze", files={"file": ("a.jpg", photo, "image/jpeg")}, timeout=60).json()
+        sad = json.loads(json.dumps(answer))
+        sad["faces"][0]["label"] = "sad"
+        page.evaluate("""() => { window.said = []; window.cards = [];
+            const st = document.getElementById('status'), faces = document.getElementById('faces');
+            new MutationObserver(() => window.said.push(st.textContent)).observe(st, {childList: true, subtree: true, characterData: true});
+            new MutationObserver(() => window.cards.push(Array.from(faces.querySelectorAll('.label'), (e) => e.textContent).join()))
+              .observe(faces, {childList: true, subtree: true}); }""")
+        answers, asked = [sad, answer] * 4 + [answer] * 1000, []
+
+        def reply(route):
+            asked.append(1)
+            route.fulfill(status=200, content_type="application/json", body=json.dumps(answers[len(asked) - 1]))
+
+        page.route("**/v1/analyze", reply)
+        wait_until(lambda: page.wait_for_timeout(50) or len(asked) >= 11)  # (the wait lets the page call)
+        assert "sad" in page.evaluate("() => window.cards") and page.evaluate("() => window.said") == []
+        assert page.text_content("#status") == "Live: 1 face: happy."
+        page.unroute("**/v1/analyze")
+        answers[:] = [sad] * 1000
+        page.route("**/v1/analyze", reply)
+        wait_until(lambda: page.text_content("#status") == "Live: 1 face: sad.")  # two sad answers in a row
+        page.unroute("**/v1/analyze")
         # a server that stops answering: the old result leaves the live picture, the wait is said
         page.route("**/v1/analyze", lambda route: None)  # (never answered)
         wait_until(lambda: "waiting for the server" in page.text_content("#status"), timeout=20)
