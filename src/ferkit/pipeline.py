@@ -36,7 +36,7 @@ from .api import ExpressionModel, load_model
 from .errors import Failure, FerkitError, check_whole
 from .faces import Detection, Detector, align, create_detector, crop_box
 from .io import (VideoReader, caller_level, folder_files, frame_failures, is_image_file, is_video_file,
-                 read_image)
+                 read_image, resize)
 from .results import FaceResult, Result, Results
 
 
@@ -256,9 +256,12 @@ class Recognizer:
         """Aligned faces at the model's input size: uint8 ``[N, H, W]`` (gray) or ``[N, H, W, 3]``."""
         src = cv2.cvtColor(rgb, cv2.COLOR_RGB2GRAY) if self.gray else rgb
         out, shrunk = [], {}
+        whole = np.array([0.0, 0.0, src.shape[1], src.shape[0]])
         for d in dets:
             if d.landmarks is not None:
                 out.append(align(src, d.landmarks, self.size, shrunk)[0])
+            elif np.array_equal(d.box, whole):  # a face crop (--detector none): resized as the datasets'
+                out.append(resize(src, self.size))  # images and model.predict's, so that both agree
             else:
                 out.append(crop_box(src, d.box, self.size))
         return np.stack(out) if out else np.zeros((0, *self.size) + (() if self.gray else (3,)), np.uint8)

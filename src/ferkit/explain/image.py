@@ -28,7 +28,7 @@ import torch
 from ..api import ExpressionModel, load_model
 from ..data.transforms import normalize, to_float
 from ..errors import FerkitError
-from ..faces import align, crop_box
+from ..faces import similarity, template
 from ..io import read_image, staged_files
 from . import au as AU
 from . import render
@@ -40,23 +40,20 @@ METHODS = ("deconv", "gradcam", "guided")
 
 
 def face_crops(rec: Any, rgb: np.ndarray, dets: list) -> tuple[np.ndarray, np.ndarray]:
-    """The aligned crops of ``dets`` as :meth:`ferkit.Recognizer.crops` makes them, and the 2x3
-    matrices photo -> crop (``[N, 2, 3]``), so that explanations can be drawn back."""
-    gray = rec.gray
-    src = cv2.cvtColor(rgb, cv2.COLOR_RGB2GRAY) if gray else rgb
+    """The aligned crops of ``dets``, made by :meth:`ferkit.Recognizer.crops` (what ``predict``
+    classifies), and the 2x3 matrices photo -> crop (``[N, 2, 3]``), so that explanations can be
+    drawn back."""
     h, w = rec.size
-    crops, mats, shrunk = [], [], {}
+    mats = []
     for d in dets:
         if d.landmarks is not None:
-            c, m = align(src, d.landmarks, (h, w), shrunk)
+            m = similarity(d.landmarks, template((h, w)))  # (the matrix align() warps by)
         else:
-            c = crop_box(src, d.box, (h, w))
             x1, y1, x2, y2 = (float(v) for v in d.box)
             sx, sy = w / max(x2 - x1, 1e-6), h / max(y2 - y1, 1e-6)
             m = np.array([[sx, 0, -x1 * sx], [0, sy, -y1 * sy]])
-        crops.append(c)
         mats.append(m)
-    return np.stack(crops), np.stack(mats)
+    return rec.crops(rgb, dets), np.stack(mats)
 
 
 def torch_model(model: str | ExpressionModel = "default", device: str = "cpu") -> ExpressionModel:
