@@ -254,20 +254,53 @@ def test_a_folder_of_odd_inputs_reports_bad_ones_and_reads_the_rest(odd_inputs, 
     assert (tmp_path / "ann" / "cmyk_ferkit.png").exists()
 
 
-def test_a_folder_with_notes_and_a_video_beside_the_photos_succeeds(tmp_path, capsys):
+def test_a_folder_with_notes_beside_the_photos_succeeds(tmp_path, capsys):
     d = tmp_path / "photos"
     d.mkdir()
     shutil.copy(EXAMPLE, d / "a.jpg")
     (d / "README.txt").write_text("shot on 2026-11-30")
-    (d / "clip.mp4").write_bytes(b"not read")
     (d / ".DS_Store").write_bytes(b"hidden: not even listed")
     js = tmp_path / "r.json"
     assert main(["predict", str(d), "--json", str(js)]) == 0  # nothing failed: exit 0
     err = capsys.readouterr().err
-    assert "2 file(s) in the folder(s) ignored:" in err and "failed" not in err and ".DS_Store" not in err
+    assert "1 file(s) in the folder(s) ignored:" in err and "failed" not in err and ".DS_Store" not in err
     assert f"{d / 'README.txt'}: not an image file" in err
-    assert f"{d / 'clip.mp4'}: a video (give it as its own source)" in err
     assert [r["faces"][0]["label"] for r in json.loads(js.read_text())] == ["happy"]  # a folder: a list
+
+
+def test_the_videos_of_a_folder_are_read_after_its_photos(tmp_path, capsys):
+    """`ferkit predict clips/` refused a folder of videos ("holds no image files") and left a mixed
+    folder's videos out ("give it as its own source"): a video user's folder is read whole."""
+    d = tmp_path / "clips"
+    (d / "day2").mkdir(parents=True)
+    shutil.copy(EXAMPLE, d / "z.jpg")
+    bgr = cv2.imread(str(EXAMPLE))
+    wr = cv2.VideoWriter(str(d / "day2" / "clip.avi"), cv2.VideoWriter_fourcc(*"MJPG"), 10, bgr.shape[1::-1])
+    for _ in range(4):
+        wr.write(bgr)
+    wr.release()
+    (d / "broken.mp4").write_bytes(b"not a video")
+    js, out = tmp_path / "r.json", tmp_path / "out"
+    assert main(["predict", str(d), "--json", str(js), "--out", str(out)]) == 1  # broken.mp4 failed, the rest done
+    err = capsys.readouterr().err
+    assert f"{d / 'broken.mp4'}: not a video OpenCV can open" in err and "ignored" not in err
+    entries = json.loads(js.read_text())
+    # the folder's photo, then its videos in order (a failure is an entry too)
+    assert [(Path(e["source"]).name, e.get("frame")) for e in entries] == [
+        ("z.jpg", None), ("broken.mp4", None), *[("clip.avi", i) for i in range(4)]]
+    assert all(e["faces"][0]["label"] == "happy" for e in entries if "error" not in e)
+    assert (out / "day2" / "clip_ferkit.mp4").is_file() and (out / "day2" / "clip.csv").is_file()
+    # an earlier run's outputs inside the folder (--out elsewhere then) are not read again as inputs
+    assert main(["predict", str(d / "day2" / "clip.avi"), "--out", str(d / "res")]) == 0
+    capsys.readouterr()
+    assert main(["predict", str(d / "day2"), str(d / "res"), "--csv", str(tmp_path / "r.csv")]) == 1
+    err = capsys.readouterr().err
+    assert f"{d / 'res' / 'clip_ferkit.mp4'}: an annotated copy ferkit wrote of {d / 'day2' / 'clip.avi'}" in err
+    assert "res: folder holds no image or video files" in err
+    # a folder of videos alone
+    (d / "res").rename(tmp_path / "res")
+    assert main(["predict", str(d / "day2"), "--csv", str(tmp_path / "r.csv")]) == 0
+    assert len((tmp_path / "r.csv").read_text().splitlines()) == 5
 
 
 def test_a_huge_image_is_refused_clearly_and_a_large_one_is_read(tmp_path, capsys):

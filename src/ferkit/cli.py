@@ -1323,7 +1323,8 @@ def build_parser() -> argparse.ArgumentParser:
                        description="Detect, align and classify every face in images, folders of images, video files "
                                    "or a live webcam. Images: prints each face; --out writes an annotated copy and "
                                    "JSON. Folders: searched with their subfolders (hidden files and folders listed, not read) for image "
-                                   "files by extension (.jpg .jpeg .png .bmp .tif .tiff .webp .gif .pgm .ppm); a "
+                                   "files by extension (.jpg .jpeg .png .bmp .tif .tiff .webp .gif .pgm .ppm), and "
+                                   "for videos (read after the folder's images); a "
                                    "row per face in --csv/--json, --out mirrors the subfolders, other files and "
                                    "unreadable ones listed at the end. Videos: --out writes an annotated video, a "
                                    "per-frame CSV (time, track id, probabilities), JSON and an expression-over-time "
@@ -1331,7 +1332,8 @@ def build_parser() -> argparse.ArgumentParser:
                                    "not be read, the others still done, or when ferkit refuses an option's value; 2 "
                                    "when the parser rejects an option (unknown, wrong type, not a choice); 130 on "
                                    "Ctrl+C over files (what was finished is written).")
-    s.add_argument("sources", nargs="*", metavar="SOURCE", help="image files, folders or video files")
+    s.add_argument("sources", nargs="*", metavar="SOURCE", help="image files, folders (of images and videos) or video "
+                   "files")
     s.add_argument("--webcam", type=int, metavar="N", help="read camera N live (a window with boxes, labels, FPS)")
     s.add_argument("--model", default="default", help=MODEL_HELP)
     s.add_argument("--device", default="cpu", help="cpu, cuda, cuda:N or auto (cuda when there is one) (default: cpu)")

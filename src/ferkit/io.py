@@ -651,7 +651,7 @@ def _from_array(arr: np.ndarray, mode: str, label: str, warn: Callable[..., None
 # video
 # ---------------------------------------------------------------------------------------
 VIDEO_EXTENSIONS = frozenset({".mp4", ".avi", ".mov", ".mkv", ".webm", ".m4v", ".mpg", ".mpeg", ".wmv", ".flv",
-                              ".3gp", ".ts"})
+                              ".3gp", ".ts", ".mts", ".m2ts", ".ogv", ".asf", ".vob", ".mjpeg", ".mjpg"})
 
 
 def is_video_file(path: Union[str, os.PathLike]) -> bool:
@@ -660,9 +660,9 @@ def is_video_file(path: Union[str, os.PathLike]) -> bool:
 
 def folder_files(folder: Union[str, os.PathLike], unreadable: list[Failure] | None = None,
                  exclude: Union[str, os.PathLike, None] = None,
-                 hidden: bool = False) -> tuple[list[Path], list[tuple[str, str]]]:
-    """Image files under ``folder`` (recursive, sorted; by extension) and the other files with the
-    reason each is left out. Hidden files and folders (names starting with a dot) are not read;
+                 hidden: bool = False, videos: bool = False) -> tuple[list[Path], list[tuple[str, str]]]:
+    """Image files under ``folder`` (recursive, sorted; by extension), and its video files too with
+    ``videos`` (``predict``), and the other files with the reason each is left out. Hidden files and folders (names starting with a dot) are not read;
     with ``hidden`` the hidden folders and the hidden files with an image's or a video's extension are listed
     among those left out (``predict``: a photo named ``.beach.jpg`` is accounted for), else they
     are not listed (a dataset's ``.DS_Store`` and ``._*`` files). What cannot be read at all
@@ -694,11 +694,11 @@ def folder_files(folder: Union[str, os.PathLike], unreadable: list[Failure] | No
                                     "a hidden file (not read; give its path to read it)"))
                 continue
             if not f.is_file():
-                if is_image_file(f) and unreadable is not None:
+                if (is_image_file(f) or (videos and is_video_file(f))) and unreadable is not None:
                     unreadable.append(Failure(str(f), "a broken or looping link" if f.is_symlink() and not f.exists()
                                               else "not a regular file (a pipe, socket or device)"))
                 continue
-            if is_image_file(f):
+            if is_image_file(f) or (videos and is_video_file(f)):
                 copy_of = _annotated_copy_of(f)
                 if copy_of is None:
                     files.append(f)
@@ -748,9 +748,9 @@ def same_file(a: Union[str, os.PathLike], b: Union[str, os.PathLike]) -> bool:
 def _annotated_copy_of(f: Path) -> str | None:
     """The source an earlier ``ferkit predict --out`` drew ``f`` from, when ``f`` is one of its
     outputs: ``<stem>_ferkit.png`` beside an image's ``<stem>.json`` (ferkit's form) whose ``source``
-    is another file, or ``<stem>_expressions.png`` beside a video's. A photo of the user's named so,
-    beside no such JSON, is read."""
-    for tail, kind in (("_ferkit.png", "image"), ("_expressions.png", "video")):
+    is another file, or ``<stem>_expressions.png`` or ``<stem>_ferkit.mp4`` beside a video's. A photo
+    (or video) of the user's named so, beside no such JSON, is read."""
+    for tail, kind in (("_ferkit.png", "image"), ("_expressions.png", "video"), ("_ferkit.mp4", "video")):
         if f.name.endswith(tail):
             found = ferkit_json(f.with_name(f.name[:-len(tail)] + ".json"))
             if found is not None and found[0] == kind and not same_file(found[1], f):

@@ -541,7 +541,7 @@ def _predict(a: argparse.Namespace, results_out) -> int:
                 raise FerkitError(f"--out {a.out} is the input folder {src}: its outputs would be written among the "
                                   f"images there, over files of the same names; name another folder{_beside(src)}")
             unreadable: list[Failure] = []
-            listed, others = folder_files(src, unreadable, exclude=out, hidden=True)
+            listed, others = folder_files(src, unreadable, exclude=out, hidden=True, videos=True)
             listings[src] = (listed, others, unreadable)
             protected.update(f.resolve() for f in listed)
             protected.update(Path(f).resolve() for f, _ in others)
@@ -576,6 +576,18 @@ def _predict(a: argparse.Namespace, results_out) -> int:
         failed.extend(res.failed)
         seen = len(failed)
 
+    def video(src: str | int, named: Path, root: Path | None) -> None:
+        """One video file (given, or found under the folder ``root``) or camera: run, its outputs
+        written, its frames and lost frames noted; one that cannot be opened is a failure."""
+        stem = _out_stem(out, named, root, used_stems, protected, VIDEO_OUTPUTS, moved) if out else None
+        try:
+            res = run_video(rec, src, a, stem)
+        except FerkitError as e:
+            name = f"webcam:{src}" if isinstance(src, int) else str(src)  # (the reader's name)
+            failed.append(Failure(name, _reason(e, name)))
+            return
+        note_video(res)
+
     n_images = 0
     image_window: Window | None = None
     sources: list = list(a.sources)
@@ -595,26 +607,20 @@ def _predict(a: argparse.Namespace, results_out) -> int:
                                       if Path(src).is_symlink() else "no such file or folder"))
                 continue
             if kind in ("video", "webcam"):
-                stem = None
-                if out:
-                    stem = _out_stem(out, Path(f"webcam{src}" if kind == "webcam" else str(src)), None, used_stems,
-                                     protected, VIDEO_OUTPUTS, moved)
-                try:
-                    res = run_video(rec, src, a, stem)
-                except FerkitError as e:
-                    name = f"webcam:{src}" if kind == "webcam" else str(src)  # (the reader's name)
-                    failed.append(Failure(name, _reason(e, name)))
-                    continue
-                note_video(res)
+                video(src, Path(f"webcam{src}" if kind == "webcam" else str(src)), None)
                 continue
+            videos: list[Path] = []
             if kind == "folder":
                 listed = len(failed)
                 files, skipped, unreadable = listings[src]
                 failed.extend(unreadable)
                 ignored.extend(skipped)
                 if not files and len(failed) == listed:  # (one that cannot be listed is said once)
-                    failed.append(Failure(str(src), "folder holds no image files"))
+                    failed.append(Failure(str(src), "folder holds no image or video files"))
                 root = Path(src)
+                # its videos after its images (each video has its own progress bar)
+                videos = [f for f in files if is_video_file(f)]
+                files = [f for f in files if not is_video_file(f)]
             else:
                 files, root = [Path(src)], None
             bar = _progress(len(files), "predicting", "img", a.quiet or a.no_progress or len(files) < 10)
@@ -644,6 +650,8 @@ def _predict(a: argparse.Namespace, results_out) -> int:
                 r.image = None
                 note(r)
             bar.close()
+            for f in videos:
+                video(str(f), f, root)
     except KeyboardInterrupt as e:
         interrupted = True
         if bar is not None:
