@@ -118,8 +118,9 @@ def test_relu_patch_is_undone_and_layers_are_listed():
     names = [li.name for li in layers]
     assert names == ["0", "1", "2", "3", "4"]
     assert layers[1].kind == "ReLU" and layers[2].shape == (4, 9, 9)
-    # the class-map conv (7 maps = classes) is not Grad-CAM's default; the pooled 1x1 output neither
-    assert default_layer(layers, "gradcam", (1, 20, 20), num_classes=7).name == "2"
+    # the class-map conv (7 maps = classes) is not Grad-CAM's default; the pooled 1x1 output neither; nor
+    # the pooling that ends the features ("2"): the convolution's maps before it (ReLU "1", 18x18)
+    assert default_layer(layers, "gradcam", (1, 20, 20), num_classes=7).name == "1"
 
 
 def test_gradcam_default_is_the_last_feature_layer_even_inside_a_block():
@@ -133,6 +134,8 @@ def test_gradcam_default_is_the_last_feature_layer_even_inside_a_block():
     # lite_plain's last conv block (a Sequential whose output is its last child's), not the pooling before it
     assert defaults("lite_plain") == ["body.5", "body.4"]
     assert defaults("mini_xception", width=2) == ["modules_.3", "modules_.2"]  # unchanged
+    # vgg_fer's features end in a max-pooling (3x3): Grad-CAM takes the last convolution's 6x6 maps
+    assert defaults("vgg_fer") == ["stages.10", "stages.8"]
 
 
 def test_receptive_field_centres_and_peak_cells():
@@ -282,27 +285,31 @@ def test_explain_writes_pictures_for_the_bundled_photo(method, tmp_path, capsys)
         assert acts == sorted(acts, reverse=True) and acts[0] > 0
         assert all(0 <= v < 48 for m in face["maps"] for v in m["peak_xy"])
     else:
-        assert data["layer"] == "stages.11" and face["explained"] == "happy"
+        assert data["layer"] == "stages.10" and face["explained"] == "happy"
         photo = Image.open(tmp_path / f"astronaut_{method}.png")
         assert photo.size == (data["width"], data["height"])
-        # the peak is the strongest cell's receptive-field centre (the first maximal pixel of the
-        # upsampled map was on the border, beside a weaker cell)
+        # the peak is the centre of the strongest cell's tile, the cells tiling the face evenly (the first
+        # maximal pixel of the upsampled map was on the border, beside a weaker cell; placed at their
+        # receptive fields' centroids, 12 to 35 px, 6x6 cells filled the middle half of the face)
         cells = np.array(face["cam_cells"])
+        assert cells.shape == (6, 6)
         r, c = np.unravel_index(cells.argmax(), cells.shape)
-        m = ferkit.load_model("default", backend="torch")
-        centre = receptive_field_centres(m.net, data["layer"], m.input_size)[r, c]
-        assert np.abs(np.array(face["cam_peak_xy"]) - centre).max() <= 0.5
+        assert face["cam_peak_xy"] == [round(8 * c + 3.5), round(8 * r + 3.5)]
+        cam = np.asarray(Image.open(tmp_path / f"astronaut_face1_{method}.png"))
+        assert cam.std() > 20  # (a picture, not a flat tile)
 
 
 def test_an_empty_class_map_is_called_empty_not_a_peak(tmp_path, capsys):
     # the default model on the smiling astronaut: nothing at its last stage raises 'surprise' (ReLU leaves zeros)
-    assert main(["explain", str(EXAMPLE), "--method", "gradcam", "--class", "surprise", "--out", str(tmp_path)]) == 0
+    assert main(["explain", str(EXAMPLE), "--method", "gradcam", "--class", "surprise", "--layer", "stages.11",
+                 "--out", str(tmp_path)]) == 0
     face = json.loads((tmp_path / "astronaut_gradcam.json").read_text())["faces"][0]
     assert face["explained"] == "surprise" and face["cam_peak_xy"] is None and face["cam_peak_au"] is None
     assert max(max(r) for r in face["cam_cells"]) <= 0
     out = capsys.readouterr().out
     assert "the Grad-CAM of 'surprise' is empty" in out and "peaks at" not in out
-    assert main(["explain", str(EXAMPLE), "--method", "guided", "--class", "surprise", "--out", str(tmp_path)]) == 0
+    assert main(["explain", str(EXAMPLE), "--method", "guided", "--class", "surprise", "--layer", "stages.11",
+                 "--out", str(tmp_path)]) == 0
     out = capsys.readouterr().out  # guided: only its Grad-CAM factor is empty, not the guided-backprop panel
     assert "the Grad-CAM (and so guided Grad-CAM) of 'surprise' is empty" in out and "guided-backprop panel" in out
 

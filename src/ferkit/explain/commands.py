@@ -59,7 +59,7 @@ def explain_cli(a: argparse.Namespace) -> int:
                          ("; the guided-backprop panel still shows the pixels the net looks at" if
                           res["method"] == "guided" else ""))
             else:
-                line += f"; {res['method']} of '{f['explained']}' peaks at {tuple(f['cam_peak_xy'])}" + \
+                line += f"; the Grad-CAM of '{f['explained']}' peaks at {tuple(f['cam_peak_xy'])}" + \
                     (f" (near {f['cam_peak_au']})" if f["cam_peak_au"] else "")
         print(line)
     for p in res["files"]:

@@ -145,7 +145,6 @@ def explain_image(source: Any, out: str | os.PathLike, *, model: str | Expressio
     files: list[str] = []
     writes: list[tuple[Path, Callable[[Path], Any]]] = []  # (file, writer of its contents): written at the end
     faces = []
-    centres = receptive_field_centres(m.net, li.name, m.input_size)
     for i, d in enumerate(dets):
         p = probs[i]
         faces.append({"face": i + 1, "box": d.xywh, "score": round(float(d.score), 5),
@@ -154,6 +153,7 @@ def explain_image(source: Any, out: str | os.PathLike, *, model: str | Expressio
                       "probabilities": {c: round(float(v), 5) for c, v in zip(m.classes, p)}})
     k_up = max(1, 144 // max(size))
     if method == "deconv":
+        centres = receptive_field_centres(m.net, li.name, m.input_size)
         acts = activations(m.net, x, li.name)
         for i, f in enumerate(faces):
             idx, vals = top_maps(acts[i], int(maps))
@@ -177,17 +177,21 @@ def explain_image(source: Any, out: str | os.PathLike, *, model: str | Expressio
             f["png"] = str(path)
             files.append(str(path))
     else:
-        cam = gradcam(m.net, x, li.name, tgt, centres)
+        # the cells tile the face evenly, as Grad-CAM draws them (placed at their receptive fields'
+        # centroids, which padding pulls inwards, a 6x6 map filled only the middle half of the face
+        # and was flat around it)
+        cam = gradcam(m.net, x, li.name, tgt)
         guided = guided_backprop(m.net, x, tgt)[0] if method == "guided" else None
         photo = rgb.copy()
         for i, f in enumerate(faces):
             cm = cam.maps[i]
             f["explained"] = m.classes[int(cam.targets[i])]
             if float(cam.raw[i].max()) > 0:
-                # the strongest cell's receptive-field centre (the upsampled map is flat beyond the
-                # outer cells' centres: its first maximal pixel could lie on the border)
+                # the strongest cell's centre in the drawn map (its tile's centre; the upsampled map is
+                # flat beyond the outer cells' centres: its first maximal pixel could lie on the border)
                 r, c = np.unravel_index(int(cam.raw[i].argmax()), cam.raw[i].shape)
-                px, py = np.clip(np.round(centres[r, c]), 0, np.array(cm.shape[::-1]) - 1)
+                ch, cw = cam.raw[i].shape
+                px, py = np.round([(c + 0.5) * size[1] / cw - 0.5, (r + 0.5) * size[0] / ch - 0.5])
                 au, dist = _nearest_au(np.array([px, py], float), size)
                 peak = [int(px), int(py)]
             else:  # ReLU left nothing: no place on this face raises the class's score at this layer

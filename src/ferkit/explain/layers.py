@@ -163,7 +163,8 @@ def default_layer(layers: list[LayerInfo], purpose: str, input_size: tuple[int, 
                   num_classes: int | None = None) -> LayerInfo:
     """The layer used when none is named.
 
-    ``purpose="gradcam"``: the last feature layer before the classifier, as Grad-CAM does:
+    ``purpose="gradcam"``: the last feature layer before the classifier, as Grad-CAM does (when
+    that is a pooling, the last layer before it: vgg_fer's ``stages.10``, 6x6, not ``stages.11``):
     among layers at the smallest resolution above 1x1 (the trailing layers with one map per class,
     a class-map convolution, excluded), the shallowest-named one computed last (for mini-Xception:
     ``modules_.3``, the last residual module, 3x3), unless a layer computed later has a container
@@ -194,6 +195,15 @@ def default_layer(layers: list[LayerInfo], purpose: str, input_size: tuple[int, 
                  and not pick.name.startswith(a.name + ".")]
         if names:
             return max(names, key=lambda a: a.depth)
+    if purpose == "gradcam" and pick.kind in ("MaxPool2d", "AvgPool2d"):
+        # a pooling that ends the features (vgg_fer's last MaxPool, 3x3): Grad-CAM takes the last
+        # convolution's maps before it (6x6), as its authors did for VGG; the pooled grid is coarser
+        # (3x3 cells: the centre cell, over the nose, was the peak of nearly every face)
+        before = [li for li in cands if li.order < pick.order and li.shape[1] * li.shape[2] > res]
+        if before:
+            prev = max(before, key=lambda li: li.order)
+            names = [a for a in layers if a.alias_of == prev.name]
+            return min(names, key=lambda a: a.depth) if names else prev
     return pick
 
 
