@@ -142,6 +142,29 @@ def test_the_file_alone_runs_on_onnxruntime_as_documented(default_onnx):
     assert np.abs(torch.softmax(torch.from_numpy(logits), 1).numpy() - probs).max() <= 1e-5
 
 
+def test_the_cards_face_recipe_gives_predicts_answer_from_a_photo(default_onnx):
+    """The card said only "resize/align the face to 48x48 first": a user warping the landmarks by hand
+    onto another template got other probabilities. Its onnx.face now gives the template and the warp,
+    and following it (ferkit's own align, as the card names it) gives predict's answer."""
+    import cv2
+
+    from ferkit.faces import align, template
+    from ferkit.io import read_image
+
+    path, card = default_onnx
+    face = card["onnx"]["face"]
+    assert np.allclose(face["template_xy"], template((48, 48)), atol=1e-4)
+    assert "similarity" in face["warp"] and "least-squares" in face["warp"] and "RGB2GRAY" in face["color"]
+    rgb = read_image(EXAMPLE, mode="RGB")
+    rec = ferkit.Recognizer(ferkit.load_model("default", backend="torch"))
+    r = rec.analyze(rgb)
+    gray = cv2.cvtColor(rgb, cv2.COLOR_RGB2GRAY)
+    crop = align(gray, np.array(r.faces[0].landmarks), (48, 48))[0]
+    sess = ort.InferenceSession(str(path), providers=["CPUExecutionProvider"])
+    probs = sess.run(["probabilities"], {"image": crop[None, None].astype(np.float32)})[0][0]
+    assert np.abs(probs - [r.faces[0].probabilities[c] for c in card["classes"]]).max() <= 1e-4
+
+
 def test_card_is_inside_and_beside_the_file(default_onnx):
     path, card = default_onnx
     meta = {p.key: p.value for p in onnx.load(str(path)).metadata_props}
@@ -346,6 +369,11 @@ def test_static_int8_from_shipped_ranges(tmp_path, capsys, monkeypatch):
     assert main(["export", "--model", "mini_xception-fer2013", "--out", str(tmp_path / "m.onnx"), "--int8",
                  "static"]) == 1
     assert "ships no int8 ranges for mini_xception-fer2013" in capsys.readouterr().err
+    # --int8 (auto) without ranges: dynamic int8, said (it was printed only as "int8 dynamic")
+    assert main(["export", "--model", "mini_xception-fer2013", "--out", str(tmp_path / "m.onnx"), "--int8"]) == 0
+    cap = capsys.readouterr()
+    assert "int8 dynamic" in cap.out and "int8 against float32 torch: expected to differ" in cap.out
+    assert "ships no int8 ranges for mini_xception-fer2013: dynamic int8 (weights only" in cap.err
     assert main(["export", "--model", "default", "--out", str(tmp_path / "d.onnx"), "--int8", "dynamic",
                  "--dataset", "fer2013", "--data", "."]) == 1
     assert "not with --int8 dynamic" in capsys.readouterr().err

@@ -821,6 +821,10 @@ def cmd_export(a: argparse.Namespace) -> int:
         elif a.int8 == "static":
             raise FerkitError(f"--int8 static: ferkit ships no int8 ranges for {a.model}; calibrate on images of a "
                               f"selection split with --dataset/--data (or use --int8 dynamic)")
+        else:
+            print(f"ferkit: note: ferkit ships no int8 ranges for {a.model}: dynamic int8 (weights only, which is "
+                  f"not faster than float32 on our CPUs: docs/benchmarks_classifier.md); --dataset/--data "
+                  f"calibrate static int8 on your images", file=sys.stderr)
     if a.int8 and (a.dataset or a.data):
         import numpy as np
 
@@ -871,7 +875,11 @@ def cmd_export(a: argparse.Namespace) -> int:
           f"(normalisation is in the graph)")
     print(f"  output probabilities: [{', '.join(map(str, o['outputs'][0]['shape']))}] softmax over "
           f"{', '.join(card['classes'])}; logits: the same before softmax")
-    print(f"  max |onnx - torch| on random images: {o['max_abs_diff_vs_torch']:.2e}")
+    print(f"  max |onnx - torch| on random images: {o['max_abs_diff_vs_torch']:.2e}"
+          + (f" (int8 against float32 torch: expected to differ; float32 export {o['max_abs_diff_fp32_export']:.1e}; "
+             f"measure the accuracy change with `ferkit evaluate --model {out} ...`)" if mode else ""))
+    print(f"  input faces: aligned as ferkit does (5 landmarks onto the template, similarity warp): the card's "
+          f"onnx.face says how")
     return 0
 
 

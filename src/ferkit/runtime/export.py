@@ -297,6 +297,28 @@ def _quiet_stdout():
         os.dup2(saved, 1)
         os.close(saved)
 
+def face_recipe(size: tuple[int, int], gray: bool) -> dict:
+    """How ferkit makes a network's input from a photo, for a card: what an exported file's user must
+    repeat to get ferkit's answers (``ferkit.faces.align`` and ``Recognizer.crops`` do it)."""
+    from ..faces.align import template
+
+    h, w = size
+    return {
+        "landmarks": "5 points, as MTCNN gives them: image-left eye, image-right eye, nose tip, image-left and "
+                     "image-right mouth corners",
+        "template_xy": np.round(template((h, w)), 4).tolist(),
+        "warp": "the similarity (rotation, uniform scale, shift; no reflection) taking the 5 landmarks onto "
+                "template_xy in the least-squares sense (Umeyama 1991), applied with cv2.warpAffine, bilinear, "
+                "border replicated; a face shrunk below half size is first shrunk by a power of 2 with "
+                "cv2.INTER_AREA (the matrix scaled to match), so that it does not alias",
+        "color": ("gray: cv2.cvtColor(rgb, cv2.COLOR_RGB2GRAY) of the photo, before the warp" if gray else
+                  "RGB, as decoded"),
+        "crop_given": f"an image that is already a face crop (--detector none) is resized to {w}x{h} with "
+                      "Pillow's bilinear filter (antialiased)",
+        "code": "ferkit.faces.align.align(image, landmarks, (h, w)) does the warp; ferkit.Recognizer.crops the rest",
+    }
+
+
 def export_onnx(model_or_name: Any, path: str | os.PathLike, *, opset: int = DEFAULT_OPSET,
                 dynamic_batch: bool = True, int8: bool | str = False, calibration: np.ndarray | None = None,
                 int8_ranges: dict | None = None, write_card: bool = True,
@@ -396,7 +418,8 @@ def export_onnx(model_or_name: Any, path: str | os.PathLike, *, opset: int = DEF
         "input": {"name": INPUT_NAME, "dtype": "float32", "shape": [n, c, h, w],
                   "layout": "NCHW", "color": "gray" if c == 1 else "RGB", "range": [0, 255],
                   "preprocessing": f"inside the graph: (image / 255 - mean) / std with mean {list(model.mean)}, "
-                                   f"std {list(model.std)}; resize/align the face to {h}x{w} first"},
+                                   f"std {list(model.std)}; align the face to {h}x{w} first (see 'face')"},
+        "face": face_recipe((h, w), gray=c == 1),
         "outputs": [{"name": OUTPUT_NAMES[0], "dtype": "float32", "shape": [n, len(model.classes)],
                      "meaning": "softmax probabilities, columns in 'classes' order"},
                     {"name": OUTPUT_NAMES[1], "dtype": "float32", "shape": [n, len(model.classes)],
