@@ -439,6 +439,10 @@ def test_au_analysis_options_reach_the_report(tmp_path, capsys):
         return json.loads((tmp_path / out / "report.json").read_text())
 
     a, b, c = run("a", 3), run("b", 3), run("c", 4)
+    assert "replacing" not in capsys.readouterr().out
+    assert run("c", 4)["hits"] == c["hits"]  # again into the same folder: the earlier report's files replaced, said
+    cap = capsys.readouterr()
+    assert "report.md (replacing the earlier file)" in cap.out and "held an earlier report" in cap.err
     assert (a["n_images"], a["n_images_in_split"], a["locate"]) == (12, 21, "deconv")
     rule = a["assignment"]
     assert (rule["radius"], rule["min_consistency"]) == (0.3, 0.9)

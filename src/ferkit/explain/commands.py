@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import sys
+from pathlib import Path
 
 import numpy as np
 
@@ -33,7 +34,6 @@ def explain_cli(a: argparse.Namespace) -> int:
     if a.target is not None and a.method == "deconv":
         raise FerkitError("--class explains one class with --method gradcam or guided; deconv shows the feature "
                           "maps that respond most to the face, whatever the class")
-    from pathlib import Path
 
     before = {f.resolve() for f in Path(a.out).iterdir()} if Path(a.out).is_dir() else set()
     res = explain_image(a.image, a.out, model=model, method=a.method, layer=a.layer, maps=a.maps,
@@ -115,6 +115,7 @@ def au_analysis_cli(a: argparse.Namespace) -> int:
     res = analyse(model, ds, a.layer, locate=a.locate, batch_size=a.batch_size, progress=not a.no_progress,
                   radius=a.radius, min_consistency=a.min_consistency, maps_per_au=a.maps_per_au,
                   top_images=a.top_images, n_total=n_total)
+    before = {f.resolve() for f in Path(a.out).iterdir()} if Path(a.out).is_dir() else set()
     files = write_report(res, a.out, command=_command(a), dropped=dropped, skipped=list(ds.skipped))
     asg = res.assignment
     print(f"{res.model} on {res.dataset} {res.split}: {res.n} images, layer {res.layer.name} "
@@ -128,8 +129,12 @@ def au_analysis_cli(a: argparse.Namespace) -> int:
     if res.n < SMALL_SAMPLE:
         print(f"note: {res.n} images only: a map's consistency rests on a few peaks each, and many maps pass "
               f"--min-consistency by chance; read these numbers from {SMALL_SAMPLE} images or more")
+    replaced = [p for p in files if Path(p).resolve() in before]
     for p in files:
-        print(f"wrote {p}")
+        print(f"wrote {p}" + (" (replacing the earlier file)" if Path(p).resolve() in before else ""))
+    if replaced:
+        print(f"ferkit: note: {a.out} held an earlier report: {len(replaced)} of its files were replaced (another "
+              f"--out keeps both)", file=sys.stderr)
     return 0
 
 
