@@ -298,6 +298,10 @@ def test_smoothing_in_streams(rec, tmp_path):
     for r0, r1 in zip(raw, sm):
         expect = 0.5 * expect + 0.5 * r0.faces[0].probabilities[c] if r0.frame else expect
         assert r1.faces[0].probabilities[c] == pytest.approx(expect, abs=1e-5)
+    # what was smoothed says so (the JSON's faces had nothing to tell smoothed probabilities from raw ones)
+    assert all(f.to_dict()["smoothed"] == 0.5 for r in sm for f in r.faces)
+    assert all("smoothed" not in f.to_dict() for r in raw for f in r.faces)
+    assert "smoothed" not in rec.predict(str(EXAMPLE)).faces[0].to_dict()
 
 
 def test_bad_videos_are_clear_errors(rec, tmp_path):

@@ -1328,7 +1328,7 @@ def build_parser() -> argparse.ArgumentParser:
 
     s = sub.add_parser("predict", epilog=VERB_EXAMPLES["predict"],
                        help="read every face's expression in images, folders, videos or a webcam", formatter_class=fmt,
-                       description="Detect, align and classify every face in images, folders of images, video files "
+                       description="Detect, align and classify every face in images, folders (of images and videos), video files "
                                    "or a live webcam. Images: prints each face; --out writes an annotated copy and "
                                    "JSON. Folders: searched with their subfolders (hidden files and folders listed, not read) for image "
                                    "files by extension (.jpg .jpeg .png .bmp .tif .tiff .webp .gif .pgm .ppm), and "

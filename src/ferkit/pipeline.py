@@ -279,12 +279,12 @@ class Recognizer:
         return Result(source, rgb.shape[1], rgb.shape[0], faces, image=rgb if keep_image else None,
                       classes=self.classes, **extra)
 
-    def _face(self, d: Detection, p: np.ndarray, track_id: int | None = None) -> FaceResult:
+    def _face(self, d: Detection, p: np.ndarray, track_id: int | None = None, smoothed: float = 0.0) -> FaceResult:
         i = int(np.argmax(p))
         lm = None if d.landmarks is None else [[round(float(x), 2), round(float(y), 2)] for x, y in d.landmarks]
         return FaceResult(box=d.xywh, score=float(d.score), label=self.classes[i],
                           probabilities={c: float(v) for c, v in zip(self.classes, p)}, landmarks=lm,
-                          track_id=track_id, landmarks_estimated=d.estimated)
+                          track_id=track_id, landmarks_estimated=d.estimated, smoothed=float(smoothed))
 
     # -- one image ---------------------------------------------------------------------------
     def analyze(self, image: Any, source: str | None = None, keep_image: bool = True) -> Result:
@@ -387,7 +387,8 @@ class Recognizer:
                     dets = self._keep(self.detector.detect(rgb), tracker)
                 probs = self.classify(self.crops(rgb, dets))
                 ids = tracker.update(np.stack([d.box for d in dets]) if dets else np.zeros((0, 4)))
-                faces = [self._face(d, tracker.smooth_probs(tid, p), tid) for d, p, tid in zip(dets, probs, ids)]
+                faces = [self._face(d, tracker.smooth_probs(tid, p), tid, self.smooth)
+                         for d, p, tid in zip(dets, probs, ids)]
                 yield Result(reader.name, rgb.shape[1], rgb.shape[0], faces, frame=idx, time=round(t, 4), image=rgb,
                              classes=self.classes)
                 n += 1

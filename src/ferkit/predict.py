@@ -330,7 +330,9 @@ def run_video(rec: Recognizer, path: str | int, a: argparse.Namespace, stem: Pat
     say = (lambda *_: None) if a.quiet else print  # --quiet: no per-source lines, for videos as for photos
     say(f"{shown(reader.name)}: {len(res)} frame(s) processed{' before the interruption' if interrupted else ''} "
         f"in {elapsed:.1f} s ({len(res) / max(elapsed, 1e-9):.1f} "
-        f"frames/s), {len(tracks)} face track(s)")
+        f"frames/s), {len(tracks)} face track(s)"
+        + (f"; each face's probabilities smoothed over its frames (--smooth {rec.smooth:g}: the past's weight; "
+           f"--smooth 0 keeps each frame's own)" if rec.smooth and tracks else ""))
     for tid, labels in sorted(tracks.items()):
         top = Counter(labels).most_common(1)[0][0]  # (a tie: the label seen first)
         say(f"  face #{tid}: in {len(labels)} frame(s), mostly {top} ({labels.count(top) / len(labels):.0%})")

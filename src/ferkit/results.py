@@ -43,6 +43,9 @@ class FaceResult:
     landmarks: list[list[float]] | None = None  #: [[x, y] x 5] or None
     track_id: int | None = None  #: video / webcam: the same person keeps the same id
     landmarks_estimated: bool = False  #: True when the detector gave no landmarks (Haar): placed from the box
+    #: video / webcam: the weight of the track's past in ``probabilities`` (``smooth``, --smooth); 0: this
+    #: frame's own
+    smoothed: float = 0.0
 
     @property
     def confidence(self) -> float:
@@ -57,6 +60,8 @@ class FaceResult:
             d["landmarks_estimated"] = True
         if self.track_id is not None:
             d["track_id"] = self.track_id
+        if self.smoothed:
+            d["smoothed"] = self.smoothed
         return d
 
 
