@@ -9,6 +9,7 @@ import os
 import shutil
 import subprocess
 import sys
+import time
 from pathlib import Path
 
 import cv2
@@ -442,11 +443,11 @@ class FakeCamera:
 
     frame = None
 
-    def __init__(self, index, *args, good=4, glitch=0, rounds=1, raises=False):
+    def __init__(self, index, *args, good=4, glitch=0, rounds=1, raises=False, delay=0.0):
         if FakeCamera.frame is None:
             FakeCamera.frame = np.ascontiguousarray(np.asarray(Image.open(EXAMPLE).convert("RGB"))[:, :, ::-1])
         self.plan = ([True] * good + [False] * glitch) * rounds
-        self.raises, self.released = raises, False
+        self.raises, self.released, self.delay = raises, False, delay
 
     def isOpened(self):
         return True
@@ -455,6 +456,7 @@ class FakeCamera:
         return {cv2.CAP_PROP_FPS: 30.0, cv2.CAP_PROP_FRAME_WIDTH: 512, cv2.CAP_PROP_FRAME_HEIGHT: 512}.get(prop, 0.0)
 
     def read(self):
+        time.sleep(self.delay)  # (a frame comes when the camera has one)
         ok = self.plan.pop(0) if self.plan else False
         if not ok and self.raises:
             raise cv2.error("select() timeout")
@@ -484,6 +486,23 @@ def test_a_camera_that_misses_frames_goes_on_and_one_that_stops_is_reported(monk
         list(VideoReader(0))
 
 
+def test_a_slow_webcams_times_and_recording_keep_to_the_clock(monkeypatch, tmp_path, capsys):
+    """A camera's frames were timed at its nominal rate (30 frames/s) and recorded at it, however few
+    the analysis kept up with: at 10 frames/s its timeline and its recording ran 3x fast."""
+    fake_camera(monkeypatch, good=5, delay=0.1)
+    js = tmp_path / "cam.json"
+    assert main(["predict", "--webcam", "0", "--headless", "--json", str(js), "--out", str(tmp_path / "o"),
+                 "--no-progress"]) == 1  # (the camera stops after 5 frames)
+    times = [e["time"] for e in json.loads(js.read_text()) if "error" not in e]
+    assert len(times) == 5 and times[0] == 0 and all(0.09 <= b - a < 1 for a, b in zip(times, times[1:]))
+    monkeypatch.undo()  # (OpenCV's own VideoCapture again, to read the recording)
+    cap = cv2.VideoCapture(str(tmp_path / "o" / "webcam0_ferkit.mp4"))
+    n, fps = int(cap.get(cv2.CAP_PROP_FRAME_COUNT)), cap.get(cv2.CAP_PROP_FPS)
+    cap.release()
+    assert fps == 30 and abs(n - (times[-1] * 30 + 1)) <= 1  # as long as it took, not 5 frames at 30/s
+    capsys.readouterr()
+
+
 def test_webcam_that_stops_exits_1_with_its_frames_kept(monkeypatch, tmp_path, capsys):
     fake_camera(monkeypatch, good=4)
     js = tmp_path / "cam.json"
@@ -497,7 +516,9 @@ def test_webcam_that_stops_exits_1_with_its_frames_kept(monkeypatch, tmp_path, c
     # one that gives nothing: its name once, not "0: webcam:0: ..."
     fake_camera(monkeypatch, good=0)
     assert main(["predict", "--webcam", "0", "--headless"]) == 1
-    assert capsys.readouterr().err.startswith("ferkit: error: webcam:0: the camera opened but gives no frames")
+    err = capsys.readouterr().err  # (and a camera read with nothing shown or saved: said at the start)
+    assert err.startswith("ferkit: note: --webcam --headless without --out, --json or --csv: nothing is shown")
+    assert "\nferkit: error: webcam:0: the camera opened but gives no frames" in err
 
 
 def test_show_on_a_display_that_cannot_be_reached_fails_before_any_work(monkeypatch, tmp_path, capsys):

@@ -1145,6 +1145,11 @@ class VideoReader:
                         self.errors.extend((i, "unreadable frame (skipped)") for i in range(idx, est))
                     idx = est
             trouble = 0
+            if self.is_camera:  # a camera's frame comes when it is read: its time is the clock's (frames
+                # counted at its nominal rate ran fast when the analysis kept up with fewer of them)
+                now = time.monotonic()
+                zero = now if last_t is None else zero
+                t = now - zero
             if t is None:
                 t = idx / self.fps if last_t is None else last_t + (idx - last_i) / self.fps
             last_t, last_i = t, idx

@@ -263,6 +263,7 @@ def run_video(rec: Recognizer, path: str | int, a: argparse.Namespace, stem: Pat
     t0, fps_ema, last = time.perf_counter(), None, time.perf_counter()
     interrupted = stopped = False
     next_frame = 0  # the index of the next frame to be read (0, every, 2 every...)
+    written = 0  # a camera's recording: frames written so far
     try:
         with reader:
             for r in rec.stream(reader, every=every, max_frames=a.max_frames):
@@ -279,7 +280,15 @@ def run_video(rec: Recognizer, path: str | int, a: argparse.Namespace, stem: Pat
                                                      (frame.shape[1], frame.shape[0]))
                             except ImageDecodeError as e:  # the analysis goes on: its CSV, JSON and plot
                                 unwritten = str(e)
-                        if writer is not None:
+                        if writer is not None and is_cam:
+                            # a camera's frames come as fast as they are analysed, fewer than its rate:
+                            # each is written as many times as keeps the recording in real time (at
+                            # the nominal rate it played fast)
+                            due = int((r.time or 0.0) * reader.fps / every) + 1
+                            for _ in range(max(1, due - written)):
+                                writer.write(frame)
+                            written = max(written + 1, due)
+                        elif writer is not None:
                             # frames to be read that were lost before this one: a card each, so that
                             # the annotated video keeps the source's timing (and shows the loss)
                             write_cards(writer, frame.shape, reader.errors, next_frame, r.frame or 0, every)
@@ -507,6 +516,9 @@ def _predict(a: argparse.Namespace, results_out) -> int:
         raise FerkitError(f"--max-frames must be at least 1, got {a.max_frames}")
     if not a.headless and (a.show or a.webcam is not None):
         Window.check()
+    if a.webcam is not None and a.headless and not (a.out or a.json or a.csv):
+        print("ferkit: note: --webcam --headless without --out, --json or --csv: nothing is shown or saved; the "
+              "camera is read until Ctrl+C (or --max-frames), then a summary is printed", file=sys.stderr)
     from .api import ExpressionModel
 
     loaded = isinstance(a.model, ExpressionModel)  # (loaded on its --device and --backend by cmd_predict)
