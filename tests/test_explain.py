@@ -581,3 +581,22 @@ def test_the_low_level_functions_say_what_is_wrong_in_ferkits_words():
         with pytest.raises(ferkit.FerkitError, match=msg):
             call()
     assert gradcam(m.net, x, layer, target=[1, 2]).targets.tolist() == [1, 2]  # (valid ones still work)
+
+
+def test_pictures_carry_their_key_and_the_photo_numbers_its_faces(tmp_path):
+    """The Grad-CAM and deconv pictures had no key (what the colours and marks mean, each map scaled to
+    its own maximum), and the whole photo's overlay did not number its faces as the per-face files do."""
+    from ferkit.explain import render
+
+    tiles = [np.full((48, 48), 128, np.uint8)] * 3
+    render.grid(tiles, ["a", "b", "c"], tmp_path / "bare.png", ncols=3)
+    render.grid(tiles, ["a", "b", "c"], tmp_path / "key.png", ncols=3, note="Colours: blue 0, red the largest. " * 4)
+    bare, key = (np.asarray(Image.open(tmp_path / f"{n}.png").convert("L")) for n in ("bare", "key"))
+    assert key.shape[0] > bare.shape[0] and (key[bare.shape[0]:] < 128).any()  # the key's text, under the tiles
+    photo = np.full((300, 400, 3), 200, np.uint8)
+    m = np.array([[0.5, 0.0, -50.0], [0.0, 0.5, -50.0]])  # photo (100..196, 100..196) -> a 48x48 crop
+    plain = render.paste_back(photo, np.zeros((48, 48)), m)
+    named = render.paste_back(photo, np.zeros((48, 48)), m, label="2")
+    diff = np.argwhere((plain != named).any(2))
+    assert len(diff) > 50 and diff[:, 0].max() < 110 and diff[:, 1].min() >= 95  # by the outline's top corner
+    assert (named[diff[:, 0], diff[:, 1]] == 0).all(1).any()  # (white on black)

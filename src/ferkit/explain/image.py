@@ -173,7 +173,11 @@ def explain_image(source: Any, out: str | os.PathLike, *, model: str | Expressio
             path = out / f"{stem}_face{i + 1}_deconv.png"
             writes.append((path, partial(render.grid, tiles, titles, ncols=min(len(tiles), 5),
                                          title=f"{m.name} {li.name}: top {len(idx)} maps, deconvnet projections",
-                                         marks=marks)))
+                                         marks=marks,
+                                         note="Each tile: the pixels that drive one feature map's strongest cell "
+                                              "(deconvnet projection; gray 0, light and dark: the sign). 'map N: a "
+                                              "(AUk)': the map, its activation, the action unit nearest the "
+                                              "projection's peak (+).")))
             f["png"] = str(path)
             files.append(str(path))
     else:
@@ -199,23 +203,31 @@ def explain_image(source: Any, out: str | os.PathLike, *, model: str | Expressio
             f.update({"cam_peak_xy": peak, "cam_peak_au": au, "cam_peak_au_distance": dist,
                       "cam_cells": np.round(cam.raw[i], 5).tolist()})
             crop = render.to_rgb(crops[i])
+            key = ("Colours: blue 0, red this face's largest value (each map scaled to its own maximum)." +
+                   (f" Peak {tuple(peak)}, near {au}." if peak is not None and au else "") if peak is not None else
+                   f"Empty: nothing at {li.name} raises the score of '{f['explained']}' on this face (the map is 0 "
+                   f"everywhere).")
             if guided is None:
                 tiles = [crop, render.heat(cm), render.overlay(crop, cm)]
                 titles = [f"face {i + 1}: {f['label']}", f"Grad-CAM '{f['explained']}'", "overlay"]
                 shown = cm
+                note = f"Grad-CAM at {li.name} ({'x'.join(map(str, li.shape[1:]))} cells). {key}"
             else:
                 gg = guided[i] * cm[None]
                 shown = render.magnitude(gg)
                 tiles = [crop, render.projection_image(guided[i]), render.projection_image(gg),
                          render.overlay(crop, shown)]
                 titles = [f"face {i + 1}: {f['label']}", f"guided backprop '{f['explained']}'", "guided Grad-CAM",
-                          "overlay"]
+                          "overlay: its size"]
+                note = (f"Guided backprop: the pixels that raise '{f['explained']}' (gray 0). Guided Grad-CAM: the "
+                        f"same times Grad-CAM at {li.name}; the overlay shows its size. {key}")
             tiles = [render.upscale(t, k_up) for t in tiles]
             path = out / f"{stem}_face{i + 1}_{method}.png"
-            writes.append((path, partial(render.grid, tiles, titles, ncols=len(tiles), title=f"{m.name} {li.name}")))
+            writes.append((path, partial(render.grid, tiles, titles, ncols=len(tiles), title=f"{m.name} {li.name}",
+                                         note=note)))
             f["png"] = str(path)
             files.append(str(path))
-            photo = render.paste_back(photo, shown, mats[i])
+            photo = render.paste_back(photo, shown, mats[i], label=str(i + 1) if len(faces) > 1 else None)
         big = max(photo.shape[:2])
         if big > 1600:
             s = 1600 / big

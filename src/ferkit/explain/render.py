@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import textwrap
 from collections.abc import Sequence
 
 import cv2
@@ -57,9 +58,11 @@ def upscale(img: np.ndarray, factor: int) -> np.ndarray:
     return cv2.resize(img, (img.shape[1] * factor, img.shape[0] * factor), interpolation=cv2.INTER_NEAREST)
 
 
-def paste_back(photo: np.ndarray, values: np.ndarray, m: np.ndarray, alpha: float = 0.5) -> np.ndarray:
+def paste_back(photo: np.ndarray, values: np.ndarray, m: np.ndarray, alpha: float = 0.5,
+               label: str | None = None) -> np.ndarray:
     """Draw ``values`` (``hxw`` in [0, 1], on the aligned crop) back onto the region of ``photo``
-    (RGB) it came from; ``m`` is the 2x3 matrix photo -> crop."""
+    (RGB) it came from; ``m`` is the 2x3 matrix photo -> crop. ``label`` (the face's number, as the
+    per-face pictures and the JSON count them) is written by the outline's top corner."""
     H, W = photo.shape[:2]
     inv = cv2.invertAffineTransform(np.asarray(m, np.float64))
     v = cv2.warpAffine(np.asarray(values, np.float32), inv, (W, H), flags=cv2.INTER_LINEAR,
@@ -73,8 +76,16 @@ def paste_back(photo: np.ndarray, values: np.ndarray, m: np.ndarray, alpha: floa
     h, w = values.shape
     corners = np.array([[0, 0], [w, 0], [w, h], [0, h]], np.float64) - 0.5
     pts = corners @ inv[:, :2].T + inv[:, 2]
-    cv2.polylines(out, [np.round(pts).astype(np.int32)], True, (255, 255, 255), max(1, round(max(H, W) / 400)),
-                  cv2.LINE_AA)
+    th = max(1, round(max(H, W) / 400))
+    cv2.polylines(out, [np.round(pts).astype(np.int32)], True, (255, 255, 255), th, cv2.LINE_AA)
+    if label:
+        scale = max(0.5, max(H, W) / 900)
+        (tw, tht), base = cv2.getTextSize(label, cv2.FONT_HERSHEY_SIMPLEX, scale, 2 * th)
+        x, y = pts[np.argmin(pts[:, 1])]  # the outline's top corner, the label above it (inside the picture)
+        x = int(np.clip(x, 0, max(0, W - tw - 4)))
+        y = int(np.clip(y - 4, tht + 4, H - base - 1))
+        cv2.rectangle(out, (x, y - tht - 4), (x + tw + 4, y + base), (0, 0, 0), -1)
+        cv2.putText(out, label, (x + 2, y), cv2.FONT_HERSHEY_SIMPLEX, scale, (255, 255, 255), 2 * th, cv2.LINE_AA)
     return out
 
 
@@ -87,12 +98,16 @@ def save_png(img: np.ndarray, path: str | os.PathLike) -> None:
 
 def grid(tiles: Sequence[np.ndarray], titles: Sequence[str], path: str | os.PathLike, ncols: int = 6,
          title: str = "", marks: Sequence[Sequence[tuple[float, float]] | None] | None = None,
-         tile_inches: float = 1.7) -> None:
-    """A titled grid of images (uint8 gray or RGB), with optional points (x, y) marked on each."""
+         tile_inches: float = 1.7, note: str = "") -> None:
+    """A titled grid of images (uint8 gray or RGB), with optional points (x, y) marked on each and a
+    ``note`` under it (the key: what the colours and marks mean)."""
     n = len(tiles)
     ncols = max(1, min(ncols, n))
     nrows = (n + ncols - 1) // ncols
-    fig, axes = plt.subplots(nrows, ncols, figsize=(tile_inches * ncols, tile_inches * nrows + (0.35 if title else 0)),
+    lines = textwrap.wrap(note, width=int(tile_inches * ncols * 17)) if note else []
+    foot = 0.14 * len(lines) + (0.1 if lines else 0)  # inches under the tiles for the note
+    fig, axes = plt.subplots(nrows, ncols, figsize=(tile_inches * ncols,
+                                                    (tile_inches + 0.2) * nrows + (0.35 if title else 0) + foot),
                              dpi=100, squeeze=False)
     for i, ax in enumerate(axes.ravel()):
         ax.axis("off")
@@ -105,6 +120,9 @@ def grid(tiles: Sequence[np.ndarray], titles: Sequence[str], path: str | os.Path
             ax.scatter(xs, ys, marker="+", s=40, c="#00ff66", linewidths=1.2)
     if title:
         fig.suptitle(title, fontsize=9)
-    fig.tight_layout()
+    height = fig.get_size_inches()[1]
+    if lines:
+        fig.text(0.5, 0.05 / height, "\n".join(lines), ha="center", va="bottom", fontsize=6.5, color="#333333")
+    fig.tight_layout(rect=(0, foot / height, 1, 1))
     fig.savefig(path)
     plt.close(fig)
