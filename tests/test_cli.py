@@ -57,6 +57,11 @@ def test_models_lists_architectures(capsys):
     assert "mini_xception" in out and "56,951 params" in out
     # a shipped file's options as command-line words, not a Python dict
     assert "mini_xception width=2 " in out and "lite_plain head=flat widths=16,24,64,192 " in out and "{'" not in out
+    # a CK+ network's classes are not the usual seven (contempt for neutral), and each file's size is given
+    line = next(x for x in out.splitlines() if x.strip().startswith("mini_xception-ckplus "))
+    assert "7 classes (with contempt, no neutral)" in line and " 0.8 MB " in line
+    assert "8 classes (with contempt)" in next(x for x in out.splitlines() if x.strip().startswith("vgg_fer-ferplus "))
+    assert "-s1, -s2...: the same recipe with another seed" in out  # what the names' endings mean
 
 
 def test_data_prints_counts(tmp_path, capsys):

@@ -230,6 +230,15 @@ def cmd_models(a: argparse.Namespace) -> int:
     print("\nshipped weights (ferkit.load_model(name)):")
     if not cards:
         print("  (none)")
+    from . import labels as L
+
+    def classes_said(cl: list[str]) -> str:
+        """``7 classes``, and how they differ from the usual seven (CK+'s contempt, FER+'s eighth)."""
+        extra = [c for c in cl if c not in L.CANONICAL]
+        missing = [c for c in L.CANONICAL if c not in cl]
+        return f"{len(cl)} classes" + (f" ({', '.join([*(f'with {c}' for c in extra), *(f'no {c}' for c in missing)])})"
+                                       if extra or missing else "")
+
     rows = []
     for c in cards:
         ms = "  ".join(f"{split} acc {m['accuracy']:.4f}" for split, m in c.get("metrics", {}).items())
@@ -242,7 +251,8 @@ def cmd_models(a: argparse.Namespace) -> int:
         rows.append((c["name"] + (f" (= {', '.join(aliases[c['name']])})" if c["name"] in aliases else ""),
                      " ".join([c["architecture"], *(f"{k}={','.join(map(str, v)) if isinstance(v, list) else v}"
                                                     for k, v in (c.get("arch_kwargs") or {}).items())]),
-                     f"{len(c['classes'])} classes  {ms}", int8.get(c["name"]), c.get("base")))
+                     f"{(weights.SHIPPED_DIR / (c['name'] + '.safetensors')).stat().st_size / 1e6:4.1f} MB  "
+                     f"{classes_said(c['classes'])}  {ms}", int8.get(c["name"]), c.get("base")))
     w0 = max((len(r[0]) for r in rows), default=0) + 2
     w1 = max((len(r[1]) for r in rows), default=0) + 2
     for name, arch, rest, q8, base in rows:
@@ -258,6 +268,11 @@ def cmd_models(a: argparse.Namespace) -> int:
     for alias, target in weights.ALIASES.items():
         if "+" in target:
             print(f"  {alias:<{w0}}ensemble of {' + '.join(target.split('+'))} (mean probabilities)")
+    print("\nnames: <architecture>-<dataset trained on>; -bn: batch-norm statistics re-estimated (ferkit "
+          "recalibrate); -s1, -s2...: the same recipe with another seed; -r2: a second round of training, started "
+          "from the first network (-r2s1: that with seed 1); -fromferplus: fine-tuned from the FER+ network; -ckplus and -jaffe: round 0 of "
+          "their cross-validation (the CV number is the rounds' mean). Accuracies are the card's: selection split, "
+          "then test split. docs/results.md has every row with the command that measured it.")
     return 0
 
 
