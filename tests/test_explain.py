@@ -600,3 +600,18 @@ def test_pictures_carry_their_key_and_the_photo_numbers_its_faces(tmp_path):
     diff = np.argwhere((plain != named).any(2))
     assert len(diff) > 50 and diff[:, 0].max() < 110 and diff[:, 1].min() >= 95  # by the outline's top corner
     assert (named[diff[:, 0], diff[:, 1]] == 0).all(1).any()  # (white on black)
+
+
+def test_an_earlier_runs_pictures_of_more_faces_are_said(tmp_path, capsys):
+    """explain two.jpg, then again with --max-faces 1 into the same folder: two_face2_gradcam.png stayed,
+    unsaid, beside a JSON that lists one face."""
+    arr = np.asarray(Image.open(EXAMPLE).convert("RGB"))
+    Image.fromarray(np.concatenate([arr, arr[:, ::-1]], axis=1)).save(tmp_path / "two.jpg")
+    out = tmp_path / "o"
+    assert main(["explain", str(tmp_path / "two.jpg"), "--method", "gradcam", "--out", str(out)]) == 0
+    assert "earlier run" not in capsys.readouterr().err
+    assert main(["explain", str(tmp_path / "two.jpg"), "--method", "gradcam", "--max-faces", "1",
+                 "--out", str(out)]) == 0
+    err = capsys.readouterr().err
+    assert "1 picture(s) in" in err and "(two_face2_gradcam.png)" in err and "lists 1 face)" in err
+    assert len(json.loads((out / "two_gradcam.json").read_text())["faces"]) == 1

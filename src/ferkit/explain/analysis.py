@@ -392,7 +392,7 @@ def _fig_class_usage(res: AUAnalysis, path: Path) -> None:
     from matplotlib.patches import Rectangle
 
     A = AU.AU_NAMES
-    fig, axes = plt.subplots(1, 2, figsize=(12, 3.6), dpi=90)
+    fig, axes = plt.subplots(1, 2, figsize=(14, 4.2), dpi=100)
     for ax, data, title in ((axes[0], res.usage, "specific activation z of the AU's detectors"),
                             (axes[1], res.evidence, "evidence for the true class (per map, 1 = mean |map|)")):
         lim = np.nanmax(np.abs(data)) if np.isfinite(data).any() else 1.0
@@ -407,8 +407,10 @@ def _fig_class_usage(res: AUAnalysis, path: Path) -> None:
                     a = A.index(f"AU{n}")
                     ax.add_patch(Rectangle((a - 0.5, c - 0.5), 1, 1, fill=False, ec="black", lw=1.3))
             for a in range(len(A)):
-                if np.isfinite(data[c, a]):
-                    ax.text(a, c, f"{data[c, a]:.2f}", ha="center", va="center", fontsize=5.5)
+                if np.isfinite(data[c, a]):  # white on the strongest cells (black there was unreadable)
+                    strong = abs(data[c, a]) > 0.6 * lim
+                    ax.text(a, c, f"{data[c, a]:.2f}", ha="center", va="center", fontsize=6.5,
+                            color="white" if strong else "black", fontweight="bold" if strong else "normal")
         fig.colorbar(im, ax=ax, fraction=0.03, pad=0.01)
     fig.suptitle("per-expression AU usage (black boxes: the expression's FACS prototype)", fontsize=9)
     fig.tight_layout()

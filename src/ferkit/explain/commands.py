@@ -64,6 +64,16 @@ def explain_cli(a: argparse.Namespace) -> int:
         print(line)
     for p in res["files"]:
         print(f"wrote {p}" + (" (replacing the earlier file)" if Path(p).resolve() in before else ""))
+    # an earlier run's pictures of faces this run did not find (more faces then, or --max-faces): kept,
+    # and said, so that the folder is not read as this run's
+    mine = {Path(p).resolve() for p in res["files"]}
+    stem = Path(str(a.image)).stem
+    old = sorted(f for f in before if f not in mine and f.name.startswith(f"{stem}_face")
+                 and f.name.endswith(f"_{res['method']}.png") and f.name[len(stem) + 5:-len(res['method']) - 5].isdigit())
+    if old:
+        print(f"ferkit: note: {len(old)} picture(s) in {a.out} of faces this run did not find are an earlier run's "
+              f"({', '.join(f.name for f in old[:3])}{', ...' if len(old) > 3 else ''}): not written over, not "
+              f"this run's (its JSON lists {n} face{'s' if n != 1 else ''})", file=sys.stderr)
     return 0
 
 
