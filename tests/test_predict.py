@@ -728,6 +728,21 @@ def test_video_options_reach_the_recognizer(tmp_path):
     assert cli("--max-frames", "5") == api() != tuned  # the defaults: smoothing, detection every 5th frame
 
 
+def test_a_videos_summary_says_how_much_of_it_was_read(tmp_path, capsys):
+    """`--max-frames 5` said "5 frame(s) processed" of a 10-frame video as of a 5-frame one; --every too."""
+    video = moving_video(tmp_path / "clip.mp4", n=10, fps=8)
+
+    def first_line(*opts):
+        assert main(["predict", str(video), "--no-progress", *opts]) == 0
+        return capsys.readouterr().out.splitlines()[0]
+
+    assert "5 frame(s) processed (stopped by --max-frames 5, of 10 in the file) in" in first_line("--max-frames", "5")
+    assert "4 frame(s) processed (one frame in 3, of 10 in the file) in" in first_line("--every", "3")
+    assert "10 frame(s) processed in" in first_line("--max-frames", "10")  # (the whole file: nothing to say)
+    assert "probabilities smoothed over time (--smooth 0.5; 0: each frame's own)" in first_line()
+    assert "smoothed" not in first_line("--smooth", "0")
+
+
 def test_ctrl_c_writes_what_was_finished_and_exits_130(tmp_path, monkeypatch, capsys):
     from ferkit.pipeline import Recognizer
 

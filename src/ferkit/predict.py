@@ -337,11 +337,22 @@ def run_video(rec: Recognizer, path: str | int, a: argparse.Namespace, stem: Pat
         for f in r.faces:
             tracks.setdefault(f.track_id, []).append(f.label)
     say = (lambda *_: None) if a.quiet else print  # --quiet: no per-source lines, for videos as for photos
-    say(f"{shown(reader.name)}: {len(res)} frame(s) processed{' before the interruption' if interrupted else ''} "
+    # how much of the file that is: every N-th frame, or stopped by --max-frames (a file's count only)
+    part = []
+    if every > 1:
+        part.append(f"one frame in {every}")
+    last = max((r.frame for r in res if r.frame is not None), default=-1)
+    if (a.max_frames is not None and len(res) >= a.max_frames and not interrupted and not is_cam
+            and reader.frame_count and last + every < reader.frame_count):
+        part.append(f"stopped by --max-frames {a.max_frames}")
+    if part and reader.frame_count and not is_cam:
+        part.append(f"of {reader.frame_count} in the file")
+    say(f"{shown(reader.name)}: {len(res)} frame(s) processed{' before the interruption' if interrupted else ''}"
+        f"{' (' + ', '.join(part) + ')' if part else ''} "
         f"in {elapsed:.1f} s ({len(res) / max(elapsed, 1e-9):.1f} "
         f"frames/s), {len(tracks)} face track(s)"
-        + (f"; each face's probabilities smoothed over its frames (--smooth {rec.smooth:g}: the past's weight; "
-           f"--smooth 0 keeps each frame's own)" if rec.smooth and tracks else ""))
+        + (f"; probabilities smoothed over time (--smooth {rec.smooth:g}; 0: each frame's own)"
+           if rec.smooth and tracks else ""))
     for tid, labels in sorted(tracks.items()):
         top = Counter(labels).most_common(1)[0][0]  # (a tie: the label seen first)
         say(f"  face #{tid}: in {len(labels)} frame(s), mostly {top} ({labels.count(top) / len(labels):.0%})")
