@@ -61,7 +61,9 @@ def test_models_lists_architectures(capsys):
     line = next(x for x in out.splitlines() if x.strip().startswith("mini_xception-ckplus "))
     assert "7 classes (with contempt, no neutral)" in line and " 0.8 MB " in line
     assert "8 classes (with contempt)" in next(x for x in out.splitlines() if x.strip().startswith("vgg_fer-ferplus "))
-    assert "-s1, -s2...: the same recipe with another seed" in out  # what the names' endings mean
+    assert "-s1: a second run with another seed" in out  # what the names' endings mean
+    # a file of differences (-bn) is counted with its base: what loading it reads
+    assert " 9.5 MB " in next(x for x in out.splitlines() if x.strip().startswith("vgg_fer-fer2013-bn "))
 
 
 def test_data_prints_counts(tmp_path, capsys):

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import csv
 import json
+import shutil
 import warnings
 
 import numpy as np
@@ -597,6 +598,14 @@ def test_a_ferplus_or_rafdb_row_listed_twice_is_said(tmp_path):
     with pytest.warns(UserWarning, match="left out 1 item"):
         tr = open_dataset("ferplus", fp, skip_bad=True).load("Train")
     assert [L.CANONICAL_8[i] for i in tr.labels] == ["neutral", "happy", "surprise", "contempt"]
+    # a row refused (its votes unreadable) does not make a later good row for its face a duplicate
+    shutil.copy(fp / "FER2013Train" / "fer0000000.png", fp / "FER2013Train" / "fer0000009.png")
+    with open(label, "a") as f:
+        f.write('fer0000009.png,"(0, 0, 48, 48)",x,0,0,0,0,0,0,0,0,0\n'
+                'fer0000009.png,"(0, 0, 48, 48)",0,9,0,0,0,0,0,0,1,0\n')
+    with pytest.warns(UserWarning, match="left out 2 item"):  # the pasted row and the unreadable one
+        tr = open_dataset("ferplus", fp, skip_bad=True).load("Train")
+    assert [L.CANONICAL_8[i] for i in tr.labels] == ["neutral", "happy", "surprise", "contempt", "happy"]
     raf = make_rafdb(tmp_path / "r")
     labels = raf / "basic" / "EmoLabel" / "list_patition_label.txt"
     # the same test image twice, once by its aligned file's own name (one image: one row)

@@ -298,6 +298,11 @@ def test_the_videos_of_a_folder_are_read_after_its_photos(tmp_path, capsys):
     err = capsys.readouterr().err
     assert f"{d / 'res' / 'clip_ferkit.mp4'}: an annotated copy ferkit wrote of {d / 'day2' / 'clip.avi'}" in err
     assert "res: folder holds no image or video files" in err
+    # a folder's .ts file that is no video (TypeScript): ignored, as a notes.txt, not a failure
+    (d / "day2" / "app.ts").write_text("export const x: number = 1;\n")
+    assert main(["predict", str(d / "day2"), "--csv", str(tmp_path / "r.csv")]) == 0
+    assert f"{d / 'day2' / 'app.ts'}: not a video OpenCV can open (a .ts file: TypeScript" in capsys.readouterr().err
+    (d / "day2" / "app.ts").unlink()
     # a folder of videos alone
     (d / "res").rename(tmp_path / "res")
     assert main(["predict", str(d / "day2"), "--csv", str(tmp_path / "r.csv")]) == 0
@@ -736,8 +741,8 @@ def test_a_videos_summary_says_how_much_of_it_was_read(tmp_path, capsys):
         assert main(["predict", str(video), "--no-progress", *opts]) == 0
         return capsys.readouterr().out.splitlines()[0]
 
-    assert "5 frame(s) processed (stopped by --max-frames 5, of 10 in the file) in" in first_line("--max-frames", "5")
-    assert "4 frame(s) processed (one frame in 3, of 10 in the file) in" in first_line("--every", "3")
+    assert "5 frame(s) processed (stopped by --max-frames 5, of 10 in the file, as its header says) in" in first_line("--max-frames", "5")
+    assert "4 frame(s) processed (one frame in 3, of 10 in the file, as its header says) in" in first_line("--every", "3")
     assert "10 frame(s) processed in" in first_line("--max-frames", "10")  # (the whole file: nothing to say)
     assert "probabilities smoothed over time (--smooth 0.5; 0: each frame's own)" in first_line()
     assert "smoothed" not in first_line("--smooth", "0")

@@ -239,6 +239,14 @@ def cmd_models(a: argparse.Namespace) -> int:
         return f"{len(cl)} classes" + (f" ({', '.join([*(f'with {c}' for c in extra), *(f'no {c}' for c in missing)])})"
                                        if extra or missing else "")
 
+    def size_mb(c: dict) -> float:
+        """What loading it reads: its file, and for a file of differences (-bn) its base's too."""
+        own = (weights.SHIPPED_DIR / f"{c['name']}.safetensors").stat().st_size
+        base = c.get("base")
+        if isinstance(base, dict) and (weights.SHIPPED_DIR / f"{base.get('name')}.safetensors").is_file():
+            own += (weights.SHIPPED_DIR / f"{base['name']}.safetensors").stat().st_size
+        return own / 1e6
+
     rows = []
     for c in cards:
         ms = "  ".join(f"{split} acc {m['accuracy']:.4f}" for split, m in c.get("metrics", {}).items())
@@ -251,7 +259,7 @@ def cmd_models(a: argparse.Namespace) -> int:
         rows.append((c["name"] + (f" (= {', '.join(aliases[c['name']])})" if c["name"] in aliases else ""),
                      " ".join([c["architecture"], *(f"{k}={','.join(map(str, v)) if isinstance(v, list) else v}"
                                                     for k, v in (c.get("arch_kwargs") or {}).items())]),
-                     f"{(weights.SHIPPED_DIR / (c['name'] + '.safetensors')).stat().st_size / 1e6:4.1f} MB  "
+                     f"{size_mb(c):4.1f} MB  "
                      f"{classes_said(c['classes'])}  {ms}", int8.get(c["name"]), c.get("base")))
     w0 = max((len(r[0]) for r in rows), default=0) + 2
     w1 = max((len(r[1]) for r in rows), default=0) + 2
@@ -259,7 +267,8 @@ def cmd_models(a: argparse.Namespace) -> int:
         print(f"  {name:<{w0}}{arch:<{w1}}{rest}")
         if isinstance(base, dict):  # a file of differences: say from what
             print(f"  {'':<{w0}}{'':<{w1}}{base.get('name')} with its batch-norm statistics re-estimated "
-                  f"(ferkit recalibrate): this file holds the {base.get('tensors')} tensors that differ")
+                  f"(ferkit recalibrate): this file holds the {base.get('tensors')} tensors that differ (the size "
+                  f"counts both files)")
         if q8 is not None:  # the int8 model's own numbers (it rounds differently from the card's float32 ones)
             m = q8["metrics"] or {}
             got = "  ".join(f"{s} acc {v['accuracy']:.4f}" for s, v in m.get("splits", {}).items())
@@ -269,10 +278,11 @@ def cmd_models(a: argparse.Namespace) -> int:
         if "+" in target:
             print(f"  {alias:<{w0}}ensemble of {' + '.join(target.split('+'))} (mean probabilities)")
     print("\nnames: <architecture>-<dataset trained on>; -bn: batch-norm statistics re-estimated (ferkit "
-          "recalibrate); -s1, -s2...: the same recipe with another seed; -r2: a second round of training, started "
-          "from the first network (-r2s1: that with seed 1); -fromferplus: fine-tuned from the FER+ network; -ckplus and -jaffe: round 0 of "
-          "their cross-validation (the CV number is the rounds' mean). Accuracies are the card's: selection split, "
-          "then test split. docs/results.md has every row with the command that measured it.")
+          "recalibrate); -s1: a second run with another seed; -r2: a second round of training, started "
+          "from the first network (-r2s1: that with seed 1); -fromferplus: fine-tuned from the FER+ network; "
+          "-ckplus and -jaffe: round 0 of their cross-validation (the CV number is the rounds' mean). Accuracies "
+          "are the card's: selection split, then test split. docs/results.md has every row with the command "
+          "that measured it.")
     return 0
 
 
@@ -1343,7 +1353,8 @@ def build_parser() -> argparse.ArgumentParser:
 
     s = sub.add_parser("predict", epilog=VERB_EXAMPLES["predict"],
                        help="read every face's expression in images, folders, videos or a webcam", formatter_class=fmt,
-                       description="Detect, align and classify every face in images, folders (of images and videos), video files "
+                       description="Detect, align and classify every face in images, folders (of images and "
+                                   "videos), video files "
                                    "or a live webcam. Images: prints each face; --out writes an annotated copy and "
                                    "JSON. Folders: searched with their subfolders (hidden files and folders listed, not read) for image "
                                    "files by extension (.jpg .jpeg .png .bmp .tif .tiff .webp .gif .pgm .ppm), and "

@@ -662,8 +662,8 @@ def folder_files(folder: Union[str, os.PathLike], unreadable: list[Failure] | No
                  exclude: Union[str, os.PathLike, None] = None,
                  hidden: bool = False, videos: bool = False) -> tuple[list[Path], list[tuple[str, str]]]:
     """Image files under ``folder`` (recursive, sorted; by extension), and its video files too with
-    ``videos`` (``predict``), and the other files with the reason each is left out. Hidden files and folders (names starting with a dot) are not read;
-    with ``hidden`` the hidden folders and the hidden files with an image's or a video's extension are listed
+    ``videos`` (``predict``), and the other files with the reason each is left out. Hidden files and
+    folders (names starting with a dot) are not read; with ``hidden`` the hidden folders and the hidden files with an image's or a video's extension are listed
     among those left out (``predict``: a photo named ``.beach.jpg`` is accounted for), else they
     are not listed (a dataset's ``.DS_Store`` and ``._*`` files). What cannot be read at all
     (a subfolder without permission, an image name that is a broken link, a pipe or a device) is

@@ -260,8 +260,10 @@ class Recognizer:
         for d in dets:
             if d.landmarks is not None:
                 out.append(align(src, d.landmarks, self.size, shrunk)[0])
-            elif np.array_equal(d.box, whole):  # a face crop (--detector none): resized as the datasets'
-                out.append(resize(src, self.size))  # images and model.predict's, so that both agree
+            elif np.array_equal(d.box, whole):  # a face crop (--detector none): made gray and resized as the
+                # datasets' images and model.predict's are (Pillow), so that both agree
+                face = np.asarray(Image.fromarray(rgb).convert("L")) if self.gray else rgb
+                out.append(resize(face, self.size))
             else:
                 out.append(crop_box(src, d.box, self.size))
         return np.stack(out) if out else np.zeros((0, *self.size) + (() if self.gray else (3,)), np.uint8)
@@ -387,7 +389,8 @@ class Recognizer:
                     dets = self._keep(self.detector.detect(rgb), tracker)
                 probs = self.classify(self.crops(rgb, dets))
                 ids = tracker.update(np.stack([d.box for d in dets]) if dets else np.zeros((0, 4)))
-                faces = [self._face(d, tracker.smooth_probs(tid, p), tid, self.smooth)
+                past = {t.id for t in tracker.tracks if t.probs is not None}  # (a new track: its own frame)
+                faces = [self._face(d, tracker.smooth_probs(tid, p), tid, self.smooth if tid in past else 0.0)
                          for d, p, tid in zip(dets, probs, ids)]
                 yield Result(reader.name, rgb.shape[1], rgb.shape[0], faces, frame=idx, time=round(t, 4), image=rgb,
                              classes=self.classes)

@@ -263,7 +263,7 @@ def run_video(rec: Recognizer, path: str | int, a: argparse.Namespace, stem: Pat
     t0, fps_ema, last = time.perf_counter(), None, time.perf_counter()
     interrupted = stopped = False
     next_frame = 0  # the index of the next frame to be read (0, every, 2 every...)
-    written = 0  # a camera's recording: frames written so far
+    written, shown_last = 0, None  # a camera's recording: frames written so far, the last one drawn
     try:
         with reader:
             for r in rec.stream(reader, every=every, max_frames=a.max_frames):
@@ -282,12 +282,16 @@ def run_video(rec: Recognizer, path: str | int, a: argparse.Namespace, stem: Pat
                                 unwritten = str(e)
                         if writer is not None and is_cam:
                             # a camera's frames come as fast as they are analysed, fewer than its rate:
-                            # each is written as many times as keeps the recording in real time (at
-                            # the nominal rate it played fast)
-                            due = int((r.time or 0.0) * reader.fps / every) + 1
-                            for _ in range(max(1, due - written)):
-                                writer.write(frame)
-                            written = max(written + 1, due)
+                            # the last frame is held until this one's time, so that the recording keeps
+                            # to the clock (at the nominal rate it played fast), each frame shown from
+                            # when it was taken
+                            due = int((r.time or 0.0) * reader.fps / every)  # this frame's place
+                            while shown_last is not None and written < due:
+                                writer.write(shown_last)
+                                written += 1
+                            writer.write(frame)
+                            written += 1
+                            shown_last = frame
                         elif writer is not None:
                             # frames to be read that were lost before this one: a card each, so that
                             # the annotated video keeps the source's timing (and shows the loss)
@@ -341,12 +345,12 @@ def run_video(rec: Recognizer, path: str | int, a: argparse.Namespace, stem: Pat
     part = []
     if every > 1:
         part.append(f"one frame in {every}")
-    last = max((r.frame for r in res if r.frame is not None), default=-1)
+    last_read = max((r.frame for r in res if r.frame is not None), default=-1)
     if (a.max_frames is not None and len(res) >= a.max_frames and not interrupted and not is_cam
-            and reader.frame_count and last + every < reader.frame_count):
+            and reader.frame_count and last_read + every < reader.frame_count):
         part.append(f"stopped by --max-frames {a.max_frames}")
     if part and reader.frame_count and not is_cam:
-        part.append(f"of {reader.frame_count} in the file")
+        part.append(f"of {reader.frame_count} in the file, as its header says")
     say(f"{shown(reader.name)}: {len(res)} frame(s) processed{' before the interruption' if interrupted else ''}"
         f"{' (' + ', '.join(part) + ')' if part else ''} "
         f"in {elapsed:.1f} s ({len(res) / max(elapsed, 1e-9):.1f} "
@@ -603,12 +607,17 @@ def _predict(a: argparse.Namespace, results_out) -> int:
 
     def video(src: str | int, named: Path, root: Path | None) -> None:
         """One video file (given, or found under the folder ``root``) or camera: run, its outputs
-        written, its frames and lost frames noted; one that cannot be opened is a failure."""
+        written, its frames and lost frames noted; one that cannot be opened is a failure (but for a
+        folder's ``.ts`` file, which may be TypeScript: ignored, as other files that are not videos)."""
         stem = _out_stem(out, named, root, used_stems, protected, VIDEO_OUTPUTS, moved) if out else None
         try:
             res = run_video(rec, src, a, stem)
         except FerkitError as e:
             name = f"webcam:{src}" if isinstance(src, int) else str(src)  # (the reader's name)
+            if root is not None and named.suffix.lower() == ".ts":
+                ignored.append((name, "not a video OpenCV can open (a .ts file: TypeScript source, or a damaged "
+                                      "MPEG transport stream; give it by name to have it read as a video)"))
+                return
             failed.append(Failure(name, _reason(e, name)))
             return
         note_video(res)
@@ -722,7 +731,7 @@ def _predict(a: argparse.Namespace, results_out) -> int:
               f"{' (' + ', '.join(written) + ')' if written else ''}", file=sys.stderr)
         return 130
     if ignored:
-        # a notes.txt or a video beside the photos is not a failure of the batch (exit 0), but said
+        # a notes.txt beside the photos (or a folder's .ts that is no video) is not a failure (exit 0), but said
         print(f"\n{len(ignored)} file(s){'' if earlier else ' in the folder(s)'} ignored:", file=sys.stderr)
         for s, why in ignored[:20]:
             print(f"  {shown(s)}: {shown(why)}", file=sys.stderr)

@@ -161,7 +161,7 @@ class FER2013Folders(_FER2013):
                     twin = seen.get(p.stem.lower())
                     if twin is not None and _same_bytes(twin, p):
                         self._fail(skipped, str(p), f"the same face ({p.stem}) is in {twin.parent.name}/ too: "
-                                                    f"one face, two labels; remove one (the first is kept)")
+                                                    f"one face, two labels; remove one (--skip-bad reads the first)")
                         continue
                     seen.setdefault(p.stem.lower(), p)
                     recs.append(Record(str(p), idx))
@@ -324,11 +324,6 @@ class FERPlus(Reader):
                 if len(row) != 12:
                     self._fail(skipped, src, f"expected 12 columns (file, box, 10 vote counts), got {len(row)}")
                     continue
-                first = listed.setdefault(row[0], line)
-                if first != line:  # one face listed twice (a pasted row): read once, by its first row
-                    self._fail(skipped, src, f"{row[0]} is listed again (first on line {first}): remove one row "
-                                             f"(the first is kept)")
-                    continue
                 try:
                     votes = np.array([float(x) for x in row[2:]])
                 except ValueError:
@@ -339,6 +334,13 @@ class FERPlus(Reader):
                     continue
                 if row[0] not in present:
                     self._fail(skipped, str(folder / row[0]), "image listed in label.csv is missing")
+                    continue
+                # one face listed twice (a pasted row, or votes counted again): read once, by its first valid
+                # row (a row refused above does not hide a later good one)
+                first = listed.setdefault(row[0], line)
+                if first != line:
+                    self._fail(skipped, src, f"{row[0]} is listed again (first on line {first}): remove one row "
+                                             f"(--skip-bad reads the first)")
                     continue
                 col = ferplus_label(votes, self.vote)
                 if col is None:
@@ -433,7 +435,7 @@ class CKPlus(FoldedReader):
                 first = seen.setdefault(p.stem, p)
                 if first is not p:  # one frame filed twice (under two classes, or as .png and .jpg)
                     self._fail(skipped, str(p), f"the same frame ({p.stem}) is {first.relative_to(self.root)} too: "
-                                                f"remove one (the first is kept)")
+                                                f"remove one (--skip-bad reads the first)")
                     continue
                 recs.append(Record(str(p), idx, subject=m.group(1)))
         if not recs and not skipped:
@@ -465,8 +467,8 @@ class JAFFE(FoldedReader):
             photo = p.stem.upper().rsplit(".", 1)[-1]  # (the last number: each of JAFFE's 213 photos has its own)
             first = seen.setdefault(photo, p)
             if first is not p:  # a copy (.tif beside .tiff), or one photo under two expression codes
-                self._fail(skipped, str(p), f"photo number {photo} is {first.name} too: remove one (the first is "
-                                            f"kept)")
+                self._fail(skipped, str(p), f"photo number {photo} is {first.name} too: remove one (--skip-bad reads "
+                                            f"the first)")
                 continue
             recs.append(Record(str(p), self.classes.index(L.JAFFE_CODES[m.group(2)]), subject=m.group(1)))
         return recs, skipped
@@ -573,8 +575,8 @@ class RAFDB(Reader):
             path = img_dir / ((stem if stem.endswith("_aligned") else stem + "_aligned") + ".jpg")
             first = listed.setdefault(path.name, line)
             if first != line:  # one image listed twice (with one label or two): read once, by its first row
-                self._fail(skipped, src, f"{fname} is listed again (first on line {first}): remove one row (the "
-                                         f"first is kept)")
+                self._fail(skipped, src, f"{fname} is listed again (first on line {first}): remove one row (--skip-bad "
+                                         f"reads the first)")
                 continue
             if not path.is_file():
                 self._fail(skipped, str(path), "image listed in list_patition_label.txt is missing")

@@ -68,8 +68,9 @@ def explain_cli(a: argparse.Namespace) -> int:
     # and said, so that the folder is not read as this run's
     mine = {Path(p).resolve() for p in res["files"]}
     stem = Path(str(a.image)).stem
-    old = sorted(f for f in before if f not in mine and f.name.startswith(f"{stem}_face")
-                 and f.name.endswith(f"_{res['method']}.png") and f.name[len(stem) + 5:-len(res['method']) - 5].isdigit())
+    tail = f"_{res['method']}.png"
+    old = sorted(f for f in before if f not in mine and f.name.startswith(f"{stem}_face") and f.name.endswith(tail)
+                 and f.name[len(stem) + 5:-len(tail)].isdigit())
     if old:
         print(f"ferkit: note: {len(old)} picture(s) in {a.out} of faces this run did not find are an earlier run's "
               f"({', '.join(f.name for f in old[:3])}{', ...' if len(old) > 3 else ''}): not written over, not "
@@ -180,7 +181,8 @@ def add_explain_parser(sub, fmt) -> None:
     s.add_argument("--model", default="default", help="shipped name, .safetensors file or run folder")
     s.add_argument("--method", choices=["deconv", "gradcam", "guided"], default="deconv")
     s.add_argument("--layer", metavar="NAME", help="module name (see --list-layers); default: 'deconv' the "
-                   "layer the AU analysis uses, 'gradcam'/'guided' the last feature layer")
+                   "layer the AU analysis uses, 'gradcam'/'guided' the last feature layer (the one before it when "
+                        "that is a pooling: vgg_fer stages.10, zhu_cnn features.9)")
     s.add_argument("--maps", type=positive_int, default=None, metavar="K",
                    help="deconv: how many feature maps (the strongest) (default: 8)")
     s.add_argument("--class", dest="target", metavar="NAME", help="gradcam/guided: explain this class instead of "

@@ -203,8 +203,11 @@ def explain_image(source: Any, out: str | os.PathLike, *, model: str | Expressio
             f.update({"cam_peak_xy": peak, "cam_peak_au": au, "cam_peak_au_distance": dist,
                       "cam_cells": np.round(cam.raw[i], 5).tolist()})
             crop = render.to_rgb(crops[i])
-            key = ("Colours: blue 0, red this face's largest value (each map scaled to its own maximum)." +
-                   (f" Peak {tuple(peak)}, near {au}." if peak is not None and au else "") if peak is not None else
+            scaled = ("blue 0, red its largest values (scaled to its 99.5th percentile, for this face alone)"
+                      if guided is not None else "blue 0, red this face's largest value (each map scaled to its own "
+                                                 "maximum)")
+            key = (f"Colours: {scaled}. Grad-CAM's peak {tuple(peak)}" + (f", near {au}." if au else ".")
+                   if peak is not None else
                    f"Empty: nothing at {li.name} raises the score of '{f['explained']}' on this face (the map is 0 "
                    f"everywhere).")
             if guided is None:

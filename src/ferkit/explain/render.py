@@ -48,7 +48,7 @@ def overlay(img: np.ndarray, values: np.ndarray, alpha: float = 0.5) -> np.ndarr
 
 
 def magnitude(grad: np.ndarray) -> np.ndarray:
-    """``[C, H, W]`` signed input gradient -> ``HxW`` magnitude scaled to [0, 1] (99th percentile)."""
+    """``[C, H, W]`` signed input gradient -> ``HxW`` magnitude scaled to [0, 1] (its 99.5th percentile)."""
     m = np.abs(np.asarray(grad)).sum(0)
     hi = np.percentile(m, 99.5)
     return np.clip(m / hi, 0, 1) if hi > 0 else np.zeros_like(m)

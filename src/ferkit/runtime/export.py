@@ -307,14 +307,16 @@ def face_recipe(size: tuple[int, int], gray: bool) -> dict:
         "landmarks": "5 points, as MTCNN gives them: image-left eye, image-right eye, nose tip, image-left and "
                      "image-right mouth corners",
         "template_xy": np.round(template((h, w)), 4).tolist(),
-        "warp": "the similarity (rotation, uniform scale, shift; no reflection) taking the 5 landmarks onto "
+        "warp": "the similarity (rotation, uniform scale s, shift; no reflection) taking the 5 landmarks onto "
                 "template_xy in the least-squares sense (Umeyama 1991), applied with cv2.warpAffine, bilinear, "
-                "border replicated; a face shrunk below half size is first shrunk by a power of 2 with "
-                "cv2.INTER_AREA (the matrix scaled to match), so that it does not alias",
+                "border replicated; when s < 0.5 the photo is first shrunk by p = 2**-floor(log2(1/s)) to "
+                "round(W*p) x round(H*p) with cv2.INTER_AREA, and the similarity taken from the landmarks times p, "
+                "so that the face does not alias",
         "color": ("gray: cv2.cvtColor(rgb, cv2.COLOR_RGB2GRAY) of the photo, before the warp" if gray else
                   "RGB, as decoded"),
-        "crop_given": f"an image that is already a face crop (--detector none) is resized to {w}x{h} with "
-                      "Pillow's bilinear filter (antialiased)",
+        "crop_given": f"an image that is already a face crop (--detector none) is " +
+                      ("made gray by Pillow (convert('L')) and " if gray else "") +
+                      f"resized to {w}x{h} with Pillow's bilinear filter (antialiased)",
         "code": "ferkit.faces.align.align(image, landmarks, (h, w)) does the warp; ferkit.Recognizer.crops the rest",
     }
 
