@@ -695,6 +695,16 @@ def test_a_video_whose_annotation_cannot_be_written_keeps_its_results(tmp_path, 
     wr.release()
     assert main(["predict", str(thin), "--out", str(tmp_path / "o"), "--quiet"]) == 0
     assert VideoReader(tmp_path / "o" / "thin_ferkit.mp4").width == 2
+    # odd sides: the codecs keep even ones, and 65x49 came out 64x48 (a column and a row lost): now 66x50,
+    # the edge repeated, the whole picture kept
+    odd = tmp_path / "odd.avi"
+    wr = cv2.VideoWriter(str(odd), cv2.CAP_OPENCV_MJPEG, cv2.VideoWriter_fourcc(*"MJPG"), 25, (65, 49))  # (odd kept)
+    for _ in range(3):
+        wr.write(np.full((49, 65, 3), 100, np.uint8))
+    wr.release()
+    assert main(["predict", str(odd), "--out", str(tmp_path / "o"), "--quiet"]) == 0
+    got = VideoReader(tmp_path / "o" / "odd_ferkit.mp4")
+    assert (got.width, got.height) == (66, 50)
     # a writer that cannot start (a codec missing): the CSV, JSON and plot are written all the same,
     # and the lost annotation is reported (exit 1)
     clip = moving_video(tmp_path / "clip.mp4", n=3, size=(320, 240))

@@ -1183,8 +1183,11 @@ class VideoWriter:
         self.path = Path(path)
         self.path.parent.mkdir(parents=True, exist_ok=True)
         fourcc = "MJPG" if self.path.suffix.lower() == ".avi" else "mp4v"
-        # (width, height); a side of 1 pixel, which the encoders refuse, is stretched to 2
+        # (width, height); a side of 1 pixel, which the encoders refuse, is stretched to 2; both codecs
+        # keep even sides only (641x479 came out 640x478, a column and a row lost): an odd side gets one
+        # more pixel, its edge repeated, so that the whole picture is kept
         self.size = (max(2, int(size[0])), max(2, int(size[1])))
+        self.size = (self.size[0] + self.size[0] % 2, self.size[1] + self.size[1] % 2)
         # a path OpenCV cannot take (not UTF-8): written under a plain name beside it, renamed at close;
         # where a folder's name is the trouble, in a temporary folder, moved into place at close
         self.writing, self._tmp = self.path, None
@@ -1222,7 +1225,11 @@ class VideoWriter:
     def write(self, rgb: np.ndarray) -> None:
         import cv2
 
-        if (rgb.shape[1], rgb.shape[0]) != self.size:
+        dw, dh = self.size[0] - rgb.shape[1], self.size[1] - rgb.shape[0]
+        if dw in (0, 1) and dh in (0, 1) and rgb.shape[0] > 1 and rgb.shape[1] > 1:
+            if dw or dh:  # an odd side made even: its last column or row repeated
+                rgb = cv2.copyMakeBorder(rgb, 0, dh, 0, dw, cv2.BORDER_REPLICATE)
+        else:
             rgb = cv2.resize(rgb, self.size)
         self.w.write(cv2.cvtColor(rgb, cv2.COLOR_RGB2BGR))
         self.frames += 1
