@@ -1133,3 +1133,23 @@ def test_a_folders_json_lists_entries_in_one_order_from_the_api_and_the_cli(tmp_
     assert names == ["a.png", "b.jpg", "c.png", "d.jpg", "e.png"] and api == cli
     # a slice keeps every failure of the folder, each before the first result kept that came after it
     assert [Path(e["source"]).name for e in res[2:].to_dict()] == ["b.jpg", "d.jpg", "e.png"]
+
+
+def test_a_source_named_twice_is_read_once_and_a_failed_runs_out_folder_is_not_left(tmp_path, capsys):
+    """`ferkit predict x.jpg ./x.jpg --out d` read it twice (x.json and x_jpg.json, two entries); a run whose
+    every source failed left its new, empty --out folder behind."""
+    shutil.copy(EXAMPLE, tmp_path / "x.jpg")
+    js, out = tmp_path / "r.json", tmp_path / "d"
+    assert main(["predict", str(tmp_path / "x.jpg"), str(tmp_path / "." / "x.jpg"), "--json", str(js),
+                 "--out", str(out)]) == 0
+    err = capsys.readouterr().err
+    assert "1 file(s) ignored:" in err and f"{tmp_path / '.' / 'x.jpg'}: named again: read once" in err
+    assert json.loads(js.read_text())["source"] == str(tmp_path / "x.jpg")  # one image: its dict, as for one name
+    assert sorted(p.name for p in out.iterdir()) == ["x.json", "x_ferkit.png"]
+    (tmp_path / "empty.mp4").write_bytes(b"")
+    assert main(["predict", str(tmp_path / "empty.mp4"), "--out", str(tmp_path / "new")]) == 1
+    assert not (tmp_path / "new").exists()
+    (tmp_path / "kept").mkdir()  # (a folder that was there before is left as it was)
+    assert main(["predict", str(tmp_path / "empty.mp4"), "--out", str(tmp_path / "kept")]) == 1
+    assert (tmp_path / "kept").is_dir()
+    capsys.readouterr()

@@ -552,6 +552,18 @@ def _predict(a: argparse.Namespace, results_out) -> int:
         ignored.extend((s, f"an earlier run's output for {of} (named too): not read as an input")
                        for s, of in earlier.items())
         a.sources = [s for s in a.sources if s not in earlier]
+    # a file or folder named twice (x.mp4 x.mp4, or a/x.jpg and ./a/x.jpg): read once (twice, its
+    # outputs were written twice, under two names, and its entries doubled in --json/--csv)
+    once, kept = set(), []
+    for s in a.sources:
+        key = resolved_path(Path(s)) if s and Path(s).exists() else s
+        if key in once:
+            ignored.append((s, "named again: read once"))
+            continue
+        once.add(key)
+        kept.append(s)
+    named_again = len(kept) < len(a.sources)
+    a.sources = kept
     inputs = {Path(s).resolve() for s in a.sources if Path(s).is_file()}
     # the input folders, listed once, up front: the files no output may overwrite are the inputs
     # and what lies beside them there
@@ -584,6 +596,7 @@ def _predict(a: argparse.Namespace, results_out) -> int:
     check_out_folder("--out", out)
     used_stems: set[Path] = set()
     moved: list[str] = []  # outputs given other names, an earlier run's for another input being there
+    made_out = out is not None and not out.exists()  # (made here: taken away again if nothing was written)
     if out:
         out.mkdir(parents=True, exist_ok=True)
     failed: list[Failure] = []
@@ -719,6 +732,8 @@ def _predict(a: argparse.Namespace, results_out) -> int:
             write_csv(rows, a.csv, rec.classes)
     if stdout_text is not None:
         write_to_stdout(results_out, lambda f: f.write(stdout_text))
+    if made_out and out is not None and out.is_dir() and not any(out.iterdir()):
+        out.rmdir()  # every source failed: no empty folder left behind
     if out and n_images:
         print(f"annotated images and JSON in {shown(out)}/")
     for m in moved[:5]:
@@ -732,7 +747,8 @@ def _predict(a: argparse.Namespace, results_out) -> int:
         return 130
     if ignored:
         # a notes.txt beside the photos (or a folder's .ts that is no video) is not a failure (exit 0), but said
-        print(f"\n{len(ignored)} file(s){'' if earlier else ' in the folder(s)'} ignored:", file=sys.stderr)
+        print(f"\n{len(ignored)} file(s){'' if earlier or named_again else ' in the folder(s)'} ignored:",
+              file=sys.stderr)
         for s, why in ignored[:20]:
             print(f"  {shown(s)}: {shown(why)}", file=sys.stderr)
         if len(ignored) > 20:
