@@ -435,6 +435,12 @@ def test_timeline_plots_every_reading_leaves_gaps_and_spans_the_frames(tmp_path,
     fig = seen["fig"]
     axes = fig.axes
     assert len(axes) == 6 and "(2 more in the CSV and JSON)" in fig._suptitle.get_text()
+    # the six seen longest (face 1, then the one-frame faces 2..6 by id), drawn in the order of their ids
+    assert [ax.get_title() for ax in axes] == [f"face #{k}" for k in range(1, 7)]
+    seen.clear()  # (face #2 seen longer than #1: still drawn second, as the summary lists them)
+    plot_timeline([Result("v.mp4", 64, 64, [face(2, 0.3)] + ([face(1, 0.8)] if i == 0 else []), frame=i,
+                          time=0.1 * i, classes=classes) for i in range(3)], classes, tmp_path / "o.png")
+    assert [ax.get_title() for ax in seen["fig"].axes] == ["face #1", "face #2"]
     happy = axes[0].lines[0]
     t = happy.get_xdata()
     assert np.isnan(t).sum() == 1 and list(np.asarray(t)[~np.isnan(t)]) == pytest.approx([0.2, 0.3, 0.4, 0.7, 0.8])

@@ -450,7 +450,8 @@ def plot_timeline(results: list[Result], classes: tuple[str, ...] | list[str], p
     marks = sorted(set(times) | lost)
     following = dict(zip(marks, marks[1:]))
     ranked = sorted(tracks, key=lambda k: (-len(tracks[k]), str(k)))
-    keys = ranked[:6] or [None]
+    # the six faces seen longest, drawn in the order of their ids (#1, #2...), as the summary lists them
+    keys = sorted(ranked[:6], key=lambda k: (k is None, k if isinstance(k, int) else 0, str(k))) or [None]
     fig, axes = plt.subplots(len(keys), 1, figsize=(10, 2.6 * len(keys)), sharex=True, squeeze=False)
     for ax, k in zip(axes[:, 0], keys):
         pts = tracks.get(k, [])
