@@ -339,6 +339,11 @@ def test_int8_export_is_close(tmp_path, capsys):
     q8 = ferkit.load_model("default", backend="onnx-int8")
     assert q8.card["onnx"]["quantization"]["mode"] == "static"
     assert q8.backend == "onnx-int8"  # (it said "onnx", where the server's /healthz said onnx-int8)
+    from ferkit.cli import _runtime
+
+    # what evaluate's table and --json name as the runtime (it said "torch" once .backend read onnx-int8)
+    assert _runtime(q8) == "onnxruntime int8 (static)" and _runtime(ferkit.load_model("default")) == "onnxruntime"
+    assert _runtime(ferkit.load_model("default", backend="torch")) == "torch"
     assert ferkit.load_model("mini_xception-fer2013", backend="onnx-int8").card["onnx"]["quantization"]["mode"] \
         == "dynamic"  # no shipped ranges for it
 

@@ -610,7 +610,7 @@ def _runtime(model) -> str:
     members = getattr(model, "members", None)
     if members:
         return " + ".join(_runtime(m) for m in members)
-    if getattr(model, "backend", None) != "onnx":
+    if getattr(model, "backend", None) not in ("onnx", "onnx-int8"):  # (onnx-int8: the `.backend` of 2026-12-07)
         return "torch"
     quant = (getattr(model, "card", {}).get("onnx") or {}).get("quantization")
     return f"onnxruntime int8 ({quant.get('mode', '?')})" if quant else "onnxruntime"
