@@ -321,6 +321,11 @@ def test_explain_a_crop_without_detection(tmp_path):
                  "--out", str(tmp_path / "o")]) == 0
     data = json.loads((tmp_path / "o" / "crop_gradcam.json").read_text())
     assert data["faces"][0]["explained"] == "sad"
+    # the map drawn back covers the image to its edges: the white outline on its last column and row (it
+    # fell 5 px short on the 512 px photo)
+    assert main(["explain", str(EXAMPLE), "--detector", "none", "--method", "gradcam", "--out", str(tmp_path / "w")]) == 0
+    drawn = np.asarray(Image.open(tmp_path / "w" / "astronaut_gradcam.png").convert("RGB")).astype(int)
+    assert drawn.shape[:2] == (512, 512) and (drawn[-1, 9:-9] > 200).all() and (drawn[9:-9, -1] > 200).all()
     # a strip 5000x1 (the picture of the whole photo shrinks to 1600x1, not to 1600x0)
     strip = tmp_path / "strip.png"
     Image.new("L", (5000, 1), 128).save(strip)

@@ -51,7 +51,12 @@ def face_crops(rec: Any, rgb: np.ndarray, dets: list) -> tuple[np.ndarray, np.nd
         else:
             x1, y1, x2, y2 = (float(v) for v in d.box)
             sx, sy = w / max(x2 - x1, 1e-6), h / max(y2 - y1, 1e-6)
-            m = np.array([[sx, 0, -x1 * sx], [0, sy, -y1 * sy]])
+            if (x1, y1, x2, y2) == (0.0, 0.0, float(rgb.shape[1]), float(rgb.shape[0])):
+                # the whole image, resized (Recognizer.crops): pixel centres matched, so that the
+                # picture drawn back covers the image to its edges (it fell 5 px short on 512 px)
+                m = np.array([[sx, 0, 0.5 * sx - 0.5], [0, sy, 0.5 * sy - 0.5]])
+            else:
+                m = np.array([[sx, 0, -x1 * sx], [0, sy, -y1 * sy]])
         mats.append(m)
     return rec.crops(rgb, dets), np.stack(mats)
 

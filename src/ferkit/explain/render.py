@@ -76,6 +76,9 @@ def paste_back(photo: np.ndarray, values: np.ndarray, m: np.ndarray, alpha: floa
     h, w = values.shape
     corners = np.array([[0, 0], [w, 0], [w, h], [0, h]], np.float64) - 0.5
     pts = corners @ inv[:, :2].T + inv[:, 2]
+    # a corner on the image's outer edge (a whole image read as the face) is drawn on its last pixel
+    edge = np.array([W - 1, H - 1], np.float64)
+    pts = np.where((pts > edge) & (pts <= edge + 1), edge, np.where((pts < 0) & (pts >= -1), 0.0, pts))
     th = max(1, round(max(H, W) / 400))
     cv2.polylines(out, [np.round(pts).astype(np.int32)], True, (255, 255, 255), th, cv2.LINE_AA)
     if label:
