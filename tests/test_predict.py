@@ -1153,3 +1153,19 @@ def test_a_source_named_twice_is_read_once_and_a_failed_runs_out_folder_is_not_l
     assert main(["predict", str(tmp_path / "empty.mp4"), "--out", str(tmp_path / "kept")]) == 1
     assert (tmp_path / "kept").is_dir()
     capsys.readouterr()
+
+
+def test_an_annotated_video_browsers_play(tmp_path, capsys):
+    """The annotated video was MPEG-4 Part 2 only, which browsers and notebooks do not play: --video-format
+    webm writes VP8 (this OpenCV has no H.264 encoder), named .webm, and it is not read again as an input."""
+    (tmp_path / "in").mkdir()
+    video = moving_video(tmp_path / "in" / "clip.mp4", n=4, fps=8)
+    out = tmp_path / "in" / "o"
+    assert main(["predict", str(video), "--out", str(out), "--video-format", "webm", "--no-progress"]) == 0
+    assert "wrote clip_ferkit.webm, clip.csv, clip.json, clip_expressions.png in" in capsys.readouterr().out
+    assert sorted(p.name for p in out.iterdir()) == ["clip.csv", "clip.json", "clip_expressions.png", "clip_ferkit.webm"]
+    got = VideoReader(out / "clip_ferkit.webm")
+    with got:
+        assert len(list(got)) == 4 and got.fps == 8
+    assert main(["predict", str(tmp_path / "in"), "--csv", str(tmp_path / "r.csv"), "--no-progress"]) == 0
+    assert f"{out / 'clip_ferkit.webm'}: an annotated copy ferkit wrote of" in capsys.readouterr().err

@@ -1401,6 +1401,9 @@ def build_parser() -> argparse.ArgumentParser:
     g.add_argument("--smooth", type=float, default=0.5, metavar="A",
                    help="smooth each face's probabilities over time: weight A of the past (0 = off)")
     g.add_argument("--max-frames", type=int, metavar="N", help="stop after N processed frames")
+    g.add_argument("--video-format", choices=["mp4", "webm"], default="mp4",
+                   help="the annotated video --out writes: mp4 (MPEG-4 Part 2: fast to write; desktop players, "
+                        "not browsers) or webm (VP8: plays in browsers and notebooks; about 10x slower to write)")
     s.set_defaults(fn=cmd_predict)
 
     s = sub.add_parser("serve", epilog=SERVE_EXAMPLES,

@@ -748,9 +748,10 @@ def same_file(a: Union[str, os.PathLike], b: Union[str, os.PathLike]) -> bool:
 def _annotated_copy_of(f: Path) -> str | None:
     """The source an earlier ``ferkit predict --out`` drew ``f`` from, when ``f`` is one of its
     outputs: ``<stem>_ferkit.png`` beside an image's ``<stem>.json`` (ferkit's form) whose ``source``
-    is another file, or ``<stem>_expressions.png`` or ``<stem>_ferkit.mp4`` beside a video's. A photo
+    is another file, or ``<stem>_expressions.png`` or ``<stem>_ferkit.mp4`` (``.webm``) beside a video's. A photo
     (or video) of the user's named so, beside no such JSON, is read."""
-    for tail, kind in (("_ferkit.png", "image"), ("_expressions.png", "video"), ("_ferkit.mp4", "video")):
+    for tail, kind in (("_ferkit.png", "image"), ("_expressions.png", "video"), ("_ferkit.mp4", "video"),
+                       ("_ferkit.webm", "video")):
         if f.name.endswith(tail):
             found = ferkit_json(f.with_name(f.name[:-len(tail)] + ".json"))
             if found is not None and found[0] == kind and not same_file(found[1], f):
@@ -1175,14 +1176,15 @@ class VideoReader:
 
 
 class VideoWriter:
-    """Write RGB frames to a video file (MP4 / mp4v, or AVI / MJPG by extension)."""
+    """Write RGB frames to a video file: by extension MP4 (mp4v, MPEG-4 Part 2: fast to write, not
+    played by browsers), WebM (VP8: browsers play it; about 10x slower to write) or AVI (MJPG)."""
 
     def __init__(self, path: Union[str, os.PathLike], fps: float, size: tuple[int, int]) -> None:
         import cv2
 
         self.path = Path(path)
         self.path.parent.mkdir(parents=True, exist_ok=True)
-        fourcc = "MJPG" if self.path.suffix.lower() == ".avi" else "mp4v"
+        fourcc = {".avi": "MJPG", ".webm": "VP80"}.get(self.path.suffix.lower(), "mp4v")
         # (width, height); a side of 1 pixel, which the encoders refuse, is stretched to 2; both codecs
         # keep even sides only (641x479 came out 640x478, a column and a row lost): an odd side gets one
         # more pixel, its edge repeated, so that the whole picture is kept

@@ -7,7 +7,8 @@ Per kind of source (see ``ferkit predict --help``):
 * folder: one row per face in ``--csv`` / ``--json``, a progress bar, annotated copies under
   ``--out``; unreadable files are listed at the end, and in ``--csv`` / ``--json`` too (a row or
   entry with the reason in ``error``, so that the files account for every input);
-* video: ``--out DIR`` writes ``<stem>_ferkit.mp4`` (annotated), ``<stem>.csv`` (a row per face
+* video: ``--out DIR`` writes ``<stem>_ferkit.mp4`` (annotated; ``--video-format webm``: ``.webm``),
+  ``<stem>.csv`` (a row per face
   per processed frame: time, track id, probabilities), ``<stem>_expressions.png`` (expression
   over time per face) and ``<stem>.json``;
 * ``--webcam N``: a live window with boxes, labels and FPS (``q`` or Esc quits).
@@ -149,7 +150,8 @@ def describe(r: Result) -> str:
 
 #: the files ``--out`` holds for an image and for a video (or camera), after its stem
 IMAGE_OUTPUTS = (".json", "_ferkit.png")
-VIDEO_OUTPUTS = ("_ferkit.mp4", ".csv", ".json", "_expressions.png")
+#: (the annotated video is one of the first two, as --video-format says; both are kept from being written over)
+VIDEO_OUTPUTS = ("_ferkit.mp4", "_ferkit.webm", ".csv", ".json", "_expressions.png")
 
 
 def lost_frame_card(shape: tuple[int, ...], index: int, why: str) -> np.ndarray:
@@ -243,6 +245,11 @@ def _progress(total: int | None, desc: str, unit: str, quiet: bool):
     return tqdm(total=total, desc=desc, unit=unit, leave=False, disable=quiet or not sys.stderr.isatty())
 
 
+def video_format(a: argparse.Namespace) -> str:
+    """The annotated video's extension: mp4 (the default) or webm (--video-format)."""
+    return getattr(a, "video_format", None) or "mp4"
+
+
 def run_video(rec: Recognizer, path: str | int, a: argparse.Namespace, stem: Path | None) -> Results:
     """Process one video file or camera; write its outputs (at ``stem``, VIDEO_OUTPUTS, when given);
     return its results (no pixels kept)."""
@@ -276,7 +283,8 @@ def run_video(rec: Recognizer, path: str | int, a: argparse.Namespace, stem: Pat
                     if stem is not None and unwritten is None:
                         if writer is None:
                             try:
-                                writer = VideoWriter(stem.parent / f"{stem.name}_ferkit.mp4", reader.fps / every,
+                                writer = VideoWriter(stem.parent / f"{stem.name}_ferkit.{video_format(a)}",
+                                                     reader.fps / every,
                                                      (frame.shape[1], frame.shape[0]))
                             except ImageDecodeError as e:  # the analysis goes on: its CSV, JSON and plot
                                 unwritten = str(e)
@@ -367,7 +375,8 @@ def run_video(rec: Recognizer, path: str | int, a: argparse.Namespace, stem: Pat
         plot_timeline(res, rec.classes, stem.parent / f"{stem.name}_expressions.png",
                       title=f"{Path(reader.name).name}: expression over time")
         made = [f"{stem.name}{s}" for s in VIDEO_OUTPUTS
-                if not (s == "_ferkit.mp4" and (writer is None or unwritten is not None))]
+                if not (s.startswith("_ferkit.") and (s != f"_ferkit.{video_format(a)}" or writer is None
+                                                      or unwritten is not None))]
         say(f"  wrote {shown(', '.join(made))} in {shown(stem.parent)}")
     if interrupted:
         raise Interrupted(res)
