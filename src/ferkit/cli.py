@@ -1495,8 +1495,9 @@ def build_parser() -> argparse.ArgumentParser:
                         "missing folders are made, and an existing file (and its .json card) is replaced")
     s.add_argument("--opset", type=int, default=17, metavar="N", help="ONNX opset version (7 to 20)")
     s.add_argument("--int8", nargs="?", const="auto", choices=["auto", "static", "dynamic"], metavar="MODE",
-                   help="quantise to int8, MODE auto (the default), static or dynamic (a quarter of the file; static int8 of the default is 2.4-3.7x faster "
-                        "than fp32 on our 2-core CPUs, dynamic int8 is not faster: docs/benchmarks_classifier.md)")
+                   help="quantise to int8, MODE auto (the default), static or dynamic (a quarter of the file; "
+                        "static int8 of the default is 2.4-3.7x faster than fp32 on our 2-core CPUs, dynamic int8 "
+                        "is not faster: docs/benchmarks_classifier.md)")
     _add_dataset_args(s, required=False)
     g = s.add_argument_group("static int8 calibration (with --int8 and --dataset/--data)")
     g.add_argument("--calibration-split", metavar="SPLIT",

@@ -663,13 +663,14 @@ def folder_files(folder: Union[str, os.PathLike], unreadable: list[Failure] | No
                  hidden: bool = False, videos: bool = False) -> tuple[list[Path], list[tuple[str, str]]]:
     """Image files under ``folder`` (recursive, sorted; by extension), and its video files too with
     ``videos`` (``predict``), and the other files with the reason each is left out. Hidden files and
-    folders (names starting with a dot) are not read; with ``hidden`` the hidden folders and the hidden files with an image's or a video's extension are listed
-    among those left out (``predict``: a photo named ``.beach.jpg`` is accounted for), else they
-    are not listed (a dataset's ``.DS_Store`` and ``._*`` files). What cannot be read at all
-    (a subfolder without permission, an image name that is a broken link, a pipe or a device) is
-    appended to ``unreadable`` as a :class:`Failure` when given: a failure, not a skip. A subfolder
-    that is ``exclude`` (``predict``'s ``--out``, inside the input folder) is not listed: outputs
-    are not inputs."""
+    folders (names starting with a dot) are not read; with ``hidden`` the hidden folders and the
+    hidden files with an image's or a video's extension are listed among those left out
+    (``predict``: a photo named ``.beach.jpg`` is accounted for), else they are not listed (a
+    dataset's ``.DS_Store`` and ``._*`` files). What cannot be read at all (a subfolder without
+    permission, an image name that is a broken link, a pipe or a device) is appended to
+    ``unreadable`` as a :class:`Failure` when given: a failure, not a skip. A subfolder that is
+    ``exclude`` (``predict``'s ``--out``, inside the input folder) is not listed: outputs are not
+    inputs."""
     files, skipped = [], []
     skip_dir = Path(exclude).resolve() if exclude is not None else None
 
@@ -790,7 +791,8 @@ def frame_failures(name: str, errors: list[tuple[int, str]], every: int = 1) -> 
 # redirected, for the few milliseconds of a read: what another thread prints on stdout meanwhile is
 # passed on after the read (so its lines may come out of order). stderr is redirected only while
 # OpenCV's own (non-FFmpeg) readers try a file FFmpeg could not open, and passed on unless that
-# failed too (:func:`_stderr_kept_if`): another thread's stderr in those milliseconds goes with it. FERKIT_CHECK_DECODING=0 turns the check, and the catching, off.
+# failed too (:func:`_stderr_kept_if`): another thread's stderr in those milliseconds goes with it.
+# FERKIT_CHECK_DECODING=0 turns the check, and the catching, off.
 _FFMPEG_LINE = re.compile(rb"\[OPENCV:FFMPEG:(-?\d+)\] ?([^\n]*)\n?")
 _CATCH_LOCK = threading.RLock()
 

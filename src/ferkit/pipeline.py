@@ -34,7 +34,7 @@ from PIL import Image
 
 from .api import ExpressionModel, load_model
 from .errors import Failure, FerkitError, check_whole
-from .faces import Detection, Detector, align, create_detector, crop_box
+from .faces import Detection, Detector, align, create_detector, crop_box, is_whole_image
 from .io import (VideoReader, caller_level, folder_files, frame_failures, is_image_file, is_video_file,
                  read_image, resize)
 from .results import FaceResult, Result, Results
@@ -254,16 +254,16 @@ class Recognizer:
 
     def crops(self, rgb: np.ndarray, dets: list[Detection]) -> np.ndarray:
         """Aligned faces at the model's input size: uint8 ``[N, H, W]`` (gray) or ``[N, H, W, 3]``."""
+        if len(dets) == 1 and dets[0].landmarks is None and is_whole_image(dets[0].box, rgb.shape):
+            # a face crop (--detector none): made gray and resized as the datasets' images and
+            # model.predict's are (Pillow), so that both agree
+            face = np.asarray(Image.fromarray(rgb).convert("L")) if self.gray else rgb
+            return np.stack([resize(face, self.size)])  # (a copy, as for the other crops)
         src = cv2.cvtColor(rgb, cv2.COLOR_RGB2GRAY) if self.gray else rgb
         out, shrunk = [], {}
-        whole = np.array([0.0, 0.0, src.shape[1], src.shape[0]])
         for d in dets:
             if d.landmarks is not None:
                 out.append(align(src, d.landmarks, self.size, shrunk)[0])
-            elif np.array_equal(d.box, whole):  # a face crop (--detector none): made gray and resized as the
-                # datasets' images and model.predict's are (Pillow), so that both agree
-                face = np.asarray(Image.fromarray(rgb).convert("L")) if self.gray else rgb
-                out.append(resize(face, self.size))
             else:
                 out.append(crop_box(src, d.box, self.size))
         return np.stack(out) if out else np.zeros((0, *self.size) + (() if self.gray else (3,)), np.uint8)

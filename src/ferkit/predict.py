@@ -271,6 +271,7 @@ def run_video(rec: Recognizer, path: str | int, a: argparse.Namespace, stem: Pat
     interrupted = stopped = False
     next_frame = 0  # the index of the next frame to be read (0, every, 2 every...)
     written, shown_last = 0, None  # a camera's recording: frames written so far, the last one drawn
+    annotated = f"_ferkit.{video_format(a)}"  # the annotated video's suffix (one of VIDEO_OUTPUTS)
     try:
         with reader:
             for r in rec.stream(reader, every=every, max_frames=a.max_frames):
@@ -283,8 +284,7 @@ def run_video(rec: Recognizer, path: str | int, a: argparse.Namespace, stem: Pat
                     if stem is not None and unwritten is None:
                         if writer is None:
                             try:
-                                writer = VideoWriter(stem.parent / f"{stem.name}_ferkit.{video_format(a)}",
-                                                     reader.fps / every,
+                                writer = VideoWriter(stem.parent / f"{stem.name}{annotated}", reader.fps / every,
                                                      (frame.shape[1], frame.shape[0]))
                             except ImageDecodeError as e:  # the analysis goes on: its CSV, JSON and plot
                                 unwritten = str(e)
@@ -374,9 +374,9 @@ def run_video(rec: Recognizer, path: str | int, a: argparse.Namespace, stem: Pat
         (stem.parent / f"{stem.name}.json").write_text(res.to_json() + "\n")
         plot_timeline(res, rec.classes, stem.parent / f"{stem.name}_expressions.png",
                       title=f"{Path(reader.name).name}: expression over time")
+        video_written = writer is not None and unwritten is None
         made = [f"{stem.name}{s}" for s in VIDEO_OUTPUTS
-                if not (s.startswith("_ferkit.") and (s != f"_ferkit.{video_format(a)}" or writer is None
-                                                      or unwritten is not None))]
+                if not s.startswith("_ferkit.") or (s == annotated and video_written)]
         say(f"  wrote {shown(', '.join(made))} in {shown(stem.parent)}")
     if interrupted:
         raise Interrupted(res)

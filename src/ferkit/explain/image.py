@@ -28,7 +28,7 @@ import torch
 from ..api import ExpressionModel, load_model
 from ..data.transforms import normalize, to_float
 from ..errors import FerkitError
-from ..faces import similarity, template
+from ..faces import is_whole_image, similarity, template
 from ..io import read_image, staged_files
 from . import au as AU
 from . import render
@@ -51,7 +51,7 @@ def face_crops(rec: Any, rgb: np.ndarray, dets: list) -> tuple[np.ndarray, np.nd
         else:
             x1, y1, x2, y2 = (float(v) for v in d.box)
             sx, sy = w / max(x2 - x1, 1e-6), h / max(y2 - y1, 1e-6)
-            if (x1, y1, x2, y2) == (0.0, 0.0, float(rgb.shape[1]), float(rgb.shape[0])):
+            if is_whole_image(d.box, rgb.shape):
                 # the whole image, resized (Recognizer.crops): pixel centres matched, so that the
                 # picture drawn back covers the image to its edges (it fell 5 px short on 512 px)
                 m = np.array([[sx, 0, 0.5 * sx - 0.5], [0, sy, 0.5 * sy - 0.5]])

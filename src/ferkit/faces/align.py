@@ -78,6 +78,12 @@ def align(img: np.ndarray, landmarks: np.ndarray, size: tuple[int, int],
     return out, m
 
 
+def is_whole_image(box: np.ndarray, shape: tuple[int, ...]) -> bool:
+    """Whether ``box`` ``[x1, y1, x2, y2]`` is the whole of an image of ``shape`` (``--detector none``:
+    the image is the face crop, resized as the datasets' images are, not cut out)."""
+    return bool(np.array_equal(np.asarray(box, np.float64), [0.0, 0.0, float(shape[1]), float(shape[0])]))
+
+
 def crop_box(img: np.ndarray, box: np.ndarray, size: tuple[int, int]) -> np.ndarray:
     """The box ``[x1, y1, x2, y2]`` (may reach outside the image: border repeated) resized to ``size``."""
     h, w = size
