@@ -607,6 +607,31 @@ def test_pictures_carry_their_key_and_the_photo_numbers_its_faces(tmp_path):
     assert (named[diff[:, 0], diff[:, 1]] == 0).all(1).any()  # (white on black)
 
 
+def test_pictures_carry_a_colour_bar_drawn_by_the_maps_own_colour_map(tmp_path):
+    """The key named the colours in words only: a colour bar now shows the scale (blue 0 to red max for
+    Grad-CAM, dark to light through gray 0 for deconv projections), drawn by the maps' own functions."""
+    from ferkit.explain import render
+
+    heat = render.ColourBar("heat", ("0", "", "max")).strip()
+    assert heat.shape == (1, 256, 3) and heat.dtype == np.uint8
+    assert (heat[0, 0] == render.heat(np.zeros((1, 1)))[0, 0]).all() and heat[0, 0, 2] > 100 > heat[0, 0, 0]  # blue
+    assert heat[0, -1, 0] > 100 > heat[0, -1, 2]  # red
+    signed = render.ColourBar("signed", ("-max", "0", "+max")).strip()
+    assert signed[0, 0].max() < 5 and signed[0, -1].min() > 250 and abs(int(signed[0, 128, 0]) - 128) <= 2
+    with pytest.raises(ValueError, match="heat"):
+        render.ColourBar("rainbow", ("", "", "")).strip()
+    tiles = [np.full((48, 48), 128, np.uint8)] * 3
+    render.grid(tiles, ["a", "b", "c"], tmp_path / "key.png", ncols=3, note="Colours: blue 0, red the largest.")
+    render.grid(tiles, ["a", "b", "c"], tmp_path / "bar.png", ncols=3, note="Colours: blue 0, red the largest.",
+                bar=render.ColourBar("heat", ("0", "", "max")))
+    key, bar = (np.asarray(Image.open(tmp_path / f"{n}.png").convert("RGB")).astype(int) for n in ("key", "bar"))
+    assert bar.shape[0] > key.shape[0] and bar.shape[1] == key.shape[1]
+    below = bar[key.shape[0] // 2:]  # the bar lies under the tiles: strongly blue and strongly red pixels
+    assert ((below[..., 2] > 200) & (below[..., 0] < 60)).sum() > 20
+    assert ((below[..., 0] > 200) & (below[..., 2] < 60)).sum() > 20
+    assert not ((key[..., 0] > 200) & (key[..., 2] < 60)).any()  # (none without it)
+
+
 def test_an_earlier_runs_pictures_of_more_faces_are_said(tmp_path, capsys):
     """explain two.jpg, then again with --max-faces 1 into the same folder: two_face2_gradcam.png stayed,
     unsaid, beside a JSON that lists one face."""

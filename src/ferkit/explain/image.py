@@ -178,7 +178,7 @@ def explain_image(source: Any, out: str | os.PathLike, *, model: str | Expressio
             path = out / f"{stem}_face{i + 1}_deconv.png"
             writes.append((path, partial(render.grid, tiles, titles, ncols=min(len(tiles), 5),
                                          title=f"{m.name} {li.name}: top {len(idx)} maps, deconvnet projections",
-                                         marks=marks,
+                                         marks=marks, bar=render.ColourBar("signed", ("-max", "0", "+max")),
                                          note="Each tile: the pixels that drive one feature map's strongest cell "
                                               "(deconvnet projection; gray 0, light and dark: the sign). 'map N: a "
                                               "(AUk)': the map, its activation, the action unit nearest the "
@@ -231,8 +231,9 @@ def explain_image(source: Any, out: str | os.PathLike, *, model: str | Expressio
                         f"same times Grad-CAM at {li.name}; the overlay shows its size. {key}")
             tiles = [render.upscale(t, k_up) for t in tiles]
             path = out / f"{stem}_face{i + 1}_{method}.png"
+            top = "max" if guided is None else "99.5th pct"
             writes.append((path, partial(render.grid, tiles, titles, ncols=len(tiles), title=f"{m.name} {li.name}",
-                                         note=note)))
+                                         note=note, bar=render.ColourBar("heat", ("0", "", top)))))
             f["png"] = str(path)
             files.append(str(path))
             photo = render.paste_back(photo, shown, mats[i], label=str(i + 1) if len(faces) > 1 else None)

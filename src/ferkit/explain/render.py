@@ -5,6 +5,7 @@ from __future__ import annotations
 import os
 import textwrap
 from collections.abc import Sequence
+from dataclasses import dataclass
 
 import cv2
 import matplotlib
@@ -30,6 +31,26 @@ def projection_image(proj: np.ndarray) -> np.ndarray:
     p = 0.5 + p / (2 * m) if m > 0 else np.full_like(p, 0.5)
     img = np.clip(p * 255 + 0.5, 0, 255).astype(np.uint8).transpose(1, 2, 0)
     return to_rgb(img)
+
+
+BAR_INCHES = 0.5  #: room a colour bar takes under a grid's tiles
+
+
+@dataclass(frozen=True)
+class ColourBar:
+    """The scale of the maps in a picture: ``kind`` 'heat' (:func:`heat`, 0 to 1) or 'signed'
+    (:func:`projection_image`'s gray, -1 to 1), with its left, middle and right ends named."""
+
+    kind: str
+    ticks: tuple[str, str, str]
+
+    def strip(self) -> np.ndarray:
+        """The bar as an RGB uint8 image, 1 x 256, drawn by the same function as the maps."""
+        if self.kind == "heat":
+            return heat(np.linspace(0, 1, 256)[None])
+        if self.kind == "signed":
+            return projection_image(np.linspace(-1, 1, 256)[None, None])
+        raise ValueError(f"colour bar kind must be 'heat' or 'signed', got {self.kind!r}")
 
 
 def heat(values: np.ndarray, cmap: int = cv2.COLORMAP_JET) -> np.ndarray:
@@ -101,14 +122,16 @@ def save_png(img: np.ndarray, path: str | os.PathLike) -> None:
 
 def grid(tiles: Sequence[np.ndarray], titles: Sequence[str], path: str | os.PathLike, ncols: int = 6,
          title: str = "", marks: Sequence[Sequence[tuple[float, float]] | None] | None = None,
-         tile_inches: float = 1.7, note: str = "") -> None:
-    """A titled grid of images (uint8 gray or RGB), with optional points (x, y) marked on each and a
-    ``note`` under it (the key: what the colours and marks mean)."""
+         tile_inches: float = 1.7, note: str = "", bar: ColourBar | None = None) -> None:
+    """A titled grid of images (uint8 gray or RGB), with optional points (x, y) marked on each, a
+    colour ``bar`` (the scale of the maps drawn, with its ends named) and a ``note`` under it (the
+    key: what the colours and marks mean)."""
     n = len(tiles)
     ncols = max(1, min(ncols, n))
     nrows = (n + ncols - 1) // ncols
     lines = textwrap.wrap(note, width=int(tile_inches * ncols * 17)) if note else []
-    foot = 0.14 * len(lines) + (0.1 if lines else 0)  # inches under the tiles for the note
+    text_in = 0.14 * len(lines) + (0.1 if lines else 0)  # inches under the tiles for the note
+    foot = text_in + (BAR_INCHES if bar is not None else 0)
     fig, axes = plt.subplots(nrows, ncols, figsize=(tile_inches * ncols,
                                                     (tile_inches + 0.2) * nrows + (0.35 if title else 0) + foot),
                              dpi=100, squeeze=False)
@@ -127,5 +150,15 @@ def grid(tiles: Sequence[np.ndarray], titles: Sequence[str], path: str | os.Path
     if lines:
         fig.text(0.5, 0.05 / height, "\n".join(lines), ha="center", va="bottom", fontsize=6.5, color="#333333")
     fig.tight_layout(rect=(0, foot / height, 1, 1))
+    if bar is not None:
+        width = fig.get_size_inches()[0]
+        w = min(0.6, 3.0 / width)  # the bar's share of the width (at most 3 inches)
+        ax = fig.add_axes(((1 - w) / 2, (text_in + 0.22) / height, w, 0.14 / height))
+        ax.imshow(bar.strip(), aspect="auto", interpolation="bilinear")
+        ax.set_xticks([0, 127.5, 255], list(bar.ticks), fontsize=6)
+        ax.set_yticks([])
+        ax.tick_params(length=2, pad=1)
+        for side in ax.spines.values():
+            side.set_linewidth(0.5)
     fig.savefig(path)
     plt.close(fig)
