@@ -407,6 +407,21 @@ def test_float_images_with_nan_are_refused_and_the_limit_is_ferkits(tmp_path, mo
     assert fio.bomb_pixels(ValueError("something else")) is None
 
 
+def test_float_images_a_little_over_one_are_read_as_0_to_1_as_predict_tensor_takes_them():
+    """One pixel at 1.001 (a brightness change, a bicubic resize) made the whole float image read as
+    0..255: nearly black, no face or a wrong label, silently; predict_tensor took up to 1.25."""
+    rgb = np.linspace(0, 1, 4 * 6 * 3, dtype=np.float32).reshape(4, 6, 3)
+    want = read_image(rgb, "RGB")
+    assert want.max() == 255 and want.min() == 0
+    for over in (1.001, 1.02, 1.25):
+        bright = rgb.copy()
+        bright[0, 0, 0] = over
+        got = read_image(bright, "RGB")
+        assert got[0, 0, 0] == 255 and np.array_equal(got.ravel()[1:], want.ravel()[1:])  # clipped; the rest kept
+    dim = np.array([[0.0, 1.5], [10.0, 200.0]], np.float64)  # beyond the slack: 0..255 floats, as before
+    assert read_image(dim, "L").tolist() == [[0, 2], [10, 200]]
+
+
 def test_frame_failures_are_grouped_by_runs():
     errs = [(3, "unreadable frame (skipped)")] + [(i, "unreadable frame (skipped)") for i in range(21, 40)] + \
         [(40, "odd size"), (42, "odd size")]

@@ -17,7 +17,7 @@ from PIL import Image
 from . import weights as _weights
 from .data.transforms import normalize, to_float, tta_views
 from .errors import FerkitError, check_whole
-from .io import read_image, resize
+from .io import FLOAT_SLACK, read_image, resize
 
 
 @dataclass
@@ -116,11 +116,6 @@ class ExpressionModel:
     def to_prediction(self, probs: Sequence[float]) -> Prediction:
         i = int(np.argmax(probs))
         return Prediction(self.classes[i], float(probs[i]), {c: float(p) for c, p in zip(self.classes, probs)})
-
-
-#: how far float pixels may stray outside 0..1 before they are refused: a bicubic resize overshoots
-#: by up to ~0.2 at sharp edges; 0..255 floats and normalised pixels (down to -1 or -2) lie far beyond
-FLOAT_SLACK = 0.25
 
 
 def check_pixels(images, input_size: Sequence[int] | None = None) -> torch.Tensor:

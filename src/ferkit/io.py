@@ -608,9 +608,15 @@ def _warn_low16(label: str, top: int, what: str, warn: Callable[..., None]) -> N
              f"(0..65535), so nearly black; give 8-bit values as uint8, or scale 10- or 12-bit ones to 0..65535")
 
 
+#: how far float pixels may stray above 1 and still be read as 0..1 (clipped): a bicubic resize or a
+#: brightness change overshoots by up to ~0.2 at sharp edges; 0..255 floats lie far beyond
+FLOAT_SLACK = 0.25
+
+
 def _from_array(arr: np.ndarray, mode: str, label: str, warn: Callable[..., None] | None = None) -> np.ndarray:
     """Accept HxW, HxWx1, HxWx3 (RGB order) or HxWx4 (RGBA: composited on white) arrays: uint8,
-    uint16 (scaled from 0..65535), or other numbers in 0..255 (0..1 when none is above 1)."""
+    uint16 (scaled from 0..65535), or other numbers in 0..255 (0..1, clipped, when none is above
+    1 + :data:`FLOAT_SLACK`: one pixel at 1.001 made the whole image read as 0..255, nearly black)."""
     if arr.size == 0 or arr.ndim not in (2, 3):
         raise ImageDecodeError(f"{label}: expected an HxW or HxWxC image array, got shape {arr.shape}")
     if arr.ndim == 3 and arr.shape[2] not in (1, 3, 4):
@@ -637,7 +643,7 @@ def _from_array(arr: np.ndarray, mode: str, label: str, warn: Callable[..., None
         if hi > 255:  # not a pixel range: clipping would give a white image
             raise ImageDecodeError(f"{label}: {arr.dtype} pixel values up to {hi:g}: give 0..255 (uint8), "
                                    f"0..65535 (uint16) or 0..1 (float)")
-        scale = 255.0 if hi <= 1.0 else 1.0
+        scale = 255.0 if hi <= 1 + FLOAT_SLACK else 1.0
         arr = np.clip(a * scale + 0.5, 0, 255).astype(np.uint8)
     if arr.ndim == 3 and arr.shape[2] == 1:
         arr = arr[:, :, 0]
