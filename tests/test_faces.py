@@ -141,6 +141,22 @@ def test_haar_and_none_detectors(photo):
     assert len(w) == 1 and w[0].xywh == [0, 0, 512, 512] and w[0].landmarks is None
 
 
+def test_one_haar_detector_is_safe_from_several_threads(photo):
+    """One HaarDetector shared by a thread pool (a Recognizer in a notebook's ThreadPoolExecutor, the
+    server's workers) failed OpenCV's 'scaleIdx' assertion: its one CascadeClassifier keeps per-call
+    state. Each thread now has its own; the answers are the serial ones."""
+    from concurrent.futures import ThreadPoolExecutor
+
+    det = HaarDetector()
+    imgs = [photo, np.ascontiguousarray(photo[:, ::-1]), np.ascontiguousarray(photo[::2, ::2])] * 4
+    key = [[(d.xywh, round(d.score, 6)) for d in det.detect(x)] for x in imgs]
+    assert [len(k) for k in key[:3]] == [1, 2, 1]  # (the mirror: a false second face; the same each time)
+    with ThreadPoolExecutor(4) as ex:
+        got = list(ex.map(lambda x: [(d.xywh, round(d.score, 6)) for d in det.detect(x)], imgs * 3))
+    assert got == key * 3
+    assert det.cascade is det.cascade  # (one per thread, loaded once)
+
+
 def test_similarity_recovers_a_known_transform():
     rng = np.random.default_rng(1)
     src = rng.uniform(0, 100, (5, 2))

@@ -14,7 +14,7 @@ from __future__ import annotations
 
 import math
 import numbers
-
+import threading
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -111,11 +111,23 @@ class HaarDetector(Detector):
         if not min_face_size >= 1 or not scale_factor > 1 or not min_neighbors >= 0:
             raise FerkitError(f"Haar detector: min_face_size must be >= 1, scale_factor > 1 and min_neighbors >= 0; "
                               f"got {min_face_size}, {scale_factor}, {min_neighbors}")
-        path = Path(cv2.data.haarcascades) / "haarcascade_frontalface_default.xml"
-        self.cascade = cv2.CascadeClassifier(str(path))
-        if self.cascade.empty():
-            raise FerkitError("OpenCV's Haar face cascade is missing (opencv-python-headless<5 ships it)")
+        self._path = str(Path(cv2.data.haarcascades) / "haarcascade_frontalface_default.xml")
+        # one cascade per thread: OpenCV's CascadeClassifier keeps per-call state, and one shared by
+        # threads (a Recognizer used from a thread pool, the HTTP server's workers) failed an assertion
+        self._local = threading.local()
+        self.cascade  # noqa: B018 - loaded now: a missing cascade is said at once
         self.min_face_size, self.scale_factor, self.min_neighbors = int(min_face_size), scale_factor, min_neighbors
+
+    @property
+    def cascade(self) -> cv2.CascadeClassifier:
+        """This thread's cascade (loaded on its first use in the thread)."""
+        c = getattr(self._local, "cascade", None)
+        if c is None:
+            c = cv2.CascadeClassifier(self._path)
+            if c.empty():
+                raise FerkitError("OpenCV's Haar face cascade is missing (opencv-python-headless<5 ships it)")
+            self._local.cascade = c
+        return c
 
     def _detect(self, rgb: np.ndarray) -> list[Detection]:
         gray = cv2.cvtColor(rgb, cv2.COLOR_RGB2GRAY)
