@@ -345,3 +345,36 @@ def test_predict_tensor_batch_size_and_empty_batches_agree_across_backends(saved
                 m.predict_tensor(bad)
     assert torch.allclose(probs[0], probs[1], atol=1e-4)  # torch and onnxruntime agree
     assert (probs[0] - probs[0].mean(0)).abs().max() > 2e-3  # on faces the network tells apart (not all 1/7)
+
+
+def test_type_checkers_see_the_lazily_loaded_names_and_the_overloads():
+    """py.typed: the names `ferkit` and `ferkit.explain` load when first named were Any to mypy (no
+    TYPE_CHECKING imports); Recognizer.predict had one signature (Result | Results for a photo's
+    array too) and Results[i] was untyped. Each lazy name is now imported for type checkers from
+    the module it loads from, and the overloads say what each kind of source gives."""
+    import ast
+    import inspect
+    import typing
+
+    import ferkit.explain as fe
+    from ferkit.pipeline import Recognizer
+    from ferkit.results import Results
+
+    for pkg in (ferkit, fe):
+        tree = ast.parse(inspect.getsource(pkg))
+        seen = {}
+        for node in ast.walk(tree):
+            if isinstance(node, ast.If) and getattr(node.test, "id", "") == "TYPE_CHECKING":
+                for imp in node.body:
+                    assert isinstance(imp, ast.ImportFrom) and imp.level == 1
+                    seen.update({a.name: imp.module for a in imp.names})
+        assert seen == pkg._LAZY, pkg.__name__  # every lazy name, from the module it is loaded from
+        assert set(seen) <= set(pkg.__all__)
+    shown = [typing.get_type_hints(f)["return"] for f in typing.get_overloads(Recognizer.predict)]
+    assert shown[:2] == [ferkit.Result, ferkit.Results] and len(shown) == 3
+    assert [typing.get_type_hints(f)["return"] for f in typing.get_overloads(Results.__getitem__)] == [
+        ferkit.Result, Results]
+    # (at run time the last definition answers, as before)
+    assert Results([1, 2, 3])[0] == 1
+    assert isinstance(Results([], source="x")[:], Results) and Results([], source="x")[:].source == "x"
+    assert "PathLike" in str(inspect.signature(ferkit.load_model).parameters["name"].annotation)

@@ -31,6 +31,13 @@ _LAZY = {"load_model": "api", "ExpressionModel": "api", "Prediction": "api", "Re
          "FaceResult": "results", "Result": "results", "Results": "results"}
 __getattr__, __dir__ = lazy_names(__name__, _LAZY, globals())
 
+from typing import TYPE_CHECKING  # noqa: E402
+
+if TYPE_CHECKING:  # type checkers see the real names (at run time they load when first named)
+    from .api import ExpressionModel, Prediction, load_model
+    from .pipeline import Recognizer
+    from .results import FaceResult, Result, Results
+
 __version__ = "0.1.0"
 
 __all__ = ["load_model", "ExpressionModel", "Prediction", "Recognizer", "Result", "Results", "FaceResult",

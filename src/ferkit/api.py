@@ -80,7 +80,7 @@ class ExpressionModel:
 
     # -- inference -----------------------------------------------------------------------
     @torch.inference_mode()
-    def predict_tensor(self, images: torch.Tensor, tta: str | None = None, batch_size: int = 256) -> torch.Tensor:
+    def predict_tensor(self, images: torch.Tensor | np.ndarray, tta: str | None = None, batch_size: int = 256) -> torch.Tensor:
         """Probabilities ``[N, K]`` for uint8 (or [0,1] float) images ``[N, C, H, W]`` (other
         values refused: :func:`check_pixels`)."""
         if not isinstance(batch_size, int) or batch_size < 1:
@@ -213,7 +213,7 @@ class EnsembleModel(ExpressionModel):
         self.classes, self.input_size = first.classes, first.input_size
         self.mean, self.std = first.mean, first.std
 
-    def predict_tensor(self, images: torch.Tensor, tta: str | None = None, batch_size: int = 256) -> torch.Tensor:
+    def predict_tensor(self, images: torch.Tensor | np.ndarray, tta: str | None = None, batch_size: int = 256) -> torch.Tensor:
         probs = sum(m.predict_tensor(images, tta=tta, batch_size=batch_size)[:, c]
                     for m, c in zip(self.members, self.cols))
         return probs / len(self.members)
@@ -247,7 +247,7 @@ def check_threads(threads) -> None:
         check_whole("threads", threads, 1, MAX_THREADS, " (or None: the default)")
 
 
-def load_model(name: str = "default", device: str = "cpu", backend: str = "auto",
+def load_model(name: str | os.PathLike = "default", device: str = "cpu", backend: str = "auto",
                threads: int | None = None) -> ExpressionModel:
     """Load shipped weights by name (``"default"``, ``"mini_xception-fer2013"``), or a
     ``.safetensors`` file / run folder with its JSON model card, or an ``.onnx`` file from

@@ -25,7 +25,7 @@ import warnings
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, overload
 
 import cv2
 import numpy as np
@@ -197,7 +197,7 @@ class Recognizer:
     the fast path loses triggers a full detection at once). ``detect_every=1`` detects every frame.
     """
 
-    def __init__(self, model: str | ExpressionModel = "default", detector: str | Detector = "mtcnn", *,
+    def __init__(self, model: str | os.PathLike | ExpressionModel = "default", detector: str | Detector = "mtcnn", *,
                  device: str = "cpu", min_face_size: int | None = None,
                  thresholds: tuple[float, float, float] | None = None, max_side: int | None = None,
                  max_faces: int | None = None, tta: str | None = None, smooth: float = 0.5,
@@ -304,6 +304,18 @@ class Recognizer:
                             path=path)
 
     # -- any source --------------------------------------------------------------------------
+    @overload
+    def predict(self, source: np.ndarray | Image.Image | bytes | bytearray, *, every: int = 1,
+                max_frames: int | None = None, keep_images: bool | None = None, progress: bool = False) -> Result: ...
+
+    @overload
+    def predict(self, source: int | VideoReader, *, every: int = 1, max_frames: int | None = None,
+                keep_images: bool | None = None, progress: bool = False) -> Results: ...
+
+    @overload
+    def predict(self, source: str | os.PathLike, *, every: int = 1, max_frames: int | None = None,
+                keep_images: bool | None = None, progress: bool = False) -> Result | Results: ...
+
     def predict(self, source: Any, *, every: int = 1, max_frames: int | None = None,
                 keep_images: bool | None = None, progress: bool = False) -> Result | Results:
         """One :class:`Result` for an image; :class:`Results` for a folder (``.failed`` lists the
@@ -312,7 +324,9 @@ class Recognizer:
         or a webcam (one per processed frame). One image's pixels are kept (``keep_images=False``:
         not); a folder's and a video's are not unless ``keep_images`` (a folder of large photos would
         fill the memory): a folder's :meth:`Result.plot` reads its file again; for a video's frames
-        use :meth:`stream` to draw them as they come."""
+        use :meth:`stream` to draw them as they come. (Type checkers: an array, a PIL image or bytes
+        give a :class:`Result`, a webcam index a :class:`Results`; a path may be either: narrow it
+        with ``isinstance``, or call :meth:`analyze` for one image.)"""
         if isinstance(source, (str, os.PathLike)) and not str(source).strip():
             raise FerkitError("an empty path (no file or folder named)")
         check_whole("every", every)

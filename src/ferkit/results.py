@@ -17,7 +17,7 @@ import json
 import os
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, SupportsIndex, overload
 
 import cv2
 import numpy as np
@@ -186,6 +186,12 @@ class Results(list):
         self.ignored: list[tuple[str, str]] = list(ignored or [])
         self.source = source
         self.fps = fps
+
+    @overload
+    def __getitem__(self, i: SupportsIndex) -> Result: ...
+
+    @overload
+    def __getitem__(self, i: slice) -> Results: ...
 
     def __getitem__(self, i):
         """One :class:`Result`, or for a slice a :class:`Results` (``results[:10].save(...)`` works):

@@ -29,6 +29,16 @@ _LAZY = {**dict.fromkeys(["AUAnalysis", "analyse", "write_report"], "analysis"),
          **dict.fromkeys(["CAM", "gradcam", "guided_backprop"], "saliency")}
 __getattr__, __dir__ = lazy_names(__name__, _LAZY, globals())
 
+from typing import TYPE_CHECKING  # noqa: E402
+
+if TYPE_CHECKING:  # type checkers see the real names (at run time they load when first named)
+    from .analysis import AUAnalysis, analyse, write_report
+    from .au import AU_NAMES, AUS, FACS, Assignment, assign, au_points, distances, nearest
+    from .deconv import Projection, activations, project, receptive_field_centres
+    from .image import explain_image, format_layers
+    from .layers import LayerInfo, default_layer, list_layers, patched_relus
+    from .saliency import CAM, gradcam, guided_backprop
+
 __all__ = ["explain_image", "format_layers", "analyse", "write_report", "AUAnalysis", "project", "activations",
            "receptive_field_centres", "Projection", "gradcam", "guided_backprop", "CAM", "AU_NAMES", "AUS", "FACS",
            "au_points", "distances", "nearest", "assign", "Assignment", "list_layers", "default_layer", "LayerInfo",
