@@ -578,6 +578,8 @@ def test_the_low_level_functions_say_what_is_wrong_in_ferkits_words():
         (lambda: gradcam(m.net, x, layer, target=99), r"target must be one class index or one per image \(2\), each 0..6"),
         (lambda: gradcam(m.net, x, layer, target="happy"), r"model.classes.index\('happy'\)"),
         (lambda: gradcam(m, x, layer), "net must be the network .*model.net.*not a ExpressionModel"),
+        # an onnxruntime model's .net (the default backend on a CPU): said what to do, not "not a NoneType"
+        (lambda: gradcam(None, x, layer), r"net is None: the model runs on onnxruntime.*backend='torch'"),
         (lambda: gradcam(m.net, x.to(torch.uint8), layer), "x must be a float tensor"),
         (lambda: guided_backprop(m.net, x[0]), "x must be a float tensor"),
         (lambda: project(m.net, x, layer, [9999]), r"maps must be feature maps of modules_.2 \(0\.\."),

@@ -48,6 +48,11 @@ def test_not_an_image_empty_and_truncated(tmp_path):
         read_image(cut)
     with pytest.raises(ImageDecodeError, match="no such file"):
         read_image(tmp_path / "missing.png")
+    with pytest.raises(ImageDecodeError, match="https://x.org/a.jpg: a URL; ferkit works offline and fetches nothing"):
+        read_image("https://x.org/a.jpg")
+    with pytest.raises(ImageDecodeError, match="rtsp://cam/1: a URL; ferkit reads video files and cameras only"):
+        fio.VideoReader("rtsp://cam/1")
+    assert fio.is_url("s3://b/k.png") and not fio.is_url("photos/a:b.jpg") and not fio.is_url("C:/x.jpg")
     with pytest.raises(ImageDecodeError, match="is a folder"):
         read_image(tmp_path)
     with pytest.raises(ImageDecodeError, match="empty image data"):

@@ -541,6 +541,9 @@ def test_usage_errors(tmp_path, capsys):
     assert "--thresholds wants three numbers" in capsys.readouterr().err
     assert main(["predict", str(tmp_path / "nope.jpg")]) == 1  # one input, unreadable: one line, as any error
     assert capsys.readouterr().err == f"ferkit: error: {tmp_path / 'nope.jpg'}: no such file or folder\n"
+    assert main(["predict", "https://example.org/a.jpg"]) == 1  # not fetched (offline), and said so
+    assert capsys.readouterr().err == ("ferkit: error: https://example.org/a.jpg: a URL; ferkit works offline and "
+                                       "fetches nothing: download it and give its path\n")
     assert main(["predict", str(EXAMPLE), "--model", "no_such_model"]) == 1
     assert "no model 'no_such_model'" in capsys.readouterr().err
     assert main(["predict", str(EXAMPLE), "--out", "-"]) == 1  # (it made a folder named "-")

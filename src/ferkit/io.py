@@ -443,6 +443,9 @@ def read_image(source: Source, mode: str = "L", name: str | None = None,
             raise ImageDecodeError("an empty path (no file named)")
         path = Path(source)
         if not path.exists():
+            if not path.is_symlink() and is_url(source):
+                raise ImageDecodeError(f"{label}: a URL; ferkit works offline and fetches nothing: download the "
+                                       f"image and give its path (or its bytes)")
             raise ImageDecodeError(f"{label}: " + ("a broken or looping link" if path.is_symlink() else "no such file"))
         if path.is_dir():
             raise ImageDecodeError(f"{label}: is a folder, not an image")
@@ -611,6 +614,13 @@ def _warn_low16(label: str, top: int, what: str, warn: Callable[..., None]) -> N
 #: how far float pixels may stray above 1 and still be read as 0..1 (clipped): a bicubic resize or a
 #: brightness change overshoots by up to ~0.2 at sharp edges; 0..255 floats lie far beyond
 FLOAT_SLACK = 0.25
+
+
+def is_url(source: Union[str, os.PathLike]) -> bool:
+    """``http://...``, ``https://...``, ``s3://...``: a scheme and ``://`` (a file of that name would be
+    read, not this)."""
+    return re.match(r"[A-Za-z][A-Za-z0-9+.-]*://", os.fspath(source) if isinstance(source, os.PathLike)
+                    else str(source)) is not None
 
 
 def _from_array(arr: np.ndarray, mode: str, label: str, warn: Callable[..., None] | None = None) -> np.ndarray:
@@ -1006,7 +1016,8 @@ class VideoReader:
         if not self.is_camera:
             p = Path(source)
             if not p.exists():
-                raise ImageDecodeError(f"{self.name}: no such file")
+                raise ImageDecodeError(f"{self.name}: " + ("a URL; ferkit reads video files and cameras only, and "
+                                                           "fetches nothing" if is_url(source) else "no such file"))
             if p.stat().st_size == 0:
                 raise ImageDecodeError(f"{self.name}: empty file (0 bytes)")
         if self.is_camera:

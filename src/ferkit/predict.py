@@ -35,7 +35,7 @@ from tqdm.auto import tqdm
 
 from .errors import Failure, FerkitError, ImageDecodeError
 from .io import (STDOUT, VideoReader, VideoWriter, check_out_folder, check_writable, escaped, ferkit_json,
-                 frame_failures, is_video_file, resolved_path, same_file, shown, write_to_stdout)
+                 frame_failures, is_url, is_video_file, resolved_path, same_file, shown, write_to_stdout)
 from .pipeline import Recognizer, _reason, folder_files, source_kind
 from .results import Result, Results, _text, draw, entry_dict, entry_records, plot_timeline, write_csv
 
@@ -660,7 +660,9 @@ def _predict(a: argparse.Namespace, results_out) -> int:
                 continue
             if kind == "missing":
                 failed.append(Failure(str(src) or '""', "an empty path" if not src else "a broken or looping link"
-                                      if Path(src).is_symlink() else "no such file or folder"))
+                                      if Path(src).is_symlink() else "a URL; ferkit works offline and fetches "
+                                      "nothing: download it and give its path" if is_url(src)
+                                      else "no such file or folder"))
                 continue
             if kind in ("video", "webcam"):
                 video(src, Path(f"webcam{src}" if kind == "webcam" else str(src)), None)

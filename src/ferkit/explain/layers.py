@@ -209,6 +209,9 @@ def default_layer(layers: list[LayerInfo], purpose: str, input_size: tuple[int, 
 
 def check_inputs(net: nn.Module, x: torch.Tensor, layer: str | None = None) -> None:
     """The low-level functions' inputs, as ferkit errors (they surfaced as torch's own, deep inside)."""
+    if net is None:  # a model loaded on onnxruntime (the default backend on a CPU) has no torch network
+        raise FerkitError("net is None: the model runs on onnxruntime, which explanations cannot look into; load it "
+                          "with load_model(name, backend='torch') and pass its .net")
     if not isinstance(net, nn.Module):
         raise FerkitError(f"net must be the network (a torch module: model.net), not a {type(net).__name__}")
     if not isinstance(x, torch.Tensor) or x.ndim != 4 or not x.is_floating_point():
