@@ -7,11 +7,13 @@ import contextlib
 
 import io
 import json
+import logging
 import re
 import socket
 import sys
 import threading
 import time
+import types
 import warnings
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
@@ -699,6 +701,64 @@ def test_a_client_that_reads_slowly_gets_its_whole_answer(rec, monkeypatch):
         assert took > 3 * server.WRITE_TIMEOUT  # it did span several checks
 
 
+def _paused_protocol(unsent_at):
+    """The server's protocol, paused, on a fake clock and transport: ``unsent_at(t)`` is what the
+    client has not taken ``t`` s after the pause. Returns the time of the drop (None: never, in 200 s)."""
+    import heapq
+
+    import ferkit.serve.server as server
+
+    cls = server._json_400_protocol()
+    p = cls.__new__(cls)
+    clock, timers, dropped = [0.0], [], []
+
+    class Loop:
+        def time(self):
+            return clock[0]
+
+        def call_later(self, delay, cb):
+            assert delay > 0
+            heapq.heappush(timers, (clock[0] + delay, len(timers), cb))
+            return types.SimpleNamespace(cancel=lambda: None)
+
+    class Transport:
+        def get_write_buffer_size(self):
+            return unsent_at(clock[0])
+
+        def get_extra_info(self, name):
+            return None  # (no socket: the send queue is not asked)
+
+        def abort(self):
+            dropped.append(clock[0])
+
+    p.loop, p.transport = Loop(), Transport()
+    p.flow = types.SimpleNamespace(pause_writing=lambda: None)
+    p.pause_writing()
+    while timers and not dropped and clock[0] < 200:
+        clock[0], _, cb = heapq.heappop(timers)
+        cb()
+    return dropped[0] if dropped else None
+
+
+def test_the_drop_of_a_client_reading_nothing_counts_from_its_last_progress(monkeypatch):
+    """Just after the pause the system still moves bytes into the client's receive buffer (acked,
+    read by nobody): one look WRITE_TIMEOUT later took that for progress, and a client that read
+    nothing was dropped after about twice WRITE_TIMEOUT (60 s, not the 30 documented). The looks
+    are now every WRITE_CHECK s, the wait counted from the last that found progress."""
+    import ferkit.serve.server as server
+
+    monkeypatch.setattr(server, "WRITE_TIMEOUT", 30.0)
+    settle = _paused_protocol(lambda t: 5_000_000 if t < 0.2 else 4_000_000)  # a receive buffer filled, then nothing
+    assert 30.0 <= settle <= 30.2 + server.WRITE_CHECK
+    assert _paused_protocol(lambda t: 5_000_000) == 30.0  # nothing moves at all
+    # a client reading 1 KB every 20 s (slower than any look, faster than WRITE_TIMEOUT) stays...
+    assert _paused_protocol(lambda t: 5_000_000 - 1000 * int(t // 20)) is None
+    # ...one that stops after 50 s is dropped 30 s after its last progress, found at the first look after it
+    stop = _paused_protocol(lambda t: 5_000_000 - 1000 * int(min(t, 50) // 10))
+    assert 80.0 <= stop <= 80.0 + server.WRITE_CHECK
+    assert _paused_protocol(lambda t: 0 if t > 3 else 5_000_000) is None  # all taken: nothing held, no drop
+
+
 def test_no_second_answer_after_an_early_413(rec):
     # the app refuses a chunked upload over the limit (and the bytes it drops, DRAIN) before
     # reading it all; when the rest of the body then turns out malformed, the connection only
@@ -1160,7 +1220,7 @@ def test_a_request_whose_client_went_away_is_not_analysed(rec, photo):
                   b"Content-Length: %d\r\nConnection: close\r\n\r\n%s" % (boundary, len(b), b))
         return c
 
-    with ServerThread(create_app(Gated(rec, 0), workers=1, warm_up=False)) as s:
+    with ServerThread(create_app(Gated(rec, 0), workers=1, warm_up=False), log_level="info") as s:
         def health() -> dict:
             return httpx.get(s.url + "/healthz", timeout=10).json()
 
@@ -1168,8 +1228,18 @@ def test_a_request_whose_client_went_away_is_not_analysed(rec, photo):
         wait_until(lambda: calls == ["first.jpg"], timeout=10)
         second = send(b"second.jpg")
         wait_until(lambda: health()["pending"] == 2, timeout=10)  # waiting for the worker
-        second.close()
-        wait_until(lambda: health()["pending"] == 1, timeout=10)  # dropped once its client left
+        access = logging.getLogger("uvicorn.access")
+        lines: list[str] = []
+        handler = logging.Handler()
+        handler.emit = lambda r: lines.append(r.getMessage())  # type: ignore[method-assign]
+        access.addHandler(handler)
+        try:
+            second.close()
+            wait_until(lambda: health()["pending"] == 1, timeout=10)  # dropped once its client left
+            # and logged as 499 (README says so; uvicorn writes no line for an answer it never sent)
+            wait_until(lambda: any('"POST /v1/analyze HTTP/1.1" 499' in t for t in lines), timeout=10)
+        finally:
+            access.removeHandler(handler)
         gate.set()
         with first:
             data = b""

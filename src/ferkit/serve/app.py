@@ -379,6 +379,15 @@ async def _unless_gone(receive: Callable, job: Any) -> Any:
     raise ApiError(499, "the client closed the request before its answer")
 
 
+def _log_gone(scope: dict) -> None:
+    """An access-log line, as uvicorn's, with status 499 for a request whose client left before
+    its answer (it was not analysed, or its analysis went unseen)."""
+    from uvicorn.protocols.utils import get_client_addr, get_path_with_query_string
+
+    logging.getLogger("uvicorn.access").info('%s - "%s %s HTTP/%s" %d', get_client_addr(scope), scope.get("method"),
+                                             get_path_with_query_string(scope), scope.get("http_version"), 499)
+
+
 def _file_schema(schema: dict) -> None:
     """The form field's schema as an upload alone (the text that the handler also takes, to judge
     it with the rest of the form, is no way to send an image): /docs shows a file picker."""
@@ -488,6 +497,8 @@ def create_app(recognizer: Any = None, *, model: str = "default", detector: str 
     # -- errors: always JSON ----------------------------------------------------------------
     @app.exception_handler(ApiError)
     async def _api_error(request: Request, exc: ApiError) -> JSONResponse:
+        if exc.status == 499:  # the client is gone: uvicorn writes no access line for an answer never sent
+            _log_gone(request.scope)
         return error_response(exc.status, exc.error, exc.detail, exc.headers)
 
     @app.exception_handler(StarletteHTTPException)

@@ -50,6 +50,9 @@ HEAD_TIMEOUT = 30.0
 #: the connection is dropped: a client that never reads an annotated PNG would hold it forever.
 #: A slow client that keeps reading is never dropped: each byte it takes restarts the wait
 WRITE_TIMEOUT = 30.0
+#: seconds between looks at how much of a paused response is still unsent (at most a quarter of
+#: WRITE_TIMEOUT): the wait counts from the last look that found progress
+WRITE_CHECK = 1.0
 
 
 def _json_400_protocol() -> type:
@@ -90,11 +93,15 @@ def _json_400_protocol() -> type:
             # the buffer is full: the response (and its image) is dropped with the connection if
             # the client reads none of it for WRITE_TIMEOUT. uvicorn hands the whole body over at
             # once, so resume_writing comes only when nearly all of it is read: progress is told
-            # by the buffer shrinking between checks
+            # by the unsent bytes shrinking between looks, every WRITE_CHECK seconds. (One look
+            # WRITE_TIMEOUT after the pause counted the bytes the system still moved into the
+            # client's receive buffer just after it, read by nobody, as progress: a client that
+            # read nothing was dropped after twice WRITE_TIMEOUT)
             super().pause_writing()
             self._cancel_write_timer()
             self._write_left = self._unsent()
-            self._write_timer = self.loop.call_later(WRITE_TIMEOUT, self._write_expired)
+            self._write_progress = self.loop.time()
+            self._write_timer = self.loop.call_later(self._write_check(), self._write_expired)
 
         def resume_writing(self) -> None:
             super().resume_writing()
@@ -121,6 +128,10 @@ def _json_400_protocol() -> type:
                 timer.cancel()
                 self._write_timer = None
 
+        @staticmethod
+        def _write_check() -> float:
+            return min(WRITE_CHECK, WRITE_TIMEOUT / 4)
+
         def _write_expired(self) -> None:
             # (also once the transport is closing: uvicorn closes it, the response handed over, at
             # once with "Connection: close" or when its keep-alive timer runs out; a close waits for
@@ -128,10 +139,12 @@ def _json_400_protocol() -> type:
             self._write_timer = None
             if self.transport.get_write_buffer_size() == 0:
                 return  # all of it handed to the system: nothing held here
-            left = self._unsent()
-            if left < self._write_left:  # the client read some of it since the last check: wait again
-                self._write_left = left
-                self._write_timer = self.loop.call_later(WRITE_TIMEOUT, self._write_expired)
+            left, now = self._unsent(), self.loop.time()
+            if left < self._write_left:  # taken since the last look: the wait starts again
+                self._write_left, self._write_progress = left, now
+            wait = self._write_progress + WRITE_TIMEOUT - now
+            if wait > 1e-6:
+                self._write_timer = self.loop.call_later(min(self._write_check(), wait), self._write_expired)
                 return
             self.transport.abort()  # connection_lost frees the app's send (uvicorn marks it disconnected)
 
