@@ -295,8 +295,11 @@ def test_bad_requests_get_json_errors(client, small_client, photo):
     # limits: bytes (by Content-Length, before the body is read) and pixels (from the header, before decoding)
     body = assert_json_error(post(small_client, bytes(300_000)), 413, "too large")  # by Content-Length
     assert body["detail"]["limit_bytes"] == 200_000 and body["detail"]["request_bytes"] > 300_000  # the form's
+    assert body["detail"]["size_bytes"] is None  # (not read)
     body = assert_json_error(post(small_client, bytes(200_001)), 413, "too large")  # over by one, inside the slack
-    assert body["detail"] == {"limit_bytes": 200_000, "size_bytes": 200_001}  # the file's own
+    # the same keys whichever check caught it (the later one gave size_bytes alone): the file's own size too
+    assert body["detail"]["size_bytes"] == 200_001 and body["detail"]["request_bytes"] > 200_001
+    assert set(body["detail"]) == {"limit_bytes", "request_bytes", "size_bytes"}
     big = png_bytes(np.zeros((600, 600), np.uint8))  # 360,000 pixels, a few kB
     assert len(big) < 200_000
     body = assert_json_error(post(small_client, big, ctype="image/png"), 413, "too large")
@@ -329,6 +332,8 @@ class SlowRecognizer:
 
 
 def test_timeout_is_504_and_busy_is_503(rec, photo):
+    import ferkit.serve.app as app_mod
+
     with TestClient(create_app(SlowRecognizer(rec, 1.5), timeout=0.5, warm_up=False)) as c:
         t = time.monotonic()
         assert_json_error(post(c, photo), 504, "in time")
@@ -338,8 +343,8 @@ def test_timeout_is_504_and_busy_is_503(rec, photo):
         assert c.get("/healthz").json()["served"] == 0  # (its analysis ended, answered to no one)
     with TestClient(create_app(SlowRecognizer(rec, 0.8), workers=1, max_queue=0, warm_up=False)) as c:
         with ThreadPoolExecutor(3) as ex:
-            codes = sorted(r.status_code for r in ex.map(lambda _: post(c, photo), range(3)))
-        assert codes[0] == 200 and 503 in codes
+            answers = sorted((r.status_code, r.json().get("error")) for r in ex.map(lambda _: post(c, photo), range(3)))
+        assert answers[0][0] == 200 and (503, app_mod.BUSY) in answers
         assert c.post("/v1/analyze", files={"file": ("a.jpg", photo, "image/jpeg")}).status_code == 200
 
 
@@ -376,7 +381,9 @@ def test_serve_on_static_int8(photo):
         assert face["label"] == "happy" and face["probabilities"]["happy"] > 0.8
 
 
-def test_docs_and_openapi(client):
+def test_docs_and_openapi(client, photo):
+    import ferkit.serve.app as app_mod
+
     r = client.get("/docs")
     assert r.status_code == 200 and "swagger" in r.text.lower()
     spec = client.get("/openapi.json").json()
@@ -388,6 +395,19 @@ def test_docs_and_openapi(client):
     assert post["requestBody"]["required"] is True and "file" in spec["components"]["schemas"][ref]["required"]
     for code in ("400", "408", "413", "415", "500", "503", "504"):
         assert set(post["responses"][code]["content"]["application/json"]["example"]) == {"error", "detail"}, code
+    # the examples' errors are the server's own words (they were short tags, "server busy", "timeout", that a
+    # client matching on `error` would never see)
+    said = {c: post["responses"][c]["content"]["application/json"]["example"]["error"] for c in post["responses"]
+            if "application/json" in post["responses"][c].get("content", {}) and c != "200"}
+    assert said["503"] == app_mod.BUSY and said["504"] == app_mod.LATE
+    assert said["408"].startswith("the upload took longer than ") and said["413"].startswith("upload too large: ")
+    real = client.post("/v1/analyze", files={"file": ("a.txt", b"hello", "text/plain")}).json()
+    assert real == post["responses"]["415"]["content"]["application/json"]["example"]
+    # a broken header answers in the CLI's words, not Python's class name ("OSError: could not create decoder")
+    webp = io.BytesIO()
+    Image.open(io.BytesIO(photo)).save(webp, "WEBP")
+    cut = client.post("/v1/analyze", files={"file": ("cut.webp", webp.getvalue()[:60], "image/webp")}).json()
+    assert cut["error"] == "corrupt image" and cut["detail"].startswith("corrupt or truncated image (")
     face = post["responses"]["200"]["content"]["application/json"]["example"]["faces"][0]
     assert max(face["probabilities"], key=face["probabilities"].get) == face["label"]
     try:
@@ -1247,3 +1267,19 @@ def test_a_request_whose_client_went_away_is_not_analysed(rec, photo):
                 data += chunk
         assert data.startswith(b"HTTP/1.1 200 ") and b'"label": "happy"' in data
         assert calls == ["first.jpg"] and health()["served"] == 1 and health()["pending"] == 0
+
+
+def test_a_taken_port_suggests_one_that_can_be_had():
+    """The hint said 'try --port N+1' without looking (taken too, or 65536 for 65535): now --port 0,
+    which the system answers with a free port (and the server prints it)."""
+    from ferkit.errors import FerkitError
+    from ferkit.serve.server import bind
+
+    with socket.socket() as taken:
+        taken.bind(("127.0.0.1", 0))
+        taken.listen()
+        port = taken.getsockname()[1]
+        with pytest.raises(FerkitError, match=rf"cannot listen on 127.0.0.1:{port}: .*try another --port, or --port 0"):
+            bind("127.0.0.1", port)
+    with bind("127.0.0.1", 0) as free:
+        assert free.getsockname()[1] > 0

@@ -114,6 +114,9 @@ ALLOWED_CONTENT_TYPES = frozenset({
 })
 #: the formats in words, for the messages that refuse others
 FORMATS_IN_WORDS = "JPEG, PNG, WebP, BMP, TIFF, GIF or PPM/PGM/PBM/PFM"
+BUSY = "server busy: too many images waiting; retry shortly"  #: the 503's error
+LATE = ("no answer in time: the image took too long to arrive or to analyse; retry when the server is less busy, "
+        "or send a smaller image")  #: the 504's error
 UNTYPED = frozenset({"", "application/octet-stream"})
 #: Formats Pillow may open for the API (so that no other decoder, e.g. EPS via Ghostscript, ever runs).
 ALLOWED_FORMATS = ("JPEG", "PNG", "WEBP", "BMP", "DIB", "TIFF", "GIF", "PPM")  # JPEG covers MPO too
@@ -164,7 +167,7 @@ class UploadLimit:
         # (the request's size, form included, as told or read before the form is parsed; the later
         # 413, on a form that fitted, gives the file's own size_bytes)
         return error_response(413, f"upload too large: the limit is {_mb(self.max_upload)}",
-                              {"limit_bytes": self.max_upload, "request_bytes": size}, CLOSE)
+                              {"limit_bytes": self.max_upload, "request_bytes": size, "size_bytes": None}, CLOSE)
 
     async def __call__(self, scope: dict, receive: Callable, send: Callable) -> None:
         if scope["type"] != "http" or scope["method"] != "POST" or scope["path"] not in UPLOAD_ROUTES:
@@ -295,7 +298,7 @@ class Engine:
     def _submit(self, fn: Callable, *args: Any) -> Future:
         with self._lock:
             if self.pending >= self.workers + self.max_queue:
-                raise ApiError(503, "server busy: too many images waiting; retry shortly",
+                raise ApiError(503, BUSY,
                                {"workers": self.workers, "waiting": self.pending - self.workers},
                                headers={"Retry-After": "1"})
             if self._pool is None:
@@ -314,8 +317,7 @@ class Engine:
     async def run(self, fn: Callable, *args: Any, timeout: float) -> Any:
         """``fn(*args)`` on a worker; :class:`ApiError` 503 when full, 504 after ``timeout`` seconds
         (a waiting job is dropped then; a running one finishes in the background, unseen)."""
-        late = ApiError(504, "no answer in time: the image took too long to arrive or to analyse; retry when the "
-                             "server is less busy, or send a smaller image", {"timeout_s": self.timeout})
+        late = ApiError(504, LATE, {"timeout_s": self.timeout})
         if timeout <= 0:
             raise late
         fut = self._submit(fn, *args)
@@ -408,7 +410,7 @@ def _probe(data: bytes, max_pixels: int = DEFAULT_MAX_PIXELS) -> tuple[str, int,
         raise ApiError(400, "not an image (or a format the server does not read)",
                        {"formats": [f for f in ALLOWED_FORMATS if f != "DIB"]}) from None
     except Exception as e:  # any parser failure on a broken header
-        raise ApiError(400, "corrupt image", f"{type(e).__name__}: {e}") from None
+        raise ApiError(400, "corrupt image", f"corrupt or truncated image ({e})") from None
 
 
 def _printable(text: str) -> str:
@@ -564,7 +566,7 @@ def create_app(recognizer: Any = None, *, model: str = "default", detector: str 
     face_example = {"box": [179, 58, 88, 115], "landmarks": [[201.7, 101.3], [235.4, 98.9], [218.5, 118.0],
                                                              [204.6, 137.1], [233.8, 135.2]],
                     "score": 0.999, "label": top, "probabilities": probs}
-    def err_example(error: str, detail: str) -> dict:  # (a null detail was dropped from the generated schema)
+    def err_example(error: str, detail: Any) -> dict:  # (a null detail was dropped from the generated schema)
         return {"application/json": {"example": {"error": error, "detail": detail}}}
 
     @app.post(
@@ -586,20 +588,26 @@ def create_app(recognizer: Any = None, *, model: str = "default", detector: str 
             400: {"description": "missing field, empty file, not an image, corrupt image, unknown query parameter",
                   "content": err_example("corrupt image", "corrupt or truncated image (the decoder's words)")},
             408: {"description": f"the upload did not arrive within {timeout:g} s",
-                  "content": err_example("request timeout", "the upload did not arrive in time")},
-            413: {"description": f"over {_mb(max_upload)} or {max_pixels:,} pixels",
-                  "content": err_example("image too large", "the limits and what is known of the image")},
+                  "content": err_example(f"the upload took longer than {timeout:g} s", {"timeout_s": timeout})},
+            413: {"description": f"over {_mb(max_upload)} (`detail`: `limit_bytes`; `request_bytes`, the request's "
+                                 f"size where told; `size_bytes`, the file's where read) or {max_pixels:,} pixels "
+                                 f"(`detail`: `max_pixels`, and `width`, `height`, `pixels` where known)",
+                  "content": err_example(f"upload too large: the limit is {_mb(max_upload)}",
+                                         {"limit_bytes": max_upload, "request_bytes": max_upload + 1234,
+                                          "size_bytes": None})},
             415: {"description": "content type not an image, or not a multipart request",
-                  "content": err_example("unsupported media type", "the content types taken")},
+                  "content": err_example(f"unsupported content type 'text/plain': not an image: send "
+                                         f"{FORMATS_IN_WORDS}",
+                                         {"content_type": "text/plain", "allowed": sorted(ALLOWED_CONTENT_TYPES)})},
             422: {"description": "a query value that is not one (annotated=1 or 0); `detail` lists each as "
                                  "{loc, msg}",
                   "content": {"application/json": {"example": {"error": "invalid annotated: ...",
                                                                "detail": [{"loc": ["query", "annotated"],
                                                                            "msg": "..."}]}}}},
             503: {"description": "busy: too many requests waiting (header `Retry-After`)",
-                  "content": err_example("server busy", "too many requests waiting: try again in a moment")},
+                  "content": err_example(BUSY, {"workers": 2, "waiting": 8})},
             504: {"description": f"no answer within {timeout:g} s",
-                  "content": err_example("timeout", f"no answer within {timeout:g} s")},
+                  "content": err_example(LATE, {"timeout_s": timeout})},
             500: {"description": "a fault of the server (its log has the details)",
                   "content": err_example("internal server error", "see the server's log")},
         },
@@ -660,8 +668,10 @@ def create_app(recognizer: Any = None, *, model: str = "default", detector: str 
                            {"content_type": ctype, "allowed": sorted(ALLOWED_CONTENT_TYPES)})
         data = await file.read()
         if len(data) > max_upload:
+            told = request.headers.get("content-length", "")
             raise ApiError(413, f"upload too large: the limit is {_mb(max_upload)}",
-                           {"limit_bytes": max_upload, "size_bytes": len(data)})
+                           {"limit_bytes": max_upload, "request_bytes": int(told) if told.isdigit() else None,
+                            "size_bytes": len(data)})
         if not data:
             if not (file.filename or "").strip():  # what a browser form sends when no file was chosen
                 raise ApiError(400, NO_FILE_CHOSEN, None)

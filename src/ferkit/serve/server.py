@@ -28,7 +28,7 @@ def bind(host: str = "127.0.0.1", port: int = 8000) -> socket.socket:
         sock.close()
         why = e.strerror or str(e)
         if e.errno == errno.EADDRINUSE:
-            why += f" (another program listens there: try --port {port + 1})"
+            why += " (another program listens there: try another --port, or --port 0 for any free one)"
         elif e.errno == errno.EACCES:
             why += " (ports below 1024 need root: try --port 8000)"
         raise FerkitError(f"cannot listen on {host}:{port}: {why}") from None
