@@ -371,7 +371,7 @@ def test_type_checkers_see_the_lazily_loaded_names_and_the_overloads():
         assert seen == pkg._LAZY, pkg.__name__  # every lazy name, from the module it is loaded from
         assert set(seen) <= set(pkg.__all__)
     shown = [typing.get_type_hints(f)["return"] for f in typing.get_overloads(Recognizer.predict)]
-    assert shown[:2] == [ferkit.Result, ferkit.Results] and len(shown) == 3
+    assert shown[:3] == [ferkit.Result, ferkit.Results, ferkit.Results] and len(shown) == 4  # array, webcam, list
     assert [typing.get_type_hints(f)["return"] for f in typing.get_overloads(Results.__getitem__)] == [
         ferkit.Result, Results]
     # (at run time the last definition answers, as before)

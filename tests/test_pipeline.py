@@ -528,3 +528,51 @@ def test_backend_and_device_given_with_a_loaded_model_are_said_to_be_ignored(rec
     with warnings.catch_warnings():
         warnings.simplefilter("error")
         ferkit.Recognizer(rec.model, detector="none")  # (the defaults: nothing to say)
+
+
+def test_a_list_of_images_gives_results_in_order_and_carries_on_past_a_bad_one(rec, tmp_path):
+    """predict([...]) raised 'cannot read faces from a list' (ExpressionModel.predict takes lists):
+    each item is now analysed in turn, what cannot be read listed with its place, a folder or a
+    video inside refused with what to do, and pixels given in memory kept for drawing."""
+    pil = Image.open(EXAMPLE)
+    arr = np.asarray(pil.convert("RGB"))
+    (tmp_path / "junk.jpg").write_bytes(b"not a jpeg")
+    rs = rec.predict([str(EXAMPLE), pil, arr, EXAMPLE.read_bytes(), tmp_path / "junk.jpg", tmp_path, arr[:0]])
+    assert isinstance(rs, Results) and [r.source for r in rs] == [str(EXAMPLE), f"[1] {EXAMPLE}", "[2] ndarray",
+                                                                   "[3] bytes"]
+    assert [r.faces[0].label for r in rs] == ["happy"] * 4
+    assert rs[0] == rec.predict(str(EXAMPLE)) and rs[2].faces == rs[0].faces  # the same as one by one
+    assert [r.image is not None for r in rs] == [False, True, True, True]  # a file's pixels are not kept
+    assert [(f.source, f.at) for f in rs.failed] == [(str(tmp_path / "junk.jpg"), 4), (str(tmp_path), 4),
+                                                     ("[6] ndarray", 4)]
+    assert "a folder inside a list: give it to predict on its own" in rs.failed[1].error
+    assert rec.predict((str(EXAMPLE),), keep_images=True)[0].image is not None and len(rec.predict([])) == 0
+    assert rec.predict(pil).source == str(EXAMPLE)  # a PIL image is named by its file (it was 'JpegImageFile')
+    assert rec.predict(pil.convert("L")).source == "Image"
+
+
+def test_results_show_in_a_notebook_as_a_summary_and_a_result_as_its_picture(rec):
+    r = rec.predict(str(EXAMPLE))
+    png = r._repr_png_()
+    shown = np.asarray(Image.open(io.BytesIO(png)).convert("RGB"))
+    assert np.array_equal(shown, r.plot())  # (512 px: not resized)
+    big = rec.predict(np.asarray(Image.open(EXAMPLE).convert("RGB").resize((2048, 2048))))
+    assert Image.open(io.BytesIO(big._repr_png_())).size == (1024, 1024)
+    frame = ferkit.Result("clip.mp4", 64, 48, frame=3, time=0.1)
+    assert frame._repr_png_() is None  # nothing to draw: the text repr
+    rs = Results([r] * 7, failed=[("a.jpg", "no such file")], source="photos/")
+    text = repr(rs)
+    lines = text.splitlines()
+    assert lines[0] == "Results(7 results, 1 failed, 0 ignored, source='photos/')"
+    assert lines[1] == f"  {EXAMPLE} (512x512): 1 face: happy {r.faces[0].confidence:.2f}"
+    assert len(lines) == 1 + 5 + 1 + 1 and lines[6] == "  ... 2 more" and lines[7] == "  failed: a.jpg: no such file"
+
+
+def test_the_recognizer_takes_threads_for_its_runtimes():
+    r = Recognizer(threads=1)
+    assert r.detector.net.pnet.get_session_options().intra_op_num_threads == 1
+    assert r.detector.net._one is None  # (one thread: no split in two halves)
+    with pytest.raises(FerkitError, match="threads must be a whole number >= 1"):
+        Recognizer(threads=0)
+    with pytest.warns(UserWarning, match="threads=2 ignored"):
+        Recognizer(r.model, threads=2)

@@ -190,7 +190,8 @@ class Recognizer:
     :class:`~ferkit.faces.Detector`. ``min_face_size``, ``thresholds`` (MTCNN's three) and
     ``max_side`` (long side searched; bigger images are downscaled for detection only) tune it.
     ``backend`` (``auto`` | ``torch`` | ``onnx`` | ``onnx-int8``) picks the classifier's runtime, as
-    in :func:`ferkit.load_model`. ``max_faces`` keeps the best N faces per image.
+    in :func:`ferkit.load_model`; ``threads`` the CPU threads of its onnxruntime session and of
+    MTCNN's (None: their defaults). ``max_faces`` keeps the best N faces per image.
     ``smooth`` and ``detect_every`` apply to streams:
     by default each face's probabilities are averaged over time with weight 0.5 on the past, and
     a full detection runs every 5th processed frame (new faces show up within 5 frames; a face
@@ -201,19 +202,21 @@ class Recognizer:
                  device: str = "cpu", min_face_size: int | None = None,
                  thresholds: tuple[float, float, float] | None = None, max_side: int | None = None,
                  max_faces: int | None = None, tta: str | None = None, smooth: float = 0.5,
-                 detect_every: int = 5, backend: str = "auto") -> None:
+                 detect_every: int = 5, backend: str = "auto", threads: int | None = None) -> None:
+        if threads is not None:
+            check_whole("threads", threads, none=" (None: onnxruntime's and MTCNN's defaults)")
         if isinstance(model, ExpressionModel):
-            idle = [f"{k}={v!r}" for k, v, default in (("backend", backend, "auto"), ("device", device, "cpu"))
-                    if v != default]
+            idle = [f"{k}={v!r}" for k, v, default in (("backend", backend, "auto"), ("device", device, "cpu"),
+                                                       ("threads", threads, None)) if v != default]
             if idle:  # (they choose how a model is loaded: this one is loaded already)
                 warnings.warn(f"{', '.join(idle)} ignored: the model given is loaded already (its backend: "
                               f"{getattr(model, 'backend', 'torch')}); pass them to load_model, or give the model's "
                               f"name instead", stacklevel=2)
             self.model = model
         else:
-            self.model = load_model(model, device=device, backend=backend)
+            self.model = load_model(model, device=device, backend=backend, threads=threads)
         self.detector = create_detector(detector, min_face_size=min_face_size, thresholds=thresholds,
-                                        max_side=max_side)
+                                        max_side=max_side, threads=threads)
         if max_faces is not None:
             check_whole("max_faces (--max-faces)", max_faces, none=" (or None, without --max-faces: all faces)")
         if tta not in (None, "none", "flip", "tencrop"):
@@ -293,7 +296,8 @@ class Recognizer:
         """Every face of one image (path, bytes, array RGB/gray, PIL image). What was read with a
         caveat (only the first frame of an animation, a JPEG without its end marker...) is a
         ``UserWarning`` and is kept in the result's ``warnings``."""
-        name = source or (str(image) if isinstance(image, (str, os.PathLike)) else type(image).__name__)
+        name = source or (str(image) if isinstance(image, (str, os.PathLike)) else _pil_file(image)
+                          or type(image).__name__)
         notes: list[str] = []
         rgb = read_image(image, mode="RGB", name=name, notes=notes)
         for n in notes:  # a caveat of the reading: warned (as before) and kept in the result's "warnings"
@@ -313,12 +317,18 @@ class Recognizer:
                 keep_images: bool | None = None, progress: bool = False) -> Results: ...
 
     @overload
+    def predict(self, source: list | tuple, *, every: int = 1, max_frames: int | None = None,
+                keep_images: bool | None = None, progress: bool = False) -> Results: ...
+
+    @overload
     def predict(self, source: str | os.PathLike, *, every: int = 1, max_frames: int | None = None,
                 keep_images: bool | None = None, progress: bool = False) -> Result | Results: ...
 
     def predict(self, source: Any, *, every: int = 1, max_frames: int | None = None,
                 keep_images: bool | None = None, progress: bool = False) -> Result | Results:
-        """One :class:`Result` for an image; :class:`Results` for a folder (``.failed`` lists the
+        """One :class:`Result` for an image; :class:`Results` for a list or tuple of images (paths,
+        arrays, PIL images, bytes: one result each, in order; what cannot be read is in ``.failed``,
+        as a folder's, with its place in the list), for a folder (``.failed`` lists the
         unreadable images, ``.ignored`` the files that are no images by their name, hidden images and
         hidden folders), a video file
         or a webcam (one per processed frame). One image's pixels are kept (``keep_images=False``:
@@ -332,6 +342,8 @@ class Recognizer:
         check_whole("every", every)
         if max_frames is not None:
             check_whole("max_frames", max_frames, none=" (None: no limit)")
+        if isinstance(source, (list, tuple)):
+            return self._predict_list(source, keep_images, progress)
         kind = source_kind(source)
         if kind == "image":
             return self.analyze(source, keep_image=keep_images is not False)
@@ -363,6 +375,31 @@ class Recognizer:
                     r.image = None
                 res.append(r)
         res.failed = frame_failures(reader.name, reader.errors, every)
+        return res
+
+    def _predict_list(self, items: list | tuple, keep_images: bool | None, progress: bool) -> Results:
+        """Each image of a list in turn. Pixels given in memory are kept (they are in memory already;
+        ``keep_images=False``: not), a file's are not unless ``keep_images``, as a folder's. A folder or
+        a video inside the list is a failure that says to give it on its own (its results would not
+        be one per item)."""
+        res = Results(source=f"{type(items).__name__} of {len(items)}")
+        it: Any = items
+        if progress:
+            from tqdm.auto import tqdm
+
+            it = tqdm(items, desc="predicting", unit="img")
+        for i, item in enumerate(it):
+            name = (str(item) if isinstance(item, (str, os.PathLike))
+                    else f"[{i}] {_pil_file(item) or type(item).__name__}")
+            try:
+                kind = source_kind(item)
+                if kind != "image":
+                    raise FerkitError(f"{name}: a {kind} inside a list: give it to predict on its own")
+                path = isinstance(item, (str, os.PathLike))
+                keep = bool(keep_images) if path else keep_images is not False
+                res.append(self.analyze(item, source=None if path else name, keep_image=keep))
+            except FerkitError as e:
+                res.failed.append(Failure(name, _reason(e, name), at=len(res)))
         return res
 
     def stream(self, source: Any, *, every: int = 1, max_frames: int | None = None) -> Iterator[Result]:
@@ -428,6 +465,12 @@ def _keep_sizes(dets: list[Detection], prev: np.ndarray) -> None:
         cx, cy = (d.box[0] + d.box[2]) / 2, (d.box[1] + d.box[3]) / 2
         w, h = prev[j][2] - prev[j][0], prev[j][3] - prev[j][1]
         d.box = np.array([cx - w / 2, cy - h / 2, cx + w / 2, cy + h / 2], dtype=np.float64)
+
+
+def _pil_file(image: Any) -> str:
+    """The file a PIL image was opened from (``Image.open(path)``), or ''."""
+    name = getattr(image, "filename", "") if isinstance(image, Image.Image) else ""
+    return name if isinstance(name, str) else ""
 
 
 def _reason(e: Exception, name: str) -> str:

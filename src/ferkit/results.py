@@ -142,6 +142,30 @@ class Result:
                               "predict(..., keep_images=True) keeps a video's frames)")
         return draw(image, self.faces, bars=bars, landmarks=landmarks)
 
+    def _repr_png_(self) -> bytes | None:
+        """Jupyter shows a result as its annotated image (long side at most 1024 px), where it can be
+        drawn (None: a video frame whose pixels were not kept; the text repr then)."""
+        from .errors import FerkitError
+
+        try:
+            img = self.plot()
+        except FerkitError:
+            return None
+        big = max(img.shape[:2])
+        if big > 1024:
+            s = 1024 / big
+            img = cv2.resize(img, (max(1, round(img.shape[1] * s)), max(1, round(img.shape[0] * s))),
+                             interpolation=cv2.INTER_AREA)
+        ok, png = cv2.imencode(".png", cv2.cvtColor(img, cv2.COLOR_RGB2BGR))
+        return png.tobytes() if ok else None
+
+    def summary(self) -> str:
+        """One line: the source (and frame), its size and each face's label and confidence."""
+        where = self.source + (f" frame {self.frame}" if self.frame is not None else "")
+        faces = ", ".join(f"{f.label} {f.confidence:.2f}" for f in self.faces)
+        n = len(self.faces)
+        return f"{where} ({self.width}x{self.height}): {n} face{'' if n == 1 else 's'}" + (f": {faces}" if n else "")
+
     def save(self, path: str | os.PathLike) -> Path:
         """Write the annotated image (format from the extension; PNG if none). An existing folder
         gets ``<source name>_ferkit.png`` inside it, as does a path ending in a slash (the folder made):
@@ -186,6 +210,17 @@ class Results(list):
         self.ignored: list[tuple[str, str]] = list(ignored or [])
         self.source = source
         self.fps = fps
+
+    def __repr__(self) -> str:
+        """A summary, not the whole list (a folder's would flood a notebook): counts, source, and the
+        first results one line each (``list(results)`` shows them all)."""
+        head = (f"Results({len(self)} result{'' if len(self) == 1 else 's'}, {len(self.failed)} failed, "
+                f"{len(self.ignored)} ignored, source={self.source!r}" + (f", fps={self.fps:g}" if self.fps else "") + ")")
+        shown = [f"  {r.summary() if isinstance(r, Result) else repr(r)}" for r in list.__iter__(self)][:5]
+        more = [f"  ... {len(self) - 5} more"] if len(self) > 5 else []
+        fails = [f"  failed: {f.source}: {f.error}" for f in self.failed[:3]]
+        fails += [f"  ... {len(self.failed) - 3} more failed"] if len(self.failed) > 3 else []
+        return "\n".join([head, *shown, *more, *fails])
 
     @overload
     def __getitem__(self, i: SupportsIndex) -> Result: ...
