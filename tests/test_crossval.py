@@ -52,6 +52,10 @@ def test_files_written(cv3):
     assert summary["complete"] and summary["folds_done"] == [0, 1, 2] and summary["folds"] == 3
     assert any(ln.startswith("[round 2 of 3, test fold 1] epoch   2/2") for ln in lines)
     assert lines[-1].startswith("3 of 3 folds: accuracy ")
+    # each figure is named for what it is: the fold mean's macro-F1 stood after the pooled accuracy, read as pooled
+    a, f1, p = summary["accuracy"], summary["macro_f1"], summary["pooled"]
+    assert (f"accuracy {a['mean']:.4f} +- {a['std']:.4f}, macro-F1 {f1['mean']:.4f} (means +- std over folds); "
+            f"pooled: accuracy {p['accuracy']:.4f}, macro-F1 {p['macro_f1']:.4f}; ") in lines[-1]
 
 
 def test_folds_are_subject_disjoint_and_cover_the_dataset(cv3, ck):
@@ -105,6 +109,17 @@ def test_resume_keeps_finished_folds_and_continues_an_interrupted_one(ck, tmp_pa
     assert torch.load(fold_dir(out, 1) / "last.ckpt", weights_only=True)["epoch"] == 1
     with pytest.raises(FerkitError, match="already holds a cross-validation"):
         crossval(_cfg(ck, out), folds=3, progress=False, log=lambda s: None)
+    # a training run's folder is no cross-validation, with --resume or not (its model sat beside the rounds,
+    # and `evaluate --model` read that as the cross-validation's)
+    trained = tmp_path / "trained"
+    trained.mkdir()
+    for name in ("model.safetensors", "last.ckpt"):
+        (trained / name).write_bytes(b"x")
+        for resume in (False, True):
+            with pytest.raises(FerkitError, match=f"holds a training run \\({name}\\), not a cross-validation"):
+                crossval(_cfg(ck, trained), folds=3, resume=resume, progress=False, log=lambda s: None)
+        (trained / name).unlink()
+    assert sorted(p.name for p in trained.iterdir()) == []  # nothing written
     # another experiment's folder (a model or dataset of its own) is not carried on under this command
     with pytest.raises(FerkitError, match="holds a cross-validation of another model: model 'mini_xception' "
                                           "\\(asked: 'zhu_cnn'\\)"):

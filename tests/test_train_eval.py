@@ -922,3 +922,85 @@ def test_resuming_on_data_of_other_classes_says_so(folder, tmp_path):
     with pytest.raises(FerkitError, match=r"the run was trained on the classes angry, disgust, fear, .* and .*fewer "
                                           r"holds angry, disgust, happy, .*: resume it with the data it was trained on"):
         train(_cfg(fewer, run, epochs=2), resume=True, progress=False, log=lambda s: None, given=["data"])
+
+
+def test_a_finished_run_resumed_keeps_its_epochs_and_is_left_as_it_is(folder, tmp_path, capsys):
+    """`ferkit train ... --resume` without --epochs took a finished 2-epoch run on to 100 epochs (the
+    option's default); a smaller --epochs than trained was taken (the config then said 2 of 3 epochs);
+    a finished run resumed as it was re-evaluated and rewrote its card. And a --model left to its
+    default was said as 'ignoring differing: model'."""
+    run = tmp_path / "run"
+    base = ["train", "--model", "lite_cnn", "--dataset", "imagefolder", "--data", str(folder), "--out", str(run),
+            "--batch-size", "8", "--warmup", "0", "--threads", "2", "--no-progress"]
+    assert main([*base, "--epochs", "2"]) == 0
+    capsys.readouterr()
+    model = (run / "model.safetensors").read_bytes(), (run / "model.json").read_text()
+    config = (run / "config.json").read_text()
+    # the same command without --epochs (and without --model): the run keeps its 2, is finished, nothing changes
+    again = [a for a in base if a not in ("--model", "lite_cnn")]
+    assert main([*again, "--resume"]) == 0
+    err = capsys.readouterr()
+    said = err.out + err.err
+    assert f"{run} is finished: 2 epochs trained" in said and "nothing to do" in said
+    assert "epoch   3/" not in said and "ignoring differing: model" not in said
+    assert ((run / "model.safetensors").read_bytes(), (run / "model.json").read_text()) == model
+    assert (run / "config.json").read_text() == config
+    # fewer epochs than trained: refused, nothing written
+    assert main([*base, "--epochs", "1", "--resume"]) == 1
+    assert "has trained 2 epochs already: --epochs 1 is fewer" in capsys.readouterr().err
+    assert (run / "config.json").read_text() == config
+    # more: trained on (to 3, not 100)
+    assert main([*base, "--epochs", "3", "--resume"]) == 0
+    assert len((run / "log.csv").read_text().splitlines()) == 1 + 3
+    assert json.loads((run / "config.json").read_text())["epochs"] == 3
+
+
+def test_evaluate_says_when_the_split_held_the_models_training_images(trained, folder, tmp_path, capsys,
+                                                                      monkeypatch):
+    """`--split all` (or the training split) of the dataset a model was trained on gave a leaked number
+    without a word (a fold's was warned about); the confusion plot's title did not say n, --limit or
+    the TTA its number was of."""
+    import argparse
+
+    import ferkit.engine.plots as plots
+    from ferkit.cli import _detect_of_card
+
+    out, _, _ = trained
+    titles = []
+    real = plots.plot_confusion
+    monkeypatch.setattr(plots, "plot_confusion", lambda cm, cl, path, title="": (titles.append(title),
+                                                                                 real(cm, cl, path, title=title)))
+    base = ["evaluate", "--model", str(out), "--dataset", "imagefolder", "--data", str(folder), "--json",
+            str(tmp_path / "r.json")]
+    said = {}
+    for split in ("train", "val", "test"):
+        assert main(base + ["--split", split]) == 0
+        said[split] = capsys.readouterr()
+    for split in ("train",):  # (and 'all' where a dataset has it: CK+, JAFFE)
+        assert (f"warning: split '{split}' holds the images this model was trained on ('train', its card): the "
+                f"number overstates it; evaluate on its test split, 'test'") in said[split].err
+    assert "note: the model was selected on 'val' (its best epoch; its card): a validation figure" in said["val"].out
+    assert "overstates" not in said["val"].err + said["test"].err and "selected on" not in said["test"].out
+    # another folder of the same layout is another dataset: nothing said
+    import shutil
+
+    other = tmp_path / "other"
+    shutil.copytree(folder, other)
+    assert main(["evaluate", "--model", str(out), "--dataset", "imagefolder", "--data", str(other), "--split", "train"]) == 0
+    assert "overstates" not in capsys.readouterr().err
+    assert main(base + ["--split", "test", "--limit", "10", "--tta", "flip"]) == 0
+    assert titles[2].startswith(f"{out.name} on ") and "test (n=84): accuracy" in titles[2]
+    assert " test (n=10 of 84 (--limit), tta flip): accuracy " in titles[-1]
+    # a run trained on detected faces (JAFFE, KDEF: --detect mtcnn) is evaluated so unless --detect is named
+    card = {"training": {"config": {"detect": "mtcnn"}}}
+    a = argparse.Namespace(detect="none", argv=["evaluate", "--dataset", "jaffe"])
+    _detect_of_card(a, card)
+    assert a.detect == "mtcnn" and "evaluating with --detect mtcnn: the model was trained on faces found" in \
+        capsys.readouterr().out
+    for named in (["--detect", "none"], ["--detector=none"]):
+        a = argparse.Namespace(detect="none", argv=["evaluate", *named])
+        _detect_of_card(a, card)
+        assert a.detect == "none"
+    a = argparse.Namespace(detect="none", argv=[])
+    _detect_of_card(a, {"training": {"config": {"detect": "none"}}})
+    assert a.detect == "none" and capsys.readouterr().out == ""

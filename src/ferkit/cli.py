@@ -497,7 +497,12 @@ def cmd_train(a: argparse.Namespace) -> int:
     try:
         given = [k for k, flag in (("data", "--data"), ("lr", "--lr"), ("model", "--model"), ("dataset", "--dataset"))
                  if _given(a, flag)]
-        train(cfg, resume=a.resume, progress=None if not a.no_progress else False, given=given)
+        # a resume keeps the run's own --epochs, --early-stop and --time-budget where the command leaves them to
+        # their defaults (--epochs 100 took a finished 2-epoch run on to 100)
+        keep = [k for k, flag in (("epochs", "--epochs"), ("early_stop", "--early-stop"),
+                                  ("time_budget", "--time-budget"), ("model", "--model"), ("dataset", "--dataset"))
+                if not _given(a, flag)]
+        train(cfg, resume=a.resume, progress=None if not a.no_progress else False, given=given, keep=keep)
     except KeyboardInterrupt:
         if (Path(a.out) / "last.ckpt").exists():
             print(f"\nferkit: interrupted; the last finished epoch is saved in {a.out}/last.ckpt: run the same "
@@ -649,6 +654,40 @@ def _fold_of_card(a: argparse.Namespace, card: dict) -> None:
                   file=sys.stderr)
 
 
+def _detect_of_card(a: argparse.Namespace, card: dict) -> None:
+    """A run trained on faces found and aligned by a detector (JAFFE, KDEF: ``--detect mtcnn``) is
+    evaluated the same way unless --detect is named: it took the fold from its card but read whole
+    frames, and its number halved."""
+    trained = ((card.get("training") or {}).get("config") or {}).get("detect")
+    if trained in (None, "none") or _given(a, "--detect") or _given(a, "--detector"):
+        return
+    a.detect = trained
+    print(f"evaluating with --detect {trained}: the model was trained on faces found and aligned so (its card); "
+          f"--detect none for whole images")
+
+
+def _warn_trained_split(a: argparse.Namespace, card: dict, split: str) -> None:
+    """A warning when the split evaluated holds the images the model was trained or selected on (its
+    card's dataset and splits; 'all' holds them too): the number overstates it."""
+    from .data.readers import dataset_key
+
+    ds = card.get("dataset") or {}
+    if not ds.get("name") or dataset_key(ds["name"]) != dataset_key(a.dataset):
+        return
+    if dataset_key(a.dataset) == "imagefolder":  # a folder of one's own: the same only where it is the same folder
+        data = ((card.get("training") or {}).get("config") or {}).get("data")
+        if not data or Path(data).expanduser().resolve() != Path(a.data).expanduser().resolve():
+            return
+    train_s, val_s, test_s = ds.get("train_split"), ds.get("val_split"), ds.get("test_split")
+    instead = f"its test split, {test_s!r}" if test_s and test_s != split else "a split it never saw"
+    if train_s and split in (train_s, "all"):
+        print(f"ferkit: warning: split {split!r} holds the images this model was trained on ({train_s!r}, its card): "
+              f"the number overstates it; evaluate on {instead}", file=sys.stderr)
+    elif val_s and split == val_s:  # (reported as such, e.g. FER2013's PublicTest: a validation figure)
+        print(f"note: the model was selected on {split!r} (its best epoch; its card): a validation figure, a little "
+              f"above what a split it never saw would give" + (f" ({instead})" if test_s and test_s != split else ""))
+
+
 def cmd_evaluate(a: argparse.Namespace) -> int:
     from .io import STDOUT
 
@@ -695,9 +734,10 @@ def _evaluate(a: argparse.Namespace, results_out) -> int:
     if a.plot and Path(a.plot).suffix.lower() not in PLOT_SUFFIXES:
         raise FerkitError(f"--plot {a.plot}: name an image file ({', '.join(sorted(PLOT_SUFFIXES - {''}))}, or no "
                           f"extension for .png)")
-    _warn_whole_frames(a)
     model = load_model(a.model, device=a.device, backend=a.backend)
     _fold_of_card(a, getattr(model, "card", None) or {})
+    _detect_of_card(a, getattr(model, "card", None) or {})
+    _warn_whole_frames(a)
     reader = open_dataset(a.dataset, a.data, **_dataset_options(a))
     split = a.split or reader.test_split
     if split is None:
@@ -706,6 +746,7 @@ def _evaluate(a: argparse.Namespace, results_out) -> int:
     crop, crop_key = face_cropper(model, a.detect, a.min_face) if a.detect != "none" else (None, None)
     ds = reader.load(split, size=(h, w), mode="L" if c == 1 else "RGB", crop=crop, crop_key=crop_key,
                      progress=False if a.no_progress else None)
+    _warn_trained_split(a, getattr(model, "card", None) or {}, split)  # (once the split is known to be one)
     folded = reader.options()
     card_ds = (getattr(model, "card", None) or {}).get("dataset") or {}
     fold_run = "fold" in (card_ds.get("options") or {})  # a model trained on these folds: other folds would leak
@@ -748,8 +789,11 @@ def _evaluate(a: argparse.Namespace, results_out) -> int:
         print(f"\nwrote {a.json}{again}")
     if plot:
         again = _replacing(plot)
+        # the title says what the number is of: how many images (of how many, with --limit) and the TTA
+        n = f"n={res['n']}" + (f" of {limited['of']} (--limit)" if limited else "")
+        tta = "" if a.tta == "none" else f", tta {a.tta}"
         plot_confusion(res["confusion_matrix"], res["classes"], plot,
-                       title=f"{model.name} on {ds.name} {ds.split}: accuracy {res['accuracy']:.4f}")
+                       title=f"{model.name} on {ds.name} {ds.split} ({n}{tta}): accuracy {res['accuracy']:.4f}")
         print(f"wrote {plot}{again}")
     return 0
 

@@ -176,8 +176,8 @@ def finish_summary(summary: dict, out: str | Path | None, log: Callable[[str], N
     """Log the mean +- std over the test folds next to the selection folds' mean; write with ``out``."""
     a, rows = summary["accuracy"], summary["per_fold"]
     sel = float(np.mean([r["val_accuracy"] for r in rows]))
-    log(f"{len(rows)} of {summary['folds']} folds: accuracy {mean_pm_std(a)} (mean +- std over "
-        f"folds); selection folds {sel:.4f}")
+    log(f"{len(rows)} of {summary['folds']} folds: accuracy {mean_pm_std(a)}"
+        f"{' (mean +- std over folds)' if len(rows) > 1 else ''}; selection folds {sel:.4f}")
     if out is not None:
         out = Path(out)
         out.mkdir(parents=True, exist_ok=True)
@@ -235,6 +235,12 @@ def crossval(cfg: TrainConfig, folds: int = 10, only: Sequence[int] | None = Non
     started = [d for d in sorted(out.glob("fold*")) if (d / "last.ckpt").exists()]
     new_command = cfg.command  # (a round resumed from its checkpoint joins it to its own first command itself)
     check_summary_out(out, "crossval")  # a probe's or crossval-eval's summary is neither resumed nor overwritten
+    # a training run's folder (ferkit train, average, recalibrate): its model would sit beside the rounds, and
+    # `evaluate --model OUT` would read it as this cross-validation's (with --resume too: it is no crossval)
+    held = [f for f in ("model.safetensors", "last.ckpt") if (out / f).is_file()]
+    if held:
+        raise FerkitError(f"{out} holds a training run ({held[0]}), not a cross-validation: choose another --out "
+                          f"(the rounds go in its fold00, fold01, ... subfolders)")
     if spath.exists() or started:
         if not resume:
             raise FerkitError(f"{out} already holds a cross-validation ({SUMMARY} or fold runs): pass --resume to "
@@ -321,9 +327,12 @@ def crossval(cfg: TrainConfig, folds: int = 10, only: Sequence[int] | None = Non
     write_summary(summary, out)
     a, p = summary["accuracy"], summary["pooled"]
     if p is not None:
-        log(f"{len(summary['per_fold'])} of {folds} folds: accuracy {mean_pm_std(a)}"
-            f"{' (mean +- std over folds)' if len(summary['per_fold']) > 1 else ''}, pooled {p['accuracy']:.4f}, macro-F1 {summary['macro_f1']['mean']:.4f}; {out / SUMMARY} "
-            f"({time.time() - t_start:.0f}s)")
+        several = len(summary["per_fold"]) > 1
+        # each figure says what it is: the fold mean's macro-F1 beside the fold mean's accuracy, the pooled ones
+        # (every test image once) together (the fold mean's macro-F1 followed the pooled accuracy, read as pooled)
+        log(f"{len(summary['per_fold'])} of {folds} folds: accuracy {mean_pm_std(a)}, macro-F1 "
+            f"{summary['macro_f1']['mean']:.4f}{' (means +- std over folds)' if several else ''}; pooled: accuracy "
+            f"{p['accuracy']:.4f}, macro-F1 {p['macro_f1']:.4f}; {out / SUMMARY} ({time.time() - t_start:.0f}s)")
     return summary
 
 

@@ -597,11 +597,15 @@ def check_settings(cfg: TrainConfig) -> None:
 
 
 def train(cfg: TrainConfig, resume: bool = False, progress: bool | None = None,
-          log: Callable[[str], None] = print, given: Sequence[str] = ()) -> dict:
+          log: Callable[[str], None] = print, given: Sequence[str] = (), keep: Sequence[str] = ()) -> dict:
     """Train according to ``cfg``; returns the final card. See the module docstring for outputs.
 
-    Resuming keeps the run's saved settings but for :data:`RESUME_OVERRIDABLE`, and for those of
-    :data:`RESUME_IF_GIVEN` named in ``given`` (the options the command line set explicitly)."""
+    Resuming keeps the run's saved settings but for :data:`RESUME_OVERRIDABLE` (less ``keep``: those
+    the command line left to their defaults, e.g. ``epochs`` or ``model``, which the run keeps then,
+    unsaid), and for those
+    of :data:`RESUME_IF_GIVEN` named in ``given`` (the options the command line set explicitly). A
+    finished run resumed with nothing more to do is left as it is (its card is returned); fewer
+    ``epochs`` than it has trained is refused."""
     if not 0 < cfg.val_fraction < 1:
         raise FerkitError(f"--val-fraction must be between 0 and 1 (the share of train held out for selection when "
                           f"the dataset has no validation split), got {cfg.val_fraction}")
@@ -627,13 +631,19 @@ def train(cfg: TrainConfig, resume: bool = False, progress: bool | None = None,
                               f"{', '.join(other)}; choose another --out, or resume it with its own")
         named = RESUME_IF_GIVEN & set(given)
         saved_early_stop = saved.early_stop
-        take = RESUME_OVERRIDABLE | named | {"out"}  # a moved or copied run folder writes where it is now
-        if saved.time_budget is not None and cfg.time_budget == saved.time_budget:
+        take = (RESUME_OVERRIDABLE - set(keep)) | named | {"out"}  # a moved or copied run folder writes where it is now
+        budget = saved.time_budget if "time_budget" in keep else cfg.time_budget  # (the one the run goes on with)
+        if saved.time_budget is not None and budget == saved.time_budget:
             # the same budget: the epoch count it was fitted to stands (the command's --epochs is
             # the count asked for, which the budget lowered), and so does what the run has used of it
             take = take - {"epochs"}
             resume_asked = state.get("asked_epochs", cfg.epochs)
+        done = int(state["epoch"])
+        if "epochs" in take and cfg.epochs < done and not cfg.time_budget:
+            raise FerkitError(f"{out} has trained {done} epochs already: --epochs {cfg.epochs} is fewer (give {done} "
+                              f"or more to train on, or leave --epochs out: the run keeps its {saved.epochs})")
         diff = {k for k, v in asdict(cfg).items() if k not in take and asdict(saved).get(k) != v}
+        diff -= set(keep)  # (left to their defaults by the command: the run's own are no difference to say)
         if diff:
             log(f"resuming with the run's saved settings; ignoring differing: {differences(diff, cfg, saved)}")
         if "epochs" in take and cfg.epochs != saved.epochs and not cfg.time_budget and not saved.time_budget:
@@ -650,6 +660,20 @@ def train(cfg: TrainConfig, resume: bool = False, progress: bool | None = None,
             # the card keeps the command that started the run, then each resume, as shell comments
             # (pasted, the line runs the first command; the resumes say how the run was continued)
             cfg = dataclasses.replace(cfg, command=f"{saved.command}{RESUMED}{new_command}")
+        done = int(state["epoch"])
+        final = out / "model.safetensors"
+        stale_now = state.get("stale", 0)
+        over = done >= cfg.epochs or (bool(cfg.early_stop) and stale_now >= cfg.early_stop)
+        card_path = final.with_suffix(".json")
+        if over and final.is_file() and card_path.is_file():
+            try:
+                card = json.loads(card_path.read_text())
+            except (OSError, ValueError):
+                card = {}
+            if isinstance(card, dict) and card.get("epochs_run") == len(state.get("history", [])):
+                log(f"{out} is finished: {done} epochs trained, its model is {final}; nothing to do (a larger "
+                    f"--epochs trains it on)")
+                return card
     else:
         # a model another verb wrote (average, recalibrate, a finished run's folder without its checkpoint)
         # or a cross-validation: a new run would overwrite it (or mix its files in) without a word
