@@ -427,17 +427,29 @@ def test_a_flat_folder_says_its_test_split_is_one_fold_and_how_to_read_all(tmp_p
             "--split all") in capsys.readouterr().err
 
 
-def test_data_on_a_folder_of_another_dataset_says_no_image_was_found(tmp_path, capsys):
+def test_data_on_a_folder_of_another_dataset_says_it_is_not_one(tmp_path, capsys):
     from PIL import Image
 
     d = tmp_path / "notck"
     d.mkdir()
     for i in range(3):
         Image.new("L", (48, 48), 100).save(d / f"KA.AN{i}.tiff")
-    assert main(["data", "--dataset", "ckplus", "--data", str(d), "--skip-bad"]) == 1
-    err = capsys.readouterr().err
-    assert f"{d}: no ckplus image found; 3 file(s) skipped, the first {d}/KA.AN0.tiff: an image beside" in err
-    assert "(is --data the ckplus folder?)" in err and "subject-independent folds" not in err
+    # no class folder at all: said at once, with or without --skip-bad (it first said "pass --skip-bad", which
+    # then found no image)
+    for extra in ([], ["--skip-bad"]):
+        assert main(["data", "--dataset", "ckplus", "--data", str(d), *extra]) == 1
+        err = capsys.readouterr().err
+        assert (f"{d}: no ckplus class folder in it (it holds KA.AN0.tiff, KA.AN1.tiff, KA.AN2.tiff; expected anger, "
+                f"contempt, ") in err
+        assert "is --data the ckplus folder? (ckplus's layout: <class>/S<subject>_" in err and "--skip-bad" not in err
+    (d / "train").mkdir()  # (FER2013's layout)
+    assert main(["data", "--dataset", "ckplus", "--data", str(d)]) == 1
+    assert "it holds train/, KA.AN0.tiff, KA.AN1.tiff, KA.AN2.tiff;" in capsys.readouterr().err
+    # one class folder among them: the rest are what --skip-bad is for
+    (d / "happy").mkdir()
+    Image.new("L", (48, 48), 100).save(d / "happy" / "S005_001_00000011.png")
+    assert main(["data", "--dataset", "ckplus", "--data", str(d)]) == 1
+    assert "an image beside the class folders" in capsys.readouterr().err
 
 
 def test_help_and_usage_errors_start_without_torch():

@@ -87,6 +87,13 @@ def test_models_json_is_the_registry_the_cards_and_the_aliases(capsys):
     assert [a["name"] for a in d["architectures"]] == [s.name for s in list_models()]
     params = {a["name"]: a["params"] for a in d["architectures"]}
     assert params["mini_xception"] == count_params(create("mini_xception"))
+    # each architecture's --model-arg options at their defaults (they were told only by a wrong option's error;
+    # width is base channels in lite_cnn, a multiplier in mini_xception)
+    options = {a["name"]: a["options"] for a in d["architectures"]}
+    assert options["lite_cnn"] == {"width": 16, "dropout": 0.0} and options["mini_xception"]["width"] == 1
+    assert count_params(create("lite_cnn", width=options["lite_cnn"]["width"])) == params["lite_cnn"]
+    assert main(["models"]) == 0
+    assert "--model-arg options (defaults): width=16, dropout=0.0" in capsys.readouterr().out
     assert [c["name"] for c in d["weights"]] == [c["name"] for c in weights.shipped()]
     default = next(c for c in d["weights"] if c["name"] == d["aliases"]["default"])
     on_disk = json.loads((weights.SHIPPED_DIR / f"{default['name']}.json").read_text())

@@ -284,8 +284,11 @@ def test_a_broken_checkpoint_or_seed_is_a_clear_error(folder, tmp_path, trained)
     shutil.copytree(out, run)
     good = (run / "last.ckpt").read_bytes()
     (run / "last.ckpt").write_bytes(good[:100])  # cut short
-    with pytest.raises(FerkitError, match=r"last.ckpt: not a readable training checkpoint .*remove it"):
+    with pytest.raises(FerkitError, match=r"last.ckpt: not a readable training checkpoint .*remove it and the "
+                                          r"finished run's model.safetensors and model.json beside it to train again "
+                                          r"from the start \(without --resume\)$") as err:
         train(_cfg(folder, run), resume=True, progress=False, log=lambda s: None)
+    assert "If you are seeing" not in str(err.value)  # (torch's paragraph, cut mid-sentence, is not copied)
     (run / "last.ckpt").write_bytes(b"junk")
     with pytest.raises(FerkitError, match="not a readable training checkpoint"):
         train(_cfg(folder, run), resume=True, progress=False, log=lambda s: None)

@@ -205,11 +205,13 @@ def cmd_cache(a: argparse.Namespace) -> int:
 def cmd_models(a: argparse.Namespace) -> int:
     from . import weights
     from .models import count_params, create, list_models
+    from .models.registry import builder_options
 
     archs = []
     for s in list_models():
+        opts = {k: v for k, v in builder_options(s.name).items() if v is None or isinstance(v, (bool, int, float, str))}
         archs.append({"name": s.name, "params": count_params(create(s.name)), "input_size": list(s.input_size),
-                      "paper": s.paper, "summary": s.summary})
+                      "paper": s.paper, "summary": s.summary, "options": opts})
     cards = weights.shipped()
     aliases: dict[str, list[str]] = {}  # a file may have several names (default and best-fer2013)
     for k, v in weights.ALIASES.items():
@@ -227,6 +229,9 @@ def cmd_models(a: argparse.Namespace) -> int:
     for r in archs:
         print(f"  {r['name']:<16} {r['params']:>9,} params  input {'x'.join(map(str, r['input_size']))}  "
               f"{r['summary']}  [{r['paper']}]")
+        if r["options"]:  # what --model-arg takes, at its defaults (width: base channels in one, a multiplier in another)
+            print(f"  {'':<16} --model-arg options (defaults): "
+                  + ", ".join(f"{k}={v!r}" if isinstance(v, str) else f"{k}={v}" for k, v in r["options"].items()))
     print("\nshipped weights (ferkit.load_model(name)):")
     if not cards:
         print("  (none)")
@@ -1199,7 +1204,8 @@ def _add_train_args(s: argparse.ArgumentParser, crossval: bool = False) -> None:
     """`ferkit train`'s options; ``crossval``: those of `ferkit crossval` (the same, but for the
     splits, which each round sets, and the options of datasets with official splits)."""
     s.add_argument("--model", default="mini_xception", help="architecture (see `ferkit models`)")
-    s.add_argument("--model-arg", action="append", metavar="KEY=VALUE", help="architecture option, e.g. width=2")
+    s.add_argument("--model-arg", action="append", metavar="KEY=VALUE", help="architecture option, e.g. width=2; each architecture's options and defaults: `ferkit models` "
+                        "(width is base channels in some, e.g. lite_cnn's 16, a multiplier in others, mini_xception's 1)")
     _add_dataset_args(s, kfold=crossval)
     s.add_argument("--out", required=True, help="run folder")
     s.add_argument("--resume", action="store_true",

@@ -400,17 +400,35 @@ class FoldedReader(Reader):
         """``(folder, class index)`` for each class folder of ``root``; unknown names are errors, as
         are images beside the class folders (their class is unknown: they were left out unsaid)."""
         out = []
+        dirs = sorted(p for p in root.iterdir() if p.is_dir() and not is_hidden_name(p.name))
+
+        def class_of(cdir: Path) -> int | None:
+            try:
+                name = mapping[cdir.name.lower()] if mapping is not None else L.canonical(cdir.name)
+                return self.classes.index(name)
+            except (KeyError, ValueError, FerkitError):
+                return None
+
+        if not any(class_of(d) is not None for d in dirs):
+            # no class folder at all: another dataset's folder (FER2013's train/test, JAFFE's photos), said
+            # first, not "pass --skip-bad" for its first file (which then found no image)
+            found = [d.name + "/" for d in dirs[:4]] + [p.name for p in sorted(root.iterdir()) if p.is_file()
+                                                          and not is_hidden_name(p.name)][:max(0, 4 - len(dirs))]
+            raise DatasetError(f"{root}: no {self.name} class folder in it (it holds {', '.join(found) or 'nothing'}"
+                               f"{', ...' if len(list(root.iterdir())) > len(found) else ''}; expected "
+                               f"{', '.join(mapping or self.classes)}): is --data the {self.name} folder? ({self.name}'s "
+                               f"layout: {self.layout})")
         for p in sorted(p for p in root.iterdir() if p.is_file() and not is_hidden_name(p.name)
                         and is_image_file(p)):
             self._fail(skipped, str(p), f"an image beside the class folders of {root}: its class is unknown (put it "
                                         f"in its class's folder)")
-        for cdir in sorted(p for p in root.iterdir() if p.is_dir() and not is_hidden_name(p.name)):
-            try:
-                name = mapping[cdir.name.lower()] if mapping is not None else L.canonical(cdir.name)
-                out.append((cdir, self.classes.index(name)))
-            except (KeyError, ValueError, FerkitError):
+        for cdir in dirs:
+            idx = class_of(cdir)
+            if idx is None:
                 self._fail(skipped, str(cdir), f"unknown class folder {cdir.name!r} (expected one of: "
                                                f"{', '.join(mapping or self.classes)})")
+            else:
+                out.append((cdir, idx))
         return out
 
 

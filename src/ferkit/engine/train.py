@@ -520,10 +520,14 @@ def read_checkpoint(path: Path) -> dict:
     except OSError as e:
         raise FerkitError(f"{path}: cannot read it ({e.strerror or e})") from None
     except Exception as e:  # noqa: BLE001 - the unpickler's errors on a broken file are of many kinds
-        raise FerkitError(f"{path}: not a readable training checkpoint ({type(e).__name__}: "
-                          f"{str(e).splitlines()[0][:160] if str(e) else 'no details'}); a run stopped while "
-                          f"writing it leaves it cut short: remove it (and --resume) to train again from the "
-                          f"start") from None
+        # (torch's own words run to a paragraph on weights_only: its first line, cut at a sentence's end)
+        why = (str(e).splitlines() or [""])[0].split(". ")[0][:160]
+        done = (Path(path).parent / "model.safetensors").is_file()
+        raise FerkitError(f"{path}: not a readable training checkpoint ({type(e).__name__}"
+                          f"{': ' + why if why else ''}); a run stopped while writing it leaves it cut short: "
+                          f"remove it" + (" and the finished run's model.safetensors and model.json beside it"
+                                          if done else "")
+                          + " to train again from the start (without --resume)") from None
     missing = [k for k in CHECKPOINT_KEYS if not isinstance(state, dict) or k not in state]
     if missing:
         raise FerkitError(f"{path}: not a ferkit training checkpoint (no {', '.join(missing)})")
@@ -952,7 +956,8 @@ def check_classes_present(train_ds: FaceDataset, log: Callable[[str], None]) -> 
     empty = [c for c, n in zip(train_ds.classes, counts) if n == 0]
     if empty:
         log(f"WARNING: no training image of {', '.join(empty)}: the model keeps {'them' if len(empty) > 1 else 'it'} "
-            f"as a class it never learns (remove the empty class folder, or add images)")
+            f"as a class it never learns (add images; for a folder of one's own, remove an empty class folder: "
+            f"a named dataset keeps its fixed class list)")
 
 
 def fit_time_budget(cfg: TrainConfig, base_info: dict, epoch: int, last: float, elapsed: float, out: Path,
@@ -1016,7 +1021,8 @@ def finalize(cfg: TrainConfig, out: Path, device: torch.device, test_ds: FaceDat
         metrics[test_ds.split] = _short(tm)
         plot_confusion(tm["confusion_matrix"], tm["classes"], out / f"confusion_{test_ds.split}.png",
                        title=f"{card['name']} on {test_ds.name} {test_ds.split}: acc {tm['accuracy']:.4f}")
-        log(f"test {test_ds.split}: accuracy {tm['accuracy']:.4f}, macro-F1 {tm['macro_f1']:.4f} (n={tm['n']})")
+        log(f"test split {test_ds.split!r}: accuracy {tm['accuracy']:.4f}, macro-F1 {tm['macro_f1']:.4f} "
+            f"(n={tm['n']})")
     (out / "metrics.json").write_text(json.dumps({"val": vm, "test": tm if test_ds is not None else None},
                                                  indent=2) + "\n")
     card.pop("weights_file", None)
