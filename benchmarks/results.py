@@ -414,7 +414,8 @@ def measured(dataset: str, source: str | None) -> dict | None:
             "runs_md": ("re-evaluating the folds of " + "; ".join(f"`{c}`" for c in s["run_commands"])
                         if s.get("run_commands") else None),
             "detail": f"`docs/results/{name}`: {done}, fold range {100 * a['min']:.1f}-{100 * a['max']:.1f}%, "
-                      f"pooled {100 * s['pooled']['accuracy']:.2f}%, macro-F1 {s['macro_f1']['mean']:.3f} (fold mean){sel}"}
+                      f"pooled {100 * s['pooled']['accuracy']:.2f}%, macro-F1 {s['macro_f1']['mean']:.3f} "
+                      f"(fold mean){sel}"}
 
 
 def cv_inits(s: dict) -> str | list[str] | None:

@@ -165,6 +165,16 @@ def test_crossval_cli_and_its_errors(ck, tmp_path, capsys):
     assert s["config"]["command"].startswith("ferkit ") and s["command"] == s["config"]["command"]
     card = json.loads((fold_dir(out, 2) / "model.json").read_text())
     assert card["dataset"]["options"]["fold"] == 2 and card["name"] == "cli-fold02"
+    # resumed without --epochs (or --model): the cross-validation's own 1 stays (the default 100 was refused as
+    # "another --epochs"); named, another count is still refused
+    capsys.readouterr()
+    again = ["crossval", "--dataset", "ckplus", "--data", str(ck), "--folds", "4", "--only", "2", "--warmup", "0",
+             "--batch-size", "16", "--aug", "none", "--out", str(out), "--no-progress", "--threads", "2", "--resume"]
+    assert main(again) == 0
+    said = capsys.readouterr()
+    assert "fold 2: finished earlier" in said.out and "ignoring differing" not in said.out
+    assert main([*again, "--epochs", "3"]) == 1
+    assert "resuming with --epochs 3 would train the others to another count" in capsys.readouterr().err
     capsys.readouterr()
     for argv, msg in [(["--fold", "1"], "--fold picks one round"), (["--test-split", "all"], "sets the splits"),
                       (["--only", "x"], "--only wants fold numbers"), (["--folds", "4", "--only", "7"], "out of range"),

@@ -638,3 +638,20 @@ def test_one_ck_frame_or_jaffe_photo_filed_twice_is_said(tmp_path):
     with pytest.raises(DatasetError, match=r"KA.SA1.1.tiff: photo number 1 is KA.AN1.1.tiff too"):
         open_dataset("jaffe", jaffe, folds=5).summary("all")
     assert open_dataset("jaffe", jaffe, folds=5, skip_bad=True).summary("all")["n"] == 35
+
+
+def test_an_empty_split_of_a_folder_of_ones_own_is_a_split_with_no_image(tmp_path):
+    """The 'no class folder: is --data the ... folder?' refusal is for the dataset's own folder (another
+    dataset's given); a split subfolder with no class folder yet (an empty val/) stays a split of 0."""
+    from ferkit.data import open_dataset
+
+    root = tmp_path / "mine"
+    for d in ("train/happy", "train/sad", "test/happy"):
+        (root / d).mkdir(parents=True)
+        Image.new("L", (48, 48), 90).save(root / d / "a.png")
+    (root / "val").mkdir()
+    r = open_dataset("imagefolder", root)
+    assert len(r.load("train", size=(48, 48)).labels) == 2 and len(r.load("test", size=(48, 48)).labels) == 1
+    from ferkit.cli import main
+
+    assert main(["data", "--dataset", "imagefolder", "--data", str(root)]) == 0  # (it said "val: no ... class folder")

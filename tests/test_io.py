@@ -7,6 +7,7 @@ import os
 import warnings
 from pathlib import Path
 
+import cv2
 import numpy as np
 import pytest
 from PIL import Image
@@ -423,6 +424,12 @@ def test_float_images_a_little_over_one_are_read_as_0_to_1_as_predict_tensor_tak
         bright[0, 0, 0] = over
         got = read_image(bright, "RGB")
         assert got[0, 0, 0] == 255 and np.array_equal(got.ravel()[1:], want.ravel()[1:])  # clipped; the rest kept
+    cubic = cv2.resize(rgb, (12, 8), interpolation=cv2.INTER_CUBIC) * 1.1 - 0.05  # overshot both ways
+    assert cubic.min() < 0 and cubic.max() > 1
+    got = read_image(cubic, "RGB")
+    assert np.array_equal(got, np.clip(cubic * 255 + 0.5, 0, 255).astype(np.uint8))  # (it was refused)
+    with pytest.raises(ImageDecodeError, match="pixel values down to -0.3"):
+        read_image(np.array([[-0.3, 0.5]], np.float32), "L")  # normalised pixels: still refused
     dim = np.array([[0.0, 1.5], [10.0, 200.0]], np.float64)  # beyond the slack: 0..255 floats, as before
     assert read_image(dim, "L").tolist() == [[0, 2], [10, 200]]
 

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import io
 import json
+import warnings
 
 import cv2
 import numpy as np
@@ -572,7 +573,10 @@ def test_the_recognizer_takes_threads_for_its_runtimes():
     r = Recognizer(threads=1)
     assert r.detector.net.pnet.get_session_options().intra_op_num_threads == 1
     assert r.detector.net._one is None  # (one thread: no split in two halves)
-    with pytest.raises(FerkitError, match="threads must be a whole number >= 1"):
-        Recognizer(threads=0)
-    with pytest.warns(UserWarning, match="threads=2 ignored"):
-        Recognizer(r.model, threads=2)
+    for bad in (0, 10**6, 1.5):
+        with pytest.raises(FerkitError, match="threads must be a whole number from 1 to"):
+            Recognizer(threads=bad)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")  # a ready-made model keeps its own threads; MTCNN takes these: no warning
+        again = Recognizer(r.model, threads=2)
+    assert again.detector.net.pnet.get_session_options().intra_op_num_threads == 2

@@ -952,10 +952,35 @@ def test_a_finished_run_resumed_keeps_its_epochs_and_is_left_as_it_is(folder, tm
     assert main([*base, "--epochs", "1", "--resume"]) == 1
     assert "has trained 2 epochs already: --epochs 1 is fewer" in capsys.readouterr().err
     assert (run / "config.json").read_text() == config
+    # the same in an abbreviation the parser takes (--epoch): given, not left to its default
+    assert main([*base, "--epoch", "1", "--resume"]) == 1
+    assert "has trained 2 epochs already: --epochs 1 is fewer" in capsys.readouterr().err
+    # --recalibrate-bn newly asked of a finished run: its finish runs again (it is not "nothing to do")
+    assert main([*base, "--resume", "--recalibrate-bn"]) == 0
+    said = capsys.readouterr()
+    assert "nothing to do" not in said.out + said.err and "batch-norm statistics re-estimated" in said.out + said.err
     # more: trained on (to 3, not 100)
     assert main([*base, "--epochs", "3", "--resume"]) == 0
     assert len((run / "log.csv").read_text().splitlines()) == 1 + 3
     assert json.loads((run / "config.json").read_text())["epochs"] == 3
+
+
+def test_an_early_stopped_run_resumed_says_what_would_train_it_on(folder, tmp_path, capsys):
+    """A run that stopped early, resumed with a larger --epochs, said 'resuming with --epochs 20 ... fitted
+    to 20 epochs' and then 'nothing to do (a larger --epochs trains it on)', which it does not."""
+    run = tmp_path / "run"
+    base = ["train", "--model", "lite_cnn", "--dataset", "imagefolder", "--data", str(folder), "--out", str(run),
+            "--batch-size", "8", "--warmup", "0", "--threads", "2", "--no-progress", "--lr", "1e-9",
+            "--early-stop", "1"]
+    assert main([*base, "--epochs", "6"]) == 0
+    done = len((run / "log.csv").read_text().splitlines()) - 1
+    assert done < 6  # (stopped early: a rate of 1e-9 learns nothing)
+    capsys.readouterr()
+    assert main([*base, "--epochs", "20", "--resume"]) == 0
+    said = capsys.readouterr().out
+    assert f"is finished: it stopped early at epoch {done} (no better val accuracy for 1 epoch, --early-stop 1)" in said
+    assert "a larger --early-stop, or 0, trains it on" in said and "resuming with --epochs" not in said
+    assert len((run / "log.csv").read_text().splitlines()) - 1 == done
 
 
 def test_evaluate_says_when_the_split_held_the_models_training_images(trained, folder, tmp_path, capsys,
@@ -989,21 +1014,39 @@ def test_evaluate_says_when_the_split_held_the_models_training_images(trained, f
 
     other = tmp_path / "other"
     shutil.copytree(folder, other)
-    assert main(["evaluate", "--model", str(out), "--dataset", "imagefolder", "--data", str(other), "--split", "train"]) == 0
+    assert main(["evaluate", "--model", str(out), "--dataset", "imagefolder", "--data", str(other), "--split",
+                 "train"]) == 0
     assert "overstates" not in capsys.readouterr().err
     assert main(base + ["--split", "test", "--limit", "10", "--tta", "flip"]) == 0
     assert titles[2].startswith(f"{out.name} on ") and "test (n=84): accuracy" in titles[2]
     assert " test (n=10 of 84 (--limit), tta flip): accuracy " in titles[-1]
     # a run trained on detected faces (JAFFE, KDEF: --detect mtcnn) is evaluated so unless --detect is named
-    card = {"training": {"config": {"detect": "mtcnn"}}}
-    a = argparse.Namespace(detect="none", argv=["evaluate", "--dataset", "jaffe"])
+    card = {"dataset": {"name": "jaffe"}, "training": {"config": {"detect": "mtcnn"}}}
+    for dataset in ("jaffe", "kdef"):  # its own, or another of full photos
+        a = argparse.Namespace(detect="none", dataset=dataset, argv=["evaluate", "--dataset", dataset])
+        _detect_of_card(a, card)
+        assert a.detect == "mtcnn" and "evaluating with --detect mtcnn: the model was trained on faces found" in \
+            capsys.readouterr().out
+    a = argparse.Namespace(detect="none", dataset="fer2013", argv=[])  # face crops: MTCNN is not run on them
     _detect_of_card(a, card)
-    assert a.detect == "mtcnn" and "evaluating with --detect mtcnn: the model was trained on faces found" in \
-        capsys.readouterr().out
+    assert a.detect == "none"
     for named in (["--detect", "none"], ["--detector=none"]):
-        a = argparse.Namespace(detect="none", argv=["evaluate", *named])
+        a = argparse.Namespace(detect="none", dataset="jaffe", argv=["evaluate", *named])
         _detect_of_card(a, card)
         assert a.detect == "none"
-    a = argparse.Namespace(detect="none", argv=[])
+    a = argparse.Namespace(detect="none", dataset="jaffe", given_flags={"--det", "--detect", "--detector"})
+    _detect_of_card(a, card)  # (an abbreviation: main records every spelling of the option it named)
+    assert a.detect == "none"
+    a = argparse.Namespace(detect="none", dataset="jaffe", argv=[])
     _detect_of_card(a, {"training": {"config": {"detect": "none"}}})
     assert a.detect == "none" and capsys.readouterr().out == ""
+    # the split's own name decides ('train' of FER2013 is its 'Training'), and trainval holds the training images
+    from ferkit.cli import _warn_trained_split
+
+    fer = {"dataset": {"name": "fer2013", "train_split": "Training", "val_split": "PublicTest",
+                       "test_split": "PrivateTest"}}
+    _warn_trained_split(argparse.Namespace(dataset="fer2013"), fer, "Training")
+    assert "holds the images this model was trained on ('Training'" in capsys.readouterr().err
+    ck = {"dataset": {"name": "ckplus", "train_split": "train", "val_split": "val", "test_split": "test"}}
+    _warn_trained_split(argparse.Namespace(dataset="ckplus"), ck, "trainval")
+    assert "split 'trainval' holds the images this model was trained on" in capsys.readouterr().err

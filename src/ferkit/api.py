@@ -80,7 +80,8 @@ class ExpressionModel:
 
     # -- inference -----------------------------------------------------------------------
     @torch.inference_mode()
-    def predict_tensor(self, images: torch.Tensor | np.ndarray, tta: str | None = None, batch_size: int = 256) -> torch.Tensor:
+    def predict_tensor(self, images: torch.Tensor | np.ndarray, tta: str | None = None,
+                       batch_size: int = 256) -> torch.Tensor:
         """Probabilities ``[N, K]`` for uint8 (or [0,1] float) images ``[N, C, H, W]`` (other
         values refused: :func:`check_pixels`)."""
         if not isinstance(batch_size, int) or batch_size < 1:
@@ -213,7 +214,8 @@ class EnsembleModel(ExpressionModel):
         self.classes, self.input_size = first.classes, first.input_size
         self.mean, self.std = first.mean, first.std
 
-    def predict_tensor(self, images: torch.Tensor | np.ndarray, tta: str | None = None, batch_size: int = 256) -> torch.Tensor:
+    def predict_tensor(self, images: torch.Tensor | np.ndarray, tta: str | None = None,
+                       batch_size: int = 256) -> torch.Tensor:
         probs = sum(m.predict_tensor(images, tta=tta, batch_size=batch_size)[:, c]
                     for m, c in zip(self.members, self.cols))
         return probs / len(self.members)

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import contextlib
+import io
 import json
 import os
 import re
@@ -229,7 +230,8 @@ def cmd_models(a: argparse.Namespace) -> int:
     for r in archs:
         print(f"  {r['name']:<16} {r['params']:>9,} params  input {'x'.join(map(str, r['input_size']))}  "
               f"{r['summary']}  [{r['paper']}]")
-        if r["options"]:  # what --model-arg takes, at its defaults (width: base channels in one, a multiplier in another)
+        if r["options"]:  # what --model-arg takes, at its defaults (width: base channels in one, a multiplier in
+            # another)
             print(f"  {'':<16} --model-arg options (defaults): "
                   + ", ".join(f"{k}={v!r}" if isinstance(v, str) else f"{k}={v}" for k, v in r["options"].items()))
     print("\nshipped weights (ferkit.load_model(name)):")
@@ -419,9 +421,47 @@ def _warn_whole_frames(a: argparse.Namespace) -> None:
               file=sys.stderr)
 
 
+#: the settings a resumed run or cross-validation takes from the command, each only where it is named
+#: (left to its default, the run's own stays: --epochs 100 took a finished 2-epoch run on to 100)
+RESUME_FLAGS = (("epochs", "--epochs"), ("early_stop", "--early-stop"), ("time_budget", "--time-budget"),
+                ("recalibrate_bn", "--recalibrate-bn"))
+
+
 def _given(a: argparse.Namespace, flag: str) -> bool:
-    """Whether the command line named ``flag`` itself (not left to its default)."""
+    """Whether the command line named ``flag`` itself (not left to its default), in any spelling the
+    parser took: ``--epoch 30`` (an abbreviation) or ``--detector`` for ``--detect`` too (``main``
+    records them as ``given_flags``; a namespace made by hand is read from its ``argv`` words)."""
+    flags = getattr(a, "given_flags", None)
+    if flags is not None:
+        return flag in flags
     return any(t == flag or t.startswith(flag + "=") for t in getattr(a, "argv", None) or [])
+
+
+def _given_flags(args: Sequence[str], verb: str | None) -> set[str] | None:
+    """Every option string of the options ``args`` set (all spellings of each), as the parser reads
+    them: parsed again with every default suppressed, what is left in the namespace was given.
+    None where that cannot be told (then :func:`_given` reads the words)."""
+    parser = build_parser()
+
+    def suppress(p: argparse.ArgumentParser) -> None:
+        p._defaults.clear()  # (set_defaults: fn)
+        for act in p._actions:
+            if isinstance(act, argparse._SubParsersAction):
+                for sub in act.choices.values():
+                    suppress(sub)
+            else:
+                act.default = argparse.SUPPRESS
+
+    suppress(parser)
+    try:
+        with contextlib.redirect_stderr(io.StringIO()):
+            ns, _ = parser.parse_known_args(list(args))
+    except SystemExit:
+        return None
+    sub = next((x for x in parser._actions if isinstance(x, argparse._SubParsersAction)), None)
+    p = sub.choices.get(verb) if sub is not None and verb else None
+    dests = set(vars(ns))
+    return {o for act in (p or parser)._actions if act.dest in dests for o in act.option_strings}
 
 
 def _warn_unused(a: argparse.Namespace, pairs: list[tuple[str, bool, str]]) -> None:
@@ -502,11 +542,7 @@ def cmd_train(a: argparse.Namespace) -> int:
     try:
         given = [k for k, flag in (("data", "--data"), ("lr", "--lr"), ("model", "--model"), ("dataset", "--dataset"))
                  if _given(a, flag)]
-        # a resume keeps the run's own --epochs, --early-stop and --time-budget where the command leaves them to
-        # their defaults (--epochs 100 took a finished 2-epoch run on to 100)
-        keep = [k for k, flag in (("epochs", "--epochs"), ("early_stop", "--early-stop"),
-                                  ("time_budget", "--time-budget"), ("model", "--model"), ("dataset", "--dataset"))
-                if not _given(a, flag)]
+        keep = [k for k, flag in (*RESUME_FLAGS, ("model", "--model"), ("dataset", "--dataset")) if not _given(a, flag)]
         train(cfg, resume=a.resume, progress=None if not a.no_progress else False, given=given, keep=keep)
     except KeyboardInterrupt:
         if (Path(a.out) / "last.ckpt").exists():
@@ -549,7 +585,9 @@ def cmd_crossval(a: argparse.Namespace) -> int:
     try:
         crossval(_train_config(a), folds=10 if a.folds is None else a.folds, only=only, resume=a.resume,
                  progress=None if not a.no_progress else False,
-                 asked=[k for k in ("dataset", "model") if _given(a, f"--{k}")])
+                 asked=[k for k in ("dataset", "model") if _given(a, f"--{k}")],
+                 keep=[k for k, flag in (*RESUME_FLAGS, ("model", "--model"), ("dataset", "--dataset"))
+                       if not _given(a, flag)])
     except KeyboardInterrupt:
         print(f"\nferkit: interrupted; finished folds and the current fold's last epoch are saved in {a.out}: run the "
               f"same command with --resume to continue", file=sys.stderr)
@@ -663,8 +701,16 @@ def _detect_of_card(a: argparse.Namespace, card: dict) -> None:
     """A run trained on faces found and aligned by a detector (JAFFE, KDEF: ``--detect mtcnn``) is
     evaluated the same way unless --detect is named: it took the fold from its card but read whole
     frames, and its number halved."""
+    from .data.readers import READERS, dataset_key
+
     trained = ((card.get("training") or {}).get("config") or {}).get("detect")
     if trained in (None, "none") or _given(a, "--detect") or _given(a, "--detector"):
+        return
+    # the same dataset, or another of full photos (JAFFE's model on KDEF); not crops (FER2013, CK+48):
+    # MTCNN would search 48x48 faces for faces
+    same = dataset_key((card.get("dataset") or {}).get("name", "")) == dataset_key(a.dataset)
+    cls = READERS.get(dataset_key(a.dataset))
+    if not same and not (cls is not None and cls.full_photos):
         return
     a.detect = trained
     print(f"evaluating with --detect {trained}: the model was trained on faces found and aligned so (its card); "
@@ -685,7 +731,7 @@ def _warn_trained_split(a: argparse.Namespace, card: dict, split: str) -> None:
             return
     train_s, val_s, test_s = ds.get("train_split"), ds.get("val_split"), ds.get("test_split")
     instead = f"its test split, {test_s!r}" if test_s and test_s != split else "a split it never saw"
-    if train_s and split in (train_s, "all"):
+    if train_s and split in (train_s, "all", "trainval"):
         print(f"ferkit: warning: split {split!r} holds the images this model was trained on ({train_s!r}, its card): "
               f"the number overstates it; evaluate on {instead}", file=sys.stderr)
     elif val_s and split == val_s:  # (reported as such, e.g. FER2013's PublicTest: a validation figure)
@@ -735,13 +781,15 @@ def _evaluate(a: argparse.Namespace, results_out) -> int:
     _outputs_are_not_inputs(outputs, a.data, a.model)
     for option, path in outputs:  # checked now, not after the evaluation
         check_writable(option, path)
-    _warn_unused(a, [("--min-face", a.detect == "none", "without --detect no face is searched for")])
     if a.plot and Path(a.plot).suffix.lower() not in PLOT_SUFFIXES:
         raise FerkitError(f"--plot {a.plot}: name an image file ({', '.join(sorted(PLOT_SUFFIXES - {''}))}, or no "
                           f"extension for .png)")
     model = load_model(a.model, device=a.device, backend=a.backend)
     _fold_of_card(a, getattr(model, "card", None) or {})
     _detect_of_card(a, getattr(model, "card", None) or {})
+    if a.detect == "mtcnn" and a.min_face < 12:  # (again: the card may have chosen MTCNN)
+        raise FerkitError(f"--min-face must be 12 pixels or more with MTCNN (its smallest window), got {a.min_face}")
+    _warn_unused(a, [("--min-face", a.detect == "none", "without --detect no face is searched for")])
     _warn_whole_frames(a)
     reader = open_dataset(a.dataset, a.data, **_dataset_options(a))
     split = a.split or reader.test_split
@@ -751,7 +799,7 @@ def _evaluate(a: argparse.Namespace, results_out) -> int:
     crop, crop_key = face_cropper(model, a.detect, a.min_face) if a.detect != "none" else (None, None)
     ds = reader.load(split, size=(h, w), mode="L" if c == 1 else "RGB", crop=crop, crop_key=crop_key,
                      progress=False if a.no_progress else None)
-    _warn_trained_split(a, getattr(model, "card", None) or {}, split)  # (once the split is known to be one)
+    _warn_trained_split(a, getattr(model, "card", None) or {}, ds.split)  # (its own name: 'train' is 'Training')
     folded = reader.options()
     card_ds = (getattr(model, "card", None) or {}).get("dataset") or {}
     fold_run = "fold" in (card_ds.get("options") or {})  # a model trained on these folds: other folds would leak
@@ -1204,15 +1252,18 @@ def _add_train_args(s: argparse.ArgumentParser, crossval: bool = False) -> None:
     """`ferkit train`'s options; ``crossval``: those of `ferkit crossval` (the same, but for the
     splits, which each round sets, and the options of datasets with official splits)."""
     s.add_argument("--model", default="mini_xception", help="architecture (see `ferkit models`)")
-    s.add_argument("--model-arg", action="append", metavar="KEY=VALUE", help="architecture option, e.g. width=2; each architecture's options and defaults: `ferkit models` "
-                        "(width is base channels in some, e.g. lite_cnn's 16, a multiplier in others, mini_xception's 1)")
+    s.add_argument("--model-arg", action="append", metavar="KEY=VALUE",
+                   help="architecture option, e.g. width=2; each architecture's options and defaults: `ferkit models` "
+                        "(width is base channels in some, e.g. lite_cnn's 16, a multiplier in others, "
+                        "mini_xception's 1)")
     _add_dataset_args(s, kfold=crossval)
     s.add_argument("--out", required=True, help="run folder")
     s.add_argument("--resume", action="store_true",
                    help="continue the run in --out from its last checkpoint (run the same command again with it): "
-                        "the run's saved settings are kept, but for --epochs, --device, --threads, --early-stop and "
-                        "--time-budget" + ("" if crossval else ", and --data / --lr where named (a moved dataset, "
-                                                               "a lower rate)")
+                        "the run's saved settings are kept, but for --device and --threads, and --epochs, "
+                        "--early-stop, --time-budget, --recalibrate-bn" + ("" if crossval else ", --data, --lr")
+                        + " where named (left to their defaults, the run's own stay: a finished run resumed so is "
+                          "left as it is)"
                         + "; another --model or --dataset named is refused"
                         + (", as is another --epochs once a round has finished" if crossval else "")
                         + "; with no checkpoint in --out a new run starts (and says so)")
@@ -1695,6 +1746,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         before = any(x in args[:at] for x in extra)
         (parser if before else verbs.get(verb) or parser).error(f"unrecognized arguments: {' '.join(extra)}")
     a.argv = list(argv) if argv is not None else sys.argv[1:]
+    a.given_flags = _given_flags(a.argv, getattr(a, "verb", None))
     empty = _empty_option(parser, a)
     if empty is not None:
         opt, _, rest = empty.partition(" ")

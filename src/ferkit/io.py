@@ -626,7 +626,8 @@ def is_url(source: Union[str, os.PathLike]) -> bool:
 def _from_array(arr: np.ndarray, mode: str, label: str, warn: Callable[..., None] | None = None) -> np.ndarray:
     """Accept HxW, HxWx1, HxWx3 (RGB order) or HxWx4 (RGBA: composited on white) arrays: uint8,
     uint16 (scaled from 0..65535), or other numbers in 0..255 (0..1, clipped, when none is above
-    1 + :data:`FLOAT_SLACK`: one pixel at 1.001 made the whole image read as 0..255, nearly black)."""
+    1 + :data:`FLOAT_SLACK`, nor for floats below -:data:`FLOAT_SLACK`: one pixel at 1.001 made the
+    whole image read as 0..255, nearly black, and a bicubic resize's -0.1 was refused)."""
     if arr.size == 0 or arr.ndim not in (2, 3):
         raise ImageDecodeError(f"{label}: expected an HxW or HxWxC image array, got shape {arr.shape}")
     if arr.ndim == 3 and arr.shape[2] not in (1, 3, 4):
@@ -647,7 +648,9 @@ def _from_array(arr: np.ndarray, mode: str, label: str, warn: Callable[..., None
     elif arr.dtype != np.uint8:
         a = arr.astype(np.float64)
         hi, lo = a.max(initial=0), a.min(initial=0)
-        if lo < 0:  # normalised (mean-subtracted) pixels: clipping would blacken half the picture
+        # 0..1 floats a resize overshot both ways (bicubic: about -0.1..1.1): read as 0..1, clipped
+        near01 = arr.dtype.kind == "f" and lo >= -FLOAT_SLACK and hi <= 1 + FLOAT_SLACK
+        if lo < 0 and not near01:  # normalised (mean-subtracted) pixels: clipping would blacken half the picture
             raise ImageDecodeError(f"{label}: {arr.dtype} pixel values down to {lo:g}: give 0..255 (uint8), 0..65535 "
                                    f"(uint16) or 0..1 (float); undo any normalisation first")
         if hi > 255:  # not a pixel range: clipping would give a white image

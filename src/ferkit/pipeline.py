@@ -32,7 +32,7 @@ import numpy as np
 import torch
 from PIL import Image
 
-from .api import ExpressionModel, load_model
+from .api import ExpressionModel, check_threads, load_model
 from .errors import Failure, FerkitError, check_whole
 from .faces import Detection, Detector, align, create_detector, crop_box, is_whole_image
 from .io import (VideoReader, caller_level, folder_files, frame_failures, is_image_file, is_video_file,
@@ -191,7 +191,8 @@ class Recognizer:
     ``max_side`` (long side searched; bigger images are downscaled for detection only) tune it.
     ``backend`` (``auto`` | ``torch`` | ``onnx`` | ``onnx-int8``) picks the classifier's runtime, as
     in :func:`ferkit.load_model`; ``threads`` the CPU threads of its onnxruntime session and of
-    MTCNN's (None: their defaults). ``max_faces`` keeps the best N faces per image.
+    MTCNN's (None: their defaults; a model or detector given ready-made keeps its own).
+    ``max_faces`` keeps the best N faces per image.
     ``smooth`` and ``detect_every`` apply to streams:
     by default each face's probabilities are averaged over time with weight 0.5 on the past, and
     a full detection runs every 5th processed frame (new faces show up within 5 frames; a face
@@ -203,15 +204,15 @@ class Recognizer:
                  thresholds: tuple[float, float, float] | None = None, max_side: int | None = None,
                  max_faces: int | None = None, tta: str | None = None, smooth: float = 0.5,
                  detect_every: int = 5, backend: str = "auto", threads: int | None = None) -> None:
-        if threads is not None:
-            check_whole("threads", threads, none=" (None: onnxruntime's and MTCNN's defaults)")
+        check_threads(threads)
         if isinstance(model, ExpressionModel):
-            idle = [f"{k}={v!r}" for k, v, default in (("backend", backend, "auto"), ("device", device, "cpu"),
-                                                       ("threads", threads, None)) if v != default]
+            idle = [f"{k}={v!r}" for k, v, default in (("backend", backend, "auto"), ("device", device, "cpu"))
+                    if v != default]
             if idle:  # (they choose how a model is loaded: this one is loaded already)
                 warnings.warn(f"{', '.join(idle)} ignored: the model given is loaded already (its backend: "
                               f"{getattr(model, 'backend', 'torch')}); pass them to load_model, or give the model's "
                               f"name instead", stacklevel=2)
+            # (threads: still MTCNN's; the loaded model keeps its own, chosen by load_model)
             self.model = model
         else:
             self.model = load_model(model, device=device, backend=backend, threads=threads)
@@ -309,7 +310,7 @@ class Recognizer:
 
     # -- any source --------------------------------------------------------------------------
     @overload
-    def predict(self, source: np.ndarray | Image.Image | bytes | bytearray, *, every: int = 1,
+    def predict(self, source: np.ndarray | Image.Image | bytes | bytearray | memoryview, *, every: int = 1,
                 max_frames: int | None = None, keep_images: bool | None = None, progress: bool = False) -> Result: ...
 
     @overload

@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import csv
 import io
+import itertools
 import json
 import os
 from dataclasses import dataclass, field
@@ -197,7 +198,7 @@ class Result:
         return p
 
 
-class Results(list):
+class Results(list[Result]):
     """Results of a folder or a video: a list of :class:`Result` plus what could not be read."""
 
     def __init__(self, items=(), failed: list[tuple[str, str]] | list[Failure] | None = None, source: str = "",
@@ -215,8 +216,10 @@ class Results(list):
         """A summary, not the whole list (a folder's would flood a notebook): counts, source, and the
         first results one line each (``list(results)`` shows them all)."""
         head = (f"Results({len(self)} result{'' if len(self) == 1 else 's'}, {len(self.failed)} failed, "
-                f"{len(self.ignored)} ignored, source={self.source!r}" + (f", fps={self.fps:g}" if self.fps else "") + ")")
-        shown = [f"  {r.summary() if isinstance(r, Result) else repr(r)}" for r in list.__iter__(self)][:5]
+                f"{len(self.ignored)} ignored, source={self.source!r}" + (f", fps={self.fps:g}" if self.fps else "")
+                + ")")
+        shown = [f"  {r.summary() if isinstance(r, Result) else repr(r)}"
+                 for r in itertools.islice(list.__iter__(self), 5)]
         more = [f"  ... {len(self) - 5} more"] if len(self) > 5 else []
         fails = [f"  failed: {f.source}: {f.error}" for f in self.failed[:3]]
         fails += [f"  ... {len(self.failed) - 3} more failed"] if len(self.failed) > 3 else []

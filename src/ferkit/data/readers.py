@@ -409,15 +409,16 @@ class FoldedReader(Reader):
             except (KeyError, ValueError, FerkitError):
                 return None
 
-        if not any(class_of(d) is not None for d in dirs):
-            # no class folder at all: another dataset's folder (FER2013's train/test, JAFFE's photos), said
-            # first, not "pass --skip-bad" for its first file (which then found no image)
-            found = [d.name + "/" for d in dirs[:4]] + [p.name for p in sorted(root.iterdir()) if p.is_file()
-                                                          and not is_hidden_name(p.name)][:max(0, 4 - len(dirs))]
+        if root == self.root and not any(class_of(d) is not None for d in dirs):
+            # no class folder at all in the dataset's folder: another dataset's (FER2013's train/test,
+            # JAFFE's photos), said first, not "pass --skip-bad" for its first file (which then found no
+            # image). (A split's subfolder of a folder of one's own may be empty: a split with no image)
+            files = [p.name for p in sorted(root.iterdir()) if p.is_file() and not is_hidden_name(p.name)]
+            found = [d.name + "/" for d in dirs[:4]] + files[:max(0, 4 - len(dirs))]
             raise DatasetError(f"{root}: no {self.name} class folder in it (it holds {', '.join(found) or 'nothing'}"
-                               f"{', ...' if len(list(root.iterdir())) > len(found) else ''}; expected "
-                               f"{', '.join(mapping or self.classes)}): is --data the {self.name} folder? ({self.name}'s "
-                               f"layout: {self.layout})")
+                               f"{', ...' if len(dirs) + len(files) > len(found) else ''}; expected "
+                               f"{', '.join(mapping or self.classes)}): is --data the {self.name} folder? "
+                               f"({self.name}'s layout: {self.layout})")
         for p in sorted(p for p in root.iterdir() if p.is_file() and not is_hidden_name(p.name)
                         and is_image_file(p)):
             self._fail(skipped, str(p), f"an image beside the class folders of {root}: its class is unknown (put it "

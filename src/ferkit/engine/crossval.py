@@ -223,11 +223,13 @@ def write_summary(summary: dict, out: Path) -> None:
 
 def crossval(cfg: TrainConfig, folds: int = 10, only: Sequence[int] | None = None, resume: bool = False,
              progress: bool | None = None, log: Callable[[str], None] = print,
-             asked: Sequence[str] = ("dataset", "model")) -> dict:
+             asked: Sequence[str] = ("dataset", "model"), keep: Sequence[str] = ()) -> dict:
     """Cross-validate ``cfg`` (its ``out`` is the cross-validation folder; its dataset options'
     ``fold`` is ignored) over ``folds`` subject-independent folds; ``only``: run just these
     rounds (the summary covers every finished one). Returns the summary (``crossval.json``).
-    ``resume`` into a folder of another ``asked`` setting (dataset, model) is refused."""
+    ``resume`` into a folder of another ``asked`` setting (dataset, model) is refused; ``keep``: the
+    resumable settings (epochs, early_stop, time_budget, recalibrate_bn) the command left to their
+    defaults, which a resume keeps from the cross-validation, as ``train``'s ``keep``."""
     check_settings(cfg)  # before anything is written: a bad setting leaves no folder behind
     out = Path(cfg.out)
     spath = out / SUMMARY
@@ -248,7 +250,10 @@ def crossval(cfg: TrainConfig, folds: int = 10, only: Sequence[int] | None = Non
         if spath.exists():
             prev = json.loads(spath.read_text())
             saved = TrainConfig.from_dict(prev["config"])
+            # (a default the command did not name is not another count: --epochs 100 was refused as one)
+            cfg = dataclasses.replace(cfg, **{k: getattr(saved, k) for k in set(keep) & RESUME_OVERRIDABLE})
             diff = {k for k, v in asdict(cfg).items() if k not in RESUME_OVERRIDABLE and asdict(saved).get(k) != v}
+            diff -= set(keep)  # (a --model or --dataset left to its default: the run's own, no difference to say)
             diff.discard("out")
             # (``asked``: the settings the command named itself; a default left as it is resumes)
             other = [f"{k} {getattr(saved, k)!r} (asked: {getattr(cfg, k)!r})" for k in ("dataset", "model")

@@ -650,34 +650,34 @@ def train(cfg: TrainConfig, resume: bool = False, progress: bool | None = None,
         diff -= set(keep)  # (left to their defaults by the command: the run's own are no difference to say)
         if diff:
             log(f"resuming with the run's saved settings; ignoring differing: {differences(diff, cfg, saved)}")
-        if "epochs" in take and cfg.epochs != saved.epochs and not cfg.time_budget and not saved.time_budget:
-            # (with a time budget the count is the budget's to fit, and said where it is refitted)
-            log(f"resuming with --epochs {cfg.epochs} (was {saved.epochs}): the learning-rate schedule is fitted to "
-                f"{cfg.epochs} epochs from here on (the card's command keeps both commands)")
+        new_epochs = "epochs" in take and cfg.epochs != saved.epochs and not cfg.time_budget and not saved.time_budget
+        said_epochs = (f"resuming with --epochs {cfg.epochs} (was {saved.epochs}): the learning-rate schedule is "
+                       f"fitted to {cfg.epochs} epochs from here on (the card's command keeps both commands)")
         changed = sorted(k for k in named if getattr(saved, k) != getattr(cfg, k))
         new_lr = "lr" in changed
-        if changed:
-            log("resuming with the new " + ", ".join(f"{k} {getattr(cfg, k)} (was {getattr(saved, k)})" for k in changed))
+        said_changed = ("resuming with the new " + ", ".join(f"{k} {getattr(cfg, k)} (was {getattr(saved, k)})"
+                                                             for k in changed)) if changed else ""
         new_command = cfg.command
         cfg = dataclasses.replace(saved, **{k: getattr(cfg, k) for k in take})
         if saved.command and new_command != saved.command:
             # the card keeps the command that started the run, then each resume, as shell comments
             # (pasted, the line runs the first command; the resumes say how the run was continued)
             cfg = dataclasses.replace(cfg, command=f"{saved.command}{RESUMED}{new_command}")
-        done = int(state["epoch"])
-        final = out / "model.safetensors"
-        stale_now = state.get("stale", 0)
-        over = done >= cfg.epochs or (bool(cfg.early_stop) and stale_now >= cfg.early_stop)
-        card_path = final.with_suffix(".json")
-        if over and final.is_file() and card_path.is_file():
-            try:
-                card = json.loads(card_path.read_text())
-            except (OSError, ValueError):
-                card = {}
-            if isinstance(card, dict) and card.get("epochs_run") == len(state.get("history", [])):
-                log(f"{out} is finished: {done} epochs trained, its model is {final}; nothing to do (a larger "
-                    f"--epochs trains it on)")
-                return card
+        card = _finished_card(out, state, cfg, saved)
+        if card is not None:  # a finished run with nothing more to do: left as it is
+            stale_now = state.get("stale", 0)
+            why = (f"it stopped early at epoch {done} (no better val accuracy for {stale_now} "
+                   f"epoch{'s' * (stale_now != 1)}, --early-stop {cfg.early_stop}); nothing to do (a larger "
+                   f"--early-stop, or 0, trains it on)"
+                   if done < cfg.epochs else
+                   f"{done} epochs trained; nothing to do (a larger --epochs trains it on)")
+            log(f"{out} is finished: {why}; its model is {out / 'model.safetensors'}")
+            return card
+        # (said once it is known the run goes on: a finished one left as it is said only that)
+        if new_epochs:  # (with a time budget the count is the budget's to fit, and said where it is refitted)
+            log(said_epochs)
+        if said_changed:
+            log(said_changed)
     else:
         # a model another verb wrote (average, recalibrate, a finished run's folder without its checkpoint)
         # or a cross-validation: a new run would overwrite it (or mix its files in) without a word
@@ -941,6 +941,23 @@ def interrupt_deferred():
         signal.signal(signal.SIGINT, previous)
     if got:
         raise KeyboardInterrupt
+
+
+def _finished_card(out: Path, state: dict, cfg: TrainConfig, saved: TrainConfig) -> dict | None:
+    """The card of a finished run that a resume with ``cfg`` (the settings it goes on with) would not
+    change: its last epoch trained (or early-stopped), its model written from that checkpoint (the
+    card's ``epochs_run``), and no --recalibrate-bn newly asked for (that re-runs the finish). Else
+    None: the resume trains on, or finishes a run stopped while finishing."""
+    done, stale = int(state["epoch"]), state.get("stale", 0)
+    over = done >= cfg.epochs or (bool(cfg.early_stop) and stale >= cfg.early_stop)
+    final, card_path = out / "model.safetensors", out / "model.json"
+    if not over or not final.is_file() or not card_path.is_file() or (cfg.recalibrate_bn and not saved.recalibrate_bn):
+        return None
+    try:
+        card = json.loads(card_path.read_text())
+    except (OSError, ValueError):
+        return None
+    return card if isinstance(card, dict) and card.get("epochs_run") == len(state.get("history", [])) else None
 
 
 def check_classes_present(train_ds: FaceDataset, log: Callable[[str], None]) -> None:

@@ -44,13 +44,15 @@ class ColourBar:
     kind: str
     ticks: tuple[str, str, str]
 
+    def __post_init__(self) -> None:  # (said when made, not inside a half-drawn figure)
+        if self.kind not in ("heat", "signed"):
+            raise ValueError(f"colour bar kind must be 'heat' or 'signed', got {self.kind!r}")
+
     def strip(self) -> np.ndarray:
         """The bar as an RGB uint8 image, 1 x 256, drawn by the same function as the maps."""
         if self.kind == "heat":
             return heat(np.linspace(0, 1, 256)[None])
-        if self.kind == "signed":
-            return projection_image(np.linspace(-1, 1, 256)[None, None])
-        raise ValueError(f"colour bar kind must be 'heat' or 'signed', got {self.kind!r}")
+        return projection_image(np.linspace(-1, 1, 256)[None, None])
 
 
 def heat(values: np.ndarray, cmap: int = cv2.COLORMAP_JET) -> np.ndarray:
