@@ -647,3 +647,26 @@ def test_an_earlier_runs_pictures_of_more_faces_are_said(tmp_path, capsys):
     err = capsys.readouterr().err
     assert "1 picture(s) in" in err and "(two_face2_gradcam.png)" in err and "lists 1 face)" in err
     assert len(json.loads((out / "two_gradcam.json").read_text())["faces"]) == 1
+
+
+def test_explain_image_gives_the_arrays_without_writing_with_out_none(tmp_path, monkeypatch):
+    """A notebook's user wanted the heat map itself: explain_image wrote files only."""
+    from ferkit.explain import explain_image
+
+    monkeypatch.chdir(tmp_path)
+    res = explain_image(str(EXAMPLE), None, method="gradcam", model="mini_xception-fer2013")
+    assert list(tmp_path.iterdir()) == []  # nothing written
+    f = res["faces"][0]
+    assert "png" not in f and "files" not in res and f["label"] == "happy"
+    assert f["map"].shape == (48, 48) and f["map"].dtype == np.float32 and 0 <= f["map"].min() and f["map"].max() == 1
+    assert f["crop"].shape == (48, 48) and f["crop"].dtype == np.uint8
+    assert res["overlay"].shape == (512, 512, 3) and res["overlay"].dtype == np.uint8
+    # the same map as the files' run draws (its JSON's cells, upsampled)
+    written = explain_image(str(EXAMPLE), tmp_path / "o", method="gradcam", model="mini_xception-fer2013")
+    assert written["faces"][0]["cam_cells"] == f["cam_cells"]
+    got = np.asarray(Image.open(tmp_path / "o" / "astronaut_gradcam.png").convert("RGB"))
+    assert np.abs(got.astype(int) - res["overlay"].astype(int)).max() <= 1
+    deconv = explain_image(str(EXAMPLE), None, method="deconv", maps=3, model="mini_xception-fer2013")
+    proj = deconv["faces"][0]["projections"]
+    assert len(proj) == 3 and all(p.shape == (48, 48, 3) and p.dtype == np.uint8 for p in proj)
+    assert "overlay" not in deconv

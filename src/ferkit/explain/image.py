@@ -96,7 +96,7 @@ def _nearest_au(xy: np.ndarray, size: tuple[int, int]) -> tuple[str | None, floa
     return (AU.AU_NAMES[i] if d[i] <= AU.DEFAULT_RADIUS else None), round(float(d[i]), 3)
 
 
-def explain_image(source: Any, out: str | os.PathLike, *, model: str | ExpressionModel = "default",
+def explain_image(source: Any, out: str | os.PathLike | None, *, model: str | ExpressionModel = "default",
                   method: str = "deconv", layer: str | None = None, maps: int = 8, detector: str = "mtcnn",
                   target: str | None = None, min_face_size: int | None = None, max_faces: int | None = None,
                   device: str = "cpu") -> dict:
@@ -105,7 +105,13 @@ def explain_image(source: Any, out: str | os.PathLike, *, model: str | Expressio
     :meth:`Recognizer.predict <ferkit.Recognizer.predict>` reads as one image (a path, encoded
     bytes, a PIL image, a numpy array); the files of one not read from a path are named after its
     type (``ndarray_deconv.png``). The files are written all or none: a failure leaves earlier
-    files of their names as they were."""
+    files of their names as they were.
+
+    ``out=None`` writes nothing and returns the pictures' arrays instead (a notebook's use): each
+    face's ``map`` (Grad-CAM, or guided Grad-CAM's size; ``h x w`` floats in [0, 1] on the aligned
+    face) or ``projections`` (deconv: one RGB uint8 picture per map, gray 0) and its ``crop`` (the
+    aligned face the network saw), and for the saliency methods ``overlay``: the photo with each
+    face's map drawn back onto it (RGB uint8, at most 1600 px on its long side, as the file)."""
     from ..io import check_out_folder
     from ..pipeline import Recognizer
 
@@ -113,9 +119,11 @@ def explain_image(source: Any, out: str | os.PathLike, *, model: str | Expressio
         raise FerkitError(f"unknown method {method!r}; choose from: {', '.join(METHODS)}")
     if isinstance(maps, bool) or not isinstance(maps, (int, np.integer)) or maps < 1:
         raise FerkitError(f"--maps must be a whole number, at least 1; got {maps!r}")
-    if not isinstance(out, (str, os.PathLike)) or not str(out).strip():
-        raise FerkitError(f"explain writes into a folder: give its path, got {out!r}")
-    check_out_folder("--out", out)
+    keep = out is None  # the arrays, not files
+    if not keep and (not isinstance(out, (str, os.PathLike)) or not str(out).strip()):
+        raise FerkitError(f"explain writes into a folder: give its path (or None for the arrays), got {out!r}")
+    if not keep:
+        check_out_folder("--out", out)
     if isinstance(source, (str, os.PathLike)):
         name = str(source)
     elif isinstance(source, (bytes, bytearray, memoryview)):
@@ -143,8 +151,10 @@ def explain_image(source: Any, out: str | os.PathLike, *, model: str | Expressio
     x = _tensor(m, crops)
     probs = m.predict_tensor(torch.from_numpy(crops[:, None] if crops.ndim == 3 else
                                               crops.transpose(0, 3, 1, 2).copy())).numpy()
-    out = Path(out)
-    out.mkdir(parents=True, exist_ok=True)
+    out = Path(out) if out is not None else Path()  # (with keep: names only, nothing written)
+    if not keep:
+        out.mkdir(parents=True, exist_ok=True)
+    arrays: list[dict[str, Any]] = [{"crop": crops[i]} for i in range(len(dets))]
     stem = Path(name).stem
     size = tuple(m.input_size[1:])
     files: list[str] = []
@@ -175,6 +185,7 @@ def explain_image(source: Any, out: str | os.PathLike, *, model: str | Expressio
                 titles.append(f"map {k}: {vals[j]:.2f}" + (f" ({au})" if au else ""))
                 marks.append([tuple(pk[j])])
             f["maps"] = rows
+            arrays[i]["projections"] = tiles[1:]
             path = out / f"{stem}_face{i + 1}_deconv.png"
             writes.append((path, partial(render.grid, tiles, titles, ncols=min(len(tiles), 5),
                                          title=f"{m.name} {li.name}: top {len(idx)} maps, deconvnet projections",
@@ -229,6 +240,7 @@ def explain_image(source: Any, out: str | os.PathLike, *, model: str | Expressio
                           "overlay: its size"]
                 note = (f"Guided backprop: the pixels that raise '{f['explained']}' (gray 0). Guided Grad-CAM: the "
                         f"same times Grad-CAM at {li.name}; the overlay shows its size. {key}")
+            arrays[i]["map"] = np.asarray(shown, np.float32)
             tiles = [render.upscale(t, k_up) for t in tiles]
             path = out / f"{stem}_face{i + 1}_{method}.png"
             top = "max" if guided is None else "99.5th pct"
@@ -243,11 +255,19 @@ def explain_image(source: Any, out: str | os.PathLike, *, model: str | Expressio
             photo = cv2.resize(photo, (max(1, round(photo.shape[1] * s)), max(1, round(photo.shape[0] * s))),
                                interpolation=cv2.INTER_AREA)
         path = out / f"{stem}_{method}.png"
+        result_overlay = photo
         writes.append((path, partial(render.save_png, photo)))
         files.append(str(path))
     result = {"source": name, "width": int(rgb.shape[1]), "height": int(rgb.shape[0]), "model": m.name,
               "method": method, "layer": li.name, "layer_shape": list(li.shape), "detector": detector,
               "faces": faces}
+    if keep:  # the arrays: no file
+        for f, arr in zip(faces, arrays):
+            f.pop("png", None)
+            f.update(arr)
+        if method != "deconv":
+            result["overlay"] = result_overlay
+        return result
     jpath = out / f"{stem}_{method}.json"
     text = json.dumps(result, indent=1) + "\n"
     writes.append((jpath, lambda p: p.write_text(text)))
