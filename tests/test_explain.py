@@ -349,7 +349,8 @@ def test_explain_image_takes_what_the_recognizer_takes_and_refuses_bad_options(t
         assert (tmp_path / name / f"{name}_gradcam.json").exists()
     (tmp_path / "file").write_text("x")
     for bad, says in (({"maps": "8"}, "--maps must be a whole number"), ({"maps": 1.5}, "--maps must be a whole"),
-                      ({"out": tmp_path / "file"}, "is a file; name a folder"), ({"out": None}, "give its path")):
+                      ({"out": tmp_path / "file"}, "is a file; name a folder"), ({"out": ""}, "give its path"),
+                      ({"out": 3}, r"give its path \(or None for the arrays\), got 3")):
         args = {"out": tmp_path / "o", **kw, "method": "deconv", **bad}
         with pytest.raises(ferkit.FerkitError, match=says):
             explain_image(arr, **args)
