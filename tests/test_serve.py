@@ -581,9 +581,19 @@ def test_a_request_head_that_never_ends_is_a_408(rec, monkeypatch):
 
     monkeypatch.setattr(server, "HEAD_TIMEOUT", 1.0)
     with ServerThread(create_app(rec, warm_up=False)) as s:
+        lines: list[str] = []
+        handler = logging.Handler()
+        handler.emit = lambda r: lines.append(r.getMessage())  # type: ignore[method-assign]
+        logging.getLogger("ferkit.serve").addHandler(handler)
         start = time.monotonic()
-        head, _, body = _raw_exchange(s.port, b"GET /healthz HTTP/1.1\r\nHost: x\r\n").partition(b"\r\n\r\n")
+        try:
+            head, _, body = _raw_exchange(s.port, b"GET /healthz HTTP/1.1\r\nHost: x\r\n").partition(b"\r\n\r\n")
+        finally:
+            logging.getLogger("ferkit.serve").removeHandler(handler)
         assert time.monotonic() - start < 20 and head.startswith(b"HTTP/1.1 408 ")
+        # and the server's log says it (uvicorn's access log has no line for a request never made)
+        assert any(re.fullmatch(r"127\.0\.0\.1:\d+ - request headers not received in 1 s: answered 408, connection "
+                                r"closed", t) for t in lines), lines
         assert json.loads(body)["error"] == "request headers not received in time"
         # a request that arrives in time is not cut (the timer is for the head only)
         assert _raw_exchange(s.port, b"GET /healthz HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n"

@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import errno
 import json
+import logging
 import socket
 import struct
 import threading
@@ -177,6 +178,11 @@ def _json_400_protocol() -> type:
                 self.transport.close()
                 return
             if (self.cycle is None or self.cycle.response_complete) and not self.transport.is_closing():
+                # (uvicorn writes no access line for it: no request was made; said in the server's log)
+                peer = self.transport.get_extra_info("peername")
+                who = f"{peer[0]}:{peer[1]}" if isinstance(peer, (tuple, list)) and len(peer) >= 2 else "a client"
+                logging.getLogger("ferkit.serve").warning(
+                    "%s - request headers not received in %g s: answered 408, connection closed", who, HEAD_TIMEOUT)
                 self._answer_and_close(b"408 Request Timeout", "request headers not received in time",
                                        {"timeout_s": HEAD_TIMEOUT})
 
