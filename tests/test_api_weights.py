@@ -378,3 +378,10 @@ def test_type_checkers_see_the_lazily_loaded_names_and_the_overloads():
     assert Results([1, 2, 3])[0] == 1
     assert isinstance(Results([], source="x")[:], Results) and Results([], source="x")[:].source == "x"
     assert "PathLike" in str(inspect.signature(ferkit.load_model).parameters["name"].annotation)
+
+
+def test_a_predictions_repr_names_its_probability_confidence():
+    """It printed `score=0.93`, the name a face's result gives the detector's score."""
+    p = ferkit.Prediction("happy", 0.93, {"happy": 0.93, "sad": 0.07})
+    assert repr(p) == "Prediction(label='happy', confidence=0.9300, probabilities={'happy': 0.9300, 'sad': 0.0700})"
+    assert p.confidence == p.score == 0.93

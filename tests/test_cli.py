@@ -543,3 +543,16 @@ def test_int8_help_gives_the_current_defaults_accuracy_change(capsys):
         out = " ".join(capsys.readouterr().out.split())
         assert want in out and "0.14 points" not in out, verb
     assert want == "0.06 points less accurate"  # vgg_fer-fer2013-bn: 71.16% -> 71.11% (README)
+
+
+def test_help_paragraphs_are_wrapped_to_the_terminal(monkeypatch, capsys):
+    """`ferkit predict --help` and `ferkit serve --help` began with one line of 600+ characters; the
+    examples' indented lines keep their layout."""
+    monkeypatch.setenv("COLUMNS", "100")
+    for verb in ("predict", "serve", "train", "explain"):
+        with pytest.raises(SystemExit):
+            main([verb, "--help"])
+        text = capsys.readouterr().out
+        long = [ln for ln in text.splitlines() if len(ln) > 100 and not ln.startswith(" ")]
+        assert not long, (verb, long[:1])
+        assert "examples:" in text

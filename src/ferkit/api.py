@@ -34,6 +34,10 @@ class Prediction:
     def confidence(self) -> float:
         return self.score
 
+    def __repr__(self) -> str:  # (named as README and a face's result name it: `score` read as the detector's)
+        probs = ", ".join(f"{c!r}: {p:.4f}" for c, p in self.probabilities.items())
+        return f"Prediction(label={self.label!r}, confidence={self.score:.4f}, probabilities={{{probs}}})"
+
     def to_dict(self) -> dict[str, Any]:
         """``label``, ``confidence`` (its probability, as a face's CSV row names it), ``score`` (the
         same number, under its first name) and ``probabilities``."""

@@ -1202,6 +1202,19 @@ class _Fmt(argparse.ArgumentDefaultsHelpFormatter, argparse.RawDescriptionHelpFo
             return h
         return super()._get_help_string(action)
 
+    def _fill_text(self, text: str, width: int, indent: str) -> str:
+        """A paragraph line longer than the terminal is wrapped (predict's and serve's descriptions
+        were one line of 600 characters); an indented line (an example command) is kept as written."""
+        import textwrap
+
+        out: list[str] = []
+        for line in text.splitlines():
+            if len(indent + line) > width and not line.startswith(" "):
+                out += textwrap.wrap(line, width, initial_indent=indent, subsequent_indent=indent)
+            else:
+                out.append(indent + line)
+        return "\n".join(out)
+
 
 VERB_EXAMPLES = {
     "models": "examples:\n  ferkit models\n  ferkit models --json | jq '.weights[].metrics'",

@@ -22,6 +22,11 @@ class ImageTooLargeError(ImageDecodeError):
     an input too large rather than a damaged one (the HTTP API answers 413 for it, 400 otherwise)."""
 
 
+class CameraError(ImageDecodeError):
+    """No camera at the index asked for (none connected, or not this user's to open); an
+    :class:`ImageDecodeError` too, as it was before it had its own name."""
+
+
 class DatasetError(FerkitError):
     """A dataset folder or label file is missing or malformed. The message names the file."""
 

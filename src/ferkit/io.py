@@ -28,7 +28,7 @@ from typing import Any, Callable, Iterator, Union
 import numpy as np
 from PIL import Image, UnidentifiedImageError
 
-from .errors import Failure, ImageDecodeError, ImageTooLargeError
+from .errors import CameraError, Failure, ImageDecodeError, ImageTooLargeError
 
 #: Images with more pixels than this are refused (a 12k x 12k photo is ~144 MP).
 MAX_PIXELS = 150_000_000
@@ -673,6 +673,16 @@ VIDEO_EXTENSIONS = frozenset({".mp4", ".avi", ".mov", ".mkv", ".webm", ".m4v", "
                               ".3gp", ".ts", ".mts", ".m2ts", ".ogv", ".asf", ".vob", ".mjpeg", ".mjpg"})
 
 
+def camera_missing_message(index: int) -> str:
+    return f"no camera at index {index}: none is connected, or this user may not open /dev/video{index}"
+
+
+def camera_missing(index: int) -> bool:
+    """Whether camera ``index`` is surely absent, told without opening it: on Linux, no
+    ``/dev/video<index>`` (elsewhere: not known, False)."""
+    return sys.platform.startswith("linux") and not Path(f"/dev/video{index}").exists()
+
+
 def is_video_file(path: Union[str, os.PathLike]) -> bool:
     return Path(path).suffix.lower() in VIDEO_EXTENSIONS
 
@@ -849,6 +859,23 @@ def _redirect_fd(fd: int, to: int) -> int | None:
         if saved is not None:
             os.close(saved)
         return None
+
+
+@contextlib.contextmanager
+def _stderr_lines() -> Iterator[list[str]]:
+    """What C code writes to standard error (descriptor 2) inside the block, as lines in the list
+    yielded (filled when the block ends); where descriptor 2 cannot be moved, nothing is caught."""
+    said: list[str] = []
+    with tempfile.TemporaryFile() as f:
+        _fflush_c()
+        saved = _redirect_fd(2, f.fileno())
+        try:
+            yield said
+        finally:
+            if saved is not None:
+                _restore_fd(2, saved)
+                f.seek(0)
+                said.extend(f.read().decode("utf-8", "replace").splitlines())
 
 
 def _restore_fd(fd: int, saved: int) -> None:
@@ -1080,8 +1107,7 @@ class VideoReader:
         if not self.cap.isOpened():
             self.close()
             if self.is_camera:
-                raise ImageDecodeError(f"no camera at index {source}: none is connected, or this user may not open "
-                                       f"/dev/video{source}")
+                raise CameraError(camera_missing_message(int(source)))
             raise ImageDecodeError(f"{self.name}: not a video OpenCV can open (corrupt, or an unsupported format)")
         fps = float(self.cap.get(cv2.CAP_PROP_FPS) or 0.0)
         self.fps = fps if 0 < fps < 1000 else (30.0 if self.is_camera else 25.0)
@@ -1222,7 +1248,16 @@ class VideoWriter:
                 self.writing = self.path.with_name(f".ferkit-{os.getpid()}-video{self.path.suffix.lower()}")
             else:
                 self._make_tmp()
-        self.w = cv2.VideoWriter(str(self.writing), cv2.VideoWriter_fourcc(*fourcc), float(fps), self.size)
+        if fourcc == "VP80":  # OpenCV says "FFMPEG: tag ... 'VP80' is not supported with codec id 139 and format
+            # 'webm / WebM'" and writes VP8 all the same (WebM keeps no codec tags): that line is dropped, any
+            # other kept
+            with _stderr_lines() as said:
+                self.w = cv2.VideoWriter(str(self.writing), cv2.VideoWriter_fourcc(*fourcc), float(fps), self.size)
+            for line in said:
+                if not re.search(r"tag 0x[0-9a-f]+/'VP80' is not supported with codec id \d+ and format 'webm", line):
+                    print(line, file=sys.stderr)
+        else:
+            self.w = cv2.VideoWriter(str(self.writing), cv2.VideoWriter_fourcc(*fourcc), float(fps), self.size)
         if not self.w.isOpened():
             self._drop_tmp()
             raise ImageDecodeError(f"{self.path}: cannot write a video here (folder or codec {fourcc} unavailable)")

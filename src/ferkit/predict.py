@@ -33,9 +33,10 @@ from typing import Iterator
 import numpy as np
 from tqdm.auto import tqdm
 
-from .errors import Failure, FerkitError, ImageDecodeError
-from .io import (STDOUT, VideoReader, VideoWriter, check_out_folder, check_writable, escaped, ferkit_json,
-                 frame_failures, is_url, is_video_file, resolved_path, same_file, shown, write_to_stdout)
+from .errors import CameraError, Failure, FerkitError, ImageDecodeError
+from .io import (STDOUT, VideoReader, VideoWriter, camera_missing, camera_missing_message, check_out_folder,
+                 check_writable, escaped, ferkit_json, frame_failures, is_url, is_video_file, resolved_path, same_file,
+                 shown, write_to_stdout)
 from .pipeline import Recognizer, _reason, folder_files, source_kind
 from .results import Result, Results, _text, draw, entry_dict, entry_records, plot_timeline, write_csv
 
@@ -539,6 +540,9 @@ def _predict(a: argparse.Namespace, results_out) -> int:
     if a.max_frames is not None and a.max_frames < 1:
         raise FerkitError(f"--max-frames must be at least 1, got {a.max_frames}")
     if not a.headless and (a.show or a.webcam is not None):
+        if a.webcam is not None and camera_missing(int(a.webcam)):
+            # (before the display's: its "record instead with --headless" would only lead to this)
+            raise CameraError(camera_missing_message(int(a.webcam)))
         Window.check()
     if a.webcam is not None and a.headless and not (a.out or a.json or a.csv):
         print("ferkit: note: --webcam --headless without --out, --json or --csv: nothing is shown or saved; the "

@@ -180,9 +180,10 @@ def add_explain_parser(sub, fmt) -> None:
     s.add_argument("image", nargs="?", metavar="IMAGE", help="a photo (or, with --detector none, a face crop)")
     s.add_argument("--model", default="default", help="shipped name, .safetensors file or run folder")
     s.add_argument("--method", choices=["deconv", "gradcam", "guided"], default="deconv")
-    s.add_argument("--layer", metavar="NAME", help="module name (see --list-layers); default: 'deconv' the "
-                   "layer the AU analysis uses, 'gradcam'/'guided' the last feature layer (the one before it when "
-                        "that is a pooling: vgg_fer stages.10, zhu_cnn features.9)")
+    s.add_argument("--layer", metavar="NAME", help="module name (see --list-layers); default: for deconv the "
+                   "layer the AU analysis uses (the default model's stages.8, mini_xception's modules_.2), for "
+                   "gradcam/guided the last feature layer (the one before it when that is a pooling: vgg_fer "
+                   "stages.10, zhu_cnn features.9); the run prints the one it used")
     s.add_argument("--maps", type=positive_int, default=None, metavar="K",
                    help="deconv: how many feature maps (the strongest) (default: 8)")
     s.add_argument("--class", dest="target", metavar="NAME", help="gradcam/guided: explain this class instead of "
@@ -193,7 +194,8 @@ def add_explain_parser(sub, fmt) -> None:
     g = s.add_argument_group("faces")
     g.add_argument("--detector", "--detect", choices=["mtcnn", "haar", "none"], default="mtcnn",
                    help="mtcnn: 5 landmarks, aligned crops; haar: OpenCV's cascade; none: IMAGE is a face crop")
-    g.add_argument("--min-face", type=int, default=None, metavar="PX", help="smallest face searched for, in pixels")
+    g.add_argument("--min-face", type=int, default=None, metavar="PX",
+                   help="smallest face searched for, in pixels (default: the detector's, 20 as ferkit predict's)")
     g.add_argument("--max-faces", type=int, metavar="N", help="explain the N most confident faces only")
 
 
