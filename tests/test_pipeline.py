@@ -5,6 +5,7 @@ from __future__ import annotations
 import io
 import json
 import warnings
+from pathlib import Path
 
 import cv2
 import numpy as np
@@ -580,3 +581,43 @@ def test_the_recognizer_takes_threads_for_its_runtimes():
         warnings.simplefilter("error")  # a ready-made model keeps its own threads; MTCNN takes these: no warning
         again = Recognizer(r.model, threads=2)
     assert again.detector.net.pnet.get_session_options().intra_op_num_threads == 2
+
+
+def test_a_folder_s_videos_are_read_after_its_photos_as_ferkit_predict_reads_them(rec, tmp_path):
+    """Recognizer.predict(folder) listed a folder's videos as ignored ('rec.predict each by name'), where
+    `ferkit predict` reads them: now its photos, then each video's frames, bad ones said."""
+    import shutil
+
+    d = tmp_path / "mixed"
+    d.mkdir()
+    shutil.copy(EXAMPLE, d / "a.jpg")
+    moving_video(d / "clip.mp4", n=4, fps=8)
+    (d / "broken.mp4").write_bytes(b"not a video at all" * 10)
+    (d / "types.ts").write_text("export const x = 1;\n")  # TypeScript, not a transport stream
+    (d / "notes.txt").write_text("hello")
+    rs = rec.predict(d)
+    assert [(Path(r.source).name, r.frame) for r in rs] == [("a.jpg", None)] + [("clip.mp4", i) for i in range(4)]
+    assert all(r.image is None for r in rs[1:]) and rs[1].faces and rs[1].faces[0].track_id is not None
+    assert [(Path(f.source).name, f.at) for f in rs.failed] == [("broken.mp4", 1)]  # (before clip.mp4, by name)
+    assert "not a video OpenCV can open" in rs.failed[0].error
+    assert sorted(Path(n).name for n, _ in rs.ignored) == ["notes.txt", "types.ts"]
+    every = rec.predict(d, every=2, max_frames=1)
+    assert [(Path(r.source).name, r.frame) for r in every] == [("a.jpg", None), ("clip.mp4", 0)]
+    assert [type(e).__name__ for e in rs.in_order()] == ["Result", "Failure"] + ["Result"] * 4  # (as the JSON lists)
+
+
+def test_lost_frames_sit_among_their_own_video_s_frames():
+    """A folder's results hold several videos: a run of lost frames of the second video was placed by its
+    frame index among the first video's frames."""
+    from ferkit.errors import Failure
+    from ferkit.results import Result, merge_by_frame
+
+    results = [Result("a.jpg", 4, 4)] + [Result("v1.mp4", 4, 4, frame=i) for i in (0, 1, 5, 6)] + \
+        [Result("v2.mp4", 4, 4, frame=i) for i in (0, 4)]
+    runs = [Failure("v2.mp4", "unreadable frame (skipped)", (1, 3)), Failure("v1.mp4", "unreadable frame (skipped)",
+                                                                         (2, 4)),
+            Failure("v1.mp4", "unreadable frame (skipped)", (7, 9)), Failure("bad.jpg", "no such file", at=1)]
+    got = [(e.source, e.frame) if isinstance(e, Result) else (e.source, e.frames) for e in merge_by_frame(results, runs)]
+    assert got == [("a.jpg", None), ("bad.jpg", None), ("v1.mp4", 0), ("v1.mp4", 1), ("v1.mp4", (2, 4)),
+                   ("v1.mp4", 5), ("v1.mp4", 6), ("v1.mp4", (7, 9)), ("v2.mp4", 0), ("v2.mp4", (1, 3)),
+                   ("v2.mp4", 4)]

@@ -329,9 +329,10 @@ class Recognizer:
                 keep_images: bool | None = None, progress: bool = False) -> Result | Results:
         """One :class:`Result` for an image; :class:`Results` for a list or tuple of images (paths,
         arrays, PIL images, bytes: one result each, in order; what cannot be read is in ``.failed``,
-        as a folder's, with its place in the list), for a folder (``.failed`` lists the
-        unreadable images, ``.ignored`` the files that are no images by their name, hidden images and
-        hidden folders), a video file
+        as a folder's, with its place in the list), for a folder (its images, then its videos'
+        frames, as ``ferkit predict`` reads it, ``every`` and ``max_frames`` for each video;
+        ``.failed`` lists the unreadable files and a video's lost frames, ``.ignored`` the files
+        that are neither images nor videos by their name, hidden files and hidden folders), a video file
         or a webcam (one per processed frame). One image's pixels are kept (``keep_images=False``:
         not); a folder's and a video's are not unless ``keep_images`` (a folder of large photos would
         fill the memory): a folder's :meth:`Result.plot` reads its file again; for a video's frames
@@ -351,12 +352,16 @@ class Recognizer:
         keep = bool(keep_images)
         if kind == "folder":
             unreadable: list[Failure] = []
-            files, ignored = folder_files(source, unreadable, hidden=True)
+            files, ignored = folder_files(source, unreadable, hidden=True, videos=True)
             # what could not be listed comes first, as `ferkit predict` lists it; each file that cannot
             # be read where it was met (at: the results before it)
             failed = [Failure(f.source, f.error, at=0) for f in unreadable]
-            failed += [] if files else [Failure(str(source), "folder holds no image files")]
+            failed += [] if files else [Failure(str(source), "folder holds no image or video files")]
             res = Results(failed=failed, source=str(source), ignored=ignored)
+            # its videos after its photos, as `ferkit predict` reads a folder: each video's frames (their
+            # source the video's path, their frame index), its lost frames among them
+            videos = [f for f in files if is_video_file(f)]
+            files = [f for f in files if not is_video_file(f)]
             it = files
             if progress:
                 from tqdm.auto import tqdm
@@ -367,6 +372,23 @@ class Recognizer:
                     res.append(self.analyze(f, keep_image=keep))
                 except FerkitError as e:
                     res.failed.append(Failure(str(f), _reason(e, str(f)), at=len(res)))
+            for v in videos:
+                try:
+                    reader = VideoReader(v)
+                except FerkitError as e:
+                    if v.suffix.lower() == ".ts":  # (as `ferkit predict` says it: maybe TypeScript)
+                        res.ignored.append((str(v), "not a video OpenCV can open (a .ts file: TypeScript source, or "
+                                                    "a damaged MPEG transport stream; give it by name to have it read "
+                                                    "as a video)"))
+                    else:
+                        res.failed.append(Failure(str(v), _reason(e, str(v)), at=len(res)))
+                    continue
+                with reader:
+                    for r in self.stream(reader, every=every, max_frames=max_frames):
+                        if not keep:
+                            r.image = None
+                        res.append(r)
+                res.failed += frame_failures(reader.name, reader.errors, every)
             return res
         reader = VideoReader(source)
         res = Results(source=reader.name, fps=reader.fps)

@@ -315,19 +315,33 @@ def merge_by_frame(results: list[Result], failed: list[Failure]) -> list[Result 
     a later frame, and each that names its place (``at``: the results before it) there; other
     failures go last."""
     failed = [Failure.of(f) for f in failed]  # pairs appended by hand too
-    runs = sorted((f for f in failed if f.frames is not None), key=lambda f: f.frames[0])
+    # a video's runs go among that video's frames (a folder's results hold several videos' frames, and
+    # photos): by source, each in frame order; those of a video whose frames come from none of the
+    # results (a source of its own name: a webcam's runs named after it) are matched on frames alone
+    sources = {r.source for r in results if r.frame is not None}
+    runs: dict[str | None, list[Failure]] = {}
+    for f in sorted((f for f in failed if f.frames is not None), key=lambda f: f.frames[0]):
+        runs.setdefault(f.source if f.source in sources else None, []).append(f)
     placed = sorted((f for f in failed if f.frames is None and f.at is not None), key=lambda f: f.at)
     out: list[Result | Failure] = []
-    k = j = 0
+    j = 0
+    loose = runs.pop(None, [])
     for i, r in enumerate(results):
         while j < len(placed) and placed[j].at <= i:
             out.append(placed[j])
             j += 1
-        while k < len(runs) and r.frame is not None and runs[k].frames[0] < r.frame:
-            out.append(runs[k])
-            k += 1
+        if r.frame is not None:
+            own = runs.get(r.source, [])
+            while own and own[0].frames[0] < r.frame:
+                out.append(own.pop(0))
+            while loose and loose[0].frames[0] < r.frame:
+                out.append(loose.pop(0))
         out.append(r)
-    return out + runs[k:] + placed[j:] + [f for f in failed if f.frames is None and f.at is None]
+        nxt = results[i + 1].source if i + 1 < len(results) else None
+        if r.frame is not None and nxt != r.source:  # the video's last result: the rest of its runs after it
+            out += runs.pop(r.source, [])
+    rest = [f for fs in runs.values() for f in fs]
+    return out + loose + rest + placed[j:] + [f for f in failed if f.frames is None and f.at is None]
 
 
 def failure_dict(f: Failure) -> dict[str, Any]:
