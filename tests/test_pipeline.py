@@ -617,7 +617,8 @@ def test_lost_frames_sit_among_their_own_video_s_frames():
     runs = [Failure("v2.mp4", "unreadable frame (skipped)", (1, 3)), Failure("v1.mp4", "unreadable frame (skipped)",
                                                                          (2, 4)),
             Failure("v1.mp4", "unreadable frame (skipped)", (7, 9)), Failure("bad.jpg", "no such file", at=1)]
-    got = [(e.source, e.frame) if isinstance(e, Result) else (e.source, e.frames) for e in merge_by_frame(results, runs)]
+    got = [(e.source, e.frame) if isinstance(e, Result) else (e.source, e.frames)
+           for e in merge_by_frame(results, runs)]
     assert got == [("a.jpg", None), ("bad.jpg", None), ("v1.mp4", 0), ("v1.mp4", 1), ("v1.mp4", (2, 4)),
                    ("v1.mp4", 5), ("v1.mp4", 6), ("v1.mp4", (7, 9)), ("v2.mp4", 0), ("v2.mp4", (1, 3)),
                    ("v2.mp4", 4)]
