@@ -175,6 +175,10 @@ def test_crossval_cli_and_its_errors(ck, tmp_path, capsys):
     assert "fold 2: finished earlier" in said.out and "ignoring differing" not in said.out
     assert main([*again, "--epochs", "3"]) == 1
     assert "resuming with --epochs 3 would train the others to another count" in capsys.readouterr().err
+    # so is another --early-stop or --recalibrate-bn (the finished rounds keep theirs; the summary said one recipe)
+    assert main([*again, "--recalibrate-bn"]) == 1
+    assert ("round 2 finished with --recalibrate-bn False (asked: True): the rounds left would follow another "
+            "recipe") in capsys.readouterr().err
     capsys.readouterr()
     for argv, msg in [(["--fold", "1"], "--fold picks one round"), (["--test-split", "all"], "sets the splits"),
                       (["--only", "x"], "--only wants fold numbers"), (["--folds", "4", "--only", "7"], "out of range"),

@@ -622,3 +622,46 @@ def test_lost_frames_sit_among_their_own_video_s_frames():
     assert got == [("a.jpg", None), ("bad.jpg", None), ("v1.mp4", 0), ("v1.mp4", 1), ("v1.mp4", (2, 4)),
                    ("v1.mp4", 5), ("v1.mp4", 6), ("v1.mp4", (7, 9)), ("v2.mp4", 0), ("v2.mp4", (1, 3)),
                    ("v2.mp4", 4)]
+
+
+def test_a_folder_goes_on_past_a_video_with_no_readable_frame_and_saves_its_photos(rec, tmp_path):
+    """A folder's video that opened but held no readable frame raised out of predict (ferkit predict lists
+    it and goes on); Results.save on a folder with a video raised on its frames' missing pixels."""
+    import shutil
+
+    d = tmp_path / "f"
+    d.mkdir()
+    shutil.copy(EXAMPLE, d / "a.jpg")
+    data = moving_video(tmp_path / "ok.avi", n=6, fps=8, size=(160, 120)).read_bytes()
+    k = data.find(b"00dc", data.find(b"movi"))  # the first frame's data, and all after it, zeroed
+    (d / "zero.avi").write_bytes(data[:k + 8] + bytes(len(data) - k - 8))
+    moving_video(d / "clip.avi", n=2, fps=8, size=(160, 120))
+    rs = rec.predict(d)
+    assert [(Path(r.source).name, r.frame) for r in rs] == [("a.jpg", None), ("clip.avi", 0), ("clip.avi", 1)]
+    assert [(Path(f.source).name, f.at) for f in rs.failed] == [("zero.avi", 3)]
+    assert "no readable frame" in rs.failed[0].error
+    with pytest.warns(UserWarning, match=r"2 video frame\(s\) not saved: their pixels were not kept"):
+        written = rs.save(tmp_path / "out")
+    assert [p.name for p in written] == ["a_ferkit.png"]
+
+
+def test_a_slice_keeps_only_its_own_videos_lost_frames_and_runs_of_an_unread_video_stay_in_place():
+    from ferkit.errors import Failure
+    from ferkit.results import Result, merge_by_frame
+
+    rs = Results([Result("v1.mp4", 4, 4, frame=i) for i in (0, 1, 5, 6)] + [Result("v2.mp4", 4, 4, frame=i)
+                                                                             for i in (0, 4)],
+                 failed=[Failure("v2.mp4", "lost", (1, 3)), Failure("v1.mp4", "lost", (2, 4))])
+    assert [(f.source, f.frames) for f in rs[0:4].failed] == [("v1.mp4", (2, 4))]  # (v2's run leaked in)
+    assert [(f.source, f.frames) for f in rs[4:].failed] == [("v2.mp4", (1, 3))]
+    # a video none of whose frames was read, among others: its runs where it was met (at), not by frame index
+    # inside another video
+    results = [Result("v2.mp4", 4, 4, frame=i) for i in range(4)] + [Result("v3.mp4", 4, 4, frame=0)]
+    runs = [Failure("v1.mp4", "lost", (0, 0), at=0), Failure("v1.mp4", "lost", (1, 1), at=0)]
+    got = [(e.source, e.frame if isinstance(e, Result) else e.frames) for e in merge_by_frame(results, runs)]
+    assert got[:2] == [("v1.mp4", (0, 0)), ("v1.mp4", (1, 1))] and got[2:] == [(r.source, r.frame) for r in results]
+    # one video (or a webcam's runs under another name): by frame index, as before
+    one = [Result("cam", 4, 4, frame=i) for i in (0, 3)]
+    got = [(e.source, e.frame if isinstance(e, Result) else e.frames)
+           for e in merge_by_frame(one, [Failure("webcam:0", "lost", (1, 2))])]
+    assert got == [("cam", 0), ("webcam:0", (1, 2)), ("cam", 3)]

@@ -452,6 +452,7 @@ def test_webcam_without_display_or_camera_is_a_clear_error(monkeypatch, capsys):
     with pytest.raises(ferkit.errors.CameraError, match="no camera at index 99"):  # (its own name in the API)
         next(ferkit.Recognizer().stream(99))
     assert issubclass(ferkit.errors.CameraError, ferkit.ImageDecodeError)  # (as it was, for except clauses)
+    assert not fio.camera_missing(200)  # (an index coding OpenCV's backend, V4L2's camera 0: not told by /dev)
 
 
 class FakeCamera:

@@ -1210,10 +1210,11 @@ class _Fmt(argparse.ArgumentDefaultsHelpFormatter, argparse.RawDescriptionHelpFo
         out: list[str] = []
         for line in text.splitlines():
             if len(indent + line) > width and not line.startswith(" "):
-                out += textwrap.wrap(line, width, initial_indent=indent, subsequent_indent=indent)
+                out += textwrap.wrap(line, width, initial_indent=indent, subsequent_indent=indent,
+                                     break_on_hyphens=False, break_long_words=False)  # (--detect-every whole)
             else:
                 out.append(indent + line)
-        return "\n".join(out)
+        return "\n".join(out) + ("\n" if text.endswith("\n") else "")
 
 
 VERB_EXAMPLES = {

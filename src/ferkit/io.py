@@ -680,7 +680,9 @@ def camera_missing_message(index: int) -> str:
 def camera_missing(index: int) -> bool:
     """Whether camera ``index`` is surely absent, told without opening it: on Linux, no
     ``/dev/video<index>`` (elsewhere: not known, False)."""
-    return sys.platform.startswith("linux") and not Path(f"/dev/video{index}").exists()
+    # (an index of 100 or more codes OpenCV's backend too, 200 = V4L2's camera 0, or names a camera without a
+    # /dev/video node: not known)
+    return sys.platform.startswith("linux") and index < 100 and not Path(f"/dev/video{index}").exists()
 
 
 def is_video_file(path: Union[str, os.PathLike]) -> bool:
@@ -1251,11 +1253,15 @@ class VideoWriter:
         if fourcc == "VP80":  # OpenCV says "FFMPEG: tag ... 'VP80' is not supported with codec id 139 and format
             # 'webm / WebM'" and writes VP8 all the same (WebM keeps no codec tags): that line is dropped, any
             # other kept
-            with _stderr_lines() as said:
-                self.w = cv2.VideoWriter(str(self.writing), cv2.VideoWriter_fourcc(*fourcc), float(fps), self.size)
-            for line in said:
-                if not re.search(r"tag 0x[0-9a-f]+/'VP80' is not supported with codec id \d+ and format 'webm", line):
-                    print(line, file=sys.stderr)
+            said: list[str] = []
+            try:
+                with _stderr_lines() as said:
+                    self.w = cv2.VideoWriter(str(self.writing), cv2.VideoWriter_fourcc(*fourcc), float(fps), self.size)
+            finally:  # (what else OpenCV said is shown, also when it raised)
+                for line in said:
+                    if not re.search(r"tag 0x[0-9a-f]+/'VP80' is not supported with codec id \d+ and format 'webm",
+                                     line):
+                        print(line, file=sys.stderr)
         else:
             self.w = cv2.VideoWriter(str(self.writing), cv2.VideoWriter_fourcc(*fourcc), float(fps), self.size)
         if not self.w.isOpened():

@@ -383,12 +383,19 @@ class Recognizer:
                     else:
                         res.failed.append(Failure(str(v), _reason(e, str(v)), at=len(res)))
                     continue
-                with reader:
-                    for r in self.stream(reader, every=every, max_frames=max_frames):
-                        if not keep:
-                            r.image = None
-                        res.append(r)
-                res.failed += frame_failures(reader.name, reader.errors, every)
+                start = len(res)
+                try:
+                    with reader:
+                        for r in self.stream(reader, every=every, max_frames=max_frames):
+                            if not keep:
+                                r.image = None
+                            res.append(r)
+                except FerkitError as e:  # (no readable frame at all): the folder goes on, as ferkit predict's
+                    res.failed.append(Failure(str(v), _reason(e, str(v)), at=start))
+                    continue
+                # its lost frames among its frames; a run of a video with no frame read, where the video was
+                res.failed += [Failure(f.source, f.error, f.frames, f.step, start)
+                               for f in frame_failures(reader.name, reader.errors, every)]
             return res
         reader = VideoReader(source)
         res = Results(source=reader.name, fps=reader.fps)

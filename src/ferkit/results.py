@@ -238,10 +238,19 @@ class Results(list[Result]):
         got = super().__getitem__(i)
         if not isinstance(i, slice):
             return got
-        frames = [r.frame for r in got if r.frame is not None]
-        lo, hi = (min(frames), max(frames)) if frames else (None, None)
-        failed = [f for f in self.failed if f.frames is None
-                  or (lo is not None and f.frames[1] >= lo and f.frames[0] <= hi)]
+        # each video's frames the slice spans (a folder's results hold several videos): its runs inside them
+        spans: dict[str, tuple[int, int]] = {}
+        for r in got:
+            if r.frame is not None:
+                lo, hi = spans.get(r.source, (r.frame, r.frame))
+                spans[r.source] = (min(lo, r.frame), max(hi, r.frame))
+        sole = next(iter(spans.values())) if len(spans) == 1 else None  # (a run named otherwise: a webcam's)
+
+        def inside(f: Failure) -> bool:
+            lo_hi = spans.get(f.source, sole if f.source not in {r.source for r in self} else None)
+            return lo_hi is not None and f.frames[1] >= lo_hi[0] and f.frames[0] <= lo_hi[1]
+
+        failed = [f for f in self.failed if f.frames is None or inside(f)]
         start, _, step = i.indices(len(self))
         # a folder's failures keep their place among the results kept (one place only for a plain slice)
         failed = [f if f.at is None else Failure(f.source, f.error, f.frames, f.step,
@@ -267,7 +276,17 @@ class Results(list[Result]):
         where.mkdir(parents=True, exist_ok=True)
         used: set[Path] = set()
         written = []
+        photos = any(r.frame is None for r in self)
+        bare = [r for r in self if r.frame is not None and r.image is None]
+        if photos and bare:  # a folder's videos: their frames' pixels were not kept (photos are read again)
+            import warnings
+
+            warnings.warn(f"{len(bare)} video frame(s) not saved: their pixels were not kept (predict(..., "
+                          f"keep_images=True) keeps them; `ferkit predict --out` writes annotated videos)",
+                          UserWarning, stacklevel=2)
         for r in self:
+            if photos and r.frame is not None and r.image is None:
+                continue
             stem = (Path(r.source).stem if r.source else "") or "image"
             stem += f"_frame{r.frame:06d}" if r.frame is not None else ""
             sub = self._subfolder(r)
@@ -320,9 +339,18 @@ def merge_by_frame(results: list[Result], failed: list[Failure]) -> list[Result 
     # results (a source of its own name: a webcam's runs named after it) are matched on frames alone
     sources = {r.source for r in results if r.frame is not None}
     runs: dict[str | None, list[Failure]] = {}
+    elsewhere: list[Failure] = []  # runs of a video none of whose frames is here, among several videos
     for f in sorted((f for f in failed if f.frames is not None), key=lambda f: f.frames[0]):
-        runs.setdefault(f.source if f.source in sources else None, []).append(f)
-    placed = sorted((f for f in failed if f.frames is None and f.at is not None), key=lambda f: f.at)
+        if f.source in sources:
+            runs.setdefault(f.source, []).append(f)
+        elif len(sources) <= 1:  # one video (or a webcam's runs named otherwise): by frame index
+            runs.setdefault(None, []).append(f)
+        else:
+            elsewhere.append(f)
+    # those where their video was met (``at``), else after the results
+    placed = sorted([f for f in failed if f.frames is None and f.at is not None]
+                    + [f for f in elsewhere if f.at is not None], key=lambda f: f.at)
+    unplaced = [f for f in elsewhere if f.at is None]
     out: list[Result | Failure] = []
     j = 0
     loose = runs.pop(None, [])
@@ -341,7 +369,7 @@ def merge_by_frame(results: list[Result], failed: list[Failure]) -> list[Result 
         if r.frame is not None and nxt != r.source:  # the video's last result: the rest of its runs after it
             out += runs.pop(r.source, [])
     rest = [f for fs in runs.values() for f in fs]
-    return out + loose + rest + placed[j:] + [f for f in failed if f.frames is None and f.at is None]
+    return out + loose + rest + placed[j:] + unplaced + [f for f in failed if f.frames is None and f.at is None]
 
 
 def failure_dict(f: Failure) -> dict[str, Any]:

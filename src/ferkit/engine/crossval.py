@@ -274,6 +274,15 @@ def crossval(cfg: TrainConfig, folds: int = 10, only: Sequence[int] | None = Non
                                       f"others to another count: resume with --epochs {saved.epochs}, or start a new "
                                       f"--out")
                 log(f"resuming with --epochs {cfg.epochs} (was {saved.epochs}; no round had finished)")
+            # the same for the other settings of the recipe a resume may change: finished rounds keep theirs
+            other = [(k, flag) for k, flag in (("early_stop", "--early-stop"), ("recalibrate_bn", "--recalibrate-bn"))
+                     if getattr(cfg, k) != getattr(saved, k)]
+            done = [i for i in range(int(prev["folds"])) if (fold_dir(out, i) / "model.safetensors").exists()]
+            if other and done:
+                said = ", ".join(f"{flag} {getattr(saved, k)} (asked: {getattr(cfg, k)})" for k, flag in other)
+                raise FerkitError(f"{out}: round{'s' * (len(done) > 1)} {', '.join(map(str, done))} finished with "
+                                  f"{said}: the rounds left would follow another recipe than theirs; resume without "
+                                  f"it, or start a new --out")
             cfg = dataclasses.replace(saved, out=str(out), **{k: getattr(cfg, k) for k in RESUME_OVERRIDABLE})
             if saved.command and new_command and new_command != saved.command:  # the first command, then each resume
                 cfg = dataclasses.replace(cfg, command=f"{saved.command}{RESUMED}{new_command}")
