@@ -386,6 +386,7 @@ def test_docs_and_openapi(client, photo):
 
     r = client.get("/docs")
     assert r.status_code == 200 and "swagger" in r.text.lower()
+    assert client.head("/docs").status_code == 200  # (405 before, where / and /healthz answered HEAD)
     spec = client.get("/openapi.json").json()
     assert "/v1/analyze" in spec["paths"] and list(spec["paths"]["/healthz"]) == ["get"]  # HEAD: not a 2nd operation
     # the upload is required, errors are {"error", "detail"} (a null detail vanished from the examples), and the

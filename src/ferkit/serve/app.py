@@ -764,7 +764,7 @@ def create_app(recognizer: Any = None, *, model: str = "default", detector: str 
 
         app.mount("/_docs", StaticFiles(directory=str(docs_static)), name="docs-static")
 
-        @app.get("/docs", include_in_schema=False)
+        @app.api_route("/docs", methods=["GET", "HEAD"], include_in_schema=False)  # (HEAD: as / and /healthz)
         async def docs() -> HTMLResponse:
             return get_swagger_ui_html(openapi_url=app.openapi_url or "/openapi.json", title="ferkit API",
                                        swagger_js_url="/_docs/swagger-ui-bundle.js",
