@@ -385,3 +385,13 @@ def test_a_predictions_repr_names_its_probability_confidence():
     p = ferkit.Prediction("happy", 0.93, {"happy": 0.93, "sad": 0.07})
     assert repr(p) == "Prediction(label='happy', confidence=0.9300, probabilities={'happy': 0.9300, 'sad': 0.0700})"
     assert p.confidence == p.score == 0.93
+
+
+def test_no_faces_give_no_predictions_on_every_backend():
+    """predict_proba([]) raised 'no faces given' (predict_tensor of an empty batch gave [0, K]): a list a
+    filter emptied is no error."""
+    for backend in ("torch", "onnx"):
+        m = ferkit.load_model("lite_cnn-fer2013", backend=backend)
+        p = m.predict_proba([])
+        assert p.shape == (0, len(m.classes)) and p.dtype == np.float32 and m.predict([]) == []
+        assert tuple(m.preprocess([]).shape) == (0, *m.input_size)

@@ -77,8 +77,9 @@ class ExpressionModel:
     def preprocess(self, faces: Any) -> torch.Tensor:
         """Faces -> uint8 tensor ``[N, C, H, W]`` at the model's input size."""
         batch = _as_list(faces, tuple(self.input_size[1:]))
-        if not batch:
-            raise FerkitError("no faces given")
+        if not batch:  # (an empty list, as a filter that kept no face leaves it: no faces, no error)
+            c, h, w = self.input_size
+            return torch.zeros((0, c, h, w), dtype=torch.uint8)
         arr = np.stack([self._one(f) for f in batch])
         return torch.from_numpy(arr).permute(0, 3, 1, 2).contiguous()
 
