@@ -398,7 +398,9 @@ def test_imagefolder_classes_are_its_folders_nested_images_count_and_odd_folders
     save_gray(root / "misc" / "x.png", face_like(0, rng))
     odd = open_dataset("imagefolder", root, folds=3)
     assert not odd.splits or "misc" not in odd.splits  # still class folders, not a split layout
-    with pytest.raises(DatasetError, match="unknown class folder 'misc'"):
+    # the names a folder of one's own takes: every expression's (it listed happy, sad: those found beside it)
+    with pytest.raises(DatasetError, match=r"unknown class folder 'misc' \(expected one of: angry, disgust, fear, "
+                                           r"happy, sad, surprise, neutral, contempt; in any case, or a synonym"):
         odd.load("all")
     with pytest.warns(UserWarning, match="left out 1 item.*unknown class folder 'misc'"):
         assert len(open_dataset("imagefolder", root, folds=3, skip_bad=True).load("all")) == 9
@@ -655,3 +657,28 @@ def test_an_empty_split_of_a_folder_of_ones_own_is_a_split_with_no_image(tmp_pat
     from ferkit.cli import main
 
     assert main(["data", "--dataset", "imagefolder", "--data", str(root)]) == 0  # (it said "val: no ... class folder")
+
+
+def test_split_folders_in_another_case_or_a_longer_form_are_found_by_their_usual_names(tmp_path, capsys):
+    """Train/, Validation/, Testing/ were found by default but --split test and --split validation were
+    refused; with no test folder, evaluate asked for --split 'all' or 'test', neither of them there."""
+    from ferkit.cli import main
+    from ferkit.data import open_dataset
+
+    root = tmp_path / "caps"
+    for split in ("Train", "Validation", "Testing"):
+        for c in ("happy", "sad"):
+            (root / split / c).mkdir(parents=True)
+            Image.new("L", (48, 48), 60 if c == "happy" else 160).save(root / split / c / "a.png")
+    r = open_dataset("imagefolder", root)
+    assert [r.resolve_split(s) for s in ("test", "TEST", "validation", "val", "train", "Testing")] == [
+        "Testing", "Testing", "Validation", "Validation", "Train", "Testing"]
+    with pytest.raises(FerkitError, match="unknown split 'holdout'"):
+        r.resolve_split("holdout")
+    notest = tmp_path / "notest"
+    for split in ("train", "val"):
+        for c in ("happy", "sad"):
+            (notest / split / c).mkdir(parents=True)
+            Image.new("L", (48, 48), 60 if c == "happy" else 160).save(notest / split / c / "a.png")
+    assert main(["evaluate", "--model", "lite_cnn-fer2013", "--dataset", "imagefolder", "--data", str(notest)]) == 1
+    assert "has no standard test split here: pass --split, one of: train, val" in capsys.readouterr().err

@@ -794,7 +794,8 @@ def _evaluate(a: argparse.Namespace, results_out) -> int:
     reader = open_dataset(a.dataset, a.data, **_dataset_options(a))
     split = a.split or reader.test_split
     if split is None:
-        raise FerkitError(f"{reader.name} has no standard test split: pass --split (e.g. 'all' or 'test')")
+        raise FerkitError(f"{reader.name} has no standard test split here: pass --split, one of: "
+                          f"{', '.join(reader.splits) or 'none'}")
     c, h, w = model.input_size
     crop, crop_key = face_cropper(model, a.detect, a.min_face) if a.detect != "none" else (None, None)
     ds = reader.load(split, size=(h, w), mode="L" if c == 1 else "RGB", crop=crop, crop_key=crop_key,

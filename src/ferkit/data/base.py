@@ -143,6 +143,16 @@ class Reader:
     # -- shared -------------------------------------------------------------------------
     def resolve_split(self, split: str) -> str:
         s = self.aliases.get(split, split)
+        if s not in self.splits and isinstance(split, str):
+            # a folder's own split names in another case or a longer form (Train/, Validation/, Testing/):
+            # 'train', 'val', 'test' find them, as the default splits do
+            forms = {"train": ("train", "training"), "val": ("val", "valid", "validation", "dev"),
+                     "test": ("test", "testing")}
+            key = split.lower()
+            group = next((g for g in forms.values() if key in g), (key,))
+            found = [n for n in self.splits if n.lower() in group]
+            if len(found) == 1:
+                return found[0]
         if s not in self.splits:
             names = list(self.splits) + [f"{a} (= {b})" for a, b in self.aliases.items()]
             raise FerkitError(f"{self.name}: unknown split {split!r}; choose from: {', '.join(names)}")

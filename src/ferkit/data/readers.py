@@ -426,8 +426,12 @@ class FoldedReader(Reader):
         for cdir in dirs:
             idx = class_of(cdir)
             if idx is None:
+                # the names the reader takes (for a folder of one's own, every expression's, not only the ones
+                # found beside it: 'angry_faces' was told that angry is no class)
+                names = mapping or type(self).classes
                 self._fail(skipped, str(cdir), f"unknown class folder {cdir.name!r} (expected one of: "
-                                               f"{', '.join(mapping or self.classes)})")
+                                               f"{', '.join(names)}"
+                                               + ("; in any case, or a synonym, e.g. joy)" if mapping is None else ")"))
             else:
                 out.append((cdir, idx))
         return out
