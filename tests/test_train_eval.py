@@ -1050,3 +1050,29 @@ def test_evaluate_says_when_the_split_held_the_models_training_images(trained, f
     ck = {"dataset": {"name": "ckplus", "train_split": "train", "val_split": "val", "test_split": "test"}}
     _warn_trained_split(argparse.Namespace(dataset="ckplus"), ck, "trainval")
     assert "split 'trainval' holds the images this model was trained on" in capsys.readouterr().err
+
+
+def test_evaluate_warns_when_a_folds_members_moved_since_training(tmp_path, capsys):
+    """One photo added to a flat folder dealt its folds anew: evaluate scored a 'test' fold holding the model's
+    training images without a word. The card keeps a digest of its test split's members; evaluate compares."""
+    import shutil
+
+    data = make_imagefolder(tmp_path / "flat", with_splits=False, per_class=6)
+    out = tmp_path / "run"
+    assert main(["train", "--model", "lite_cnn", "--dataset", "imagefolder", "--data", str(data), "--folds", "3",
+                 "--fold", "0", "--epochs", "1", "--warmup", "0", "--batch-size", "8", "--threads", "2",
+                 "--no-progress", "--out", str(out)]) == 0
+    card = json.loads((out / "model.json").read_text())
+    assert re.fullmatch(r"[0-9a-f]{16}", card["dataset"]["test_digest"])
+    capsys.readouterr()
+    ev = ["evaluate", "--model", str(out), "--dataset", "imagefolder", "--data", str(data), "--no-progress"]
+    assert main(ev) == 0
+    assert "holds other images" not in capsys.readouterr().err
+    moved = tmp_path / "moved"  # the same dataset elsewhere (its names relative to its folder): no warning
+    shutil.copytree(data, moved)
+    assert main([*ev[:6], str(moved), "--no-progress"]) == 0
+    assert "holds other images" not in capsys.readouterr().err
+    first = sorted((data / "happy").iterdir())[0]
+    shutil.copy(first, data / "happy" / "zz_new.png")
+    assert main(ev) == 0
+    assert "warning: split 'test' holds other images than when this model was trained" in capsys.readouterr().err

@@ -739,6 +739,25 @@ def _warn_trained_split(a: argparse.Namespace, card: dict, split: str) -> None:
               f"above what a split it never saw would give" + (f" ({instead})" if test_s and test_s != split else ""))
 
 
+def _warn_moved_test_split(a: argparse.Namespace, card: dict, ds) -> None:
+    """A warning when the model's test split (its card: the same dataset, split and folds) holds
+    other images now than when it was trained: files added or removed deal a fold's members anew,
+    and some of the model's training images may be among them."""
+    from .data.readers import dataset_key
+    from .engine.train import split_digest
+
+    info = card.get("dataset") or {}
+    want = info.get("test_digest")
+    if not want or not info.get("name") or dataset_key(info["name"]) != dataset_key(a.dataset) \
+            or ds.split != info.get("test_split"):
+        return
+    if split_digest(ds, a.data) != want:
+        print(f"ferkit: warning: split {ds.split!r} holds other images than when this model was trained (its card; "
+              f"{len(ds)} now): images were added, removed or renamed since; where the split is a fold, its members "
+              f"are dealt anew, and some of the model's training images may be in it now: the number may overstate "
+              f"it", file=sys.stderr)
+
+
 def cmd_evaluate(a: argparse.Namespace) -> int:
     from .io import STDOUT
 
@@ -801,6 +820,7 @@ def _evaluate(a: argparse.Namespace, results_out) -> int:
     ds = reader.load(split, size=(h, w), mode="L" if c == 1 else "RGB", crop=crop, crop_key=crop_key,
                      progress=False if a.no_progress else None)
     _warn_trained_split(a, getattr(model, "card", None) or {}, ds.split)  # (its own name: 'train' is 'Training')
+    _warn_moved_test_split(a, getattr(model, "card", None) or {}, ds)
     folded = reader.options()
     card_ds = (getattr(model, "card", None) or {}).get("dataset") or {}
     fold_run = "fold" in (card_ds.get("options") or {})  # a model trained on these folds: other folds would leak

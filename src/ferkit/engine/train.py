@@ -771,7 +771,10 @@ def train(cfg: TrainConfig, resume: bool = False, progress: bool | None = None,
     base_info = {
         "dataset": {"name": cfg.dataset, "options": {**cfg.dataset_options, **used}, "train_split": train_ds.split,
                     "val_split": val_ds.split, "test_split": None if test_ds is None else test_ds.split,
-                    "n_train": len(train_ds), "n_val": len(val_ds)},
+                    "n_train": len(train_ds), "n_val": len(val_ds),
+                    # which images the test split held (a fold's members move when files are added or removed:
+                    # `ferkit evaluate` compares, and warns where its test split holds others now)
+                    **({"test_digest": split_digest(test_ds, cfg.data)} if test_ds is not None else {})},
         "training": {"command": cfg.command, **git_state(), "ferkit_version": __version__,
                      "torch_version": torch.__version__, "device": str(device),
                      "machine": f"{platform.machine()} {os.cpu_count()} cpu", "config": asdict(cfg)},
@@ -941,6 +944,17 @@ def interrupt_deferred():
         signal.signal(signal.SIGINT, previous)
     if got:
         raise KeyboardInterrupt
+
+
+def split_digest(ds: FaceDataset, root: str | os.PathLike | None) -> str:
+    """A short digest of which images ``ds`` holds: its sources' names relative to the dataset's
+    folder ``root`` (as given elsewhere, or moved, they are the same names), sorted."""
+    base = os.path.abspath(os.path.expanduser(root)) if root else None
+    names = []
+    for src in ds.sources:  # (lexically: no file is asked for, a CSV row's "source" included)
+        rel = os.path.relpath(os.path.abspath(src), base) if base is not None else str(src)
+        names.append(str(src) if rel.startswith("..") else Path(rel).as_posix())
+    return hashlib.sha256("\n".join(sorted(names)).encode("utf-8", "surrogateescape")).hexdigest()[:16]
 
 
 def _finished_card(out: Path, state: dict, cfg: TrainConfig, saved: TrainConfig) -> dict | None:
