@@ -1076,3 +1076,16 @@ def test_evaluate_warns_when_a_folds_members_moved_since_training(tmp_path, caps
     shutil.copy(first, data / "happy" / "zz_new.png")
     assert main(ev) == 0
     assert "warning: split 'test' holds other images than when this model was trained" in capsys.readouterr().err
+
+
+def test_training_says_when_val_or_test_images_are_copies_of_training_ones(tmp_path):
+    """The same photo copied into train/ and test/ (another path, the same pixels) was never told."""
+    import shutil
+
+    data = make_imagefolder(tmp_path / "d", with_splits=True, per_class=4)
+    for i, p in enumerate(sorted((data / "train" / "happy").iterdir())[:3]):
+        shutil.copy(p, data / "test" / "happy" / f"copy{i}.png")
+    lines: list[str] = []
+    train(_cfg(data, tmp_path / "run", epochs=1, model="lite_cnn"), progress=False, log=lines.append)
+    said = [ln for ln in lines if "same pixels" in ln]
+    assert len(said) == 1 and said[0].startswith("WARNING: 3 of the test split 'test'") and "overstates" in said[0]

@@ -228,6 +228,17 @@ def load_splits(cfg: TrainConfig, size: tuple[int, int], mode: str, log: Callabl
             raise FerkitError(f"the training split {train.split!r} holds {both} image(s) of the {what} split "
                               f"{ds.split!r}: a model cannot be {'selected' if what == 'validation' else 'tested'} "
                               f"on images it trained on (choose splits that do not overlap)")
+    # the same pictures under other names (a copy across split folders, one photo in two formats): the paths
+    # differ, the pixels do not; said with their count (FER2013 holds one such pair, PublicTest-Training)
+    def digests(ds: FaceDataset) -> list[bytes]:
+        return [hashlib.blake2b(x.numpy().tobytes(), digest_size=8).digest() for x in ds.images]
+
+    known = set(digests(train))
+    for ds, what in ((val, "validation"), (test, "test")):
+        same = 0 if ds is None else sum(1 for d in digests(ds) if d in known)
+        if same:
+            log(f"WARNING: {same} of the {what} split {ds.split!r}'s {len(ds)} images have the same pixels as "
+                f"training images (copies across splits?): the {what} number overstates the model by them")
     for note in getattr(reader, "notes", []):
         log(note)
     for w in shift_warnings([split_stats(train.images, "train"), split_stats(val.images, "val")]):
