@@ -682,3 +682,24 @@ def test_split_folders_in_another_case_or_a_longer_form_are_found_by_their_usual
             Image.new("L", (48, 48), 60 if c == "happy" else 160).save(notest / split / c / "a.png")
     assert main(["evaluate", "--model", "lite_cnn-fer2013", "--dataset", "imagefolder", "--data", str(notest)]) == 1
     assert "has no standard test split here: pass --split, one of: train, val" in capsys.readouterr().err
+
+
+def test_a_flat_folders_folds_hold_every_class():
+    """Each photo its own subject: 5 a class in 5 folds left a test fold without happy or neutral (a
+    subject deal balances sizes only). Such folds are now dealt class by class."""
+    from ferkit.data.folds import subject_folds
+
+    labels = [c for c in range(4) for _ in range(5)]
+    subjects = [f"img{i}.png" for i in range(len(labels))]
+    for seed in range(4):
+        folds = subject_folds(subjects, 5, seed, labels)
+        assert sorted(int(i) for f in folds for i in f) == list(range(20))  # each image once
+        assert all(sorted(labels[i] for i in f) == [0, 1, 2, 3] for f in folds)  # one of each class in each
+    assert [f.tolist() for f in subject_folds(subjects, 5, 0, labels)] != \
+        [f.tolist() for f in subject_folds(subjects, 5, 1, labels)]  # (the seed still deals)
+    uneven = [0] * 7 + [1] * 3
+    sizes = [len(f) for f in subject_folds([str(i) for i in range(10)], 3, 0, uneven)]
+    assert sorted(sizes) == [3, 3, 4]
+    # persons with several images: dealt by person, as before (labels do not split a person)
+    people = ["a", "a", "b", "b", "c", "c"]
+    assert sorted(len(f) for f in subject_folds(people, 3, 0, [0, 1, 0, 1, 0, 1])) == [2, 2, 2]

@@ -379,7 +379,7 @@ class FoldedReader(Reader):
         raise NotImplementedError
 
     def fold_indices(self, records: list[Record]) -> list[np.ndarray]:
-        return subject_folds([r.subject for r in records], self.folds, self.fold_seed)
+        return subject_folds([r.subject for r in records], self.folds, self.fold_seed, [r.label for r in records])
 
     def none_found(self, skipped: list[tuple[str, str]]) -> FerkitError:
         """The error for a folder that gave no image at all (not "no subjects for the folds")."""
