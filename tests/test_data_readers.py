@@ -703,3 +703,23 @@ def test_a_flat_folders_folds_hold_every_class():
     # persons with several images: dealt by person, as before (labels do not split a person)
     people = ["a", "a", "b", "b", "c", "c"]
     assert sorted(len(f) for f in subject_folds(people, 3, 0, [0, 1, 0, 1, 0, 1])) == [2, 2, 2]
+
+
+def test_rafdb_unpacked_one_level_too_deep_is_said_at_once(tmp_path):
+    """basic/Image/aligned/aligned/*.jpg: 'the first image is missing, pass --skip-bad', which then skipped
+    every one and training found no image."""
+    root = make_rafdb(tmp_path)
+    aligned = root / "basic" / "Image" / "aligned"
+    (aligned / "aligned").mkdir()
+    for p in list(aligned.glob("*.jpg")):
+        p.rename(aligned / "aligned" / p.name)
+    for skip in (False, True):
+        with pytest.raises(DatasetError, match=r"aligned: no aligned image in it, for the train images .*lists "
+                                               r"\(it holds the folder aligned/: unpacked one level too deep"):
+            open_dataset("rafdb", root, skip_bad=skip).load("train", size=(48, 48))
+    # one image missing among others: as before, that image (--skip-bad reads the rest)
+    for p in (aligned / "aligned").glob("*.jpg"):
+        p.rename(aligned / p.name)
+    next(iter(sorted(aligned.glob("train_*.jpg")))).unlink()
+    with pytest.raises(DatasetError, match="image listed in list_patition_label.txt is missing"):
+        open_dataset("rafdb", root).load("train", size=(48, 48))

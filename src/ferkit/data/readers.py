@@ -168,6 +168,14 @@ class FER2013Folders(_FER2013):
         return recs, skipped
 
 
+def _holds_jpeg(folder: Path) -> bool:
+    """Whether ``folder`` holds a .jpg file (the first found ends the look)."""
+    try:
+        return any(p.suffix.lower() == ".jpg" for p in folder.iterdir())
+    except OSError:
+        return False
+
+
 def _same_bytes(a: Path, b: Path) -> bool:
     try:
         return a.stat().st_size == b.stat().st_size and a.read_bytes() == b.read_bytes()
@@ -602,6 +610,14 @@ class RAFDB(Reader):
                                          f"reads the first)")
                 continue
             if not path.is_file():
+                if not recs and not _holds_jpeg(img_dir):  # none there at all: the folder is what is wrong
+                    sub = sorted(d.name for d in img_dir.iterdir() if d.is_dir()) if img_dir.is_dir() else []
+                    raise DatasetError(f"{img_dir}: no aligned image in it, for the {split} images "
+                                       f"list_patition_label.txt lists" + (
+                                           f" (it holds the folder {sub[0]}/: unpacked one level too deep? move its "
+                                           f"files up into {img_dir})" if sub else
+                                           " (RAF-DB's aligned faces go in basic/Image/aligned/, as train_00001_aligned"
+                                           ".jpg)"))
                 self._fail(skipped, str(path), "image listed in list_patition_label.txt is missing")
                 continue
             recs.append(Record(str(path), self.classes.index(name)))
