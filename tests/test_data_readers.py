@@ -723,3 +723,22 @@ def test_rafdb_unpacked_one_level_too_deep_is_said_at_once(tmp_path):
     next(iter(sorted(aligned.glob("train_*.jpg")))).unlink()
     with pytest.raises(DatasetError, match="image listed in list_patition_label.txt is missing"):
         open_dataset("rafdb", root).load("train", size=(48, 48))
+
+
+def test_kdef_photos_in_another_sessions_folder_or_twice_are_said(tmp_path):
+    """KDEF/AF01/BF09SAS.JPG made a subject of its own (11 for 10); AF01HAS.JPG with af01has.jpg beside it was
+    read twice (happy 22 for 20)."""
+    import shutil
+
+    root = make_kdef(tmp_path)
+    kdef = root / "KDEF"
+    shutil.copy(kdef / "AF01" / "AF01HAS.JPG", kdef / "AF01" / "af01has.jpeg")
+    shutil.copy(kdef / "AF01" / "AF01SAS.JPG", kdef / "AF01" / "BF09SAS.JPG")
+    with pytest.raises(DatasetError, match=r"BF09SAS.JPG: a photo of session BF09 in the folder AF01/: move it to BF09/"):
+        open_dataset("kdef", root, folds=4).load("all", size=(48, 48))
+    with pytest.warns(UserWarning, match="left out 2 item"):
+        ds = open_dataset("kdef", root, folds=4, skip_bad=True).load("all", size=(48, 48))
+    assert len(ds) == 2 * 4 * 7 * 3 and len(set(ds.subjects)) == 4
+    (kdef / "AF01" / "BF09SAS.JPG").unlink()
+    with pytest.raises(DatasetError, match=r"af01has.jpeg: the photo AF01HAS again \(AF01HAS.JPG first\)"):
+        open_dataset("kdef", root, folds=4).load("all", size=(48, 48))

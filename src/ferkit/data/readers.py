@@ -535,12 +535,25 @@ class KDEF(FoldedReader):
         for p in sorted(p for p in base.iterdir() if p.is_file() and not is_hidden_name(p.name) and is_image_file(p)):
             self._fail(skipped, str(p), "an image beside the session folders (KDEF/<session>/<AF01AFS>.JPG): not read "
                                         "(put it in its session's folder)")
+        seen: dict[str, Path] = {}  # a photo's code (its name in capitals) -> its first file
         for sdir in sorted(p for p in base.iterdir() if p.is_dir() and not is_hidden_name(p.name)):
             for p in list_images(sdir):
                 m = self._name_re.match(p.stem)
                 if not m or m.group(3).upper() not in L.KDEF_CODES:
                     self._fail(skipped, str(p), "file name is not <A|B><F|M><id><AF|AN|DI|HA|NE|SA|SU><angle>")
                     continue
+                own = (m.group(1) + m.group(2)).upper()
+                if re.fullmatch(r"[AB][FM]\d\d", sdir.name, re.IGNORECASE) and sdir.name.upper() != own:
+                    # (it made a subject of its own, or joined another person's images)
+                    self._fail(skipped, str(p), f"a photo of session {own} in the folder {sdir.name}/: move it to "
+                                                f"{own}/")
+                    continue
+                code = p.stem.upper()
+                if code in seen:  # AF01HAS.JPG and af01has.jpg (or .jpeg): one photo, read once
+                    self._fail(skipped, str(p), f"the photo {code} again ({seen[code].name} first): remove one "
+                                                f"(--skip-bad reads the first)")
+                    continue
+                seen[code] = p
                 if self.angles and m.group(4).upper() not in self.angles:
                     continue
                 recs.append(Record(str(p), self.classes.index(L.KDEF_CODES[m.group(3).upper()]),
