@@ -734,7 +734,8 @@ def test_kdef_photos_in_another_sessions_folder_or_twice_are_said(tmp_path):
     kdef = root / "KDEF"
     shutil.copy(kdef / "AF01" / "AF01HAS.JPG", kdef / "AF01" / "af01has.jpeg")
     shutil.copy(kdef / "AF01" / "AF01SAS.JPG", kdef / "AF01" / "BF09SAS.JPG")
-    with pytest.raises(DatasetError, match=r"BF09SAS.JPG: a photo of session BF09 in the folder AF01/: move it to BF09/"):
+    with pytest.raises(DatasetError, match=r"BF09SAS.JPG: a photo of session BF09 in the folder AF01/: move it to "
+                                           r"BF09/"):
         open_dataset("kdef", root, folds=4).load("all", size=(48, 48))
     with pytest.warns(UserWarning, match="left out 2 item"):
         ds = open_dataset("kdef", root, folds=4, skip_bad=True).load("all", size=(48, 48))
