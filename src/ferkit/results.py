@@ -245,9 +245,10 @@ class Results(list[Result]):
                 lo, hi = spans.get(r.source, (r.frame, r.frame))
                 spans[r.source] = (min(lo, r.frame), max(hi, r.frame))
         sole = next(iter(spans.values())) if len(spans) == 1 else None  # (a run named otherwise: a webcam's)
+        named = {r.source for r in self}
 
         def inside(f: Failure) -> bool:
-            lo_hi = spans.get(f.source, sole if f.source not in {r.source for r in self} else None)
+            lo_hi = spans.get(f.source, sole if f.source not in named else None)
             return lo_hi is not None and f.frames[1] >= lo_hi[0] and f.frames[0] <= lo_hi[1]
 
         failed = [f for f in self.failed if f.frames is None or inside(f)]
