@@ -665,3 +665,20 @@ def test_a_slice_keeps_only_its_own_videos_lost_frames_and_runs_of_an_unread_vid
     got = [(e.source, e.frame if isinstance(e, Result) else e.frames)
            for e in merge_by_frame(one, [Failure("webcam:0", "lost", (1, 2))])]
     assert got == [("cam", 0), ("webcam:0", (1, 2)), ("cam", 3)]
+
+
+def test_a_videos_faces_come_in_track_order_frame_after_frame(rec, tmp_path):
+    """Two people: by detection score the CSV's `face 1` was one of them in some frames and the other in the
+    rest; a video's faces now come in track order."""
+    img = cv2.imread(str(EXAMPLE))
+    two = np.concatenate([img, img[:, ::-1]], axis=1)
+    path = tmp_path / "two.avi"
+    w = cv2.VideoWriter(str(path), cv2.VideoWriter_fourcc(*"MJPG"), 8, (two.shape[1] // 2, two.shape[0] // 2))
+    for i in range(12):
+        shifted = np.roll(two, (i % 4) * 3, axis=1)
+        w.write(cv2.resize(shifted, (two.shape[1] // 2, two.shape[0] // 2)))
+    w.release()
+    rs = Recognizer(detect_every=1).predict(str(path))
+    ids = [[f.track_id for f in r.faces] for r in rs]
+    assert all(len(x) == 2 for x in ids) and all(x == sorted(x) for x in ids), ids
+    assert len({tuple(x) for x in ids}) == 1  # the same two people throughout

@@ -473,6 +473,9 @@ class Recognizer:
                 past = {t.id for t in tracker.tracks if t.probs is not None}  # (a new track: its own frame)
                 faces = [self._face(d, tracker.smooth_probs(tid, p), tid, self.smooth if tid in past else 0.0)
                          for d, p, tid in zip(dets, probs, ids)]
+                # in track order: a person keeps their place frame to frame (by detection score, the CSV's
+                # `face 1` was one person in some frames and the other in the rest)
+                faces.sort(key=lambda f: f.track_id)
                 yield Result(reader.name, rgb.shape[1], rgb.shape[0], faces, frame=idx, time=round(t, 4), image=rgb,
                              classes=self.classes)
                 n += 1
