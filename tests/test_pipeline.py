@@ -682,3 +682,17 @@ def test_a_videos_faces_come_in_track_order_frame_after_frame(rec, tmp_path):
     ids = [[f.track_id for f in r.faces] for r in rs]
     assert all(len(x) == 2 for x in ids) and all(x == sorted(x) for x in ids), ids
     assert len({tuple(x) for x in ids}) == 1  # the same two people throughout
+
+
+def test_paging_through_a_folders_results_lists_each_failure_once():
+    """rs[:16] and rs[16:] each kept every failed file: a job exported in pages counted them twice."""
+    from ferkit.errors import Failure
+    from ferkit.results import Result
+
+    rs = Results([Result(f"{i}.jpg", 4, 4) for i in range(6)], source="photos",
+                 failed=[Failure("bad0.jpg", "x", at=0), Failure("bad3.jpg", "x", at=3), Failure("end.jpg", "x", at=6)])
+    pages = [rs[0:2], rs[2:4], rs[4:6]]
+    assert [[f.source for f in p.failed] for p in pages] == [["bad0.jpg"], ["bad3.jpg"], ["end.jpg"]]
+    assert sum(len(p.to_dict()) for p in pages) == len(rs.to_dict()) == 9
+    assert [e.source for e in rs[2:4].in_order()] == ["2.jpg", "bad3.jpg", "3.jpg"]  # (its place kept)
+    assert [f.source for f in rs[::2].failed] == ["bad0.jpg", "bad3.jpg", "end.jpg"]  # (a stepped slice: all)

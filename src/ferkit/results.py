@@ -233,8 +233,9 @@ class Results(list[Result]):
 
     def __getitem__(self, i):
         """One :class:`Result`, or for a slice a :class:`Results` (``results[:10].save(...)`` works):
-        it keeps the job's source, fps, ignored files and failed files, and of a video's lost-frame
-        runs those inside the frames the slice spans."""
+        it keeps the job's source, fps and ignored files, the failed files met where the slice's
+        results were (for a plain slice; all for a stepped one), and of a video's lost-frame runs
+        those inside the frames the slice spans: slices that page through a job list each failure once."""
         got = super().__getitem__(i)
         if not isinstance(i, slice):
             return got
@@ -252,7 +253,15 @@ class Results(list[Result]):
             return lo_hi is not None and f.frames[1] >= lo_hi[0] and f.frames[0] <= lo_hi[1]
 
         failed = [f for f in self.failed if f.frames is None or inside(f)]
-        start, _, step = i.indices(len(self))
+        start, stop, step = i.indices(len(self))
+        if step == 1:
+            # a folder's file that failed where it was met (at k: before result k) belongs to the one slice
+            # holding that place (the last one for a failure after every result): slices that page through
+            # the results list each failure once (every slice repeated them all)
+            n = len(self)
+            failed = [f for f in failed if f.at is None or f.frames is not None
+                      or start <= min(f.at, n) < stop or (min(f.at, n) == n and stop >= n > 0)
+                      or n == 0]
         # a folder's failures keep their place among the results kept (one place only for a plain slice)
         failed = [f if f.at is None else Failure(f.source, f.error, f.frames, f.step,
                                                   min(max(f.at - start, 0), len(got)) if step == 1 else None)
