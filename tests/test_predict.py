@@ -1148,8 +1148,9 @@ def test_a_folders_json_lists_entries_in_one_order_from_the_api_and_the_cli(tmp_
     api = json.loads(res.to_json())
     names = [Path(e["source"]).name for e in cli]
     assert names == ["a.png", "b.jpg", "c.png", "d.jpg", "e.png"] and api == cli
-    # a slice keeps every failure of the folder, each before the first result kept that came after it
-    assert [Path(e["source"]).name for e in res[2:].to_dict()] == ["b.jpg", "d.jpg", "e.png"]
+    # a slice keeps the failures met where its results were (paging lists each once), each in its place
+    assert [Path(e["source"]).name for e in res[2:].to_dict()] == ["d.jpg", "e.png"]
+    assert [Path(e["source"]).name for e in res[:2].to_dict()] == ["a.png", "b.jpg", "c.png"]
 
 
 def test_a_source_named_twice_is_read_once_and_a_failed_runs_out_folder_is_not_left(tmp_path, capsys):
