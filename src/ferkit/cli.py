@@ -429,12 +429,29 @@ RESUME_FLAGS = (("epochs", "--epochs"), ("early_stop", "--early-stop"), ("time_b
 
 def _given(a: argparse.Namespace, flag: str) -> bool:
     """Whether the command line named ``flag`` itself (not left to its default), in any spelling the
-    parser took: ``--epoch 30`` (an abbreviation) or ``--detector`` for ``--detect`` too (``main``
-    records them as ``given_flags``; a namespace made by hand is read from its ``argv`` words)."""
+    parser took: ``--epoch 30`` (an abbreviation) or ``--detector`` for ``--detect`` too (worked out on
+    the first call, as ``given_flags``: only the verbs that ask pay for it, not every start-up; a
+    namespace made by hand, without a verb, is read from its ``argv`` words)."""
+    if not hasattr(a, "given_flags") and getattr(a, "verb", None) and getattr(a, "argv", None) is not None:
+        a.given_flags = _given_flags(a.argv, a.verb)
     flags = getattr(a, "given_flags", None)
     if flags is not None:
         return flag in flags
     return any(t == flag or t.startswith(flag + "=") for t in getattr(a, "argv", None) or [])
+
+
+def _left_default(a: argparse.Namespace) -> list[str]:
+    """The settings a resume keeps from its run: :data:`RESUME_FLAGS`, --model and --dataset where the
+    command leaves them to their defaults (train's and crossval's ``keep``)."""
+    return [k for k, flag in (*RESUME_FLAGS, ("model", "--model"), ("dataset", "--dataset")) if not _given(a, flag)]
+
+
+def _card_dataset_is(card: dict, dataset: str) -> bool:
+    """Whether the model's card names ``dataset`` as the one it was trained on ("ck" and "CK+" are ckplus)."""
+    from .data.readers import dataset_key
+
+    name = (card.get("dataset") or {}).get("name")
+    return bool(name) and dataset_key(name) == dataset_key(dataset)
 
 
 def _given_flags(args: Sequence[str], verb: str | None) -> set[str] | None:
@@ -542,8 +559,7 @@ def cmd_train(a: argparse.Namespace) -> int:
     try:
         given = [k for k, flag in (("data", "--data"), ("lr", "--lr"), ("model", "--model"), ("dataset", "--dataset"))
                  if _given(a, flag)]
-        keep = [k for k, flag in (*RESUME_FLAGS, ("model", "--model"), ("dataset", "--dataset")) if not _given(a, flag)]
-        train(cfg, resume=a.resume, progress=None if not a.no_progress else False, given=given, keep=keep)
+        train(cfg, resume=a.resume, progress=None if not a.no_progress else False, given=given, keep=_left_default(a))
     except KeyboardInterrupt:
         if (Path(a.out) / "last.ckpt").exists():
             print(f"\nferkit: interrupted; the last finished epoch is saved in {a.out}/last.ckpt: run the same "
@@ -586,8 +602,7 @@ def cmd_crossval(a: argparse.Namespace) -> int:
         crossval(_train_config(a), folds=10 if a.folds is None else a.folds, only=only, resume=a.resume,
                  progress=None if not a.no_progress else False,
                  asked=[k for k in ("dataset", "model") if _given(a, f"--{k}")],
-                 keep=[k for k, flag in (*RESUME_FLAGS, ("model", "--model"), ("dataset", "--dataset"))
-                       if not _given(a, flag)])
+                 keep=_left_default(a))
     except KeyboardInterrupt:
         print(f"\nferkit: interrupted; finished folds and the current fold's last epoch are saved in {a.out}: run the "
               f"same command with --resume to continue", file=sys.stderr)
@@ -708,9 +723,8 @@ def _detect_of_card(a: argparse.Namespace, card: dict) -> None:
         return
     # the same dataset, or another of full photos (JAFFE's model on KDEF); not crops (FER2013, CK+48):
     # MTCNN would search 48x48 faces for faces
-    same = dataset_key((card.get("dataset") or {}).get("name", "")) == dataset_key(a.dataset)
     cls = READERS.get(dataset_key(a.dataset))
-    if not same and not (cls is not None and cls.full_photos):
+    if not _card_dataset_is(card, a.dataset) and not (cls is not None and cls.full_photos):
         return
     a.detect = trained
     print(f"evaluating with --detect {trained}: the model was trained on faces found and aligned so (its card); "
@@ -723,7 +737,7 @@ def _warn_trained_split(a: argparse.Namespace, card: dict, split: str) -> None:
     from .data.readers import dataset_key
 
     ds = card.get("dataset") or {}
-    if not ds.get("name") or dataset_key(ds["name"]) != dataset_key(a.dataset):
+    if not _card_dataset_is(card, a.dataset):
         return
     if dataset_key(a.dataset) == "imagefolder":  # a folder of one's own: the same only where it is the same folder
         data = ((card.get("training") or {}).get("config") or {}).get("data")
@@ -743,13 +757,11 @@ def _warn_moved_test_split(a: argparse.Namespace, card: dict, ds) -> None:
     """A warning when the model's test split (its card: the same dataset, split and folds) holds
     other images now than when it was trained: files added or removed deal a fold's members anew,
     and some of the model's training images may be among them."""
-    from .data.readers import dataset_key
     from .engine.train import split_digest
 
     info = card.get("dataset") or {}
     want = info.get("test_digest")
-    if not want or not info.get("name") or dataset_key(info["name"]) != dataset_key(a.dataset) \
-            or ds.split != info.get("test_split"):
+    if not want or not _card_dataset_is(card, a.dataset) or ds.split != info.get("test_split"):
         return
     if split_digest(ds, a.data) != want:
         print(f"ferkit: warning: split {ds.split!r} holds other images than when this model was trained (its card; "
@@ -1781,7 +1793,6 @@ def main(argv: Sequence[str] | None = None) -> int:
         before = any(x in args[:at] for x in extra)
         (parser if before else verbs.get(verb) or parser).error(f"unrecognized arguments: {' '.join(extra)}")
     a.argv = list(argv) if argv is not None else sys.argv[1:]
-    a.given_flags = _given_flags(a.argv, getattr(a, "verb", None))
     empty = _empty_option(parser, a)
     if empty is not None:
         opt, _, rest = empty.partition(" ")

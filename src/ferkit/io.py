@@ -673,6 +673,11 @@ VIDEO_EXTENSIONS = frozenset({".mp4", ".avi", ".mov", ".mkv", ".webm", ".m4v", "
                               ".3gp", ".ts", ".mts", ".m2ts", ".ogv", ".asf", ".vob", ".mjpeg", ".mjpg"})
 
 
+#: why a folder's ``.ts`` file that OpenCV cannot open is ignored, not failed (``ferkit predict`` and the API)
+TS_NOT_VIDEO = ("not a video OpenCV can open (a .ts file: TypeScript source, or a damaged MPEG transport stream; "
+                "give it by name to have it read as a video)")
+
+
 def camera_missing_message(index: int) -> str:
     return f"no camera at index {index}: none is connected, or this user may not open /dev/video{index}"
 

@@ -35,8 +35,8 @@ from PIL import Image
 from .api import ExpressionModel, check_threads, load_model
 from .errors import Failure, FerkitError, check_whole
 from .faces import Detection, Detector, align, create_detector, crop_box, is_whole_image
-from .io import (VideoReader, caller_level, folder_files, frame_failures, is_image_file, is_video_file,
-                 read_image, resize)
+from .io import (TS_NOT_VIDEO, VideoReader, caller_level, folder_files, frame_failures, is_image_file,
+                 is_video_file, read_image, resize)
 from .results import FaceResult, Result, Results
 
 
@@ -377,9 +377,7 @@ class Recognizer:
                     reader = VideoReader(v)
                 except FerkitError as e:
                     if v.suffix.lower() == ".ts":  # (as `ferkit predict` says it: maybe TypeScript)
-                        res.ignored.append((str(v), "not a video OpenCV can open (a .ts file: TypeScript source, or "
-                                                    "a damaged MPEG transport stream; give it by name to have it read "
-                                                    "as a video)"))
+                        res.ignored.append((str(v), TS_NOT_VIDEO))
                     else:
                         res.failed.append(Failure(str(v), _reason(e, str(v)), at=len(res)))
                     continue

@@ -34,9 +34,9 @@ import numpy as np
 from tqdm.auto import tqdm
 
 from .errors import CameraError, Failure, FerkitError, ImageDecodeError
-from .io import (STDOUT, VideoReader, VideoWriter, camera_missing, camera_missing_message, check_out_folder,
-                 check_writable, escaped, ferkit_json, frame_failures, is_url, is_video_file, resolved_path, same_file,
-                 shown, write_to_stdout)
+from .io import (STDOUT, TS_NOT_VIDEO, VideoReader, VideoWriter, camera_missing, camera_missing_message,
+                 check_out_folder, check_writable, escaped, ferkit_json, frame_failures, is_url, is_video_file,
+                 resolved_path, same_file, shown, write_to_stdout)
 from .pipeline import Recognizer, _reason, folder_files, source_kind
 from .results import Result, Results, _text, draw, entry_dict, entry_records, plot_timeline, write_csv
 
@@ -641,8 +641,7 @@ def _predict(a: argparse.Namespace, results_out) -> int:
         except FerkitError as e:
             name = f"webcam:{src}" if isinstance(src, int) else str(src)  # (the reader's name)
             if root is not None and named.suffix.lower() == ".ts":
-                ignored.append((name, "not a video OpenCV can open (a .ts file: TypeScript source, or a damaged "
-                                      "MPEG transport stream; give it by name to have it read as a video)"))
+                ignored.append((name, TS_NOT_VIDEO))
                 return
             failed.append(Failure(name, _reason(e, name)))
             return

@@ -417,7 +417,11 @@ class FoldedReader(Reader):
             except (KeyError, ValueError, FerkitError):
                 return None
 
-        if root == self.root and not any(class_of(d) is not None for d in dirs):
+        found_idx = {d: class_of(d) for d in dirs}
+        # the names the reader takes (for a folder of one's own, every expression's, not only the ones found
+        # beside it: 'angry_faces' was told that angry is no class)
+        names = mapping or type(self).classes
+        if root == self.root and all(i is None for i in found_idx.values()):
             # no class folder at all in the dataset's folder: another dataset's (FER2013's train/test,
             # JAFFE's photos), said first, not "pass --skip-bad" for its first file (which then found no
             # image). (A split's subfolder of a folder of one's own may be empty: a split with no image)
@@ -425,18 +429,15 @@ class FoldedReader(Reader):
             found = [d.name + "/" for d in dirs[:4]] + files[:max(0, 4 - len(dirs))]
             raise DatasetError(f"{root}: no {self.name} class folder in it (it holds {', '.join(found) or 'nothing'}"
                                f"{', ...' if len(dirs) + len(files) > len(found) else ''}; expected "
-                               f"{', '.join(mapping or self.classes)}): is --data the {self.name} folder? "
+                               f"{', '.join(names)}): is --data the {self.name} folder? "
                                f"({self.name}'s layout: {self.layout})")
         for p in sorted(p for p in root.iterdir() if p.is_file() and not is_hidden_name(p.name)
                         and is_image_file(p)):
             self._fail(skipped, str(p), f"an image beside the class folders of {root}: its class is unknown (put it "
                                         f"in its class's folder)")
         for cdir in dirs:
-            idx = class_of(cdir)
+            idx = found_idx[cdir]
             if idx is None:
-                # the names the reader takes (for a folder of one's own, every expression's, not only the ones
-                # found beside it: 'angry_faces' was told that angry is no class)
-                names = mapping or type(self).classes
                 self._fail(skipped, str(cdir), f"unknown class folder {cdir.name!r} (expected one of: "
                                                f"{', '.join(names)}"
                                                + ("; in any case, or a synonym, e.g. joy)" if mapping is None else ")"))
