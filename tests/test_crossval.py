@@ -4,6 +4,7 @@
 from __future__ import annotations
 
 import json
+import warnings
 
 import numpy as np
 import pytest
@@ -204,6 +205,13 @@ def test_crossval_cli_and_its_errors(ck, tmp_path, capsys):
     folders, _, _ = make_fer2013(tmp_path)
     assert main(["crossval", "--dataset", "fer2013", "--data", str(folders), "--out", str(tmp_path / "f")]) == 1
     assert "fer2013 has official splits" in capsys.readouterr().err
+    # a remark on the settings waits for the dataset: refused, the command hears only why
+    with warnings.catch_warnings(record=True) as said:
+        warnings.simplefilter("always")
+        assert main(["crossval", "--dataset", "fer2013", "--data", str(folders), "--out", str(tmp_path / "f"),
+                     "--epochs", "1"]) == 1
+    assert "fer2013 has official splits" in capsys.readouterr().err
+    assert not [str(w.message) for w in said if "--warmup" in str(w.message)]
     with pytest.raises(SystemExit) as e:
         main(["crossval", "--help"])
     assert e.value.code == 0

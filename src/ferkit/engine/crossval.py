@@ -32,6 +32,7 @@ import dataclasses
 import json
 import os
 import time
+import warnings
 from collections.abc import Callable, Sequence
 from dataclasses import asdict
 from pathlib import Path
@@ -230,7 +231,9 @@ def crossval(cfg: TrainConfig, folds: int = 10, only: Sequence[int] | None = Non
     ``resume`` into a folder of another ``asked`` setting (dataset, model) is refused; ``keep``: the
     resumable settings (epochs, early_stop, time_budget, recalibrate_bn) the command left to their
     defaults, which a resume keeps from the cross-validation, as ``train``'s ``keep``."""
-    check_settings(cfg)  # before anything is written: a bad setting leaves no folder behind
+    with warnings.catch_warnings(record=True) as said_early:  # (said once the dataset is known to have folds)
+        warnings.simplefilter("always")
+        check_settings(cfg)  # before anything is written: a bad setting leaves no folder behind
     out = Path(cfg.out)
     spath = out / SUMMARY
     cfg = dataclasses.replace(cfg, dataset_options={k: v for k, v in cfg.dataset_options.items() if k != "fold"})
@@ -288,6 +291,8 @@ def crossval(cfg: TrainConfig, folds: int = 10, only: Sequence[int] | None = Non
                 cfg = dataclasses.replace(cfg, command=f"{saved.command}{RESUMED}{new_command}")
             folds = int(prev["folds"])
     subjects = fold_subjects(cfg, folds)  # validates the dataset and k
+    for w in said_early:  # (a --warmup remark, say, before "fer2013 has official splits" misled)
+        warnings.warn_explicit(w.message, w.category, w.filename, w.lineno)
     rounds = list(range(folds)) if only is None else sorted({int(i) for i in only})
     bad = [i for i in rounds if not 0 <= i < folds]
     if bad:
