@@ -583,6 +583,33 @@ def test_a_variable_rate_video_keeps_counting_reads_past_a_lost_frame(tmp_path, 
     assert [i for i, _ in reader.errors] == [21] and got == [i for i in range(24) if i != 21]
 
 
+def test_a_variable_rate_videos_estimated_frame_count_is_no_lost_frames(tmp_path):
+    # WebM and Matroska store no frame count: OpenCV's is the duration times the rate, which a variable-rate
+    # video's frames do not fill; the reads that fail past its last frame were listed as lost frames (21 of
+    # a 40-frame phone clip), the exit status 1 and the annotated video padded with cards
+    from conftest import variable_rate_video
+
+    clip = variable_rate_video(tmp_path / "vfr.mp4", n=24, fps=4)  # 12 frames 0.25 s apart, 12 1 s apart: 15 s
+    with fio.VideoReader(clip) as reader:
+        reader.fps, reader.frame_count = 4.0, 60  # as OpenCV says a WebM's: 4 frames/s x 15 s
+        got = [i for i, _, _ in reader]
+    assert got == list(range(24)) and reader.errors == [] and reader.frame_count == 24
+    # the same file cut short of its time (the last frames' bytes lost): those are lost frames
+    with fio.VideoReader(clip) as reader:
+        reader.fps, reader.frame_count = 4.0, 60
+        real = reader.cap.read
+
+        def cut(n=[0]):
+            n[0] += 1
+            return real() if n[0] <= 20 else (False, None)
+
+        reader.cap = type("Cut", (), {"read": staticmethod(cut), "get": reader.cap.get,
+                                      "release": reader.cap.release})()
+        got = [i for i, _, _ in reader]
+    assert got == list(range(20))
+    assert [i for i, _ in reader.errors] == list(range(20, 60)) and reader.frame_count == 60
+
+
 def test_a_log_level_that_silences_ffmpeg_errors_is_said_once(tmp_path, monkeypatch):
     import warnings
 

@@ -1039,6 +1039,7 @@ class VideoReader:
 
     MAX_BAD_RUN = 50
     DAMAGED = "damaged: the decoder reported errors (skipped)"
+    UNREADABLE = "unreadable frame (skipped)"
     CAMERA_PATIENCE = 2.0  #: seconds of failed reads before a camera is taken to have stopped
     CAMERA_STOPPED = "the camera stopped giving frames"
 
@@ -1133,7 +1134,7 @@ class VideoReader:
         # container's fps is an average), while they are there and increasing; else, and for a
         # camera, counted at the frame rate from the last stamp. Counted from the first frame: a
         # decoder's delay can stamp it one frame late (MPEG-1 in AVI)
-        stamps, last_t, last_i, last_ms, zero = not self.is_camera, None, 0, None, 0.0
+        stamps, last_t, last_i, last_ms, zero, gap = not self.is_camera, None, 0, None, 0.0, 0.0
         while True:
             if self._said is not None:
                 with self._said.catch() as said:
@@ -1165,7 +1166,7 @@ class VideoReader:
                     break
                 if self.frame_count and idx < self.frame_count and bad < self.MAX_BAD_RUN:
                     bad += 1
-                    self.errors.append((idx, "unreadable frame (skipped)"))
+                    self.errors.append((idx, self.UNREADABLE))
                     idx += 1
                     trouble += 1
                     continue
@@ -1198,7 +1199,7 @@ class VideoReader:
                     if est < idx:
                         self.errors = [e for e in self.errors if not est <= e[0] < idx]
                     else:
-                        self.errors.extend((i, "unreadable frame (skipped)") for i in range(idx, est))
+                        self.errors.extend((i, self.UNREADABLE) for i in range(idx, est))
                     idx = est
             trouble = 0
             if self.is_camera:  # a camera's frame comes when it is read: its time is the clock's (frames
@@ -1208,9 +1209,20 @@ class VideoReader:
                 t = now - zero
             if t is None:
                 t = idx / self.fps if last_t is None else last_t + (idx - last_i) / self.fps
+            gap = t - last_t if last_t is not None else 1 / self.fps
             last_t, last_i = t, idx
             yield idx, t, frame
             idx += 1
+        tail = [why for i, why in self.errors if i > last_i]
+        if (stamps and last_t is not None and tail and all(why == self.UNREADABLE for why in tail)
+                and int(round(last_t * self.fps)) > last_i
+                and (last_t + max(gap, 1 / self.fps)) * self.fps >= self.frame_count - 1.5):
+            # reads that failed after the last frame, which (lasting as long as the one before it) ends the
+            # file's time: where the container stores no frame count (WebM, Matroska), OpenCV's is the
+            # duration times the rate, which a variable-rate video's frames do not fill; those reads were
+            # no frames lost. (A constant-rate video's stamps keep to the count: its lost frames stay.)
+            self.errors = [e for e in self.errors if e[0] < last_i]
+            self.frame_count = last_i + 1
         if self.frames_read == 0:
             if self.errors and all(why == self.DAMAGED for _, why in self.errors):
                 raise ImageDecodeError(f"{self.name}: the decoder reported errors in every frame "
