@@ -667,6 +667,24 @@ def test_a_slice_keeps_only_its_own_videos_lost_frames_and_runs_of_an_unread_vid
     assert got == [("cam", 0), ("webcam:0", (1, 2)), ("cam", 3)]
 
 
+def test_paging_through_a_videos_results_keeps_each_lost_frame_run_once():
+    """A run between two pages' frames, or after the last frame (a cut file), was in no page, nor in rs[:]."""
+    from ferkit.errors import Failure
+    from ferkit.results import Result
+
+    rs = Results([Result("v.mp4", 4, 4, frame=i) for i in (0, 3, 6, 9, 12, 15)], source="v.mp4",
+                 failed=[Failure("v.mp4", "lost", (1, 2)), Failure("v.mp4", "lost", (13, 14)),
+                         Failure("v.mp4", "lost", (18, 39), step=3)])
+    assert rs[:].failed == rs.failed
+    pages = [rs[0:3], rs[3:5], rs[5:6]]  # run 13-14 lies between frames 12 (page 2) and 15 (page 3)
+    assert [[f.frames for f in p.failed] for p in pages] == [[(1, 2)], [], [(13, 14), (18, 39)]]
+    assert sum(len(p.to_dict()) for p in pages) == len(rs.to_dict()) == 9
+    # in a folder: a run after a video's last frame goes with that frame's page, not the next video's
+    two = Results([Result("a.mp4", 4, 4, frame=i) for i in (0, 1)] + [Result("b.mp4", 4, 4, frame=0)],
+                  failed=[Failure("a.mp4", "lost", (2, 5))])
+    assert [len(two[0:2].failed), len(two[2:].failed)] == [1, 0]
+
+
 def test_a_videos_faces_come_in_track_order_frame_after_frame(rec, tmp_path):
     """Two people: by detection score the CSV's `face 1` was one of them in some frames and the other in the
     rest; a video's faces now come in track order."""

@@ -233,9 +233,10 @@ class Results(list[Result]):
 
     def __getitem__(self, i):
         """One :class:`Result`, or for a slice a :class:`Results` (``results[:10].save(...)`` works):
-        it keeps the job's source, fps and ignored files, the failed files met where the slice's
-        results were (for a plain slice; all for a stepped one), and of a video's lost-frame runs
-        those inside the frames the slice spans: slices that page through a job list each failure once."""
+        it keeps the job's source, fps and ignored files, and the failures placed among the slice's
+        results (a failed file where it was met, a video's lost-frame run before its next frame or
+        after its last one): slices that page through a job list each failure once. A stepped slice
+        keeps every failed file, and the runs inside the frames it spans."""
         got = super().__getitem__(i)
         if not isinstance(i, slice):
             return got
@@ -252,21 +253,39 @@ class Results(list[Result]):
             lo_hi = spans.get(f.source, sole if f.source not in named else None)
             return lo_hi is not None and f.frames[1] >= lo_hi[0] and f.frames[0] <= lo_hi[1]
 
-        failed = [f for f in self.failed if f.frames is None or inside(f)]
         start, stop, step = i.indices(len(self))
-        if step == 1:
-            # a folder's file that failed where it was met (at k: before result k) belongs to the one slice
-            # holding that place (the last one for a failure after every result): slices that page through
-            # the results list each failure once (every slice repeated them all)
-            n = len(self)
-            failed = [f for f in failed if f.at is None or f.frames is not None
-                      or start <= min(f.at, n) < stop or (min(f.at, n) == n and stop >= n > 0)
-                      or n == 0]
+        n = len(self)
+        if step != 1:
+            failed = [f for f in self.failed if f.frames is None or inside(f)]
+        else:
+            # each failure belongs to the one slice holding its place (the last one for a failure after every
+            # result): slices that page through the results list each failure once. A folder's file that
+            # failed where it was met: at k, before result k (every slice repeated them all); a video's
+            # lost-frame run: where merge_by_frame puts it (one in a gap between slices, or after the last
+            # frame, was in none)
+            def held(k: float) -> bool:
+                return start <= k < stop or (k == n and stop >= n > 0) or n == 0
+
+            failed = [f for f in self.failed if (f.at is None and f.frames is None)
+                      or held(self._run_place(f) if f.frames is not None else min(f.at, n))]
         # a folder's failures keep their place among the results kept (one place only for a plain slice)
         failed = [f if f.at is None else Failure(f.source, f.error, f.frames, f.step,
                                                   min(max(f.at - start, 0), len(got)) if step == 1 else None)
                   for f in failed]
         return Results(got, failed=failed, source=self.source, fps=self.fps, ignored=self.ignored)
+
+    def _run_place(self, f: Failure) -> float:
+        """Where a video's lost-frame run sits among the results: at its video's first result of a later
+        frame; after its video's last result when none is later; at ``at`` (else the end) for a video
+        none of whose frames is here. A run named after no result's source (a webcam's) belongs to the
+        frames when they come from one video."""
+        frames = [(k, r) for k, r in enumerate(self) if r.frame is not None]
+        own = [(k, r) for k, r in frames if r.source == f.source]
+        if not own and len({r.source for _, r in frames}) == 1 and f.source not in {r.source for r in self}:
+            own = frames
+        if not own:
+            return len(self) if f.at is None else min(f.at, len(self))
+        return next((k for k, r in own if r.frame > f.frames[0]), own[-1][0] + 0.5)  # (+0.5: with that result)
 
     def save(self, folder: str | os.PathLike) -> list[Path]:
         """Every result's annotated image into ``folder`` (made if need be), each named as
