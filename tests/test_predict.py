@@ -522,6 +522,20 @@ def test_a_slow_webcams_times_and_recording_keep_to_the_clock(monkeypatch, tmp_p
     capsys.readouterr()
 
 
+def test_a_second_webcam_recording_into_one_out_folder_keeps_the_first(monkeypatch, tmp_path, capsys):
+    # a camera's recording is new data each time: the second one replaced the first's video, CSV and JSON
+    out = tmp_path / "o"
+    for good in (4, 2):
+        fake_camera(monkeypatch, good=good)
+        assert main(["predict", "--webcam", "0", "--headless", "--out", str(out), "--no-progress"]) == 1
+    err = capsys.readouterr().err
+    assert "earlier recording" in err and "webcam0_2" in err
+    frames = {stem: sum(1 for e in json.loads((out / f"{stem}.json").read_text()) if "error" not in e)
+              for stem in ("webcam0", "webcam0_2")}
+    assert frames == {"webcam0": 4, "webcam0_2": 2}
+    assert (out / "webcam0_ferkit.mp4").is_file() and (out / "webcam0_2_ferkit.mp4").is_file()
+
+
 def test_webcam_that_stops_exits_1_with_its_frames_kept(monkeypatch, tmp_path, capsys):
     fake_camera(monkeypatch, good=4)
     js = tmp_path / "cam.json"

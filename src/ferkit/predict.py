@@ -187,13 +187,15 @@ def write_cards(writer: VideoWriter, shape: tuple[int, ...], errors: list[tuple[
 
 def _out_stem(out: Path, path: Path, root: Path | None, used: set[Path] | None = None,
               protected: frozenset[Path] | set[Path] = frozenset(), outputs: tuple[str, ...] = IMAGE_OUTPUTS,
-              notes: list[str] | None = None) -> Path:
+              notes: list[str] | None = None, camera: bool = False) -> Path:
     """Where a file's outputs go: mirrored under ``out`` relative to its folder root. With ``used``
     (the stems given so far), a name taken by another input (``a.jpg`` and ``a.png``, or two
     folders' ``a.jpg``, or a video and a photo) gets its extension, then a number, appended: no
     output overwrites another. Nor an input: a stem whose ``outputs`` would land on one of the
     ``protected`` files (resolved paths: this run's inputs and the files beside them) is taken too,
-    and so is one whose JSON an earlier run wrote for another input (said in ``notes``)."""
+    and so is one whose JSON an earlier run wrote for another input (said in ``notes``). A ``camera``'s
+    recording (``path``: ``webcamN``) is new each time: a stem an earlier one wrote is taken, and the
+    next is numbered (``webcam0_2``)."""
     rel = path.relative_to(root).with_suffix("") if root is not None else Path(path.stem)
     stem = out / rel
     if used is None:
@@ -216,11 +218,16 @@ def _out_stem(out: Path, path: Path, root: Path | None, used: set[Path] | None =
 
     def taken(s: Path) -> bool:
         return (s in used or any(resolved_path(s.parent / f"{s.name}{x}") in protected for x in outputs)
-                or others(s) is not None)
+                or (any((s.parent / f"{s.name}{x}").exists() for x in outputs) if camera else others(s) is not None))
 
     first = stem
-    stem = next(s for s in (stem.with_name(n) for n in _stem_names(path, stem.name)) if not taken(s))
+    names = (f"{stem.name}_{n}" for n in itertools.count(2)) if camera else _stem_names(path, stem.name)
+    stem = next(s for s in (stem.with_name(n) for n in itertools.chain([first.name] if camera else [], names))
+                if not taken(s))
     used.add(stem)
+    if camera and stem != first and notes is not None:
+        notes.append(f"{shown(first)}'s outputs hold an earlier recording: this one's go to {shown(stem)}_ferkit.* "
+                     f"and beside it")
     if stem != first and first not in used and others(first) is not None and notes is not None:
         notes.append(f"{shown(first)}.json holds an earlier run's results for {shown(others(first))}: "
                      f"{shown(path)}'s go to {shown(stem)}.json and beside it")
@@ -635,7 +642,8 @@ def _predict(a: argparse.Namespace, results_out) -> int:
         """One video file (given, or found under the folder ``root``) or camera: run, its outputs
         written, its frames and lost frames noted; one that cannot be opened is a failure (but for a
         folder's ``.ts`` file, which may be TypeScript: ignored, as other files that are not videos)."""
-        stem = _out_stem(out, named, root, used_stems, protected, VIDEO_OUTPUTS, moved) if out else None
+        stem = (_out_stem(out, named, root, used_stems, protected, VIDEO_OUTPUTS, moved, camera=isinstance(src, int))
+                if out else None)
         try:
             res = run_video(rec, src, a, stem)
         except FerkitError as e:
