@@ -394,3 +394,29 @@ def test_no_faces_give_no_predictions_on_every_backend():
         p = m.predict_proba([])
         assert p.shape == (0, len(m.classes)) and p.dtype == np.float32 and m.predict([]) == []
         assert tuple(m.preprocess([]).shape) == (0, *m.input_size)
+
+
+def test_ferkit_leaves_the_users_matplotlib_backend_and_figures_alone(tmp_path):
+    # matplotlib.use("Agg") ran when a model was loaded (and on drawing a plot): a notebook's or a GUI's
+    # plots stopped showing; ferkit draws its figures off screen without pyplot
+    import subprocess
+    import sys
+
+    code = f"""
+import matplotlib
+matplotlib.use("svg")
+import matplotlib.pyplot as plt
+import ferkit
+from ferkit.engine.plots import plot_confusion
+from ferkit.results import Result, FaceResult, plot_timeline
+ferkit.load_model("fast")
+plot_confusion([[3, 1], [0, 2]], ["a", "b"], r"{tmp_path / 'cm.png'}")
+faces = [FaceResult([0, 0, 4, 4], 0.9, "happy", {{"happy": 0.8, "sad": 0.2}}, track_id=1)]
+plot_timeline([Result("v", 8, 8, faces, frame=i, time=i / 10) for i in range(3)], ("happy", "sad"),
+              r"{tmp_path / 'tl.png'}")
+print(matplotlib.get_backend(), plt.get_fignums())
+"""
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=300)
+    assert out.returncode == 0, out.stderr
+    assert out.stdout.split("\n")[-2] == "svg []"
+    assert (tmp_path / "cm.png").read_bytes()[:4] == b"\x89PNG" and (tmp_path / "tl.png").read_bytes()[:4] == b"\x89PNG"

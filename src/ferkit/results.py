@@ -541,10 +541,7 @@ def plot_timeline(results: list[Result], classes: tuple[str, ...] | list[str], p
     the probability of every class against time (PNG), over the span of the frames processed. Each
     reading is a dot; a line joins readings of consecutive processed frames only (a face out of
     view, or not found, is a gap, not a line drawn through it)."""
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
+    from ._figure import subplots
 
     tracks: dict[Any, list[tuple[float, dict[str, float]]]] = {}
     for r in results:
@@ -567,7 +564,7 @@ def plot_timeline(results: list[Result], classes: tuple[str, ...] | list[str], p
     ranked = sorted(tracks, key=lambda k: (-len(tracks[k]), str(k)))
     # the six faces seen longest, drawn in the order of their ids (#1, #2...), as the summary lists them
     keys = sorted(ranked[:6], key=lambda k: (k is None, k if isinstance(k, int) else 0, str(k))) or [None]
-    fig, axes = plt.subplots(len(keys), 1, figsize=(10, 2.6 * len(keys)), sharex=True, squeeze=False)
+    fig, axes = subplots(len(keys), 1, figsize=(10, 2.6 * len(keys)), sharex=True, squeeze=False)
     for ax, k in zip(axes[:, 0], keys):
         pts = tracks.get(k, [])
         if pts:
@@ -603,7 +600,6 @@ def plot_timeline(results: list[Result], classes: tuple[str, ...] | list[str], p
     p = Path(path)
     p.parent.mkdir(parents=True, exist_ok=True)
     fig.savefig(p, dpi=110, bbox_inches="tight")
-    plt.close(fig)
     return p
 
 

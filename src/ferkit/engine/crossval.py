@@ -152,10 +152,10 @@ def summarize_folds(cfg: TrainConfig, folds: int, results: list[dict], subjects:
 
 def plot_folds(summary: dict, path: str | Path) -> None:
     """Bar chart of the test accuracy of each fold, the mean as a line."""
-    import matplotlib.pyplot as plt
+    from .._figure import subplots
 
     rows = summary["per_fold"]
-    fig, ax = plt.subplots(figsize=(1.6 + 0.55 * max(len(rows), 2), 3.4), dpi=110)
+    fig, ax = subplots(figsize=(1.6 + 0.55 * max(len(rows), 2), 3.4), dpi=110)
     ax.bar([str(r["fold"]) for r in rows], [r["accuracy"] for r in rows], color="#4c72b0")
     m = summary["accuracy"]
     if m["mean"] is not None:
@@ -170,7 +170,6 @@ def plot_folds(summary: dict, path: str | Path) -> None:
     ax.grid(axis="y", alpha=0.3)
     fig.tight_layout()
     fig.savefig(path)
-    plt.close(fig)
 
 
 def finish_summary(summary: dict, out: str | Path | None, log: Callable[[str], None]) -> dict:

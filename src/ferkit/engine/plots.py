@@ -5,11 +5,9 @@ from __future__ import annotations
 import os
 from collections.abc import Sequence
 
-import matplotlib
+import numpy as np
 
-matplotlib.use("Agg")
-import matplotlib.pyplot as plt  # noqa: E402
-import numpy as np  # noqa: E402
+from .._figure import subplots
 
 
 def plot_confusion(cm: np.ndarray | Sequence[Sequence[int]], classes: Sequence[str], path: str | os.PathLike,
@@ -19,7 +17,7 @@ def plot_confusion(cm: np.ndarray | Sequence[Sequence[int]], classes: Sequence[s
     rows = cm.sum(axis=1, keepdims=True)
     norm = np.divide(cm, rows, out=np.zeros(cm.shape, dtype=float), where=rows > 0)
     k = len(classes)
-    fig, ax = plt.subplots(figsize=(1.0 + 0.9 * k, 0.8 + 0.8 * k), dpi=110)
+    fig, ax = subplots(figsize=(1.0 + 0.9 * k, 0.8 + 0.8 * k), dpi=110)
     ax.imshow(norm, cmap="Blues", vmin=0, vmax=1)
     ax.set_xticks(range(k), classes, rotation=45, ha="right")
     ax.set_yticks(range(k), classes)
@@ -33,13 +31,12 @@ def plot_confusion(cm: np.ndarray | Sequence[Sequence[int]], classes: Sequence[s
         ax.set_title(title, fontsize=10)
     fig.tight_layout()
     fig.savefig(path)
-    plt.close(fig)
 
 
 def plot_curves(history: Sequence[dict], path: str | os.PathLike, title: str = "") -> None:
     """Loss and accuracy per epoch, train vs validation, plus the learning rate."""
     ep = [h["epoch"] for h in history]
-    fig, axes = plt.subplots(1, 3, figsize=(13, 3.6), dpi=100)
+    fig, axes = subplots(1, 3, figsize=(13, 3.6), dpi=100)
     axes[0].plot(ep, [h["train_loss"] for h in history], label="train")
     axes[0].plot(ep, [h["val_loss"] for h in history], label="val")
     axes[0].set_title("loss")
@@ -59,4 +56,3 @@ def plot_curves(history: Sequence[dict], path: str | os.PathLike, title: str = "
         fig.suptitle(title, fontsize=10)
     fig.tight_layout()
     fig.savefig(path)
-    plt.close(fig)

@@ -337,12 +337,13 @@ def to_json(res: AUAnalysis, command: str | None = None) -> dict:
 
 
 def _fig_au_locations(res: AUAnalysis, path: Path) -> None:
-    import matplotlib.pyplot as plt
+    import matplotlib
 
+    from .._figure import subplots
     from ..faces.align import TEMPLATE
 
     h, w = res.size
-    fig, ax = plt.subplots(figsize=(4.2, 4.4), dpi=100)
+    fig, ax = subplots(figsize=(4.2, 4.4), dpi=100)
     ax.set_xlim(-0.5, w - 0.5)
     ax.set_ylim(h - 0.5, -0.5)
     ax.set_aspect("equal")
@@ -350,7 +351,7 @@ def _fig_au_locations(res: AUAnalysis, path: Path) -> None:
     t = TEMPLATE * [w, h]
     ax.scatter(t[:, 0], t[:, 1], s=60, c="#999999", marker="s", label="5 template landmarks")
     pts = AU.au_points(res.size)
-    cmap = plt.get_cmap("tab20")
+    cmap = matplotlib.colormaps["tab20"]
     for i, (name, q) in enumerate(pts.items()):
         ax.scatter(q[:, 0], q[:, 1], s=18, color=cmap(i % 20))
         for x, y in q:
@@ -359,17 +360,16 @@ def _fig_au_locations(res: AUAnalysis, path: Path) -> None:
     ax.legend(fontsize=7, loc="lower right")
     fig.tight_layout()
     fig.savefig(path)
-    plt.close(fig)
 
 
 def _fig_heatmap(res: AUAnalysis, path: Path) -> None:
-    import matplotlib.pyplot as plt
+    from .._figure import subplots
 
     asg = res.assignment
     K = len(asg.au)
     order = np.lexsort((-asg.consistency, asg.au, ~asg.detector))  # detectors first, then by AU
     m = asg.hits[order].T  # [A+1, K]
-    fig, ax = plt.subplots(figsize=(min(16, 3 + K * 0.09), 4.6), dpi=90)
+    fig, ax = subplots(figsize=(min(16, 3 + K * 0.09), 4.6), dpi=90)
     top = max(0.5, float(asg.hits[:, :-1].max()))
     im = ax.imshow(m, aspect="auto", cmap="viridis", vmin=0, vmax=top, interpolation="nearest")
     ax.set_yticks(range(m.shape[0]), list(AU.AU_NAMES) + ["none"], fontsize=7)
@@ -384,15 +384,15 @@ def _fig_heatmap(res: AUAnalysis, path: Path) -> None:
     fig.colorbar(im, ax=ax, fraction=0.02, pad=0.01)
     fig.tight_layout()
     fig.savefig(path)
-    plt.close(fig)
 
 
 def _fig_class_usage(res: AUAnalysis, path: Path) -> None:
-    import matplotlib.pyplot as plt
     from matplotlib.patches import Rectangle
 
+    from .._figure import subplots
+
     A = AU.AU_NAMES
-    fig, axes = plt.subplots(1, 2, figsize=(14, 4.2), dpi=100)
+    fig, axes = subplots(1, 2, figsize=(14, 4.2), dpi=100)
     for ax, data, title in ((axes[0], res.usage, "specific activation z of the AU's detectors"),
                             (axes[1], res.evidence, "evidence for the true class (per map, 1 = mean |map|)")):
         lim = np.nanmax(np.abs(data)) if np.isfinite(data).any() else 1.0
@@ -415,19 +415,17 @@ def _fig_class_usage(res: AUAnalysis, path: Path) -> None:
     fig.suptitle("per-expression AU usage (black boxes: the expression's FACS prototype)", fontsize=9)
     fig.tight_layout()
     fig.savefig(path)
-    plt.close(fig)
 
 
 def _fig_projections(res: AUAnalysis, path: Path) -> bool:
-    import matplotlib.pyplot as plt
-
+    from .._figure import subplots
     from .render import projection_image
 
     rows = [(n, v) for n, v in res.projections.items() if v]
     if not rows:
         return False
     ncols = max(len(v) for _, v in rows) * 2
-    fig, axes = plt.subplots(len(rows), ncols, figsize=(1.25 * ncols, 1.35 * len(rows) + 0.4), dpi=80,
+    fig, axes = subplots(len(rows), ncols, figsize=(1.25 * ncols, 1.35 * len(rows) + 0.4), dpi=80,
                              squeeze=False)
     pts = AU.au_points(res.size)
     for r, (name, items) in enumerate(rows):
@@ -447,18 +445,17 @@ def _fig_projections(res: AUAnalysis, path: Path) -> bool:
     # the title's own 0.4 inch at the top, however many rows: the first row's titles stay clear of it
     fig.tight_layout(rect=(0, 0, 1, 1 - 0.4 / fig.get_figheight()))
     fig.savefig(path)
-    plt.close(fig)
     return True
 
 
 def _fig_peak_density(res: AUAnalysis, path: Path) -> None:
-    import matplotlib.pyplot as plt
+    from .._figure import subplots
 
     h, w = res.size
     act = res.vmax > 0
     p = res.peaks[act]
     hist, _, _ = np.histogram2d(p[:, 1], p[:, 0], bins=(h // 2, w // 2), range=((-0.5, h - 0.5), (-0.5, w - 0.5)))
-    fig, ax = plt.subplots(figsize=(4.2, 4.2), dpi=90)
+    fig, ax = subplots(figsize=(4.2, 4.2), dpi=90)
     ax.imshow(np.log1p(hist), cmap="magma", extent=(-0.5, w - 0.5, h - 0.5, -0.5))
     for name, q in AU.au_points(res.size).items():
         ax.scatter(q[:, 0], q[:, 1], s=10, c="#00ff66")
@@ -467,7 +464,6 @@ def _fig_peak_density(res: AUAnalysis, path: Path) -> None:
     ax.set_title(f"where the maps of {res.layer.name} peak\n(all maps x images, log count)", fontsize=9)
     fig.tight_layout()
     fig.savefig(path)
-    plt.close(fig)
 
 
 def _summary(res: AUAnalysis) -> list[str]:

@@ -8,11 +8,9 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 
 import cv2
-import matplotlib
+import numpy as np
 
-matplotlib.use("Agg")
-import matplotlib.pyplot as plt  # noqa: E402
-import numpy as np  # noqa: E402
+from .._figure import subplots
 
 
 def to_rgb(img: np.ndarray) -> np.ndarray:
@@ -134,7 +132,7 @@ def grid(tiles: Sequence[np.ndarray], titles: Sequence[str], path: str | os.Path
     lines = textwrap.wrap(note, width=int(tile_inches * ncols * 17)) if note else []
     text_in = 0.14 * len(lines) + (0.1 if lines else 0)  # inches under the tiles for the note
     foot = text_in + (BAR_INCHES if bar is not None else 0)
-    fig, axes = plt.subplots(nrows, ncols, figsize=(tile_inches * ncols,
+    fig, axes = subplots(nrows, ncols, figsize=(tile_inches * ncols,
                                                     (tile_inches + 0.2) * nrows + (0.35 if title else 0) + foot),
                              dpi=100, squeeze=False)
     for i, ax in enumerate(axes.ravel()):
@@ -163,4 +161,3 @@ def grid(tiles: Sequence[np.ndarray], titles: Sequence[str], path: str | os.Path
         for side in ax.spines.values():
             side.set_linewidth(0.5)
     fig.savefig(path)
-    plt.close(fig)
