@@ -463,6 +463,11 @@ def test_git_state_names_the_changed_files(tmp_path):
     (tmp_path / "new.txt").write_text("untracked\n")  # untracked files do not count
     dirty = git_state(tmp_path)
     assert dirty["git_dirty"] is True and sorted(dirty["git_dirty_files"]) == ["a.txt", "src/b.py"]
+    # ferkit installed into an untracked virtual environment inside someone's project: not its commit
+    (tmp_path / ".venv" / "ferkit").mkdir(parents=True)
+    (tmp_path / ".venv" / "ferkit" / "train.py").write_text("x\n")
+    assert git_state(tmp_path / ".venv" / "ferkit") == {"git_commit": None, "git_dirty": None}
+    assert git_state(tmp_path / "src")["git_commit"] == clean["git_commit"]  # (a tracked folder of it: its)
 
 
 def test_distillation_follows_the_teacher(folder, tmp_path):

@@ -162,10 +162,15 @@ def resolve_device(device: str | torch.device) -> torch.device:
 
 
 def git_state(start: Path | None = None) -> dict:
-    """The commit of the checkout that holds ferkit's source, whether tracked files differ from it,
-    and which (``git_dirty_files``, when some do)."""
+    """The commit of the checkout that holds ferkit's source (``start``: this file's folder), whether
+    tracked files differ from it, and which (``git_dirty_files``, when some do). None when that folder
+    holds no file the checkout tracks: ferkit installed (pip) into a virtual environment inside a
+    user's own project would record that project's commit and changed files as ferkit's."""
     where = str(start or Path(__file__).resolve().parent)
     try:
+        tracked = subprocess.run(["git", "ls-files", "--", "."], cwd=where, capture_output=True, text=True, timeout=10)
+        if tracked.returncode != 0 or not tracked.stdout.strip():
+            return {"git_commit": None, "git_dirty": None}
         r = subprocess.run(["git", "rev-parse", "--verify", "-q", "HEAD"], cwd=where, capture_output=True,
                            text=True, timeout=10)
         commit = r.stdout.strip() if r.returncode == 0 else ""
