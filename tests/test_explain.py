@@ -498,6 +498,11 @@ def test_au_analysis_errors(tmp_path, capsys):
     assert main(["au-analysis", "--dataset", "fer2013", "--data", str(folders), "--out", str(tmp_path / "o"),
                  "--limit", "0"]) == 1
     assert "--limit" in capsys.readouterr().err
+    # a bad --radius is said at once, before the model loads and the split is read (not after)
+    for r in ("-1", "0", "inf"):
+        assert main(["au-analysis", "--dataset", "fer2013", "--data", str(tmp_path / "absent"), "--out",
+                     str(tmp_path / "o"), "--radius", r]) == 1
+        assert "--radius must be a positive number" in capsys.readouterr().err
 
 
 @requires_shared

@@ -1191,10 +1191,12 @@ def cmd_recalibrate(a: argparse.Namespace) -> int:
 
 def cmd_serve(a: argparse.Namespace) -> int:
     try:
+        import uvicorn  # noqa: F401  (imported when serving starts, after the model loads: its absence said first)
+
         from .serve import bind, create_app, run
     except ImportError as e:
-        raise FerkitError(f"ferkit serve needs fastapi, uvicorn and python-multipart ({e}); install ferkit with its "
-                          f"dependencies (`pip install -e .`)") from None
+        raise FerkitError(f"ferkit serve needs fastapi, uvicorn and python-multipart ({e}); install them (`pip "
+                          f"install fastapi uvicorn python-multipart`), or ferkit with its dependencies") from None
     if not 0 < a.max_upload_mb < float("inf"):
         raise FerkitError(f"--max-upload-mb must be a finite number of megabytes above 0, got {a.max_upload_mb}")
     sock = bind(a.host, a.port)  # a taken port is reported at once, before the model loads

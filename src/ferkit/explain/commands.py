@@ -6,8 +6,6 @@ import argparse
 import sys
 from pathlib import Path
 
-import numpy as np
-
 from ..cli import _command, positive_int, seed_int
 from ..errors import FerkitError
 
@@ -93,6 +91,8 @@ def au_analysis_cli(a: argparse.Namespace) -> int:
         raise FerkitError(f"--limit must be at least 1, got {a.limit}")
     if not 0 < a.min_consistency <= 1:
         raise FerkitError(f"--min-consistency must be in (0, 1], got {a.min_consistency}")
+    if not 0 < a.radius < float("inf"):  # (checked by analyse too, but only once the split is decoded)
+        raise FerkitError(f"--radius must be a positive number of pixels, got {a.radius}")
     from ..cli import _dataset_options
     from ..data.readers import READERS, dataset_key
 
@@ -121,6 +121,8 @@ def au_analysis_cli(a: argparse.Namespace) -> int:
         ds = ds.subset(keep)
     n_total = len(ds)
     if a.limit is not None and a.limit < n_total:
+        import numpy as np
+
         idx = np.sort(np.random.default_rng(a.seed).permutation(n_total)[:a.limit])
         ds = ds.subset(idx)
     res = analyse(model, ds, a.layer, locate=a.locate, batch_size=a.batch_size, progress=not a.no_progress,
