@@ -57,8 +57,12 @@ def explain_cli(a: argparse.Namespace) -> int:
                          ("; the guided-backprop panel still shows the pixels the net looks at" if
                           res["method"] == "guided" else ""))
             else:
-                line += f"; the Grad-CAM of '{f['explained']}' peaks at {tuple(f['cam_peak_xy'])}" + \
-                    (f" (near {f['cam_peak_au']})" if f["cam_peak_au"] else "")
+                from .image import PEAK_MARGIN
+
+                line += (f"; the Grad-CAM of '{f['explained']}' (largest cell {f['cam_max']:.3g}) peaks at "
+                         f"{tuple(f['cam_peak_xy'])}" + (f" (near {f['cam_peak_au']})" if f["cam_peak_au"] else "")
+                         + (f", the next cell within {f['cam_peak_margin']:.0%}: no single peak"
+                            if f["cam_peak_margin"] < PEAK_MARGIN else ""))
         print(line)
     for p in res["files"]:
         print(f"wrote {p}" + (" (replacing the earlier file)" if Path(p).resolve() in before else ""))
@@ -76,12 +80,11 @@ def explain_cli(a: argparse.Namespace) -> int:
     return 0
 
 
-SMALL_SAMPLE = 500  #: fewer images than this: the report's numbers are said to be shaky
 
 
 def au_analysis_cli(a: argparse.Namespace) -> int:
     from ..data import open_dataset
-    from .analysis import analyse, write_report
+    from .analysis import analyse, small_sample_note, write_report
     from .image import torch_model
 
     from ..io import check_out_folder
@@ -139,9 +142,8 @@ def au_analysis_cli(a: argparse.Namespace) -> int:
         if r["au"]:
             verdicts[r["verdict"]] = verdicts.get(r["verdict"], 0) + 1
     print("FACS check: " + ", ".join(f"{k} {v}" for k, v in sorted(verdicts.items())))
-    if res.n < SMALL_SAMPLE:
-        print(f"note: {res.n} images only: a map's consistency rests on a few peaks each, and many maps pass "
-              f"--min-consistency by chance; read these numbers from {SMALL_SAMPLE} images or more")
+    if small_sample_note(res.n):
+        print(f"note: {small_sample_note(res.n)} (said in the report too)")
     replaced = [p for p in files if Path(p).resolve() in before]
     for p in files:
         print(f"wrote {p}" + (" (replacing the earlier file)" if Path(p).resolve() in before else ""))

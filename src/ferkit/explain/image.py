@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import json
 import os
+import warnings
 from functools import partial
 from pathlib import Path
 from typing import Any, Callable
@@ -90,6 +91,10 @@ def resolve_layer(model: ExpressionModel, layer: str | None, purpose: str) -> tu
     return li, layers
 
 
+#: a Grad-CAM peak whose next cell is within this fraction of it is said to be no single peak
+PEAK_MARGIN = 0.1
+
+
 def _nearest_au(xy: np.ndarray, size: tuple[int, int]) -> tuple[str | None, float]:
     d = AU.distances(np.asarray(xy)[None], size)[0]
     i = int(d.argmin())
@@ -148,6 +153,14 @@ def explain_image(source: Any, out: str | os.PathLike | None, *, model: str | Ex
         raise FerkitError(f"{name}: no face found (try --detector haar, or --detector none if the image is a face "
                           f"crop)")
     crops, mats = face_crops(rec, rgb, dets)
+    # the AU locations are the alignment template's: the nearest AU is named right on a face aligned by its
+    # own five landmarks; else the network's crop is framed otherwise, and the names are said to be rough
+    aligned = all(d.landmarks is not None and not d.estimated for d in dets)
+    if not aligned:
+        how = ("the whole image is the face: right for a crop framed like FER2013's, not for a photo"
+               if detector == "none" else f"{detector} gives no landmarks: the faces are aligned from their boxes")
+        warnings.warn(f"{name}: the action units named are measured at the alignment template's places, and "
+                      f"{how}; they are rough here (--detector mtcnn aligns each face by its landmarks)", stacklevel=2)
     x = _tensor(m, crops)
     probs = m.predict_tensor(torch.from_numpy(crops[:, None] if crops.ndim == 3 else
                                               crops.transpose(0, 3, 1, 2).copy())).numpy()
@@ -214,15 +227,23 @@ def explain_image(source: Any, out: str | os.PathLike | None, *, model: str | Ex
                 px, py = np.round([(c + 0.5) * size[1] / cw - 0.5, (r + 0.5) * size[0] / ch - 0.5])
                 au, dist = _nearest_au(np.array([px, py], float), size)
                 peak = [int(px), int(py)]
+                top2 = np.sort(cam.raw[i].ravel())[::-1][:2]
+                # how far the strongest cell stands above the next (0: a tie): a peak within a few percent of
+                # another cell moves with a re-encoding of the photo, and its AU with it
+                margin = float(1 - top2[1] / top2[0]) if len(top2) > 1 else 1.0
             else:  # ReLU left nothing: no place on this face raises the class's score at this layer
-                peak, au, dist = None, None, None
+                peak, au, dist, margin = None, None, None, None
             f.update({"cam_peak_xy": peak, "cam_peak_au": au, "cam_peak_au_distance": dist,
-                      "cam_cells": np.round(cam.raw[i], 5).tolist()})
+                      "cam_peak_margin": None if margin is None else round(margin, 4),
+                      "cam_max": round(float(cam.raw[i].max()), 6), "cam_cells": np.round(cam.raw[i], 5).tolist()})
             crop = render.to_rgb(crops[i])
             scaled = ("blue 0, red its largest values (scaled to its 99.5th percentile, for this face alone)"
                       if guided is not None else "blue 0, red this face's largest value (each map scaled to its own "
                                                  "maximum)")
-            key = (f"Colours: {scaled}. Grad-CAM's peak {tuple(peak)}" + (f", near {au}." if au else ".")
+            unsure = margin is not None and margin < PEAK_MARGIN
+            key = (f"Colours: {scaled}; Grad-CAM's largest cell {float(cam.raw[i].max()):.3g}. Its peak "
+                   f"{tuple(peak)}" + (f", near {au}" if au else "")
+                   + (f" (the next cell within {margin:.0%}: no single peak)." if unsure else ".")
                    if peak is not None else
                    f"Empty: nothing at {li.name} raises the score of '{f['explained']}' on this face (the map is 0 "
                    f"everywhere).")
@@ -236,10 +257,12 @@ def explain_image(source: Any, out: str | os.PathLike | None, *, model: str | Ex
                 shown = render.magnitude(gg)
                 tiles = [crop, render.projection_image(guided[i]), render.projection_image(gg),
                          render.overlay(crop, shown)]
-                titles = [f"face {i + 1}: {f['label']}", f"guided backprop '{f['explained']}'", "guided Grad-CAM",
+                titles = [f"face {i + 1}: {f['label']}", "guided backprop", f"guided Grad-CAM '{f['explained']}'",
                           "overlay: its size"]
-                note = (f"Guided backprop: the pixels that raise '{f['explained']}' (gray 0). Guided Grad-CAM: the "
-                        f"same times Grad-CAM at {li.name}; the overlay shows its size. {key}")
+                note = (f"Guided backprop (gray 0): the input gradient through the ReLUs' positive paths; it looks "
+                        f"much the same whichever class is asked (the face's edges), so it is no evidence for "
+                        f"'{f['explained']}' by itself. Guided Grad-CAM, the class's view: it times Grad-CAM "
+                        f"'{f['explained']}' at {li.name}; the overlay shows its size. {key}")
             arrays[i]["map"] = np.asarray(shown, np.float32)
             tiles = [render.upscale(t, k_up) for t in tiles]
             path = out / f"{stem}_face{i + 1}_{method}.png"
@@ -260,7 +283,7 @@ def explain_image(source: Any, out: str | os.PathLike | None, *, model: str | Ex
         files.append(str(path))
     result = {"source": name, "width": int(rgb.shape[1]), "height": int(rgb.shape[0]), "model": m.name,
               "method": method, "layer": li.name, "layer_shape": list(li.shape), "detector": detector,
-              "faces": faces}
+              "aligned": aligned, "faces": faces}
     if keep:  # the arrays: no file
         for f, arr in zip(faces, arrays):
             f.pop("png", None)

@@ -3,12 +3,14 @@
 * **Grad-CAM** (Selvaraju et al. 2017): at a feature layer ``A`` (default: the last one before
   the classifier, see :func:`~ferkit.explain.layers.default_layer`), each map is weighted by the
   spatial mean of the class score's gradient, ``w_k = mean_ij dy_c / dA_kij``, and
-  ``cam = relu(sum_k w_k A_k)``. The map is brought to the input's size by placing each cell's
-  value at the centre of its receptive field and interpolating bilinearly between them (the cells
-  of a small network's last layer do not tile the input evenly), then scaled to [0, 1].
+  ``cam = relu(sum_k w_k A_k)``. The map is brought to the input's size by interpolating
+  bilinearly between the cells, which tile the input evenly (or, given ``centres``, placed at
+  their receptive fields' centres), then scaled to [0, 1] (``raw`` keeps the cells unscaled).
 * **Guided backpropagation** (Springenberg et al. 2015): the gradient of the class score with
   respect to the input, where each ReLU passes back only positive signal at positions its input
-  was positive (``relu(g) * (x > 0)``). **Guided Grad-CAM** is its product with Grad-CAM.
+  was positive (``relu(g) * (x > 0)``). It is nearly the same for every class (Adebayo et al.
+  2018, "Sanity checks for saliency maps": it mostly recovers the image's edges), so on its own it
+  is no evidence for a class. **Guided Grad-CAM**, its product with Grad-CAM, is class-specific.
 
 Both work on any registered model (Grad-CAM on any layer with a 4-D output; guided
 backpropagation through ``nn.ReLU`` modules, see :func:`~ferkit.explain.layers.patched_relus`).
