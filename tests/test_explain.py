@@ -206,6 +206,24 @@ def test_assignment_on_constructed_peaks():
     assert d["detectors"]["AU12"] == [0] and d["maps"][3]["au"] is None
 
 
+@pytest.mark.parametrize("n", [3, 6])
+def test_maps_of_noise_are_no_better_than_chance_where_chance_is_located_as_the_peaks_are(n):
+    """A peak located through the cells' receptive-field centres lies near one of them (on a 3x3 layer,
+    near one of 9 places): against the frame's pixels, maps of pure noise scored a lift of 1.5-1.6."""
+    from ferkit.explain.analysis import null_peaks
+    from ferkit.explain.deconv import cells_to_pixels, peak_cells
+
+    g = 12 + np.arange(n) * 24 / (n - 1)  # the centres pulled inwards, as padding pulls a small network's
+    centres = np.stack(np.meshgrid(g, g), -1)
+    _, cells = peak_cells(np.random.default_rng(1).standard_normal((400, 64, n, n)).astype(np.float32))
+    peaks, active = cells_to_pixels(cells, centres), np.ones((400, 64), bool)
+    located = AU.assign(peaks, active, (48, 48), places=null_peaks(centres))
+    pixels = AU.assign(peaks, active, (48, 48))
+    assert np.median(located.lift) < 1.15 < 1.4 < np.median(pixels.lift)
+    assert located.chance_places == 20000 and located.to_dict()["chance_over"].startswith("the peaks of 20000")
+    assert not located.detector.any() and np.array_equal(null_peaks(centres), null_peaks(centres))  # (fixed seed)
+
+
 def test_facs_check_verdicts():
     classes = ("angry", "disgust", "fear", "happy", "sad", "surprise", "neutral")
     A = len(AU.AU_NAMES)
@@ -295,6 +313,12 @@ def test_explain_writes_pictures_for_the_bundled_photo(method, tmp_path, capsys)
         assert cells.shape == (6, 6)
         r, c = np.unravel_index(cells.argmax(), cells.shape)
         assert face["cam_peak_xy"] == [round(8 * c + 3.5), round(8 * r + 3.5)]
+        # the strongest cell's value, and how far it stands above the next (this face's top cells lie within
+        # 5% of each other: the peak, and the AU near it, move with a re-encoding of the photo; said so)
+        top = np.sort(cells.ravel())[::-1]
+        assert face["cam_max"] == pytest.approx(top[0], abs=1e-5)
+        assert face["cam_peak_margin"] == pytest.approx(1 - top[1] / top[0], abs=1e-3) and face["cam_peak_margin"] < 0.1
+        assert "no single peak" in out and data["aligned"] is True
         cam = np.asarray(Image.open(tmp_path / f"astronaut_face1_{method}.png"))
         assert cam.std() > 20  # (a picture, not a flat tile)
 
@@ -317,10 +341,12 @@ def test_an_empty_class_map_is_called_empty_not_a_peak(tmp_path, capsys):
 def test_explain_a_crop_without_detection(tmp_path):
     crop = tmp_path / "crop.png"
     Image.open(EXAMPLE).convert("L").crop((170, 50, 280, 180)).save(crop)
-    assert main(["explain", str(crop), "--detector", "none", "--method", "gradcam", "--class", "sad",
-                 "--out", str(tmp_path / "o")]) == 0
+    # the action units named are the template's places: said to be rough where the faces are not aligned
+    with pytest.warns(UserWarning, match="whole image is the face.*rough here"):
+        assert main(["explain", str(crop), "--detector", "none", "--method", "gradcam", "--class", "sad",
+                     "--out", str(tmp_path / "o")]) == 0
     data = json.loads((tmp_path / "o" / "crop_gradcam.json").read_text())
-    assert data["faces"][0]["explained"] == "sad"
+    assert data["faces"][0]["explained"] == "sad" and data["aligned"] is False
     # the map drawn back covers the image to its edges: the white outline on its last column and row (it
     # fell 5 px short on the 512 px photo)
     assert main(["explain", str(EXAMPLE), "--detector", "none", "--method", "gradcam", "--out", str(tmp_path / "w")]) == 0
@@ -417,8 +443,12 @@ def test_au_analysis_on_a_generated_dataset(tmp_path, capsys, monkeypatch):
     assert main(["au-analysis", "--model", "mini_xception-fer2013", "--dataset", "fer2013", "--data", str(folders),
                  "--split", "PublicTest", "--out", str(out), "--no-progress", "--maps-per-au", "1",
                  "--top-images", "4"]) == 0
-    assert "maps are AU detectors" in capsys.readouterr().out
+    said = capsys.readouterr().out
+    assert "maps are AU detectors" in said and "note: 14 images only" in said
     _check_report(out, 14)
+    # a report on few images says so itself (it was said on the terminal only; the report is what is shared)
+    assert json.loads((out / "report.json").read_text())["note"].startswith("14 images only: a map's consistency")
+    assert "**Note: 14 images only" in (out / "report.md").read_text()
     # the report again, failing at a late picture: the earlier report stays whole (not a new report.json
     # beside the old report.md), and no temporary file is left
     before = {p.name: p.read_bytes() for p in out.iterdir()}

@@ -248,7 +248,10 @@ def analyse(model: ExpressionModel, ds: FaceDataset, layer: str | None = None, *
             bar.close()
     size = (h, w)
     active = vmax > 0
-    asg = AU.assign(peaks, active, size, radius, min_consistency)
+    # chance: where a map with no preference puts its peak, located as the maps' are (with rf, a peak lies near
+    # a cell's receptive-field centre: on a 3x3 layer near one of 9 places, not anywhere in the frame)
+    places = null_peaks(centres) if locate == "rf" else None
+    asg = AU.assign(peaks, active, size, radius, min_consistency, places=places)
     usage, se, raw, evid = _usage(vmax, attrib, y, asg, len(model.classes))
     zall = (vmax - vmax.mean(0)) / np.where(vmax.std(0) > 0, vmax.std(0), 1.0)
     layer_z = np.array([zall[y == c].mean() if (y == c).any() else np.nan for c in range(len(model.classes))])
@@ -306,11 +309,36 @@ def _r(x: float, n: int = 3) -> float | None:
     return None if x is None or not np.isfinite(x) else round(float(x), n)
 
 
+NULL_MAPS = 20000  #: maps of random noise whose peaks stand for chance (--locate rf)
+
+
+def null_peaks(centres: np.ndarray, n: int = NULL_MAPS, seed: int = 0) -> np.ndarray:
+    """The peaks ``[n, 2]`` (x, y pixels) of ``n`` maps of independent Gaussian noise on a layer whose
+    cells' receptive-field centres are ``centres`` (``[h, w, 2]``), located as ``--locate rf`` locates
+    a map's (its strongest cell, refined by a parabola, through the centres): where a map that prefers
+    no place puts its peak. Fixed ``seed``: the same chance every run."""
+    h, w = centres.shape[:2]
+    noise = np.random.default_rng(seed).standard_normal((n, 1, h, w)).astype(np.float32)
+    return cells_to_pixels(peak_cells(noise)[1][:, 0], centres)
+
+
+SMALL_SAMPLE = 500  #: fewer images than this: the report's numbers are said to be shaky
+
+
+def small_sample_note(n: int) -> str | None:
+    """What to say of a report on ``n`` images, when they are few."""
+    if n >= SMALL_SAMPLE:
+        return None
+    return (f"{n} images only: a map's consistency rests on a few peaks each, and many maps pass --min-consistency "
+            f"by chance; read these numbers from {SMALL_SAMPLE} images or more")
+
+
 def to_json(res: AUAnalysis, command: str | None = None) -> dict:
     A = AU.AU_NAMES
     asg = res.assignment
     per_class_n = np.bincount(res.labels, minlength=len(res.classes))
-    return {
+    few = small_sample_note(res.n)
+    return {**({"note": few} if few else {}),
         "model": res.model, "dataset": res.dataset, "split": res.split, "n_images": res.n,
         "n_images_in_split": res.n_total, "accuracy": round(res.accuracy, 4),
         "per_class_n": dict(zip(res.classes, per_class_n.tolist())),
@@ -569,6 +597,8 @@ def _markdown(res: AUAnalysis, data: dict, has_proj: bool) -> str:
              f"detector threshold {asg.min_consistency:.0%}. {res.seconds:.0f} s.\n")
     if data.get("command"):
         L.append(f"    {data['command']}\n")
+    if data.get("note"):
+        L.append(f"**Note: {data['note']}.**\n")
     L.append("## Findings\n")
     L.extend(f"* {s}" for s in _summary(res))
     L.append("")
@@ -582,7 +612,10 @@ def _markdown(res: AUAnalysis, data: dict, has_proj: bool) -> str:
     for i, row in enumerate(AU.au_table(res.size)):
         pts = " ".join(f"({x:.1f}, {y:.1f})" for x, y in row["points"])
         L.append(f"| {row['au']} | {row['name']} | {pts} | {asg.chance[i]:.3f} |")
-    L.append(f"\n*chance*: the fraction of the frame's pixels that sit on the AU (none: {asg.chance[-1]:.3f}).\n")
+    over = (f"the peaks of {asg.chance_places:,} maps of random noise on this layer, located as the maps' are,"
+            if asg.chance_places else "the frame's pixels")
+    L.append(f"\n*chance*: the fraction of {over} that sit on the AU (none: {asg.chance[-1]:.3f}); a map's *lift* is "
+             f"its consistency over it.\n")
     L.append("## Feature maps and AUs\n")
     L.append("For every map, the fraction of the images (where it fires) in which its maximal response sits on each "
              "AU (the distance function of Zhu et al.; columns sorted by assigned AU):\n")

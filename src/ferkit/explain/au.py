@@ -51,8 +51,12 @@ every decision below uses ``D`` itself.
 nearest AU and ``D <= radius`` (default 0.5 d = 9 px at 48x48; farther peaks sit on no AU). Over
 a dataset split, for each map: ``hits[k, a]`` is the fraction of the images where the map fires
 (maximum > 0) in which its peak sits on ``a``. The map is assigned to the AU it most often sits
-on; its *consistency* is that fraction, and its *lift* the ratio to chance (the fraction of the
-frame's pixels that sit on that AU). A map is a *detector* of its AU when its consistency is at
+on; its *consistency* is that fraction, and its *lift* the ratio to chance: the fraction of the
+places where a map with no preference puts its peak that sit on that AU. With ``--locate rf`` a peak
+lies near a cell's receptive-field centre, so those places are the peaks of maps of random noise
+located the same way (:func:`ferkit.explain.analysis.null_peaks`): against the frame's pixels, such
+maps scored a lift of about 1.5 on a 6x6 layer and 2.5 on a 3x3 one; with ``--locate deconv`` they
+are the frame's pixels. A map is a *detector* of its AU when its consistency is at
 least ``min_consistency`` (default 1/3: on that AU in at least a third of the images).
 """
 
@@ -161,12 +165,17 @@ def nearest(dist: np.ndarray, radius: float = DEFAULT_RADIUS) -> np.ndarray:
     return np.where(near <= radius, idx, len(AU_NAMES))
 
 
-def chance(size: tuple[int, int] = (48, 48), radius: float = DEFAULT_RADIUS) -> tuple[np.ndarray, np.ndarray]:
-    """For a peak at a uniformly random pixel of the frame: the probability that it sits on each
-    AU (``[A + 1]``, last = none) and its mean distance to each AU (``[A]``)."""
-    h, w = size
-    yy, xx = np.mgrid[:h, :w]
-    pts = np.stack([xx.ravel(), yy.ravel()], -1).astype(np.float64)
+def chance(size: tuple[int, int] = (48, 48), radius: float = DEFAULT_RADIUS,
+           places: np.ndarray | None = None) -> tuple[np.ndarray, np.ndarray]:
+    """For a peak at a uniformly random one of ``places`` (``[P, 2]`` x, y pixels: where a peak can
+    be; None: every pixel of the frame): the probability that it sits on each AU (``[A + 1]``, last =
+    none) and its mean distance to each AU (``[A]``)."""
+    if places is None:
+        h, w = size
+        yy, xx = np.mgrid[:h, :w]
+        pts = np.stack([xx.ravel(), yy.ravel()], -1).astype(np.float64)
+    else:
+        pts = np.asarray(places, np.float64).reshape(-1, 2)
     dist = distances(pts, size)
     idx = nearest(dist, radius)
     return np.bincount(idx, minlength=len(AU_NAMES) + 1) / len(idx), dist.mean(0)
@@ -187,6 +196,7 @@ class Assignment:
     chance_dist: np.ndarray  #: [A]
     radius: float
     min_consistency: float
+    chance_places: int = 0  #: how many places stand for chance (the ``places`` given); 0: every pixel of the frame
 
     def detectors(self, a: int) -> np.ndarray:
         """Detector maps of AU index ``a``, most consistent first."""
@@ -204,14 +214,18 @@ class Assignment:
                          "none": round(float(self.hits[k, -1]), 4)})
         return {"radius": self.radius, "min_consistency": self.min_consistency, "maps": maps,
                 "chance": {n: round(float(p), 4) for n, p in zip(AU_NAMES + ("none",), self.chance)},
+                "chance_over": f"the peaks of {self.chance_places} maps of random noise" if self.chance_places
+                else "the frame's pixels",
                 "chance_mean_distance": {n: round(float(p), 4) for n, p in zip(AU_NAMES, self.chance_dist)},
                 "detectors": {n: [int(k) for k in self.detectors(i)] for i, n in enumerate(AU_NAMES)}}
 
 
 def assign(peaks: np.ndarray, active: np.ndarray, size: tuple[int, int] = (48, 48),
-           radius: float = DEFAULT_RADIUS, min_consistency: float = DEFAULT_MIN_CONSISTENCY) -> Assignment:
+           radius: float = DEFAULT_RADIUS, min_consistency: float = DEFAULT_MIN_CONSISTENCY,
+           places: np.ndarray | None = None) -> Assignment:
     """Assign each map to an AU from its peaks ``[N, K, 2]`` (x, y pixels) over ``N`` images and
-    where it fires, ``active`` ``[N, K]`` (bool)."""
+    where it fires, ``active`` ``[N, K]`` (bool). ``places``: where a peak can be (``[..., 2]``, the
+    cells' centres when peaks are placed there), for chance; None: anywhere in the frame."""
     peaks = np.asarray(peaks, np.float64)
     active = np.asarray(active, bool)
     n, k = active.shape
@@ -227,7 +241,8 @@ def assign(peaks: np.ndarray, active: np.ndarray, size: tuple[int, int] = (48, 4
     mean_dist = (dist * active[..., None]).sum(0) / denom
     au = np.where(n_active > 0, hits[:, :A].argmax(1), -1)
     cons = np.where(au >= 0, hits[np.arange(k), np.maximum(au, 0)], 0.0)
-    p0, d0 = chance(size, radius)
+    p0, d0 = chance(size, radius, places)
     lift = np.where(au >= 0, cons / np.maximum(p0[np.maximum(au, 0)], 1e-9), 0.0)
     det = (au >= 0) & (cons >= min_consistency)
-    return Assignment(hits, mean_dist, n_active, au, cons, lift, det, p0, d0, radius, min_consistency)
+    n_places = 0 if places is None else int(np.asarray(places).size // 2)
+    return Assignment(hits, mean_dist, n_active, au, cons, lift, det, p0, d0, radius, min_consistency, n_places)
