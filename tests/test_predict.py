@@ -522,6 +522,23 @@ def test_a_slow_webcams_times_and_recording_keep_to_the_clock(monkeypatch, tmp_p
     capsys.readouterr()
 
 
+def test_predict_on_a_webcam_returns_its_frames_when_interrupted(monkeypatch):
+    # a camera runs until stopped: Ctrl+C (a notebook's stop) threw away every frame read so far
+    fake_camera(monkeypatch, good=50)
+    real, reads = FakeCamera.read, []
+
+    def read(self):
+        reads.append(1)
+        if len(reads) == 4:
+            raise KeyboardInterrupt
+        return real(self)
+
+    monkeypatch.setattr(FakeCamera, "read", read)
+    with pytest.warns(UserWarning, match="webcam:0: interrupted after 3 frame"):
+        rs = ferkit.Recognizer(model="fast").predict(0)
+    assert [r.frame for r in rs] == [0, 1, 2] and rs.source == "webcam:0" and rs.failed == []
+
+
 def test_a_second_webcam_recording_into_one_out_folder_keeps_the_first(monkeypatch, tmp_path, capsys):
     # a camera's recording is new data each time: the second one replaced the first's video, CSV and JSON
     out = tmp_path / "o"

@@ -331,6 +331,8 @@ class Recognizer:
         arrays, PIL images, bytes: one result each, in order; what cannot be read is in ``.failed``,
         as a folder's, with its place in the list), for a folder (its images, then its videos'
         frames, as ``ferkit predict`` reads it, ``every`` and ``max_frames`` for each video;
+        a webcam runs until ``max_frames``, or until interrupted (Ctrl+C, a notebook's stop): its
+        frames so far are returned;
         ``.failed`` lists the unreadable files and a video's lost frames, ``.ignored`` the files
         that are neither images nor videos by their name, hidden files and hidden folders), a video file
         or a webcam (one per processed frame). One image's pixels are kept (``keep_images=False``:
@@ -398,10 +400,19 @@ class Recognizer:
         reader = VideoReader(source)
         res = Results(source=reader.name, fps=reader.fps)
         with reader:
-            for r in self.stream(reader, every=every, max_frames=max_frames):
-                if not keep:
-                    r.image = None
-                res.append(r)
+            try:
+                for r in self.stream(reader, every=every, max_frames=max_frames):
+                    if not keep:
+                        r.image = None
+                    res.append(r)
+            except KeyboardInterrupt:
+                if not reader.is_camera:
+                    raise
+                # a camera runs until stopped (without max_frames): interrupted, its frames so far are the result
+                import warnings
+
+                warnings.warn(f"{reader.name}: interrupted after {len(res)} frame(s): those are returned",
+                              stacklevel=2)
         res.failed = frame_failures(reader.name, reader.errors, every)
         return res
 
