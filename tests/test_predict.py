@@ -522,6 +522,32 @@ def test_a_slow_webcams_times_and_recording_keep_to_the_clock(monkeypatch, tmp_p
     capsys.readouterr()
 
 
+def test_a_variable_rate_videos_annotated_video_keeps_its_timing(tmp_path):
+    # written one frame per frame at the average rate, a phone's slow half played fast and its fast half slow:
+    # frame 12 of 24 (at 3 s of 15) came at 7.5 s
+    from conftest import variable_rate_video
+
+    clip = variable_rate_video(tmp_path / "vfr.mp4", n=24, fps=4)  # 12 frames 0.25 s apart, then 12 1 s apart
+    assert main(["predict", str(clip), "--out", str(tmp_path / "o"), "--json", str(tmp_path / "v.json"),
+                 "--quiet", "--model", "fast"]) == 0
+    times = [e["time"] for e in json.loads((tmp_path / "v.json").read_text())]
+    assert len(times) == 24 and times[12] == pytest.approx(3.0, abs=0.01)  # (the results: every frame, its time)
+    def frames(path):
+        cap, out = cv2.VideoCapture(str(path)), []
+        while True:
+            ok, f = cap.read()
+            if not ok:
+                return out, cap.get(cv2.CAP_PROP_FPS)
+            out.append(cv2.resize(f, (80, 60), interpolation=cv2.INTER_AREA).astype(np.float32))
+
+    source, _ = frames(clip)
+    drawn, fps = frames(tmp_path / "o" / "vfr_ferkit.mp4")
+    shows = [int(np.argmin([np.mean((d - f) ** 2) for f in source])) for d in drawn]  # the source frame each shows
+    assert abs(len(drawn) / fps - 15.0) <= 1.0 / fps + 1e-6  # as long as the source
+    # each moment shows the frame taken then: at 3 s frame 12 (not 5), at 7 s frame 16 (not 11), at 13 s frame 22
+    assert [shows[round(t * fps)] for t in (3.0, 7.0, 13.0)] == [12, 16, 22], shows
+
+
 def test_predict_on_a_webcam_returns_its_frames_when_interrupted(monkeypatch):
     # a camera runs until stopped: Ctrl+C (a notebook's stop) threw away every frame read so far
     fake_camera(monkeypatch, good=50)

@@ -308,11 +308,25 @@ def run_video(rec: Recognizer, path: str | int, a: argparse.Namespace, stem: Pat
                             writer.write(frame)
                             written += 1
                             shown_last = frame
-                        elif writer is not None:
+                        elif writer is not None and abs((r.time or 0.0) * reader.fps - (r.frame or 0)) <= 0.5:
                             # frames to be read that were lost before this one: a card each, so that
                             # the annotated video keeps the source's timing (and shows the loss)
                             write_cards(writer, frame.shape, reader.errors, next_frame, r.frame or 0, every)
                             writer.write(frame)
+                            written, shown_last = (r.frame or 0) // every + 1, frame
+                        elif writer is not None:
+                            # a variable-rate video's frame, off its average rate's clock (written one per
+                            # frame, a phone's slow first second played fast, its fast second slow): at the
+                            # average rate, the last frame is held until this one's time, and a frame whose
+                            # place a faster one before it took is left out of the video (not of the results)
+                            due = int(round((r.time or 0.0) * reader.fps / every))
+                            while shown_last is not None and written < due:
+                                writer.write(shown_last)
+                                written += 1
+                            if written <= due:
+                                writer.write(frame)
+                                written += 1
+                            shown_last = frame
                     next_frame = (r.frame or 0) + every
                     if window is not None:
                         try:
