@@ -168,6 +168,11 @@ def test_results_save_names_every_image_apart(rec, tmp_path):
     assert len(set(names)) == 2 and names[1] == names[0].replace("_ferkit", "_2_ferkit")
     with pytest.raises(FerkitError, match="is a file"):
         res.save(written[0])
+    # a video's or an image's name: a folder of that name was made and filled with PNGs
+    for name, hint in (("annotated.mp4", "ferkit predict VIDEO --out FOLDER"), ("all.png", r"results\[i\].save")):
+        with pytest.raises(FerkitError, match=f"save writes a folder of annotated pictures.*{hint}"):
+            res.save(tmp_path / name)
+        assert not (tmp_path / name).exists()
 
 
 def test_source_kinds(tmp_path):

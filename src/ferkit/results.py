@@ -300,6 +300,14 @@ class Results(list[Result]):
 
         if not isinstance(folder, (str, os.PathLike)) or not str(folder).strip():
             raise FerkitError(f"save wants a folder path, got {folder!r}")
+        from .io import is_image_file, is_video_file
+
+        if (is_video_file(folder) or is_image_file(folder)) and not Path(folder).exists():
+            # (a folder named clip.mp4 filled with PNGs, where a video was asked for)
+            raise FerkitError(f"{folder}: save writes a folder of annotated pictures, one per result, not "
+                              f"{'a video' if is_video_file(folder) else 'one image'}: give a folder"
+                              + (" (an annotated video: `ferkit predict VIDEO --out FOLDER`)"
+                                 if is_video_file(folder) else "; one result's picture: results[i].save(path)"))
         where = Path(folder)
         check_out_folder("save", where)
         where.mkdir(parents=True, exist_ok=True)
