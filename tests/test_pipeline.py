@@ -271,7 +271,7 @@ def test_iou_matrix():
     assert iou_matrix(a, b) == pytest.approx(np.array([[1 / 3, 0, 1]]))
 
 
-def test_video_end_to_end_tracks_one_face(rec, tmp_path):
+def test_video_end_to_end_tracks_one_face(rec, tmp_path, capfd):
     video = moving_video(tmp_path / "clip.mp4", n=24, fps=12)
     res = rec.predict(str(video))
     assert isinstance(res, Results) and len(res) == 24 and res.fps == pytest.approx(12)
@@ -282,8 +282,11 @@ def test_video_end_to_end_tracks_one_face(rec, tmp_path):
     xs = [r.faces[0].box[0] for r in res]
     assert xs[-1] - xs[0] > 60  # the face drifted right and the boxes followed
     assert res[0].image is None  # frames' pixels are not kept
-    half = rec.predict(str(video), every=2)
+    capfd.readouterr()
+    half = rec.predict(str(video), every=2, progress=True)
     assert [r.frame for r in half] == list(range(0, 24, 2))
+    err = capfd.readouterr().err  # a bar of the frames processed (progress=True was for a folder's images only)
+    assert "clip.mp4: 100%" in err and "12/12" in err, err
 
 
 def test_video_fast_path_matches_full_detection(rec, tmp_path):

@@ -1249,3 +1249,6 @@ def test_an_annotated_video_browsers_play(tmp_path, capfd):
         assert len(list(got)) == 4 and got.fps == 8
     assert main(["predict", str(tmp_path / "in"), "--csv", str(tmp_path / "r.csv"), "--no-progress"]) == 0
     assert f"{out / 'clip_ferkit.webm'}: an annotated copy ferkit wrote of" in capsys.readouterr().err
+    # without --out there is no annotated video: the option is said to do nothing (it was taken silently)
+    assert main(["predict", str(video), "--json", str(tmp_path / "v.json"), "--video-format", "webm", "--quiet"]) == 0
+    assert "--video-format webm does nothing without --out" in capsys.readouterr().err

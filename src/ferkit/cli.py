@@ -1528,7 +1528,9 @@ def build_parser() -> argparse.ArgumentParser:
                         "none: each image is already a face crop")
     g.add_argument("--min-face", type=int, default=20, metavar="PX", help="smallest face searched for, in pixels")
     g.add_argument("--thresholds", metavar="P,R,O", default="0.6,0.7,0.9", help="MTCNN stage thresholds")
-    g.add_argument("--max-faces", type=int, metavar="N", help="keep the N most confident faces per image")
+    g.add_argument("--max-faces", type=int, metavar="N",
+                   help="keep the N most confident faces per image (in a video: the faces already followed first, "
+                        "so the ones kept stay the same while in view)")
     g.add_argument("--tta", choices=["none", "flip", "tencrop"], default="none", help=TTA_HELP)
     g = s.add_argument_group("outputs")
     g.add_argument("--out", metavar="DIR", help="annotated images / videos, per-source JSON, video CSV and plots "

@@ -386,7 +386,8 @@ class Recognizer:
                 start = len(res)
                 try:
                     with reader:
-                        for r in self.stream(reader, every=every, max_frames=max_frames):
+                        for r in _frames_bar(self.stream(reader, every=every, max_frames=max_frames), reader, every,
+                                             max_frames, progress):
                             if not keep:
                                 r.image = None
                             res.append(r)
@@ -401,7 +402,8 @@ class Recognizer:
         res = Results(source=reader.name, fps=reader.fps)
         with reader:
             try:
-                for r in self.stream(reader, every=every, max_frames=max_frames):
+                for r in _frames_bar(self.stream(reader, every=every, max_frames=max_frames), reader, every,
+                                     max_frames, progress):
                     if not keep:
                         r.image = None
                     res.append(r)
@@ -493,6 +495,24 @@ class Recognizer:
         finally:
             if reader is not source:
                 reader.close()
+
+
+def _frames_bar(results: Iterator[Result], reader: VideoReader, every: int, max_frames: int | None,
+                progress: bool) -> Iterator[Result]:
+    """``results`` as they come, counted on a progress bar (``progress``) of the video's frames to be
+    processed (as its header says; none for a camera)."""
+    if not progress:
+        yield from results
+        return
+    from tqdm.auto import tqdm
+
+    total = -(-reader.frame_count // every) if reader.frame_count else None
+    if total is not None and max_frames is not None:
+        total = min(total, max_frames)
+    with tqdm(total=total, desc=Path(reader.name).name, unit="frame") as bar:
+        for r in results:
+            bar.update(1)
+            yield r
 
 
 def _keep_sizes(dets: list[Detection], prev: np.ndarray) -> None:

@@ -565,6 +565,9 @@ def _predict(a: argparse.Namespace, results_out) -> int:
             # (before the display's: its "record instead with --headless" would only lead to this)
             raise CameraError(camera_missing_message(int(a.webcam)))
         Window.check()
+    if getattr(a, "video_format", "mp4") != "mp4" and not a.out:
+        print(f"ferkit: note: --video-format {a.video_format} does nothing without --out (it is the annotated "
+              f"video's format, which --out writes)", file=sys.stderr)
     if a.webcam is not None and a.headless and not (a.out or a.json or a.csv):
         print("ferkit: note: --webcam --headless without --out, --json or --csv: nothing is shown or saved; the "
               "camera is read until Ctrl+C (or --max-frames), then a summary is printed", file=sys.stderr)
