@@ -202,7 +202,10 @@ def test_broken_video_is_one_line_without_ffmpeg_noise(tmp_path, text):
     r = subprocess.run([sys.executable, "-m", "ferkit.cli", "predict", str(fake)], capture_output=True, text=True,
                        env=env)
     assert r.returncode == 1 and "Traceback" not in r.stderr
-    assert r.stderr == f"ferkit: error: {fake}: not a video OpenCV can open (corrupt, or an unsupported format)\n"
+    # FFmpeg's own error, said in ferkit's line (an MP4 without its index: a cut recording is the usual cause)
+    assert r.stderr == (f"ferkit: error: {fake}: not a video OpenCV can open (corrupt, or an unsupported format; "
+                        f"FFmpeg: 'moov atom not found', no MP4 index in it, as in a recording cut off before it was "
+                        f"finished (the index is written last))\n")
 
 
 def test_parser_builds():

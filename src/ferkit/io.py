@@ -1025,6 +1025,10 @@ def _ffmpeg_log_level() -> int:
         return -8
 
 
+#: containers that store no frame count: OpenCV estimates it (duration x rate)
+COUNT_ESTIMATED = (".webm", ".mkv")
+
+
 class VideoReader:
     """Frames of a video file or a camera (``source`` an int: the camera index), as RGB arrays.
 
@@ -1068,8 +1072,9 @@ class VideoReader:
                 cv2.utils.logging.setLogLevel(level)
         else:
             said = DecoderMessages()
+            heard: list[tuple[int, str]] = []
             try:
-                with said.catch():  # FFmpeg's words on a broken file: ferkit says it in one line below
+                with said.catch() as heard:  # FFmpeg's words on a broken file: ferkit says it in one line below
                     threads = getattr(cv2, "CAP_PROP_N_THREADS", None)  # OpenCV 4.7 or later
                     self.cap = None
                     level = cv2.utils.logging.getLogLevel()  # OpenCV's "can't be used to capture" warnings:
@@ -1116,10 +1121,17 @@ class VideoReader:
             self.close()
             if self.is_camera:
                 raise CameraError(camera_missing_message(int(source)))
-            raise ImageDecodeError(f"{self.name}: not a video OpenCV can open (corrupt, or an unsupported format)")
+            why = next((text for level, text in reversed(heard) if level <= 16), None)  # FFmpeg's last error
+            hint = ("; FFmpeg: 'moov atom not found', no MP4 index in it, as in a recording cut off before it was "
+                    "finished (the index is written last)" if why and "moov atom not found" in why
+                    else f"; FFmpeg: {why}" if why else "")
+            raise ImageDecodeError(f"{self.name}: not a video OpenCV can open (corrupt, or an unsupported format"
+                                   f"{hint})")
         fps = float(self.cap.get(cv2.CAP_PROP_FPS) or 0.0)
         self.fps = fps if 0 < fps < 1000 else (30.0 if self.is_camera else 25.0)
         self.frame_count = int(self.cap.get(cv2.CAP_PROP_FRAME_COUNT) or 0) if not self.is_camera else 0
+        #: the container stores no frame count (Matroska, WebM): OpenCV's is the duration times the rate
+        self.count_estimated = not self.is_camera and Path(source).suffix.lower() in COUNT_ESTIMATED
         self.width = int(self.cap.get(cv2.CAP_PROP_FRAME_WIDTH) or 0)
         self.height = int(self.cap.get(cv2.CAP_PROP_FRAME_HEIGHT) or 0)
         self.errors: list[tuple[int, str]] = []
@@ -1214,7 +1226,8 @@ class VideoReader:
             yield idx, t, frame
             idx += 1
         tail = [why for i, why in self.errors if i > last_i]
-        if (stamps and last_t is not None and tail and all(why == self.UNREADABLE for why in tail)
+        if (self.count_estimated and stamps and last_t is not None and tail
+                and all(why == self.UNREADABLE for why in tail)
                 and int(round(last_t * self.fps)) > last_i
                 and (last_t + max(gap, 1 / self.fps)) * self.fps >= self.frame_count - 1.5):
             # reads that failed after the last frame, which (lasting as long as the one before it) ends the
