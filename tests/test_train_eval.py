@@ -198,7 +198,18 @@ def test_resume_after_interruption_gives_the_same_model(folder, tmp_path, traine
     assert [r["epoch"] for r in json.loads((run / "log.json").read_text())] == [1, 2, 3]
 
 
-def test_ctrl_c_is_held_only_over_pythons_own_handler():
+@pytest.fixture
+def pythons_sigint():
+    """Python's own SIGINT handler for the test, whatever the test run's (pytest started as a background job of
+    a script, `nohup make test &`, inherits SIGINT ignored, and Python then installs no handler of its own)."""
+    import signal
+
+    old = signal.signal(signal.SIGINT, signal.default_int_handler)
+    yield
+    signal.signal(signal.SIGINT, old)
+
+
+def test_ctrl_c_is_held_only_over_pythons_own_handler(pythons_sigint):
     """Where SIGINT is ignored (a script's background job) or handled by a host, the block leaves it be:
     it raised KeyboardInterrupt in a process that ignored the signal."""
     import importlib
@@ -218,7 +229,8 @@ def test_ctrl_c_is_held_only_over_pythons_own_handler():
     assert signal.getsignal(signal.SIGINT) is signal.default_int_handler
 
 
-def test_ctrl_c_while_an_epochs_files_are_written_is_held_until_they_are(folder, tmp_path, monkeypatch):
+def test_ctrl_c_while_an_epochs_files_are_written_is_held_until_they_are(folder, tmp_path, monkeypatch,
+                                                                          pythons_sigint):
     """SIGINT in the middle of writing an epoch's files (here: between its checkpoint and its log) is
     raised once they are all written, so the epoch is not lost. It came a second after the epoch's line,
     behind the plot, and a Ctrl+C there lost the epoch."""
