@@ -323,6 +323,28 @@ def test_explain_writes_pictures_for_the_bundled_photo(method, tmp_path, capsys)
         assert cam.std() > 20  # (a picture, not a flat tile)
 
 
+def test_explain_deconvolves_the_maps_named(tmp_path, capsys):
+    # an au-analysis report names detector maps ("AU5: map 15"); only the K strongest could be drawn
+    from ferkit.explain import explain_image
+
+    top = explain_image(EXAMPLE, None, layer="stages.4", maps=4)["faces"][0]["maps"]
+    want = [top[2]["map"], top[0]["map"], 7]
+    assert main(["explain", str(EXAMPLE), "--layer", "stages.4", "--map", ",".join(map(str, want)),
+                 "--out", str(tmp_path)]) == 0
+    got = json.loads((tmp_path / "astronaut_deconv.json").read_text())["faces"][0]["maps"]
+    assert [r["map"] for r in got] == want  # in the order named
+    assert [r["activation"] for r in got[:2]] == [top[2]["activation"], top[0]["activation"]]
+    capsys.readouterr()
+    for argv, msg in ((["--map", "128"], "layer stages.4 has 128 maps, 0..127: no map 128"),
+                      (["--map", "1", "--maps", "3"], "give one of them"),
+                      (["--map", "1", "--method", "gradcam"], "for --method deconv")):
+        assert main(["explain", str(EXAMPLE), "--layer", "stages.4", "--out", str(tmp_path / "x"), *argv]) == 1
+        assert msg in capsys.readouterr().err
+    with pytest.raises(SystemExit):
+        main(["explain", str(EXAMPLE), "--map", "a,b", "--out", str(tmp_path / "x")])
+    assert "feature map numbers separated by commas" in capsys.readouterr().err
+
+
 def test_an_empty_class_map_is_called_empty_not_a_peak(tmp_path, capsys):
     # the default model on the smiling astronaut: nothing at its last stage raises 'surprise' (ReLU leaves zeros)
     assert main(["explain", str(EXAMPLE), "--method", "gradcam", "--class", "surprise", "--layer", "stages.11",

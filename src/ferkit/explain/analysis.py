@@ -454,7 +454,7 @@ def _fig_projections(res: AUAnalysis, path: Path) -> bool:
         return False
     ncols = max(len(v) for _, v in rows) * 2
     fig, axes = subplots(len(rows), ncols, figsize=(1.25 * ncols, 1.35 * len(rows) + 0.4), dpi=80,
-                             squeeze=False)
+                         squeeze=False)
     pts = AU.au_points(res.size)
     for r, (name, items) in enumerate(rows):
         for j in range(ncols):
@@ -468,10 +468,10 @@ def _fig_projections(res: AUAnalysis, path: Path) -> bool:
                 ax.scatter(pts[name][:, 0], pts[name][:, 1], marker="+", s=30, c="#00ff66", linewidths=1)
             ax1.set_title(f"{name} map {d['map']}", fontsize=6.5)
             ax2.set_title(f"cons {d['consistency']:.2f}, n={d['n']}", fontsize=6.5)
-    fig.suptitle("mean deconvolution projections of each AU's top detector maps (signed | magnitude; + = AU point)",
-                 fontsize=8)
+    fig.suptitle("mean deconvolution projections of each AU's top detector maps (+ = AU point)\nsigned: gray 0, "
+                 "light +, dark -  |  magnitude: black 0 to yellow, each map's own largest", fontsize=8)
     # the title's own 0.4 inch at the top, however many rows: the first row's titles stay clear of it
-    fig.tight_layout(rect=(0, 0, 1, 1 - 0.4 / fig.get_figheight()))
+    fig.tight_layout(rect=(0, 0, 1, 1 - 0.55 / fig.get_figheight()))
     fig.savefig(path)
     return True
 
@@ -484,7 +484,12 @@ def _fig_peak_density(res: AUAnalysis, path: Path) -> None:
     p = res.peaks[act]
     hist, _, _ = np.histogram2d(p[:, 1], p[:, 0], bins=(h // 2, w // 2), range=((-0.5, h - 0.5), (-0.5, w - 0.5)))
     fig, ax = subplots(figsize=(4.2, 4.2), dpi=90)
-    ax.imshow(np.log1p(hist), cmap="magma", extent=(-0.5, w - 0.5, h - 0.5, -0.5))
+    im = ax.imshow(np.log1p(hist), cmap="magma", extent=(-0.5, w - 0.5, h - 0.5, -0.5))
+    bar = fig.colorbar(im, ax=ax, fraction=0.046, pad=0.02)
+    top = int(hist.max())
+    ticks = [v for v in (0, 10, 100, 1000, 10000, 100000) if v <= top] + ([top] if top else [])
+    bar.set_ticks(np.log1p(ticks), labels=[f"{v:,}" for v in ticks], fontsize=6)
+    bar.set_label("peaks in the 2x2 px cell", fontsize=7)
     for name, q in AU.au_points(res.size).items():
         ax.scatter(q[:, 0], q[:, 1], s=10, c="#00ff66")
         for x, y in q[:1]:

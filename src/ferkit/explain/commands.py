@@ -28,7 +28,9 @@ def explain_cli(a: argparse.Namespace) -> int:
                           f"as an image can be explained)")
     if a.method != "deconv" and a.maps is not None:
         print(f"note: --maps is for --method deconv; {a.method} draws one map per face", file=sys.stderr)
-    a.maps = a.maps or 8
+    if a.map_ids is not None and a.maps is not None:
+        raise FerkitError("--map names the maps, --maps asks for the strongest K: give one of them")
+    a.maps = a.map_ids if a.map_ids is not None else a.maps or 8
     if a.target is not None and a.method == "deconv":
         raise FerkitError("--class explains one class with --method gradcam or guided; deconv shows the feature "
                           "maps that respond most to the face, whatever the class")
@@ -38,7 +40,7 @@ def explain_cli(a: argparse.Namespace) -> int:
                         detector=a.detector, target=a.target, min_face_size=a.min_face, max_faces=a.max_faces,
                         device=a.device)
     n_maps = res["layer_shape"][0]
-    if res["method"] == "deconv" and a.maps > n_maps:
+    if res["method"] == "deconv" and isinstance(a.maps, int) and a.maps > n_maps:
         print(f"note: layer {res['layer']} has {n_maps} maps: --maps {a.maps} shows all {n_maps}", file=sys.stderr)
     n = len(res["faces"])
     print(f"{a.image}: {n} face{'s' if n != 1 else ''}, {res['method']} at layer {res['layer']} "
@@ -80,6 +82,18 @@ def explain_cli(a: argparse.Namespace) -> int:
     return 0
 
 
+
+
+def map_list(text: str) -> list[int]:
+    """``--map 15`` or ``--map 15,3,91``: feature map numbers."""
+    try:
+        out = [int(v) for v in text.split(",")]
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"feature map numbers separated by commas (15 or 15,3,91), got {text!r}") \
+            from None
+    if any(v < 0 for v in out):
+        raise argparse.ArgumentTypeError(f"feature map numbers are 0 or more, got {text!r}")
+    return out
 
 
 def au_analysis_cli(a: argparse.Namespace) -> int:
@@ -190,6 +204,9 @@ def add_explain_parser(sub, fmt) -> None:
                    "stages.10, zhu_cnn features.9); the run prints the one it used")
     s.add_argument("--maps", type=positive_int, default=None, metavar="K",
                    help="deconv: how many feature maps (the strongest) (default: 8)")
+    s.add_argument("--map", dest="map_ids", type=map_list, default=None, metavar="N[,M...]",
+                   help="deconv: these feature maps instead of the strongest (e.g. the detector maps an au-analysis "
+                        "report names for this --layer), in this order")
     s.add_argument("--class", dest="target", metavar="NAME", help="gradcam/guided: explain this class instead of "
                    "the predicted one")
     s.add_argument("--out", metavar="DIR", help="folder for the PNGs and JSON (needed unless --list-layers)")

@@ -20,6 +20,7 @@ import os
 import warnings
 from functools import partial
 from pathlib import Path
+from collections.abc import Sequence
 from typing import Any, Callable
 
 import cv2
@@ -102,15 +103,17 @@ def _nearest_au(xy: np.ndarray, size: tuple[int, int]) -> tuple[str | None, floa
 
 
 def explain_image(source: Any, out: str | os.PathLike | None, *, model: str | ExpressionModel = "default",
-                  method: str = "deconv", layer: str | None = None, maps: int = 8, detector: str = "mtcnn",
-                  target: str | None = None, min_face_size: int | None = None, max_faces: int | None = None,
+                  method: str = "deconv", layer: str | None = None, maps: int | Sequence[int] = 8,
+                  detector: str = "mtcnn", target: str | None = None, min_face_size: int | None = None, max_faces: int | None = None,
                   device: str = "cpu") -> dict:
     """Explain every face of the image ``source`` with ``method``; writes into the folder ``out``
     and returns the JSON written (with ``files``: the paths written). ``source``: what
     :meth:`Recognizer.predict <ferkit.Recognizer.predict>` reads as one image (a path, encoded
     bytes, a PIL image, a numpy array); the files of one not read from a path are named after its
     type (``ndarray_deconv.png``). The files are written all or none: a failure leaves earlier
-    files of their names as they were.
+    files of their names as they were. ``maps`` (deconv): how many of the strongest feature maps to
+    project, or a sequence of map numbers to project those (``--map``: e.g. the detector maps an
+    ``au-analysis`` report names).
 
     ``out=None`` writes nothing and returns the pictures' arrays instead (a notebook's use): each
     face's ``map`` (Grad-CAM, or guided Grad-CAM's size; ``h x w`` floats in [0, 1] on the aligned
@@ -122,7 +125,13 @@ def explain_image(source: Any, out: str | os.PathLike | None, *, model: str | Ex
 
     if method not in METHODS:
         raise FerkitError(f"unknown method {method!r}; choose from: {', '.join(METHODS)}")
-    if isinstance(maps, bool) or not isinstance(maps, (int, np.integer)) or maps < 1:
+    chosen = None  # maps named (a sequence), not the strongest ``maps``
+    if isinstance(maps, (list, tuple, np.ndarray)):
+        chosen = [int(k) for k in maps]
+        if (not len(chosen) or any(isinstance(k, bool) or not isinstance(k, (int, np.integer)) for k in maps)
+                or any(k < 0 for k in chosen)):
+            raise FerkitError(f"--map wants feature map numbers, 0 or more; got {list(maps)!r}")
+    elif isinstance(maps, bool) or not isinstance(maps, (int, np.integer)) or maps < 1:
         raise FerkitError(f"--maps must be a whole number, at least 1; got {maps!r}")
     keep = out is None  # the arrays, not files
     if not keep and (not isinstance(out, (str, os.PathLike)) or not str(out).strip()):
@@ -137,6 +146,13 @@ def explain_image(source: Any, out: str | os.PathLike | None, *, model: str | Ex
         name = type(source).__name__
     m = torch_model(model, device)
     li, _ = resolve_layer(m, layer, "au" if method == "deconv" else "gradcam")
+    if chosen is not None:
+        if method != "deconv":
+            raise FerkitError("--map names feature maps to deconvolve: it is for --method deconv")
+        bad = [k for k in chosen if k >= li.shape[0]]
+        if bad:
+            raise FerkitError(f"layer {li.name} has {li.shape[0]} maps, 0..{li.shape[0] - 1}: no map "
+                              f"{', '.join(map(str, bad))}")
     tgt = None
     if target is not None:
         if target not in m.classes:
@@ -184,7 +200,11 @@ def explain_image(source: Any, out: str | os.PathLike | None, *, model: str | Ex
         centres = receptive_field_centres(m.net, li.name, m.input_size)
         acts = activations(m.net, x, li.name)
         for i, f in enumerate(faces):
-            idx, vals = top_maps(acts[i], int(maps))
+            if chosen is None:
+                idx, vals = top_maps(acts[i], int(maps))
+            else:  # the maps named, in their order: each one's strongest activation on this face
+                idx = np.array(chosen)
+                vals = acts[i].flatten(1).amax(1).numpy()[idx]
             proj = project(m.net, x, li.name, idx, np.full(len(idx), i))
             pk = projection_peaks(proj.images)
             rows, tiles, titles, marks = [], [render.to_rgb(crops[i])], [f"face {i + 1}: {f['label']}"], [None]
@@ -201,7 +221,10 @@ def explain_image(source: Any, out: str | os.PathLike | None, *, model: str | Ex
             arrays[i]["projections"] = tiles[1:]
             path = out / f"{stem}_face{i + 1}_deconv.png"
             writes.append((path, partial(render.grid, tiles, titles, ncols=min(len(tiles), 5),
-                                         title=f"{m.name} {li.name}: top {len(idx)} maps, deconvnet projections",
+                                         title=f"{m.name} {li.name}: " + (f"top {len(idx)} maps" if chosen is None else
+                                                                         f"map{'s' * (len(idx) > 1)} "
+                                                                         f"{', '.join(map(str, idx))}")
+                                         + ", deconvnet projections",
                                          marks=marks, bar=render.ColourBar("signed", ("-max", "0", "+max")),
                                          note="Each tile: the pixels that drive one feature map's strongest cell "
                                               "(deconvnet projection; gray 0, light and dark: the sign). 'map N: a "

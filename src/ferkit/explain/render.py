@@ -133,8 +133,8 @@ def grid(tiles: Sequence[np.ndarray], titles: Sequence[str], path: str | os.Path
     text_in = 0.14 * len(lines) + (0.1 if lines else 0)  # inches under the tiles for the note
     foot = text_in + (BAR_INCHES if bar is not None else 0)
     fig, axes = subplots(nrows, ncols, figsize=(tile_inches * ncols,
-                                                    (tile_inches + 0.2) * nrows + (0.35 if title else 0) + foot),
-                             dpi=100, squeeze=False)
+                                                (tile_inches + 0.2) * nrows + (0.35 if title else 0) + foot),
+                         dpi=100, squeeze=False)
     for i, ax in enumerate(axes.ravel()):
         ax.axis("off")
         if i >= n:
