@@ -334,7 +334,8 @@ def test_explain_deconvolves_the_maps_named(tmp_path, capsys):
     got = json.loads((tmp_path / "astronaut_deconv.json").read_text())["faces"][0]["maps"]
     assert [r["map"] for r in got] == want  # in the order named
     assert [r["activation"] for r in got[:2]] == [top[2]["activation"], top[0]["activation"]]
-    capsys.readouterr()
+    out = capsys.readouterr().out
+    assert f"; maps: {want[0]} (" in out and "strongest" not in out
     for argv, msg in ((["--map", "128"], "layer stages.4 has 128 maps, 0..127: no map 128"),
                       (["--map", "1", "--maps", "3"], "give one of them"),
                       (["--map", "1", "--method", "gradcam"], "for --method deconv")):

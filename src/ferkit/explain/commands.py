@@ -48,7 +48,7 @@ def explain_cli(a: argparse.Namespace) -> int:
     for f in res["faces"]:
         line = f"  face {f['face']}: {f['label']} {f['probabilities'][f['label']]:.2f}"
         if res["method"] == "deconv":
-            line += "; strongest maps: " + ", ".join(
+            line += ("; strongest maps: " if a.map_ids is None else "; maps: ") + ", ".join(
                 f"{r['map']} ({r['activation']:.2f}{', ' + r['nearest_au'] if r['nearest_au'] else ''})"
                 for r in f["maps"][:5])
         else:
