@@ -586,6 +586,7 @@ def test_webcam_that_stops_exits_1_with_its_frames_kept(monkeypatch, tmp_path, c
     captured = capsys.readouterr()
     assert "webcam:0: 4 frame(s) processed" in captured.out
     assert "the camera stopped giving frames" in captured.err and "Traceback" not in captured.err
+    assert "1 camera(s) stopped:" in captured.err and "frame(s) skipped" not in captured.err  # (it lost none)
     entries = json.loads(js.read_text())
     assert sum(1 for e in entries if "error" not in e) == 4 and entries[-1]["source"] == "webcam:0"
     assert "the camera stopped giving frames" in entries[-1]["error"]

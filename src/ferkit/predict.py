@@ -799,10 +799,14 @@ def _predict(a: argparse.Namespace, results_out) -> int:
         return 1
     if failed:
         whole = sum(f.frames is None for f in failed)
-        lost = sum(f.lost for f in failed)
-        videos = len({f.source for f in failed if f.frames is not None})
+        # a camera that stopped giving frames lost no frame: it ended (said as such, not as 1 frame skipped)
+        stops = [f for f in failed if f.frames is not None and f.error.startswith(VideoReader.CAMERA_STOPPED)]
+        runs = [f for f in failed if f.frames is not None and f not in stops]
+        lost = sum(f.lost for f in runs)
+        videos = len({f.source for f in runs})
         print("\n" + "; ".join(([f"{whole} source(s) failed"] if whole else []) +
-                               ([f"{lost} video frame(s) skipped in {videos} file(s)"] if lost else [])) + ":",
+                               ([f"{lost} video frame(s) skipped in {videos} file(s)"] if lost else []) +
+                               ([f"{len(stops)} camera(s) stopped"] if stops else [])) + ":",
               file=sys.stderr)
         for f in failed:
             print(f"  {shown(f.where)}: {shown(f.error)}", file=sys.stderr)
