@@ -909,11 +909,14 @@ def test_browser_upload_shows_happy(browser, live, tmp_path):
         assert "1 face in astronaut.jpg" in page.text_content("#status")
         wait_until(lambda: page.evaluate("() => document.getElementById('photo').complete"))
         assert overlay_pixels(page) > 500  # box, label and bars drawn over the photo
+        assert page.get_attribute("#photo", "alt") == "the uploaded photo, astronaut.jpg"  # (a screen reader's)
+        assert page.get_attribute("#status", "aria-live") == "polite"
         page.screenshot(path=str(tmp_path / "upload.png"), full_page=True)
         # a bad file: the server's refusal is shown, not swallowed
         page.set_input_files("#file", files=[{"name": "notes.jpg", "mimeType": "image/jpeg", "buffer": b"hello"}])
         page.wait_for_selector("#status.error")
         assert "not an image" in page.text_content("#status")
+        assert page.get_attribute("#status", "aria-live") == "assertive"  # an error is said at once
         assert page.locator("#faces .label").count() == 0
         assert page.locator("#photo").is_hidden()  # the empty frame, not a broken picture under the message
         # a format the server reads and this browser cannot show (TIFF): the results without the picture
@@ -1045,6 +1048,46 @@ def test_browser_webcam_live(browser, live, tmp_path, photo):
         page.click("#camera")
         assert page.text_content("#camera") == "Start webcam" and "Webcam off" in page.text_content("#status")
         assert page.text_content("#speed") == ""
+        assert not seen["errors"] and not seen["outside"], seen
+    finally:
+        ctx.close()
+
+
+@pytest.mark.slow
+@pytest.mark.timeout(300)
+def test_browser_says_a_proxys_failure_once(browser, live):
+    # a proxy's HTML page (no JSON): "(HTTP 502: HTTP 502 Bad Gateway)" said the status twice
+    ctx, page, seen = open_page(browser, live)
+    try:
+        page.route("**/v1/analyze", lambda route: route.fulfill(status=502, body="<html>Bad Gateway</html>",
+                                                                content_type="text/html"))
+        page.set_input_files("#file", str(EXAMPLE))
+        page.wait_for_selector("#status.error")
+        assert page.text_content("#status") == "The server failed on this request (HTTP 502 Bad Gateway); see its log."
+    finally:
+        ctx.close()
+
+
+@pytest.mark.slow
+@pytest.mark.timeout(300)
+def test_browser_shows_an_animations_first_frame_still(browser, live):
+    """The server reads an animation's first frame; the page showed it playing, and the boxes stayed where the
+    first frame's face was while the picture moved on (here: to plain blue)."""
+    photo = Image.open(EXAMPLE).convert("RGB")
+    blue = Image.new("RGB", photo.size, (0, 0, 255))
+    buf = io.BytesIO()
+    photo.save(buf, format="GIF", save_all=True, append_images=[blue, blue], duration=100, loop=0)
+    ctx, page, seen = open_page(browser, live)
+    try:
+        page.set_input_files("#file", files=[{"name": "anim.gif", "mimeType": "image/gif", "buffer": buf.getvalue()}])
+        page.wait_for_selector("#faces .label")
+        wait_until(lambda: page.evaluate("() => document.getElementById('photo').complete"))
+        page.wait_for_timeout(650)  # (past the first frame's 0.1 s and the loop's 0.3 s: playing, it shows blue)
+        # what is on the screen (a canvas's drawImage takes an animation's first frame whatever is shown)
+        shot = Image.open(io.BytesIO(page.locator("#photo").screenshot())).convert("RGB")
+        blue = sum(1 for r, g, b in shot.resize((32, 32)).getdata() if b > 200 and r < 60 and g < 60)
+        assert blue < 100, blue  # the photo, not the blue frames (all 1,024 cells blue when it played)
+        assert "only the first is read" in page.text_content("#status") and overlay_pixels(page) > 500
         assert not seen["errors"] and not seen["outside"], seen
     finally:
         ctx.close()
