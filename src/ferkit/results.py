@@ -266,26 +266,45 @@ class Results(list[Result]):
             def held(k: float) -> bool:
                 return start <= k < stop or (k == n and stop >= n > 0) or n == 0
 
+            index = self._frame_index() if any(f.frames is not None for f in self.failed) else None
             failed = [f for f in self.failed if (f.at is None and f.frames is None)
-                      or held(self._run_place(f) if f.frames is not None else min(f.at, n))]
+                      or held(self._run_place(f, index) if f.frames is not None else min(f.at, n))]
         # a folder's failures keep their place among the results kept (one place only for a plain slice)
         failed = [f if f.at is None else Failure(f.source, f.error, f.frames, f.step,
                                                   min(max(f.at - start, 0), len(got)) if step == 1 else None)
                   for f in failed]
         return Results(got, failed=failed, source=self.source, fps=self.fps, ignored=self.ignored)
 
-    def _run_place(self, f: Failure) -> float:
+    def _frame_index(self) -> tuple[dict[str, tuple[list[int], list[int]]], set[str]]:
+        """Each source's frames in order with their indices among the results, and the sources of the
+        results: worked out once for a slice's runs (per run, a slice of a long video took seconds)."""
+        by: dict[str, tuple[list[int], list[int]]] = {}
+        for k, r in enumerate(self):
+            if r.frame is not None:
+                fr, ks = by.setdefault(r.source, ([], []))
+                fr.append(r.frame)
+                ks.append(k)
+        return by, {r.source for r in self}
+
+    def _run_place(self, f: Failure, index=None) -> float:
         """Where a video's lost-frame run sits among the results: at its video's first result of a later
         frame; after its video's last result when none is later; at ``at`` (else the end) for a video
         none of whose frames is here. A run named after no result's source (a webcam's) belongs to the
-        frames when they come from one video."""
-        frames = [(k, r) for k, r in enumerate(self) if r.frame is not None]
-        own = [(k, r) for k, r in frames if r.source == f.source]
-        if not own and len({r.source for _, r in frames}) == 1 and f.source not in {r.source for r in self}:
-            own = frames
-        if not own:
+        frames when they come from one video. ``index``: :meth:`_frame_index`, when already made."""
+        import bisect
+
+        by, sources = index if index is not None else self._frame_index()
+        own = by.get(f.source)
+        if own is None and len(by) == 1 and f.source not in sources:
+            own = next(iter(by.values()))
+        if own is None:
             return len(self) if f.at is None else min(f.at, len(self))
-        return next((k for k, r in own if r.frame > f.frames[0]), own[-1][0] + 0.5)  # (+0.5: with that result)
+        frames, ks = own
+        if frames == sorted(frames):
+            j = bisect.bisect_right(frames, f.frames[0])
+        else:  # (frames not in order, as a hand-made list may be: the first later one)
+            j = next((i for i, fr in enumerate(frames) if fr > f.frames[0]), len(frames))
+        return ks[j] if j < len(ks) else ks[-1] + 0.5  # (+0.5: with its video's last result)
 
     def save(self, folder: str | os.PathLike) -> list[Path]:
         """Every result's annotated image into ``folder`` (made if need be), each named as

@@ -289,7 +289,13 @@ def crossval(cfg: TrainConfig, folds: int = 10, only: Sequence[int] | None = Non
             if saved.command and new_command and new_command != saved.command:  # the first command, then each resume
                 cfg = dataclasses.replace(cfg, command=f"{saved.command}{RESUMED}{new_command}")
             folds = int(prev["folds"])
-    subjects = fold_subjects(cfg, folds)  # validates the dataset and k
+    try:
+        subjects = fold_subjects(cfg, folds)  # validates the dataset and k
+    except FerkitError:
+        from .train import _WARNED_WARMUP
+
+        _WARNED_WARMUP.clear()  # (the remarks held back were never said: a later run in this process says them)
+        raise
     for w in said_early:  # (a --warmup remark, say, before "fer2013 has official splits" misled)
         warnings.warn_explicit(w.message, w.category, w.filename, w.lineno)
     rounds = list(range(folds)) if only is None else sorted({int(i) for i in only})
