@@ -204,8 +204,8 @@ def test_broken_video_is_one_line_without_ffmpeg_noise(tmp_path, text):
     assert r.returncode == 1 and "Traceback" not in r.stderr
     # FFmpeg's own error, said in ferkit's line (an MP4 without its index: a cut recording is the usual cause)
     assert r.stderr == (f"ferkit: error: {fake}: not a video OpenCV can open (corrupt, or an unsupported format; "
-                        f"FFmpeg: 'moov atom not found', no MP4 index in it, as in a recording cut off before it was "
-                        f"finished (the index is written last))\n")
+                        f"FFmpeg: 'moov atom not found', no MP4 index in it: not an MP4, or a recording cut off "
+                        f"before it was finished (the index is written last))\n")
 
 
 def test_parser_builds():

@@ -610,6 +610,31 @@ def test_a_variable_rate_videos_estimated_frame_count_is_no_lost_frames(tmp_path
         got = [i for i, _, _ in reader]
     assert got == list(range(20))
     assert [i for i, _ in reader.errors] == list(range(20, 60)) and reader.frame_count == 60
+    # the same clip as an MP4 (a count stored: its own is true) keeps the reads past its end as lost
+    with fio.VideoReader(clip.rename(tmp_path / "vfr.mp4")) as reader:
+        assert not reader.count_estimated
+        reader.fps, reader.frame_count = 4.0, 60
+        assert len(list(reader)) == 24 and [i for i, _ in reader.errors] == list(range(24, 60))
+    # a constant-rate clip whose reads skipped frames 10-13 unsaid: its stamps ran ahead once, and the
+    # reads that fail after its last frame are lost frames, in Matroska too (they were taken for its end)
+    from conftest import moving_video
+
+    cfr = moving_video(tmp_path / "cfr.mkv", n=24, fps=8, size=(160, 120))
+    with fio.VideoReader(cfr) as reader:
+        assert reader.count_estimated and reader.frame_count == 24
+        real, n = reader.cap.read, [0]
+
+        def skipping():
+            n[0] += 1
+            if n[0] == 11:
+                for _ in range(4):
+                    real()
+            return real()
+
+        reader.cap = type("Skip", (), {"read": staticmethod(skipping), "get": reader.cap.get,
+                                       "release": reader.cap.release})()
+        got = [i for i, _, _ in reader]
+    assert len(got) == 20 and [i for i, _ in reader.errors] == [20, 21, 22, 23], (got, reader.errors)
 
 
 def test_a_log_level_that_silences_ffmpeg_errors_is_said_once(tmp_path, monkeypatch):

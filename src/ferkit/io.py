@@ -1026,7 +1026,7 @@ def _ffmpeg_log_level() -> int:
 
 
 #: containers that store no frame count: OpenCV estimates it (duration x rate)
-COUNT_ESTIMATED = (".webm", ".mkv")
+COUNT_ESTIMATED = (".webm", ".mkv", ".ts", ".mts", ".m2ts", ".flv", ".mpg", ".mpeg", ".vob", ".ogv")
 
 
 class VideoReader:
@@ -1122,8 +1122,8 @@ class VideoReader:
             if self.is_camera:
                 raise CameraError(camera_missing_message(int(source)))
             why = next((text for level, text in reversed(heard) if level <= 16), None)  # FFmpeg's last error
-            hint = ("; FFmpeg: 'moov atom not found', no MP4 index in it, as in a recording cut off before it was "
-                    "finished (the index is written last)" if why and "moov atom not found" in why
+            hint = ("; FFmpeg: 'moov atom not found', no MP4 index in it: not an MP4, or a recording cut off "
+                    "before it was finished (the index is written last)" if why and "moov atom not found" in why
                     else f"; FFmpeg: {why}" if why else "")
             raise ImageDecodeError(f"{self.name}: not a video OpenCV can open (corrupt, or an unsupported format"
                                    f"{hint})")
@@ -1147,6 +1147,7 @@ class VideoReader:
         # camera, counted at the frame rate from the last stamp. Counted from the first frame: a
         # decoder's delay can stamp it one frame late (MPEG-1 in AVI)
         stamps, last_t, last_i, last_ms, zero, gap = not self.is_camera, None, 0, None, 0.0, 0.0
+        off_rate = gaps = 0  # the frame gaps that the average rate does not give, of all gaps
         while True:
             if self._said is not None:
                 with self._said.catch() as said:
@@ -1222,18 +1223,24 @@ class VideoReader:
             if t is None:
                 t = idx / self.fps if last_t is None else last_t + (idx - last_i) / self.fps
             gap = t - last_t if last_t is not None else 1 / self.fps
+            if last_t is not None and abs(gap * self.fps - (idx - last_i)) > 0.25 * (idx - last_i):
+                off_rate += 1  # a gap the average rate does not give: the rate varies (or frames went unsaid)
+            gaps += last_t is not None
             last_t, last_i = t, idx
             yield idx, t, frame
             idx += 1
         tail = [why for i, why in self.errors if i > last_i]
         if (self.count_estimated and stamps and last_t is not None and tail
-                and all(why == self.UNREADABLE for why in tail)
+                and all(why == self.UNREADABLE for why in tail) and len(tail) == len(self.errors)
+                and off_rate >= max(2, 0.1 * gaps)
                 and int(round(last_t * self.fps)) > last_i
                 and (last_t + max(gap, 1 / self.fps)) * self.fps >= self.frame_count - 1.5):
             # reads that failed after the last frame, which (lasting as long as the one before it) ends the
             # file's time: where the container stores no frame count (WebM, Matroska), OpenCV's is the
             # duration times the rate, which a variable-rate video's frames do not fill; those reads were
-            # no frames lost. (A constant-rate video's stamps keep to the count: its lost frames stay.)
+            # no frames lost. Only in a clean file whose rate varies throughout (a tenth of its gaps or more
+            # off the average): a constant-rate one whose frames went missing unsaid has one or two such
+            # gaps, and its lost frames stay.
             self.errors = [e for e in self.errors if e[0] < last_i]
             self.frame_count = last_i + 1
         if self.frames_read == 0:
