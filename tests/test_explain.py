@@ -15,6 +15,7 @@ from PIL import Image
 
 import ferkit
 from ferkit.cli import main
+from ferkit.errors import FerkitError
 from ferkit.explain import au as AU
 from ferkit.explain.analysis import facs_check
 from ferkit.explain.deconv import cells_to_pixels, peak_cells, project, receptive_field_centres
@@ -344,6 +345,12 @@ def test_explain_deconvolves_the_maps_named(tmp_path, capsys):
     with pytest.raises(SystemExit):
         main(["explain", str(EXAMPLE), "--map", "a,b", "--out", str(tmp_path / "x")])
     assert "feature map numbers separated by commas" in capsys.readouterr().err
+    # in Python: any sequence of numbers; anything else a clear error (int('x') raised ValueError)
+    assert [r["map"] for r in explain_image(EXAMPLE, None, layer="stages.4", maps=range(2))["faces"][0]["maps"]] \
+        == [0, 1]
+    for bad in (["x"], [None], [[1, 2]], [], [-1]):
+        with pytest.raises(FerkitError, match="--map wants feature map numbers"):
+            explain_image(EXAMPLE, None, layer="stages.4", maps=bad)
 
 
 def test_an_empty_class_map_is_called_empty_not_a_peak(tmp_path, capsys):

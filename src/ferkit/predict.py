@@ -311,9 +311,17 @@ def run_video(rec: Recognizer, path: str | int, a: argparse.Namespace, stem: Pat
                         elif writer is not None and abs((r.time or 0.0) * reader.fps - (r.frame or 0)) <= 0.5:
                             # frames to be read that were lost before this one: a card each, so that
                             # the annotated video keeps the source's timing (and shows the loss)
-                            write_cards(writer, frame.shape, reader.errors, next_frame, r.frame or 0, every)
+                            # counted from the frames written so far (after a stretch off the clock, held or
+                            # left-out frames included), so that this frame lands in its own place
+                            place = (r.frame or 0) // every
+                            cards = min(len(range(next_frame, r.frame or 0, every)), max(0, place - written))
+                            while shown_last is not None and written + cards < place:
+                                writer.write(shown_last)
+                                written += 1
+                            write_cards(writer, frame.shape, reader.errors, (r.frame or 0) - cards * every,
+                                        r.frame or 0, every)
                             writer.write(frame)
-                            written, shown_last = (r.frame or 0) // every + 1, frame
+                            written, shown_last = written + cards + 1, frame
                         elif writer is not None:
                             # a variable-rate video's frame, off its average rate's clock (written one per
                             # frame, a phone's slow first second played fast, its fast second slow): at the

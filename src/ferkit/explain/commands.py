@@ -30,6 +30,8 @@ def explain_cli(a: argparse.Namespace) -> int:
         print(f"note: --maps is for --method deconv; {a.method} draws one map per face", file=sys.stderr)
     if a.map_ids is not None and a.maps is not None:
         raise FerkitError("--map names the maps, --maps asks for the strongest K: give one of them")
+    if a.map_ids is not None and a.method != "deconv":  # (before the model loads)
+        raise FerkitError("--map names feature maps to deconvolve: it is for --method deconv")
     a.maps = a.map_ids if a.map_ids is not None else a.maps or 8
     if a.target is not None and a.method == "deconv":
         raise FerkitError("--class explains one class with --method gradcam or guided; deconv shows the feature "

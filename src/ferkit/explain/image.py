@@ -126,11 +126,12 @@ def explain_image(source: Any, out: str | os.PathLike | None, *, model: str | Ex
     if method not in METHODS:
         raise FerkitError(f"unknown method {method!r}; choose from: {', '.join(METHODS)}")
     chosen = None  # maps named (a sequence), not the strongest ``maps``
-    if isinstance(maps, (list, tuple, np.ndarray)):
-        chosen = [int(k) for k in maps]
-        if (not len(chosen) or any(isinstance(k, bool) or not isinstance(k, (int, np.integer)) for k in maps)
-                or any(k < 0 for k in chosen)):
-            raise FerkitError(f"--map wants feature map numbers, 0 or more; got {list(maps)!r}")
+    if isinstance(maps, (Sequence, np.ndarray)) and not isinstance(maps, (str, bytes)):
+        named = list(maps)
+        if (not named or any(isinstance(k, bool) or not isinstance(k, (int, np.integer)) for k in named)
+                or any(k < 0 for k in named)):
+            raise FerkitError(f"--map wants feature map numbers, 0 or more; got {named!r}")
+        chosen = [int(k) for k in named]
     elif isinstance(maps, bool) or not isinstance(maps, (int, np.integer)) or maps < 1:
         raise FerkitError(f"--maps must be a whole number, at least 1; got {maps!r}")
     keep = out is None  # the arrays, not files
