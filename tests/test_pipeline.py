@@ -173,6 +173,7 @@ def test_results_save_names_every_image_apart(rec, tmp_path):
         with pytest.raises(FerkitError, match=f"save writes a folder of annotated pictures.*{hint}"):
             res.save(tmp_path / name)
         assert not (tmp_path / name).exists()
+    assert res[:1].save(f"{tmp_path / 'pics.png'}/")[0] == tmp_path / "pics.png" / "a" / "face_ferkit.png"  # (a slash)
 
 
 def test_source_kinds(tmp_path):

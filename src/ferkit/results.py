@@ -321,7 +321,8 @@ class Results(list[Result]):
             raise FerkitError(f"save wants a folder path, got {folder!r}")
         from .io import is_image_file, is_video_file
 
-        if (is_video_file(folder) or is_image_file(folder)) and not Path(folder).exists():
+        trailing = str(folder).endswith(("/", os.sep))  # ("out.png/": a folder, said so)
+        if (is_video_file(folder) or is_image_file(folder)) and not Path(folder).exists() and not trailing:
             # (a folder named clip.mp4 filled with PNGs, where a video was asked for)
             raise FerkitError(f"{folder}: save writes a folder of annotated pictures, one per result, not "
                               f"{'a video' if is_video_file(folder) else 'one image'}: give a folder"
