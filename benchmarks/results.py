@@ -498,7 +498,8 @@ def build(threads: int, reps: int, points: list[dict] | None = None) -> str:
         "committed (git-ignored) and exists only where it was trained. Parameters and FLOPs are",
         "the architecture's (FLOPs: one 48x48 face, `torch.utils.flop_counter`, 2 per multiply-add;",
         "a row with test-time augmentation: the one view's FLOPs and latency times its views, 2 for flip and",
-        "10 for tencrop, computed, not timed);",
+        "10 for tencrop, computed, not timed; parameters count the dataset's classes, FER+'s 8, while FLOPs",
+        "and latency are a 7-class network's: the eighth class adds a negligible share of either);",
         f"latency: the ONNX export on onnxruntime, batch 1, {threads} thread{'s' if threads > 1 else ''}, {reps} "
         f"calls in 5 interleaved rounds (median of the rounds' medians), on this machine "
         f"({cpu_name()}, {os.cpu_count()} cores; "
