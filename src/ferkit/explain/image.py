@@ -104,7 +104,8 @@ def _nearest_au(xy: np.ndarray, size: tuple[int, int]) -> tuple[str | None, floa
 
 def explain_image(source: Any, out: str | os.PathLike | None, *, model: str | ExpressionModel = "default",
                   method: str = "deconv", layer: str | None = None, maps: int | Sequence[int] = 8,
-                  detector: str = "mtcnn", target: str | None = None, min_face_size: int | None = None, max_faces: int | None = None,
+                  detector: str = "mtcnn", target: str | None = None, min_face_size: int | None = None,
+                  max_faces: int | None = None,
                   device: str = "cpu") -> dict:
     """Explain every face of the image ``source`` with ``method``; writes into the folder ``out``
     and returns the JSON written (with ``files``: the paths written). ``source``: what
