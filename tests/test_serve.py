@@ -1070,6 +1070,34 @@ def test_browser_says_a_proxys_failure_once(browser, live):
 
 @pytest.mark.slow
 @pytest.mark.timeout(300)
+def test_browser_gets_the_servers_limits_later_when_healthz_failed_at_first(browser, live):
+    # /healthz failed as the page loaded: the model line stayed empty all session, and a 413 said no size
+    ctx = browser.new_context()
+    page = ctx.new_page()
+    try:
+        failing = {"on": True}
+        page.route("**/healthz", lambda route: route.fulfill(status=503, body="{}") if failing["on"]
+                   else route.continue_())
+        page.goto(live.url)
+        page.wait_for_selector("#status.error")
+        failing["on"] = False
+        page.set_input_files("#file", str(EXAMPLE))
+        page.wait_for_selector("#faces .label")
+        wait_until(lambda: "model " in (page.text_content("#model") or ""))
+        page.route("**/v1/analyze", lambda route: route.fulfill(
+            status=413, content_type="application/json",
+            body=json.dumps({"error": "upload too large: the limit is 10 MiB",
+                             "detail": {"limit_bytes": 1, "request_bytes": 3 * 1048576, "size_bytes": None}})))
+        page.set_input_files("#file", files=[{"name": "big.jpg", "mimeType": "image/jpeg",
+                                               "buffer": EXAMPLE.read_bytes()}])
+        page.wait_for_selector("#status.error")
+        assert "(big.jpg is 3.0 MiB)" in page.text_content("#status")
+    finally:
+        ctx.close()
+
+
+@pytest.mark.slow
+@pytest.mark.timeout(300)
 def test_browser_shows_an_animations_first_frame_still(browser, live):
     """The server reads an animation's first frame; the page showed it playing, and the boxes stayed where the
     first frame's face was while the picture moved on (here: to plain blue)."""
