@@ -386,11 +386,7 @@ class Recognizer:
                 start = len(res)
                 try:
                     with reader:
-                        for r in _frames_bar(self.stream(reader, every=every, max_frames=max_frames), reader, every,
-                                             max_frames, progress):
-                            if not keep:
-                                r.image = None
-                            res.append(r)
+                        res.extend(self._video_frames(reader, every, max_frames, keep, progress))
                 except FerkitError as e:  # (no readable frame at all): the folder goes on, as ferkit predict's
                     res.failed.append(Failure(str(v), _reason(e, str(v)), at=start))
                     continue
@@ -402,10 +398,7 @@ class Recognizer:
         res = Results(source=reader.name, fps=reader.fps)
         with reader:
             try:
-                for r in _frames_bar(self.stream(reader, every=every, max_frames=max_frames), reader, every,
-                                     max_frames, progress):
-                    if not keep:
-                        r.image = None
+                for r in self._video_frames(reader, every, max_frames, keep, progress):
                     res.append(r)
             except KeyboardInterrupt:
                 if not reader.is_camera:
@@ -417,6 +410,16 @@ class Recognizer:
                               stacklevel=2)
         res.failed = frame_failures(reader.name, reader.errors, every)
         return res
+
+    def _video_frames(self, reader: VideoReader, every: int, max_frames: int | None, keep: bool,
+                      progress: bool) -> Iterator[Result]:
+        """A video's results as :meth:`predict` collects them: on a bar of its frames (``progress``),
+        their pixels dropped unless ``keep``."""
+        for r in _frames_bar(self.stream(reader, every=every, max_frames=max_frames), reader, every, max_frames,
+                             progress):
+            if not keep:
+                r.image = None
+            yield r
 
     def _predict_list(self, items: list | tuple, keep_images: bool | None, progress: bool) -> Results:
         """Each image of a list in turn. Pixels given in memory are kept (they are in memory already;

@@ -280,6 +280,14 @@ def run_video(rec: Recognizer, path: str | int, a: argparse.Namespace, stem: Pat
     next_frame = 0  # the index of the next frame to be read (0, every, 2 every...)
     written, shown_last = 0, None  # a camera's recording: frames written so far, the last one drawn
     annotated = f"_ferkit.{video_format(a)}"  # the annotated video's suffix (one of VIDEO_OUTPUTS)
+
+    def hold(until: int) -> None:
+        """The last frame written again until the video holds ``until`` frames."""
+        nonlocal written
+        while shown_last is not None and written < until:
+            writer.write(shown_last)
+            written += 1
+
     try:
         with reader:
             for r in rec.stream(reader, every=every, max_frames=a.max_frames):
@@ -296,42 +304,31 @@ def run_video(rec: Recognizer, path: str | int, a: argparse.Namespace, stem: Pat
                                                      (frame.shape[1], frame.shape[0]))
                             except ImageDecodeError as e:  # the analysis goes on: its CSV, JSON and plot
                                 unwritten = str(e)
-                        if writer is not None and is_cam:
-                            # a camera's frames come as fast as they are analysed, fewer than its rate:
-                            # the last frame is held until this one's time, so that the recording keeps
-                            # to the clock (at the nominal rate it played fast), each frame shown from
-                            # when it was taken
-                            due = int((r.time or 0.0) * reader.fps / every)  # this frame's place
-                            while shown_last is not None and written < due:
-                                writer.write(shown_last)
-                                written += 1
-                            writer.write(frame)
-                            written += 1
-                            shown_last = frame
-                        elif writer is not None and abs((r.time or 0.0) * reader.fps - (r.frame or 0)) <= 0.5:
-                            # frames to be read that were lost before this one: a card each, so that
-                            # the annotated video keeps the source's timing (and shows the loss)
-                            # counted from the frames written so far (after a stretch off the clock, held or
-                            # left-out frames included), so that this frame lands in its own place
-                            place = (r.frame or 0) // every
-                            cards = min(len(range(next_frame, r.frame or 0, every)), max(0, place - written))
-                            while shown_last is not None and written + cards < place:
-                                writer.write(shown_last)
-                                written += 1
-                            write_cards(writer, frame.shape, reader.errors, (r.frame or 0) - cards * every,
-                                        r.frame or 0, every)
-                            writer.write(frame)
-                            written, shown_last = written + cards + 1, frame
-                        elif writer is not None:
-                            # a variable-rate video's frame, off its average rate's clock (written one per
-                            # frame, a phone's slow first second played fast, its fast second slow): at the
-                            # average rate, the last frame is held until this one's time, and a frame whose
-                            # place a faster one before it took is left out of the video (not of the results)
-                            due = int(round((r.time or 0.0) * reader.fps / every))
-                            while shown_last is not None and written < due:
-                                writer.write(shown_last)
-                                written += 1
-                            if written <= due:
+                        if writer is not None:
+                            t = r.time or 0.0
+                            if not is_cam and abs(t * reader.fps - (r.frame or 0)) <= 0.5:
+                                # on the file's clock: the frames to be read that were lost before this one a
+                                # card each, so that the annotated video keeps the source's timing (and shows
+                                # the loss); counted from the frames written so far (after a stretch off the
+                                # clock, held or left-out frames included), so this frame lands in its place
+                                place = (r.frame or 0) // every
+                                cards = min(len(range(next_frame, r.frame or 0, every)), max(0, place - written))
+                                hold(place - cards)
+                                write_cards(writer, frame.shape, reader.errors, (r.frame or 0) - cards * every,
+                                            r.frame or 0, every)
+                                written += cards
+                                put = True
+                            else:
+                                # a camera's frames come as fast as they are analysed, fewer than its rate; a
+                                # variable-rate video's are off its average rate's clock: the last frame is held
+                                # until this one's time, so that the video keeps to the clock (one frame per
+                                # frame at the nominal rate, a camera's recording played fast, a phone's slow
+                                # second fast and its fast second slow). A video's frame whose place a faster
+                                # one before it took is left out of the video (not of the results).
+                                due = int(t * reader.fps / every) if is_cam else int(round(t * reader.fps / every))
+                                hold(due)
+                                put = is_cam or written <= due
+                            if put:
                                 writer.write(frame)
                                 written += 1
                             shown_last = frame
@@ -808,8 +805,10 @@ def _predict(a: argparse.Namespace, results_out) -> int:
     if failed:
         whole = sum(f.frames is None for f in failed)
         # a camera that stopped giving frames lost no frame: it ended (said as such, not as 1 frame skipped)
-        stops = [f for f in failed if f.frames is not None and f.error.startswith(VideoReader.CAMERA_STOPPED)]
-        runs = [f for f in failed if f.frames is not None and f not in stops]
+        stops, runs = [], []
+        for f in failed:
+            if f.frames is not None:
+                (stops if f.error.startswith(VideoReader.CAMERA_STOPPED) else runs).append(f)
         lost = sum(f.lost for f in runs)
         videos = len({f.source for f in runs})
         print("\n" + "; ".join(([f"{whole} source(s) failed"] if whole else []) +

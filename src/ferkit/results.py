@@ -240,22 +240,23 @@ class Results(list[Result]):
         got = super().__getitem__(i)
         if not isinstance(i, slice):
             return got
-        # each video's frames the slice spans (a folder's results hold several videos): its runs inside them
-        spans: dict[str, tuple[int, int]] = {}
-        for r in got:
-            if r.frame is not None:
-                lo, hi = spans.get(r.source, (r.frame, r.frame))
-                spans[r.source] = (min(lo, r.frame), max(hi, r.frame))
-        sole = next(iter(spans.values())) if len(spans) == 1 else None  # (a run named otherwise: a webcam's)
-        named = {r.source for r in self}
-
-        def inside(f: Failure) -> bool:
-            lo_hi = spans.get(f.source, sole if f.source not in named else None)
-            return lo_hi is not None and f.frames[1] >= lo_hi[0] and f.frames[0] <= lo_hi[1]
-
         start, stop, step = i.indices(len(self))
         n = len(self)
         if step != 1:
+            # a stepped slice: each video's runs inside the frames it spans (a folder's results hold several
+            # videos; a run named after no result's source, a webcam's, goes by the one video's frames)
+            spans: dict[str, tuple[int, int]] = {}
+            for r in got:
+                if r.frame is not None:
+                    lo, hi = spans.get(r.source, (r.frame, r.frame))
+                    spans[r.source] = (min(lo, r.frame), max(hi, r.frame))
+            sole = next(iter(spans.values())) if len(spans) == 1 else None
+            named = {r.source for r in self}
+
+            def inside(f: Failure) -> bool:
+                lo_hi = spans.get(f.source, sole if f.source not in named else None)
+                return lo_hi is not None and f.frames[1] >= lo_hi[0] and f.frames[0] <= lo_hi[1]
+
             failed = [f for f in self.failed if f.frames is None or inside(f)]
         else:
             # each failure belongs to the one slice holding its place (the last one for a failure after every
@@ -266,7 +267,7 @@ class Results(list[Result]):
             def held(k: float) -> bool:
                 return start <= k < stop or (k == n and stop >= n > 0) or n == 0
 
-            index = self._frame_index() if any(f.frames is not None for f in self.failed) else None
+            index = self._frame_index()
             failed = [f for f in self.failed if (f.at is None and f.frames is None)
                       or held(self._run_place(f, index) if f.frames is not None else min(f.at, n))]
         # a folder's failures keep their place among the results kept (one place only for a plain slice)
@@ -286,14 +287,14 @@ class Results(list[Result]):
                 ks.append(k)
         return by, {r.source for r in self}
 
-    def _run_place(self, f: Failure, index=None) -> float:
+    def _run_place(self, f: Failure, index: tuple[dict[str, tuple[list[int], list[int]]], set[str]]) -> float:
         """Where a video's lost-frame run sits among the results: at its video's first result of a later
         frame; after its video's last result when none is later; at ``at`` (else the end) for a video
         none of whose frames is here. A run named after no result's source (a webcam's) belongs to the
-        frames when they come from one video. ``index``: :meth:`_frame_index`, when already made."""
+        frames when they come from one video. ``index``: :meth:`_frame_index`."""
         import bisect
 
-        by, sources = index if index is not None else self._frame_index()
+        by, sources = index
         own = by.get(f.source)
         if own is None and len(by) == 1 and f.source not in sources:
             own = next(iter(by.values()))

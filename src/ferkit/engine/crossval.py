@@ -44,7 +44,8 @@ from ..data.readers import dataset_key
 from ..errors import FerkitError
 from .metrics import summarize
 from .plots import plot_confusion
-from .train import RESUME_OVERRIDABLE, RESUMED, TrainConfig, _limit, check_settings, differences, train
+from .train import (_WARNED_WARMUP, RESUME_OVERRIDABLE, RESUMED, TrainConfig, _limit, check_settings,
+                    differences, train)
 
 SUMMARY = "crossval.json"
 SELECT_WORDS = {"accuracy-loss": " (highest accuracy, ties broken by the lowest loss)"}  # how, when not the default
@@ -230,6 +231,7 @@ def crossval(cfg: TrainConfig, folds: int = 10, only: Sequence[int] | None = Non
     ``resume`` into a folder of another ``asked`` setting (dataset, model) is refused; ``keep``: the
     resumable settings (epochs, early_stop, time_budget, recalibrate_bn) the command left to their
     defaults, which a resume keeps from the cross-validation, as ``train``'s ``keep``."""
+    marked = set(_WARNED_WARMUP)  # (a remark held back and never said is not marked as said)
     with warnings.catch_warnings(record=True) as said_early:  # (said once the dataset is known to have folds)
         warnings.simplefilter("always")
         check_settings(cfg)  # before anything is written: a bad setting leaves no folder behind
@@ -292,9 +294,7 @@ def crossval(cfg: TrainConfig, folds: int = 10, only: Sequence[int] | None = Non
     try:
         subjects = fold_subjects(cfg, folds)  # validates the dataset and k
     except FerkitError:
-        from .train import _WARNED_WARMUP
-
-        _WARNED_WARMUP.clear()  # (the remarks held back were never said: a later run in this process says them)
+        _WARNED_WARMUP.intersection_update(marked)  # (held back, never said: a later run in this process says it)
         raise
     for w in said_early:  # (a --warmup remark, say, before "fer2013 has official splits" misled)
         warnings.warn_explicit(w.message, w.category, w.filename, w.lineno)

@@ -224,8 +224,9 @@ def assign(peaks: np.ndarray, active: np.ndarray, size: tuple[int, int] = (48, 4
            radius: float = DEFAULT_RADIUS, min_consistency: float = DEFAULT_MIN_CONSISTENCY,
            places: np.ndarray | None = None) -> Assignment:
     """Assign each map to an AU from its peaks ``[N, K, 2]`` (x, y pixels) over ``N`` images and
-    where it fires, ``active`` ``[N, K]`` (bool). ``places``: where a peak can be (``[..., 2]``, the
-    cells' centres when peaks are placed there), for chance; None: anywhere in the frame."""
+    where it fires, ``active`` ``[N, K]`` (bool). ``places``: where a map with no preference puts its
+    peak (``[..., 2]`` x, y pixels: with ``--locate rf``, :func:`ferkit.explain.analysis.null_peaks`),
+    for chance; None: anywhere in the frame."""
     peaks = np.asarray(peaks, np.float64)
     active = np.asarray(active, bool)
     n, k = active.shape

@@ -158,8 +158,9 @@ def au_analysis_cli(a: argparse.Namespace) -> int:
         if r["au"]:
             verdicts[r["verdict"]] = verdicts.get(r["verdict"], 0) + 1
     print("FACS check: " + ", ".join(f"{k} {v}" for k, v in sorted(verdicts.items())))
-    if small_sample_note(res.n):
-        print(f"note: {small_sample_note(res.n)} (said in the report too)")
+    few = small_sample_note(res.n)
+    if few:
+        print(f"note: {few} (said in the report too)")
     replaced = [p for p in files if Path(p).resolve() in before]
     for p in files:
         print(f"wrote {p}" + (" (replacing the earlier file)" if Path(p).resolve() in before else ""))
