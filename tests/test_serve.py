@@ -373,6 +373,45 @@ def test_healthz(client, rec):
     assert r.status_code == 405 and "this path takes GET" in r.json()["detail"]
 
 
+def test_openapi_types_every_answer_and_the_answers_match(client, photo):
+    """The schema names a type for the analysis, each error and /healthz (a generated client gets typed
+    answers, not `any`), and the server's real answers fit those types exactly (extra fields refused: a field
+    added to the answers and not to the schema fails here)."""
+    from ferkit.serve.schemas import AnalyzeResult, ErrorBody, Health
+
+    spec = client.get("/openapi.json").json()
+    schemas = spec["components"]["schemas"]
+    responses = spec["paths"]["/v1/analyze"]["post"]["responses"]
+    assert responses["200"]["content"]["application/json"]["schema"] == {"$ref": "#/components/schemas/AnalyzeResult"}
+    assert "image/png" in responses["200"]["content"]  # (annotated=1 answers a PNG)
+    for code in ("400", "408", "413", "415", "422", "500", "503", "504"):
+        assert responses[code]["content"]["application/json"]["schema"] == {"$ref": "#/components/schemas/ErrorBody"}
+    health = spec["paths"]["/healthz"]["get"]["responses"]["200"]["content"]["application/json"]["schema"]
+    assert health == {"$ref": "#/components/schemas/Health"}
+    assert schemas["Face"]["additionalProperties"] is False and "probabilities" in schemas["Face"]["required"]
+    # the examples fit their own types
+    AnalyzeResult.model_validate(responses["200"]["content"]["application/json"]["example"])
+    for code in ("400", "413", "415", "503"):
+        ErrorBody.model_validate(responses[code]["content"]["application/json"]["example"])
+    # real answers: faces, none, a caveat, errors, /healthz
+    one = AnalyzeResult.model_validate(post(client, photo).json())
+    assert len(one.faces) == 1 and one.faces[0].label == "happy" and len(one.faces[0].landmarks) == 5
+    blank = AnalyzeResult.model_validate(post(client, png_bytes(np.zeros((64, 64, 3), np.uint8)), "b.png",
+                                              "image/png").json())
+    assert blank.faces == [] and blank.warnings is None
+    frames = [Image.open(io.BytesIO(photo)).convert("RGB").resize((128, 128)), Image.new("RGB", (128, 128))]
+    gif = io.BytesIO()
+    frames[0].save(gif, "GIF", save_all=True, append_images=frames[1:])
+    warned = AnalyzeResult.model_validate(post(client, gif.getvalue(), "a.gif", "image/gif").json())
+    assert warned.warnings and "only the first is read" in warned.warnings[0]
+    for r in (post(client, b"hello", "a.txt", "text/plain"), post(client, b"", "e.jpg"),
+              post(client, photo, params={"annotated": "maybe"}), post(client, photo[:200])):
+        assert r.status_code in (400, 415, 422), r.text
+        ErrorBody.model_validate(r.json())
+    h = Health.model_validate(client.get("/healthz").json())
+    assert h.status == "ok" and h.limits.max_pixels > 0 and set(h.colours) == set(h.classes)
+
+
 def test_serve_on_static_int8(photo):
     """`ferkit serve --backend onnx-int8`: the default on its shipped static-int8 ranges, the same answer."""
     with TestClient(create_app(backend="onnx-int8", warm_up=False)) as c:

@@ -25,6 +25,9 @@ EPILOG = """examples:
   ferkit predict examples/astronaut.jpg
   ferkit export --model default --format onnx --out fer.onnx
   ferkit serve --port 8000
+
+docs/ and examples/, named in these help texts, are in ferkit's source repository (a
+wheel or sdist holds the package, README and LICENSE only).
 """
 
 

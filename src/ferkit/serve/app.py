@@ -47,6 +47,7 @@ from starlette.exceptions import HTTPException as StarletteHTTPException
 from ..errors import FerkitError, ImageDecodeError, ImageTooLargeError
 from ..io import MAX_PIXELS, bomb_pixels, read_image
 from ..results import CLASS_COLOURS, encode_png
+from .schemas import AnalyzeResult, ErrorBody, Health
 
 log = logging.getLogger("ferkit.serve")
 
@@ -569,6 +570,11 @@ def create_app(recognizer: Any = None, *, model: str = "default", detector: str 
     def err_example(error: str, detail: Any) -> dict:  # (a null detail was dropped from the generated schema)
         return {"application/json": {"example": {"error": error, "detail": detail}}}
 
+    def typed(responses: dict) -> dict:
+        """Each JSON answer with its model (the schema a generated client types it by): 200's the
+        result, the others the error body."""
+        return {code: {**r, "model": AnalyzeResult if code == 200 else ErrorBody} for code, r in responses.items()}
+
     @app.post(
         ANALYZE_PATH, tags=["analyze"], summary="Every face's expression in one image",
         description="Upload one image (JPEG, PNG, WebP, BMP, TIFF, GIF, PPM/PGM) as the multipart form field "
@@ -580,7 +586,7 @@ def create_app(recognizer: Any = None, *, model: str = "default", detector: str 
                     "file cut short) has the header `X-Ferkit-Warnings`, a JSON "
                     "list of messages, and its JSON a `warnings` list of them. Errors are JSON "
                     "`{\"error\", \"detail\"}`.",
-        responses={
+        responses=typed({
             200: {"content": {"application/json": {"example": {"source": "photo.jpg", "width": 512, "height": 512,
                                                               "faces": [face_example]}},
                               "image/png": {}},
@@ -610,7 +616,7 @@ def create_app(recognizer: Any = None, *, model: str = "default", detector: str 
                   "content": err_example(LATE, {"timeout_s": timeout})},
             500: {"description": "a fault of the server (its log has the details)",
                   "content": err_example("internal server error", "see the server's log")},
-        },
+        }),
     )
     async def analyze(request: Request,
                       # (text taken too, so that a text part named 'file' beside the image, in either
@@ -736,7 +742,8 @@ def create_app(recognizer: Any = None, *, model: str = "default", detector: str 
         return Response(json.dumps(result), media_type="application/json", headers=told)
 
     # HEAD too: load balancers and uptime checkers probe with it (GET routes alone answer it 405)
-    @app.get("/healthz", tags=["service"], summary="Liveness, model and limits")
+    @app.get("/healthz", tags=["service"], summary="Liveness, model and limits", response_model=None,
+             responses={200: {"model": Health, "description": "the server is up: its model, limits and load"}})
     @app.api_route("/healthz", methods=["HEAD"], include_in_schema=False)  # one operation id in the schema
     async def healthz() -> dict:
         return {"status": "ok", "version": __version__, "model": recognizer.model.name,
