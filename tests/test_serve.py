@@ -976,6 +976,17 @@ def test_browser_upload_shows_happy(browser, live, tmp_path):
         page.set_input_files("#file", files=[{"name": "wall.png", "mimeType": "image/png", "buffer": wall}])
         page.wait_for_selector("#status.warn")
         assert "No face found in wall.png" in page.text_content("#status")
+        # a link or text dropped on it: refused, and the photo still shown is named (its status was replaced)
+        dt = page.evaluate_handle("() => { const d = new DataTransfer(); d.setData('text/plain', 'hi'); return d; }")
+        page.dispatch_event("#stage", "drop", {"dataTransfer": dt})
+        assert page.text_content("#status") == "Drop an image file (not a link or text). Still showing wall.png."
+        # a corrupt image: the decoder's words once, not "corrupt image (corrupt or truncated image (...))"
+        page.set_input_files("#file", files=[{"name": "cut.jpg", "mimeType": "image/jpeg",
+                                              "buffer": EXAMPLE.read_bytes()[:300]}])
+        page.wait_for_selector("#status.error")
+        said = page.text_content("#status")
+        assert said.startswith("The server could not read the image: corrupt or truncated image ("), said
+        assert "corrupt image" not in said and "((" not in said and said.count("(") == 1, said
         # a photo, then at once a text file: the photo's request is dropped (aborted), and its
         # late answer, had it come, must not replace the refusal
         with page.expect_request("**/v1/analyze"):
