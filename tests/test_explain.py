@@ -700,6 +700,34 @@ def test_pictures_carry_a_colour_bar_drawn_by_the_maps_own_colour_map(tmp_path):
     assert not ((key[..., 0] > 200) & (key[..., 2] < 60)).any()  # (none without it)
 
 
+def test_the_photo_overlay_has_a_colour_key_clear_of_the_faces(tmp_path):
+    """<stem>_gradcam.png (the maps drawn back onto the photo) had no colour key: a small one now sits in a
+    corner that covers no face's outline, and none where every corner would."""
+    from ferkit.explain import render
+
+    bar = render.ColourBar("heat", ("0", "", "max"))
+    photo = np.full((300, 400, 3), 200, np.uint8)
+    reds = lambda a: (a[..., 0] > 200) & (a[..., 2] < 60)  # noqa: E731  (the strip's red end)
+    free = render.corner_key(photo, bar, "each face's own scale")
+    changed = np.argwhere((free != photo).any(2))
+    assert changed[:, 0].min() > 200 and changed[:, 1].min() > 250  # bottom right, small
+    assert reds(free).sum() > 10 and ((free[..., 2] > 200) & (free[..., 0] < 60)).sum() > 10  # red and blue ends
+    # a face in the bottom right: the bottom left instead; faces in every corner (or everywhere): no key
+    moved = render.corner_key(photo, bar, "x", avoid=[(300, 200, 100, 100)])
+    changed = np.argwhere((moved != photo).any(2))
+    assert changed[:, 0].min() > 200 and changed[:, 1].max() < 150
+    assert (render.corner_key(photo, bar, avoid=[(0, 0, 400, 300)]) == photo).all()
+    assert (render.corner_key(np.zeros((8, 8, 3), np.uint8), bar) == 0).all()  # too small for one
+    m = np.array([[0.5, 0.0, -50.0], [0.0, 0.5, -50.0]])  # photo (100..196, 100..196) -> a 48x48 crop
+    assert np.allclose(render.outline_box(m, (48, 48)), (100, 100, 96, 96))
+    # explain's photo: the key in the bottom right (the astronaut's face is at the top), the face left as drawn
+    assert main(["explain", str(EXAMPLE), "--method", "gradcam", "--out", str(tmp_path / "o")]) == 0
+    got = np.asarray(Image.open(tmp_path / "o" / "astronaut_gradcam.png").convert("RGB")).astype(int)
+    assert reds(got[440:, 300:]).sum() > 10 and reds(got[:440]).sum() > 0  # the key's red, and the face's map
+    res = ferkit.explain.explain_image(str(EXAMPLE), None, method="gradcam")
+    assert (res["overlay"][440:, 300:] == got[440:, 300:]).all()  # the arrays' overlay has it too
+
+
 def test_an_earlier_runs_pictures_of_more_faces_are_said(tmp_path, capsys):
     """explain two.jpg, then again with --max-faces 1 into the same folder: two_face2_gradcam.png stayed,
     unsaid, beside a JSON that lists one face."""

@@ -8,7 +8,7 @@ template at the model's input size; ``detector="none"`` for images that are face
   and the projections, the peak of each marked) and ``<stem>_deconv.json`` (per face and map: the
   activation, its cell, the projection's peak and the nearest action unit);
 * ``gradcam``: Grad-CAM of the predicted (or ``target``) class: ``<stem>_face<i>_gradcam.png``
-  (face, heat map, overlay) and ``<stem>_gradcam.png`` (the maps drawn back onto the photo);
+  (face, heat map, overlay) and ``<stem>_gradcam.png`` (the maps drawn back onto the photo, a colour key in a corner clear of the faces);
 * ``guided``: guided backpropagation and guided Grad-CAM: ``<stem>_face<i>_guided.png`` and
   ``<stem>_guided.png``; both saliency methods also write ``<stem>_<method>.json``.
 """
@@ -241,6 +241,7 @@ def explain_image(source: Any, out: str | os.PathLike | None, *, model: str | Ex
         cam = gradcam(m.net, x, li.name, tgt)
         guided = guided_backprop(m.net, x, tgt)[0] if method == "guided" else None
         photo = rgb.copy()
+        top = "max" if guided is None else "99.5th pct"  # (the top of each face's colour scale)
         for i, f in enumerate(faces):
             cm = cam.maps[i]
             f["explained"] = m.classes[int(cam.targets[i])]
@@ -291,7 +292,6 @@ def explain_image(source: Any, out: str | os.PathLike | None, *, model: str | Ex
             arrays[i]["map"] = np.asarray(shown, np.float32)
             tiles = [render.upscale(t, k_up) for t in tiles]
             path = out / f"{stem}_face{i + 1}_{method}.png"
-            top = "max" if guided is None else "99.5th pct"
             writes.append((path, partial(render.grid, tiles, titles, ncols=len(tiles), title=f"{m.name} {li.name}",
                                          note=note, bar=render.ColourBar("heat", ("0", "", top)))))
             f["png"] = str(path)
@@ -302,6 +302,11 @@ def explain_image(source: Any, out: str | os.PathLike | None, *, model: str | Ex
             s = 1600 / big
             photo = cv2.resize(photo, (max(1, round(photo.shape[1] * s)), max(1, round(photo.shape[0] * s))),
                                interpolation=cv2.INTER_AREA)
+        # the colours' key in a corner clear of the faces (each face's map is scaled to its own top)
+        s = max(photo.shape[:2]) / max(rgb.shape[:2])
+        outlines = [[v * s for v in render.outline_box(mats[i], size)] for i in range(len(faces))]
+        photo = render.corner_key(photo, render.ColourBar("heat", ("0", "", top)), "each face's own scale",
+                                  avoid=outlines)
         path = out / f"{stem}_{method}.png"
         result_overlay = photo
         writes.append((path, partial(render.save_png, photo)))

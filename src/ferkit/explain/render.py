@@ -113,6 +113,61 @@ def paste_back(photo: np.ndarray, values: np.ndarray, m: np.ndarray, alpha: floa
     return out
 
 
+def outline_box(m: np.ndarray, shape: tuple[int, int]) -> tuple[float, float, float, float]:
+    """The box (x, y, w, h) around the outline :func:`paste_back` draws: the region of the photo
+    that the ``shape`` (h, w) crop of the 2x3 matrix ``m`` (photo -> crop) came from."""
+    inv = cv2.invertAffineTransform(np.asarray(m, np.float64))
+    h, w = shape
+    pts = np.array([[0, 0], [w, 0], [w, h], [0, h]], np.float64) @ inv[:, :2].T + inv[:, 2]
+    (x0, y0), (x1, y1) = pts.min(0), pts.max(0)
+    return float(x0), float(y0), float(x1 - x0), float(y1 - y0)
+
+
+def corner_key(img: np.ndarray, bar: ColourBar, caption: str = "",
+               avoid: Sequence[Sequence[float]] = ()) -> np.ndarray:
+    """A copy of ``img`` (RGB uint8) with ``bar``'s colours as a small key in a corner: ``caption``
+    over the strip, its left and right ends named under it, on a dark box. The corner is the first of
+    bottom right, bottom left, top right, top left that covers none of the boxes ``avoid`` (x, y, w,
+    h: the faces); where each would, or the picture is too small for it, no key is drawn."""
+    out = to_rgb(img).copy()
+    H, W = out.shape[:2]
+    font, scale = cv2.FONT_HERSHEY_SIMPLEX, max(0.35, min(H, W) / 1200)
+    th = max(1, round(scale * 2))
+
+    def size(text: str) -> tuple[int, int, int]:
+        (w, h), base = cv2.getTextSize(text, font, scale, th)
+        return (w, h, base) if text else (0, 0, 0)
+
+    (lw, lh, base), (rw, _, _), (cw, ch, cbase) = size(bar.ticks[0]), size(bar.ticks[2]), size(caption)
+    pad = max(2, round(4 * scale))
+    sw = max(lw + rw + 3 * pad, cw, W // 5)
+    sh = max(4, round(10 * scale))
+    top = ch + cbase + pad if caption else 0  # the caption's line over the strip
+    bw, bh = sw + 2 * pad, top + sh + lh + base + 3 * pad
+    if bw > W or bh > H:
+        return out
+
+    def covered(corner: tuple[int, int]) -> float:
+        x0, y0 = corner
+        return sum(max(0.0, min(x0 + bw, x + w) - max(x0, x)) * max(0.0, min(y0 + bh, y + h) - max(y0, y))
+                   for x, y, w, h in avoid)
+
+    free = [c for c in [(W - bw, H - bh), (0, H - bh), (W - bw, 0), (0, 0)] if not covered(c)]
+    if not free:  # (every corner would hide part of a face: none drawn; the per-face pictures have theirs)
+        return out
+    x0, y0 = free[0]
+    out[y0:y0 + bh, x0:x0 + bw] = (out[y0:y0 + bh, x0:x0 + bw] * 0.3).astype(np.uint8)  # dark, the photo faint
+    white = (255, 255, 255)
+    if caption:
+        cv2.putText(out, caption, (x0 + pad, y0 + pad + ch), font, scale, white, th, cv2.LINE_AA)
+    sy = y0 + pad + top
+    out[sy:sy + sh, x0 + pad:x0 + pad + sw] = cv2.resize(bar.strip(), (sw, sh), interpolation=cv2.INTER_LINEAR)
+    ty = sy + sh + pad + lh
+    cv2.putText(out, bar.ticks[0], (x0 + pad, ty), font, scale, white, th, cv2.LINE_AA)
+    cv2.putText(out, bar.ticks[2], (x0 + pad + sw - rw, ty), font, scale, white, th, cv2.LINE_AA)
+    return out
+
+
 def save_png(img: np.ndarray, path: str | os.PathLike) -> None:
     from ..io import write_image_file
 
