@@ -8,7 +8,8 @@ template at the model's input size; ``detector="none"`` for images that are face
   and the projections, the peak of each marked) and ``<stem>_deconv.json`` (per face and map: the
   activation, its cell, the projection's peak and the nearest action unit);
 * ``gradcam``: Grad-CAM of the predicted (or ``target``) class: ``<stem>_face<i>_gradcam.png``
-  (face, heat map, overlay) and ``<stem>_gradcam.png`` (the maps drawn back onto the photo, a colour key in a corner clear of the faces);
+  (face, heat map, overlay) and ``<stem>_gradcam.png`` (the maps drawn back onto the photo, a colour
+  key in a corner clear of the faces);
 * ``guided``: guided backpropagation and guided Grad-CAM: ``<stem>_face<i>_guided.png`` and
   ``<stem>_guided.png``; both saliency methods also write ``<stem>_<method>.json``.
 """
