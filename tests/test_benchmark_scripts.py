@@ -1,6 +1,7 @@
 """The helpers the benchmark scripts share (the benchmarks themselves are run by hand: they time
 and measure, tests do not)."""
 
+import json
 import os
 import sys
 from pathlib import Path
@@ -182,3 +183,19 @@ def test_train_speed_step_trains_in_the_precision_asked():
         assert all(map(lambda v: v == v, losses)) and min(losses[3:]) < losses[0]
         nets[bf16] = model.state_dict()
     assert not all(torch.equal(nets[False][k], nets[True][k]) for k in nets[False])
+
+
+def test_face_threshold_figures_in_the_docs_are_its_json():
+    """docs/input-handling.md's figures on MTCNN's last threshold are benchmarks/face_threshold.py's JSON."""
+    root = Path(__file__).resolve().parents[1]
+    data = json.loads((root / "docs" / "face_threshold.json").read_text())
+    text = " ".join((root / "docs" / "input-handling.md").read_text().split())
+    real = data["real_faces"]
+    assert f"of {real['found_at_0.9']:,} FER2013 Training faces found at 0.9 ({real['images']:,} drawn" in text
+    for t, pct in (("0.92", "0.4%"), ("0.95", "2.1%"), ("0.97", "5.1%"), ("0.99", "18%")):
+        lost = real["lost_if_raised_to"][t]
+        assert f"{lost['faces']} ({pct}) " in text and abs(100 * lost["share"] - float(pct[:-1])) < 0.51, t
+    false = data["false_faces_in_example"]
+    (ring,) = false["JPEG q90"]
+    assert f"{ring['box'][2]}x{ring['box'][3]} pixels" in text and f"scored {ring['score']:g}" in text
+    assert ring["score"] < 0.92 and all(not v for k, v in false.items() if k != "JPEG q90")
