@@ -67,3 +67,38 @@ def test_a_target_for_one_network_names_the_best_single_row_beside_an_ensemble()
     assert "rows with one network" not in "\n".join(mod.targets_summary({"fer2013": one, "fer2013:single": one}))
     # a target stated for any model (FER+) gets no such sentence
     assert "rows with one network" not in "\n".join(mod.targets_summary({"ferplus": ens, "ferplus:single": one}))
+
+
+def test_nested_choice_picks_each_test_fold_s_recipe_without_that_fold():
+    """The k-fold targets' recipe chosen for each test fold k by the rounds whose test and selection folds
+    both differ from k: a recipe that leads on the pooled selection folds only through the rounds that see
+    fold k is not chosen for fold k; rows tied there share it; rows on other folds cannot be compared."""
+    mod = _results_module()
+
+    def row(vals, accs, subjects="abcd"):
+        return {"per_fold": [{"fold": k, "val_fold": (k + 1) % 4, "test_subjects": [subjects[k]],
+                              "val_accuracy": v, "accuracy": a} for k, (v, a) in enumerate(zip(vals, accs))]}
+
+    # recipe A leads overall on the pooled selection folds only by round 3 (which selects on fold 0)
+    a = row([0.90, 0.90, 0.90, 1.00], [0.5, 0.6, 0.7, 0.8])
+    b = row([0.91, 0.91, 0.91, 0.80], [0.9, 0.9, 0.9, 0.9])
+    pool = [(a, (0.925, True)), (b, (0.8825, True))]
+    n = mod.nested_choice(pool)
+    # fold 0 (rounds 0 and 3 left out): B (0.91 > 0.90), 0.9; fold 1 (rounds 1, 0 out): rounds 2, 3: A 0.95 > B
+    # 0.855, 0.6; fold 2 (rounds 2, 1 out): rounds 0, 3: A, 0.7; fold 3 (rounds 3, 2 out): rounds 0, 1: B, 0.9
+    assert abs(n["mean"] - (0.9 + 0.6 + 0.7 + 0.9) / 4) < 1e-12 and n["folds"] == 4
+    assert n["same"] == 2 and n["ties"] == 0  # A, the pooled choice, alone on folds 1 and 2
+    # a tie on fold 0's rounds (1 and 2): the two rows share fold 0, each accuracy half
+    c = row([0.91, 0.91, 0.91, 0.80], [0.5, 0.9, 0.9, 0.9])
+    tied = mod.nested_choice([(b, (0.8825, True)), (c, (0.8825, True))])
+    assert tied["ties"] == 4 and abs(tied["mean"] - ((0.9 + 0.5) / 2 + 0.9 * 3) / 4) < 1e-12
+    # the selection rule breaks a tie first (accuracy then loss over accuracy alone)
+    assert mod.nested_choice([(b, (0.8825, False)), (c, (0.8825, True))])["mean"] == (0.5 + 0.9 * 3) / 4
+    # folds of other subjects, or a round without a selection accuracy: no nested figure
+    assert mod.nested_choice([(a, (0.9, True)), (row([0.9] * 4, [0.5] * 4, "abdc"), (0.9, True))]) is None
+    none = row([0.9, None, 0.9, 0.9], [0.5] * 4)
+    assert mod.nested_choice([(none, (0.9, True))]) is None and mod.nested_choice([]) is None
+    # docs/results.md judges the k-fold targets by it too
+    text = DOC.read_text()
+    ck = next(ln for ln in text.splitlines() if ln.startswith("| CK+48 >= "))
+    assert "chosen nested: " in ck and ck.rstrip(" |").endswith("(see below)")
