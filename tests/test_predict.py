@@ -420,7 +420,8 @@ def test_results_of_a_video_list_its_lost_frames_in_json_and_csv():
     assert res.to_dict()[1] == {"source": "clip.avi", "frames": [1, 3], "error": "unreadable frame (skipped)",
                                 "faces": []}
     rows = res.to_records(empty_row=True)
-    assert rows[1] == {"source": "clip.avi", "frame": 1, "error": "frames 1-3 (3 frames): unreadable frame (skipped)"}
+    assert {k: v for k, v in rows[1].items() if v is not None} == {
+        "source": "clip.avi", "frame": 1, "error": "frames 1-3 (3 frames): unreadable frame (skipped)"}
     assert len(res.to_records()) == 0  # rows of faces only: no face, no failure row
     buf = io.StringIO()
     write_csv(rows, buf, ferkit.CANONICAL)
@@ -1256,3 +1257,33 @@ def test_an_annotated_video_browsers_play(tmp_path, capfd):
     # without --out there is no annotated video: the option is said to do nothing (it was taken silently)
     assert main(["predict", str(video), "--json", str(tmp_path / "v.json"), "--video-format", "webm", "--quiet"]) == 0
     assert "--video-format webm does nothing without --out" in capsys.readouterr().err
+
+
+def test_records_share_the_csv_columns_and_to_csv_writes_the_cli_file(tmp_path):
+    """A failed file's row had 2 keys, an image without a face 4 and a face 20: csv.DictWriter with the first
+    row's keys refused the next row ('dict contains fields not in fieldnames'), and a DataFrame's columns
+    came in the order met. Every row now has the CSV's columns in order; Results.to_csv writes --csv's file."""
+    folder = tmp_path / "f"
+    folder.mkdir()
+    (folder / "0bad.jpg").write_bytes(b"not a jpeg")
+    shutil.copy(EXAMPLE, folder / "astronaut.jpg")
+    Image.new("RGB", (64, 64)).save(folder / "blank.png")
+    rs = ferkit.Recognizer().predict(str(folder))
+    rows = rs.to_records(empty_row=True)
+    cols = ["source", "frame", "time", "face", "track_id", "x", "y", "w", "h", "score", "label", "confidence",
+            *ferkit.CANONICAL, "error", "warnings"]
+    assert len(rows) == 3 and all(list(r) == cols for r in rows)
+    assert [r["error"] is None for r in rows] == [False, True, True] and rows[1]["label"] == "happy"
+    buf = io.StringIO()
+    w = csv.DictWriter(buf, fieldnames=list(rows[0]))  # (the first row's keys: a failure's)
+    w.writeheader()
+    w.writerows(rows)
+    assert len(buf.getvalue().splitlines()) == 4
+    assert all(list(r) == cols for r in rs.to_records()) and len(rs.to_records()) == 1  # faces only
+    assert all(list(r) == cols for r in rs[1].to_records(empty_row=True))  # one Result's, without a face
+    rs.to_csv(tmp_path / "api.csv")
+    assert main(["predict", str(folder), "--csv", str(tmp_path / "cli.csv"), "--quiet"]) == 1  # (the bad file)
+    assert (tmp_path / "api.csv").read_text() == (tmp_path / "cli.csv").read_text()
+    one = io.StringIO()
+    rs[0].to_csv(one)
+    assert one.getvalue().splitlines()[0] == ",".join(cols) and ",happy," in one.getvalue()

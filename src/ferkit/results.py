@@ -100,25 +100,37 @@ class Result:
     def to_json(self, indent: int | None = 2) -> str:
         return json.dumps(self.to_dict(), indent=indent)
 
+    def _classes(self) -> tuple[str, ...]:
+        """The model's classes: as kept, else the first face's (a Result made by hand)."""
+        return tuple(self.classes) or (tuple(self.faces[0].probabilities) if self.faces else ())
+
     def to_records(self, empty_row: bool = False) -> list[dict[str, Any]]:
-        """One flat row per face (the CSV rows): source, frame, time, face (1, 2, ... in the
-        order of ``faces``), track_id, x, y, w, h,
-        score, label, confidence, one column per class, then ``warnings`` (the caveats of the
-        reading, joined by "; "; None without any). ``empty_row``: an image or frame
-        without faces still gives one row (face fields empty), so that no input goes unlisted."""
+        """One flat row per face (the CSV rows), every row with the CSV's columns in its order
+        (:func:`csv_columns`; None where a row has no value): source, frame, time, face (1, 2, ... in
+        the order of ``faces``), track_id, x, y, w, h, score, label, confidence, one column per class,
+        ``error`` (None: only a failure's row has one) and ``warnings`` (the caveats of the reading,
+        joined by "; "; None without any). ``empty_row``: an image or frame without faces still gives
+        one row (face fields empty), so that no input goes unlisted. ``pandas.DataFrame(rows)`` and
+        ``csv.DictWriter(f, fieldnames=rows[0])`` take them as they are."""
         said = "; ".join(self.warnings) or None
+        blank = dict.fromkeys(csv_columns(self._classes()))
         if not self.faces and empty_row:
-            return [{"source": self.source, "frame": self.frame, "time": self.time, "warnings": said}]
+            return [{**blank, "source": self.source, "frame": self.frame, "time": self.time, "warnings": said}]
         rows = []
         for i, f in enumerate(self.faces, 1):  # face 1, 2, ... as the console and `ferkit explain` count
             x, y, w, h = f.box
-            row: dict[str, Any] = {"source": self.source, "frame": self.frame, "time": self.time, "face": i,
+            row: dict[str, Any] = {**blank, "source": self.source, "frame": self.frame, "time": self.time, "face": i,
                                    "track_id": f.track_id, "x": x, "y": y, "w": w, "h": h,
                                    "score": round(f.score, 6), "label": f.label, "confidence": round(f.confidence, 6)}
             row.update({c: round(p, 6) for c, p in f.probabilities.items()})
             row["warnings"] = said
             rows.append(row)
         return rows
+
+    def to_csv(self, path_or_file) -> None:
+        """Write :meth:`to_records` (``empty_row``: an image without faces is one row) as ``ferkit
+        predict --csv`` writes it, to a path or an open text file."""
+        write_csv(self.to_records(empty_row=True), path_or_file, self._classes())
 
     def plot(self, bars: bool = True, landmarks: bool = True) -> np.ndarray:
         """A copy of the image with each face's box, label, landmarks and probability bars (RGB)."""
@@ -373,12 +385,23 @@ class Results(list[Result]):
     def to_json(self, indent: int | None = 2) -> str:
         return json.dumps(self.to_dict(), indent=indent)
 
+    def _classes(self) -> tuple[str, ...]:
+        """The model's classes, as its results keep them (() where no result has any: all failed)."""
+        return next((c for r in self if (c := r._classes())), ())
+
     def to_records(self, empty_row: bool = False) -> list[dict[str, Any]]:
-        """The rows of every result; with ``empty_row`` (no input unlisted) also one row per
-        failure, its reason in the ``error`` column."""
+        """The rows of every result, each with the CSV's columns (:meth:`Result.to_records`); with
+        ``empty_row`` (no input unlisted) also one row per failure, its reason in the ``error``
+        column. ``pandas.DataFrame(rs.to_records(empty_row=True))`` is the ``--csv`` file's table."""
         if not empty_row:
             return [row for r in self for row in r.to_records()]
-        return [row for e in self.in_order() for row in entry_records(e)]
+        blank = dict.fromkeys(csv_columns(self._classes()))
+        return [{**blank, **row} for e in self.in_order() for row in entry_records(e)]
+
+    def to_csv(self, path_or_file) -> None:
+        """Write the ``ferkit predict --csv`` file of these results and failures (``to_records(
+        empty_row=True)``) to a path or an open text file."""
+        write_csv(self.to_records(empty_row=True), path_or_file, self._classes())
 
     def in_order(self) -> list[Result | Failure]:
         """The results and the failures as met (as ``ferkit predict`` lists them): a video's lost
@@ -461,12 +484,17 @@ def entry_records(e: Result | Failure) -> list[dict[str, Any]]:
     return e.to_records(empty_row=True) if isinstance(e, Result) else [failure_record(e)]
 
 
+def csv_columns(classes: tuple[str, ...] | list[str]) -> list[str]:
+    """The ``--csv`` file's columns, in order: every :meth:`Result.to_records` row has them."""
+    return ["source", "frame", "time", "face", "track_id", "x", "y", "w", "h", "score", "label", "confidence",
+            *classes, "error", "warnings"]
+
+
 def write_csv(rows: list[dict[str, Any]], path_or_file, classes: tuple[str, ...] | list[str]) -> None:
     """Write :meth:`Result.to_records` rows (columns fixed, so an empty batch still has a header);
     ``error`` is empty but on the rows of sources that could not be read, and the last column,
     ``warnings``, but on those of images read with a caveat (the messages, joined by "; ")."""
-    cols = ["source", "frame", "time", "face", "track_id", "x", "y", "w", "h", "score", "label", "confidence",
-            *classes, "error", "warnings"]
+    cols = csv_columns(classes)
     # (a file name that is not UTF-8 is written with its escapes, as in the JSON: "bad\\udcffname.jpg")
     fh = (open(path_or_file, "w", newline="", encoding="utf-8", errors="backslashreplace")
           if isinstance(path_or_file, (str, os.PathLike)) else path_or_file)
