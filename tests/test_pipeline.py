@@ -114,6 +114,22 @@ def test_no_face_is_an_empty_result_not_an_error(rec):
     assert r.to_records() == [] and r.to_records(empty_row=True)[0]["source"] == "ndarray"
 
 
+def test_the_pixels_kept_are_not_the_callers_array(rec):
+    """r.image was the caller's own array: a camera loop that reuses its frame buffer, or draws on the
+    frame after predicting, changed the result's picture (r.plot() and r.save() drew on the new pixels)."""
+    frame = np.asarray(Image.open(EXAMPLE).convert("RGB")).copy()
+    want = frame.copy()
+    r = rec.predict(frame)
+    frame[:] = 0
+    assert r.image is not frame and (r.image == want).all() and len(r.faces) == 1
+    listed = rec.predict([want])  # (a list's arrays are kept too)
+    want[:] = 0
+    assert listed[0].image.max() > 0
+    # an image made for the reading (gray to RGB) is kept as made, not copied again
+    gray = np.asarray(Image.open(EXAMPLE).convert("L"))
+    assert rec.predict(gray).image.shape == (512, 512, 3)
+
+
 def test_folder_carries_on_past_junk(rec, tmp_path):
     d = tmp_path / "photos"
     (d / "sub").mkdir(parents=True)

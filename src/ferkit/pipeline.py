@@ -296,11 +296,14 @@ class Recognizer:
     def analyze(self, image: Any, source: str | None = None, keep_image: bool = True) -> Result:
         """Every face of one image (path, bytes, array RGB/gray, PIL image). What was read with a
         caveat (only the first frame of an animation, a JPEG without its end marker...) is a
-        ``UserWarning`` and is kept in the result's ``warnings``."""
+        ``UserWarning`` and is kept in the result's ``warnings``. The pixels kept (``keep_image``)
+        are a copy where the image was the caller's array: changing it later leaves the result's."""
         name = source or (str(image) if isinstance(image, (str, os.PathLike)) else _pil_file(image)
                           or type(image).__name__)
         notes: list[str] = []
         rgb = read_image(image, mode="RGB", name=name, notes=notes)
+        if keep_image and isinstance(image, np.ndarray) and np.may_share_memory(rgb, image):
+            rgb = rgb.copy()  # the caller's own array (a camera's reused buffer, drawn on later): kept as it was
         for n in notes:  # a caveat of the reading: warned (as before) and kept in the result's "warnings"
             warnings.warn(n, UserWarning, stacklevel=caller_level())
         dets = self.detect(rgb)
