@@ -739,3 +739,29 @@ def test_paging_through_a_folders_results_lists_each_failure_once():
     assert sum(len(p.to_dict()) for p in pages) == len(rs.to_dict()) == 9
     assert [e.source for e in rs[2:4].in_order()] == ["2.jpg", "bad3.jpg", "3.jpg"]  # (its place kept)
     assert [f.source for f in rs[::2].failed] == ["bad0.jpg", "bad3.jpg", "end.jpg"]  # (a stepped slice: all)
+
+
+def test_every_warning_ferkit_gives_is_a_ferkit_warning(rec, tmp_path):
+    """Warnings were plain UserWarnings: an app could not silence ferkit's alone. Each warnings.warn in the
+    package names FerkitWarning (a UserWarning still), and a caveat of a reading arrives as one."""
+    import ast
+
+    import ferkit
+
+    pkg = Path(ferkit.__file__).parent
+    calls = []
+    for f in sorted(pkg.rglob("*.py")):
+        for n in ast.walk(ast.parse(f.read_text())):
+            if isinstance(n, ast.Call) and isinstance(n.func, ast.Attribute) and n.func.attr == "warn" \
+                    and isinstance(n.func.value, ast.Name) and n.func.value.id == "warnings":
+                cat = n.args[1] if len(n.args) > 1 else next((k.value for k in n.keywords if k.arg == "category"), None)
+                calls.append((f"{f.name}:{n.lineno}", getattr(cat, "id", None)))
+    others = [x for x in calls if x[1] != "FerkitWarning"]
+    assert len(calls) >= 14 and not others, others
+    assert issubclass(ferkit.FerkitWarning, UserWarning) and "FerkitWarning" in ferkit.__all__
+    gif = tmp_path / "two.gif"
+    frames = [Image.open(EXAMPLE).convert("RGB"), Image.new("RGB", (512, 512))]
+    frames[0].save(gif, save_all=True, append_images=frames[1:])
+    with pytest.warns(ferkit.FerkitWarning, match="only the first is read") as said:
+        rec.predict(str(gif))
+    assert said[0].filename == __file__

@@ -649,8 +649,9 @@ def test_an_unwritable_cache_exports_for_the_run_only(tmp_path, monkeypatch):
     monkeypatch.setenv("FERKIT_CACHE", str(tmp_path / "a_file"))
     monkeypatch.setattr(om, "_FALLBACK", None)
     monkeypatch.setattr(om, "_MEMO", {})
-    with pytest.warns(UserWarning, match="cannot be written .*kept for this run only .*FERKIT_CACHE"):
+    with pytest.warns(ferkit.FerkitWarning, match="cannot be written .*kept for this run only .*FERKIT_CACHE") as said:
         path = om.cached_onnx("lite_cnn-fer2013")
+    assert said[0].filename == __file__  # the caller's line, not ferkit's (it named onnx_model.py)
     assert path.is_file() and tmp_path not in path.parents
     import warnings
 

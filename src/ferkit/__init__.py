@@ -21,7 +21,8 @@ _quiet = __import__("sys").platform == "win32" or _os.environ.get("FERKIT_CHECK_
 _os.environ.setdefault("OPENCV_FFMPEG_LOGLEVEL", "-8" if _quiet else "16")
 
 from ._lazy import lazy_names  # noqa: E402
-from .errors import DatasetError, FerkitError, ImageDecodeError, ImageTooLargeError, ModelError  # noqa: E402
+from .errors import (DatasetError, FerkitError, FerkitWarning, ImageDecodeError, ImageTooLargeError,  # noqa: E402
+                     ModelError)
 from .labels import CANONICAL, CANONICAL_8  # noqa: E402
 
 # the models, the pipeline and the results load torch, OpenCV and onnxruntime (about 2 s): imported
@@ -41,5 +42,5 @@ if TYPE_CHECKING:  # type checkers see the real names (at run time they load whe
 __version__ = "0.1.0"
 
 __all__ = ["load_model", "ExpressionModel", "Prediction", "Recognizer", "Result", "Results", "FaceResult",
-           "FerkitError", "DatasetError", "ImageDecodeError", "ImageTooLargeError", "ModelError", "CANONICAL", "CANONICAL_8",
-           "__version__"]
+           "FerkitError", "FerkitWarning", "DatasetError", "ImageDecodeError", "ImageTooLargeError", "ModelError",
+           "CANONICAL", "CANONICAL_8", "__version__"]

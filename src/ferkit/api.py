@@ -16,7 +16,7 @@ from PIL import Image
 
 from . import weights as _weights
 from .data.transforms import normalize, to_float, tta_views
-from .errors import FerkitError, check_whole
+from .errors import FerkitError, FerkitWarning, check_whole
 from .io import FLOAT_SLACK, read_image, resize
 
 
@@ -293,7 +293,9 @@ def load_model(name: str | os.PathLike = "default", device: str = "cpu", backend
             except (ImportError, ExportError) as e:  # no onnx(runtime) here, or a net that does not export
                 import warnings
 
-                warnings.warn(f"onnx backend unavailable ({e}); using PyTorch", stacklevel=2)
+                from .io import caller_level
+
+                warnings.warn(f"onnx backend unavailable ({e}); using PyTorch", FerkitWarning, stacklevel=caller_level())
                 backend = "torch"
     if backend in ("onnx", "onnx-int8"):
         from .runtime import load_onnx_model

@@ -1530,9 +1530,10 @@ def build_parser() -> argparse.ArgumentParser:
                    help="mtcnn: boxes + 5 landmarks (aligned crops); haar: OpenCV's cascade, lighter; "
                         "none: each image is already a face crop")
     g.add_argument("--min-face", type=int, default=20, metavar="PX", help="smallest face searched for, in pixels")
-    g.add_argument("--thresholds", metavar="P,R,O", default="0.6,0.7,0.9", help="MTCNN's face-probability thresholds of its three stages (default: %(default)s); a higher last one "
-                        "(0.95) keeps fewer false faces and loses some real ones (2.1%% of FER2013's at 0.95: "
-                        "docs/input-handling.md)")
+    g.add_argument("--thresholds", metavar="P,R,O", default="0.6,0.7,0.9",
+                   help="MTCNN's face-probability thresholds of its three stages (default: %(default)s); a higher "
+                        "last one (0.95) keeps fewer false faces and loses some real ones (2.1%% of FER2013's at "
+                        "0.95: docs/input-handling.md)")
     g.add_argument("--max-faces", type=int, metavar="N",
                    help="keep the N most confident faces per image (in a video: the faces already followed first, "
                         "so the ones kept stay the same while in view)")

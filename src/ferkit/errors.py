@@ -35,6 +35,12 @@ class ModelError(FerkitError):
     """Unknown architecture, missing/invalid weights or model card."""
 
 
+class FerkitWarning(UserWarning):
+    """Every warning ferkit gives (a caveat of a reading, a fallback taken, an option that does
+    nothing here): ``warnings.filterwarnings("ignore", category=ferkit.FerkitWarning)`` silences
+    ferkit's alone. A ``UserWarning``, as they were before they had their own class."""
+
+
 SEED_MAX = 2 ** 32 - 1  #: the largest random seed numpy and torch take
 
 

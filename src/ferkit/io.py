@@ -28,7 +28,7 @@ from typing import Any, Callable, Iterator, Union
 import numpy as np
 from PIL import Image, UnidentifiedImageError
 
-from .errors import CameraError, Failure, ImageDecodeError, ImageTooLargeError
+from .errors import CameraError, Failure, FerkitWarning, ImageDecodeError, ImageTooLargeError
 
 #: Images with more pixels than this are refused (a 12k x 12k photo is ~144 MP).
 MAX_PIXELS = 150_000_000
@@ -398,7 +398,7 @@ def read_image(source: Source, mode: str = "L", name: str | None = None,
         if notes is not None:
             notes.append(message)
         else:
-            warnings.warn(message, stacklevel=caller_level())
+            warnings.warn(message, FerkitWarning, stacklevel=caller_level())
 
     if mode not in ("L", "RGB"):
         raise ValueError(f"mode must be 'L' or 'RGB', not {mode!r}")
@@ -1015,7 +1015,7 @@ def _say_check_off() -> None:
         warnings.warn(f"OPENCV_FFMPEG_LOGLEVEL={os.environ.get('OPENCV_FFMPEG_LOGLEVEL')} is below 16 (errors): FFmpeg "
                       "does not report decoding errors, so damaged video frames are not found and are read as "
                       "decoded (set it to 16 or more, or unset it; FERKIT_CHECK_DECODING=0 turns the check off "
-                      "without this note)", stacklevel=3)
+                      "without this note)", FerkitWarning, stacklevel=3)
 
 
 def _ffmpeg_log_level() -> int:

@@ -33,7 +33,7 @@ import torch
 from PIL import Image
 
 from .api import ExpressionModel, check_threads, load_model
-from .errors import Failure, FerkitError, check_whole
+from .errors import Failure, FerkitError, FerkitWarning, check_whole
 from .faces import Detection, Detector, align, create_detector, crop_box, is_whole_image
 from .io import (TS_NOT_VIDEO, VideoReader, caller_level, folder_files, frame_failures, is_image_file,
                  is_video_file, read_image, resize)
@@ -211,7 +211,7 @@ class Recognizer:
             if idle:  # (they choose how a model is loaded: this one is loaded already)
                 warnings.warn(f"{', '.join(idle)} ignored: the model given is loaded already (its backend: "
                               f"{getattr(model, 'backend', 'torch')}); pass them to load_model, or give the model's "
-                              f"name instead", stacklevel=2)
+                              f"name instead", FerkitWarning, stacklevel=2)
             # (threads: still MTCNN's; the loaded model keeps its own, chosen by load_model)
             self.model = model
         else:
@@ -305,7 +305,7 @@ class Recognizer:
         if keep_image and isinstance(image, np.ndarray) and np.may_share_memory(rgb, image):
             rgb = rgb.copy()  # the caller's own array (a camera's reused buffer, drawn on later): kept as it was
         for n in notes:  # a caveat of the reading: warned (as before) and kept in the result's "warnings"
-            warnings.warn(n, UserWarning, stacklevel=caller_level())
+            warnings.warn(n, FerkitWarning, stacklevel=caller_level())
         dets = self.detect(rgb)
         path = os.path.abspath(image) if isinstance(image, (str, os.PathLike)) else None
         return self._result(rgb, dets, self.classify(self.crops(rgb, dets)), name, keep_image, warnings=notes,
@@ -410,7 +410,7 @@ class Recognizer:
                 import warnings
 
                 warnings.warn(f"{reader.name}: interrupted after {len(res)} frame(s): those are returned",
-                              stacklevel=2)
+                              FerkitWarning, stacklevel=2)
         res.failed = frame_failures(reader.name, reader.errors, every)
         return res
 

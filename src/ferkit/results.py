@@ -23,7 +23,7 @@ from typing import Any, SupportsIndex, overload
 import cv2
 import numpy as np
 
-from .errors import Failure
+from .errors import Failure, FerkitWarning
 from .io import escaped, write_image_file
 
 # one colour per canonical class (RGB), so a label reads the same in every picture
@@ -353,7 +353,7 @@ class Results(list[Result]):
 
             warnings.warn(f"{len(bare)} video frame(s) not saved: their pixels were not kept (predict(..., "
                           f"keep_images=True) keeps them; `ferkit predict --out` writes annotated videos)",
-                          UserWarning, stacklevel=2)
+                          FerkitWarning, stacklevel=2)
         for r in self:
             if photos and r.frame is not None and r.image is None:
                 continue

@@ -27,7 +27,7 @@ import numpy as np
 import torch
 from tqdm.auto import tqdm
 
-from ..errors import DatasetError, FerkitError
+from ..errors import DatasetError, FerkitError, FerkitWarning
 from ..io import read_image, resize
 from . import cache as _cache
 
@@ -100,10 +100,10 @@ def _say_left_out(ds: FaceDataset) -> None:
     if ds.skipped:
         warnings.warn(f"{ds.name} {ds.split}: left out {len(ds.skipped)} item(s), e.g. {ds.skipped[0][0]}: "
                       f"{ds.skipped[0][1]}" + (" (`ferkit data ... --check` lists them all)" if len(ds.skipped) > 1
-                                               else ""), stacklevel=4)
+                                               else ""), FerkitWarning, stacklevel=4)
     if ds.no_face:
         warnings.warn(f"{ds.name} {ds.split}: no face found in {len(ds.no_face)} of {len(ds)} image(s), the whole "
-                      f"image is used for those, e.g. {ds.no_face[0]}", stacklevel=4)
+                      f"image is used for those, e.g. {ds.no_face[0]}", FerkitWarning, stacklevel=4)
 
 class Reader:
     """Base class of the dataset readers. Subclasses set the class attributes and implement

@@ -30,7 +30,7 @@ import torch.nn as nn
 
 from .. import __version__
 from .. import weights as _weights
-from ..errors import FerkitError
+from ..errors import FerkitError, FerkitWarning
 
 # what must agree between the members for their weights to be averaged
 _SAME = ("architecture", "arch_kwargs", "classes", "input_size", "mean", "std")
@@ -77,7 +77,7 @@ def average(models: Sequence[str], mix: Sequence[float]) -> tuple[nn.Module, dic
     if not (len(set(inits)) == 1 and inits[0]) and not any(i in names for i in inits if i):
         warnings.warn(f"{', '.join(models)}: their cards show no shared start (each one's --init: "
                       f"{', '.join(str(i) for i in inits)}); networks trained apart do not average (their mean is "
-                      f"then a poor network), so measure it", stacklevel=2)
+                      f"then a poor network), so measure it", FerkitWarning, stacklevel=2)
     states = [n.state_dict() for n in nets]
     out = {}
     for key, t in states[0].items():

@@ -54,7 +54,7 @@ from ..data import FaceDataset, open_dataset
 from ..data.readers import dataset_key
 from ..data.restore import shift_warnings, split_stats
 from ..data.transforms import AugmentConfig, augment, normalize, to_float
-from ..errors import SEED_MAX, FerkitError, ModelError, check_whole
+from ..errors import SEED_MAX, FerkitError, FerkitWarning, ModelError, check_whole
 from ..models import count_params, create, get_spec
 from ..models.registry import builder_options
 from .evaluate import evaluate
@@ -612,7 +612,7 @@ def check_settings(cfg: TrainConfig) -> None:
                 f"never reaches --lr {cfg.lr:g} (at most {cfg.epochs / cfg.warmup_epochs:.0%} of it)")
         warnings.warn(f"--warmup {cfg.warmup_epochs:g} covers all {cfg.epochs} epoch(s): the learning rate rises "
                       f"the whole run, {peak}, and never decays; give fewer warm-up epochs (e.g. --warmup "
-                      f"{cfg.epochs / 10:g}) or more epochs", UserWarning, stacklevel=2)
+                      f"{cfg.epochs / 10:g}) or more epochs", FerkitWarning, stacklevel=2)
         _WARNED_WARMUP.add(said)  # (after: a warning turned into an error is raised again next time)
 
 

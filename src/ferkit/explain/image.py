@@ -30,7 +30,7 @@ import torch
 
 from ..api import ExpressionModel, load_model
 from ..data.transforms import normalize, to_float
-from ..errors import FerkitError
+from ..errors import FerkitError, FerkitWarning
 from ..faces import is_whole_image, similarity, template
 from ..io import read_image, staged_files
 from . import au as AU
@@ -179,7 +179,8 @@ def explain_image(source: Any, out: str | os.PathLike | None, *, model: str | Ex
         how = ("the whole image is the face: right for a crop framed like FER2013's, not for a photo"
                if detector == "none" else f"{detector} gives no landmarks: the faces are aligned from their boxes")
         warnings.warn(f"{name}: the action units named are measured at the alignment template's places, and "
-                      f"{how}; they are rough here (--detector mtcnn aligns each face by its landmarks)", stacklevel=2)
+                      f"{how}; they are rough here (--detector mtcnn aligns each face by its landmarks)",
+                      FerkitWarning, stacklevel=2)
     x = _tensor(m, crops)
     probs = m.predict_tensor(torch.from_numpy(crops[:, None] if crops.ndim == 3 else
                                               crops.transpose(0, 3, 1, 2).copy())).numpy()

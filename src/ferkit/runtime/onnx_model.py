@@ -27,7 +27,7 @@ import torch
 from .. import weights as _weights
 from ..api import ExpressionModel
 from ..data.transforms import tta_views
-from ..errors import ModelError
+from ..errors import FerkitWarning, ModelError
 from .export import CARD_KEY, DEFAULT_OPSET, FORMAT_VERSION, INPUT_NAME, OUTPUT_NAMES, card_path, export_onnx
 
 
@@ -233,8 +233,11 @@ def onnx_cache_dir() -> Path:
         tmp = Path(tempfile.mkdtemp(prefix="ferkit-onnx-"))
         atexit.register(shutil.rmtree, tmp, True)
         _FALLBACK = (d, tmp)
+        from ..io import caller_level
+
         warnings.warn(f"the cache folder {d} cannot be written ({e.strerror or e}): exported models are kept for "
-                      f"this run only (set FERKIT_CACHE to a writable folder to keep them)", stacklevel=2)
+                      f"this run only (set FERKIT_CACHE to a writable folder to keep them)", FerkitWarning,
+                      stacklevel=caller_level())  # (the caller's line, not ferkit's)
         return tmp
 
 
@@ -309,7 +312,7 @@ def cached_onnx(name_or_path: str | os.PathLike = "default", *, int8: bool | str
         if failed is None:
             _MEMO[key] = path.read_bytes()
     if failed is not None:
-        warnings.warn(f"{wpath.name}: {failed}; using dynamic int8 instead", stacklevel=2)
+        warnings.warn(f"{wpath.name}: {failed}; using dynamic int8 instead", FerkitWarning, stacklevel=2)
         return cached_onnx(name_or_path, int8="dynamic", opset=opset)
     return path
 
