@@ -765,3 +765,48 @@ def test_every_warning_ferkit_gives_is_a_ferkit_warning(rec, tmp_path):
     with pytest.warns(ferkit.FerkitWarning, match="only the first is read") as said:
         rec.predict(str(gif))
     assert said[0].filename == __file__
+
+
+def test_stream_takes_a_capture_or_frames_the_caller_reads(rec, tmp_path):
+    """stream() refused a cv2.VideoCapture and a generator of frames ("not a VideoCapture"): an app reading
+    an IP camera itself, or holding frames already, could not have track ids and smoothing. Both stream now,
+    as the file does."""
+    video = moving_video(tmp_path / "m.mp4", n=10)
+    want = list(rec.stream(str(video)))
+    cap = cv2.VideoCapture(str(video))
+    got = list(rec.stream(cap))
+    assert cap.isOpened()  # (the caller's: left open)
+    cap.release()
+    frames = []
+    cap = cv2.VideoCapture(str(video))
+    while (f := cap.read())[0]:
+        frames.append(cv2.cvtColor(f[1], cv2.COLOR_BGR2RGB))
+    cap.release()
+    timed = list(rec.stream((f for f in frames), fps=12))  # a generator, given its rate
+    plain = list(rec.stream(frames, every=2, name="cam"))
+    assert len(want) == len(got) == len(timed) == 10 and len(plain) == 5
+    assert all(a.faces == b.faces == c.faces for a, b, c in zip(want, got, timed))
+    assert [r.time for r in got] == [r.time for r in want] == [r.time for r in timed]
+    assert {f.track_id for r in timed for f in r.faces} == {1} and got[0].source == "VideoCapture"
+    assert [r.frame for r in plain] == [0, 2, 4, 6, 8] and plain[0].time is None and plain[0].source == "cam"
+    assert plain[1].to_dict()["frame"] == 2 and plain[1].faces[0].label == want[2].faces[0].label == "happy"
+    # frames are copied: a caller reusing one buffer does not change the results kept
+    buf = frames[0].copy()
+
+    def reused():
+        for f in frames[:3]:
+            buf[:] = f
+            yield buf
+    kept = [r.image.copy() for r in rec.stream(reused())]
+    assert not (kept[0] == kept[2]).all()
+    # what it refuses, in words
+    with pytest.raises(FerkitError, match=r"frame 1 is None"):
+        list(rec.stream([frames[0], None]))
+    with pytest.raises(FerkitError, match=r"frames\[0\]: not an image"):
+        list(rec.stream([b"not an image"]))
+    with pytest.raises(FerkitError, match="not open"):
+        list(rec.stream(cv2.VideoCapture(str(tmp_path / "none.mp4"))))
+    with pytest.raises(FerkitError, match="fps must be a positive number"):
+        list(rec.stream(frames, fps=0))
+    with pytest.raises(FerkitError, match="for one image use analyze"):
+        list(rec.stream(frames[0]))  # (an array iterates too: one image, not frames)

@@ -449,23 +449,33 @@ class Recognizer:
                 res.failed.append(Failure(name, _reason(e, name), at=len(res)))
         return res
 
-    def stream(self, source: Any, *, every: int = 1, max_frames: int | None = None) -> Iterator[Result]:
-        """Results frame by frame for a video file, webcam index or :class:`~ferkit.io.VideoReader`:
-        every ``every``-th frame is processed; faces carry track ids; probabilities are smoothed
-        per track when ``smooth`` > 0."""
+    def stream(self, source: Any, *, every: int = 1, max_frames: int | None = None,
+               fps: float | None = None, name: str | None = None) -> Iterator[Result]:
+        """Results frame by frame for a video file, webcam index or :class:`~ferkit.io.VideoReader`,
+        or frames the caller reads: a ``cv2.VideoCapture`` the caller opened (an IP camera's
+        stream; BGR, as OpenCV reads; left open) or an iterable of images (arrays RGB or gray, PIL
+        images, as :meth:`analyze` takes them). Every ``every``-th frame is processed; faces carry
+        track ids; probabilities are smoothed per track when ``smooth`` > 0. ``fps`` gives an
+        iterable's frames their times (frame / fps; without it their time is None) and overrides a
+        capture's own; ``name`` is the results' ``source`` for those (default "frames", "VideoCapture")."""
         check_whole("every", every)
         if max_frames is not None:
             check_whole("max_frames", max_frames, none=" (None: no limit)")
-        if not isinstance(source, (VideoReader, str, os.PathLike, int)) or isinstance(source, bool):
-            raise FerkitError(f"stream reads a video file, a webcam index or a VideoReader, not a "
-                              f"{type(source).__name__} (for one image use analyze or predict)")
+        if fps is not None and (isinstance(fps, bool) or not isinstance(fps, numbers.Real) or not 0 < fps < 1e6):
+            raise FerkitError(f"fps must be a positive number of frames a second, got {fps!r}")
+        if _FrameSource.takes(source):
+            source = _FrameSource(source, fps, name)
+        elif not isinstance(source, (VideoReader, str, os.PathLike, int)) or isinstance(source, bool):
+            raise FerkitError(f"stream reads a video file, a webcam index, a VideoReader, a cv2.VideoCapture or an "
+                              f"iterable of frames, not a {type(source).__name__} (for one image use analyze or "
+                              f"predict)")
         if isinstance(source, (str, os.PathLike)):
             if os.path.isdir(source):
                 raise FerkitError(f"{source}: a folder; stream reads a video file or a webcam (predict reads folders)")
             if is_image_file(source) and Path(source).suffix.lower() != ".gif":  # (an animated GIF streams)
                 raise FerkitError(f"{source}: an image; stream reads a video file or a webcam (for one image use "
                                   f"predict or analyze)")
-        reader = source if isinstance(source, VideoReader) else VideoReader(source)
+        reader = source if isinstance(source, (VideoReader, _FrameSource)) else VideoReader(source)
         # with every > 1 a face moves every-fold between processed frames: the distance gate
         # widens with it (until a track's velocity is known, after its second sighting)
         tracker = Tracker(smooth=self.smooth, max_age=max(3, 15 // every), dist=0.6 * min(every, 4))
@@ -493,14 +503,64 @@ class Recognizer:
                 # in track order: a person keeps their place frame to frame (by detection score, the CSV's
                 # `face 1` was one person in some frames and the other in the rest)
                 faces.sort(key=lambda f: f.track_id)
-                yield Result(reader.name, rgb.shape[1], rgb.shape[0], faces, frame=idx, time=round(t, 4), image=rgb,
-                             classes=self.classes)
+                yield Result(reader.name, rgb.shape[1], rgb.shape[0], faces, frame=idx,
+                             time=None if t is None else round(t, 4), image=rgb, classes=self.classes)
                 n += 1
                 if max_frames is not None and n >= max_frames:
                     break
         finally:
             if reader is not source:
                 reader.close()
+
+
+class _FrameSource:
+    """Frames the caller reads, as :class:`~ferkit.io.VideoReader` yields them, ``(index, time,
+    rgb)``: from a ``cv2.VideoCapture`` (BGR; its position's time, else index / fps; the capture
+    stays open: it is the caller's) or an iterable of images (``read_image``'s inputs; time index /
+    fps, None without fps). A frame that is the caller's array is copied (a reused buffer)."""
+
+    def __init__(self, source: Any, fps: float | None, name: str | None) -> None:
+        self.source, self.fps = source, fps
+        self.capture = isinstance(source, cv2.VideoCapture)
+        self.name = name or ("VideoCapture" if self.capture else "frames")
+        if self.capture and not source.isOpened():
+            raise FerkitError(f"{self.name}: the cv2.VideoCapture is not open (it could not open its source, or "
+                              f"was released)")
+        if self.capture and fps is None:
+            own = source.get(cv2.CAP_PROP_FPS)
+            self.fps = own if 0 < own < 1000 else None
+
+    @staticmethod
+    def takes(source: Any) -> bool:
+        """A capture, or an iterable that is no single image or name (a str, bytes, an array, a PIL
+        image iterate too: each is one image or one file, not frames)."""
+        if isinstance(source, cv2.VideoCapture):
+            return True
+        return (hasattr(source, "__iter__") and not isinstance(source, (str, bytes, bytearray, memoryview, np.ndarray,
+                                                                        Image.Image, dict, VideoReader)))
+
+    def __iter__(self) -> Iterator[tuple[int, float | None, np.ndarray]]:
+        if self.capture:
+            idx = 0
+            while True:
+                ok, bgr = self.source.read()
+                if not ok or bgr is None:
+                    return
+                ms = self.source.get(cv2.CAP_PROP_POS_MSEC)
+                t = ms / 1000 if ms > 0 or idx == 0 else (idx / self.fps if self.fps else None)
+                rgb = cv2.cvtColor(bgr, cv2.COLOR_GRAY2RGB if bgr.ndim == 2 else cv2.COLOR_BGR2RGB)
+                yield idx, t, rgb
+                idx += 1
+        for idx, frame in enumerate(self.source):
+            if frame is None:
+                raise FerkitError(f"{self.name}: frame {idx} is None (a camera read that failed?): give images only")
+            rgb = read_image(frame, mode="RGB", name=f"{self.name}[{idx}]")
+            if isinstance(frame, np.ndarray) and np.may_share_memory(rgb, frame):
+                rgb = rgb.copy()
+            yield idx, (idx / self.fps if self.fps else None), rgb
+
+    def close(self) -> None:  # (the capture and the iterable are the caller's)
+        pass
 
 
 def _frames_bar(results: Iterator[Result], reader: VideoReader, every: int, max_frames: int | None,
