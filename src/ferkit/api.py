@@ -17,7 +17,7 @@ from PIL import Image
 from . import weights as _weights
 from .data.transforms import normalize, to_float, tta_views
 from .errors import FerkitError, FerkitWarning, check_whole
-from .io import FLOAT_SLACK, read_image, resize
+from .io import FLOAT_SLACK, is_file_object, read_image, resize
 
 
 @dataclass
@@ -177,12 +177,11 @@ def _as_list(faces: Any, hw: tuple[int, int] | None = None) -> list:
         return list(faces)  # a batch of gray faces: N x H x W (N = 1: the one face either way)
     if isinstance(faces, (bytearray, memoryview)):
         return [bytes(faces)]
-    if isinstance(faces, (str, os.PathLike, bytes, np.ndarray, Image.Image)):
-        return [faces]
+    if isinstance(faces, (str, os.PathLike, bytes, np.ndarray, Image.Image)) or is_file_object(faces):
+        return [faces]  # (a file object: one image's bytes, read by read_image)
     if isinstance(faces, Iterable) and not isinstance(faces, (dict, set, frozenset, io.IOBase)):
         return list(faces)
-    hint = ": pass its bytes (.getvalue() or .read())" if isinstance(faces, io.IOBase) else ""
-    raise FerkitError(f"cannot read faces from a {type(faces).__name__}{hint}")
+    raise FerkitError(f"cannot read faces from a {type(faces).__name__}")
 
 
 class EnsembleModel(ExpressionModel):

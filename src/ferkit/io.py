@@ -379,10 +379,22 @@ def caller_level() -> int:
     return level
 
 
+def is_file_object(source: Any) -> bool:
+    """A file object to read an image's bytes from (anything with ``read``, not a path or an image)."""
+    return hasattr(source, "read") and not isinstance(source, (str, os.PathLike, bytes, bytearray, memoryview,
+                                                                np.ndarray, Image.Image))
+
+
+def file_object_name(source: Any) -> str | None:
+    """The name of the file a file object reads (``open(path, "rb")``'s path), else None."""
+    n = getattr(source, "name", None) if is_file_object(source) else None
+    return n if isinstance(n, str) and n else None
+
+
 def read_image(source: Source, mode: str = "L", name: str | None = None,
                formats: tuple[str, ...] | list[str] | None = None, *,
                notes: list[str] | None = None) -> np.ndarray:
-    """Decode ``source`` (path, bytes, array or PIL image) to a uint8 array.
+    """Decode ``source`` (path, bytes, a binary file object, array or PIL image) to a uint8 array.
 
     ``mode="L"`` gives ``H x W`` grayscale, ``mode="RGB"`` gives ``H x W x 3``. A uint8 array
     already in that form comes back as it is (the same array when contiguous, not a copy).
@@ -402,7 +414,18 @@ def read_image(source: Source, mode: str = "L", name: str | None = None,
 
     if mode not in ("L", "RGB"):
         raise ValueError(f"mode must be 'L' or 'RGB', not {mode!r}")
-    label = name or (str(source) if isinstance(source, (str, os.PathLike)) else type(source).__name__)
+    label = name or (str(source) if isinstance(source, (str, os.PathLike)) else file_object_name(source)
+                     or type(source).__name__)
+    if is_file_object(source):  # open(path, "rb"), io.BytesIO, an upload's file: its bytes from where it stands
+        try:
+            data = source.read()  # type: ignore[union-attr]
+        except (OSError, ValueError) as e:  # (closed, not readable)
+            raise ImageDecodeError(f"{label}: cannot read the file object ({e})") from None
+        if isinstance(data, str):
+            raise ImageDecodeError(f"{label}: a file opened in text mode: open the image with 'rb'")
+        if not isinstance(data, (bytes, bytearray, memoryview)):
+            raise ImageDecodeError(f"{label}: its read() gave a {type(data).__name__}, not bytes")
+        source = data
     if isinstance(source, np.ndarray):
         return _from_array(source, mode, label, warn)
     if isinstance(source, Image.Image):
@@ -437,7 +460,7 @@ def read_image(source: Source, mode: str = "L", name: str | None = None,
         fp: object = _io.BytesIO(data)
     elif not isinstance(source, (str, os.PathLike)):
         raise ImageDecodeError(f"{label}: cannot read an image from a {type(source).__name__} "
-                               f"(give a file path, bytes, a numpy array or a PIL image)")
+                               f"(give a file path, bytes, a file object, a numpy array or a PIL image)")
     else:
         if not str(source).strip():
             raise ImageDecodeError("an empty path (no file named)")

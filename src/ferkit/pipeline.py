@@ -35,8 +35,8 @@ from PIL import Image
 from .api import ExpressionModel, check_threads, load_model
 from .errors import Failure, FerkitError, FerkitWarning, check_whole
 from .faces import Detection, Detector, align, create_detector, crop_box, is_whole_image
-from .io import (TS_NOT_VIDEO, VideoReader, caller_level, folder_files, frame_failures, is_image_file,
-                 is_video_file, read_image, resize)
+from .io import (TS_NOT_VIDEO, VideoReader, caller_level, file_object_name, folder_files, frame_failures,
+                 is_file_object, is_image_file, is_video_file, read_image, resize)
 from .results import FaceResult, Result, Results
 
 
@@ -164,7 +164,7 @@ def source_kind(source: Any) -> str:
         raise FerkitError(f"cannot read a {type(source).__name__} as an image")
     if isinstance(source, int):
         return "webcam"
-    if isinstance(source, (np.ndarray, Image.Image, bytes, bytearray, memoryview)):
+    if isinstance(source, (np.ndarray, Image.Image, bytes, bytearray, memoryview)) or is_file_object(source):
         return "image"
     if isinstance(source, (str, os.PathLike)):
         p = Path(source)
@@ -173,10 +173,8 @@ def source_kind(source: Any) -> str:
         if is_video_file(p):
             return "video"
         return "image"
-    hint = (" (a file object: pass the bytes of the image file, e.g. open(path, 'rb').read())"
-            if hasattr(source, "read") else "")
     raise FerkitError(f"cannot read faces from a {type(source).__name__}: give a path, folder, video, webcam index, "
-                      f"an image file's bytes, a numpy array or a PIL image{hint}")
+                      f"an image file's bytes or file object, a numpy array or a PIL image")
 
 
 # ---------------------------------------------------------------------------------------
@@ -536,8 +534,9 @@ class _FrameSource:
         image iterate too: each is one image or one file, not frames)."""
         if isinstance(source, cv2.VideoCapture):
             return True
-        return (hasattr(source, "__iter__") and not isinstance(source, (str, bytes, bytearray, memoryview, np.ndarray,
-                                                                        Image.Image, dict, VideoReader)))
+        return (hasattr(source, "__iter__") and not is_file_object(source)  # (a file iterates by lines)
+                and not isinstance(source, (str, bytes, bytearray, memoryview, np.ndarray, Image.Image, dict,
+                                            VideoReader)))
 
     def __iter__(self) -> Iterator[tuple[int, float | None, np.ndarray]]:
         if self.capture:
@@ -596,8 +595,9 @@ def _keep_sizes(dets: list[Detection], prev: np.ndarray) -> None:
 
 
 def _pil_file(image: Any) -> str:
-    """The file a PIL image was opened from (``Image.open(path)``), or ''."""
-    name = getattr(image, "filename", "") if isinstance(image, Image.Image) else ""
+    """The file a PIL image was opened from (``Image.open(path)``), or a file object reads
+    (``open(path, "rb")``), or ''."""
+    name = getattr(image, "filename", "") if isinstance(image, Image.Image) else (file_object_name(image) or "")
     return name if isinstance(name, str) else ""
 
 
