@@ -833,3 +833,12 @@ def test_a_file_object_is_read_as_its_image(rec, tmp_path):
         rec.predict(io.BytesIO(b""))
     with pytest.raises(FerkitError, match="for one image use analyze"):  # (a file is no stream of frames)
         list(rec.stream(io.BytesIO(EXAMPLE.read_bytes())))
+
+
+def test_a_recognizer_that_cannot_pickle_says_what_to_do_instead(rec):
+    import pickle
+
+    with pytest.raises(TypeError, match="does not pickle .*build one in each process"):
+        pickle.dumps(rec)
+    r = rec.predict(str(EXAMPLE))
+    assert pickle.loads(pickle.dumps(r)) == r  # (its results do)

@@ -195,7 +195,15 @@ class Recognizer:
     by default each face's probabilities are averaged over time with weight 0.5 on the past, and
     a full detection runs every 5th processed frame (new faces show up within 5 frames; a face
     the fast path loses triggers a full detection at once). ``detect_every=1`` detects every frame.
+
+    One recognizer serves several threads at once (the results are those of one thread). It does
+    not pickle (its onnxruntime sessions do not): for a process pool, build one in each process
+    (``ProcessPoolExecutor(initializer=...)``); its results pickle.
     """
+
+    def __reduce__(self):  # (pickle's, and a process pool's: said in words, not onnxruntime's type name)
+        raise TypeError("a ferkit Recognizer does not pickle (its onnxruntime sessions do not): build one in each "
+                        "process, e.g. ProcessPoolExecutor(initializer=...); its results pickle")
 
     def __init__(self, model: str | os.PathLike | ExpressionModel = "default", detector: str | Detector = "mtcnn", *,
                  device: str = "cpu", min_face_size: int | None = None,
