@@ -174,6 +174,15 @@ def test_crossval_cli_and_its_errors(ck, tmp_path, capsys):
     assert main(again) == 0
     said = capsys.readouterr()
     assert "fold 2: finished earlier" in said.out and "ignoring differing" not in said.out
+    # a resume that trains nothing leaves the summary's command as it was (it added "# resumed by: ..."), and
+    # --folds left out is the cross-validation's own count, unsaid (it said "folds (10; the run's: 4)")
+    assert json.loads((out / "crossval.json").read_text())["command"] == s["command"]
+    no_k = [x for x in again if x not in ("--folds", "4")]
+    assert main(no_k) == 0
+    said = capsys.readouterr()
+    assert "ignoring differing" not in said.out and json.loads((out / "crossval.json").read_text())["folds"] == 4
+    assert main([*again, "--model-arg", "width=2"]) == 1
+    assert "holds a cross-validation of another model_kwargs" in capsys.readouterr().err
     assert main([*again, "--epochs", "3"]) == 1
     assert "resuming with --epochs 3 would train the others to another count" in capsys.readouterr().err
     # so is another --early-stop or --recalibrate-bn (the finished rounds keep theirs; the summary said one recipe)
@@ -421,14 +430,17 @@ def test_evaluate_a_fold_run_on_its_own_round(ck, cv3, capsys):
     args = ["evaluate", "--model", run, "--dataset", "ckplus", "--data", str(ck)]
     assert main(args) == 0
     cap = capsys.readouterr()
-    assert "evaluating on fold 1's splits" in cap.out
+    assert "evaluating on round 1 of 3 folds (fold seed 0), the round the model was trained on" in cap.out
     acc = float(next(ln.split()[1] for ln in cap.out.splitlines() if ln.startswith("accuracy")))
     assert acc == pytest.approx(summary["per_fold"][1]["accuracy"], abs=1e-4)  # the number crossval measured
     assert main([*args, "--fold", "0"]) == 0
     assert "was trained with --fold 1" in capsys.readouterr().err
     # the dataset's other names are the same dataset: its round, not fold 0 (which it trained on)
     assert main(["evaluate", "--model", run, "--dataset", "CK+", "--data", str(ck)]) == 0
-    assert "evaluating on fold 1's splits" in capsys.readouterr().out
+    assert "evaluating on round 1 of 3 folds" in capsys.readouterr().out
+    # round 0's run says its round too (it said nothing: the header's "test" was fold 0 of a count unsaid)
+    assert main(["evaluate", "--model", str(fold_dir(out, 0)), "--dataset", "ckplus", "--data", str(ck)]) == 0
+    assert "evaluating on round 0 of 3 folds" in capsys.readouterr().out
 
 
 def test_a_dataset_has_one_name_in_configs_cards_and_summaries():

@@ -963,6 +963,17 @@ def test_a_finished_run_resumed_keeps_its_epochs_and_is_left_as_it_is(folder, tm
     said = err.out + err.err
     assert f"{run} is finished: 2 epochs trained" in said and "nothing to do" in said
     assert "epoch   3/" not in said and "ignoring differing: model" not in said
+    # options left out are no difference to say (it listed "batch_size (128; the run's: 8)", a default not typed);
+    # a typed one is; another network (--model-arg) named on the command line is refused, as another --model is
+    bare = [a for a in again if a not in ("--batch-size", "8", "--warmup", "0")]
+    assert main([*bare, "--resume"]) == 0
+    said = "".join(capsys.readouterr())
+    assert "ignoring differing" not in said and "nothing to do" in said
+    assert main([*bare, "--batch-size", "16", "--resume"]) == 0
+    assert "ignoring differing: batch_size (16; the run's: 8)" in "".join(capsys.readouterr())
+    assert main([*base, "--model-arg", "width=2", "--resume"]) == 1
+    assert "holds a run of another network (--model-arg): model_kwargs {} (asked: {'width': 2})" in \
+        capsys.readouterr().err
     assert ((run / "model.safetensors").read_bytes(), (run / "model.json").read_text()) == model
     assert (run / "config.json").read_text() == config
     # fewer epochs than trained: refused, nothing written

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import contextlib
+import dataclasses
 import io
 import json
 import os
@@ -100,10 +101,13 @@ def _add_dataset_args(p: argparse.ArgumentParser, required: bool = True, kfold: 
                    help=hide or "ferplus: label rule: 'majority' = most-voted of the 10 columns, dropping unknown / "
                         "not-a-face (default); 'strict' = Microsoft's rule (>50%% after removing single votes)")
     g.add_argument("--folds", type=int, default=None, metavar="K",
-                   help="ckplus/jaffe/kdef/imagefolder: number of subject-independent folds (default 10)")
+                   help="ckplus/jaffe/kdef/imagefolder: number of subject-independent folds (default 10; evaluate: "
+                        "a fold run's own, from its card)")
     g.add_argument("--fold", type=int, default=None, metavar="I",
-                   help=hide or "cross-validation round: fold I is 'test', fold I+1 'val', the rest 'train' (default 0)")
-    g.add_argument("--fold-seed", type=seed_int, default=None, metavar="S", help="seed of the subject-to-fold assignment")
+                   help=hide or "cross-validation round: fold I is 'test', fold I+1 'val', the rest 'train' "
+                                "(default 0; evaluate: a fold run's own round, from its card)")
+    g.add_argument("--fold-seed", type=seed_int, default=None, metavar="S",
+                   help="seed of the subject-to-fold assignment (default 0; evaluate: a fold run's own)")
     g.add_argument("--angles", default=None, metavar="A,B", help="kdef: views to keep, e.g. S or S,HL,HR (default all)")
     g.add_argument("--clean-from", default=None, metavar="FERPLUS_DIR",
                    help=hide or "fer2013 image folders: replace blurred Training images by their clean twins from a FER+ "
@@ -443,10 +447,23 @@ def _given(a: argparse.Namespace, flag: str) -> bool:
     return any(t == flag or t.startswith(flag + "=") for t in getattr(a, "argv", None) or [])
 
 
+#: the options that set a TrainConfig field whose own name, dashed, is not its option
+FIELD_FLAGS = {"model_kwargs": ("--model-arg",), "warmup_epochs": ("--warmup",), "amp": ("--no-amp",),
+               "deterministic": ("--nondeterministic",),
+               "augment": ("--aug", "--flip", "--shift", "--rotate", "--scale", "--brightness", "--contrast",
+                           "--erase"),
+               "dataset_options": ("--skip-bad", "--vote", "--folds", "--fold", "--fold-seed", "--angles",
+                                   "--clean-from")}
+
+
 def _left_default(a: argparse.Namespace) -> list[str]:
-    """The settings a resume keeps from its run: :data:`RESUME_FLAGS`, --model and --dataset where the
-    command leaves them to their defaults (train's and crossval's ``keep``)."""
-    return [k for k, flag in (*RESUME_FLAGS, ("model", "--model"), ("dataset", "--dataset")) if not _given(a, flag)]
+    """The settings (TrainConfig fields) the command leaves to their defaults, which a resume keeps
+    from its run unsaid (train's and crossval's ``keep``): :data:`RESUME_FLAGS`, --model and
+    --dataset among them; a difference in one of the others is said only where it was typed."""
+    from .engine.train import TrainConfig
+
+    fields = [f.name for f in dataclasses.fields(TrainConfig) if f.name not in ("command", "out")]
+    return [k for k in fields if not any(_given(a, flag) for flag in FIELD_FLAGS.get(k, ("--" + k.replace("_", "-"),)))]
 
 
 def _card_dataset_is(card: dict, dataset: str) -> bool:
@@ -560,8 +577,11 @@ def cmd_train(a: argparse.Namespace) -> int:
     _out_not_in_data(a)
     cfg = _train_config(a)
     try:
-        given = [k for k, flag in (("data", "--data"), ("lr", "--lr"), ("model", "--model"), ("dataset", "--dataset"))
+        given = [k for k, flag in (("data", "--data"), ("lr", "--lr"), ("model", "--model"), ("dataset", "--dataset"),
+                                   ("model_kwargs", "--model-arg"))
                  if _given(a, flag)]
+        given += [f"fold_option:{k}" for k, flag in (("folds", "--folds"), ("fold", "--fold"),
+                                                     ("fold_seed", "--fold-seed")) if _given(a, flag)]
         train(cfg, resume=a.resume, progress=None if not a.no_progress else False, given=given, keep=_left_default(a))
     except KeyboardInterrupt:
         if (Path(a.out) / "last.ckpt").exists():
@@ -602,9 +622,10 @@ def cmd_crossval(a: argparse.Namespace) -> int:
     except ValueError:
         raise FerkitError(f"--only wants fold numbers separated by commas, e.g. 0,1; got {a.only!r}") from None
     try:
-        crossval(_train_config(a), folds=10 if a.folds is None else a.folds, only=only, resume=a.resume,
+        crossval(_train_config(a), folds=a.folds, only=only, resume=a.resume,
                  progress=None if not a.no_progress else False,
-                 asked=[k for k in ("dataset", "model") if _given(a, f"--{k}")],
+                 asked=[k for k, flag in (("dataset", "--dataset"), ("model", "--model"),
+                                          ("model_kwargs", "--model-arg")) if _given(a, flag)],
                  keep=_left_default(a))
     except KeyboardInterrupt:
         print(f"\nferkit: interrupted; finished folds and the current fold's last epoch are saved in {a.out}: run the "
@@ -700,19 +721,22 @@ def _fold_of_card(a: argparse.Namespace, card: dict) -> None:
         defaults = inspect.signature(FoldedReader.__init__).parameters  # the reader's defaults
         for key in ("folds", "fold", "fold_seed"):
             opts.setdefault(key, defaults[key].default)
+    taken = []
     for key, flag in (("folds", "--folds"), ("fold", "--fold"), ("fold_seed", "--fold-seed")):
         if key not in opts:
             continue
         given = getattr(a, key)
         if given is None:
             setattr(a, key, opts[key])
-            if key == "fold" and opts[key]:
-                print(f"evaluating on fold {opts[key]}'s splits: the round the model was trained on (its card); "
-                      f"--fold N for another")
+            taken.append(flag)
         elif given != opts[key]:
             print(f"ferkit: warning: {flag} {given}, but the model was trained with {flag} {opts[key]}: this "
                   f"round's test subjects were among its training ones, so the number overstates it",
                   file=sys.stderr)
+    if taken and a.folds is not None and a.fold is not None:  # (what the header's "test" is: said, not guessed)
+        seed = a.fold_seed if a.fold_seed is not None else 0
+        print(f"evaluating on round {a.fold} of {a.folds} folds (fold seed {seed}), the round the model was trained on "
+              f"({', '.join(taken)} from its card; name them for another)")
 
 
 def _detect_of_card(a: argparse.Namespace, card: dict) -> None:

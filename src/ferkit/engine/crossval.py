@@ -222,12 +222,13 @@ def write_summary(summary: dict, out: Path) -> None:
         plot_folds(summary, out / "crossval_folds.png")
 
 
-def crossval(cfg: TrainConfig, folds: int = 10, only: Sequence[int] | None = None, resume: bool = False,
+def crossval(cfg: TrainConfig, folds: int | None = 10, only: Sequence[int] | None = None, resume: bool = False,
              progress: bool | None = None, log: Callable[[str], None] = print,
              asked: Sequence[str] = ("dataset", "model"), keep: Sequence[str] = ()) -> dict:
     """Cross-validate ``cfg`` (its ``out`` is the cross-validation folder; its dataset options'
     ``fold`` is ignored) over ``folds`` subject-independent folds; ``only``: run just these
-    rounds (the summary covers every finished one). Returns the summary (``crossval.json``).
+    rounds (the summary covers every finished one); None: 10, or a resumed cross-validation's own.
+    Returns the summary (``crossval.json``).
     ``resume`` into a folder of another ``asked`` setting (dataset, model) is refused; ``keep``: the
     resumable settings (epochs, early_stop, time_budget, recalibrate_bn) the command left to their
     defaults, which a resume keeps from the cross-validation, as ``train``'s ``keep``."""
@@ -240,6 +241,8 @@ def crossval(cfg: TrainConfig, folds: int = 10, only: Sequence[int] | None = Non
     cfg = dataclasses.replace(cfg, dataset_options={k: v for k, v in cfg.dataset_options.items() if k != "fold"})
     started = [d for d in sorted(out.glob("fold*")) if (d / "last.ckpt").exists()]
     new_command = cfg.command  # (a round resumed from its checkpoint joins it to its own first command itself)
+    resumed_command = None  # the first command and this resume: the summary's once this resume trains a round
+    asked_folds, folds = folds, 10 if folds is None else folds
     check_summary_out(out, "crossval")  # a probe's or crossval-eval's summary is neither resumed nor overwritten
     # a training run's folder (ferkit train, average, recalibrate): its model would sit beside the rounds, and
     # `evaluate --model OUT` would read it as this cross-validation's (with --resume too: it is no crossval)
@@ -260,14 +263,15 @@ def crossval(cfg: TrainConfig, folds: int = 10, only: Sequence[int] | None = Non
             diff -= set(keep)  # (a --model or --dataset left to its default: the run's own, no difference to say)
             diff.discard("out")
             # (``asked``: the settings the command named itself; a default left as it is resumes)
-            other = [f"{k} {getattr(saved, k)!r} (asked: {getattr(cfg, k)!r})" for k in ("dataset", "model")
-                     if k in diff and k in asked]
+            other = [f"{k} {getattr(saved, k)!r} (asked: {getattr(cfg, k)!r})"
+                     for k in ("dataset", "model", "model_kwargs") if k in diff and k in asked]
             if other:  # another experiment's folder: carrying it on under this command would mislead
                 raise FerkitError(f"{out} holds a cross-validation of another {' and '.join(k.split()[0] for k in other)}"
                                   f": {', '.join(other)}; choose another --out, or resume it with its own")
-            if diff or prev["folds"] != folds:
+            other_folds = asked_folds is not None and prev["folds"] != asked_folds  # (a count typed, not the default)
+            if diff or other_folds:
                 said = [differences(diff, cfg, saved)] if diff else []
-                if prev["folds"] != folds:
+                if other_folds:
                     said.append(f"folds ({folds}; the run's: {prev['folds']})")
                 log(f"resuming with the cross-validation's saved settings; ignoring differing: {', '.join(said)}")
             if cfg.epochs != saved.epochs and cfg.time_budget is None and saved.time_budget is None:
@@ -289,7 +293,10 @@ def crossval(cfg: TrainConfig, folds: int = 10, only: Sequence[int] | None = Non
                                   f"it, or start a new --out")
             cfg = dataclasses.replace(saved, out=str(out), **{k: getattr(cfg, k) for k in RESUME_OVERRIDABLE})
             if saved.command and new_command and new_command != saved.command:  # the first command, then each resume
-                cfg = dataclasses.replace(cfg, command=f"{saved.command}{RESUMED}{new_command}")
+                # (kept by the summary once a round trains: a resume of a finished one, or of no round, is
+                # no part of how the numbers were made)
+                resumed_command = f"{saved.command}{RESUMED}{new_command}"
+                cfg = dataclasses.replace(cfg, command=saved.command)
             folds = int(prev["folds"])
     try:
         subjects = fold_subjects(cfg, folds)  # validates the dataset and k
@@ -323,6 +330,8 @@ def crossval(cfg: TrainConfig, folds: int = 10, only: Sequence[int] | None = Non
         if (d / "model.safetensors").exists() and (d / "metrics.json").exists():
             log(f"fold {i}: finished earlier ({d}), kept")
             continue
+        if resumed_command is not None:  # this resume trains: the summary's command says so from here on
+            cfg, resumed_command = dataclasses.replace(cfg, command=resumed_command), None
         fcfg = dataclasses.replace(cfg, out=str(d), dataset_options={**cfg.dataset_options, "folds": folds, "fold": i},
                                    name=f"{cfg.name or out.name}-fold{i:02d}",
                                    command=new_command if (d / "last.ckpt").exists() else cfg.command)

@@ -644,11 +644,17 @@ def train(cfg: TrainConfig, resume: bool = False, progress: bool | None = None,
             saved = TrainConfig.from_dict(state["config"])
         except (TypeError, ValueError, KeyError) as e:
             raise FerkitError(f"{ckpt_path}: its saved settings cannot be read ({type(e).__name__}: {e})") from None
-        other = [f"{k} {getattr(saved, k)!r} (asked: {getattr(cfg, k)!r})" for k in ("model", "dataset")
+        other = [f"{k} {getattr(saved, k)!r} (asked: {getattr(cfg, k)!r})" for k in ("model", "dataset", "model_kwargs")
                  if k in given and getattr(saved, k) != getattr(cfg, k)]
+        # another fold, fold count or fold assignment (named on the command line): another test set
+        other += [f"{k} {saved.dataset_options.get(k)!r} (asked: {cfg.dataset_options.get(k)!r})"
+                  for k in ("folds", "fold", "fold_seed") if f"fold_option:{k}" in given
+                  and saved.dataset_options.get(k) != cfg.dataset_options.get(k)]
         if other:  # named on the command line: another experiment's folder, as crossval refuses it
-            raise FerkitError(f"{out} holds a run of another {' and '.join(k.split()[0] for k in other)}: "
-                              f"{', '.join(other)}; choose another --out, or resume it with its own")
+            what = " and ".join({"model_kwargs": "network (--model-arg)"}.get(k.split()[0], k.split()[0])
+                                for k in other)
+            raise FerkitError(f"{out} holds a run of another {what}: {', '.join(other)}; choose another --out, or "
+                              f"resume it with its own")
         named = RESUME_IF_GIVEN & set(given)
         saved_early_stop = saved.early_stop
         take = (RESUME_OVERRIDABLE - set(keep)) | named | {"out"}  # a moved or copied run folder writes where it is now
