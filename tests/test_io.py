@@ -814,3 +814,51 @@ def test_a_damaged_avi_is_refused_in_ferkits_words_only(tmp_path):
     r = subprocess.run([sys.executable, "-c", code, str(cut)], capture_output=True, text=True, timeout=120)
     assert r.returncode == 0 and "not a video OpenCV can open" in r.stdout, (r.stdout, r.stderr)
     assert "Unexpected element" not in r.stderr and r.stderr.strip() == "", r.stderr
+
+
+def test_a_jpeg_of_thousands_of_scans_is_refused_before_decoding(tmp_path):
+    """A 1 MB progressive JPEG repeating one scan 32,000 times took a server worker for minutes (libjpeg only
+    warns; each scan walks every block): more than MAX_JPEG_SCANS scans are refused unread. Scans are counted
+    by walking the markers, so a thumbnail or metadata bytes that look like one are not."""
+    from conftest import EXAMPLE
+
+    buf = io.BytesIO()
+    Image.open(EXAMPLE).save(buf, "JPEG", progressive=True)
+    prog = buf.getvalue()
+    assert fio._jpeg_scans(prog, 100) == 10 and fio._jpeg_scans(EXAMPLE.read_bytes(), 100) == 1
+    assert read_image(prog).shape == (512, 512)  # a real progressive photo reads
+    last = prog.rindex(b"\xff\xda")
+    bomb = prog[:-2] + prog[last:-2] * 150 + prog[-2:]  # its last scan 150 times more
+    assert fio._jpeg_scans(bomb, 100) == 101  # (counted only past the limit)
+    for source in (bomb, tmp_path / "b.jpg"):
+        (tmp_path / "b.jpg").write_bytes(bomb)
+        with pytest.raises(ImageDecodeError, match="a JPEG of more than 100 scans .*refused"):
+            read_image(source)
+    # a comment full of start-of-scan bytes is no scan: read
+    commented = prog[:2] + b"\xff\xfe" + (2 + 2000).to_bytes(2, "big") + b"\xff\xda" * 1000 + prog[2:]
+    assert fio._jpeg_scans(commented, 100) == 10 and read_image(commented).shape == (512, 512)
+
+
+def test_a_tiff_of_a_hundred_thousand_pages_is_counted_to_a_bound():
+    """Pillow's page count walked every page of a TIFF, slower than linearly (a 10 MB file of 100,000
+    one-pixel pages took over a minute): pages are counted up to MAX_PAGES_COUNTED."""
+    import struct
+
+    def tiff(n: int) -> bytes:  # n one-pixel gray pages sharing one strip
+        entries = [(256, 3, 1), (257, 3, 1), (258, 3, 8), (259, 3, 1), (262, 3, 1), (273, 4, 8), (278, 3, 1),
+                   (279, 4, 1)]
+        out = bytearray(b"II*\x00" + struct.pack("<I", 12) + b"\x80\x00\x00\x00")
+        size = 2 + 12 * len(entries) + 4
+        for i in range(n):
+            nxt = len(out) + size if i < n - 1 else 0
+            out += struct.pack("<H", len(entries))
+            for tag, typ, val in entries:
+                out += struct.pack("<HHI", tag, typ, 1) + (struct.pack("<HH", val, 0) if typ == 3 else
+                                                           struct.pack("<I", val))
+            out += struct.pack("<I", nxt)
+        return bytes(out)
+
+    with pytest.warns(UserWarning, match=r"holds 1000 or more pages"):
+        assert read_image(tiff(3000)).shape == (1, 1)
+    with pytest.warns(UserWarning, match=r"holds 3 pages \("):
+        read_image(tiff(3))

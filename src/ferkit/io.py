@@ -490,6 +490,8 @@ def read_image(source: Source, mode: str = "L", name: str | None = None,
                     )
                 if w < 1 or h < 1:
                     raise ImageDecodeError(f"{label}: image has no pixels ({w}x{h})")
+                if img.format in ("JPEG", "MPO"):
+                    _check_jpeg_scans(fp, label)
                 img.load()
                 blank = _jpeg_ends_blank(img) if img.format in ("JPEG", "MPO") else None
                 if blank == "cut":
@@ -501,11 +503,12 @@ def read_image(source: Source, mode: str = "L", name: str | None = None,
                     _warn_low16(label, int(np.asarray(img).max()), "16-bit image", warn)
                 out = np.ascontiguousarray(np.asarray(_to_mode(_upright(img), mode, label)))
                 try:  # (counting pages walks the whole file, whose later pages may be damaged)
-                    frames = getattr(img, "n_frames", 1)
+                    frames = _tiff_pages(img) if img.format == "TIFF" else getattr(img, "n_frames", 1)
                 except Exception:
                     frames = 1
                 if frames > 1 and img.format != "MPO":  # (a phone's MPO: its photo first, then depth maps)
-                    warn(f"{label}: holds {frames} {'pages' if img.format == 'TIFF' else 'frames'} (an "
+                    many = f"{frames} or more" if img.format == "TIFF" and frames >= MAX_PAGES_COUNTED else frames
+                    warn(f"{label}: holds {many} {'pages' if img.format == 'TIFF' else 'frames'} (an "
                          f"animation or a multi-page file); only the first is read")
                 return out
     except ImageDecodeError:
@@ -532,6 +535,80 @@ def read_image(source: Source, mode: str = "L", name: str | None = None,
                  f"as it is")
             return out
         raise ImageDecodeError(f"{label}: corrupt or truncated image ({e})") from None
+
+
+#: the most scans a JPEG may hold: a progressive one from a camera or an encoder has about 10 (mozjpeg's
+#: up to some 20); each scan walks every block of the picture, so a small file of thousands of scans
+#: (libjpeg only warns) costs minutes of decoding
+MAX_JPEG_SCANS = 100
+#: a TIFF's pages are counted up to this many (Pillow's own count walks them all, slower than linearly:
+#: a 10 MB file of 100,000 one-pixel pages took over a minute)
+MAX_PAGES_COUNTED = 1000
+
+
+def _check_jpeg_scans(fp: object, label: str) -> None:
+    """Refuse a JPEG of more than :data:`MAX_JPEG_SCANS` scans, before it is decoded: its markers
+    walked from the start (each segment by its length, each scan's coded data to its next marker:
+    bytes of metadata, an ICC profile or a thumbnail, are not counted)."""
+    if isinstance(fp, _io.BytesIO):
+        data = fp.getbuffer().tobytes()
+    else:
+        try:
+            data = Path(fp).read_bytes()  # type: ignore[arg-type]
+        except (OSError, TypeError):
+            return
+    scans = _jpeg_scans(data, MAX_JPEG_SCANS)
+    if scans > MAX_JPEG_SCANS:
+        raise ImageDecodeError(f"{label}: a JPEG of more than {MAX_JPEG_SCANS} scans (a progressive photo has about "
+                               f"10): refused, as decoding it would take minutes")
+
+
+def _jpeg_scans(data: bytes, stop: int) -> int:
+    """How many scans (start-of-scan segments) the JPEG ``data`` holds, counted up to ``stop`` + 1;
+    what follows a malformed marker is not counted (the decoder says what is wrong with it)."""
+    i, n, end = 2, 0, len(data)
+    while i + 4 <= end and n <= stop:
+        if data[i] != 0xFF:
+            break
+        m = data[i + 1]
+        if m == 0xFF:  # fill bytes before a marker
+            i += 1
+            continue
+        if m == 0xD9:  # end of image
+            break
+        if m in (0x01, 0xD8) or 0xD0 <= m <= 0xD7:  # markers without a length
+            i += 2
+            continue
+        i += 2 + int.from_bytes(data[i + 2:i + 4], "big")
+        if m == 0xDA:
+            n += 1
+            while True:  # the scan's coded data: every FF in it is followed by 00 (stuffed) or a restart marker
+                i = data.find(b"\xff", i)
+                if i < 0 or i + 1 >= end:
+                    return n
+                nxt = data[i + 1]
+                if nxt == 0 or 0xD0 <= nxt <= 0xD7:
+                    i += 2
+                elif nxt == 0xFF:
+                    i += 1
+                else:
+                    break
+    return n
+
+
+def _tiff_pages(img: Image.Image) -> int:
+    """A TIFF's pages, counted one by one up to :data:`MAX_PAGES_COUNTED` (then that number)."""
+    n = 1
+    try:
+        while n < MAX_PAGES_COUNTED:
+            img.seek(n)
+            n += 1
+    except EOFError:
+        pass
+    finally:
+        with contextlib.suppress(Exception):
+            img.seek(0)
+    return n
 
 
 def _only_end_marker_missing(fp: object, err: Exception) -> bytes | None:
