@@ -533,6 +533,47 @@ def live(rec):
         yield s
 
 
+def test_every_answer_is_nosniff_and_the_page_cannot_be_framed(client, photo):
+    """Answers echo an upload's name (`<svg onload=...>.jpg` in `source`): each says nosniff, so a browser
+    keeps it as its declared type; the page may not be framed by another site (a click there could land on
+    its "Start webcam")."""
+    answers = [post(client, photo), post(client, photo, params={"annotated": "1"}), client.get("/healthz"),
+               post(client, b"hello", "a.txt", "text/plain"), client.get("/nowhere"),
+               client.post("/v1/analyze", content=b"x" * 100, headers={"Content-Type": "multipart/form-data",
+                                                                        "Content-Length": str(64 * 2**20)}),
+               client.get("/")]
+    assert [r.status_code for r in answers][:5] == [200, 200, 200, 415, 404] and answers[5].status_code >= 400
+    for r in answers:
+        assert r.headers.get_list("x-content-type-options") == ["nosniff"], (r.status_code, r.headers)
+    page = answers[-1].headers
+    assert "frame-ancestors 'none'" in page["content-security-policy"] and page["x-frame-options"] == "DENY"
+
+
+def test_a_slow_header_is_read_off_the_event_loop(rec, photo, monkeypatch):
+    """An upload's header was parsed on the event loop: a PNG of 870,000 chunks took 3 s, in which /healthz
+    waited too. It is parsed on a thread now: the server answers others meanwhile."""
+    import httpx
+
+    import ferkit.serve.app as app_mod
+
+    real = app_mod._probe
+
+    def slow(data, max_pixels):
+        time.sleep(3)
+        return real(data, max_pixels)
+
+    monkeypatch.setattr(app_mod, "_probe", slow)
+    with ServerThread(create_app(rec, warm_up=False)) as live, httpx.Client(base_url=live.url, timeout=60) as c:
+        with ThreadPoolExecutor(1) as pool:
+            slow_one = pool.submit(c.post, "/v1/analyze", files={"file": ("a.jpg", photo, "image/jpeg")})
+            time.sleep(0.5)
+            t0 = time.monotonic()
+            assert c.get("/healthz").status_code == 200
+            took = time.monotonic() - t0
+            assert slow_one.result().status_code == 200
+    assert took < 1.5, took
+
+
 def test_real_socket(live, photo):
     import httpx
 

@@ -153,6 +153,28 @@ DRAIN = 64 * 2**20
 CLOSE = {"connection": "close"}
 
 
+class NoSniff:
+    """``X-Content-Type-Options: nosniff`` on every answer (ASGI middleware): a browser shown an
+    answer (JSON that echoes an upload's name, an annotated PNG) keeps it as its declared type,
+    never reads it as a page."""
+
+    def __init__(self, app: Any) -> None:
+        self.app = app
+
+    async def __call__(self, scope: dict, receive: Callable, send: Callable) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+
+        async def send_nosniff(message: dict) -> None:
+            if message["type"] == "http.response.start":
+                headers = [(k, v) for k, v in message.get("headers", []) if k.lower() != b"x-content-type-options"]
+                message = {**message, "headers": [*headers, (b"x-content-type-options", b"nosniff")]}
+            await send(message)
+
+        await self.app(scope, receive, send_nosniff)
+
+
 class UploadLimit:
     """ASGI middleware for ``POST`` to an upload route (``UPLOAD_ROUTES``): answers 413 as soon as
     the body (by its Content-Length, or by what arrived so far) is over ``limit`` bytes, and 408
@@ -683,8 +705,14 @@ def create_app(recognizer: Any = None, *, model: str = "default", detector: str 
                 raise ApiError(400, NO_FILE_CHOSEN, None)
             raise ApiError(400, "empty file (0 bytes)", {"filename": name})
         caught: list[str] = []  # warnings raised reading it (Pillow's): the log and the header, not the JSON
-        with _catching(caught):  # (no await inside: no other request runs on this thread meanwhile)
-            fmt, w, h = _probe(data, max_pixels)
+
+        def probe() -> tuple[str, int, int]:
+            with _catching(caught):  # (on the thread that reads it)
+                return _probe(data, max_pixels)
+
+        # off the event loop: a header of a million chunks takes seconds to parse, in which no other
+        # request (not even /healthz) would be answered
+        fmt, w, h = await asyncio.to_thread(probe)
         if w * h > max_pixels:
             raise _too_large(max_pixels, w, h)
         if annotated and max(w, h) > PNG_MAX_SIDE:
@@ -757,8 +785,9 @@ def create_app(recognizer: Any = None, *, model: str = "default", detector: str 
     page_headers = {
         "Content-Security-Policy": "default-src 'none'; script-src 'unsafe-inline'; style-src 'unsafe-inline'; "
                                    "img-src 'self' blob: data:; media-src 'self' blob: mediastream:; "
-                                   "connect-src 'self'; base-uri 'none'; form-action 'none'",
-        "X-Content-Type-Options": "nosniff", "Referrer-Policy": "no-referrer", "Cache-Control": "no-cache",
+                                   "connect-src 'self'; base-uri 'none'; form-action 'none'; frame-ancestors 'none'",
+        # (framed by another site, a click on its page could land on "Start webcam": no frame may hold it)
+        "X-Frame-Options": "DENY", "Referrer-Policy": "no-referrer", "Cache-Control": "no-cache",
     }
 
     @app.api_route("/", methods=["GET", "HEAD"], include_in_schema=False)
@@ -781,6 +810,7 @@ def create_app(recognizer: Any = None, *, model: str = "default", detector: str 
 
     # outermost: limits apply before anything reads the body
     app.add_middleware(UploadLimit, limit=max_upload + MULTIPART_SLACK, max_upload=max_upload, timeout=timeout)
+    app.add_middleware(NoSniff)  # (outermost: the upload limit's own answers have it too)
     # the upload is required (the handler takes none, to answer a missing one with its own 400): so
     # the schema says, for /docs and for client generators
     default_openapi = app.openapi
