@@ -383,7 +383,7 @@ def test_crossval_eval_refuses_other_protocols_and_missing_runs(tmp_path, cv3, c
     assert main(["crossval-eval", str(out), "--out", str(other)]) == 1
     assert (other / "crossval.json").read_bytes() == before
     assert main(["crossval-eval", str(out), "--out", str(tmp_path / "ev")]) == 0
-    assert main(["crossval-eval", str(out), "--out", str(tmp_path / "ev")]) == 0
+    assert main(["crossval-eval", str(out), "--out", str(tmp_path / "ev"), "--no-progress"]) == 0  # (as other verbs)
     assert main(["probe", "--models", "x", "--dataset", "ckplus", "--data", ".", "--out", str(other)]) == 1
     assert capsys.readouterr().err.count("already holds a cross-validation (`ferkit crossval`)") == 2
     # a re-evaluation or a probe folder given as input: said so (not "round 0's model is missing")
@@ -435,6 +435,11 @@ def test_evaluate_a_fold_run_on_its_own_round(ck, cv3, capsys):
     assert acc == pytest.approx(summary["per_fold"][1]["accuracy"], abs=1e-4)  # the number crossval measured
     assert main([*args, "--fold", "0"]) == 0
     assert "was trained with --fold 1" in capsys.readouterr().err
+    # the cross-validation's own folder: its rounds named, and crossval-eval (it said only "no model.safetensors")
+    assert main(["evaluate", "--model", str(out), "--dataset", "ckplus", "--data", str(ck)]) == 1
+    err = capsys.readouterr().err
+    assert "a cross-validation folder, with a model per round" in err and "(fold00, fold01, fold02)" in err
+    assert f"ferkit crossval-eval {out}" in err
     # the dataset's other names are the same dataset: its round, not fold 0 (which it trained on)
     assert main(["evaluate", "--model", run, "--dataset", "CK+", "--data", str(ck)]) == 0
     assert "evaluating on round 1 of 3 folds" in capsys.readouterr().out

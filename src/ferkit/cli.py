@@ -651,7 +651,7 @@ def cmd_crossval_eval(a: argparse.Namespace) -> int:
 
         torch.set_num_threads(a.threads)
     summary = evaluate_crossval(a.runs, tta=None if a.tta == "none" else a.tta, out=a.out, batch_size=a.batch_size,
-                                command=_command(a))
+                                command=_command(a), progress=False if a.no_progress else None)
     failed = summary.get("failed_rounds", [])
     if failed:  # the others are evaluated and summarised; the exit status says the job is not whole
         print(f"ferkit: {len(failed)} round(s) not evaluated: " + "; ".join(f"round {f['fold']}: {f['error']}"
@@ -1721,6 +1721,7 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--out", help="write crossval.json, its confusion matrix and fold plot into this folder")
     s.add_argument("--batch-size", type=positive_int, default=256)
     s.add_argument("--threads", type=positive_int, help="CPU threads (default: all cores)")
+    s.add_argument("--no-progress", action="store_true", help="no progress bar while the folds' images load")
     s.set_defaults(fn=cmd_crossval_eval)
 
     s = sub.add_parser("probe", epilog=PROBE_EXAMPLES, formatter_class=fmt,

@@ -374,7 +374,8 @@ _SAME_PROTOCOL = ("dataset", "folds", "fold_seed", "detect", "subjects_per_fold"
 
 
 def evaluate_crossval(runs: Sequence[str | Path], tta: str | None = None, out: str | Path | None = None,
-                      command: str = "", batch_size: int = 256, log: Callable[[str], None] = print) -> dict:
+                      command: str = "", batch_size: int = 256, log: Callable[[str], None] = print,
+                      progress: bool | None = None) -> dict:
     """Evaluate finished cross-validations again, without training: round ``i``'s model (or, for
     several runs of one protocol, the mean of their round-``i`` models' probabilities) on its
     selection fold ``i + 1`` and its test fold ``i``, with test-time augmentation ``tta``.
@@ -447,7 +448,7 @@ def evaluate_crossval(runs: Sequence[str | Path], tta: str | None = None, out: s
         c, h, w = model.input_size
         mode = "L" if c == 1 else "RGB"
         crop = face_crop(cfg, reader.classes, (h, w), mode)
-        val, test = (reader.load(sp, size=(h, w), mode=mode, **crop) for sp in ("val", "test"))
+        val, test = (reader.load(sp, size=(h, w), mode=mode, progress=progress, **crop) for sp in ("val", "test"))
         # a run trained with --limit was selected and tested on the same subsets: repeat them
         val, test = _limit(val, cfg.limit, cfg.seed + 1), _limit(test, cfg.limit, cfg.seed + 2)
         vm, tm = (evaluate(model, ds, tta=tta, batch_size=batch_size, detector=det) for ds in (val, test))

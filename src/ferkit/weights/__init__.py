@@ -313,6 +313,12 @@ def resolve(name_or_path: str | os.PathLike) -> Path:
         for cand in ("model.safetensors", "best.safetensors"):
             if (p / cand).exists():
                 return p / cand
+        rounds = sorted(d.name for d in p.glob("fold[0-9][0-9]") if (d / "model.safetensors").is_file())
+        if (p / "crossval.json").is_file() or rounds:  # a cross-validation: a model per round, none of its own
+            which = f" ({', '.join(rounds[:3])}{', ...' if len(rounds) > 3 else ''})" if rounds else ""
+            raise ModelError(f"{p}: a cross-validation folder, with a model per round and none of its own: name a "
+                             f"round's folder{which}, e.g. {p / (rounds[0] if rounds else 'fold00')}; `ferkit "
+                             f"crossval-eval {p}` evaluates every round on its own test fold")
         raise ModelError(f"{p}: no model.safetensors or best.safetensors in this folder")
     if p.suffix == ".json" and p.with_suffix(".safetensors").exists():
         return p.with_suffix(".safetensors")
