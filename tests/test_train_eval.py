@@ -1104,6 +1104,17 @@ def test_evaluate_warns_when_a_folds_members_moved_since_training(tmp_path, caps
     shutil.copy(first, data / "happy" / "zz_new.png")
     assert main(ev) == 0
     assert "warning: split 'test' holds other images than when this model was trained" in capsys.readouterr().err
+    # trained with --limit: tested on a subset, evaluated on all of the split: said as that, not as a change
+    small = tmp_path / "small"
+    assert main(["train", "--model", "lite_cnn", "--dataset", "imagefolder", "--data", str(moved), "--folds", "3",
+                 "--fold", "0", "--epochs", "1", "--warmup", "0", "--batch-size", "8", "--threads", "2", "--limit", "4",
+                 "--no-progress", "--out", str(small)]) == 0
+    capsys.readouterr()
+    assert main(["evaluate", "--model", str(small), "--dataset", "imagefolder", "--data", str(moved),
+                 "--no-progress"]) == 0
+    said = capsys.readouterr()
+    assert "holds other images" not in said.err
+    assert "trained with --limit 4, so its card's test number is of 4 of this split's images" in said.out
 
 
 def test_training_says_when_val_or_test_images_are_copies_of_training_ones(tmp_path):

@@ -790,6 +790,11 @@ def _warn_moved_test_split(a: argparse.Namespace, card: dict, ds) -> None:
     want = info.get("test_digest")
     if not want or not _card_dataset_is(card, a.dataset) or ds.split != info.get("test_split"):
         return
+    limit = ((card.get("training") or {}).get("config") or {}).get("limit")
+    if limit and len(ds) > limit:  # trained with --limit: tested then on a subset of the split, all of it now
+        print(f"note: the model was trained with --limit {limit}, so its card's test number is of {limit} of this "
+              f"split's images; this evaluation reads all {len(ds)}")
+        return
     if split_digest(ds, a.data) != want:
         print(f"ferkit: warning: split {ds.split!r} holds other images than when this model was trained (its card; "
               f"{len(ds)} now): images were added, removed or renamed since; where the split is a fold, its members "
