@@ -1128,3 +1128,29 @@ def test_training_says_when_val_or_test_images_are_copies_of_training_ones(tmp_p
     train(_cfg(data, tmp_path / "run", epochs=1, model="lite_cnn"), progress=False, log=lines.append)
     said = [ln for ln in lines if "same pixels" in ln]
     assert len(said) == 1 and said[0].startswith("WARNING: 3 of the test split 'test'") and "overstates" in said[0]
+
+
+def test_a_resume_under_other_code_is_said_and_the_card_lists_each_stretch(folder, tmp_path, monkeypatch):
+    """A run trained for 3 epochs at one commit and resumed at another gave no word, and its card named one
+    commit (the last segment's, or the best epoch's): a run spanning two code versions looked like one."""
+    import sys
+
+    tr = sys.modules["ferkit.engine.train"]  # (ferkit.engine.train is also the function)
+    run = tmp_path / "run"
+    monkeypatch.setattr(tr, "git_state", lambda start=None: {"git_commit": "a" * 40, "git_dirty": False})
+    train(_cfg(folder, run, epochs=1), progress=False, log=lambda s: None)
+    lines = []
+    train(_cfg(folder, run, epochs=2), resume=True, progress=False, log=lines.append)  # the same code: unsaid
+    assert not any("other code" in ln for ln in lines)
+    assert "segments" not in json.loads((run / "model.json").read_text())["training"]
+    monkeypatch.setattr(tr, "git_state", lambda start=None: {"git_commit": "b" * 40, "git_dirty": True,
+                                                             "git_dirty_files": ["src/ferkit/cli.py"]})
+    lines = []
+    train(_cfg(folder, run, epochs=3), resume=True, progress=False, log=lines.append)
+    said = [ln for ln in lines if "resuming under other code" in ln]
+    assert said == ["warning: resuming under other code: epochs 1-2 ran at commit aaaaaaa, the epochs from 3 run at "
+                    "commit bbbbbbb with src/ferkit/cli.py changed (the card lists both: training.segments)"]
+    t = json.loads((run / "model.json").read_text())["training"]
+    assert [(s["from_epoch"], s["git_commit"][:1], s.get("git_dirty_files")) for s in t["segments"]] == \
+        [(1, "a", None), (3, "b", ["src/ferkit/cli.py"])]
+    assert t["git_commit"] == "b" * 40

@@ -790,6 +790,19 @@ def train(cfg: TrainConfig, resume: bool = False, progress: bool | None = None,
         log(f"resumed {out} at epoch {start_epoch} (best val acc {best_acc:.4f} at epoch {best_epoch})")
 
     (out / "config.json").write_text(json.dumps(asdict(cfg), indent=2) + "\n")
+    # the code each stretch of epochs ran under: a resume under another commit (or other changed files)
+    # is said, and the card lists every stretch (its git_commit is the last one's)
+    code = git_state()
+    segments = list(state.get("segments") or []) if state is not None else []
+    here = {"from_epoch": start_epoch, "git_commit": code["git_commit"],
+            **({"git_dirty_files": code["git_dirty_files"]} if code.get("git_dirty_files") else {})}
+    if segments and _code_of(segments[-1]) != _code_of(here):
+        last = segments[-1]
+        log(f"warning: resuming under other code: epochs {last['from_epoch']}-{start_epoch - 1} ran at "
+            f"{_code_words(last)}, the epochs from {start_epoch} run at {_code_words(here)} (the card lists both: "
+            f"training.segments)")
+    if not segments or _code_of(segments[-1]) != _code_of(here):
+        segments.append(here)
     base_info = {
         "dataset": {"name": cfg.dataset, "options": {**cfg.dataset_options, **used}, "train_split": train_ds.split,
                     "val_split": val_ds.split, "test_split": None if test_ds is None else test_ds.split,
@@ -797,9 +810,10 @@ def train(cfg: TrainConfig, resume: bool = False, progress: bool | None = None,
                     # which images the test split held (a fold's members move when files are added or removed:
                     # `ferkit evaluate` compares, and warns where its test split holds others now)
                     **({"test_digest": split_digest(test_ds, cfg.data)} if test_ds is not None else {})},
-        "training": {"command": cfg.command, **git_state(), "ferkit_version": __version__,
+        "training": {"command": cfg.command, **code, "ferkit_version": __version__,
                      "torch_version": torch.__version__, "device": str(device),
-                     "machine": f"{platform.machine()} {os.cpu_count()} cpu", "config": asdict(cfg)},
+                     "machine": f"{platform.machine()} {os.cpu_count()} cpu", "config": asdict(cfg),
+                     **({"segments": segments} if len(segments) > 1 else {})},
     }
     nparams = count_params(model)
     log(f"training {cfg.model} {cfg.model_kwargs or ''} ({nparams:,} params) on {cfg.dataset}: "
@@ -920,7 +934,7 @@ def train(cfg: TrainConfig, resume: bool = False, progress: bool | None = None,
                         "plateau": plateau.state_dict() if plateau is not None else None,
                         "generator": g.get_state(), "torch_rng": torch.get_rng_state(), "history": history,
                         "epoch": epoch, "best_acc": best_acc, "best_loss": best_loss, "best_epoch": best_epoch,
-                        "stale": stale, "asked_epochs": asked,
+                        "stale": stale, "asked_epochs": asked, "segments": segments,
                         "config": asdict(cfg)}, str(ckpt_path) + ".tmp")
             os.replace(str(ckpt_path) + ".tmp", ckpt_path)
             _write_log(out, history)
@@ -937,7 +951,8 @@ def train(cfg: TrainConfig, resume: bool = False, progress: bool | None = None,
             log(f"early stop: no better val accuracy for {stale} epochs")
             break
         epoch += 1
-    return finalize(cfg, out, device, test_ds, val_ds, history, log, train_ds=train_ds)
+    code_now = {k: v for k, v in base_info["training"].items() if k.startswith("git_") or k == "segments"}
+    return finalize(cfg, out, device, test_ds, val_ds, history, log, train_ds=train_ds, code=code_now)
 
 
 @contextlib.contextmanager
@@ -977,6 +992,20 @@ def split_digest(ds: FaceDataset, root: str | os.PathLike | None) -> str:
         rel = os.path.relpath(os.path.abspath(src), base) if base is not None else str(src)
         names.append(str(src) if rel.startswith("..") else Path(rel).as_posix())
     return hashlib.sha256("\n".join(sorted(names)).encode("utf-8", "surrogateescape")).hexdigest()[:16]
+
+
+def _code_of(segment: dict) -> tuple:
+    """What tells two stretches' code apart: the commit and the files changed from it."""
+    return segment.get("git_commit"), tuple(segment.get("git_dirty_files") or ())
+
+
+def _code_words(segment: dict) -> str:
+    """A stretch's code in words: ``commit 48fbc88`` (``with src/x.py changed``), or ``no git checkout``."""
+    commit, dirty = _code_of(segment)
+    if commit is None:
+        return "no git commit known"
+    return f"commit {commit[:7]}" + (f" with {', '.join(dirty[:3])}{' ...' if len(dirty) > 3 else ''} changed"
+                                     if dirty else "")
 
 
 def _finished_card(out: Path, state: dict, cfg: TrainConfig, saved: TrainConfig) -> dict | None:
@@ -1029,6 +1058,19 @@ def fit_time_budget(cfg: TrainConfig, base_info: dict, epoch: int, last: float, 
         f"in all (was {cfg.epochs}); the LR schedule is fitted to {epochs}")
     cfg = dataclasses.replace(cfg, epochs=epochs)
     (out / "config.json").write_text(json.dumps(asdict(cfg), indent=2) + "\n")
+    # the code each stretch of epochs ran under: a resume under another commit (or other changed files)
+    # is said, and the card lists every stretch (its git_commit is the last one's)
+    code = git_state()
+    segments = list(state.get("segments") or []) if state is not None else []
+    here = {"from_epoch": start_epoch, "git_commit": code["git_commit"],
+            **({"git_dirty_files": code["git_dirty_files"]} if code.get("git_dirty_files") else {})}
+    if segments and _code_of(segments[-1]) != _code_of(here):
+        last = segments[-1]
+        log(f"warning: resuming under other code: epochs {last['from_epoch']}-{start_epoch - 1} ran at "
+            f"{_code_words(last)}, the epochs from {start_epoch} run at {_code_words(here)} (the card lists both: "
+            f"training.segments)")
+    if not segments or _code_of(segments[-1]) != _code_of(here):
+        segments.append(here)
     base_info = {**base_info, "training": {**base_info["training"], "config": asdict(cfg)}}
     return cfg, base_info
 
@@ -1038,8 +1080,11 @@ BN_IMAGES = 8192
 
 
 def finalize(cfg: TrainConfig, out: Path, device: torch.device, test_ds: FaceDataset | None, val_ds: FaceDataset,
-             history: list[dict], log: Callable[[str], None] = print, train_ds: FaceDataset | None = None) -> dict:
-    """Best weights -> ``model.safetensors`` with the final card (val and test metrics). With
+             history: list[dict], log: Callable[[str], None] = print, train_ds: FaceDataset | None = None,
+             code: dict | None = None) -> dict:
+    """Best weights -> ``model.safetensors`` with the final card (val and test metrics); ``code``:
+    the git state the run finished under and its stretches (``segments``), where not the best
+    epoch's card's (a resume under other code after the best epoch). With
     ``cfg.recalibrate_bn``, the batch-norm statistics re-estimated on ``train_ds`` replace the
     trained ones when they score higher on ``val_ds`` (the card's ``bn_recomputed`` says which)."""
     em = ExpressionModel(*_weights.load(out / "best.safetensors"), device=device)
@@ -1084,6 +1129,9 @@ def finalize(cfg: TrainConfig, out: Path, device: torch.device, test_ds: FaceDat
         # and the command with its resumes (the best epoch's card has those made before that epoch only)
         card["training"] = {**card["training"], "config": asdict(cfg), **({"bn_recomputed": bn} if bn else {}),
                             **({"command": cfg.command} if "command" in card["training"] else {})}
+        if code:  # the code the run ended under, and every stretch's (not the best epoch's alone)
+            card["training"] = {**{k: v for k, v in card["training"].items()
+                                   if not (k.startswith("git_") or k == "segments")}, **code}
     card.update({"metrics": metrics, "epochs_run": len(history),
                  "trained_at": datetime.now(timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ"),
                  "train_seconds": round(sum(h["seconds"] for h in history))})
