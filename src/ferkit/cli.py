@@ -660,6 +660,33 @@ def cmd_crossval_eval(a: argparse.Namespace) -> int:
     return 0
 
 
+COMPARE_EXAMPLES = """examples:
+  ferkit evaluate --model vgg_fer-fer2013 --dataset fer2013 --data ../shared/data/fer2013 --predictions a.csv
+  ferkit evaluate --model mini_xception-fer2013 --dataset fer2013 --data ../shared/data/fer2013 --predictions b.csv
+  ferkit compare a.csv b.csv                     # B - A, its 95% interval, McNemar's p on PrivateTest"""
+
+
+def cmd_compare(a: argparse.Namespace) -> int:
+    from .engine.compare import compare, format_comparison
+
+    if a.json is not None:
+        from .io import check_writable
+
+        if not a.json.strip() or a.json.endswith(("/", os.sep)) or Path(a.json).is_dir():
+            raise FerkitError(f"--json {a.json!r}: name a file (e.g. comparison.json)")
+        _outputs_are_not_inputs([("--json", a.json)], None, None)
+        if Path(a.json).resolve() in (Path(a.a).resolve(), Path(a.b).resolve()):
+            raise FerkitError(f"--json {a.json}: one of the files compared; name another")
+        check_writable("--json", a.json)
+    r = compare(a.a, a.b, resamples=a.resamples, seed=a.seed)
+    print(format_comparison(r))
+    if a.json:
+        again = _replacing(a.json)
+        Path(a.json).write_text(json.dumps({**r, "command": _command(a)}, indent=2) + "\n")
+        print(f"\nwrote {a.json}{again}")
+    return 0
+
+
 PROBE_EXAMPLES = """examples:
   ferkit probe --models mini_xception-fer2013 --dataset jaffe --data ../shared/data/jaffe --detect mtcnn \\
       --out runs/probe-jaffe                                            # JAFFE, leave one subject out
@@ -822,11 +849,11 @@ def _evaluate(a: argparse.Namespace, results_out) -> int:
         raise FerkitError(f"--min-face must be 12 pixels or more with MTCNN (its smallest window), got {a.min_face}")
     if a.min_face < 1:
         raise FerkitError(f"--min-face must be at least 1 pixel, got {a.min_face}")
-    for option, value in (("--json", a.json), ("--plot", a.plot)):
+    for option, value in (("--json", a.json), ("--plot", a.plot), ("--predictions", a.predictions)):
         if value is not None and not value.strip():  # (a script's unset variable: nothing would be written)
             raise FerkitError(f"{option}: an empty path; name a file")
         if value and value != "-" and (value.endswith(("/", os.sep)) or Path(value).expanduser().is_dir()):
-            example = "metrics.json" if option == "--json" else "confusion.png"
+            example = {"--json": "metrics.json", "--plot": "confusion.png"}.get(option, "predictions.csv")
             raise FerkitError(f"{option} {value}: is a folder; name a file (e.g. {value.rstrip('/' + os.sep) or '.'}"
                               f"/{example})")
     from .io import check_writable
@@ -840,7 +867,8 @@ def _evaluate(a: argparse.Namespace, results_out) -> int:
     if plot and not Path(plot).suffix:
         plot += ".png"  # what matplotlib would write anyway: say so
     outputs = [(o, p) for o, p in (("--json", a.json if results_out is None else None),
-                                   ("--plot" if a.plot else "--json's confusion plot", plot)) if p]
+                                   ("--plot" if a.plot else "--json's confusion plot", plot),
+                                   ("--predictions", a.predictions)) if p]
     _outputs_are_not_inputs(outputs, a.data, a.model)
     for option, path in outputs:  # checked now, not after the evaluation
         check_writable(option, path)
@@ -882,7 +910,9 @@ def _evaluate(a: argparse.Namespace, results_out) -> int:
         ds = _limit(ds, a.limit, 0)
         print(f"note: --limit {a.limit}: {a.limit} of the split's {limited['of']} images, drawn at random (seed 0): "
               f"a quick check, not the split's number")
-    res = evaluate(model, ds, tta=None if a.tta == "none" else a.tta, batch_size=a.batch_size, detector=a.detect)
+    res = evaluate(model, ds, tta=None if a.tta == "none" else a.tta, batch_size=a.batch_size, detector=a.detect,
+                   predictions=bool(a.predictions))
+    rows = res.pop("predictions", None)
     if limited:
         res["limit"] = limited
     if a.detect != "none":
@@ -913,6 +943,16 @@ def _evaluate(a: argparse.Namespace, results_out) -> int:
         plot_confusion(res["confusion_matrix"], res["classes"], plot,
                        title=f"{model.name} on {ds.name} {ds.split} ({n}{tta}): accuracy {res['accuracy']:.4f}")
         print(f"wrote {plot}{again}")
+    if rows is not None:
+        from .engine.evaluate import write_predictions
+
+        again = _replacing(a.predictions)
+        root = Path(a.data).resolve()
+        for r in rows:  # named from the dataset's folder: two evaluations from other folders still match up
+            with contextlib.suppress(ValueError, OSError):
+                r["source"] = Path(r["source"]).resolve().relative_to(root).as_posix()
+        write_predictions(rows, a.predictions, res["classes"])
+        print(f"wrote {a.predictions}{again} ({len(rows)} images)")
     return 0
 
 
@@ -1519,6 +1559,9 @@ def build_parser() -> argparse.ArgumentParser:
                    "OUT_confusion.png, unless --plot); '-' writes them to standard output and the table to "
                    "standard error")
     s.add_argument("--plot", metavar="OUT.png", help="confusion-matrix image (default: next to --json)")
+    s.add_argument("--predictions", metavar="OUT.csv",
+                   help="one row per image: source, label, predicted, correct (1/0), each class's probability; "
+                        "`ferkit compare A.csv B.csv` compares two models on the same images (paired test)")
     s.add_argument("--tta", choices=["none", "flip", "tencrop"], default="none", help=TTA_HELP)
     s.add_argument("--batch-size", type=positive_int, default=256)
     s.add_argument("--limit", type=positive_int, metavar="N",
@@ -1532,6 +1575,20 @@ def build_parser() -> argparse.ArgumentParser:
                         "already face crops and are only resized (FER2013, FER+, CK+48, RAF-DB aligned). Images "
                         "with no face found keep the whole image and are counted as no_face")
     s.set_defaults(fn=cmd_evaluate)
+
+    s = sub.add_parser("compare", epilog=COMPARE_EXAMPLES, formatter_class=fmt,
+                       help="compare two models image by image: accuracy difference, its interval, McNemar's test",
+                       description="Compare two evaluations of the same split, image by image: each model's "
+                                   "accuracy, B - A with a 95% paired-bootstrap interval, and McNemar's exact test "
+                                   "on the images where one is right and the other wrong. Reads the CSVs of "
+                                   "`ferkit evaluate ... --predictions`; images in one file only are left out "
+                                   "(and counted).")
+    s.add_argument("a", metavar="A.csv", help="the first model's predictions (`ferkit evaluate --predictions`)")
+    s.add_argument("b", metavar="B.csv", help="the second model's, on the same split")
+    s.add_argument("--resamples", type=positive_int, default=10_000, help="bootstrap resamplings (default: 10000)")
+    s.add_argument("--seed", type=seed_int, default=0, help="the bootstrap's seed (default: 0)")
+    s.add_argument("--json", metavar="OUT.json", help="write the comparison here as JSON")
+    s.set_defaults(fn=cmd_compare)
 
     s = sub.add_parser("predict", epilog=VERB_EXAMPLES["predict"],
                        help="read every face's expression in images, folders, videos or a webcam", formatter_class=fmt,
@@ -1806,7 +1863,8 @@ def _empty_option(parser: argparse.ArgumentParser, a: argparse.Namespace) -> str
     """The first option given an empty (or blank) value, such as ``--data ""`` or ``--out ""``:
     read as the current folder, they would train into it or read it as the dataset. Options a verb
     judges itself (``predict``'s outputs, ``export --out``, ``evaluate``'s outputs) say more there."""
-    own = {"predict": {"json", "csv", "out"}, "export": {"out"}, "evaluate": {"json", "plot"},
+    own = {"predict": {"json", "csv", "out"}, "export": {"out"}, "evaluate": {"json", "plot", "predictions"},
+           "compare": {"json"},
            "serve": {"host"}}  # (serve --host "": every interface, as uvicorn reads it)
     verbs = next(x for x in parser._actions if isinstance(x, argparse._SubParsersAction)).choices
     sub = verbs.get(getattr(a, "verb", None))

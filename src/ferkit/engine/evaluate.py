@@ -73,8 +73,9 @@ def face_cropper(model: ExpressionModel, detector: str = "mtcnn", min_face: int 
 
 
 def evaluate(model: ExpressionModel, ds: FaceDataset, tta: str | None = None, batch_size: int = 256,
-             detector: str | None = None) -> dict:
-    """Metrics of ``model`` on ``ds``; also ``loss`` (mean negative log-likelihood).
+             detector: str | None = None, predictions: bool = False) -> dict:
+    """Metrics of ``model`` on ``ds``; also ``loss`` (mean negative log-likelihood). ``predictions``:
+    also ``predictions``, one row per image evaluated (:func:`prediction_rows`).
 
     ``detector``: the face detector ``ds`` was loaded through (see :func:`face_cropper`), or
     ``"none"``; when given, the result names it and, for a real detector, counts the images
@@ -103,7 +104,32 @@ def evaluate(model: ExpressionModel, ds: FaceDataset, tta: str | None = None, ba
         files = [s for s in ds.no_face if s in kept]
         res["no_face"] = len(files)
         res["no_face_files"] = files
+    if predictions:
+        res["predictions"] = prediction_rows([ds.sources[i] for i in keep], y, probs, model.classes)
     return res
+
+
+def prediction_rows(sources: list[str], labels, probs: np.ndarray, classes) -> list[dict]:
+    """One row per image: ``source``, its ``label``, the ``predicted`` class, ``correct`` (1 or 0)
+    and each class's probability (6 decimals): ``ferkit evaluate --predictions``' CSV, which
+    ``ferkit compare`` reads to compare two models image by image."""
+    rows = []
+    for src, t, p in zip(sources, labels, probs):
+        k = int(np.argmax(p))
+        rows.append({"source": src, "label": classes[int(t)], "predicted": classes[k], "correct": int(k == int(t)),
+                     **{c: round(float(v), 6) for c, v in zip(classes, p)}})
+    return rows
+
+
+def write_predictions(rows: list[dict], path, classes) -> None:
+    """The rows of :func:`prediction_rows` as CSV (columns fixed: a header also for no rows)."""
+    import csv
+
+    cols = ["source", "label", "predicted", "correct", *classes]
+    with open(path, "w", newline="", encoding="utf-8", errors="backslashreplace") as f:
+        w = csv.DictWriter(f, fieldnames=cols, extrasaction="ignore")
+        w.writeheader()
+        w.writerows(rows)
 
 
 def format_table(res: dict) -> str:
