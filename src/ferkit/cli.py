@@ -1336,7 +1336,16 @@ VERB_EXAMPLES = {
              "--out runs/fp\n"
              "  ferkit train --model mini_xception --dataset ckplus --data ../shared/data/ckplus48 --fold 3 "
              "--out runs/ck3\n"
-             "  ferkit train ... --out runs/mx --resume      # continue an interrupted run",
+             "  ferkit train ... --out runs/mx --resume      # continue an interrupted run\n\n"
+             "the run folder (--out):\n"
+             "  config.json                    the settings (--resume reads them)\n"
+             "  log.csv, log.json, curves.png  one row an epoch: losses, accuracies, learning rate; their plot\n"
+             "  last.ckpt                      all a resume needs, written every epoch\n"
+             "  best.safetensors, best.json    the best epoch so far, chosen on the selection split\n"
+             "  model.safetensors, model.json  the final model and its card: metrics, the command, the code\n"
+             "  metrics.json                   selection and test split metrics of the final model\n"
+             "  confusion_<test split>.png     its confusion matrix on the test split\n"
+             "`--model runs/mx` (evaluate, predict, export, serve) takes the folder.",
     "evaluate": "examples:\n  ferkit evaluate --model default --dataset fer2013 --data ../shared/data/fer2013 "
                 "--split PrivateTest --json r.json\n"
                 "  ferkit evaluate --model runs/mx --dataset fer2013 --data ../shared/data/fer2013 --tta flip\n"

@@ -9,6 +9,7 @@ One run = one folder::
     runs/NAME/best.safetensors   best epoch on the validation split (+ best.json card)
     runs/NAME/model.safetensors  the final model: best weights + card with measured metrics
     runs/NAME/metrics.json       validation and test metrics of the final model
+    runs/NAME/confusion_<test split>.png  the final model's confusion matrix on the test split
 
 The best epoch is chosen on the validation split only (FER2013 PublicTest, FER+ Valid, the
 next fold for cross-validation); the test split is evaluated once, at the end, for the record.
