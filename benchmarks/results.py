@@ -648,9 +648,13 @@ def nested_choice(pool: list[tuple[dict, tuple[float, bool]]]) -> dict | None:
     accs, same, ties = [], 0, 0
     for k, _, _ in folds[0]:
         keep = [j for j, (t, v, _) in enumerate(folds[0]) if k not in (t, v)]
+        if not keep:  # (two folds, or rows of one round: no round is left to choose on)
+            return None
         ranks = [(statistics.mean(m["per_fold"][j]["val_accuracy"] for j in keep), r[1]) for m, r in pool]
-        top = max(ranks)
-        chosen = [i for i, r in enumerate(ranks) if r[1] == top[1] and abs(r[0] - top[0]) < 1e-9]
+        best = max(r[0] for r in ranks)
+        near = [i for i, r in enumerate(ranks) if best - r[0] < 1e-9]  # equal accuracy (to rounding)...
+        flagged = [i for i in near if ranks[i][1]]
+        chosen = flagged or near  # ...then the rows chosen by accuracy and loss first, as the table's rule
         same += chosen == [overall]
         ties += len(chosen) > 1
         accs.append(statistics.mean(next(f["accuracy"] for f in pool[i][0]["per_fold"] if f["fold"] == k)

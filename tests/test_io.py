@@ -834,6 +834,9 @@ def test_a_jpeg_of_thousands_of_scans_is_refused_before_decoding(tmp_path):
         (tmp_path / "b.jpg").write_bytes(bomb)
         with pytest.raises(ImageDecodeError, match="a JPEG of more than 100 scans .*refused"):
             read_image(source)
+    # a stray byte between two segments (libjpeg skips it, and decodes on): still counted (it stopped the count)
+    stray = bomb[:20] + b"\x00" + bomb[20:]
+    assert bomb[20] == 0xFF and fio._jpeg_scans(stray, 100) == 101
     # a comment full of start-of-scan bytes is no scan: read
     commented = prog[:2] + b"\xff\xfe" + (2 + 2000).to_bytes(2, "big") + b"\xff\xda" * 1000 + prog[2:]
     assert fio._jpeg_scans(commented, 100) == 10 and read_image(commented).shape == (512, 512)

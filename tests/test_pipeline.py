@@ -776,6 +776,11 @@ def test_stream_takes_a_capture_or_frames_the_caller_reads(rec, tmp_path):
     cap = cv2.VideoCapture(str(video))
     got = list(rec.stream(cap))
     assert cap.isOpened()  # (the caller's: left open)
+    with pytest.raises(FerkitError, match=r"a cv2.VideoCapture: read its frames with Recognizer.stream"):
+        rec.predict(cap)  # (it took the capture for a file object, and read a frame as bytes)
+    cap.release()
+    cap = cv2.VideoCapture(str(video))
+    assert [r.time for r in rec.stream(cap, fps=4, max_frames=3)] == [0.0, 0.25, 0.5]  # fps given: its clock
     cap.release()
     frames = []
     cap = cv2.VideoCapture(str(video))
@@ -840,5 +845,8 @@ def test_a_recognizer_that_cannot_pickle_says_what_to_do_instead(rec):
 
     with pytest.raises(TypeError, match="does not pickle .*build one in each process"):
         pickle.dumps(rec)
+    import copy
+
+    assert copy.copy(rec).model is rec.model  # (a shallow copy still works)
     r = rec.predict(str(EXAMPLE))
     assert pickle.loads(pickle.dumps(r)) == r  # (its results do)

@@ -98,6 +98,11 @@ def test_nested_choice_picks_each_test_fold_s_recipe_without_that_fold():
     assert mod.nested_choice([(a, (0.9, True)), (row([0.9] * 4, [0.5] * 4, "abdc"), (0.9, True))]) is None
     none = row([0.9, None, 0.9, 0.9], [0.5] * 4)
     assert mod.nested_choice([(none, (0.9, True))]) is None and mod.nested_choice([]) is None
+    two = {"per_fold": [{"fold": k, "val_fold": 1 - k, "test_subjects": [k], "val_accuracy": 0.9, "accuracy": 0.8}
+                        for k in (0, 1)]}
+    assert mod.nested_choice([(two, (0.9, True))]) is None  # (two folds: no round left to choose on)
+    # a row chosen by accuracy then loss wins a tie of accuracy over one chosen by accuracy alone, whichever first
+    assert mod.nested_choice([(c, (0.8825, True)), (b, (0.8825, False))])["mean"] == (0.5 + 0.9 * 3) / 4
     # docs/results.md judges the k-fold targets by it too
     text = DOC.read_text()
     ck = next(ln for ln in text.splitlines() if ln.startswith("| CK+48 >= "))

@@ -547,6 +547,17 @@ def test_every_answer_is_nosniff_and_the_page_cannot_be_framed(client, photo):
         assert r.headers.get_list("x-content-type-options") == ["nosniff"], (r.status_code, r.headers)
     page = answers[-1].headers
     assert "frame-ancestors 'none'" in page["content-security-policy"] and page["x-frame-options"] == "DENY"
+    # a fault of the server (answered outside the middleware) too
+    app = create_app(client.app.state.recognizer, warm_up=False)
+
+    @app.get("/boom")
+    async def boom():
+        raise RuntimeError("a bug")
+
+    with TestClient(app, raise_server_exceptions=False) as c:
+        r = c.get("/boom")
+    assert r.status_code == 500 and r.json()["error"] == "internal server error"
+    assert r.headers.get_list("x-content-type-options") == ["nosniff"]
 
 
 def test_a_slow_header_is_read_off_the_event_loop(rec, photo, monkeypatch):
@@ -572,6 +583,9 @@ def test_a_slow_header_is_read_off_the_event_loop(rec, photo, monkeypatch):
             took = time.monotonic() - t0
             assert slow_one.result().status_code == 200
     assert took < 1.5, took
+    # and within the request's time: past it, a 504 (the header was read without limit)
+    with TestClient(create_app(rec, warm_up=False, timeout=1.0)) as c:
+        assert_json_error(post(c, photo), 504, "no answer in time")
 
 
 def test_real_socket(live, photo):

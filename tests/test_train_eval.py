@@ -1154,3 +1154,39 @@ def test_a_resume_under_other_code_is_said_and_the_card_lists_each_stretch(folde
     assert [(s["from_epoch"], s["git_commit"][:1], s.get("git_dirty_files")) for s in t["segments"]] == \
         [(1, "a", None), (3, "b", ["src/ferkit/cli.py"])]
     assert t["git_commit"] == "b" * 40
+    # a checkpoint from before runs kept their code: its stretch is listed as unknown, not as this resume's code
+    ckpt = torch.load(run / "last.ckpt", weights_only=True)
+    del ckpt["segments"]
+    torch.save(ckpt, run / "last.ckpt")
+    lines = []
+    train(_cfg(folder, run, epochs=4), resume=True, progress=False, log=lines.append)
+    assert not any("other code" in ln for ln in lines)
+    t = json.loads((run / "model.json").read_text())["training"]
+    assert [(s["from_epoch"], s["git_commit"]) for s in t["segments"]] == [(1, None), (4, "b" * 40)]
+
+
+def test_a_resume_keeps_what_the_command_left_out_but_this_machines_device_and_threads():
+    """A resume keeps the run's own settings where the command leaves them out, said nowhere, but for the
+    device and the threads, which are the machine's: a run started with --device cuda and resumed on a CPU
+    machine without --device kept cuda and failed."""
+    from ferkit.cli import _left_default, build_parser
+
+    args = ["train", "--model", "lite_cnn", "--dataset", "imagefolder", "--data", "d", "--out", "o", "--lr", "0.01",
+            "--fold", "2"]
+    a = build_parser().parse_args(args)
+    a.argv = args
+    keep = set(_left_default(a))
+    assert {"batch_size", "epochs", "warmup_epochs", "augment", "model_kwargs"} <= keep
+    assert not keep & {"model", "dataset", "lr", "dataset_options", "device", "threads", "out", "command"}
+
+
+def test_the_default_fold_options_typed_on_a_resume_are_the_runs_own(tmp_path):
+    """A run started without --folds/--fold saves neither; resumed with --folds 10 --fold 0 (the defaults
+    typed), it was refused as 'another folds and fold: folds None (asked: 10)'."""
+    data = make_imagefolder(tmp_path / "flat", with_splits=False, per_class=6)
+    base = ["train", "--model", "lite_cnn", "--dataset", "imagefolder", "--data", str(data), "--epochs", "1",
+            "--warmup", "0", "--batch-size", "8", "--threads", "2", "--no-progress", "--out", str(tmp_path / "r"),
+            "--folds", "3"]
+    assert main(base) == 0
+    assert main([*base, "--fold", "0", "--fold-seed", "0", "--epochs", "2", "--resume"]) == 0
+    assert main([*base, "--fold", "1", "--epochs", "2", "--resume"]) == 1  # another round: refused

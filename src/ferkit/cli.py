@@ -462,7 +462,8 @@ def _left_default(a: argparse.Namespace) -> list[str]:
     --dataset among them; a difference in one of the others is said only where it was typed."""
     from .engine.train import TrainConfig
 
-    fields = [f.name for f in dataclasses.fields(TrainConfig) if f.name not in ("command", "out")]
+    # (device and threads are this machine's: a resume elsewhere takes the command's, typed or not)
+    fields = [f.name for f in dataclasses.fields(TrainConfig) if f.name not in ("command", "out", "device", "threads")]
     return [k for k in fields if not any(_given(a, flag) for flag in FIELD_FLAGS.get(k, ("--" + k.replace("_", "-"),)))]
 
 
@@ -817,12 +818,16 @@ def _warn_moved_test_split(a: argparse.Namespace, card: dict, ds) -> None:
     want = info.get("test_digest")
     if not want or not _card_dataset_is(card, a.dataset) or ds.split != info.get("test_split"):
         return
-    limit = ((card.get("training") or {}).get("config") or {}).get("limit")
+    config = (card.get("training") or {}).get("config") or {}
+    limit = config.get("limit")
+    tested = ds
     if limit and len(ds) > limit:  # trained with --limit: tested then on a subset of the split, all of it now
+        from .engine.train import _limit
+
         print(f"note: the model was trained with --limit {limit}, so its card's test number is of {limit} of this "
               f"split's images; this evaluation reads all {len(ds)}")
-        return
-    if split_digest(ds, a.data) != want:
+        tested = _limit(ds, limit, int(config.get("seed", 0)) + 2)  # (the subset training drew: its digest)
+    if split_digest(tested, a.data) != want:
         print(f"ferkit: warning: split {ds.split!r} holds other images than when this model was trained (its card; "
               f"{len(ds)} now): images were added, removed or renamed since; where the split is a fold, its members "
               f"are dealt anew, and some of the model's training images may be in it now: the number may overstate "

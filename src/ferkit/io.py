@@ -381,8 +381,10 @@ def caller_level() -> int:
 
 def is_file_object(source: Any) -> bool:
     """A file object to read an image's bytes from (anything with ``read``, not a path or an image)."""
+    cv2 = sys.modules.get("cv2")  # (a capture reads frames, not bytes; without OpenCV loaded there is none)
+    capture = (cv2.VideoCapture,) if cv2 is not None and hasattr(cv2, "VideoCapture") else ()
     return hasattr(source, "read") and not isinstance(source, (str, os.PathLike, bytes, bytearray, memoryview,
-                                                                np.ndarray, Image.Image))
+                                                                np.ndarray, Image.Image, *capture))
 
 
 def file_object_name(source: Any) -> str | None:
@@ -564,12 +566,15 @@ def _check_jpeg_scans(fp: object, label: str) -> None:
 
 
 def _jpeg_scans(data: bytes, stop: int) -> int:
-    """How many scans (start-of-scan segments) the JPEG ``data`` holds, counted up to ``stop`` + 1;
-    what follows a malformed marker is not counted (the decoder says what is wrong with it)."""
+    """How many scans (start-of-scan segments) the JPEG ``data`` holds, counted up to ``stop`` + 1
+    (bytes between segments skipped to the next marker, as libjpeg does)."""
     i, n, end = 2, 0, len(data)
     while i + 4 <= end and n <= stop:
-        if data[i] != 0xFF:
-            break
+        if data[i] != 0xFF:  # stray bytes between segments: libjpeg skips to the next marker (and warns), so here
+            i = data.find(b"\xff", i)
+            if i < 0:
+                break
+            continue
         m = data[i + 1]
         if m == 0xFF:  # fill bytes before a marker
             i += 1

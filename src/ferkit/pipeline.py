@@ -173,6 +173,9 @@ def source_kind(source: Any) -> str:
         if is_video_file(p):
             return "video"
         return "image"
+    if isinstance(source, cv2.VideoCapture):  # (its frames: stream reads them, with tracking)
+        raise FerkitError("a cv2.VideoCapture: read its frames with Recognizer.stream(capture) (predict reads "
+                          "files, folders, webcam indexes and images)")
     raise FerkitError(f"cannot read faces from a {type(source).__name__}: give a path, folder, video, webcam index, "
                       f"an image file's bytes or file object, a numpy array or a PIL image")
 
@@ -200,6 +203,11 @@ class Recognizer:
     not pickle (its onnxruntime sessions do not): for a process pool, build one in each process
     (``ProcessPoolExecutor(initializer=...)``); its results pickle.
     """
+
+    def __copy__(self) -> Recognizer:  # (a shallow copy shares the model and the detector, as before __reduce__)
+        new = object.__new__(type(self))
+        new.__dict__.update(self.__dict__)
+        return new
 
     def __reduce__(self):  # (pickle's, and a process pool's: said in words, not onnxruntime's type name)
         raise TypeError("a ferkit Recognizer does not pickle (its onnxruntime sessions do not): build one in each "
@@ -526,7 +534,7 @@ class _FrameSource:
     fps, None without fps). A frame that is the caller's array is copied (a reused buffer)."""
 
     def __init__(self, source: Any, fps: float | None, name: str | None) -> None:
-        self.source, self.fps = source, fps
+        self.source, self.fps, self.fps_given = source, fps, fps is not None
         self.capture = isinstance(source, cv2.VideoCapture)
         self.name = name or ("VideoCapture" if self.capture else "frames")
         if self.capture and not source.isOpened():
@@ -554,7 +562,10 @@ class _FrameSource:
                 if not ok or bgr is None:
                     return
                 ms = self.source.get(cv2.CAP_PROP_POS_MSEC)
-                t = ms / 1000 if ms > 0 or idx == 0 else (idx / self.fps if self.fps else None)
+                if self.fps_given:  # (the caller's rate over the capture's own clock)
+                    t = idx / self.fps
+                else:
+                    t = ms / 1000 if ms > 0 else 0.0 if idx == 0 else (idx / self.fps if self.fps else None)
                 rgb = cv2.cvtColor(bgr, cv2.COLOR_GRAY2RGB if bgr.ndim == 2 else cv2.COLOR_BGR2RGB)
                 yield idx, t, rgb
                 idx += 1

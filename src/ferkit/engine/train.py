@@ -648,9 +648,10 @@ def train(cfg: TrainConfig, resume: bool = False, progress: bool | None = None,
         other = [f"{k} {getattr(saved, k)!r} (asked: {getattr(cfg, k)!r})" for k in ("model", "dataset", "model_kwargs")
                  if k in given and getattr(saved, k) != getattr(cfg, k)]
         # another fold, fold count or fold assignment (named on the command line): another test set
-        other += [f"{k} {saved.dataset_options.get(k)!r} (asked: {cfg.dataset_options.get(k)!r})"
-                  for k in ("folds", "fold", "fold_seed") if f"fold_option:{k}" in given
-                  and saved.dataset_options.get(k) != cfg.dataset_options.get(k)]
+        fold_defaults = {"folds": 10, "fold": 0, "fold_seed": 0}  # (the readers' own: a run saves only what was typed)
+        other += [f"{k} {saved.dataset_options.get(k, v)!r} (asked: {cfg.dataset_options.get(k, v)!r})"
+                  for k, v in fold_defaults.items() if f"fold_option:{k}" in given
+                  and saved.dataset_options.get(k, v) != cfg.dataset_options.get(k, v)]
         if other:  # named on the command line: another experiment's folder, as crossval refuses it
             what = " and ".join({"model_kwargs": "network (--model-arg)"}.get(k.split()[0], k.split()[0])
                                 for k in other)
@@ -795,9 +796,12 @@ def train(cfg: TrainConfig, resume: bool = False, progress: bool | None = None,
     # is said, and the card lists every stretch (its git_commit is the last one's)
     code = git_state()
     segments = list(state.get("segments") or []) if state is not None else []
+    if state is not None and not segments:  # a checkpoint written before runs kept their code: its stretch unknown
+        segments = [{"from_epoch": 1, "git_commit": None, "note": "not recorded (a checkpoint from before ferkit "
+                                                                  "kept it)"}]
     here = {"from_epoch": start_epoch, "git_commit": code["git_commit"],
             **({"git_dirty_files": code["git_dirty_files"]} if code.get("git_dirty_files") else {})}
-    if segments and _code_of(segments[-1]) != _code_of(here):
+    if segments and "note" not in segments[-1] and _code_of(segments[-1]) != _code_of(here):
         last = segments[-1]
         log(f"warning: resuming under other code: epochs {last['from_epoch']}-{start_epoch - 1} ran at "
             f"{_code_words(last)}, the epochs from {start_epoch} run at {_code_words(here)} (the card lists both: "
@@ -1059,19 +1063,6 @@ def fit_time_budget(cfg: TrainConfig, base_info: dict, epoch: int, last: float, 
         f"in all (was {cfg.epochs}); the LR schedule is fitted to {epochs}")
     cfg = dataclasses.replace(cfg, epochs=epochs)
     (out / "config.json").write_text(json.dumps(asdict(cfg), indent=2) + "\n")
-    # the code each stretch of epochs ran under: a resume under another commit (or other changed files)
-    # is said, and the card lists every stretch (its git_commit is the last one's)
-    code = git_state()
-    segments = list(state.get("segments") or []) if state is not None else []
-    here = {"from_epoch": start_epoch, "git_commit": code["git_commit"],
-            **({"git_dirty_files": code["git_dirty_files"]} if code.get("git_dirty_files") else {})}
-    if segments and _code_of(segments[-1]) != _code_of(here):
-        last = segments[-1]
-        log(f"warning: resuming under other code: epochs {last['from_epoch']}-{start_epoch - 1} ran at "
-            f"{_code_words(last)}, the epochs from {start_epoch} run at {_code_words(here)} (the card lists both: "
-            f"training.segments)")
-    if not segments or _code_of(segments[-1]) != _code_of(here):
-        segments.append(here)
     base_info = {**base_info, "training": {**base_info["training"], "config": asdict(cfg)}}
     return cfg, base_info
 

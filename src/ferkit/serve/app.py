@@ -135,7 +135,9 @@ class ApiError(Exception):
 
 
 def error_response(status: int, error: str, detail: Any = None, headers: dict[str, str] | None = None) -> JSONResponse:
-    return JSONResponse({"error": error, "detail": detail}, status_code=status, headers=headers)
+    # (nosniff here too: a 500 is answered by Starlette's outermost error middleware, outside NoSniff)
+    return JSONResponse({"error": error, "detail": detail}, status_code=status,
+                        headers={**(headers or {}), "X-Content-Type-Options": "nosniff"})
 
 
 # ---------------------------------------------------------------------------------------
@@ -711,8 +713,12 @@ def create_app(recognizer: Any = None, *, model: str = "default", detector: str 
                 return _probe(data, max_pixels)
 
         # off the event loop: a header of a million chunks takes seconds to parse, in which no other
-        # request (not even /healthz) would be answered
-        fmt, w, h = await asyncio.to_thread(probe)
+        # request (not even /healthz) would be answered; within the request's time like its analysis
+        try:
+            fmt, w, h = await asyncio.wait_for(asyncio.to_thread(probe),
+                                               max(0.1, timeout - (time.monotonic() - t0)))
+        except asyncio.TimeoutError:
+            raise ApiError(504, LATE, {"timeout_s": timeout}) from None
         if w * h > max_pixels:
             raise _too_large(max_pixels, w, h)
         if annotated and max(w, h) > PNG_MAX_SIDE:
