@@ -13,7 +13,7 @@ from conftest import EXAMPLE, make_fer2013
 from ferkit.cli import build_parser, main
 
 VERBS = ["models", "cache", "data", "train", "evaluate", "predict", "export", "serve", "explain", "au-analysis", "crossval",
-         "crossval-eval", "probe", "average", "recalibrate"]
+         "crossval-eval", "probe", "average", "recalibrate", "compare"]
 
 
 def test_every_registered_verb_is_tested():

@@ -382,7 +382,7 @@ def caller_level() -> int:
 def is_file_object(source: Any) -> bool:
     """A file object to read an image's bytes from (anything with ``read``, not a path or an image)."""
     cv2 = sys.modules.get("cv2")  # (a capture reads frames, not bytes; without OpenCV loaded there is none)
-    capture = (cv2.VideoCapture,) if cv2 is not None and hasattr(cv2, "VideoCapture") else ()
+    capture = (cv2.VideoCapture,) if cv2 is not None and isinstance(getattr(cv2, "VideoCapture", None), type) else ()
     return hasattr(source, "read") and not isinstance(source, (str, os.PathLike, bytes, bytearray, memoryview,
                                                                 np.ndarray, Image.Image, *capture))
 

@@ -173,7 +173,7 @@ def source_kind(source: Any) -> str:
         if is_video_file(p):
             return "video"
         return "image"
-    if isinstance(source, cv2.VideoCapture):  # (its frames: stream reads them, with tracking)
+    if _is_capture(source):  # (its frames: stream reads them, with tracking)
         raise FerkitError("a cv2.VideoCapture: read its frames with Recognizer.stream(capture) (predict reads "
                           "files, folders, webcam indexes and images)")
     raise FerkitError(f"cannot read faces from a {type(source).__name__}: give a path, folder, video, webcam index, "
@@ -527,6 +527,12 @@ class Recognizer:
                 reader.close()
 
 
+def _is_capture(source: Any) -> bool:
+    """A ``cv2.VideoCapture`` (OpenCV's class: a stand-in put in its place, a test's, is no class)."""
+    vc = getattr(cv2, "VideoCapture", None)
+    return isinstance(vc, type) and isinstance(source, vc)
+
+
 class _FrameSource:
     """Frames the caller reads, as :class:`~ferkit.io.VideoReader` yields them, ``(index, time,
     rgb)``: from a ``cv2.VideoCapture`` (BGR; its position's time, else index / fps; the capture
@@ -535,7 +541,7 @@ class _FrameSource:
 
     def __init__(self, source: Any, fps: float | None, name: str | None) -> None:
         self.source, self.fps, self.fps_given = source, fps, fps is not None
-        self.capture = isinstance(source, cv2.VideoCapture)
+        self.capture = _is_capture(source)
         self.name = name or ("VideoCapture" if self.capture else "frames")
         if self.capture and not source.isOpened():
             raise FerkitError(f"{self.name}: the cv2.VideoCapture is not open (it could not open its source, or "
@@ -548,7 +554,7 @@ class _FrameSource:
     def takes(source: Any) -> bool:
         """A capture, or an iterable that is no single image or name (a str, bytes, an array, a PIL
         image iterate too: each is one image or one file, not frames)."""
-        if isinstance(source, cv2.VideoCapture):
+        if _is_capture(source):
             return True
         return (hasattr(source, "__iter__") and not is_file_object(source)  # (a file iterates by lines)
                 and not isinstance(source, (str, bytes, bytearray, memoryview, np.ndarray, Image.Image, dict,
