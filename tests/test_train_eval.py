@@ -800,6 +800,17 @@ def test_a_warm_up_as_long_as_the_run_is_warned_about():
         check_settings(TrainConfig(dataset="fer2013", data="x", out="o", epochs=3))  # shorter: nothing said
         check_settings(TrainConfig(dataset="fer2013", data="x", out="o", epochs=2, time_budget=60))  # refitted
         check_settings(TrainConfig(dataset="fer2013", data="x", out="o", epochs=2))  # said once (crossval's rounds)
+    # an unknown architecture is the one thing said (the remark came first, about a run that cannot start)
+    sys.modules["ferkit.engine.train"]._WARNED_WARMUP.clear()
+    import tempfile
+
+    never = Path(tempfile.mkdtemp()) / "never"
+    with warnings.catch_warnings(record=True) as said:
+        warnings.simplefilter("always")
+        with pytest.raises(FerkitError, match="nonet"):
+            train(TrainConfig(model="nonet", dataset="fer2013", data="x", out=str(never), epochs=2),
+                  progress=False, log=lambda s: None)
+    assert not [w for w in said if "covers all" in str(w.message)] and not never.exists()
 
 
 def test_evaluate_limit_draws_a_subset_and_says_so(trained, folder, tmp_path, capsys):

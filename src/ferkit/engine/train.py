@@ -556,8 +556,9 @@ def read_checkpoint(path: Path) -> dict:
 _WARNED_WARMUP: set[tuple] = set()
 
 
-def check_settings(cfg: TrainConfig) -> None:
-    """The settings that need no data: refused with a clear message before the run folder exists."""
+def check_settings(cfg: TrainConfig, remark: bool = True) -> None:
+    """The settings that need no data: refused with a clear message before the run folder exists;
+    ``remark``: also :func:`warmup_remark` (train says it later, once the run's settings are known)."""
     check_whole("--seed", cfg.seed, 0, SEED_MAX)
     if cfg.teacher_tta not in ("flip", "tencrop"):
         raise FerkitError(f"teacher_tta must be 'flip' or 'tencrop', got {cfg.teacher_tta!r}")
@@ -604,6 +605,12 @@ def check_settings(cfg: TrainConfig) -> None:
                     f"in {'[' if lo_in else '('}{lo:g}, {hi:g}{']' if hi_in else ')'}")
             raise FerkitError(f"{flag} must be {span}{f' ({what})' if what else ''}, got {float(v):g}"
                               if isinstance(v, numbers.Real) else f"{flag} must be a number, got {v!r}")
+    if remark:
+        warmup_remark(cfg)
+
+
+def warmup_remark(cfg: TrainConfig) -> None:
+    """A warning (once a process) where --warmup covers the whole run: the rate never decays."""
     said = (cfg.warmup_epochs, cfg.epochs, cfg.lr)
     if not cfg.time_budget and cfg.epochs is not None and 0 < cfg.epochs <= cfg.warmup_epochs \
             and said not in _WARNED_WARMUP:  # (once a process: not again for every crossval round)
@@ -632,7 +639,7 @@ def train(cfg: TrainConfig, resume: bool = False, progress: bool | None = None,
                           f"the dataset has no validation split), got {cfg.val_fraction}")
     # before anything is written: a bad setting leaves no --out folder behind (none of these settings
     # is one a resumed run takes from the new command, RESUME_OVERRIDABLE / RESUME_IF_GIVEN)
-    check_settings(cfg)
+    check_settings(cfg, remark=False)  # (the warm-up remark: once the architecture is known, and a resume's own)
     out = Path(cfg.out)
     ckpt_path = out / "last.ckpt"
     state, resume_asked, new_lr, saved_early_stop = None, None, False, None
@@ -721,6 +728,7 @@ def train(cfg: TrainConfig, resume: bool = False, progress: bool | None = None,
     if device.type == "cuda":
         torch.backends.cudnn.benchmark = not cfg.deterministic
     spec = get_spec(cfg.model)
+    warmup_remark(cfg)  # (after an unknown architecture's error, and with a resumed run's own settings)
     c, h, w = spec.input_size
     used: dict = {}
     train_ds, val_ds, test_ds = load_splits(cfg, (h, w), "L" if c == 1 else "RGB", log, used)
