@@ -24,25 +24,44 @@ from PIL import Image
 from ferkit.faces import HaarDetector, MTCNNDetector
 
 
-def main() -> None:
-    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+UP, PAD = 4, 48  #: FER2013's 48x48 faces are upscaled this much and padded by this many pixels
+
+
+def sample_args(doc: str) -> argparse.Namespace:
+    """--data, --n, --seed and --json: a sample of FER2013 Training faces and where its measurements go."""
+    ap = argparse.ArgumentParser(description=doc, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--data", default="../shared/data/ferplus", help="FER+ folder (uses FER2013Train/*.png)")
     ap.add_argument("--n", type=int, default=1500, help="images to sample")
     ap.add_argument("--seed", type=int, default=0)
     ap.add_argument("--json", help="write the measurements here")
-    a = ap.parse_args()
+    return ap.parse_args()
 
-    files = sorted(Path(a.data, "FER2013Train").glob("*.png"))
-    random.Random(a.seed).shuffle(files)
-    files = files[: a.n]
+
+def sample_faces(data: str, n: int, seed: int) -> list[Path]:
+    """``n`` FER2013 Training faces (the sharp copies in FER+'s FER2013Train), drawn with ``seed``."""
+    files = sorted(Path(data, "FER2013Train").glob("*.png"))
+    if not files:
+        raise SystemExit(f"no FER2013Train/*.png under {data}")
+    random.Random(seed).shuffle(files)
+    return files[:n]
+
+
+def with_context(path: Path) -> np.ndarray:
+    """A 48x48 face upscaled UP times and padded by PAD (edge pixels), as RGB: MTCNN sees some context."""
+    g = np.asarray(Image.open(path).convert("L"))
+    big = cv2.copyMakeBorder(cv2.resize(g, (48 * UP, 48 * UP), interpolation=cv2.INTER_CUBIC),
+                             PAD, PAD, PAD, PAD, cv2.BORDER_REPLICATE)
+    return np.repeat(big[:, :, None], 3, axis=2)
+
+
+def main() -> None:
+    a = sample_args(__doc__)
+    files = sample_faces(a.data, a.n, a.seed)
     mt, haar = MTCNNDetector(min_face_size=40), HaarDetector()
-    up, pad = 4, 48
+    up, pad = UP, PAD
     pts, rel = [], []
     for f in files:
-        g = np.asarray(Image.open(f).convert("L"))
-        big = cv2.copyMakeBorder(cv2.resize(g, (48 * up, 48 * up), interpolation=cv2.INTER_CUBIC),
-                                 pad, pad, pad, pad, cv2.BORDER_REPLICATE)
-        rgb = np.repeat(big[:, :, None], 3, axis=2)
+        rgb = with_context(f)
         dets = [d for d in mt.detect(rgb) if d.score >= 0.9]
         if not dets:
             continue

@@ -12,43 +12,30 @@ detection past the first (the astronaut's is the only face in it) and its score.
 
 from __future__ import annotations
 
-import argparse
 import io
 import json
-import random
+import sys
 from pathlib import Path
 
-import cv2
 import numpy as np
 from PIL import Image
 
-from ferkit.faces import MTCNNDetector
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from align_template import sample_args, sample_faces, with_context  # noqa: E402
+
+from ferkit.faces import MTCNNDetector  # noqa: E402
 
 EXAMPLE = Path(__file__).resolve().parents[1] / "examples" / "astronaut.jpg"
 HIGHER = (0.92, 0.95, 0.97, 0.99)
 
 
 def main() -> None:
-    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    ap.add_argument("--data", default="../shared/data/ferplus", help="FER+ folder (uses FER2013Train/*.png)")
-    ap.add_argument("--n", type=int, default=1500, help="images to sample")
-    ap.add_argument("--seed", type=int, default=0)
-    ap.add_argument("--json", help="write the measurements here")
-    a = ap.parse_args()
-
-    files = sorted(Path(a.data, "FER2013Train").glob("*.png"))
-    if not files:
-        raise SystemExit(f"no FER2013Train/*.png under {a.data}")
-    random.Random(a.seed).shuffle(files)
-    files = files[: a.n]
+    a = sample_args(__doc__)
+    files = sample_faces(a.data, a.n, a.seed)
     mt = MTCNNDetector(min_face_size=40, thresholds=(0.6, 0.7, 0.5))
-    up, pad = 4, 48
     best = []
     for f in files:
-        g = np.asarray(Image.open(f).convert("L"))
-        big = cv2.copyMakeBorder(cv2.resize(g, (48 * up, 48 * up), interpolation=cv2.INTER_CUBIC),
-                                 pad, pad, pad, pad, cv2.BORDER_REPLICATE)
-        dets = mt.detect(np.repeat(big[:, :, None], 3, axis=2))
+        dets = mt.detect(with_context(f))
         if dets:
             best.append(max(d.score for d in dets))
     s = np.array(best)
