@@ -764,3 +764,16 @@ def test_explain_image_gives_the_arrays_without_writing_with_out_none(tmp_path, 
     proj = deconv["faces"][0]["projections"]
     assert len(proj) == 3 and all(p.shape == (48, 48, 3) and p.dtype == np.uint8 for p in proj)
     assert "overlay" not in deconv
+
+
+def test_the_terminal_names_every_map_asked_for_up_to_ten(tmp_path, capsys):
+    """`explain --maps 8` listed 5 maps on the terminal, without a word of the other 3 in the picture and JSON."""
+    from ferkit.explain.commands import SHOWN_MAPS
+
+    for n in (8, SHOWN_MAPS + 2):
+        assert main(["explain", str(EXAMPLE), "--method", "deconv", "--maps", str(n), "--model", "mini_xception-fer2013",
+                     "--out", str(tmp_path / str(n))]) == 0
+        line = next(ln for ln in capsys.readouterr().out.splitlines() if ln.startswith("  face 1:"))
+        named = line.split("; strongest maps: ")[1].split(", and ")[0].count(" (")
+        assert named == min(n, SHOWN_MAPS), line
+        assert ("and 2 more (the picture and the JSON have all)" in line) is (n > SHOWN_MAPS)

@@ -430,7 +430,7 @@ def test_results_of_a_video_list_its_lost_frames_in_json_and_csv():
     assert lines[2].endswith(",frames 1-3 (3 frames): unreadable frame (skipped),")
 
 
-def test_webcam_without_display_or_camera_is_a_clear_error(monkeypatch, capsys):
+def test_webcam_without_display_or_camera_is_a_clear_error(monkeypatch, capsys, tmp_path):
     import ferkit.io as fio
     import ferkit.predict as fpredict
 
@@ -447,9 +447,10 @@ def test_webcam_without_display_or_camera_is_a_clear_error(monkeypatch, capsys):
                                        "open /dev/video0\n")
     monkeypatch.setattr(fpredict, "camera_missing", fio.camera_missing)
     # recording without a window still needs a camera: index 99 is never there
-    assert main(["predict", "--webcam", "99", "--headless"]) == 1
-    err = capsys.readouterr().err
-    assert "no camera at index 99" in err and "Traceback" not in err
+    assert main(["predict", "--webcam", "99", "--headless", "--out", str(tmp_path / "rec")]) == 1
+    err = capsys.readouterr().err  # (one wording: it said "webcam:99: no camera at index 99" recording headless)
+    assert err == ("ferkit: error: no camera at index 99: none is connected, or this user may not open "
+                   "/dev/video99\n")
     with pytest.raises(ferkit.errors.CameraError, match="no camera at index 99"):  # (its own name in the API)
         next(ferkit.Recognizer().stream(99))
     assert issubclass(ferkit.errors.CameraError, ferkit.ImageDecodeError)  # (as it was, for except clauses)
@@ -489,6 +490,7 @@ class FakeCamera:
 def fake_camera(monkeypatch, **plan):
     monkeypatch.setattr(VideoReader, "CAMERA_PATIENCE", 0.2)
     monkeypatch.setattr(cv2, "VideoCapture", lambda index, *a: FakeCamera(index, *a, **plan))
+    monkeypatch.setattr("ferkit.predict.camera_missing", lambda index: False)  # (no /dev/video0 here: one is faked)
 
 
 @pytest.mark.parametrize("raises", [False, True])

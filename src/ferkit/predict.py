@@ -565,10 +565,11 @@ def _predict(a: argparse.Namespace, results_out) -> int:
         raise FerkitError(f"--webcam wants a camera index, 0 or more; got {a.webcam}")
     if a.max_frames is not None and a.max_frames < 1:
         raise FerkitError(f"--max-frames must be at least 1, got {a.max_frames}")
+    if a.webcam is not None and camera_missing(int(a.webcam)) and (not a.headless or not a.sources):
+        # (before the display's: its "record instead with --headless" would only lead to this; headless, the
+        # camera alone is said so too, not as the failure "webcam:0: no camera at index 0" of a batch)
+        raise CameraError(camera_missing_message(int(a.webcam)))
     if not a.headless and (a.show or a.webcam is not None):
-        if a.webcam is not None and camera_missing(int(a.webcam)):
-            # (before the display's: its "record instead with --headless" would only lead to this)
-            raise CameraError(camera_missing_message(int(a.webcam)))
         Window.check()
     if getattr(a, "video_format", "mp4") != "mp4" and not a.out:
         print(f"ferkit: note: --video-format {a.video_format} does nothing without --out (it is the annotated "

@@ -52,7 +52,9 @@ def explain_cli(a: argparse.Namespace) -> int:
         if res["method"] == "deconv":
             line += ("; strongest maps: " if a.map_ids is None else "; maps: ") + ", ".join(
                 f"{r['map']} ({r['activation']:.2f}{', ' + r['nearest_au'] if r['nearest_au'] else ''})"
-                for r in f["maps"][:5])
+                for r in f["maps"][:SHOWN_MAPS])
+            if len(f["maps"]) > SHOWN_MAPS:  # (it listed 5 of --maps 8 without a word)
+                line += f", and {len(f['maps']) - SHOWN_MAPS} more (the picture and the JSON have all)"
         else:
             if f["cam_peak_xy"] is None:
                 what = "Grad-CAM (and so guided Grad-CAM)" if res["method"] == "guided" else "Grad-CAM"
@@ -184,6 +186,10 @@ AU_ANALYSIS_EXAMPLES = """examples:
   ferkit au-analysis --model mini_xception-fer2013 --dataset fer2013 --data ../shared/data/fer2013 --limit 300 \\
       --layer modules_.1 --out out/au-mod1
   ferkit au-analysis ... --locate deconv --limit 200 --out out/au-deconv   # slower, sharper peak locations"""
+
+
+#: the maps a face's line names on the terminal (the picture and the JSON hold every one asked for)
+SHOWN_MAPS = 10
 
 
 def add_explain_parser(sub, fmt) -> None:
