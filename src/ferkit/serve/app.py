@@ -208,10 +208,14 @@ class UploadLimit:
     when it takes longer than ``timeout`` to arrive; otherwise hands the buffered body on. Records
     when the request started in ``scope["ferkit.t0"]`` (the analysis gets what is left of
     ``timeout``). Other requests go straight on: a body sent to a wrong path or with a wrong method
-    gets its 404 or 405 whatever its size (routing answers those without reading the body)."""
+    gets its 404 or 405 whatever its size (routing answers those without reading the body). At most
+    ``max_uploads`` uploads are received or held at once (each up to ``limit`` bytes): past them, a
+    503 before the body is read (a thousand slow uploads held about 9 GB)."""
 
-    def __init__(self, app: Callable, limit: int, max_upload: int, timeout: float) -> None:
+    def __init__(self, app: Callable, limit: int, max_upload: int, timeout: float,
+                 max_uploads: int | None = None) -> None:
         self.app, self.limit, self.max_upload, self.timeout = app, limit, max_upload, timeout
+        self.max_uploads, self.uploads = max_uploads, 0
 
     def _too_large(self, size: int | None) -> JSONResponse:
         # (the request's size, form included, as told or read before the form is parsed; the later
@@ -237,6 +241,16 @@ class UploadLimit:
                 return await error_response(400, "malformed Content-Length header")(scope, receive, send)
             if n > self.limit + DRAIN:
                 return await self._too_large(n)(scope, receive, send)
+        if self.max_uploads is not None and self.uploads >= self.max_uploads:
+            return await error_response(503, BUSY, {"uploads": self.uploads, "max_uploads": self.max_uploads},
+                                        {**CLOSE, "Retry-After": "1"})(scope, receive, send)
+        self.uploads += 1  # (one event loop: no lock needed)
+        try:
+            await self._receive(scope, receive, send, length)
+        finally:
+            self.uploads -= 1
+
+    async def _receive(self, scope: dict, receive: Callable, send: Callable, length: bytes | None) -> None:
         chunks: list[bytes] = []
         total = 0
 
@@ -845,7 +859,9 @@ def create_app(recognizer: Any = None, *, model: str = "default", detector: str 
                                        swagger_ui_parameters={"validatorUrl": None})
 
     # outermost: limits apply before anything reads the body
-    app.add_middleware(UploadLimit, limit=max_upload + MULTIPART_SLACK, max_upload=max_upload, timeout=timeout)
+    # uploads received or held at once: the analyses running and waiting, and as many again arriving, twice
+    app.add_middleware(UploadLimit, limit=max_upload + MULTIPART_SLACK, max_upload=max_upload, timeout=timeout,
+                       max_uploads=4 * (workers + max_queue))
     app.add_middleware(NoSniff)  # (outermost: the upload limit's own answers have it too)
     # the upload is required (the handler takes none, to answer a missing one with its own 400): so
     # the schema says, for /docs and for client generators
