@@ -815,6 +815,8 @@ def test_stream_takes_a_capture_or_frames_the_caller_reads(rec, tmp_path):
         list(rec.stream(frames, fps=0))
     with pytest.raises(FerkitError, match="for one image use analyze"):
         list(rec.stream(frames[0]))  # (an array iterates too: one image, not frames)
+    with pytest.raises(FerkitError, match="fps and name are for a cv2.VideoCapture or frames you give"):
+        list(rec.stream(str(video), fps=30))  # (a file's own rate: not overridden in silence)
 
 
 def test_a_file_object_is_read_as_its_image(rec, tmp_path):
