@@ -383,7 +383,8 @@ def test_openapi_types_every_answer_and_the_answers_match(client, photo):
     schemas = spec["components"]["schemas"]
     responses = spec["paths"]["/v1/analyze"]["post"]["responses"]
     assert responses["200"]["content"]["application/json"]["schema"] == {"$ref": "#/components/schemas/AnalyzeResult"}
-    assert "image/png" in responses["200"]["content"]  # (annotated=1 answers a PNG)
+    png = responses["200"]["content"]["image/png"]["schema"]  # (annotated=1 answers a PNG: typed as bytes)
+    assert png == {"type": "string", "format": "binary"}
     for code in ("400", "408", "413", "415", "422", "500", "503", "504"):
         assert responses[code]["content"]["application/json"]["schema"] == {"$ref": "#/components/schemas/ErrorBody"}
     health = spec["paths"]["/healthz"]["get"]["responses"]["200"]["content"]["application/json"]["schema"]
@@ -662,6 +663,7 @@ def test_request_uvicorn_cannot_parse_is_a_json_400(live, request_bytes):
     # these never reach the app: uvicorn answers them itself, in ferkit's JSON error form
     head, _, body = _raw_exchange(live.port, request_bytes).partition(b"\r\n\r\n")
     assert head.startswith(b"HTTP/1.1 400 ") and b"content-type: application/json" in head.lower()
+    assert head.lower().count(b"x-content-type-options: nosniff") == 1  # (as the app's own answers)
     answer = json.loads(body)  # detail: uvicorn's own words, whatever its version says
     assert answer["error"] == "malformed HTTP request" and isinstance(answer["detail"], str) and answer["detail"]
     assert _raw_exchange(live.port, b"GET /healthz HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n"
@@ -1390,6 +1392,7 @@ def test_stopping_with_a_request_in_flight_answers_it_503_and_exits(rec, photo):
     assert time.monotonic() - start < 15 and not s.thread.is_alive()  # (uvicorn's 5 s grace, then the end)
     r = answer["r"]
     assert r.status_code == 503 and r.json()["error"] == "server shutting down"
+    assert r.headers.get_list("x-content-type-options") == ["nosniff"]
 
 
 def test_a_compressed_upload_is_a_415(client, photo):

@@ -562,13 +562,21 @@ def _check_jpeg_scans(fp: object, label: str) -> None:
     scans = _jpeg_scans(data, MAX_JPEG_SCANS)
     if scans > MAX_JPEG_SCANS:
         raise ImageDecodeError(f"{label}: a JPEG of more than {MAX_JPEG_SCANS} scans (a progressive photo has about "
-                               f"10): refused, as decoding it would take minutes")
+                               f"10) or {MAX_JPEG_SEGMENTS:,} segments: refused, as decoding it would take minutes")
+
+
+#: what libjpeg skips between segments: FF 00 (a stuffed zero) and FF fill bytes before a marker
+_JPEG_PADDING = re.compile(rb"(?:\xff\x00|\xff(?=\xff))+")
+#: the first marker after a scan's coded data (FF then neither 00, a restart marker, nor FF)
+_JPEG_MARKER = re.compile(rb"\xff[^\x00\xd0-\xd7\xff]")
+#: segments walked before a JPEG is refused as made to be slow to walk (a real one has tens)
+MAX_JPEG_SEGMENTS = 10_000
 
 
 def _jpeg_scans(data: bytes, stop: int) -> int:
     """How many scans (start-of-scan segments) the JPEG ``data`` holds, counted up to ``stop`` + 1
     (bytes between segments skipped to the next marker, as libjpeg does)."""
-    i, n, end = 2, 0, len(data)
+    i, n, end, segments = 2, 0, len(data), 0
     while i + 4 <= end and n <= stop:
         if data[i] != 0xFF:  # stray bytes between segments: libjpeg skips to the next marker (and warns), so here
             i = data.find(b"\xff", i)
@@ -576,8 +584,8 @@ def _jpeg_scans(data: bytes, stop: int) -> int:
                 break
             continue
         m = data[i + 1]
-        if m == 0xFF:  # fill bytes before a marker
-            i += 1
+        if m in (0xFF, 0x00):  # fill bytes before a marker, or FF 00 (a stuffed zero, no marker): skipped, as
+            i = _JPEG_PADDING.match(data, i).end()  # libjpeg does, at once (a run of megabytes took seconds)
             continue
         if m == 0xD9:  # end of image
             break
@@ -585,19 +593,16 @@ def _jpeg_scans(data: bytes, stop: int) -> int:
             i += 2
             continue
         i += 2 + int.from_bytes(data[i + 2:i + 4], "big")
+        segments += 1
+        if segments > MAX_JPEG_SEGMENTS:  # (a real file has tens; millions of tiny ones took seconds to walk)
+            return stop + 1
         if m == 0xDA:
             n += 1
-            while True:  # the scan's coded data: every FF in it is followed by 00 (stuffed) or a restart marker
-                i = data.find(b"\xff", i)
-                if i < 0 or i + 1 >= end:
-                    return n
-                nxt = data[i + 1]
-                if nxt == 0 or 0xD0 <= nxt <= 0xD7:
-                    i += 2
-                elif nxt == 0xFF:
-                    i += 1
-                else:
-                    break
+            # the scan's coded data: every FF in it is followed by 00 (stuffed), a restart marker or more FF
+            found = _JPEG_MARKER.search(data, i)
+            if found is None:
+                return n
+            i = found.start()
     return n
 
 

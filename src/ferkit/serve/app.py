@@ -652,7 +652,7 @@ def create_app(recognizer: Any = None, *, model: str = "default", detector: str 
         responses=typed({
             200: {"content": {"application/json": {"example": {"source": "photo.jpg", "width": 512, "height": 512,
                                                               "faces": [face_example]}},
-                              "image/png": {}},
+                              "image/png": {"schema": {"type": "string", "format": "binary"}}},
                   "description": "the faces (JSON), or with annotated=1 the annotated image (PNG)"},
             400: {"description": "missing field, empty file, not an image, corrupt image, unknown query parameter",
                   "content": err_example("corrupt image", "corrupt or truncated image (the decoder's words)")},
@@ -673,7 +673,8 @@ def create_app(recognizer: Any = None, *, model: str = "default", detector: str 
                   "content": {"application/json": {"example": {"error": "invalid annotated: ...",
                                                                "detail": [{"loc": ["query", "annotated"],
                                                                            "msg": "..."}]}}}},
-            503: {"description": "busy: too many requests waiting (header `Retry-After`)",
+            503: {"description": "busy: too many requests waiting (`detail`: `workers`, `waiting`), or too many "
+                                 "uploads arriving at once (`uploads`, `max_uploads`); header `Retry-After`",
                   "content": err_example(BUSY, {"workers": 2, "waiting": 8})},
             504: {"description": f"no answer within {timeout:g} s",
                   "content": err_example(LATE, {"timeout_s": timeout})},

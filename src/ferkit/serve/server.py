@@ -159,7 +159,8 @@ def _json_400_protocol() -> type:
             """A JSON error written straight to the socket (uvicorn's cycle never started), then the end."""
             body = json.dumps({"error": error, "detail": detail}).encode()
             self.transport.write(b"HTTP/1.1 %s\r\ncontent-type: application/json\r\ncontent-length: %d\r\n"
-                                 b"connection: close\r\n\r\n%s" % (status, len(body), body))
+                                 b"x-content-type-options: nosniff\r\nconnection: close\r\n\r\n%s"
+                                 % (status, len(body), body))
             self.transport.close()
 
         def _head_expired(self) -> None:
@@ -240,7 +241,8 @@ class _ShutdownAnswer:
             try:
                 await send({"type": "http.response.start", "status": 503,
                             "headers": [(b"content-type", b"application/json"),
-                                        (b"content-length", str(len(body)).encode()), (b"connection", b"close")]})
+                                        (b"content-length", str(len(body)).encode()), (b"connection", b"close"),
+                                        (b"x-content-type-options", b"nosniff")]})
                 await send({"type": "http.response.body", "body": body})
             except Exception:  # the client is gone
                 pass
