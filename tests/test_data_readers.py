@@ -331,6 +331,11 @@ def test_rafdb_label_file_faults_are_said_where_they_belong(tmp_path):
     te = r.load("test")
     assert len(tr) == 14 and len(tr.skipped) == 2 and len(te) == 7 and not te.skipped
     assert any("label 1..7" in why for _, why in tr.skipped)
+    # RAF-DB compound's list (its 1-7 are compound classes: read as basic's, "happily surprised" became surprise,
+    # silently, once --skip-bad dropped 8-11): refused, even with --skip-bad
+    labels.write_text("".join(f"train_{i:04d}.jpg {i}\n" for i in range(1, 12)))
+    with pytest.raises(DatasetError, match="RAF-DB compound's list \\(line 8 has label 8\\), whose 11 classes"):
+        open_dataset("rafdb", root, skip_bad=True).load("train")
     # an empty label file
     labels.write_text("\n")
     with pytest.raises(DatasetError, match="lists no images"):

@@ -593,6 +593,18 @@ class RAFDB(Reader):
             raise DatasetError(f"{self.label_file}: cannot read the RAF-DB label file ({e})") from None
         if not any(t.strip() for t in lines):
             raise DatasetError(f"{self.label_file}: the RAF-DB label file lists no images")
+        compound = [n for n, t in enumerate(lines, start=1) if len(t.split()) == 2 and t.split()[1] in
+                    ("8", "9", "10", "11")]
+        ids = {lines[n - 1].split()[1] for n in compound}
+        rows = sum(1 for t in lines if t.strip())
+        # (one stray 9 is a bad row of a basic list, --skip-bad's to skip; several of compound's ids, or many rows
+        # of them, are its list)
+        if len(ids) >= 2 or len(compound) >= max(2, rows // 10) or "compound" in (p.lower() for p in self.base.parts):
+            # (RAF-DB's compound list: 11 classes, its 1-7 not basic's: read as basic, even with --skip-bad
+            # skipping 8-11, its "happily surprised" would be surprise, silently)
+            where = f" (line {compound[0]} has label {lines[compound[0] - 1].split()[1]})" if compound else ""
+            raise DatasetError(f"{self.label_file}: RAF-DB compound's list{where}, whose 11 classes are not basic's 7: "
+                               f"ferkit reads RAF-DB basic; give its basic/ folder")
         listed: dict[str, int] = {}  # an image's file name -> the line that first lists it
         for line, text in enumerate(lines, start=1):
             if not text.strip():
