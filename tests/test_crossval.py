@@ -166,6 +166,7 @@ def test_crossval_cli_and_its_errors(ck, tmp_path, capsys):
     assert s["config"]["command"].startswith("ferkit ") and s["command"] == s["config"]["command"]
     card = json.loads((fold_dir(out, 2) / "model.json").read_text())
     assert card["dataset"]["options"]["fold"] == 2 and card["name"] == "cli-fold02"
+    assert "subject_independent" not in card["dataset"]  # (CK+ names its subjects: no such caveat)
     # resumed without --epochs (or --model): the cross-validation's own 1 stays (the default 100 was refused as
     # "another --epochs"); named, another count is still refused
     capsys.readouterr()

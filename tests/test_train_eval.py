@@ -1201,3 +1201,15 @@ def test_the_default_fold_options_typed_on_a_resume_are_the_runs_own(tmp_path):
     assert main(base) == 0
     assert main([*base, "--fold", "0", "--fold-seed", "0", "--epochs", "2", "--resume"]) == 0
     assert main([*base, "--fold", "1", "--epochs", "2", "--resume"]) == 1  # another round: refused
+
+
+
+def test_training_on_folds_of_single_images_says_they_are_not_subject_independent(tmp_path, capsys):
+    """A flat image folder names no people: its folds are of single images, and `ferkit train` on one said
+    nothing (`ferkit data` and crossval did), its card recording only "folds 3, fold 0"."""
+    data = make_imagefolder(tmp_path / "flat", with_splits=False, per_class=6)
+    assert main(["train", "--model", "lite_cnn", "--dataset", "imagefolder", "--data", str(data), "--folds", "3",
+                 "--epochs", "1", "--warmup", "0", "--batch-size", "8", "--threads", "2", "--no-progress",
+                 "--out", str(tmp_path / "r")]) == 0
+    assert "folds are of single images, NOT subject-independent" in capsys.readouterr().out
+    assert json.loads((tmp_path / "r" / "model.json").read_text())["dataset"]["subject_independent"] is False

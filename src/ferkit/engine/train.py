@@ -225,6 +225,12 @@ def load_splits(cfg: TrainConfig, size: tuple[int, int], mode: str, log: Callabl
         train, val = train.subset(tr_idx), train.subset(va_idx, split=f"{train.split}[held-out {cfg.val_fraction:g}]")
     te_name = cfg.test_split if cfg.test_split is not None else reader.test_split
     test = None if te_name in (None, "none") else reader.load(te_name, size=size, mode=mode, **crop)
+    if getattr(reader, "has_folds", False) and train.subjects and all(s == p for s, p in zip(train.subjects,
+                                                                                          train.sources)):
+        # a folder that names no people: each image is its own "subject" (crossval and `ferkit data` say so)
+        log(f"WARNING: {reader.name}'s folds are of single images, NOT subject-independent (no subjects known): "
+            f"near-identical images of one person can fall in train and test; a dataset of named subjects (ckplus, "
+            f"jaffe, kdef) keeps each person in one fold")
     if test is not None and va_name is not None and reader.resolve_split(te_name) == reader.resolve_split(va_name):
         raise FerkitError("the validation split must differ from the test split (selection on test is not allowed)")
     seen = set(train.sources)
@@ -817,7 +823,11 @@ def train(cfg: TrainConfig, resume: bool = False, progress: bool | None = None,
     if not segments or _code_of(segments[-1]) != _code_of(here):
         segments.append(here)
     base_info = {
-        "dataset": {"name": cfg.dataset, "options": {**cfg.dataset_options, **used}, "train_split": train_ds.split,
+        "dataset": {"name": cfg.dataset, "options": {**cfg.dataset_options, **used},
+                    # folds of single images (a folder naming no people): said on the card too
+                    **({"subject_independent": False} if "fold" in used and train_ds.subjects and all(
+                        s == p for s, p in zip(train_ds.subjects, train_ds.sources)) else {}),
+                    "train_split": train_ds.split,
                     "val_split": val_ds.split, "test_split": None if test_ds is None else test_ds.split,
                     "n_train": len(train_ds), "n_val": len(val_ds),
                     # which images the test split held (a fold's members move when files are added or removed:
