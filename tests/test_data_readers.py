@@ -82,6 +82,10 @@ def test_fer2013_csv_wrong_pixel_count_names_the_line(tmp_path):
     skipped = {u: r.summary(u)["skipped"] for u in ("Training", "PublicTest", "PrivateTest")}
     # each bad row is counted once, in its own split
     assert skipped[usage3] >= 1 and skipped[usage5] >= 1 and sum(skipped.values()) == 2
+    # blank lines (one at the end, as editors save) are no rows: read, not refused as "expected 3 columns, got 0"
+    _, good, _ = make_fer2013(tmp_path / "blank")
+    good.write_text(good.read_text() + "\n\n")
+    assert sum(len(open_dataset("fer2013", good).load(u)) for u in ("Training", "PublicTest", "PrivateTest")) == 56
 
 
 def test_clean_from_needs_the_folder_form_and_a_ferplus_folder(tmp_path):

@@ -215,6 +215,8 @@ class FER2013CSV(_FER2013):
             except ValueError:
                 raise DatasetError(f"{self.csv}: header must have columns emotion,pixels,Usage; got {header}") from None
             for line, row in enumerate(reader, start=2):
+                if not row or not any(c.strip() for c in row):  # a blank line (one at the end, as editors save):
+                    continue  # no row, as the FER+ and RAF-DB readers take it
                 src = f"{self.csv}:line {line}"
                 # a row in no split (too short to say, or an unknown Usage) stops any split's reading, but with
                 # --skip-bad it is counted once (by the first split read), not as left out of every split
