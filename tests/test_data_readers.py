@@ -310,6 +310,18 @@ def test_rafdb_layout(tmp_path):
     r = open_dataset("rafdb", root)
     tr, te = r.load("train"), r.load("test")
     assert len(tr) == 14 and len(te) == 7
+    # a file there under another case is named (it was "missing"); a label file renamed to the right spelling too
+    aligned = root / "basic" / "Image" / "aligned"
+    (aligned / "test_00001_aligned.jpg").rename(aligned / "test_00001_aligned.JPG")
+    with pytest.raises(DatasetError, match="test_00001_aligned.JPG is there, its case differs"):
+        open_dataset("rafdb", root).load("test")
+    (aligned / "test_00001_aligned.JPG").rename(aligned / "test_00001_aligned.jpg")
+    labels = root / "basic" / "EmoLabel" / "list_patition_label.txt"
+    labels.rename(labels.with_name("list_partition_label.txt"))
+    with pytest.raises(DatasetError, match="list_partition_label.txt is there: RAF-DB's own name is "
+                                           "list_patition_label.txt, misspelt"):
+        open_dataset("rafdb", root)
+    labels.with_name("list_partition_label.txt").rename(labels)
     # label ids: 1=surprise ... 7=neutral
     assert [r.classes[i] for i in te.labels] == ["surprise", "fear", "disgust", "happy", "sad", "angry", "neutral"]
     with pytest.raises(DatasetError, match="list_patition_label.txt: RAF-DB label file not found"):

@@ -168,6 +168,22 @@ class FER2013Folders(_FER2013):
         return recs, skipped
 
 
+def _missing(path: Path, listed_in: str, names: dict[Path, dict[str, str]]) -> str:
+    """Why a listed image is not read: missing, or there under another case (``train_00001_aligned.JPG``
+    for ``.jpg``: a case-sensitive file system reads them as two names). ``names``: each folder's
+    files by their lowercase name, filled as folders are met (one listing each)."""
+    folder = path.parent
+    if folder not in names:
+        try:
+            names[folder] = {p.name.lower(): p.name for p in folder.iterdir()} if folder.is_dir() else {}
+        except OSError:
+            names[folder] = {}
+    twin = names[folder].get(path.name.lower())
+    if twin is not None and twin != path.name:
+        return f"image listed in {listed_in} is missing: {twin} is there, its case differs (rename it {path.name})"
+    return f"image listed in {listed_in} is missing"
+
+
 def _holds_jpeg(folder: Path) -> bool:
     """Whether ``folder`` holds a .jpg file (the first found ends the look)."""
     try:
@@ -324,6 +340,7 @@ class FERPlus(Reader):
                                f"generate_training_data.py writes them from fer2013new.csv and fer2013.csv)")
         recs: list[Record] = []
         skipped: list[tuple[str, str]] = []
+        seen_names: dict[Path, dict[str, str]] = {}  # (for _missing's case hint)
         present = {p.name for p in folder.iterdir()}
         listed: dict[str, int] = {}  # a file's name -> the line that first lists it
         with open(label_file, newline="", encoding="utf-8-sig") as f:  # (a BOM too, as Excel saves)
@@ -343,7 +360,7 @@ class FERPlus(Reader):
                     self._fail(skipped, src, "vote counts must be finite, not negative, and not all 0")
                     continue
                 if row[0] not in present:
-                    self._fail(skipped, str(folder / row[0]), "image listed in label.csv is missing")
+                    self._fail(skipped, str(folder / row[0]), _missing(folder / row[0], "label.csv", seen_names))
                     continue
                 # one face listed twice (a pasted row, or votes counted again): read once, by its first valid
                 # row (a row refused above does not hide a later good one)
@@ -584,10 +601,15 @@ class RAFDB(Reader):
         self.base = self.root / "basic" if (self.root / "basic").is_dir() else self.root
         self.label_file = self.base / "EmoLabel" / "list_patition_label.txt"
         if not self.label_file.is_file():
-            raise DatasetError(f"{self.label_file}: RAF-DB label file not found")
+            # (the official name is misspelt, "patition": a file renamed to the right spelling is named)
+            fixed = self.label_file.with_name("list_partition_label.txt")
+            raise DatasetError(f"{self.label_file}: RAF-DB label file not found" + (
+                f" ({fixed.name} is there: RAF-DB's own name is list_patition_label.txt, misspelt; rename it so)"
+                if fixed.is_file() else ""))
 
     def records(self, split):
         recs, skipped = [], []
+        seen_names: dict[Path, dict[str, str]] = {}  # (for _missing's case hint)
         img_dir = self.base / "Image" / "aligned"
         try:  # (a byte-order mark, as some editors save, is not part of the first name)
             lines = self.label_file.read_text(encoding="utf-8-sig").splitlines()
@@ -646,7 +668,7 @@ class RAFDB(Reader):
                                            f"files up into {img_dir})" if sub else
                                            " (RAF-DB's aligned faces go in basic/Image/aligned/, as train_00001_aligned"
                                            ".jpg)"))
-                self._fail(skipped, str(path), "image listed in list_patition_label.txt is missing")
+                self._fail(skipped, str(path), _missing(path, "list_patition_label.txt", seen_names))
                 continue
             recs.append(Record(str(path), self.classes.index(name)))
         return recs, skipped
