@@ -764,3 +764,19 @@ def test_kdef_photos_in_another_sessions_folder_or_twice_are_said(tmp_path):
     (kdef / "AF01" / "BF09SAS.JPG").unlink()
     with pytest.raises(DatasetError, match=r"af01has.jpeg: the photo AF01HAS again \(AF01HAS.JPG first\)"):
         open_dataset("kdef", root, folds=4).load("all", size=(48, 48))
+
+
+def test_fer2013_images_in_a_folder_beside_train_and_test_are_said(tmp_path):
+    """A val/ folder of PublicTest faces beside train/ and test/ was left out of every split in silence."""
+    import shutil
+
+    folders, _, _ = make_fer2013(tmp_path)
+    first = next((folders / "test").rglob("PublicTest_*"))
+    (folders / "val" / first.parent.name).mkdir(parents=True)
+    shutil.move(str(first), folders / "val" / first.parent.name / first.name)
+    with pytest.raises(DatasetError, match=r"1 image\(s\) in val/, beside train/ and test/"):
+        open_dataset("fer2013", folders).load("PublicTest")
+    r = open_dataset("fer2013", folders, skip_bad=True)
+    with pytest.warns(UserWarning, match="left out 1 item"):
+        r.load("Training")  # (counted once, by the split read first)
+    assert len(r.load("PublicTest").skipped) == 0

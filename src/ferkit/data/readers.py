@@ -137,6 +137,15 @@ class FER2013Folders(_FER2013):
         seen: dict[str, Path] = {}  # a face's name -> its first file
         recs: list[Record] = []
         skipped: list[tuple[str, str]] = []
+        # images in a folder beside train/ and test/ (a val/ of PublicTest faces): said, not left out in silence
+        for other in sorted(p for p in self.root.iterdir() if p.is_dir() and not is_hidden_name(p.name)
+                            and p.name not in ("train", "test")):
+            n = sum(1 for p in other.rglob("*") if is_image_file(p) and not is_hidden_name(p.name))
+            if n:
+                self._fail_once(skipped, str(other), f"{n} image(s) in {other.name}/, beside train/ and test/: "
+                                                     f"FER2013's image-folder form reads those two only (Training_ "
+                                                     f"images go in train/, PublicTest_ and PrivateTest_ ones in "
+                                                     f"test/)", split)
         for cdir in sorted(p for p in folder.iterdir() if p.is_dir() and not is_hidden_name(p.name)):
             try:
                 idx = self.classes.index(L.canonical(cdir.name))
