@@ -780,3 +780,18 @@ def test_fer2013_images_in_a_folder_beside_train_and_test_are_said(tmp_path):
     with pytest.warns(UserWarning, match="left out 1 item"):
         r.load("Training")  # (counted once, by the split read first)
     assert len(r.load("PublicTest").skipped) == 0
+
+
+def test_fold_options_for_a_folder_of_splits_are_said_to_do_nothing(tmp_path, capsys):
+    """An image folder of train/, val/ and test/ takes --folds and --fold and ignored them, without a word."""
+    from ferkit.cli import main
+
+    data = make_imagefolder(tmp_path / "split", with_splits=True, per_class=4)
+    assert main(["data", "--dataset", "imagefolder", "--data", str(data), "--folds", "3", "--fold", "1"]) == 0
+    err = capsys.readouterr().err
+    assert "--folds does nothing here: imagefolder here has its own splits (test, train, val), not folds" in err
+    assert "--fold does nothing here" in err
+    assert main(["train", "--model", "lite_cnn", "--dataset", "imagefolder", "--data", str(data), "--fold", "1",
+                 "--epochs", "1", "--warmup", "0", "--batch-size", "8", "--threads", "2", "--no-progress",
+                 "--out", str(tmp_path / "r")]) == 0
+    assert "warning: --fold do(es) nothing here: imagefolder here has its own splits" in capsys.readouterr().out

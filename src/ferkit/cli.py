@@ -304,6 +304,7 @@ def cmd_data(a: argparse.Namespace) -> int:
     from .data import open_dataset
 
     reader = open_dataset(a.dataset, a.data, **_dataset_options(a))
+    _warn_unused_folds(a, reader)
     splits = [a.split] if a.split else list(reader.splits)
     report = {"dataset": reader.name, "root": str(reader.root), "classes": list(reader.classes),
               "layout": reader.layout, "splits": {}}
@@ -500,6 +501,14 @@ def _given_flags(args: Sequence[str], verb: str | None) -> set[str] | None:
     p = sub.choices.get(verb) if sub is not None and verb else None
     dests = set(vars(ns))
     return {o for act in (p or parser)._actions if act.dest in dests for o in act.option_strings}
+
+
+def _warn_unused_folds(a: argparse.Namespace, reader) -> None:
+    """--folds/--fold/--fold-seed given for a dataset read by its own splits (FER2013, an image folder
+    of train/ and test/...): said to do nothing, not ignored in silence."""
+    idle = not getattr(reader, "has_folds", False)
+    why = f"{reader.name} here has its own splits ({', '.join(reader.splits)}), not folds"
+    _warn_unused(a, [(flag, idle, why) for flag in ("--folds", "--fold", "--fold-seed")])
 
 
 def _warn_unused(a: argparse.Namespace, pairs: list[tuple[str, bool, str]]) -> None:
@@ -888,6 +897,7 @@ def _evaluate(a: argparse.Namespace, results_out) -> int:
     _warn_unused(a, [("--min-face", a.detect == "none", "without --detect no face is searched for")])
     _warn_whole_frames(a)
     reader = open_dataset(a.dataset, a.data, **_dataset_options(a))
+    _warn_unused_folds(a, reader)
     split = a.split or reader.test_split
     if split is None:
         raise FerkitError(f"{reader.name} has no standard test split here: pass --split, one of: "

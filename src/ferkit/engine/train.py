@@ -210,6 +210,10 @@ def load_splits(cfg: TrainConfig, size: tuple[int, int], mode: str, log: Callabl
     gets the fold settings the reader used, defaults included (for the card: which subjects the
     run trained on). Training images that are also in the validation or test split are refused."""
     reader = open_dataset(cfg.dataset, cfg.data, **cfg.dataset_options)
+    idle = sorted(k for k in ("folds", "fold", "fold_seed") if k in cfg.dataset_options)
+    if idle and not getattr(reader, "has_folds", False):  # (an image folder of train/ and test/ takes them, unused)
+        log(f"warning: {', '.join('--' + k.replace('_', '-') for k in idle)} do(es) nothing here: {reader.name} here "
+            f"has its own splits ({', '.join(reader.splits)}), not folds")
     if used is not None and getattr(reader, "has_folds", False):  # a split layout has no folds to record
         used.update({k: v for k, v in reader.options().items() if k in ("folds", "fold", "fold_seed")})
     tr_name = cfg.train_split or reader.train_split
