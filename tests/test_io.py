@@ -842,9 +842,10 @@ def test_a_jpeg_of_thousands_of_scans_is_refused_before_decoding(tmp_path):
     for pad in (b"\xff\x00", b"\xff\xfe\x00\x02\xff\x00", b"\xff" * 5_000_000):
         assert fio._jpeg_scans(bomb[:20] + pad + bomb[20:], 100) == 101, pad[:6]
     # a file of thousands of tiny segments (seconds to walk, where a real one has tens) is refused as well
-    many = prog[:20] + b"\xff\xfe\x00\x02" * (fio.MAX_JPEG_SEGMENTS + 1) + prog[20:]
-    with pytest.raises(ImageDecodeError, match="or 10,000 segments: refused"):
-        read_image(many)
+    for tiny in (b"\xff\xfe\x00\x02", b"\xff\xd0", b"\x00\xff\xd0"):  # comments, restart markers, strays
+        many = prog[:20] + tiny * (fio.MAX_JPEG_SEGMENTS + 1) + prog[20:]
+        with pytest.raises(ImageDecodeError, match="or 10,000 segments: refused"):
+            read_image(many)
     # a comment full of start-of-scan bytes is no scan: read
     commented = prog[:2] + b"\xff\xfe" + (2 + 2000).to_bytes(2, "big") + b"\xff\xda" * 1000 + prog[2:]
     assert fio._jpeg_scans(commented, 100) == 10 and read_image(commented).shape == (512, 512)

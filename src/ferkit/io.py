@@ -589,13 +589,13 @@ def _jpeg_scans(data: bytes, stop: int) -> int:
             continue
         if m == 0xD9:  # end of image
             break
+        segments += 1  # (every marker: a real file has tens; millions of tiny ones took seconds to walk)
+        if segments > MAX_JPEG_SEGMENTS:
+            return stop + 1
         if m in (0x01, 0xD8) or 0xD0 <= m <= 0xD7:  # markers without a length
             i += 2
             continue
         i += 2 + int.from_bytes(data[i + 2:i + 4], "big")
-        segments += 1
-        if segments > MAX_JPEG_SEGMENTS:  # (a real file has tens; millions of tiny ones took seconds to walk)
-            return stop + 1
         if m == 0xDA:
             n += 1
             # the scan's coded data: every FF in it is followed by 00 (stuffed), a restart marker or more FF
