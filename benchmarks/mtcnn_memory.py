@@ -3,7 +3,7 @@ candidate in one batch, against ``RUN_CHUNK`` candidates at a time (ferkit's way
 
 The photo: the example's face, ``--face`` pixels wide, tiled over a ``--side`` x ``--side`` image
 (P-Net finds thousands of candidates). Each way runs in a fresh process, which reports its peak
-resident memory (``ru_maxrss``) and the detection's time.
+resident memory (``ru_maxrss``, in KB on Linux: the MB figures are Linux's) and the detection's time.
 
     python benchmarks/mtcnn_memory.py --side 2048 --face 60
 """

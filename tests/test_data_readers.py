@@ -774,12 +774,23 @@ def test_fer2013_images_in_a_folder_beside_train_and_test_are_said(tmp_path):
     first = next((folders / "test").rglob("PublicTest_*"))
     (folders / "val" / first.parent.name).mkdir(parents=True)
     shutil.move(str(first), folders / "val" / first.parent.name / first.name)
-    with pytest.raises(DatasetError, match=r"1 image\(s\) in val/, beside train/ and test/"):
+    with pytest.raises(DatasetError, match=r"1 FER2013 image\(s\) in val/, beside train/ and test/"):
         open_dataset("fer2013", folders).load("PublicTest")
     r = open_dataset("fer2013", folders, skip_bad=True)
     with pytest.warns(UserWarning, match="left out 1 item"):
         r.load("Training")  # (counted once, by the split read first)
     assert len(r.load("PublicTest").skipped) == 0
+    # other files beside them (plots, samples of another naming) are no faces of the dataset: left alone
+    shutil.move(str(folders / "val"), tmp_path / "moved")
+    (folders / "plots").mkdir()
+    Image.new("L", (8, 8)).save(folders / "plots" / "confusion.png")
+    assert len(open_dataset("fer2013", folders).load("PublicTest")) > 0
+
+
+def test_rafdb_compound_is_told_by_its_labels_or_its_own_folder_not_one_above(tmp_path):
+    """A basic list under a folder named compound/ higher up was refused as compound's."""
+    root = make_rafdb(tmp_path / "compound" / "data")
+    assert len(open_dataset("rafdb", root).load("test")) == 7
 
 
 def test_fold_options_for_a_folder_of_splits_are_said_to_do_nothing(tmp_path, capsys):

@@ -840,6 +840,8 @@ def test_a_file_object_is_read_as_its_image(rec, tmp_path):
         rec.predict(io.BytesIO(b""))
     with pytest.raises(FerkitError, match="for one image use analyze"):  # (a file is no stream of frames)
         list(rec.stream(io.BytesIO(EXAMPLE.read_bytes())))
+    with pytest.raises(FerkitError, match="not a BytesIO"):  # (what it is, said before what fps is for)
+        list(rec.stream(io.BytesIO(EXAMPLE.read_bytes()), fps=30))
 
 
 def test_a_recognizer_that_cannot_pickle_says_what_to_do_instead(rec):

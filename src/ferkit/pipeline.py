@@ -479,13 +479,13 @@ class Recognizer:
             raise FerkitError(f"fps must be a positive number of frames a second, got {fps!r}")
         if _FrameSource.takes(source):
             source = _FrameSource(source, fps, name)
-        elif fps is not None or name is not None:  # (a file's own rate and name: not overridden silently)
-            raise FerkitError("fps and name are for a cv2.VideoCapture or frames you give; a video file, a webcam "
-                              "index or a VideoReader has its own rate and name")
         elif not isinstance(source, (VideoReader, str, os.PathLike, int)) or isinstance(source, bool):
             raise FerkitError(f"stream reads a video file, a webcam index, a VideoReader, a cv2.VideoCapture or an "
                               f"iterable of frames, not a {type(source).__name__} (for one image use analyze or "
                               f"predict)")
+        elif fps is not None or name is not None:  # (a file's own rate and name: not overridden silently)
+            raise FerkitError("fps and name are for a cv2.VideoCapture or frames you give; a video file, a webcam "
+                              "index or a VideoReader has its own rate and name")
         if isinstance(source, (str, os.PathLike)):
             if os.path.isdir(source):
                 raise FerkitError(f"{source}: a folder; stream reads a video file or a webcam (predict reads folders)")

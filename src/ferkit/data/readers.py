@@ -137,12 +137,14 @@ class FER2013Folders(_FER2013):
         seen: dict[str, Path] = {}  # a face's name -> its first file
         recs: list[Record] = []
         skipped: list[tuple[str, str]] = []
-        # images in a folder beside train/ and test/ (a val/ of PublicTest faces): said, not left out in silence
+        # FER2013 faces in a folder beside train/ and test/ (a val/ of PublicTest faces): said, not left out in
+        # silence (other files there, plots or samples, are no faces of the dataset: left alone)
         for other in sorted(p for p in self.root.iterdir() if p.is_dir() and not is_hidden_name(p.name)
-                            and p.name not in ("train", "test")):
-            n = sum(1 for p in other.rglob("*") if is_image_file(p) and not is_hidden_name(p.name))
+                            and p.name.lower() not in ("train", "test")):
+            n = sum(1 for p in other.rglob("*_*") if p.name.split("_", 1)[0] in FER2013_USAGES and is_image_file(p)
+                    and not is_hidden_name(p.name))
             if n:
-                self._fail_once(skipped, str(other), f"{n} image(s) in {other.name}/, beside train/ and test/: "
+                self._fail_once(skipped, str(other), f"{n} FER2013 image(s) in {other.name}/, beside train/ and test/: "
                                                      f"FER2013's image-folder form reads those two only (Training_ "
                                                      f"images go in train/, PublicTest_ and PrivateTest_ ones in "
                                                      f"test/)", split)
@@ -632,7 +634,8 @@ class RAFDB(Reader):
         rows = sum(1 for t in lines if t.strip())
         # (one stray 9 is a bad row of a basic list, --skip-bad's to skip; several of compound's ids, or many rows
         # of them, are its list)
-        if len(ids) >= 2 or len(compound) >= max(2, rows // 10) or "compound" in (p.lower() for p in self.base.parts):
+        named = {self.root.name.lower(), self.base.name.lower()}  # (the dataset's own folders, not those above it)
+        if len(ids) >= 2 or len(compound) >= max(2, rows // 10) or "compound" in named:
             # (RAF-DB's compound list: 11 classes, its 1-7 not basic's: read as basic, even with --skip-bad
             # skipping 8-11, its "happily surprised" would be surprise, silently)
             where = f" (line {compound[0]} has label {lines[compound[0] - 1].split()[1]})" if compound else ""

@@ -203,6 +203,10 @@ def _limit(ds: FaceDataset, n: int | None, seed: int) -> FaceDataset:
     return ds.subset(idx)
 
 
+#: the datasets whose folds of single images were said to be so (once a process, as crossval's rounds load each)
+_WARNED_PER_IMAGE: set[tuple[str, str]] = set()
+
+
 def load_splits(cfg: TrainConfig, size: tuple[int, int], mode: str, log: Callable[[str], None] = print,
                 used: dict | None = None) -> tuple[FaceDataset, FaceDataset, FaceDataset | None]:
     """Train / val / test splits of the configured dataset; logs reader notes and warns when the
@@ -230,8 +234,10 @@ def load_splits(cfg: TrainConfig, size: tuple[int, int], mode: str, log: Callabl
     te_name = cfg.test_split if cfg.test_split is not None else reader.test_split
     test = None if te_name in (None, "none") else reader.load(te_name, size=size, mode=mode, **crop)
     if getattr(reader, "has_folds", False) and train.subjects and all(s == p for s, p in zip(train.subjects,
-                                                                                          train.sources)):
+                                                                                          train.sources)) \
+            and (cfg.dataset, cfg.data) not in _WARNED_PER_IMAGE:  # (once a process: not again each crossval round)
         # a folder that names no people: each image is its own "subject" (crossval and `ferkit data` say so)
+        _WARNED_PER_IMAGE.add((cfg.dataset, cfg.data))
         log(f"WARNING: {reader.name}'s folds are of single images, NOT subject-independent (no subjects known): "
             f"near-identical images of one person can fall in train and test; a dataset of named subjects (ckplus, "
             f"jaffe, kdef) keeps each person in one fold")

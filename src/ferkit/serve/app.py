@@ -769,18 +769,20 @@ def create_app(recognizer: Any = None, *, model: str = "default", detector: str 
         notes: list[str] = []  # read with a caveat: told in the log and the X-Ferkit-Warnings header
 
         def work() -> tuple[dict, bytes | None]:
+            try:
+                return analysed()
+            finally:  # (the image, its result and picture released by now, a failed decoding's too)
+                if w * h >= TRIM_PIXELS:
+                    release_memory()
+
+        def analysed() -> tuple[dict, bytes | None]:
             with _catching(caught):
                 # decoded by the probed format's reader only (Pillow tries some readers without a
                 # signature check first: another could claim the bytes, at another size)
                 rgb = read_image(data, "RGB", name=name, formats=ALLOWED_FORMATS,  # (the probe's reader: its size)
                                  notes=notes)
-                try:
-                    r = recognizer.analyze(rgb, source=name, keep_image=annotated)
-                    return r.to_dict(), (encode_png(r.plot()) if annotated else None)
-                finally:
-                    if w * h >= TRIM_PIXELS:
-                        del rgb
-                        release_memory()
+                r = recognizer.analyze(rgb, source=name, keep_image=annotated)
+                return r.to_dict(), (encode_png(r.plot()) if annotated else None)
 
         try:
             result, png = await _unless_gone(request.receive,
