@@ -203,6 +203,12 @@ def _limit(ds: FaceDataset, n: int | None, seed: int) -> FaceDataset:
     return ds.subset(idx)
 
 
+def per_image_subjects(ds: FaceDataset) -> bool:
+    """Whether each image of ``ds`` is its own subject (a folder that names no people: its folds are
+    of single images, not subject-independent)."""
+    return bool(ds.subjects) and all(s == p for s, p in zip(ds.subjects, ds.sources))
+
+
 #: the datasets whose folds of single images were said to be so (once a process, as crossval's rounds load each)
 _WARNED_PER_IMAGE: set[tuple[str, str]] = set()
 
@@ -233,8 +239,7 @@ def load_splits(cfg: TrainConfig, size: tuple[int, int], mode: str, log: Callabl
         train, val = train.subset(tr_idx), train.subset(va_idx, split=f"{train.split}[held-out {cfg.val_fraction:g}]")
     te_name = cfg.test_split if cfg.test_split is not None else reader.test_split
     test = None if te_name in (None, "none") else reader.load(te_name, size=size, mode=mode, **crop)
-    if getattr(reader, "has_folds", False) and train.subjects and all(s == p for s, p in zip(train.subjects,
-                                                                                          train.sources)) \
+    if getattr(reader, "has_folds", False) and per_image_subjects(train) \
             and (cfg.dataset, cfg.data) not in _WARNED_PER_IMAGE:  # (once a process: not again each crossval round)
         # a folder that names no people: each image is its own "subject" (crossval and `ferkit data` say so)
         _WARNED_PER_IMAGE.add((cfg.dataset, cfg.data))
@@ -835,8 +840,7 @@ def train(cfg: TrainConfig, resume: bool = False, progress: bool | None = None,
     base_info = {
         "dataset": {"name": cfg.dataset, "options": {**cfg.dataset_options, **used},
                     # folds of single images (a folder naming no people): said on the card too
-                    **({"subject_independent": False} if "fold" in used and train_ds.subjects and all(
-                        s == p for s, p in zip(train_ds.subjects, train_ds.sources)) else {}),
+                    **({"subject_independent": False} if "fold" in used and per_image_subjects(train_ds) else {}),
                     "train_split": train_ds.split,
                     "val_split": val_ds.split, "test_split": None if test_ds is None else test_ds.split,
                     "n_train": len(train_ds), "n_val": len(val_ds),
