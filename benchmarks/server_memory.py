@@ -89,13 +89,30 @@ def growth(after: dict[int, float]) -> str:
     return "; ".join(steps) + f" ({verdict})."
 
 
+def by_kind(after: dict[str, list[float]]) -> str:
+    """In words, the resident memory after the photos whose memory was handed back and after the others."""
+    said = []
+    for kind, what in (("released", "of 4 MP or more (memory handed back)"), ("kept", "under 4 MP")):
+        v = after.get(kind) or []
+        if v:
+            said.append(f"after the one photo {what}: {v[0]:.0f} MB" if len(v) == 1 else
+                        f"after each of the {len(v)} photos {what}: {min(v):.0f} to {max(v):.0f} MB")
+        else:
+            said.append(f"no photo {what.split(' (')[0]}")
+    return "Resident memory " + "; ".join(said) + "."
+
+
 def run_sequence(paths: list[Path], workers: int, backend: str, marks: tuple[int, ...]) -> dict:
-    """One fresh server, the photos one after another: its resident memory after each of ``marks``."""
+    """One fresh server, the photos one after another: its resident memory after each of ``marks``,
+    and after every photo by whether the server handed its memory back (``released``: photos of
+    ``TRIM_PIXELS`` or more; ``kept``: the others)."""
+    from ferkit.serve.app import TRIM_PIXELS
+
     server = Server(workers, backend=backend)
     try:
         url = server.url + "/v1/analyze"
         idle = memory_mb(server.proc.pid)["VmRSS"]
-        after, errors = {}, []
+        after, errors, by_kind = {}, [], {"released": [], "kept": []}
         for i, path in enumerate(paths, 1):
             try:
                 r = httpx.post(url, files={"file": (path.name, path.read_bytes(), "image/jpeg")}, timeout=300)
@@ -103,12 +120,15 @@ def run_sequence(paths: list[Path], workers: int, backend: str, marks: tuple[int
                     errors.append(f"{path.name}: HTTP {r.status_code}: {r.text[:200]}")
             except httpx.HTTPError as e:
                 errors.append(f"{path.name}: {type(e).__name__}: {e}")
+            now = memory_mb(server.proc.pid)["VmRSS"]
+            with Image.open(path) as im:
+                by_kind["released" if im.width * im.height >= TRIM_PIXELS else "kept"].append(now)
             if i in marks:
-                after[i] = memory_mb(server.proc.pid)["VmRSS"]
+                after[i] = now
         peak = memory_mb(server.proc.pid)["VmHWM"]
     finally:
         server.stop()
-    return {"idle": idle, "after": after, "peak": peak, "errors": errors}
+    return {"idle": idle, "after": after, "peak": peak, "errors": errors, "by_kind": by_kind}
 
 
 def run_row(image: Path, annotated: bool, concurrent: int, workers: int, backend: str) -> dict:
@@ -192,8 +212,10 @@ def main(argv: list[str] | None = None) -> int:
                   "and with `annotated=1` the drawn copy and its PNG. Up to `--workers` images are analysed at "
                   "once, so the peak to plan for is about idle + workers x the one-image peak of the largest "
                   "image allowed (`--max-pixels`), plus the uploads waiting for a worker (`--max-queue`, default 32, each up to "
-                  "`--max-upload-mb`). The allocator keeps freed memory for the next request, so the resident "
-                  "size stays near the peak reached: lower `--max-pixels` or `--workers` to bound it. "
+                  "`--max-upload-mb`). Once an image of 4 MP or more is answered, the server hands its memory back "
+                  "(`Recognizer.release_memory()`: onnxruntime's arenas shrunk, glibc's heap trimmed), so the "
+                  "resident size falls back towards idle; a smaller image's buffers are kept for the next request. "
+                  "The peak is not lowered by that: lower `--max-pixels` or `--workers` to bound it. "
                   f"Load average before the run: {load}."]
     if seq:
         marks = sorted(seq["after"])
@@ -205,7 +227,7 @@ def main(argv: list[str] | None = None) -> int:
                   f"| {seq['idle']:.0f} MB | " + " | ".join(f"{seq['after'][k]:.0f} MB" for k in marks)
                   + f" | {seq['peak']:.0f} MB |" + (" errors!" if seq["errors"] else ""), "",
                   "Each new size gives the detector's image pyramid new tensor shapes, and the runtimes and the "
-                  "allocator keep buffers for them: " + growth(seq["after"])]
+                  "allocator keep buffers for them: " + growth(seq["after"]) + " " + by_kind(seq["by_kind"])]
     lines += [END]
     text = "\n".join(lines)
     print(text)

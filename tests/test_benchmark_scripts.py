@@ -72,6 +72,10 @@ def test_memory_growth_in_words():
     assert "still growing at the end, 15.0 MB per photo over the last step against 40.0 over the first" in text
     assert "levelled off" in server_memory.growth({1: 900.0, 8: 1000.0, 16: 1004.0})
     assert server_memory.growth({1: 900.0}) == "900 MB after one photo."
+    assert server_memory.by_kind({"released": [400.0, 380.0], "kept": [700.0]}) == (
+        "Resident memory after each of the 2 photos of 4 MP or more (memory handed back): 380 to 400 MB; "
+        "after the one photo under 4 MP: 700 MB.")
+    assert server_memory.by_kind({"released": [], "kept": [700.0]}).startswith("Resident memory no photo of 4 MP")
 
 
 def test_peers_tables_in_the_docs_are_their_json_rendered():

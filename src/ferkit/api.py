@@ -104,6 +104,10 @@ class ExpressionModel:
             out.append((probs / len(views)).cpu())
         return torch.cat(out)
 
+    def release_memory(self) -> None:
+        """Hand back memory the runtime keeps after a large batch (onnxruntime's arenas; torch frees to
+        the C heap, which :meth:`ferkit.Recognizer.release_memory` trims)."""
+
     def predict_proba(self, faces: Any, tta: str | None = None) -> np.ndarray:
         """Class probabilities ``[N, K]`` (columns in ``self.classes`` order)."""
         return self.predict_tensor(self.preprocess(faces), tta=tta).numpy()
@@ -223,6 +227,10 @@ class EnsembleModel(ExpressionModel):
         probs = sum(m.predict_tensor(images, tta=tta, batch_size=batch_size)[:, c]
                     for m, c in zip(self.members, self.cols))
         return probs / len(self.members)
+
+    def release_memory(self) -> None:
+        for m in self.members:
+            m.release_memory()
 
 
 def _params(m: ExpressionModel) -> int:

@@ -74,6 +74,9 @@ class Detector:
                 d.landmarks = d.landmarks / s
         return dets
 
+    def release_memory(self) -> None:
+        """Hand back memory a runtime keeps after a large image (MTCNN's onnxruntime arenas); nothing here."""
+
     def __repr__(self) -> str:
         return f"{type(self).__name__}()"
 
@@ -96,6 +99,9 @@ class MTCNNDetector(Detector):
         """Re-locate known faces (e.g. last frame's) with O-Net alone: a video fast path."""
         b, s, lm = self.net.refine(rgb, boxes)
         return [Detection(bb, float(ss), ll) for bb, ss, ll in zip(b, s, lm)]
+
+    def release_memory(self) -> None:
+        self.net.release_memory()
 
     def __repr__(self) -> str:
         c = self.net.cfg

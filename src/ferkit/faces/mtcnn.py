@@ -668,6 +668,21 @@ class MTCNN:
         order = np.argsort(-scores, kind="stable")
         return boxes[order], scores[order].astype(np.float64), lms[order]
 
+    def release_memory(self) -> None:
+        """Hand back what the sessions' arenas grew to for a large image (see :mod:`ferkit.runtime.memory`):
+        each network runs once on one window of zeros."""
+        from ..runtime.memory import shrink_arena
+
+        for key, sessions in (("pnet", [self.pnet]), ("rnet", [self.rnet]), ("onet", [self.onet])):
+            if self._one is not None:
+                sessions.append(self._one[key])
+            size = {"pnet": 12, "rnet": 24, "onet": 48}[key]
+            window = np.zeros((1, size, size, 3), np.uint8)
+            x = pnet_input(window[0]) if key == "pnet" else _patches(window[0], np.array([[0, 0, size - 1, size - 1]]),
+                                                                      size)
+            for s in sessions:
+                shrink_arena(s, {s.get_inputs()[0].name: x})
+
     def refine(self, rgb: np.ndarray, boxes: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
         """Re-locate faces near known boxes (``[N, 4]`` x1, y1, x2, y2) with O-Net alone.
 

@@ -171,6 +171,15 @@ class OnnxExpressionModel(ExpressionModel):
         return (f"OnnxExpressionModel({self.name!r}, {kind}, classes={list(self.classes)}, input={self.input_size}, "
                 f"threads={self.threads})")
 
+    def release_memory(self) -> None:
+        """Hand back what onnxruntime's arenas grew to for a large batch (see :mod:`ferkit.runtime.memory`)."""
+        from .memory import shrink_arena
+
+        shape = self.session.get_inputs()[0].shape  # [N, C, H, W], N named
+        one = np.zeros([1] + [d if isinstance(d, int) else 1 for d in shape[1:]], np.float32)
+        for sess in {id(s): s for s in (self.session, self.session1)}.values():
+            shrink_arena(sess, {INPUT_NAME: one})
+
     def run(self, images: np.ndarray) -> np.ndarray:
         """Probabilities for float32 images ``[N, C, H, W]`` in [0, 255] (the graph's own input); a
         single image of a small network runs on a one-thread session, the rest on ``threads``."""

@@ -134,29 +134,12 @@ class ApiError(Exception):
         self.status, self.error, self.detail, self.headers = status, error, detail, headers
 
 
-#: images of this many pixels or more hand their memory back to the system once answered (glibc keeps
-#: freed heap for reuse: an idle server held 4.4 GB after a few large photos)
+#: images of this many pixels or more hand their memory back to the system once answered
+#: (:meth:`ferkit.Recognizer.release_memory`: glibc keeps freed heap for reuse, an idle server held 4.4 GB
+#: after a few large photos, and onnxruntime's arenas what a large photo grew them to)
 TRIM_PIXELS = 4_000_000
 
 
-def release_memory() -> bool:
-    """Return the C heap's free memory to the system (glibc's ``malloc_trim``); False where there
-    is no glibc (macOS, musl, Windows)."""
-    global _TRIM
-    if _TRIM is None:
-        try:
-            import ctypes
-
-            _TRIM = ctypes.CDLL("libc.so.6").malloc_trim
-        except (OSError, AttributeError):
-            _TRIM = False
-    if not _TRIM:
-        return False
-    _TRIM(0)
-    return True
-
-
-_TRIM: Any = None
 
 
 def error_response(status: int, error: str, detail: Any = None, headers: dict[str, str] | None = None) -> JSONResponse:
@@ -773,7 +756,7 @@ def create_app(recognizer: Any = None, *, model: str = "default", detector: str 
                 return analysed()
             finally:  # (the image, its result and picture released by now, a failed decoding's too)
                 if w * h >= TRIM_PIXELS:
-                    release_memory()
+                    recognizer.release_memory()
 
         def analysed() -> tuple[dict, bytes | None]:
             with _catching(caught):
