@@ -75,18 +75,19 @@ def sequence_images(folder: Path, n: int) -> list[Path]:
     return out
 
 
-def growth(after: dict[int, float]) -> str:
-    """In words, how resident memory grew over a sequence (``after``: photo count -> MB)."""
+def growth(after: dict[int, float], verdict: bool = True) -> str:
+    """In words, how resident memory grew over a sequence (``after``: photo count -> MB); ``verdict``:
+    whether it levelled off (not where large photos hand memory back: then it goes up and down)."""
     ks = sorted(after)
     steps = [f"{after[b] - after[a]:+.0f} MB from photo {a} to {b}" for a, b in zip(ks, ks[1:])]
     if len(ks) < 2:
         return f"{after[ks[0]]:.0f} MB after one photo." if ks else "no photos."
     rate = [(after[b] - after[a]) / (b - a) for a, b in zip(ks, ks[1:])]  # MB per photo, each step
-    verdict = ("it had levelled off by the end" if rate[-1] < 1 else
-               f"it was still growing at the end, {rate[-1]:.1f} MB per photo over the last step against "
-               f"{rate[0]:.1f} over the first: plan for more than the one-photo peak on a long-running server, "
-               f"or restart it now and then")
-    return "; ".join(steps) + f" ({verdict})."
+    said = ("it had levelled off by the end" if rate[-1] < 1 else
+            f"it was still growing at the end, {rate[-1]:.1f} MB per photo over the last step against "
+            f"{rate[0]:.1f} over the first: plan for more than the one-photo peak on a long-running server, "
+            f"or restart it now and then")
+    return "; ".join(steps) + (f" ({said})." if verdict else ".")
 
 
 def by_kind(after: dict[str, list[float]]) -> str:
@@ -227,7 +228,8 @@ def main(argv: list[str] | None = None) -> int:
                   f"| {seq['idle']:.0f} MB | " + " | ".join(f"{seq['after'][k]:.0f} MB" for k in marks)
                   + f" | {seq['peak']:.0f} MB |" + (" errors!" if seq["errors"] else ""), "",
                   "Each new size gives the detector's image pyramid new tensor shapes, and the runtimes and the "
-                  "allocator keep buffers for them: " + growth(seq["after"]) + " " + by_kind(seq["by_kind"])]
+                  "allocator keep buffers for them: " + growth(seq["after"], verdict=not seq["by_kind"]["released"])
+                  + " " + by_kind(seq["by_kind"])]
     lines += [END]
     text = "\n".join(lines)
     print(text)

@@ -235,6 +235,19 @@ def variable_rate_video(path: Path, n: int = 8, fps: float = 10.0) -> Path:
     return path
 
 
+def junk_mjpeg_frames(path: Path, frames) -> Path:
+    """Zero the whole JPEG data of the given frames of an MJPEG AVI (the AVI's chunks kept): FFmpeg
+    finds no JPEG there, and the read fails (an unreadable frame, not a damaged one)."""
+    data = bytearray(path.read_bytes())
+    starts = [i for i in range(len(data) - 2) if data[i:i + 3] == b"\xff\xd8\xff"]
+    for k in frames:
+        a, b = starts[k], (starts[k + 1] if k + 1 < len(starts) else len(data))
+        end = data.rindex(b"\xff\xd9", a, b) + 2
+        data[a:end] = bytes(end - a)
+    path.write_bytes(bytes(data))
+    return path
+
+
 def damage_mjpeg_frames(path: Path, frames: tuple[int, ...]) -> Path:
     """Zero the second half of the JPEG data of the given frames of an MJPEG AVI (their headers
     and end markers kept): FFmpeg still decodes them, with errors, to half a picture."""

@@ -72,6 +72,7 @@ def test_memory_growth_in_words():
     assert "still growing at the end, 15.0 MB per photo over the last step against 40.0 over the first" in text
     assert "levelled off" in server_memory.growth({1: 900.0, 8: 1000.0, 16: 1004.0})
     assert server_memory.growth({1: 900.0}) == "900 MB after one photo."
+    assert server_memory.growth({1: 900.0, 2: 700.0}, verdict=False) == "-200 MB from photo 1 to 2."
     assert server_memory.by_kind({"released": [400.0, 380.0], "kept": [700.0]}) == (
         "Resident memory after each of the 2 photos of 4 MP or more (memory handed back): 380 to 400 MB; "
         "after the one photo under 4 MP: 700 MB.")

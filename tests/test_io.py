@@ -467,6 +467,25 @@ def test_frame_failures_are_grouped_by_runs():
     assert "every 3rd" in fio.frame_failures("c", [(3, "x"), (6, "x")], every=3)[0].span
 
 
+def test_a_long_run_of_unreadable_frames_is_read_through_and_a_stop_lists_the_rest(tmp_path, monkeypatch):
+    """60 unreadable frames in a row, then good ones: all read (a run of 50 used to end the file there,
+    the frames after it neither analysed nor listed). A run that goes on past MAX_BAD_RUN frames and
+    BAD_RUN_SECONDS stops the reading, and the header's remaining frames are one run of NOT_READ."""
+    from conftest import junk_mjpeg_frames, moving_video
+
+    clip = junk_mjpeg_frames(moving_video(tmp_path / "clip.avi", n=70, size=(64, 48)), range(3, 63))
+    with fio.VideoReader(clip) as reader:
+        assert [i for i, _, _ in reader] == [0, 1, 2, *range(63, 70)]
+    assert [(f.frames, f.error) for f in fio.frame_failures("c", reader.errors)] == [((3, 62), reader.UNREADABLE)]
+    monkeypatch.setattr(fio.VideoReader, "BAD_RUN_SECONDS", 0.0)
+    with fio.VideoReader(clip) as reader:
+        assert [i for i, _, _ in reader] == [0, 1, 2]
+    got = fio.frame_failures("c", reader.errors)
+    assert [(f.frames, f.error, f.lost) for f in got] == [((3, 52), reader.UNREADABLE, 50),
+                                                          ((53, 69), reader.NOT_READ, 17)]
+    assert 3 + sum(f.lost for f in got) == 70  # every frame of the header's count accounted for
+
+
 def test_a_frame_the_decoder_reports_errors_in_is_skipped_and_listed(tmp_path, capfd, monkeypatch):
     from conftest import damage_mjpeg_frames, moving_video
 
@@ -874,3 +893,18 @@ def test_a_tiff_of_a_hundred_thousand_pages_is_counted_to_a_bound():
         assert read_image(tiff(3000)).shape == (1, 1)
     with pytest.warns(UserWarning, match=r"holds 3 pages \("):
         read_image(tiff(3))
+
+
+@pytest.mark.parametrize("suffix", [".webm", ".mp4"])
+def test_a_tiny_annotated_video_is_one_a_reader_opens(tmp_path, suffix):
+    """A 1x1 (or 4x4) source's WebM was written and said written, and no reader opened it (VP8 under 8 pixels a
+    side); it is stretched to 8x8 now, as MP4's 1-pixel sides are to 2."""
+    for side in (1, 4):
+        path = tmp_path / f"t{side}{suffix}"
+        w = fio.VideoWriter(path, 10.0, (side, side))
+        for k in range(3):
+            w.write(np.full((side, side, 3), 60 * k, np.uint8))
+        w.close()
+        with fio.VideoReader(path) as r:
+            frames = [f for _, _, f in r]
+        assert len(frames) == 3 and min(frames[0].shape[:2]) == max(side, 8 if suffix == ".webm" else 2)

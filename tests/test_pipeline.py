@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import io
 import json
+import shutil
 import warnings
 from pathlib import Path
 
@@ -17,7 +18,7 @@ import ferkit
 from ferkit import Recognizer
 from ferkit.errors import FerkitError
 from ferkit.pipeline import Tracker, iou_matrix, source_kind
-from ferkit.results import Results
+from ferkit.results import Results, csv_columns
 
 
 @pytest.fixture(scope="module")
@@ -143,7 +144,7 @@ def test_folder_carries_on_past_junk(rec, tmp_path):
     failed = {f.source: f.error for f in res.failed}
     assert set(failed) == {str(d / "c.jpg")}  # an image by its name that cannot be read: a failure
     assert "corrupt" in failed[str(d / "c.jpg")] or "not an image" in failed[str(d / "c.jpg")]
-    assert res.ignored == [(str(d / "readme.txt"), "not an image file")]  # listed, not a failure
+    assert res.ignored == [(str(d / "readme.txt"), ferkit.io.NEITHER)]  # listed, not a failure
     # a folder's pixels are not kept (memory); drawing reads the file again, saving into a folder
     # names the file after the source
     assert all(r.image is None for r in res)
@@ -163,6 +164,14 @@ def test_folder_carries_on_past_junk(rec, tmp_path):
     one = rec.predict(d / "a.png", keep_images=False)  # one image: kept unless told not to
     assert one.image is None and rec.predict(d / "a.png").image.shape == (80, 100, 3)
     assert one.plot().shape == (80, 100, 3)  # read again to draw
+    # a folder where every file failed: its CSV has the class columns all the same (the CLI's had them, the API's
+    # not), so that the files of several runs line up; slices keep them
+    (d / "a.png").unlink()
+    shutil.rmtree(d / "sub")
+    bad = rec.predict(d)
+    assert len(bad) == 0 and len(bad.failed) == 1 and bad.classes == rec.classes
+    assert list(bad.to_records(empty_row=True)[0]) == list(bad[:].to_records(empty_row=True)[0]) == csv_columns(
+        rec.classes)
 
 
 def test_results_save_names_every_image_apart(rec, tmp_path):
@@ -817,6 +826,33 @@ def test_stream_takes_a_capture_or_frames_the_caller_reads(rec, tmp_path):
         list(rec.stream(frames[0]))  # (an array iterates too: one image, not frames)
     with pytest.raises(FerkitError, match="fps and name are for a cv2.VideoCapture or frames you give"):
         list(rec.stream(str(video), fps=30))  # (a file's own rate: not overridden in silence)
+    # a capture moved on before: times from its first frame read, as the frame numbers (frame 0 was at 0.5 s)
+    cap = cv2.VideoCapture(str(video))
+    cap.set(cv2.CAP_PROP_POS_FRAMES, 6)
+    assert [(r.frame, r.time) for r in rec.stream(cap)] == [(i, round(i / 12, 4)) for i in range(4)]
+    cap.release()
+
+
+def test_stream_of_a_video_says_the_frames_it_could_not_read(rec, tmp_path):
+    """stream(path) skipped damaged and unreadable frames without a word (predict lists them in .failed):
+    one FerkitWarning at the end names the runs; a VideoReader given keeps them in .errors, unsaid."""
+    from conftest import damage_mjpeg_frames, junk_mjpeg_frames
+
+    clip = junk_mjpeg_frames(damage_mjpeg_frames(moving_video(tmp_path / "c.avi", n=8, size=(160, 120)), (3,)), (5,))
+    with pytest.warns(ferkit.FerkitWarning, match=r"c.avi: 2 frame\(s\) not analysed: frame 3: damaged.*; "
+                                                  r"frame 5: unreadable frame"):
+        assert [r.frame for r in rec.stream(str(clip))] == [0, 1, 2, 4, 6, 7]
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        with ferkit.io.VideoReader(clip) as reader:
+            assert len(list(rec.stream(reader))) == 6
+        assert [e[0] for e in reader.errors] == [3, 5]
+        assert [f.frames for f in rec.predict(str(clip)).failed] == [(3, 3), (5, 5)]  # (said there, not warned)
+        # predict takes a VideoReader, as its signature said (it was refused: "cannot read faces from a VideoReader")
+        with ferkit.io.VideoReader(clip) as reader:
+            rs = rec.predict(reader, every=2)
+            assert reader.cap.isOpened()  # (the caller's: left open)
+        assert [r.frame for r in rs] == [0, 2, 4, 6] and [f.frames for f in rs.failed] == []  # (3, 5: not to be read)
 
 
 def test_a_file_object_is_read_as_its_image(rec, tmp_path):

@@ -233,7 +233,8 @@ def test_a_folder_of_odd_inputs_reports_bad_ones_and_reads_the_rest(odd_inputs, 
     assert f"{odd_inputs / 'truncated.jpg'}: corrupt or truncated image" in cap.err
     # a file that is no image by its name is listed as ignored, not a failure
     assert "1 file(s) in the folder(s) ignored:" in cap.err
-    assert f"{odd_inputs / 'notes.txt'}: not an image file" in cap.err.split("ignored:")[1].split("failed:")[0]
+    ignored = cap.err.split("ignored:")[1].split("failed:")[0]
+    assert f"{odd_inputs / 'notes.txt'}: neither an image nor a video" in ignored
     rows = list(csv.DictReader(open(out_csv)))
     assert list(rows[0])[-2:] == ["error", "warnings"]
     by = {r["source"].rsplit("/", 1)[-1]: r for r in rows}
@@ -265,7 +266,7 @@ def test_a_folder_with_notes_beside_the_photos_succeeds(tmp_path, capsys):
     assert main(["predict", str(d), "--json", str(js)]) == 0  # nothing failed: exit 0
     err = capsys.readouterr().err
     assert "1 file(s) in the folder(s) ignored:" in err and "failed" not in err and ".DS_Store" not in err
-    assert f"{d / 'README.txt'}: not an image file" in err
+    assert f"{d / 'README.txt'}: neither an image nor a video by its extension" in err
     assert [r["faces"][0]["label"] for r in json.loads(js.read_text())] == ["happy"]  # a folder: a list
 
 
@@ -367,6 +368,10 @@ def test_broken_and_empty_videos_fail_clearly_and_the_batch_goes_on(tmp_path, ca
     failed = {r["source"]: r["error"] for r in rows if r["error"]}
     assert str(fake) in failed and str(noframes) in failed and failed[str(fake)] in cap.err
     assert all(r["label"] == "" for r in rows if r["error"])
+    if hasattr(os, "mkfifo"):  # a FIFO named as a video: said as such (it was "empty file (0 bytes)")
+        os.mkfifo(tmp_path / "pipe.mp4")
+        assert main(["predict", str(tmp_path / "pipe.mp4"), "--quiet"]) == 1
+        assert "pipe.mp4: not a regular file (a pipe, socket or device)" in capsys.readouterr().err
 
 
 def test_a_video_with_damaged_frames_reports_them_beside_the_frames_read(tmp_path, capfd):
@@ -410,6 +415,39 @@ def test_the_annotated_video_keeps_its_timing_with_a_card_for_each_lost_frame(tm
     assert len(frames) == 6 // every  # the source's frames to be read, lost ones included
     dark = [i for i, f in enumerate(frames) if np.median(f) < 60 and f.std() < 40]  # the cards: flat dark gray
     assert dark == cards
+
+
+def _frame_count(path: Path) -> tuple[int, float]:
+    cap = cv2.VideoCapture(str(path))
+    n = 0
+    while cap.read()[0]:
+        n += 1
+    fps = cap.get(cv2.CAP_PROP_FPS)
+    cap.release()
+    return n, fps
+
+
+def test_a_high_speed_video_keeps_every_frame_and_a_stopped_reading_few_cards(tmp_path, monkeypatch):
+    """A 1000 frames/s file whose time stamps keep to that rate is read at it (taken for a time base, 25
+    frames/s, its annotated video kept 1 frame of 20); a reading stopped by a long unreadable run lists
+    every frame left, and the annotated video gets at most TAIL_CARDS cards for them."""
+    import ferkit.predict as P
+    from conftest import junk_mjpeg_frames
+
+    fast = moving_video(tmp_path / "fast.avi", n=8, fps=1000.0, size=(160, 120))
+    with VideoReader(fast) as r:
+        assert r.fps == 1000.0 and [round(t * 1000) for _, t, _ in r] == list(range(8))
+    out = tmp_path / "o"
+    assert main(["predict", str(fast), "--quiet", "--out", str(out)]) == 0
+    assert _frame_count(out / "fast_ferkit.mp4") == (8, 1000.0)
+    clip = junk_mjpeg_frames(moving_video(tmp_path / "clip.avi", n=40, size=(160, 120)), range(3, 40))
+    monkeypatch.setattr(VideoReader, "MAX_BAD_RUN", 10)
+    monkeypatch.setattr(VideoReader, "BAD_RUN_SECONDS", 0.0)
+    monkeypatch.setattr(P, "TAIL_CARDS", 5)
+    assert main(["predict", str(clip), "--quiet", "--out", str(out), "--json", str(tmp_path / "c.json")]) == 1
+    lost = [(e["frames"], e["error"]) for e in json.loads((tmp_path / "c.json").read_text()) if "error" in e]
+    assert lost == [([3, 12], VideoReader.UNREADABLE), ([13, 39], VideoReader.NOT_READ)]
+    assert _frame_count(out / "clip_ferkit.mp4")[0] == 3 + 5
 
 
 def test_results_of_a_video_list_its_lost_frames_in_json_and_csv():
@@ -695,6 +733,20 @@ def test_outputs_of_inputs_with_one_name_do_not_overwrite(tmp_path):
     assert {p.name for p in out.glob("*_ferkit.png")} == {"a_ferkit.png", "a_png_ferkit.png"}
     assert main(["predict", str(src / "a.jpg"), "--json", str(src / "a.jpg")]) == 1  # would overwrite the photo
     assert Image.open(src / "a.jpg").size == (256, 256)
+
+
+def test_the_whole_runs_json_and_csv_inside_out_do_not_take_an_inputs_outputs(tmp_path):
+    """--json out/astronaut.json and --csv out/clip.csv beside --out out: the run's files were written over the
+    photo's and the video's own (said written, then gone). Those take another name now, as for two inputs."""
+    clip = moving_video(tmp_path / "clip.mp4", n=3, size=(160, 120))
+    out = tmp_path / "out"
+    assert main(["predict", str(EXAMPLE), str(clip), "--quiet", "--out", str(out), "--json",
+                 str(out / "astronaut.json"), "--csv", str(out / "clip.csv")]) == 0
+    whole = json.loads((out / "astronaut.json").read_text())
+    assert isinstance(whole, list) and len(whole) == 4  # the photo and the three frames
+    assert json.loads((out / "astronaut_jpg.json").read_text())["source"] == str(EXAMPLE)
+    assert len(json.loads((out / "clip_mp4.json").read_text())) == 3 and (out / "clip_mp4.csv").exists()
+    assert (out / "clip.csv").read_text().count(str(EXAMPLE)) == 1  # the run's CSV, the photo's row in it
 
 
 def test_videos_and_photos_with_one_name_keep_their_own_outputs(tmp_path):

@@ -778,7 +778,12 @@ def _from_array(arr: np.ndarray, mode: str, label: str, warn: Callable[..., None
 # video
 # ---------------------------------------------------------------------------------------
 VIDEO_EXTENSIONS = frozenset({".mp4", ".avi", ".mov", ".mkv", ".webm", ".m4v", ".mpg", ".mpeg", ".wmv", ".flv",
-                              ".3gp", ".ts", ".mts", ".m2ts", ".ogv", ".asf", ".vob", ".mjpeg", ".mjpg"})
+                              ".3gp", ".ts", ".mts", ".m2ts", ".ogv", ".asf", ".vob", ".mjpeg", ".mjpg",
+                              ".3g2", ".divx", ".f4v", ".m2v", ".mxf", ".dv", ".y4m"})
+
+#: why a folder's file is left out where images and videos are read (a video of an extension not known
+#: as a video's is one of these: named on its own, ferkit says how to rename it)
+NEITHER = "neither an image nor a video by its extension"
 
 
 #: why a folder's ``.ts`` file that OpenCV cannot open is ignored, not failed (``ferkit predict`` and the API)
@@ -850,7 +855,7 @@ def folder_files(folder: Union[str, os.PathLike], unreadable: list[Failure] | No
                 else:  # an earlier run's output (its --out inside this folder): listed, not read again
                     skipped.append((str(f), f"an annotated copy ferkit wrote of {copy_of} (not read as input)"))
             else:
-                skipped.append((str(f), "not an image file" if not is_video_file(f) else
+                skipped.append((str(f), (NEITHER if videos else "not an image file") if not is_video_file(f) else
                                 "a video (give it as its own source)"))
     return sorted(files), sorted(skipped)
 
@@ -919,6 +924,9 @@ def frame_failures(name: str, errors: list[tuple[int, str]], every: int = 1) -> 
         gap = 0  # the run's spacing: 1, or every (frames that were to be read)
         while j + 1 < len(errors) and errors[j + 1][1] == errors[i][1]:
             d = errors[j + 1][0] - errors[j][0]
+            if errors[i][1] == VideoReader.NOT_READ:  # (listed by its first and last frame: every one between)
+                gap, j = 1, j + 1
+                continue
             if not (d == 1 or d == every) or (gap and d != gap):
                 break
             gap, j = d, j + 1
@@ -1137,21 +1145,45 @@ def _ffmpeg_log_level() -> int:
 COUNT_ESTIMATED = (".webm", ".mkv", ".ts", ".mts", ".m2ts", ".flv", ".mpg", ".mpeg", ".vob", ".ogv")
 
 
+def _stamps_keep_to(path: str, fps: float, frames: int = 4) -> bool:
+    """Whether the first ``frames`` frames of the video at ``path`` (opened apart) are ``1 / fps`` apart
+    by their time stamps, within a tenth: a header's high rate that is the frames' own."""
+    import cv2
+
+    cap = cv2.VideoCapture(path, cv2.CAP_FFMPEG)
+    try:
+        stamps = []
+        for _ in range(frames):
+            if not cap.isOpened() or not cap.grab():
+                break
+            stamps.append(float(cap.get(cv2.CAP_PROP_POS_MSEC)))
+    finally:
+        cap.release()
+    gaps = np.diff(stamps) * fps / 1000 if len(stamps) >= 2 else np.zeros(0)
+    return bool(len(gaps)) and bool(np.all(np.abs(gaps - 1) <= 0.1))
+
+
 class VideoReader:
     """Frames of a video file or a camera (``source`` an int: the camera index), as RGB arrays.
 
-    Iterating yields ``(index, time_s, rgb)``. Unreadable frames in the middle of a file are
-    skipped and listed in :attr:`errors` (up to 50 in a row; after that the file is taken to
-    end there), as are frames of a file the decoder reports errors in (it would hand over a
-    concealed picture, parts grey or of an earlier frame); a file with no readable frame raises
+    Iterating yields ``(index, time_s, rgb)``. Unreadable frames of a file are skipped and listed
+    in :attr:`errors`, up to the frame count its header gives (a file cut short: its lost frames to
+    the end); a run of unreadable frames that goes on past :attr:`MAX_BAD_RUN` frames and
+    :attr:`BAD_RUN_SECONDS` seconds (or :attr:`MAX_LOST_RUN` frames) stops the reading, and the rest
+    of the count is listed as :attr:`NOT_READ`. Frames of a file the decoder reports errors in are
+    skipped and listed too (it would hand over a concealed picture, parts grey or of an earlier
+    frame). A file with no readable frame raises
     :class:`ImageDecodeError`. A camera's failed read is tried again (a webcam misses a frame now
     and then) for about :attr:`CAMERA_PATIENCE` seconds; a camera that gives no frame for that long
     (unplugged, taken by another program) ends the stream with an entry in :attr:`errors`.
     """
 
-    MAX_BAD_RUN = 50
+    MAX_BAD_RUN = 50  #: unreadable frames in a row always tried; past them, up to BAD_RUN_SECONDS of trying
+    BAD_RUN_SECONDS = 5.0
+    MAX_LOST_RUN = 200_000  #: unreadable frames in a row at most (a header's count can be absurd)
     DAMAGED = "damaged: the decoder reported errors (skipped)"
     UNREADABLE = "unreadable frame (skipped)"
+    NOT_READ = "not read: reading stopped after a long run of unreadable frames"
     CAMERA_PATIENCE = 2.0  #: seconds of failed reads before a camera is taken to have stopped
     CAMERA_STOPPED = "the camera stopped giving frames"
 
@@ -1159,6 +1191,7 @@ class VideoReader:
         import cv2
 
         self._said: DecoderMessages | None = None
+        self._high_rate = 0.0
         self.is_camera = isinstance(source, int)
         if self.is_camera and source < 0:  # OpenCV's V4L2 backend crashes (segfault) on "any camera" (-1)
             raise ImageDecodeError(f"camera index must be 0 or more, got {source}")
@@ -1168,6 +1201,9 @@ class VideoReader:
             if not p.exists():
                 raise ImageDecodeError(f"{self.name}: " + ("a URL; ferkit reads video files and cameras only, and "
                                                            "fetches nothing" if is_url(source) else "no such file"))
+            if not p.is_file():  # (a FIFO was said to be an empty file; OpenCV would wait on it for a writer)
+                raise ImageDecodeError(f"{self.name}: " + ("is a folder, not a video" if p.is_dir() else
+                                                           "not a regular file (a pipe, socket or device)"))
             if p.stat().st_size == 0:
                 raise ImageDecodeError(f"{self.name}: empty file (0 bytes)")
         if self.is_camera:
@@ -1208,6 +1244,10 @@ class VideoReader:
                         if self.cap is None or not self.cap.isOpened():  # not for FFmpeg: OpenCV's other readers
                             with _stderr_kept_if(lambda: self.cap is not None and self.cap.isOpened()):
                                 self.cap = cv2.VideoCapture(opened)
+                        if self.cap.isOpened():
+                            high = float(self.cap.get(cv2.CAP_PROP_FPS) or 0.0)
+                            if high >= 1000 and math.isfinite(high) and _stamps_keep_to(opened, high):
+                                self._high_rate = high
                     finally:
                         cv2.utils.logging.setLogLevel(level)
                         if alias is not None:  # (the file stays open)
@@ -1236,7 +1276,9 @@ class VideoReader:
             raise ImageDecodeError(f"{self.name}: not a video OpenCV can open (corrupt, or an unsupported format"
                                    f"{hint})")
         fps = float(self.cap.get(cv2.CAP_PROP_FPS) or 0.0)
-        self.fps = fps if 0 < fps < 1000 else (30.0 if self.is_camera else 25.0)
+        # a rate of 1000 or more is most often a container's time base (a browser's WebM says 1000), not
+        # the frames': 25 instead, unless the first frames' time stamps keep to it (a high-speed camera's)
+        self.fps = (fps if 0 < fps < 1000 or fps == self._high_rate else (30.0 if self.is_camera else 25.0))
         self.frame_count = int(self.cap.get(cv2.CAP_PROP_FRAME_COUNT) or 0) if not self.is_camera else 0
         #: the container stores no frame count (Matroska, WebM): OpenCV's is the duration times the rate
         self.count_estimated = not self.is_camera and Path(source).suffix.lower() in COUNT_ESTIMATED
@@ -1248,7 +1290,7 @@ class VideoReader:
     def __iter__(self):
         import cv2
 
-        idx, bad, missed_since = 0, 0, None
+        idx, bad, missed_since, bad_since = 0, 0, None, 0.0
         trouble = 0  # failed or damaged reads since the last good frame
         # a file's frame times are its own time stamps (a phone's video has no constant rate; the
         # container's fps is an average), while they are there and increasing; else, and for a
@@ -1285,12 +1327,18 @@ class VideoReader:
                     self.errors.append((idx, f"{self.CAMERA_STOPPED} (none for {self.CAMERA_PATIENCE:g} s after "
                                              f"{self.frames_read} frame{'s' if self.frames_read != 1 else ''})"))
                     break
-                if self.frame_count and idx < self.frame_count and bad < self.MAX_BAD_RUN:
-                    bad += 1
-                    self.errors.append((idx, self.UNREADABLE))
-                    idx += 1
-                    trouble += 1
-                    continue
+                if self.frame_count and idx < self.frame_count:
+                    if bad == 0:
+                        bad_since = time.monotonic()
+                    if bad < self.MAX_BAD_RUN or (bad < self.MAX_LOST_RUN
+                                                  and time.monotonic() - bad_since < self.BAD_RUN_SECONDS):
+                        bad += 1
+                        self.errors.append((idx, self.UNREADABLE))
+                        idx += 1
+                        trouble += 1
+                        continue
+                    # the rest of the count, not tried: its first and last frame (frame_failures makes it one run)
+                    self.errors += [(i, self.NOT_READ) for i in sorted({idx, self.frame_count - 1})]
                 break
             bad, missed_since = 0, None
             self.frames_read += 1
@@ -1383,7 +1431,10 @@ class VideoWriter:
         # (width, height); a side of 1 pixel, which the encoders refuse, is stretched to 2; both codecs
         # keep even sides only (641x479 came out 640x478, a column and a row lost): an odd side gets one
         # more pixel, its edge repeated, so that the whole picture is kept
-        self.size = (max(2, int(size[0])), max(2, int(size[1])))
+        # VP8 at under 8 pixels a side writes a WebM no reader opens ("exceeds containing master element"):
+        # stretched to 8 there
+        least = 8 if fourcc == "VP80" else 2
+        self.size = (max(least, int(size[0])), max(least, int(size[1])))
         self.size = (self.size[0] + self.size[0] % 2, self.size[1] + self.size[1] % 2)
         # a path OpenCV cannot take (not UTF-8): written under a plain name beside it, renamed at close;
         # where a folder's name is the trouble, in a temporary folder, moved into place at close

@@ -19,6 +19,8 @@ re-locate the known faces with O-Net alone.
 
 from __future__ import annotations
 
+import contextlib
+import math
 import numbers
 import os
 import warnings
@@ -365,11 +367,12 @@ class Recognizer:
         a webcam runs until ``max_frames``, or until interrupted (Ctrl+C, a notebook's stop): its
         frames so far are returned;
         ``.failed`` lists the unreadable files and a video's lost frames, ``.ignored`` the files
-        that are neither images nor videos by their name, hidden files and hidden folders), a video file
-        or a webcam (one per processed frame). One image's pixels are kept (``keep_images=False``:
-        not); a folder's and a video's are not unless ``keep_images`` (a folder of large photos would
-        fill the memory): a folder's :meth:`Result.plot` reads its file again; for a video's frames
-        use :meth:`stream` to draw them as they come. (Type checkers: an array, a PIL image or bytes
+        that are neither images nor videos by their name, hidden files and hidden folders), a video file,
+        a webcam or a :class:`~ferkit.io.VideoReader` (one per processed frame; the reader is left
+        open). One image's pixels are kept (``keep_images=False``: not); a folder's and a video's
+        are not unless ``keep_images`` (a folder of large photos would fill the memory): a folder's
+        :meth:`Result.plot` reads its file again; for a video's frames use :meth:`stream` to draw
+        them as they come. (Type checkers: an array, a PIL image or bytes
         give a :class:`Result`, a webcam index a :class:`Results`; a path may be either: narrow it
         with ``isinstance``, or call :meth:`analyze` for one image.)"""
         if isinstance(source, (str, os.PathLike)) and not str(source).strip():
@@ -379,7 +382,7 @@ class Recognizer:
             check_whole("max_frames", max_frames, none=" (None: no limit)")
         if isinstance(source, (list, tuple)):
             return self._predict_list(source, keep_images, progress)
-        kind = source_kind(source)
+        kind = "video" if isinstance(source, VideoReader) else source_kind(source)
         if kind == "image":
             return self.analyze(source, keep_image=keep_images is not False)
         keep = bool(keep_images)
@@ -390,7 +393,7 @@ class Recognizer:
             # be read where it was met (at: the results before it)
             failed = [Failure(f.source, f.error, at=0) for f in unreadable]
             failed += [] if files else [Failure(str(source), "folder holds no image or video files")]
-            res = Results(failed=failed, source=str(source), ignored=ignored)
+            res = Results(failed=failed, source=str(source), ignored=ignored, classes=self.classes)
             # its videos after its photos, as `ferkit predict` reads a folder: each video's frames (their
             # source the video's path, their frame index), its lost frames among them
             videos = [f for f in files if is_video_file(f)]
@@ -425,9 +428,10 @@ class Recognizer:
                 res.failed += [Failure(f.source, f.error, f.frames, f.step, start)
                                for f in frame_failures(reader.name, reader.errors, every)]
             return res
-        reader = VideoReader(source)
-        res = Results(source=reader.name, fps=reader.fps)
-        with reader:
+        given = isinstance(source, VideoReader)  # (the caller's: left open, as stream leaves it)
+        reader = source if given else VideoReader(source)
+        res = Results(source=reader.name, fps=reader.fps, classes=self.classes)
+        with contextlib.nullcontext() if given else reader:
             try:
                 for r in self._video_frames(reader, every, max_frames, keep, progress):
                     res.append(r)
@@ -457,7 +461,7 @@ class Recognizer:
         ``keep_images=False``: not), a file's are not unless ``keep_images``, as a folder's. A folder or
         a video inside the list is a failure that says to give it on its own (its results would not
         be one per item)."""
-        res = Results(source=f"{type(items).__name__} of {len(items)}")
+        res = Results(source=f"{type(items).__name__} of {len(items)}", classes=self.classes)
         it: Any = items
         if progress:
             from tqdm.auto import tqdm
@@ -485,7 +489,12 @@ class Recognizer:
         images, as :meth:`analyze` takes them). Every ``every``-th frame is processed; faces carry
         track ids; probabilities are smoothed per track when ``smooth`` > 0. ``fps`` gives an
         iterable's frames their times (frame / fps; without it their time is None) and overrides a
-        capture's own; ``name`` is the results' ``source`` for those (default "frames", "VideoCapture")."""
+        capture's own; ``name`` is the results' ``source`` for those (default "frames", "VideoCapture").
+
+        A file's frames that could not be read (unreadable, damaged) are skipped: a video named here says
+        them in one :class:`~ferkit.FerkitWarning` at its end; a :class:`~ferkit.io.VideoReader` given lists
+        them in its ``errors`` (:func:`ferkit.io.frame_failures` groups them in runs), as :meth:`predict`
+        lists them in its results' ``failed``."""
         check_whole("every", every)
         if max_frames is not None:
             check_whole("max_frames", max_frames, none=" (None: no limit)")
@@ -539,6 +548,13 @@ class Recognizer:
                 n += 1
                 if max_frames is not None and n >= max_frames:
                     break
+            if reader is not source and isinstance(reader, VideoReader) and reader.errors:
+                lost = frame_failures(reader.name, reader.errors, every)
+                if lost:
+                    warnings.warn(f"{reader.name}: {sum(f.lost for f in lost)} frame(s) not analysed: "
+                                  + "; ".join(f"{f.span}: {f.error}" for f in lost[:5])
+                                  + (f"; and {len(lost) - 5} more runs" if len(lost) > 5 else ""),
+                                  FerkitWarning, stacklevel=2)
         finally:
             if reader is not source:
                 reader.close()
@@ -552,9 +568,10 @@ def _is_capture(source: Any) -> bool:
 
 class _FrameSource:
     """Frames the caller reads, as :class:`~ferkit.io.VideoReader` yields them, ``(index, time,
-    rgb)``: from a ``cv2.VideoCapture`` (BGR; its position's time, else index / fps; the capture
-    stays open: it is the caller's) or an iterable of images (``read_image``'s inputs; time index /
-    fps, None without fps). A frame that is the caller's array is copied (a reused buffer)."""
+    rgb)``: from a ``cv2.VideoCapture`` (BGR; its position's time from the first frame read, else
+    index / fps; the capture stays open: it is the caller's) or an iterable of images
+    (``read_image``'s inputs; time index / fps, None without fps). A frame that is the caller's
+    array is copied (a reused buffer)."""
 
     def __init__(self, source: Any, fps: float | None, name: str | None) -> None:
         self.source, self.fps, self.fps_given = source, fps, fps is not None
@@ -579,7 +596,7 @@ class _FrameSource:
 
     def __iter__(self) -> Iterator[tuple[int, float | None, np.ndarray]]:
         if self.capture:
-            idx = 0
+            idx, first = 0, None
             while True:
                 ok, bgr = self.source.read()
                 if not ok or bgr is None:
@@ -588,7 +605,14 @@ class _FrameSource:
                 if self.fps_given:  # (the caller's rate over the capture's own clock)
                     t = idx / self.fps
                 else:
-                    t = ms / 1000 if ms > 0 else 0.0 if idx == 0 else (idx / self.fps if self.fps else None)
+                    # from the first frame read, as a file's and a camera's: a capture moved on before (or a
+                    # camera whose stamps count from the computer's start) gave frame 0 a time of minutes
+                    if idx == 0 and math.isfinite(ms) and ms >= 0:
+                        first = ms
+                    if first is not None and (idx == 0 or ms > first):
+                        t = (ms - first) / 1000
+                    else:
+                        t = 0.0 if idx == 0 else (idx / self.fps if self.fps else None)
                 rgb = cv2.cvtColor(bgr, cv2.COLOR_GRAY2RGB if bgr.ndim == 2 else cv2.COLOR_BGR2RGB)
                 yield idx, t, rgb
                 idx += 1

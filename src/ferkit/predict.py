@@ -174,6 +174,11 @@ def lost_frame_card(shape: tuple[int, ...], index: int, why: str) -> np.ndarray:
     return card
 
 
+#: lost frames after the last frame read that get a card each in the annotated video, at most (a recording
+#: cut short after its first minute lost an hour of frames: an hour of cards would take minutes to write)
+TAIL_CARDS = 250
+
+
 def write_cards(writer: VideoWriter, shape: tuple[int, ...], errors: list[tuple[int, str]], start: int, stop: int,
                 every: int) -> None:
     """A :func:`lost_frame_card` for each frame to be read (``start``, ``start + every``... before
@@ -269,7 +274,7 @@ def run_video(rec: Recognizer, path: str | int, a: argparse.Namespace, stem: Pat
         reader.close()  # (a camera stays taken until released)
         raise
     writer, unwritten = None, None  # unwritten: why the annotated video could not be written
-    res = Results(source=reader.name, fps=reader.fps)
+    res = Results(source=reader.name, fps=reader.fps, classes=rec.classes)
     every = a.every
     total = -(-reader.frame_count // every) if reader.frame_count else None  # frames 0, every, 2 every...
     if total is not None and a.max_frames is not None:
@@ -354,8 +359,9 @@ def run_video(rec: Recognizer, path: str | int, a: argparse.Namespace, stem: Pat
         # stopped before the end (--max-frames, the window closed)
         ended = not stopped and (a.max_frames is None or len(res) < a.max_frames)
         if writer is not None and ended and not is_cam and reader.errors:
+            stop = max(i for i, _ in reader.errors) + 1  # (a long-lost end: TAIL_CARDS; the results list them all)
             write_cards(writer, (writer.size[1], writer.size[0]), reader.errors, next_frame,
-                        max(i for i, _ in reader.errors) + 1, every)
+                        min(stop, next_frame + TAIL_CARDS * every), every)
     except KeyboardInterrupt:  # a webcam's usual stop; a file's results so far are written all the same
         interrupted = not is_cam
     finally:
@@ -632,6 +638,8 @@ def _predict(a: argparse.Namespace, results_out) -> int:
     for opt, value in (("--json", a.json), ("--csv", a.csv)):
         if value and value != STDOUT and Path(value).resolve() in inputs:
             raise FerkitError(f"{opt} {value} is one of the input files: it would be overwritten")
+        if value and value != STDOUT:  # (inside --out: an input's own JSON or CSV of that name takes another)
+            protected.add(resolved_path(Path(value)))
     if a.json and a.csv and STDOUT not in (a.json, a.csv) and Path(a.json).resolve() == Path(a.csv).resolve():
         raise FerkitError(f"--json and --csv name the same file ({a.json})")
     check_writable("--json", a.json if a.json != STDOUT else None)

@@ -18,7 +18,7 @@ import json
 import os
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, SupportsIndex, overload
+from typing import Any, Sequence, SupportsIndex, overload
 
 import cv2
 import numpy as np
@@ -214,8 +214,11 @@ class Results(list[Result]):
     """Results of a folder or a video: a list of :class:`Result` plus what could not be read."""
 
     def __init__(self, items=(), failed: list[tuple[str, str]] | list[Failure] | None = None, source: str = "",
-                 fps: float | None = None, ignored: list[tuple[str, str]] | None = None) -> None:
+                 fps: float | None = None, ignored: list[tuple[str, str]] | None = None,
+                 classes: Sequence[str] = ()) -> None:
         super().__init__(items)
+        #: the model's classes (the recognizer's), for the CSV's columns where no result holds them (all failed)
+        self.classes: tuple[str, ...] = tuple(classes)
         #: a :class:`~ferkit.errors.Failure` (source, reason, frames) per unreadable input or run of lost frames
         self.failed: list[Failure] = [Failure.of(f) for f in failed or []]
         #: (file, reason) of each file of a folder left out because it is no image by its name (a
@@ -286,7 +289,8 @@ class Results(list[Result]):
         failed = [f if f.at is None else Failure(f.source, f.error, f.frames, f.step,
                                                   min(max(f.at - start, 0), len(got)) if step == 1 else None)
                   for f in failed]
-        return Results(got, failed=failed, source=self.source, fps=self.fps, ignored=self.ignored)
+        return Results(got, failed=failed, source=self.source, fps=self.fps, ignored=self.ignored,
+                       classes=self.classes)
 
     def _frame_index(self) -> tuple[dict[str, tuple[list[int], list[int]]], set[str]]:
         """Each source's frames in order with their indices among the results, and the sources of the
@@ -386,8 +390,8 @@ class Results(list[Result]):
         return json.dumps(self.to_dict(), indent=indent)
 
     def _classes(self) -> tuple[str, ...]:
-        """The model's classes, as its results keep them (() where no result has any: all failed)."""
-        return next((c for r in self if (c := r._classes())), ())
+        """The model's classes, as its results keep them, else as given (() where neither: all failed)."""
+        return next((c for r in self if (c := r._classes())), ()) or tuple(getattr(self, "classes", ()))
 
     def to_records(self, empty_row: bool = False) -> list[dict[str, Any]]:
         """The rows of every result, each with the CSV's columns (:meth:`Result.to_records`); with
