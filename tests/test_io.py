@@ -908,3 +908,44 @@ def test_a_tiny_annotated_video_is_one_a_reader_opens(tmp_path, suffix):
         with fio.VideoReader(path) as r:
             frames = [f for _, _, f in r]
         assert len(frames) == 3 and min(frames[0].shape[:2]) == max(side, 8 if suffix == ".webm" else 2)
+
+
+def test_a_readers_rate_and_count_as_the_header_gives_them_or_unknown(tmp_path, monkeypatch):
+    """A rate of 0 fell back to 25 (kept as 0 for a moment: every frame's time divided by it); a negative or
+    absurd count is no count; an estimated count (a duration times a rate of 1000 not taken) is no count either,
+    so no phantom lost frames; a reader read twice says so (its spent capture listed every frame as lost)."""
+    import cv2
+
+    from conftest import moving_video
+
+    clip = moving_video(tmp_path / "c.mkv", n=6, fps=10.0, size=(64, 48))
+    real = cv2.VideoCapture
+    told = {}
+
+    class Header:  # what a container's header says, as the test wants it (a subclass of OpenCV's crashes in gc)
+        def __init__(self, *args):
+            self.cap = real(*args)
+
+        def get(self, prop):
+            return told.get(prop, self.cap.get(prop))
+
+        def __getattr__(self, name):
+            return getattr(self.cap, name)
+
+    monkeypatch.setattr(cv2, "VideoCapture", Header)
+    for fps, count, want_fps, want_count in ((0.0, None, 25.0, 0), (None, -1.9e14, 10.0, 0), (1000.0, None, 25.0, 0)):
+        told.clear()
+        told.update({k: v for k, v in ((cv2.CAP_PROP_FPS, fps), (cv2.CAP_PROP_FRAME_COUNT, count)) if v is not None})
+        with fio.VideoReader(clip) as r:
+            assert (r.fps, r.frame_count) == (want_fps, want_count)
+            assert len(list(r)) == 6 and r.errors == []
+            with pytest.raises(ImageDecodeError, match="was read already: it reads its video once"):
+                list(r)
+
+
+def test_a_stopped_readings_rest_counts_the_frames_to_be_read():
+    nr = fio.VideoReader.NOT_READ
+    (f,) = fio.frame_failures("c", [(13, nr), (39, nr)], every=4)
+    assert (f.frames, f.step, f.lost) == ((16, 36), 4, 6)
+    assert fio.frame_failures("c", [(13, nr), (15, nr)], every=4) == []  # (no frame of it was to be read)
+    assert [(g.frames, g.lost) for g in fio.frame_failures("c", [(13, nr), (39, nr)])] == [((13, 39), 27)]

@@ -230,7 +230,9 @@ class EnsembleModel(ExpressionModel):
 
     def release_memory(self) -> None:
         for m in self.members:
-            m.release_memory()
+            release = getattr(m, "release_memory", None)  # (a member of the caller's may lack it)
+            if callable(release):
+                release()
 
 
 def _params(m: ExpressionModel) -> int:

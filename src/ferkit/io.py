@@ -925,12 +925,17 @@ def frame_failures(name: str, errors: list[tuple[int, str]], every: int = 1) -> 
         while j + 1 < len(errors) and errors[j + 1][1] == errors[i][1]:
             d = errors[j + 1][0] - errors[j][0]
             if errors[i][1] == VideoReader.NOT_READ:  # (listed by its first and last frame: every one between)
-                gap, j = 1, j + 1
+                j += 1
                 continue
             if not (d == 1 or d == every) or (gap and d != gap):
                 break
             gap, j = d, j + 1
         a, b = errors[i][0], errors[j][0]
+        if errors[i][1] == VideoReader.NOT_READ:  # the frames of the range that were to be read
+            a, b, gap = -(-a // every) * every, b // every * every, every
+            if a > b:
+                i = j + 1
+                continue
         out.append(Failure(name, errors[i][1], (a, b), gap or 1))
         i = j + 1
     return out
@@ -1142,7 +1147,7 @@ def _ffmpeg_log_level() -> int:
 
 
 #: containers that store no frame count: OpenCV estimates it (duration x rate)
-COUNT_ESTIMATED = (".webm", ".mkv", ".ts", ".mts", ".m2ts", ".flv", ".mpg", ".mpeg", ".vob", ".ogv")
+COUNT_ESTIMATED = (".webm", ".mkv", ".ts", ".mts", ".m2ts", ".flv", ".mpg", ".mpeg", ".vob", ".ogv", ".m2v", ".y4m")
 
 
 def _stamps_keep_to(path: str, fps: float, frames: int = 4) -> bool:
@@ -1167,10 +1172,12 @@ class VideoReader:
     """Frames of a video file or a camera (``source`` an int: the camera index), as RGB arrays.
 
     Iterating yields ``(index, time_s, rgb)``. Unreadable frames of a file are skipped and listed
-    in :attr:`errors`, up to the frame count its header gives (a file cut short: its lost frames to
+    in :attr:`errors`, up to the frame count its header stores (a file cut short: its lost frames to
     the end); a run of unreadable frames that goes on past :attr:`MAX_BAD_RUN` frames and
-    :attr:`BAD_RUN_SECONDS` seconds (or :attr:`MAX_LOST_RUN` frames) stops the reading, and the rest
-    of the count is listed as :attr:`NOT_READ`. Frames of a file the decoder reports errors in are
+    :attr:`BAD_RUN_SECONDS` seconds of trying (or :attr:`MAX_LOST_RUN` frames) stops the reading, and the
+    rest of the count is listed as :attr:`NOT_READ` (where the container stores no count, WebM or
+    Matroska, whose count is the duration times the rate, the reading stops after :attr:`MAX_BAD_RUN`).
+    A reader reads its video once. Frames of a file the decoder reports errors in are
     skipped and listed too (it would hand over a concealed picture, parts grey or of an earlier
     frame). A file with no readable frame raises
     :class:`ImageDecodeError`. A camera's failed read is tried again (a webcam misses a frame now
@@ -1179,7 +1186,7 @@ class VideoReader:
     """
 
     MAX_BAD_RUN = 50  #: unreadable frames in a row always tried; past them, up to BAD_RUN_SECONDS of trying
-    BAD_RUN_SECONDS = 5.0
+    BAD_RUN_SECONDS = 1.0
     MAX_LOST_RUN = 200_000  #: unreadable frames in a row at most (a header's count can be absurd)
     DAMAGED = "damaged: the decoder reported errors (skipped)"
     UNREADABLE = "unreadable frame (skipped)"
@@ -1202,8 +1209,12 @@ class VideoReader:
                 raise ImageDecodeError(f"{self.name}: " + ("a URL; ferkit reads video files and cameras only, and "
                                                            "fetches nothing" if is_url(source) else "no such file"))
             if not p.is_file():  # (a FIFO was said to be an empty file; OpenCV would wait on it for a writer)
-                raise ImageDecodeError(f"{self.name}: " + ("is a folder, not a video" if p.is_dir() else
-                                                           "not a regular file (a pipe, socket or device)"))
+                cam = re.fullmatch(r"/dev/video(\d+)", os.path.realpath(p))
+                raise ImageDecodeError(f"{self.name}: " + (
+                    "is a folder, not a video" if p.is_dir() else
+                    f"a camera device: give its index ({cam.group(1)}: ferkit predict --webcam {cam.group(1)}, "
+                    f"Recognizer.predict({cam.group(1)}))" if cam else
+                    "not a regular file (a pipe, socket or device)"))
             if p.stat().st_size == 0:
                 raise ImageDecodeError(f"{self.name}: empty file (0 bytes)")
         if self.is_camera:
@@ -1278,18 +1289,28 @@ class VideoReader:
         fps = float(self.cap.get(cv2.CAP_PROP_FPS) or 0.0)
         # a rate of 1000 or more is most often a container's time base (a browser's WebM says 1000), not
         # the frames': 25 instead, unless the first frames' time stamps keep to it (a high-speed camera's)
-        self.fps = (fps if 0 < fps < 1000 or fps == self._high_rate else (30.0 if self.is_camera else 25.0))
-        self.frame_count = int(self.cap.get(cv2.CAP_PROP_FRAME_COUNT) or 0) if not self.is_camera else 0
+        own = 0 < fps < 1000 or (self._high_rate > 0 and fps == self._high_rate)
+        self.fps = fps if own else (30.0 if self.is_camera else 25.0)
+        count = float(self.cap.get(cv2.CAP_PROP_FRAME_COUNT) or 0) if not self.is_camera else 0.0
+        # (a raw stream's can be absurd, negative: unknown then)
+        self.frame_count = int(count) if math.isfinite(count) and 0 < count < 2 ** 62 else 0
         #: the container stores no frame count (Matroska, WebM): OpenCV's is the duration times the rate
         self.count_estimated = not self.is_camera and Path(source).suffix.lower() in COUNT_ESTIMATED
+        if self.count_estimated and not own:
+            self.frame_count = 0  # (its duration times a rate that is not the frames': no count of them)
         self.width = int(self.cap.get(cv2.CAP_PROP_FRAME_WIDTH) or 0)
         self.height = int(self.cap.get(cv2.CAP_PROP_FRAME_HEIGHT) or 0)
         self.errors: list[tuple[int, str]] = []
         self.frames_read = 0
+        self._read = False
 
     def __iter__(self):
         import cv2
 
+        if self._read:  # (again, the spent capture's reads would all fail: every frame listed as lost)
+            raise ImageDecodeError(f"{self.name}: this VideoReader was read already: it reads its video once "
+                                   f"(open a new one)")
+        self._read = True
         idx, bad, missed_since, bad_since = 0, 0, None, 0.0
         trouble = 0  # failed or damaged reads since the last good frame
         # a file's frame times are its own time stamps (a phone's video has no constant rate; the
@@ -1330,15 +1351,17 @@ class VideoReader:
                 if self.frame_count and idx < self.frame_count:
                     if bad == 0:
                         bad_since = time.monotonic()
-                    if bad < self.MAX_BAD_RUN or (bad < self.MAX_LOST_RUN
+                    if bad < self.MAX_BAD_RUN or (not self.count_estimated and bad < self.MAX_LOST_RUN
                                                   and time.monotonic() - bad_since < self.BAD_RUN_SECONDS):
                         bad += 1
                         self.errors.append((idx, self.UNREADABLE))
                         idx += 1
                         trouble += 1
                         continue
-                    # the rest of the count, not tried: its first and last frame (frame_failures makes it one run)
-                    self.errors += [(i, self.NOT_READ) for i in sorted({idx, self.frame_count - 1})]
+                    # the rest of a stored count, not tried: its first and last frame (frame_failures makes it one
+                    # run); an estimated count (a duration times the rate) holds no frames to be sure of
+                    if not self.count_estimated:
+                        self.errors += [(i, self.NOT_READ) for i in sorted({idx, self.frame_count - 1})]
                 break
             bad, missed_since = 0, None
             self.frames_read += 1

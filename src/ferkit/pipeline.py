@@ -254,8 +254,9 @@ class Recognizer:
         return f"Recognizer(model={self.model.name!r}, detector={self.detector!r})"
 
     def release_memory(self) -> bool:
-        """Hand the memory kept after a large image back to the system: what onnxruntime's arenas (the
-        detector's, the classifier's) grew to, then the C heap's free memory (glibc's ``malloc_trim``).
+        """Hand the memory kept after a large image back to the system: what onnxruntime's CPU arenas (the
+        detector's, the classifier's) grew to, then the C heap's free memory (glibc's ``malloc_trim``; a
+        GPU's memory, onnxruntime's or torch's cache, is kept).
         For long-running processes; the next large image grows them again (about 0.1 s after a
         2048x2048 photo of 900 faces, which left 1 GB held). Safe while other threads analyse. True
         where the heap was trimmed, False where there is no glibc (the arenas are shrunk anyway)."""
@@ -549,7 +550,11 @@ class Recognizer:
                 if max_frames is not None and n >= max_frames:
                     break
             if reader is not source and isinstance(reader, VideoReader) and reader.errors:
-                lost = frame_failures(reader.name, reader.errors, every)
+                ended = [why for _, why in reader.errors if why.startswith(VideoReader.CAMERA_STOPPED)]
+                if ended:  # (the stream's end, not a frame lost)
+                    warnings.warn(f"{reader.name}: {ended[0]}", FerkitWarning, stacklevel=2)
+                lost = frame_failures(reader.name, [e for e in reader.errors
+                                                    if not e[1].startswith(VideoReader.CAMERA_STOPPED)], every)
                 if lost:
                     warnings.warn(f"{reader.name}: {sum(f.lost for f in lost)} frame(s) not analysed: "
                                   + "; ".join(f"{f.span}: {f.error}" for f in lost[:5])

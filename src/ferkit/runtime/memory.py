@@ -35,7 +35,7 @@ def trim_heap() -> bool:
 
 def shrink_arena(session: Any, feeds: dict) -> None:
     """Run an onnxruntime ``session`` once on ``feeds`` (keep them tiny) with arena shrinkage on: the
-    CPU arena's regions not in use, the ones a large input made it grow, go back to the system. Safe
+    CPU arena's regions not in use (a CUDA session's GPU arena is left as it is), the ones a large input made it grow, go back to the system. Safe
     beside other threads' runs of the same session (the regions they use are kept)."""
     global _SHRINK
     if _SHRINK is None:

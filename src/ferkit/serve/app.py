@@ -142,6 +142,17 @@ TRIM_PIXELS = 4_000_000
 
 
 
+def _release(recognizer: Any) -> None:
+    """The recognizer's :meth:`~ferkit.Recognizer.release_memory`, where it has one; a failure there is
+    logged, not answered (the image's analysis is done, and its answer stands)."""
+    release = getattr(recognizer, "release_memory", None)
+    if callable(release):
+        try:
+            release()
+        except Exception as e:  # (onnxruntime's own exception types too)
+            log.warning("releasing memory after a large image failed: %s", e)
+
+
 def error_response(status: int, error: str, detail: Any = None, headers: dict[str, str] | None = None) -> JSONResponse:
     # (nosniff here too: a 500 is answered by Starlette's outermost error middleware, outside NoSniff)
     return JSONResponse({"error": error, "detail": detail}, status_code=status,
@@ -756,7 +767,7 @@ def create_app(recognizer: Any = None, *, model: str = "default", detector: str 
                 return analysed()
             finally:  # (the image, its result and picture released by now, a failed decoding's too)
                 if w * h >= TRIM_PIXELS:
-                    recognizer.release_memory()
+                    _release(recognizer)
 
         def analysed() -> tuple[dict, bytes | None]:
             with _catching(caught):
