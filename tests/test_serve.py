@@ -587,6 +587,22 @@ def test_a_slow_header_is_read_off_the_event_loop(rec, photo, monkeypatch):
     # and within the request's time: past it, a 504 (the header was read without limit)
     with TestClient(create_app(rec, warm_up=False, timeout=1.0)) as c:
         assert_json_error(post(c, photo), 504, "no answer in time")
+    # on threads of their own, workers + max_queue headers at most in hand (those a request gave up on
+    # still reading count): past them a 503 at once, where every request waited its time out for a 504
+    with TestClient(create_app(rec, warm_up=False, timeout=1.0, workers=1, max_queue=1)) as c:
+        engine = c.app.state.engine
+        with ThreadPoolExecutor(2) as pool:
+            held = [pool.submit(post, c, photo) for _ in range(2)]
+            time.sleep(0.5)
+            t0 = time.monotonic()
+            busy = post(c, photo)
+            assert time.monotonic() - t0 < 0.5
+            assert_json_error(busy, 503, "server busy")
+            assert busy.json()["detail"] == {"reading_headers": 2} and busy.headers["retry-after"] == "1"
+            assert [f.result().status_code for f in held] == [504, 504]
+            assert engine.probing == 2  # (given up on, still reading)
+        time.sleep(3)
+        assert engine.probing == 0 and post(c, photo).status_code == 504  # (the slow reader: on its own time)
 
 
 def test_a_large_photo_hands_its_memory_back_once_answered(rec, photo, monkeypatch):

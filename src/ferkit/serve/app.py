@@ -342,14 +342,22 @@ class _DaemonPool:
             self._jobs.put(None)
 
 
+#: threads that read uploads' headers (off the event loop; a header can take seconds to parse)
+PROBE_THREADS = 2
+
+
 class Engine:
-    """Runs analyses on ``workers`` threads; at most ``max_queue`` more wait for one."""
+    """Runs analyses on ``workers`` threads; at most ``max_queue`` more wait for one. Uploads' headers
+    are read on :data:`PROBE_THREADS` threads of their own, at most ``workers + max_queue`` at once
+    (counting those a request stopped waiting for, which go on to their end)."""
 
     def __init__(self, recognizer: Any, workers: int = 1, max_queue: int = DEFAULT_MAX_QUEUE,
                  timeout: float = DEFAULT_TIMEOUT) -> None:
         self.rec, self.workers, self.max_queue, self.timeout = recognizer, workers, max_queue, timeout
         self._lock = threading.Lock()
         self._pool: _DaemonPool | None = None
+        self._probes: _DaemonPool | None = None
+        self.probing = 0  #: headers being read or waiting to be (whether or not a request still waits)
         self.pending = 0  #: submitted and not finished (running + waiting)
         self.served = 0  #: analyses that finished with a result (not those that failed or were dropped)
 
@@ -390,11 +398,36 @@ class Engine:
             fut.cancel()
             raise
 
+    async def probe(self, fn: Callable, *, timeout: float) -> Any:
+        """``fn()`` (an upload's header read) on a probe thread: 503 when ``workers + max_queue`` are in
+        hand already, 504 after ``timeout`` seconds (it reads on to its end: it still counts until then;
+        a client sending headers that take seconds each held every thread Python lends, and then made
+        everyone's requests wait their whole time for a 504)."""
+        with self._lock:
+            if self.probing >= self.workers + self.max_queue:
+                raise ApiError(503, BUSY, {"reading_headers": self.probing}, headers={"Retry-After": "1"})
+            if self._probes is None:
+                self._probes = _DaemonPool(PROBE_THREADS, "ferkit-probe")
+            self.probing += 1
+            fut = self._probes.submit(fn)
+        fut.add_done_callback(self._probed)
+        try:
+            return await asyncio.wait_for(asyncio.wrap_future(fut), max(0.1, timeout))
+        except asyncio.TimeoutError:
+            fut.cancel()  # (a waiting one is dropped; a running one ends on its own)
+            raise ApiError(504, LATE, {"timeout_s": self.timeout}) from None
+
+    def _probed(self, _fut: Future) -> None:
+        with self._lock:
+            self.probing -= 1
+
     def close(self) -> None:
         with self._lock:
             pool, self._pool = self._pool, None
-        if pool is not None:
-            pool.shutdown()
+            probes, self._probes = self._probes, None
+        for p in (pool, probes):
+            if p is not None:
+                p.shutdown()
 
 
 # ---------------------------------------------------------------------------------------
@@ -748,11 +781,7 @@ def create_app(recognizer: Any = None, *, model: str = "default", detector: str 
 
         # off the event loop: a header of a million chunks takes seconds to parse, in which no other
         # request (not even /healthz) would be answered; within the request's time like its analysis
-        try:
-            fmt, w, h = await asyncio.wait_for(asyncio.to_thread(probe),
-                                               max(0.1, timeout - (time.monotonic() - t0)))
-        except asyncio.TimeoutError:
-            raise ApiError(504, LATE, {"timeout_s": timeout}) from None
+        fmt, w, h = await engine.probe(probe, timeout=timeout - (time.monotonic() - t0))
         if w * h > max_pixels:
             raise _too_large(max_pixels, w, h)
         if annotated and max(w, h) > PNG_MAX_SIDE:
