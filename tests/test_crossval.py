@@ -435,7 +435,14 @@ def test_evaluate_a_fold_run_on_its_own_round(ck, cv3, capsys):
     acc = float(next(ln.split()[1] for ln in cap.out.splitlines() if ln.startswith("accuracy")))
     assert acc == pytest.approx(summary["per_fold"][1]["accuracy"], abs=1e-4)  # the number crossval measured
     assert main([*args, "--fold", "0"]) == 0
-    assert "was trained with --fold 1" in capsys.readouterr().err
+    cap = capsys.readouterr()
+    assert "was trained with --fold 1" in cap.err
+    # not said to be its own round, nor its images moved (another round's test fold holds others by design)
+    assert "evaluating on round 0 of 3 folds (fold seed 0) (--folds, --fold-seed from its card" in cap.out
+    assert "the round the model was trained on" not in cap.out and "holds other images" not in cap.err
+    assert main([*args, "--fold", "7"]) == 1  # (refused before a word on the round)
+    cap = capsys.readouterr()
+    assert "--fold must be in 0..2 (--folds 3), got 7" in cap.err and "evaluating on round" not in cap.out
     # the cross-validation's own folder: its rounds named, and crossval-eval (it said only "no model.safetensors")
     assert main(["evaluate", "--model", str(out), "--dataset", "ckplus", "--data", str(ck)]) == 1
     err = capsys.readouterr().err

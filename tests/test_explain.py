@@ -777,3 +777,44 @@ def test_the_terminal_names_every_map_asked_for_up_to_ten(tmp_path, capsys):
         named = line.split("; strongest maps: ")[1].split(", and ")[0].count(" (")
         assert named == min(n, SHOWN_MAPS), line
         assert ("and 2 more (the picture and the JSON have all)" in line) is (n > SHOWN_MAPS)
+
+
+def test_an_onnx_model_is_explained_only_by_its_own_weights(tmp_path):
+    """A model on onnxruntime was reloaded for its gradients by its card's name: a file of one's own whose card
+    kept a shipped name was explained with the shipped weights (their answer, not the file's), in silence. A
+    shipped model's own weights are reloaded; another's are refused, with how to load them."""
+    import shutil
+
+    from ferkit.explain.image import explain_image, torch_model
+    from ferkit.weights import SHIPPED_DIR, load_state
+
+    shipped = ferkit.load_model("zhu_cnn-fer2013", backend="onnx")
+    assert torch_model(shipped).card["name"] == "zhu_cnn-fer2013"
+    mine = tmp_path / "mine.safetensors"
+    shutil.copy(SHIPPED_DIR / "zhu_cnn-fer2013.json", tmp_path / "mine.json")
+    from safetensors.torch import save_file
+
+    state = load_state(SHIPPED_DIR / "zhu_cnn-fer2013.safetensors", shipped.card)
+    save_file({k: (v.flip(0) if v.ndim and v.shape[0] == 7 else v).contiguous() for k, v in state.items()}, str(mine))
+    theirs = ferkit.load_model(str(mine), backend="onnx")
+    with pytest.raises(ferkit.FerkitError, match=r"runs on onnx, and explanations need its PyTorch network: load it "
+                                                 r"with ferkit.load_model\(<its weights>, backend='torch'\)"):
+        explain_image(str(EXAMPLE), None, model=theirs, method="gradcam")
+    own = explain_image(str(EXAMPLE), None, model=ferkit.load_model(str(mine), backend="torch"), method="gradcam")
+    assert own is not None
+
+
+def test_a_map_that_does_not_fire_has_no_peak_and_a_map_named_twice_is_refused(tmp_path, capsys):
+    """A feature map silent on the face got a peak (the corner of its flat projection), a cell and an AU
+    distance made of it; its fields are null now. --map 3,3 projected one map twice."""
+    out = tmp_path / "o"
+    assert main(["explain", str(EXAMPLE), "--layer", "stages.10", "--map", "176,3", "--out", str(out)]) == 0
+    maps = json.loads((out / "astronaut_deconv.json").read_text())["faces"][0]["maps"]
+    silent, firing = maps
+    assert silent["activation"] == 0 and all(silent[k] is None for k in ("cell", "rf_centre_xy", "peak_xy",
+                                                                           "nearest_au", "au_distance"))
+    assert firing["activation"] > 0 and firing["peak_xy"] is not None
+    capsys.readouterr()
+    with pytest.raises(SystemExit):
+        main(["explain", str(EXAMPLE), "--map", "3,3", "--out", str(out)])
+    assert "feature map numbers named more than once" in capsys.readouterr().err

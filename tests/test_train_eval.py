@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import os
 import re
@@ -941,6 +942,21 @@ def test_a_new_run_does_not_overwrite_a_model_or_a_cross_validation_another_verb
     (cv / "crossval.json").write_text("{}")
     with pytest.raises(FerkitError, match="holds a cross-validation already"):
         train(_cfg(out.parent, cv), progress=False, log=lambda s: None)
+    # an interrupted run whose checkpoint is gone: its best weights, config and log were replaced in silence
+    half = tmp_path / "half"
+    half.mkdir()
+    for f in ("best.safetensors", "best.json", "config.json"):
+        shutil.copy(out / f, half / f)
+    for resume in (False, True):
+        with pytest.raises(FerkitError, match=r"holds an earlier run's best weights \(its checkpoint, last.ckpt, is "
+                                              r"gone: it cannot be resumed\) already \(best.safetensors\)"):
+            train(_cfg(out.parent, half), resume=resume, progress=False, log=lambda s: None)
+    # and loaded as a model, it is said to be unfinished (it was taken for a finished one in silence)
+    import ferkit
+
+    with pytest.warns(ferkit.FerkitWarning, match=r"half: an unfinished run \(no model.safetensors\): its best weights "
+                                                  r"so far are used \(best.safetensors, epoch \d+ of \d+ planned\)"):
+        assert ferkit.load_model(str(half)).classes
 
 
 def test_resuming_on_data_of_other_classes_says_so(folder, tmp_path):
@@ -1213,3 +1229,15 @@ def test_training_on_folds_of_single_images_says_they_are_not_subject_independen
                  "--out", str(tmp_path / "r")]) == 0
     assert "folds are of single images, NOT subject-independent" in capsys.readouterr().out
     assert json.loads((tmp_path / "r" / "model.json").read_text())["dataset"]["subject_independent"] is False
+
+
+def test_a_resume_names_the_dataset_options_it_ignores():
+    """Resuming with --clean-from added said only 'ignoring differing: dataset_options' (the option that
+    changes the training images, unnamed); each is named by its flag, with both values."""
+    from ferkit.engine.train import TrainConfig, differences
+
+    given = TrainConfig(model="lite_cnn", dataset="fer2013", data="d", dataset_options={"clean_from": "../ferplus"})
+    saved = TrainConfig(model="lite_cnn", dataset="fer2013", data="d", dataset_options={})
+    assert differences({"dataset_options"}, given, saved) == "--clean-from ('../ferplus'; the run's: None)"
+    assert differences({"dataset_options", "lr"}, dataclasses.replace(given, lr=0.5), saved).endswith(
+        "lr (0.5; the run's: 0.002)")

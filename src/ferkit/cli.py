@@ -728,6 +728,19 @@ def cmd_probe(a: argparse.Namespace) -> int:
     return 0
 
 
+def say_dynamic_int8(model, backend: str | None) -> None:
+    """With --backend onnx-int8, a note where the model runs on dynamic int8 (weights without shipped
+    activation ranges: the user's own): export and evaluate said so, predict and serve did not."""
+    if backend != "onnx-int8":
+        return
+    for m in getattr(model, "members", None) or [model]:
+        quant = (getattr(m, "card", {}).get("onnx") or {}).get("quantization") or {}
+        if quant.get("mode") == "dynamic":
+            print(f"note: {m.name}: no shipped int8 ranges for these weights, so --backend onnx-int8 runs it on dynamic "
+                  f"int8 (activation ranges found at run time); `ferkit export --model {m.name} --int8 static "
+                  f"--dataset ... --data ...` makes a static file calibrated on your images", file=sys.stderr)
+
+
 def _runtime(model) -> str:
     """What computed the numbers: ``torch``, ``onnxruntime``, ``onnxruntime int8 (static)``, or
     for an ensemble its members' joined by `` + ``."""
@@ -770,10 +783,14 @@ def _fold_of_card(a: argparse.Namespace, card: dict) -> None:
             print(f"ferkit: warning: {flag} {given}, but the model was trained with {flag} {opts[key]}: this "
                   f"round's test subjects were among its training ones, so the number overstates it",
                   file=sys.stderr)
+    if a.folds is not None and a.fold is not None and not 0 <= a.fold < a.folds:  # (before anything is said of it)
+        raise FerkitError(f"--fold must be in 0..{a.folds - 1} (--folds {a.folds}), got {a.fold}")
     if taken and a.folds is not None and a.fold is not None:  # (what the header's "test" is: said, not guessed)
         seed = a.fold_seed if a.fold_seed is not None else 0
-        print(f"evaluating on round {a.fold} of {a.folds} folds (fold seed {seed}), the round the model was trained on "
-              f"({', '.join(taken)} from its card; name them for another)")
+        same = all(getattr(a, k) == opts[k] for k in ("folds", "fold", "fold_seed") if k in opts)
+        print(f"evaluating on round {a.fold} of {a.folds} folds (fold seed {seed})"
+              + (", the round the model was trained on" if same else "")
+              + f" ({', '.join(taken)} from its card; name them for another)")
 
 
 def _detect_of_card(a: argparse.Namespace, card: dict) -> None:
@@ -827,14 +844,20 @@ def _warn_moved_test_split(a: argparse.Namespace, card: dict, ds) -> None:
     want = info.get("test_digest")
     if not want or not _card_dataset_is(card, a.dataset) or ds.split != info.get("test_split"):
         return
+    opts = info.get("options") or {}
+    if any(k in opts and getattr(a, k, None) is not None and getattr(a, k) != opts[k]
+           for k in ("folds", "fold", "fold_seed")):  # another round's test fold: other images by design
+        return
     config = (card.get("training") or {}).get("config") or {}
     limit = config.get("limit")
     tested = ds
     if limit and len(ds) > limit:  # trained with --limit: tested then on a subset of the split, all of it now
         from .engine.train import _limit
 
+        reads = (f"{min(a.limit, len(ds))} (--limit {a.limit})" if getattr(a, "limit", None)
+                 else f"all {len(ds)}")
         print(f"note: the model was trained with --limit {limit}, so its card's test number is of {limit} of this "
-              f"split's images; this evaluation reads all {len(ds)}")
+              f"split's images; this evaluation reads {reads}")
         tested = _limit(ds, limit, int(config.get("seed", 0)) + 2)  # (the subset training drew: its digest)
     if split_digest(tested, a.data) != want:
         print(f"ferkit: warning: split {ds.split!r} holds other images than when this model was trained (its card; "
@@ -1291,6 +1314,7 @@ def cmd_serve(a: argparse.Namespace) -> int:
         app = create_app(model=a.model, detector=a.detector, backend=a.backend,
                          max_upload=int(a.max_upload_mb * 2**20),
                          max_pixels=a.max_pixels, timeout=a.timeout, workers=a.workers, max_queue=a.max_queue)
+        say_dynamic_int8(app.state.recognizer.model, a.backend)
         run(app, a.host, a.port, log_level=a.log_level, sock=sock)
     except KeyboardInterrupt:
         pass

@@ -590,6 +590,9 @@ def _predict(a: argparse.Namespace, results_out) -> int:
                      thresholds=thresholds,
                      max_faces=a.max_faces, tta=None if a.tta == "none" else a.tta, smooth=a.smooth,
                      detect_every=a.detect_every)
+    from .cli import say_dynamic_int8
+
+    say_dynamic_int8(rec.model, getattr(a, "backend", None))
     out = Path(a.out) if a.out else None
     # an earlier run's outputs named beside the inputs they were written for (a glob over a folder
     # that holds both): listed as ignored, not read; written over like this run's other outputs

@@ -541,8 +541,16 @@ def _short(m: dict) -> dict:
 def differences(keys, given: TrainConfig, saved: TrainConfig) -> str:
     """The settings ``keys`` in which ``given`` differs from a run's ``saved`` ones, in words:
     ``lr (0.01; the run's: 0.003)`` (long ones by name only)."""
-    return ", ".join(k if k in ("command", "augment", "dataset_options") else
-                     f"{k} ({getattr(given, k)!r}; the run's: {getattr(saved, k)!r})" for k in sorted(keys))
+    said = []
+    for k in sorted(keys):
+        if k == "dataset_options":  # the dataset's options by their flags (--clean-from changes the images)
+            a, b = getattr(given, k) or {}, getattr(saved, k) or {}
+            said += [f"--{o.replace('_', '-')} ({a.get(o)!r}; the run's: {b.get(o)!r})"
+                     for o in sorted(set(a) | set(b)) if a.get(o) != b.get(o)] or [k]
+        else:
+            said.append(k if k in ("command", "augment") else
+                        f"{k} ({getattr(given, k)!r}; the run's: {getattr(saved, k)!r})")
+    return ", ".join(said)
 
 
 CHECKPOINT_KEYS = ("config", "model", "optimizer", "generator", "torch_rng", "history", "epoch", "best_acc",
@@ -733,11 +741,13 @@ def train(cfg: TrainConfig, resume: bool = False, progress: bool | None = None,
     else:
         # a model another verb wrote (average, recalibrate, a finished run's folder without its checkpoint)
         # or a cross-validation: a new run would overwrite it (or mix its files in) without a word
-        held = [f for f in ("model.safetensors", "crossval.json") if (out / f).is_file()]
+        held = [f for f in ("model.safetensors", "crossval.json", "best.safetensors") if (out / f).is_file()]
         if held:
-            raise FerkitError(f"{out} holds {'a model' if held[0] == 'model.safetensors' else 'a cross-validation'} "
-                              f"already ({held[0]}), which a new run would overwrite: choose another --out (or "
-                              f"remove it first)")
+            what = {"model.safetensors": "a model", "crossval.json": "a cross-validation",
+                    "best.safetensors": "an earlier run's best weights (its checkpoint, last.ckpt, is gone: it "
+                                        "cannot be resumed)"}[held[0]]
+            raise FerkitError(f"{out} holds {what} already ({held[0]}), which a new run would overwrite: choose "
+                              f"another --out (or remove it first)")
         if resume:
             log(f"{ckpt_path} not found: starting a new run")
 

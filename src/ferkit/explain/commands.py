@@ -97,6 +97,8 @@ def map_list(text: str) -> list[int]:
             from None
     if any(v < 0 for v in out):
         raise argparse.ArgumentTypeError(f"feature map numbers are 0 or more, got {text!r}")
+    if len(set(out)) < len(out):  # (projected twice, listed twice)
+        raise argparse.ArgumentTypeError(f"feature map numbers named more than once: {text!r}")
     return out
 
 
@@ -113,7 +115,7 @@ def au_analysis_cli(a: argparse.Namespace) -> int:
     if not 0 < a.min_consistency <= 1:
         raise FerkitError(f"--min-consistency must be in (0, 1], got {a.min_consistency}")
     if not 0 < a.radius < float("inf"):  # (checked by analyse too, but only once the split is decoded)
-        raise FerkitError(f"--radius must be a positive number of pixels, got {a.radius}")
+        raise FerkitError(f"--radius must be a positive number of inter-ocular distances, got {a.radius}")
     from ..cli import _dataset_options
     from ..data.readers import READERS, dataset_key
 

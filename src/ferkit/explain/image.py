@@ -70,6 +70,22 @@ def torch_model(model: str | ExpressionModel = "default", device: str = "cpu") -
     if isinstance(model, ExpressionModel) and isinstance(getattr(model, "net", None), torch.nn.Module):
         return model
     name = model if not isinstance(model, ExpressionModel) else model.card.get("name", "default")
+    given = model.card if isinstance(model, ExpressionModel) else None
+    again = (f"{name}: the model given runs on {getattr(model, 'backend', 'onnx')}, and explanations need its PyTorch "
+             f"network: load it with ferkit.load_model(<its weights>, backend='torch')")
+    if given is not None:
+        # reloaded by its card's name only where that names the very weights it runs (its ONNX file in the
+        # cache is named by their sha256): a file of the caller's whose card kept a shipped name was explained
+        # with the shipped weights, another network's answers, in silence
+        from .. import weights as _weights
+
+        src = getattr(model, "path", None)
+        try:
+            same = bool(src) and Path(src).name.split("-")[0] == _weights.sha256(_weights.resolve(name))
+        except (FerkitError, OSError):
+            same = False
+        if not same:
+            raise FerkitError(again)
     try:
         m = load_model(name, device=device, backend="torch")  # type: ignore[call-arg]
     except TypeError:  # a load_model without backends: always PyTorch
@@ -169,7 +185,8 @@ def explain_image(source: Any, out: str | os.PathLike | None, *, model: str | Ex
         if detector != "none" and min_face_size and min_face_size > min(h, w):
             raise FerkitError(f"{name}: no face found: the smallest face searched for (--min-face {min_face_size}) is "
                               f"larger than this {w}x{h} image")
-        raise FerkitError(f"{name}: no face found (try --detector haar, or --detector none if the image is a face "
+        other = "mtcnn" if detector == "haar" else "haar"  # (the hint named the detector just used)
+        raise FerkitError(f"{name}: no face found (try --detector {other}, or --detector none if the image is a face "
                           f"crop)")
     crops, mats = face_crops(rec, rgb, dets)
     # the AU locations are the alignment template's: the nearest AU is named right on a face aligned by its
@@ -214,6 +231,14 @@ def explain_image(source: Any, out: str | os.PathLike | None, *, model: str | Ex
             rows, tiles, titles, marks = [], [render.to_rgb(crops[i])], [f"face {i + 1}: {f['label']}"], [None]
             for j, k in enumerate(idx):
                 r, c = (int(v) for v in proj.positions[j])
+                if not vals[j] > 0:  # a map that does not fire on this face: no cell, peak nor action unit (its
+                    # "peak" was the corner of a flat projection, with an AU distance made of it)
+                    rows.append({"map": int(k), "activation": round(float(vals[j]), 5), "cell": None,
+                                 "rf_centre_xy": None, "peak_xy": None, "nearest_au": None, "au_distance": None})
+                    tiles.append(render.projection_image(proj.images[j].numpy()))
+                    titles.append(f"map {k}: 0 (silent)")
+                    marks.append(None)
+                    continue
                 au, dist = _nearest_au(pk[j], size)
                 rows.append({"map": int(k), "activation": round(float(vals[j]), 5), "cell": [r, c],
                              "rf_centre_xy": np.round(centres[r, c], 2).tolist(),

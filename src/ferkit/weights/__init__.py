@@ -18,6 +18,7 @@ an alias may name an ensemble ``a+b`` (:func:`ferkit.load_model` averages its me
 from __future__ import annotations
 
 import hashlib
+import contextlib
 import json
 import math
 import os
@@ -296,6 +297,22 @@ def shipped() -> list[dict]:
     return out
 
 
+def _unfinished(run: Path) -> None:
+    """Say that a run folder without its model.safetensors is an unfinished run whose best weights so far
+    are used (it was taken as a finished model in silence)."""
+    import warnings
+
+    from ..errors import FerkitWarning
+
+    so_far = ""
+    with contextlib.suppress(OSError, ValueError, TypeError, KeyError, AttributeError):
+        best = json.loads((run / "best.json").read_text()).get("best_epoch")
+        planned = json.loads((run / "config.json").read_text()).get("epochs")
+        so_far = f", epoch {best} of {planned} planned" if best and planned else f", epoch {best}" if best else ""
+    warnings.warn(f"{run}: an unfinished run (no model.safetensors): its best weights so far are used (best.safetensors"
+                  f"{so_far}); `ferkit train ... --out {run} --resume` finishes it", FerkitWarning, stacklevel=3)
+
+
 def resolve(name_or_path: str | os.PathLike) -> Path:
     """Path of the ``.safetensors`` file for a shipped name, an alias, a file or a run folder."""
     s = str(name_or_path)
@@ -310,9 +327,11 @@ def resolve(name_or_path: str | os.PathLike) -> Path:
         return SHIPPED_DIR / f"{s}.safetensors"
     p = Path(s).expanduser()
     if p.is_dir():
-        for cand in ("model.safetensors", "best.safetensors"):
-            if (p / cand).exists():
-                return p / cand
+        if (p / "model.safetensors").exists():
+            return p / "model.safetensors"
+        if (p / "best.safetensors").exists():
+            _unfinished(p)
+            return p / "best.safetensors"
         rounds = sorted(d.name for d in p.glob("fold[0-9][0-9]") if (d / "model.safetensors").is_file())
         if (p / "crossval.json").is_file() or rounds:  # a cross-validation: a model per round, none of its own
             which = f" ({', '.join(rounds[:3])}{', ...' if len(rounds) > 3 else ''})" if rounds else ""
