@@ -736,8 +736,8 @@ def say_dynamic_int8(model, backend: str | None) -> None:
     for m in getattr(model, "members", None) or [model]:
         quant = (getattr(m, "card", {}).get("onnx") or {}).get("quantization") or {}
         if quant.get("mode") == "dynamic":
-            print(f"note: {m.name}: no shipped int8 ranges for these weights, so --backend onnx-int8 runs it on dynamic "
-                  f"int8 (activation ranges found at run time); `ferkit export --model {m.name} --int8 static "
+            print(f"note: {m.name}: no shipped int8 ranges for these weights, so --backend onnx-int8 runs it on "
+                  f"dynamic int8 (activation ranges found at run time); `ferkit export --model {m.name} --int8 static "
                   f"--dataset ... --data ...` makes a static file calibrated on your images", file=sys.stderr)
 
 
