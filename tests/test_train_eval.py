@@ -81,6 +81,9 @@ def test_evaluate_never_writes_over_its_inputs(trained, folder, tmp_path, capsys
                        (["--plot", str(folder / "test" / "happy" / "c.png")], "inside the --data folder"),
                        (["--json", str(out / "model.json")], "is a file of --model"),
                        (["--json", str(out / "best.json")], "is a file of --model"),
+                       # the run's training record too (--predictions log.csv replaced the training log)
+                       (["--predictions", str(out / "log.csv")], "(its weights, card or training record)"),
+                       (["--json", str(out / "config.json")], "(its weights, card or training record)"),
                        (["--json", str(tmp_path / "s.png"), "--plot", str(tmp_path / "s.png")], "the same file as")):
         assert main(base + extra) == 1, extra
         assert msg in capsys.readouterr().err, extra

@@ -999,6 +999,10 @@ def _replacing(path: str) -> str:
     return " (replacing the earlier file)" if Path(path).is_file() else ""
 
 
+#: the files of a run folder that record its training (not to be written over by an evaluation's outputs)
+RUN_RECORD = ("config.json", "log.csv", "log.json", "last.ckpt", "curves.png", "crossval.json")
+
+
 def _outputs_are_not_inputs(outputs: list[tuple[str, str]], data: str | None, model: str | None) -> None:
     """Refuse output files that would destroy an input: the ``--data`` file, anything inside the
     ``--data`` folder (a plot there would be read as an image of the dataset next time), the
@@ -1012,9 +1016,13 @@ def _outputs_are_not_inputs(outputs: list[tuple[str, str]], data: str | None, mo
             return set()
         if m.is_dir():
             weights = [m / f for f in os.listdir(m) if f.endswith((".safetensors", ".onnx"))]
+            # a run folder's record of its training: its settings, log and checkpoint (--predictions log.csv
+            # replaced the training log)
+            record = {resolved_path(m / f) for f in RUN_RECORD if (m / f).exists()}
         else:
+            record = set()
             weights = [m.with_suffix(".safetensors") if m.suffix == ".json" else m]
-        own = set()
+        own = set(record)
         for w in weights:  # each named as given (a link's card lies beside the link) and resolved
             cards = [w.with_suffix(".json")] if w.suffix == ".safetensors" else []
             for f in [w, *cards, w.with_name(w.name + ".json")]:
@@ -1034,7 +1042,8 @@ def _outputs_are_not_inputs(outputs: list[tuple[str, str]], data: str | None, mo
                                                       "inside the --data folder (the dataset's own files): write "
                                                       "it elsewhere"))
         if p in own:
-            raise FerkitError(f"{option} {path}: is a file of --model {model} (its weights or card)")
+            raise FerkitError(f"{option} {path}: is a file of --model {model} (its weights, card or training "
+                              f"record)")
 
 
 def cmd_predict(a: argparse.Namespace) -> int:
