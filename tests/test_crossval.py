@@ -292,6 +292,9 @@ def test_train_with_init_starts_from_the_weights(ck, tmp_path):
                       dataset_options={"folds": 3, "fold": 0}), progress=False, log=lines.append)
     assert any(ln.startswith("init from mini_xception-fer2013: ") for ln in lines)
     assert card["training"]["config"]["init"] == "mini_xception-fer2013"
+    from ferkit import weights as _w  # the weights started from, by content (a run folder named may change)
+
+    assert card["training"]["init_sha256"] == _w.sha256(_w.resolve("mini_xception-fer2013"))
     # one epoch at lr 1e-4 leaves the network near the weights it started from, far from a fresh one
     from safetensors.torch import load_file
 

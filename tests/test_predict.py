@@ -749,6 +749,16 @@ def test_the_whole_runs_json_and_csv_inside_out_do_not_take_an_inputs_outputs(tm
     assert (out / "clip.csv").read_text().count(str(EXAMPLE)) == 1  # the run's CSV, the photo's row in it
 
 
+def test_json_and_csv_written_over_an_earlier_file_say_so(tmp_path, capsys):
+    """predict --json over a file that was there replaced it without a word (evaluate and export say it)."""
+    js, table = tmp_path / "r.json", tmp_path / "r.csv"
+    assert main(["predict", str(EXAMPLE), "--quiet", "--json", str(js), "--csv", str(table)]) == 0
+    assert "replacing" not in capsys.readouterr().err
+    assert main(["predict", str(EXAMPLE), "--quiet", "--json", str(js), "--csv", str(table)]) == 0
+    err = capsys.readouterr().err
+    assert f"--json {js}: replacing the earlier file" in err and f"--csv {table}: replacing the earlier file" in err
+
+
 def test_videos_and_photos_with_one_name_keep_their_own_outputs(tmp_path):
     # one.avi, one.mp4 and one.png to one --out: three sets of outputs (the videos' overwrote each
     # other's and the photo's JSON, with exit 0)

@@ -174,6 +174,12 @@ def lost_frame_card(shape: tuple[int, ...], index: int, why: str) -> np.ndarray:
     return card
 
 
+def _say_replaced(option: str, path: str) -> None:
+    """A note when --json or --csv writes over a file that was there (as evaluate and export say it)."""
+    if Path(path).is_file():
+        print(f"ferkit: note: {option} {shown(path)}: replacing the earlier file", file=sys.stderr)
+
+
 #: lost frames after the last frame read that get a card each in the annotated video, at most (a recording
 #: cut short after its first minute lost an hour of frames: an hour of cards would take minutes to write)
 TAIL_CARDS = 250
@@ -777,6 +783,7 @@ def _predict(a: argparse.Namespace, results_out) -> int:
         if a.json == STDOUT:
             stdout_text = text
         else:
+            _say_replaced("--json", a.json)
             Path(a.json).parent.mkdir(parents=True, exist_ok=True)
             Path(a.json).write_text(text)
     if a.csv:
@@ -784,6 +791,7 @@ def _predict(a: argparse.Namespace, results_out) -> int:
         if a.csv == STDOUT:
             write_to_stdout(results_out, lambda f: write_csv(rows, f, rec.classes))
         else:
+            _say_replaced("--csv", a.csv)
             Path(a.csv).parent.mkdir(parents=True, exist_ok=True)
             write_csv(rows, a.csv, rec.classes)
     if stdout_text is not None:

@@ -860,7 +860,10 @@ def train(cfg: TrainConfig, resume: bool = False, progress: bool | None = None,
         "training": {"command": cfg.command, **code, "ferkit_version": __version__,
                      "torch_version": torch.__version__, "device": str(device),
                      "machine": f"{platform.machine()} {os.cpu_count()} cpu", "config": asdict(cfg),
-                     **({"segments": segments} if len(segments) > 1 else {})},
+                     **({"segments": segments} if len(segments) > 1 else {}),
+                     # the weights --init and --teacher named, by content (a run folder named may change later)
+                     **({"init_sha256": _teacher_digest(cfg.init)[0]} if cfg.init else {}),
+                     **({"teacher_sha256": _teacher_digest(cfg.teacher)} if cfg.teacher else {})},
     }
     nparams = count_params(model)
     log(f"training {cfg.model} {cfg.model_kwargs or ''} ({nparams:,} params) on {cfg.dataset}: "
