@@ -818,3 +818,7 @@ def test_a_map_that_does_not_fire_has_no_peak_and_a_map_named_twice_is_refused(t
     with pytest.raises(SystemExit):
         main(["explain", str(EXAMPLE), "--map", "3,3", "--out", str(out)])
     assert "feature map numbers named more than once" in capsys.readouterr().err
+    # --min-face with --detector none: said to do nothing (it was taken in silence)
+    assert main(["explain", str(EXAMPLE), "--detector", "none", "--min-face", "100", "--method", "gradcam", "--out",
+                 str(tmp_path / "g")]) == 0
+    assert "--min-face does nothing with --detector none" in capsys.readouterr().err

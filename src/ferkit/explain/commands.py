@@ -28,6 +28,8 @@ def explain_cli(a: argparse.Namespace) -> int:
                           f"as an image can be explained)")
     if a.method != "deconv" and a.maps is not None:
         print(f"note: --maps is for --method deconv; {a.method} draws one map per face", file=sys.stderr)
+    if a.detector == "none" and a.min_face is not None:  # (taken in silence: no face is searched for)
+        print("note: --min-face does nothing with --detector none (the image is taken as the face)", file=sys.stderr)
     if a.map_ids is not None and a.maps is not None:
         raise FerkitError("--map names the maps, --maps asks for the strongest K: give one of them")
     if a.map_ids is not None and a.method != "deconv":  # (before the model loads)
