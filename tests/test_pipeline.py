@@ -814,8 +814,15 @@ def test_stream_takes_a_capture_or_frames_the_caller_reads(rec, tmp_path):
     kept = [r.image.copy() for r in rec.stream(reused())]
     assert not (kept[0] == kept[2]).all()
     # what it refuses, in words
-    with pytest.raises(FerkitError, match=r"frame 1 is None"):
-        list(rec.stream([frames[0], None]))
+    # a frame that is None or empty (a camera read that failed) is skipped, its number kept (the stream ended
+    # there, and an app's tracks with it); said at the first, and the count at the end
+    with warnings.catch_warnings(record=True) as said:
+        warnings.simplefilter("always")
+        got = list(rec.stream([frames[0], None, np.zeros((0, 0, 3), np.uint8), frames[1]], fps=10))
+    assert [(r.frame, r.time) for r in got] == [(0, 0.0), (3, 0.3)] and got[1].faces[0].track_id == 1
+    told = [str(w.message) for w in said if issubclass(w.category, ferkit.FerkitWarning)]
+    assert len(told) == 2 and "frame 1 is None (a camera read that failed?): skipped" in told[0]
+    assert told[1] == "frames: 2 frames skipped in all (None or empty)"
     with pytest.raises(FerkitError, match=r"frames\[0\]: not an image"):
         list(rec.stream([b"not an image"]))
     with pytest.raises(FerkitError, match="not open"):

@@ -621,13 +621,23 @@ class _FrameSource:
                 rgb = cv2.cvtColor(bgr, cv2.COLOR_GRAY2RGB if bgr.ndim == 2 else cv2.COLOR_BGR2RGB)
                 yield idx, t, rgb
                 idx += 1
+        skipped = 0
         for idx, frame in enumerate(self.source):
-            if frame is None:
-                raise FerkitError(f"{self.name}: frame {idx} is None (a camera read that failed?): give images only")
+            if frame is None or (isinstance(frame, np.ndarray) and frame.size == 0):
+                # a camera read that failed: skipped, its number kept (the stream ended there, and an app's
+                # tracks with it); said at the first, and the count at the end
+                if not skipped:
+                    warnings.warn(f"{self.name}: frame {idx} is {'None' if frame is None else 'empty'} (a camera "
+                                  f"read that failed?): skipped, as any more such will be", FerkitWarning,
+                                  stacklevel=3)
+                skipped += 1
+                continue
             rgb = read_image(frame, mode="RGB", name=f"{self.name}[{idx}]")
             if isinstance(frame, np.ndarray) and np.may_share_memory(rgb, frame):
                 rgb = rgb.copy()
             yield idx, (idx / self.fps if self.fps else None), rgb
+        if skipped > 1:
+            warnings.warn(f"{self.name}: {skipped} frames skipped in all (None or empty)", FerkitWarning, stacklevel=3)
 
     def close(self) -> None:  # (the capture and the iterable are the caller's)
         pass
