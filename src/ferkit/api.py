@@ -229,10 +229,9 @@ class EnsembleModel(ExpressionModel):
         return probs / len(self.members)
 
     def release_memory(self) -> None:
-        for m in self.members:
-            release = getattr(m, "release_memory", None)  # (a member of the caller's may lack it)
-            if callable(release):
-                release()
+        from .runtime.memory import release
+
+        release(*self.members)
 
 
 def _params(m: ExpressionModel) -> int:

@@ -260,12 +260,9 @@ class Recognizer:
         For long-running processes; the next large image grows them again (about 0.1 s after a
         2048x2048 photo of 900 faces, which left 1 GB held). Safe while other threads analyse. True
         where the heap was trimmed, False where there is no glibc (the arenas are shrunk anyway)."""
-        from .runtime.memory import trim_heap
+        from .runtime.memory import release, trim_heap
 
-        for part in (self.detector, self.model):
-            release = getattr(part, "release_memory", None)  # (a detector or model of the caller's may lack it)
-            if callable(release):
-                release()
+        release(self.detector, self.model)
         return trim_heap()
 
     # -- the steps -------------------------------------------------------------------------
@@ -550,11 +547,10 @@ class Recognizer:
                 if max_frames is not None and n >= max_frames:
                     break
             if reader is not source and isinstance(reader, VideoReader) and reader.errors:
-                ended = [why for _, why in reader.errors if why.startswith(VideoReader.CAMERA_STOPPED)]
+                ended = [e for e in reader.errors if e[1].startswith(VideoReader.CAMERA_STOPPED)]
                 if ended:  # (the stream's end, not a frame lost)
-                    warnings.warn(f"{reader.name}: {ended[0]}", FerkitWarning, stacklevel=2)
-                lost = frame_failures(reader.name, [e for e in reader.errors
-                                                    if not e[1].startswith(VideoReader.CAMERA_STOPPED)], every)
+                    warnings.warn(f"{reader.name}: {ended[0][1]}", FerkitWarning, stacklevel=2)
+                lost = frame_failures(reader.name, [e for e in reader.errors if e not in ended], every)
                 if lost:
                     warnings.warn(f"{reader.name}: {sum(f.lost for f in lost)} frame(s) not analysed: "
                                   + "; ".join(f"{f.span}: {f.error}" for f in lost[:5])

@@ -70,10 +70,7 @@ def torch_model(model: str | ExpressionModel = "default", device: str = "cpu") -
     if isinstance(model, ExpressionModel) and isinstance(getattr(model, "net", None), torch.nn.Module):
         return model
     name = model if not isinstance(model, ExpressionModel) else model.card.get("name", "default")
-    given = model.card if isinstance(model, ExpressionModel) else None
-    again = (f"{name}: the model given runs on {getattr(model, 'backend', 'onnx')}, and explanations need its PyTorch "
-             f"network: load it with ferkit.load_model(<its weights>, backend='torch')")
-    if given is not None:
+    if isinstance(model, ExpressionModel) and getattr(model, "backend", None) != "ensemble":  # (said below)
         # reloaded by its card's name only where that names the very weights it runs (its ONNX file in the
         # cache is named by their sha256): a file of the caller's whose card kept a shipped name was explained
         # with the shipped weights, another network's answers, in silence
@@ -85,7 +82,9 @@ def torch_model(model: str | ExpressionModel = "default", device: str = "cpu") -
         except (FerkitError, OSError):
             same = False
         if not same:
-            raise FerkitError(again)
+            raise FerkitError(f"{name}: the model given runs on {getattr(model, 'backend', 'onnx')}, and explanations "
+                              f"need its PyTorch network: load it with ferkit.load_model(<its weights>, "
+                              f"backend='torch')")
     try:
         m = load_model(name, device=device, backend="torch")  # type: ignore[call-arg]
     except TypeError:  # a load_model without backends: always PyTorch

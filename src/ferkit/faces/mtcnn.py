@@ -677,9 +677,8 @@ class MTCNN:
             if self._one is not None:
                 sessions.append(self._one[key])
             size = {"pnet": 12, "rnet": 24, "onet": 48}[key]
-            window = np.zeros((1, size, size, 3), np.uint8)
-            x = pnet_input(window[0]) if key == "pnet" else _patches(window[0], np.array([[0, 0, size - 1, size - 1]]),
-                                                                      size)
+            window = np.zeros((size, size, 3), np.uint8)
+            x = pnet_input(window) if key == "pnet" else _patches(window, np.array([[0, 0, size - 1, size - 1]]), size)
             for s in sessions:
                 shrink_arena(s, {s.get_inputs()[0].name: x})
 

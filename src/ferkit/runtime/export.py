@@ -404,8 +404,8 @@ def export_onnx(model_or_name: Any, path: str | os.PathLike, *, opset: int = DEF
                               f"{path}") from None
         quant["note"] = ("max_abs_diff measured on random images; the card's `metrics` are the float32 model's: "
                          f"measure this file's with `ferkit evaluate --model {Path(path).name} ...` (the file itself: "
-                         "`--model M --backend onnx-int8` runs the shipped ranges of M's weights where ferkit has them, "
-                         "else dynamic int8; on FER2013: the default's in docs/benchmarks_classifier.md, "
+                         "`--model M --backend onnx-int8` runs the shipped ranges of M's weights where ferkit has "
+                         "them, else dynamic int8; on FER2013: the default's in docs/benchmarks_classifier.md, "
                          "lite_plain-fer2013's in docs/results/fer2013-lite_plain-fer2013-int8-*.json)")
 
     card = {k: v for k, v in model.card.items() if k != "onnx"}

@@ -33,10 +33,20 @@ def trim_heap() -> bool:
     return True
 
 
+def release(*parts: Any) -> None:
+    """Each part's ``release_memory()``, where it has one (a detector, model or recognizer of the caller's
+    may lack it)."""
+    for part in parts:
+        method = getattr(part, "release_memory", None)
+        if callable(method):
+            method()
+
+
 def shrink_arena(session: Any, feeds: dict) -> None:
     """Run an onnxruntime ``session`` once on ``feeds`` (keep them tiny) with arena shrinkage on: the
-    CPU arena's regions not in use (a CUDA session's GPU arena is left as it is), the ones a large input made it grow, go back to the system. Safe
-    beside other threads' runs of the same session (the regions they use are kept)."""
+    CPU arena's regions not in use, the ones a large input made it grow, go back to the system (a
+    CUDA session's GPU arena is left as it is). Safe beside other threads' runs of the same session
+    (the regions they use are kept)."""
     global _SHRINK
     if _SHRINK is None:
         import onnxruntime as ort

@@ -140,17 +140,15 @@ class ApiError(Exception):
 TRIM_PIXELS = 4_000_000
 
 
-
-
 def _release(recognizer: Any) -> None:
     """The recognizer's :meth:`~ferkit.Recognizer.release_memory`, where it has one; a failure there is
     logged, not answered (the image's analysis is done, and its answer stands)."""
-    release = getattr(recognizer, "release_memory", None)
-    if callable(release):
-        try:
-            release()
-        except Exception as e:  # (onnxruntime's own exception types too)
-            log.warning("releasing memory after a large image failed: %s", e)
+    from ..runtime.memory import release
+
+    try:
+        release(recognizer)
+    except Exception as e:  # (onnxruntime's own exception types too)
+        log.warning("releasing memory after a large image failed: %s", e)
 
 
 def error_response(status: int, error: str, detail: Any = None, headers: dict[str, str] | None = None) -> JSONResponse:

@@ -17,8 +17,8 @@ an alias may name an ensemble ``a+b`` (:func:`ferkit.load_model` averages its me
 
 from __future__ import annotations
 
-import hashlib
 import contextlib
+import hashlib
 import json
 import math
 import os
@@ -309,8 +309,9 @@ def _unfinished(run: Path) -> None:
         best = json.loads((run / "best.json").read_text()).get("best_epoch")
         planned = json.loads((run / "config.json").read_text()).get("epochs")
         so_far = f", epoch {best} of {planned} planned" if best and planned else f", epoch {best}" if best else ""
-    warnings.warn(f"{run}: an unfinished run (no model.safetensors): its best weights so far are used (best.safetensors"
-                  f"{so_far}); `ferkit train ... --out {run} --resume` finishes it", FerkitWarning, stacklevel=3)
+    warnings.warn(f"{run}: an unfinished run (no model.safetensors): its best weights so far are used "
+                  f"(best.safetensors{so_far}); `ferkit train ... --out {run} --resume` finishes it", FerkitWarning,
+                  stacklevel=3)
 
 
 def resolve(name_or_path: str | os.PathLike) -> Path:
